@@ -1,0 +1,172 @@
+"""Command-line entry points. Argument parsing only: each command hands off to its module.
+
+Imports of the heavy parts (Textual, the sandbox) happen inside the commands, so
+`portfwd forward` never pays for the TUI and `portfwd --help` is instant.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from portfwd import __version__
+from portfwd.errors import PortfwdError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _fail(message: str, code: int = 1) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def _run(fn: Callable[[], int]) -> None:
+    """Run a command body: expected failures become one line on stderr and exit 1."""
+    try:
+        code = fn()
+    except PortfwdError as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        code = 130
+    sys.exit(code)
+
+
+def _kube_options(fn: F) -> F:
+    fn = click.option(
+        "-n", "--namespace", default=None, help="Namespace (default: the context's namespace)."
+    )(fn)
+    fn = click.option(
+        "--context", default=None, help="Kubeconfig context (default: current-context)."
+    )(fn)
+    fn = click.option(
+        "--kubeconfig",
+        default=None,
+        metavar="FILE",
+        help="Kubeconfig file (default: $KUBECONFIG, then ~/.kube/config).",
+    )(fn)
+    return fn
+
+
+@click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="portfwd")
+@_kube_options
+@click.option("--state", "state_file", default=None, metavar="FILE", help="Session state file.")
+@click.option("--no-restore", is_flag=True, help="Do not restart the saved session's forwards.")
+@click.pass_context
+def cli(
+    ctx: click.Context,
+    kubeconfig: str | None,
+    context: str | None,
+    namespace: str | None,
+    state_file: str | None,
+    no_restore: bool,
+) -> None:
+    """portfwd: every Kubernetes port-forward you need, in one window.
+
+    With no command, opens the dashboard.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+
+    def body() -> int:
+        from portfwd.tui.run import run_tui
+
+        return run_tui(
+            kubeconfig=kubeconfig,
+            context=context,
+            namespace=namespace,
+            state_file=Path(state_file) if state_file else None,
+            restore=not no_restore,
+        )
+
+    _run(body)
+
+
+@cli.command()
+@_kube_options
+@click.option(
+    "--address",
+    "addresses",
+    default="localhost",
+    show_default=True,
+    help="Comma-separated local addresses to listen on (localhost = 127.0.0.1 and ::1).",
+)
+@click.argument("target")
+@click.argument("ports", nargs=-1, required=True)
+def forward(
+    kubeconfig: str | None,
+    context: str | None,
+    namespace: str | None,
+    addresses: str,
+    target: str,
+    ports: tuple[str, ...],
+) -> None:
+    """Forward local ports to TARGET, like `kubectl port-forward`, without a UI.
+
+    TARGET is pod/NAME, svc/NAME, deploy/NAME, sts/NAME or a bare pod NAME.
+    PORTS are [LOCAL:]REMOTE: `8080:80`, `80`, `:80` (free local port), `8443:https`.
+    """
+
+    def body() -> int:
+        from portfwd.headless import run_forward
+
+        return run_forward(
+            kubeconfig=kubeconfig,
+            context=context,
+            namespace=namespace,
+            addresses=addresses,
+            target=target,
+            ports=list(ports),
+        )
+
+    _run(body)
+
+
+@cli.command()
+@click.option(
+    "--kubeconfig-out",
+    default=None,
+    metavar="FILE",
+    help="Where to write the sandbox's kubeconfig (default: a file in a temporary dir).",
+)
+@click.option(
+    "--topology",
+    default=None,
+    metavar="FILE",
+    help="YAML topology (namespaces, workloads, services, backends); default: the demo one.",
+)
+@click.option("--port", default=0, show_default=True, help="API server port (0: a free one).")
+def sandbox(kubeconfig_out: str | None, topology: str | None, port: int) -> None:
+    """Run the built-in local Kubernetes API server (no cluster needed) in the foreground."""
+
+    def body() -> int:
+        from portfwd.sandbox.main import serve
+
+        return serve(
+            kubeconfig_out=Path(kubeconfig_out) if kubeconfig_out else None,
+            topology=Path(topology) if topology else None,
+            port=port,
+        )
+
+    _run(body)
+
+
+@cli.command()
+@click.option("--topology", default=None, metavar="FILE", help="Sandbox topology YAML.")
+def demo(topology: str | None) -> None:
+    """Start the built-in sandbox cluster and open the dashboard on it."""
+
+    def body() -> int:
+        from portfwd.demo import run_demo
+
+        return run_demo(topology=Path(topology) if topology else None)
+
+    _run(body)
+
+
+def main() -> None:
+    cli(prog_name="portfwd")

@@ -1,0 +1,1 @@
+"""Talking to a cluster: kubeconfig, credentials, REST/watch/WebSocket, target resolution."""

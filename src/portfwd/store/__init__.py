@@ -1,0 +1,1 @@
+"""What survives a restart: session state, written atomically."""

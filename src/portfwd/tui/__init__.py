@@ -1,0 +1,1 @@
+"""The Textual dashboard: views only, driven by the engine's events."""
