@@ -1,0 +1,582 @@
+"""A lean kubeconfig loader that follows kubectl's (client-go ``clientcmd``) rules.
+
+* Which files: ``--kubeconfig`` (one file, must exist) beats ``KUBECONFIG`` (a list joined by
+  ``os.pathsep``; missing files are skipped, duplicates ignored) beats ``~/.kube/config``. With
+  none of them present but ``KUBERNETES_SERVICE_HOST``/``PORT`` set, the in-cluster service
+  account is used.
+* Merging: the first file that defines a cluster/context/user *name* wins the whole entry; the
+  first file that sets ``current-context`` wins. Relative paths (certificate-authority,
+  client-certificate, client-key, tokenFile, an exec command containing a ``/``) are resolved
+  against the directory of the file that names them, before merging.
+* Namespace: ``-n`` beats the context's ``namespace`` beats ``default``.
+
+Deliberate deviations from kubectl, both toward a clear error instead of a silent surprise: a
+context naming a missing cluster is an error (kubectl falls back to localhost:8080), and so is
+one naming a missing user (kubectl goes on anonymously).
+
+Everything here is synchronous file I/O: callers on the event loop use ``asyncio.to_thread``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import ssl
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from portfwd.errors import ConfigError
+from portfwd.kube.auth import (
+    AuthProvider,
+    Credentials,
+    ExecPlugin,
+    UserAuth,
+    WatchedFile,
+    parse_exec_config,
+)
+from portfwd.kube.tls import build_ssl_context
+
+DEFAULT_SERVICEACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+IN_CLUSTER = "in-cluster"
+_SSL_CACHE_MAX = 4
+
+
+@dataclass(frozen=True)
+class ContextInfo:
+    name: str
+    cluster: str
+    user: str
+    namespace: str | None
+
+
+@dataclass(frozen=True)
+class ClusterConnection:
+    """Everything needed to reach one cluster as one user; credentials come from ``auth``."""
+
+    context: str
+    cluster: str
+    user: str
+    server: str  # base URL, no trailing slash
+    namespace: str
+    ca_pem: bytes | None = field(repr=False)
+    insecure_skip_tls_verify: bool
+    tls_server_name: str | None
+    proxy_url: str | None
+    auth: AuthProvider
+    _ssl_cache: dict[tuple[bytes | None, bytes | None], ssl.SSLContext] = field(
+        default_factory=dict, init=False, repr=False, compare=False, hash=False
+    )
+
+    @property
+    def server_hostname(self) -> str | None:
+        """The name to verify in the server's certificate (aiohttp ``server_hostname``)."""
+        return self.tls_server_name
+
+    def ssl_context(self, creds: Credentials) -> ssl.SSLContext | None:
+        """TLS settings for ``creds`` (None for an ``http://`` server); cached per client cert."""
+        if not self.server.lower().startswith("https://"):
+            return None
+        key = (creds.client_cert_pem, creds.client_key_pem)
+        ctx = self._ssl_cache.get(key)
+        if ctx is None:
+            ctx = build_ssl_context(
+                ca_pem=self.ca_pem,
+                insecure_skip_tls_verify=self.insecure_skip_tls_verify,
+                client_cert_pem=creds.client_cert_pem,
+                client_key_pem=creds.client_key_pem,
+                where=f'cluster "{self.cluster}", user "{self.user}"',
+            )
+            if len(self._ssl_cache) >= _SSL_CACHE_MAX:
+                self._ssl_cache.clear()  # rotated certificates: old contexts are dead weight
+            self._ssl_cache[key] = ctx
+        return ctx
+
+
+# --------------------------------------------------------------------------- files and merging
+
+
+def _show(path: Path, home: Path | None) -> str:
+    """A path as the user would type it (``~/.kube/config``)."""
+    if home is not None:
+        try:
+            return "~/" + str(path.relative_to(home))
+        except ValueError:
+            pass
+    return str(path)
+
+
+@dataclass
+class _Entry:
+    name: str
+    body: dict[str, Any]
+    origin: Path  # the kubeconfig file that defined it
+
+
+@dataclass
+class _Merged:
+    files: list[Path]
+    home: Path | None
+    clusters: dict[str, _Entry] = field(default_factory=dict)
+    contexts: dict[str, _Entry] = field(default_factory=dict)
+    users: dict[str, _Entry] = field(default_factory=dict)
+    current_context: str | None = None
+    current_context_origin: Path | None = None
+
+    def where(self) -> str:
+        return ", ".join(_show(p, self.home) for p in self.files)
+
+    def show(self, path: Path) -> str:
+        return _show(path, self.home)
+
+
+def _home(env: Mapping[str, str]) -> Path | None:
+    home = env.get("HOME")
+    if home:
+        return Path(home)
+    try:
+        return Path.home()
+    except RuntimeError:
+        return None
+
+
+def _expand(raw: str, home: Path | None) -> Path:
+    if home is not None and (raw == "~" or raw.startswith("~/")):
+        return home / raw[2:]
+    return Path(os.path.expanduser(raw))
+
+
+def _locate(raw: str, home: Path | None) -> Path:
+    """A kubeconfig path from the command line or KUBECONFIG: relative to the working dir."""
+    return Path(os.path.abspath(_expand(raw, home)))
+
+
+def _find_files(kubeconfig: str | None, env: Mapping[str, str]) -> tuple[list[Path], str]:
+    """Kubeconfig files to merge, and how to say where we looked (for the not-found error)."""
+    home = _home(env)
+    if kubeconfig:
+        path = _locate(kubeconfig, home)
+        if not path.exists():
+            raise ConfigError(
+                f"kubeconfig {kubeconfig} (from --kubeconfig) does not exist; check the path"
+            )
+        return [path], kubeconfig
+    listed = env.get("KUBECONFIG", "")
+    if listed:
+        seen: list[Path] = []
+        for part in listed.split(os.pathsep):
+            if not part:
+                continue
+            path = _locate(part, home)
+            if path not in seen:
+                seen.append(path)
+        return [p for p in seen if p.exists()], f"KUBECONFIG={listed}"
+    default = (home or Path("~")) / ".kube" / "config"
+    return ([default] if default.exists() else []), _show(default, home)
+
+
+def _read_yaml(path: Path, home: Path | None) -> dict[str, Any]:
+    shown = _show(path, home)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except PermissionError:
+        raise ConfigError(
+            f"cannot read kubeconfig {shown}: permission denied; fix its permissions"
+        ) from None
+    except IsADirectoryError:
+        raise ConfigError(f"kubeconfig {shown} is a directory, not a file") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"kubeconfig {shown} is not UTF-8 text") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read kubeconfig {shown}: {exc.strerror or exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or "syntax error"
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ConfigError(f"kubeconfig {shown} is not valid YAML{at}: {problem}") from None
+    if data is None:
+        return {}  # kubectl treats an empty file as an empty config
+    if not isinstance(data, dict):
+        raise ConfigError(f"kubeconfig {shown} is not a kubeconfig (expected a YAML mapping)")
+    return data
+
+
+def _named_list(data: dict[str, Any], key: str, body_key: str, shown: str) -> list[_Entry]:
+    raw = data.get(key)
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise ConfigError(f'kubeconfig {shown}: "{key}" must be a list')
+    entries = []
+    for item in raw:
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+            raise ConfigError(f'kubeconfig {shown}: every entry of "{key}" needs a name')
+        body = item.get(body_key)
+        if body is None:
+            body = {}
+        if not isinstance(body, dict):
+            raise ConfigError(
+                f'kubeconfig {shown}: {key} entry "{item["name"]}" has a {body_key} '
+                "that is not a mapping"
+            )
+        entries.append(_Entry(item["name"], body, Path()))
+    return entries
+
+
+def _merge(files: list[Path], home: Path | None) -> _Merged:
+    merged = _Merged(files=files, home=home)
+    for path in files:
+        shown = _show(path, home)
+        data = _read_yaml(path, home)
+        for key, body_key, target in (
+            ("clusters", "cluster", merged.clusters),
+            ("contexts", "context", merged.contexts),
+            ("users", "user", merged.users),
+        ):
+            for entry in _named_list(data, key, body_key, shown):
+                if entry.name not in target:  # the first file to define a name wins
+                    entry.origin = path
+                    target[entry.name] = entry
+        current = data.get("current-context")
+        if merged.current_context is None and isinstance(current, str) and current:
+            merged.current_context = current
+            merged.current_context_origin = path
+    return merged
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def list_contexts(
+    kubeconfig: str | None = None, *, environ: Mapping[str, str] | None = None
+) -> tuple[list[ContextInfo], str | None]:
+    """All contexts of the merged kubeconfig and its current-context (sync: file reads)."""
+    env = os.environ if environ is None else environ
+    files, looked = _find_files(kubeconfig, env)
+    if not files:
+        if _in_cluster_env(env):
+            info = ContextInfo(IN_CLUSTER, IN_CLUSTER, "serviceaccount", None)
+            return [info], IN_CLUSTER
+        raise _not_found(looked, kubeconfig, env)
+    merged = _merge(files, _home(env))
+    infos = []
+    for entry in merged.contexts.values():
+        ns = entry.body.get("namespace")
+        infos.append(
+            ContextInfo(
+                name=entry.name,
+                cluster=str(entry.body.get("cluster") or ""),
+                user=str(entry.body.get("user") or ""),
+                namespace=ns if isinstance(ns, str) and ns else None,
+            )
+        )
+    return infos, merged.current_context
+
+
+def load_connection(
+    kubeconfig: str | None = None,
+    context: str | None = None,
+    namespace: str | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    serviceaccount_dir: Path | None = None,
+) -> ClusterConnection:
+    """Resolve server, TLS material, credentials and namespace like kubectl (sync: file reads).
+
+    ``environ`` replaces ``os.environ`` (KUBECONFIG, HOME, in-cluster variables, and the base
+    environment of exec plugins); ``serviceaccount_dir`` replaces the in-cluster secret mount.
+    """
+    env = os.environ if environ is None else environ
+    files, looked = _find_files(kubeconfig, env)
+    if not files:
+        if context is None and _in_cluster_env(env):
+            return _in_cluster(env, namespace, serviceaccount_dir or DEFAULT_SERVICEACCOUNT_DIR)
+        raise _not_found(looked, kubeconfig, env)
+    merged = _merge(files, _home(env))
+    ctx_entry = _pick_context(merged, context)
+    return _connection(merged, ctx_entry, namespace, env)
+
+
+def _not_found(looked: str, kubeconfig: str | None, env: Mapping[str, str]) -> ConfigError:
+    if env.get("KUBECONFIG") and not kubeconfig:
+        return ConfigError(
+            f"none of the files in {looked} exist; fix KUBECONFIG or pass --kubeconfig"
+        )
+    return ConfigError(f"no kubeconfig found at {looked}; set KUBECONFIG or pass --kubeconfig")
+
+
+def _available(merged: _Merged) -> str:
+    names = sorted(merged.contexts)
+    return ", ".join(names) if names else "none defined"
+
+
+def _pick_context(merged: _Merged, context: str | None) -> _Entry:
+    if context:
+        entry = merged.contexts.get(context)
+        if entry is None:
+            raise ConfigError(
+                f'context "{context}" not found in {merged.where()}; '
+                f"available: {_available(merged)}"
+            )
+        return entry
+    current = merged.current_context
+    if current is None:
+        raise ConfigError(
+            f"no current-context in {merged.where()}; pass --context "
+            f"(available: {_available(merged)})"
+        )
+    entry = merged.contexts.get(current)
+    if entry is None:
+        origin = merged.show(merged.current_context_origin or merged.files[0])
+        raise ConfigError(
+            f'current-context "{current}" (set in {origin}) not found in {merged.where()}; '
+            f"pass --context (available: {_available(merged)})"
+        )
+    return entry
+
+
+def _resolve(raw: str, origin: Path, home: Path | None) -> Path:
+    path = _expand(raw, home)
+    return path if path.is_absolute() else origin.parent / path
+
+
+def _b64(value: Any, what: str, owner: str) -> bytes:
+    try:
+        return base64.b64decode(str(value), validate=False)
+    except (binascii.Error, ValueError):
+        raise ConfigError(f"{what} of {owner} is not valid base64") from None
+
+
+def _read_cred_file(path: Path, what: str, owner: str) -> bytes:
+    return WatchedFile(path, what=what, owner=owner).read()
+
+
+def _connection(
+    merged: _Merged, ctx_entry: _Entry, namespace: str | None, env: Mapping[str, str]
+) -> ClusterConnection:
+    home = merged.home
+    ctx_name = ctx_entry.name
+    ctx_owner = f'context "{ctx_name}" in {merged.show(ctx_entry.origin)}'
+    cluster_name = ctx_entry.body.get("cluster")
+    if not isinstance(cluster_name, str) or not cluster_name:
+        raise ConfigError(f"{ctx_owner} names no cluster; set contexts[].context.cluster")
+    cluster_entry = merged.clusters.get(cluster_name)
+    if cluster_entry is None:
+        raise ConfigError(
+            f'context "{ctx_name}" refers to cluster "{cluster_name}", which is not defined '
+            f"in {merged.where()}; available clusters: {', '.join(sorted(merged.clusters)) or '-'}"
+        )
+    user_name = ctx_entry.body.get("user")
+    user_name = user_name if isinstance(user_name, str) else ""
+    user_entry = merged.users.get(user_name) if user_name else None
+    if user_name and user_entry is None:
+        raise ConfigError(
+            f'context "{ctx_name}" refers to user "{user_name}", which is not defined in '
+            f"{merged.where()}; available users: {', '.join(sorted(merged.users)) or '-'}"
+        )
+
+    c = cluster_entry.body
+    c_owner = f'cluster "{cluster_name}" in {merged.show(cluster_entry.origin)}'
+    server = c.get("server")
+    if not isinstance(server, str) or not server.strip():
+        raise ConfigError(f"{c_owner} has no server; set clusters[].cluster.server")
+    insecure = c.get("insecure-skip-tls-verify") is True
+    ca_pem: bytes | None = None
+    ca_data, ca_file = c.get("certificate-authority-data"), c.get("certificate-authority")
+    if ca_data and ca_file:
+        raise ConfigError(
+            f"{c_owner} sets both certificate-authority and certificate-authority-data; "
+            "keep one (kubectl refuses this too)"
+        )
+    if ca_data:
+        ca_pem = _b64(ca_data, "certificate-authority-data", c_owner)
+    elif ca_file:
+        ca_pem = _read_cred_file(
+            _resolve(str(ca_file), cluster_entry.origin, home), "certificate-authority", c_owner
+        )
+
+    auth: UserAuth
+    has_client_cert = False
+    if user_entry is None:
+        auth = UserAuth(user_name)
+    else:
+        auth, has_client_cert = _user_auth(
+            merged,
+            user_entry,
+            env,
+            cluster_info=_cluster_info(c, server, ca_pem),
+        )
+
+    server = server.strip().rstrip("/")
+    if "://" not in server:
+        # client-go picks https when any TLS setting is present, http otherwise.
+        tls = ca_pem is not None or insecure or has_client_cert
+        server = ("https://" if tls else "http://") + server
+
+    ns_ctx = ctx_entry.body.get("namespace")
+    resolved_ns = namespace or (ns_ctx if isinstance(ns_ctx, str) and ns_ctx else "default")
+    tls_name = c.get("tls-server-name")
+    proxy = c.get("proxy-url")
+    return ClusterConnection(
+        context=ctx_name,
+        cluster=cluster_name,
+        user=user_name,
+        server=server,
+        namespace=resolved_ns,
+        ca_pem=ca_pem,
+        insecure_skip_tls_verify=insecure,
+        tls_server_name=tls_name if isinstance(tls_name, str) and tls_name else None,
+        proxy_url=proxy if isinstance(proxy, str) and proxy else None,
+        auth=auth,
+    )
+
+
+def _cluster_info(c: dict[str, Any], server: str, ca_pem: bytes | None) -> dict[str, Any]:
+    """The ``spec.cluster`` an exec plugin with provideClusterInfo receives."""
+    info: dict[str, Any] = {"server": server.strip()}
+    if ca_pem is not None:
+        info["certificate-authority-data"] = base64.b64encode(ca_pem).decode()
+    for key in ("tls-server-name", "insecure-skip-tls-verify", "proxy-url"):
+        if c.get(key):
+            info[key] = c[key]
+    for ext in c.get("extensions") or []:
+        if isinstance(ext, dict) and ext.get("name") == "client.authentication.k8s.io/exec":
+            info["config"] = ext.get("extension")
+    return info
+
+
+def _user_auth(
+    merged: _Merged, entry: _Entry, env: Mapping[str, str], *, cluster_info: dict[str, Any]
+) -> tuple[UserAuth, bool]:
+    home = merged.home
+    u = entry.body
+    name = entry.name
+    owner = f'user "{name}" in {merged.show(entry.origin)}'
+
+    def file_of(key: str) -> WatchedFile | None:
+        raw = u.get(key)
+        if not raw:
+            return None
+        return WatchedFile(_resolve(str(raw), entry.origin, home), what=key, owner=owner)
+
+    cert_pem = key_pem = None
+    cert_file = key_file = None
+    for data_key, file_key in (
+        ("client-certificate-data", "client-certificate"),
+        ("client-key-data", "client-key"),
+    ):
+        if u.get(data_key) and u.get(file_key):
+            raise ConfigError(
+                f"{owner} sets both {file_key} and {data_key}; keep one (kubectl refuses this too)"
+            )
+    if u.get("client-certificate-data"):
+        cert_pem = _b64(u["client-certificate-data"], "client-certificate-data", owner)
+    cert_file = file_of("client-certificate")
+    if u.get("client-key-data"):
+        key_pem = _b64(u["client-key-data"], "client-key-data", owner)
+    key_file = file_of("client-key")
+    has_cert = cert_pem is not None or cert_file is not None
+    has_key = key_pem is not None or key_file is not None
+    if has_cert != has_key:
+        missing = "client-key" if has_cert else "client-certificate"
+        raise ConfigError(f"{owner} has no {missing}; a client certificate needs both")
+
+    token = u.get("token")
+    token = token if isinstance(token, str) and token else None
+    token_file = file_of("tokenFile")
+
+    exec_raw, provider = u.get("exec"), u.get("auth-provider")
+    if exec_raw and provider:
+        raise ConfigError(f"{owner} sets both exec and auth-provider; keep one")
+    exec_plugin = None
+    if exec_raw:
+        exec_cfg = parse_exec_config(exec_raw, owner=owner, base_dir=entry.origin.parent)
+        exec_plugin = ExecPlugin(exec_cfg, user=name, environ=env, cluster_info=cluster_info)
+    if provider:
+        token = token or _auth_provider_token(provider, owner)
+
+    if (
+        u.get("username")
+        and token is None
+        and token_file is None
+        and not has_cert
+        and exec_plugin is None
+    ):
+        raise ConfigError(
+            f"{owner} uses username/password (basic auth), which portfwd does not support; "
+            "use a token, client certificate or exec plugin"
+        )
+    auth = UserAuth(
+        name,
+        token=token,
+        token_file=token_file,
+        client_cert_pem=cert_pem,
+        client_key_pem=key_pem,
+        client_cert_file=cert_file,
+        client_key_file=key_file,
+        exec_plugin=exec_plugin,
+    )
+    auth.read_files_now()  # a missing file is a load error, as with kubectl
+    return auth, has_cert
+
+
+def _auth_provider_token(provider: Any, owner: str) -> str:
+    if not isinstance(provider, dict):
+        raise ConfigError(f"auth-provider of {owner} must be a mapping")
+    pname = provider.get("name")
+    if pname != "oidc":
+        raise ConfigError(
+            f'auth-provider "{pname}" of {owner} is not supported (kubectl dropped it too); '
+            "switch the user to its exec plugin (e.g. gke-gcloud-auth-plugin, kubelogin)"
+        )
+    pconfig = provider.get("config") or {}
+    id_token = pconfig.get("id-token") if isinstance(pconfig, dict) else None
+    if not isinstance(id_token, str) or not id_token:
+        raise ConfigError(
+            f"auth-provider oidc of {owner} has no id-token; portfwd does not run the OIDC "
+            "refresh flow: log in with your OIDC tool (e.g. kubectl oidc-login) first"
+        )
+    return id_token
+
+
+# --------------------------------------------------------------------------- in-cluster
+
+
+def _in_cluster_env(env: Mapping[str, str]) -> bool:
+    return bool(env.get("KUBERNETES_SERVICE_HOST") and env.get("KUBERNETES_SERVICE_PORT"))
+
+
+def _in_cluster(env: Mapping[str, str], namespace: str | None, sa_dir: Path) -> ClusterConnection:
+    host = env["KUBERNETES_SERVICE_HOST"]
+    port = env["KUBERNETES_SERVICE_PORT"]
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    owner = f"the in-cluster service account ({sa_dir})"
+    ca_pem = _read_cred_file(sa_dir / "ca.crt", "ca.crt", owner)
+    token_file = WatchedFile(sa_dir / "token", what="token", owner=owner)
+    auth = UserAuth("serviceaccount", token_file=token_file)
+    auth.read_files_now()
+    ns = namespace or env.get("POD_NAMESPACE") or None
+    if ns is None:
+        try:
+            ns = (sa_dir / "namespace").read_text(encoding="utf-8").strip() or None
+        except OSError:
+            ns = None
+    return ClusterConnection(
+        context=IN_CLUSTER,
+        cluster=IN_CLUSTER,
+        user="serviceaccount",
+        server=f"https://{host}:{port}",
+        namespace=ns or "default",
+        ca_pem=ca_pem,
+        insecure_skip_tls_verify=False,
+        tls_server_name=None,
+        proxy_url=None,
+        auth=auth,
+    )
