@@ -1,0 +1,860 @@
+"""The Kubernetes API client: REST get/list, watch streams and the port-forward WebSocket.
+
+One :class:`aiohttp.ClientSession` per :class:`KubeClient` carries everything, so REST calls,
+watches and tunnels share a keep-alive connection pool, one TLS setup and one proxy setting.
+Every failure a user can meet (server down, wrong CA, expired token, missing RBAC, typo in a
+name) becomes a :class:`~portfwd.errors.PortfwdError` with one line saying what to do.
+
+Timeouts: REST calls have a connect timeout and a total timeout; watch streams have a connect
+timeout and a read timeout a little longer than the server-side `timeoutSeconds` they ask for
+(so a silently dead connection is noticed); port-forward WebSockets have a connect and
+handshake timeout, then no read timeout but heartbeat pings (idle tunnels are normal, proxies
+in front of API servers close idle connections unless something flows).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import random
+import re
+import ssl
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, NoReturn
+from urllib.parse import quote
+
+import aiohttp
+from yarl import URL
+
+from portfwd import __version__
+from portfwd.constants import LABEL_SERVICE_NAME, PORTFORWARD_V4_BINARY
+from portfwd.errors import ConfigError, InputError, PortfwdError
+from portfwd.kube.objects import EndpointSlice, Namespace, Pod, Service, Workload
+
+if TYPE_CHECKING:
+    from portfwd.kube.auth import Credentials
+    from portfwd.kube.config import ClusterConnection
+
+USER_AGENT = f"portfwd/{__version__}"
+
+# (API prefix, namespaced) per plural resource name.
+RESOURCES: dict[str, tuple[str, bool]] = {
+    "namespaces": ("/api/v1", False),
+    "pods": ("/api/v1", True),
+    "services": ("/api/v1", True),
+    "endpointslices": ("/apis/discovery.k8s.io/v1", True),
+    "deployments": ("/apis/apps/v1", True),
+    "statefulsets": ("/apis/apps/v1", True),
+    "replicasets": ("/apis/apps/v1", True),
+}
+
+WORKLOAD_RESOURCES: dict[str, str] = {
+    "deployment": "deployments",
+    "statefulset": "statefulsets",
+    "replicaset": "replicasets",
+}
+
+# Synthetic watch event types (see KubeClient.watch).
+SYNCED = "SYNCED"
+
+_LIST_PAGE = 500
+_WATCH_LINE_LIMIT = 16 * 1024 * 1024  # one watch event; a huge object is a few MiB at most
+_WS_MAX_MSG = 16 * 1024 * 1024  # the kubelet sends <= 32 KiB per frame; anything near this is bogus
+_JSON_IN_THREAD = 1024 * 1024  # bodies larger than this are decoded off the event loop
+_WATCH_RETRIES = 5  # consecutive stream drops without progress before giving up
+
+_FORBIDDEN_RE = re.compile(
+    r'User "(?P<user>[^"]*)" cannot (?P<verb>[\w-]+) resource "(?P<resource>[^"]+)"'
+    r'(?: in API group "(?P<group>[^"]*)")?'
+)
+
+
+# --- errors ----------------------------------------------------------------------------------
+
+
+class ApiError(PortfwdError):
+    """The API server answered with an error status (message: one actionable line)."""
+
+    def __init__(
+        self, message: str, *, status: int, reason: str = "", api_message: str = ""
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+        self.api_message = api_message  # the Status message, verbatim
+
+
+class NotFound(ApiError):
+    pass
+
+
+class Forbidden(ApiError):
+    pass
+
+
+class Unauthorized(ApiError):
+    pass
+
+
+class Expired(ApiError):
+    """410 Gone: a resourceVersion or continue token too old. Watches handle it themselves."""
+
+
+class ClusterUnreachable(PortfwdError):
+    """No usable connection to the API server; `cause` says which: refused, dns, timeout,
+    tls, proxy or lost."""
+
+    def __init__(self, message: str, *, cause: str) -> None:
+        super().__init__(message)
+        self.cause = cause
+
+
+@dataclass(frozen=True)
+class WatchEvent:
+    """One watch event: ADDED, MODIFIED, DELETED, BOOKMARK, or the synthetic SYNCED."""
+
+    type: str
+    object: dict[str, Any]
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def _status_fields(body: bytes) -> tuple[str, str, dict[str, Any]]:
+    """(message, reason, details) of a JSON Status body; plain-text bodies become the message."""
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        text = body.decode("utf-8", errors="replace").strip()
+        return " ".join(text.split())[:300], "", {}
+    if not isinstance(data, dict):
+        return "", "", {}
+    details = data.get("details")
+    return (
+        str(data.get("message") or ""),
+        str(data.get("reason") or ""),
+        details if isinstance(details, dict) else {},
+    )
+
+
+def _resource_path(resource: str, ns: str | None, name: str | None = None) -> str:
+    try:
+        prefix, namespaced = RESOURCES[resource]
+    except KeyError:
+        raise ValueError(f"unknown resource {resource!r}") from None
+    path = prefix
+    if namespaced and ns is not None:
+        path += f"/namespaces/{quote(ns, safe='')}"
+    path += f"/{resource}"
+    if name is not None:
+        path += f"/{quote(name, safe='')}"
+    return path
+
+
+def _grant_hint(verb: str, resource: str, group: str) -> str:
+    if resource == "pods/portforward":
+        return (
+            'ask your cluster admin for a Role granting both "get" and "create" on pods/portforward'
+        )
+    qualified = f"{resource}.{group}" if group else resource
+    return f'ask your cluster admin to grant "{verb}" on {qualified}'
+
+
+class KubeClient:
+    """Talks to one cluster (one kubeconfig context) over one aiohttp session."""
+
+    def __init__(
+        self,
+        conn: ClusterConnection,
+        *,
+        request_timeout: float = 30.0,
+        connect_timeout: float = 10.0,
+        watch_timeout: int = 300,
+        heartbeat: float = 30.0,
+        max_connections: int = 1000,
+    ) -> None:
+        proxy = conn.proxy_url
+        if proxy and URL(proxy).scheme not in ("http", "https"):
+            raise ConfigError(
+                f'proxy-url "{proxy}" of cluster "{conn.cluster}" is not supported: '
+                "use an http:// or https:// proxy"
+            )
+        self.conn = conn
+        self.namespace = conn.namespace
+        self.context = conn.context
+        self.request_timeout = request_timeout
+        self.connect_timeout = connect_timeout
+        self.watch_timeout = watch_timeout
+        self.heartbeat = heartbeat
+        self._max_connections = max_connections
+        self._base = URL(conn.server.rstrip("/"))
+        self._session: aiohttp.ClientSession | None = None
+        self._ssl_key: tuple[bytes | None, bytes | None] | None = None
+        self._ssl_ctx: ssl.SSLContext | None = None
+        self._ssl_lock = asyncio.Lock()
+        self._closed = False
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    async def __aenter__(self) -> KubeClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._session is not None:
+            session, self._session = self._session, None
+            await session.close()
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._closed:
+            raise RuntimeError("KubeClient is closed")
+        if self._session is None:
+            connector = aiohttp.TCPConnector(
+                limit=self._max_connections, limit_per_host=0, keepalive_timeout=30.0
+            )
+            # The default timeout applies to WebSocket handshakes (ws_connect has no per-call
+            # one): bounded connect and header read; REST and watch calls pass their own.
+            timeout = aiohttp.ClientTimeout(
+                total=None,
+                connect=self.connect_timeout,
+                sock_connect=self.connect_timeout,
+                sock_read=self.request_timeout,
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=timeout,
+                headers={"User-Agent": USER_AGENT},
+                # kubectl honours HTTPS_PROXY / NO_PROXY when the kubeconfig names no proxy.
+                trust_env=True,
+            )
+        return self._session
+
+    async def _ssl_for(self, creds: Credentials) -> ssl.SSLContext | bool:
+        if self._base.scheme != "https":
+            return True
+        key = (creds.client_cert_pem, creds.client_key_pem)
+        async with self._ssl_lock:
+            if self._ssl_ctx is None or self._ssl_key != key:
+                # Building a context reads files (CA, a temp file for the client key).
+                ctx = await asyncio.to_thread(self.conn.ssl_context, creds)
+                self._ssl_ctx, self._ssl_key = ctx, key
+            return self._ssl_ctx if self._ssl_ctx is not None else True
+
+    async def _prepare(self) -> tuple[dict[str, str], ssl.SSLContext | bool]:
+        creds = await self.conn.auth.get()
+        headers = {"Accept": "application/json"}
+        if creds.token:
+            headers["Authorization"] = f"Bearer {creds.token}"
+        return headers, await self._ssl_for(creds)
+
+    # --- error mapping -------------------------------------------------------------------
+
+    @property
+    def _where(self) -> str:
+        return f'the Kubernetes API at {self.conn.server} (context "{self.context}")'
+
+    def _connection_error(self, exc: BaseException, what: str) -> ClusterUnreachable:
+        """Map an aiohttp/OS failure to one line naming the server, the context and a fix."""
+        where = self._where
+        if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+            cert_err = exc.certificate_error
+            reason = getattr(cert_err, "verify_message", "") or str(cert_err)
+            hint = (
+                f'check certificate-authority for cluster "{self.conn.cluster}" in your '
+                "kubeconfig, or that you use the right context"
+            )
+            if "hostname" in reason.lower() or "ip address mismatch" in reason.lower():
+                hint += " (or set tls-server-name to a name in the server's certificate)"
+            return ClusterUnreachable(
+                f"cannot verify the TLS certificate of {where}: {reason} — {hint}", cause="tls"
+            )
+        if isinstance(exc, aiohttp.ClientSSLError | ssl.SSLError):
+            inner = exc.os_error if isinstance(exc, aiohttp.ClientConnectorError) else exc
+            reason = getattr(inner, "reason", None) or str(inner)
+            return ClusterUnreachable(
+                f"TLS handshake with {where} failed: {reason} — check the server address, "
+                "certificate-authority and client certificate of this context",
+                cause="tls",
+            )
+        if isinstance(exc, aiohttp.ClientProxyConnectionError):
+            return ClusterUnreachable(
+                f"cannot reach the proxy {self.conn.proxy_url or '(from the environment)'} for "
+                f"{where}: {exc.os_error.strerror or exc.os_error} — check proxy-url or "
+                "HTTPS_PROXY",
+                cause="proxy",
+            )
+        if isinstance(exc, aiohttp.ClientHttpProxyError):
+            return ClusterUnreachable(
+                f"the proxy for {where} refused the connection ({exc.status} {exc.message}) — "
+                "check proxy-url or HTTPS_PROXY",
+                cause="proxy",
+            )
+        if isinstance(exc, aiohttp.ClientConnectorDNSError):
+            host = self._base.host or self.conn.server
+            return ClusterUnreachable(
+                f'cannot reach {where}: host "{host}" not found — check the server address '
+                "in your kubeconfig, your network or VPN",
+                cause="dns",
+            )
+        if isinstance(exc, aiohttp.ClientConnectorError):
+            os_err = exc.os_error
+            if isinstance(os_err, ConnectionRefusedError):
+                return ClusterUnreachable(
+                    f"cannot reach {where}: connection refused — is the cluster running?",
+                    cause="refused",
+                )
+            reason = os_err.strerror or str(os_err) or type(os_err).__name__
+            return ClusterUnreachable(
+                f"cannot reach {where}: {reason.lower()} — check the server address, your "
+                "network or VPN",
+                cause="refused",
+            )
+        if isinstance(exc, aiohttp.ConnectionTimeoutError):
+            return ClusterUnreachable(
+                f"cannot reach {where}: no answer within {self.connect_timeout:g} s — check "
+                "your network, VPN or proxy",
+                cause="timeout",
+            )
+        if isinstance(exc, TimeoutError):
+            return ClusterUnreachable(
+                f"{where} did not answer {what} within {self.request_timeout:g} s — the server "
+                "may be overloaded; try again",
+                cause="timeout",
+            )
+        reason = str(exc) or type(exc).__name__
+        return ClusterUnreachable(
+            f"lost the connection to {where} during {what}: {reason} — try again", cause="lost"
+        )
+
+    def _status_error(
+        self,
+        status: int,
+        body: bytes,
+        *,
+        what: str,
+        ns: str | None = None,
+        user: str = "",
+    ) -> ApiError:
+        message, reason, details = _status_fields(body)
+        ctx = f'context "{self.context}"'
+        if status == 401:
+            return Unauthorized(
+                f'the API server rejected the credentials of user "{user}" (401 Unauthorized); '
+                "log in again or refresh the token",
+                status=status,
+                reason=reason or "Unauthorized",
+                api_message=message,
+            )
+        if status == 403:
+            match = _FORBIDDEN_RE.search(message)
+            if match:
+                verb, resource, group = match["verb"], match["resource"], match["group"] or ""
+                scope = f' in namespace "{ns}"' if ns else ""
+                text = (
+                    f'user "{match["user"]}" may not {verb} {resource}{scope} (403 Forbidden, '
+                    f"{ctx}); {_grant_hint(verb, resource, group)}"
+                )
+            else:
+                text = f"the API server refused {what} (403 Forbidden, {ctx})" + (
+                    f": {message}" if message else ""
+                )
+            return Forbidden(text, status=status, reason=reason or "Forbidden", api_message=message)
+        if status == 404:
+            if message and details.get("name") is not None:
+                text = message + (f' in namespace "{ns}"' if ns else "")
+            elif message:
+                text = f"{message} ({what})"
+            else:
+                text = f"the API server has no {what} (404 Not Found, {ctx})"
+            return NotFound(text, status=status, reason=reason or "NotFound", api_message=message)
+        if status == 410:
+            return Expired(
+                f"{what}: {message or '410 Gone'}",
+                status=status,
+                reason=reason or "Expired",
+                api_message=message,
+            )
+        detail = f": {message}" if message else ""
+        return ApiError(
+            f"the API server answered {status} {reason or ''} to {what}{detail} ({ctx})".replace(
+                "  ", " "
+            ),
+            status=status,
+            reason=reason,
+            api_message=message,
+        )
+
+    # --- REST ----------------------------------------------------------------------------
+
+    async def _request_json(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        ns: str | None = None,
+        what: str | None = None,
+    ) -> Any:
+        """One REST call with auth, TLS, timeout; one retry after a 401 with fresh creds."""
+        session = self._get_session()
+        url = self._base.with_path(self._base.path.rstrip("/") + path, encoded=True)
+        what = what or f"{method} {path}"
+        timeout = aiohttp.ClientTimeout(total=self.request_timeout, connect=self.connect_timeout)
+        for attempt in (1, 2):
+            headers, ssl_arg = await self._prepare()
+            try:
+                async with session.request(
+                    method,
+                    url,
+                    params=params,
+                    headers=headers,
+                    ssl=ssl_arg,
+                    server_hostname=self.conn.tls_server_name,
+                    proxy=self.conn.proxy_url,
+                    timeout=timeout,
+                ) as resp:
+                    body = await resp.read()
+                    status = resp.status
+            except (aiohttp.ClientError, TimeoutError, ssl.SSLError) as exc:
+                raise self._connection_error(exc, what) from None
+            if status == 401 and attempt == 1:
+                self.conn.auth.invalidate()
+                continue
+            if status >= 400:
+                raise self._status_error(status, body, what=what, ns=ns, user=self.conn.user)
+            if len(body) > _JSON_IN_THREAD:
+                return await asyncio.to_thread(json.loads, body)
+            return json.loads(body)
+        raise AssertionError("unreachable")
+
+    async def _get(self, resource: str, ns: str | None, name: str) -> dict[str, Any]:
+        data = await self._request_json(
+            "GET", _resource_path(resource, ns, name), ns=ns, what=f'get {resource} "{name}"'
+        )
+        if not isinstance(data, dict):
+            raise ApiError(f"unexpected answer to get {resource}", status=200)
+        return data
+
+    async def _list_raw(
+        self,
+        resource: str,
+        ns: str | None,
+        *,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+    ) -> tuple[list[dict[str, Any]], str]:
+        """All items (paged by 500) and the list's resourceVersion."""
+        path = _resource_path(resource, ns)
+        scope = f' in namespace "{ns}"' if ns else ""
+        what = f"list {resource}{scope}"
+        items: list[dict[str, Any]] = []
+        params: dict[str, str] = {"limit": str(_LIST_PAGE)}
+        if label_selector:
+            params["labelSelector"] = label_selector
+        if field_selector:
+            params["fieldSelector"] = field_selector
+        paged_restart = False
+        while True:
+            try:
+                data = await self._request_json("GET", path, params=params, ns=ns, what=what)
+            except Expired:
+                if paged_restart:
+                    raise
+                # The continue token expired between pages: list again in one go, as client-go.
+                paged_restart = True
+                items.clear()
+                params.pop("continue", None)
+                params.pop("limit", None)
+                continue
+            if not isinstance(data, dict):
+                raise ApiError(f"unexpected answer to {what}", status=200)
+            items.extend(i for i in data.get("items") or [] if isinstance(i, dict))
+            meta = data.get("metadata") or {}
+            token = meta.get("continue") if isinstance(meta, dict) else None
+            if not token:
+                rv = meta.get("resourceVersion", "") if isinstance(meta, dict) else ""
+                return items, str(rv or "")
+            params["continue"] = str(token)
+
+    async def version(self) -> dict[str, Any]:
+        data = await self._request_json("GET", "/version", what="get the server version")
+        return data if isinstance(data, dict) else {}
+
+    async def list_namespaces(self) -> list[Namespace]:
+        items, _ = await self._list_raw("namespaces", None)
+        return [Namespace.from_dict(i) for i in items]
+
+    async def get_namespace(self, name: str) -> Namespace:
+        data = await self._request_json(
+            "GET", _resource_path("namespaces", None, name), what=f'get namespace "{name}"'
+        )
+        return Namespace.from_dict(data)
+
+    async def get_pod(self, ns: str, name: str) -> Pod:
+        return Pod.from_dict(await self._get("pods", ns, name))
+
+    async def list_pods(self, ns: str, label_selector: str | None = None) -> list[Pod]:
+        items, _ = await self._list_raw("pods", ns, label_selector=label_selector)
+        return [Pod.from_dict(i) for i in items]
+
+    async def get_service(self, ns: str, name: str) -> Service:
+        return Service.from_dict(await self._get("services", ns, name))
+
+    async def list_services(self, ns: str) -> list[Service]:
+        items, _ = await self._list_raw("services", ns)
+        return [Service.from_dict(i) for i in items]
+
+    async def list_endpointslices(self, ns: str, service: str | None = None) -> list[EndpointSlice]:
+        selector = f"{LABEL_SERVICE_NAME}={service}" if service is not None else None
+        items, _ = await self._list_raw("endpointslices", ns, label_selector=selector)
+        return [EndpointSlice.from_dict(i) for i in items]
+
+    @staticmethod
+    def _workload_resource(kind: str) -> str:
+        key = kind.lower()
+        if key in WORKLOAD_RESOURCES:
+            return WORKLOAD_RESOURCES[key]
+        if key in WORKLOAD_RESOURCES.values():
+            return key
+        raise ValueError(f"unknown workload kind {kind!r}")
+
+    async def get_workload(self, kind: str, ns: str, name: str) -> Workload:
+        resource = self._workload_resource(kind)
+        return Workload.from_dict(kind.lower(), await self._get(resource, ns, name))
+
+    async def list_workloads(self, kind: str, ns: str) -> list[Workload]:
+        items, _ = await self._list_raw(self._workload_resource(kind), ns)
+        return [Workload.from_dict(kind.lower(), i) for i in items]
+
+    # --- watch ---------------------------------------------------------------------------
+
+    def watch(
+        self,
+        resource: str,
+        ns: str | None,
+        *,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+    ) -> AsyncIterator[WatchEvent]:
+        """List, then watch; an informer's event stream without its cache API.
+
+        Events: ADDED for every object of the first list, then ADDED / MODIFIED / DELETED /
+        BOOKMARK as the server sends them. After every (re)list a synthetic ``SYNCED`` event
+        (object ``{"resourceVersion": rv}``) says "your view is now complete". A dropped
+        stream is resumed from the last resourceVersion seen; when that is too old (410 Gone,
+        in-stream ERROR event or HTTP status) the resource is listed again and the difference
+        from what was already reported is emitted as ADDED / MODIFIED / DELETED events, so a
+        consumer never misses a deletion. Connection failures (server down) and API errors
+        (403 ...) are raised; the consumer decides when to start a new watch.
+
+        Use it as ``async with contextlib.aclosing(client.watch(...)) as events:`` so the
+        stream is closed as soon as the consumer stops.
+        """
+        path = _resource_path(resource, ns)  # validates `resource` before the first await
+        return self._watch(resource, path, ns, label_selector, field_selector)
+
+    async def _watch(
+        self,
+        resource: str,
+        path: str,
+        ns: str | None,
+        label_selector: str | None,
+        field_selector: str | None,
+    ) -> AsyncIterator[WatchEvent]:
+        known: dict[tuple[str, str], dict[str, Any]] = {}
+        rv: str | None = None
+        failures = 0
+        while True:
+            if rv is None:
+                items, rv = await self._list_raw(
+                    resource, ns, label_selector=label_selector, field_selector=field_selector
+                )
+                for event in _diff_relist(known, items):
+                    yield event
+                yield WatchEvent(SYNCED, {"resourceVersion": rv})
+            params = {
+                "watch": "1",
+                "resourceVersion": rv,
+                "allowWatchBookmarks": "true",
+                "timeoutSeconds": str(self.watch_timeout),
+            }
+            if label_selector:
+                params["labelSelector"] = label_selector
+            if field_selector:
+                params["fieldSelector"] = field_selector
+            progressed = False
+            stream = self._watch_stream(path, params, ns, resource)
+            try:
+                async for raw in stream:
+                    etype = str(raw.get("type", ""))
+                    obj = raw.get("object")
+                    if not isinstance(obj, dict):
+                        continue
+                    if etype == "ERROR":
+                        code = obj.get("code")
+                        if code == 410:
+                            rv = None  # too old: relist
+                            break
+                        message = str(obj.get("message") or obj.get("reason") or "unknown error")
+                        raise ApiError(
+                            f"watch {resource} failed: {message}",
+                            status=code if isinstance(code, int) else 500,
+                            reason=str(obj.get("reason") or ""),
+                            api_message=message,
+                        )
+                    meta = obj.get("metadata")
+                    new_rv = meta.get("resourceVersion") if isinstance(meta, dict) else None
+                    if new_rv:
+                        rv = str(new_rv)
+                    progressed = True
+                    if etype != "BOOKMARK":
+                        key = _key(obj)
+                        if etype == "DELETED":
+                            known.pop(key, None)
+                        else:
+                            known[key] = obj
+                    yield WatchEvent(etype, obj)
+            except Expired:
+                rv = None
+                continue
+            except _StreamDropped:
+                failures = 0 if progressed else failures + 1
+                if failures >= _WATCH_RETRIES:
+                    raise ClusterUnreachable(
+                        f"the watch on {resource} at {self._where} keeps dropping — check the "
+                        "network or proxy",
+                        cause="lost",
+                    ) from None
+                await asyncio.sleep(min(0.2 * 2**failures, 5.0) * (0.5 + random.random()))
+                continue
+            finally:
+                # Close the HTTP response now, not when the generator is garbage collected.
+                await stream.aclose()
+            failures = 0
+
+    async def _watch_stream(
+        self, path: str, params: dict[str, str], ns: str | None, resource: str
+    ) -> AsyncGenerator[dict[str, Any], None]:
+        """Yield decoded watch lines; raise _StreamDropped when the connection breaks."""
+        session = self._get_session()
+        url = self._base.with_path(self._base.path.rstrip("/") + path, encoded=True)
+        scope = f' in namespace "{ns}"' if ns else ""
+        what = f"watch {resource}{scope}"
+        timeout = aiohttp.ClientTimeout(
+            total=None,
+            connect=self.connect_timeout,
+            sock_connect=self.connect_timeout,
+            sock_read=self.watch_timeout + 30,
+        )
+        for attempt in (1, 2):
+            headers, ssl_arg = await self._prepare()
+            try:
+                resp = await session.get(
+                    url,
+                    params=params,
+                    headers=headers,
+                    ssl=ssl_arg,
+                    server_hostname=self.conn.tls_server_name,
+                    proxy=self.conn.proxy_url,
+                    timeout=timeout,
+                )
+            except (aiohttp.ClientError, TimeoutError, ssl.SSLError) as exc:
+                raise self._connection_error(exc, what) from None
+            async with resp:
+                if resp.status == 401 and attempt == 1:
+                    self.conn.auth.invalidate()
+                    continue
+                if resp.status >= 400:
+                    try:
+                        body = await resp.read()
+                    except (aiohttp.ClientError, TimeoutError):
+                        body = b""
+                    raise self._status_error(
+                        resp.status, body, what=what, ns=ns, user=self.conn.user
+                    )
+                buffer = b""
+                try:
+                    async for chunk in resp.content.iter_any():
+                        buffer += chunk
+                        while (newline := buffer.find(b"\n")) >= 0:
+                            line, buffer = buffer[:newline], buffer[newline + 1 :]
+                            if line.strip():
+                                event = _decode_event(line)
+                                if event is not None:
+                                    yield event
+                        if len(buffer) > _WATCH_LINE_LIMIT:
+                            raise _StreamDropped("watch event too large")
+                except (aiohttp.ClientError, TimeoutError) as exc:
+                    raise _StreamDropped(str(exc)) from None
+                if buffer.strip():
+                    event = _decode_event(buffer)
+                    if event is not None:
+                        yield event
+                return
+
+    # --- port-forward --------------------------------------------------------------------
+
+    async def open_portforward(
+        self, ns: str, pod: str, ports: Sequence[int]
+    ) -> aiohttp.ClientWebSocketResponse:
+        """Upgrade GET .../pods/{pod}/portforward to a `v4.channel.k8s.io` WebSocket.
+
+        The caller owns the returned WebSocket and must close it. Failures of the upgrade
+        (403, 404, pod not scheduled ...) raise ApiError subclasses with the server's reason.
+        """
+        if not ports or any(not 1 <= p <= 65535 for p in ports):
+            raise InputError(f"port-forward needs ports in 1..65535, got {list(ports)}")
+        session = self._get_session()
+        path = _resource_path("pods", ns, pod) + "/portforward"
+        url = self._base.with_path(self._base.path.rstrip("/") + path, encoded=True)
+        params = [("ports", str(p)) for p in ports]
+        what = f'port-forward to pod "{pod}"'
+        status = 0
+        for attempt in (1, 2):
+            headers, ssl_arg = await self._prepare()
+            try:
+                return await session.ws_connect(
+                    url.with_query(params),
+                    protocols=(PORTFORWARD_V4_BINARY,),
+                    headers=headers,
+                    ssl=ssl_arg,
+                    server_hostname=self.conn.tls_server_name,
+                    proxy=self.conn.proxy_url,
+                    heartbeat=self.heartbeat,
+                    max_msg_size=_WS_MAX_MSG,
+                    autoclose=True,
+                    autoping=True,
+                    timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=5.0),
+                )
+            except aiohttp.WSServerHandshakeError as exc:
+                status = exc.status
+                if status == 401 and attempt == 1:
+                    self.conn.auth.invalidate()
+                    continue
+                break
+            except (aiohttp.ClientError, TimeoutError, ssl.SSLError) as exc:
+                raise self._connection_error(exc, what) from None
+        await self._explain_upgrade_failure(path, params, status, ns, pod, what)
+
+    async def _explain_upgrade_failure(
+        self,
+        path: str,
+        params: list[tuple[str, str]],
+        status: int,
+        ns: str,
+        pod: str,
+        what: str,
+    ) -> NoReturn:
+        """aiohttp drops the body of a refused upgrade: replay the request without the
+        upgrade (authorization, pod lookup and scheduling are checked before any upgrade, so
+        the API server answers the same Status) to give the user the server's own words."""
+        if status in (400, 401, 403, 404):
+            session = self._get_session()
+            url = self._base.with_path(self._base.path.rstrip("/") + path, encoded=True)
+            headers, ssl_arg = await self._prepare()
+            body = b""
+            replayed = 0
+            with contextlib.suppress(aiohttp.ClientError, TimeoutError, ssl.SSLError):
+                async with session.get(
+                    url.with_query(params),
+                    headers=headers,
+                    ssl=ssl_arg,
+                    server_hostname=self.conn.tls_server_name,
+                    proxy=self.conn.proxy_url,
+                    timeout=aiohttp.ClientTimeout(
+                        total=self.request_timeout, connect=self.connect_timeout
+                    ),
+                ) as resp:
+                    replayed, body = resp.status, await resp.read()
+            if replayed == status:
+                error = self._status_error(status, body, what=what, ns=ns, user=self.conn.user)
+                if status == 400 and error.api_message:
+                    raise ApiError(
+                        f"cannot port-forward to pod {pod}: {error.api_message}",
+                        status=status,
+                        reason=error.reason,
+                        api_message=error.api_message,
+                    )
+                raise error
+        if status == 403:
+            raise Forbidden(
+                f'user "{self.conn.user}" may not port-forward to pod {pod} in namespace '
+                f'"{ns}" (403 Forbidden, context "{self.context}"); '
+                + _grant_hint("create", "pods/portforward", ""),
+                status=403,
+                reason="Forbidden",
+            )
+        if status == 404:
+            raise NotFound(
+                f'pods "{pod}" not found in namespace "{ns}"', status=404, reason="NotFound"
+            )
+        if status == 401:
+            raise self._status_error(401, b"", what=what, ns=ns, user=self.conn.user)
+        raise ApiError(
+            f"the API server refused the port-forward upgrade to pod {pod} ({status}, "
+            f'context "{self.context}")',
+            status=status,
+        )
+
+
+class _StreamDropped(Exception):
+    """A watch stream broke after it was established (internal: the watch resumes)."""
+
+
+def _decode_event(line: bytes) -> dict[str, Any] | None:
+    try:
+        data = json.loads(line)
+    except (ValueError, UnicodeDecodeError):
+        raise _StreamDropped("malformed watch event") from None
+    return data if isinstance(data, dict) else None
+
+
+def _key(obj: dict[str, Any]) -> tuple[str, str]:
+    meta = obj.get("metadata")
+    if not isinstance(meta, dict):
+        return "", ""
+    return str(meta.get("namespace") or ""), str(meta.get("name") or "")
+
+
+def _diff_relist(
+    known: dict[tuple[str, str], dict[str, Any]], items: list[dict[str, Any]]
+) -> list[WatchEvent]:
+    """Events turning the consumer's view (`known`) into the new list; updates `known`."""
+    events: list[WatchEvent] = []
+    fresh: dict[tuple[str, str], dict[str, Any]] = {}
+    for item in items:
+        fresh[_key(item)] = item
+    for key, old in list(known.items()):
+        new = fresh.get(key)
+        if new is None or _uid(new) != _uid(old):
+            events.append(WatchEvent("DELETED", old))
+            del known[key]
+    for key, item in fresh.items():
+        previous = known.get(key)
+        if previous is None:
+            events.append(WatchEvent("ADDED", item))
+        elif _rv(previous) != _rv(item):
+            events.append(WatchEvent("MODIFIED", item))
+        known[key] = item
+    return events
+
+
+def _uid(obj: dict[str, Any]) -> str:
+    meta = obj.get("metadata")
+    return str(meta.get("uid") or "") if isinstance(meta, dict) else ""
+
+
+def _rv(obj: dict[str, Any]) -> str:
+    meta = obj.get("metadata")
+    return str(meta.get("resourceVersion") or "") if isinstance(meta, dict) else ""
