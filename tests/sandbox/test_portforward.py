@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -373,3 +373,85 @@ async def test_two_ports_on_one_websocket(harness: Harness) -> None:
         assert len(harness.dialled) == 2  # one pod connection per port, dialled at once
     finally:
         await ws.close()
+
+
+async def _blocks_before(limit: int, step: Callable[[], Awaitable[int]]) -> int:
+    """Run step() (which returns bytes moved) until it stalls; fail if `limit` bytes pass first.
+
+    A stall is a step that does not finish within a couple of seconds: with bounded buffers
+    the writer stops for good, so this never depends on the machine's speed.
+    """
+    moved = 0
+    while moved < limit:
+        try:
+            moved += await asyncio.wait_for(step(), 2.0)
+        except TimeoutError:
+            return moved
+    pytest.fail(f"{moved} bytes went through without back-pressure")
+
+
+async def test_slow_client_stops_the_pod_side(harness: Harness) -> None:
+    """A client that does not read must make the sandbox stop reading from the pod."""
+    written = 0
+    stalled = asyncio.Event()
+
+    async def firehose(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal written
+        chunk = b"z" * 65536
+
+        async def step() -> int:
+            writer.write(chunk)
+            await writer.drain()
+            return len(chunk)
+
+        try:
+            written = await _blocks_before(256 * 1024 * 1024, step)
+            stalled.set()
+            await reader.read()  # hold the connection until the sandbox drops it
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(firehose, "127.0.0.1", 0)
+    try:
+        harness.routes[6001] = server.sockets[0].getsockname()[:2]
+        ws = await harness.connect("ports=6001")
+        await asyncio.wait_for(stalled.wait(), 60)
+        # kernel buffers on two sockets plus a few 64 KiB chunks: nowhere near 256 MiB
+        assert written < 64 * 1024 * 1024
+        await ws.close()
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_slow_pod_stops_the_client_side(harness: Harness) -> None:
+    """A pod that does not read must make the sandbox stop reading the WebSocket."""
+    connected = asyncio.Event()
+    release = asyncio.Event()
+
+    async def sink(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connected.set()
+        await release.wait()
+        writer.close()
+
+    server = await asyncio.start_server(sink, "127.0.0.1", 0)
+    try:
+        harness.routes[6002] = server.sockets[0].getsockname()[:2]
+        ws = await harness.connect("ports=6002")
+        await recv_binary(ws)
+        await recv_binary(ws)
+        await asyncio.wait_for(connected.wait(), STEP)
+        frame = b"\x00" + b"q" * 65536
+
+        async def step() -> int:
+            await ws.send_bytes(frame)
+            return len(frame) - 1
+
+        sent = await _blocks_before(256 * 1024 * 1024, step)
+        assert sent < 64 * 1024 * 1024
+        release.set()  # the pod goes away; what was queued is dropped, the close gets through
+        await asyncio.wait_for(ws.close(), STEP)
+    finally:
+        release.set()
+        server.close()
+        await server.wait_closed()

@@ -386,7 +386,7 @@ class _Session:
                 continue  # error channels are write-only; unknown channels are ignored
             await stream.dialed.wait()
             writer = stream.writer
-            if writer is None or stream.closed:
+            if writer is None or stream.upstream_done.is_set():
                 continue  # wsstream: writes to a closed pipe fail and the frame is dropped
             try:
                 writer.write(payload)
