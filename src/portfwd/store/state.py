@@ -1,0 +1,419 @@
+"""The session: which forwards exist and which were running, kept across restarts.
+
+The file is small YAML with a schema version. It is rewritten on every change (not only at
+quit), atomically (temp file in the same directory, fsync, rename, fsync the directory) with
+mode 0600, from a worker thread so the event loop never blocks on the disk. Bursts of changes
+coalesce into one write.
+
+A file we cannot understand (corrupt YAML, wrong shape, a newer schema) is moved aside to
+`state.yaml.bak-<timestamp>` and the session starts empty with a warning: the user's data is
+kept, and we never overwrite a file we could not read. If even moving it aside fails, saving is
+disabled for this run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import yaml
+
+from portfwd.engine.events import (
+    Event,
+    ForwardAdded,
+    ForwardChanged,
+    ForwardRemoved,
+    Lagged,
+)
+from portfwd.engine.model import ForwardSnapshot, ForwardSpec, ForwardState
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+STATE_FILE_NAME = "state.yaml"
+CONFIG_DIR_ENV = "PORTFWD_CONFIG_DIR"
+
+# States in which the user wants the forward running: restarted on the next start.
+RUNNING_STATES = frozenset({ForwardState.STARTING, ForwardState.ACTIVE, ForwardState.RECONNECTING})
+
+
+def config_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """$PORTFWD_CONFIG_DIR, else the platform's user config dir (~/.config/portfwd)."""
+    env = os.environ if environ is None else environ
+    override = env.get(CONFIG_DIR_ENV)
+    if override:
+        return Path(override).expanduser()
+    from platformdirs import user_config_dir
+
+    return Path(user_config_dir("portfwd"))
+
+
+def default_state_file(environ: Mapping[str, str] | None = None) -> Path:
+    return config_dir(environ) / STATE_FILE_NAME
+
+
+@dataclass(frozen=True)
+class SavedForward:
+    """One forward as the session remembers it."""
+
+    id: str
+    spec: ForwardSpec
+    running: bool  # the user had it running: restart it on the next start
+    reason: str = ""  # why it was not running (last error), shown after a restore
+
+    def to_dict(self) -> dict[str, Any]:
+        spec = self.spec
+        data: dict[str, Any] = {
+            "id": self.id,
+            "target": spec.target,
+            "remote_port": spec.remote_port,
+            "local_port": spec.local_port,
+            "addresses": list(spec.addresses),
+            "running": self.running,
+        }
+        if spec.namespace is not None:
+            data["namespace"] = spec.namespace
+        if spec.context is not None:
+            data["context"] = spec.context
+        if spec.kubeconfig is not None:
+            data["kubeconfig"] = spec.kubeconfig
+        if self.reason:
+            data["reason"] = self.reason
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Any) -> SavedForward:
+        """Strict parse: a wrong shape raises ValueError (the file is then moved aside)."""
+        if not isinstance(data, dict):
+            raise ValueError("forward entry is not a mapping")
+        fid, target, remote = data.get("id"), data.get("target"), data.get("remote_port")
+        if not isinstance(fid, str) or not fid:
+            raise ValueError("forward entry without an id")
+        if not isinstance(target, str) or not target:
+            raise ValueError(f"forward {fid}: missing target")
+        if isinstance(remote, bool) or not isinstance(remote, int | str):
+            raise ValueError(f"forward {fid}: bad remote_port")
+        local = data.get("local_port", 0)
+        if isinstance(local, bool) or not isinstance(local, int) or not 0 <= local <= 65535:
+            raise ValueError(f"forward {fid}: bad local_port")
+        addresses = data.get("addresses", ["127.0.0.1"])
+        if not isinstance(addresses, list) or not all(isinstance(a, str) for a in addresses):
+            raise ValueError(f"forward {fid}: bad addresses")
+        opt: dict[str, str | None] = {}
+        for key in ("namespace", "context", "kubeconfig"):
+            value = data.get(key)
+            if value is not None and not isinstance(value, str):
+                raise ValueError(f"forward {fid}: bad {key}")
+            opt[key] = value
+        reason = data.get("reason", "")
+        spec = ForwardSpec(
+            target=target,
+            remote_port=remote,
+            local_port=local,
+            namespace=opt["namespace"],
+            context=opt["context"],
+            kubeconfig=opt["kubeconfig"],
+            addresses=tuple(addresses) or ("127.0.0.1",),
+        )
+        return cls(
+            id=fid,
+            spec=spec,
+            running=bool(data.get("running", False)),
+            reason=reason if isinstance(reason, str) else "",
+        )
+
+    @classmethod
+    def from_snapshot(cls, snap: ForwardSnapshot) -> SavedForward:
+        """Remember the port actually bound, so a restored forward keeps its local port."""
+        spec = snap.spec
+        if spec.local_port == 0 and snap.bound:
+            spec = ForwardSpec(
+                target=spec.target,
+                remote_port=spec.remote_port,
+                local_port=snap.bound[0][1],
+                namespace=spec.namespace,
+                context=spec.context,
+                kubeconfig=spec.kubeconfig,
+                addresses=spec.addresses,
+            )
+        running = snap.state in RUNNING_STATES
+        return cls(id=snap.id, spec=spec, running=running, reason="" if running else snap.reason)
+
+
+@dataclass
+class LoadResult:
+    forwards: list[SavedForward] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    existed: bool = False  # False on a first start (no file yet)
+    writable: bool = True  # False: we could not read it and could not move it aside
+
+
+def _encode(forwards: list[SavedForward]) -> str:
+    doc = {"version": SCHEMA_VERSION, "forwards": [f.to_dict() for f in forwards]}
+    header = "# portfwd session state (written by portfwd; edits are read at start)\n"
+    return header + yaml.safe_dump(doc, sort_keys=False, default_flow_style=False)
+
+
+def _decode(text: str) -> list[SavedForward]:
+    doc = yaml.safe_load(text)
+    if doc is None:
+        return []
+    if not isinstance(doc, dict):
+        raise ValueError("top level is not a mapping")
+    version = doc.get("version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise ValueError("missing schema version")
+    if version > SCHEMA_VERSION:
+        raise NewerVersion(version)
+    if version < 1:
+        raise ValueError(f"unknown schema version {version}")
+    entries = doc.get("forwards") or []
+    if not isinstance(entries, list):
+        raise ValueError("forwards is not a list")
+    forwards = [SavedForward.from_dict(e) for e in entries]
+    ids = [f.id for f in forwards]
+    if len(set(ids)) != len(ids):
+        raise ValueError("duplicate forward ids")
+    return forwards
+
+
+class NewerVersion(ValueError):
+    def __init__(self, version: int) -> None:
+        super().__init__(f"written by a newer portfwd (schema version {version})")
+        self.version = version
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Replace `path` with `text` so a crash leaves either the old or the new file, never half.
+
+    Blocking: call it from a thread.
+    """
+    directory = path.parent
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    dir_fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+class SessionSource(Protocol):
+    """The part of the engine's Manager the store needs."""
+
+    def snapshot(self) -> list[ForwardSnapshot]: ...
+
+    def subscribe(self, maxsize: int = 1000) -> Any: ...
+
+
+class StateStore:
+    """Loads the session once, then keeps the file in step with the engine.
+
+    `attach(manager)` follows the Manager's events and rewrites the file after every
+    added/changed/removed forward; writes run in a thread and coalesce. `flush()` writes the
+    current state now (used at quit, before the forwards are stopped).
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        clock: Callable[[], float] = time.time,
+        coalesce_delay: float = 0.05,
+    ) -> None:
+        self.path = path
+        self._clock = clock
+        self._coalesce_delay = coalesce_delay
+        self._writable = True
+        self._last_written: str | None = None
+        self._source: SessionSource | None = None
+        self._dirty = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._write_lock = asyncio.Lock()
+        self.writes = 0  # how many times the file was actually rewritten
+        self.last_error: str | None = None
+
+    @property
+    def writable(self) -> bool:
+        return self._writable
+
+    # -- loading -----------------------------------------------------------------------------
+
+    def load(self) -> LoadResult:
+        """Read the session. Blocking (small file): call before the loop runs or via a thread."""
+        result = LoadResult()
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return result
+        except OSError as exc:
+            self._writable = False
+            result.writable = False
+            result.existed = True
+            result.warnings.append(
+                f"cannot read session file {self.path} ({exc.strerror}); "
+                "this session will not be saved, fix its permissions and restart"
+            )
+            return result
+        result.existed = True
+        try:
+            result.forwards = _decode(text)
+            self._last_written = text
+        except (yaml.YAMLError, ValueError) as exc:
+            problem = str(exc) if isinstance(exc, ValueError) else "not valid YAML"
+            result.warnings.extend(self._move_aside(problem))
+            result.writable = self._writable
+        return result
+
+    def _move_aside(self, problem: str) -> list[str]:
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(self._clock()))
+        backup = self.path.with_name(f"{self.path.name}.bak-{stamp}")
+        n = 1
+        while backup.exists():
+            backup = self.path.with_name(f"{self.path.name}.bak-{stamp}-{n}")
+            n += 1
+        try:
+            os.replace(self.path, backup)
+        except OSError as exc:
+            self._writable = False
+            return [
+                f"session file {self.path} is unusable ({problem}) and could not be moved "
+                f"aside ({exc.strerror}); this session will not be saved"
+            ]
+        return [
+            f"session file {self.path} is unusable ({problem}); moved it to {backup} "
+            "and started with an empty session"
+        ]
+
+    # -- saving ------------------------------------------------------------------------------
+
+    def encode(self, snapshots: list[ForwardSnapshot]) -> str:
+        return _encode([SavedForward.from_snapshot(s) for s in snapshots])
+
+    async def save(self, snapshots: list[ForwardSnapshot]) -> bool:
+        """Write these forwards now (off the loop). Returns True if the file changed."""
+        if not self._writable:
+            return False
+        text = self.encode(snapshots)
+        async with self._write_lock:
+            if text == self._last_written:
+                return False
+            try:
+                await asyncio.to_thread(write_atomic, self.path, text)
+            except OSError as exc:
+                # Keep running: a full disk must not take the forwards down. Say it once.
+                if self.last_error is None:
+                    log.warning("cannot save session to %s: %s", self.path, exc)
+                self.last_error = f"cannot save session to {self.path}: {exc.strerror or exc}"
+                return False
+            self.last_error = None
+            self._last_written = text
+            self.writes += 1
+            return True
+
+    def attach(self, source: SessionSource) -> None:
+        """Follow `source`'s events and keep the file current until `close()`."""
+        if self._source is not None:
+            raise RuntimeError("StateStore already attached")
+        self._source = source
+        subscription = source.subscribe()
+        self._tasks.append(asyncio.create_task(self._follow(subscription), name="state-follow"))
+        self._tasks.append(asyncio.create_task(self._writer(), name="state-writer"))
+
+    def request_save(self) -> None:
+        self._dirty.set()
+
+    async def _follow(self, subscription: Any) -> None:
+        try:
+            events: AsyncIterator[Event] = subscription.__aiter__()
+            async for event in events:
+                if isinstance(event, ForwardAdded | ForwardChanged | ForwardRemoved | Lagged):
+                    self._dirty.set()
+        finally:
+            close = getattr(subscription, "close", None)
+            if callable(close):
+                close()
+
+    async def _writer(self) -> None:
+        while True:
+            await self._dirty.wait()
+            await asyncio.sleep(self._coalesce_delay)  # let a burst of events land
+            self._dirty.clear()
+            if self._source is not None:
+                await self.save(self._source.snapshot())
+
+    async def flush(self) -> None:
+        """Write the current state now (quit calls this before stopping the forwards)."""
+        if self._source is not None:
+            self._dirty.clear()
+            await self.save(self._source.snapshot())
+
+    async def close(self, *, flush: bool = True) -> None:
+        """Stop following the engine; by default write the final state first."""
+        if flush:
+            await self.flush()
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._source = None
+
+
+class RestoreTarget(Protocol):
+    async def add(
+        self, spec: ForwardSpec, *, start: bool = True, forward_id: str | None = None
+    ) -> str: ...
+
+    async def start(self, forward_id: str) -> ForwardSnapshot: ...
+
+
+async def restore(
+    manager: RestoreTarget, saved: list[SavedForward], *, restart: bool = True
+) -> dict[str, str]:
+    """Re-create the saved forwards: running ones are restarted (unless `restart` is False).
+
+    All are added first (stopped, in their saved order) so the dashboard shows the whole
+    session at once; the running ones then start concurrently. A forward whose resource is
+    gone ends in the engine's error state with its reason. Returns notes per forward id: why a
+    forward is shown stopped.
+    """
+    notes: dict[str, str] = {}
+    to_start: list[str] = []
+    for item in saved:
+        fid = await manager.add(item.spec, start=False, forward_id=item.id)
+        if item.running and restart:
+            to_start.append(fid)
+        elif item.running:
+            notes[fid] = "not restarted (--no-restore)"
+        else:
+            notes[fid] = "stopped in the last session" + (f": {item.reason}" if item.reason else "")
+
+    async def start_one(fid: str) -> None:
+        try:
+            await manager.start(fid)
+        except Exception as exc:  # the engine reports it as the forward's error state too
+            notes[fid] = f"restart failed: {exc}"
+
+    await asyncio.gather(*(start_one(fid) for fid in to_start))
+    return notes

@@ -1,0 +1,293 @@
+"""The Textual application: wires the engine's event stream, the session store and the screens.
+
+Thin on purpose: the screens render and act, the engine forwards, the store persists. The app
+owns one worker that turns the Manager's events into Textual messages, and the quit sequence
+(save the session, then stop every forward, then exit).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import traceback
+import webbrowser
+from collections.abc import Callable, Iterable
+from datetime import tzinfo
+from typing import Any
+
+from textual import work
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+
+from portfwd.engine.events import (
+    ForwardAdded,
+    ForwardChanged,
+    ForwardRemoved,
+    Lagged,
+    LogLine,
+    StatsTick,
+)
+from portfwd.engine.model import ForwardSpec
+from portfwd.errors import PortfwdError
+from portfwd.store.state import LoadResult, StateStore, restore
+from portfwd.tui.catalog import Catalog
+from portfwd.tui.engine_api import EngineAPI, EventStream
+from portfwd.tui.format import forward_label
+from portfwd.tui.messages import (
+    ForwardCreated,
+    ForwardGone,
+    ForwardUpdated,
+    LogReceived,
+    Resync,
+    StatsUpdated,
+)
+from portfwd.tui.screens.dashboard import DashboardScreen
+from portfwd.tui.screens.dialogs import HelpScreen
+from portfwd.tui.screens.logs import LogScreen
+from portfwd.tui.screens.picker import NewForwardScreen
+
+
+class PortfwdApp(App[int]):
+    CSS_PATH = "portfwd.tcss"
+    TITLE = "portfwd"
+    ENABLE_COMMAND_PALETTE = True
+    BINDINGS = [
+        Binding("q", "quit", "Quit"),
+        Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
+        Binding("question_mark", "help", "Help"),
+    ]
+
+    def __init__(
+        self,
+        manager: EngineAPI,
+        *,
+        catalog: Catalog,
+        store: StateStore | None = None,
+        session: LoadResult | None = None,
+        restart: bool = True,
+        seed: list[ForwardSpec] | None = None,
+        context: str = "",
+        cluster: str = "",
+        namespace: str | None = None,
+        spec_kubeconfig: str | None = None,
+        clock: Callable[[], float] = time.time,
+        tz: tzinfo | None = None,
+        open_url: Callable[[str], Any] = webbrowser.open,
+        warnings: Iterable[str] = (),
+    ) -> None:
+        super().__init__()
+        self.manager = manager
+        self.catalog = catalog
+        self.store = store
+        self.session = session
+        self.restart_saved = restart
+        self.seed = list(seed or [])
+        self.context_name = context
+        self.cluster_name = cluster
+        self.default_namespace = namespace
+        self.spec_kubeconfig = spec_kubeconfig
+        self.clock = clock
+        self.tz = tz
+        self.url_opener = open_url
+        self.startup_warnings = list(warnings)
+        self.restored = False  # True once the saved session is back (for tests and demo)
+        self.quitting = False
+        self.crash: str | None = None  # formatted traceback of an unexpected exception
+        self._subscription: EventStream | None = None
+        self.dashboard = DashboardScreen()
+        self.sub_title = self._sub_title()
+
+    def _sub_title(self) -> str:
+        parts = []
+        if self.context_name:
+            parts.append(f"context {self.context_name}")
+        if self.cluster_name:
+            parts.append(f"cluster {self.cluster_name}")
+        return " · ".join(parts) or "no context"
+
+    # -- start-up -----------------------------------------------------------------------------
+
+    async def on_mount(self) -> None:
+        # Subscribe before reading the snapshot: an event in between is applied twice, never
+        # lost (updates are idempotent).
+        self._subscription = self.manager.subscribe()
+        await self.push_screen(self.dashboard)
+        self.dashboard.set_all(self.manager.snapshot())
+        self._consume_events(self._subscription)
+        for warning in self.startup_warnings:
+            self.notify(warning, severity="warning", timeout=15)
+        self._restore_session()
+
+    @work(group="engine-events", exit_on_error=True)
+    async def _consume_events(self, subscription: EventStream) -> None:
+        try:
+            async for event in subscription:
+                if isinstance(event, StatsTick):
+                    self.post_message(StatsUpdated(event.forward_id, event.stats))
+                elif isinstance(event, ForwardAdded):
+                    self.post_message(ForwardUpdated(event.snapshot, added=True))
+                elif isinstance(event, ForwardChanged):
+                    self.post_message(ForwardUpdated(event.snapshot))
+                elif isinstance(event, ForwardRemoved):
+                    self.post_message(ForwardGone(event.forward_id))
+                elif isinstance(event, LogLine):
+                    self.post_message(LogReceived(event.forward_id, event.entry))
+                elif isinstance(event, Lagged):
+                    self.post_message(Resync())
+        finally:
+            subscription.close()
+
+    @work(group="session")
+    async def _restore_session(self) -> None:
+        """Bring the saved session back, or seed a first one; then start saving changes."""
+        notes: dict[str, str] = {}
+        try:
+            if self.session is not None and self.session.forwards:
+                notes = await restore(
+                    self.manager, self.session.forwards, restart=self.restart_saved
+                )
+            elif self.session is not None and not self.session.existed and self.seed:
+                for spec in self.seed:
+                    with contextlib.suppress(PortfwdError):  # shown as its error state
+                        await self.manager.add(spec, start=True)
+        finally:
+            self.dashboard.set_notes(notes)
+            if self.store is not None and not self.quitting:
+                self.store.attach(self.manager)
+                self.store.request_save()
+            self.restored = True
+
+    # -- engine messages ------------------------------------------------------------------------
+
+    def on_forward_updated(self, message: ForwardUpdated) -> None:
+        self.dashboard.upsert(message.snapshot)
+        for screen in self._log_screens():
+            if screen.forward_id == message.snapshot.id:
+                screen.refresh_title()
+
+    def on_forward_gone(self, message: ForwardGone) -> None:
+        self.dashboard.remove_forward(message.forward_id)
+
+    def on_stats_updated(self, message: StatsUpdated) -> None:
+        self.dashboard.update_stats(message.forward_id, message.stats)
+
+    def on_log_received(self, message: LogReceived) -> None:
+        for screen in self._log_screens():
+            screen.add_entry(message.forward_id, message.entry)
+
+    def on_resync(self, message: Resync) -> None:
+        self.dashboard.set_all(self.manager.snapshot())
+
+    def on_forward_created(self, message: ForwardCreated) -> None:
+        if message.forward_ids:
+            self.dashboard.select(message.forward_ids[0])
+
+    def _log_screens(self) -> list[LogScreen]:
+        return [s for s in self.screen_stack if isinstance(s, LogScreen)]
+
+    # -- what screens ask of the app ----------------------------------------------------------
+
+    def taken_ports(self, exclude: str | None = None) -> dict[int, str]:
+        """Local ports other forwards hold or want: the forms refuse them early."""
+        taken: dict[int, str] = {}
+        for snap in self.manager.snapshot():
+            if snap.id == exclude:
+                continue
+            label = forward_label(snap)
+            for _, port in snap.bound:
+                taken[port] = label
+            if snap.spec.local_port:
+                taken.setdefault(snap.spec.local_port, label)
+        return taken
+
+    def open_picker(self) -> None:
+        self.push_screen(
+            NewForwardScreen(context=self.context_name, namespace=self.default_namespace),
+            self._picked,
+        )
+
+    def _picked(self, specs: list[ForwardSpec] | None) -> None:
+        if specs:
+            self._add_forwards(specs)
+
+    @work(group="engine-actions")
+    async def _add_forwards(self, specs: list[ForwardSpec]) -> None:
+        ids: list[str] = []
+        for spec in specs:
+            try:
+                ids.append(await self.manager.add(spec, start=True))
+            except PortfwdError as exc:
+                self.notify(f"{spec.target} {spec.remote_port}: {exc}", severity="error")
+        self.post_message(ForwardCreated(ids))
+
+    def open_logs(self, forward_id: str | None) -> None:
+        self.push_screen(LogScreen(forward_id))
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    # -- quit: save first, then stop everything ---------------------------------------------------
+
+    async def action_quit(self) -> None:
+        if self.quitting:
+            return
+        self.quitting = True
+        count = len(self.manager.snapshot())
+        self.notify(f"Saving the session and stopping {count} forward(s)…", timeout=10)
+        self._quit_sequence()
+
+    @work(group="quit", exclusive=True)
+    async def _quit_sequence(self) -> None:
+        try:
+            if self.store is not None:
+                await self.store.close(flush=True)
+            if self._subscription is not None:
+                self._subscription.close()
+            self.workers.cancel_group(self, "engine-events")
+            await self.manager.shutdown()
+        finally:
+            self.exit(0)
+
+    # -- command palette: every action by name --------------------------------------------------
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        dash = self.dashboard
+        yield SystemCommand(
+            "New forward", "Pick context, namespace, resource, port (n)", dash.action_new_forward
+        )
+        yield SystemCommand(
+            "Start / stop forward", "Toggle the selected forward (space)", dash.action_start_stop
+        )
+        yield SystemCommand(
+            "Restart forward", "Restart the selected forward (r)", dash.action_restart
+        )
+        yield SystemCommand("Delete forward", "Delete the selected forward (d)", dash.action_delete)
+        yield SystemCommand("Edit forward", "Change local port/address (e)", dash.action_edit)
+        yield SystemCommand("Forward logs", "Log of the selected forward (l)", dash.action_logs)
+        yield SystemCommand("App log", "Log of every forward (L)", dash.action_all_logs)
+        yield SystemCommand(
+            "Copy kubectl command", "Equivalent kubectl port-forward (y)", dash.action_copy_command
+        )
+        yield SystemCommand(
+            "Open in browser", "http://localhost:PORT (o)", dash.action_open_browser
+        )
+        yield SystemCommand("Filter forwards", "Show only matching rows (/)", dash.action_filter)
+        yield SystemCommand(
+            "Sort by next column", "Cycle the sort column (s)", dash.table.action_cycle_sort
+        )
+        yield SystemCommand("Help", "Every key (?)", self.action_help)
+        yield SystemCommand(
+            "Quit", "Save the session, stop every forward, exit (q)", self.action_quit
+        )
+        for command in super().get_system_commands(screen):
+            if command.title not in ("Quit",):
+                yield command
+
+    # -- crash capture: run_tui writes it to a log file -----------------------------------------
+
+    def _handle_exception(self, error: Exception) -> None:
+        if self.crash is None:
+            self.crash = "".join(traceback.format_exception(error))
+        super()._handle_exception(error)

@@ -1,0 +1,196 @@
+"""What the new-forward picker lists: contexts, namespaces, resources and their ports.
+
+The picker is typed against the `Catalog` Protocol; `KubeCatalog` answers from the
+kubeconfig and the cluster (through the engine's shared client pool), a test can answer from
+fixed data. Listing is a read-only query: no forwarding logic lives here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from portfwd.errors import PortfwdError
+from portfwd.kube.objects import ContainerPort, Pod, Service, Workload
+
+KINDS: tuple[str, ...] = ("service", "pod", "deployment", "statefulset")
+KIND_PREFIX = {"service": "svc", "pod": "pod", "deployment": "deploy", "statefulset": "sts"}
+
+UDP_REASON = "UDP cannot be port-forwarded (Kubernetes port-forward is TCP only)"
+
+
+class ListForbidden(PortfwdError):
+    """The user may not list this (e.g. namespaces at cluster scope): fall back to typing."""
+
+
+@dataclass(frozen=True)
+class ContextChoice:
+    name: str
+    cluster: str = ""
+    namespace: str = ""  # the context's default namespace ("" = default)
+    current: bool = False
+
+
+@dataclass(frozen=True)
+class ResourceChoice:
+    name: str
+    status: str = ""  # e.g. Running, ClusterIP, "2/2 ready"
+    ready: str = ""  # ready counts: "1/1", "2/3 endpoints"
+    healthy: bool = True
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class PortChoice:
+    port: int  # the number to forward to (Service port for services, container port else)
+    name: str = ""
+    protocol: str = "TCP"
+    detail: str = ""  # e.g. "→ targetPort echo"
+
+    @property
+    def disabled_reason(self) -> str:
+        return UDP_REASON if self.protocol.upper() != "TCP" else ""
+
+
+class Catalog(Protocol):
+    async def contexts(self) -> list[ContextChoice]: ...
+
+    async def namespaces(self, context: str) -> list[str]: ...
+
+    async def resources(self, context: str, namespace: str, kind: str) -> list[ResourceChoice]: ...
+
+    async def ports(
+        self, context: str, namespace: str, kind: str, name: str
+    ) -> list[PortChoice]: ...
+
+
+def _pod_choice(pod: Pod) -> ResourceChoice:
+    ready, total = pod.ready_count
+    return ResourceChoice(
+        name=pod.name,
+        status=pod.display_status(),
+        ready=f"{ready}/{total}",
+        healthy=pod.ready,
+        detail="" if pod.ready else pod.not_ready_reason(),
+    )
+
+
+def _workload_choice(w: Workload) -> ResourceChoice:
+    return ResourceChoice(
+        name=w.name,
+        status="Available" if w.ready_replicas >= w.replicas and w.replicas else "Progressing",
+        ready=f"{w.ready_replicas}/{w.replicas}",
+        healthy=w.ready_replicas > 0,
+    )
+
+
+def _service_choice(svc: Service, ready: int, total: int) -> ResourceChoice:
+    ports = ",".join(f"{p.port}/{p.protocol}" for p in svc.ports)
+    if svc.selector is None:
+        ready_text = "no selector"
+    else:
+        ready_text = f"{ready}/{total} ready"
+    return ResourceChoice(
+        name=svc.name,
+        status=svc.type,
+        ready=ready_text,
+        healthy=ready > 0,
+        detail=ports,
+    )
+
+
+def _container_port_choices(ports: Sequence[ContainerPort]) -> list[PortChoice]:
+    return [PortChoice(port=p.container_port, name=p.name, protocol=p.protocol) for p in ports]
+
+
+class KubeCatalog:
+    """Lists through the engine's client pool (one connection per context, shared)."""
+
+    def __init__(
+        self,
+        clients: Any,  # engine.clients.ClientPool: get(context) -> KubeClient
+        *,
+        kubeconfig: str | None = None,
+        list_contexts: Callable[..., tuple[list[Any], str | None]] | None = None,
+    ) -> None:
+        self._clients = clients
+        self._kubeconfig = kubeconfig
+        self._list_contexts = list_contexts
+
+    async def _client(self, context: str) -> Any:
+        return await self._clients.get(context or None)
+
+    async def contexts(self) -> list[ContextChoice]:
+        lister = self._list_contexts
+        if lister is None:
+            from portfwd.kube.config import list_contexts
+
+            lister = list_contexts
+        infos, current = await asyncio.to_thread(lister, self._kubeconfig)
+        return [
+            ContextChoice(
+                name=i.name,
+                cluster=i.cluster,
+                namespace=i.namespace or "",
+                current=i.name == current,
+            )
+            for i in infos
+        ]
+
+    async def namespaces(self, context: str) -> list[str]:
+        client = await self._client(context)
+        try:
+            items = await client.list_namespaces()
+        except PortfwdError as exc:
+            if getattr(exc, "status", None) == 403:
+                raise ListForbidden(str(exc)) from exc
+            raise
+        return sorted(ns.name for ns in items)
+
+    async def resources(self, context: str, namespace: str, kind: str) -> list[ResourceChoice]:
+        client = await self._client(context)
+        if kind == "pod":
+            pods = await client.list_pods(namespace)
+            return [_pod_choice(p) for p in sorted(pods, key=lambda p: p.name)]
+        if kind in ("deployment", "statefulset"):
+            items = await client.list_workloads(kind, namespace)
+            return [_workload_choice(w) for w in sorted(items, key=lambda w: w.name)]
+        if kind == "service":
+            services, slices = await asyncio.gather(
+                client.list_services(namespace), client.list_endpointslices(namespace)
+            )
+            counts: dict[str, tuple[set[str], set[str]]] = {}
+            for sl in slices:
+                ready, total = counts.setdefault(sl.service_name, (set(), set()))
+                for ep in sl.endpoints:
+                    ident = ep.target_ref.name if ep.target_ref else ",".join(ep.addresses)
+                    total.add(ident)
+                    if ep.ready:
+                        ready.add(ident)
+            out = []
+            for svc in sorted(services, key=lambda s: s.name):
+                ready, total = counts.get(svc.name, (set(), set()))
+                out.append(_service_choice(svc, len(ready), len(total)))
+            return out
+        raise PortfwdError(f"unknown kind {kind!r}: use one of {', '.join(KINDS)}")
+
+    async def ports(self, context: str, namespace: str, kind: str, name: str) -> list[PortChoice]:
+        client = await self._client(context)
+        if kind == "service":
+            svc = await client.get_service(namespace, name)
+            out = []
+            for p in svc.ports:
+                detail = ""
+                if p.target_port != p.port:
+                    detail = f"→ targetPort {p.target_port}"
+                out.append(PortChoice(port=p.port, name=p.name, protocol=p.protocol, detail=detail))
+            return out
+        if kind == "pod":
+            pod = await client.get_pod(namespace, name)
+            return _container_port_choices(pod.all_ports)
+        if kind in ("deployment", "statefulset"):
+            w = await client.get_workload(kind, namespace, name)
+            return _container_port_choices(w.template_ports)
+        raise PortfwdError(f"unknown kind {kind!r}: use one of {', '.join(KINDS)}")

@@ -1,0 +1,45 @@
+"""The engine as the TUI sees it: the Manager's public API, as a structural type.
+
+The TUI is typed against this Protocol, not the concrete class, so pure rendering tests can
+drive it with a small in-memory fake while every other test uses the real Manager.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Protocol
+
+from portfwd.engine.events import Event
+from portfwd.engine.model import ForwardSnapshot, ForwardSpec, LogEntry
+
+
+class EventStream(Protocol):
+    def __aiter__(self) -> AsyncIterator[Event]: ...
+
+    def close(self) -> None: ...
+
+
+class EngineAPI(Protocol):
+    def subscribe(self, maxsize: int = 1000) -> EventStream: ...
+
+    def snapshot(self) -> list[ForwardSnapshot]: ...
+
+    def get(self, forward_id: str) -> ForwardSnapshot: ...
+
+    def logs(self, forward_id: str | None) -> list[LogEntry]: ...
+
+    async def add(
+        self, spec: ForwardSpec, *, start: bool = True, forward_id: str | None = None
+    ) -> str: ...
+
+    async def start(self, forward_id: str) -> ForwardSnapshot: ...
+
+    async def stop(self, forward_id: str) -> None: ...
+
+    async def restart(self, forward_id: str) -> ForwardSnapshot: ...
+
+    async def update(self, forward_id: str, spec: ForwardSpec) -> None: ...
+
+    async def remove(self, forward_id: str) -> None: ...
+
+    async def shutdown(self) -> None: ...

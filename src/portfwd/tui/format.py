@@ -1,0 +1,120 @@
+"""How a forward's values read on screen: status words, human units, durations.
+
+Pure functions (no Textual), so they are trivially testable and the table, the log view and
+the toasts all say the same thing the same way.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, tzinfo
+
+from rich.text import Text
+
+from portfwd.engine.model import ForwardSnapshot, ForwardState, LogLevel
+
+# Colour AND a symbol/word, so the state reads without colour too.
+STATUS_STYLE: dict[ForwardState, tuple[str, str]] = {
+    ForwardState.ACTIVE: ("●", "bold green"),
+    ForwardState.STARTING: ("◌", "yellow"),
+    ForwardState.RECONNECTING: ("↻", "dark_orange"),
+    ForwardState.ERROR: ("✖", "bold red"),
+    ForwardState.STOPPED: ("■", "grey50"),
+}
+
+LEVEL_STYLE: dict[LogLevel, str] = {
+    LogLevel.DEBUG: "grey50",
+    LogLevel.INFO: "cyan",
+    LogLevel.WARNING: "yellow",
+    LogLevel.ERROR: "bold red",
+}
+
+KIND_PREFIX = {
+    "service": "svc",
+    "pod": "pod",
+    "deployment": "deploy",
+    "statefulset": "sts",
+}
+
+
+def status_text(state: ForwardState) -> Text:
+    symbol, style = STATUS_STYLE[state]
+    return Text(f"{symbol} {state.value}", style=style)
+
+
+def human_bytes(n: int) -> str:
+    if n < 1024:
+        return f"{n} B"
+    value = float(n)
+    for unit in ("KiB", "MiB", "GiB", "TiB"):
+        value /= 1024
+        if value < 1024 or unit == "TiB":
+            return f"{value:.1f} {unit}"
+    return f"{n} B"  # unreachable
+
+
+def human_rate(bytes_per_s: float) -> str:
+    return f"{human_bytes(int(bytes_per_s))}/s"
+
+
+def human_duration(seconds: float) -> str:
+    s = max(0, int(seconds))
+    days, s = divmod(s, 86400)
+    hours, s = divmod(s, 3600)
+    minutes, s = divmod(s, 60)
+    if days:
+        return f"{days}d{hours:02d}h"
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    if minutes:
+        return f"{minutes}m{s:02d}s"
+    return f"{s}s"
+
+
+def uptime_text(snap: ForwardSnapshot, now: float) -> str:
+    if snap.state in (ForwardState.ACTIVE, ForwardState.RECONNECTING) and snap.started_at:
+        return human_duration(now - snap.started_at)
+    return "-"
+
+
+def local_text(snap: ForwardSnapshot) -> str:
+    if snap.bound:
+        addrs = [f"[{a}]:{p}" if ":" in a else f"{a}:{p}" for a, p in snap.bound]
+        return ", ".join(addrs)
+    port = snap.spec.local_port or "auto"
+    addr = snap.spec.addresses[0] if snap.spec.addresses else "127.0.0.1"
+    if ":" in addr:
+        addr = f"[{addr}]"
+    return f"{addr}:{port}"
+
+
+def remote_text(snap: ForwardSnapshot) -> str:
+    """The remote side: what the user asked for, and what it resolved to."""
+    asked = str(snap.spec.remote_port)
+    if snap.remote_port:
+        resolved = str(snap.remote_port)
+        name = snap.port_name
+        if asked not in (resolved, name):
+            # e.g. a Service port 80 whose targetPort is the named port "echo" (9000)
+            return f"{asked} → {resolved}" + (f" ({name})" if name else "")
+        return resolved + (f" ({name})" if name else "")
+    return asked
+
+
+def target_pod_text(snap: ForwardSnapshot) -> str:
+    if snap.spec.target.startswith("pod/") or "/" not in snap.spec.target:
+        return ""  # the target is the pod itself
+    return snap.pod or "-"
+
+
+def forward_label(snap: ForwardSnapshot) -> str:
+    """Short name for toasts and titles: `svc/echo 8080→80`."""
+    return f"{snap.spec.target} {snap.local_port or 'auto'}→{snap.spec.remote_port}"
+
+
+def log_time(ts: float, tz: tzinfo | None) -> str:
+    return datetime.fromtimestamp(ts, tz=tz).strftime("%H:%M:%S.%f")[:-3]
+
+
+def url_for(snap: ForwardSnapshot) -> str | None:
+    port = snap.local_port
+    return f"http://localhost:{port}" if port else None

@@ -1,0 +1,145 @@
+"""Start the dashboard: load the session, build the engine, run the app, always clean up.
+
+Whatever happens inside the app, the terminal is restored (Textual does that when the app
+exits) and every forward is stopped here in `finally`. An unexpected exception is written to a
+log file whose path is printed, so a crash report is one file away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from portfwd.engine.model import ForwardSpec
+from portfwd.errors import PortfwdError
+from portfwd.store.state import StateStore, default_state_file
+
+
+def run_tui(
+    *,
+    kubeconfig: str | None,
+    context: str | None,
+    namespace: str | None,
+    state_file: Path | None,
+    restore: bool,
+) -> int:
+    path = state_file or default_state_file()
+    return guarded(
+        path.parent,
+        lambda: launch(
+            kubeconfig=kubeconfig,
+            context=context,
+            namespace=namespace,
+            state_file=path,
+            restore=restore,
+            spec_kubeconfig=kubeconfig,
+        ),
+    )
+
+
+def guarded(log_dir: Path, main: Callable[[], Awaitable[int]]) -> int:
+    """Run `main` on a fresh event loop; an unexpected exception becomes a crash log."""
+
+    async def runner() -> int:
+        return await main()
+
+    try:
+        return asyncio.run(runner())
+    except (PortfwdError, KeyboardInterrupt):
+        raise
+    except Exception as exc:
+        return report_crash(log_dir, "".join(traceback.format_exception(exc)))
+
+
+def report_crash(log_dir: Path, details: str) -> int:
+    """Write the traceback to a file and tell the user where it is. Returns exit code 1."""
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    name = f"portfwd-crash-{stamp}-{os.getpid()}.log"
+    path: Path | None = None
+    for directory in (log_dir, Path(tempfile.gettempdir())):
+        try:
+            directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+            candidate = directory / name
+            fd = os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(details)
+            path = candidate
+            break
+        except OSError:
+            continue
+    last = details.strip().splitlines()[-1] if details.strip() else "unknown error"
+    print(f"portfwd stopped after an unexpected error: {last}", file=sys.stderr)
+    if path is not None:
+        print(f"the full report is in {path} (please attach it to a bug report)", file=sys.stderr)
+    else:
+        print(details, file=sys.stderr)
+    return 1
+
+
+def describe_context(kubeconfig: str | None, context: str | None) -> tuple[str, str, str]:
+    """(context, cluster, warning) for the header; a missing kubeconfig is a warning only."""
+    from portfwd.kube.config import list_contexts
+
+    try:
+        infos, current = list_contexts(kubeconfig)
+    except PortfwdError as exc:
+        return context or "", "", f"kubeconfig: {exc}"
+    name = context or current or ""
+    info = next((i for i in infos if i.name == name), None)
+    if context and info is None:
+        return context, "", f"context {context!r} is not in the kubeconfig"
+    return name, info.cluster if info else "", ""
+
+
+async def launch(
+    *,
+    kubeconfig: str | None,
+    context: str | None,
+    namespace: str | None,
+    state_file: Path,
+    restore: bool,
+    spec_kubeconfig: str | None,
+    seed: list[ForwardSpec] | None = None,
+    extra_warnings: list[str] | None = None,
+) -> int:
+    """Build the engine, the store and the app on the running loop; run until quit."""
+    from portfwd.engine.manager import Manager
+    from portfwd.tui.app import PortfwdApp
+    from portfwd.tui.catalog import KubeCatalog
+
+    store = StateStore(state_file)
+    session = await asyncio.to_thread(store.load)
+    ctx_name, cluster, ctx_warning = await asyncio.to_thread(describe_context, kubeconfig, context)
+    warnings = [*session.warnings, *(extra_warnings or [])]
+    if ctx_warning:
+        warnings.append(ctx_warning)
+    manager = Manager(kubeconfig=kubeconfig)
+    app = PortfwdApp(
+        manager,
+        catalog=KubeCatalog(manager.clients, kubeconfig=kubeconfig),
+        store=store,
+        session=session,
+        restart=restore,
+        seed=seed,
+        context=ctx_name,
+        cluster=cluster,
+        namespace=namespace,
+        spec_kubeconfig=spec_kubeconfig,
+        warnings=warnings,
+    )
+    try:
+        await app.run_async()
+    finally:
+        # A crash skips the app's quit sequence: stop the forwards here. Do not save: the
+        # last good state is already on disk, and a crash may have left the engine odd.
+        await store.close(flush=False)
+        await manager.shutdown()
+    if app.crash:
+        return report_crash(state_file.parent, app.crash)
+    return app.return_code or 0

@@ -1,0 +1,288 @@
+"""The main screen: every forward, its state and traffic, and the keys that act on them."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import Screen
+from textual.timer import Timer
+from textual.widgets import DataTable, Footer, Header, Input, Static
+
+from portfwd.engine.model import ForwardSnapshot, ForwardSpec, ForwardState, ForwardStats
+from portfwd.errors import PortfwdError
+from portfwd.tui.format import forward_label, url_for
+from portfwd.tui.widgets.forward_table import ForwardTable
+
+if TYPE_CHECKING:
+    from portfwd.tui.app import PortfwdApp
+
+EMPTY_TEXT = (
+    "[b]No forwards yet.[/b]\n\n"
+    "Press [b reverse] n [/] to add one: pick a context, namespace, kind, resource and port.\n"
+    "Press [b reverse] ? [/] for every key, [b reverse] ctrl+p [/] for the command palette."
+)
+
+_STOPPED = (ForwardState.STOPPED, ForwardState.ERROR)
+
+
+class DashboardScreen(Screen[None]):
+    BINDINGS = [
+        Binding("n", "new_forward", "New"),
+        Binding("space", "start_stop", "Start/Stop"),
+        Binding("r", "restart", "Restart"),
+        Binding("d", "delete", "Delete"),
+        Binding("e", "edit", "Edit"),
+        Binding("l", "logs", "Logs"),
+        Binding("enter", "logs", "Logs", show=False),
+        Binding("L", "all_logs", "All logs", show=False),
+        Binding("y", "copy_command", "Copy cmd"),
+        Binding("o", "open_browser", "Open"),
+        Binding("slash", "filter", "Filter"),
+        Binding("escape", "clear_filter", "Clear filter", show=False),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__(id="dashboard")
+        self._ticker: Timer | None = None
+
+    @property
+    def papp(self) -> PortfwdApp:
+        return self.app  # type: ignore[return-value]
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Vertical(id="body"):
+            yield Input(placeholder="filter: words to match (Esc clears)", id="filter")
+            yield ForwardTable(clock=self.papp.clock, id="forwards")
+            yield Static(EMPTY_TEXT, id="empty")
+        yield Footer()
+
+    @property
+    def table(self) -> ForwardTable:
+        return self.query_one(ForwardTable)
+
+    def on_mount(self) -> None:
+        self.query_one("#filter", Input).display = False
+        self._ticker = self.set_interval(1.0, self._tick)
+        self._update_empty()
+
+    # -- 1 s tick only while this screen is showing -----------------------------------------
+
+    def on_screen_suspend(self) -> None:
+        if self._ticker is not None:
+            self._ticker.pause()
+
+    def on_screen_resume(self) -> None:
+        if self._ticker is not None:
+            self._ticker.resume()
+        self.table.focus()
+
+    def _tick(self) -> None:
+        self.table.tick()
+
+    # -- fed by the app's engine worker -----------------------------------------------------
+
+    def set_all(self, snapshots: list[ForwardSnapshot]) -> None:
+        self.table.set_all(snapshots)
+        self._update_empty()
+
+    def upsert(self, snap: ForwardSnapshot) -> None:
+        self.table.upsert(snap)
+        self._update_empty()
+
+    def remove_forward(self, fid: str) -> None:
+        self.table.remove_forward(fid)
+        self._update_empty()
+
+    def update_stats(self, fid: str, stats: ForwardStats) -> None:
+        self.table.update_stats(fid, stats)
+
+    def set_notes(self, notes: dict[str, str]) -> None:
+        self.table.notes.update(notes)
+        for fid in notes:
+            snap = self.table.snapshots.get(fid)
+            if snap is not None:
+                self.table.upsert(snap)
+
+    def select(self, fid: str) -> None:
+        table = self.table
+        if fid in table.visible_ids():
+            table.move_cursor(row=table.get_row_index(fid), animate=False)
+
+    def _update_empty(self) -> None:
+        empty = self.query_one("#empty", Static)
+        table = self.table
+        if not table.snapshots:
+            empty.update(EMPTY_TEXT)
+            empty.display = True
+        elif table.row_count == 0:
+            empty.update(
+                f"No forward matches “{table.filter_text}”. Press Esc to clear the filter."
+            )
+            empty.display = True
+        else:
+            empty.display = False
+
+    # -- selection helpers --------------------------------------------------------------------
+
+    def _selected(self) -> ForwardSnapshot | None:
+        fid = self.table.selected_id
+        snap = self.table.snapshots.get(fid) if fid else None
+        if snap is None:
+            self.notify("No forward selected. Press n to add one.", severity="warning", timeout=3)
+        return snap
+
+    def _run_engine(self, what: str, call: Callable[[], Awaitable[Any]]) -> None:
+        self._engine_call(what, call)
+
+    @work(group="engine-actions")
+    async def _engine_call(self, what: str, call: Callable[[], Awaitable[Any]]) -> None:
+        try:
+            await call()
+        except PortfwdError as exc:
+            self.notify(f"{what}: {exc}", severity="error", timeout=8)
+        except KeyError:
+            self.notify(f"{what}: that forward no longer exists", severity="warning")
+
+    # -- actions ----------------------------------------------------------------------------
+
+    def action_new_forward(self) -> None:
+        self.papp.open_picker()
+
+    def action_start_stop(self) -> None:
+        snap = self._selected()
+        if snap is None:
+            return
+        manager = self.papp.manager
+        if snap.state in _STOPPED:
+            self._run_engine(f"start {forward_label(snap)}", lambda: manager.start(snap.id))
+        else:
+            self._run_engine(f"stop {forward_label(snap)}", lambda: manager.stop(snap.id))
+
+    def action_restart(self) -> None:
+        snap = self._selected()
+        if snap is not None:
+            manager = self.papp.manager
+            self._run_engine(f"restart {forward_label(snap)}", lambda: manager.restart(snap.id))
+
+    def action_delete(self) -> None:
+        snap = self._selected()
+        if snap is None:
+            return
+        manager = self.papp.manager
+
+        def delete(confirmed: bool | None) -> None:
+            if confirmed:
+                self._run_engine(f"delete {forward_label(snap)}", lambda: manager.remove(snap.id))
+
+        if snap.state in _STOPPED:
+            delete(True)
+        else:
+            from portfwd.tui.screens.dialogs import ConfirmScreen
+
+            self.app.push_screen(
+                ConfirmScreen(
+                    f"Delete the {snap.state.value} forward {forward_label(snap)}?\n"
+                    f"Its {snap.stats.connections_open} open connection(s) will be closed.",
+                    confirm_label="Delete",
+                ),
+                delete,
+            )
+
+    def action_edit(self) -> None:
+        snap = self._selected()
+        if snap is None:
+            return
+        from portfwd.tui.screens.dialogs import EditScreen
+
+        manager = self.papp.manager
+
+        def apply(spec: ForwardSpec | None) -> None:
+            if spec is not None and spec != snap.spec:
+                self._run_engine(
+                    f"edit {forward_label(snap)}", lambda: manager.update(snap.id, spec)
+                )
+
+        self.app.push_screen(EditScreen(snap, taken=self.papp.taken_ports(exclude=snap.id)), apply)
+
+    def action_logs(self) -> None:
+        snap = self._selected()
+        if snap is not None:
+            self.papp.open_logs(snap.id)
+
+    def action_all_logs(self) -> None:
+        self.papp.open_logs(None)
+
+    def action_copy_command(self) -> None:
+        snap = self._selected()
+        if snap is None:
+            return
+        spec = snap.spec
+        if not spec.local_port and snap.local_port:
+            spec = replace(spec, local_port=snap.local_port)
+        command = spec.kubectl_command()
+        self.app.copy_to_clipboard(command)
+        self.notify(command, title="Copied to clipboard", timeout=6)
+
+    def action_open_browser(self) -> None:
+        snap = self._selected()
+        if snap is None:
+            return
+        url = url_for(snap)
+        if url is None or snap.state is not ForwardState.ACTIVE:
+            self.notify(
+                f"{forward_label(snap)} is {snap.state.value}: start it first (space)",
+                severity="warning",
+            )
+            return
+        self._open_url(url)
+
+    @work(group="browser")
+    async def _open_url(self, url: str) -> None:
+        opener = self.papp.url_opener
+        try:
+            ok = await asyncio.to_thread(opener, url)
+        except Exception as exc:  # webbrowser raises webbrowser.Error and OSErrors
+            self.notify(f"cannot open {url}: {exc}", severity="error")
+            return
+        if ok is False:
+            self.notify(f"no browser found: open {url} yourself", severity="warning")
+        else:
+            self.notify(f"opened {url}", timeout=3)
+
+    # -- filter -----------------------------------------------------------------------------
+
+    def action_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.display = True
+        box.focus()
+
+    def action_clear_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        if box.display or self.table.filter_text:
+            box.value = ""
+            box.display = False
+            self.table.focus()
+
+    @on(Input.Changed, "#filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        self.table.filter_text = event.value
+        self.table.rebuild()
+        self._update_empty()
+
+    @on(Input.Submitted, "#filter")
+    def _filter_done(self, event: Input.Submitted) -> None:
+        if not event.value:
+            event.input.display = False
+        self.table.focus()
+
+    @on(DataTable.RowSelected, "#forwards")
+    def _row_selected(self, event: DataTable.RowSelected) -> None:
+        self.action_logs()

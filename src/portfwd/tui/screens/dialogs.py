@@ -1,0 +1,199 @@
+"""Small modal screens: confirm, edit a forward's local side, help."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, Static
+
+from portfwd.engine.model import ForwardSnapshot, ForwardSpec
+from portfwd.tui.format import forward_label
+from portfwd.tui.ports import PortCheck, check_port
+
+
+class ConfirmScreen(ModalScreen[bool]):
+    BINDINGS = [
+        Binding("y", "confirm", "Yes"),
+        Binding("n,escape", "cancel", "No"),
+    ]
+
+    def __init__(self, question: str, *, confirm_label: str = "OK") -> None:
+        super().__init__(classes="dialog-screen")
+        self._question = question
+        self._confirm_label = confirm_label
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Static(self._question, id="question")
+            with Horizontal(classes="buttons"):
+                yield Button(f"{self._confirm_label} (y)", variant="error", id="yes")
+                yield Button("Cancel (n)", id="no")
+
+    def on_mount(self) -> None:
+        self.query_one("#no", Button).focus()
+
+    def action_confirm(self) -> None:
+        self.dismiss(True)
+
+    def action_cancel(self) -> None:
+        self.dismiss(False)
+
+    @on(Button.Pressed)
+    def _pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "yes")
+
+
+class EditScreen(ModalScreen[ForwardSpec | None]):
+    """Change the local port and address; validated live like the picker's local step."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, snap: ForwardSnapshot, *, taken: Mapping[int, str]) -> None:
+        super().__init__(classes="dialog-screen")
+        self._snap = snap
+        self._taken = dict(taken)
+        self._port_ok = True
+        self._own_port = snap.local_port
+
+    def compose(self) -> ComposeResult:
+        snap = self._snap
+        with Vertical(classes="dialog"):
+            yield Label(f"Edit {forward_label(snap)}", classes="dialog-title")
+            yield Label("Local port")
+            yield Input(str(snap.local_port or ""), id="edit-port", placeholder="1-65535")
+            yield Static("", id="edit-port-check", classes="check")
+            yield Label("Local address(es), comma-separated")
+            yield Input(",".join(snap.spec.addresses), id="edit-address")
+            with Horizontal(classes="buttons"):
+                yield Button("Apply (enter)", variant="primary", id="apply")
+                yield Button("Cancel (esc)", id="cancel")
+
+    def on_mount(self) -> None:
+        self.query_one("#edit-port", Input).focus()
+
+    def _addresses(self) -> tuple[str, ...]:
+        raw = self.query_one("#edit-address", Input).value
+        return tuple(a.strip() for a in raw.split(",") if a.strip())
+
+    @on(Input.Changed)
+    def _changed(self, event: Input.Changed) -> None:
+        self._validate()
+
+    @work(exclusive=True, group="validate")
+    async def _validate(self) -> None:
+        text = self.query_one("#edit-port", Input).value
+        addrs = self._addresses() or ("127.0.0.1",)
+        if self._own_port and text.strip() == str(self._own_port):
+            # Our own listener holds this port: the engine rebinds it on apply.
+            result = PortCheck(True, "current port")
+        else:
+            result = await check_port(text, addrs[0], self._taken)
+        self._show(result)
+
+    def _show(self, result: PortCheck) -> None:
+        self._port_ok = result.ok
+        check = self.query_one("#edit-port-check", Static)
+        check.update(("✓ " if result.ok else "✖ ") + result.message)
+        check.set_class(not result.ok, "invalid")
+        self.query_one("#apply", Button).disabled = not result.ok
+
+    def _result(self) -> ForwardSpec | None:
+        text = self.query_one("#edit-port", Input).value.strip()
+        if not self._port_ok or not text.isdigit():
+            return None
+        return replace(
+            self._snap.spec,
+            local_port=int(text),
+            addresses=self._addresses() or ("127.0.0.1",),
+        )
+
+    @on(Input.Submitted)
+    def _submitted(self, event: Input.Submitted) -> None:
+        self._apply()
+
+    @on(Button.Pressed, "#apply")
+    def _apply(self) -> None:
+        spec = self._result()
+        if spec is None:
+            self.notify("fix the local port first", severity="warning")
+            return
+        self.dismiss(spec)
+
+    @on(Button.Pressed, "#cancel")
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+HELP_SECTIONS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
+    (
+        "Dashboard",
+        (
+            ("n", "new forward: context → namespace → kind → resource → port → local port"),
+            ("space", "start / stop the selected forward"),
+            ("r", "restart the selected forward"),
+            ("d", "delete the selected forward (asks first when it is running)"),
+            ("e", "edit local port and address"),
+            ("l, enter", "logs of the selected forward"),
+            ("L", "app-wide log"),
+            ("y", "copy the equivalent kubectl port-forward command"),
+            ("o", "open http://localhost:PORT in the browser"),
+            ("/", "filter rows (words, all must match); esc clears"),
+            ("s / S", "sort by the next column / reverse the order (or click a header)"),
+            ("↑ ↓ pgup pgdn home end", "move"),
+        ),
+    ),
+    (
+        "New forward picker",
+        (
+            ("type", "fuzzy-filter the list"),
+            ("↑ ↓, enter", "choose"),
+            ("space", "mark several ports (on the port step)"),
+            ("esc", "back one step (closes on the first step)"),
+            ("ctrl+r", "reload the current list (after an error)"),
+        ),
+    ),
+    (
+        "Logs",
+        (
+            ("f", "follow (live tail) on/off"),
+            ("c", "clear the view"),
+            ("esc, q", "back"),
+        ),
+    ),
+    (
+        "Everywhere",
+        (
+            ("?", "this help"),
+            ("ctrl+p", "command palette: every action by name"),
+            ("q, ctrl+c", "quit: saves the session, then stops every forward"),
+        ),
+    ),
+)
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS = [Binding("escape,q,question_mark", "close", "Close")]
+
+    def __init__(self) -> None:
+        super().__init__(classes="dialog-screen")
+
+    def compose(self) -> ComposeResult:
+        lines: list[str] = []
+        for title, keys in HELP_SECTIONS:
+            lines.append(f"[b]{title}[/b]")
+            for key, what in keys:
+                lines.append(f"  [b cyan]{key:<24}[/] {what}")
+            lines.append("")
+        lines.append("[dim]esc to close[/dim]")
+        with Vertical(classes="dialog help"):
+            yield Label("Keys", classes="dialog-title")
+            yield Static("\n".join(lines), id="help-text")
+
+    def action_close(self) -> None:
+        self.dismiss(None)

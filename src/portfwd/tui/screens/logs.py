@@ -1,0 +1,96 @@
+"""Log view: one forward's log (resolution decisions, error-channel text ...) or the app's."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import Footer, Header, RichLog, Static
+
+from portfwd.engine.model import LogEntry
+from portfwd.tui.format import LEVEL_STYLE, forward_label, log_time
+
+if TYPE_CHECKING:
+    from portfwd.tui.app import PortfwdApp
+
+MAX_LINES = 5000  # scrollback kept on screen
+
+
+class LogScreen(Screen[None]):
+    BINDINGS = [
+        Binding("escape,q", "close", "Back"),
+        Binding("f", "follow", "Follow"),
+        Binding("c", "clear", "Clear"),
+    ]
+
+    def __init__(self, forward_id: str | None) -> None:
+        super().__init__(classes="log-screen")
+        self.forward_id = forward_id
+        self.lines_shown = 0
+
+    @property
+    def papp(self) -> PortfwdApp:
+        return self.app  # type: ignore[return-value]
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static(self._title(), id="log-title")
+        yield RichLog(max_lines=MAX_LINES, wrap=True, highlight=False, markup=False, id="log")
+        yield Footer()
+
+    def _title(self) -> str:
+        if self.forward_id is None:
+            return "App log (every forward)  ·  f follow  ·  esc back"
+        try:
+            snap = self.papp.manager.get(self.forward_id)
+        except KeyError:
+            return f"Log of forward {self.forward_id} (removed)"
+        return f"Log of {forward_label(snap)} [{snap.state.value}]  ·  f follow  ·  esc back"
+
+    def on_mount(self) -> None:
+        log = self.query_one(RichLog)
+        for entry in self.papp.manager.logs(self.forward_id):
+            self._write(log, self.forward_id, entry)
+        log.focus()
+
+    def _prefix(self, forward_id: str | None) -> str:
+        if self.forward_id is not None or forward_id is None:
+            return ""
+        try:
+            return forward_label(self.papp.manager.get(forward_id)) + "  "
+        except KeyError:
+            return f"{forward_id}  "
+
+    def _write(self, log: RichLog, forward_id: str | None, entry: LogEntry) -> None:
+        line = Text()
+        line.append(log_time(entry.ts, self.papp.tz) + " ", style="grey62")
+        line.append(f"{entry.level.name:<7} ", style=LEVEL_STYLE.get(entry.level, ""))
+        line.append(self._prefix(forward_id), style="bold")
+        line.append(entry.message)
+        log.write(line)
+        self.lines_shown += 1
+
+    def add_entry(self, forward_id: str | None, entry: LogEntry) -> None:
+        """Called by the app for every LogLine event; keeps only the ones this view shows."""
+        if self.forward_id is not None and forward_id != self.forward_id:
+            return
+        self._write(self.query_one(RichLog), forward_id, entry)
+
+    def refresh_title(self) -> None:
+        self.query_one("#log-title", Static).update(self._title())
+
+    def action_close(self) -> None:
+        self.dismiss(None)
+
+    def action_follow(self) -> None:
+        log = self.query_one(RichLog)
+        log.auto_scroll = not log.auto_scroll
+        if log.auto_scroll:
+            log.scroll_end(animate=False)
+        self.notify("following" if log.auto_scroll else "follow off (scroll freely)", timeout=2)
+
+    def action_clear(self) -> None:
+        self.query_one(RichLog).clear()

@@ -1,0 +1,560 @@
+"""New forward: context → namespace → kind → resource → port(s) → local port → start.
+
+Every list loads in a worker with a visible loading line and an error line (ctrl+r retries);
+typing filters the list (fuzzy) and the arrows move in it, so the hands never leave the
+keyboard. When the namespaces may not be listed (RBAC), the step turns into a text prompt.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.fuzzy import Matcher
+from textual.screen import Screen
+from textual.widgets import Button, Footer, Header, Input, Label, OptionList, Static
+from textual.widgets.option_list import Option
+
+from portfwd.engine.model import ForwardSpec
+from portfwd.tui.catalog import (
+    KIND_PREFIX,
+    KINDS,
+    ContextChoice,
+    ListForbidden,
+    PortChoice,
+    ResourceChoice,
+)
+from portfwd.tui.ports import PortCheck, check_port, suggest_port
+
+if TYPE_CHECKING:
+    from portfwd.tui.app import PortfwdApp
+
+STEPS = ("context", "namespace", "kind", "resource", "port", "local")
+STEP_TITLES = {
+    "context": "Context",
+    "namespace": "Namespace",
+    "kind": "Kind",
+    "resource": "Resource",
+    "port": "Port(s)",
+    "local": "Local port",
+}
+KIND_HELP = {
+    "service": "follows the Service's ready endpoints (like kubectl: targetPort translated)",
+    "pod": "one pod, by name",
+    "deployment": "a ready pod of the Deployment",
+    "statefulset": "a ready pod of the StatefulSet",
+}
+
+
+@dataclass(frozen=True)
+class Item:
+    key: str
+    prompt: Text
+    search: str
+    value: Any
+    disabled: bool = False
+
+
+class NewForwardScreen(Screen[list[ForwardSpec] | None]):
+    """Returns the specs to add (one per chosen port), or None when cancelled."""
+
+    BINDINGS = [
+        Binding("escape", "back", "Back"),
+        Binding("down", "cursor_down", "Down", show=False, priority=True),
+        Binding("up", "cursor_up", "Up", show=False, priority=True),
+        Binding("pagedown", "page_down", "Page down", show=False),
+        Binding("pageup", "page_up", "Page up", show=False),
+        Binding("space", "mark", "Mark port", priority=True),
+        Binding("ctrl+r", "reload", "Reload"),
+    ]
+
+    def __init__(self, *, context: str | None = None, namespace: str | None = None) -> None:
+        super().__init__(id="picker")
+        self.step = "context"
+        self.context: str = context or ""
+        self.namespace: str = namespace or ""
+        self.kind = ""
+        self.resource = ""
+        self.ports: list[PortChoice] = []
+        self.marked: set[int] = set()
+        self.state = "idle"  # idle | loading | error | forbidden | ready
+        self._items: list[Item] = []
+        self._contexts: list[ContextChoice] = []
+        self._port_checks: dict[int, PortCheck] = {}
+        self._initial_context = context
+        self._initial_namespace = namespace
+
+    @property
+    def papp(self) -> PortfwdApp:
+        return self.app  # type: ignore[return-value]
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Vertical(id="picker-body"):
+            yield Static("", id="crumbs")
+            yield Static("", id="step-title")
+            yield Input(placeholder="type to filter", id="query")
+            yield Static("", id="status")
+            yield OptionList(id="choices")
+            yield VerticalScroll(id="local-step")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#local-step").display = False
+        self._enter("context")
+
+    # -- step machinery -----------------------------------------------------------------------
+
+    def _crumbs(self) -> str:
+        parts = []
+        values = {
+            "context": self.context,
+            "namespace": self.namespace,
+            "kind": self.kind,
+            "resource": self.resource,
+            "port": ",".join(str(p.port) for p in self.ports),
+        }
+        for step in STEPS:
+            idx = STEPS.index(step)
+            if idx < STEPS.index(self.step) and values.get(step):
+                parts.append(f"{STEP_TITLES[step].lower()} [b]{values[step]}[/b]")
+        trail = "  ›  ".join(parts) if parts else "start by choosing a context"
+        return f"New forward:  {trail}"
+
+    def _enter(self, step: str) -> None:
+        self.step = step
+        idx = STEPS.index(step) + 1
+        self.query_one("#crumbs", Static).update(self._crumbs())
+        self.query_one("#step-title", Static).update(
+            f"[b]{idx}/{len(STEPS)}  {STEP_TITLES[step]}[/b]  {self._step_hint(step)}"
+        )
+        query = self.query_one("#query", Input)
+        local = self.query_one("#local-step", VerticalScroll)
+        choices = self.query_one("#choices", OptionList)
+        is_local = step == "local"
+        local.display = is_local
+        choices.display = not is_local
+        query.display = not is_local
+        query.value = ""
+        query.placeholder = "type to filter"
+        self._items = []
+        choices.clear_options()
+        if is_local:
+            self._build_local_step()
+            return
+        query.focus()
+        loaders: dict[str, Callable[[], Awaitable[list[Item]]]] = {
+            "context": self._load_contexts,
+            "namespace": self._load_namespaces,
+            "kind": self._load_kinds,
+            "resource": self._load_resources,
+            "port": self._load_ports,
+        }
+        self._load(step, loaders[step])
+
+    def _step_hint(self, step: str) -> str:
+        return {
+            "context": "which cluster/user (from your kubeconfig)",
+            "namespace": f"in context {self.context}",
+            "kind": "what to forward to",
+            "resource": f"{self.kind}s in {self.namespace}",
+            "port": "enter picks one; space marks several",
+            "local": "where to listen on this machine",
+        }[step]
+
+    def _set_status(self, text: str, kind: str = "") -> None:
+        status = self.query_one("#status", Static)
+        status.update(text)
+        status.set_classes(kind or "")
+
+    @work(exclusive=True, group="picker-load")
+    async def _load(self, step: str, loader: Callable[[], Awaitable[list[Item]]]) -> None:
+        self.state = "loading"
+        what = {"context": "contexts", "kind": "kinds", "port": "ports"}.get(step, f"{step}s")
+        if step == "resource":
+            what = f"{self.kind}s"
+        self._set_status(f"⏳ Loading {what}…", "loading")
+        try:
+            items = await loader()
+        except ListForbidden as exc:
+            if step == "namespace":
+                self._namespace_fallback(str(exc))
+                return
+            self._load_failed(what, str(exc))
+            return
+        except Exception as exc:  # any failure is shown on the step, never crashes the app
+            self._load_failed(what, str(exc) or type(exc).__name__)
+            return
+        if self.step != step:
+            return
+        self.state = "ready"
+        self._items = items
+        if not items:
+            self._set_status(f"No {what} here. Esc goes back.", "empty")
+        else:
+            enabled = sum(1 for i in items if not i.disabled)
+            self._set_status(f"{enabled} of {len(items)} {what} selectable", "")
+        self._refilter(self._initial_highlight(step))
+
+    def _load_failed(self, what: str, message: str) -> None:
+        self.state = "error"
+        self._set_status(
+            f"✖ Cannot load {what}: {message}\n  ctrl+r retries · esc goes back", "error"
+        )
+
+    def _namespace_fallback(self, message: str) -> None:
+        self.state = "forbidden"
+        suggestion = self._initial_namespace or next(
+            (c.namespace for c in self._contexts if c.name == self.context and c.namespace), ""
+        )
+        self._set_status(
+            f"⚠ You may not list namespaces in context {self.context} ({message}).\n"
+            "  Type the namespace and press enter.",
+            "warning",
+        )
+        query = self.query_one("#query", Input)
+        query.placeholder = "namespace name"
+        self._items = []
+        if suggestion:
+            self._items = [self._namespace_item(suggestion, "context default")]
+        self._refilter(None)
+
+    def _namespace_item(self, name: str, note: str = "") -> Item:
+        prompt = Text(name)
+        if note:
+            prompt.append(f"  ({note})", style="dim")
+        return Item(key=f"ns:{name}", prompt=prompt, search=name, value=name)
+
+    def _initial_highlight(self, step: str) -> str | None:
+        if step == "context":
+            want = self.context or self._initial_context
+            if want:
+                return f"ctx:{want}"
+            current = next((c for c in self._contexts if c.current), None)
+            return f"ctx:{current.name}" if current else None
+        if step == "namespace":
+            want = self.namespace or self._initial_namespace
+            if not want:
+                want = next((c.namespace for c in self._contexts if c.name == self.context), "")
+            return f"ns:{want}" if want else None
+        if step == "kind":
+            return f"kind:{self.kind}" if self.kind else None
+        return None
+
+    # -- loaders --------------------------------------------------------------------------------
+
+    async def _load_contexts(self) -> list[Item]:
+        self._contexts = await self.papp.catalog.contexts()
+        items = []
+        for c in self._contexts:
+            prompt = Text(c.name, style="bold" if c.current else "")
+            detail = f"  cluster {c.cluster}" if c.cluster else ""
+            if c.namespace:
+                detail += f" · namespace {c.namespace}"
+            prompt.append(detail, style="dim")
+            if c.current:
+                prompt.append("  ● current", style="green")
+            items.append(Item(key=f"ctx:{c.name}", prompt=prompt, search=c.name, value=c.name))
+        return items
+
+    async def _load_namespaces(self) -> list[Item]:
+        names = await self.papp.catalog.namespaces(self.context)
+        return [self._namespace_item(n) for n in names]
+
+    async def _load_kinds(self) -> list[Item]:
+        items = []
+        for kind in KINDS:
+            prompt = Text(f"{kind:<12}", style="bold")
+            prompt.append(f" {KIND_PREFIX[kind]:<7}", style="cyan")
+            prompt.append(KIND_HELP[kind], style="dim")
+            items.append(Item(key=f"kind:{kind}", prompt=prompt, search=kind, value=kind))
+        return items
+
+    async def _load_resources(self) -> list[Item]:
+        found = await self.papp.catalog.resources(self.context, self.namespace, self.kind)
+        width = max((len(r.name) for r in found), default=10)
+        return [self._resource_item(r, width) for r in found]
+
+    def _resource_item(self, r: ResourceChoice, width: int) -> Item:
+        prompt = Text(f"{r.name:<{width}}  ", style="bold")
+        prompt.append(f"{r.status:<12} ", style="green" if r.healthy else "yellow")
+        prompt.append(f"{r.ready:<14} ", style="" if r.healthy else "yellow")
+        if r.detail:
+            prompt.append(r.detail, style="dim")
+        return Item(key=f"res:{r.name}", prompt=prompt, search=r.name, value=r.name)
+
+    async def _load_ports(self) -> list[Item]:
+        found = await self.papp.catalog.ports(
+            self.context, self.namespace, self.kind, self.resource
+        )
+        self.marked.clear()
+        return [self._port_item(p) for p in found]
+
+    def _port_item(self, p: PortChoice, marked: bool = False) -> Item:
+        reason = p.disabled_reason
+        prompt = Text("[x] " if marked else "[ ] ", style="bold green" if marked else "dim")
+        prompt.append(f"{p.port:>5}/{p.protocol:<4}", style="bold" if not reason else "dim")
+        prompt.append(f"  {p.name or '-':<12}", style="cyan" if not reason else "dim")
+        if p.detail:
+            prompt.append(f" {p.detail}", style="dim")
+        if reason:
+            prompt.append(f"  — disabled: {reason}", style="dim italic")
+        search = f"{p.port} {p.name} {p.protocol}"
+        return Item(
+            key=f"port:{p.port}", prompt=prompt, search=search, value=p, disabled=bool(reason)
+        )
+
+    # -- filtering ------------------------------------------------------------------------------
+
+    def _refilter(self, highlight: str | None = None) -> None:
+        choices = self.query_one("#choices", OptionList)
+        text = self.query_one("#query", Input).value.strip()
+        items = list(self._items)
+        if self.state == "forbidden" and text and all(i.value != text for i in items):
+            items.insert(0, self._namespace_item(text, "typed"))
+        if text and self.state != "forbidden":
+            matcher = Matcher(text)
+            scored = [(matcher.match(i.search), n, i) for n, i in enumerate(items)]
+            items = [i for score, n, i in sorted(scored, key=lambda t: (-t[0], t[1])) if score > 0]
+        current = choices.highlighted_option.id if choices.highlighted_option else None
+        choices.clear_options()
+        choices.add_options([Option(i.prompt, id=i.key, disabled=i.disabled) for i in items])
+        self._visible = items
+        target = highlight or (current if text == "" else None)
+        index = next((n for n, i in enumerate(items) if i.key == target), None)
+        if index is None:
+            index = next((n for n, i in enumerate(items) if not i.disabled), None)
+        if index is not None:
+            choices.highlighted = index
+        if self.state == "ready" and text and not items:
+            self._set_status(f"Nothing matches “{text}”.", "empty")
+
+    @on(Input.Changed, "#query")
+    def _query_changed(self, event: Input.Changed) -> None:
+        if self.state in ("ready", "forbidden"):
+            self._refilter()
+
+    @on(Input.Submitted, "#query")
+    def _query_submitted(self, event: Input.Submitted) -> None:
+        self._choose_highlighted()
+
+    @on(OptionList.OptionSelected, "#choices")
+    def _option_selected(self, event: OptionList.OptionSelected) -> None:
+        self._choose(event.option.id)
+
+    def _choose_highlighted(self) -> None:
+        choices = self.query_one("#choices", OptionList)
+        option = choices.highlighted_option
+        if option is None:
+            if self.state == "loading":
+                self.notify("still loading…", timeout=2)
+            return
+        self._choose(option.id)
+
+    def _choose(self, key: str | None) -> None:
+        item = next((i for i in getattr(self, "_visible", []) if i.key == key), None)
+        if item is None or item.disabled:
+            return
+        if self.step == "context":
+            if item.value != self.context:
+                self.namespace = ""
+            self.context = item.value
+            self._enter("namespace")
+        elif self.step == "namespace":
+            self.namespace = item.value
+            self._enter("kind")
+        elif self.step == "kind":
+            self.kind = item.value
+            self._enter("resource")
+        elif self.step == "resource":
+            self.resource = item.value
+            self._enter("port")
+        elif self.step == "port":
+            marked = [i.value for i in self._items if i.value.port in self.marked]
+            self.ports = marked or [item.value]
+            self._enter("local")
+
+    # -- key actions --------------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "mark":
+            return self.step == "port"
+        if action in ("cursor_down", "cursor_up"):
+            return self.step != "local"
+        return True
+
+    def action_cursor_down(self) -> None:
+        self.query_one("#choices", OptionList).action_cursor_down()
+
+    def action_cursor_up(self) -> None:
+        self.query_one("#choices", OptionList).action_cursor_up()
+
+    def action_page_down(self) -> None:
+        self.query_one("#choices", OptionList).action_page_down()  # type: ignore[no-untyped-call]
+
+    def action_page_up(self) -> None:
+        self.query_one("#choices", OptionList).action_page_up()  # type: ignore[no-untyped-call]
+
+    def action_mark(self) -> None:
+        choices = self.query_one("#choices", OptionList)
+        option = choices.highlighted_option
+        item = next((i for i in self._visible if option and i.key == option.id), None)
+        if item is None or item.disabled:
+            return
+        port = item.value.port
+        self.marked.symmetric_difference_update({port})
+        highlighted = choices.highlighted
+        self._items = [
+            self._port_item(i.value, i.value.port in self.marked) if i.key == item.key else i
+            for i in self._items
+        ]
+        self._refilter(item.key)
+        if highlighted is not None:
+            choices.highlighted = highlighted
+        self._set_status(f"{len(self.marked)} port(s) marked; enter continues", "")
+
+    def action_reload(self) -> None:
+        if self.step != "local":
+            self._enter(self.step)
+
+    def action_back(self) -> None:
+        idx = STEPS.index(self.step)
+        if idx == 0:
+            self.dismiss(None)
+            return
+        previous = STEPS[idx - 1]
+        if previous == "port":
+            self.ports = []
+        self._enter(previous)
+
+    # -- local step ---------------------------------------------------------------------------
+
+    @work(exclusive=True, group="picker-local")
+    async def _build_local_step(self) -> None:
+        box = self.query_one("#local-step", VerticalScroll)
+        await box.remove_children()
+        self._port_checks = {}
+        widgets: list[Any] = []
+        for p in self.ports:
+            label = f"{KIND_PREFIX[self.kind]}/{self.resource} port {p.port}"
+            if p.name:
+                label += f" ({p.name})"
+            widgets.append(Label(f"Local port for {label}"))
+            widgets.append(Input("", placeholder="finding a free port…", id=f"local-{p.port}"))
+            widgets.append(Static("⏳ checking…", id=f"check-{p.port}", classes="check"))
+        widgets.append(Label("Listen address(es), comma-separated"))
+        widgets.append(Input("127.0.0.1", id="local-address"))
+        widgets.append(Static("", id="address-warning", classes="check"))
+        widgets.append(
+            Horizontal(
+                Button("Start (enter)", variant="success", id="start", disabled=True),
+                Button("Back (esc)", id="back"),
+                classes="buttons",
+            )
+        )
+        await box.mount_all(widgets)
+        self._set_status(
+            f"Forward {KIND_PREFIX[self.kind]}/{self.resource} in {self.namespace} "
+            f"({self.context}). The local port defaults to the remote one when free.",
+            "",
+        )
+        await self._suggest_ports()
+
+    def _address(self) -> tuple[str, ...]:
+        try:
+            raw = self.query_one("#local-address", Input).value
+        except Exception:
+            return ("127.0.0.1",)
+        return tuple(a.strip() for a in raw.split(",") if a.strip()) or ("127.0.0.1",)
+
+    async def _suggest_ports(self) -> None:
+        taken = dict(self.papp.taken_ports())
+        address = self._address()[0]
+        chosen: dict[int, int] = {}
+        for p in self.ports:
+            local = await suggest_port(p.port, address, taken)
+            chosen[p.port] = local
+            if local:
+                taken[local] = "this form"
+        if self.step != "local":
+            return
+        first: Input | None = None
+        for p in self.ports:
+            box = self.query_one(f"#local-{p.port}", Input)
+            box.value = str(chosen[p.port] or "")
+            first = first or box
+        if first is not None:
+            first.focus()
+
+    @on(Input.Changed, "#local-step Input")
+    def _local_changed(self, event: Input.Changed) -> None:
+        if self.step == "local":
+            self._validate_local()
+            address = self._address()
+            warn = self.query_one("#address-warning", Static)
+            public = [a for a in address if a not in ("127.0.0.1", "::1", "localhost")]
+            warn.update(f"⚠ {', '.join(public)} is reachable from other machines" if public else "")
+
+    @work(exclusive=True, group="picker-validate")
+    async def _validate_local(self) -> None:
+        address = self._address()[0]
+        taken = dict(self.papp.taken_ports())
+        checks: dict[int, PortCheck] = {}
+        seen: dict[int, int] = {}
+        for p in self.ports:
+            text = self.query_one(f"#local-{p.port}", Input).value
+            result = await check_port(text, address, taken)
+            if result.ok:
+                value = int(text)
+                if value in seen:
+                    result = PortCheck(False, f"{value} is already used for port {seen[value]}")
+                seen[value] = p.port
+            checks[p.port] = result
+        if self.step != "local":
+            return
+        self._port_checks = checks
+        for port, result in checks.items():
+            widget = self.query_one(f"#check-{port}", Static)
+            widget.update(("✓ " if result.ok else "✖ ") + result.message)
+            widget.set_class(not result.ok, "invalid")
+        self.query_one("#start", Button).disabled = not self._local_ok()
+
+    def _local_ok(self) -> bool:
+        return bool(self._port_checks) and all(
+            self._port_checks.get(p.port, PortCheck(False, "")).ok for p in self.ports
+        )
+
+    @on(Input.Submitted, "#local-step Input")
+    def _local_submitted(self, event: Input.Submitted) -> None:
+        self._start()
+
+    @on(Button.Pressed, "#back")
+    def _back_pressed(self) -> None:
+        self.action_back()
+
+    @on(Button.Pressed, "#start")
+    def _start(self) -> None:
+        if not self._local_ok():
+            bad = [r.message for r in self._port_checks.values() if not r.ok]
+            self.notify(bad[0] if bad else "checking the local port…", severity="warning")
+            return
+        addresses = self._address()
+        specs = [
+            ForwardSpec(
+                target=f"{KIND_PREFIX[self.kind]}/{self.resource}",
+                remote_port=p.port,
+                local_port=int(self.query_one(f"#local-{p.port}", Input).value),
+                namespace=self.namespace,
+                context=self.context,
+                kubeconfig=self.papp.spec_kubeconfig,
+                addresses=addresses,
+            )
+            for p in self.ports
+        ]
+        self.dismiss(specs)
