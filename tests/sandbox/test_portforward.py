@@ -455,3 +455,51 @@ async def test_slow_pod_stops_the_client_side(harness: Harness) -> None:
         release.set()
         server.close()
         await server.wait_closed()
+
+
+async def test_client_vanishing_mid_transfer_closes_the_pod_connection(harness: Harness) -> None:
+    closed = asyncio.Event()
+    started = asyncio.Event()
+
+    async def firehose(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        chunk = b"f" * 65536
+        try:
+            while True:
+                writer.write(chunk)
+                await writer.drain()
+                started.set()
+        except ConnectionError:
+            pass
+        finally:
+            closed.set()
+            writer.close()
+
+    server = await asyncio.start_server(firehose, "127.0.0.1", 0)
+    try:
+        harness.routes[6003] = server.sockets[0].getsockname()[:2]
+        ws = await harness.connect("ports=6003")
+        await recv_binary(ws)
+        await recv_binary(ws)
+        assert (await recv_binary(ws))[0] == 0
+        await asyncio.wait_for(started.wait(), STEP)
+        # no close frame, just gone (a killed client)
+        transport = ws._response.connection.transport  # type: ignore[union-attr]
+        assert transport is not None
+        transport.abort()
+        await asyncio.wait_for(closed.wait(), STEP)
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_base64_frames_with_bad_payload_are_dropped(harness: Harness) -> None:
+    ws = await harness.connect("ports=9000", ("v4.base64.channel.k8s.io",))
+    try:
+        await recv(ws)
+        await recv(ws)
+        await ws.send_str("0***not base64***")
+        await ws.send_str("0b2s=")  # "ok"
+        msg = await recv(ws)
+        assert (msg.type, msg.data) == (WSMsgType.TEXT, "0b2s=")
+    finally:
+        await ws.close()

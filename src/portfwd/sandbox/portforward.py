@@ -322,7 +322,9 @@ class _Session:
         """Dial the pod's port and copy pod-to-client, then linger like containerd."""
         try:
             stream.reader, stream.writer = await self._dial(stream.port)
-        except OSError as exc:  # TimeoutError and ConnectionError are OSErrors too
+        except Exception as exc:  # OSError for a refused port; anything else is a sandbox bug
+            if not isinstance(exc, OSError):
+                log.exception("dialling port %d of pod %s failed", stream.port, self._pod_name)
             stream.dialed.set()
             await self._fail(stream, _dial_reason(stream.port, self._pod_name, exc))
             return
@@ -446,5 +448,6 @@ async def serve_portforward(
         dial=dial,
         close_linger=close_linger,
     )
-    await session.run()
+    with contextlib.suppress(ConnectionError):  # the client vanished: nothing left to answer
+        await session.run()
     return ws
