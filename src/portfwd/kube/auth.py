@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 EXEC_API_VERSIONS = ("client.authentication.k8s.io/v1", "client.authentication.k8s.io/v1beta1")
 INTERACTIVE_MODES = ("Never", "IfAvailable", "Always")
 EXEC_TIMEOUT = 60.0
+_RACY_NS = 2_000_000_000
 _EXEC_OUTPUT_LIMIT = 4 * 1024 * 1024  # an ExecCredential is a few KiB; cap what we buffer
 
 
@@ -84,7 +86,10 @@ class WatchedFile:
             try:
                 st = os.stat(self.path)
                 stamp = (st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino)
-                if force or stamp != self._stamp:
+                # A same-size rewrite within one timestamp tick keeps the stat unchanged
+                # ("racily clean", as git calls it): re-read while the file is that young.
+                young = time.time_ns() - st.st_mtime_ns < _RACY_NS
+                if force or young or stamp != self._stamp:
                     self._data = self.path.read_bytes()
                     self._stamp = stamp
             except FileNotFoundError:
