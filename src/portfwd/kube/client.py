@@ -277,7 +277,9 @@ class KubeClient:
             if "hostname" in reason.lower() or "ip address mismatch" in reason.lower():
                 hint += " (or set tls-server-name to a name in the server's certificate)"
             return ClusterUnreachable(
-                f"cannot verify the TLS certificate of {where}: {reason} — {hint}", cause="tls"
+                f"cannot verify the TLS certificate of {where}: certificate verify failed"
+                f" ({reason}) — {hint}",
+                cause="tls",
             )
         if isinstance(exc, aiohttp.ClientSSLError | ssl.SSLError):
             inner = exc.os_error if isinstance(exc, aiohttp.ClientConnectorError) else exc

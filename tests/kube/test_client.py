@@ -1,0 +1,593 @@
+"""KubeClient against a tiny scripted API server: auth retry, errors, paging, watch, upgrade.
+
+The sandbox tests (test_client_sandbox.py) cover the same client against a full fake cluster;
+these pin down the wire details a full cluster cannot easily be made to produce (a 410 in the
+middle of a watch, a dropped stream, a paged list, a TLS mismatch).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from aiohttp import WSMsgType, web
+
+from portfwd.kube.auth import Credentials
+from portfwd.kube.client import (
+    SYNCED,
+    ApiError,
+    ClusterUnreachable,
+    Forbidden,
+    KubeClient,
+    NotFound,
+    Unauthorized,
+    WatchEvent,
+)
+from portfwd.kube.config import ClusterConnection
+from portfwd.sandbox.pki import generate_pki, server_ssl_context
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class Tokens:
+    """An AuthProvider handing out tokens in order; invalidate() moves to the next one."""
+
+    def __init__(self, *tokens: str, user: str = "alice") -> None:
+        self.tokens = list(tokens)
+        self.user = user
+        self.invalidations = 0
+
+    async def get(self) -> Credentials:
+        return Credentials(token=self.tokens[min(self.invalidations, len(self.tokens) - 1)])
+
+    def invalidate(self) -> None:
+        self.invalidations += 1
+
+
+def connection(
+    server: str, auth: Tokens | None = None, *, ca_pem: bytes | None = None
+) -> ClusterConnection:
+    return ClusterConnection(
+        context="test",
+        cluster="c1",
+        user="alice",
+        server=server,
+        namespace="demo",
+        ca_pem=ca_pem,
+        insecure_skip_tls_verify=False,
+        tls_server_name=None,
+        proxy_url=None,
+        auth=auth or Tokens("good"),
+    )
+
+
+class FakeApi:
+    """One aiohttp server; tests register handlers by path and read the requests seen."""
+
+    def __init__(self) -> None:
+        self.routes: dict[str, Handler] = {}
+        self.requests: list[web.Request] = []
+        self.url = ""
+
+    async def dispatch(self, request: web.Request) -> web.StreamResponse:
+        self.requests.append(request)
+        handler = self.routes.get(request.path)
+        if handler is None:
+            return status_response(404, "NotFound", f"no route {request.path}")
+        return await handler(request)
+
+    def seen(self, path: str) -> list[web.Request]:
+        return [r for r in self.requests if r.path == path]
+
+
+def status_response(
+    code: int, reason: str, message: str, details: dict[str, Any] | None = None
+) -> web.Response:
+    body = {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "status": "Failure",
+        "message": message,
+        "reason": reason,
+        "code": code,
+    }
+    if details is not None:
+        body["details"] = details
+    return web.json_response(body, status=code)
+
+
+async def _serve(api: FakeApi, ssl_ctx: Any = None) -> AsyncIterator[FakeApi]:
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", api.dispatch)
+    runner = web.AppRunner(app, shutdown_timeout=0.5)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ssl_ctx)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    api.url = f"{'https' if ssl_ctx else 'http'}://127.0.0.1:{port}"
+    try:
+        yield api
+    finally:
+        await asyncio.wait_for(runner.cleanup(), 10)
+
+
+@pytest_asyncio.fixture
+async def api() -> AsyncIterator[FakeApi]:
+    async for served in _serve(FakeApi()):
+        yield served
+
+
+@pytest_asyncio.fixture
+async def client(api: FakeApi) -> AsyncIterator[KubeClient]:
+    async with KubeClient(connection(api.url), request_timeout=5.0) as kube:
+        yield kube
+
+
+def pod_json(name: str, rv: str = "1", uid: str | None = None) -> dict[str, Any]:
+    return {
+        "metadata": {
+            "name": name,
+            "namespace": "demo",
+            "uid": uid or f"uid-{name}",
+            "resourceVersion": rv,
+        },
+        "status": {"phase": "Running"},
+    }
+
+
+# --- REST ------------------------------------------------------------------------------------
+
+
+async def test_get_pod_sends_token_and_parses(api: FakeApi, client: KubeClient) -> None:
+    async def get_pod(request: web.Request) -> web.Response:
+        return web.json_response(pod_json("web"))
+
+    api.routes["/api/v1/namespaces/demo/pods/web"] = get_pod
+    pod = await client.get_pod("demo", "web")
+    assert (pod.name, pod.phase) == ("web", "Running")
+    request = api.requests[0]
+    assert request.headers["Authorization"] == "Bearer good"
+    assert request.headers["User-Agent"].startswith("portfwd/")
+
+
+async def test_not_found_names_the_namespace(api: FakeApi, client: KubeClient) -> None:
+    async def missing(request: web.Request) -> web.Response:
+        return status_response(
+            404, "NotFound", 'pods "nope" not found', {"name": "nope", "kind": "pods"}
+        )
+
+    api.routes["/api/v1/namespaces/demo/pods/nope"] = missing
+    with pytest.raises(NotFound) as err:
+        await client.get_pod("demo", "nope")
+    assert str(err.value) == 'pods "nope" not found in namespace "demo"'
+    assert err.value.status == 404
+
+
+async def test_401_invalidates_and_retries_once(api: FakeApi) -> None:
+    async def pods(request: web.Request) -> web.Response:
+        if request.headers.get("Authorization") != "Bearer fresh":
+            return status_response(401, "Unauthorized", "Unauthorized")
+        return web.json_response({"kind": "PodList", "metadata": {}, "items": [pod_json("a")]})
+
+    api.routes["/api/v1/namespaces/demo/pods"] = pods
+    tokens = Tokens("stale", "fresh")
+    async with KubeClient(connection(api.url, tokens)) as kube:
+        assert [p.name for p in await kube.list_pods("demo")] == ["a"]
+    assert tokens.invalidations == 1
+    assert len(api.requests) == 2
+
+
+async def test_401_twice_is_a_clear_error(api: FakeApi) -> None:
+    async def pods(request: web.Request) -> web.Response:
+        return status_response(401, "Unauthorized", "Unauthorized")
+
+    api.routes["/api/v1/namespaces/demo/pods"] = pods
+    tokens = Tokens("bad", "still-bad")
+    async with KubeClient(connection(api.url, tokens)) as kube:
+        with pytest.raises(Unauthorized) as err:
+            await kube.list_pods("demo")
+    assert str(err.value) == (
+        'the API server rejected the credentials of user "alice" (401 Unauthorized); '
+        "log in again or refresh the token"
+    )
+    assert tokens.invalidations == 1
+    assert len(api.requests) == 2  # exactly one retry
+
+
+async def test_403_names_verb_and_resource(api: FakeApi, client: KubeClient) -> None:
+    async def pods(request: web.Request) -> web.Response:
+        return status_response(
+            403,
+            "Forbidden",
+            'pods is forbidden: User "alice" cannot list resource "pods" in API group "" in the'
+            ' namespace "demo"',
+        )
+
+    async def deployments(request: web.Request) -> web.Response:
+        return status_response(
+            403,
+            "Forbidden",
+            'deployments.apps "x" is forbidden: User "bob" cannot get resource "deployments" in'
+            ' API group "apps" in the namespace "demo"',
+        )
+
+    api.routes["/api/v1/namespaces/demo/pods"] = pods
+    api.routes["/apis/apps/v1/namespaces/demo/deployments/x"] = deployments
+    with pytest.raises(Forbidden) as err:
+        await client.list_pods("demo")
+    assert str(err.value) == (
+        'user "alice" may not list pods in namespace "demo" (403 Forbidden, context "test"); '
+        'ask your cluster admin to grant "list" on pods'
+    )
+    with pytest.raises(Forbidden) as err:
+        await client.get_workload("deployment", "demo", "x")
+    assert str(err.value) == (
+        'user "bob" may not get deployments in namespace "demo" (403 Forbidden, context "test");'
+        ' ask your cluster admin to grant "get" on deployments.apps'
+    )
+
+
+async def test_list_follows_continue_tokens(api: FakeApi, client: KubeClient) -> None:
+    async def services(request: web.Request) -> web.Response:
+        token = request.query.get("continue")
+        assert request.query["limit"] == "500"
+        if token is None:
+            return web.json_response(
+                {
+                    "metadata": {"continue": "page2", "resourceVersion": ""},
+                    "items": [{"metadata": {"name": "a"}, "spec": {"selector": {"app": "a"}}}],
+                }
+            )
+        assert token == "page2"
+        return web.json_response(
+            {"metadata": {"resourceVersion": "77"}, "items": [{"metadata": {"name": "b"}}]}
+        )
+
+    api.routes["/api/v1/namespaces/demo/services"] = services
+    svcs = await client.list_services("demo")
+    assert [s.name for s in svcs] == ["a", "b"]
+    assert svcs[0].selector == {"app": "a"} and svcs[1].selector is None
+
+
+async def test_endpointslices_filtered_by_service_label(api: FakeApi, client: KubeClient) -> None:
+    async def slices(request: web.Request) -> web.Response:
+        assert request.query["labelSelector"] == "kubernetes.io/service-name=echo"
+        return web.json_response({"metadata": {"resourceVersion": "5"}, "items": []})
+
+    api.routes["/apis/discovery.k8s.io/v1/namespaces/demo/endpointslices"] = slices
+    assert await client.list_endpointslices("demo", "echo") == []
+
+
+async def test_other_errors_keep_the_status_message(api: FakeApi, client: KubeClient) -> None:
+    async def boom(request: web.Request) -> web.Response:
+        return status_response(500, "InternalError", "etcd is sad")
+
+    api.routes["/api/v1/namespaces"] = boom
+    with pytest.raises(ApiError) as err:
+        await client.list_namespaces()
+    assert str(err.value) == (
+        'the API server answered 500 InternalError to list namespaces: etcd is sad (context "test")'
+    )
+
+
+# --- connection failures ----------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+async def test_unreachable_server_message() -> None:
+    url = f"https://127.0.0.1:{_free_port()}"
+    async with KubeClient(connection(url)) as kube:
+        with pytest.raises(ClusterUnreachable) as err:
+            await kube.list_namespaces()
+    assert str(err.value) == (
+        f'cannot reach the Kubernetes API at {url} (context "test"): connection refused'
+        " — is the cluster running?"
+    )
+    assert err.value.cause == "refused"
+
+
+async def test_tls_failure_with_wrong_ca(tmp_path: Path) -> None:
+    server_pki, other_pki = generate_pki(), generate_pki()
+    async for served in _serve(FakeApi(), server_ssl_context(server_pki, tmp_path)):
+        conn = connection(served.url, ca_pem=other_pki.ca.cert_pem)
+        async with KubeClient(conn) as kube:
+            with pytest.raises(ClusterUnreachable) as err:
+                await kube.version()
+        message = str(err.value)
+        assert message.startswith(
+            "cannot verify the TLS certificate of the Kubernetes API at"
+            f' {served.url} (context "test"): certificate verify failed ('
+        )
+        assert message.endswith(
+            '— check certificate-authority for cluster "c1" in your kubeconfig, or that you use'
+            " the right context"
+        )
+        assert err.value.cause == "tls"
+        assert served.requests == []
+
+
+async def test_tls_with_right_ca_works(tmp_path: Path) -> None:
+    pki = generate_pki()
+    api = FakeApi()
+
+    async def version(request: web.Request) -> web.Response:
+        return web.json_response({"gitVersion": "v1.36.2"})
+
+    api.routes["/version"] = version
+    async for served in _serve(api, server_ssl_context(pki, tmp_path)):
+        async with KubeClient(connection(served.url, ca_pem=pki.ca.cert_pem)) as kube:
+            assert (await kube.version())["gitVersion"] == "v1.36.2"
+
+
+async def test_request_timeout_message(api: FakeApi) -> None:
+    release = asyncio.Event()
+
+    async def slow(request: web.Request) -> web.Response:
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(release.wait(), 10)
+        return web.json_response({})
+
+    api.routes["/version"] = slow
+    async with KubeClient(connection(api.url), request_timeout=0.2) as kube:
+        with pytest.raises(ClusterUnreachable) as err:
+            await kube.version()
+    release.set()
+    assert str(err.value) == (
+        f'the Kubernetes API at {api.url} (context "test") did not answer get the server version'
+        " within 0.2 s — the server may be overloaded; try again"
+    )
+    assert err.value.cause == "timeout"
+
+
+# --- watch ------------------------------------------------------------------------------------
+
+
+class WatchScript:
+    """Serves a pod list, then watch streams scripted per call (list of JSON lines or None to
+    drop the connection after the lines)."""
+
+    def __init__(self, api: FakeApi, lists: list[list[dict[str, Any]]], rvs: list[str]) -> None:
+        self.lists, self.rvs = lists, rvs
+        self.streams: list[tuple[list[dict[str, Any]], str]] = []
+        self.list_calls = 0
+        self.watch_rvs: list[str] = []
+        self.block = asyncio.Event()
+        api.routes["/api/v1/namespaces/demo/pods"] = self.handle
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        if request.query.get("watch") != "1":
+            index = min(self.list_calls, len(self.lists) - 1)
+            self.list_calls += 1
+            return web.json_response(
+                {"metadata": {"resourceVersion": self.rvs[index]}, "items": self.lists[index]}
+            )
+        assert request.query["allowWatchBookmarks"] == "true"
+        self.watch_rvs.append(request.query["resourceVersion"])
+        if not self.streams:
+            await asyncio.wait_for(self.block.wait(), 10)  # nothing more to say: hang
+            return web.Response()
+        lines, ending = self.streams.pop(0)
+        if ending == "http410":
+            return status_response(410, "Expired", "too old resource version")
+        resp = web.StreamResponse()
+        await resp.prepare(request)
+        for line in lines:
+            await resp.write(json.dumps(line).encode() + b"\n")
+        if ending == "drop":
+            assert request.transport is not None
+            request.transport.close()
+        else:
+            await resp.write_eof()
+        return resp
+
+
+async def collect(events: AsyncIterator[WatchEvent], count: int) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    async with asyncio.timeout(10):
+        async for event in events:
+            name = event.object.get("metadata", {}).get("name", "")
+            out.append((event.type, name or event.object.get("resourceVersion", "")))
+            if len(out) == count:
+                break
+    return out
+
+
+async def test_watch_lists_then_streams(api: FakeApi, client: KubeClient) -> None:
+    script = WatchScript(api, [[pod_json("a"), pod_json("b")]], ["10"])
+    script.streams.append(
+        (
+            [
+                {"type": "MODIFIED", "object": pod_json("a", "11")},
+                {"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "12"}}},
+                {"type": "DELETED", "object": pod_json("b", "13")},
+            ],
+            "eof",
+        )
+    )
+    async with contextlib.aclosing(client.watch("pods", "demo")) as events:
+        seen = await collect(events, 6)
+    assert seen == [
+        ("ADDED", "a"),
+        ("ADDED", "b"),
+        (SYNCED, "10"),
+        ("MODIFIED", "a"),
+        ("BOOKMARK", ""),
+        ("DELETED", "b"),
+    ]
+    assert script.watch_rvs[0] == "10"
+
+
+async def test_watch_resumes_from_last_rv_after_drop(api: FakeApi, client: KubeClient) -> None:
+    script = WatchScript(api, [[pod_json("a")]], ["10"])
+    script.streams.append(([{"type": "MODIFIED", "object": pod_json("a", "15")}], "drop"))
+    script.streams.append(([{"type": "MODIFIED", "object": pod_json("a", "16")}], "eof"))
+    async with contextlib.aclosing(client.watch("pods", "demo")) as events:
+        seen = await collect(events, 4)
+    assert seen == [("ADDED", "a"), (SYNCED, "10"), ("MODIFIED", "a"), ("MODIFIED", "a")]
+    assert script.watch_rvs[:2] == ["10", "15"]
+    assert script.list_calls == 1  # resumed, not relisted
+
+
+async def test_watch_relists_on_410_inside_the_stream(api: FakeApi, client: KubeClient) -> None:
+    before = [pod_json("a", "5"), pod_json("b", "6"), pod_json("c", "7")]
+    # After the gap: a unchanged, b deleted, c recreated (new uid), d new.
+    after = [pod_json("a", "5"), pod_json("c", "30", uid="uid-c2"), pod_json("d", "31")]
+    script = WatchScript(api, [before, after], ["10", "40"])
+    expired = {
+        "type": "ERROR",
+        "object": {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "status": "Failure",
+            "message": "too old resource version: 10 (35)",
+            "reason": "Expired",
+            "code": 410,
+        },
+    }
+    script.streams.append(([expired], "eof"))
+    async with contextlib.aclosing(client.watch("pods", "demo")) as events:
+        seen = await collect(events, 9)
+    assert seen == [
+        ("ADDED", "a"),
+        ("ADDED", "b"),
+        ("ADDED", "c"),
+        (SYNCED, "10"),
+        ("DELETED", "b"),
+        ("DELETED", "c"),
+        ("ADDED", "c"),
+        ("ADDED", "d"),
+        (SYNCED, "40"),
+    ]
+    assert script.list_calls == 2
+
+
+async def test_watch_relists_on_http_410(api: FakeApi, client: KubeClient) -> None:
+    script = WatchScript(api, [[pod_json("a")], [pod_json("a", "50")]], ["10", "60"])
+    script.streams.append(([], "http410"))
+    async with contextlib.aclosing(client.watch("pods", "demo")) as events:
+        seen = await collect(events, 4)
+    assert seen == [("ADDED", "a"), (SYNCED, "10"), ("MODIFIED", "a"), (SYNCED, "60")]
+
+
+async def test_watch_forbidden_raises(api: FakeApi, client: KubeClient) -> None:
+    async def pods(request: web.Request) -> web.Response:
+        return status_response(
+            403,
+            "Forbidden",
+            'pods is forbidden: User "alice" cannot watch resource "pods" in API group "" in'
+            ' the namespace "demo"',
+        )
+
+    api.routes["/api/v1/namespaces/demo/pods"] = pods
+    with pytest.raises(Forbidden):
+        async with contextlib.aclosing(client.watch("pods", "demo")) as events:
+            await collect(events, 1)
+
+
+def test_watch_rejects_unknown_resource(client: KubeClient) -> None:
+    with pytest.raises(ValueError):
+        client.watch("widgets", "demo")
+
+
+# --- port-forward upgrade ------------------------------------------------------------------
+
+
+async def test_portforward_upgrade_offers_v4(api: FakeApi, client: KubeClient) -> None:
+    async def portforward(request: web.Request) -> web.StreamResponse:
+        ws = web.WebSocketResponse(protocols=("v4.channel.k8s.io",))
+        await ws.prepare(request)
+        await ws.send_bytes(b"\x00" + (8080).to_bytes(2, "little"))
+        await ws.close()
+        return ws
+
+    api.routes["/api/v1/namespaces/demo/pods/web/portforward"] = portforward
+    ws = await client.open_portforward("demo", "web", [8080, 9090])
+    try:
+        assert ws.protocol == "v4.channel.k8s.io"
+        msg = await ws.receive()
+        assert msg.type == WSMsgType.BINARY and msg.data == b"\x00\x90\x1f"
+    finally:
+        await ws.close()
+    request = api.requests[0]
+    assert request.query.getall("ports") == ["8080", "9090"]
+    assert request.headers["Sec-WebSocket-Protocol"] == "v4.channel.k8s.io"
+    assert request.headers["Authorization"] == "Bearer good"
+
+
+async def test_portforward_403_suggests_both_verbs(api: FakeApi, client: KubeClient) -> None:
+    async def forbidden(request: web.Request) -> web.Response:
+        return status_response(
+            403,
+            "Forbidden",
+            'pods "web" is forbidden: User "viewer" cannot get resource "pods/portforward" in API'
+            ' group "" in the namespace "demo"',
+        )
+
+    api.routes["/api/v1/namespaces/demo/pods/web/portforward"] = forbidden
+    with pytest.raises(Forbidden) as err:
+        await client.open_portforward("demo", "web", [8080])
+    assert str(err.value) == (
+        'user "viewer" may not get pods/portforward in namespace "demo" (403 Forbidden, context'
+        ' "test"); ask your cluster admin for a Role granting both "get" and "create" on'
+        " pods/portforward"
+    )
+
+
+async def test_portforward_404_and_400(api: FakeApi, client: KubeClient) -> None:
+    async def missing(request: web.Request) -> web.Response:
+        return status_response(
+            404, "NotFound", 'pods "nope" not found', {"name": "nope", "kind": "pods"}
+        )
+
+    async def unscheduled(request: web.Request) -> web.Response:
+        return status_response(400, "BadRequest", "pod pending-x does not have a host assigned")
+
+    api.routes["/api/v1/namespaces/demo/pods/nope/portforward"] = missing
+    api.routes["/api/v1/namespaces/demo/pods/pending-x/portforward"] = unscheduled
+    with pytest.raises(NotFound) as err:
+        await client.open_portforward("demo", "nope", [80])
+    assert str(err.value) == 'pods "nope" not found in namespace "demo"'
+    with pytest.raises(ApiError) as err2:
+        await client.open_portforward("demo", "pending-x", [80])
+    assert str(err2.value) == (
+        "cannot port-forward to pod pending-x: pod pending-x does not have a host assigned"
+    )
+
+
+async def test_portforward_401_retries_once(api: FakeApi) -> None:
+    async def portforward(request: web.Request) -> web.StreamResponse:
+        if request.headers.get("Authorization") != "Bearer fresh":
+            return status_response(401, "Unauthorized", "Unauthorized")
+        ws = web.WebSocketResponse(protocols=("v4.channel.k8s.io",))
+        await ws.prepare(request)
+        await ws.close()
+        return ws
+
+    api.routes["/api/v1/namespaces/demo/pods/web/portforward"] = portforward
+    tokens = Tokens("stale", "fresh")
+    async with KubeClient(connection(api.url, tokens)) as kube:
+        ws = await kube.open_portforward("demo", "web", [80])
+        await ws.close()
+    assert tokens.invalidations == 1
+
+
+async def test_portforward_rejects_bad_ports(client: KubeClient) -> None:
+    from portfwd.errors import InputError
+
+    with pytest.raises(InputError):
+        await client.open_portforward("demo", "web", [])
+    with pytest.raises(InputError):
+        await client.open_portforward("demo", "web", [70000])
