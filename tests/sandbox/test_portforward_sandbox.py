@@ -1,0 +1,149 @@
+"""Fidelity through the whole sandbox: the official `kubernetes` client, over TLS with the
+sandbox kubeconfig, finds pods through the API and port-forwards to them.
+
+The official client is synchronous (a proxy thread per forward): every call runs in a worker
+thread, bounded by a timeout. Transfers stay small (its receive buffer is quadratic).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import threading
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from portfwd.sandbox.backends import bytes_body
+from portfwd.sandbox.cluster import SandboxCluster
+
+kubernetes = pytest.importorskip("kubernetes")
+from kubernetes import config as kube_config  # noqa: E402
+from kubernetes.client import CoreV1Api  # noqa: E402
+from kubernetes.stream import portforward  # noqa: E402
+
+STEP = 20.0  # bound for one blocking step in a worker thread, not a performance threshold
+
+
+@pytest_asyncio.fixture
+async def cluster() -> AsyncIterator[SandboxCluster]:
+    sb = SandboxCluster()
+    await asyncio.wait_for(sb.start(), 60)
+    try:
+        yield sb
+    finally:
+        await asyncio.wait_for(sb.stop(), 60)
+
+
+@pytest_asyncio.fixture
+async def api(cluster: SandboxCluster) -> AsyncIterator[CoreV1Api]:
+    client = await asyncio.to_thread(
+        kube_config.new_client_from_config, config_file=str(cluster.kubeconfig_path)
+    )
+    try:
+        yield CoreV1Api(client)
+    finally:
+        await asyncio.to_thread(client.close)
+
+
+async def in_thread(fn: Callable[..., Any], *args: Any) -> Any:
+    return await asyncio.wait_for(asyncio.to_thread(fn, *args), 3 * STEP)
+
+
+def running_pod(api: CoreV1Api, selector: str) -> tuple[str, str]:
+    """(name, uid) of a Running, Ready pod, found through the API as a user would."""
+    pods = api.list_namespaced_pod("demo", label_selector=selector).items
+    for pod in pods:
+        ready = any(c.type == "Ready" and c.status == "True" for c in (pod.status.conditions or []))
+        if pod.status.phase == "Running" and ready:
+            return pod.metadata.name, pod.metadata.uid
+    raise AssertionError(f"no ready pod for {selector}: {[p.metadata.name for p in pods]}")
+
+
+def open_forward(api: CoreV1Api, pod: str, ports: str) -> Any:
+    return portforward(api.connect_get_namespaced_pod_portforward, pod, "demo", ports=ports)
+
+
+def echo_through(pf: Any, port: int, payload: bytes) -> bytes:
+    sock: socket.socket = pf.socket(port)
+    sock.settimeout(STEP)
+    sender = threading.Thread(target=sock.sendall, args=(payload,), daemon=True)
+    sender.start()
+    received = bytearray()
+    try:
+        while len(received) < len(payload):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            received += chunk
+    finally:
+        sender.join(STEP)
+    return bytes(received)
+
+
+def http_get(pf: Any, port: int, path: str) -> bytes:
+    """HTTP/1.0 GET; read to EOF (one port: the WebSocket ends when the pod closes)."""
+    sock: socket.socket = pf.socket(port)
+    sock.settimeout(STEP)
+    sock.sendall(f"GET {path} HTTP/1.0\r\nHost: pod\r\n\r\n".encode())
+    out = bytearray()
+    while chunk := sock.recv(65536):
+        out += chunk
+    return bytes(out)
+
+
+def read_error(pf: Any, port: int) -> str | None:
+    """Wait for the forward's socket to end, then return the error-channel text."""
+    sock: socket.socket = pf.socket(port)
+    sock.settimeout(STEP)
+    while sock.recv(65536):
+        pass
+    error: str | None = pf.error(port)
+    return error
+
+
+async def test_official_client_echo_through_sandbox(api: CoreV1Api) -> None:
+    pod, _ = await in_thread(running_pod, api, "app=echo")
+    payload = os.urandom(64 * 1024)
+    pf = await in_thread(open_forward, api, pod, "9000")
+    try:
+        assert await in_thread(echo_through, pf, 9000, payload) == payload
+        assert pf.error(9000) is None
+    finally:
+        pf.close()
+
+
+async def test_official_client_http_bytes_through_sandbox(api: CoreV1Api) -> None:
+    pod, _ = await in_thread(running_pod, api, "app=web")
+    pf = await in_thread(open_forward, api, pod, "8080")
+    try:
+        response = await in_thread(http_get, pf, 8080, "/bytes/1000")
+        assert pf.error(8080) is None
+    finally:
+        pf.close()
+    head, _, body = response.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK")
+    assert b"Content-Length: 1000" in head
+    assert body == bytes_body(1000)
+
+
+async def test_official_client_sees_refused_port_text(
+    cluster: SandboxCluster, api: CoreV1Api
+) -> None:
+    pod, uid = await in_thread(running_pod, api, "app=echo")
+    await cluster.set_backend_refusing("demo", pod, 9000, True)
+    pf = await in_thread(open_forward, api, pod, "9000")
+    try:
+        error = await in_thread(read_error, pf, 9000)
+    finally:
+        pf.close()
+    assert error is not None
+    assert error.startswith(f"error forwarding port 9000 to pod {pod}, uid ")
+    assert error.endswith(
+        f': failed to connect to localhost:9000 inside namespace of pod "{pod}": '
+        "dial tcp 127.0.0.1:9000: connect: connection refused"
+    )
+    assert uid  # the API reports one; the kubelet text may or may not carry it
