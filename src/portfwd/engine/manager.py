@@ -1,0 +1,219 @@
+"""The set of forwards, and the only way front ends change them.
+
+Front ends call the Manager's methods and read `snapshot()` / `logs()`; they learn about
+changes through a `Subscription` (bounded, see `bus.py`). Counters change on every chunk, so
+stats are not published per change: a ticker publishes one `StatsTick` per changed forward
+every :data:`STATS_INTERVAL` seconds, and only runs while some counter changed (no wake-ups
+when idle).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections import OrderedDict, deque
+
+from portfwd.engine.bus import EventBus, Subscription
+from portfwd.engine.clients import ClientPool
+from portfwd.engine.events import (
+    ForwardAdded,
+    ForwardChanged,
+    ForwardRemoved,
+    LogLine,
+    StatsTick,
+)
+from portfwd.engine.forward import LOG_SIZE, Forward, TunnelFactory
+from portfwd.engine.model import ForwardSnapshot, ForwardSpec, ForwardState, LogEntry, LogLevel
+from portfwd.tunnel.ws_v4 import WsV4Tunnel
+
+__all__ = ["STATS_INTERVAL", "Manager", "Subscription"]
+
+STATS_INTERVAL = 0.5
+SHUTDOWN_CLIENTS_TIMEOUT = 1.0
+
+
+class Manager:
+    def __init__(
+        self,
+        *,
+        clients: ClientPool | None = None,
+        kubeconfig: str | None = None,
+        tunnel_factory: TunnelFactory = WsV4Tunnel,
+    ) -> None:
+        self.clients = clients if clients is not None else ClientPool(kubeconfig)
+        self._tunnel_factory = tunnel_factory
+        self._bus = EventBus()
+        self._forwards: OrderedDict[str, Forward] = OrderedDict()
+        self._start_tasks: dict[str, asyncio.Task[None]] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._app_log: deque[LogEntry] = deque(maxlen=LOG_SIZE)
+        self._dirty: set[str] = set()
+        self._ticker: asyncio.Task[None] | None = None
+        self._closed = False
+
+    # -- observation ------------------------------------------------------------------------
+
+    def subscribe(self, maxsize: int = 1000) -> Subscription:
+        return self._bus.subscribe(maxsize)
+
+    def snapshot(self) -> list[ForwardSnapshot]:
+        return [f.snapshot() for f in self._forwards.values()]
+
+    def get(self, forward_id: str) -> ForwardSnapshot:
+        return self._forwards[forward_id].snapshot()
+
+    def logs(self, forward_id: str | None) -> list[LogEntry]:
+        if forward_id is None:
+            return list(self._app_log)
+        return list(self._forwards[forward_id].log)
+
+    def connections(self, forward_id: str) -> int:
+        """Open connections of a forward right now."""
+        return len(self._forwards[forward_id].connections)
+
+    def log(self, level: LogLevel, message: str) -> None:
+        """An app-wide log line (not about one forward)."""
+        entry = LogEntry(ts=time.time(), level=level, message=message)
+        self._app_log.append(entry)
+        self._bus.publish(LogLine(None, entry))
+
+    # -- changes ----------------------------------------------------------------------------
+
+    async def add(
+        self, spec: ForwardSpec, *, start: bool = True, forward_id: str | None = None
+    ) -> str:
+        self._check_open()
+        fid = forward_id or uuid.uuid4().hex[:8]
+        if fid in self._forwards:
+            raise ValueError(f"forward id {fid!r} already exists")
+        fwd = Forward(
+            fid,
+            spec,
+            clients=self.clients,
+            publish=self._bus.publish,
+            on_stats=self._mark_dirty,
+            tunnel_factory=self._tunnel_factory,
+        )
+        self._forwards[fid] = fwd
+        self._locks[fid] = asyncio.Lock()
+        self._bus.publish(ForwardAdded(fwd.snapshot()))
+        if start:
+            await self.start(fid)
+        return fid
+
+    async def start(self, forward_id: str) -> ForwardSnapshot:
+        """Start (or join a start in progress); returns once ACTIVE, ERROR or stopped."""
+        self._check_open()
+        fwd = self._forwards[forward_id]
+        task = self._start_tasks.get(forward_id)
+        if task is None:
+            if fwd.active:
+                return fwd.snapshot()
+            async with self._locks[forward_id]:
+                task = self._start_tasks.get(forward_id)
+                if task is None:
+                    if fwd.active:  # started while we waited for the lock
+                        return fwd.snapshot()
+                    task = asyncio.create_task(fwd.start(), name=f"start-{forward_id}")
+                    self._start_tasks[forward_id] = task
+                    task.add_done_callback(lambda t: self._start_done(forward_id, t))
+        # The start task belongs to the Manager: a caller giving up does not cancel it, and a
+        # stop() cancelling it does not raise here.
+        await asyncio.wait({task})
+        return fwd.snapshot()
+
+    def _start_done(self, forward_id: str, task: asyncio.Task[None]) -> None:
+        if self._start_tasks.get(forward_id) is task:
+            del self._start_tasks[forward_id]
+        if not task.cancelled():
+            task.exception()  # Forward.start handles its errors; mark retrieved anyway
+
+    async def stop(self, forward_id: str, reason: str = "") -> None:
+        """Stop a forward: cancels a start in progress, closes listeners and connections."""
+        fwd = self._forwards[forward_id]
+        task = self._start_tasks.get(forward_id)
+        if task is not None:
+            task.cancel()
+            await asyncio.wait({task})
+        async with self._locks[forward_id]:
+            await fwd.stop(reason)
+
+    async def restart(self, forward_id: str) -> ForwardSnapshot:
+        await self.stop(forward_id, "restarting")
+        return await self.start(forward_id)
+
+    async def update(self, forward_id: str, spec: ForwardSpec) -> None:
+        """Replace the spec; a forward that was running (or starting) is restarted with it."""
+        fwd = self._forwards[forward_id]
+        running = fwd.state in (ForwardState.ACTIVE, ForwardState.STARTING) or (
+            forward_id in self._start_tasks
+        )
+        if running:
+            await self.stop(forward_id, "updated")
+        fwd.spec = spec
+        self._bus.publish(ForwardChanged(fwd.snapshot()))
+        if running:
+            await self.start(forward_id)
+
+    async def remove(self, forward_id: str) -> None:
+        if forward_id not in self._forwards:
+            return
+        await self.stop(forward_id, "removed")
+        self._forwards.pop(forward_id, None)
+        self._locks.pop(forward_id, None)
+        self._dirty.discard(forward_id)
+        self._bus.publish(ForwardRemoved(forward_id))
+
+    async def shutdown(self) -> None:
+        """Close every listener, connection, task and client, fast (the app is exiting)."""
+        if self._closed:
+            return
+        self._closed = True
+        starts = list(self._start_tasks.values())
+        for task in starts:
+            task.cancel()
+        if starts:
+            await asyncio.wait(starts)
+        forwards = list(self._forwards.values())
+        if forwards:
+            await asyncio.gather(*(f.shutdown() for f in forwards), return_exceptions=True)
+        if self._ticker is not None:
+            self._ticker.cancel()
+            await asyncio.wait({self._ticker})
+            self._ticker = None
+        self._flush_stats()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(SHUTDOWN_CLIENTS_TIMEOUT):
+                await self.clients.close()
+        self._bus.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("the Manager is shut down")
+
+    # -- stats coalescing -------------------------------------------------------------------
+
+    def _mark_dirty(self, forward_id: str) -> None:
+        self._dirty.add(forward_id)
+        if self._ticker is None and not self._closed:
+            self._ticker = asyncio.create_task(self._tick(), name="stats-ticker")
+
+    def _flush_stats(self) -> bool:
+        dirty, self._dirty = self._dirty, set()
+        for fid in dirty:
+            fwd = self._forwards.get(fid)
+            if fwd is not None:
+                self._bus.publish(StatsTick(fid, fwd.stats()))
+        return bool(dirty)
+
+    async def _tick(self) -> None:
+        try:
+            while True:
+                await asyncio.sleep(STATS_INTERVAL)
+                if not self._flush_stats():
+                    return  # idle: the next counter change starts a new ticker
+        finally:
+            if self._ticker is asyncio.current_task():
+                self._ticker = None
