@@ -1,0 +1,652 @@
+"""The HTTP face of the sandbox: discovery, REST, watch and the port-forward route.
+
+Paths are parsed by hand (one catch-all per API group) rather than with one aiohttp route per
+resource, because the Kubernetes URL grammar (`/namespaces/{ns}/{resource}/{name}/{sub}` vs
+cluster-scoped and all-namespaces forms) is easier to get right in one place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import ssl
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from portfwd.sandbox.auth import (
+    ANONYMOUS,
+    Unauthenticated,
+    User,
+    authenticate,
+    authorize,
+    forbidden_message,
+)
+from portfwd.sandbox.manifests import deep_merge, scale_manifest
+from portfwd.sandbox.portforward import serve_portforward
+from portfwd.sandbox.selectors import (
+    SelectorError,
+    parse_field_selector,
+    parse_label_selector,
+    selector_string,
+)
+from portfwd.sandbox.store import RESOURCES, Event, Obj, ResourceInfo, TooOld
+from portfwd.sandbox.tables import TABLE_MARKER, table_for
+
+if TYPE_CHECKING:
+    from portfwd.sandbox.cluster import SandboxCluster
+
+CLUSTER_KEY: web.AppKey[SandboxCluster] = web.AppKey("cluster")
+USER_KEY: web.RequestKey[User] = web.RequestKey("user", User)
+
+GROUPS = {"": "v1", "apps": "v1", "discovery.k8s.io": "v1"}
+VERSION = {
+    "major": "1",
+    "minor": "32",
+    "gitVersion": "v1.32.0-portfwd-sandbox",
+    "gitCommit": "0000000000000000000000000000000000000000",
+    "gitTreeState": "clean",
+    "buildDate": "2026-01-01T00:00:00Z",
+    "goVersion": "go1.23.0",
+    "compiler": "gc",
+    "platform": "linux/amd64",
+}
+MERGE_TYPES = (
+    "application/merge-patch+json",
+    "application/strategic-merge-patch+json",
+)
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(obj, separators=(",", ":"))
+
+
+def json_response(obj: Any, status: int = 200) -> web.Response:
+    return web.Response(text=dumps(obj), status=status, content_type="application/json")
+
+
+def status_body(code: int, reason: str, message: str, details: Obj | None = None) -> Obj:
+    body: Obj = {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "reason": reason,
+    }
+    if details is not None:
+        body["details"] = details
+    body["code"] = code
+    return body
+
+
+def status_response(
+    code: int, reason: str, message: str, details: Obj | None = None
+) -> web.Response:
+    return json_response(status_body(code, reason, message, details), code)
+
+
+def not_found(info: ResourceInfo, name: str) -> web.Response:
+    details: Obj = {"name": name}
+    if info.group:
+        details["group"] = info.group
+    details["kind"] = info.name
+    return status_response(404, "NotFound", f'{info.qualified} "{name}" not found', details)
+
+
+def no_such_path() -> web.Response:
+    return status_response(404, "NotFound", "the server could not find the requested resource", {})
+
+
+# -- middleware: authentication ------------------------------------------------------------
+PUBLIC_PATHS = ("/version", "/healthz", "/livez", "/readyz")
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    cluster = request.app[CLUSTER_KEY]
+    ssl_obj = request.transport.get_extra_info("ssl_object") if request.transport else None
+    try:
+        user = authenticate(
+            request.headers, ssl_obj if isinstance(ssl_obj, ssl.SSLObject) else None, cluster.tokens
+        )
+    except Unauthenticated:
+        return status_response(401, "Unauthorized", "Unauthorized")
+    request[USER_KEY] = user
+    if (
+        user.name == ANONYMOUS
+        and request.path not in PUBLIC_PATHS
+        and (not request.path.startswith(("/api", "/apis")) or _is_discovery(request.path))
+    ):
+        return status_response(
+            403,
+            "Forbidden",
+            f'forbidden: User "{ANONYMOUS}" cannot get path "{request.path}"',
+            {},
+        )
+    result: web.StreamResponse = await handler(request)
+    return result
+
+
+def _is_discovery(path: str) -> bool:
+    parts = [p for p in path.split("/") if p]
+    return (parts[:1] == ["api"] and len(parts) <= 2) or (parts[:1] == ["apis"] and len(parts) <= 3)
+
+
+# -- discovery -----------------------------------------------------------------------------
+def _resource_entry(info: ResourceInfo) -> Obj:
+    entry: Obj = {
+        "name": info.name,
+        "singularName": info.singular,
+        "namespaced": info.namespaced,
+        "kind": info.kind,
+        "verbs": list(info.verbs),
+    }
+    if info.short_names:
+        entry["shortNames"] = list(info.short_names)
+    if info.categories:
+        entry["categories"] = list(info.categories)
+    return entry
+
+
+def resource_list(group: str, version: str) -> Obj:
+    resources: list[Obj] = []
+    for info in RESOURCES.values():
+        if info.group != group or info.version != version:
+            continue
+        resources.append(_resource_entry(info))
+        if info.name == "pods":
+            resources.append(
+                {
+                    "name": "pods/portforward",
+                    "singularName": "",
+                    "namespaced": True,
+                    "kind": "PodPortForwardOptions",
+                    "verbs": ["create", "get"],
+                }
+            )
+        if info.name in ("deployments", "statefulsets"):
+            resources.append(
+                {
+                    "name": f"{info.name}/scale",
+                    "singularName": "",
+                    "namespaced": True,
+                    "group": "autoscaling",
+                    "version": "v1",
+                    "kind": "Scale",
+                    "verbs": ["get", "patch", "update"],
+                }
+            )
+    gv = f"{group}/{version}" if group else version
+    return {
+        "kind": "APIResourceList",
+        "apiVersion": "v1",
+        "groupVersion": gv,
+        "resources": resources,
+    }
+
+
+def _group(name: str) -> Obj:
+    gv = {"groupVersion": f"{name}/{GROUPS[name]}", "version": GROUPS[name]}
+    return {"name": name, "versions": [gv], "preferredVersion": gv}
+
+
+async def handle_version(request: web.Request) -> web.Response:
+    return json_response(VERSION)
+
+
+async def handle_health(request: web.Request) -> web.Response:
+    return web.Response(text="ok")
+
+
+async def handle_api(request: web.Request) -> web.Response:
+    host = request.host
+    return json_response(
+        {
+            "kind": "APIVersions",
+            "versions": ["v1"],
+            "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": host}],
+        }
+    )
+
+
+async def handle_api_v1(request: web.Request) -> web.Response:
+    return json_response(resource_list("", "v1"))
+
+
+async def handle_apis(request: web.Request) -> web.Response:
+    groups = [_group(g) for g in GROUPS if g]
+    return json_response({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
+
+
+async def handle_group(request: web.Request) -> web.Response:
+    name = request.match_info["group"]
+    if name not in GROUPS or not name:
+        return no_such_path()
+    return json_response({"kind": "APIGroup", "apiVersion": "v1", **_group(name)})
+
+
+async def handle_group_version(request: web.Request) -> web.Response:
+    group, version = request.match_info["group"], request.match_info["version"]
+    if not group or GROUPS.get(group) != version:
+        return no_such_path()
+    return json_response(resource_list(group, version))
+
+
+# -- resources -----------------------------------------------------------------------------
+@dataclass
+class Target:
+    info: ResourceInfo
+    ns: str | None
+    name: str | None
+    sub: str
+
+
+def parse_target(group: str, version: str, tail: str) -> Target | None:
+    parts = [p for p in tail.split("/") if p]
+    ns: str | None = None
+    if parts[:1] == ["namespaces"] and len(parts) >= 3:
+        ns, parts = parts[1], parts[2:]
+    if not parts or len(parts) > 3:
+        return None
+    info = RESOURCES.get(parts[0])
+    if info is None or info.group != group or info.version != version:
+        return None
+    if ns is not None and not info.namespaced:
+        return None
+    name = parts[1] if len(parts) > 1 else None
+    sub = parts[2] if len(parts) > 2 else ""
+    if name is not None and info.namespaced and ns is None:
+        return None
+    return Target(info, ns, name, sub)
+
+
+def _verb(request: web.Request, t: Target) -> str:
+    m = request.method
+    if m == "GET":
+        if t.name is None:
+            return "watch" if _truthy(request.query.get("watch")) else "list"
+        return "get"
+    return {"DELETE": "delete", "PATCH": "patch", "PUT": "update", "POST": "create"}.get(
+        m, m.lower()
+    )
+
+
+def _truthy(value: str | None) -> bool:
+    return value is not None and value.lower() in ("1", "true", "yes")
+
+
+async def handle_core(request: web.Request) -> web.StreamResponse:
+    return await _handle_resource(request, "", "v1", request.match_info["tail"])
+
+
+async def handle_grouped(request: web.Request) -> web.StreamResponse:
+    return await _handle_resource(
+        request,
+        request.match_info["group"],
+        request.match_info["version"],
+        request.match_info["tail"],
+    )
+
+
+async def _handle_resource(
+    request: web.Request, group: str, version: str, tail: str
+) -> web.StreamResponse:
+    cluster = request.app[CLUSTER_KEY]
+    t = parse_target(group, version, tail)
+    if t is None:
+        return no_such_path()
+    user: User = request[USER_KEY]
+    verb = _verb(request, t)
+    if not authorize(user, verb, t.info.name, t.sub, t.ns):
+        message = forbidden_message(
+            user, verb, t.info.qualified, t.info.name, t.info.group, t.sub, t.ns, t.name
+        )
+        details: Obj = {}
+        if t.name:
+            details["name"] = t.name
+        if t.info.group:
+            details["group"] = t.info.group
+        details["kind"] = t.info.name
+        return status_response(403, "Forbidden", message, details)
+    if t.sub == "portforward" and t.info.name == "pods" and t.name and t.ns:
+        if request.method not in ("GET", "POST"):
+            return _method_not_allowed(request)
+        return await _portforward(request, cluster, t.ns, t.name)
+    if t.sub == "scale" and t.info.name in ("deployments", "statefulsets") and t.name and t.ns:
+        return await _scale(request, cluster, t)
+    if t.sub:
+        return no_such_path()
+    if request.method == "GET":
+        if t.name is None:
+            try:
+                label_pred = parse_label_selector(request.query.get("labelSelector"))
+                field_pred = parse_field_selector(request.query.get("fieldSelector"))
+            except SelectorError as exc:
+                return status_response(400, "BadRequest", str(exc))
+            if verb == "watch":
+                return await _watch(request, cluster, t, label_pred, field_pred)
+            items = [
+                o
+                for o in cluster.store.list(t.info.name, t.ns)
+                if label_pred(o["metadata"].get("labels", {})) and field_pred(o)
+            ]
+            return _list_response(request, t.info, items, str(cluster.store.rv))
+        obj = cluster.store.get(t.info.name, t.ns, t.name)
+        if obj is None:
+            return not_found(t.info, t.name)
+        return _object_response(request, t.info, obj)
+    if t.name is None:
+        return _method_not_allowed(request)
+    if request.method == "DELETE" and t.info.name == "pods" and t.ns:
+        return await _delete_pod(request, cluster, t.ns, t.name)
+    if request.method == "PATCH" and t.info.name in (
+        "pods",
+        "services",
+        "deployments",
+        "statefulsets",
+        "namespaces",
+    ):
+        return await _patch(request, cluster, t)
+    return _method_not_allowed(request)
+
+
+def _method_not_allowed(request: web.Request) -> web.Response:
+    return status_response(
+        405,
+        "MethodNotAllowed",
+        "the server does not allow this method on the requested resource",
+        {},
+    )
+
+
+def _wants_table(request: web.Request) -> bool:
+    return TABLE_MARKER in request.headers.get("Accept", "")
+
+
+def _strip_type(obj: Obj) -> Obj:
+    return {k: v for k, v in obj.items() if k not in ("kind", "apiVersion")}
+
+
+def _list_response(
+    request: web.Request, info: ResourceInfo, items: list[Obj], rv: str
+) -> web.Response:
+    if _wants_table(request):
+        return json_response(table_for(info, items, rv, request.query.get("includeObject")))
+    return json_response(
+        {
+            "kind": f"{info.kind}List",
+            "apiVersion": info.api_version,
+            "metadata": {"resourceVersion": rv},
+            "items": [_strip_type(o) for o in items],
+        }
+    )
+
+
+def _object_response(request: web.Request, info: ResourceInfo, obj: Obj) -> web.Response:
+    if _wants_table(request):
+        rv = obj["metadata"]["resourceVersion"]
+        return json_response(table_for(info, [obj], rv, request.query.get("includeObject")))
+    return json_response(obj)
+
+
+async def _read_json(request: web.Request) -> Obj | web.Response:
+    try:
+        body = await request.json(loads=json.loads) if request.can_read_body else {}
+    except (ValueError, UnicodeDecodeError) as exc:
+        return status_response(
+            400, "BadRequest", f"the body of the request was in an unknown format: {exc}"
+        )
+    if not isinstance(body, dict):
+        return status_response(400, "BadRequest", "the body of the request must be a JSON object")
+    return body
+
+
+async def _patch_body(request: web.Request) -> Obj | web.Response:
+    ctype = request.content_type
+    if ctype not in MERGE_TYPES:
+        return status_response(
+            415,
+            "UnsupportedMediaType",
+            f"the body of the request was in an unknown format - accepted media types include: "
+            f"{', '.join(MERGE_TYPES)}",
+        )
+    return await _read_json(request)
+
+
+async def _patch(request: web.Request, cluster: SandboxCluster, t: Target) -> web.Response:
+    assert t.name is not None
+    if cluster.store.get(t.info.name, t.ns, t.name) is None:
+        return not_found(t.info, t.name)
+    body = await _patch_body(request)
+    if isinstance(body, web.Response):
+        return body
+    obj = cluster.apply_patch(t.info.name, t.ns or "", t.name, body)
+    if t.ns:
+        cluster.resync(t.ns)
+    return json_response(cluster.store.get(t.info.name, t.ns, t.name) or obj)
+
+
+async def _scale(request: web.Request, cluster: SandboxCluster, t: Target) -> web.Response:
+    assert t.name is not None and t.ns is not None
+    ns, name = t.ns, t.name
+    obj = cluster.store.get(t.info.name, ns, name)
+    if obj is None:
+        return not_found(t.info, name)
+
+    def current() -> Obj:
+        cur = cluster.store.get(t.info.name, ns, name) or obj
+        return scale_manifest(cur, selector_string(cur["spec"]["selector"]["matchLabels"]))
+
+    if request.method == "GET":
+        return json_response(current())
+    if request.method == "PATCH":
+        body = await _patch_body(request)
+        if isinstance(body, web.Response):
+            return body
+        merged = deep_merge(current(), body)
+    elif request.method == "PUT":
+        body = await _read_json(request)
+        if isinstance(body, web.Response):
+            return body
+        merged = body
+    else:
+        return _method_not_allowed(request)
+    replicas = merged.get("spec", {}).get("replicas")
+    if not isinstance(replicas, int) or replicas < 0:
+        return status_response(
+            422, "Invalid", f'Scale.autoscaling "{t.name}" is invalid: spec.replicas: Invalid value'
+        )
+    cluster.apply_patch(t.info.name, t.ns, t.name, {"spec": {"replicas": replicas}})
+    return json_response(current())
+
+
+async def _delete_pod(
+    request: web.Request, cluster: SandboxCluster, ns: str, name: str
+) -> web.Response:
+    info = RESOURCES["pods"]
+    if cluster.store.get("pods", ns, name) is None:
+        return not_found(info, name)
+    grace: Any = request.query.get("gracePeriodSeconds")
+    if request.can_read_body:
+        body = await _read_json(request)
+        if isinstance(body, dict):
+            grace = body.get("gracePeriodSeconds", grace)
+    if grace is not None and str(grace) == "0":
+        last = cluster.force_delete_pod(ns, name)
+    else:
+        last = cluster.terminate_pod(ns, name)
+    if last is None:
+        return json_response(
+            {
+                "kind": "Status",
+                "apiVersion": "v1",
+                "metadata": {},
+                "status": "Success",
+                "details": {"name": name, "kind": "pods", "uid": ""},
+            }
+        )
+    return json_response(last)
+
+
+async def _portforward(
+    request: web.Request, cluster: SandboxCluster, ns: str, name: str
+) -> web.StreamResponse:
+    pod = cluster.store.get("pods", ns, name)
+    if pod is None:
+        return not_found(RESOURCES["pods"], name)
+    if not pod["spec"].get("nodeName"):
+        return status_response(400, "BadRequest", f"pod {name} does not have a host assigned")
+    uid = pod["metadata"]["uid"]
+
+    async def dial(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        return await cluster.dial(ns, name, uid, port)
+
+    return await serve_portforward(
+        request, pod_name=name, pod_uid=uid, dial=dial, close_linger=cluster.close_linger
+    )
+
+
+# -- watch ---------------------------------------------------------------------------------
+async def _watch(
+    request: web.Request,
+    cluster: SandboxCluster,
+    t: Target,
+    label_pred: Any,
+    field_pred: Any,
+) -> web.StreamResponse:
+    store = cluster.store
+    info = t.info
+    table = _wants_table(request)
+    include = request.query.get("includeObject")
+    rv_text = request.query.get("resourceVersion", "")
+    since: int | None = None
+    if rv_text not in ("", "0"):
+        if not rv_text.isdigit():
+            return status_response(400, "BadRequest", f'invalid resource version "{rv_text}"')
+        since = int(rv_text)
+    bookmarks = _truthy(request.query.get("allowWatchBookmarks"))
+    send_initial = _truthy(request.query.get("sendInitialEvents"))
+    timeout_text = request.query.get("timeoutSeconds")
+    deadline: float | None = None
+    loop = asyncio.get_running_loop()
+    if timeout_text and timeout_text.isdigit():
+        deadline = loop.time() + int(timeout_text)
+
+    resp = web.StreamResponse(
+        status=200,
+        headers={"Content-Type": "application/json", "Cache-Control": "no-cache, private"},
+    )
+    resp.enable_chunked_encoding()
+
+    def matches(obj: Obj | None) -> bool:
+        return obj is not None and label_pred(obj["metadata"].get("labels", {})) and field_pred(obj)
+
+    def wire(obj: Obj) -> Obj:
+        if table:
+            return table_for(info, [obj], obj["metadata"]["resourceVersion"], include)
+        return obj
+
+    async def send(kind: str, obj: Obj) -> None:
+        await resp.write((dumps({"type": kind, "object": wire(obj)}) + "\n").encode())
+
+    async def bookmark(initial_end: bool = False) -> None:
+        meta: Obj = {"resourceVersion": str(store.rv)}
+        if initial_end:
+            meta["annotations"] = {"k8s.io/initial-events-end": "true"}
+        await resp.write(
+            (
+                dumps(
+                    {
+                        "type": "BOOKMARK",
+                        "object": {
+                            "kind": info.kind,
+                            "apiVersion": info.api_version,
+                            "metadata": meta,
+                        },
+                    }
+                )
+                + "\n"
+            ).encode()
+        )
+
+    async def send_event(ev: Event) -> None:
+        was, now = matches(ev.old), matches(ev.new)
+        if ev.type == "DELETED":
+            if was:
+                await send("DELETED", ev.new)
+        elif ev.type == "ADDED":
+            if now:
+                await send("ADDED", ev.new)
+        elif was and now:
+            await send("MODIFIED", ev.new)
+        elif now:
+            await send("ADDED", ev.new)
+        elif was:
+            await send("DELETED", ev.new)
+
+    try:
+        watcher, replay = store.watch(info.name, t.ns, since)
+    except TooOld as exc:
+        await resp.prepare(request)
+        await resp.write(
+            (
+                dumps({"type": "ERROR", "object": status_body(410, "Expired", str(exc))}) + "\n"
+            ).encode()
+        )
+        await resp.write_eof()
+        return resp
+    try:
+        initial = [o for o in store.list(info.name, t.ns) if matches(o)] if since is None else []
+        await resp.prepare(request)
+        for obj in initial:
+            await send("ADDED", obj)
+        if send_initial and bookmarks:
+            await bookmark(initial_end=True)
+        for ev in replay:
+            await send_event(ev)
+        while True:
+            timeout = cluster.bookmark_interval if bookmarks else None
+            if deadline is not None:
+                left = deadline - loop.time()
+                if left <= 0:
+                    break
+                timeout = left if timeout is None else min(timeout, left)
+            try:
+                item = await asyncio.wait_for(watcher.queue.get(), timeout)
+            except TimeoutError:
+                if bookmarks:
+                    await bookmark()
+                continue
+            if item is None:
+                break
+            await send_event(item)
+    finally:
+        store.unwatch(watcher)
+    with contextlib.suppress(ConnectionResetError):
+        await resp.write_eof()
+    return resp
+
+
+def build_app(cluster: SandboxCluster) -> web.Application:
+    app = web.Application(middlewares=[auth_middleware], client_max_size=4 * 1024 * 1024)
+    app[CLUSTER_KEY] = cluster
+    app.router.add_get("/version", handle_version)
+    app.router.add_get("/version/", handle_version)
+    for path in ("/healthz", "/livez", "/readyz"):
+        app.router.add_get(path, handle_health)
+    app.router.add_get("/api", handle_api)
+    app.router.add_get("/api/", handle_api)
+    app.router.add_get("/api/v1", handle_api_v1)
+    app.router.add_get("/api/v1/", handle_api_v1)
+    app.router.add_get("/apis", handle_apis)
+    app.router.add_get("/apis/", handle_apis)
+    app.router.add_route("*", "/api/v1/{tail:.+}", handle_core)
+    app.router.add_get("/apis/{group}", handle_group)
+    app.router.add_get("/apis/{group}/", handle_group)
+    app.router.add_get("/apis/{group}/{version}", handle_group_version)
+    app.router.add_get("/apis/{group}/{version}/", handle_group_version)
+    app.router.add_route("*", "/apis/{group}/{version}/{tail:.+}", handle_grouped)
+    return app
