@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -18,6 +19,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from aiohttp import WSMsgType, web
+from yarl import URL
 
 from portfwd.kube.auth import Credentials
 from portfwd.kube.client import (
@@ -29,6 +31,8 @@ from portfwd.kube.client import (
     NotFound,
     Unauthorized,
     WatchEvent,
+    _env_proxy,
+    _no_proxy,
 )
 from portfwd.kube.config import ClusterConnection
 from portfwd.sandbox.pki import generate_pki, server_ssl_context
@@ -591,3 +595,55 @@ async def test_portforward_rejects_bad_ports(client: KubeClient) -> None:
         await client.open_portforward("demo", "web", [])
     with pytest.raises(InputError):
         await client.open_portforward("demo", "web", [70000])
+
+
+# --- proxies ----------------------------------------------------------------------------------
+
+
+async def test_proxy_url_is_used(api: FakeApi) -> None:
+    async def version(request: web.Request) -> web.Response:
+        return web.json_response({"gitVersion": "v1", "host": request.host})
+
+    api.routes["/version"] = version
+    conn = connection("http://kube.invalid:6443")
+    conn = dataclasses.replace(conn, proxy_url=api.url)
+    async with KubeClient(conn) as kube:
+        answer = await kube.version()
+    assert answer["host"].startswith("kube.invalid")  # the proxy got the absolute URL
+
+
+def test_socks_proxy_rejected() -> None:
+    from portfwd.errors import ConfigError
+
+    conn = dataclasses.replace(connection("https://k:6443"), proxy_url="socks5://p:1080")
+    with pytest.raises(ConfigError) as err:
+        KubeClient(conn)
+    assert str(err.value) == (
+        'proxy "socks5://p:1080" for cluster "c1" is not supported: use an http:// or https://'
+        " proxy"
+    )
+
+
+@pytest.mark.parametrize(
+    ("host", "no_proxy", "bypass"),
+    [
+        ("10.0.0.5", "10.0.0.0/8", True),
+        ("10.0.0.5", "192.168.0.0/16", False),
+        ("api.example.com", ".example.com", True),
+        ("api.example.com", "example.com", True),
+        ("example.com", "example.com:6443", True),
+        ("badexample.com", "example.com", False),
+        ("anything", "*", True),
+        ("anything", "", False),
+    ],
+)
+def test_no_proxy_rules(host: str, no_proxy: str, bypass: bool) -> None:
+    assert _no_proxy(host, no_proxy) is bypass
+
+
+def test_env_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy:3128")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,.internal")
+    assert _env_proxy(URL("https://k8s.example.com:6443")) == "http://proxy:3128"
+    assert _env_proxy(URL("https://127.0.0.1:6443")) is None
+    assert _env_proxy(URL("https://api.internal:6443")) is None

@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
 import random
 import re
 import ssl
+import urllib.request
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -140,6 +142,42 @@ def _status_fields(body: bytes) -> tuple[str, str, dict[str, Any]]:
     )
 
 
+def _env_proxy(server: URL) -> str | None:
+    """The HTTP(S)_PROXY that applies to `server` (honouring NO_PROXY), as client-go does."""
+    proxies = urllib.request.getproxies_environment()
+    proxy = proxies.get(server.scheme)
+    if not proxy or not server.host:
+        return None
+    if _no_proxy(server.host, proxies.get("no", "")):
+        return None
+    return proxy
+
+
+def _no_proxy(host: str, no_proxy: str) -> bool:
+    """NO_PROXY matching: `*`, exact hosts, domain suffixes and CIDRs (client-go's rules)."""
+    host = host.lower().strip("[]")
+    try:
+        address: ipaddress.IPv4Address | ipaddress.IPv6Address | None = ipaddress.ip_address(host)
+    except ValueError:
+        address = None
+    for raw in no_proxy.split(","):
+        entry = raw.strip().lower()
+        if not entry:
+            continue
+        if entry == "*":
+            return True
+        if address is not None and "/" in entry:
+            with contextlib.suppress(ValueError):
+                if address in ipaddress.ip_network(entry, strict=False):
+                    return True
+            continue
+        entry = entry.split(":", 1)[0] if entry.count(":") == 1 else entry
+        bare = entry.lstrip(".")
+        if host == bare or host.endswith("." + bare):
+            return True
+    return False
+
+
 def _resource_path(resource: str, ns: str | None, name: str | None = None) -> str:
     try:
         prefix, namespaced = RESOURCES[resource]
@@ -176,12 +214,16 @@ class KubeClient:
         heartbeat: float = 30.0,
         max_connections: int = 1000,
     ) -> None:
-        proxy = conn.proxy_url
+        self._base = URL(conn.server.rstrip("/"))
+        # kubectl honours HTTPS_PROXY / NO_PROXY when the kubeconfig names no proxy. Resolved
+        # once here (aiohttp's trust_env would redo it, and read ~/.netrc, on every request).
+        proxy = conn.proxy_url or _env_proxy(self._base)
         if proxy and URL(proxy).scheme not in ("http", "https"):
             raise ConfigError(
-                f'proxy-url "{proxy}" of cluster "{conn.cluster}" is not supported: '
+                f'proxy "{proxy}" for cluster "{conn.cluster}" is not supported: '
                 "use an http:// or https:// proxy"
             )
+        self._proxy = proxy
         self.conn = conn
         self.namespace = conn.namespace
         self.context = conn.context
@@ -190,7 +232,6 @@ class KubeClient:
         self.watch_timeout = watch_timeout
         self.heartbeat = heartbeat
         self._max_connections = max_connections
-        self._base = URL(conn.server.rstrip("/"))
         self._session: aiohttp.ClientSession | None = None
         self._ssl_key: tuple[bytes | None, bytes | None] | None = None
         self._ssl_ctx: ssl.SSLContext | None = None
@@ -235,8 +276,7 @@ class KubeClient:
                 connector=connector,
                 timeout=timeout,
                 headers={"User-Agent": USER_AGENT},
-                # kubectl honours HTTPS_PROXY / NO_PROXY when the kubeconfig names no proxy.
-                trust_env=True,
+                cookie_jar=aiohttp.DummyCookieJar(),
             )
         return self._session
 
@@ -291,7 +331,7 @@ class KubeClient:
             )
         if isinstance(exc, aiohttp.ClientProxyConnectionError):
             return ClusterUnreachable(
-                f"cannot reach the proxy {self.conn.proxy_url or '(from the environment)'} for "
+                f"cannot reach the proxy {self._proxy} for "
                 f"{where}: {exc.os_error.strerror or exc.os_error} — check proxy-url or "
                 "HTTPS_PROXY",
                 cause="proxy",
@@ -423,7 +463,7 @@ class KubeClient:
                     headers=headers,
                     ssl=ssl_arg,
                     server_hostname=self.conn.tls_server_name,
-                    proxy=self.conn.proxy_url,
+                    proxy=self._proxy,
                     timeout=timeout,
                 ) as resp:
                     body = await resp.read()
@@ -668,7 +708,7 @@ class KubeClient:
                     headers=headers,
                     ssl=ssl_arg,
                     server_hostname=self.conn.tls_server_name,
-                    proxy=self.conn.proxy_url,
+                    proxy=self._proxy,
                     timeout=timeout,
                 )
             except (aiohttp.ClientError, TimeoutError, ssl.SSLError) as exc:
@@ -732,7 +772,7 @@ class KubeClient:
                     headers=headers,
                     ssl=ssl_arg,
                     server_hostname=self.conn.tls_server_name,
-                    proxy=self.conn.proxy_url,
+                    proxy=self._proxy,
                     heartbeat=self.heartbeat,
                     max_msg_size=_WS_MAX_MSG,
                     autoclose=True,
@@ -773,7 +813,7 @@ class KubeClient:
                     headers=headers,
                     ssl=ssl_arg,
                     server_hostname=self.conn.tls_server_name,
-                    proxy=self.conn.proxy_url,
+                    proxy=self._proxy,
                     timeout=aiohttp.ClientTimeout(
                         total=self.request_timeout, connect=self.connect_timeout
                     ),
