@@ -13,6 +13,7 @@ Adding a case is one entry in CASES.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
@@ -768,8 +769,6 @@ def _ours(case: Case, root: Path) -> tuple[ClusterConnection, Resolved]:
         case.namespace,
         environ=env,
     )
-    import asyncio
-
     creds = asyncio.run(conn.auth.get())
     return conn, Resolved(
         server=conn.server,
@@ -928,8 +927,6 @@ def test_in_cluster_matches_official(tmp_path: Path) -> None:
     env.update(KUBERNETES_SERVICE_HOST="10.96.0.1", KUBERNETES_SERVICE_PORT="443")
 
     conn = load_connection(environ=env, serviceaccount_dir=sa)
-    import asyncio
-
     creds = asyncio.run(conn.auth.get())
 
     cfg = k8s_client.Configuration()

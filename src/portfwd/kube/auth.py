@@ -106,10 +106,10 @@ class WatchedFile:
                 raise ConfigError(
                     f"{self.what} {self.path} (of {self.owner}) is a directory, not a file"
                 ) from None
-            except OSError as exc:
+            except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
+                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
                 raise ConfigError(
-                    f"{self.what} {self.path} (of {self.owner}) cannot be read: "
-                    f"{exc.strerror or exc}"
+                    f"{self.what} {self.path} (of {self.owner}) cannot be read: {reason}"
                 ) from None
             return self._data
 
@@ -266,7 +266,8 @@ class ExecPlugin:
         if self.config.provide_cluster_info and self._cluster_info is not None:
             spec["cluster"] = self._cluster_info
         return json.dumps(
-            {"apiVersion": self.config.api_version, "kind": "ExecCredential", "spec": spec}
+            {"apiVersion": self.config.api_version, "kind": "ExecCredential", "spec": spec},
+            default=str,  # YAML may hold timestamps
         )
 
     async def _run(self) -> _ExecResult:

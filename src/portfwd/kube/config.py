@@ -445,7 +445,8 @@ def _cluster_info(c: dict[str, Any], server: str, ca_pem: bytes | None) -> dict[
     for key in ("tls-server-name", "insecure-skip-tls-verify", "proxy-url"):
         if c.get(key):
             info[key] = c[key]
-    for ext in c.get("extensions") or []:
+    extensions = c.get("extensions")
+    for ext in extensions if isinstance(extensions, list) else []:
         if isinstance(ext, dict) and ext.get("name") == "client.authentication.k8s.io/exec":
             info["config"] = ext.get("extension")
     return info
