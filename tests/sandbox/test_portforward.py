@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
+import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -503,3 +505,32 @@ async def test_base64_frames_with_bad_payload_are_dropped(harness: Harness) -> N
         assert (msg.type, msg.data) == (WSMsgType.TEXT, "0b2s=")
     finally:
         await ws.close()
+
+
+async def test_pod_connection_reset_is_reported_and_dropped(harness: Harness) -> None:
+    async def resetter(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"partial")
+        await writer.drain()
+        await reader.readexactly(2)  # the client's "go"
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.transport.abort()  # with linger 0: RST, a "connection reset by peer"
+
+    server = await asyncio.start_server(resetter, "127.0.0.1", 0)
+    try:
+        harness.routes[6004] = server.sockets[0].getsockname()[:2]
+        ws = await harness.connect("ports=6004")
+        await recv_binary(ws)
+        await recv_binary(ws)
+        assert await read_channel(ws, 0, 7) == b"partial"
+        await ws.send_bytes(b"\x00go")
+        error = await recv_binary(ws)
+        assert error.startswith(
+            f"\x01error forwarding port 6004 to pod web, uid {UID}: read tcp 127.0.0.1:".encode()
+        )
+        assert error.endswith(b"->127.0.0.1:6004: read: connection reset by peer")
+        await until_closed(ws)
+        assert ws.close_code == 1006
+    finally:
+        server.close()
+        await server.wait_closed()

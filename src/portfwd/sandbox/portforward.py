@@ -206,11 +206,13 @@ def _dial_reason(port: int, pod_name: str, exc: BaseException) -> str:
     )
 
 
-def _copy_reason(exc: BaseException) -> str:
-    """The text for a connection that broke after it was set up (Go's io.Copy error)."""
+def _copy_reason(port: int, writer: asyncio.StreamWriter | None, exc: BaseException) -> str:
+    """Go's io.Copy error for a pod connection that broke after it was set up."""
     if isinstance(exc, OSError) and exc.errno:
         text = os.strerror(exc.errno)
-        return "read: " + text[:1].lower() + text[1:]
+        local = writer.get_extra_info("sockname") if writer is not None else None
+        source = f"127.0.0.1:{local[1]}->" if isinstance(local, tuple) else ""
+        return f"read tcp {source}127.0.0.1:{port}: read: {text[:1].lower()}{text[1:]}"
     return str(exc) or type(exc).__name__
 
 
@@ -262,7 +264,11 @@ class _Session:
         self._ws = ws
         self._base64 = base64_codec
         self._streams = [_PortStream(i, p) for i, p in enumerate(ports)]
-        self._by_channel = {s.data_channel: s for s in self._streams}
+        # Channel numbers are one byte: past 128 ports they wrap, and a frame goes to the first
+        # port with that number, as in wsstream.
+        self._by_channel: dict[int, _PortStream] = {}
+        for stream in self._streams:
+            self._by_channel.setdefault(stream.data_channel & 0xFF, stream)
         self._pod_name = pod_name
         self._pod_uid = pod_uid
         self._dial = dial
@@ -270,10 +276,10 @@ class _Session:
 
     async def _send(self, channel: int, payload: bytes) -> None:
         if self._base64:
-            text = chr(ord("0") + channel) + base64.b64encode(payload).decode("ascii")
+            text = chr((ord("0") + channel) & 0xFF) + base64.b64encode(payload).decode("ascii")
             await self._ws.send_str(text)
         else:
-            await self._ws.send_bytes(bytes((channel,)) + payload)
+            await self._ws.send_bytes(bytes((channel & 0xFF,)) + payload)
 
     async def run(self) -> None:
         for stream in self._streams:
@@ -342,7 +348,7 @@ class _Session:
                 await self._send(stream.data_channel, data)
         except OSError as exc:
             if not self._ws.closed and not stream.closed:
-                await self._fail(stream, _copy_reason(exc))
+                await self._fail(stream, _copy_reason(stream.port, stream.writer, exc))
             return
         # The pod closed its side: give the other direction a moment to finish, as containerd
         # (and CRI-O) do, then this port is done.
