@@ -534,3 +534,36 @@ async def test_pod_connection_reset_is_reported_and_dropped(harness: Harness) ->
     finally:
         server.close()
         await server.wait_closed()
+
+
+async def test_large_transfers_both_ways_are_byte_exact(harness: Harness) -> None:
+    n = 24 * 1024 * 1024 + 5
+    ws = await harness.connect("ports=8080&ports=9000")
+    try:
+        for _ in range(4):
+            await recv_binary(ws)
+        upload = bytes_body(n, offset=7)
+
+        async def send() -> None:
+            for i in range(0, n, 65536):
+                await ws.send_bytes(b"\x02" + upload[i : i + 65536])
+
+        sender = asyncio.create_task(send())
+        await ws.send_bytes(f"\x00GET /bytes/{n} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        http = bytearray()
+        echoed = bytearray()
+        head_len = -1
+        while len(echoed) < n or head_len < 0 or len(http) < head_len + n:
+            frame = await recv_binary(ws)
+            if frame[0] == 0:
+                http += frame[1:]
+                if head_len < 0 and b"\r\n\r\n" in http:
+                    head_len = http.index(b"\r\n\r\n") + 4
+            else:
+                assert frame[0] == 2
+                echoed += frame[1:]
+        await sender
+        assert bytes(echoed) == upload
+        assert bytes(http[head_len:]) == bytes_body(n)
+    finally:
+        await ws.close()
