@@ -44,6 +44,8 @@ from portfwd.kube.tls import build_ssl_context
 DEFAULT_SERVICEACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 IN_CLUSTER = "in-cluster"
 _SSL_CACHE_MAX = 4
+# libyaml's safe loader parses a 500 KB kubeconfig ~10x faster than the pure-Python one.
+_YAML_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 @dataclass(frozen=True)
@@ -194,7 +196,7 @@ def _read_yaml(path: Path, home: Path | None) -> dict[str, Any]:
     except OSError as exc:
         raise ConfigError(f"cannot read kubeconfig {shown}: {exc.strerror or exc}") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_YAML_LOADER)  # a safe loader (C or Python)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or "syntax error"
