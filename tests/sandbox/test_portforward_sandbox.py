@@ -1,5 +1,7 @@
-"""Fidelity through the whole sandbox: the official `kubernetes` client, over TLS with the
-sandbox kubeconfig, finds pods through the API and port-forwards to them.
+"""Fidelity through the whole sandbox (the `sandbox` fixture, demo topology).
+
+The official `kubernetes` client, over TLS with the sandbox kubeconfig, finds pods through the
+API and port-forwards to them.
 
 The official client is synchronous (a proxy thread per forward): every call runs in a worker
 thread, bounded by a timeout. Transfers stay small (its receive buffer is quadratic).
@@ -29,19 +31,9 @@ STEP = 20.0  # bound for one blocking step in a worker thread, not a performance
 
 
 @pytest_asyncio.fixture
-async def cluster() -> AsyncIterator[SandboxCluster]:
-    sb = SandboxCluster()
-    await asyncio.wait_for(sb.start(), 60)
-    try:
-        yield sb
-    finally:
-        await asyncio.wait_for(sb.stop(), 60)
-
-
-@pytest_asyncio.fixture
-async def api(cluster: SandboxCluster) -> AsyncIterator[CoreV1Api]:
+async def api(sandbox: SandboxCluster) -> AsyncIterator[CoreV1Api]:
     client = await asyncio.to_thread(
-        kube_config.new_client_from_config, config_file=str(cluster.kubeconfig_path)
+        kube_config.new_client_from_config, config_file=str(sandbox.kubeconfig_path)
     )
     try:
         yield CoreV1Api(client)
@@ -131,10 +123,10 @@ async def test_official_client_http_bytes_through_sandbox(api: CoreV1Api) -> Non
 
 
 async def test_official_client_sees_refused_port_text(
-    cluster: SandboxCluster, api: CoreV1Api
+    sandbox: SandboxCluster, api: CoreV1Api
 ) -> None:
     pod, uid = await in_thread(running_pod, api, "app=echo")
-    await cluster.set_backend_refusing("demo", pod, 9000, True)
+    await sandbox.set_backend_refusing("demo", pod, 9000, True)
     pf = await in_thread(open_forward, api, pod, "9000")
     try:
         error = await in_thread(read_error, pf, 9000)
