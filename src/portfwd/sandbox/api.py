@@ -8,7 +8,6 @@ cluster-scoped and all-namespaces forms) is easier to get right in one place.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import ssl
 from dataclasses import dataclass
@@ -53,6 +52,7 @@ VERSION = {
     "compiler": "gc",
     "platform": "linux/amd64",
 }
+IDLE_CHECK = 5.0
 MERGE_TYPES = (
     "application/merge-patch+json",
     "application/strategic-merge-patch+json",
@@ -608,25 +608,30 @@ async def _watch(
         for ev in replay:
             await send_event(ev)
         while True:
-            timeout = cluster.bookmark_interval if bookmarks else None
+            # Wake up now and then even without events: to send bookmarks, and to notice a
+            # client that went away (aiohttp does not cancel the handler for us).
+            timeout = cluster.bookmark_interval if bookmarks else IDLE_CHECK
             if deadline is not None:
                 left = deadline - loop.time()
                 if left <= 0:
                     break
-                timeout = left if timeout is None else min(timeout, left)
+                timeout = min(timeout, left)
             try:
                 item = await asyncio.wait_for(watcher.queue.get(), timeout)
             except TimeoutError:
+                if request.transport is None or request.transport.is_closing():
+                    break
                 if bookmarks:
                     await bookmark()
                 continue
             if item is None:
                 break
             await send_event(item)
+        await resp.write_eof()
+    except ConnectionResetError:
+        pass  # the client went away: nothing to tell anyone
     finally:
         store.unwatch(watcher)
-    with contextlib.suppress(ConnectionResetError):
-        await resp.write_eof()
     return resp
 
 

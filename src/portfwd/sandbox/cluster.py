@@ -804,6 +804,7 @@ class SandboxCluster:
         finally:
             if self._rollouts.get(key) is asyncio.current_task():
                 del self._rollouts[key]
+                self._sync(ns)
 
     # -- statefulsets ---------------------------------------------------------------------
     def _create_sts_pod(self, ns: str, sts: Obj, ordinal: int, state: str) -> Obj:
@@ -877,6 +878,7 @@ class SandboxCluster:
         finally:
             if self._rollouts.get(key) is asyncio.current_task():
                 del self._rollouts[key]
+                self._sync(ns)
 
     # -- status + endpoint slices ---------------------------------------------------------
     def _sync(self, ns: str) -> None:
@@ -898,8 +900,7 @@ class SandboxCluster:
 
     def _sync_once(self, ns: str) -> None:
         for sts in self.store.list("statefulsets", ns):
-            if ("statefulsets", ns, sts["metadata"]["name"]) not in self._rollouts:
-                self._reconcile_sts(ns, sts)
+            self._reconcile_sts(ns, sts)
         for rs in self.store.list("replicasets", ns):
             self._reconcile_rs(ns, rs)
         for rs in self.store.list("replicasets", ns):

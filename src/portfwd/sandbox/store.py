@@ -120,7 +120,7 @@ class Event:
     new: Obj  # for DELETED: the last state (with the deletion's resourceVersion)
 
 
-@dataclass
+@dataclass(eq=False)
 class Watcher:
     resource: str
     namespace: str | None
