@@ -567,3 +567,20 @@ async def test_large_transfers_both_ways_are_byte_exact(harness: Harness) -> Non
         assert bytes(http[head_len:]) == bytes_body(n)
     finally:
         await ws.close()
+
+
+async def test_pings_are_answered(harness: Harness) -> None:
+    ws = await harness.session.ws_connect(
+        harness.pf_url("ports=9000"),
+        protocols=("v4.channel.k8s.io",),
+        autoping=False,
+        timeout=aiohttp.ClientWSTimeout(ws_close=STEP),
+    )
+    try:
+        await recv_binary(ws)
+        await recv_binary(ws)
+        await ws.ping(b"keepalive")
+        pong = await recv(ws)
+        assert (pong.type, pong.data) == (WSMsgType.PONG, b"keepalive")
+    finally:
+        await ws.close()
