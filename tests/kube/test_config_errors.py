@@ -215,6 +215,12 @@ def test_server_without_scheme_gets_one_like_client_go(tmp_path: Path, env: dict
             "certificate-authority-data; keep one (kubectl refuses this too)",
         ),
         (
+            {"certificate-authority-data": b64(CA_PEM), "insecure-skip-tls-verify": True},
+            {"token": "t"},
+            'cluster "cl" in {kc} sets insecure-skip-tls-verify together with a certificate '
+            "authority; remove one (kubectl refuses this too)",
+        ),
+        (
             {"certificate-authority-data": "abc"},
             {"token": "t"},
             'certificate-authority-data of cluster "cl" in {kc} is not valid base64',
@@ -475,3 +481,33 @@ def test_fuzz_text_only_config_errors(text: str) -> None:
             load_connection(str(kc), environ=base_env(Path(d) / "home"))
         except ConfigError as exc:
             assert "\n" not in str(exc)
+
+
+@pytest.mark.skipif(KUBECTL is None, reason="kubectl not installed")
+@pytest.mark.parametrize(
+    "cluster",
+    [
+        {"certificate-authority": "ca.pem", "insecure-skip-tls-verify": True},
+        {"certificate-authority": "ca.pem", "certificate-authority-data": b64(CA_PEM)},
+    ],
+    ids=["insecure-with-ca", "ca-file-and-data"],
+)
+def test_kubectl_refuses_what_we_refuse(
+    tmp_path: Path, env: dict[str, str], cluster: dict[str, Any]
+) -> None:
+    """kubectl is the oracle: it refuses these before any network I/O (server: port 1)."""
+    assert KUBECTL is not None
+    write(tmp_path / "ca.pem", CA_PEM)
+    body = {"server": "https://127.0.0.1:1", **cluster}
+    kc = write(tmp_path / "kc", doc(clusters=[{"name": "cl", "cluster": body}]))
+    err_of(kc, env)
+    proc = subprocess.run(
+        [KUBECTL, "--kubeconfig", str(kc), "get", "--raw", "/", "--request-timeout", "5s"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert proc.returncode != 0
+    assert "connection refused" not in proc.stderr  # refused the config, not the connection

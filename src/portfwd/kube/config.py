@@ -403,6 +403,12 @@ def _connection(
             _resolve(str(ca_file), cluster_entry.origin, home), "certificate-authority", c_owner
         )
 
+    if insecure and ca_pem is not None:
+        raise ConfigError(
+            f"{c_owner} sets insecure-skip-tls-verify together with a certificate authority; "
+            "remove one (kubectl refuses this too)"
+        )
+
     auth: UserAuth
     has_client_cert = False
     if user_entry is None:
