@@ -178,17 +178,13 @@ class SandboxCluster:
 
         runner = web.AppRunner(build_app(self), access_log=None, shutdown_timeout=0.5)
         await runner.setup()
-        site = web.TCPSite(
-            runner, self.host, self.port, ssl_context=self._ssl, shutdown_timeout=0.5
-        )
+        site = web.TCPSite(runner, self.host, self.port, ssl_context=self._ssl)
         try:
             await site.start()
         except BaseException:
             await runner.cleanup()
             raise
-        server = site._server
-        assert isinstance(server, asyncio.base_events.Server)
-        self.port = int(server.sockets[0].getsockname()[1])
+        self.port = int(runner.addresses[0][1])
         host = f"[{self.host}]" if ":" in self.host else self.host
         self.url = f"https://{host}:{self.port}"
         self._runner, self._site = runner, site
