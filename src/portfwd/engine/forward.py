@@ -86,8 +86,10 @@ class Forward:
         on_stats: Callable[[str], None],
         tunnel_factory: TunnelFactory = WsV4Tunnel,
         log_size: int = LOG_SIZE,
+        preflight: bool = True,
     ) -> None:
         self.id = forward_id
+        self.preflight = preflight
         self.spec = spec
         self._clients = clients
         self._publish = publish
@@ -198,6 +200,8 @@ class Forward:
         self.remote_port = resolution.container_port
         self.port_name = resolution.port_name
         self._tunnel = self._tunnel_factory(client)
+        if self.preflight:
+            await self._preflight(self._tunnel)
         self._listeners = await bind(addresses, spec.local_port, self._on_connection)
         for warning in self._listeners.warnings:
             self.add_log(LogLevel.WARNING, warning)
@@ -206,6 +210,17 @@ class Forward:
             self.add_log(LogLevel.INFO, f"Forwarding from {where} -> {self.remote_port}")
         self.started_at = time.time()
         self._set_state(ForwardState.ACTIVE)
+
+    async def _preflight(self, tunnel: TunnelProtocol) -> None:
+        """Open (and close) one stream before going active.
+
+        A port-forward is authorized per WebSocket upgrade, so without this a user lacking
+        `pods/portforward` would see an ACTIVE forward whose every connection fails. The
+        kubelet dials the pod port for this stream too; its outcome is not waited for (a
+        backend that is not listening yet is a per-connection problem, as with kubectl).
+        """
+        stream = await tunnel.open(self.namespace, self.pod, self.remote_port)
+        await stream.close()
 
     async def stop(self, reason: str = "") -> None:
         """Close the listeners and every connection. Idempotent."""

@@ -37,7 +37,7 @@ class BindError(PortfwdError):
 
 
 def bind_error_message(host: str, port: int, exc: OSError) -> str:
-    where = format_host_port(host, port)
+    where = format_host_port(host, port) if port else host
     if exc.errno == errno.EADDRINUSE:
         return (
             f"local port {port} is already in use on {host}; pick another local port"
