@@ -66,7 +66,8 @@ _LIST_PAGE = 500
 _WATCH_LINE_LIMIT = 16 * 1024 * 1024  # one watch event; a huge object is a few MiB at most
 _WS_MAX_MSG = 16 * 1024 * 1024  # the kubelet sends <= 32 KiB per frame; anything near this is bogus
 _JSON_IN_THREAD = 1024 * 1024  # bodies larger than this are decoded off the event loop
-_WATCH_RETRIES = 5  # consecutive stream drops without progress before giving up
+_WATCH_RETRIES = 5  # consecutive stream drops without progress before giving up (~6 s)
+_TRANSIENT = ("refused", "timeout", "lost", "dns")
 
 _FORBIDDEN_RE = re.compile(
     r'User "(?P<user>[^"]*)" cannot (?P<verb>[\w-]+) resource "(?P<resource>[^"]+)"'
@@ -597,8 +598,10 @@ class KubeClient:
         stream is resumed from the last resourceVersion seen; when that is too old (410 Gone,
         in-stream ERROR event or HTTP status) the resource is listed again and the difference
         from what was already reported is emitted as ADDED / MODIFIED / DELETED events, so a
-        consumer never misses a deletion. Connection failures (server down) and API errors
-        (403 ...) are raised; the consumer decides when to start a new watch.
+        consumer never misses a deletion. A watch request that cannot connect (API server
+        restarting, network blip) is retried with backoff for about 6 s, then the
+        ClusterUnreachable is raised; a failing (re)list, TLS failures and API errors (403 ...)
+        are raised at once. The consumer decides when to start a new watch.
 
         Use it as ``async with contextlib.aclosing(client.watch(...)) as events:`` so the
         stream is closed as soon as the consumer stops.
@@ -617,6 +620,7 @@ class KubeClient:
         known: dict[tuple[str, str], dict[str, Any]] = {}
         rv: str | None = None
         failures = 0
+        last_error: ClusterUnreachable | None = None
         while True:
             if rv is None:
                 items, rv = await self._list_raw(
@@ -635,7 +639,7 @@ class KubeClient:
                 params["labelSelector"] = label_selector
             if field_selector:
                 params["fieldSelector"] = field_selector
-            progressed = False
+            progressed = dropped = False
             stream = self._watch_stream(path, params, ns, resource)
             try:
                 async for raw in stream:
@@ -671,19 +675,27 @@ class KubeClient:
                 rv = None
                 continue
             except _StreamDropped:
-                failures = 0 if progressed else failures + 1
-                if failures >= _WATCH_RETRIES:
-                    raise ClusterUnreachable(
-                        f"the watch on {resource} at {self._where} keeps dropping — check the "
-                        "network or proxy",
-                        cause="lost",
-                    ) from None
-                await asyncio.sleep(min(0.2 * 2**failures, 5.0) * (0.5 + random.random()))
-                continue
+                dropped = True
+            except ClusterUnreachable as exc:
+                # A restarting API server or a network blip: resume like a dropped stream.
+                # TLS and proxy failures will not heal by themselves: raise them at once.
+                if exc.cause not in _TRANSIENT:
+                    raise
+                dropped, last_error = True, exc
             finally:
                 # Close the HTTP response now, not when the generator is garbage collected.
                 await stream.aclose()
-            failures = 0
+            if not dropped:
+                failures = 0
+                continue
+            failures = 0 if progressed else failures + 1
+            if failures >= _WATCH_RETRIES:
+                raise last_error or ClusterUnreachable(
+                    f"the watch on {resource} at {self._where} keeps dropping — check the "
+                    "network or proxy",
+                    cause="lost",
+                )
+            await asyncio.sleep(min(0.2 * 2**failures, 5.0) * (0.5 + random.random()))
 
     async def _watch_stream(
         self, path: str, params: dict[str, str], ns: str | None, resource: str

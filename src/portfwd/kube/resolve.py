@@ -130,6 +130,10 @@ def _oldest(pods: Iterable[Pod]) -> Pod:
     return min(pods, key=lambda p: (p.meta.creation_timestamp or "9999", p.name))
 
 
+def _choice(count: int, noun: str) -> str:
+    return f"the only Ready {noun}" if count == 1 else f"the oldest of {count} Ready {noun}s"
+
+
 def _port_text(port: ContainerPort) -> str:
     return f"{port.name} ({port.container_port})" if port.name else str(port.container_port)
 
@@ -354,8 +358,7 @@ async def _resolve_service(
     shown_port = f"{sport.port}" + (f" ({sport.name})" if sport.name else "")
     decisions.insert(0, f"{label} port {shown_port} -> {via}pod {pod.name} port {container_port}")
     decisions.append(
-        f"chose pod {pod.name}: the oldest of {len(candidates)} Ready endpoint"
-        f"{'s' if len(candidates) != 1 else ''} ({endpoint_count} in total)"
+        f"chose pod {pod.name}: {_choice(len(candidates), 'endpoint')} ({endpoint_count} in total)"
     )
     chosen_from = {p.name for p in candidates}
     skipped = _skipped_line([p for p in pods if p.name not in chosen_from], why)
@@ -397,8 +400,8 @@ async def _resolve_workload(
     port, name, notes = _pod_port(pod, remote, f"pod/{pod.name}")
     decisions = [
         f"{label} -> pod {pod.name} port {port}" + (f" ({name})" if name else ""),
-        f"chose pod {pod.name}: the oldest of {len(ready)} Ready pod"
-        f"{'s' if len(ready) != 1 else ''} ({len(pods)} match the selector {query})",
+        f"chose pod {pod.name}: {_choice(len(ready), 'pod')} ({len(pods)} match the selector"
+        f" {query})",
         *notes,
     ]
     ready_names = {p.name for p in ready}
