@@ -17,9 +17,11 @@ from typing import Any
 import pytest
 import pytest_asyncio
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from portfwd.errors import ConfigError
-from portfwd.kube.auth import Credentials, UserAuth, WatchedFile
+from portfwd.kube.auth import Credentials, ExecConfig, ExecPlugin, UserAuth, WatchedFile
 from portfwd.kube.config import ClusterConnection, load_connection
 from tests.kube.test_config_kit import (
     CA_PEM,
@@ -533,3 +535,39 @@ def test_bad_ca_is_a_config_error(tmp_path: Path, env: dict[str, str]) -> None:
     conn = load_connection(str(kc), environ=env)
     with pytest.raises(ConfigError, match="is not a valid PEM certificate"):
         conn.ssl_context(Credentials(token="t"))
+
+
+# --------------------------------------------------------------------------- fuzzing
+
+_json = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=10)),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=10,
+)
+_status = st.dictionaries(
+    st.sampled_from(["token", "clientCertificateData", "clientKeyData", "expirationTimestamp"]),
+    st.one_of(_json, st.sampled_from(["2030-01-01T00:00:00Z", "x", "PEM"])),
+)
+_cred = st.fixed_dictionaries(
+    {},
+    optional={
+        "apiVersion": st.sampled_from(["client.authentication.k8s.io/v1", "v1", ""]),
+        "kind": st.sampled_from(["ExecCredential", "Other"]),
+        "status": st.one_of(_status, _json),
+    },
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(_cred.map(lambda d: json.dumps(d).encode()), st.binary(max_size=64)))
+def test_fuzz_exec_output_parser(out: bytes) -> None:
+    cfg = ExecConfig(api_version="client.authentication.k8s.io/v1", command="x")
+    plugin = ExecPlugin(cfg, user="u", environ={})
+    try:
+        result = plugin._parse(out)
+    except ConfigError as exc:
+        assert "\n" not in str(exc)
+    else:
+        assert result.token is not None or (result.cert_pem and result.key_pem)
