@@ -1,0 +1,106 @@
+"""Running the real `portfwd forward` as a subprocess, without blocking the test's event loop
+(the sandbox serves from that same loop)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import signal
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+FORWARDING_RE = re.compile(r"^Forwarding from (\S+):(\d+) -> (\d+)$")
+
+
+async def run_cli(*args: str, limit: float = 60.0) -> tuple[int, str, str]:
+    """Run `python -m portfwd forward ARGS` to its end: (exit code, stdout, stderr)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "portfwd",
+        "forward",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        stdin=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        async with asyncio.timeout(limit):
+            out, err = await proc.communicate()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+@dataclass
+class ForwardProcess:
+    proc: asyncio.subprocess.Process
+    forwarding: list[tuple[str, int, int]] = field(default_factory=list)  # (host, local, remote)
+    stdout_lines: list[str] = field(default_factory=list)
+    stderr_text: str = ""
+    returncode: int | None = None
+
+    @property
+    def ports(self) -> list[int]:
+        """Local ports in command-line order (one per mapping)."""
+        seen: list[int] = []
+        for _, port, _ in self.forwarding:
+            if port not in seen:
+                seen.append(port)
+        return seen
+
+    async def next_line(self, limit: float = 20.0) -> str:
+        assert self.proc.stdout is not None
+        async with asyncio.timeout(limit):
+            raw = await self.proc.stdout.readline()
+        line = raw.decode().rstrip("\n")
+        if line:
+            self.stdout_lines.append(line)
+        return line
+
+
+@contextlib.asynccontextmanager
+async def forward_process(*args: str, expect_lines: int) -> AsyncIterator[ForwardProcess]:
+    """Start `portfwd forward ARGS`, wait for its `Forwarding from` lines; on exit send SIGINT
+    and collect the exit code and stderr (the process is killed if it does not end)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "portfwd",
+        "forward",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        stdin=asyncio.subprocess.DEVNULL,
+    )
+    fp = ForwardProcess(proc)
+    try:
+        while len(fp.forwarding) < expect_lines:
+            line = await fp.next_line(limit=30.0)
+            if not line:
+                assert proc.stderr is not None
+                err = (await proc.stderr.read()).decode()
+                raise AssertionError(f"portfwd forward ended early: {err}")
+            match = FORWARDING_RE.match(line)
+            assert match, line
+            host = match.group(1).strip("[]")
+            fp.forwarding.append((host, int(match.group(2)), int(match.group(3))))
+        yield fp
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGINT)
+        try:
+            async with asyncio.timeout(15):
+                rest, err = await proc.communicate()
+            fp.stdout_lines.extend(rest.decode().splitlines())
+            fp.stderr_text = err.decode()
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+        fp.returncode = proc.returncode
