@@ -163,7 +163,7 @@ async def test_field_selector_and_list_metadata(sandbox: SandboxCluster) -> None
 
 
 async def test_endpointslices(sandbox: SandboxCluster) -> None:
-    status, body = await call(
+    _, body = await call(
         sandbox,
         "GET",
         "/apis/discovery.k8s.io/v1/namespaces/demo/endpointslices?labelSelector=kubernetes.io/service-name%3Decho",
