@@ -555,3 +555,23 @@ def test_label_selector_expressions_are_honoured() -> None:
 def test_port_mapping_default() -> None:
     assert PortMapping(0, "x", local_from_remote=True) == parse_port_mapping("x")
     assert Target("pod", "a") == parse_target("a")
+
+
+async def test_pod_not_scheduled() -> None:
+    c = FakeClient()
+    unscheduled = pod("batch", phase="Pending", ready=False)
+    unscheduled["spec"].pop("nodeName")
+    unscheduled["status"].pop("containerStatuses")
+    c.add_pods(unscheduled)
+    assert await fails(c, "pod/batch", 80) == (
+        "pod batch is not running (phase Pending: not scheduled to a node yet)"
+    )
+
+
+async def test_pod_failed_with_reason() -> None:
+    c = FakeClient()
+    evicted = pod("old", phase="Failed", ready=False)
+    evicted["status"]["reason"] = "Evicted"
+    evicted["status"].pop("containerStatuses")
+    c.add_pods(evicted)
+    assert await fails(c, "pod/old", 80) == "pod old is not running (phase Failed: Evicted)"

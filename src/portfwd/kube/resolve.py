@@ -140,7 +140,11 @@ def _port_text(port: ContainerPort) -> str:
 
 def _not_running(pod: Pod) -> ResolveError:
     reasons = sorted({c.reason for c in pod.container_statuses if c.reason})
-    detail = f": {', '.join(reasons)}" if reasons else (f": {pod.reason}" if pod.reason else "")
+    if not reasons and pod.reason:
+        reasons = [pod.reason]
+    if not reasons and pod.phase == "Pending" and not pod.node_name:
+        reasons = ["not scheduled to a node yet"]
+    detail = f": {', '.join(reasons)}" if reasons else ""
     return ResolveError(f"pod {pod.name} is not running (phase {pod.phase}{detail})")
 
 
