@@ -31,20 +31,21 @@ def build_ssl_context(
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
+    elif ca_pem is None:
+        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)  # the system roots
     else:
-        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
-        if ca_pem is not None:
-            # Only the cluster's CA is trusted then, as client-go does (no system roots).
-            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-            ctx.check_hostname = True
-            ctx.verify_mode = ssl.CERT_REQUIRED
-            try:
-                ctx.load_verify_locations(cadata=ca_pem.decode("ascii", errors="replace"))
-            except (ssl.SSLError, ValueError) as exc:
-                raise ConfigError(
-                    f"the certificate authority of {where} is not a valid PEM certificate "
-                    f"({_ssl_reason(exc)}); fix certificate-authority(-data) in the kubeconfig"
-                ) from None
+        # Only the cluster's CA is trusted, as in client-go (and loading no system roots
+        # makes this ~10x cheaper).
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = True
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        try:
+            ctx.load_verify_locations(cadata=ca_pem.decode("ascii", errors="replace"))
+        except (ssl.SSLError, ValueError) as exc:
+            raise ConfigError(
+                f"the certificate authority of {where} is not a valid PEM certificate "
+                f"({_ssl_reason(exc)}); fix certificate-authority(-data) in the kubeconfig"
+            ) from None
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     if client_cert_pem is not None or client_key_pem is not None:
         if client_cert_pem is None or client_key_pem is None:
