@@ -134,7 +134,7 @@ HELP_SECTIONS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
     (
         "Dashboard",
         (
-            ("n", "new forward: context → namespace → kind → resource → port → local port"),
+            ("n", "new forward: context → namespace → kind → resource → port"),
             ("space", "start / stop the selected forward"),
             ("r", "restart the selected forward"),
             ("d", "delete the selected forward (asks first when it is running)"),
@@ -153,7 +153,7 @@ HELP_SECTIONS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
         (
             ("type", "fuzzy-filter the list"),
             ("↑ ↓, enter", "choose"),
-            ("space", "mark several ports (on the port step)"),
+            ("tab", "mark several ports (on the port step), then enter"),
             ("esc", "back one step (closes on the first step)"),
             ("ctrl+r", "reload the current list (after an error)"),
         ),

@@ -30,6 +30,7 @@ class LogScreen(Screen[None]):
         super().__init__(classes="log-screen")
         self.forward_id = forward_id
         self.lines_shown = 0
+        self._history_loaded = False
 
     @property
     def papp(self) -> PortfwdApp:
@@ -41,7 +42,10 @@ class LogScreen(Screen[None]):
         yield RichLog(max_lines=MAX_LINES, wrap=True, highlight=False, markup=False, id="log")
         yield Footer()
 
-    def _title(self) -> str:
+    def _title(self) -> Text:
+        return Text(self._title_text())
+
+    def _title_text(self) -> str:
         if self.forward_id is None:
             return "App log (every forward)  ·  f follow  ·  esc back"
         try:
@@ -51,9 +55,14 @@ class LogScreen(Screen[None]):
         return f"Log of {forward_label(snap)} [{snap.state.value}]  ·  f follow  ·  esc back"
 
     def on_mount(self) -> None:
+        # After the first layout, so history wraps at the real width, not RichLog's minimum.
+        self.call_after_refresh(self._load_history)
+
+    def _load_history(self) -> None:
         log = self.query_one(RichLog)
         for entry in self.papp.manager.logs(self.forward_id):
             self._write(log, self.forward_id, entry)
+        self._history_loaded = True
         log.focus()
 
     def _prefix(self, forward_id: str | None) -> str:
@@ -70,13 +79,16 @@ class LogScreen(Screen[None]):
         line.append(f"{entry.level.name:<7} ", style=LEVEL_STYLE.get(entry.level, ""))
         line.append(self._prefix(forward_id), style="bold")
         line.append(entry.message)
-        log.write(line)
+        width = log.scrollable_content_region.width
+        log.write(line, width=width if width > 20 else None)
         self.lines_shown += 1
 
     def add_entry(self, forward_id: str | None, entry: LogEntry) -> None:
         """Called by the app for every LogLine event; keeps only the ones this view shows."""
         if self.forward_id is not None and forward_id != self.forward_id:
             return
+        if not self._history_loaded:
+            return  # the history, read once the view is laid out, already holds it
         self._write(self.query_one(RichLog), forward_id, entry)
 
     def refresh_title(self) -> None:

@@ -70,7 +70,7 @@ class NewForwardScreen(Screen[list[ForwardSpec] | None]):
         Binding("up", "cursor_up", "Up", show=False, priority=True),
         Binding("pagedown", "page_down", "Page down", show=False),
         Binding("pageup", "page_up", "Page up", show=False),
-        Binding("space", "mark", "Mark port", priority=True),
+        Binding("tab", "mark", "Mark port", priority=True),
         Binding("ctrl+r", "reload", "Reload"),
     ]
 
@@ -164,7 +164,7 @@ class NewForwardScreen(Screen[list[ForwardSpec] | None]):
             "namespace": f"in context {self.context}",
             "kind": "what to forward to",
             "resource": f"{self.kind}s in {self.namespace}",
-            "port": "enter picks one; space marks several",
+            "port": "enter picks one; tab marks several (like fzf)",
             "local": "where to listen on this machine",
         }[step]
 

@@ -1,0 +1,80 @@
+"""`portfwd demo`: the dashboard on the built-in sandbox cluster, no Kubernetes needed.
+
+The sandbox runs in this process, on the same event loop as the Textual app, and the app talks
+to it over real sockets exactly as it would to a cluster. The session lives in a temporary
+config dir (or $PORTFWD_CONFIG_DIR, so a second run finds the first one's session). On a first
+start the dashboard is seeded with a few forwards, one of them failing on purpose, so a new
+user sees every state within seconds.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from portfwd.engine.model import ForwardSpec
+from portfwd.store.state import CONFIG_DIR_ENV, STATE_FILE_NAME
+
+DEMO_CONTEXT = "sandbox"
+DEMO_NAMESPACE = "demo"
+
+
+def demo_seed() -> list[ForwardSpec]:
+    """svc/web and svc/api work; svc/crashy has no ready endpoint and shows the error state."""
+    from portfwd.tui.ports import suggest_port_sync
+
+    taken: dict[int, str] = {}
+    specs = []
+    for target, remote in (("svc/web", 80), ("svc/api", 443), ("svc/crashy", 80)):
+        local = suggest_port_sync(remote, "127.0.0.1", taken)
+        if local:
+            taken[local] = target
+        specs.append(
+            ForwardSpec(
+                target=target,
+                remote_port=remote,
+                local_port=local,
+                namespace=DEMO_NAMESPACE,
+                context=DEMO_CONTEXT,
+            )
+        )
+    return specs
+
+
+def run_demo(*, topology: Path | None) -> int:
+    from portfwd.tui.run import guarded
+
+    override = os.environ.get(CONFIG_DIR_ENV)
+    config_dir = (
+        Path(override).expanduser() if override else Path(tempfile.mkdtemp(prefix="portfwd-demo-"))
+    )
+    try:
+        log_dir = config_dir if override else Path(tempfile.gettempdir())
+        return guarded(log_dir, lambda: _demo(topology, config_dir))
+    finally:
+        if not override:
+            shutil.rmtree(config_dir, ignore_errors=True)
+
+
+async def _demo(topology: Path | None, config_dir: Path) -> int:
+    from portfwd.sandbox.cluster import SandboxCluster
+    from portfwd.tui.run import launch
+
+    sandbox = SandboxCluster(topology)
+    await sandbox.start()
+    try:
+        kubeconfig = str(sandbox.kubeconfig_path)
+        return await launch(
+            kubeconfig=kubeconfig,
+            context=DEMO_CONTEXT,
+            namespace=DEMO_NAMESPACE,
+            state_file=config_dir / STATE_FILE_NAME,
+            restore=True,
+            # Saved forwards name no kubeconfig: the next demo's sandbox has a new one.
+            spec_kubeconfig=None,
+            seed=demo_seed(),
+        )
+    finally:
+        await sandbox.stop()

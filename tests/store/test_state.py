@@ -1,0 +1,178 @@
+"""Session state: the file format, atomic writes, moving bad files aside, restore rules."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import stat
+from pathlib import Path
+
+import pytest
+import yaml
+
+from portfwd.engine.model import ForwardSnapshot, ForwardSpec, ForwardState
+from portfwd.store.state import (
+    SCHEMA_VERSION,
+    SavedForward,
+    StateStore,
+    config_dir,
+    default_state_file,
+    restore,
+    write_atomic,
+)
+from tests.tui.fakes import FakeManager
+
+FIXED = 1_780_000_000.0
+
+
+def snap(fid: str, state: ForwardState, **kw: object) -> ForwardSnapshot:
+    spec = ForwardSpec(
+        target=f"svc/{fid}", remote_port=80, local_port=0, namespace="demo", context="sandbox"
+    )
+    return ForwardSnapshot(id=fid, spec=spec, state=state, **kw)  # type: ignore[arg-type]
+
+
+def test_config_dir_override_and_default(tmp_path: Path) -> None:
+    assert config_dir({"PORTFWD_CONFIG_DIR": str(tmp_path)}) == tmp_path
+    assert default_state_file({"PORTFWD_CONFIG_DIR": str(tmp_path)}) == tmp_path / "state.yaml"
+    assert config_dir({}).name == "portfwd"
+
+
+async def test_round_trip_keeps_bound_port_running_flag_and_reason(tmp_path: Path) -> None:
+    path = tmp_path / "cfg" / "state.yaml"
+    store = StateStore(path)
+    snaps = [
+        snap("a", ForwardState.ACTIVE, bound=(("127.0.0.1", 40123),)),
+        snap("b", ForwardState.ERROR, reason="svc/b not found"),
+        snap("c", ForwardState.STOPPED),
+    ]
+    assert await store.save(snaps)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    doc = yaml.safe_load(path.read_text())
+    assert doc["version"] == SCHEMA_VERSION
+    loaded = StateStore(path).load()
+    assert loaded.existed and not loaded.warnings
+    by_id = {f.id: f for f in loaded.forwards}
+    assert [f.id for f in loaded.forwards] == ["a", "b", "c"]
+    assert by_id["a"].running and by_id["a"].spec.local_port == 40123
+    assert not by_id["b"].running and by_id["b"].reason == "svc/b not found"
+    assert by_id["c"].spec == snaps[2].spec
+    # Unchanged content is not rewritten.
+    assert not await store.save(snaps)
+    assert store.writes == 1
+
+
+def test_write_atomic_leaves_no_temp_files(tmp_path: Path) -> None:
+    path = tmp_path / "state.yaml"
+    write_atomic(path, "one")
+    write_atomic(path, "two")
+    assert path.read_text() == "two"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state.yaml"]
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        ("version: 1\nforwards: [\n", "not valid YAML"),
+        ("- just\n- a list\n", "top level is not a mapping"),
+        ("version: 1\nforwards:\n  - {id: x}\n", "forward x: missing target"),
+        (f"version: {SCHEMA_VERSION + 1}\nforwards: []\n", "newer portfwd"),
+    ],
+)
+def test_unusable_file_is_moved_aside_and_session_starts_empty(
+    tmp_path: Path, content: str, problem: str
+) -> None:
+    path = tmp_path / "state.yaml"
+    path.write_text(content)
+    store = StateStore(path, clock=lambda: FIXED)
+    result = store.load()
+    backup = tmp_path / "state.yaml.bak-20260528T202640"
+    assert result.forwards == []
+    assert len(result.warnings) == 1
+    assert problem in result.warnings[0] and str(backup) in result.warnings[0]
+    assert backup.read_text() == content  # the user's data is kept
+    assert not path.exists()
+    assert store.writable
+
+
+async def test_unreadable_file_is_never_overwritten(tmp_path: Path) -> None:
+    path = tmp_path / "state.yaml"
+    path.mkdir()  # reading a directory fails with an OSError other than "not found"
+    store = StateStore(path)
+    result = store.load()
+    assert not result.writable and "will not be saved" in result.warnings[0]
+    assert not await store.save([snap("a", ForwardState.ACTIVE)])
+    assert path.is_dir()
+
+
+async def test_follows_manager_events_and_coalesces_bursts(tmp_path: Path) -> None:
+    path = tmp_path / "state.yaml"
+    store = StateStore(path, coalesce_delay=0.05)
+    manager = FakeManager()
+    store.attach(manager)
+    try:
+        for n in range(20):  # a burst: far fewer writes than changes
+            await manager.add(
+                ForwardSpec(target=f"svc/s{n}", remote_port=80, local_port=41000 + n), start=True
+            )
+
+        async def saved_all() -> None:
+            while True:
+                if path.exists() and len(yaml.safe_load(path.read_text())["forwards"]) == 20:
+                    return
+                await asyncio.sleep(0.01)
+
+        await asyncio.wait_for(saved_all(), 10)
+        assert 1 <= store.writes < 20 * 3
+        await manager.stop("f1")
+        await store.flush()
+        entries = {e["id"]: e for e in yaml.safe_load(path.read_text())["forwards"]}
+        assert entries["f1"]["running"] is False and entries["f2"]["running"] is True
+    finally:
+        await store.close(flush=False)
+    # Changes after close are not written (quit saves, then stops everything).
+    writes = store.writes
+    await manager.shutdown()
+    await manager.stop("f2")
+    await asyncio.sleep(0.1)
+    assert store.writes == writes
+    assert yaml.safe_load(path.read_text())["forwards"][1]["running"] is True
+
+
+async def test_restore_restarts_running_and_notes_stopped() -> None:
+    manager = FakeManager()
+    spec = ForwardSpec(target="svc/echo", remote_port=80, local_port=8080, namespace="demo")
+    saved = [
+        SavedForward("one", spec, running=True),
+        SavedForward("two", spec, running=False, reason="svc/echo not found"),
+        SavedForward("three", spec, running=False),
+    ]
+    notes = await restore(manager, saved)
+    assert [s.id for s in manager.snapshot()] == ["one", "two", "three"]
+    states = {s.id: s.state for s in manager.snapshot()}
+    assert states == {
+        "one": ForwardState.ACTIVE,
+        "two": ForwardState.STOPPED,
+        "three": ForwardState.STOPPED,
+    }
+    assert notes == {
+        "two": "stopped in the last session: svc/echo not found",
+        "three": "stopped in the last session",
+    }
+
+
+async def test_restore_without_restart_keeps_everything_stopped() -> None:
+    manager = FakeManager()
+    spec = ForwardSpec(target="svc/echo", remote_port=80)
+    notes = await restore(manager, [SavedForward("one", spec, running=True)], restart=False)
+    assert manager.get("one").state is ForwardState.STOPPED
+    assert notes == {"one": "not restarted (--no-restore)"}
+
+
+def test_file_mode_is_0600_even_with_permissive_umask(tmp_path: Path) -> None:
+    old = os.umask(0)
+    try:
+        write_atomic(tmp_path / "s.yaml", "x")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "s.yaml").stat().st_mode) == 0o600

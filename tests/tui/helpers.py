@@ -1,0 +1,38 @@
+"""Waiting helpers for Pilot tests: bounded, event-driven (no sleeps with thresholds)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from textual.pilot import Pilot
+
+LONG_LIVED = {"engine-events"}
+
+
+async def settle(pilot: Pilot[Any], timeout: float = 20.0) -> None:
+    """Let every short-lived worker finish and the screen repaint."""
+
+    async def run() -> None:
+        for _ in range(3):
+            pending = [
+                w for w in pilot.app.workers if w.group not in LONG_LIVED and not w.is_finished
+            ]
+            if pending:
+                await asyncio.gather(*(w.wait() for w in pending), return_exceptions=True)
+            await pilot.pause()
+
+    await asyncio.wait_for(run(), timeout)
+
+
+async def wait_until(
+    pilot: Pilot[Any], predicate: Callable[[], bool], timeout: float = 20.0, what: str = ""
+) -> None:
+    """Poll a UI predicate between repaints, with a deadline (fails with `what`)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what or predicate}")
+        await pilot.pause(0.02)

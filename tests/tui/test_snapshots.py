@@ -1,0 +1,139 @@
+"""SVG snapshots of the screens with fixed data (fixed clock, UTC timestamps, fake engine).
+
+Update after an intended visual change with `pytest tests/tui/test_snapshots.py
+--snapshot-update`, then look at the SVGs under tests/tui/__snapshots__/ before committing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import UTC
+from typing import Any
+
+import pytest
+from textual.pilot import Pilot
+
+from portfwd.tui.app import PortfwdApp
+from tests.tui.helpers import settle
+from tests.tui.fakes import NOW, FakeCatalog, FakeManager, log_entries, mixed_snapshots
+
+SIZE = (150, 32)
+pytestmark = pytest.mark.timeout(60)
+
+SnapCompare = Callable[..., bool]
+
+
+def make_app(manager: FakeManager | None = None, catalog: FakeCatalog | None = None) -> PortfwdApp:
+    return PortfwdApp(
+        manager or FakeManager(),
+        catalog=catalog or FakeCatalog(),
+        context="sandbox",
+        cluster="sandbox",
+        namespace="demo",
+        clock=lambda: NOW,
+        tz=UTC,
+        open_url=lambda url: True,
+    )
+
+
+def test_dashboard_empty(snap_compare: SnapCompare) -> None:
+    assert snap_compare(make_app(), terminal_size=SIZE, run_before=settle)
+
+
+def test_dashboard_mixed_states(snap_compare: SnapCompare) -> None:
+    assert snap_compare(
+        make_app(FakeManager(mixed_snapshots())), terminal_size=SIZE, run_before=settle
+    )
+
+
+def test_dashboard_filtered(snap_compare: SnapCompare) -> None:
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await settle(pilot)
+        await pilot.press("slash", "w", "e", "b")
+        await settle(pilot)
+
+    assert snap_compare(
+        make_app(FakeManager(mixed_snapshots())), terminal_size=SIZE, run_before=run_before
+    )
+
+
+async def _to_step(pilot: Pilot[Any], keys: list[str]) -> None:
+    await settle(pilot)
+    await pilot.press("n")
+    await settle(pilot)
+    for key in keys:
+        await pilot.press(key)
+        await settle(pilot)
+
+
+@pytest.mark.parametrize(
+    ("name", "keys"),
+    [
+        ("context", []),
+        ("namespace", ["enter"]),
+        ("kind", ["enter", "enter"]),
+        ("resource", ["enter", "enter", "enter"]),
+        ("resource_filtered", ["enter", "enter", "enter", "e", "h"]),
+        ("ports", ["enter", "enter", "enter", "enter"]),
+        ("ports_marked", ["enter", "enter", "enter", "enter", "tab", "down", "tab"]),
+    ],
+)
+def test_picker_steps(snap_compare: SnapCompare, name: str, keys: list[str]) -> None:
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await _to_step(pilot, keys)
+
+    assert snap_compare(make_app(), terminal_size=SIZE, run_before=run_before)
+
+
+def test_picker_loading(snap_compare: SnapCompare) -> None:
+    catalog = FakeCatalog()
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        catalog.gate = asyncio.Event()  # the context list never arrives
+        await pilot.pause()
+        await pilot.press("n")
+        await pilot.pause()
+
+    assert snap_compare(make_app(catalog=catalog), terminal_size=SIZE, run_before=run_before)
+
+
+def test_picker_error(snap_compare: SnapCompare) -> None:
+    catalog = FakeCatalog()
+    catalog.fail["resources"] = (
+        'services is forbidden: User "nobody" cannot list resource "services" in namespace "demo"'
+    )
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await _to_step(pilot, ["enter", "enter", "enter"])
+
+    assert snap_compare(make_app(catalog=catalog), terminal_size=SIZE, run_before=run_before)
+
+
+def test_picker_forbidden_namespaces(snap_compare: SnapCompare) -> None:
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await _to_step(pilot, ["down", "enter", "s", "h"])
+
+    assert snap_compare(make_app(), terminal_size=SIZE, run_before=run_before)
+
+
+def test_log_view(snap_compare: SnapCompare) -> None:
+    manager = FakeManager(mixed_snapshots())
+    for entry in log_entries():
+        manager.log.setdefault("a", []).append(entry)
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await settle(pilot)
+        await pilot.press("l")
+        await settle(pilot)
+
+    assert snap_compare(make_app(manager), terminal_size=SIZE, run_before=run_before)
+
+
+def test_help(snap_compare: SnapCompare) -> None:
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await settle(pilot)
+        await pilot.press("question_mark")
+        await settle(pilot)
+
+    assert snap_compare(make_app(), terminal_size=(150, 44), run_before=run_before)
