@@ -647,3 +647,14 @@ def test_env_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
     assert _env_proxy(URL("https://k8s.example.com:6443")) == "http://proxy:3128"
     assert _env_proxy(URL("https://127.0.0.1:6443")) is None
     assert _env_proxy(URL("https://api.internal:6443")) is None
+
+
+def test_server_must_be_a_url() -> None:
+    from portfwd.errors import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        KubeClient(connection("kube.example.com:6443"))
+    assert str(err.value) == (
+        'server "kube.example.com:6443" of cluster "c1" is not a URL; expected'
+        " https://HOST:PORT in the kubeconfig"
+    )

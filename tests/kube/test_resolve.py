@@ -575,3 +575,19 @@ async def test_pod_failed_with_reason() -> None:
     evicted["status"].pop("containerStatuses")
     c.add_pods(evicted)
     assert await fails(c, "pod/old", 80) == "pod old is not running (phase Failed: Evicted)"
+
+
+async def test_numeric_string_port_is_a_number() -> None:
+    c = FakeClient()
+    c.add_pods(pod("web", ports=[HTTP]))
+    r = await resolve(c, NS, parse_target("web"), "8080")
+    assert (r.container_port, r.port_name) == (8080, "http")
+
+
+async def test_out_of_range_port_rejected() -> None:
+    from portfwd.errors import InputError
+
+    c = FakeClient()
+    with pytest.raises(InputError) as err:
+        await resolve(c, NS, parse_target("web"), 0)
+    assert str(err.value) == "invalid remote port 0: ports are 1..65535"

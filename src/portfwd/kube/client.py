@@ -216,6 +216,11 @@ class KubeClient:
         max_connections: int = 1000,
     ) -> None:
         self._base = URL(conn.server.rstrip("/"))
+        if self._base.scheme not in ("http", "https") or not self._base.host:
+            raise ConfigError(
+                f'server "{conn.server}" of cluster "{conn.cluster}" is not a URL; '
+                "expected https://HOST:PORT in the kubeconfig"
+            )
         # kubectl honours HTTPS_PROXY / NO_PROXY when the kubeconfig names no proxy. Resolved
         # once here (aiohttp's trust_env would redo it, and read ~/.netrc, on every request).
         proxy = conn.proxy_url or _env_proxy(self._base)

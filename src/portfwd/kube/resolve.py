@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
-from portfwd.errors import ResolveError
+from portfwd.errors import InputError, ResolveError
 from portfwd.kube.client import ApiError, ClusterUnreachable, Forbidden, NotFound
 from portfwd.kube.objects import (
     ContainerPort,
@@ -87,7 +87,14 @@ def local_port_for(mapping: PortMapping, resolution: Resolution) -> int:
 
 
 async def resolve(client: ResolveClient, ns: str, target: Target, remote: int | str) -> Resolution:
-    """Resolve `target` in namespace `ns` and its `remote` port (number or name)."""
+    """Resolve `target` in namespace `ns` and its `remote` port (number or name).
+
+    A numeric string (`"80"`, as a form field gives it) counts as a number.
+    """
+    if isinstance(remote, str) and remote.isascii() and remote.isdigit():
+        remote = int(remote)
+    if isinstance(remote, int) and not 1 <= remote <= 65535:
+        raise InputError(f"invalid remote port {remote}: ports are 1..65535")
     if target.kind == "pod":
         return await _resolve_pod(client, ns, target, remote)
     if target.kind == "service":
