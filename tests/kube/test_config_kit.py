@@ -39,6 +39,8 @@ PLUGIN_SOURCE = textwrap.dedent(
         if os.environ.get("PLUGIN_COUNT"):
             with open(os.environ["PLUGIN_COUNT"]) as fh:
                 status["token"] += "-run" + str(len(fh.readlines()))
+    elif mode == "from-file":
+        status["token"] = open(sys.argv[2]).read().strip()
     elif mode == "cert":
         status["clientCertificateData"] = open(sys.argv[2]).read()
         status["clientKeyData"] = open(sys.argv[3]).read()
