@@ -222,7 +222,7 @@ class ExecPlugin:
     ) -> None:
         self.config = config
         self.user = user
-        self._environ = dict(environ)
+        self._environ = environ  # read at each run, like kubectl's os.Environ()
         self._cluster_info = dict(cluster_info) if cluster_info else None
         self.timeout = timeout
         self._cached: _ExecResult | None = None
