@@ -19,7 +19,6 @@ import json
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from string import Template
@@ -718,7 +717,7 @@ class Resolved:
 
 
 @pytest.fixture
-def work(tmp_path: Path) -> Iterator[Path]:
+def work(tmp_path: Path) -> Path:
     root = tmp_path / "w"
     write(root / "pki" / "ca.pem", CA_PEM)
     write(root / "pki" / "client.pem", CLIENT_PEM)
@@ -733,12 +732,7 @@ def work(tmp_path: Path) -> Iterator[Path]:
     write(root / "sub" / "token", "sub-token")
     write(root / "x" / "ca.pem", CA_PEM)
     write_plugin(root / "bin")
-    old = os.getcwd()
-    os.chdir(root)  # the official client resolves some relative paths against the cwd
-    try:
-        yield root
-    finally:
-        os.chdir(old)
+    return root
 
 
 def _materialize(case: Case, root: Path) -> None:
