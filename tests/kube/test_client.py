@@ -658,3 +658,35 @@ def test_server_must_be_a_url() -> None:
         'server "kube.example.com:6443" of cluster "c1" is not a URL; expected'
         " https://HOST:PORT in the kubeconfig"
     )
+
+
+async def test_unknown_host_message(monkeypatch: pytest.MonkeyPatch) -> None:
+    import aiohttp.connector
+
+    async def no_such_host(self: Any, host: str, port: int = 0, family: int = 0) -> Any:
+        raise OSError(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(aiohttp.connector.DefaultResolver, "resolve", no_such_host)
+    url = "https://kube.example.invalid:6443"
+    async with KubeClient(connection(url)) as kube:
+        with pytest.raises(ClusterUnreachable) as err:
+            await kube.version()
+    assert str(err.value) == (
+        f'cannot reach the Kubernetes API at {url} (context "test"): host'
+        ' "kube.example.invalid" not found — check the server address in your kubeconfig, your'
+        " network or VPN"
+    )
+    assert err.value.cause == "dns"
+
+
+async def test_missing_api_is_named(api: FakeApi, client: KubeClient) -> None:
+    async def plain_404(request: web.Request) -> web.Response:
+        return web.Response(status=404, text="404 page not found")
+
+    api.routes["/apis/discovery.k8s.io/v1/namespaces/demo/endpointslices"] = plain_404
+    with pytest.raises(NotFound) as err:
+        await client.list_endpointslices("demo", "echo")
+    assert str(err.value) == (
+        'the API server does not serve list endpointslices in namespace "demo" (404 Not Found,'
+        ' context "test")'
+    )

@@ -419,12 +419,11 @@ class KubeClient:
                 )
             return Forbidden(text, status=status, reason=reason or "Forbidden", api_message=message)
         if status == 404:
-            if message and details.get("name") is not None:
-                text = message + (f' in namespace "{ns}"' if ns else "")
-            elif message:
-                text = f"{message} ({what})"
+            if message and reason == "NotFound":
+                text = message + (f' in namespace "{ns}"' if ns and details.get("name") else "")
             else:
-                text = f"the API server has no {what} (404 Not Found, {ctx})"
+                # Not a Status: the API itself is missing (e.g. an old or partial server).
+                text = f"the API server does not serve {what} (404 Not Found, {ctx})"
             return NotFound(text, status=status, reason=reason or "NotFound", api_message=message)
         if status == 410:
             return Expired(

@@ -315,6 +315,9 @@ async def _resolve_service(
     except Forbidden:
         slices = None
         decisions.append("no permission to list EndpointSlices; chose by pod readiness")
+    except NotFound:
+        slices = None  # a server without discovery.k8s.io/v1
+        decisions.append("the API server has no EndpointSlices; chose by pod readiness")
     ready_names: set[str] = set()
     endpoint_count = 0
     if slices:
