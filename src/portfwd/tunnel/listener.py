@@ -30,6 +30,7 @@ READ_HIGH_WATER = 256 * 1024  # bytes read from the client and not yet sent into
 READ_CHUNK_MAX = 256 * 1024  # asyncio reads at most this much per data_received
 WRITE_HIGH_WATER = 256 * 1024  # bytes written to the client and not yet taken by its socket
 SEND_FRAME_MAX = 256 * 1024  # largest chunk handed to the tunnel in one send
+WRITE_SLICE = 64 * 1024  # larger frames from the tunnel are written to the client in pieces
 
 
 class BindError(PortfwdError):
@@ -182,7 +183,19 @@ class LocalConnection(asyncio.Protocol):
         return data
 
     async def write(self, data: bytes) -> None:
-        """Write to the client, then wait while its buffer is above the high-water mark."""
+        """Write to the client, waiting while its buffer is above the high-water mark.
+
+        Large frames go in WRITE_SLICE pieces, so the buffer never exceeds
+        WRITE_HIGH_WATER + WRITE_SLICE whatever frame size the server chose.
+        """
+        if len(data) <= WRITE_SLICE:
+            await self._write_piece(data)
+            return
+        view = memoryview(data)
+        for start in range(0, len(data), WRITE_SLICE):
+            await self._write_piece(view[start : start + WRITE_SLICE])
+
+    async def _write_piece(self, data: bytes | memoryview) -> None:
         transport = self.transport
         if transport is None or self._lost or transport.is_closing():
             raise ConnectionResetError("local connection closed")

@@ -21,8 +21,8 @@ from typing import Protocol
 from portfwd.tunnel.listener import (
     READ_CHUNK_MAX,
     READ_HIGH_WATER,
-    SEND_FRAME_MAX,
     WRITE_HIGH_WATER,
+    WRITE_SLICE,
     LocalConnection,
 )
 from portfwd.tunnel.protocol import TunnelError, TunnelStream
@@ -31,10 +31,13 @@ LOCAL_EOF_LINGER = 1.0
 REMOTE_EOF_LINGER = 2.0
 SEND_FAILURE_SETTLE = 2.0
 
-# Upper bound of bytes held by portfwd itself for one connection: unread client input
-# (paused at READ_HIGH_WATER, plus the chunk that crossed it), the chunk being sent, and the
-# client's write buffer (WRITE_HIGH_WATER plus the frame that crossed it).
-MAX_BUFFERED_PER_CONNECTION = READ_HIGH_WATER + READ_CHUNK_MAX + SEND_FRAME_MAX + WRITE_HIGH_WATER
+# Upper bound of the bytes portfwd's own buffers hold for one connection (what
+# `LocalConnection.buffered` reports): unread client input (reading pauses at READ_HIGH_WATER;
+# one more chunk of at most READ_CHUNK_MAX may land) and the client's write buffer
+# (WRITE_HIGH_WATER plus the slice that crossed it). Beyond this, one chunk is in each pump's
+# hands (<= SEND_FRAME_MAX up, <= the WebSocket's max message size down) and aiohttp's
+# WebSocket reader and writer hold their own bounded buffers (reading pauses at 2 x 64 KiB).
+MAX_BUFFERED_PER_CONNECTION = READ_HIGH_WATER + READ_CHUNK_MAX + WRITE_HIGH_WATER + WRITE_SLICE
 
 
 class Meter(Protocol):
