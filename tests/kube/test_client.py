@@ -690,3 +690,31 @@ async def test_missing_api_is_named(api: FakeApi, client: KubeClient) -> None:
         'the API server does not serve list endpointslices in namespace "demo" (404 Not Found,'
         ' context "test")'
     )
+
+
+async def test_closing_the_client_ends_its_watches(api: FakeApi) -> None:
+    WatchScript(api, [[pod_json("a")]], ["10"])  # lists, then a watch that never says more
+    kube = KubeClient(connection(api.url))
+    seen: list[str] = []
+
+    async def consume() -> None:
+        async with contextlib.aclosing(kube.watch("pods", "demo")) as events:
+            async for event in events:
+                seen.append(event.type)
+                if event.type == SYNCED:
+                    synced.set()
+
+    synced = asyncio.Event()
+    task = asyncio.create_task(consume())
+    try:
+        async with asyncio.timeout(10):
+            await synced.wait()
+            await kube.close()
+            await task  # ends quietly, no error
+    finally:
+        task.cancel()
+        await kube.close()
+    assert seen == ["ADDED", SYNCED]
+    with pytest.raises(ClusterUnreachable) as err:
+        await kube.version()
+    assert str(err.value) == ('the client for context "test" was closed (portfwd is shutting down)')

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import ipaddress
 import json
+import logging
 import random
 import re
 import ssl
@@ -39,6 +40,8 @@ from portfwd.kube.objects import EndpointSlice, Namespace, Pod, Service, Workloa
 if TYPE_CHECKING:
     from portfwd.kube.auth import Credentials
     from portfwd.kube.config import ClusterConnection
+
+log = logging.getLogger(__name__)
 
 USER_AGENT = f"portfwd/{__version__}"
 
@@ -108,7 +111,7 @@ class Expired(ApiError):
 
 class ClusterUnreachable(PortfwdError):
     """No usable connection to the API server; `cause` says which: refused, dns, timeout,
-    tls, proxy or lost."""
+    tls, proxy, lost, or closed (the KubeClient itself was closed)."""
 
     def __init__(self, message: str, *, cause: str) -> None:
         super().__init__(message)
@@ -265,7 +268,10 @@ class KubeClient:
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._closed:
-            raise RuntimeError("KubeClient is closed")
+            raise ClusterUnreachable(
+                f'the client for context "{self.context}" was closed (portfwd is shutting down)',
+                cause="closed",
+            )
         if self._session is None:
             connector = aiohttp.TCPConnector(
                 limit=self._max_connections, limit_per_host=0, keepalive_timeout=30.0
@@ -476,6 +482,7 @@ class KubeClient:
             except (aiohttp.ClientError, TimeoutError, ssl.SSLError) as exc:
                 raise self._connection_error(exc, what) from None
             if status == 401 and attempt == 1:
+                log.debug("401 from %s: refreshing credentials, retrying once", self._where)
                 self.conn.auth.invalidate()
                 continue
             if status >= 400:
@@ -625,8 +632,10 @@ class KubeClient:
         rv: str | None = None
         failures = 0
         last_error: ClusterUnreachable | None = None
-        while True:
+        while not self._closed:
             if rv is None:
+                if known:
+                    log.debug("watch %s: resourceVersion expired, listing again", resource)
                 items, rv = await self._list_raw(
                     resource, ns, label_selector=label_selector, field_selector=field_selector
                 )
@@ -692,7 +701,10 @@ class KubeClient:
             if not dropped:
                 failures = 0
                 continue
+            if self._closed:
+                return
             failures = 0 if progressed else failures + 1
+            log.debug("watch %s: stream dropped (attempt %d), resuming", resource, failures)
             if failures >= _WATCH_RETRIES:
                 raise last_error or ClusterUnreachable(
                     f"the watch on {resource} at {self._where} keeps dropping — check the "
@@ -731,6 +743,7 @@ class KubeClient:
                 raise self._connection_error(exc, what) from None
             async with resp:
                 if resp.status == 401 and attempt == 1:
+                    log.debug("401 from %s: refreshing credentials, retrying once", self._where)
                     self.conn.auth.invalidate()
                     continue
                 if resp.status >= 400:
@@ -798,6 +811,7 @@ class KubeClient:
             except aiohttp.WSServerHandshakeError as exc:
                 status = exc.status
                 if status == 401 and attempt == 1:
+                    log.debug("401 from %s: refreshing credentials, retrying once", self._where)
                     self.conn.auth.invalidate()
                     continue
                 break
