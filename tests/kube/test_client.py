@@ -718,3 +718,27 @@ async def test_closing_the_client_ends_its_watches(api: FakeApi) -> None:
     with pytest.raises(ClusterUnreachable) as err:
         await kube.version()
     assert str(err.value) == ('the client for context "test" was closed (portfwd is shutting down)')
+
+
+async def test_tls_server_name_is_verified(tmp_path: Path) -> None:
+    pki = generate_pki(("localhost",))
+    api = FakeApi()
+
+    async def version(request: web.Request) -> web.Response:
+        return web.json_response({"gitVersion": "v1"})
+
+    api.routes["/version"] = version
+    async for served in _serve(api, server_ssl_context(pki, tmp_path)):
+        good = dataclasses.replace(
+            connection(served.url, ca_pem=pki.ca.cert_pem), tls_server_name="localhost"
+        )
+        async with KubeClient(good) as kube:
+            assert (await kube.version())["gitVersion"] == "v1"
+        bad = dataclasses.replace(good, tls_server_name="api.other.example")
+        async with KubeClient(bad) as kube:
+            with pytest.raises(ClusterUnreachable) as err:
+                await kube.version()
+        assert "certificate verify failed (Hostname mismatch" in str(err.value)
+        assert str(err.value).endswith(
+            "(or set tls-server-name to a name in the server's certificate)"
+        )
