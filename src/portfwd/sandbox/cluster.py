@@ -81,7 +81,8 @@ class SandboxCluster:
         kubeconfig_path: Path | None = None,
         bookmark_interval: float = 5.0,
     ) -> None:
-        self.topology: Topology = load_topology(topology)
+        self._topology_source = topology
+        self.topology = Topology()  # loaded by start(), off the event loop
         self.host = host
         self.port = port
         self.replacement_ready_delay = replacement_ready_delay
@@ -134,23 +135,29 @@ class SandboxCluster:
     async def start(self) -> None:
         if self._started:
             return
-        if self._workdir is None:
-            self._workdir = Path(
-                await asyncio.to_thread(tempfile.mkdtemp, prefix="portfwd-sandbox-")
+        self.topology = await asyncio.to_thread(load_topology, self._topology_source)
+        try:
+            if self._workdir is None:
+                self._workdir = Path(
+                    await asyncio.to_thread(tempfile.mkdtemp, prefix="portfwd-sandbox-")
+                )
+            self._workdir.mkdir(parents=True, exist_ok=True)
+            self.pki = await asyncio.to_thread(generate_pki)
+            self._ssl = await asyncio.to_thread(server_ssl_context, self.pki, self.workdir)
+            self.ca_path = self.workdir / "ca.crt"
+            await asyncio.to_thread(self.ca_path.write_bytes, self.pki.ca.cert_pem)
+            self._seed()
+            self.store.compact()
+            self._started = True
+            await self.start_api()
+            self.kubeconfig_path = self._kubeconfig_override or (self.workdir / "kubeconfig")
+            await asyncio.to_thread(
+                write_kubeconfig, self.kubeconfig_path, self.url, self.pki, self.tokens
             )
-        self._workdir.mkdir(parents=True, exist_ok=True)
-        self.pki = await asyncio.to_thread(generate_pki)
-        self._ssl = await asyncio.to_thread(server_ssl_context, self.pki, self.workdir)
-        self.ca_path = self.workdir / "ca.crt"
-        await asyncio.to_thread(self.ca_path.write_bytes, self.pki.ca.cert_pem)
-        self._seed()
-        self.store.compact()
-        self._started = True
-        await self.start_api()
-        self.kubeconfig_path = self._kubeconfig_override or (self.workdir / "kubeconfig")
-        await asyncio.to_thread(
-            write_kubeconfig, self.kubeconfig_path, self.url, self.pki, self.tokens
-        )
+        except BaseException:
+            self._started = True  # so stop() releases whatever was set up
+            await self.stop()
+            raise
 
     async def stop(self) -> None:
         if not self._started:

@@ -1,0 +1,76 @@
+"""`portfwd sandbox` runs in the foreground, prints how to use it, and exits 0 on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+from pathlib import Path
+
+import yaml
+
+
+async def test_portfwd_sandbox_command(tmp_path: Path) -> None:
+    kubeconfig = tmp_path / "sandbox.kubeconfig"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "portfwd",
+        "sandbox",
+        "--kubeconfig-out",
+        str(kubeconfig),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        lines: list[str] = []
+
+        async def read_until_ready() -> None:
+            while True:
+                line = (await proc.stdout.readline()).decode()  # type: ignore[union-attr]
+                assert line, "portfwd sandbox exited early"
+                lines.append(line)
+                if "Ctrl-C" in line:
+                    return
+
+        await asyncio.wait_for(read_until_ready(), 60)
+        text = "".join(lines)
+        assert f"export KUBECONFIG={kubeconfig}" in text
+        assert "portfwd forward svc/echo 8080:80" in text
+        cfg = yaml.safe_load(kubeconfig.read_text())
+        assert cfg["current-context"] == "sandbox"
+        proc.send_signal(signal.SIGTERM)
+        rc = await asyncio.wait_for(proc.wait(), 30)
+        assert rc == 0
+    finally:
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+
+
+async def test_portfwd_sandbox_bad_topology(tmp_path: Path) -> None:
+    bad = tmp_path / "topo.yaml"
+    bad.write_text("namespaces:\n  - name: x\n    deployments:\n      - replicas: 2\n")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "portfwd",
+        "sandbox",
+        "--topology",
+        str(bad),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        _, err = await asyncio.wait_for(proc.communicate(), 60)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode == 1
+    assert err.decode().strip().splitlines() == [
+        "error: namespaces[0].deployments[0]: missing 'name'"
+    ]
