@@ -742,3 +742,40 @@ async def test_tls_server_name_is_verified(tmp_path: Path) -> None:
         assert str(err.value).endswith(
             "(or set tls-server-name to a name in the server's certificate)"
         )
+
+
+async def test_watch_events_split_and_joined_across_chunks(
+    api: FakeApi, client: KubeClient
+) -> None:
+    big = pod_json("big", "11")
+    big["metadata"]["annotations"] = {"blob": "x" * 300_000}
+    payload = b"".join(
+        json.dumps(e).encode() + b"\n"
+        for e in (
+            {"type": "ADDED", "object": big},
+            {"type": "MODIFIED", "object": pod_json("a", "12")},
+            {"type": "MODIFIED", "object": pod_json("a", "13")},
+        )
+    )
+
+    async def pods(request: web.Request) -> web.StreamResponse:
+        if request.query.get("watch") != "1":
+            return web.json_response({"metadata": {"resourceVersion": "10"}, "items": []})
+        resp = web.StreamResponse()
+        await resp.prepare(request)
+        for start in range(0, len(payload), 4093):  # odd sizes: lines straddle chunks
+            await resp.write(payload[start : start + 4093])
+        await asyncio.sleep(10)
+        return resp
+
+    api.routes["/api/v1/namespaces/demo/pods"] = pods
+    async with contextlib.aclosing(client.watch("pods", "demo")) as events:
+        got: list[WatchEvent] = []
+        async with asyncio.timeout(10):
+            async for event in events:
+                got.append(event)
+                if len(got) == 4:
+                    break
+    assert [e.type for e in got] == [SYNCED, "ADDED", "MODIFIED", "MODIFIED"]
+    assert got[1].object["metadata"]["annotations"]["blob"] == "x" * 300_000
+    assert got[3].object["metadata"]["resourceVersion"] == "13"

@@ -754,12 +754,18 @@ class KubeClient:
                     raise self._status_error(
                         resp.status, body, what=what, ns=ns, user=self.conn.user
                     )
-                buffer = b""
+                buffer = bytearray()
                 try:
                     async for chunk in resp.content.iter_any():
+                        # Search only the new bytes: a big object arrives in many chunks.
+                        newline = chunk.find(b"\n")
+                        if newline >= 0:
+                            newline += len(buffer)
                         buffer += chunk
-                        while (newline := buffer.find(b"\n")) >= 0:
-                            line, buffer = buffer[:newline], buffer[newline + 1 :]
+                        while newline >= 0:
+                            line = bytes(buffer[:newline])
+                            del buffer[: newline + 1]
+                            newline = buffer.find(b"\n")
                             if line.strip():
                                 event = _decode_event(line)
                                 if event is not None:
@@ -769,7 +775,7 @@ class KubeClient:
                 except (aiohttp.ClientError, TimeoutError) as exc:
                     raise _StreamDropped(str(exc)) from None
                 if buffer.strip():
-                    event = _decode_event(buffer)
+                    event = _decode_event(bytes(buffer))
                     if event is not None:
                         yield event
                 return
