@@ -6,11 +6,14 @@ the client's high-water mark before receiving more. So the bytes portfwd holds p
 are bounded by :data:`MAX_BUFFERED_PER_CONNECTION` plus what aiohttp's own bounded WebSocket
 buffers hold, whatever the speed of either side.
 
-Ends of stream: the v4 protocol has no half-close. When the client finishes sending (EOF), we
-keep delivering what the pod still sends until the WebSocket ends or stays quiet for
-:data:`LOCAL_EOF_LINGER` seconds, then close it (so `request; shutdown(WR); read response`
-clients work). When the pod side ends, the client gets EOF (write_eof) and the socket is
-closed once the client closes too, or after :data:`REMOTE_EOF_LINGER` seconds.
+Ends of stream: the v4 protocol has no half-close. When the client finishes sending (EOF)
+and the pod has answered everything the client sent (the last bytes moved pod -> client),
+the WebSocket is closed at once. When the client half-closed right after a request (the last
+bytes moved client -> pod: `request; shutdown(WR); read response`, as `nc -N` does), we keep
+delivering what the pod sends until the WebSocket ends or stays quiet for
+:data:`LOCAL_EOF_LINGER` seconds, then close it. When the pod side ends, the client gets EOF
+(write_eof) and the socket is closed once the client closes too, or after
+:data:`REMOTE_EOF_LINGER` seconds.
 """
 
 from __future__ import annotations
@@ -53,21 +56,26 @@ class Meter(Protocol):
 
 
 class _Clock:
-    __slots__ = ("last_rx",)
+    __slots__ = ("last_rx", "last_tx")
 
     def __init__(self) -> None:
         self.last_rx = 0.0
+        self.last_tx = 0.0
 
 
 class LocalGone(Exception):
     """The client went away while we were writing to it (not a failure of the forward)."""
 
 
-async def _upstream(local: LocalConnection, stream: TunnelStream, meter: Meter) -> None:
+async def _upstream(
+    local: LocalConnection, stream: TunnelStream, meter: Meter, clock: _Clock
+) -> None:
+    loop = asyncio.get_running_loop()
     while True:
         data = await local.read()
         if not data:
             return
+        clock.last_tx = loop.time()
         await stream.send(data)
         meter.add_out(len(data))
 
@@ -107,7 +115,7 @@ async def pump(local: LocalConnection, stream: TunnelStream, meter: Meter) -> No
     """
     loop = asyncio.get_running_loop()
     clock = _Clock()
-    up = asyncio.create_task(_upstream(local, stream, meter))
+    up = asyncio.create_task(_upstream(local, stream, meter, clock))
     down = asyncio.create_task(_downstream(stream, local, meter, clock))
     finished = False
     try:
@@ -146,8 +154,12 @@ async def pump(local: LocalConnection, stream: TunnelStream, meter: Meter) -> No
                     return
                 raise exc
             raise up_exc
-        # The client finished sending: deliver what the pod still sends, then close.
-        clock.last_rx = loop.time()
+        # The client finished sending. If its last bytes are still unanswered (a half-close
+        # after a request), deliver what the pod sends until it goes quiet; then close.
+        if clock.last_tx > clock.last_rx:
+            clock.last_rx = loop.time()
+        else:
+            clock.last_rx = loop.time() - LOCAL_EOF_LINGER
         while not down.done():
             quiet_for = loop.time() - clock.last_rx
             if quiet_for >= LOCAL_EOF_LINGER:
