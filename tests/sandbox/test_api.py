@@ -381,3 +381,16 @@ async def test_server_certificate_names(sandbox: SandboxCluster) -> None:
         url = sandbox.url.replace("127.0.0.1", host)
         async with aiohttp.ClientSession() as s, s.get(url + "/version", ssl=ssl_ctx(sandbox)) as r:
             assert r.status == 200
+
+
+async def test_events_like_a_kubelet(sandbox: SandboxCluster) -> None:
+    path = "/api/v1/namespaces/demo/events?fieldSelector=involvedObject.name%3Dcrashy"
+    status, body = await call(sandbox, "GET", path, sandbox.tokens.admin)
+    assert status == 200 and body["kind"] == "EventList"
+    reasons = {(e["type"], e["reason"]) for e in body["items"]}
+    assert ("Warning", "BackOff") in reasons
+    await sandbox.delete_pod("demo", "toolbox")
+    path = "/api/v1/namespaces/demo/events?fieldSelector=involvedObject.name%3Dtoolbox"
+    _, body = await call(sandbox, "GET", path, sandbox.tokens.admin)
+    assert body["items"][-1]["reason"] == "Killing"
+    assert body["items"][-1]["message"] == "Stopping container toolbox"

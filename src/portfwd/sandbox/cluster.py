@@ -23,6 +23,7 @@ from aiohttp import web
 
 from portfwd.sandbox.auth import Tokens
 from portfwd.sandbox.backends import BackendPool
+from portfwd.sandbox.events import EventRecorder
 from portfwd.sandbox.kubeconfig import write_kubeconfig
 from portfwd.sandbox.manifests import (
     NODES,
@@ -94,6 +95,7 @@ class SandboxCluster:
         self._kubeconfig_override = kubeconfig_path
         self.store = Store()
         self.tokens = Tokens()
+        self.events = EventRecorder(self.store)
         self.pki: SandboxPKI | None = None
         self.backends = BackendPool(host="127.0.0.1")
         self._runtime: dict[tuple[str, str], PodRuntime] = {}
@@ -232,8 +234,12 @@ class SandboxCluster:
         if rt is None or self.store.get("pods", ns, pod) is None:
             raise KeyError(f"no pod {ns}/{pod}")
         if rt.state in ("Running", "NotReady"):
+            was = rt.state
             rt.state = "Running" if ready else "NotReady"
             self._write_pod_status(ns, pod)
+            obj = self.store.get("pods", ns, pod)
+            if obj is not None and was == "Running" and not ready:
+                self._record_pod_state(obj, rt)
             self._sync(ns)
 
     async def set_backend_refusing(
@@ -492,7 +498,64 @@ class SandboxCluster:
                 meta["generateName"] = owner["metadata"]["name"] + "-"
             meta["ownerReferences"] = [owner_ref(owner)]
         pod = {"metadata": meta, "spec": spec, "status": self._status(rt, cjson)}
-        return self.store.create("pods", pod)
+        created = self.store.create("pods", pod)
+        if owner is not None:
+            self.events.record(
+                owner,
+                "SuccessfulCreate",
+                f"Created pod: {name}",
+                component=f"{owner['kind'].lower()}-controller",
+            )
+        self._record_pod_state(created, rt, scheduled=True)
+        return created
+
+    def _record_pod_state(self, pod: Obj, rt: PodRuntime, *, scheduled: bool = False) -> None:
+        """The events a kubelet / scheduler would emit on reaching `rt.state`."""
+        ns, name = pod["metadata"]["namespace"], pod["metadata"]["name"]
+        if rt.state == "Pending":
+            self.events.record(
+                pod,
+                "FailedScheduling",
+                pod["status"]["conditions"][0]["message"],
+                warning=True,
+                component="default-scheduler",
+            )
+            return
+        if scheduled:
+            self.events.record(
+                pod,
+                "Scheduled",
+                f"Successfully assigned {ns}/{name} to {rt.node}",
+                component="default-scheduler",
+            )
+        if rt.state in ("Running", "NotReady", "CrashLoopBackOff"):
+            for c in pod["spec"]["containers"]:
+                self.events.record(
+                    pod,
+                    "Pulled",
+                    f'Container image "{c["image"]}" already present on machine',
+                    host=rt.node,
+                )
+                self.events.record(pod, "Created", f"Created container: {c['name']}", host=rt.node)
+                self.events.record(pod, "Started", f"Started container {c['name']}", host=rt.node)
+        if rt.state == "NotReady":
+            self.events.record(
+                pod,
+                "Unhealthy",
+                "Readiness probe failed: HTTP probe failed with statuscode: 503",
+                warning=True,
+                host=rt.node,
+            )
+        if rt.state == "CrashLoopBackOff":
+            c = pod["spec"]["containers"][0]
+            self.events.record(
+                pod,
+                "BackOff",
+                f"Back-off restarting failed container {c['name']} in pod "
+                f"{name}_{ns}({pod['metadata']['uid']})",
+                warning=True,
+                host=rt.node,
+            )
 
     def _port_backend(self, ns: str, owner: Obj | None, pod: str, port: Obj) -> PortSpec:
         """The topology's backend for a container port (looked up through the owner)."""
@@ -558,6 +621,7 @@ class SandboxCluster:
             if rt.state == "ContainerCreating":
                 rt.state = "Running"
                 self._write_pod_status(ns, name)
+                self._record_pod_state(pod, rt)
                 self._sync(ns)
 
         self._spawn(later())
@@ -572,6 +636,9 @@ class SandboxCluster:
             return pod
         self._drop_pod_connections(ns, name)
         uid = pod["metadata"]["uid"]
+        if rt is not None and rt.state in ("Running", "NotReady"):
+            for c in pod["spec"]["containers"]:
+                self.events.record(pod, "Killing", f"Stopping container {c['name']}", host=rt.node)
         if self.termination_grace <= 0 or rt is None:
             last = self._remove_pod(ns, name)
             self._sync(ns)
@@ -706,7 +773,18 @@ class SandboxCluster:
         if rs is None:
             return []
         new = copy.deepcopy(rs)
-        if new["spec"]["replicas"] != replicas:
+        old_count = int(new["spec"]["replicas"])
+        if old_count != replicas:
+            refs = rs["metadata"].get("ownerReferences", [])
+            dep = self.store.get("deployments", ns, refs[0]["name"]) if refs else None
+            if dep is not None:
+                self.events.record(
+                    dep,
+                    "ScalingReplicaSet",
+                    f"Scaled {'up' if replicas > old_count else 'down'} replica set {rs_name} "
+                    f"from {old_count} to {replicas}",
+                    component="deployment-controller",
+                )
             new["spec"]["replicas"] = replicas
             new["metadata"]["generation"] = new["metadata"].get("generation", 1) + 1
             new["status"]["observedGeneration"] = new["metadata"]["generation"]

@@ -101,6 +101,12 @@ FIELDS_ALLOWED = {
     "status.phase",
     "spec.nodeName",
     "status.podIP",
+    "involvedObject.name",
+    "involvedObject.namespace",
+    "involvedObject.uid",
+    "involvedObject.kind",
+    "type",
+    "reason",
 }
 
 

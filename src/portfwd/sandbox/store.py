@@ -62,6 +62,7 @@ RESOURCES: dict[str, ResourceInfo] = {
             "services", "", "v1", "Service", True, ("svc",), singular="service", categories=("all",)
         ),
         ResourceInfo("nodes", "", "v1", "Node", False, ("no",), singular="node"),
+        ResourceInfo("events", "", "v1", "Event", True, ("ev",), singular="event"),
         ResourceInfo(
             "endpointslices",
             "discovery.k8s.io",

@@ -148,6 +148,20 @@ def _slice_row(s: Obj) -> list[Any]:
     return [s["metadata"]["name"], s.get("addressType", "IPv4"), ports, shown or "<unset>", _age(s)]
 
 
+def _event_row(e: Obj) -> list[Any]:
+    inv = e.get("involvedObject", {})
+    last = e.get("lastTimestamp") or e["metadata"].get("creationTimestamp")
+    age = _age({"metadata": {"creationTimestamp": last}})
+    return [
+        age,
+        e.get("type", ""),
+        e.get("reason", ""),
+        f"{inv.get('kind', '').lower()}/{inv.get('name', '')}",
+        e.get("message", ""),
+        e["metadata"]["name"],
+    ]
+
+
 def _node_row(n: Obj) -> list[Any]:
     return [n["metadata"]["name"], "Ready", "<none>", _age(n), "v1.32.0-sandbox"]
 
@@ -224,6 +238,17 @@ COLUMNS: dict[str, tuple[list[Obj], Callable[[Obj], list[Any]]]] = {
             _col("Age"),
         ],
         _slice_row,
+    ),
+    "events": (
+        [
+            _col("Last Seen"),
+            _col("Type"),
+            _col("Reason"),
+            _col("Object"),
+            _col("Message"),
+            _col("Name", fmt="name", priority=1),
+        ],
+        _event_row,
     ),
     "nodes": (
         [_col("Name", fmt="name"), _col("Status"), _col("Roles"), _col("Age"), _col("Version")],
