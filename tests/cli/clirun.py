@@ -65,8 +65,10 @@ class ForwardProcess:
 
 
 @contextlib.asynccontextmanager
-async def forward_process(*args: str, expect_lines: int) -> AsyncIterator[ForwardProcess]:
-    """Start `portfwd forward ARGS`, wait for its `Forwarding from` lines; on exit send SIGINT
+async def forward_process(
+    *args: str, expect_lines: int, stop_signal: int = signal.SIGINT
+) -> AsyncIterator[ForwardProcess]:
+    """Start `portfwd forward ARGS`, wait for its `Forwarding from` lines; on exit send a signal
     and collect the exit code and stderr (the process is killed if it does not end)."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -93,7 +95,7 @@ async def forward_process(*args: str, expect_lines: int) -> AsyncIterator[Forwar
         yield fp
     finally:
         if proc.returncode is None:
-            proc.send_signal(signal.SIGINT)
+            proc.send_signal(stop_signal)
         try:
             async with asyncio.timeout(15):
                 rest, err = await proc.communicate()

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from portfwd.sandbox.cluster import SandboxCluster
@@ -74,9 +76,13 @@ async def test_cluster_side_failures_are_one_line(sandbox: SandboxCluster, tmp_p
             assert needle in lines[0], (args, lines[0])
 
 
-async def test_forward_prints_like_kubectl_and_stops_cleanly(sandbox: SandboxCluster) -> None:
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])
+async def test_forward_prints_like_kubectl_and_stops_cleanly(
+    sandbox: SandboxCluster, stop_signal: signal.Signals
+) -> None:
     kc = str(sandbox.kubeconfig_path)
-    async with forward_process("--kubeconfig", kc, "svc/echo", ":80", expect_lines=2) as fp:
+    args = ("--kubeconfig", kc, "svc/echo", ":80")
+    async with forward_process(*args, expect_lines=2, stop_signal=stop_signal) as fp:
         assert [(h, r) for h, _, r in fp.forwarding] == [("127.0.0.1", 9000), ("::1", 9000)]
         (port,) = fp.ports
         reader, writer = await asyncio.open_connection("127.0.0.1", port)

@@ -192,3 +192,11 @@ async def test_shutdown_with_100_open_connections_closes_everything(env: Env) ->
     await eventually(lambda: env.kubelet.open_now == 0)  # every WebSocket was closed
     for _, writer in conns:
         writer.close()
+
+
+async def test_stats_ticker_runs_only_while_counters_change(env: Env) -> None:
+    fid = await env.manager.add(SPEC)
+    assert await _roundtrip(env.manager.get(fid).local_port, b"tick") == b"tick"
+    assert env.manager._ticker is not None  # traffic started it
+    await eventually(lambda: env.manager._ticker is None)  # idle: it ended by itself
+    assert env.manager.get(fid).stats.bytes_in == 4
