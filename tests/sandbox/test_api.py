@@ -394,3 +394,28 @@ async def test_events_like_a_kubelet(sandbox: SandboxCluster) -> None:
     _, body = await call(sandbox, "GET", path, sandbox.tokens.admin)
     assert body["items"][-1]["reason"] == "Killing"
     assert body["items"][-1]["message"] == "Stopping container toolbox"
+
+
+async def test_set_pod_ready_heals_and_breaks_pods(sandbox: SandboxCluster) -> None:
+    def ready(name: str) -> bool:
+        pod = sandbox.get_object("pods", "demo", name)
+        assert pod is not None
+        return any(
+            c["type"] == "Ready" and c["status"] == "True" for c in pod["status"]["conditions"]
+        )
+
+    for name in ("crashy", "stuck-creating", "pending-unscheduled"):
+        assert not ready(name)
+        await sandbox.set_pod_ready("demo", name, True)
+        assert ready(name)
+    pod = sandbox.get_object("pods", "demo", "pending-unscheduled")
+    assert pod is not None and pod["spec"]["nodeName"] and pod["status"]["podIP"]
+    await sandbox.set_pod_ready("demo", "crashy", False)
+    assert not ready("crashy")
+    _, body = await call(
+        sandbox,
+        "GET",
+        "/apis/discovery.k8s.io/v1/namespaces/demo/endpointslices?labelSelector=kubernetes.io/service-name%3Dcrashy",
+        sandbox.tokens.admin,
+    )
+    assert [e["conditions"]["ready"] for e in body["items"][0]["endpoints"]] == [False]

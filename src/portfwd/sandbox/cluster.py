@@ -230,17 +230,43 @@ class SandboxCluster:
 
     # -- public controls (tests, demo) ----------------------------------------------------
     async def set_pod_ready(self, ns: str, pod: str, ready: bool) -> None:
+        """Readiness as a probe would flip it.
+
+        ready=True also heals a pod that is not running (CrashLoopBackOff, ContainerCreating,
+        Pending: scheduled onto a node first); ready=False makes a running pod NotReady.
+        A terminating pod is left alone.
+        """
         rt = self._runtime.get((ns, pod))
-        if rt is None or self.store.get("pods", ns, pod) is None:
+        obj = self.store.get("pods", ns, pod)
+        if rt is None or obj is None:
             raise KeyError(f"no pod {ns}/{pod}")
-        if rt.state in ("Running", "NotReady"):
-            was = rt.state
-            rt.state = "Running" if ready else "NotReady"
-            self._write_pod_status(ns, pod)
-            obj = self.store.get("pods", ns, pod)
-            if obj is not None and was == "Running" and not ready:
-                self._record_pod_state(obj, rt)
-            self._sync(ns)
+        if rt.state == "Terminating" or obj["metadata"].get("deletionTimestamp"):
+            return
+        was = rt.state
+        if ready:
+            rt.state = "Running"
+        elif rt.state == "Running":
+            rt.state = "NotReady"
+        if rt.state == was:
+            return
+        if was == "Pending":
+            node, node_ip, _ = self._alloc_ip()
+            rt.node, rt.node_ip = node, node_ip
+            new = copy.deepcopy(obj)
+            new["spec"]["nodeName"] = node
+            self.store.update("pods", new)
+            obj = new
+            self.events.record(
+                obj,
+                "Scheduled",
+                f"Successfully assigned {ns}/{pod} to {node}",
+                component="default-scheduler",
+            )
+        self._write_pod_status(ns, pod)
+        cur = self.store.get("pods", ns, pod)
+        if cur is not None and (rt.state == "NotReady" or was in ("ContainerCreating", "Pending")):
+            self._record_pod_state(cur, rt)
+        self._sync(ns)
 
     async def set_backend_refusing(
         self, ns: str, pod: str, port: int, refusing: bool = True
