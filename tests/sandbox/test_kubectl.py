@@ -176,3 +176,18 @@ async def test_kubectl_with_client_certificate(sandbox: SandboxCluster) -> None:
     rc, _, err = await kubectl(sandbox, "get", "ns", context="sandbox-limited")
     assert rc != 0
     assert 'cannot list resource "namespaces" in API group "" at the cluster scope' in err
+
+
+async def test_kubectl_set_image_and_label(sandbox: SandboxCluster) -> None:
+    """Strategic merge keeps the other container fields (ports) and rolls the pods."""
+    await kubectl_ok(sandbox, "set", "image", "deploy/echo", "echo=sandbox/echo:2.0")
+    await kubectl_ok(sandbox, "rollout", "status", "deploy/echo", "--timeout=30s")
+    for name in sandbox.pod_names("demo", {"app": "echo"}):
+        pod = sandbox.get_object("pods", "demo", name)
+        assert pod is not None
+        (container,) = pod["spec"]["containers"]
+        assert container["image"] == "sandbox/echo:2.0"
+        assert container["ports"] == [{"name": "echo", "containerPort": 9000, "protocol": "TCP"}]
+    await kubectl_ok(sandbox, "label", "pod", "toolbox", "tier=tools")
+    out = await kubectl_ok(sandbox, "get", "pods", "-l", "tier=tools", "-o", "name")
+    assert out.split() == ["pod/toolbox"]

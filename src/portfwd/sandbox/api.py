@@ -423,7 +423,8 @@ async def _patch(request: web.Request, cluster: SandboxCluster, t: Target) -> we
     body = await _patch_body(request)
     if isinstance(body, web.Response):
         return body
-    obj = cluster.apply_patch(t.info.name, t.ns or "", t.name, body)
+    strategic = request.content_type == "application/strategic-merge-patch+json"
+    obj = cluster.apply_patch(t.info.name, t.ns or "", t.name, body, strategic=strategic)
     if t.ns:
         cluster.resync(t.ns)
     return json_response(cluster.store.get(t.info.name, t.ns, t.name) or obj)

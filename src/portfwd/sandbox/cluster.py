@@ -1246,15 +1246,21 @@ class SandboxCluster:
         return None
 
     # -- for the HTTP layer ---------------------------------------------------------------
-    def apply_patch(self, resource: str, ns: str, name: str, patch: Obj) -> Obj:
+    def apply_patch(
+        self, resource: str, ns: str, name: str, patch: Obj, *, strategic: bool = False
+    ) -> Obj:
+        """Merge patch (or strategic merge: lists of named items merged by name)."""
         obj = self.store.get(resource, ns, name)
         if obj is None:
             raise KeyError(name)
-        new = deep_merge(copy.deepcopy(obj), patch)
-        new["metadata"]["name"] = name
-        new["metadata"]["namespace"] = ns
-        new["metadata"]["uid"] = obj["metadata"]["uid"]
-        new["metadata"]["creationTimestamp"] = obj["metadata"]["creationTimestamp"]
+        new = deep_merge(copy.deepcopy(obj), patch, strategic=strategic)
+        if not isinstance(new.get("metadata"), dict):
+            new["metadata"] = {}
+        for key in ("name", "namespace", "uid", "creationTimestamp", "ownerReferences"):
+            if key in obj["metadata"]:
+                new["metadata"][key] = obj["metadata"][key]
+            else:
+                new["metadata"].pop(key, None)
         new["kind"], new["apiVersion"] = obj["kind"], obj["apiVersion"]
         new["status"] = obj.get("status", {})
         if new.get("spec") != obj.get("spec"):

@@ -243,8 +243,38 @@ def scale_manifest(obj: Obj, selector: str) -> Obj:
     }
 
 
-def deep_merge(target: Any, patch: Any) -> Any:
-    """JSON merge patch (RFC 7386); good enough for strategic merge on maps and scalars."""
+MERGE_KEYS = ("name", "containerPort", "port", "ip")
+
+
+def _merge_key(items: list[Any]) -> str | None:
+    """The strategic-merge key shared by every item of a list of objects, if any."""
+    if not items or not all(isinstance(i, dict) for i in items):
+        return None
+    for key in MERGE_KEYS:
+        if all(key in i for i in items):
+            return key
+    return None
+
+
+def deep_merge(target: Any, patch: Any, *, strategic: bool = False) -> Any:
+    """JSON merge patch (RFC 7386); with `strategic`, lists of keyed objects (containers,
+    ports, env) merge item by item, like kubectl's strategic merge for built-in types."""
+    if strategic and isinstance(patch, list) and isinstance(target, list):
+        key = _merge_key(patch)
+        if key is not None and _merge_key(target) == key:
+            merged = [dict(t) for t in target]
+            index = {t[key]: i for i, t in enumerate(merged)}
+            for item in patch:
+                if item.get("$patch") == "delete":
+                    merged = [t for t in merged if t[key] != item[key]]
+                    index = {t[key]: i for i, t in enumerate(merged)}
+                elif item[key] in index:
+                    pos = index[item[key]]
+                    merged[pos] = deep_merge(merged[pos], item, strategic=True)
+                else:
+                    index[item[key]] = len(merged)
+                    merged.append(deep_merge({}, item, strategic=True))
+            return merged
     if not isinstance(patch, dict):
         return patch
     if not isinstance(target, dict):
@@ -252,9 +282,9 @@ def deep_merge(target: Any, patch: Any) -> Any:
     out = dict(target)
     for k, v in patch.items():
         if k.startswith("$"):
-            continue  # strategic-merge directives
+            continue  # other strategic-merge directives
         if v is None:
             out.pop(k, None)
         else:
-            out[k] = deep_merge(out.get(k), v)
+            out[k] = deep_merge(out.get(k), v, strategic=strategic)
     return out
