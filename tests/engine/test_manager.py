@@ -175,6 +175,10 @@ async def test_shutdown_with_100_open_connections_closes_everything(env: Env) ->
     for reader, _ in conns:
         assert await asyncio.wait_for(reader.readexactly(1), 10) == b"x"
     assert env.manager.connections(fid) == 100
+    infos = env.manager.open_connections(fid)
+    assert len(infos) == 100
+    assert all(i.pod == "echo-1" and i.bytes_in == i.bytes_out == 1 for i in infos)
+    assert all(i.peer.startswith("127.0.0.1:") for i in infos)
     assert env.kubelet.open_now == 100
     await asyncio.wait_for(env.manager.shutdown(), 10)
     assert env.manager.connections(fid) == 0

@@ -19,6 +19,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from portfwd.engine.clients import ClientPool
 from portfwd.engine.events import Event, ForwardChanged, LogLine
@@ -48,6 +49,17 @@ CONNECTION_LOG_PREFIX = "Handling connection for "  # kubectl's words, one line 
 TunnelFactory = Callable[[KubeClient], TunnelProtocol]
 
 
+@dataclass(frozen=True)
+class ConnectionInfo:
+    """One open connection, as views show it."""
+
+    peer: str  # the local client, e.g. 127.0.0.1:53122
+    pod: str
+    opened_at: float
+    bytes_in: int
+    bytes_out: int
+
+
 class Connection:
     """One accepted local connection and its counters (also the pump's meter)."""
 
@@ -61,6 +73,11 @@ class Connection:
         self.bytes_in = 0
         self.bytes_out = 0
         self.task: asyncio.Task[None] | None = None
+
+    def info(self) -> ConnectionInfo:
+        return ConnectionInfo(
+            self.local.peer, self.pod, self.opened_at, self.bytes_in, self.bytes_out
+        )
 
     def add_in(self, n: int) -> None:
         self.bytes_in += n

@@ -24,7 +24,7 @@ from portfwd.engine.events import (
     LogLine,
     StatsTick,
 )
-from portfwd.engine.forward import LOG_SIZE, Forward, TunnelFactory
+from portfwd.engine.forward import LOG_SIZE, ConnectionInfo, Forward, TunnelFactory
 from portfwd.engine.model import ForwardSnapshot, ForwardSpec, ForwardState, LogEntry, LogLevel
 from portfwd.tunnel.ws_v4 import WsV4Tunnel
 
@@ -72,6 +72,11 @@ class Manager:
     def connections(self, forward_id: str) -> int:
         """Open connections of a forward right now."""
         return len(self._forwards[forward_id].connections)
+
+    def open_connections(self, forward_id: str) -> list[ConnectionInfo]:
+        """Each open connection of a forward with its own byte counters, oldest first."""
+        conns = sorted(self._forwards[forward_id].connections, key=lambda c: c.opened_at)
+        return [c.info() for c in conns]
 
     def log(self, level: LogLevel, message: str) -> None:
         """An app-wide log line (not about one forward)."""
