@@ -11,7 +11,7 @@ from textual.pilot import Pilot
 LONG_LIVED = {"engine-events"}
 
 
-async def settle(pilot: Pilot[Any], timeout: float = 20.0) -> None:
+async def settle(pilot: Pilot[Any], limit: float = 20.0) -> None:
     """Let every short-lived worker finish and the screen repaint."""
 
     async def run() -> None:
@@ -23,15 +23,15 @@ async def settle(pilot: Pilot[Any], timeout: float = 20.0) -> None:
                 await asyncio.gather(*(w.wait() for w in pending), return_exceptions=True)
             await pilot.pause()
 
-    await asyncio.wait_for(run(), timeout)
+    await asyncio.wait_for(run(), limit)
 
 
 async def wait_until(
-    pilot: Pilot[Any], predicate: Callable[[], bool], timeout: float = 20.0, what: str = ""
+    pilot: Pilot[Any], predicate: Callable[[], bool], limit: float = 20.0, what: str = ""
 ) -> None:
     """Poll a UI predicate between repaints, with a deadline (fails with `what`)."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    deadline = loop.time() + limit
     while not predicate():
         if loop.time() > deadline:
             raise AssertionError(f"timed out waiting for {what or predicate}")

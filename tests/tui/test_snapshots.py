@@ -15,8 +15,8 @@ import pytest
 from textual.pilot import Pilot
 
 from portfwd.tui.app import PortfwdApp
-from tests.tui.helpers import settle
 from tests.tui.fakes import NOW, FakeCatalog, FakeManager, log_entries, mixed_snapshots
+from tests.tui.helpers import settle
 
 SIZE = (150, 32)
 pytestmark = pytest.mark.timeout(60)

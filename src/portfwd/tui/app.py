@@ -275,7 +275,7 @@ class PortfwdApp(App[int]):
         )
         yield SystemCommand("Filter forwards", "Show only matching rows (/)", dash.action_filter)
         yield SystemCommand(
-            "Sort by next column", "Cycle the sort column (s)", dash.table.action_cycle_sort
+            "Sort by next column", "Cycle the sort column (s)", dash.action_cycle_sort
         )
         yield SystemCommand("Help", "Every key (?)", self.action_help)
         yield SystemCommand(

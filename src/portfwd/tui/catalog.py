@@ -88,10 +88,7 @@ def _workload_choice(w: Workload) -> ResourceChoice:
 
 def _service_choice(svc: Service, ready: int, total: int) -> ResourceChoice:
     ports = ",".join(f"{p.port}/{p.protocol}" for p in svc.ports)
-    if svc.selector is None:
-        ready_text = "no selector"
-    else:
-        ready_text = f"{ready}/{total} ready"
+    ready_text = "no selector" if svc.selector is None else f"{ready}/{total} ready"
     return ResourceChoice(
         name=svc.name,
         status=svc.type,

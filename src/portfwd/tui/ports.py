@@ -8,7 +8,9 @@ result; this only lets the form say early what would go wrong.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
+import os
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,6 +20,18 @@ from dataclasses import dataclass
 class PortCheck:
     ok: bool
     message: str  # why not, or a short confirmation
+
+
+def _is_root() -> bool:
+    return hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+def _unprivileged_start() -> int:
+    """Linux lets anyone bind from net.ipv4.ip_unprivileged_port_start (1024 by default)."""
+    path = "/proc/sys/net/ipv4/ip_unprivileged_port_start"
+    with contextlib.suppress(OSError, ValueError), open(path, encoding="ascii") as fh:
+        return int(fh.read().strip())
+    return 1024
 
 
 def _bind_error(address: str, port: int) -> OSError | None:
@@ -45,6 +59,8 @@ def check_port_sync(text: str, address: str, taken: Mapping[int, str]) -> PortCh
         return PortCheck(False, f"{port} is out of range: use 1-65535")
     if port in taken:
         return PortCheck(False, f"{port} is in use by forward {taken[port]}")
+    if port < _unprivileged_start() and not _is_root():
+        return PortCheck(False, f"{port} is privileged (<1024) here: pick 1024 or above")
     err = _bind_error(address, port)
     if err is None:
         return PortCheck(True, f"{address}:{port} is free")

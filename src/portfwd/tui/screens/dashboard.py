@@ -51,6 +51,7 @@ class DashboardScreen(Screen[None]):
     def __init__(self) -> None:
         super().__init__(id="dashboard")
         self._ticker: Timer | None = None
+        self._table: ForwardTable | None = None  # set while mounted
 
     @property
     def papp(self) -> PortfwdApp:
@@ -66,9 +67,17 @@ class DashboardScreen(Screen[None]):
 
     @property
     def table(self) -> ForwardTable:
-        return self.query_one(ForwardTable)
+        if self._table is None:
+            raise RuntimeError("the dashboard is not mounted")
+        return self._table
+
+    @property
+    def live(self) -> bool:
+        """False before mount and after unmount (the app is exiting): events are ignored."""
+        return self._table is not None
 
     def on_mount(self) -> None:
+        self._table = self.query_one(ForwardTable)
         self.query_one("#filter", Input).display = False
         self._ticker = self.set_interval(1.0, self._tick)
         self._update_empty()
@@ -84,27 +93,41 @@ class DashboardScreen(Screen[None]):
             self._ticker.resume()
         self.table.focus()
 
+    def on_unmount(self) -> None:
+        self._table = None
+
     def _tick(self) -> None:
-        self.table.tick()
+        if self.live:
+            self.table.tick()
 
     # -- fed by the app's engine worker -----------------------------------------------------
 
     def set_all(self, snapshots: list[ForwardSnapshot]) -> None:
+        if not self.live:
+            return
         self.table.set_all(snapshots)
         self._update_empty()
 
     def upsert(self, snap: ForwardSnapshot) -> None:
+        if not self.live:
+            return
         self.table.upsert(snap)
         self._update_empty()
 
     def remove_forward(self, fid: str) -> None:
+        if not self.live:
+            return
         self.table.remove_forward(fid)
         self._update_empty()
 
     def update_stats(self, fid: str, stats: ForwardStats) -> None:
+        if not self.live:
+            return
         self.table.update_stats(fid, stats)
 
     def set_notes(self, notes: dict[str, str]) -> None:
+        if not self.live:
+            return
         self.table.notes.update(notes)
         for fid in notes:
             snap = self.table.snapshots.get(fid)
@@ -112,6 +135,8 @@ class DashboardScreen(Screen[None]):
                 self.table.upsert(snap)
 
     def select(self, fid: str) -> None:
+        if not self.live:
+            return
         table = self.table
         if fid in table.visible_ids():
             table.move_cursor(row=table.get_row_index(fid), animate=False)
@@ -256,6 +281,10 @@ class DashboardScreen(Screen[None]):
             self.notify(f"no browser found: open {url} yourself", severity="warning")
         else:
             self.notify(f"opened {url}", timeout=3)
+
+    def action_cycle_sort(self) -> None:
+        if self.live:
+            self.table.action_cycle_sort()
 
     # -- filter -----------------------------------------------------------------------------
 

@@ -145,7 +145,7 @@ HELP_SECTIONS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
             ("o", "open http://localhost:PORT in the browser"),
             ("/", "filter rows (words, all must match); esc clears"),
             ("s / S", "sort by the next column / reverse the order (or click a header)"),
-            ("↑ ↓ pgup pgdn home end", "move"),
+            ("↑ ↓ j k, pgup pgdn, home end g G", "move; first / last row"),
         ),
     ),
     (
@@ -188,7 +188,7 @@ class HelpScreen(ModalScreen[None]):
         for title, keys in HELP_SECTIONS:
             lines.append(f"[b]{title}[/b]")
             for key, what in keys:
-                lines.append(f"  [b cyan]{key:<24}[/] {what}")
+                lines.append(f"  [b cyan]{key:<34}[/] {what}")
             lines.append("")
         lines.append("[dim]esc to close[/dim]")
         with Vertical(classes="dialog help"):

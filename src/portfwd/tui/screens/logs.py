@@ -60,10 +60,21 @@ class LogScreen(Screen[None]):
 
     def _load_history(self) -> None:
         log = self.query_one(RichLog)
-        for entry in self.papp.manager.logs(self.forward_id):
-            self._write(log, self.forward_id, entry)
+        for forward_id, entry in self._history():
+            self._write(log, forward_id, entry)
         self._history_loaded = True
         log.focus()
+
+    def _history(self) -> list[tuple[str | None, LogEntry]]:
+        manager = self.papp.manager
+        if self.forward_id is not None:
+            return [(self.forward_id, e) for e in manager.logs(self.forward_id)]
+        # The app-wide view: app lines and every forward's lines, in time order.
+        merged: list[tuple[str | None, LogEntry]] = [(None, e) for e in manager.logs(None)]
+        for snap in manager.snapshot():
+            merged.extend((snap.id, e) for e in manager.logs(snap.id))
+        merged.sort(key=lambda item: item[1].ts)
+        return merged[-MAX_LINES:]
 
     def _prefix(self, forward_id: str | None) -> str:
         if self.forward_id is not None or forward_id is None:

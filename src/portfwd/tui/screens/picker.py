@@ -124,7 +124,7 @@ class NewForwardScreen(Screen[list[ForwardSpec] | None]):
             idx = STEPS.index(step)
             if idx < STEPS.index(self.step) and values.get(step):
                 parts.append(f"{STEP_TITLES[step].lower()} [b]{values[step]}[/b]")
-        trail = "  ›  ".join(parts) if parts else "start by choosing a context"
+        trail = "  \u203a  ".join(parts) if parts else "start by choosing a context"
         return f"New forward:  {trail}"
 
     def _enter(self, step: str) -> None:

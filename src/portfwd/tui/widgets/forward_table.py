@@ -95,6 +95,11 @@ class ForwardTable(DataTable[Any]):
     BINDINGS = [
         Binding("s", "cycle_sort", "Sort", show=False),
         Binding("S", "reverse_sort", "Reverse sort", show=False),
+        # k9s/less habits: rows, not columns, are what home/end and g/G jump through.
+        Binding("home,g", "scroll_top", "First row", show=False),
+        Binding("end,G", "scroll_bottom", "Last row", show=False),
+        Binding("j", "cursor_down", "Down", show=False),
+        Binding("k", "cursor_up", "Up", show=False),
     ]
 
     def __init__(
@@ -199,9 +204,10 @@ class ForwardTable(DataTable[Any]):
     def upsert(self, snap: ForwardSnapshot) -> None:
         previous = self.snapshots.get(snap.id)
         self.snapshots[snap.id] = snap
-        if snap.state is ForwardState.ACTIVE and previous is not None:
-            if previous.state is not ForwardState.ACTIVE:
-                self.notes.pop(snap.id, None)  # the restore note no longer applies
+        if snap.state is ForwardState.ACTIVE and (
+            previous is not None and previous.state is not ForwardState.ACTIVE
+        ):
+            self.notes.pop(snap.id, None)  # the restore note no longer applies
         visible = matches(snap, self.filter_text)
         present = snap.id in self._cells
         if present and not visible:

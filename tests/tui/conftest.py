@@ -1,0 +1,67 @@
+"""The TUI on the real engine and the sandbox cluster: a harness that builds apps and cleans up."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest_asyncio
+
+from portfwd.engine.manager import Manager
+from portfwd.sandbox.cluster import SandboxCluster
+from portfwd.store.state import StateStore
+from portfwd.tui.app import PortfwdApp
+from portfwd.tui.catalog import KubeCatalog
+
+
+def free_port() -> int:
+    """A port the kernel just gave us (bound on port 0, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Harness:
+    sandbox: SandboxCluster
+    state_path: Path
+    managers: list[Manager] = field(default_factory=list)
+    opened: list[str] = field(default_factory=list)
+
+    @property
+    def kubeconfig(self) -> str:
+        return str(self.sandbox.kubeconfig_path)
+
+    def app(self, *, restore: bool = True, **kw: Any) -> PortfwdApp:
+        """A fresh app (own Manager and store) on the sandbox, like `portfwd` would build."""
+        manager = Manager(kubeconfig=self.kubeconfig)
+        self.managers.append(manager)
+        store = StateStore(self.state_path)
+        session = store.load()
+        options: dict[str, Any] = {
+            "catalog": KubeCatalog(manager.clients, kubeconfig=self.kubeconfig),
+            "store": store,
+            "session": session,
+            "restart": restore,
+            "context": "sandbox",
+            "cluster": "sandbox",
+            "namespace": "demo",
+            "spec_kubeconfig": None,
+            "open_url": self.opened.append,
+            "warnings": session.warnings,
+        }
+        options.update(kw)
+        return PortfwdApp(manager, **options)
+
+
+@pytest_asyncio.fixture
+async def harness(sandbox: SandboxCluster, tmp_path: Path) -> AsyncIterator[Harness]:
+    h = Harness(sandbox=sandbox, state_path=tmp_path / "config" / "state.yaml")
+    try:
+        yield h
+    finally:
+        for manager in h.managers:
+            await manager.shutdown()

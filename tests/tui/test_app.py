@@ -1,0 +1,586 @@
+"""Pilot tests of every flow, on the real engine and the sandbox cluster (real sockets)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from typing import Any
+
+import pytest
+import yaml
+from textual.pilot import Pilot
+from textual.widgets import Button, Input, OptionList, Static
+
+from portfwd.engine.model import ForwardSpec, ForwardState
+from portfwd.tui.app import PortfwdApp
+from portfwd.tui.screens.dialogs import ConfirmScreen, EditScreen, HelpScreen
+from portfwd.tui.screens.logs import LogScreen
+from portfwd.tui.screens.picker import NewForwardScreen
+from tests.tui.conftest import Harness, free_port
+from tests.tui.helpers import settle, wait_until
+
+pytestmark = pytest.mark.timeout(90)
+
+SIZE = (160, 40)
+
+
+def echo_spec(local: int = 0, target: str = "svc/echo", remote: int | str = 80) -> ForwardSpec:
+    return ForwardSpec(
+        target=target, remote_port=remote, local_port=local, namespace="demo", context="sandbox"
+    )
+
+
+def row(app: PortfwdApp, fid: str) -> list[str]:
+    return [str(c) for c in app.dashboard.table.get_row(fid)]
+
+
+def status(app: PortfwdApp) -> str:
+    return str(app.screen.query_one("#status", Static).render())
+
+
+def options(app: PortfwdApp) -> list[str]:
+    choices = app.screen.query_one("#choices", OptionList)
+    return [str(choices.get_option_at_index(i).prompt) for i in range(choices.option_count)]
+
+
+async def type_text(pilot: Pilot[Any], text: str) -> None:
+    await pilot.press(*list(text))
+    await settle(pilot)
+
+
+async def press(pilot: Pilot[Any], *keys: str) -> None:
+    for key in keys:
+        await pilot.press(key)
+        await settle(pilot)
+
+
+async def open_picker_to_ports(pilot: Pilot[Any], resource: str) -> NewForwardScreen:
+    """n, then sandbox / demo / service / <resource>: the port step."""
+    await press(pilot, "n")
+    screen = pilot.app.screen
+    assert isinstance(screen, NewForwardScreen)
+    await press(pilot, "enter")  # context: the current one is highlighted
+    await press(pilot, "enter")  # namespace: the context's (demo) is highlighted
+    await press(pilot, "enter")  # kind: service is first
+    await type_text(pilot, resource)
+    await press(pilot, "enter")
+    assert screen.step == "port"
+    return screen
+
+
+async def connect_echo(port: int, payload: bytes) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(payload)
+        await writer.drain()
+        return await asyncio.wait_for(reader.readexactly(len(payload)), 20)
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+
+
+def refused(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) != 0
+
+
+# -- dashboard ------------------------------------------------------------------------------
+
+
+async def test_empty_dashboard_tells_how_to_add(harness: Harness) -> None:
+    app = harness.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        empty = app.dashboard.query_one("#empty", Static)
+        assert empty.display and "Press  n  to add one" in str(empty.render())
+        assert app.sub_title == "context sandbox · cluster sandbox"
+
+
+async def test_picker_adds_named_targetport_forward_and_bytes_show(harness: Harness) -> None:
+    app = harness.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        screen = await open_picker_to_ports(pilot, "echo")
+        assert options(app) == ["[ ]    80/TCP   tcp          → targetPort echo"]
+        await press(pilot, "enter")
+        assert screen.step == "local"
+        port = free_port()
+        box = screen.query_one("#local-80", Input)
+        box.value = str(port)
+        await settle(pilot)
+        assert str(screen.query_one("#check-80", Static).render()) == f"✓ 127.0.0.1:{port} is free"
+        await press(pilot, "enter")
+        assert app.screen is app.dashboard
+        await wait_until(pilot, lambda: bool(app.manager.snapshot()), what="forward added")
+        snap = app.manager.snapshot()[0]
+        assert snap.spec == ForwardSpec(
+            target="svc/echo", remote_port=80, local_port=port, namespace="demo", context="sandbox"
+        )
+        await wait_until(pilot, lambda: row(app, snap.id)[0] == "● active", what="active")
+        cells = row(app, snap.id)
+        assert cells[3:7] == ["svc/echo", cells[4], f"127.0.0.1:{port}", "80 → 9000 (echo)"]
+        assert cells[4].startswith("echo-")  # the pod the service currently uses
+        payload = b"portfwd" * 300  # 2100 bytes
+        assert await connect_echo(port, payload) == payload
+        await wait_until(
+            pilot, lambda: row(app, snap.id)[9:11] == ["2.1 KiB", "2.1 KiB"], what="byte counts"
+        )
+
+
+async def test_picker_shows_resources_with_status_and_udp_disabled(harness: Harness) -> None:
+    app = harness.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await press(pilot, "n", "enter", "enter", "enter")
+        listed = options(app)
+        web = next(o for o in listed if o.startswith("web "))
+        assert "ClusterIP" in web and "2/3 ready" in web  # one web pod is not Ready
+        crashy = next(o for o in listed if o.startswith("crashy "))
+        assert "0/1 ready" in crashy
+        await type_text(pilot, "dns")
+        await press(pilot, "enter")
+        choices = app.screen.query_one("#choices", OptionList)
+        udp = choices.get_option_at_index(0)
+        assert udp.disabled and "UDP cannot be port-forwarded" in str(udp.prompt)
+        await press(pilot, "enter")  # a disabled port cannot be chosen
+        assert isinstance(app.screen, NewForwardScreen) and app.screen.step == "port"
+
+
+async def test_picker_fuzzy_filter_and_back_with_escape(harness: Harness) -> None:
+    app = harness.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await press(pilot, "n", "enter", "enter")
+        await press(pilot, "d", "p", "l")  # fuzzy: d..p..l matches "deployment" only
+        assert [o.split()[0] for o in options(app)] == ["deployment"]
+        await press(pilot, "enter")
+        screen = app.screen
+        assert isinstance(screen, NewForwardScreen) and screen.kind == "deployment"
+        assert any(o.startswith("echo ") and "2/2" in o for o in options(app))
+        await press(pilot, "escape")
+        assert screen.step == "kind"
+        await press(pilot, "escape", "escape", "escape")
+        assert app.screen is app.dashboard
+
+
+async def test_forbidden_namespaces_fall_back_to_typing(harness: Harness) -> None:
+    app = harness.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await press(pilot, "n")
+        await type_text(pilot, "limited")
+        await press(pilot, "enter")
+        screen = app.screen
+        assert isinstance(screen, NewForwardScreen) and screen.context == "sandbox-limited"
+        assert screen.state == "forbidden"
+        assert "You may not list namespaces in context sandbox-limited" in status(app)
+        assert "Type the namespace and press enter" in status(app)
+        await type_text(pilot, "demo")
+        assert options(app) == ["demo  (context default)"]  # typed = the suggestion
+        await press(pilot, "enter")
+        assert screen.namespace == "demo" and screen.step == "kind"
+        await press(pilot, "enter")  # services in demo are allowed for this user
+        assert screen.state == "ready" and any(o.startswith("echo ") for o in options(app))
+
+
+async def test_list_error_is_shown_and_retried(harness: Harness) -> None:
+    app = harness.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await press(pilot, "n")
+        await type_text(pilot, "nobody")
+        await press(pilot, "enter")
+        screen = app.screen
+        assert isinstance(screen, NewForwardScreen) and screen.state == "forbidden"
+        await type_text(pilot, "demo")
+        await press(pilot, "enter", "enter")  # kind: service
+        assert screen.state == "error"
+        text = status(app)
+        assert text.startswith('✖ Cannot load services: user "nobody" may not list services')
+        assert "ctrl+r retries" in text and options(app) == []
+        await press(pilot, "ctrl+r")
+        assert screen.state == "error"  # still forbidden, shown again
+
+
+async def test_loading_state_is_visible_until_the_list_arrives(harness: Harness) -> None:
+    from tests.tui.fakes import FakeCatalog
+
+    catalog = FakeCatalog()
+    catalog.gate = asyncio.Event()
+    app = harness.app(catalog=catalog)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("n")
+        screen = app.screen
+        await wait_until(pilot, lambda: screen.state == "loading", what="loading")
+        assert status(app) == "⏳ Loading contexts…" and options(app) == []
+        await pilot.press("enter")  # nothing to choose yet: stays
+        await pilot.pause()
+        assert screen.step == "context"
+        catalog.gate.set()
+        await wait_until(pilot, lambda: screen.state == "ready", what="loaded")
+        assert status(app) == "3 of 3 contexts selectable"
+        assert options(app)[0].startswith("sandbox")
+
+
+async def test_local_port_validation(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    app = harness.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        other = await app.manager.add(echo_spec(free_port(), target="svc/web"), start=True)
+        other_port = app.manager.get(other).local_port
+        screen = await open_picker_to_ports(pilot, "echo")
+        await press(pilot, "enter")
+        box = screen.query_one("#local-80", Input)
+        check = screen.query_one("#check-80", Static)
+        start = screen.query_one("#start", Button)
+
+        async def verdict(value: str) -> str:
+            box.value = value
+            await settle(pilot)
+            return str(check.render())
+
+        assert await verdict("0") == "✖ 0 is out of range: use 1-65535"
+        assert await verdict("70000") == "✖ 70000 is out of range: use 1-65535"
+        assert await verdict("http") == "✖ “http” is not a port number (1-65535)"
+        assert start.disabled
+        assert await verdict(str(other_port)) == (
+            f"✖ {other_port} is in use by forward svc/web {other_port}→80"
+        )
+        with socket.socket() as holder:
+            holder.bind(("127.0.0.1", 0))
+            holder.listen()
+            held = holder.getsockname()[1]
+            assert await verdict(str(held)) == f"✖ {held} is in use by another program"
+        monkeypatch.setattr("portfwd.tui.ports._is_root", lambda: False)
+        monkeypatch.setattr("portfwd.tui.ports._unprivileged_start", lambda: 1024)
+        assert await verdict("80") == "✖ 80 is privileged (<1024) here: pick 1024 or above"
+        await press(pilot, "enter")  # refused while invalid
+        assert app.screen is screen
+        free = free_port()
+        assert await verdict(str(free)) == f"✓ 127.0.0.1:{free} is free"
+        assert not start.disabled
+
+
+async def test_local_port_defaults_to_remote_or_next_free(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = harness.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        with socket.socket() as holder:
+            holder.bind(("127.0.0.1", 0))
+            holder.listen()
+            held = holder.getsockname()[1]
+            # Pretend the service port is the one already in use: the next free one is offered.
+            from portfwd.tui.catalog import PortChoice
+
+            async def ports(*args: Any) -> list[PortChoice]:
+                return [PortChoice(held, "tcp", "TCP")]
+
+            monkeypatch.setattr(app.catalog, "ports", ports)
+            screen = await open_picker_to_ports(pilot, "echo")
+            await press(pilot, "enter")
+            box = screen.query_one(f"#local-{held}", Input)
+            assert int(box.value) > held
+
+
+# -- actions on the selected forward -------------------------------------------------------
+
+
+async def add_active(app: PortfwdApp, pilot: Pilot[Any], spec: ForwardSpec) -> str:
+    fid = await app.manager.add(spec, start=True)
+    await wait_until(pilot, lambda: row(app, fid)[0] == "● active", what=f"{fid} active")
+    app.dashboard.select(fid)
+    await settle(pilot)
+    return fid
+
+
+async def test_space_stops_and_starts_r_restarts(harness: Harness) -> None:
+    app = harness.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        port = free_port()
+        fid = await add_active(app, pilot, echo_spec(port))
+        await press(pilot, "space")
+        await wait_until(pilot, lambda: row(app, fid)[0] == "■ stopped", what="stopped")
+        assert refused(port)
+        await press(pilot, "space")
+        await wait_until(pilot, lambda: row(app, fid)[0] == "● active", what="active again")
+        assert await connect_echo(port, b"x") == b"x"
+        await press(pilot, "r")
+        await wait_until(
+            pilot,
+            lambda: (
+                app.manager.get(fid).state is ForwardState.ACTIVE
+                and any("restarting" in e.message for e in app.manager.logs(fid))
+            ),
+            what="restarted",
+        )
+        assert await connect_echo(port, b"y") == b"y"
+
+
+async def test_delete_asks_when_active(harness: Harness) -> None:
+    app = harness.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        port = free_port()
+        fid = await add_active(app, pilot, echo_spec(port))
+        await press(pilot, "d")
+        assert isinstance(app.screen, ConfirmScreen)
+        question = str(app.screen.query_one("#question", Static).render())
+        assert question.startswith(f"Delete the active forward svc/echo {port}→80?")
+        await press(pilot, "n")
+        assert app.screen is app.dashboard and fid in app.dashboard.table.snapshots
+        await press(pilot, "d")
+        await press(pilot, "y")
+        await wait_until(pilot, lambda: not app.manager.snapshot(), what="removed")
+        await wait_until(pilot, lambda: app.dashboard.table.row_count == 0, what="row gone")
+        assert refused(port)
+        # A stopped forward goes without a question.
+        fid2 = await app.manager.add(echo_spec(free_port()), start=False)
+        await wait_until(pilot, lambda: app.dashboard.table.row_count == 1, what="row")
+        await press(pilot, "d")
+        assert not isinstance(app.screen, ConfirmScreen)
+        await wait_until(pilot, lambda: fid2 not in app.dashboard.table.snapshots, what="gone")
+
+
+async def test_copy_kubectl_command(harness: Harness) -> None:
+    app = harness.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        port = free_port()
+        await add_active(app, pilot, echo_spec(port))
+        await press(pilot, "y")
+        expected = f"kubectl --context sandbox -n demo port-forward svc/echo {port}:80"
+        assert app.clipboard == expected
+        assert any(n.message == expected for n in app._notifications)
+
+
+async def test_edit_local_port_rebinds(harness: Harness) -> None:
+    app = harness.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        old = free_port()
+        fid = await add_active(app, pilot, echo_spec(old))
+        await press(pilot, "e")
+        assert isinstance(app.screen, EditScreen)
+        new = free_port()
+        box = app.screen.query_one("#edit-port", Input)
+        box.value = "99999"
+        await settle(pilot)
+        assert "out of range" in str(app.screen.query_one("#edit-port-check", Static).render())
+        box.value = str(new)
+        await settle(pilot)
+        await press(pilot, "enter")
+        assert app.screen is app.dashboard
+        await wait_until(
+            pilot,
+            lambda: row(app, fid)[5] == f"127.0.0.1:{new}" and row(app, fid)[0] == "● active",
+            what="rebound",
+        )
+        assert await connect_echo(new, b"moved") == b"moved"
+        assert refused(old)
+
+
+async def test_open_in_browser(harness: Harness) -> None:
+    app = harness.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        port = free_port()
+        await add_active(app, pilot, echo_spec(port, target="svc/web"))
+        await press(pilot, "o")
+        await wait_until(pilot, lambda: bool(harness.opened), what="browser opened")
+        assert harness.opened == [f"http://localhost:{port}"]
+
+
+async def test_logs_show_resolution_and_live_lines(harness: Harness) -> None:
+    app = harness.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        port = free_port()
+        fid = await add_active(app, pilot, echo_spec(port))
+        await press(pilot, "l")
+        screen = app.screen
+        assert isinstance(screen, LogScreen) and screen.forward_id == fid
+        await wait_until(pilot, lambda: screen.lines_shown >= 3, what="history")
+        text = "\n".join(line.text for line in screen.query_one("#log").lines)
+        assert "-> targetPort echo -> pod echo-" in text
+        assert f"Forwarding from 127.0.0.1:{port} -> 9000" in text
+        shown = screen.lines_shown
+        assert await connect_echo(port, b"ping") == b"ping"
+        await wait_until(pilot, lambda: screen.lines_shown > shown, what="live line")
+        text = "\n".join(line.text for line in screen.query_one("#log").lines)
+        assert f"Handling connection for {port}" in text
+        await press(pilot, "escape")
+        assert app.screen is app.dashboard
+        await press(pilot, "L")
+        assert isinstance(app.screen, LogScreen) and app.screen.forward_id is None
+        all_text = "\n".join(line.text for line in app.screen.query_one("#log").lines)
+        assert f"svc/echo {port}→80" in all_text  # lines are prefixed with their forward
+
+
+async def test_help_and_command_palette(harness: Harness) -> None:
+    app = harness.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        port = free_port()
+        await add_active(app, pilot, echo_spec(port))
+        await press(pilot, "question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        help_text = str(app.screen.query_one("#help-text", Static).render())
+        for key in ("space", "restart", "delete", "edit", "copy", "open", "filter", "sort"):
+            assert key in help_text
+        await press(pilot, "escape")
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+        for title in (
+            "New forward",
+            "Start / stop forward",
+            "Restart forward",
+            "Delete forward",
+            "Edit forward",
+            "Forward logs",
+            "App log",
+            "Copy kubectl command",
+            "Open in browser",
+            "Filter forwards",
+            "Help",
+            "Quit",
+        ):
+            assert title in titles
+        await press(pilot, "ctrl+p")
+        await type_text(pilot, "copy kubectl")
+        await press(pilot, "enter")
+        await wait_until(pilot, lambda: app.clipboard.endswith(f"{port}:80"), what="copied")
+
+
+async def test_filter_and_sort_with_200_forwards(harness: Harness) -> None:
+    app = harness.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        for n in range(200):
+            await app.manager.add(echo_spec(20000 + n, target=f"svc/s{n:03d}"), start=False)
+        table = app.dashboard.table
+        await wait_until(pilot, lambda: table.row_count == 200, what="200 rows")
+        await press(pilot, "slash")
+        await type_text(pilot, "s19")
+        assert [row(app, fid)[3] for fid in table.visible_ids()] == [
+            f"svc/s19{n}" for n in range(10)
+        ]
+        await press(pilot, "enter")  # back to the table, filter kept
+        assert table.has_focus and table.row_count == 10
+        await press(pilot, "escape")
+        assert table.row_count == 200
+        table.sort_by("local", reverse=True)
+        await settle(pilot)
+        assert row(app, table.visible_ids()[0])[3] == "svc/s199"
+        await press(pilot, "end")
+        assert app.focused is table, app.focused
+        assert table.cursor_row == 199
+
+
+# -- session: saved on every change, restored on start, quit is fast and clean --------------
+
+
+async def test_quit_with_20_active_forwards_saves_then_closes_everything(
+    harness: Harness,
+) -> None:
+    app = harness.app()
+    ports: list[int] = []
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        ids = await asyncio.gather(*(app.manager.add(echo_spec(0)) for _ in range(20)))
+        await wait_until(
+            pilot,
+            lambda: all(app.manager.get(f).state is ForwardState.ACTIVE for f in ids),
+            what="20 active",
+        )
+        ports = [app.manager.get(f).local_port for f in ids]
+        readers = [await asyncio.open_connection("127.0.0.1", p) for p in ports[:5]]
+        await press(pilot, "q")
+        await wait_until(pilot, lambda: app.return_code == 0, what="app exit")
+        for _, writer in readers:
+            writer.close()
+    assert all(refused(p) for p in ports)
+    saved = yaml.safe_load(harness.state_path.read_text())["forwards"]
+    assert len(saved) == 20 and all(f["running"] for f in saved)
+    assert sorted(f["local_port"] for f in saved) == sorted(ports)
+
+
+async def test_session_restored_running_stopped_and_missing(harness: Harness) -> None:
+    app = harness.app()
+    port = free_port()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        running = await add_active(app, pilot, echo_spec(port))
+        stopped = await app.manager.add(echo_spec(free_port(), target="svc/web"), start=False)
+        gone = await add_active(app, pilot, echo_spec(free_port(), target="svc/api", remote=443))
+        await press(pilot, "q")
+        await wait_until(pilot, lambda: app.return_code == 0, what="exit")
+    # The service of the third one disappears while portfwd is not running.
+    harness.sandbox.store.delete("services", "demo", "api")
+    app2 = harness.app()
+    async with app2.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: app2.restored, what="restored")
+        await settle(pilot)
+        assert [s.id for s in app2.manager.snapshot()] == [running, stopped, gone]
+        assert app2.manager.get(running).state is ForwardState.ACTIVE
+        assert await connect_echo(port, b"back") == b"back"
+        assert row(app2, stopped)[0] == "■ stopped"
+        assert row(app2, stopped)[11] == "stopped in the last session"
+        assert row(app2, gone)[0] == "✖ error" and "api" in row(app2, gone)[11]
+        await press(pilot, "q")
+        await wait_until(pilot, lambda: app2.return_code == 0, what="exit")
+
+
+async def test_no_restore_keeps_saved_forwards_stopped(harness: Harness) -> None:
+    app = harness.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        fid = await add_active(app, pilot, echo_spec(free_port()))
+        await press(pilot, "q")
+        await wait_until(pilot, lambda: app.return_code == 0, what="exit")
+    app2 = harness.app(restore=False)
+    async with app2.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: app2.restored, what="restored")
+        await settle(pilot)
+        assert row(app2, fid)[0] == "■ stopped"
+        assert row(app2, fid)[11] == "not restarted (--no-restore)"
+        await press(pilot, "q")
+        await wait_until(pilot, lambda: app2.return_code == 0, what="exit")
+    # Quitting did not forget that the user wanted it running.
+    saved = yaml.safe_load(harness.state_path.read_text())["forwards"]
+    assert saved[0]["running"] is False  # it is stopped now: the file tells the truth
+
+
+async def test_corrupt_state_file_is_moved_aside_with_a_warning(harness: Harness) -> None:
+    harness.state_path.parent.mkdir(parents=True)
+    harness.state_path.write_text("version: 1\nforwards: {oops\n")
+    app = harness.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        messages = [n.message for n in app._notifications]
+        assert any("is unusable (not valid YAML); moved it to" in m for m in messages)
+        backups = list(harness.state_path.parent.glob("state.yaml.bak-*"))
+        assert len(backups) == 1 and backups[0].read_text() == "version: 1\nforwards: {oops\n"
+        await add_active(app, pilot, echo_spec(free_port()))
+        await wait_until(pilot, lambda: harness.state_path.exists(), what="new state saved")
+
+
+async def test_state_saved_on_every_change(harness: Harness) -> None:
+    app = harness.app()
+
+    def saved() -> list[dict[str, Any]]:
+        if not harness.state_path.exists():
+            return []
+        return list(yaml.safe_load(harness.state_path.read_text())["forwards"])
+
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        fid = await add_active(app, pilot, echo_spec(free_port()))
+        await wait_until(pilot, lambda: [f["running"] for f in saved()] == [True], what="saved")
+        await press(pilot, "space")
+        await wait_until(pilot, lambda: [f["running"] for f in saved()] == [False], what="stop")
+        await app.manager.remove(fid)
+        await wait_until(pilot, lambda: saved() == [], what="removal saved")
