@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import datetime as dt
 import shutil
+import ssl
 import tempfile
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -38,7 +38,7 @@ from portfwd.sandbox.manifests import (
 )
 from portfwd.sandbox.pki import SandboxPKI, generate_pki, server_ssl_context
 from portfwd.sandbox.selectors import selector_matches
-from portfwd.sandbox.store import RESOURCES, Obj, Store, now_rfc3339
+from portfwd.sandbox.store import Obj, Store, now_rfc3339
 from portfwd.sandbox.topology import (
     BUILTIN_BACKENDS,
     ContainerSpec,
@@ -109,6 +109,7 @@ class SandboxCluster:
         self._ip_counter = 0
         self._svc_ip_counter = 0
         self._slice_names: dict[tuple[str, str, tuple[Any, ...]], str] = {}
+        self._ssl: ssl.SSLContext | None = None
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
         self._started = False
@@ -166,11 +167,13 @@ class SandboxCluster:
             return
         self._started = False
         await self.stop_api()
-        tasks = list(self._tasks)
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        self._tasks.clear()
+        # A cancelled rollout re-syncs on its way out and may spawn (then-cancelled) tasks.
+        while self._tasks:
+            tasks = list(self._tasks)
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self._tasks.difference_update(tasks)
         for rt in self._runtime.values():
             for w in list(rt.conns):
                 w.close()
@@ -783,14 +786,16 @@ class SandboxCluster:
             created.append(self._create_rs_pod(ns, rs)["metadata"]["name"])
         if len(live) > want:
             # Like the ReplicaSet controller: unscheduled, then not ready, then newest first.
-            def rank(p: Obj) -> tuple[int, int, str]:
+            def rank(p: Obj) -> tuple[int, int]:
                 return (
                     0 if not p["spec"].get("nodeName") else 1,
                     0 if not self._pod_ready(p) else 1,
-                    "~" + p["metadata"]["creationTimestamp"],
                 )
 
-            for p in sorted(live, key=rank)[: len(live) - want]:
+            newest_first = sorted(
+                live, key=lambda p: p["metadata"]["creationTimestamp"], reverse=True
+            )
+            for p in sorted(newest_first, key=rank)[: len(live) - want]:
                 self.terminate_pod(ns, p["metadata"]["name"])
         return created
 
@@ -1270,9 +1275,3 @@ class SandboxCluster:
             self.workload_changed(resource, ns, name)
             updated = self.store.get(resource, ns, name) or updated
         return updated
-
-    def info(self, resource: str) -> Any:
-        return RESOURCES[resource]
-
-    def now(self) -> dt.datetime:
-        return dt.datetime.now(dt.UTC)
