@@ -8,7 +8,8 @@ backends, TLS), one headless `portfwd forward` (the thing measured), and this cl
 2. New-connection latency: 500 fresh connections one after another, each sending a small
    length-delimited request (4-byte length + 100 bytes) and reading the echo, through the
    forward and directly; p50 / p99.
-3. Memory: VmRSS / VmHWM of a `portfwd forward` process holding 5 active forwards.
+3. Memory: VmRSS / VmHWM of a `portfwd forward` process holding 5 active forwards, and its
+   CPU use while idle (no wake-ups when nothing moves).
 
 Usage: .venv/bin/python bench/throughput.py [--mb 200]
 Note: the sandbox emulates the kubelet in Python in the same process as the backend, so the
@@ -31,6 +32,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 CHUNK = 256 * 1024
+IDLE_SECONDS = 5.0
 FORWARDING_RE = re.compile(r"^Forwarding from (\S+):(\d+) -> (\d+)$")
 
 SANDBOX_SCRIPT = """
@@ -171,6 +173,12 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[index]
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def memory_kib(pid: int) -> dict[str, int]:
     fields = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -211,6 +219,9 @@ async def main() -> None:
 
         async with forward_process(kubeconfig, *([":80"] * 5)) as (pid, ports):
             idle = memory_kib(pid)
+            cpu_before = cpu_seconds(pid)
+            await asyncio.sleep(IDLE_SECONDS)
+            idle_cpu = (cpu_seconds(pid) - cpu_before) / IDLE_SECONDS
             for p in ports:  # every forward carries some traffic
                 await throughput("127.0.0.1", p, 16 * 1024 * 1024)
                 await latencies("127.0.0.1", p, 20)
@@ -222,6 +233,7 @@ async def main() -> None:
                 f"  VmRSS after traffic on all 5 {used['VmRSS'] / 1024:8.1f} MiB"
                 f"   (peak VmHWM {used['VmHWM'] / 1024:.1f} MiB)"
             )
+            print(f"  CPU while idle ({IDLE_SECONDS:.0f} s)        {idle_cpu:8.2%}")
 
 
 if __name__ == "__main__":
