@@ -156,7 +156,7 @@ async def pump(local: LocalConnection, stream: TunnelStream, meter: Meter) -> No
             raise up_exc
         # The client finished sending. If its last bytes are still unanswered (a half-close
         # after a request), deliver what the pod sends until it goes quiet; then close.
-        if clock.last_tx > clock.last_rx:
+        if clock.last_tx > clock.last_rx and not local.closed:
             clock.last_rx = loop.time()
         else:
             clock.last_rx = loop.time() - LOCAL_EOF_LINGER
