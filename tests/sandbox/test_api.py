@@ -419,3 +419,21 @@ async def test_set_pod_ready_heals_and_breaks_pods(sandbox: SandboxCluster) -> N
         sandbox.tokens.admin,
     )
     assert [e["conditions"]["ready"] for e in body["items"][0]["endpoints"]] == [False]
+
+
+async def test_undeclared_port_can_be_dialled(sandbox: SandboxCluster) -> None:
+    """Like a real pod, a process may listen on a port the spec does not declare."""
+    name = sandbox.pod_names("demo", {"app": "echo"})[0]
+    pod = sandbox.get_object("pods", "demo", name)
+    assert pod is not None
+    declared = [p["containerPort"] for p in pod["spec"]["containers"][0]["ports"]]
+    assert 6060 not in declared
+    reader, writer = await sandbox.dial("demo", name, pod["metadata"]["uid"], 6060)
+    try:
+        writer.write(b"GET / HTTP/1.0\r\n\r\n")
+        await writer.drain()
+        response = await asyncio.wait_for(reader.read(), 10)
+        assert response.startswith(b"HTTP/1.")
+        assert name.encode() in response
+    finally:
+        writer.close()

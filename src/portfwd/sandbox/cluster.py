@@ -499,6 +499,8 @@ class SandboxCluster:
         for c in cjson:
             for p in c.get("ports", []):
                 ports.setdefault(int(p["containerPort"]), self._port_backend(ns, owner, name, p))
+        for hidden in self._topology_ports(ns, owner, name, hidden=True):
+            ports.setdefault(hidden.container_port, hidden)
         started = now_rfc3339()
         rt = PodRuntime(
             state=state,
@@ -594,23 +596,31 @@ class SandboxCluster:
                 return spec
         return PortSpec(number, port.get("name"), port.get("protocol", "TCP"), None)
 
-    def _topology_ports(self, ns: str, owner: Obj | None, pod: str) -> list[PortSpec]:
+    def _topology_ports(
+        self, ns: str, owner: Obj | None, pod: str, *, hidden: bool = False
+    ) -> list[PortSpec]:
+        containers = self._topology_containers(ns, owner, pod)
+        return [p for c in containers for p in (c.hidden_ports if hidden else c.ports)]
+
+    def _topology_containers(
+        self, ns: str, owner: Obj | None, pod: str
+    ) -> tuple[ContainerSpec, ...]:
         for nss in self.topology.namespaces:
             if nss.name != ns:
                 continue
             if owner is None:
                 for p in nss.pods:
                     if p.name == pod:
-                        return [pp for c in p.containers for pp in c.ports]
-                return []
+                        return p.containers
+                return ()
             wl_name = owner["metadata"]["name"]
             if owner["kind"] == "ReplicaSet":
                 refs = owner["metadata"].get("ownerReferences", [])
                 wl_name = refs[0]["name"] if refs else wl_name
             for wl in nss.workloads:
                 if wl.name == wl_name:
-                    return [pp for c in wl.containers for pp in c.ports]
-        return []
+                    return wl.containers
+        return ()
 
     def _status(self, rt: PodRuntime, containers: list[Obj]) -> Obj:
         restarts = 7 if rt.state == "CrashLoopBackOff" else 0

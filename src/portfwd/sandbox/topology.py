@@ -27,6 +27,10 @@ file is the full example `portfwd sandbox` and `portfwd demo` load by default::
             ports:
               - {name: tcp, port: 80, targetPort: echo, protocol: TCP}
 
+`hiddenPorts` (same shape as `ports`, on a container or a workload/pod shorthand) are
+served by the fake kubelet but not declared in the pod spec: a port-forward to them works,
+as it does for a real process listening on an undeclared port.
+
 Port `backend` is what answers a port-forward to that container port: `echo` (every byte
 back), `http` (GET /bytes/N), `line` (answers each line with "<pod> <line>"), or `HOST:PORT`
 of any TCP server on this machine; without a backend, connections are refused.
@@ -66,6 +70,7 @@ class ContainerSpec:
     name: str
     image: str
     ports: tuple[PortSpec, ...] = ()
+    hidden_ports: tuple[PortSpec, ...] = ()  # listening, but not declared in the pod spec
 
 
 @dataclass(frozen=True)
@@ -180,7 +185,14 @@ def _port(d: Any, where: str) -> PortSpec:
 def _containers(d: dict[str, Any], default_name: str, where: str) -> tuple[ContainerSpec, ...]:
     raw = d.get("containers")
     if raw is None:
-        raw = [{"name": default_name, "image": d.get("image"), "ports": d.get("ports", [])}]
+        raw = [
+            {
+                "name": default_name,
+                "image": d.get("image"),
+                "ports": d.get("ports", []),
+                "hiddenPorts": d.get("hiddenPorts", []),
+            }
+        ]
     if not isinstance(raw, list) or not raw:
         raise TopologyError(f"{where}: 'containers' must be a non-empty list")
     out = []
@@ -191,11 +203,15 @@ def _containers(d: dict[str, Any], default_name: str, where: str) -> tuple[Conta
         name = str(c.get("name") or default_name)
         image = str(c.get("image") or f"sandbox/{name}:1.0")
         ports = c.get("ports") or []
-        if not isinstance(ports, list):
-            raise TopologyError(f"{cw}.ports: expected a list")
+        hidden = c.get("hiddenPorts") or []
+        if not isinstance(ports, list) or not isinstance(hidden, list):
+            raise TopologyError(f"{cw}: ports and hiddenPorts must be lists")
         out.append(
             ContainerSpec(
-                name, image, tuple(_port(p, f"{cw}.ports[{j}]") for j, p in enumerate(ports))
+                name,
+                image,
+                tuple(_port(p, f"{cw}.ports[{j}]") for j, p in enumerate(ports)),
+                tuple(_port(p, f"{cw}.hiddenPorts[{j}]") for j, p in enumerate(hidden)),
             )
         )
     return tuple(out)
