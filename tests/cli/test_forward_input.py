@@ -7,6 +7,7 @@ click's CliRunner.
 from __future__ import annotations
 
 import errno
+import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -137,3 +138,10 @@ def test_unreachable_api_server(kubeconfig: Path) -> None:
     line = _one_error_line(_run("--kubeconfig", str(kubeconfig), "svc/echo", ":80"))
     assert "127.0.0.1" in line
     assert "refused" in line.lower() or "unreachable" in line.lower()
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
+def test_kubeconfig_without_read_permission(kubeconfig: Path) -> None:
+    kubeconfig.chmod(0)
+    line = _one_error_line(_run("--kubeconfig", str(kubeconfig), "svc/echo", ":80"))
+    assert str(kubeconfig) in line
