@@ -437,3 +437,49 @@ async def test_undeclared_port_can_be_dialled(sandbox: SandboxCluster) -> None:
         assert name.encode() in response
     finally:
         writer.close()
+
+
+async def test_list_chunking_with_limit_and_continue(sandbox: SandboxCluster) -> None:
+    _, full = await call(sandbox, "GET", "/api/v1/pods", sandbox.tokens.admin)
+    want = [(p["metadata"]["namespace"], p["metadata"]["name"]) for p in full["items"]]
+    got: list[tuple[str, str]] = []
+    path = "/api/v1/pods?limit=4"
+    pages = 0
+    while True:
+        status, body = await call(sandbox, "GET", path, sandbox.tokens.admin)
+        assert status == 200
+        pages += 1
+        assert len(body["items"]) <= 4
+        got += [(p["metadata"]["namespace"], p["metadata"]["name"]) for p in body["items"]]
+        token = body["metadata"].get("continue")
+        if not token:
+            break
+        assert body["metadata"]["remainingItemCount"] == len(want) - len(got)
+        path = f"/api/v1/pods?limit=4&continue={token}"
+    assert got == want
+    assert pages == -(-len(want) // 4)
+    status, body = await call(
+        sandbox, "GET", "/api/v1/pods?limit=4&continue=bogus", sandbox.tokens.admin
+    )
+    assert status == 400
+
+
+async def test_short_history_expires_watches_and_continue_tokens() -> None:
+    """With a tiny history, a resourceVersion a few events old is gone: 410 for both."""
+    async with SandboxCluster(watch_history=3) as sb:
+        _, page = await call(sb, "GET", "/api/v1/namespaces/demo/pods?limit=2", sb.tokens.admin)
+        rv = page["metadata"]["resourceVersion"]
+        token = page["metadata"]["continue"]
+        for _ in range(3):
+            await sb.set_pod_ready("demo", "toolbox", False)
+            await sb.set_pod_ready("demo", "toolbox", True)
+        status, body = await call(
+            sb, "GET", f"/api/v1/namespaces/demo/pods?limit=2&continue={token}", sb.tokens.admin
+        )
+        assert status == 410 and body["reason"] == "Expired"
+        path = f"/api/v1/namespaces/demo/pods?watch=1&resourceVersion={rv}"
+        async with watch_stream(sb, path) as (status, events):
+            assert status == 200
+            ev = await next_event(events)
+        assert ev["type"] == "ERROR" and ev["object"]["code"] == 410
+        assert ev["object"]["message"].startswith(f"too old resource version: {rv} (")

@@ -8,6 +8,7 @@ cluster-scoped and all-namespaces forms) is easier to get right in one place.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import ssl
 from dataclasses import dataclass
@@ -333,7 +334,11 @@ async def _handle_resource(
                 for o in cluster.store.list(t.info.name, t.ns)
                 if label_pred(o["metadata"].get("labels", {})) and field_pred(o)
             ]
-            return _list_response(request, t.info, items, str(cluster.store.rv))
+            page = _paginate(request, cluster, items)
+            if isinstance(page, web.Response):
+                return page
+            items, rv, more = page
+            return _list_response(request, t.info, items, rv, more)
         obj = cluster.store.get(t.info.name, t.ns, t.name)
         if obj is None:
             return not_found(t.info, t.name)
@@ -370,16 +375,71 @@ def _strip_type(obj: Obj) -> Obj:
     return {k: v for k, v in obj.items() if k not in ("kind", "apiVersion")}
 
 
+CONTINUE_EXPIRED = (
+    "The provided continue parameter is too old to display a consistent list result. You can "
+    "start a new list without the continue parameter, or use the continue token in this "
+    "response to retrieve the remainder of the results. Continuing with the provided token "
+    "results in an inconsistent list - objects that were created, modified, or deleted between "
+    "the time the first chunk was returned and now may show up in the list."
+)
+
+
+def _paginate(
+    request: web.Request, cluster: SandboxCluster, items: list[Obj]
+) -> tuple[list[Obj], str, tuple[str, int] | None] | web.Response:
+    """`limit` / `continue` chunking: (page, resourceVersion, (next token, remaining)).
+
+    The token carries the list's resourceVersion and the last key served; a token older
+    than the store's compaction gets 410 Expired, as from a real server.
+    """
+    rv = cluster.store.rv
+    token = request.query.get("continue")
+    if token:
+        try:
+            data = json.loads(base64.urlsafe_b64decode(token.encode()))
+            rv = int(data["rv"])
+            start = (str(data["start"][0]), str(data["start"][1]))
+        except (ValueError, KeyError, TypeError, IndexError):
+            return status_response(400, "BadRequest", f"continue key is not valid: {token}")
+        if rv < cluster.store.compacted_rv:
+            return status_response(410, "Expired", CONTINUE_EXPIRED)
+        items = [o for o in items if _key(o) > start]
+    limit_text = request.query.get("limit", "")
+    limit = int(limit_text) if limit_text.isdigit() else 0
+    if limit <= 0 or len(items) <= limit:
+        return items, str(rv), None
+    page = items[:limit]
+    nxt = base64.urlsafe_b64encode(
+        json.dumps({"v": "meta.k8s.io/v1", "rv": rv, "start": _key(page[-1])}).encode()
+    ).decode()
+    return page, str(rv), (nxt, len(items) - limit)
+
+
+def _key(obj: Obj) -> tuple[str, str]:
+    """The store's sort key: (namespace, name)."""
+    meta = obj["metadata"]
+    return (str(meta.get("namespace", "")), str(meta["name"]))
+
+
 def _list_response(
-    request: web.Request, info: ResourceInfo, items: list[Obj], rv: str
+    request: web.Request,
+    info: ResourceInfo,
+    items: list[Obj],
+    rv: str,
+    more: tuple[str, int] | None = None,
 ) -> web.Response:
+    meta: Obj = {"resourceVersion": rv}
+    if more is not None:
+        meta["continue"], meta["remainingItemCount"] = more
     if _wants_table(request):
-        return json_response(table_for(info, items, rv, request.query.get("includeObject")))
+        table = table_for(info, items, rv, request.query.get("includeObject"))
+        table["metadata"] = meta
+        return json_response(table)
     return json_response(
         {
             "kind": f"{info.kind}List",
             "apiVersion": info.api_version,
-            "metadata": {"resourceVersion": rv},
+            "metadata": meta,
             "items": [_strip_type(o) for o in items],
         }
     )

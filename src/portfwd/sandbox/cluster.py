@@ -81,6 +81,7 @@ class SandboxCluster:
         termination_grace: float = 0.2,
         kubeconfig_path: Path | None = None,
         bookmark_interval: float = 5.0,
+        watch_history: int = 5000,
     ) -> None:
         self._topology_source = topology
         self.topology = Topology()  # loaded by start(), off the event loop
@@ -93,7 +94,7 @@ class SandboxCluster:
         self._own_workdir = workdir is None
         self._workdir = workdir
         self._kubeconfig_override = kubeconfig_path
-        self.store = Store()
+        self.store = Store(history=watch_history)
         self.tokens = Tokens()
         self.events = EventRecorder(self.store)
         self.pki: SandboxPKI | None = None
