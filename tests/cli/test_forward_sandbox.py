@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,15 @@ import yaml
 from portfwd.sandbox.cluster import SandboxCluster
 
 from .clirun import forward_process, run_cli
+
+
+def _ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
 
 
 def _variant(sandbox: SandboxCluster, tmp_path: Path, name: str, change: Any) -> str:
@@ -82,8 +92,9 @@ async def test_forward_prints_like_kubectl_and_stops_cleanly(
 ) -> None:
     kc = str(sandbox.kubeconfig_path)
     args = ("--kubeconfig", kc, "svc/echo", ":80")
-    async with forward_process(*args, expect_lines=2, stop_signal=stop_signal) as fp:
-        assert [(h, r) for h, _, r in fp.forwarding] == [("127.0.0.1", 9000), ("::1", 9000)]
+    hosts = ["127.0.0.1", "::1"] if _ipv6_loopback() else ["127.0.0.1"]
+    async with forward_process(*args, expect_lines=len(hosts), stop_signal=stop_signal) as fp:
+        assert [(h, r) for h, _, r in fp.forwarding] == [(h, 9000) for h in hosts]
         (port,) = fp.ports
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(b"hello through portfwd")
@@ -92,7 +103,8 @@ async def test_forward_prints_like_kubectl_and_stops_cleanly(
         assert await fp.next_line() == f"Handling connection for {port}"
     assert fp.returncode == 0
     assert "Traceback" not in fp.stderr_text
-    assert fp.stderr_text == ""
+    if len(hosts) == 2:
+        assert fp.stderr_text == ""
 
 
 async def test_connection_error_text_goes_to_stderr(sandbox: SandboxCluster) -> None:
