@@ -16,11 +16,22 @@ from portfwd.sandbox.cluster import SandboxCluster
 KUBECTL_TIMEOUT = 60.0
 
 
+def kubectl_base(sb: SandboxCluster) -> list[str]:
+    """kubectl with the sandbox kubeconfig and a private discovery cache (not ~/.kube)."""
+    return [
+        "kubectl",
+        "--kubeconfig",
+        str(sb.kubeconfig_path),
+        "--cache-dir",
+        str(sb.workdir / "kubectl-cache"),
+    ]
+
+
 async def kubectl(
     sb: SandboxCluster, *args: str, context: str | None = None
 ) -> tuple[int, str, str]:
     """Run kubectl against the sandbox; killed if it outlives KUBECTL_TIMEOUT."""
-    argv = ["kubectl", "--kubeconfig", str(sb.kubeconfig_path), "--request-timeout=30s"]
+    argv = [*kubectl_base(sb), "--request-timeout=30s"]
     if context:
         argv += ["--context", context]
     proc = await asyncio.create_subprocess_exec(

@@ -11,7 +11,7 @@ import pytest
 
 from portfwd.sandbox.cluster import SandboxCluster
 
-from .helpers import kubectl, kubectl_ok
+from .helpers import kubectl, kubectl_base, kubectl_ok
 
 pytestmark = pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl not installed")
 
@@ -59,9 +59,7 @@ async def test_kubectl_get_pod_json_is_a_real_pod(sandbox: SandboxCluster) -> No
 async def test_kubectl_watch_shows_deletion(sandbox: SandboxCluster) -> None:
     victim = sandbox.pod_names("demo", {"app": "toolbox"})[0]
     proc = await asyncio.create_subprocess_exec(
-        "kubectl",
-        "--kubeconfig",
-        str(sandbox.kubeconfig_path),
+        *kubectl_base(sandbox),
         "get",
         "pods",
         "-w",
