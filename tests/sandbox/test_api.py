@@ -483,3 +483,42 @@ async def test_short_history_expires_watches_and_continue_tokens() -> None:
             ev = await next_event(events)
         assert ev["type"] == "ERROR" and ev["object"]["code"] == 410
         assert ev["object"]["message"].startswith(f"too old resource version: {rv} (")
+
+
+async def test_rollout_keeps_every_replica_serving(sandbox: SandboxCluster) -> None:
+    """A rollout never has fewer Ready, non-terminating pods than replicas."""
+
+    def serving(pod: dict[str, Any]) -> bool:
+        if pod["metadata"].get("deletionTimestamp"):
+            return False
+        conds = pod["status"].get("conditions", [])
+        return any(c["type"] == "Ready" and c["status"] == "True" for c in conds)
+
+    before = set(sandbox.pod_names("demo", {"app": "echo"}))
+    path = "/api/v1/namespaces/demo/pods?watch=1&labelSelector=app%3Decho"
+    async with watch_stream(sandbox, path) as (_, events):
+        state: dict[str, bool] = {}
+        for _ in before:
+            ev = await next_event(events)
+            state[ev["object"]["metadata"]["name"]] = serving(ev["object"])
+        assert sum(state.values()) == 2
+        status, _ = await call(
+            sandbox,
+            "PATCH",
+            "/apis/apps/v1/namespaces/demo/deployments/echo",
+            sandbox.tokens.admin,
+            body={"spec": {"template": {"metadata": {"annotations": {"x": "1"}}}}},
+            content_type="application/strategic-merge-patch+json",
+        )
+        assert status == 200
+        lowest = 2
+        while any(n in before for n in state) or sum(state.values()) < 2:
+            ev = await next_event(events)
+            name = ev["object"]["metadata"]["name"]
+            if ev["type"] == "DELETED":
+                state.pop(name, None)
+            else:
+                state[name] = serving(ev["object"])
+            lowest = min(lowest, sum(state.values()))
+        assert lowest == 2
+        assert not (set(state) & before) and len(state) == 2
