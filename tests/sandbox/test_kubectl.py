@@ -189,3 +189,21 @@ async def test_kubectl_set_image_and_label(sandbox: SandboxCluster) -> None:
     await kubectl_ok(sandbox, "label", "pod", "toolbox", "tier=tools")
     out = await kubectl_ok(sandbox, "get", "pods", "-l", "tier=tools", "-o", "name")
     assert out.split() == ["pod/toolbox"]
+
+
+async def test_kubectl_delete_service_and_deployment(sandbox: SandboxCluster) -> None:
+    await kubectl_ok(sandbox, "delete", "svc", "echo")
+    out = await kubectl_ok(
+        sandbox, "get", "endpointslices", "-l", "kubernetes.io/service-name=echo", "-o", "name"
+    )
+    assert out.strip() == ""
+    await kubectl_ok(sandbox, "delete", "deploy", "web")
+    assert await sandbox.wait_for(lambda: not sandbox.pod_names("demo", {"app": "web"}))
+    assert await sandbox.wait_for(
+        lambda: all(
+            not name.startswith("web-")
+            for name in (p["metadata"]["name"] for p in sandbox.store.list("pods", "demo"))
+        )
+    )
+    rc, _, err = await kubectl(sandbox, "get", "deploy", "web")
+    assert rc != 0 and 'deployments.apps "web" not found' in err

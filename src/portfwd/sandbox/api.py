@@ -347,6 +347,11 @@ async def _handle_resource(
         return _method_not_allowed(request)
     if request.method == "DELETE" and t.info.name == "pods" and t.ns:
         return await _delete_pod(request, cluster, t.ns, t.name)
+    if request.method == "DELETE" and t.ns and "delete" in t.info.verbs:
+        last = cluster.delete(t.info.name, t.ns, t.name)
+        if last is None:
+            return not_found(t.info, t.name)
+        return json_response(last)
     if request.method == "PATCH" and t.info.name in (
         "pods",
         "services",

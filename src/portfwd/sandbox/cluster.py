@@ -288,6 +288,36 @@ class SandboxCluster:
             raise KeyError(f"no pod {ns}/{name}")
         self.terminate_pod(ns, name)
 
+    async def delete_object(self, resource: str, ns: str, name: str) -> None:
+        """Delete a pod, service, deployment or statefulset (cascading to its pods)."""
+        if self.delete(resource, ns, name) is None:
+            raise KeyError(f"no {resource} {ns}/{name}")
+
+    def delete(self, resource: str, ns: str, name: str) -> Obj | None:
+        """What DELETE does; returns the object's last state (None: not found)."""
+        obj = self.store.get(resource, ns, name)
+        if obj is None:
+            return None
+        if resource == "pods":
+            return self.terminate_pod(ns, name)
+        if resource not in ("services", "deployments", "statefulsets"):
+            raise ValueError(f"cannot delete {resource}")
+        task = self._rollouts.pop((resource, ns, name), None)
+        if task is not None:
+            task.cancel()
+        owned_pods: list[Obj] = []
+        if resource == "deployments":
+            for rs in self._owned("replicasets", ns, obj):
+                owned_pods += self._owned("pods", ns, rs)
+                self.store.delete("replicasets", ns, rs["metadata"]["name"])
+        elif resource == "statefulsets":
+            owned_pods = self._owned("pods", ns, obj)
+        last = self.store.delete(resource, ns, name)
+        for pod in owned_pods:
+            self.terminate_pod(ns, pod["metadata"]["name"])
+        self._sync(ns)
+        return last
+
     def pod_names(self, ns: str, labels: dict[str, str] | None = None) -> list[str]:
         """Names of the live (not terminating) pods in `ns` matching all `labels`."""
         out = []
