@@ -74,3 +74,33 @@ async def test_portfwd_sandbox_bad_topology(tmp_path: Path) -> None:
     assert err.decode().strip().splitlines() == [
         "error: namespaces[0].deployments[0]: missing 'name'"
     ]
+
+
+async def test_portfwd_sandbox_port_in_use() -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "portfwd",
+            "sandbox",
+            "--port",
+            str(port),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            _, err = await asyncio.wait_for(proc.communicate(), 60)
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+    assert proc.returncode == 1
+    assert err.decode().strip() == (
+        f"error: port {port} on 127.0.0.1 is already in use: pick another with --port "
+        "(0 picks a free one)"
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import signal
 import sys
 from pathlib import Path
@@ -48,7 +49,12 @@ def serve(*, kubeconfig_out: Path | None, topology: Path | None, port: int) -> i
     except TopologyError as exc:
         raise ConfigError(f"{exc}") from None
     except OSError as exc:
-        raise ConfigError(f"cannot start the sandbox on port {port}: {exc.strerror}") from None
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigError(
+                f"port {port} on 127.0.0.1 is already in use: pick another with --port "
+                "(0 picks a free one)"
+            ) from None
+        raise ConfigError(f"cannot start the sandbox: {exc.strerror or exc}") from None
     except KeyboardInterrupt:
         pass
     return 0
