@@ -522,3 +522,16 @@ async def test_rollout_keeps_every_replica_serving(sandbox: SandboxCluster) -> N
             lowest = min(lowest, sum(state.values()))
         assert lowest == 2
         assert not (set(state) & before) and len(state) == 2
+
+
+async def test_watch_list_initial_events_end_bookmark(sandbox: SandboxCluster) -> None:
+    path = (
+        "/api/v1/namespaces/demo/pods?watch=1&sendInitialEvents=true&allowWatchBookmarks=true"
+        "&resourceVersionMatch=NotOlderThan&fieldSelector=metadata.name%3Dtoolbox"
+    )
+    async with watch_stream(sandbox, path) as (_, events):
+        first = await next_event(events)
+        end = await next_event(events)
+    assert (first["type"], first["object"]["metadata"]["name"]) == ("ADDED", "toolbox")
+    assert end["type"] == "BOOKMARK"
+    assert end["object"]["metadata"]["annotations"] == {"k8s.io/initial-events-end": "true"}
