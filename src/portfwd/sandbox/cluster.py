@@ -384,7 +384,13 @@ class SandboxCluster:
         for k in keys:
             del self._backend_addrs[k]
         if keys and not any(k[1] == name for k in self._backend_addrs):
-            self._spawn(self.backends.stop_backend(name))
+            self._spawn(self._stop_backend(name))
+
+    async def _stop_backend(self, label: str) -> None:
+        # Under the lock: a same-named successor (StatefulSet pod) cannot start its backend
+        # before the old one is gone, so this never stops the new one.
+        async with self._backend_lock:
+            await self.backends.stop_backend(label)
 
     # -- seeding --------------------------------------------------------------------------
     def _seed(self) -> None:
