@@ -535,3 +535,35 @@ async def test_watch_list_initial_events_end_bookmark(sandbox: SandboxCluster) -
     assert (first["type"], first["object"]["metadata"]["name"]) == ("ADDED", "toolbox")
     assert end["type"] == "BOOKMARK"
     assert end["object"]["metadata"]["annotations"] == {"k8s.io/initial-events-end": "true"}
+
+
+async def test_statefulset_pod_comes_back_under_its_name(sandbox: SandboxCluster) -> None:
+    async def ask(uid: str) -> bytes:
+        reader, writer = await sandbox.dial("data", "postgres-0", uid, 5432)
+        try:
+            writer.write(b"select 1\n")
+            await writer.drain()
+            return await asyncio.wait_for(reader.readline(), 10)
+        finally:
+            writer.close()
+
+    old = sandbox.get_object("pods", "data", "postgres-0")
+    assert old is not None
+    assert await ask(old["metadata"]["uid"]) == b"postgres-0 select 1\n"
+    await sandbox.delete_pod("data", "postgres-0")
+
+    def back() -> bool:
+        pod = sandbox.get_object("pods", "data", "postgres-0")
+        return (
+            pod is not None
+            and pod["metadata"]["uid"] != old["metadata"]["uid"]
+            and pod["status"]["phase"] == "Running"
+            and pod["status"]["containerStatuses"][0]["ready"]
+        )
+
+    assert await sandbox.wait_for(back, 30)
+    new = sandbox.get_object("pods", "data", "postgres-0")
+    assert new is not None
+    assert await ask(new["metadata"]["uid"]) == b"postgres-0 select 1\n"
+    with pytest.raises(ConnectionRefusedError):
+        await ask(old["metadata"]["uid"])
