@@ -207,3 +207,22 @@ async def test_kubectl_delete_service_and_deployment(sandbox: SandboxCluster) ->
     )
     rc, _, err = await kubectl(sandbox, "get", "deploy", "web")
     assert rc != 0 and 'deployments.apps "web" not found' in err
+
+
+@pytest.mark.parametrize(
+    ("context", "args", "answer"),
+    [
+        ("sandbox", ["get", "pods", "--subresource=portforward"], "yes"),
+        ("sandbox-viewer", ["get", "pods", "--subresource=portforward"], "no"),
+        ("sandbox-viewer", ["list", "pods"], "yes"),
+        ("sandbox-limited", ["list", "namespaces"], "no"),
+        ("sandbox-limited", ["create", "pods/portforward"], "yes"),
+        ("sandbox-nobody", ["list", "pods"], "no"),
+    ],
+)
+async def test_kubectl_auth_can_i(
+    sandbox: SandboxCluster, context: str, args: list[str], answer: str
+) -> None:
+    """`kubectl auth can-i` (a protobuf SelfSubjectAccessReview) tells the fixed RBAC."""
+    _, out, _ = await kubectl(sandbox, "auth", "can-i", *args, context=context)
+    assert out.strip() == answer

@@ -24,6 +24,7 @@ from portfwd.sandbox.auth import (
     authorize,
     forbidden_message,
 )
+from portfwd.sandbox.kubeproto import ProtoError, decode_access_review
 from portfwd.sandbox.manifests import deep_merge, scale_manifest
 from portfwd.sandbox.portforward import serve_portforward
 from portfwd.sandbox.selectors import (
@@ -41,7 +42,7 @@ if TYPE_CHECKING:
 CLUSTER_KEY: web.AppKey[SandboxCluster] = web.AppKey("cluster")
 USER_KEY: web.RequestKey[User] = web.RequestKey("user", User)
 
-GROUPS = {"": "v1", "apps": "v1", "discovery.k8s.io": "v1"}
+GROUPS = {"": "v1", "apps": "v1", "discovery.k8s.io": "v1", "authorization.k8s.io": "v1"}
 VERSION = {
     "major": "1",
     "minor": "32",
@@ -154,6 +155,16 @@ def _resource_entry(info: ResourceInfo) -> Obj:
 
 def resource_list(group: str, version: str) -> Obj:
     resources: list[Obj] = []
+    if group == "authorization.k8s.io":
+        resources.append(
+            {
+                "name": "selfsubjectaccessreviews",
+                "singularName": "selfsubjectaccessreview",
+                "namespaced": False,
+                "kind": "SelfSubjectAccessReview",
+                "verbs": ["create"],
+            }
+        )
     for info in RESOURCES.values():
         if info.group != group or info.version != version:
             continue
@@ -701,6 +712,46 @@ async def _watch(
     return resp
 
 
+async def handle_access_review(request: web.Request) -> web.Response:
+    """`kubectl auth can-i`: answer from the same fixed RBAC the other routes use."""
+    if request.content_type == "application/vnd.kubernetes.protobuf":
+        try:
+            spec = decode_access_review(await request.read())
+        except ProtoError as exc:
+            return status_response(400, "BadRequest", f"cannot decode the review: {exc}")
+    else:
+        body = await _read_json(request)
+        if isinstance(body, web.Response):
+            return body
+        spec = body.get("spec") or {}
+    attrs = spec.get("resourceAttributes")
+    user = request[USER_KEY]
+    if isinstance(attrs, dict):
+        resource = str(attrs.get("resource", ""))
+        info = RESOURCES.get(resource)
+        # A namespace given for a cluster-scoped resource is ignored, as RBAC does.
+        ns = attrs.get("namespace") or None if info is None or info.namespaced else None
+        allowed = authorize(
+            user, str(attrs.get("verb", "")), resource, str(attrs.get("subresource", "")), ns
+        )
+    else:
+        # Non-resource URLs (/healthz, /version ...): readable by every authenticated user.
+        allowed = (spec.get("nonResourceAttributes") or {}).get("verb") == "get"
+    status: Obj = {"allowed": allowed}
+    if allowed:
+        status["reason"] = "allowed by the portfwd sandbox's fixed RBAC"
+    return json_response(
+        {
+            "kind": "SelfSubjectAccessReview",
+            "apiVersion": "authorization.k8s.io/v1",
+            "metadata": {"creationTimestamp": None},
+            "spec": spec,
+            "status": status,
+        },
+        201,
+    )
+
+
 def build_app(cluster: SandboxCluster) -> web.Application:
     app = web.Application(middlewares=[auth_middleware], client_max_size=4 * 1024 * 1024)
     app[CLUSTER_KEY] = cluster
@@ -715,6 +766,9 @@ def build_app(cluster: SandboxCluster) -> web.Application:
     app.router.add_get("/apis", handle_apis)
     app.router.add_get("/apis/", handle_apis)
     app.router.add_route("*", "/api/v1/{tail:.+}", handle_core)
+    app.router.add_post(
+        "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", handle_access_review
+    )
     app.router.add_get("/apis/{group}", handle_group)
     app.router.add_get("/apis/{group}/", handle_group)
     app.router.add_get("/apis/{group}/{version}", handle_group_version)
