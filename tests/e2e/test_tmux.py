@@ -1,0 +1,190 @@
+"""The real app in a real terminal: `portfwd demo` driven through tmux, twice.
+
+Add svc/echo (a Service whose targetPort is a port *name*) through the picker, move bytes
+through it with a socket client, watch the byte count change on screen, quit, start again and
+find the forward restored and active. Every wait polls `capture-pane` against a deadline.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytestmark = [
+    pytest.mark.timeout(180),
+    pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed"),
+]
+
+WIDTH, HEIGHT = 200, 50
+EXIT_MARK = "PORTFWD-EXITED="
+
+
+class Tmux:
+    def __init__(self, socket_name: str) -> None:
+        self.socket_name = socket_name
+
+    def run(self, *args: str) -> str:
+        out = subprocess.run(
+            # -f /dev/null: no user or system config (it may set sizes, prefixes, hooks).
+            ["tmux", "-L", self.socket_name, "-f", "/dev/null", *args],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
+        return out.stdout
+
+    def start(self, session: str, command: str) -> None:
+        # The shell prints the exit code and lingers so the last screen can be read.
+        wrapped = f"{command}; echo {EXIT_MARK}$?; sleep 120"
+        self.run("new-session", "-d", "-s", session, "-x", str(WIDTH), "-y", str(HEIGHT), wrapped)
+        self.run("resize-window", "-t", session, "-x", str(WIDTH), "-y", str(HEIGHT))
+
+    def screen(self, session: str) -> str:
+        return self.run("capture-pane", "-p", "-t", session)
+
+    def keys(self, session: str, *keys: str) -> None:
+        self.run("send-keys", "-t", session, *keys)
+
+    def type(self, session: str, text: str) -> None:
+        self.run("send-keys", "-t", session, "-l", text)
+
+    def wait_for(
+        self, session: str, check: Callable[[str], bool], what: str, limit: float = 45.0
+    ) -> str:
+        deadline = time.monotonic() + limit
+        screen = ""
+        while time.monotonic() < deadline:
+            screen = self.screen(session)
+            if check(screen):
+                return screen
+            time.sleep(0.1)
+        raise AssertionError(f"timed out waiting for {what}; the screen was:\n{screen}")
+
+    def kill(self) -> None:
+        subprocess.run(
+            ["tmux", "-L", self.socket_name, "kill-server"], capture_output=True, timeout=20
+        )
+
+
+@pytest.fixture
+def tmux() -> Iterator[Tmux]:
+    t = Tmux(f"portfwd-e2e-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    try:
+        yield t
+    finally:
+        t.kill()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def echo_roundtrip(port: int, payload: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=20) as conn:
+        conn.sendall(payload)
+        got = b""
+        while len(got) < len(payload):
+            chunk = conn.recv(65536)
+            if not chunk:
+                break
+            got += chunk
+        return got
+
+
+def row_with(screen: str, *parts: str) -> str | None:
+    return next((line for line in screen.splitlines() if all(p in line for p in parts)), None)
+
+
+def test_demo_add_forward_move_bytes_quit_restore(tmux: Tmux, tmp_path: Path) -> None:
+    config = tmp_path / "config"
+    config.mkdir()
+    # An existing (empty) session: no demo seeds, so this test binds only the port it picks.
+    (config / "state.yaml").write_text("version: 1\nforwards: []\n")
+    command = " ".join(
+        [
+            "env",
+            # pytest may export COLUMNS/LINES of its own output; they would override the pane's
+            # real size for the app.
+            "-u",
+            "COLUMNS",
+            "-u",
+            "LINES",
+            f"PORTFWD_CONFIG_DIR={shlex.quote(str(config))}",
+            shlex.quote(sys.executable),
+            "-m",
+            "portfwd",
+            "demo",
+        ]
+    )
+    port = free_port()
+
+    tmux.start("one", command)
+    tmux.wait_for("one", lambda s: "No forwards yet" in s, "the empty dashboard")
+    tmux.keys("one", "n")
+    tmux.wait_for("one", lambda s: "contexts selectable" in s, "contexts")
+    tmux.keys("one", "Enter")
+    tmux.wait_for("one", lambda s: "namespaces selectable" in s, "namespaces")
+    tmux.keys("one", "Enter")  # demo: the context's namespace is pre-selected
+    tmux.wait_for("one", lambda s: "3/6  Kind" in s and "kinds selectable" in s, "kinds")
+    tmux.keys("one", "Enter")  # service
+    tmux.wait_for("one", lambda s: "services selectable" in s, "services")
+    tmux.type("one", "echo")
+    tmux.wait_for("one", lambda s: row_with(s, "echo", "ClusterIP") is not None, "svc/echo")
+    tmux.keys("one", "Enter")
+    screen = tmux.wait_for("one", lambda s: "ports selectable" in s, "ports")
+    assert row_with(screen, "80/TCP", "targetPort echo") is not None
+    tmux.keys("one", "Enter")
+    tmux.wait_for("one", lambda s: "6/6  Local port" in s and "✓" in s, "the local port step")
+    tmux.keys("one", "C-u")
+    tmux.type("one", str(port))
+    tmux.wait_for("one", lambda s: f"✓ 127.0.0.1:{port} is free" in s, "the port check")
+    tmux.keys("one", "Enter")
+    # The named targetPort resolved: service port 80 -> container port 9000 named "echo".
+    tmux.wait_for(
+        "one",
+        lambda s: (
+            row_with(s, "● active", "svc/echo", f"127.0.0.1:{port}", "80 → 9000 (echo)") is not None
+        ),
+        "the new forward active",
+    )
+
+    payload = os.urandom(5000)
+    assert echo_roundtrip(port, payload) == payload
+    screen = tmux.wait_for(
+        "one",
+        lambda s: (r := row_with(s, "svc/echo")) is not None and r.count("4.9 KiB") == 2,
+        "the byte counters (4.9 KiB in and out)",
+    )
+
+    tmux.keys("one", "q")
+    tmux.wait_for("one", lambda s: f"{EXIT_MARK}0" in s, "a clean exit")
+    saved = yaml.safe_load((config / "state.yaml").read_text())["forwards"]
+    assert [(f["target"], f["local_port"], f["running"]) for f in saved] == [
+        ("svc/echo", port, True)
+    ]
+    with socket.socket() as probe:  # quitting closed the listener
+        assert probe.connect_ex(("127.0.0.1", port)) != 0
+
+    tmux.start("two", command)
+    tmux.wait_for(
+        "two",
+        lambda s: row_with(s, "● active", "svc/echo", f"127.0.0.1:{port}") is not None,
+        "the forward restored and active",
+    )
+    assert echo_roundtrip(port, b"restored") == b"restored"
+    tmux.keys("two", "q")
+    tmux.wait_for("two", lambda s: f"{EXIT_MARK}0" in s, "a clean exit")
