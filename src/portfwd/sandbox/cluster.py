@@ -43,6 +43,7 @@ from portfwd.sandbox.topology import (
     BUILTIN_BACKENDS,
     ContainerSpec,
     PortSpec,
+    ServiceSpec,
     Topology,
     WorkloadSpec,
     load_topology,
@@ -357,7 +358,14 @@ class SandboxCluster:
             raise ConnectionRefusedError(REFUSED)
         addr = await self._backend_address(ns, name, spec)
         reader, writer = await asyncio.open_connection(addr[0], addr[1])
-        rt = self._runtime_for(ns, name, uid)  # the pod may have gone while we connected
+        try:
+            rt = self._runtime_for(ns, name, uid)  # the pod may have gone while we connected
+        except ConnectionRefusedError:
+            writer.close()
+            raise
+        # Kept to drop them when the pod goes; closed ones are pruned here, so the set stays
+        # as small as the pod's open connections.
+        rt.conns = {w for w in rt.conns if not w.is_closing()}
         rt.conns.add(writer)
         return reader, writer
 
@@ -420,7 +428,7 @@ class SandboxCluster:
             },
         )
 
-    def _create_service(self, ns: str, svc: Any) -> None:
+    def _create_service(self, ns: str, svc: ServiceSpec) -> None:
         if svc.headless:
             ip = "None"
         else:
