@@ -226,3 +226,16 @@ async def test_kubectl_auth_can_i(
     """`kubectl auth can-i` (a protobuf SelfSubjectAccessReview) tells the fixed RBAC."""
     _, out, _ = await kubectl(sandbox, "auth", "can-i", *args, context=context)
     assert out.strip() == answer
+
+
+async def test_kubectl_logs(sandbox: SandboxCluster) -> None:
+    out = await kubectl_ok(sandbox, "logs", "crashy")
+    assert "listening on :8080/TCP (http)" in out
+    rc, _, err = await kubectl(sandbox, "logs", "stuck-creating")
+    assert rc != 0
+    assert (
+        'container "stuck-creating" in pod "stuck-creating" is waiting to start: '
+        "ContainerCreating" in err
+    )
+    rc, _, err = await kubectl(sandbox, "logs", "crashy", context="sandbox-nobody")
+    assert rc != 0 and 'cannot get resource "pods/log"' in err

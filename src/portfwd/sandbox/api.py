@@ -179,6 +179,15 @@ def resource_list(group: str, version: str) -> Obj:
                     "verbs": ["create", "get"],
                 }
             )
+            resources.append(
+                {
+                    "name": "pods/log",
+                    "singularName": "",
+                    "namespaced": True,
+                    "kind": "Pod",
+                    "verbs": ["get"],
+                }
+            )
         if info.name in ("deployments", "statefulsets"):
             resources.append(
                 {
@@ -329,6 +338,13 @@ async def _handle_resource(
         return await _portforward(request, cluster, t.ns, t.name)
     if t.sub == "scale" and t.info.name in ("deployments", "statefulsets") and t.name and t.ns:
         return await _scale(request, cluster, t)
+    if t.sub == "log" and t.info.name == "pods" and t.name and t.ns and request.method == "GET":
+        if cluster.store.get("pods", t.ns, t.name) is None:
+            return not_found(t.info, t.name)
+        text, problem = cluster.pod_log(t.ns, t.name, request.query.get("container"))
+        if problem:
+            return status_response(400, "BadRequest", problem)
+        return web.Response(text=text, content_type="text/plain")
     if t.sub:
         return no_such_path()
     if request.method == "GET":

@@ -319,6 +319,37 @@ class SandboxCluster:
         self._sync(ns)
         return last
 
+    def pod_log(self, ns: str, name: str, container: str | None) -> tuple[str, str | None]:
+        """(log text, None) or ("", the kubelet's 400 message) for `kubectl logs`."""
+        pod = self.store.get("pods", ns, name)
+        rt = self._runtime.get((ns, name))
+        if pod is None or rt is None:
+            return "", f'pods "{name}" not found'
+        names = [c["name"] for c in pod["spec"]["containers"]]
+        if container is None:
+            if len(names) > 1:
+                return "", (
+                    f"a container name must be specified for pod {name}, choose one of: "
+                    f"[{' '.join(names)}]"
+                )
+            container = names[0]
+        if container not in names:
+            return "", f"container {container} is not valid for pod {name}"
+        if rt.state in ("Pending", "ContainerCreating"):
+            reason = "ContainerCreating"
+            return "", f'container "{container}" in pod "{name}" is waiting to start: {reason}'
+        lines = [f"{rt.started} sandbox: container {container} started on {rt.node}"]
+        for spec in rt.ports.values():
+            what = spec.backend or "nothing"
+            lines.append(
+                f"{rt.started} listening on :{spec.container_port}/{spec.protocol} ({what})"
+            )
+        if rt.state == "CrashLoopBackOff":
+            lines.append(f"{rt.started} fatal: cannot reach the database: connection refused")
+        elif rt.state == "NotReady":
+            lines.append(f"{rt.started} readiness: warming caches, answering 503 to probes")
+        return "\n".join(lines) + "\n", None
+
     def pod_names(self, ns: str, labels: dict[str, str] | None = None) -> list[str]:
         """Names of the live (not terminating) pods in `ns` matching all `labels`."""
         out = []
