@@ -11,7 +11,7 @@ import pytest
 
 from portfwd.sandbox.cluster import SandboxCluster
 
-from .helpers import kubectl, kubectl_base, kubectl_ok
+from .helpers import call, kubectl, kubectl_base, kubectl_ok
 
 pytestmark = pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl not installed")
 
@@ -237,5 +237,10 @@ async def test_kubectl_logs(sandbox: SandboxCluster) -> None:
         'container "stuck-creating" in pod "stuck-creating" is waiting to start: '
         "ContainerCreating" in err
     )
-    rc, _, err = await kubectl(sandbox, "logs", "crashy", context="sandbox-nobody")
-    assert rc != 0 and 'cannot get resource "pods/log"' in err
+    out = await kubectl_ok(sandbox, "logs", "crashy", context="sandbox-viewer")
+    assert "fatal:" in out
+    status, body = await call(
+        sandbox, "GET", "/api/v1/namespaces/demo/pods/crashy/log", sandbox.tokens.nobody
+    )
+    assert status == 403
+    assert 'cannot get resource "pods/log"' in body["message"]
