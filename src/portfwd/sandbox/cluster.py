@@ -82,7 +82,7 @@ class SandboxCluster:
         termination_grace: float = 0.2,
         kubeconfig_path: Path | None = None,
         bookmark_interval: float = 5.0,
-        watch_history: int = 5000,
+        watch_history: int = 1000,
     ) -> None:
         self._topology_source = topology
         self.topology = Topology()  # loaded by start(), off the event loop

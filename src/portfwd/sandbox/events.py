@@ -11,7 +11,7 @@ from collections import deque
 
 from portfwd.sandbox.store import Obj, Store, now_rfc3339
 
-MAX_EVENTS = 1000
+MAX_EVENTS = 500
 
 
 class EventRecorder:

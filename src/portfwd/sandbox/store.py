@@ -145,7 +145,7 @@ class TooOld(Exception):
 
 
 class Store:
-    def __init__(self, history: int = 5000) -> None:
+    def __init__(self, history: int = 1000) -> None:
         self._objects: dict[str, dict[tuple[str, str], Obj]] = {r: {} for r in RESOURCES}
         self.rv = 1
         self._history: deque[Event] = deque()
