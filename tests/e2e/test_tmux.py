@@ -188,3 +188,41 @@ def test_demo_add_forward_move_bytes_quit_restore(tmux: Tmux, tmp_path: Path) ->
     assert echo_roundtrip(port, b"restored") == b"restored"
     tmux.keys("two", "q")
     tmux.wait_for("two", lambda s: f"{EXIT_MARK}0" in s, "a clean exit")
+
+
+def test_unexpected_exception_restores_terminal_and_writes_crash_log(
+    tmux: Tmux, tmp_path: Path
+) -> None:
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "state.yaml").write_text("version: 1\nforwards: []\n")
+    # A bug injected into one key handler: `y` raises inside the running app.
+    program = (
+        "import sys\n"
+        "from portfwd.tui.screens import dashboard\n"
+        "def broken(self):\n"
+        "    raise ZeroDivisionError('injected bug')\n"
+        "dashboard.DashboardScreen.action_copy_command = broken\n"
+        "from portfwd.cli import main\n"
+        "sys.argv = ['portfwd', 'demo']\n"
+        "main()\n"
+    )
+    command = (
+        f"env -u COLUMNS -u LINES PORTFWD_CONFIG_DIR={shlex.quote(str(config))} "
+        f"{shlex.quote(sys.executable)} -c {shlex.quote(program)}; rc=$?; "
+        # After the crash: is the terminal back in cooked mode with echo?
+        "stty -a | tr ' ;' '\\n\\n' | grep -xE -- '-?(icanon|echo)' | tr '\\n' ' '; echo; "
+        "(exit $rc)"
+    )
+    tmux.start("crash", command)
+    tmux.wait_for("crash", lambda s: "No forwards yet" in s, "the dashboard")
+    tmux.keys("crash", "y")
+    screen = tmux.wait_for("crash", lambda s: f"{EXIT_MARK}" in s, "the process to exit")
+    joined = tmux.run("capture-pane", "-p", "-J", "-t", "crash")
+    assert f"{EXIT_MARK}1" in joined
+    assert "portfwd stopped after an unexpected error: ZeroDivisionError: injected bug" in joined
+    logs = list(config.glob("portfwd-crash-*.log"))
+    assert len(logs) == 1
+    assert f"the full report is in {logs[0]}" in joined
+    assert "ZeroDivisionError: injected bug" in logs[0].read_text()
+    assert "icanon echo" in screen  # not "-icanon -echo": the terminal was restored

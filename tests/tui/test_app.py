@@ -584,3 +584,34 @@ async def test_state_saved_on_every_change(harness: Harness) -> None:
         await wait_until(pilot, lambda: [f["running"] for f in saved()] == [False], what="stop")
         await app.manager.remove(fid)
         await wait_until(pilot, lambda: saved() == [], what="removal saved")
+
+
+async def test_several_ports_marked_with_tab_become_several_forwards(harness: Harness) -> None:
+    app = harness.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        screen = await open_picker_to_ports(pilot, "api")
+        assert [o[4:].split()[0] for o in options(app)] == ["443/TCP", "9090/TCP"]
+        await press(pilot, "tab", "down", "tab")
+        assert options(app)[0].startswith("[x]") and options(app)[1].startswith("[x]")
+        await press(pilot, "enter")
+        assert screen.step == "local" and [p.port for p in screen.ports] == [443, 9090]
+        first, second = free_port(), free_port()
+        screen.query_one("#local-443", Input).value = str(first)
+        screen.query_one("#local-9090", Input).value = str(second)
+        await settle(pilot)
+        await press(pilot, "enter")
+        await wait_until(
+            pilot,
+            lambda: (
+                sorted(s.local_port for s in app.manager.snapshot()) == sorted([first, second])
+                and all(s.state is ForwardState.ACTIVE for s in app.manager.snapshot())
+            ),
+            what="two forwards active",
+        )
+        assert sorted((s.spec.target, s.spec.remote_port) for s in app.manager.snapshot()) == [
+            ("svc/api", 443),
+            ("svc/api", 9090),
+        ]
+        await press(pilot, "enter")  # enter on a row opens its log
+        assert isinstance(app.screen, LogScreen)

@@ -228,7 +228,7 @@ class ForwardTable(DataTable[Any]):
         for key in COLUMN_KEYS:
             if old.get(key) != new[key]:
                 try:
-                    self.update_cell(snap.id, key, new[key], update_width=key != "error")
+                    self.update_cell(snap.id, key, new[key], update_width=True)
                 except (CellDoesNotExist, RowDoesNotExist):
                     return
         self._cells[snap.id] = new

@@ -1,0 +1,125 @@
+"""How the dashboard consumes events: in place, resync on Lagged, tick only while visible.
+
+These drive a fake engine because they need events the real one cannot be made to emit on
+cue (a lagged subscriber, a chosen stats value); behaviour against the real engine is covered
+in test_app.py.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC
+
+import pytest
+
+from portfwd.engine.events import ForwardChanged, Lagged
+from portfwd.engine.model import ForwardState, ForwardStats
+from portfwd.tui.app import PortfwdApp
+from portfwd.tui.screens.logs import LogScreen
+from tests.tui.fakes import NOW, FakeCatalog, FakeManager, mixed_snapshots
+from tests.tui.helpers import settle, wait_until
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def make_app(manager: FakeManager, clock: list[float]) -> PortfwdApp:
+    return PortfwdApp(
+        manager,
+        catalog=FakeCatalog(),
+        context="sandbox",
+        cluster="sandbox",
+        clock=lambda: clock[0],
+        tz=UTC,
+    )
+
+
+async def test_events_update_cells_in_place_without_rebuilding() -> None:
+    manager = FakeManager(mixed_snapshots())
+    app = make_app(manager, [NOW])
+    async with app.run_test(size=(160, 30)) as pilot:
+        await settle(pilot)
+        table = app.dashboard.table
+        rebuilds = 0
+        original = table.rebuild
+
+        def counting() -> None:
+            nonlocal rebuilds
+            rebuilds += 1
+            original()
+
+        table.rebuild = counting  # type: ignore[method-assign]
+        manager.stats("a", ForwardStats(connections_open=7, bytes_in=3 * 1024**3, bytes_out=5))
+        snap = replace(manager.get("e"), state=ForwardState.ERROR, reason="pod db-0 deleted")
+        manager.set(snap)
+        await wait_until(pilot, lambda: str(table.get_row("e")[0]) == "✖ error", what="error")
+        await wait_until(pilot, lambda: str(table.get_row("a")[8]) == "7", what="stats")
+        assert [str(c) for c in table.get_row("a")[8:11]] == ["7", "3.0 GiB", "5 B"]
+        assert str(table.get_row("e")[11]) == "pod db-0 deleted"
+        assert rebuilds == 0
+        assert table.visible_ids() == ["a", "b", "c", "d", "e"]
+
+
+async def test_lagged_resyncs_from_the_snapshot() -> None:
+    manager = FakeManager(mixed_snapshots())
+    app = make_app(manager, [NOW])
+    async with app.run_test(size=(160, 30)) as pilot:
+        await settle(pilot)
+        # Changes the subscriber never heard about (its queue overflowed) ...
+        manager.forwards["b"] = replace(manager.forwards["b"], state=ForwardState.ACTIVE)
+        del manager.forwards["d"]
+        manager.publish(Lagged())
+        table = app.dashboard.table
+        await wait_until(pilot, lambda: "d" not in table.visible_ids(), what="resync")
+        assert str(table.get_row("b")[0]) == "● active"
+
+
+async def test_uptime_ticks_only_while_the_dashboard_is_visible() -> None:
+    clock = [NOW]
+    manager = FakeManager(mixed_snapshots())
+    app = make_app(manager, clock)
+    async with app.run_test(size=(160, 30)) as pilot:
+        await settle(pilot)
+        table = app.dashboard.table
+        assert str(table.get_row("a")[7]) == "1h02m"
+        clock[0] = NOW + 600
+        await wait_until(pilot, lambda: str(table.get_row("a")[7]) == "1h12m", what="tick")
+        app.push_screen(LogScreen("a"))
+        await settle(pilot)
+        ticker = app.dashboard._ticker
+        assert ticker is not None and not ticker._active.is_set()  # paused while hidden
+        app.pop_screen()
+        await settle(pilot)
+        assert ticker._active.is_set()
+
+
+async def test_rates_show_after_a_tick() -> None:
+    clock = [NOW]
+    manager = FakeManager(mixed_snapshots())
+    app = make_app(manager, clock)
+    async with app.run_test(size=(160, 30)) as pilot:
+        await settle(pilot)
+        table = app.dashboard.table
+        table.tick()
+        before = manager.get("a").stats
+        manager.stats("a", replace(before, bytes_in=before.bytes_in + 2048))
+        await settle(pilot)
+        clock[0] = NOW + 1
+        table.tick()
+        assert str(table.get_row("a")[9]) == "1.5 MiB (2.0 KiB/s)"
+
+
+async def test_changed_event_for_a_filtered_out_row_stays_hidden() -> None:
+    manager = FakeManager(mixed_snapshots())
+    app = make_app(manager, [NOW])
+    async with app.run_test(size=(160, 30)) as pilot:
+        await settle(pilot)
+        await pilot.press("slash", "e", "c", "h", "o")
+        await settle(pilot)
+        table = app.dashboard.table
+        assert table.visible_ids() == ["a"]
+        manager.publish(ForwardChanged(replace(manager.get("b"), reason="still web")))
+        manager.publish(
+            ForwardChanged(replace(manager.get("e"), reason="echo server gone", pod="x"))
+        )
+        await wait_until(pilot, lambda: len(table.visible_ids()) == 2, what="now matches")
+        assert table.visible_ids() == ["a", "e"]
