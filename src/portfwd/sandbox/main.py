@@ -41,20 +41,27 @@ async def _serve(kubeconfig_out: Path | None, topology: Path | None, port: int) 
 
 
 def serve(*, kubeconfig_out: Path | None, topology: Path | None, port: int) -> int:
-    """Run until interrupted; returns the exit code (0 on a clean Ctrl-C / SIGTERM)."""
-    from portfwd.errors import ConfigError
+    """Run until interrupted; returns the exit code (0 on a clean Ctrl-C / SIGTERM).
 
+    Expected failures print one `error:` line and return 1 here, rather than raising the
+    client's error type: the sandbox imports nothing from the client side.
+    """
     try:
         asyncio.run(_serve(kubeconfig_out, topology, port))
     except TopologyError as exc:
-        raise ConfigError(f"{exc}") from None
+        return _fail(str(exc))
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
-            raise ConfigError(
+            return _fail(
                 f"port {port} on 127.0.0.1 is already in use: pick another with --port "
                 "(0 picks a free one)"
-            ) from None
-        raise ConfigError(f"cannot start the sandbox: {exc.strerror or exc}") from None
+            )
+        return _fail(f"cannot start the sandbox: {exc.strerror or exc}")
     except KeyboardInterrupt:
         pass
     return 0
+
+
+def _fail(message: str) -> int:
+    sys.stderr.write(f"error: {message}\n")
+    return 1
