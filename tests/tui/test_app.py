@@ -615,3 +615,29 @@ async def test_several_ports_marked_with_tab_become_several_forwards(harness: Ha
         ]
         await press(pilot, "enter")  # enter on a row opens its log
         assert isinstance(app.screen, LogScreen)
+
+
+async def test_ctrl_c_quits_even_from_the_picker_and_saves(harness: Harness) -> None:
+    app = harness.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        port = free_port()
+        await add_active(app, pilot, echo_spec(port))
+        await press(pilot, "n")
+        assert isinstance(app.screen, NewForwardScreen)
+        await pilot.press("ctrl+c")
+        await wait_until(pilot, lambda: app.return_code == 0, what="exit")
+    assert refused(port)
+    saved = yaml.safe_load(harness.state_path.read_text())["forwards"]
+    assert [(f["local_port"], f["running"]) for f in saved] == [(port, True)]
+
+
+async def test_filter_that_matches_nothing_says_so(harness: Harness) -> None:
+    app = harness.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await press(pilot, "n", "enter", "enter", "enter")
+        await type_text(pilot, "zzz")
+        assert options(app) == [] and status(app) == "Nothing matches “zzz”."
+        await press(pilot, "backspace", "backspace", "backspace")
+        assert status(app) == "6 of 6 services selectable" and len(options(app)) == 6

@@ -253,36 +253,11 @@ class PortfwdApp(App[int]):
     # -- command palette: every action by name --------------------------------------------------
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
-        dash = self.dashboard
-        yield SystemCommand(
-            "New forward", "Pick context, namespace, resource, port (n)", dash.action_new_forward
-        )
-        yield SystemCommand(
-            "Start / stop forward", "Toggle the selected forward (space)", dash.action_start_stop
-        )
-        yield SystemCommand(
-            "Restart forward", "Restart the selected forward (r)", dash.action_restart
-        )
-        yield SystemCommand("Delete forward", "Delete the selected forward (d)", dash.action_delete)
-        yield SystemCommand("Edit forward", "Change local port/address (e)", dash.action_edit)
-        yield SystemCommand("Forward logs", "Log of the selected forward (l)", dash.action_logs)
-        yield SystemCommand("App log", "Log of every forward (L)", dash.action_all_logs)
-        yield SystemCommand(
-            "Copy kubectl command", "Equivalent kubectl port-forward (y)", dash.action_copy_command
-        )
-        yield SystemCommand(
-            "Open in browser", "http://localhost:PORT (o)", dash.action_open_browser
-        )
-        yield SystemCommand("Filter forwards", "Show only matching rows (/)", dash.action_filter)
-        yield SystemCommand(
-            "Sort by next column", "Cycle the sort column (s)", dash.action_cycle_sort
-        )
-        yield SystemCommand("Help", "Every key (?)", self.action_help)
-        yield SystemCommand(
-            "Quit", "Save the session, stop every forward, exit (q)", self.action_quit
-        )
+        from portfwd.tui.commands import palette_commands
+
+        yield from palette_commands(self, screen)
         for command in super().get_system_commands(screen):
-            if command.title not in ("Quit",):
+            if command.title != "Quit":  # ours saves the session first
                 yield command
 
     # -- crash capture: run_tui writes it to a log file -----------------------------------------

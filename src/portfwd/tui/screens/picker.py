@@ -89,6 +89,8 @@ class NewForwardScreen(Screen[list[ForwardSpec] | None]):
         self._port_checks: dict[int, PortCheck] = {}
         self._initial_context = context
         self._initial_namespace = namespace
+        self._ready_status = ""
+        self._visible: list[Item] = []
 
     @property
     def papp(self) -> PortfwdApp:
@@ -144,6 +146,7 @@ class NewForwardScreen(Screen[list[ForwardSpec] | None]):
         query.value = ""
         query.placeholder = "type to filter"
         self._items = []
+        self._ready_status = ""
         choices.clear_options()
         if is_local:
             self._build_local_step()
@@ -199,7 +202,8 @@ class NewForwardScreen(Screen[list[ForwardSpec] | None]):
             self._set_status(f"No {what} here. Esc goes back.", "empty")
         else:
             enabled = sum(1 for i in items if not i.disabled)
-            self._set_status(f"{enabled} of {len(items)} {what} selectable", "")
+            self._ready_status = f"{enabled} of {len(items)} {what} selectable"
+            self._set_status(self._ready_status, "")
         self._refilter(self._initial_highlight(step))
 
     def _load_failed(self, what: str, message: str) -> None:
@@ -332,8 +336,11 @@ class NewForwardScreen(Screen[list[ForwardSpec] | None]):
             index = next((n for n, i in enumerate(items) if not i.disabled), None)
         if index is not None:
             choices.highlighted = index
-        if self.state == "ready" and text and not items:
-            self._set_status(f"Nothing matches “{text}”.", "empty")
+        if self.state == "ready" and self.step != "port":
+            if text and not items:
+                self._set_status(f"Nothing matches “{text}”.", "empty")
+            elif self._ready_status:
+                self._set_status(self._ready_status, "")
 
     @on(Input.Changed, "#query")
     def _query_changed(self, event: Input.Changed) -> None:
@@ -358,7 +365,7 @@ class NewForwardScreen(Screen[list[ForwardSpec] | None]):
         self._choose(option.id)
 
     def _choose(self, key: str | None) -> None:
-        item = next((i for i in getattr(self, "_visible", []) if i.key == key), None)
+        item = next((i for i in self._visible if i.key == key), None)
         if item is None or item.disabled:
             return
         if self.step == "context":

@@ -1,0 +1,44 @@
+"""The command palette (ctrl+p): every dashboard action by name, with its key as a hint."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from textual.app import SystemCommand
+
+from portfwd.tui.screens.dashboard import DashboardScreen
+
+if TYPE_CHECKING:
+    from portfwd.tui.app import PortfwdApp
+
+
+def palette_commands(app: PortfwdApp, screen: object) -> Iterable[SystemCommand]:
+    """Actions on the selected forward are offered where they apply: on the dashboard."""
+    dash = app.dashboard
+    if isinstance(screen, DashboardScreen):
+        yield SystemCommand(
+            "New forward", "Pick context, namespace, resource, port (n)", dash.action_new_forward
+        )
+        yield SystemCommand(
+            "Start / stop forward", "Toggle the selected forward (space)", dash.action_start_stop
+        )
+        yield SystemCommand(
+            "Restart forward", "Restart the selected forward (r)", dash.action_restart
+        )
+        yield SystemCommand("Delete forward", "Delete the selected forward (d)", dash.action_delete)
+        yield SystemCommand("Edit forward", "Change local port/address (e)", dash.action_edit)
+        yield SystemCommand("Forward logs", "Log of the selected forward (l)", dash.action_logs)
+        yield SystemCommand(
+            "Copy kubectl command", "Equivalent kubectl port-forward (y)", dash.action_copy_command
+        )
+        yield SystemCommand(
+            "Open in browser", "http://localhost:PORT (o)", dash.action_open_browser
+        )
+        yield SystemCommand("Filter forwards", "Show only matching rows (/)", dash.action_filter)
+        yield SystemCommand(
+            "Sort by next column", "Cycle the sort column (s)", dash.action_cycle_sort
+        )
+    yield SystemCommand("App log", "Log of every forward (L)", dash.action_all_logs)
+    yield SystemCommand("Help", "Every key (?)", app.action_help)
+    yield SystemCommand("Quit", "Save the session, stop every forward, exit (q)", app.action_quit)
