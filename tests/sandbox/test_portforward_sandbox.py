@@ -12,10 +12,12 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import ssl
 import threading
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import aiohttp
 import pytest
 import pytest_asyncio
 
@@ -125,7 +127,7 @@ async def test_official_client_http_bytes_through_sandbox(api: CoreV1Api) -> Non
 async def test_official_client_sees_refused_port_text(
     sandbox: SandboxCluster, api: CoreV1Api
 ) -> None:
-    pod, uid = await in_thread(running_pod, api, "app=echo")
+    pod, _uid = await in_thread(running_pod, api, "app=echo")
     await sandbox.set_backend_refusing("demo", pod, 9000, True)
     pf = await in_thread(open_forward, api, pod, "9000")
     try:
@@ -133,9 +135,24 @@ async def test_official_client_sees_refused_port_text(
     finally:
         pf.close()
     assert error is not None
-    assert error.startswith(f"error forwarding port 9000 to pod {pod}, uid ")
-    assert error.endswith(
+    # The uid is empty on this path, as a real cluster's kubelet writes it (real-apiserver.md).
+    assert error == (
+        f"error forwarding port 9000 to pod {pod}, uid "
         f': failed to connect to localhost:9000 inside namespace of pod "{pod}": '
         "dial tcp 127.0.0.1:9000: connect: connection refused"
     )
-    assert uid  # the API reports one; the kubelet text may or may not carry it
+
+
+async def test_bad_ports_beat_a_missing_pod(sandbox: SandboxCluster) -> None:
+    """The API server converts `ports` before it looks the pod up: 400, not 404."""
+    ctx = ssl.create_default_context(cafile=str(sandbox.ca_path))
+    headers = {"Authorization": f"Bearer {sandbox.tokens.admin}"}
+    url = f"{sandbox.url}/api/v1/namespaces/demo/pods/nope/portforward?ports=abc"
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(url, headers=headers, ssl=ctx) as resp,
+    ):
+        body = await resp.json()
+    assert resp.status == 400
+    assert body["reason"] == "BadRequest"
+    assert 'parsing "abc": invalid syntax' in body["message"]

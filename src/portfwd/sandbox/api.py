@@ -26,7 +26,7 @@ from portfwd.sandbox.auth import (
 )
 from portfwd.sandbox.kubeproto import ProtoError, decode_access_review
 from portfwd.sandbox.manifests import deep_merge, scale_manifest
-from portfwd.sandbox.portforward import serve_portforward
+from portfwd.sandbox.portforward import serve_portforward, validate_ports_query
 from portfwd.sandbox.selectors import (
     SelectorError,
     parse_field_selector,
@@ -587,6 +587,10 @@ async def _delete_pod(
 async def _portforward(
     request: web.Request, cluster: SandboxCluster, ns: str, name: str
 ) -> web.StreamResponse:
+    # A real API server converts `ports` before it looks the pod up (400 beats 404).
+    bad_ports = validate_ports_query(request)
+    if bad_ports is not None:
+        return bad_ports
     pod = cluster.store.get("pods", ns, name)
     if pod is None:
         return not_found(RESOURCES["pods"], name)
@@ -597,8 +601,10 @@ async def _portforward(
     async def dial(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         return await cluster.dial(ns, name, uid, port)
 
+    # The kubelet's error text carries an empty uid on this path ("uid : failed ..."),
+    # as measured on a real cluster (real-apiserver.md).
     return await serve_portforward(
-        request, pod_name=name, pod_uid=uid, dial=dial, close_linger=cluster.close_linger
+        request, pod_name=name, pod_uid="", dial=dial, close_linger=cluster.close_linger
     )
 
 
