@@ -51,10 +51,10 @@ def run_demo(*, topology: Path | None) -> int:
         Path(override).expanduser() if override else Path(tempfile.mkdtemp(prefix="portfwd-demo-"))
     )
     try:
-        log_dir = config_dir if override else Path(tempfile.gettempdir())
-        return guarded(log_dir, lambda: _demo(topology, config_dir))
+        return guarded(config_dir, lambda: _demo(topology, config_dir))
     finally:
-        if not override:
+        # The throw-away session goes, unless it holds a crash report the user was pointed to.
+        if not override and not any(config_dir.glob("portfwd-crash-*.log")):
             shutil.rmtree(config_dir, ignore_errors=True)
 
 

@@ -401,7 +401,11 @@ async def restore(
     notes: dict[str, str] = {}
     to_start: list[str] = []
     for item in saved:
-        fid = await manager.add(item.spec, start=False, forward_id=item.id)
+        try:
+            fid = await manager.add(item.spec, start=False, forward_id=item.id)
+        except ValueError as exc:  # e.g. a duplicate id in a hand-edited file
+            log.warning("cannot restore forward %s: %s", item.id, exc)
+            continue
         if item.running and restart:
             to_start.append(fid)
         elif item.running:

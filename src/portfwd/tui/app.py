@@ -8,6 +8,7 @@ owns one worker that turns the Manager's events into Textual messages, and the q
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 import traceback
 import webbrowser
@@ -46,6 +47,8 @@ from portfwd.tui.screens.dashboard import DashboardScreen
 from portfwd.tui.screens.dialogs import HelpScreen
 from portfwd.tui.screens.logs import LogScreen
 from portfwd.tui.screens.picker import NewForwardScreen
+
+log = logging.getLogger(__name__)
 
 
 class PortfwdApp(App[int]):
@@ -151,6 +154,9 @@ class PortfwdApp(App[int]):
                 for spec in self.seed:
                     with contextlib.suppress(PortfwdError):  # shown as its error state
                         await self.manager.add(spec, start=True)
+        except Exception:
+            if not self.quitting:  # quitting shuts the engine down under a slow restore
+                raise
         finally:
             self.dashboard.set_notes(notes)
             if self.store is not None and not self.quitting:
@@ -219,6 +225,11 @@ class PortfwdApp(App[int]):
                 ids.append(await self.manager.add(spec, start=True))
             except PortfwdError as exc:
                 self.notify(f"{spec.target} {spec.remote_port}: {exc}", severity="error")
+            except Exception as exc:
+                if self.quitting:
+                    return
+                log.exception("adding %s failed", spec)
+                self.notify(f"adding {spec.target} failed unexpectedly: {exc!r}", severity="error")
         self.post_message(ForwardCreated(ids))
 
     def open_logs(self, forward_id: str | None) -> None:

@@ -8,6 +8,8 @@ log file whose path is printed, so a crash report is one file away.
 from __future__ import annotations
 
 import asyncio
+import logging
+import logging.handlers
 import os
 import sys
 import tempfile
@@ -49,12 +51,36 @@ def guarded(log_dir: Path, main: Callable[[], Awaitable[int]]) -> int:
     async def runner() -> int:
         return await main()
 
+    handler = _file_logging(log_dir)
+
     try:
         return asyncio.run(runner())
     except (PortfwdError, KeyboardInterrupt):
         raise
     except Exception as exc:
         return report_crash(log_dir, "".join(traceback.format_exception(exc)))
+    finally:
+        if handler is not None:
+            logging.getLogger().removeHandler(handler)
+            handler.close()
+
+
+def _file_logging(log_dir: Path) -> logging.Handler | None:
+    """Warnings go to a small rotating file: stderr belongs to the full-screen app."""
+    try:
+        log_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        handler = logging.handlers.RotatingFileHandler(
+            log_dir / "portfwd.log", maxBytes=1_000_000, backupCount=1, encoding="utf-8"
+        )
+    except OSError:
+        return None
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    if root.level > logging.WARNING or root.level == logging.NOTSET:
+        root.setLevel(logging.WARNING)
+    return handler
 
 
 def report_crash(log_dir: Path, details: str) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -22,6 +23,8 @@ from portfwd.tui.widgets.forward_table import ForwardTable
 
 if TYPE_CHECKING:
     from portfwd.tui.app import PortfwdApp
+
+log = logging.getLogger(__name__)
 
 EMPTY_TEXT = (
     "[b]No forwards yet.[/b]\n\n"
@@ -175,6 +178,11 @@ class DashboardScreen(Screen[None]):
             self.notify(f"{what}: {exc}", severity="error", timeout=8)
         except KeyError:
             self.notify(f"{what}: that forward no longer exists", severity="warning")
+        except Exception as exc:  # an engine bug must not take the dashboard down
+            if self.papp.quitting:
+                return  # the engine is shutting down under this call
+            log.exception("%s failed", what)
+            self.notify(f"{what} failed unexpectedly: {exc!r}", severity="error", timeout=10)
 
     # -- actions ----------------------------------------------------------------------------
 
