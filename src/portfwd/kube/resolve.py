@@ -168,24 +168,25 @@ def _no_ready_pod(
         return ResolveError(
             f"{label} has no Ready pod: no pods match its selector {selector}{scaled}"
         )
-    why = why or {}
-    ordered = sorted(pods, key=lambda p: p.name)
-    parts = [f"{p.name}: {why.get(p.name) or p.not_ready_reason()}" for p in ordered[:_MAX_LISTED]]
-    if len(ordered) > _MAX_LISTED:
-        parts.append("...")
     count = (
         f"{len(pods)} pods match its selector" if len(pods) > 1 else "1 pod matches its selector"
     )
-    return ResolveError(f"{label} has no Ready pod: {count}, none Ready ({'; '.join(parts)})")
+    listing = _why_not_ready(pods, why or {})
+    return ResolveError(f"{label} has no Ready pod: {count}, none Ready ({listing})")
 
 
 def _skipped_line(pods: list[Pod], why: dict[str, str]) -> str:
     """A decision line naming the pods passed over, and why (first few)."""
+    return f"not Ready: {_why_not_ready(pods, why)}" if pods else ""
+
+
+def _why_not_ready(pods: list[Pod], why: dict[str, str]) -> str:
+    """`name: reason; ...` for the first few pods by name: one line, however many pods."""
     ordered = sorted(pods, key=lambda p: p.name)
     parts = [f"{p.name}: {why.get(p.name) or p.not_ready_reason()}" for p in ordered[:_MAX_LISTED]]
     if len(ordered) > _MAX_LISTED:
         parts.append("...")
-    return ("not Ready: " + "; ".join(parts)) if parts else ""
+    return "; ".join(parts)
 
 
 def _check_tcp(port: ContainerPort | None, shown: str, label: str, pod: Pod) -> None:
@@ -217,6 +218,32 @@ def _pod_port(pod: Pod, remote: int | str, label: str) -> tuple[int, str, list[s
     return named.container_port, named.name, [f"port {remote} -> {named.container_port}"]
 
 
+def _to_pod_port(pod: Pod, port: int, name: str, decisions: list[str]) -> Resolution:
+    """A pod or workload target: kubectl's local port for a bare port name is the pod's."""
+    return Resolution(
+        pod=pod,
+        container_port=port,
+        port_name=name,
+        protocol="TCP",
+        decisions=tuple(decisions),
+        local_port_default=port,
+    )
+
+
+async def _matching_pods(client: ResolveClient, ns: str, selector: LabelSelector) -> list[Pod]:
+    """Pods `selector` matches, re-checked here so a server ignoring the query adds no strangers."""
+    return [
+        p
+        for p in await client.list_pods(ns, selector.to_query())
+        if selector.matches(p.meta.labels)
+    ]
+
+
+def _serving(pod: Pod) -> bool:
+    """Can take a forward now: Ready, Running and not on its way out."""
+    return pod.ready and pod.phase == "Running" and not pod.terminating
+
+
 def _no_named_port(pod: Pod, name: str) -> ResolveError:
     named = [p for p in pod.all_ports if p.name]
     if named:
@@ -244,14 +271,7 @@ async def _resolve_pod(
     port, name, notes = _pod_port(pod, remote, label)
     decisions.insert(0, f"{label} port {port}" + (f" ({name})" if name else ""))
     decisions.extend(notes)
-    return Resolution(
-        pod=pod,
-        container_port=port,
-        port_name=name,
-        protocol="TCP",
-        decisions=tuple(decisions),
-        local_port_default=port,
-    )
+    return _to_pod_port(pod, port, name, decisions)
 
 
 # --- service -------------------------------------------------------------------------------
@@ -307,7 +327,7 @@ async def _resolve_service(
     query = selector.to_query()
     decisions: list[str] = []
 
-    pods = [p for p in await client.list_pods(ns, query) if selector.matches(p.meta.labels)]
+    pods = await _matching_pods(client, ns, selector)
     by_name = {p.name: p for p in pods}
     why: dict[str, str] = {}
     try:
@@ -340,7 +360,7 @@ async def _resolve_service(
     else:
         if slices is not None:
             decisions.append(f"{label} has no EndpointSlices yet; chose by pod readiness")
-        candidates = [p for p in pods if p.ready and p.phase == "Running" and not p.terminating]
+        candidates = [p for p in pods if _serving(p)]
         endpoint_count = len(pods)
 
     if not candidates:
@@ -401,8 +421,8 @@ async def _resolve_workload(
     if selector.empty:
         raise ResolveError(f"{label} has an empty selector; forward to a pod instead (pod/NAME)")
     query = selector.to_query()
-    pods = [p for p in await client.list_pods(ns, query) if selector.matches(p.meta.labels)]
-    ready = [p for p in pods if p.ready and p.phase == "Running" and not p.terminating]
+    pods = await _matching_pods(client, ns, selector)
+    ready = [p for p in pods if _serving(p)]
     if not ready:
         raise _no_ready_pod(label, query, pods, replicas=workload.replicas)
     if isinstance(remote, str):
@@ -422,11 +442,4 @@ async def _resolve_workload(
     skipped = _skipped_line([p for p in pods if p.name not in ready_names], {})
     if skipped:
         decisions.append(skipped)
-    return Resolution(
-        pod=pod,
-        container_port=port,
-        port_name=name,
-        protocol="TCP",
-        decisions=tuple(decisions),
-        local_port_default=port,
-    )
+    return _to_pod_port(pod, port, name, decisions)
