@@ -137,3 +137,35 @@ def test_help(snap_compare: SnapCompare) -> None:
         await settle(pilot)
 
     assert snap_compare(make_app(), terminal_size=(150, 44), run_before=run_before)
+
+
+def test_picker_local_step(snap_compare: SnapCompare, monkeypatch: pytest.MonkeyPatch) -> None:
+    from portfwd.tui import ports
+    from portfwd.tui.screens import picker
+
+    async def suggest(remote: int, address: str, taken: object) -> int:
+        return {80: 8080, 443: 8443}[remote]
+
+    async def check(text: str, address: str, taken: object) -> ports.PortCheck:
+        if text == "8443":
+            return ports.PortCheck(False, "8443 is in use by another program")
+        return ports.PortCheck(True, f"{address}:{text} is free")
+
+    monkeypatch.setattr(picker, "suggest_port", suggest)
+    monkeypatch.setattr(picker, "check_port", check)
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await _to_step(pilot, ["enter", "enter", "enter", "enter", "tab", "down", "tab", "enter"])
+
+    assert snap_compare(make_app(), terminal_size=(150, 36), run_before=run_before)
+
+
+def test_dashboard_error_selected_shows_full_reason(snap_compare: SnapCompare) -> None:
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await settle(pilot)
+        await pilot.press("down", "down", "down")
+        await settle(pilot)
+
+    assert snap_compare(
+        make_app(FakeManager(mixed_snapshots())), terminal_size=SIZE, run_before=run_before
+    )

@@ -18,7 +18,7 @@ from textual.widgets import DataTable, Footer, Header, Input, Static
 
 from portfwd.engine.model import ForwardSnapshot, ForwardSpec, ForwardState, ForwardStats
 from portfwd.errors import PortfwdError
-from portfwd.tui.format import forward_label, url_for
+from portfwd.tui.format import forward_label, local_text, remote_text, status_text, url_for
 from portfwd.tui.widgets.forward_table import ForwardTable
 
 if TYPE_CHECKING:
@@ -66,6 +66,7 @@ class DashboardScreen(Screen[None]):
             yield Input(placeholder="filter: words to match (Esc clears)", id="filter")
             yield ForwardTable(clock=self.papp.clock, id="forwards")
             yield Static(EMPTY_TEXT, id="empty")
+            yield Static("", id="detail")
         yield Footer()
 
     @property
@@ -110,18 +111,22 @@ class DashboardScreen(Screen[None]):
             return
         self.table.set_all(snapshots)
         self._update_empty()
+        self._update_detail()
 
     def upsert(self, snap: ForwardSnapshot) -> None:
         if not self.live:
             return
         self.table.upsert(snap)
         self._update_empty()
+        if snap.id == self.table.selected_id:
+            self._update_detail()
 
     def remove_forward(self, fid: str) -> None:
         if not self.live:
             return
         self.table.remove_forward(fid)
         self._update_empty()
+        self._update_detail()
 
     def update_stats(self, fid: str, stats: ForwardStats) -> None:
         if not self.live:
@@ -323,3 +328,34 @@ class DashboardScreen(Screen[None]):
     @on(DataTable.RowSelected, "#forwards")
     def _row_selected(self, event: DataTable.RowSelected) -> None:
         self.action_logs()
+
+    @on(DataTable.RowHighlighted, "#forwards")
+    def _row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self._update_detail()
+
+    def _update_detail(self) -> None:
+        """The selected forward in full: the table clips long errors, this line does not."""
+        if not self.live:
+            return
+        detail = self.query_one("#detail", Static)
+        table = self.table
+        fid = table.selected_id
+        snap = table.snapshots.get(fid) if fid else None
+        if snap is None:
+            detail.display = False
+            return
+        detail.display = True
+        text = status_text(snap.state)
+        text.append(f"  {snap.spec.target}", style="bold")
+        ns = snap.namespace or snap.spec.namespace or ""
+        ctx = snap.context or snap.spec.context or ""
+        text.append(f" in {ns or '?'} ({ctx or 'current context'})")
+        if snap.pod:
+            text.append(f" · pod {snap.pod}")
+        text.append(f" · {local_text(snap)} → {remote_text(snap)}")
+        reason = snap.reason or table.notes.get(snap.id, "")
+        if reason:
+            style = "red" if snap.state is ForwardState.ERROR else "yellow"
+            text.append("\n")
+            text.append(reason, style=style)
+        detail.update(text)
