@@ -303,6 +303,15 @@ class KubeClient:
                 self._ssl_ctx, self._ssl_key = ctx, key
             return self._ssl_ctx if self._ssl_ctx is not None else True
 
+    def _url(self, path: str) -> URL:
+        """`path` below the server URL, keeping a path prefix (e.g. a Rancher proxy's)."""
+        return self._base.with_path(self._base.path.rstrip("/") + path, encoded=True)
+
+    def _refresh_credentials(self) -> None:
+        """After a 401: a rotated token or an expired exec credential is fetched again."""
+        log.debug("401 from %s: refreshing credentials, retrying once", self._where)
+        self.conn.auth.invalidate()
+
     async def _prepare(self) -> tuple[dict[str, str], ssl.SSLContext | bool]:
         creds = await self.conn.auth.get()
         headers = {"Accept": "application/json"}
@@ -461,7 +470,7 @@ class KubeClient:
     ) -> Any:
         """One REST call with auth, TLS, timeout; one retry after a 401 with fresh creds."""
         session = self._get_session()
-        url = self._base.with_path(self._base.path.rstrip("/") + path, encoded=True)
+        url = self._url(path)
         what = what or f"{method} {path}"
         timeout = aiohttp.ClientTimeout(total=self.request_timeout, connect=self.connect_timeout)
         for attempt in (1, 2):
@@ -482,8 +491,7 @@ class KubeClient:
             except (aiohttp.ClientError, TimeoutError, ssl.SSLError) as exc:
                 raise self._connection_error(exc, what) from None
             if status == 401 and attempt == 1:
-                log.debug("401 from %s: refreshing credentials, retrying once", self._where)
-                self.conn.auth.invalidate()
+                self._refresh_credentials()
                 continue
             if status >= 400:
                 raise self._status_error(status, body, what=what, ns=ns, user=self.conn.user)
@@ -718,7 +726,7 @@ class KubeClient:
     ) -> AsyncGenerator[dict[str, Any], None]:
         """Yield decoded watch lines; raise _StreamDropped when the connection breaks."""
         session = self._get_session()
-        url = self._base.with_path(self._base.path.rstrip("/") + path, encoded=True)
+        url = self._url(path)
         scope = f' in namespace "{ns}"' if ns else ""
         what = f"watch {resource}{scope}"
         timeout = aiohttp.ClientTimeout(
@@ -743,8 +751,7 @@ class KubeClient:
                 raise self._connection_error(exc, what) from None
             async with resp:
                 if resp.status == 401 and attempt == 1:
-                    log.debug("401 from %s: refreshing credentials, retrying once", self._where)
-                    self.conn.auth.invalidate()
+                    self._refresh_credentials()
                     continue
                 if resp.status >= 400:
                     try:
@@ -794,7 +801,7 @@ class KubeClient:
             raise InputError(f"port-forward needs ports in 1..65535, got {list(ports)}")
         session = self._get_session()
         path = _resource_path("pods", ns, pod) + "/portforward"
-        url = self._base.with_path(self._base.path.rstrip("/") + path, encoded=True)
+        url = self._url(path)
         params = [("ports", str(p)) for p in ports]
         what = f'port-forward to pod "{pod}"'
         status = 0
@@ -817,8 +824,7 @@ class KubeClient:
             except aiohttp.WSServerHandshakeError as exc:
                 status = exc.status
                 if status == 401 and attempt == 1:
-                    log.debug("401 from %s: refreshing credentials, retrying once", self._where)
-                    self.conn.auth.invalidate()
+                    self._refresh_credentials()
                     continue
                 break
             except (aiohttp.ClientError, TimeoutError, ssl.SSLError) as exc:
@@ -839,7 +845,7 @@ class KubeClient:
         the API server answers the same Status) to give the user the server's own words."""
         if status in (400, 401, 403, 404):
             session = self._get_session()
-            url = self._base.with_path(self._base.path.rstrip("/") + path, encoded=True)
+            url = self._url(path)
             headers, ssl_arg = await self._prepare()
             body = b""
             replayed = 0
