@@ -39,6 +39,7 @@ from portfwd.kube.auth import (
     WatchedFile,
     parse_exec_config,
 )
+from portfwd.kube.targets import printable
 from portfwd.kube.tls import build_ssl_context
 
 DEFAULT_SERVICEACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
@@ -224,7 +225,7 @@ def _named_list(data: dict[str, Any], key: str, body_key: str, shown: str) -> li
             body = {}
         if not isinstance(body, dict):
             raise ConfigError(
-                f'kubeconfig {shown}: {key} entry "{item["name"]}" has a {body_key} '
+                f'kubeconfig {shown}: {key} entry "{printable(item["name"])}" has a {body_key} '
                 "that is not a mapping"
             )
         entries.append(_Entry(item["name"], body, Path()))
@@ -315,7 +316,11 @@ def _not_found(looked: str, kubeconfig: str | None, env: Mapping[str, str]) -> C
 
 def _available(merged: _Merged) -> str:
     names = sorted(merged.contexts)
-    return ", ".join(names) if names else "none defined"
+    return _names(names) if names else "none defined"
+
+
+def _names(names: list[str]) -> str:
+    return ", ".join(printable(n) for n in names)
 
 
 def _pick_context(merged: _Merged, context: str | None) -> _Entry:
@@ -323,7 +328,7 @@ def _pick_context(merged: _Merged, context: str | None) -> _Entry:
         entry = merged.contexts.get(context)
         if entry is None:
             raise ConfigError(
-                f'context "{context}" not found in {merged.where()}; '
+                f'context "{printable(context)}" not found in {merged.where()}; '
                 f"available: {_available(merged)}"
             )
         return entry
@@ -337,7 +342,8 @@ def _pick_context(merged: _Merged, context: str | None) -> _Entry:
     if entry is None:
         origin = merged.show(merged.current_context_origin or merged.files[0])
         raise ConfigError(
-            f'current-context "{current}" (set in {origin}) not found in {merged.where()}; '
+            f'current-context "{printable(current)}" (set in {origin}) not found in '
+            f"{merged.where()}; "
             f"pass --context (available: {_available(merged)})"
         )
     return entry
@@ -364,27 +370,29 @@ def _connection(
 ) -> ClusterConnection:
     home = merged.home
     ctx_name = ctx_entry.name
-    ctx_owner = f'context "{ctx_name}" in {merged.show(ctx_entry.origin)}'
+    ctx_owner = f'context "{printable(ctx_name)}" in {merged.show(ctx_entry.origin)}'
     cluster_name = ctx_entry.body.get("cluster")
     if not isinstance(cluster_name, str) or not cluster_name:
         raise ConfigError(f"{ctx_owner} names no cluster; set contexts[].context.cluster")
     cluster_entry = merged.clusters.get(cluster_name)
     if cluster_entry is None:
         raise ConfigError(
-            f'context "{ctx_name}" refers to cluster "{cluster_name}", which is not defined '
-            f"in {merged.where()}; available clusters: {', '.join(sorted(merged.clusters)) or '-'}"
+            f'context "{printable(ctx_name)}" refers to cluster "{printable(cluster_name)}", '
+            f"which is not defined in {merged.where()}; "
+            f"available clusters: {_names(sorted(merged.clusters)) or '-'}"
         )
     user_name = ctx_entry.body.get("user")
     user_name = user_name if isinstance(user_name, str) else ""
     user_entry = merged.users.get(user_name) if user_name else None
     if user_name and user_entry is None:
         raise ConfigError(
-            f'context "{ctx_name}" refers to user "{user_name}", which is not defined in '
-            f"{merged.where()}; available users: {', '.join(sorted(merged.users)) or '-'}"
+            f'context "{printable(ctx_name)}" refers to user "{printable(user_name)}", '
+            f"which is not defined in {merged.where()}; "
+            f"available users: {_names(sorted(merged.users)) or '-'}"
         )
 
     c = cluster_entry.body
-    c_owner = f'cluster "{cluster_name}" in {merged.show(cluster_entry.origin)}'
+    c_owner = f'cluster "{printable(cluster_name)}" in {merged.show(cluster_entry.origin)}'
     server = c.get("server")
     if not isinstance(server, str) or not server.strip():
         raise ConfigError(f"{c_owner} has no server; set clusters[].cluster.server")
@@ -466,7 +474,7 @@ def _user_auth(
     home = merged.home
     u = entry.body
     name = entry.name
-    owner = f'user "{name}" in {merged.show(entry.origin)}'
+    owner = f'user "{printable(name)}" in {merged.show(entry.origin)}'
 
     def file_of(key: str) -> WatchedFile | None:
         raw = u.get(key)
@@ -541,7 +549,8 @@ def _auth_provider_token(provider: Any, owner: str) -> str:
     pname = provider.get("name")
     if pname != "oidc":
         raise ConfigError(
-            f'auth-provider "{pname}" of {owner} is not supported (kubectl dropped it too); '
+            f'auth-provider "{printable(str(pname))}" of {owner} is not supported '
+            "(kubectl dropped it too); "
             "switch the user to its exec plugin (e.g. gke-gcloud-auth-plugin, kubelogin)"
         )
     pconfig = provider.get("config") or {}

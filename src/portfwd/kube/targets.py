@@ -78,10 +78,14 @@ _PORT_NAME_MAX = 15
 _DIGITS_RE = re.compile(r"[0-9]+")
 
 
+def printable(text: str) -> str:
+    """`text` with control characters escaped, so input quoted in a message stays one line."""
+    return "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in text)
+
+
 def _q(text: str) -> str:
     """Quote user input for a one-line message: control characters escaped, JSON style."""
-    quoted = json.dumps(text, ensure_ascii=False)
-    return "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in quoted)
+    return printable(json.dumps(text, ensure_ascii=False))
 
 
 _PORT_FORM = "expected [LOCAL:]REMOTE, e.g. 8080:80, 80, :80 or 8443:https"
