@@ -37,7 +37,7 @@ from portfwd.kube.resolve import resolve
 from portfwd.kube.targets import parse_target
 from portfwd.tunnel.addresses import format_host_port, parse_addresses
 from portfwd.tunnel.listener import Listeners, LocalConnection, bind
-from portfwd.tunnel.protocol import TunnelError, TunnelProtocol
+from portfwd.tunnel.protocol import TunnelProtocol
 from portfwd.tunnel.pump import pump
 from portfwd.tunnel.ws_v4 import WsV4Tunnel
 
@@ -284,12 +284,10 @@ class Forward:
         try:
             stream = await tunnel.open(self.namespace, conn.pod, remote)
             await pump(conn.local, stream, conn)
-        except (TunnelError, PortfwdError) as exc:
+        except PortfwdError as exc:  # TunnelError (the kubelet's text), ApiError ...
             self._connection_failed(conn, local_port, remote, str(exc))
-        except (OSError, TimeoutError) as exc:
+        except OSError as exc:  # TimeoutError included
             self._connection_failed(conn, local_port, remote, f"{type(exc).__name__}: {exc}")
-        except asyncio.CancelledError:
-            raise
         except Exception as exc:  # a bug in one connection must not take the forward down
             log.exception("connection of forward %s failed", self.id)
             self._connection_failed(conn, local_port, remote, f"internal error: {exc!r}")
