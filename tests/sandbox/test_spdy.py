@@ -1,0 +1,565 @@
+"""SPDY/3.1 framing, the session, and the kubelet-side SPDY port-forward on a small test app."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import struct
+import zlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import aiohttp
+import pytest
+import pytest_asyncio
+from aiohttp import web
+
+from portfwd.sandbox.portforward_spdy import SPDY_TUNNEL_PROTOCOL, serve_portforward_spdy
+from portfwd.sandbox.spdy import (
+    DEFAULT_WINDOW,
+    HEADER_DICTIONARY,
+    STREAM_BUFFER,
+    DataFrame,
+    Frame,
+    FrameDecoder,
+    FrameEncoder,
+    GoAwayFrame,
+    HeadersFrame,
+    PingFrame,
+    RstStatus,
+    RstStreamFrame,
+    SettingsFrame,
+    SpdyProtocolError,
+    SpdySession,
+    SpdyStream,
+    SynReplyFrame,
+    SynStreamFrame,
+    WindowUpdateFrame,
+    decode_header_block,
+    encode_header_block,
+)
+
+TIMEOUT = 10.0
+
+# --- framing ----------------------------------------------------------------------------------
+
+
+def test_dictionary_is_the_spdy3_one() -> None:
+    assert len(HEADER_DICTIONARY) == 1423
+    assert HEADER_DICTIONARY.startswith(b"\x00\x00\x00\x07options\x00\x00\x00\x04head")
+    assert HEADER_DICTIONARY.endswith(b"charset=iso-8859-1,utf-,*,enq=0.")
+    # zlib names a preset dictionary by its Adler-32: Go's zlib checks this one.
+    assert zlib.adler32(HEADER_DICTIONARY) == 0xE3C6A7C2
+
+
+ALL_FRAMES: list[Frame] = [
+    DataFrame(1, b"hello"),
+    DataFrame(3, b"", fin=True),
+    DataFrame(0x7FFFFFFF, os.urandom(70_000), fin=True),
+    SynStreamFrame(
+        5,
+        {"streamtype": ["data"], "port": ["8080"], "requestid": ["0"]},
+        associated_to=0,
+        priority=7,
+        slot=0,
+        fin=False,
+    ),
+    SynStreamFrame(7, {"x": ["a", "b"]}, fin=True, unidirectional=True),
+    SynReplyFrame(5, {}),
+    SynReplyFrame(7, {"status": ["200 OK"]}, fin=True),
+    RstStreamFrame(5, RstStatus.CANCEL),
+    SettingsFrame(((0, 7, 1000), (1, 4, 100)), clear=True),
+    SettingsFrame(),
+    PingFrame(1),
+    PingFrame(0xFFFFFFFF),
+    GoAwayFrame(9, 1),
+    HeadersFrame(5, {"a": ["1"]}, fin=True),
+    WindowUpdateFrame(5, 0x7FFFFFFF),
+]
+
+
+def test_every_frame_type_roundtrips_even_byte_by_byte() -> None:
+    encoder, decoder = FrameEncoder(), FrameDecoder()
+    wire = b"".join(encoder.encode(f) for f in ALL_FRAMES)
+    assert [f for f in decoder.feed(wire)] == ALL_FRAMES
+
+    encoder, decoder = FrameEncoder(), FrameDecoder()
+    wire = b"".join(encoder.encode(f) for f in ALL_FRAMES)
+    out: list[Frame] = []
+    for i in range(len(wire)):
+        out += decoder.feed(wire[i : i + 1])
+    assert out == ALL_FRAMES
+
+
+def test_frame_heads_are_the_wire_format() -> None:
+    encoder = FrameEncoder()
+    assert encoder.encode(DataFrame(3, b"ab", fin=True)) == b"\x00\x00\x00\x03\x01\x00\x00\x02ab"
+    assert encoder.encode(PingFrame(1)) == b"\x80\x03\x00\x06\x00\x00\x00\x04\x00\x00\x00\x01"
+    assert encoder.encode(RstStreamFrame(3, 5)) == bytes.fromhex("80030003000000080000000300000005")
+    assert encoder.encode(WindowUpdateFrame(3, 100)) == bytes.fromhex(
+        "8003000900000008000000030000" + "0064"
+    )
+    assert encoder.encode(GoAwayFrame(7, 0)) == bytes.fromhex("80030007000000080000000700000000")
+    syn = encoder.encode(SynStreamFrame(1, {"a": ["b"]}, priority=3))
+    assert syn[:4] == b"\x80\x03\x00\x01"
+    assert int.from_bytes(syn[5:8], "big") == len(syn) - 8
+    assert syn[8:18] == b"\x00\x00\x00\x01\x00\x00\x00\x00\x60\x00"
+
+
+def test_header_block_layout() -> None:
+    raw = encode_header_block({"StreamType": ["error"], "multi": ["a", "b"]})
+    assert raw == (
+        b"\x00\x00\x00\x02"
+        b"\x00\x00\x00\x0astreamtype\x00\x00\x00\x05error"
+        b"\x00\x00\x00\x05multi\x00\x00\x00\x03a\x00b"
+    )
+    assert decode_header_block(raw) == {"streamtype": ["error"], "multi": ["a", "b"]}
+
+
+def test_header_blocks_share_one_compression_context() -> None:
+    """Blocks are zlib with the SPDY dictionary, sync-flushed; later ones reuse the context."""
+    encoder = FrameEncoder()
+    headers = {"streamtype": ["data"], "port": ["9000"], "requestid": ["12"]}
+    first = encoder.encode(SynStreamFrame(1, headers))
+    second = encoder.encode(SynStreamFrame(3, headers))
+    block = first[18:]
+    # zlib header: deflate, FDICT set, then the dictionary's Adler-32.
+    assert block[0] & 0x0F == 8 and block[1] & 0x20
+    assert block[2:6] == struct.pack("!I", zlib.adler32(HEADER_DICTIONARY))
+    assert block.endswith(b"\x00\x00\xff\xff")  # sync flush
+    assert len(second) < len(first)  # the repeat is found in the shared window
+    # A standalone decompressor with the dictionary reads the first block...
+    z = zlib.decompressobj(zdict=HEADER_DICTIONARY)
+    assert decode_header_block(z.decompress(block)) == headers
+    # ...but the second only makes sense after the first: one context per direction.
+    decoder = FrameDecoder()
+    with pytest.raises(SpdyProtocolError):
+        decoder.feed(second)
+    decoder = FrameDecoder()
+    assert decoder.feed(first + second) == [SynStreamFrame(1, headers), SynStreamFrame(3, headers)]
+
+
+def test_decoder_rejects_broken_input() -> None:
+    with pytest.raises(SpdyProtocolError, match="stream 0"):
+        FrameDecoder().feed(b"\x00\x00\x00\x00\x00\x00\x00\x00")
+    with pytest.raises(SpdyProtocolError, match="exceeds"):
+        FrameDecoder(max_length=10).feed(b"\x00\x00\x00\x01\x00\x00\x00\x20")
+    with pytest.raises(SpdyProtocolError, match="version"):
+        FrameDecoder().feed(b"\x80\x02\x00\x06\x00\x00\x00\x04\x00\x00\x00\x01")
+    bad_block = b"\x00\x00\x00\x01" + b"not zlib"
+    with pytest.raises(SpdyProtocolError, match="decompress"):
+        FrameDecoder().feed(b"\x80\x03\x00\x02\x00\x00\x00" + bytes([len(bad_block)]) + bad_block)
+    # An unknown control type is skipped, and decoding goes on after it.
+    unknown = b"\x80\x03\x00\x0a\x00\x00\x00\x02zz"
+    assert FrameDecoder().feed(unknown + FrameEncoder().encode(PingFrame(3))) == [PingFrame(3)]
+
+
+# --- session ----------------------------------------------------------------------------------
+
+
+class Peer:
+    """The client end of a session under test: feeds frames in, collects frames out."""
+
+    def __init__(
+        self,
+        validate: Callable[[SpdyStream], str | None] | None = None,
+    ) -> None:
+        self.source = asyncio.StreamReader()
+        self.encoder = FrameEncoder()
+        self.decoder = FrameDecoder()
+        self.received: asyncio.Queue[Frame] = asyncio.Queue()
+        self.streams: asyncio.Queue[SpdyStream] = asyncio.Queue()
+        self.session = SpdySession(
+            self.source,
+            self._receive,
+            validate=validate or (lambda s: None),
+            on_stream=self.streams.put_nowait,
+        )
+
+    async def _receive(self, data: bytes) -> None:
+        for frame in self.decoder.feed(data):
+            self.received.put_nowait(frame)
+
+    def send(self, *frames: Frame) -> None:
+        for frame in frames:
+            self.source.feed_data(self.encoder.encode(frame))
+
+    async def next(self) -> Frame:
+        return await asyncio.wait_for(self.received.get(), TIMEOUT)
+
+    async def next_stream(self) -> SpdyStream:
+        return await asyncio.wait_for(self.streams.get(), TIMEOUT)
+
+
+@contextlib.asynccontextmanager
+async def running(peer: Peer) -> AsyncIterator[asyncio.Task[None]]:
+    task = asyncio.create_task(peer.session.run())
+    try:
+        yield task
+    finally:
+        peer.source.feed_eof()
+        await asyncio.wait_for(task, TIMEOUT)
+
+
+async def test_session_accepts_refuses_and_answers_pings() -> None:
+    peer = Peer(validate=lambda s: None if s.header("port") else "no port")
+    async with running(peer):
+        peer.send(SynStreamFrame(1, {"port": ["80"]}))
+        assert await peer.next() == SynReplyFrame(1, {})
+        stream = await peer.next_stream()
+        assert stream.stream_id == 1 and stream.header("Port") == "80"
+
+        peer.send(SynStreamFrame(3, {}))
+        assert await peer.next() == RstStreamFrame(3, RstStatus.CANCEL)
+        peer.send(SynStreamFrame(2, {"port": ["80"]}))  # even: server-side ids
+        assert await peer.next() == RstStreamFrame(2, RstStatus.PROTOCOL_ERROR)
+        peer.send(SynStreamFrame(1, {"port": ["80"]}))  # not increasing
+        assert await peer.next() == RstStreamFrame(1, RstStatus.PROTOCOL_ERROR)
+
+        peer.send(PingFrame(7))
+        assert await peer.next() == PingFrame(7)
+        assert peer.streams.empty()
+
+
+async def test_stream_data_fin_and_half_close() -> None:
+    peer = Peer()
+    async with running(peer):
+        peer.send(SynStreamFrame(1, {}), DataFrame(1, b"abc"), DataFrame(1, b"def", fin=True))
+        assert await peer.next() == SynReplyFrame(1, {})
+        stream = await peer.next_stream()
+        assert await stream.read() == b"abc"
+        assert await stream.read() == b"def"
+        assert await stream.read() == b""
+        # Our direction is still open after the peer's FIN.
+        await stream.write(b"reply")
+        await stream.close()
+        assert await peer.next() == DataFrame(1, b"reply")
+        assert await peer.next() == DataFrame(1, b"", fin=True)
+        assert 1 not in peer.session.streams  # both sides done: forgotten
+        with pytest.raises(ConnectionResetError):
+            await stream.write(b"late")
+
+
+async def test_reset_and_session_end_wake_readers() -> None:
+    peer = Peer()
+    async with running(peer) as task:
+        peer.send(SynStreamFrame(1, {}), SynStreamFrame(3, {}))
+        first, second = await peer.next_stream(), await peer.next_stream()
+        reading = asyncio.create_task(first.read())
+        peer.send(RstStreamFrame(1, RstStatus.CANCEL))
+        assert await asyncio.wait_for(reading, TIMEOUT) == b""
+        assert first.reset
+        peer.source.feed_eof()
+        await asyncio.wait_for(task, TIMEOUT)
+        assert await second.read() == b""
+        with pytest.raises(ConnectionResetError):
+            await second.write(b"x")
+
+
+async def test_send_window_is_kept_once_the_peer_does_flow_control() -> None:
+    peer = Peer()
+    async with running(peer):
+        # spdystream never sends WINDOW_UPDATE: without one, writes are not held back.
+        peer.send(SynStreamFrame(1, {}))
+        stream = await peer.next_stream()
+        await asyncio.wait_for(stream.write(b"x" * (DEFAULT_WINDOW * 2)), TIMEOUT)
+
+        # A peer that announces windows gets them respected.
+        peer.send(SettingsFrame(((0, 7, 1000),)), SynStreamFrame(3, {}))
+        limited = await peer.next_stream()
+        writing = asyncio.create_task(limited.write(b"y" * 2500))
+        got = 0
+        while got < 1000:
+            frame = await peer.next()
+            if isinstance(frame, DataFrame) and frame.stream_id == 3:
+                got += len(frame.data)
+        assert got == 1000
+        await asyncio.sleep(0.05)
+        assert not writing.done()  # waiting for credit
+        peer.send(WindowUpdateFrame(3, 1500))
+        await asyncio.wait_for(writing, TIMEOUT)
+        while got < 2500:
+            frame = await peer.next()
+            if isinstance(frame, DataFrame) and frame.stream_id == 3:
+                got += len(frame.data)
+        assert got == 2500
+
+
+async def test_consumed_data_is_credited_back() -> None:
+    peer = Peer()
+    async with running(peer):
+        peer.send(SynStreamFrame(1, {}))
+        stream = await peer.next_stream()
+        for _ in range(4):
+            peer.send(DataFrame(1, b"z" * 16384))
+        for _ in range(4):
+            assert len(await stream.read()) == 16384
+        reading = asyncio.create_task(stream.read())  # asking for more: the 64 KiB are done
+        assert await peer.next() == SynReplyFrame(1, {})
+        # Credit goes back in half-window steps as the consumer asks for more.
+        assert await peer.next() == WindowUpdateFrame(1, 32768)
+        assert await peer.next() == WindowUpdateFrame(1, 32768)
+        peer.send(DataFrame(1, b"", fin=True))
+        assert await asyncio.wait_for(reading, TIMEOUT) == b""
+
+
+async def test_a_lagging_stream_stops_the_reader_with_bounded_memory() -> None:
+    peer = Peer()
+    async with running(peer):
+        peer.send(SynStreamFrame(1, {}))
+        stream = await peer.next_stream()
+        chunk = b"q" * 32768
+        total = STREAM_BUFFER * 4
+        for _ in range(total // len(chunk)):
+            peer.send(DataFrame(1, chunk))
+        await asyncio.sleep(0.1)  # let the reader run as far as it can
+        assert stream._buffered <= STREAM_BUFFER
+        assert len(peer.source._buffer) > 0  # the rest waits unread (TCP back-pressure)
+        got = 0
+        while got < total:
+            got += len(await asyncio.wait_for(stream.read(), TIMEOUT))
+        assert got == total
+
+
+async def test_released_stream_drops_data_without_stalling() -> None:
+    peer = Peer()
+    async with running(peer):
+        peer.send(SynStreamFrame(1, {}), SynStreamFrame(3, {}))
+        dropped, other = await peer.next_stream(), await peer.next_stream()
+        dropped.release()
+        for _ in range(STREAM_BUFFER // 32768 + 4):
+            peer.send(DataFrame(1, b"w" * 32768))
+        peer.send(DataFrame(3, b"still flowing"))
+        assert await asyncio.wait_for(other.read(), TIMEOUT) == b"still flowing"
+
+
+# --- the kubelet side on a small app -----------------------------------------------------------
+
+
+async def _echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    while data := await reader.read(65536):
+        writer.write(data)
+        await writer.drain()
+    writer.write_eof()
+    writer.close()
+
+
+async def _blob(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    writer.write(bytes(range(256)) * 40)  # 10240 bytes, then close
+    await writer.drain()
+    writer.close()
+
+
+@pytest_asyncio.fixture
+async def app_url() -> AsyncIterator[str]:
+    """An app serving the SPDY port-forward of pod "web": 9000 echo, 9001 a blob, else refused."""
+    servers = {
+        9000: await asyncio.start_server(_echo, "127.0.0.1", 0),
+        9001: await asyncio.start_server(_blob, "127.0.0.1", 0),
+    }
+
+    async def dial(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        server = servers.get(port)
+        if server is None:
+            raise ConnectionRefusedError("connect: connection refused")
+        return await asyncio.open_connection(*server.sockets[0].getsockname()[:2])
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return await serve_portforward_spdy(
+            request,
+            pod_name="web",
+            pod_uid="uid-1",
+            dial=dial,
+            close_linger=0.5,
+            stream_creation_timeout=0.3,
+        )
+
+    app = web.Application()
+    app.router.add_route("*", "/pf", handler)
+    runner = web.AppRunner(app, shutdown_timeout=1.0)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        port = runner.addresses[0][1]
+        yield f"127.0.0.1:{port}"
+    finally:
+        await asyncio.wait_for(runner.cleanup(), TIMEOUT)
+        for server in servers.values():
+            server.close()
+            await server.wait_closed()
+
+
+class Client:
+    """A minimal SPDY port-forward client over any byte transport."""
+
+    def __init__(
+        self, write: Callable[[bytes], Awaitable[None]], read: Callable[[], Awaitable[bytes]]
+    ) -> None:
+        self._write, self._read = write, read
+        self.encoder, self.decoder = FrameEncoder(), FrameDecoder()
+        self.pending: list[Frame] = []
+        self.next_id = 1
+
+    async def send(self, *frames: Frame) -> None:
+        await self._write(b"".join(self.encoder.encode(f) for f in frames))
+
+    async def frame(self) -> Frame:
+        while not self.pending:
+            data = await asyncio.wait_for(self._read(), TIMEOUT)
+            if not data:
+                raise EOFError
+            self.pending += self.decoder.feed(data)
+        return self.pending.pop(0)
+
+    async def open_pair(self, port: int | str, request_id: str) -> tuple[int, int]:
+        error_id, data_id = self.next_id, self.next_id + 2
+        self.next_id += 4
+        base = {"port": [str(port)], "requestid": [request_id]}
+        await self.send(
+            SynStreamFrame(error_id, {**base, "streamtype": ["error"]}),
+            DataFrame(error_id, b"", fin=True),  # kubectl never writes to the error stream
+            SynStreamFrame(data_id, {**base, "streamtype": ["data"]}),
+        )
+        return error_id, data_id
+
+    async def collect(self, *stream_ids: int) -> dict[int, bytes]:
+        """Frames until every given stream sent FIN (or was reset); data per stream."""
+        data = {sid: b"" for sid in stream_ids}
+        open_ids = set(stream_ids)
+        while open_ids:
+            frame = await self.frame()
+            if isinstance(frame, DataFrame) and frame.stream_id in data:
+                data[frame.stream_id] += frame.data
+                if frame.fin:
+                    open_ids.discard(frame.stream_id)
+            elif isinstance(frame, RstStreamFrame):
+                open_ids.discard(frame.stream_id)
+        return data
+
+
+@contextlib.asynccontextmanager
+async def plain_client(app_url: str) -> AsyncIterator[Client]:
+    host, port = app_url.split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(
+            b"POST /pf HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\n"
+            b"X-Stream-Protocol-Version: portforward.k8s.io\r\nContent-Length: 0\r\n\r\n"
+        )
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), TIMEOUT)
+        lines = head.decode().split("\r\n")
+        assert lines[0] == "HTTP/1.1 101 Switching Protocols"
+        headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+        assert headers["upgrade"] == "SPDY/3.1"
+        assert headers["connection"].lower() == "upgrade"
+        assert headers["x-stream-protocol-version"] == "portforward.k8s.io"
+
+        async def write(data: bytes) -> None:
+            writer.write(data)
+            await writer.drain()
+
+        yield Client(write, lambda: reader.read(65536))
+    finally:
+        writer.close()
+
+
+async def test_plain_upgrade_forwards_with_half_close(app_url: str) -> None:
+    payload = os.urandom(200_000)
+    async with plain_client(app_url) as client:
+        error_id, data_id = await client.open_pair(9000, "0")
+        await client.send(DataFrame(data_id, payload), DataFrame(data_id, b"", fin=True))
+        got = await client.collect(error_id, data_id)
+        assert got == {error_id: b"", data_id: payload}
+        # The session carries on: a second pair on the same connection.
+        error_id, data_id = await client.open_pair(9000, "1")
+        await client.send(DataFrame(data_id, b"ping", fin=True))
+        assert (await client.collect(error_id, data_id))[data_id] == b"ping"
+
+
+async def test_refused_dial_writes_the_kubelet_text(app_url: str) -> None:
+    async with plain_client(app_url) as client:
+        error_id, data_id = await client.open_pair(9999, "0")
+        got = await client.collect(error_id, data_id)
+    assert got[error_id].decode() == (
+        "error forwarding port 9999 to pod web, uid uid-1: failed to connect to localhost:9999 "
+        'inside namespace of pod "web": dial tcp 127.0.0.1:9999: connect: connection refused'
+    )
+    assert got[data_id] == b""
+
+
+async def test_bad_stream_headers_are_reset(app_url: str) -> None:
+    async with plain_client(app_url) as client:
+        await client.send(SynStreamFrame(1, {"port": ["abc"], "streamtype": ["data"]}))
+        assert await client.frame() == RstStreamFrame(1, RstStatus.CANCEL)
+        await client.send(SynStreamFrame(3, {"port": ["80"], "streamtype": ["stdin"]}))
+        assert await client.frame() == RstStreamFrame(3, RstStatus.CANCEL)
+        await client.send(SynStreamFrame(5, {"streamtype": ["data"]}))
+        assert await client.frame() == RstStreamFrame(5, RstStatus.CANCEL)
+
+
+async def test_incomplete_pair_times_out_on_the_error_stream(app_url: str) -> None:
+    async with plain_client(app_url) as client:
+        await client.send(
+            SynStreamFrame(1, {"port": ["9000"], "requestid": ["7"], "streamtype": ["error"]})
+        )
+        assert await client.frame() == SynReplyFrame(1, {})
+        frame = await client.frame()
+    assert isinstance(frame, DataFrame) and frame.stream_id == 1
+    assert frame.data.decode().endswith(", request=7) timed out waiting for streams")
+
+
+async def test_pod_data_respects_the_clients_window(app_url: str) -> None:
+    async with plain_client(app_url) as client:
+        await client.send(SettingsFrame(((0, 7, 4096),)))
+        error_id, data_id = await client.open_pair(9001, "0")
+        got = 0
+        while got < 4096:
+            frame = await client.frame()
+            if isinstance(frame, DataFrame) and frame.stream_id == data_id:
+                got += len(frame.data)
+        assert got == 4096  # not a byte more until credit comes
+        await client.send(WindowUpdateFrame(data_id, 10240 - 4096))
+        rest = await client.collect(error_id, data_id)
+    assert got + len(rest[data_id]) == 10240
+
+
+async def test_handshake_errors_as_the_kubelet_words_them(app_url: str) -> None:
+    async with aiohttp.ClientSession() as http:
+        upgrade = {"Connection": "Upgrade", "Upgrade": "SPDY/3.1"}
+        async with http.post(f"http://{app_url}/pf", headers=upgrade) as resp:
+            assert resp.status == 400
+            assert await resp.text() == (
+                "unable to upgrade: X-Stream-Protocol-Version is required\n"
+            )
+        wrong = {**upgrade, "X-Stream-Protocol-Version": "channel.k8s.io"}
+        async with http.post(f"http://{app_url}/pf", headers=wrong) as resp:
+            assert resp.status == 403
+            assert resp.headers["X-Accepted-Stream-Protocol-Versions"] == "portforward.k8s.io"
+            assert await resp.text() == (
+                "unable to upgrade: unable to negotiate protocol: client supports "
+                "[channel.k8s.io], server accepts [portforward.k8s.io]\n"
+            )
+
+
+async def test_websocket_tunnel_carries_the_same_session(app_url: str) -> None:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.ws_connect(f"http://{app_url}/pf", protocols=[SPDY_TUNNEL_PROTOCOL]) as ws,
+    ):
+        assert ws.protocol == SPDY_TUNNEL_PROTOCOL
+
+        async def read() -> bytes:
+            msg = await ws.receive()
+            return msg.data if msg.type is aiohttp.WSMsgType.BINARY else b""
+
+        client = Client(ws.send_bytes, read)
+        payload = os.urandom(150_000)
+        error_id, data_id = await client.open_pair(9000, "0")
+        # Split frames across messages at odd places, as Go's framer does.
+        wire = client.encoder.encode(DataFrame(data_id, payload))
+        wire += client.encoder.encode(DataFrame(data_id, b"", fin=True))
+        for i in range(0, len(wire), 7777):
+            await ws.send_bytes(wire[i : i + 7777])
+        got = await client.collect(error_id, data_id)
+    assert got == {error_id: b"", data_id: payload}
