@@ -94,6 +94,7 @@ async def _forward(
     manager = Manager(clients=ClientPool(kubeconfig))
     events = manager.subscribe(maxsize=10_000)
     printer = asyncio.create_task(_print_events(events, sys.stdout, sys.stderr))
+    helpers: list[asyncio.Task[object]] = []  # the starts we wait for, and the Ctrl-C watcher
     try:
         specs = [
             ForwardSpec(
@@ -108,13 +109,16 @@ async def _forward(
             for m in mappings
         ]
         ids = [await manager.add(spec, start=False) for spec in specs]
-        starts = [asyncio.create_task(manager.start(fid)) for fid in ids]
+        helpers.extend(asyncio.create_task(manager.start(fid)) for fid in ids)
         stopper = asyncio.create_task(stop.wait())
-        await asyncio.wait({*starts, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        helpers.append(stopper)
+        # Ctrl-C counts while *any* forward is still starting (a slow API server).
+        starting = set(helpers[:-1])
+        while starting and not stop.is_set():
+            done, _ = await asyncio.wait({*starting, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            starting -= done
         if stop.is_set():
             return 0
-        await asyncio.wait(starts)
-        stopper.cancel()
         snapshots = [manager.get(fid) for fid in ids]
         failed = [s for s in snapshots if s.state is not ForwardState.ACTIVE]
         if failed:
@@ -126,6 +130,9 @@ async def _forward(
         await stop.wait()
         return 0
     finally:
+        for task in helpers:
+            task.cancel()
+        await asyncio.gather(*helpers, return_exceptions=True)
         await manager.shutdown()
         events.close()
         with contextlib.suppress(TimeoutError):
