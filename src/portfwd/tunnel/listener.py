@@ -262,36 +262,31 @@ def check_bindable(addresses: Sequence[BindAddress], port: int) -> None:
     """
     if port == 0:
         return
-    socks: list[socket.socket] = []
-    try:
-        _open_all(addresses, port, socks.append)
-    finally:
-        for sock in socks:
-            sock.close()
+    socks, _, _ = _open_all(addresses, port)
+    for sock in socks:
+        sock.close()
 
 
 def _open_all(
-    addresses: Sequence[BindAddress], port: int, keep: Callable[[socket.socket], None]
-) -> tuple[list[tuple[str, int]], list[str]]:
-    """Open a listening socket per address; the first bound port is reused for the others.
+    addresses: Sequence[BindAddress], port: int
+) -> tuple[list[socket.socket], list[tuple[str, int]], list[str]]:
+    """(sockets, bound, warnings): a listening socket per address, all on the same port.
 
     With port 0 the free port picked on the first address may be taken on another one:
-    then start over with a new free port, a few times.
+    then start over with a new free port, a few times. On failure nothing stays open.
     """
     attempts = 5 if port == 0 and len(addresses) > 1 else 1
     for attempt in range(attempts):
         opened: list[socket.socket] = []
         try:
-            result = _open_once(addresses, port, opened.append)
-        except BindError:
+            bound, warnings = _open_once(addresses, port, opened.append)
+        except BaseException as exc:
             for sock in opened:
                 sock.close()
-            if attempt == attempts - 1:
-                raise
-            continue
-        for sock in opened:
-            keep(sock)
-        return result
+            if isinstance(exc, BindError) and attempt < attempts - 1:
+                continue
+            raise
+        return opened, bound, warnings
     raise AssertionError("unreachable")
 
 
@@ -332,13 +327,7 @@ async def bind(
     a warning in `Listeners.warnings`.
     """
     loop = asyncio.get_running_loop()
-    socks: list[socket.socket] = []
-    try:
-        bound, warnings = _open_all(addresses, port, socks.append)
-    except BaseException:
-        for sock in socks:
-            sock.close()
-        raise
+    socks, bound, warnings = _open_all(addresses, port)
     listeners = Listeners(bound=bound, warnings=warnings)
     for addr in addresses:
         if not addr.loopback and any(h == addr.host for h, _ in bound):
