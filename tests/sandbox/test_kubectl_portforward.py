@@ -20,7 +20,7 @@ import pytest
 from portfwd.sandbox.backends import bytes_body
 from portfwd.sandbox.cluster import SandboxCluster
 
-from .helpers import kubectl_base
+from .helpers import kubectl, kubectl_base
 
 pytestmark = pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl not installed")
 
@@ -226,3 +226,22 @@ def _dispatch(monkeypatch: pytest.MonkeyPatch) -> None:
         return await orig(request, **kw)
 
     monkeypatch.setattr(api, "serve_portforward", dispatch)
+
+
+@pytest.mark.parametrize("websockets", MODES)
+async def test_forbidden_user_gets_the_api_servers_words(
+    sandbox: SandboxCluster, websockets: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KUBECTL_PORT_FORWARD_WEBSOCKETS", "true" if websockets else "false")
+    rc, _out, err = await kubectl(
+        sandbox, "port-forward", "svc/echo", ":80", context="sandbox-viewer"
+    )
+    assert rc == 1
+    # The tunnel's refusal sends kubectl to plain SPDY (a POST: verb create), refused as well.
+    assert re.search(
+        r'^error: error upgrading connection: pods "echo-[a-z0-9-]+" is forbidden: '
+        r'User "viewer" cannot create resource "pods/portforward" in API group "" '
+        r'in the namespace "demo"$',
+        err,
+        re.MULTILINE,
+    ), err
