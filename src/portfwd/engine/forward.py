@@ -14,7 +14,6 @@ failed connection is a warning in the log (with the kubelet's text) and counts i
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import deque
@@ -304,7 +303,9 @@ class Forward:
 
     async def shutdown(self) -> None:
         """Like stop, but without the ceremony: the app is exiting."""
-        with contextlib.suppress(Exception):
+        try:
             await self._close_listeners()
+        except Exception:  # a bug: log it, and still close the connections
+            log.exception("closing the listeners of forward %s failed", self.id)
         await self.close_connections()
         self.state = ForwardState.STOPPED

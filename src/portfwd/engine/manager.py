@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 import uuid
 from collections import OrderedDict, deque
@@ -29,6 +30,8 @@ from portfwd.engine.model import ForwardSnapshot, ForwardSpec, ForwardState, Log
 from portfwd.tunnel.ws_v4 import WsV4Tunnel
 
 __all__ = ["STATS_INTERVAL", "Manager", "Subscription"]
+
+log = logging.getLogger(__name__)
 
 STATS_INTERVAL = 0.5
 SHUTDOWN_CLIENTS_TIMEOUT = 1.0
@@ -182,8 +185,10 @@ class Manager:
         if starts:
             await asyncio.wait(starts)
         forwards = list(self._forwards.values())
-        if forwards:
-            await asyncio.gather(*(f.shutdown() for f in forwards), return_exceptions=True)
+        results = await asyncio.gather(*(f.shutdown() for f in forwards), return_exceptions=True)
+        for fwd, result in zip(forwards, results, strict=True):
+            if isinstance(result, Exception):  # a bug: the others still shut down
+                log.error("shutting down forward %s failed", fwd.id, exc_info=result)
         if self._ticker is not None:
             self._ticker.cancel()
             await asyncio.wait({self._ticker})
