@@ -13,6 +13,8 @@ import aiohttp
 import pytest
 import pytest_asyncio
 from aiohttp import web
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from portfwd.sandbox.portforward_spdy import SPDY_TUNNEL_PROTOCOL, serve_portforward_spdy
 from portfwd.sandbox.spdy import (
@@ -24,6 +26,7 @@ from portfwd.sandbox.spdy import (
     FrameDecoder,
     FrameEncoder,
     GoAwayFrame,
+    Headers,
     HeadersFrame,
     PingFrame,
     RstStatus,
@@ -152,6 +155,33 @@ def test_decoder_rejects_broken_input() -> None:
     # An unknown control type is skipped, and decoding goes on after it.
     unknown = b"\x80\x03\x00\x0a\x00\x00\x00\x02zz"
     assert FrameDecoder().feed(unknown + FrameEncoder().encode(PingFrame(3))) == [PingFrame(3)]
+
+
+header_names = st.text(st.characters(codec="utf-8", exclude_characters="\x00"), min_size=1).map(
+    str.lower
+)
+header_values = st.lists(
+    st.text(st.characters(codec="utf-8", exclude_characters="\x00")), min_size=1, max_size=3
+)
+header_maps = st.dictionaries(header_names, header_values, max_size=6)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 0x7FFFFFFF), header_maps), min_size=1, max_size=5))
+def test_any_headers_survive_a_shared_context(blocks: list[tuple[int, Headers]]) -> None:
+    encoder, decoder = FrameEncoder(), FrameDecoder()
+    frames: list[Frame] = [SynStreamFrame(sid, h) for sid, h in blocks]
+    frames += [HeadersFrame(sid, h, fin=True) for sid, h in blocks]
+    assert decoder.feed(b"".join(encoder.encode(f) for f in frames)) == frames
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=300), st.booleans())
+def test_garbage_only_ever_raises_protocol_errors(data: bytes, control: bool) -> None:
+    if control and data:
+        data = b"\x80\x03" + data  # a SPDY/3 control frame head, then anything
+    with contextlib.suppress(SpdyProtocolError):
+        FrameDecoder().feed(data)
 
 
 # --- session ----------------------------------------------------------------------------------

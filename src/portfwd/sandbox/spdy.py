@@ -304,9 +304,10 @@ def decode_header_block(raw: bytes) -> Headers:
         for _ in range(count):
             (name_len,) = struct.unpack_from("!I", raw, offset)
             offset += 4
-            name = raw[offset : offset + name_len].decode()
-            if len(name) != name_len:
+            raw_name = raw[offset : offset + name_len]
+            if len(raw_name) != name_len:
                 raise SpdyProtocolError("truncated header name")
+            name = raw_name.decode()
             offset += name_len
             (value_len,) = struct.unpack_from("!I", raw, offset)
             offset += 4
