@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -264,24 +265,44 @@ class _Forwarder:
 
 
 class _WebSocketSource:
-    """SPDY bytes from binary WebSocket messages (message boundaries mean nothing)."""
+    """SPDY bytes from binary WebSocket messages (message boundaries mean nothing).
+
+    Go's framer writes a DATA frame as three messages (stream id, flags and length, payload),
+    so a payload is usually one whole message: handed over without copying.
+    """
 
     def __init__(self, ws: web.WebSocketResponse) -> None:
         self._ws = ws
-        self._buffer = bytearray()
+        self._chunks: deque[bytes] = deque()
+        self._size = 0
 
     async def readexactly(self, n: int) -> bytes:
-        while len(self._buffer) < n:
+        while self._size < n:
             msg = await self._ws.receive()
             if msg.type is WSMsgType.BINARY:
-                self._buffer += msg.data
+                if msg.data:
+                    self._chunks.append(msg.data)
+                    self._size += len(msg.data)
             elif msg.type is WSMsgType.TEXT:
                 raise ConnectionResetError("text message on a SPDY tunnel")
             else:  # CLOSE / CLOSING / CLOSED / ERROR
-                raise asyncio.IncompleteReadError(bytes(self._buffer), n)
-        chunk = bytes(self._buffer[:n])
-        del self._buffer[:n]
-        return chunk
+                raise asyncio.IncompleteReadError(b"".join(self._chunks), n)
+        self._size -= n
+        first = self._chunks[0]
+        if len(first) == n:
+            return self._chunks.popleft()
+        if len(first) > n:
+            self._chunks[0] = first[n:]
+            return first[:n]
+        parts = []
+        while n:
+            chunk = self._chunks.popleft()
+            if len(chunk) > n:
+                self._chunks.appendleft(chunk[n:])
+                chunk = chunk[:n]
+            parts.append(chunk)
+            n -= len(chunk)
+        return b"".join(parts)
 
 
 class _ReaderFeed:
