@@ -281,6 +281,22 @@ async def test_other_errors_keep_the_status_message(api: FakeApi, client: KubeCl
     )
 
 
+async def test_multi_line_status_message_becomes_one_line(api: FakeApi, client: KubeClient) -> None:
+    message = 'admission webhook "policy" denied the request:\n  rule 1: no\n  rule 2: no\n'
+
+    async def denied(request: web.Request) -> web.Response:
+        return status_response(400, "BadRequest", message)
+
+    api.routes["/api/v1/namespaces"] = denied
+    with pytest.raises(ApiError) as err:
+        await client.list_namespaces()
+    assert str(err.value) == (
+        'the API server answered 400 BadRequest to list namespaces: admission webhook "policy"'
+        ' denied the request: rule 1: no rule 2: no (context "test")'
+    )
+    assert err.value.api_message == message  # kept verbatim for callers that want it
+
+
 # --- connection failures ----------------------------------------------------------------------
 
 

@@ -129,13 +129,18 @@ class WatchEvent:
 # --- helpers ---------------------------------------------------------------------------------
 
 
+def _one_line(text: str) -> str:
+    """A server's message inside our one-line errors (webhook denials may span lines)."""
+    return " ".join(text.split())
+
+
 def _status_fields(body: bytes) -> tuple[str, str, dict[str, Any]]:
     """(message, reason, details) of a JSON Status body; plain-text bodies become the message."""
     try:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         text = body.decode("utf-8", errors="replace").strip()
-        return " ".join(text.split())[:300], "", {}
+        return _one_line(text)[:300], "", {}
     if not isinstance(data, dict):
         return "", "", {}
     details = data.get("details")
@@ -410,6 +415,7 @@ class KubeClient:
         user: str = "",
     ) -> ApiError:
         message, reason, details = _status_fields(body)
+        shown = _one_line(message)
         ctx = f'context "{self.context}"'
         if status == 401:
             return Unauthorized(
@@ -430,24 +436,24 @@ class KubeClient:
                 )
             else:
                 text = f"the API server refused {what} (403 Forbidden, {ctx})" + (
-                    f": {message}" if message else ""
+                    f": {shown}" if shown else ""
                 )
             return Forbidden(text, status=status, reason=reason or "Forbidden", api_message=message)
         if status == 404:
             if message and reason == "NotFound":
-                text = message + (f' in namespace "{ns}"' if ns and details.get("name") else "")
+                text = shown + (f' in namespace "{ns}"' if ns and details.get("name") else "")
             else:
                 # Not a Status: the API itself is missing (e.g. an old or partial server).
                 text = f"the API server does not serve {what} (404 Not Found, {ctx})"
             return NotFound(text, status=status, reason=reason or "NotFound", api_message=message)
         if status == 410:
             return Expired(
-                f"{what}: {message or '410 Gone'}",
+                f"{what}: {shown or '410 Gone'}",
                 status=status,
                 reason=reason or "Expired",
                 api_message=message,
             )
-        detail = f": {message}" if message else ""
+        detail = f": {shown}" if shown else ""
         return ApiError(
             f"the API server answered {status} {reason or ''} to {what}{detail} ({ctx})".replace(
                 "  ", " "
@@ -675,7 +681,7 @@ class KubeClient:
                             break
                         message = str(obj.get("message") or obj.get("reason") or "unknown error")
                         raise ApiError(
-                            f"watch {resource} failed: {message}",
+                            f"watch {resource} failed: {_one_line(message)}",
                             status=code if isinstance(code, int) else 500,
                             reason=str(obj.get("reason") or ""),
                             api_message=message,
@@ -865,7 +871,7 @@ class KubeClient:
                 error = self._status_error(status, body, what=what, ns=ns, user=self.conn.user)
                 if status == 400 and error.api_message:
                     raise ApiError(
-                        f"cannot port-forward to pod {pod}: {error.api_message}",
+                        f"cannot port-forward to pod {pod}: {_one_line(error.api_message)}",
                         status=status,
                         reason=error.reason,
                         api_message=error.api_message,
