@@ -381,12 +381,22 @@ async def _blob(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
     writer.close()
 
 
+SILENT_CLOSED: asyncio.Queue[bytes] = asyncio.Queue()
+
+
+async def _silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Never answers; reports what it read once the connection ends."""
+    SILENT_CLOSED.put_nowait(await reader.read())
+    writer.close()
+
+
 @pytest_asyncio.fixture
 async def app_url() -> AsyncIterator[str]:
-    """An app serving the SPDY port-forward of pod "web": 9000 echo, 9001 a blob, else refused."""
+    """The SPDY port-forward of pod "web": 9000 echo, 9001 a blob, 9002 silent, else refused."""
     servers = {
         9000: await asyncio.start_server(_echo, "127.0.0.1", 0),
         9001: await asyncio.start_server(_blob, "127.0.0.1", 0),
+        9002: await asyncio.start_server(_silent, "127.0.0.1", 0),
     }
 
     async def dial(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
@@ -506,6 +516,15 @@ async def test_plain_upgrade_forwards_with_half_close(app_url: str) -> None:
         error_id, data_id = await client.open_pair(9000, "1")
         await client.send(DataFrame(data_id, b"ping", fin=True))
         assert (await client.collect(error_id, data_id))[data_id] == b"ping"
+
+
+async def test_client_reset_drops_an_idle_pod_connection(app_url: str) -> None:
+    async with plain_client(app_url) as client:
+        error_id, data_id = await client.open_pair(9002, "0")
+        await client.send(RstStreamFrame(data_id, RstStatus.CANCEL))
+        # The pod saw its connection end, and the forward ended (FIN on the error stream).
+        assert await asyncio.wait_for(SILENT_CLOSED.get(), TIMEOUT) == b""
+        assert (await client.collect(error_id))[error_id] == b""
 
 
 async def test_refused_dial_writes_the_kubelet_text(app_url: str) -> None:

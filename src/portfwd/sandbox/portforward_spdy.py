@@ -246,7 +246,11 @@ class _Forwarder:
                     break
                 writer.write(chunk)
                 await writer.drain()
-            if not data.reset and writer.can_write_eof():
+            if data.reset or data.released or data.session.closed:
+                # Reset or gone, not a half-close: drop the pod connection, which also ends
+                # the other direction's wait for pod data.
+                writer.close()
+            elif writer.can_write_eof():
                 writer.write_eof()  # the client half-closed: so does the pod connection
         except (ConnectionError, RuntimeError):
             pass  # the pod side is gone; the other direction notices on its own
