@@ -30,6 +30,8 @@ from portfwd.tunnel.protocol import TunnelError, TunnelStream
 
 # How long to wait, once error text arrived, for the rest of it and the close that follows.
 ERROR_SETTLE_SECONDS = 1.0
+# The kubelet's error text is one line; a server streaming more is cut off here.
+ERROR_TEXT_MAX = 64 * 1024
 
 _DATA = bytes([DATA_CHANNEL_OFFSET])
 
@@ -96,6 +98,7 @@ class WsV4Stream:
         self._data_prefix = _PrefixStripper(port)
         self._error_prefix = _PrefixStripper(port)
         self._error_parts: list[bytes] = []
+        self._error_size = 0
         self._error: str | None = None
         self._ended = False
 
@@ -147,7 +150,10 @@ class WsV4Stream:
                 if not self._error_prefix.done:
                     payload = self._error_prefix.feed(payload)
                 if payload:
-                    self._error_parts.append(payload)
+                    self._error_parts.append(payload[: ERROR_TEXT_MAX - self._error_size])
+                    self._error_size += len(payload)
+                    if self._error_size >= ERROR_TEXT_MAX:
+                        self._fail()
             # Other channels (never requested) are ignored.
 
     def _fail(self) -> None:
