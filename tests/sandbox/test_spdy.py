@@ -251,6 +251,14 @@ async def test_session_accepts_refuses_and_answers_pings() -> None:
         assert peer.streams.empty()
 
 
+async def test_no_new_streams_after_goaway() -> None:
+    peer = Peer()
+    async with running(peer):
+        peer.send(GoAwayFrame(0), SynStreamFrame(1, {}), PingFrame(9))
+        assert await peer.next() == PingFrame(9)  # the session still answers...
+        assert peer.streams.empty()  # ...but took no stream after GOAWAY
+
+
 async def test_stream_data_fin_and_half_close() -> None:
     peer = Peer()
     async with running(peer):
@@ -525,6 +533,17 @@ async def test_client_reset_drops_an_idle_pod_connection(app_url: str) -> None:
         # The pod saw its connection end, and the forward ended (FIN on the error stream).
         assert await asyncio.wait_for(SILENT_CLOSED.get(), TIMEOUT) == b""
         assert (await client.collect(error_id))[error_id] == b""
+
+
+async def test_streams_without_request_ids_pair_by_stream_id(app_url: str) -> None:
+    """Old clients send no requestID: error stream N pairs with data stream N+2."""
+    async with plain_client(app_url) as client:
+        await client.send(
+            SynStreamFrame(1, {"port": ["9000"], "streamtype": ["error"]}),
+            SynStreamFrame(3, {"port": ["9000"], "streamtype": ["data"]}),
+            DataFrame(3, b"old client", fin=True),
+        )
+        assert (await client.collect(1, 3))[3] == b"old client"
 
 
 async def test_refused_dial_writes_the_kubelet_text(app_url: str) -> None:
