@@ -245,3 +245,28 @@ async def test_forbidden_user_gets_the_api_servers_words(
         err,
         re.MULTILINE,
     ), err
+
+
+@pytest.mark.parametrize("websockets", MODES)
+async def test_deleted_pod_ends_the_forward(sandbox: SandboxCluster, websockets: bool) -> None:
+    """Open connections end when the pod goes; the next one gets the kubelet's error."""
+    pod = sandbox.pod_names("demo", {"app": "echo"})[0]
+    async with kubectl_port_forward(sandbox, f"pod/{pod}", ":9000", websockets=websockets) as fwd:
+        reader, writer = await asyncio.open_connection("127.0.0.1", fwd.ports[0])
+        try:
+            writer.write(b"before")
+            assert await asyncio.wait_for(reader.readexactly(6), TIMEOUT) == b"before"
+            await sandbox.delete_pod("demo", pod)
+            assert await asyncio.wait_for(reader.read(), TIMEOUT) == b""
+        finally:
+            writer.close()
+        reader, writer = await asyncio.open_connection("127.0.0.1", fwd.ports[0])
+        try:
+            assert await asyncio.wait_for(reader.read(), TIMEOUT) == b""
+        finally:
+            writer.close()
+        assert fwd.proc is not None
+        await asyncio.wait_for(fwd.proc.wait(), TIMEOUT)
+    log = fwd.log()
+    assert f"error forwarding port 9000 to pod {pod}, uid " in log, log
+    assert "error: lost connection to pod" in log, log
