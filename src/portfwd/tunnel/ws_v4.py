@@ -16,7 +16,7 @@ import base64
 import binascii
 import contextlib
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 import aiohttp
 
@@ -99,14 +99,13 @@ class WsV4Stream:
         self._error_prefix = _PrefixStripper(port)
         self._error_parts: list[bytes] = []
         self._error_size = 0
-        self._error: str | None = None
         self._ended = False
 
     @property
     def error(self) -> str | None:
-        if self._error is None and self._error_parts:
-            return b"".join(self._error_parts).decode("utf-8", "replace").strip()
-        return self._error
+        if not self._error_parts:
+            return None
+        return b"".join(self._error_parts).decode("utf-8", "replace").strip()
 
     async def send(self, data: bytes) -> None:
         try:
@@ -156,10 +155,9 @@ class WsV4Stream:
                         self._fail()
             # Other channels (never requested) are ignored.
 
-    def _fail(self) -> None:
+    def _fail(self) -> NoReturn:
         self._ended = True
-        self._error = self.error
-        raise TunnelError(self._error or "port-forward failed")
+        raise TunnelError(self.error or "port-forward failed")
 
     async def close(self) -> None:
         if not self._ws.closed:
