@@ -21,6 +21,7 @@ import pytest_asyncio
 from aiohttp import WSMsgType, web
 from yarl import URL
 
+from portfwd.errors import ConfigError
 from portfwd.kube.auth import Credentials
 from portfwd.kube.client import (
     SYNCED,
@@ -626,6 +627,22 @@ async def test_proxy_url_is_used(api: FakeApi) -> None:
     async with KubeClient(conn) as kube:
         answer = await kube.version()
     assert answer["host"].startswith("kube.invalid")  # the proxy got the absolute URL
+
+
+async def test_proxy_password_is_not_shown() -> None:
+    proxy = f"http://alice:s3cret@127.0.0.1:{_free_port()}"
+    conn = dataclasses.replace(connection("http://kube.invalid:6443"), proxy_url=proxy)
+    async with KubeClient(conn, connect_timeout=5) as kube:
+        with pytest.raises(ClusterUnreachable) as err:
+            await kube.version()
+    assert err.value.cause == "proxy"
+    assert str(err.value).startswith(
+        f"cannot reach the proxy {proxy.replace(':s3cret', '')} for the Kubernetes API at"
+    )
+    socks = dataclasses.replace(conn, proxy_url="socks5://alice:s3cret@p:1080")
+    with pytest.raises(ConfigError) as config_err:
+        KubeClient(socks)
+    assert str(config_err.value).startswith('proxy "socks5://alice@p:1080" for cluster "c1"')
 
 
 def test_socks_proxy_rejected() -> None:

@@ -162,6 +162,15 @@ def _env_proxy(server: URL) -> str | None:
     return proxy
 
 
+def _without_password(proxy: str) -> str:
+    """A proxy URL fit for a message: `http://user:secret@p:3128` shows as `http://user@p:3128`."""
+    try:
+        url = URL(proxy)
+    except ValueError:
+        return "<unparsable proxy URL>"
+    return str(url.with_password(None)) if url.password is not None else proxy
+
+
 def _no_proxy(host: str, no_proxy: str) -> bool:
     """NO_PROXY matching: `*`, exact hosts, domain suffixes and CIDRs (client-go's rules)."""
     host = host.lower().strip("[]")
@@ -234,8 +243,8 @@ class KubeClient:
         proxy = conn.proxy_url or _env_proxy(self._base)
         if proxy and URL(proxy).scheme not in ("http", "https"):
             raise ConfigError(
-                f'proxy "{proxy}" for cluster "{conn.cluster}" is not supported: '
-                "use an http:// or https:// proxy"
+                f'proxy "{_without_password(proxy)}" for cluster "{conn.cluster}" is not '
+                "supported: use an http:// or https:// proxy"
             )
         self._proxy = proxy
         self.conn = conn
@@ -357,7 +366,7 @@ class KubeClient:
             )
         if isinstance(exc, aiohttp.ClientProxyConnectionError):
             return ClusterUnreachable(
-                f"cannot reach the proxy {self._proxy} for "
+                f"cannot reach the proxy {_without_password(self._proxy or '')} for "
                 f"{where}: {exc.os_error.strerror or exc.os_error} — check proxy-url or "
                 "HTTPS_PROXY",
                 cause="proxy",
