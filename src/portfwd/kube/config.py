@@ -69,7 +69,7 @@ class ClusterConnection:
     ca_pem: bytes | None = field(repr=False)
     insecure_skip_tls_verify: bool
     tls_server_name: str | None
-    proxy_url: str | None
+    proxy_url: str | None = field(repr=False)  # may hold a password
     auth: AuthProvider
     _ssl_cache: dict[tuple[bytes | None, bytes | None], ssl.SSLContext] = field(
         default_factory=dict, init=False, repr=False, compare=False, hash=False
