@@ -641,3 +641,23 @@ async def test_filter_that_matches_nothing_says_so(harness: Harness) -> None:
         assert options(app) == [] and status(app) == "Nothing matches “zzz”."
         await press(pilot, "backspace", "backspace", "backspace")
         assert status(app) == "6 of 6 services selectable" and len(options(app)) == 6
+
+
+async def test_edit_to_a_non_loopback_address_warns(harness: Harness) -> None:
+    app = harness.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        port = free_port()
+        await add_active(app, pilot, echo_spec(port))
+        await press(pilot, "e")
+        screen = app.screen
+        assert isinstance(screen, EditScreen)
+        screen.query_one("#edit-port", Input).value = str(free_port())
+        screen.query_one("#edit-address", Input).value = "127.0.0.1,0.0.0.0"
+        await settle(pilot)
+        check = str(screen.query_one("#edit-port-check", Static).render())
+        assert check.startswith("✓ ") and "on 127.0.0.1, 0.0.0.0" in check
+        assert "0.0.0.0 is reachable from other machines" in check
+        await press(pilot, "escape")
+        assert app.screen is app.dashboard
+        assert app.manager.snapshot()[0].local_port == port  # cancelled: unchanged

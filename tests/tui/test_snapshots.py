@@ -7,12 +7,13 @@ Update after an intended visual change with `pytest tests/tui/test_snapshots.py
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC
 from typing import Any
 
 import pytest
 from textual.pilot import Pilot
+from textual.widgets import Input
 
 from portfwd.tui.app import PortfwdApp
 from tests.tui.fakes import NOW, FakeCatalog, FakeManager, log_entries, mixed_snapshots
@@ -22,6 +23,26 @@ SIZE = (150, 32)
 pytestmark = pytest.mark.timeout(60)
 
 SnapCompare = Callable[..., bool]
+
+
+async def steady(pilot: Pilot[Any]) -> None:
+    """A blinking cursor would make screenshots depend on timing: hold it still."""
+    for box in pilot.app.screen.query(Input):
+        box.cursor_blink = False
+    await pilot.pause()
+
+
+def snap(
+    snap_compare: SnapCompare,
+    app: PortfwdApp,
+    run_before: Callable[[Pilot[Any]], Awaitable[None]] = settle,
+    terminal_size: tuple[int, int] = SIZE,
+) -> bool:
+    async def before(pilot: Pilot[Any]) -> None:
+        await run_before(pilot)
+        await steady(pilot)
+
+    return snap_compare(app, terminal_size=terminal_size, run_before=before)
 
 
 def make_app(manager: FakeManager | None = None, catalog: FakeCatalog | None = None) -> PortfwdApp:
@@ -38,13 +59,11 @@ def make_app(manager: FakeManager | None = None, catalog: FakeCatalog | None = N
 
 
 def test_dashboard_empty(snap_compare: SnapCompare) -> None:
-    assert snap_compare(make_app(), terminal_size=SIZE, run_before=settle)
+    assert snap(snap_compare, make_app(), settle, SIZE)
 
 
 def test_dashboard_mixed_states(snap_compare: SnapCompare) -> None:
-    assert snap_compare(
-        make_app(FakeManager(mixed_snapshots())), terminal_size=SIZE, run_before=settle
-    )
+    assert snap(snap_compare, make_app(FakeManager(mixed_snapshots())), settle, SIZE)
 
 
 def test_dashboard_filtered(snap_compare: SnapCompare) -> None:
@@ -53,9 +72,7 @@ def test_dashboard_filtered(snap_compare: SnapCompare) -> None:
         await pilot.press("slash", "w", "e", "b")
         await settle(pilot)
 
-    assert snap_compare(
-        make_app(FakeManager(mixed_snapshots())), terminal_size=SIZE, run_before=run_before
-    )
+    assert snap(snap_compare, make_app(FakeManager(mixed_snapshots())), run_before, SIZE)
 
 
 async def _to_step(pilot: Pilot[Any], keys: list[str]) -> None:
@@ -83,7 +100,7 @@ def test_picker_steps(snap_compare: SnapCompare, name: str, keys: list[str]) -> 
     async def run_before(pilot: Pilot[Any]) -> None:
         await _to_step(pilot, keys)
 
-    assert snap_compare(make_app(), terminal_size=SIZE, run_before=run_before)
+    assert snap(snap_compare, make_app(), run_before, SIZE)
 
 
 def test_picker_loading(snap_compare: SnapCompare) -> None:
@@ -95,7 +112,7 @@ def test_picker_loading(snap_compare: SnapCompare) -> None:
         await pilot.press("n")
         await pilot.pause()
 
-    assert snap_compare(make_app(catalog=catalog), terminal_size=SIZE, run_before=run_before)
+    assert snap(snap_compare, make_app(catalog=catalog), run_before, SIZE)
 
 
 def test_picker_error(snap_compare: SnapCompare) -> None:
@@ -107,14 +124,14 @@ def test_picker_error(snap_compare: SnapCompare) -> None:
     async def run_before(pilot: Pilot[Any]) -> None:
         await _to_step(pilot, ["enter", "enter", "enter"])
 
-    assert snap_compare(make_app(catalog=catalog), terminal_size=SIZE, run_before=run_before)
+    assert snap(snap_compare, make_app(catalog=catalog), run_before, SIZE)
 
 
 def test_picker_forbidden_namespaces(snap_compare: SnapCompare) -> None:
     async def run_before(pilot: Pilot[Any]) -> None:
         await _to_step(pilot, ["down", "enter", "s", "h"])
 
-    assert snap_compare(make_app(), terminal_size=SIZE, run_before=run_before)
+    assert snap(snap_compare, make_app(), run_before, SIZE)
 
 
 def test_log_view(snap_compare: SnapCompare) -> None:
@@ -127,7 +144,7 @@ def test_log_view(snap_compare: SnapCompare) -> None:
         await pilot.press("l")
         await settle(pilot)
 
-    assert snap_compare(make_app(manager), terminal_size=SIZE, run_before=run_before)
+    assert snap(snap_compare, make_app(manager), run_before, SIZE)
 
 
 def test_help(snap_compare: SnapCompare) -> None:
@@ -136,7 +153,7 @@ def test_help(snap_compare: SnapCompare) -> None:
         await pilot.press("question_mark")
         await settle(pilot)
 
-    assert snap_compare(make_app(), terminal_size=(150, 44), run_before=run_before)
+    assert snap(snap_compare, make_app(), terminal_size=(150, 44), run_before=run_before)
 
 
 def test_picker_local_step(snap_compare: SnapCompare, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -152,12 +169,12 @@ def test_picker_local_step(snap_compare: SnapCompare, monkeypatch: pytest.Monkey
         return ports.PortCheck(True, f"{address}:{text} is free")
 
     monkeypatch.setattr(picker, "suggest_port", suggest)
-    monkeypatch.setattr(picker, "check_port", check)
+    monkeypatch.setattr(ports, "check_port", check)
 
     async def run_before(pilot: Pilot[Any]) -> None:
         await _to_step(pilot, ["enter", "enter", "enter", "enter", "tab", "down", "tab", "enter"])
 
-    assert snap_compare(make_app(), terminal_size=(150, 36), run_before=run_before)
+    assert snap(snap_compare, make_app(), run_before, (150, 36))
 
 
 def test_dashboard_error_selected_shows_full_reason(snap_compare: SnapCompare) -> None:
@@ -166,6 +183,4 @@ def test_dashboard_error_selected_shows_full_reason(snap_compare: SnapCompare) -
         await pilot.press("down", "down", "down")
         await settle(pilot)
 
-    assert snap_compare(
-        make_app(FakeManager(mixed_snapshots())), terminal_size=SIZE, run_before=run_before
-    )
+    assert snap(snap_compare, make_app(FakeManager(mixed_snapshots())), run_before)

@@ -77,6 +77,27 @@ async def check_port(text: str, address: str, taken: Mapping[int, str]) -> PortC
     return await asyncio.to_thread(check_port_sync, text, address, taken)
 
 
+LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+async def check_port_all(
+    text: str, addresses: tuple[str, ...], taken: Mapping[int, str]
+) -> PortCheck:
+    """The port on every address; a non-loopback address is allowed but called out."""
+    result = PortCheck(False, "no address")
+    for address in addresses or ("127.0.0.1",):
+        result = await check_port(text, address, taken)
+        if not result.ok:
+            return result
+    if len(addresses) > 1:
+        result = PortCheck(True, f"{text.strip()} is free on {', '.join(addresses)}")
+    public = [a for a in addresses if a not in LOOPBACK]
+    if public:
+        note = f" (⚠ {', '.join(public)} is reachable from other machines)"
+        return PortCheck(True, result.message + note)
+    return result
+
+
 def suggest_port_sync(remote: int, address: str, taken: Mapping[int, str]) -> int:
     """The remote port if free, else the next free one (privileged ones start at +8000)."""
     candidates: list[int] = [remote]

@@ -14,7 +14,7 @@ from textual.widgets import Button, Input, Label, Static
 
 from portfwd.engine.model import ForwardSnapshot, ForwardSpec
 from portfwd.tui.format import forward_label
-from portfwd.tui.ports import PortCheck, check_port
+from portfwd.tui.ports import PortCheck, check_port_all
 
 
 class ConfirmScreen(ModalScreen[bool]):
@@ -93,7 +93,7 @@ class EditScreen(ModalScreen[ForwardSpec | None]):
             # Our own listener holds this port: the engine rebinds it on apply.
             result = PortCheck(True, "current port")
         else:
-            result = await check_port(text, addrs[0], self._taken)
+            result = await check_port_all(text, addrs, self._taken)
         self._show(result)
 
     def _show(self, result: PortCheck) -> None:

@@ -30,7 +30,7 @@ from portfwd.tui.catalog import (
     PortChoice,
     ResourceChoice,
 )
-from portfwd.tui.ports import PortCheck, check_port, suggest_port
+from portfwd.tui.ports import LOOPBACK, PortCheck, check_port_all, suggest_port
 
 if TYPE_CHECKING:
     from portfwd.tui.app import PortfwdApp
@@ -505,18 +505,18 @@ class NewForwardScreen(Screen[list[ForwardSpec] | None]):
             self._validate_local()
             address = self._address()
             warn = self.query_one("#address-warning", Static)
-            public = [a for a in address if a not in ("127.0.0.1", "::1", "localhost")]
+            public = [a for a in address if a not in LOOPBACK]
             warn.update(f"⚠ {', '.join(public)} is reachable from other machines" if public else "")
 
     @work(exclusive=True, group="picker-validate")
     async def _validate_local(self) -> None:
-        address = self._address()[0]
+        addresses = self._address()
         taken = dict(self.papp.taken_ports())
         checks: dict[int, PortCheck] = {}
         seen: dict[int, int] = {}
         for p in self.ports:
             text = self.query_one(f"#local-{p.port}", Input).value
-            result = await check_port(text, address, taken)
+            result = await check_port_all(text, addresses, taken)
             if result.ok:
                 value = int(text)
                 if value in seen:
