@@ -13,9 +13,9 @@ The API server only forwards to pods, so everything else is resolved here first:
 - `deploy/NAME`, `sts/NAME`, `rs/NAME`: a Ready, Running pod matching the workload's selector.
 
 Among several Ready pods the choice is deterministic: the oldest pod (earliest creation, then
-name), the one Ready the longest, which is also kubectl's preference. The engine re-resolves
-when that pod goes away. Every step is written into `Resolution.decisions`, short lines for
-the forward's log.
+name), the one Ready the longest, which is also kubectl's preference. A forward resolves when
+it starts (and again when restarted); it does not follow a pod that goes away later. Every step
+is written into `Resolution.decisions`, short lines for the forward's log.
 """
 
 from __future__ import annotations
@@ -265,7 +265,9 @@ async def _resolve_pod(
     label = _label(target)
     decisions: list[str] = []
     if pod.terminating:
-        decisions.append(f"pod {pod.name} is terminating; the forward ends when it is gone")
+        decisions.append(
+            f"pod {pod.name} is terminating; connections fail once it is gone (then restart)"
+        )
     elif not pod.ready:
         decisions.append(f"pod {pod.name} is Running but not Ready ({pod.not_ready_reason()})")
     port, name, notes = _pod_port(pod, remote, label)
