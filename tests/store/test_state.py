@@ -176,3 +176,42 @@ def test_file_mode_is_0600_even_with_permissive_umask(tmp_path: Path) -> None:
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "s.yaml").stat().st_mode) == 0o600
+
+
+async def test_a_restored_forward_that_keeps_failing_stays_wanted(tmp_path: Path) -> None:
+    path = tmp_path / "state.yaml"
+    store = StateStore(path, coalesce_delay=0.01)
+    manager = FakeManager(
+        [
+            snap("down", ForwardState.ERROR, reason="cluster unreachable"),
+            snap("up", ForwardState.ACTIVE),
+            snap("failed", ForwardState.ERROR, reason="svc/failed not found"),
+        ]
+    )
+    store.keep_wanted(["down", "up"])  # both were running in the saved session
+    store.attach(manager)
+    try:
+        await store.flush()
+        running = {e["id"]: e["running"] for e in yaml.safe_load(path.read_text())["forwards"]}
+        # Still failing since the restore: kept; never wanted: not.
+        assert running == {"down": True, "up": True, "failed": False}
+        # Once the user stops it, the file says so.
+        await manager.stop("down")
+        await manager.stop("up")
+        manager.set(
+            ForwardSnapshot(
+                id="down", spec=manager.get("down").spec, state=ForwardState.ERROR, reason="x"
+            )
+        )
+
+        async def settled() -> None:
+            while True:
+                await store.flush()
+                doc = yaml.safe_load(path.read_text())["forwards"]
+                if not any(e["running"] for e in doc):
+                    return
+                await asyncio.sleep(0.01)
+
+        await asyncio.wait_for(settled(), 10)
+    finally:
+        await store.close(flush=False)

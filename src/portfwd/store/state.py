@@ -19,7 +19,7 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -131,8 +131,13 @@ class SavedForward:
         )
 
     @classmethod
-    def from_snapshot(cls, snap: ForwardSnapshot) -> SavedForward:
-        """Remember the port actually bound, so a restored forward keeps its local port."""
+    def from_snapshot(cls, snap: ForwardSnapshot, *, still_wanted: bool = False) -> SavedForward:
+        """Remember the port actually bound, so a restored forward keeps its local port.
+
+        `still_wanted`: the forward was restored as running and has failed ever since (e.g.
+        the cluster was unreachable at start): it stays "running" in the file, so one bad
+        start does not silently drop it from the next session.
+        """
         spec = snap.spec
         if spec.local_port == 0 and snap.bound:
             spec = ForwardSpec(
@@ -144,7 +149,9 @@ class SavedForward:
                 kubeconfig=spec.kubeconfig,
                 addresses=spec.addresses,
             )
-        running = snap.state in RUNNING_STATES
+        running = snap.state in RUNNING_STATES or (
+            still_wanted and snap.state is ForwardState.ERROR
+        )
         return cls(id=snap.id, spec=spec, running=running, reason="" if running else snap.reason)
 
 
@@ -249,6 +256,7 @@ class StateStore:
         self._dirty = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._write_lock = asyncio.Lock()
+        self._wanted: set[str] = set()
         self.writes = 0  # how many times the file was actually rewritten
         self.last_error: str | None = None
 
@@ -307,7 +315,18 @@ class StateStore:
     # -- saving ------------------------------------------------------------------------------
 
     def encode(self, snapshots: list[ForwardSnapshot]) -> str:
-        return _encode([SavedForward.from_snapshot(s) for s in snapshots])
+        return _encode(
+            [SavedForward.from_snapshot(s, still_wanted=s.id in self._wanted) for s in snapshots]
+        )
+
+    def keep_wanted(self, forward_ids: Iterable[str]) -> None:
+        """These were restored as running: keep them so while they fail, until they run or
+        the user stops them (see `SavedForward.from_snapshot`)."""
+        self._wanted.update(forward_ids)
+
+    def _settle_wanted(self, snap: ForwardSnapshot) -> None:
+        if snap.state in (ForwardState.ACTIVE, ForwardState.STOPPED):
+            self._wanted.discard(snap.id)
 
     async def save(self, snapshots: list[ForwardSnapshot]) -> bool:
         """Write these forwards now (off the loop). Returns True if the file changed."""
@@ -336,6 +355,8 @@ class StateStore:
             raise RuntimeError("StateStore already attached")
         self._source = source
         subscription = source.subscribe()
+        for snap in source.snapshot():
+            self._settle_wanted(snap)
         self._tasks.append(asyncio.create_task(self._follow(subscription), name="state-follow"))
         self._tasks.append(asyncio.create_task(self._writer(), name="state-writer"))
 
@@ -346,6 +367,13 @@ class StateStore:
         try:
             events: AsyncIterator[Event] = subscription.__aiter__()
             async for event in events:
+                if isinstance(event, ForwardAdded | ForwardChanged):
+                    self._settle_wanted(event.snapshot)
+                elif isinstance(event, ForwardRemoved):
+                    self._wanted.discard(event.forward_id)
+                elif isinstance(event, Lagged) and self._source is not None:
+                    for snap in self._source.snapshot():
+                        self._settle_wanted(snap)
                 if isinstance(event, ForwardAdded | ForwardChanged | ForwardRemoved | Lagged):
                     self._dirty.set()
         finally:

@@ -160,6 +160,8 @@ class PortfwdApp(App[int]):
         finally:
             self.dashboard.set_notes(notes)
             if self.store is not None and not self.quitting:
+                if self.session is not None and self.restart_saved:
+                    self.store.keep_wanted(f.id for f in self.session.forwards if f.running)
                 self.store.attach(self.manager)
                 self.store.request_save()
             self.restored = True
