@@ -134,13 +134,10 @@ async def _forward(
             task.cancel()
         await asyncio.gather(*helpers, return_exceptions=True)
         await manager.shutdown()
-        events.close()
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(1.0):
-                await printer
+        events.close()  # the printer ends after what is queued; it gets a second for that
+        await asyncio.wait({printer}, timeout=1.0)
         printer.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await printer
+        await asyncio.gather(printer, return_exceptions=True)  # our own cancellation propagates
         for sig in handled:
             loop.remove_signal_handler(sig)
 
