@@ -26,7 +26,7 @@ import urllib.request
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TypedDict
 from urllib.parse import quote
 
 import aiohttp
@@ -116,6 +116,13 @@ class ClusterUnreachable(PortfwdError):
     def __init__(self, message: str, *, cause: str) -> None:
         super().__init__(message)
         self.cause = cause
+
+
+class _RequestOptions(TypedDict):
+    headers: dict[str, str]
+    ssl: ssl.SSLContext | bool
+    server_hostname: str | None
+    proxy: str | None
 
 
 @dataclass(frozen=True)
@@ -326,12 +333,18 @@ class KubeClient:
         log.debug("401 from %s: refreshing credentials, retrying once", self._where)
         self.conn.auth.invalidate()
 
-    async def _prepare(self) -> tuple[dict[str, str], ssl.SSLContext | bool]:
+    async def _prepare(self) -> _RequestOptions:
+        """Per-request options: fresh credentials (a token may rotate), TLS, proxy."""
         creds = await self.conn.auth.get()
         headers = {"Accept": "application/json"}
         if creds.token:
             headers["Authorization"] = f"Bearer {creds.token}"
-        return headers, await self._ssl_for(creds)
+        return _RequestOptions(
+            headers=headers,
+            ssl=await self._ssl_for(creds),
+            server_hostname=self.conn.tls_server_name,
+            proxy=self._proxy,
+        )
 
     # --- error mapping -------------------------------------------------------------------
 
@@ -489,16 +502,13 @@ class KubeClient:
         what = what or f"{method} {path}"
         timeout = aiohttp.ClientTimeout(total=self.request_timeout, connect=self.connect_timeout)
         for attempt in (1, 2):
-            headers, ssl_arg = await self._prepare()
+            options = await self._prepare()
             try:
                 async with session.request(
                     method,
                     url,
                     params=params,
-                    headers=headers,
-                    ssl=ssl_arg,
-                    server_hostname=self.conn.tls_server_name,
-                    proxy=self._proxy,
+                    **options,
                     timeout=timeout,
                 ) as resp:
                     body = await resp.read()
@@ -751,15 +761,12 @@ class KubeClient:
             sock_read=self.watch_timeout + 30,
         )
         for attempt in (1, 2):
-            headers, ssl_arg = await self._prepare()
+            options = await self._prepare()
             try:
                 resp = await session.get(
                     url,
                     params=params,
-                    headers=headers,
-                    ssl=ssl_arg,
-                    server_hostname=self.conn.tls_server_name,
-                    proxy=self._proxy,
+                    **options,
                     timeout=timeout,
                 )
             except (aiohttp.ClientError, TimeoutError, ssl.SSLError) as exc:
@@ -821,15 +828,12 @@ class KubeClient:
         what = f'port-forward to pod "{pod}"'
         status = 0
         for attempt in (1, 2):
-            headers, ssl_arg = await self._prepare()
+            options = await self._prepare()
             try:
                 return await session.ws_connect(
                     url.with_query(params),
                     protocols=(PORTFORWARD_V4_BINARY,),
-                    headers=headers,
-                    ssl=ssl_arg,
-                    server_hostname=self.conn.tls_server_name,
-                    proxy=self._proxy,
+                    **options,
                     heartbeat=self.heartbeat,
                     max_msg_size=_WS_MAX_MSG,
                     autoclose=True,
@@ -861,16 +865,13 @@ class KubeClient:
         if status in (400, 401, 403, 404):
             session = self._get_session()
             url = self._url(path)
-            headers, ssl_arg = await self._prepare()
+            options = await self._prepare()
             body = b""
             replayed = 0
             with contextlib.suppress(aiohttp.ClientError, TimeoutError, ssl.SSLError):
                 async with session.get(
                     url.with_query(params),
-                    headers=headers,
-                    ssl=ssl_arg,
-                    server_hostname=self.conn.tls_server_name,
-                    proxy=self._proxy,
+                    **options,
                     timeout=aiohttp.ClientTimeout(
                         total=self.request_timeout, connect=self.connect_timeout
                     ),
