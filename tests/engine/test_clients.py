@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -27,3 +28,39 @@ async def test_clients_shared_per_context(sandbox: SandboxCluster) -> None:
         await pool.close()
     with pytest.raises(RuntimeError):
         await pool.get()
+
+
+class _FakeClient:
+    closed = False
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+async def test_failed_load_does_not_drop_a_newer_one() -> None:
+    """A caller of a failed load must not forget the load another caller started since: that
+    client would never be closed."""
+    pool = ClientPool("unused")
+    failing = asyncio.Event()
+    fresh = _FakeClient()
+    loads = 0
+
+    async def load(kubeconfig: str | None, context: str | None) -> Any:
+        nonlocal loads
+        loads += 1
+        if loads == 1:
+            failing.set()  # wakes the second caller before the first learns of the failure
+            raise ConfigError("first load fails")
+        return fresh
+
+    async def second_caller() -> Any:
+        await failing.wait()
+        return await pool.get()
+
+    pool._load = load  # type: ignore[method-assign]
+    second = asyncio.create_task(second_caller())
+    with pytest.raises(ConfigError):
+        await pool.get()
+    assert await asyncio.wait_for(second, 5) is fresh
+    await pool.close()
+    assert fresh.closed

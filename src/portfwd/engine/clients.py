@@ -37,8 +37,9 @@ class ClientPool:
         try:
             return await asyncio.shield(task)
         except BaseException:
-            if task.done() and not task.cancelled() and task.exception() is not None:
-                self._clients.pop(key, None)
+            failed = task.done() and not task.cancelled() and task.exception() is not None
+            if failed and self._clients.get(key) is task:  # not a newer load for the same key
+                del self._clients[key]
             raise
 
     async def _load(self, kubeconfig: str | None, context: str | None) -> KubeClient:
