@@ -24,10 +24,6 @@ class BindAddress:
     def loopback(self) -> bool:
         return ipaddress.ip_address(self.host).is_loopback
 
-    @property
-    def is_ipv6(self) -> bool:
-        return ipaddress.ip_address(self.host).version == 6
-
 
 def parse_addresses(text: str | tuple[str, ...] | list[str]) -> list[BindAddress]:
     """`localhost`, `127.0.0.1,::1`, `0.0.0.0` ... -> the addresses to bind, without repeats."""
