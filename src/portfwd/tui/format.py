@@ -66,7 +66,8 @@ def human_duration(seconds: float) -> str:
     if hours:
         return f"{hours}h{minutes:02d}m"
     if minutes:
-        return f"{minutes}m{s:02d}s"
+        # Like kubectl's AGE: minutes only, so an idle dashboard repaints once a minute.
+        return f"{minutes}m"
     return f"{s}s"
 
 

@@ -16,7 +16,7 @@ from typing import Any
 from rich.text import Text
 from textual.binding import Binding
 from textual.widgets import DataTable
-from textual.widgets.data_table import CellDoesNotExist, RowDoesNotExist
+from textual.widgets.data_table import CellDoesNotExist, ColumnKey, RowDoesNotExist
 
 from portfwd.engine.model import ForwardSnapshot, ForwardState, ForwardStats
 from portfwd.tui.format import (
@@ -227,8 +227,14 @@ class ForwardTable(DataTable[Any]):
         new = self._row_cells(snap, self.clock())
         for key in COLUMN_KEYS:
             if old.get(key) != new[key]:
+                # Re-measuring a column costs a full layout pass: only when the text grew
+                # past it (uptime and counters change every second on every running row).
+                column = self.columns.get(ColumnKey(key))
+                text = new[key]
+                length = text.cell_len if isinstance(text, Text) else len(text)
+                grow = column is None or length > column.content_width
                 try:
-                    self.update_cell(snap.id, key, new[key], update_width=True)
+                    self.update_cell(snap.id, key, text, update_width=grow)
                 except (CellDoesNotExist, RowDoesNotExist):
                     return
         self._cells[snap.id] = new
@@ -302,7 +308,7 @@ class ForwardTable(DataTable[Any]):
             arrow = ""
             if col.key == self.sort_column:
                 arrow = " ▼" if self.sort_reverse else " ▲"
-            column = self.columns.get(col.key)  # type: ignore[call-overload]
+            column = self.columns.get(ColumnKey(col.key))
             if column is not None:
                 column.label = Text(col.label + arrow)
         self.refresh()

@@ -1,0 +1,64 @@
+"""How values read on screen."""
+
+from __future__ import annotations
+
+import pytest
+
+from portfwd.engine.model import ForwardSnapshot, ForwardSpec, ForwardState
+from portfwd.tui.format import human_bytes, human_duration, local_text, remote_text
+
+
+@pytest.mark.parametrize(
+    ("n", "text"),
+    [
+        (0, "0 B"),
+        (1023, "1023 B"),
+        (1024, "1.0 KiB"),
+        (1536, "1.5 KiB"),
+        (5 * 1024**2, "5.0 MiB"),
+        (3 * 1024**4, "3.0 TiB"),
+        (2048 * 1024**4, "2048.0 TiB"),
+    ],
+)
+def test_human_bytes(n: int, text: str) -> None:
+    assert human_bytes(n) == text
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (-3, "0s"),
+        (59.9, "59s"),
+        (60, "1m"),
+        (3599, "59m"),
+        (3600, "1h00m"),
+        (86399, "23h59m"),
+        (90000, "1d01h"),
+    ],
+)
+def test_human_duration(seconds: float, text: str) -> None:
+    assert human_duration(seconds) == text
+
+
+def test_remote_shows_asked_and_resolved_ports() -> None:
+    spec = ForwardSpec(target="svc/echo", remote_port=80)
+    snap = ForwardSnapshot(
+        id="x",
+        spec=spec,
+        state=ForwardState.ACTIVE,
+        remote_port=9000,
+        port_name="echo",
+        bound=(("::1", 8080), ("127.0.0.1", 8080)),
+    )
+    assert remote_text(snap) == "80 → 9000 (echo)"
+    assert local_text(snap) == "[::1]:8080, 127.0.0.1:8080"
+    named = ForwardSnapshot(
+        id="y",
+        spec=ForwardSpec(target="svc/web", remote_port="http"),
+        state=ForwardState.ACTIVE,
+        remote_port=8080,
+        port_name="http",
+    )
+    assert remote_text(named) == "8080 (http)"
+    unresolved = ForwardSnapshot(id="z", spec=spec, state=ForwardState.STOPPED)
+    assert remote_text(unresolved) == "80" and local_text(unresolved) == "127.0.0.1:auto"
