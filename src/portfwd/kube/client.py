@@ -476,10 +476,9 @@ class KubeClient:
                 api_message=message,
             )
         detail = f": {shown}" if shown else ""
+        answer = f"{status} {reason}" if reason else str(status)
         return ApiError(
-            f"the API server answered {status} {reason or ''} to {what}{detail} ({ctx})".replace(
-                "  ", " "
-            ),
+            f"the API server answered {answer} to {what}{detail} ({ctx})",
             status=status,
             reason=reason,
             api_message=message,
