@@ -136,7 +136,7 @@ class WatchEvent:
 # --- helpers ---------------------------------------------------------------------------------
 
 
-def _one_line(text: str) -> str:
+def _fold_lines(text: str) -> str:
     """A server's message inside our one-line errors (webhook denials may span lines)."""
     return " ".join(text.split())
 
@@ -147,7 +147,7 @@ def _status_fields(body: bytes) -> tuple[str, str, dict[str, Any]]:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         text = body.decode("utf-8", errors="replace").strip()
-        return _one_line(text)[:300], "", {}
+        return _fold_lines(text)[:300], "", {}
     if not isinstance(data, dict):
         return "", "", {}
     details = data.get("details")
@@ -437,7 +437,7 @@ class KubeClient:
         user: str = "",
     ) -> ApiError:
         message, reason, details = _status_fields(body)
-        shown = _one_line(message)
+        shown = _fold_lines(message)
         ctx = f'context "{self.context}"'
         if status == 401:
             return Unauthorized(
@@ -699,7 +699,7 @@ class KubeClient:
                             break
                         message = str(obj.get("message") or obj.get("reason") or "unknown error")
                         raise ApiError(
-                            f"watch {resource} failed: {_one_line(message)}",
+                            f"watch {resource} failed: {_fold_lines(message)}",
                             status=code if isinstance(code, int) else 500,
                             reason=str(obj.get("reason") or ""),
                             api_message=message,
@@ -880,7 +880,7 @@ class KubeClient:
                 error = self._status_error(status, body, what=what, ns=ns, user=self.conn.user)
                 if status == 400 and error.api_message:
                     raise ApiError(
-                        f"cannot port-forward to pod {pod}: {_one_line(error.api_message)}",
+                        f"cannot port-forward to pod {pod}: {_fold_lines(error.api_message)}",
                         status=status,
                         reason=error.reason,
                         api_message=error.api_message,
