@@ -661,3 +661,21 @@ async def test_edit_to_a_non_loopback_address_warns(harness: Harness) -> None:
         await press(pilot, "escape")
         assert app.screen is app.dashboard
         assert app.manager.snapshot()[0].local_port == port  # cancelled: unchanged
+
+
+async def test_undeclared_pod_port_can_be_typed(harness: Harness) -> None:
+    app = harness.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await press(pilot, "n", "enter", "enter")
+        await type_text(pilot, "pod")
+        await press(pilot, "enter")
+        await type_text(pilot, "toolbox")
+        await press(pilot, "enter")
+        screen = app.screen
+        assert isinstance(screen, NewForwardScreen) and screen.step == "port"
+        assert options(app) == ["[ ]  7000/TCP   shell       "]
+        await type_text(pilot, "7001")
+        assert options(app)[0] == "[ ]  7001/TCP   -            not declared in the spec"
+        await press(pilot, "enter")
+        assert screen.step == "local" and [p.port for p in screen.ports] == [7001]
