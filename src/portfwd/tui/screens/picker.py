@@ -326,14 +326,18 @@ class NewForwardScreen(Screen[list[ForwardSpec] | None]):
             matcher = Matcher(text)
             scored = [(matcher.match(i.search), n, i) for n, i in enumerate(items)]
             items = [i for score, n, i in sorted(scored, key=lambda t: (-t[0], t[1])) if score > 0]
-        if self.step == "port" and self.state == "ready" and self.kind != "service":
-            # A pod port need not be declared in the spec (kubectl forwards it anyway); a
-            # Service port must exist on the Service, so services only offer theirs.
-            if text.isdigit() and 1 <= int(text) <= 65535:
-                port = int(text)
-                if all(i.value.port != port for i in items):
-                    extra = PortChoice(port, "", "TCP", "not declared in the spec")
-                    items.insert(0, self._port_item(extra, port in self.marked))
+        # A pod port need not be declared in the spec (kubectl forwards it anyway); a Service
+        # port must exist on the Service, so services only offer theirs.
+        typed_port = int(text) if text.isdigit() and 1 <= int(text) <= 65535 else 0
+        if (
+            typed_port
+            and self.step == "port"
+            and self.state == "ready"
+            and self.kind != "service"
+            and all(i.value.port != typed_port for i in items)
+        ):
+            extra = PortChoice(typed_port, "", "TCP", "not declared in the spec")
+            items.insert(0, self._port_item(extra, typed_port in self.marked))
         current = choices.highlighted_option.id if choices.highlighted_option else None
         choices.clear_options()
         choices.add_options([Option(i.prompt, id=i.key, disabled=i.disabled) for i in items])
