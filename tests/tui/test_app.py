@@ -677,5 +677,11 @@ async def test_undeclared_pod_port_can_be_typed(harness: Harness) -> None:
         assert options(app) == ["[ ]  7000/TCP   shell       "]
         await type_text(pilot, "7001")
         assert options(app)[0] == "[ ]  7001/TCP   -            not declared in the spec"
-        await press(pilot, "enter")
-        assert screen.step == "local" and [p.port for p in screen.ports] == [7001]
+        await press(pilot, "tab")  # mark it, then the declared one too
+        await press(pilot, "backspace", "backspace", "backspace", "backspace")
+        assert options(app) == [
+            "[ ]  7000/TCP   shell       ",
+            "[x]  7001/TCP   -            not declared in the spec",
+        ]
+        await press(pilot, "up", "tab", "enter")
+        assert screen.step == "local" and sorted(p.port for p in screen.ports) == [7000, 7001]

@@ -429,6 +429,8 @@ class NewForwardScreen(Screen[list[ForwardSpec] | None]):
         port = item.value.port
         self.marked.symmetric_difference_update({port})
         highlighted = choices.highlighted
+        if all(i.key != item.key for i in self._items):
+            self._items.append(item)  # a typed, undeclared port joins the list once marked
         self._items = [
             self._port_item(i.value, i.value.port in self.marked) if i.key == item.key else i
             for i in self._items
