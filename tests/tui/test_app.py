@@ -683,5 +683,6 @@ async def test_undeclared_pod_port_can_be_typed(harness: Harness) -> None:
             "[ ]  7000/TCP   shell       ",
             "[x]  7001/TCP   -            not declared in the spec",
         ]
-        await press(pilot, "up", "tab", "enter")
+        screen.query_one("#choices", OptionList).highlighted = 0
+        await press(pilot, "tab", "enter")
         assert screen.step == "local" and sorted(p.port for p in screen.ports) == [7000, 7001]
