@@ -28,13 +28,6 @@ LEVEL_STYLE: dict[LogLevel, str] = {
     LogLevel.ERROR: "bold red",
 }
 
-KIND_PREFIX = {
-    "service": "svc",
-    "pod": "pod",
-    "deployment": "deploy",
-    "statefulset": "sts",
-}
-
 
 def status_text(state: ForwardState) -> Text:
     symbol, style = STATUS_STYLE[state]

@@ -172,11 +172,9 @@ class DashboardScreen(Screen[None]):
             self.notify("No forward selected. Press n to add one.", severity="warning", timeout=3)
         return snap
 
-    def _run_engine(self, what: str, call: Callable[[], Awaitable[Any]]) -> None:
-        self._engine_call(what, call)
-
     @work(group="engine-actions")
-    async def _engine_call(self, what: str, call: Callable[[], Awaitable[Any]]) -> None:
+    async def _run_engine(self, what: str, call: Callable[[], Awaitable[Any]]) -> None:
+        """One engine call off the key handler; its failure becomes a toast, not a crash."""
         try:
             await call()
         except PortfwdError as exc:
