@@ -686,3 +686,30 @@ async def test_undeclared_pod_port_can_be_typed(harness: Harness) -> None:
         screen.query_one("#choices", OptionList).highlighted = 0
         await press(pilot, "tab", "enter")
         assert screen.step == "local" and sorted(p.port for p in screen.ports) == [7000, 7001]
+
+
+async def test_a_session_that_cannot_be_saved_is_reported(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    from portfwd.store import state
+
+    def full_disk(path: object, text: str) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(state, "write_atomic", full_disk)
+    app = harness.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        fid = await add_active(app, pilot, echo_spec(free_port()))
+        expected = (
+            f"cannot save the session to {harness.state_path}: No space left on device; "
+            "fix it (space, permissions) and changes are saved again"
+        )
+        await wait_until(
+            pilot,
+            lambda: any(n.message == expected for n in app._notifications),
+            what="save error toast",
+        )
+        assert row(app, fid)[0] == "● active"  # the forward is not affected

@@ -259,6 +259,7 @@ class StateStore:
         self._wanted: set[str] = set()
         self.writes = 0  # how many times the file was actually rewritten
         self.last_error: str | None = None
+        self.on_error: Callable[[str], None] | None = None  # e.g. the TUI's toast
 
     @property
     def writable(self) -> bool:
@@ -340,9 +341,15 @@ class StateStore:
                 await asyncio.to_thread(write_atomic, self.path, text)
             except OSError as exc:
                 # Keep running: a full disk must not take the forwards down. Say it once.
+                message = (
+                    f"cannot save the session to {self.path}: {exc.strerror or exc}; "
+                    "fix it (space, permissions) and changes are saved again"
+                )
                 if self.last_error is None:
-                    log.warning("cannot save session to %s: %s", self.path, exc)
-                self.last_error = f"cannot save session to {self.path}: {exc.strerror or exc}"
+                    log.warning("%s", message)
+                    if self.on_error is not None:
+                        self.on_error(message)
+                self.last_error = message
                 return False
             self.last_error = None
             self._last_written = text

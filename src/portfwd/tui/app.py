@@ -162,6 +162,9 @@ class PortfwdApp(App[int]):
             if self.store is not None and not self.quitting:
                 if self.session is not None and self.restart_saved:
                     self.store.keep_wanted(f.id for f in self.session.forwards if f.running)
+                self.store.on_error = lambda message: self.notify(
+                    message, severity="error", timeout=15
+                )
                 self.store.attach(self.manager)
                 self.store.request_save()
             self.restored = True
