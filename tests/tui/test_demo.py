@@ -1,0 +1,48 @@
+"""`portfwd demo`'s first start: seeded forwards show every state within seconds."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from portfwd.demo import DEMO_CONTEXT, DEMO_NAMESPACE, demo_seed
+from portfwd.engine.model import ForwardState
+from tests.tui.conftest import Harness
+from tests.tui.helpers import settle, wait_until
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def test_seed_targets_the_demo_namespace() -> None:
+    seeds = demo_seed()
+    assert [(s.target, s.remote_port) for s in seeds] == [
+        ("svc/web", 80),
+        ("svc/api", 443),
+        ("svc/crashy", 80),
+    ]
+    assert {(s.context, s.namespace, s.kubeconfig) for s in seeds} == {
+        (DEMO_CONTEXT, DEMO_NAMESPACE, None)  # no kubeconfig: the next demo's sandbox differs
+    }
+    assert len({s.local_port for s in seeds}) == 3
+
+
+async def test_first_start_is_seeded_and_a_later_start_is_not(harness: Harness) -> None:
+    seeds = [replace(s, local_port=0) for s in demo_seed()]  # tests bind port 0 only
+    app = harness.app(seed=seeds)
+    async with app.run_test(size=(160, 30)) as pilot:
+        await wait_until(pilot, lambda: app.restored, what="seeded")
+        await settle(pilot)
+        states = {s.spec.target: s for s in app.manager.snapshot()}
+        assert states["svc/web"].state is ForwardState.ACTIVE
+        assert states["svc/api"].state is ForwardState.ACTIVE
+        assert states["svc/crashy"].state is ForwardState.ERROR
+        assert "crashy" in states["svc/crashy"].reason  # why it fails, in the row
+        await pilot.press("q")
+        await wait_until(pilot, lambda: app.return_code == 0, what="exit")
+    app2 = harness.app(seed=seeds)
+    async with app2.run_test(size=(160, 30)) as pilot:
+        await wait_until(pilot, lambda: app2.restored, what="restored")
+        assert len(app2.manager.snapshot()) == 3  # restored, not seeded again
+        await pilot.press("q")
+        await wait_until(pilot, lambda: app2.return_code == 0, what="exit")
