@@ -11,10 +11,12 @@ from dataclasses import replace
 from datetime import UTC
 
 import pytest
+from textual.message import Message
 
 from portfwd.engine.events import ForwardChanged, Lagged
 from portfwd.engine.model import ForwardState, ForwardStats
 from portfwd.tui.app import PortfwdApp
+from portfwd.tui.messages import StatsBatch
 from portfwd.tui.screens.logs import LogScreen
 from tests.tui.fakes import NOW, FakeCatalog, FakeManager, mixed_snapshots
 from tests.tui.helpers import settle, wait_until
@@ -123,3 +125,25 @@ async def test_changed_event_for_a_filtered_out_row_stays_hidden() -> None:
         )
         await wait_until(pilot, lambda: len(table.visible_ids()) == 2, what="now matches")
         assert table.visible_ids() == ["a", "e"]
+
+
+async def test_a_flood_of_stats_ticks_is_coalesced() -> None:
+    manager = FakeManager(mixed_snapshots())
+    app = make_app(manager, [NOW])
+    async with app.run_test(size=(160, 30)) as pilot:
+        await settle(pilot)
+        batches = 0
+        original = app.post_message
+
+        def counting(message: Message) -> bool:
+            nonlocal batches
+            if isinstance(message, StatsBatch):
+                batches += 1
+            return original(message)
+
+        app.post_message = counting  # type: ignore[method-assign]
+        for n in range(1, 501):
+            manager.stats("a", ForwardStats(connections_open=1, bytes_in=n * 1024))
+        table = app.dashboard.table
+        await wait_until(pilot, lambda: str(table.get_row("a")[9]) == "500.0 KiB", what="last")
+        assert 1 <= batches < 500  # the queue held batches, not 500 messages

@@ -12,6 +12,7 @@ import logging
 import time
 import traceback
 import webbrowser
+from collections import deque
 from collections.abc import Callable, Iterable
 from datetime import tzinfo
 from typing import Any
@@ -29,7 +30,7 @@ from portfwd.engine.events import (
     LogLine,
     StatsTick,
 )
-from portfwd.engine.model import ForwardSpec
+from portfwd.engine.model import ForwardSpec, ForwardStats, LogEntry
 from portfwd.errors import PortfwdError
 from portfwd.store.state import LoadResult, StateStore, restore
 from portfwd.tui.catalog import Catalog
@@ -39,9 +40,9 @@ from portfwd.tui.messages import (
     ForwardCreated,
     ForwardGone,
     ForwardUpdated,
-    LogReceived,
+    LogBatch,
     Resync,
-    StatsUpdated,
+    StatsBatch,
 )
 from portfwd.tui.screens.dashboard import DashboardScreen
 from portfwd.tui.screens.dialogs import HelpScreen
@@ -49,6 +50,8 @@ from portfwd.tui.screens.logs import LogScreen
 from portfwd.tui.screens.picker import NewForwardScreen
 
 log = logging.getLogger(__name__)
+
+LOG_BATCH_MAX = 2000  # lines queued for the log views between two repaints
 
 
 class PortfwdApp(App[int]):
@@ -98,6 +101,8 @@ class PortfwdApp(App[int]):
         self.quitting = False
         self.crash: str | None = None  # formatted traceback of an unexpected exception
         self._subscription: EventStream | None = None
+        self._stats_batch: dict[str, ForwardStats] | None = None
+        self._log_batch: deque[tuple[str | None, LogEntry]] | None = None
         self.dashboard = DashboardScreen()
         self.sub_title = self._sub_title()
 
@@ -127,7 +132,10 @@ class PortfwdApp(App[int]):
         try:
             async for event in subscription:
                 if isinstance(event, StatsTick):
-                    self.post_message(StatsUpdated(event.forward_id, event.stats))
+                    if self._stats_batch is None:
+                        self._stats_batch = {}
+                        self.post_message(StatsBatch(self._stats_batch))
+                    self._stats_batch[event.forward_id] = event.stats
                 elif isinstance(event, ForwardAdded):
                     self.post_message(ForwardUpdated(event.snapshot, added=True))
                 elif isinstance(event, ForwardChanged):
@@ -135,7 +143,10 @@ class PortfwdApp(App[int]):
                 elif isinstance(event, ForwardRemoved):
                     self.post_message(ForwardGone(event.forward_id))
                 elif isinstance(event, LogLine):
-                    self.post_message(LogReceived(event.forward_id, event.entry))
+                    if self._log_batch is None:
+                        self._log_batch = deque(maxlen=LOG_BATCH_MAX)
+                        self.post_message(LogBatch(self._log_batch))
+                    self._log_batch.append((event.forward_id, event.entry))
                 elif isinstance(event, Lagged):
                     self.post_message(Resync())
         finally:
@@ -180,12 +191,19 @@ class PortfwdApp(App[int]):
     def on_forward_gone(self, message: ForwardGone) -> None:
         self.dashboard.remove_forward(message.forward_id)
 
-    def on_stats_updated(self, message: StatsUpdated) -> None:
-        self.dashboard.update_stats(message.forward_id, message.stats)
+    def on_stats_batch(self, message: StatsBatch) -> None:
+        if self._stats_batch is message.stats:
+            self._stats_batch = None  # the next tick starts a new batch
+        for forward_id, stats in message.stats.items():
+            self.dashboard.update_stats(forward_id, stats)
 
-    def on_log_received(self, message: LogReceived) -> None:
-        for screen in self._log_screens():
-            screen.add_entry(message.forward_id, message.entry)
+    def on_log_batch(self, message: LogBatch) -> None:
+        if self._log_batch is message.entries:
+            self._log_batch = None
+        screens = self._log_screens()
+        for forward_id, entry in message.entries:
+            for screen in screens:
+                screen.add_entry(forward_id, entry)
 
     def on_resync(self, message: Resync) -> None:
         self.dashboard.set_all(self.manager.snapshot())

@@ -5,6 +5,8 @@ One worker reads the Manager's subscription and posts these; widgets never poll 
 
 from __future__ import annotations
 
+from collections import deque
+
 from textual.message import Message
 
 from portfwd.engine.model import ForwardSnapshot, ForwardStats, LogEntry
@@ -25,18 +27,21 @@ class ForwardGone(Message):
         self.forward_id = forward_id
 
 
-class StatsUpdated(Message):
-    def __init__(self, forward_id: str, stats: ForwardStats) -> None:
+class StatsBatch(Message):
+    """Latest counters per forward. The worker keeps adding to `stats` until the app takes
+    the batch, so at most one is queued however fast ticks arrive."""
+
+    def __init__(self, stats: dict[str, ForwardStats]) -> None:
         super().__init__()
-        self.forward_id = forward_id
         self.stats = stats
 
 
-class LogReceived(Message):
-    def __init__(self, forward_id: str | None, entry: LogEntry) -> None:
+class LogBatch(Message):
+    """Log lines, batched like `StatsBatch` and bounded (a flood keeps the newest lines)."""
+
+    def __init__(self, entries: deque[tuple[str | None, LogEntry]]) -> None:
         super().__init__()
-        self.forward_id = forward_id
-        self.entry = entry
+        self.entries = entries
 
 
 class Resync(Message):
