@@ -12,7 +12,7 @@ import yaml
 from textual.pilot import Pilot
 from textual.widgets import Button, Input, OptionList, Static
 
-from portfwd.engine.model import ForwardSpec, ForwardState
+from portfwd.engine.model import ForwardSpec, ForwardState, LogLevel
 from portfwd.tui.app import PortfwdApp
 from portfwd.tui.screens.dialogs import ConfirmScreen, EditScreen, HelpScreen
 from portfwd.tui.screens.logs import LogScreen
@@ -713,3 +713,28 @@ async def test_a_session_that_cannot_be_saved_is_reported(
             what="save error toast",
         )
         assert row(app, fid)[0] == "● active"  # the forward is not affected
+
+
+async def test_error_channel_text_reaches_the_log_view(harness: Harness) -> None:
+    app = harness.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        port = free_port()
+        fid = await add_active(app, pilot, echo_spec(port, target="pod/toolbox", remote=7000))
+        await harness.sandbox.set_backend_refusing("demo", "toolbox", 7000, True)
+        await press(pilot, "l")
+        screen = app.screen
+        assert isinstance(screen, LogScreen) and screen.forward_id == fid
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"hello\n")
+        with contextlib.suppress(OSError):
+            await asyncio.wait_for(reader.read(), 20)  # the forward closes this connection
+        writer.close()
+
+        def shown() -> str:
+            return "\n".join(line.text for line in screen.query_one("#log").lines)
+
+        await wait_until(pilot, lambda: "connection refused" in shown(), what="kubelet text")
+        entry = next(e for e in app.manager.logs(fid) if "connection refused" in e.message)
+        assert entry.level >= LogLevel.WARNING
+        assert f"{entry.level.name:<7} " + entry.message[:40] in shown().replace("\n", "")
