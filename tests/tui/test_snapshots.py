@@ -184,3 +184,28 @@ def test_dashboard_error_selected_shows_full_reason(snap_compare: SnapCompare) -
         await settle(pilot)
 
     assert snap(snap_compare, make_app(FakeManager(mixed_snapshots())), run_before)
+
+
+def test_delete_confirm_dialog(snap_compare: SnapCompare) -> None:
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await settle(pilot)
+        await pilot.press("d")  # the first row is active: asks first
+        await settle(pilot)
+
+    assert snap(snap_compare, make_app(FakeManager(mixed_snapshots())), run_before)
+
+
+def test_edit_dialog(snap_compare: SnapCompare, monkeypatch: pytest.MonkeyPatch) -> None:
+    from portfwd.tui import ports
+
+    async def check(text: str, address: str, taken: object) -> ports.PortCheck:
+        return ports.PortCheck(False, f"{text} is in use by another program")
+
+    monkeypatch.setattr(ports, "check_port", check)
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await settle(pilot)
+        await pilot.press("e", "backspace", "1")
+        await settle(pilot)
+
+    assert snap(snap_compare, make_app(FakeManager(mixed_snapshots())), run_before)
