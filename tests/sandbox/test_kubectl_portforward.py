@@ -212,22 +212,6 @@ async def test_refused_port_shows_kubelet_error(sandbox: SandboxCluster, websock
     assert "error: lost connection to pod" in log, log
 
 
-# TEMPORARY until api.py dispatches (H2 owns it until 02:20).
-@pytest.fixture(autouse=True)
-def _dispatch(monkeypatch: pytest.MonkeyPatch) -> None:
-    from portfwd.sandbox import api
-    from portfwd.sandbox.portforward_spdy import is_spdy_portforward, serve_portforward_spdy
-
-    orig = api.serve_portforward
-
-    async def dispatch(request, **kw):  # type: ignore[no-untyped-def]
-        if is_spdy_portforward(request):
-            return await serve_portforward_spdy(request, **kw)
-        return await orig(request, **kw)
-
-    monkeypatch.setattr(api, "serve_portforward", dispatch)
-
-
 @pytest.mark.parametrize("websockets", MODES)
 async def test_forbidden_user_gets_the_api_servers_words(
     sandbox: SandboxCluster, websockets: bool, monkeypatch: pytest.MonkeyPatch

@@ -27,6 +27,7 @@ from portfwd.sandbox.auth import (
 from portfwd.sandbox.kubeproto import ProtoError, decode_access_review
 from portfwd.sandbox.manifests import deep_merge, scale_manifest
 from portfwd.sandbox.portforward import serve_portforward, validate_ports_query
+from portfwd.sandbox.portforward_spdy import is_spdy_portforward, serve_portforward_spdy
 from portfwd.sandbox.selectors import (
     SelectorError,
     parse_field_selector,
@@ -603,6 +604,10 @@ async def _portforward(
 
     # The kubelet's error text carries an empty uid on this path ("uid : failed ..."),
     # as measured on a real cluster (real-apiserver.md).
+    if is_spdy_portforward(request):  # kubectl: SPDY tunnelled in a WebSocket, or plain SPDY
+        return await serve_portforward_spdy(
+            request, pod_name=name, pod_uid="", dial=dial, close_linger=cluster.close_linger
+        )
     return await serve_portforward(
         request, pod_name=name, pod_uid="", dial=dial, close_linger=cluster.close_linger
     )
