@@ -12,6 +12,7 @@ from datetime import UTC
 
 import pytest
 from textual.message import Message
+from textual.widgets import Static
 
 from portfwd.engine.events import ForwardChanged, Lagged
 from portfwd.engine.model import ForwardState, ForwardStats
@@ -147,3 +148,25 @@ async def test_a_flood_of_stats_ticks_is_coalesced() -> None:
         table = app.dashboard.table
         await wait_until(pilot, lambda: str(table.get_row("a")[9]) == "500.0 KiB", what="last")
         assert 1 <= batches < 500  # the queue held batches, not 500 messages
+
+
+async def test_text_from_outside_is_shown_verbatim_not_as_markup() -> None:
+    manager = FakeManager(mixed_snapshots())
+    odd = replace(
+        manager.get("e"),
+        context="[b]prod[/b]",
+        state=ForwardState.ERROR,
+        reason="denied by webhook [policy/x] [/b]",
+    )
+    manager.forwards["e"] = odd
+    app = make_app(manager, [NOW])
+    async with app.run_test(size=(160, 30)) as pilot:
+        await settle(pilot)
+        table = app.dashboard.table
+        cells = [str(c) for c in table.get_row("e")]
+        assert cells[1] == "[b]prod[/b]"
+        assert cells[11] == "denied by webhook [policy/x] [/b]"
+        await pilot.press("slash", *"[/i]")
+        await settle(pilot)
+        empty = app.dashboard.query_one("#empty", Static)
+        assert str(empty.render()) == "No forward matches “[/i]”. Press Esc to clear the filter."

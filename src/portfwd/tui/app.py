@@ -124,7 +124,7 @@ class PortfwdApp(App[int]):
         self.dashboard.set_all(self.manager.snapshot())
         self._consume_events(self._subscription)
         for warning in self.startup_warnings:
-            self.notify(warning, severity="warning", timeout=15)
+            self.notify(warning, severity="warning", timeout=15, markup=False)
         self._restore_session()
 
     @work(group="engine-events", exit_on_error=True)
@@ -174,7 +174,7 @@ class PortfwdApp(App[int]):
                 if self.session is not None and self.restart_saved:
                     self.store.keep_wanted(f.id for f in self.session.forwards if f.running)
                 self.store.on_error = lambda message: self.notify(
-                    message, severity="error", timeout=15
+                    message, severity="error", timeout=15, markup=False
                 )
                 self.store.attach(self.manager)
                 self.store.request_save()
@@ -247,12 +247,18 @@ class PortfwdApp(App[int]):
             try:
                 ids.append(await self.manager.add(spec, start=True))
             except PortfwdError as exc:
-                self.notify(f"{spec.target} {spec.remote_port}: {exc}", severity="error")
+                self.notify(
+                    f"{spec.target} {spec.remote_port}: {exc}", severity="error", markup=False
+                )
             except Exception as exc:
                 if self.quitting:
                     return
                 log.exception("adding %s failed", spec)
-                self.notify(f"adding {spec.target} failed unexpectedly: {exc!r}", severity="error")
+                self.notify(
+                    f"adding {spec.target} failed unexpectedly: {exc!r}",
+                    severity="error",
+                    markup=False,
+                )
         self.post_message(ForwardCreated(ids))
 
     def open_logs(self, forward_id: str | None) -> None:

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -157,7 +158,7 @@ class DashboardScreen(Screen[None]):
             empty.display = True
         elif table.row_count == 0:
             empty.update(
-                f"No forward matches “{table.filter_text}”. Press Esc to clear the filter."
+                Text(f"No forward matches “{table.filter_text}”. Press Esc to clear the filter.")
             )
             empty.display = True
         else:
@@ -178,14 +179,16 @@ class DashboardScreen(Screen[None]):
         try:
             await call()
         except PortfwdError as exc:
-            self.notify(f"{what}: {exc}", severity="error", timeout=8)
+            self.notify(f"{what}: {exc}", severity="error", timeout=8, markup=False)
         except KeyError:
             self.notify(f"{what}: that forward no longer exists", severity="warning")
         except Exception as exc:  # an engine bug must not take the dashboard down
             if self.papp.quitting:
                 return  # the engine is shutting down under this call
             log.exception("%s failed", what)
-            self.notify(f"{what} failed unexpectedly: {exc!r}", severity="error", timeout=10)
+            self.notify(
+                f"{what} failed unexpectedly: {exc!r}", severity="error", timeout=10, markup=False
+            )
 
     # -- actions ----------------------------------------------------------------------------
 
@@ -265,7 +268,7 @@ class DashboardScreen(Screen[None]):
             spec = replace(spec, local_port=snap.local_port)
         command = spec.kubectl_command()
         self.app.copy_to_clipboard(command)
-        self.notify(command, title="Copied to clipboard", timeout=6)
+        self.notify(command, title="Copied to clipboard", timeout=6, markup=False)
 
     def action_open_browser(self) -> None:
         snap = self._selected()
@@ -276,6 +279,7 @@ class DashboardScreen(Screen[None]):
             self.notify(
                 f"{forward_label(snap)} is {snap.state.value}: start it first (space)",
                 severity="warning",
+                markup=False,
             )
             return
         self._open_url(url)
@@ -286,7 +290,7 @@ class DashboardScreen(Screen[None]):
         try:
             ok = await asyncio.to_thread(opener, url)
         except Exception as exc:  # webbrowser raises webbrowser.Error and OSErrors
-            self.notify(f"cannot open {url}: {exc}", severity="error")
+            self.notify(f"cannot open {url}: {exc}", severity="error", markup=False)
             return
         if ok is False:
             self.notify(f"no browser found: open {url} yourself", severity="warning")

@@ -30,7 +30,7 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Static(self._question, id="question")
+            yield Static(self._question, id="question", markup=False)
             with Horizontal(classes="buttons"):
                 yield Button(f"{self._confirm_label} (y)", variant="error", id="yes")
                 yield Button("Cancel (n)", id="no")
@@ -64,10 +64,10 @@ class EditScreen(ModalScreen[ForwardSpec | None]):
     def compose(self) -> ComposeResult:
         snap = self._snap
         with Vertical(classes="dialog"):
-            yield Label(f"Edit {forward_label(snap)}", classes="dialog-title")
+            yield Label(f"Edit {forward_label(snap)}", classes="dialog-title", markup=False)
             yield Label("Local port")
             yield Input(str(snap.local_port or ""), id="edit-port", placeholder="1-65535")
-            yield Static("", id="edit-port-check", classes="check")
+            yield Static("", id="edit-port-check", classes="check", markup=False)
             yield Label("Local address(es), comma-separated")
             yield Input(",".join(snap.spec.addresses), id="edit-address")
             with Horizontal(classes="buttons"):

@@ -102,7 +102,7 @@ class NewForwardScreen(Screen[list[ForwardSpec] | None]):
             yield Static("", id="crumbs")
             yield Static("", id="step-title")
             yield Input(placeholder="type to filter", id="query")
-            yield Static("", id="status")
+            yield Static("", id="status", markup=False)
             yield OptionList(id="choices")
             yield VerticalScroll(id="local-step")
         yield Footer()
@@ -113,8 +113,8 @@ class NewForwardScreen(Screen[list[ForwardSpec] | None]):
 
     # -- step machinery -----------------------------------------------------------------------
 
-    def _crumbs(self) -> str:
-        parts = []
+    def _crumbs(self) -> Text:
+        """Text, not markup: context names come from the kubeconfig and may hold brackets."""
         values = {
             "context": self.context,
             "namespace": self.namespace,
@@ -122,19 +122,26 @@ class NewForwardScreen(Screen[list[ForwardSpec] | None]):
             "resource": self.resource,
             "port": ",".join(str(p.port) for p in self.ports),
         }
-        for step in STEPS:
-            idx = STEPS.index(step)
-            if idx < STEPS.index(self.step) and values.get(step):
-                parts.append(f"{STEP_TITLES[step].lower()} [b]{values[step]}[/b]")
-        trail = "  \u203a  ".join(parts) if parts else "start by choosing a context"
-        return f"New forward:  {trail}"
+        done = STEPS[: STEPS.index(self.step)]
+        parts = [(STEP_TITLES[step].lower(), values[step]) for step in done if values.get(step)]
+        crumbs = Text("New forward:  ")
+        if not parts:
+            crumbs.append("start by choosing a context")
+        for n, (title, value) in enumerate(parts):
+            if n:
+                crumbs.append("  \u203a  ")
+            crumbs.append(f"{title} ")
+            crumbs.append(value, style="bold")
+        return crumbs
 
     def _enter(self, step: str) -> None:
         self.step = step
         idx = STEPS.index(step) + 1
         self.query_one("#crumbs", Static).update(self._crumbs())
         self.query_one("#step-title", Static).update(
-            f"[b]{idx}/{len(STEPS)}  {STEP_TITLES[step]}[/b]  {self._step_hint(step)}"
+            Text.assemble(
+                (f"{idx}/{len(STEPS)}  {STEP_TITLES[step]}", "bold"), "  ", self._step_hint(step)
+            )
         )
         query = self.query_one("#query", Input)
         local = self.query_one("#local-step", VerticalScroll)
@@ -466,12 +473,14 @@ class NewForwardScreen(Screen[list[ForwardSpec] | None]):
             label = f"{KIND_PREFIX[self.kind]}/{self.resource} port {p.port}"
             if p.name:
                 label += f" ({p.name})"
-            widgets.append(Label(f"Local port for {label}"))
+            widgets.append(Label(f"Local port for {label}", markup=False))
             widgets.append(Input("", placeholder="finding a free port…", id=f"local-{p.port}"))
-            widgets.append(Static("⏳ checking…", id=f"check-{p.port}", classes="check"))
+            widgets.append(
+                Static("⏳ checking…", id=f"check-{p.port}", classes="check", markup=False)
+            )
         widgets.append(Label("Listen address(es), comma-separated"))
         widgets.append(Input("127.0.0.1", id="local-address"))
-        widgets.append(Static("", id="address-warning", classes="check"))
+        widgets.append(Static("", id="address-warning", classes="check", markup=False))
         widgets.append(
             Horizontal(
                 Button("Start (enter)", variant="success", id="start", disabled=True),
@@ -563,7 +572,9 @@ class NewForwardScreen(Screen[list[ForwardSpec] | None]):
     def _start(self) -> None:
         if not self._local_ok():
             bad = [r.message for r in self._port_checks.values() if not r.ok]
-            self.notify(bad[0] if bad else "checking the local port…", severity="warning")
+            self.notify(
+                bad[0] if bad else "checking the local port…", severity="warning", markup=False
+            )
             return
         addresses = self._address()
         specs = [

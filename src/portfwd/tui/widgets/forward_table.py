@@ -116,7 +116,7 @@ class ForwardTable(DataTable[Any]):
         self.sort_column: str | None = None
         self.sort_reverse = False
         self._rates: dict[str, tuple[float, int, int, float, float]] = {}
-        self._cells: dict[str, dict[str, Any]] = {}
+        self._cells: dict[str, dict[str, Text]] = {}
 
     def on_mount(self) -> None:
         for col in COLUMNS:
@@ -139,7 +139,7 @@ class ForwardTable(DataTable[Any]):
 
     # -- rendering of one row -----------------------------------------------------------------
 
-    def _row_cells(self, snap: ForwardSnapshot, now: float) -> dict[str, Any]:
+    def _row_cells(self, snap: ForwardSnapshot, now: float) -> dict[str, Text]:
         rate_in, rate_out = self._current_rates(snap.id)
         reason = snap.reason or self.notes.get(snap.id, "")
         bytes_in = human_bytes(snap.stats.bytes_in)
@@ -148,18 +148,20 @@ class ForwardTable(DataTable[Any]):
             bytes_in += f" ({human_rate(rate_in)})"
         if rate_out >= 1:
             bytes_out += f" ({human_rate(rate_out)})"
+        # Text, not str: DataTable reads a str cell as markup, and names, addresses such as
+        # [fe80::1] and error text are shown verbatim.
         return {
             "status": status_text(snap.state),
-            "context": snap.context or snap.spec.context or "",
-            "namespace": snap.namespace or snap.spec.namespace or "",
-            "target": snap.spec.target,
-            "pod": target_pod_text(snap),
-            "local": local_text(snap),
-            "remote": remote_text(snap),
-            "uptime": uptime_text(snap, now),
-            "conns": str(snap.stats.connections_open),
-            "bytes_in": bytes_in,
-            "bytes_out": bytes_out,
+            "context": Text(snap.context or snap.spec.context or ""),
+            "namespace": Text(snap.namespace or snap.spec.namespace or ""),
+            "target": Text(snap.spec.target),
+            "pod": Text(target_pod_text(snap)),
+            "local": Text(local_text(snap)),
+            "remote": Text(remote_text(snap)),
+            "uptime": Text(uptime_text(snap, now)),
+            "conns": Text(str(snap.stats.connections_open)),
+            "bytes_in": Text(bytes_in),
+            "bytes_out": Text(bytes_out),
             "error": Text(reason[:120], style="red" if snap.state is ForwardState.ERROR else ""),
         }
 
@@ -231,8 +233,7 @@ class ForwardTable(DataTable[Any]):
                 # past it (uptime and counters change every second on every running row).
                 column = self.columns.get(ColumnKey(key))
                 text = new[key]
-                length = text.cell_len if isinstance(text, Text) else len(text)
-                grow = column is None or length > column.content_width
+                grow = column is None or text.cell_len > column.content_width
                 try:
                     self.update_cell(snap.id, key, text, update_width=grow)
                 except (CellDoesNotExist, RowDoesNotExist):
