@@ -9,10 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest_asyncio
+from textual.notifications import SeverityLevel
 
 from portfwd.engine.manager import Manager
 from portfwd.sandbox.cluster import SandboxCluster
 from portfwd.store.state import StateStore
+from portfwd.tui import app as app_module
 from portfwd.tui.app import PortfwdApp
 from portfwd.tui.catalog import KubeCatalog
 
@@ -22,6 +24,29 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+class RecordingApp(PortfwdApp):
+    """Keeps the text of every toast: Textual has no public API to read notifications back."""
+
+    # A relative CSS_PATH is read next to the subclass's module: point at the app's own.
+    CSS_PATH = str(Path(app_module.__file__).with_name("portfwd.tcss"))
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.toasts: list[str] = []
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = True,
+    ) -> None:
+        self.toasts.append(message)
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
 
 
 @dataclass
@@ -35,7 +60,7 @@ class Harness:
     def kubeconfig(self) -> str:
         return str(self.sandbox.kubeconfig_path)
 
-    def app(self, *, restore: bool = True, **kw: Any) -> PortfwdApp:
+    def app(self, *, restore: bool = True, **kw: Any) -> RecordingApp:
         """A fresh app (own Manager and store) on the sandbox, like `portfwd` would build."""
         manager = Manager(kubeconfig=self.kubeconfig)
         self.managers.append(manager)
@@ -54,7 +79,7 @@ class Harness:
             "warnings": session.warnings,
         }
         options.update(kw)
-        return PortfwdApp(manager, **options)
+        return RecordingApp(manager, **options)
 
 
 @pytest_asyncio.fixture

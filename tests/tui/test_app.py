@@ -355,7 +355,7 @@ async def test_copy_kubectl_command(harness: Harness) -> None:
         await press(pilot, "y")
         expected = f"kubectl --context sandbox -n demo port-forward svc/echo {port}:80"
         assert app.clipboard == expected
-        assert any(n.message == expected for n in app._notifications)
+        assert expected in app.toasts
 
 
 async def test_edit_local_port_rebinds(harness: Harness) -> None:
@@ -560,8 +560,7 @@ async def test_corrupt_state_file_is_moved_aside_with_a_warning(harness: Harness
     app = harness.app()
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
-        messages = [n.message for n in app._notifications]
-        assert any("is unusable (not valid YAML); moved it to" in m for m in messages)
+        assert any("is unusable (not valid YAML); moved it to" in m for m in app.toasts)
         backups = list(harness.state_path.parent.glob("state.yaml.bak-*"))
         assert len(backups) == 1 and backups[0].read_text() == "version: 1\nforwards: {oops\n"
         await add_active(app, pilot, echo_spec(free_port()))
@@ -709,7 +708,7 @@ async def test_a_session_that_cannot_be_saved_is_reported(
         )
         await wait_until(
             pilot,
-            lambda: any(n.message == expected for n in app._notifications),
+            lambda: expected in app.toasts,
             what="save error toast",
         )
         assert row(app, fid)[0] == "● active"  # the forward is not affected

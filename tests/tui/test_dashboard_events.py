@@ -88,11 +88,10 @@ async def test_uptime_ticks_only_while_the_dashboard_is_visible() -> None:
         await wait_until(pilot, lambda: str(table.get_row("a")[7]) == "1h12m", what="tick")
         app.push_screen(LogScreen("a"))
         await settle(pilot)
-        ticker = app.dashboard._ticker
-        assert ticker is not None and not ticker._active.is_set()  # paused while hidden
+        assert not app.dashboard.ticking  # no timer while hidden
         app.pop_screen()
         await settle(pilot)
-        assert ticker._active.is_set()
+        assert app.dashboard.ticking
 
 
 async def test_rates_show_after_a_tick() -> None:

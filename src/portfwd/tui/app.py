@@ -303,6 +303,9 @@ class PortfwdApp(App[int]):
     # -- crash capture: run_tui writes it to a log file -----------------------------------------
 
     def _handle_exception(self, error: Exception) -> None:
+        # A private hook, on purpose: Textual (8.x) has no public one, and every unhandled
+        # exception (message handlers, workers, timers) goes through here before the app exits
+        # and restores the terminal. tests/tui/test_crash.py notices if that changes.
         if self.crash is None:
             self.crash = "".join(traceback.format_exception(error))
         super()._handle_exception(error)

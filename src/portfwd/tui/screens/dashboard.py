@@ -84,18 +84,23 @@ class DashboardScreen(Screen[None]):
     def on_mount(self) -> None:
         self._table = self.query_one(ForwardTable)
         self.query_one("#filter", Input).display = False
-        self._ticker = self.set_interval(1.0, self._tick)
         self._update_empty()
 
     # -- 1 s tick only while this screen is showing -----------------------------------------
 
+    @property
+    def ticking(self) -> bool:
+        """The uptime/rate tick runs: only while the dashboard is the screen on top."""
+        return self._ticker is not None
+
     def on_screen_suspend(self) -> None:
         if self._ticker is not None:
-            self._ticker.pause()
+            self._ticker.stop()
+            self._ticker = None
 
     def on_screen_resume(self) -> None:
-        if self._ticker is not None:
-            self._ticker.resume()
+        if self._ticker is None:
+            self._ticker = self.set_interval(1.0, self._tick)
         self.table.focus()
 
     def on_unmount(self) -> None:
