@@ -445,10 +445,17 @@ async def test_help_and_command_palette(harness: Harness) -> None:
             "Copy kubectl command",
             "Open in browser",
             "Filter forwards",
+            "Sort by next column",
+            "Reverse sort",
             "Help",
             "Quit",
         ):
             assert title in titles
+        await press(pilot, "l")
+        log_titles = [c.title for c in app.get_system_commands(app.screen)]
+        assert {"Follow log", "Clear log view", "Quit"} <= set(log_titles)
+        assert "Delete forward" not in log_titles  # forward actions live on the dashboard
+        await press(pilot, "escape")
         await press(pilot, "ctrl+p")
         await type_text(pilot, "copy kubectl")
         await press(pilot, "enter")

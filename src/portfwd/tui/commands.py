@@ -1,4 +1,4 @@
-"""The command palette (ctrl+p): every dashboard action by name, with its key as a hint."""
+"""The command palette (ctrl+p): every action by name, with its key as a hint."""
 
 from __future__ import annotations
 
@@ -8,13 +8,15 @@ from typing import TYPE_CHECKING
 from textual.app import SystemCommand
 
 from portfwd.tui.screens.dashboard import DashboardScreen
+from portfwd.tui.screens.logs import LogScreen
 
 if TYPE_CHECKING:
     from portfwd.tui.app import PortfwdApp
 
 
 def palette_commands(app: PortfwdApp, screen: object) -> Iterable[SystemCommand]:
-    """Actions on the selected forward are offered where they apply: on the dashboard."""
+    """Actions are offered where they apply: forward actions on the dashboard, log actions
+    on a log view; the app-wide ones everywhere."""
     dash = app.dashboard
     if isinstance(screen, DashboardScreen):
         yield SystemCommand(
@@ -39,6 +41,10 @@ def palette_commands(app: PortfwdApp, screen: object) -> Iterable[SystemCommand]
         yield SystemCommand(
             "Sort by next column", "Cycle the sort column (s)", dash.action_cycle_sort
         )
+        yield SystemCommand("Reverse sort", "Flip the sort order (S)", dash.action_reverse_sort)
+    if isinstance(screen, LogScreen):
+        yield SystemCommand("Follow log", "Live tail on/off (f)", screen.action_follow)
+        yield SystemCommand("Clear log view", "Empty this view (c)", screen.action_clear)
     yield SystemCommand("App log", "Log of every forward (L)", dash.action_all_logs)
     yield SystemCommand("Help", "Every key (?)", app.action_help)
     yield SystemCommand("Quit", "Save the session, stop every forward, exit (q)", app.action_quit)

@@ -306,6 +306,10 @@ class DashboardScreen(Screen[None]):
         if self.live:
             self.table.action_cycle_sort()
 
+    def action_reverse_sort(self) -> None:
+        if self.live:
+            self.table.action_reverse_sort()
+
     # -- filter -----------------------------------------------------------------------------
 
     def action_filter(self) -> None:

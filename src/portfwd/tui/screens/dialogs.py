@@ -152,7 +152,7 @@ HELP_SECTIONS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
         "New forward picker",
         (
             ("type", "fuzzy-filter the list"),
-            ("↑ ↓, enter", "choose"),
+            ("↑ ↓, pgup pgdn, enter", "choose"),
             ("tab", "mark several ports (on the port step), then enter"),
             ("esc", "back one step (closes on the first step)"),
             ("ctrl+r", "reload the current list (after an error)"),
@@ -172,6 +172,7 @@ HELP_SECTIONS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
             ("?", "this help"),
             ("ctrl+p", "command palette: every action by name"),
             ("q, ctrl+c", "quit: saves the session, then stops every forward"),
+            ("", "(q on the dashboard; ctrl+c from any screen)"),
         ),
     ),
 )
