@@ -169,3 +169,18 @@ async def test_text_from_outside_is_shown_verbatim_not_as_markup() -> None:
         await settle(pilot)
         empty = app.dashboard.query_one("#empty", Static)
         assert str(empty.render()) == "No forward matches “[/i]”. Press Esc to clear the filter."
+
+
+async def test_a_reason_that_stays_loses_its_red_when_the_error_ends() -> None:
+    manager = FakeManager(mixed_snapshots())
+    app = make_app(manager, [NOW])
+    async with app.run_test(size=(160, 30)) as pilot:
+        await settle(pilot)
+        table = app.dashboard.table
+        failed = replace(manager.get("e"), state=ForwardState.ERROR, reason="pod db-0 deleted")
+        manager.set(failed)
+        await wait_until(pilot, lambda: str(table.get_row("e")[0]) == "✖ error", what="error")
+        assert table.get_row("e")[11].style == "red"
+        manager.set(replace(failed, state=ForwardState.STOPPED))
+        await wait_until(pilot, lambda: str(table.get_row("e")[0]) == "■ stopped", what="stop")
+        assert table.get_row("e")[11].style == ""

@@ -70,6 +70,16 @@ COLUMN_KEYS = tuple(c.key for c in COLUMNS)
 _RUNNING = (ForwardState.ACTIVE, ForwardState.RECONNECTING)
 
 
+def _same(old: Text | None, new: Text) -> bool:
+    """Text's own == ignores the base style: a reason that stays while the row leaves the
+    error state must still lose its red."""
+    return old is not None and (old.plain, old.style, old.spans) == (
+        new.plain,
+        new.style,
+        new.spans,
+    )
+
+
 def matches(snap: ForwardSnapshot, query: str) -> bool:
     """Every whitespace-separated word of `query` appears somewhere in the row."""
     if not query.strip():
@@ -228,7 +238,7 @@ class ForwardTable(DataTable[Any]):
         old = self._cells[snap.id]
         new = self._row_cells(snap, self.clock())
         for key in COLUMN_KEYS:
-            if old.get(key) != new[key]:
+            if not _same(old.get(key), new[key]):
                 # Re-measuring a column costs a full layout pass: only when the text grew
                 # past it (uptime and counters change every second on every running row).
                 column = self.columns.get(ColumnKey(key))
