@@ -95,6 +95,20 @@ def test_unusable_file_is_moved_aside_and_session_starts_empty(
     assert store.writable
 
 
+def test_binary_garbage_is_moved_aside_too(tmp_path: Path) -> None:
+    path = tmp_path / "state.yaml"
+    garbage = b"\xff\xfe\x00version: 1\n\x9c"
+    path.write_bytes(garbage)
+    result = StateStore(path, clock=lambda: FIXED).load()
+    backup = tmp_path / "state.yaml.bak-20260528T202640"
+    assert result.existed and result.forwards == [] and result.writable
+    assert result.warnings == [
+        f"session file {path} is unusable (not UTF-8 text); moved it to {backup} "
+        "and started with an empty session"
+    ]
+    assert backup.read_bytes() == garbage
+
+
 async def test_unreadable_file_is_never_overwritten(tmp_path: Path) -> None:
     path = tmp_path / "state.yaml"
     path.mkdir()  # reading a directory fails with an OSError other than "not found"

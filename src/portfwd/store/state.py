@@ -274,6 +274,11 @@ class StateStore:
             text = self.path.read_text(encoding="utf-8")
         except FileNotFoundError:
             return result
+        except UnicodeDecodeError:  # a ValueError, not an OSError: garbage bytes on disk
+            result.existed = True
+            result.warnings.extend(self._move_aside("not UTF-8 text"))
+            result.writable = self._writable
+            return result
         except OSError as exc:
             self._writable = False
             result.writable = False
