@@ -9,6 +9,7 @@ user sees every state within seconds.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import tempfile
@@ -74,7 +75,7 @@ async def _demo(topology: Path | None, config_dir: Path) -> int:
             restore=True,
             # Saved forwards name no kubeconfig: the next demo's sandbox has a new one.
             spec_kubeconfig=None,
-            seed=demo_seed(),
+            seed=await asyncio.to_thread(demo_seed),  # binds test sockets: off the loop
         )
     finally:
         await sandbox.stop()

@@ -443,7 +443,7 @@ async def restore(
     for item in saved:
         try:
             fid = await manager.add(item.spec, start=False, forward_id=item.id)
-        except ValueError as exc:  # e.g. a duplicate id in a hand-edited file
+        except ValueError as exc:  # the engine already holds this id (load rejects duplicates)
             log.warning("cannot restore forward %s: %s", item.id, exc)
             continue
         if item.running and restart:
