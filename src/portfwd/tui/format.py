@@ -64,6 +64,15 @@ def human_duration(seconds: float) -> str:
     return f"{s}s"
 
 
+def context_text(snap: ForwardSnapshot) -> str:
+    """The context it runs in (resolved), else the one asked for; "" = the current one."""
+    return snap.context or snap.spec.context or ""
+
+
+def namespace_text(snap: ForwardSnapshot) -> str:
+    return snap.namespace or snap.spec.namespace or ""
+
+
 def uptime_text(snap: ForwardSnapshot, now: float) -> str:
     if snap.state in (ForwardState.ACTIVE, ForwardState.RECONNECTING) and snap.started_at:
         return human_duration(now - snap.started_at)

@@ -78,6 +78,12 @@ async def check_port(text: str, address: str, taken: Mapping[int, str]) -> PortC
 
 
 LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
+DEFAULT_ADDRESSES = ("127.0.0.1",)
+
+
+def parse_addresses(raw: str) -> tuple[str, ...]:
+    """A form's comma-separated listen addresses; empty means loopback, like the CLI."""
+    return tuple(a.strip() for a in raw.split(",") if a.strip()) or DEFAULT_ADDRESSES
 
 
 async def check_port_all(
@@ -85,7 +91,7 @@ async def check_port_all(
 ) -> PortCheck:
     """The port on every address; a non-loopback address is allowed but called out."""
     result = PortCheck(False, "no address")
-    for address in addresses or ("127.0.0.1",):
+    for address in addresses or DEFAULT_ADDRESSES:
         result = await check_port(text, address, taken)
         if not result.ok:
             return result

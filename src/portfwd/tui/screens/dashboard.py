@@ -19,7 +19,15 @@ from textual.widgets import DataTable, Footer, Header, Input, Static
 
 from portfwd.engine.model import ForwardSnapshot, ForwardSpec, ForwardState, ForwardStats
 from portfwd.errors import PortfwdError
-from portfwd.tui.format import forward_label, local_text, remote_text, status_text, url_for
+from portfwd.tui.format import (
+    context_text,
+    forward_label,
+    local_text,
+    namespace_text,
+    remote_text,
+    status_text,
+    url_for,
+)
 from portfwd.tui.widgets.forward_table import ForwardTable
 
 if TYPE_CHECKING:
@@ -358,9 +366,9 @@ class DashboardScreen(Screen[None]):
         detail.display = True
         text = status_text(snap.state)
         text.append(f"  {snap.spec.target}", style="bold")
-        ns = snap.namespace or snap.spec.namespace or ""
-        ctx = snap.context or snap.spec.context or ""
-        text.append(f" in {ns or '?'} ({ctx or 'current context'})")
+        text.append(
+            f" in {namespace_text(snap) or '?'} ({context_text(snap) or 'current context'})"
+        )
         if snap.pod:
             text.append(f" · pod {snap.pod}")
         text.append(f" · {local_text(snap)} → {remote_text(snap)}")

@@ -14,7 +14,7 @@ from textual.widgets import Button, Input, Label, Static
 
 from portfwd.engine.model import ForwardSnapshot, ForwardSpec
 from portfwd.tui.format import forward_label
-from portfwd.tui.ports import PortCheck, check_port_all
+from portfwd.tui.ports import PortCheck, check_port_all, parse_addresses
 
 
 class ConfirmScreen(ModalScreen[bool]):
@@ -78,8 +78,7 @@ class EditScreen(ModalScreen[ForwardSpec | None]):
         self.query_one("#edit-port", Input).focus()
 
     def _addresses(self) -> tuple[str, ...]:
-        raw = self.query_one("#edit-address", Input).value
-        return tuple(a.strip() for a in raw.split(",") if a.strip())
+        return parse_addresses(self.query_one("#edit-address", Input).value)
 
     @on(Input.Changed)
     def _changed(self, event: Input.Changed) -> None:
@@ -88,7 +87,7 @@ class EditScreen(ModalScreen[ForwardSpec | None]):
     @work(exclusive=True, group="validate")
     async def _validate(self) -> None:
         text = self.query_one("#edit-port", Input).value
-        addrs = self._addresses() or ("127.0.0.1",)
+        addrs = self._addresses()
         if self._own_port and text.strip() == str(self._own_port):
             # Our own listener holds this port: the engine rebinds it on apply.
             result = PortCheck(True, "current port")
@@ -110,7 +109,7 @@ class EditScreen(ModalScreen[ForwardSpec | None]):
         return replace(
             self._snap.spec,
             local_port=int(text),
-            addresses=self._addresses() or ("127.0.0.1",),
+            addresses=self._addresses(),
         )
 
     @on(Input.Submitted)

@@ -16,6 +16,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.css.query import NoMatches
 from textual.fuzzy import Matcher
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Input, Label, OptionList, Static
@@ -30,7 +31,7 @@ from portfwd.tui.catalog import (
     PortChoice,
     ResourceChoice,
 )
-from portfwd.tui.ports import LOOPBACK, PortCheck, check_port_all, suggest_port
+from portfwd.tui.ports import LOOPBACK, PortCheck, check_port_all, parse_addresses, suggest_port
 
 if TYPE_CHECKING:
     from portfwd.tui.app import PortfwdApp
@@ -499,9 +500,9 @@ class NewForwardScreen(Screen[list[ForwardSpec] | None]):
     def _address(self) -> tuple[str, ...]:
         try:
             raw = self.query_one("#local-address", Input).value
-        except Exception:
-            return ("127.0.0.1",)
-        return tuple(a.strip() for a in raw.split(",") if a.strip()) or ("127.0.0.1",)
+        except NoMatches:  # the local step is being rebuilt
+            raw = ""
+        return parse_addresses(raw)
 
     async def _suggest_ports(self) -> None:
         taken = dict(self.papp.taken_ports())

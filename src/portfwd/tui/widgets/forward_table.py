@@ -20,9 +20,11 @@ from textual.widgets.data_table import CellDoesNotExist, ColumnKey, RowDoesNotEx
 
 from portfwd.engine.model import ForwardSnapshot, ForwardState, ForwardStats
 from portfwd.tui.format import (
+    context_text,
     human_bytes,
     human_rate,
     local_text,
+    namespace_text,
     remote_text,
     status_text,
     target_pod_text,
@@ -47,8 +49,8 @@ _STATE_ORDER = {
 
 COLUMNS: tuple[Column, ...] = (
     Column("status", "Status", lambda s, now: _STATE_ORDER[s.state]),
-    Column("context", "Context", lambda s, now: s.context or s.spec.context or ""),
-    Column("namespace", "Namespace", lambda s, now: s.namespace or s.spec.namespace or ""),
+    Column("context", "Context", lambda s, now: context_text(s)),
+    Column("namespace", "Namespace", lambda s, now: namespace_text(s)),
     Column("target", "Target", lambda s, now: s.spec.target),
     Column("pod", "Pod", lambda s, now: s.pod),
     Column("local", "Local", lambda s, now: s.local_port),
@@ -87,8 +89,8 @@ def matches(snap: ForwardSnapshot, query: str) -> bool:
     hay = " ".join(
         (
             snap.state.value,
-            snap.context or snap.spec.context or "",
-            snap.namespace or snap.spec.namespace or "",
+            context_text(snap),
+            namespace_text(snap),
             snap.spec.target,
             snap.pod,
             local_text(snap),
@@ -162,8 +164,8 @@ class ForwardTable(DataTable[Any]):
         # [fe80::1] and error text are shown verbatim.
         return {
             "status": status_text(snap.state),
-            "context": Text(snap.context or snap.spec.context or ""),
-            "namespace": Text(snap.namespace or snap.spec.namespace or ""),
+            "context": Text(context_text(snap)),
+            "namespace": Text(namespace_text(snap)),
             "target": Text(snap.spec.target),
             "pod": Text(target_pod_text(snap)),
             "local": Text(local_text(snap)),
