@@ -184,3 +184,19 @@ async def test_a_reason_that_stays_loses_its_red_when_the_error_ends() -> None:
         manager.set(replace(failed, state=ForwardState.STOPPED))
         await wait_until(pilot, lambda: str(table.get_row("e")[0]) == "■ stopped", what="stop")
         assert table.get_row("e")[11].style == ""
+
+
+async def test_an_open_log_view_says_when_its_forward_is_deleted() -> None:
+    manager = FakeManager(mixed_snapshots())
+    app = make_app(manager, [NOW])
+    async with app.run_test(size=(160, 30)) as pilot:
+        await settle(pilot)
+        screen = LogScreen("e")
+        app.push_screen(screen)
+        await settle(pilot)
+        title = screen.query_one("#log-title", Static)
+        assert str(title.render()).startswith("Log of ")
+        await manager.remove("e")
+        await wait_until(
+            pilot, lambda: str(title.render()) == "Log of forward e (removed)", what="title"
+        )

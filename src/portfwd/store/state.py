@@ -224,12 +224,18 @@ def write_atomic(path: Path, text: str) -> None:
         os.close(dir_fd)
 
 
+class EventStream(Protocol):
+    def __aiter__(self) -> AsyncIterator[Event]: ...
+
+    def close(self) -> None: ...
+
+
 class SessionSource(Protocol):
     """The part of the engine's Manager the store needs."""
 
     def snapshot(self) -> list[ForwardSnapshot]: ...
 
-    def subscribe(self, maxsize: int = 1000) -> Any: ...
+    def subscribe(self, maxsize: int = 1000) -> EventStream: ...
 
 
 class StateStore:
@@ -375,10 +381,9 @@ class StateStore:
     def request_save(self) -> None:
         self._dirty.set()
 
-    async def _follow(self, subscription: Any) -> None:
+    async def _follow(self, subscription: EventStream) -> None:
         try:
-            events: AsyncIterator[Event] = subscription.__aiter__()
-            async for event in events:
+            async for event in subscription:
                 if isinstance(event, ForwardAdded | ForwardChanged):
                     self._settle_wanted(event.snapshot)
                 elif isinstance(event, ForwardRemoved):
@@ -389,9 +394,7 @@ class StateStore:
                 if isinstance(event, ForwardAdded | ForwardChanged | ForwardRemoved | Lagged):
                     self._dirty.set()
         finally:
-            close = getattr(subscription, "close", None)
-            if callable(close):
-                close()
+            subscription.close()
 
     async def _writer(self) -> None:
         while True:

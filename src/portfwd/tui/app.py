@@ -190,6 +190,9 @@ class PortfwdApp(App[int]):
 
     def on_forward_gone(self, message: ForwardGone) -> None:
         self.dashboard.remove_forward(message.forward_id)
+        for screen in self._log_screens():
+            if screen.forward_id == message.forward_id:
+                screen.refresh_title()  # "(removed)", not its last state
 
     def on_stats_batch(self, message: StatsBatch) -> None:
         if self._stats_batch is message.stats:
