@@ -65,11 +65,6 @@ async def test_request_then_eof_gets_the_whole_response(web_port: int) -> None:
     assert got == SIZE
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pump.py closes the WebSocket at once on local EOF when the last bytes moved pod ->"
-    " client, though the response is still streaming: the client gets a truncated answer",
-)
 async def test_eof_while_the_response_streams_gets_the_whole_response(web_port: int) -> None:
     status, got = await _get(web_port, eof_after_first_bytes=True)
     assert status == b"HTTP/1.1 200 OK"

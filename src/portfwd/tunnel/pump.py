@@ -6,14 +6,16 @@ the client's high-water mark before receiving more. So the bytes portfwd holds p
 are bounded by :data:`MAX_BUFFERED_PER_CONNECTION` plus what aiohttp's own bounded WebSocket
 buffers hold, whatever the speed of either side.
 
-Ends of stream: the v4 protocol has no half-close. When the client finishes sending (EOF)
-and the pod has answered everything the client sent (the last bytes moved pod -> client),
-the WebSocket is closed at once. When the client half-closed right after a request (the last
-bytes moved client -> pod: `request; shutdown(WR); read response`, as `nc -N` does), we keep
-delivering what the pod sends until the WebSocket ends or stays quiet for
-:data:`LOCAL_EOF_LINGER` seconds, then close it. When the pod side ends, the client gets EOF
-(write_eof) and the socket is closed once the client closes too, or after
-:data:`REMOTE_EOF_LINGER` seconds.
+Ends of stream: the v4 protocol has no half-close, and a client that calls `shutdown(WR)`
+looks exactly like one that closed, until we write to it. So when the client finishes sending
+(EOF) we keep delivering what the pod sends until the WebSocket ends, the client turns out to
+be gone (a write fails), or the pod side has been quiet for :data:`LOCAL_EOF_LINGER` seconds;
+then the WebSocket is closed. "Quiet" counts only time spent waiting for the pod, never time
+spent blocked on a slow client, so a large response still streaming is delivered whole
+(`request; shutdown(WR); read response`, as `nc -N` and many HTTP/1.0 clients do). The cost is
+that a WebSocket of a fully closed client with an idle pod is held up to that long. When the
+pod side ends, the client gets EOF (write_eof) and the socket is closed once the client closes
+too, or after :data:`REMOTE_EOF_LINGER` seconds.
 """
 
 from __future__ import annotations
@@ -56,26 +58,23 @@ class Meter(Protocol):
 
 
 class _Clock:
-    __slots__ = ("last_rx", "last_tx")
+    """When the downstream pump started waiting for the pod (None while it writes)."""
+
+    __slots__ = ("waiting_since",)
 
     def __init__(self) -> None:
-        self.last_rx = 0.0
-        self.last_tx = 0.0
+        self.waiting_since: float | None = None
 
 
 class LocalGone(Exception):
     """The client went away while we were writing to it (not a failure of the forward)."""
 
 
-async def _upstream(
-    local: LocalConnection, stream: TunnelStream, meter: Meter, clock: _Clock
-) -> None:
-    loop = asyncio.get_running_loop()
+async def _upstream(local: LocalConnection, stream: TunnelStream, meter: Meter) -> None:
     while True:
         data = await local.read()
         if not data:
             return
-        clock.last_tx = loop.time()
         await stream.send(data)
         meter.add_out(len(data))
 
@@ -85,10 +84,11 @@ async def _downstream(
 ) -> None:
     loop = asyncio.get_running_loop()
     while True:
+        clock.waiting_since = loop.time()
         data = await stream.receive()
+        clock.waiting_since = None
         if not data:
             return
-        clock.last_rx = loop.time()
         try:
             await local.write(data)
         except ConnectionError as exc:
@@ -115,7 +115,7 @@ async def pump(local: LocalConnection, stream: TunnelStream, meter: Meter) -> No
     """
     loop = asyncio.get_running_loop()
     clock = _Clock()
-    up = asyncio.create_task(_upstream(local, stream, meter, clock))
+    up = asyncio.create_task(_upstream(local, stream, meter))
     down = asyncio.create_task(_downstream(stream, local, meter, clock))
     finished = False
     try:
@@ -154,14 +154,11 @@ async def pump(local: LocalConnection, stream: TunnelStream, meter: Meter) -> No
                     return
                 raise exc
             raise up_exc
-        # The client finished sending. If its last bytes are still unanswered (a half-close
-        # after a request), deliver what the pod sends until it goes quiet; then close.
-        if clock.last_tx > clock.last_rx and not local.closed:
-            clock.last_rx = loop.time()
-        else:
-            clock.last_rx = loop.time() - LOCAL_EOF_LINGER
+        # The client finished sending: deliver what the pod sends until it goes quiet.
+        eof_at = loop.time()
         while not down.done():
-            quiet_for = loop.time() - clock.last_rx
+            since = clock.waiting_since
+            quiet_for = 0.0 if since is None else loop.time() - max(since, eof_at)
             if quiet_for >= LOCAL_EOF_LINGER:
                 break
             await asyncio.wait({down}, timeout=LOCAL_EOF_LINGER - quiet_for)
