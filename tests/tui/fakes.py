@@ -26,6 +26,7 @@ from portfwd.engine.model import (
     LogEntry,
     LogLevel,
 )
+from portfwd.errors import PortfwdError
 from portfwd.tui.catalog import ContextChoice, ListForbidden, PortChoice, ResourceChoice
 
 NOW = 1_780_000_000.0  # fixed wall clock for snapshots
@@ -224,7 +225,7 @@ class FakeCatalog:
         if self.gate is not None:
             await self.gate.wait()
         if what in self.fail:
-            raise RuntimeError(self.fail[what])
+            raise PortfwdError(self.fail[what])  # what KubeCatalog raises for an API error
 
     async def contexts(self) -> list[ContextChoice]:
         await self._wait("contexts")

@@ -7,6 +7,7 @@ keyboard. When the namespaces may not be listed (RBAC), the step turns into a te
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -23,6 +24,7 @@ from textual.widgets import Button, Footer, Header, Input, Label, OptionList, St
 from textual.widgets.option_list import Option
 
 from portfwd.engine.model import ForwardSpec
+from portfwd.errors import PortfwdError
 from portfwd.tui.catalog import (
     KIND_PREFIX,
     KINDS,
@@ -35,6 +37,8 @@ from portfwd.tui.ports import LOOPBACK, PortCheck, check_port_all, parse_address
 
 if TYPE_CHECKING:
     from portfwd.tui.app import PortfwdApp
+
+log = logging.getLogger(__name__)
 
 STEPS = ("context", "namespace", "kind", "resource", "port", "local")
 STEP_TITLES = {
@@ -199,8 +203,12 @@ class NewForwardScreen(Screen[list[ForwardSpec] | None]):
                 return
             self._load_failed(what, str(exc))
             return
-        except Exception as exc:  # any failure is shown on the step, never crashes the app
-            self._load_failed(what, str(exc) or type(exc).__name__)
+        except PortfwdError as exc:
+            self._load_failed(what, str(exc))
+            return
+        except Exception as exc:  # a bug: shown on the step (never a crash) and logged
+            log.exception("listing %s failed", what)
+            self._load_failed(what, f"unexpected {type(exc).__name__}: {exc}")
             return
         if self.step != step:
             return
