@@ -104,3 +104,37 @@ async def test_portfwd_sandbox_port_in_use() -> None:
         f"error: port {port} on 127.0.0.1 is already in use: pick another with --port "
         "(0 picks a free one)"
     )
+
+
+async def _sandbox_fails(*args: str) -> tuple[int | None, str]:
+    """Run `portfwd sandbox ARGS` expecting it to fail at start: (exit code, stderr)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "portfwd",
+        "sandbox",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        _, err = await asyncio.wait_for(proc.communicate(), 60)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    return proc.returncode, err.decode()
+
+
+async def test_portfwd_sandbox_unwritable_kubeconfig_names_the_path(tmp_path: Path) -> None:
+    parent = tmp_path / "a-file"
+    parent.write_text("not a directory")
+    target = parent / "sandbox.kubeconfig"
+    code, err = await _sandbox_fails("--kubeconfig-out", str(target))
+    assert code == 1
+    lines = err.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0] == (
+        f"error: cannot write the kubeconfig to {target}: File exists ({parent}); "
+        "choose another path with --kubeconfig-out"
+    )

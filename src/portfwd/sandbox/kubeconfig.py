@@ -65,10 +65,24 @@ def kubeconfig_dict(server: str, pki: SandboxPKI, tokens: Tokens) -> dict[str, A
     }
 
 
+class KubeconfigWriteError(Exception):
+    """The kubeconfig could not be written where the user asked (one line for the CLI)."""
+
+
 def write_kubeconfig(path: Path, server: str, pki: SandboxPKI, tokens: Tokens) -> None:
     """Write atomically with mode 0600 (a reader never sees a partial file)."""
+    try:
+        _write(path, yaml.safe_dump(kubeconfig_dict(server, pki, tokens), sort_keys=False))
+    except OSError as exc:
+        raise KubeconfigWriteError(
+            f"cannot write the kubeconfig to {path}: {exc.strerror or exc}"
+            + (f" ({exc.filename})" if exc.filename and str(exc.filename) != str(path) else "")
+            + "; choose another path with --kubeconfig-out"
+        ) from exc
+
+
+def _write(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = yaml.safe_dump(kubeconfig_dict(server, pki, tokens), sort_keys=False)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from portfwd.sandbox.cluster import SandboxCluster
+from portfwd.sandbox.kubeconfig import KubeconfigWriteError
 from portfwd.sandbox.topology import TopologyError
 
 
@@ -48,7 +49,7 @@ def serve(*, kubeconfig_out: Path | None, topology: Path | None, port: int) -> i
     """
     try:
         asyncio.run(_serve(kubeconfig_out, topology, port))
-    except TopologyError as exc:
+    except (TopologyError, KubeconfigWriteError) as exc:
         return _fail(str(exc))
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
@@ -56,7 +57,8 @@ def serve(*, kubeconfig_out: Path | None, topology: Path | None, port: int) -> i
                 f"port {port} on 127.0.0.1 is already in use: pick another with --port "
                 "(0 picks a free one)"
             )
-        return _fail(f"cannot start the sandbox: {exc.strerror or exc}")
+        where = f" ({exc.filename})" if exc.filename else ""
+        return _fail(f"cannot start the sandbox: {exc.strerror or exc}{where}")
     except KeyboardInterrupt:
         pass
     return 0
