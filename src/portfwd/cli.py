@@ -169,4 +169,15 @@ def demo(topology: str | None) -> None:
 
 
 def main() -> None:
-    cli(prog_name="portfwd")
+    """The console script. A usage mistake is one `error:` line (exit 2), like every failure."""
+    try:
+        code = cli.main(prog_name="portfwd", standalone_mode=False)
+    except click.UsageError as exc:
+        where = exc.ctx.command_path if exc.ctx else "portfwd"
+        click.echo(f"error: {exc.format_message()} (see '{where} --help')", err=True)
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        _fail(exc.format_message(), exc.exit_code)
+    except click.Abort:
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

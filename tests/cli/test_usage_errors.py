@@ -1,0 +1,54 @@
+"""Usage mistakes get one `error:` line pointing at the right --help, exit 2, no usage dump."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "portfwd", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (
+            ("forward", "svc/web"),
+            "error: Missing argument 'PORTS...'. (see 'portfwd forward --help')",
+        ),
+        (("forward",), "error: Missing argument 'TARGET'. (see 'portfwd forward --help')"),
+        (("bogus",), "error: No such command 'bogus'. (see 'portfwd --help')"),
+        (
+            ("forward", "--nope", "svc/web", "80"),
+            "error: No such option '--nope'. (see 'portfwd forward --help')",
+        ),
+        (
+            ("sandbox", "--port", "abc"),
+            "error: Invalid value for '--port': 'abc' is not a valid integer. "
+            "(see 'portfwd sandbox --help')",
+        ),
+    ],
+)
+def test_usage_mistake_is_one_line(args: tuple[str, ...], line: str) -> None:
+    result = run(*args)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [line]
+
+
+def test_help_and_version_still_exit_0() -> None:
+    help_result = run("forward", "--help")
+    assert help_result.returncode == 0
+    assert help_result.stdout.startswith("Usage: portfwd forward [OPTIONS] TARGET PORTS...")
+    version = run("--version")
+    assert version.returncode == 0
+    assert version.stdout.strip() == "portfwd, version 0.1.0"
