@@ -1,0 +1,509 @@
+"""Dashboard figures: start, restore, quit, memory and idle CPU of the real TUI, in one run.
+
+A script, not a test: it prints figures. The app runs as a real process in a private tmux
+server (`tmux -L <unique> -f /dev/null`, a 200x50 pane), each run with its own throw-away
+$PORTFWD_CONFIG_DIR; every wait polls `capture-pane` against a deadline (~50 ms steps, so
+times carry that much slack plus tmux's own redraw delay).
+
+1. `portfwd demo` (sandbox inside the app's process): first start until the seeded forwards
+   show (2 active, 1 error); an empty session until the empty dashboard (baseline); a session
+   of 20 running forwards to svc/echo until all 20 are restored and active; `q` with 20 active
+   until the process is gone and every listener is closed; memory and idle CPU with 20
+   active (the sandbox's share included).
+2. The dashboard (`portfwd --kubeconfig`) against the sandbox in another process, so the
+   figures are the app's alone: start and restore times, VmRSS / VmHWM and CPU while idle
+   for 10 s with 0, 5 and 20 active forwards, quit time with 20.
+3. Baseline: headless `portfwd forward` holding 5 and 20 forwards against the same sandbox
+   (start until every "Forwarding from" line, memory, idle CPU, SIGINT until gone).
+
+Usage: .venv/bin/python bench/tui.py [--runs 3] [--idle 10]
+Note: 2 shared cores; other work on the machine shows up in every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import shlex
+import shutil
+import signal
+import socket
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from throughput import FORWARDING_RE, cpu_seconds, memory_kib, sandbox_process  # sibling script
+
+WIDTH, HEIGHT = 200, 50
+POLL = 0.05
+DEADLINE = 90.0
+ACTIVE = "● active"
+
+
+class Tmux:
+    """One private tmux server; panes stay after their process exits (exit code readable)."""
+
+    def __init__(self) -> None:
+        self.socket_name = f"portfwd-bench-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.started = False
+
+    async def run(self, *args: str) -> str:
+        proc = await asyncio.create_subprocess_exec(
+            "tmux",
+            "-L",
+            self.socket_name,
+            "-f",
+            "/dev/null",
+            *args,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(proc.communicate(), 20)
+        if proc.returncode != 0:
+            raise RuntimeError(f"tmux {args[0]} failed: {err.decode().strip()}")
+        return out.decode()
+
+    async def start(self, session: str, command: str) -> int:
+        """Start `command` (exec'd, so the pane's pid is the app's) -> its pid."""
+        size = ("-x", str(WIDTH), "-y", str(HEIGHT))
+        # The server exits with its last session: set the option again on every start.
+        keep = ("set-option", "-g", "remain-on-exit", "on")
+        new = ("new-session", "-d", "-s", session, *size, f"exec {command}")
+        await self.run("start-server", ";", *keep, ";", *new)
+        self.started = True
+        await self.run("resize-window", "-t", session, *size)
+        return int((await self.run("display-message", "-p", "-t", session, "#{pane_pid}")).strip())
+
+    async def screen(self, session: str) -> str:
+        return await self.run("capture-pane", "-p", "-t", session)
+
+    async def keys(self, session: str, *keys: str) -> None:
+        await self.run("send-keys", "-t", session, *keys)
+
+    async def exit_status(self, session: str) -> str:
+        fmt = "#{pane_dead} #{pane_dead_status}"
+        dead, _, status = (await self.run("display-message", "-p", "-t", session, fmt)).partition(
+            " "
+        )
+        return status.strip() if dead == "1" else "running"
+
+    async def wait_for(self, session: str, check: Callable[[str], bool], what: str) -> str:
+        deadline = time.monotonic() + DEADLINE
+        screen = ""
+        while time.monotonic() < deadline:
+            screen = await self.screen(session)
+            if check(screen):
+                return screen
+            await asyncio.sleep(POLL)
+        raise RuntimeError(f"timed out waiting for {what}; the screen was:\n{screen}")
+
+    async def kill_session(self, session: str) -> None:
+        with contextlib.suppress(RuntimeError, TimeoutError):
+            await self.run("kill-session", "-t", session)
+
+    async def kill(self) -> None:
+        if self.started:
+            with contextlib.suppress(RuntimeError, TimeoutError):
+                await self.run("kill-server")
+
+
+def alive(pid: int) -> bool:
+    """Running (a zombie not yet reaped by tmux counts as gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+async def until(check: Callable[[], bool], limit: float, what: str) -> None:
+    """Poll `check` every 10 ms (the figure's resolution) until true, or fail after `limit`."""
+    deadline = time.monotonic() + limit
+    while not check():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(1)
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def free_ports(count: int) -> list[int]:
+    """Distinct ports the kernel just gave out (all held at once, then released)."""
+    socks = []
+    try:
+        for _ in range(count):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [int(s.getsockname()[1]) for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def write_session(config: Path, ports: list[int]) -> None:
+    """A saved session: one running forward to svc/echo:80 per local port."""
+    forwards = [
+        {
+            "id": f"bench{i:03d}",
+            "target": "svc/echo",
+            "remote_port": 80,
+            "local_port": port,
+            "addresses": ["127.0.0.1"],
+            "running": True,
+            "namespace": "demo",
+            "context": "sandbox",
+        }
+        for i, port in enumerate(ports)
+    ]
+    (config / "state.yaml").write_text(yaml.safe_dump({"version": 1, "forwards": forwards}))
+
+
+def active_ports(screen: str) -> set[int]:
+    found = set()
+    for line in screen.splitlines():
+        if ACTIVE in line and "svc/echo" in line:
+            for word in line.split():
+                host, _, port = word.partition(":")
+                if host == "127.0.0.1" and port.isdigit():
+                    found.add(int(port))
+    return found
+
+
+def row_state(screen: str, target: str) -> str:
+    line = next((x for x in screen.splitlines() if f" {target} " in x), "")
+    return line.split()[1] if len(line.split()) > 1 else ""
+
+
+async def echo_ok(port: int) -> bool:
+    payload = os.urandom(1000)
+    reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 20)
+    try:
+        writer.write(payload)
+        got = await asyncio.wait_for(reader.readexactly(len(payload)), 20)
+    finally:
+        writer.close()
+    return got == payload
+
+
+async def idle_figures(pid: int, seconds: float) -> tuple[dict[str, int], float]:
+    """Memory after a short settle, then the share of one core used over `seconds` idle."""
+    await asyncio.sleep(2)
+    mem = memory_kib(pid)
+    before = cpu_seconds(pid)
+    await asyncio.sleep(seconds)
+    return mem, (cpu_seconds(pid) - before) / seconds
+
+
+@dataclass
+class App:
+    tmux: Tmux
+    session: str
+    pid: int
+    started: float  # perf_counter just before tmux was asked to start it
+    config: Path
+
+
+@contextlib.asynccontextmanager
+async def tui(tmux: Tmux, args: list[str], ports: list[int] | None) -> AsyncIterator[App]:
+    """`portfwd ARGS` in a new tmux session with a fresh config dir (None: no state file)."""
+    config = Path(tempfile.mkdtemp(prefix="portfwd-bench-tui-"))
+    if ports is not None:
+        write_session(config, ports)
+    session = f"s{uuid.uuid4().hex[:8]}"
+    command = " ".join(
+        [
+            "env",
+            "-u",
+            "COLUMNS",
+            "-u",
+            "LINES",
+            f"PORTFWD_CONFIG_DIR={shlex.quote(str(config))}",
+            shlex.quote(sys.executable),
+            "-m",
+            "portfwd",
+            *map(shlex.quote, args),
+        ]
+    )
+    started = time.perf_counter()
+    pid = await tmux.start(session, command)
+    try:
+        yield App(tmux, session, pid, started, config)
+    finally:
+        if alive(pid):
+            await tmux.kill_session(session)  # SIGHUP to the app
+            with contextlib.suppress(RuntimeError):
+                await until(lambda: not alive(pid), 15, "the app to end")
+            if alive(pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+        await tmux.kill_session(session)
+        shutil.rmtree(config, ignore_errors=True)
+
+
+async def wait_active(app: App, ports: list[int]) -> float:
+    """Seconds from start until every port shows an active svc/echo row."""
+    wanted = set(ports)
+    await app.tmux.wait_for(
+        app.session, lambda s: wanted <= active_ports(s), f"{len(ports)} active forwards"
+    )
+    elapsed = time.perf_counter() - app.started
+    bad = [p for p in ports if not await echo_ok(p)]
+    if bad:
+        raise RuntimeError(f"echo through ports {bad} failed")
+    return elapsed
+
+
+async def quit_app(app: App, ports: list[int]) -> float:
+    """Seconds from `q` until the process is gone and none of `ports` accepts a connection."""
+    start = time.perf_counter()
+    await app.tmux.keys(app.session, "q")
+    await until(
+        lambda: not alive(app.pid) and not any(listening(p) for p in ports),
+        DEADLINE,
+        "the app to quit and close its listeners",
+    )
+    elapsed = time.perf_counter() - start
+    status = await app.tmux.exit_status(app.session)
+    if status != "0":
+        raise RuntimeError(f"the app exited with status {status}")
+    return elapsed
+
+
+@dataclass
+class Headless:
+    proc: asyncio.subprocess.Process
+    ports: list[int]
+    start_seconds: float
+
+
+@contextlib.asynccontextmanager
+async def headless(kubeconfig: str, count: int) -> AsyncIterator[Headless]:
+    """`portfwd forward svc/echo P1:80 ... Pn:80` until every "Forwarding from" line."""
+    ports = free_ports(count)
+    started = time.perf_counter()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "portfwd",
+        "forward",
+        "--kubeconfig",
+        kubeconfig,
+        "--address",
+        "127.0.0.1",
+        "svc/echo",
+        *(f"{p}:80" for p in ports),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    assert proc.stdout is not None
+
+    async def drain(stream: asyncio.StreamReader) -> None:
+        while await stream.readline():
+            pass
+
+    drainer: asyncio.Task[None] | None = None
+    try:
+        seen = 0
+        while seen < count:
+            line = (await asyncio.wait_for(proc.stdout.readline(), DEADLINE)).decode().strip()
+            if not line:
+                raise RuntimeError("portfwd forward exited early")
+            if FORWARDING_RE.match(line):
+                seen += 1
+        elapsed = time.perf_counter() - started
+        drainer = asyncio.create_task(drain(proc.stdout))
+        yield Headless(proc, ports, elapsed)
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGINT)
+        try:
+            await asyncio.wait_for(proc.wait(), 15)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+        if drainer is not None:
+            drainer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await drainer
+
+
+async def headless_quit(h: Headless) -> float:
+    start = time.perf_counter()
+    h.proc.send_signal(signal.SIGINT)
+    await asyncio.wait_for(h.proc.wait(), DEADLINE)
+    await until(lambda: not any(listening(p) for p in h.ports), DEADLINE, "listeners closed")
+    return time.perf_counter() - start
+
+
+def summary(values: list[float]) -> str:
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return f"{values[0]:6.2f}"
+    return f"{min(values):6.2f} {statistics.median(values):7.2f} {max(values):6.2f}"
+
+
+def report_times(title: str, rows: list[tuple[str, list[float]]]) -> None:
+    print(f"\n{title}")
+    print(f"  {'':<66}{'min':>6} {'median':>7} {'max':>6}")
+    for name, values in rows:
+        print(f"  {name:<66}{summary(values)}")
+
+
+async def demo_figures(
+    tmux: Tmux, runs: int, idle: float
+) -> tuple[list[tuple[str, list[float]]], list[tuple[str, dict[str, int], float]]]:
+    first: list[float] = []
+    empty: list[float] = []
+    restore20: list[float] = []
+    quit3: list[float] = []
+    quit20: list[float] = []
+    resources: list[tuple[str, dict[str, int], float]] = []
+    for run in range(runs):
+        async with tui(tmux, ["demo"], None) as app:
+            screen = await tmux.wait_for(
+                app.session,
+                lambda s: (
+                    row_state(s, "svc/web") == "active"
+                    and row_state(s, "svc/api") == "active"
+                    and row_state(s, "svc/crashy") == "error"
+                ),
+                "the seeded forwards",
+            )
+            first.append(time.perf_counter() - app.started)
+            seeded = [
+                int(w.split(":")[1])
+                for line in screen.splitlines()
+                for w in line.split()
+                if w.startswith("127.0.0.1:") and ACTIVE in line
+            ]
+            quit3.append(await quit_app(app, seeded))
+        async with tui(tmux, ["demo"], []) as app:
+            await tmux.wait_for(app.session, lambda s: "No forwards yet" in s, "empty dashboard")
+            empty.append(time.perf_counter() - app.started)
+        ports = free_ports(20)
+        async with tui(tmux, ["demo"], ports) as app:
+            restore20.append(await wait_active(app, ports))
+            if run == 0:
+                mem, cpu = await idle_figures(app.pid, idle)
+                resources.append(("portfwd demo, 20 active (+ sandbox inside)", mem, cpu))
+            quit20.append(await quit_app(app, ports))
+    times = [
+        ("portfwd demo, first start -> seeded forwards (2 active, 1 error)", first),
+        ("portfwd demo, empty session -> empty dashboard (baseline)", empty),
+        ("portfwd demo, 20 saved forwards -> all 20 restored and active", restore20),
+        ("portfwd demo, q with the 2 seeded forwards active", quit3),
+        ("portfwd demo, q with 20 active", quit20),
+    ]
+    return times, resources
+
+
+async def dashboard_figures(
+    tmux: Tmux, kubeconfig: str, runs: int, idle: float
+) -> tuple[list[tuple[str, list[float]]], list[tuple[str, dict[str, int], float]]]:
+    args = ["--kubeconfig", kubeconfig]
+    starts: dict[int, list[float]] = {0: [], 5: [], 20: []}
+    quit20: list[float] = []
+    resources: list[tuple[str, dict[str, int], float]] = []
+    for run in range(runs):
+        for count in (0, 5, 20):
+            ports = free_ports(count)
+            async with tui(tmux, args, ports) as app:
+                if count:
+                    starts[count].append(await wait_active(app, ports))
+                else:
+                    await tmux.wait_for(app.session, lambda s: "No forwards yet" in s, "empty")
+                    starts[0].append(time.perf_counter() - app.started)
+                if run == 0:
+                    mem, cpu = await idle_figures(app.pid, idle)
+                    resources.append((f"dashboard, {count} active forwards", mem, cpu))
+                if count == 20:
+                    quit20.append(await quit_app(app, ports))
+    times = [
+        ("dashboard, empty session -> empty dashboard", starts[0]),
+        ("dashboard, 5 saved forwards -> all 5 active", starts[5]),
+        ("dashboard, 20 saved forwards -> all 20 active", starts[20]),
+        ("dashboard, q with 20 active", quit20),
+    ]
+    return times, resources
+
+
+async def headless_figures(
+    kubeconfig: str, runs: int, idle: float
+) -> tuple[list[tuple[str, list[float]]], list[tuple[str, dict[str, int], float]]]:
+    starts: dict[int, list[float]] = {5: [], 20: []}
+    quits: list[float] = []
+    resources: list[tuple[str, dict[str, int], float]] = []
+    for run in range(runs):
+        for count in (5, 20):
+            async with headless(kubeconfig, count) as h:
+                starts[count].append(h.start_seconds)
+                bad = [p for p in h.ports if not await echo_ok(p)]
+                if bad:
+                    raise RuntimeError(f"echo through ports {bad} failed")
+                if run == 0:
+                    mem, cpu = await idle_figures(h.proc.pid, idle)
+                    resources.append((f"portfwd forward (headless), {count} forwards", mem, cpu))
+                if count == 20:
+                    quits.append(await headless_quit(h))
+    times = [
+        ("portfwd forward, 5 ports -> all listening (baseline)", starts[5]),
+        ("portfwd forward, 20 ports -> all listening (baseline)", starts[20]),
+        ("portfwd forward, SIGINT with 20 active (baseline)", quits),
+    ]
+    return times, resources
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3, help="repetitions of each timing")
+    parser.add_argument("--idle", type=float, default=10.0, help="seconds of idle CPU sampling")
+    args = parser.parse_args()
+    if shutil.which("tmux") is None:
+        sys.exit("tmux is not on PATH")
+
+    tmux = Tmux()
+    try:
+        version = (await tmux.run("-V")).strip()
+        print(
+            f"python {sys.version.split()[0]}, {version}, {os.cpu_count()} CPUs, "
+            f"pane {WIDTH}x{HEIGHT}, loopback, {args.runs} runs per timing"
+        )
+        demo, demo_res = await demo_figures(tmux, args.runs, args.idle)
+        async with sandbox_process() as (kubeconfig, _direct):
+            dash, dash_res = await dashboard_figures(tmux, kubeconfig, args.runs, args.idle)
+            head, head_res = await headless_figures(kubeconfig, args.runs, args.idle)
+    finally:
+        await tmux.kill()
+
+    report_times("portfwd demo in tmux, sandbox in the same process (seconds)", demo)
+    report_times(
+        "dashboard and headless against the sandbox in another process (seconds)", dash + head
+    )
+    print(
+        f"\nmemory and idle CPU of the portfwd process (2 s after all forwards are active); "
+        f"CPU over {args.idle:.0f} s idle, % of one core"
+    )
+    print(f"  {'':<46}{'VmRSS MiB':>10}{'VmHWM MiB':>10}{'CPU idle':>10}")
+    for name, mem, cpu in dash_res + head_res + demo_res:
+        print(f"  {name:<46}{mem['VmRSS'] / 1024:10.1f}{mem['VmHWM'] / 1024:10.1f}{cpu:10.2%}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
