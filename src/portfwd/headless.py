@@ -167,6 +167,6 @@ async def _print_events(events: Subscription, out: TextIO, err: TextIO) -> None:
             continue
         entry = event.entry
         if entry.level == LogLevel.WARNING:  # ERROR lines: the reason, printed once by the CLI
-            print(entry.message, file=err, flush=True)
+            print(f"warning: {entry.message}", file=err, flush=True)
         elif entry.message.startswith(CONNECTION_LOG_PREFIX):
             print(entry.message, file=out, flush=True)

@@ -121,6 +121,7 @@ async def test_connection_error_text_goes_to_stderr(sandbox: SandboxCluster) -> 
     assert fp.returncode == 0
     (line,) = fp.stderr_text.strip().splitlines()
     assert line.startswith(
-        f"an error occurred forwarding {port} -> 7000: error forwarding port 7000 to pod toolbox"
+        f"warning: an error occurred forwarding {port} -> 7000: "
+        "error forwarding port 7000 to pod toolbox"
     )
     assert line.endswith("connect: connection refused")
