@@ -744,3 +744,21 @@ async def test_error_channel_text_reaches_the_log_view(harness: Harness) -> None
         entry = next(e for e in app.manager.logs(fid) if "connection refused" in e.message)
         assert entry.level >= LogLevel.WARNING
         assert f"{entry.level.name:<7} " + entry.message[:40] in shown().replace("\n", "")
+
+
+async def test_start_refuses_a_local_port_typed_after_its_last_check(harness: Harness) -> None:
+    app = harness.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        screen = await open_picker_to_ports(pilot, "echo")
+        await press(pilot, "enter")
+        box = screen.query_one("#local-80", Input)
+        box.value = str(free_port())
+        await settle(pilot)
+        assert not screen.query_one("#start", Button).disabled
+        box.value += "x"  # enter arrives before this key's check has run
+        screen._start()
+        assert app.screen is screen and not app.manager.snapshot()
+        assert app.toasts[-1] == "checking the local port…"
+        await settle(pilot)
+        assert str(screen.query_one("#check-80", Static).render()).startswith("✖ ")

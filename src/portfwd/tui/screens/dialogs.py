@@ -60,6 +60,8 @@ class EditScreen(ModalScreen[ForwardSpec | None]):
         self._taken = dict(taken)
         self._port_ok = True
         self._own_port = snap.local_port
+        # What the last finished check looked at (the form as it opens needs none).
+        self._checked_form = (str(snap.local_port or ""), ",".join(snap.spec.addresses))
 
     def compose(self) -> ComposeResult:
         snap = self._snap
@@ -86,14 +88,22 @@ class EditScreen(ModalScreen[ForwardSpec | None]):
 
     @work(exclusive=True, group="validate")
     async def _validate(self) -> None:
-        text = self.query_one("#edit-port", Input).value
+        form = self._form()
+        text = form[0]
         addrs = self._addresses()
         if self._own_port and text.strip() == str(self._own_port):
             # Our own listener holds this port: the engine rebinds it on apply.
             result = PortCheck(True, "current port")
         else:
             result = await check_port_all(text, addrs, self._taken)
+        self._checked_form = form
         self._show(result)
+
+    def _form(self) -> tuple[str, str]:
+        return (
+            self.query_one("#edit-port", Input).value,
+            self.query_one("#edit-address", Input).value,
+        )
 
     def _show(self, result: PortCheck) -> None:
         self._port_ok = result.ok
@@ -104,7 +114,8 @@ class EditScreen(ModalScreen[ForwardSpec | None]):
 
     def _result(self) -> ForwardSpec | None:
         text = self.query_one("#edit-port", Input).value.strip()
-        if not self._port_ok or not text.isdigit():
+        # Enter typed right after a key may arrive before that key's check has finished.
+        if not self._port_ok or self._checked_form != self._form() or not text.isdigit():
             return None
         return replace(
             self._snap.spec,
@@ -120,7 +131,11 @@ class EditScreen(ModalScreen[ForwardSpec | None]):
     def _apply(self) -> None:
         spec = self._result()
         if spec is None:
-            self.notify("fix the local port first", severity="warning")
+            checking = self._checked_form != self._form()
+            self.notify(
+                "checking the local port…" if checking else "fix the local port first",
+                severity="warning",
+            )
             return
         self.dismiss(spec)
 

@@ -92,6 +92,7 @@ class NewForwardScreen(Screen[list[ForwardSpec] | None]):
         self._items: list[Item] = []
         self._contexts: list[ContextChoice] = []
         self._port_checks: dict[int, PortCheck] = {}
+        self._checked_form: tuple[str, ...] = ()  # the form the checks were made for
         self._initial_context = context
         self._initial_namespace = namespace
         self._ready_status = ""
@@ -542,12 +543,12 @@ class NewForwardScreen(Screen[list[ForwardSpec] | None]):
 
     @work(exclusive=True, group="picker-validate")
     async def _validate_local(self) -> None:
+        form = self._local_form()
         addresses = self._address()
         taken = dict(self.papp.taken_ports())
         checks: dict[int, PortCheck] = {}
         seen: dict[int, int] = {}
-        for p in self.ports:
-            text = self.query_one(f"#local-{p.port}", Input).value
+        for p, text in zip(self.ports, form[1:], strict=True):
             result = await check_port_all(text, addresses, taken)
             if result.ok:
                 value = int(text)
@@ -558,15 +559,24 @@ class NewForwardScreen(Screen[list[ForwardSpec] | None]):
         if self.step != "local":
             return
         self._port_checks = checks
+        self._checked_form = form
         for port, result in checks.items():
             widget = self.query_one(f"#check-{port}", Static)
             widget.update(("✓ " if result.ok else "✖ ") + result.message)
             widget.set_class(not result.ok, "invalid")
         self.query_one("#start", Button).disabled = not self._local_ok()
 
+    def _local_form(self) -> tuple[str, ...]:
+        boxes = (self.query_one(f"#local-{p.port}", Input).value for p in self.ports)
+        return (",".join(self._address()), *boxes)
+
     def _local_ok(self) -> bool:
-        return bool(self._port_checks) and all(
-            self._port_checks.get(p.port, PortCheck(False, "")).ok for p in self.ports
+        """Every port checked and fine, for what the form holds now: enter typed right after
+        a key may arrive before that key's check has finished."""
+        return (
+            bool(self._port_checks)
+            and self._checked_form == self._local_form()
+            and all(self._port_checks.get(p.port, PortCheck(False, "")).ok for p in self.ports)
         )
 
     @on(Input.Submitted, "#local-step Input")
@@ -580,7 +590,8 @@ class NewForwardScreen(Screen[list[ForwardSpec] | None]):
     @on(Button.Pressed, "#start")
     def _start(self) -> None:
         if not self._local_ok():
-            bad = [r.message for r in self._port_checks.values() if not r.ok]
+            checked = self._checked_form == self._local_form()
+            bad = [r.message for r in self._port_checks.values() if not r.ok and checked]
             self.notify(
                 bad[0] if bad else "checking the local port…", severity="warning", markup=False
             )
