@@ -136,9 +136,7 @@ class PortfwdApp(App[int]):
                         self._stats_batch = {}
                         self.post_message(StatsBatch(self._stats_batch))
                     self._stats_batch[event.forward_id] = event.stats
-                elif isinstance(event, ForwardAdded):
-                    self.post_message(ForwardUpdated(event.snapshot, added=True))
-                elif isinstance(event, ForwardChanged):
+                elif isinstance(event, ForwardAdded | ForwardChanged):
                     self.post_message(ForwardUpdated(event.snapshot))
                 elif isinstance(event, ForwardRemoved):
                     self.post_message(ForwardGone(event.forward_id))

@@ -15,10 +15,9 @@ from portfwd.engine.model import ForwardSnapshot, ForwardStats, LogEntry
 class ForwardUpdated(Message):
     """A forward was added or changed (state, pod, bound address, spec)."""
 
-    def __init__(self, snapshot: ForwardSnapshot, *, added: bool = False) -> None:
+    def __init__(self, snapshot: ForwardSnapshot) -> None:
         super().__init__()
         self.snapshot = snapshot
-        self.added = added
 
 
 class ForwardGone(Message):
