@@ -762,3 +762,19 @@ async def test_start_refuses_a_local_port_typed_after_its_last_check(harness: Ha
         assert app.toasts[-1] == "checking the local port…"
         await settle(pilot)
         assert str(screen.query_one("#check-80", Static).render()).startswith("✖ ")
+
+
+async def test_picker_calls_out_a_non_loopback_address_once(harness: Harness) -> None:
+    app = harness.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        screen = await open_picker_to_ports(pilot, "api")
+        await press(pilot, "tab", "down", "tab", "enter")  # both ports: two check lines
+        screen.query_one("#local-443", Input).value = str(free_port())
+        screen.query_one("#local-9090", Input).value = str(free_port())
+        screen.query_one("#local-address", Input).value = "127.0.0.1,0.0.0.0"
+        await settle(pilot)
+        shown = [str(w.render()) for w in screen.query("#local-step Static")]
+        warnings = [line for line in shown if "reachable from other machines" in line]
+        assert warnings == ["⚠ 0.0.0.0 is reachable from other machines"]
+        assert sum(line.startswith("✓ ") for line in shown) == 2

@@ -87,9 +87,10 @@ def parse_addresses(raw: str) -> tuple[str, ...]:
 
 
 async def check_port_all(
-    text: str, addresses: tuple[str, ...], taken: Mapping[int, str]
+    text: str, addresses: tuple[str, ...], taken: Mapping[int, str], *, note_public: bool = True
 ) -> PortCheck:
-    """The port on every address; a non-loopback address is allowed but called out."""
+    """The port on every address; a non-loopback address is allowed but called out (unless
+    the form says so once itself, next to the address: `note_public=False`)."""
     result = PortCheck(False, "no address")
     for address in addresses or DEFAULT_ADDRESSES:
         result = await check_port(text, address, taken)
@@ -98,7 +99,7 @@ async def check_port_all(
     if len(addresses) > 1:
         result = PortCheck(True, f"{text.strip()} is free on {', '.join(addresses)}")
     public = [a for a in addresses if a not in LOOPBACK]
-    if public:
+    if public and note_public:
         note = f" (⚠ {', '.join(public)} is reachable from other machines)"
         return PortCheck(True, result.message + note)
     return result

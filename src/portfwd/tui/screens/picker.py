@@ -549,7 +549,7 @@ class NewForwardScreen(Screen[list[ForwardSpec] | None]):
         checks: dict[int, PortCheck] = {}
         seen: dict[int, int] = {}
         for p, text in zip(self.ports, form[1:], strict=True):
-            result = await check_port_all(text, addresses, taken)
+            result = await check_port_all(text, addresses, taken, note_public=False)
             if result.ok:
                 value = int(text)
                 if value in seen:
