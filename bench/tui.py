@@ -49,14 +49,16 @@ WIDTH, HEIGHT = 200, 50
 POLL = 0.05
 DEADLINE = 90.0
 ACTIVE = "● active"
+EXIT_MARK = "PORTFWD-BENCH-EXITED="
 
 
 class Tmux:
-    """One private tmux server; panes stay after their process exits (exit code readable)."""
+    """One private tmux server (it exits with its last session; `new-session` starts it)."""
 
     def __init__(self) -> None:
         self.socket_name = f"portfwd-bench-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.started = False
+        self.socket_path: Path | None = None
 
     async def run(self, *args: str) -> str:
         proc = await asyncio.create_subprocess_exec(
@@ -75,15 +77,20 @@ class Tmux:
         return out.decode()
 
     async def start(self, session: str, command: str) -> int:
-        """Start `command` (exec'd, so the pane's pid is the app's) -> its pid."""
+        """Start `command` in a shell that then prints its exit code -> the command's pid."""
         size = ("-x", str(WIDTH), "-y", str(HEIGHT))
-        # The server exits with its last session: set the option again on every start.
-        keep = ("set-option", "-g", "remain-on-exit", "on")
-        new = ("new-session", "-d", "-s", session, *size, f"exec {command}")
-        await self.run("start-server", ";", *keep, ";", *new)
+        wrapped = f"{command}; echo {EXIT_MARK}$?; sleep 600"
+        await self.run("new-session", "-d", "-s", session, *size, wrapped)
         self.started = True
+        if self.socket_path is None:
+            where = await self.run("display-message", "-p", "-t", session, "#{socket_path}")
+            self.socket_path = Path(where.strip())
         await self.run("resize-window", "-t", session, *size)
-        return int((await self.run("display-message", "-p", "-t", session, "#{pane_pid}")).strip())
+        shell = int((await self.run("display-message", "-p", "-t", session, "#{pane_pid}")).strip())
+        await until(lambda: first_child(shell) is not None, 10, "the app's process")
+        pid = first_child(shell)
+        assert pid is not None
+        return pid
 
     async def screen(self, session: str) -> str:
         return await self.run("capture-pane", "-p", "-t", session)
@@ -92,11 +99,9 @@ class Tmux:
         await self.run("send-keys", "-t", session, *keys)
 
     async def exit_status(self, session: str) -> str:
-        fmt = "#{pane_dead} #{pane_dead_status}"
-        dead, _, status = (await self.run("display-message", "-p", "-t", session, fmt)).partition(
-            " "
-        )
-        return status.strip() if dead == "1" else "running"
+        """The exit code the pane's shell printed after the app ended."""
+        screen = await self.wait_for(session, lambda s: EXIT_MARK in s, "the exit code")
+        return screen.rpartition(EXIT_MARK)[2].split()[0]
 
     async def wait_for(self, session: str, check: Callable[[str], bool], what: str) -> str:
         deadline = time.monotonic() + DEADLINE
@@ -116,6 +121,13 @@ class Tmux:
         if self.started:
             with contextlib.suppress(RuntimeError, TimeoutError):
                 await self.run("kill-server")
+        if self.socket_path is not None:  # tmux leaves its socket file behind
+            self.socket_path.unlink(missing_ok=True)
+
+
+def first_child(pid: int) -> int | None:
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return int(children[0]) if children else None
 
 
 def alive(pid: int) -> bool:
@@ -281,7 +293,8 @@ async def quit_app(app: App, ports: list[int]) -> float:
     elapsed = time.perf_counter() - start
     status = await app.tmux.exit_status(app.session)
     if status != "0":
-        raise RuntimeError(f"the app exited with status {status}")
+        screen = await app.tmux.screen(app.session)
+        raise RuntimeError(f"the app exited with status {status!r}; the screen was:\n{screen}")
     return elapsed
 
 
