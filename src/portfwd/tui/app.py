@@ -310,3 +310,10 @@ class PortfwdApp(App[int]):
         if self.crash is None:
             self.crash = "".join(traceback.format_exception(error))
         super()._handle_exception(error)
+
+    def _fatal_error(self) -> None:
+        # Textual's own prints a traceback WITH local variables on the terminal, and a local
+        # may hold a token or a key. Ours goes, without locals, to the crash log (mode 0600)
+        # whose path run_tui prints; so only exit quietly here.
+        self.bell()
+        self._close_messages_no_wait()
