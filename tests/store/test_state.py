@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import stat
+import time
 from pathlib import Path
 
 import pytest
@@ -229,3 +230,23 @@ async def test_a_restored_forward_that_keeps_failing_stays_wanted(tmp_path: Path
         await asyncio.wait_for(settled(), 10)
     finally:
         await store.close(flush=False)
+
+
+def test_load_sweeps_orphaned_temp_files_but_not_fresh_ones(tmp_path: Path) -> None:
+    path = tmp_path / "state.yaml"
+    write_atomic(path, "version: 1\nforwards: []\n")
+    orphan = tmp_path / ".state.yaml.abc123.tmp"
+    orphan.write_text("half a write from a killed process")
+    old = time.time() - 3600
+    os.utime(orphan, (old, old))
+    fresh = tmp_path / ".state.yaml.def456.tmp"
+    fresh.write_text("another portfwd writing right now")
+    unrelated = tmp_path / ".other.yaml.abc.tmp"
+    unrelated.write_text("not ours")
+    os.utime(unrelated, (old, old))
+
+    StateStore(path).load()
+
+    assert not orphan.exists()
+    assert fresh.exists()
+    assert unrelated.exists()

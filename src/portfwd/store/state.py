@@ -224,6 +224,22 @@ def write_atomic(path: Path, text: str) -> None:
         os.close(dir_fd)
 
 
+ORPHAN_AGE = 60.0  # seconds: a write takes milliseconds, so an older temp file is an orphan
+
+
+def _sweep_orphans(path: Path) -> None:
+    """Remove temp files a killed writer left next to `path` (see write_atomic).
+
+    Only old ones: a fresh one may belong to another portfwd writing right now.
+    """
+    cutoff = time.time() - ORPHAN_AGE
+    with contextlib.suppress(OSError):
+        for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+            with contextlib.suppress(OSError):
+                if tmp.stat().st_mtime < cutoff:
+                    tmp.unlink()
+
+
 class EventStream(Protocol):
     def __aiter__(self) -> AsyncIterator[Event]: ...
 
@@ -275,6 +291,7 @@ class StateStore:
 
     def load(self) -> LoadResult:
         """Read the session. Blocking (small file): call before the loop runs or via a thread."""
+        _sweep_orphans(self.path)
         result = LoadResult()
         try:
             text = self.path.read_text(encoding="utf-8")
