@@ -9,12 +9,15 @@ buffers hold, whatever the speed of either side.
 Ends of stream: the v4 protocol has no half-close, and a client that calls `shutdown(WR)`
 looks exactly like one that closed, until we write to it. So when the client finishes sending
 (EOF) we keep delivering what the pod sends until the WebSocket ends, the client turns out to
-be gone (a write fails), or the pod side has been quiet for :data:`LOCAL_EOF_LINGER` seconds;
-then the WebSocket is closed. "Quiet" counts only time spent waiting for the pod, never time
-spent blocked on a slow client, so a large response still streaming is delivered whole
-(`request; shutdown(WR); read response`, as `nc -N` and many HTTP/1.0 clients do). The cost is
-that a WebSocket of a fully closed client with an idle pod is held up to that long. When the
-pod side ends, the client gets EOF (write_eof) and the socket is closed once the client closes
+be gone (a write fails), or the pod side has been quiet for a while; then the WebSocket is
+closed. "Quiet" counts only time spent waiting for the pod, never time spent blocked on a slow
+client, so a large response still streaming is delivered whole. How long: when the client's
+last bytes are still unanswered (`request; shutdown(WR); read response`, as `nc -N` and many
+HTTP/1.0 clients do) :data:`LOCAL_EOF_LINGER`; when the pod already answered after them, a
+response still streaming keeps data flowing, so :data:`ANSWERED_EOF_LINGER` of quiet says it
+is over. The short one matters: every closed client holds a WebSocket (a TLS connection)
+until then, and clients that open many short connections would pile them up. When the pod
+side ends, the client gets EOF (write_eof) and the socket is closed once the client closes
 too, or after :data:`REMOTE_EOF_LINGER` seconds.
 """
 
@@ -33,6 +36,7 @@ from portfwd.tunnel.listener import (
 from portfwd.tunnel.protocol import TunnelError, TunnelStream
 
 LOCAL_EOF_LINGER = 1.0
+ANSWERED_EOF_LINGER = 0.1
 REMOTE_EOF_LINGER = 2.0
 SEND_FAILURE_SETTLE = 2.0
 
@@ -58,11 +62,14 @@ class Meter(Protocol):
 
 
 class _Clock:
-    """When the downstream pump started waiting for the pod (None while it writes)."""
+    """When bytes last moved each way, and since when the downstream pump waits for the pod
+    (None while it writes to the client)."""
 
-    __slots__ = ("waiting_since",)
+    __slots__ = ("last_rx", "last_tx", "waiting_since")
 
     def __init__(self) -> None:
+        self.last_rx = 0.0
+        self.last_tx = 0.0
         self.waiting_since: float | None = None
 
 
@@ -70,11 +77,15 @@ class LocalGone(Exception):
     """The client went away while we were writing to it (not a failure of the forward)."""
 
 
-async def _upstream(local: LocalConnection, stream: TunnelStream, meter: Meter) -> None:
+async def _upstream(
+    local: LocalConnection, stream: TunnelStream, meter: Meter, clock: _Clock
+) -> None:
+    loop = asyncio.get_running_loop()
     while True:
         data = await local.read()
         if not data:
             return
+        clock.last_tx = loop.time()
         await stream.send(data)
         meter.add_out(len(data))
 
@@ -89,6 +100,7 @@ async def _downstream(
         clock.waiting_since = None
         if not data:
             return
+        clock.last_rx = loop.time()
         try:
             await local.write(data)
         except ConnectionError as exc:
@@ -115,7 +127,7 @@ async def pump(local: LocalConnection, stream: TunnelStream, meter: Meter) -> No
     """
     loop = asyncio.get_running_loop()
     clock = _Clock()
-    up = asyncio.create_task(_upstream(local, stream, meter))
+    up = asyncio.create_task(_upstream(local, stream, meter, clock))
     down = asyncio.create_task(_downstream(stream, local, meter, clock))
     finished = False
     try:
@@ -156,12 +168,13 @@ async def pump(local: LocalConnection, stream: TunnelStream, meter: Meter) -> No
             raise up_exc
         # The client finished sending: deliver what the pod sends until it goes quiet.
         eof_at = loop.time()
+        linger = ANSWERED_EOF_LINGER if clock.last_rx > clock.last_tx else LOCAL_EOF_LINGER
         while not down.done():
             since = clock.waiting_since
             quiet_for = 0.0 if since is None else loop.time() - max(since, eof_at)
-            if quiet_for >= LOCAL_EOF_LINGER:
+            if quiet_for >= linger:
                 break
-            await asyncio.wait({down}, timeout=LOCAL_EOF_LINGER - quiet_for)
+            await asyncio.wait({down}, timeout=linger - quiet_for)
         if down.done():
             exc = down.exception()
             if isinstance(exc, TunnelError):
