@@ -76,6 +76,9 @@ class Tmux:
         subprocess.run(
             ["tmux", "-L", self.socket_name, "kill-server"], capture_output=True, timeout=20
         )
+        # A killed server can leave its socket file behind: leave nothing.
+        tmpdir = Path(os.environ.get("TMUX_TMPDIR", "/tmp")) / f"tmux-{os.getuid()}"
+        (tmpdir / self.socket_name).unlink(missing_ok=True)
 
 
 @pytest.fixture
