@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import socket
 import sys
 from pathlib import Path
 
@@ -54,53 +55,19 @@ async def test_portfwd_sandbox_command(tmp_path: Path) -> None:
 async def test_portfwd_sandbox_bad_topology(tmp_path: Path) -> None:
     bad = tmp_path / "topo.yaml"
     bad.write_text("namespaces:\n  - name: x\n    deployments:\n      - replicas: 2\n")
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "portfwd",
-        "sandbox",
-        "--topology",
-        str(bad),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        _, err = await asyncio.wait_for(proc.communicate(), 60)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    assert proc.returncode == 1
-    assert err.decode().strip().splitlines() == [
-        "error: namespaces[0].deployments[0]: missing 'name'"
-    ]
+    code, err = await _sandbox_fails("--topology", str(bad))
+    assert code == 1
+    assert err.strip().splitlines() == ["error: namespaces[0].deployments[0]: missing 'name'"]
 
 
 async def test_portfwd_sandbox_port_in_use() -> None:
-    import socket
-
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "portfwd",
-            "sandbox",
-            "--port",
-            str(port),
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        try:
-            _, err = await asyncio.wait_for(proc.communicate(), 60)
-        finally:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
-    assert proc.returncode == 1
-    assert err.decode().strip() == (
+        code, err = await _sandbox_fails("--port", str(port))
+    assert code == 1
+    assert err.strip() == (
         f"error: port {port} on 127.0.0.1 is already in use: pick another with --port "
         "(0 picks a free one)"
     )
