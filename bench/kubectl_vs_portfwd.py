@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -34,8 +35,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from throughput import (  # a sibling script, not a package
-    FORWARDING_RE,
     forward_process,
+    forwarder_process,
     latencies,
     memory_kib,
     percentile,
@@ -51,51 +52,12 @@ async def kubectl_process(
     """`kubectl port-forward svc/echo PORTS...` -> (pid, local ports)."""
     env = {**os.environ, "KUBECTL_PORT_FORWARD_WEBSOCKETS": "true" if websockets else "false"}
     cache = Path(kubeconfig).parent / "kubectl-cache"
-    proc = await asyncio.create_subprocess_exec(
-        "kubectl",
-        "--kubeconfig",
-        kubeconfig,
-        "--cache-dir",
-        str(cache),
-        "port-forward",
-        "--address",
-        "127.0.0.1",
-        "svc/echo",
-        *ports,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
-        env=env,
-    )
-    assert proc.stdout is not None
-
-    async def drain(stream: asyncio.StreamReader) -> None:
-        while await stream.readline():
-            pass
-
-    drainer: asyncio.Task[None] | None = None
-    try:
-        local: list[int] = []
-        while len(local) < len(ports):
-            line = (await asyncio.wait_for(proc.stdout.readline(), 60)).decode().strip()
-            if not line:
-                raise RuntimeError("kubectl port-forward exited early")
-            match = FORWARDING_RE.match(line)
-            if match:
-                local.append(int(match.group(2)))
-        drainer = asyncio.create_task(drain(proc.stdout))  # "Handling connection" lines
+    argv = [
+        *("kubectl", "--kubeconfig", kubeconfig, "--cache-dir", str(cache)),
+        *("port-forward", "--address", "127.0.0.1", "svc/echo", *ports),
+    ]
+    async with forwarder_process(argv, len(ports), env=env, stop=signal.SIGTERM) as (proc, local):
         yield proc.pid, local
-    finally:
-        if proc.returncode is None:
-            proc.terminate()
-        try:
-            await asyncio.wait_for(proc.wait(), 15)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
-        if drainer is not None:
-            drainer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await drainer
 
 
 def kubectl_version() -> str:

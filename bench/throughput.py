@@ -24,6 +24,7 @@ import contextlib
 import json
 import os
 import re
+import signal
 import statistics
 import struct
 import sys
@@ -74,21 +75,18 @@ async def sandbox_process() -> AsyncIterator[tuple[str, tuple[str, int]]]:
 
 
 @contextlib.asynccontextmanager
-async def forward_process(kubeconfig: str, *ports: str) -> AsyncIterator[tuple[int, list[int]]]:
-    """`portfwd forward svc/echo PORTS...` -> (pid, local ports)."""
+async def forwarder_process(
+    argv: list[str],
+    count: int,
+    *,
+    env: dict[str, str] | None = None,
+    stop: signal.Signals = signal.SIGINT,
+    line_timeout: float = 60,
+) -> AsyncIterator[tuple[asyncio.subprocess.Process, list[int]]]:
+    """Run a forwarder that prints kubectl's `Forwarding from` lines (portfwd or kubectl) until
+    `count` of them arrived -> (process, local ports); stopped with `stop`, then killed."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "portfwd",
-        "forward",
-        "--kubeconfig",
-        kubeconfig,
-        "--address",
-        "127.0.0.1",
-        "svc/echo",
-        *ports,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
+        *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL, env=env
     )
     assert proc.stdout is not None
 
@@ -99,18 +97,18 @@ async def forward_process(kubeconfig: str, *ports: str) -> AsyncIterator[tuple[i
     drainer: asyncio.Task[None] | None = None
     try:
         local: list[int] = []
-        while len(local) < len(ports):
-            line = (await asyncio.wait_for(proc.stdout.readline(), 60)).decode().strip()
+        while len(local) < count:
+            line = (await asyncio.wait_for(proc.stdout.readline(), line_timeout)).decode().strip()
             if not line:
-                raise RuntimeError("portfwd forward exited early")
+                raise RuntimeError(f"{argv[0]} exited early")
             match = FORWARDING_RE.match(line)
             if match:
                 local.append(int(match.group(2)))
         drainer = asyncio.create_task(drain(proc.stdout))  # "Handling connection" lines
-        yield proc.pid, local
+        yield proc, local
     finally:
         if proc.returncode is None:
-            proc.send_signal(2)
+            proc.send_signal(stop)
         try:
             await asyncio.wait_for(proc.wait(), 15)
         except TimeoutError:
@@ -120,6 +118,22 @@ async def forward_process(kubeconfig: str, *ports: str) -> AsyncIterator[tuple[i
             drainer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await drainer
+
+
+def portfwd_argv(kubeconfig: str, *ports: str) -> list[str]:
+    """`portfwd forward svc/echo PORTS...` on loopback, from this interpreter."""
+    return [
+        sys.executable,
+        *("-m", "portfwd", "forward", "--kubeconfig", kubeconfig),
+        *("--address", "127.0.0.1", "svc/echo", *ports),
+    ]
+
+
+@contextlib.asynccontextmanager
+async def forward_process(kubeconfig: str, *ports: str) -> AsyncIterator[tuple[int, list[int]]]:
+    """`portfwd forward svc/echo PORTS...` -> (pid, local ports)."""
+    async with forwarder_process(portfwd_argv(kubeconfig, *ports), len(ports)) as (proc, local):
+        yield proc.pid, local
 
 
 async def throughput(host: str, port: int, total: int) -> float:

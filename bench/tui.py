@@ -43,7 +43,13 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from throughput import FORWARDING_RE, cpu_seconds, memory_kib, sandbox_process  # sibling script
+from throughput import (  # a sibling script, not a package
+    cpu_seconds,
+    forwarder_process,
+    memory_kib,
+    portfwd_argv,
+    sandbox_process,
+)
 
 WIDTH, HEIGHT = 200, 50
 POLL = 0.05
@@ -310,50 +316,9 @@ async def headless(kubeconfig: str, count: int) -> AsyncIterator[Headless]:
     """`portfwd forward svc/echo P1:80 ... Pn:80` until every "Forwarding from" line."""
     ports = free_ports(count)
     started = time.perf_counter()
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "portfwd",
-        "forward",
-        "--kubeconfig",
-        kubeconfig,
-        "--address",
-        "127.0.0.1",
-        "svc/echo",
-        *(f"{p}:80" for p in ports),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    assert proc.stdout is not None
-
-    async def drain(stream: asyncio.StreamReader) -> None:
-        while await stream.readline():
-            pass
-
-    drainer: asyncio.Task[None] | None = None
-    try:
-        seen = 0
-        while seen < count:
-            line = (await asyncio.wait_for(proc.stdout.readline(), DEADLINE)).decode().strip()
-            if not line:
-                raise RuntimeError("portfwd forward exited early")
-            if FORWARDING_RE.match(line):
-                seen += 1
-        elapsed = time.perf_counter() - started
-        drainer = asyncio.create_task(drain(proc.stdout))
-        yield Headless(proc, ports, elapsed)
-    finally:
-        if proc.returncode is None:
-            proc.send_signal(signal.SIGINT)
-        try:
-            await asyncio.wait_for(proc.wait(), 15)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
-        if drainer is not None:
-            drainer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await drainer
+    argv = portfwd_argv(kubeconfig, *(f"{p}:80" for p in ports))
+    async with forwarder_process(argv, count, line_timeout=DEADLINE) as (proc, _bound):
+        yield Headless(proc, ports, time.perf_counter() - started)
 
 
 async def headless_quit(h: Headless) -> float:
