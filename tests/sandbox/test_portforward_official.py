@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -24,12 +23,12 @@ from aiohttp import web
 
 from portfwd.sandbox.backends import BackendPool, bytes_body
 from portfwd.sandbox.portforward import serve_portforward
+from tests.sandbox.official_kit import STEP, echo_through
 
 kubernetes = pytest.importorskip("kubernetes")
 from kubernetes.client import ApiClient, Configuration, CoreV1Api  # noqa: E402
 from kubernetes.stream import portforward  # noqa: E402
 
-STEP = 20.0  # bound for one blocking step in a worker thread, not a performance threshold
 UID = "8f0e2c1a-0000-4000-8000-00000000abcd"
 
 
@@ -77,24 +76,6 @@ async def kubelet() -> AsyncIterator[Kubelet]:
 
 def open_forward(api: CoreV1Api, ns: str, pod: str, ports: str) -> Any:
     return portforward(api.connect_get_namespaced_pod_portforward, pod, ns, ports=ports)
-
-
-def echo_through(pf: Any, port: int, payload: bytes) -> bytes:
-    """Send payload on the forward's socket while reading the echo back (blocking, bounded)."""
-    sock: socket.socket = pf.socket(port)
-    sock.settimeout(STEP)
-    sender = threading.Thread(target=sock.sendall, args=(payload,), daemon=True)
-    sender.start()
-    received = bytearray()
-    try:
-        while len(received) < len(payload):
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            received += chunk
-    finally:
-        sender.join(STEP)
-    return bytes(received)
 
 
 def http_get(pf: Any, port: int, path: str) -> bytes:

@@ -13,7 +13,6 @@ import asyncio
 import os
 import socket
 import ssl
-import threading
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -23,13 +22,12 @@ import pytest_asyncio
 
 from portfwd.sandbox.backends import bytes_body
 from portfwd.sandbox.cluster import SandboxCluster
+from tests.sandbox.official_kit import STEP, echo_through
 
 kubernetes = pytest.importorskip("kubernetes")
 from kubernetes import config as kube_config  # noqa: E402
 from kubernetes.client import CoreV1Api  # noqa: E402
 from kubernetes.stream import portforward  # noqa: E402
-
-STEP = 20.0  # bound for one blocking step in a worker thread, not a performance threshold
 
 
 @pytest_asyncio.fixture
@@ -59,23 +57,6 @@ def running_pod(api: CoreV1Api, selector: str) -> tuple[str, str]:
 
 def open_forward(api: CoreV1Api, pod: str, ports: str) -> Any:
     return portforward(api.connect_get_namespaced_pod_portforward, pod, "demo", ports=ports)
-
-
-def echo_through(pf: Any, port: int, payload: bytes) -> bytes:
-    sock: socket.socket = pf.socket(port)
-    sock.settimeout(STEP)
-    sender = threading.Thread(target=sock.sendall, args=(payload,), daemon=True)
-    sender.start()
-    received = bytearray()
-    try:
-        while len(received) < len(payload):
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            received += chunk
-    finally:
-        sender.join(STEP)
-    return bytes(received)
 
 
 def http_get(pf: Any, port: int, path: str) -> bytes:
