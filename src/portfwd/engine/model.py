@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 class ForwardState(enum.Enum):
     STARTING = "starting"
     ACTIVE = "active"
-    RECONNECTING = "reconnecting"  # reserved for the resilience work
+    RECONNECTING = "reconnecting"  # wanted, listener bound, no usable pod yet: retrying
     ERROR = "error"
     STOPPED = "stopped"
 
@@ -41,6 +41,7 @@ class ForwardSpec:
     context: str | None = None
     kubeconfig: str | None = None
     addresses: tuple[str, ...] = ("127.0.0.1",)
+    reconnect: bool = True  # follow the target and retry after failures (False: kubectl's way)
 
     def kubectl_command(self) -> str:
         """The equivalent `kubectl port-forward` command line."""
@@ -73,6 +74,7 @@ class ForwardStats:
     bytes_in: int = 0  # pod -> local client
     bytes_out: int = 0  # local client -> pod
     errors: int = 0
+    reconnects: int = 0  # times the forward moved to another pod or came back after a failure
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,8 @@ class ForwardSnapshot:
     reason: str = ""  # last error / why stopped
     started_at: float | None = None  # wall clock when it last became active
     stats: ForwardStats = field(default_factory=ForwardStats)
+    attempt: int = 0  # failed attempts in the current reconnect episode (0 while active)
+    next_retry_at: float | None = None  # wall clock of the next retry; None: none scheduled
 
     @property
     def local_port(self) -> int:
