@@ -6,6 +6,7 @@ import asyncio
 import os
 import stat
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -250,3 +251,54 @@ def test_load_sweeps_orphaned_temp_files_but_not_fresh_ones(tmp_path: Path) -> N
     assert not orphan.exists()
     assert fresh.exists()
     assert unrelated.exists()
+
+
+async def test_reconnect_flag_round_trips_and_survives_the_bound_port(tmp_path: Path) -> None:
+    path = tmp_path / "state.yaml"
+    off = snap("off", ForwardState.ACTIVE, bound=(("127.0.0.1", 40124),))
+    off = replace(off, spec=replace(off.spec, reconnect=False))
+    on = snap("on", ForwardState.STOPPED)
+    assert await StateStore(path).save([off, on])
+    entries = yaml.safe_load(path.read_text())["forwards"]
+    # Written always, so a reader of the file (or a person) never has to know the default.
+    assert [e["reconnect"] for e in entries] == [False, True]
+    loaded = {f.id: f for f in StateStore(path).load().forwards}
+    assert loaded["off"].spec.reconnect is False
+    assert loaded["off"].spec.local_port == 40124  # the bound-port rewrite keeps the flag
+    assert loaded["on"].spec.reconnect is True
+
+
+def test_a_file_from_before_reconnect_loads_with_reconnect_on(tmp_path: Path) -> None:
+    path = tmp_path / "state.yaml"
+    path.write_text(
+        "version: 1\n"
+        "forwards:\n"
+        "- id: old\n"
+        "  target: svc/web\n"
+        "  remote_port: 80\n"
+        "  local_port: 8080\n"
+        "  addresses: ['127.0.0.1']\n"
+        "  running: true\n"
+    )
+    result = StateStore(path).load()
+    assert not result.warnings
+    assert [f.spec.reconnect for f in result.forwards] == [True]
+
+
+def test_schema_version_stays_readable_by_older_portfwd() -> None:
+    """The new key is the only change: an older reader ignores it, so the version is still 1
+    (an older portfwd refuses a higher version and would move the file aside)."""
+    assert SCHEMA_VERSION == 1
+    saved = SavedForward(
+        "x", ForwardSpec(target="svc/x", remote_port=80, reconnect=False), running=False
+    )
+    data = saved.to_dict()
+    assert data["reconnect"] is False
+    assert SavedForward.from_dict(data).spec.reconnect is False
+
+
+def test_a_reconnect_that_is_not_a_boolean_is_a_bad_file() -> None:
+    with pytest.raises(ValueError, match="bad reconnect"):
+        SavedForward.from_dict(
+            {"id": "x", "target": "svc/x", "remote_port": 80, "reconnect": "sometimes"}
+        )

@@ -20,7 +20,7 @@ import os
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -37,6 +37,9 @@ from portfwd.engine.model import ForwardSnapshot, ForwardSpec, ForwardState
 
 log = logging.getLogger(__name__)
 
+# Version 1 also covers files with the per-forward `reconnect` key: older portfwd versions
+# ignore keys they do not know, and a file without it reads as reconnect on. Bump it only for
+# a change an older reader would get wrong.
 SCHEMA_VERSION = 1
 STATE_FILE_NAME = "state.yaml"
 CONFIG_DIR_ENV = "PORTFWD_CONFIG_DIR"
@@ -77,6 +80,7 @@ class SavedForward:
             "remote_port": spec.remote_port,
             "local_port": spec.local_port,
             "addresses": list(spec.addresses),
+            "reconnect": spec.reconnect,
             "running": self.running,
         }
         if spec.namespace is not None:
@@ -113,6 +117,9 @@ class SavedForward:
             if value is not None and not isinstance(value, str):
                 raise ValueError(f"forward {fid}: bad {key}")
             opt[key] = value
+        reconnect = data.get("reconnect", True)  # files from before reconnect existed: on
+        if not isinstance(reconnect, bool):
+            raise ValueError(f"forward {fid}: bad reconnect (true or false)")
         reason = data.get("reason", "")
         spec = ForwardSpec(
             target=target,
@@ -122,6 +129,7 @@ class SavedForward:
             context=opt["context"],
             kubeconfig=opt["kubeconfig"],
             addresses=tuple(addresses) or ("127.0.0.1",),
+            reconnect=reconnect,
         )
         return cls(
             id=fid,
@@ -140,15 +148,7 @@ class SavedForward:
         """
         spec = snap.spec
         if spec.local_port == 0 and snap.bound:
-            spec = ForwardSpec(
-                target=spec.target,
-                remote_port=spec.remote_port,
-                local_port=snap.bound[0][1],
-                namespace=spec.namespace,
-                context=spec.context,
-                kubeconfig=spec.kubeconfig,
-                addresses=spec.addresses,
-            )
+            spec = replace(spec, local_port=snap.bound[0][1])
         running = snap.state in RUNNING_STATES or (
             still_wanted and snap.state is ForwardState.ERROR
         )
