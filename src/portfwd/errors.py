@@ -29,3 +29,11 @@ class InputError(PortfwdError):
 
 class ResolveError(PortfwdError):
     """A target could not be turned into a Ready pod and container port."""
+
+
+class NoReadyPod(ResolveError):
+    """No pod can take the forward right now (none Ready, or the pod is not Running yet).
+
+    This may change by itself (a rollout, a restart, a pod being scheduled), so the engine
+    retries; every other ResolveError needs the user to change something.
+    """

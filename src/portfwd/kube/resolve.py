@@ -13,18 +13,25 @@ The API server only forwards to pods, so everything else is resolved here first:
 - `deploy/NAME`, `sts/NAME`, `rs/NAME`: a Ready, Running pod matching the workload's selector.
 
 Among several Ready pods the choice is deterministic: the oldest pod (earliest creation, then
-name), the one Ready the longest, which is also kubectl's preference. A forward resolves when
-it starts (and again when restarted); it does not follow a pod that goes away later. Every step
-is written into `Resolution.decisions`, short lines for the forward's log.
+name), the one Ready the longest, which is also kubectl's preference. Every step is written
+into `Resolution.decisions`, short lines for the forward's log.
+
+:func:`resolve` fetches what it needs and hands it to the pure ``choose_for_*`` functions (no
+I/O), which an engine following a workload calls directly with the objects of its watch caches:
+they filter a cache's pods by the selector and namespace themselves, and `prefer` (the pod in
+use) keeps a forward on its pod while that pod still serves. Failures that may heal by
+themselves (no Ready pod, a pod not Running yet) raise :class:`~portfwd.errors.NoReadyPod`;
+every other :class:`~portfwd.errors.ResolveError` needs the user to change something.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Iterable
+import dataclasses
+from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
-from portfwd.errors import InputError, ResolveError
+from portfwd.errors import InputError, NoReadyPod, ResolveError
 from portfwd.kube.client import ApiError, ClusterUnreachable, Forbidden, NotFound
 from portfwd.kube.objects import (
     ContainerPort,
@@ -38,6 +45,8 @@ from portfwd.kube.objects import (
     selector_from_map,
 )
 from portfwd.kube.targets import SHORT_KIND, PortMapping, Target
+
+WORKLOAD_KINDS = ("deployment", "statefulset", "replicaset")  # choose_for_workload's kinds
 
 T = TypeVar("T")
 
@@ -91,17 +100,57 @@ async def resolve(client: ResolveClient, ns: str, target: Target, remote: int | 
 
     A numeric string (`"80"`, as a form field gives it) counts as a number.
     """
+    remote = _remote_port(remote)
+    if target.kind == "pod":
+        return choose_for_pod(
+            target, await _fetch(client, ns, client.get_pod(ns, target.name)), remote
+        )
+    if target.kind == "service":
+        return await _resolve_service(client, ns, target, remote)
+    if target.kind in WORKLOAD_KINDS:
+        return await _resolve_workload(client, ns, target, remote)
+    raise ResolveError(f"cannot forward to a {target.kind}; use a pod, service or workload")
+
+
+async def _resolve_service(
+    client: ResolveClient, ns: str, target: Target, remote: int | str
+) -> Resolution:
+    svc = await _fetch(client, ns, client.get_service(ns, target.name))
+    _, selector = _service_checks(target, svc, remote)  # permanent errors before any listing
+    pods = await client.list_pods(ns, selector.to_query())
+    slices: list[EndpointSlice] | None
+    note = ""
+    try:
+        slices = await client.list_endpointslices(ns, svc.name)
+    except Forbidden:
+        slices = None
+        note = "no permission to list EndpointSlices; chose by pod readiness"
+    except NotFound:
+        slices = None  # a server without discovery.k8s.io/v1
+        note = "the API server has no EndpointSlices; chose by pod readiness"
+    resolution = choose_for_service(target, svc, pods, slices, remote)
+    if note:
+        head, *rest = resolution.decisions
+        resolution = dataclasses.replace(resolution, decisions=(head, note, *rest))
+    return resolution
+
+
+async def _resolve_workload(
+    client: ResolveClient, ns: str, target: Target, remote: int | str
+) -> Resolution:
+    workload = await _fetch(client, ns, client.get_workload(target.kind, ns, target.name))
+    selector = _workload_selector(target, workload)
+    pods = await client.list_pods(ns, selector.to_query())
+    return choose_for_workload(target, workload, pods, remote)
+
+
+def _remote_port(remote: int | str) -> int | str:
+    """`remote` with a numeric string as a number; InputError when out of range."""
     if isinstance(remote, str) and remote.isascii() and remote.isdigit():
         remote = int(remote)
     if isinstance(remote, int) and not 1 <= remote <= 65535:
         raise InputError(f"invalid remote port {remote}: ports are 1..65535")
-    if target.kind == "pod":
-        return await _resolve_pod(client, ns, target, remote)
-    if target.kind == "service":
-        return await _resolve_service(client, ns, target, remote)
-    if target.kind in ("deployment", "statefulset", "replicaset"):
-        return await _resolve_workload(client, ns, target, remote)
-    raise ResolveError(f"cannot forward to a {target.kind}; use a pod, service or workload")
+    return remote
 
 
 # --- shared helpers ------------------------------------------------------------------------
@@ -145,14 +194,14 @@ def _port_text(port: ContainerPort) -> str:
     return f"{port.name} ({port.container_port})" if port.name else str(port.container_port)
 
 
-def _not_running(pod: Pod) -> ResolveError:
+def _not_running(pod: Pod) -> NoReadyPod:
     reasons = sorted({c.reason for c in pod.container_statuses if c.reason})
     if not reasons and pod.reason:
         reasons = [pod.reason]
     if not reasons and pod.phase == "Pending" and not pod.node_name:
         reasons = ["not scheduled to a node yet"]
     detail = f": {', '.join(reasons)}" if reasons else ""
-    return ResolveError(f"pod {pod.name} is not running (phase {pod.phase}{detail})")
+    return NoReadyPod(f"pod {pod.name} is not running (phase {pod.phase}{detail})")
 
 
 def _no_ready_pod(
@@ -162,17 +211,17 @@ def _no_ready_pod(
     why: dict[str, str] | None = None,
     *,
     replicas: int | None = None,
-) -> ResolveError:
+) -> NoReadyPod:
     if not pods:
         scaled = " (it is scaled to 0 replicas)" if replicas == 0 else ""
-        return ResolveError(
+        return NoReadyPod(
             f"{label} has no Ready pod: no pods match its selector {selector}{scaled}"
         )
     count = (
         f"{len(pods)} pods match its selector" if len(pods) > 1 else "1 pod matches its selector"
     )
     listing = _why_not_ready(pods, why or {})
-    return ResolveError(f"{label} has no Ready pod: {count}, none Ready ({listing})")
+    return NoReadyPod(f"{label} has no Ready pod: {count}, none Ready ({listing})")
 
 
 def _skipped_line(pods: list[Pod], why: dict[str, str]) -> str:
@@ -230,13 +279,22 @@ def _to_pod_port(pod: Pod, port: int, name: str, decisions: list[str]) -> Resolu
     )
 
 
-async def _matching_pods(client: ResolveClient, ns: str, selector: LabelSelector) -> list[Pod]:
-    """Pods `selector` matches, re-checked here so a server ignoring the query adds no strangers."""
+def _selected(pods: Iterable[Pod], selector: LabelSelector, ns: str) -> list[Pod]:
+    """Pods `selector` matches in namespace `ns` (when both are known): a server ignoring the
+    query or a namespace-wide cache adds no strangers."""
     return [
         p
-        for p in await client.list_pods(ns, selector.to_query())
-        if selector.matches(p.meta.labels)
+        for p in pods
+        if selector.matches(p.meta.labels) and not (ns and p.namespace and p.namespace != ns)
     ]
+
+
+def _pick(candidates: list[Pod], prefer: str | None) -> tuple[Pod, bool]:
+    """(`prefer` when it is a candidate, True) or (the oldest candidate, False)."""
+    for p in candidates:
+        if p.name == prefer:
+            return p, True
+    return _oldest(candidates), False
 
 
 def _serving(pod: Pod) -> bool:
@@ -256,10 +314,13 @@ def _no_named_port(pod: Pod, name: str) -> ResolveError:
 # --- pod -----------------------------------------------------------------------------------
 
 
-async def _resolve_pod(
-    client: ResolveClient, ns: str, target: Target, remote: int | str
-) -> Resolution:
-    pod = await _fetch(client, ns, client.get_pod(ns, target.name))
+def choose_for_pod(target: Target, pod: Pod, remote: int | str) -> Resolution:
+    """A `pod/NAME` target on `pod` (no I/O).
+
+    Raises NoReadyPod when the pod is not Running (yet), ResolveError for a port it cannot
+    forward (no such named port, UDP only).
+    """
+    remote = _remote_port(remote)
     if pod.phase != "Running":
         raise _not_running(pod)
     label = _label(target)
@@ -311,11 +372,11 @@ def _service_port(svc: Service, remote: int | str, label: str) -> ServicePort:
     )
 
 
-async def _resolve_service(
-    client: ResolveClient, ns: str, target: Target, remote: int | str
-) -> Resolution:
+def _service_checks(
+    target: Target, svc: Service, remote: int | str
+) -> tuple[ServicePort, LabelSelector]:
+    """The service port and pod selector, or the permanent reason there are none."""
     label = _label(target)
-    svc = await _fetch(client, ns, client.get_service(ns, target.name))
     if svc.type == "ExternalName":
         raise ResolveError(
             f"{label} is an ExternalName service (a DNS alias, no pods); port-forward needs pods"
@@ -324,29 +385,59 @@ async def _resolve_service(
         raise ResolveError(
             f"{label} has no selector, so no pods back it; forward to a pod instead (pod/NAME)"
         )
-    sport = _service_port(svc, remote, label)
-    selector = selector_from_map(svc.selector)
+    return _service_port(svc, remote, label), selector_from_map(svc.selector)
+
+
+def _own_slices(svc: Service, slices: Sequence[EndpointSlice]) -> list[EndpointSlice]:
+    """The slices of `svc` among `slices` (a cache may hold other services' too)."""
+    ns = svc.meta.namespace
+    return [
+        s
+        for s in slices
+        if s.service_name == svc.name and not (ns and s.meta.namespace and s.meta.namespace != ns)
+    ]
+
+
+def choose_for_service(
+    target: Target,
+    svc: Service,
+    pods: Sequence[Pod],
+    slices: Sequence[EndpointSlice] | None,
+    remote: int | str,
+    *,
+    prefer: str | None = None,
+) -> Resolution:
+    """A `svc/NAME` target: a Ready endpoint of `svc` and its targetPort (no I/O).
+
+    `pods` and `slices` may be whole caches: pods outside the service's namespace or
+    selector and slices of other services are ignored. `slices` None means "EndpointSlices
+    unavailable" (no permission, old server) and an empty list "none yet": both choose by pod
+    readiness (the caller adds a decision note for None). `prefer` (the pod in use) is kept
+    while it is still a candidate; otherwise the oldest one is chosen.
+
+    Raises NoReadyPod when no pod can serve right now, ResolveError for what the user must
+    change (ExternalName, no selector, no such port, UDP, a named targetPort no pod declares).
+    """
+    remote = _remote_port(remote)
+    label = _label(target)
+    sport, selector = _service_checks(target, svc, remote)
     query = selector.to_query()
     decisions: list[str] = []
 
-    pods = await _matching_pods(client, ns, selector)
+    pods = _selected(pods, selector, svc.meta.namespace)
     by_name = {p.name: p for p in pods}
     why: dict[str, str] = {}
-    try:
-        slices = await client.list_endpointslices(ns, svc.name)
-    except Forbidden:
-        slices = None
-        decisions.append("no permission to list EndpointSlices; chose by pod readiness")
-    except NotFound:
-        slices = None  # a server without discovery.k8s.io/v1
-        decisions.append("the API server has no EndpointSlices; chose by pod readiness")
     ready_names: set[str] = set()
     endpoint_count = 0
-    if slices:
-        for eps in slices:
+    own = _own_slices(svc, slices) if slices is not None else None
+    by_endpoints = bool(own)
+    if own:
+        for eps in own:
             for ep in eps.endpoints:
                 ref = ep.target_ref
                 if ref is None or ref.kind != "Pod":
+                    continue
+                if svc.meta.namespace and ref.namespace and ref.namespace != svc.meta.namespace:
                     continue
                 endpoint_count += 1
                 if ep.ready and not ep.terminating:
@@ -360,7 +451,7 @@ async def _resolve_service(
             by_name[n] for n in ready_names if n in by_name and by_name[n].phase == "Running"
         ]
     else:
-        if slices is not None:
+        if own is not None:
             decisions.append(f"{label} has no EndpointSlices yet; chose by pod readiness")
         candidates = [p for p in pods if _serving(p)]
         endpoint_count = len(pods)
@@ -379,7 +470,7 @@ async def _resolve_service(
             )
         candidates = declaring
 
-    pod = _oldest(candidates)
+    pod, kept = _pick(candidates, prefer)
     if isinstance(target_port, str):
         cport = pod.container_port(target_port)
         assert cport is not None  # filtered above
@@ -393,9 +484,14 @@ async def _resolve_service(
         via = "" if target_port == sport.port else f"targetPort {target_port} -> "
     shown_port = f"{sport.port}" + (f" ({sport.name})" if sport.name else "")
     decisions.insert(0, f"{label} port {shown_port} -> {via}pod {pod.name} port {container_port}")
-    decisions.append(
-        f"chose pod {pod.name}: {_choice(len(candidates), 'endpoint')} ({endpoint_count} in total)"
-    )
+    if kept:
+        still = "still a Ready endpoint" if by_endpoints else "still Ready"
+        decisions.append(f"kept pod {pod.name}: {still} ({endpoint_count} in total)")
+    else:
+        decisions.append(
+            f"chose pod {pod.name}: {_choice(len(candidates), 'endpoint')}"
+            f" ({endpoint_count} in total)"
+        )
     chosen_from = {p.name for p in candidates}
     skipped = _skipped_line([p for p in pods if p.name not in chosen_from], why)
     if skipped:
@@ -414,16 +510,34 @@ async def _resolve_service(
 # --- deployment / statefulset / replicaset ---------------------------------------------------
 
 
-async def _resolve_workload(
-    client: ResolveClient, ns: str, target: Target, remote: int | str
+def _workload_selector(target: Target, workload: Workload) -> LabelSelector:
+    if workload.selector.empty:
+        raise ResolveError(
+            f"{_label(target)} has an empty selector; forward to a pod instead (pod/NAME)"
+        )
+    return workload.selector
+
+
+def choose_for_workload(
+    target: Target,
+    workload: Workload,
+    pods: Sequence[Pod],
+    remote: int | str,
+    *,
+    prefer: str | None = None,
 ) -> Resolution:
+    """A `deploy/`, `sts/` or `rs/NAME` target: a Ready, Running pod of `workload` (no I/O).
+
+    `pods` may be a whole cache: pods outside the workload's namespace or selector are
+    ignored. `prefer` (the pod in use) is kept while it still serves; otherwise the oldest
+    Ready pod is chosen. Raises NoReadyPod when no pod serves right now, ResolveError for an
+    empty selector or a named port the pods do not declare.
+    """
+    remote = _remote_port(remote)
     label = _label(target)
-    workload = await _fetch(client, ns, client.get_workload(target.kind, ns, target.name))
-    selector: LabelSelector = workload.selector
-    if selector.empty:
-        raise ResolveError(f"{label} has an empty selector; forward to a pod instead (pod/NAME)")
+    selector = _workload_selector(target, workload)
     query = selector.to_query()
-    pods = await _matching_pods(client, ns, selector)
+    pods = _selected(pods, selector, workload.meta.namespace)
     ready = [p for p in pods if _serving(p)]
     if not ready:
         raise _no_ready_pod(label, query, pods, replicas=workload.replicas)
@@ -432,11 +546,12 @@ async def _resolve_workload(
         if not declaring:
             raise _no_named_port(_oldest(ready), remote)
         ready = declaring
-    pod = _oldest(ready)
+    pod, kept = _pick(ready, prefer)
     port, name, notes = _pod_port(pod, remote, f"pod/{pod.name}")
+    how = "still Ready" if kept else _choice(len(ready), "pod")
     decisions = [
         f"{label} -> pod {pod.name} port {port}" + (f" ({name})" if name else ""),
-        f"chose pod {pod.name}: {_choice(len(ready), 'pod')} ({len(pods)} match the selector"
+        f"{'kept' if kept else 'chose'} pod {pod.name}: {how} ({len(pods)} match the selector"
         f" {query})",
         *notes,
     ]
