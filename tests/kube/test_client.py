@@ -518,6 +518,12 @@ async def test_watch_forbidden_raises(api: FakeApi, client: KubeClient) -> None:
             await collect(events, 1)
 
 
+@pytest.mark.parametrize("retries", [0, -1])
+def test_watch_rejects_retries_below_one(client: KubeClient, retries: int) -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        client.watch("pods", "demo", retries=retries)
+
+
 def test_watch_rejects_unknown_resource(client: KubeClient) -> None:
     with pytest.raises(ValueError):
         client.watch("widgets", "demo")
@@ -546,6 +552,53 @@ async def test_portforward_upgrade_offers_v4(api: FakeApi, client: KubeClient) -
     assert request.query.getall("ports") == ["8080", "9090"]
     assert request.headers["Sec-WebSocket-Protocol"] == "v4.channel.k8s.io"
     assert request.headers["Authorization"] == "Bearer good"
+
+
+async def test_portforward_heartbeat_pings_and_a_missing_pong_closes_the_tunnel(
+    api: FakeApi,
+) -> None:
+    """A server (or proxy) that stops answering: the ping goes out, no pong comes back, the
+    tunnel is closed instead of hanging forever."""
+    pings: list[WSMsgType] = []
+
+    async def portforward(request: web.Request) -> web.StreamResponse:
+        ws = web.WebSocketResponse(protocols=("v4.channel.k8s.io",), autoping=False)
+        await ws.prepare(request)
+        async for msg in ws:  # never answers the ping
+            pings.append(msg.type)
+        return ws
+
+    api.routes["/api/v1/namespaces/demo/pods/web/portforward"] = portforward
+    async with KubeClient(connection(api.url), heartbeat=0.2) as kube:
+        ws = await kube.open_portforward("demo", "web", [8080])
+        try:
+            async with asyncio.timeout(10):
+                msg = await ws.receive()
+        finally:
+            await ws.close()
+    assert msg.type in (WSMsgType.ERROR, WSMsgType.CLOSED, WSMsgType.CLOSING)
+    assert ws.closed
+    assert WSMsgType.PING in pings
+
+
+@pytest.mark.parametrize("off", [0, 0.0, None])
+async def test_portforward_heartbeat_can_be_disabled(api: FakeApi, off: float | None) -> None:
+    async def portforward(request: web.Request) -> web.StreamResponse:
+        ws = web.WebSocketResponse(protocols=("v4.channel.k8s.io",))
+        await ws.prepare(request)
+        await ws.send_bytes(b"\x00" + (8080).to_bytes(2, "little"))
+        await ws.close()
+        return ws
+
+    api.routes["/api/v1/namespaces/demo/pods/web/portforward"] = portforward
+    async with KubeClient(connection(api.url), heartbeat=off) as kube:
+        assert kube.heartbeat is None  # aiohttp gets heartbeat=None: no pings at all
+        ws = await kube.open_portforward("demo", "web", [8080])
+        try:
+            msg = await ws.receive()
+            assert msg.type == WSMsgType.BINARY and msg.data == b"\x00\x90\x1f"
+        finally:
+            await ws.close()
 
 
 async def test_portforward_403_suggests_both_verbs(api: FakeApi, client: KubeClient) -> None:

@@ -142,6 +142,31 @@ async def test_watch_resumes_and_relists_after_410(
     assert seen[first_sync + 1 :] == [("DELETED", victim), (SYNCED, "")]
 
 
+async def test_watch_with_one_retry_raises_while_the_api_is_down(
+    sandbox: SandboxCluster, client: KubeClient
+) -> None:
+    """retries=1: the first resume that fails ends the watch with ClusterUnreachable, while
+    the API server is still stopped (the engine runs its own backoff and shows the state)."""
+    seen: list[str] = []
+    try:
+        with pytest.raises(ClusterUnreachable) as err:
+            async with (
+                asyncio.timeout(20),
+                contextlib.aclosing(client.watch("pods", "demo", retries=1)) as events,
+            ):
+                async for event in events:
+                    seen.append(event.type)
+                    if event.type == SYNCED:
+                        await sandbox.stop_api()
+        with pytest.raises(ClusterUnreachable):  # still down when the watch gave up
+            await client.version()
+    finally:
+        await sandbox.start_api()
+    assert "connection refused" in str(err.value)
+    assert seen.count(SYNCED) == 1 and "ADDED" in seen
+    assert "gitVersion" in await client.version()  # and back again
+
+
 async def test_bad_token_is_401(sandbox: SandboxCluster) -> None:
     auth = BadToken()
     conn = dataclasses.replace(await connect(sandbox), auth=auth)

@@ -23,7 +23,7 @@ import random
 import re
 import ssl
 import urllib.request
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, NoReturn, TypedDict
@@ -227,7 +227,13 @@ def _grant_hint(verb: str, resource: str, group: str) -> str:
 
 
 class KubeClient:
-    """Talks to one cluster (one kubeconfig context) over one aiohttp session."""
+    """Talks to one cluster (one kubeconfig context) over one aiohttp session.
+
+    `heartbeat` (port-forward WebSockets, aiohttp's ws_connect semantics): after `heartbeat`
+    seconds with nothing received a ping is sent, and when no pong (nor any data) arrives
+    within heartbeat/2 the tunnel is closed; 0 or None sends no pings. Pings keep proxies from
+    cutting idle tunnels and notice a silently dead connection.
+    """
 
     def __init__(
         self,
@@ -236,7 +242,7 @@ class KubeClient:
         request_timeout: float = 30.0,
         connect_timeout: float = 10.0,
         watch_timeout: int = 300,
-        heartbeat: float = 30.0,
+        heartbeat: float | None = 30.0,
         max_connections: int = 1000,
     ) -> None:
         self._base = URL(conn.server.rstrip("/"))
@@ -260,7 +266,7 @@ class KubeClient:
         self.request_timeout = request_timeout
         self.connect_timeout = connect_timeout
         self.watch_timeout = watch_timeout
-        self.heartbeat = heartbeat
+        self.heartbeat = heartbeat or None  # 0 disables pings, as None does
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
         self._ssl_key: tuple[bytes | None, bytes | None] | None = None
@@ -632,7 +638,8 @@ class KubeClient:
         *,
         label_selector: str | None = None,
         field_selector: str | None = None,
-    ) -> AsyncIterator[WatchEvent]:
+        retries: int | None = None,
+    ) -> AsyncGenerator[WatchEvent, None]:
         """List, then watch; an informer's event stream without its cache API.
 
         Events: ADDED for every object of the first list, then ADDED / MODIFIED / DELETED /
@@ -646,11 +653,20 @@ class KubeClient:
         ClusterUnreachable is raised; a failing (re)list, TLS failures and API errors (403 ...)
         are raised at once. The consumer decides when to start a new watch.
 
+        `retries` is how many resumes in a row may fail (no event in between) before the
+        ClusterUnreachable is raised (default 5, about 6 s). With 1 the first failed resume
+        raises: a consumer running its own backoff learns within a fraction of a second that
+        the API server is gone (a stream that drops after delivering events is resumed once
+        at once, after 0.1 to 0.3 s).
+
         Use it as ``async with contextlib.aclosing(client.watch(...)) as events:`` so the
         stream is closed as soon as the consumer stops.
         """
         path = _resource_path(resource, ns)  # validates `resource` before the first await
-        return self._watch(resource, path, ns, label_selector, field_selector)
+        if retries is not None and retries < 1:
+            raise ValueError(f"watch retries must be at least 1, got {retries}")
+        limit = _WATCH_RETRIES if retries is None else retries
+        return self._watch(resource, path, ns, label_selector, field_selector, limit)
 
     async def _watch(
         self,
@@ -659,7 +675,8 @@ class KubeClient:
         ns: str | None,
         label_selector: str | None,
         field_selector: str | None,
-    ) -> AsyncIterator[WatchEvent]:
+        retries: int,
+    ) -> AsyncGenerator[WatchEvent, None]:
         known: dict[tuple[str, str], dict[str, Any]] = {}
         rv: str | None = None
         failures = 0
@@ -737,7 +754,7 @@ class KubeClient:
                 return
             failures = 0 if progressed else failures + 1
             log.debug("watch %s: stream dropped (attempt %d), resuming", resource, failures)
-            if failures >= _WATCH_RETRIES:
+            if failures >= retries:
                 raise last_error or ClusterUnreachable(
                     f"the watch on {resource} at {self._where} keeps dropping — check the "
                     "network or proxy",
