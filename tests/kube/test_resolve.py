@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from portfwd.errors import ResolveError
+from portfwd.errors import NoReadyPod, ResolveError
 from portfwd.kube.client import Forbidden, NotFound
 from portfwd.kube.objects import EndpointSlice, LabelSelector, Namespace, Pod, Service, Workload
 from portfwd.kube.resolve import Resolution, local_port_for, resolve
@@ -591,3 +591,93 @@ async def test_out_of_range_port_rejected() -> None:
     with pytest.raises(InputError) as err:
         await resolve(c, NS, parse_target("web"), 0)
     assert str(err.value) == "invalid remote port 0: ports are 1..65535"
+
+
+# --- which failures are transient (NoReadyPod) and which need the user (ResolveError) ------
+
+
+def _unready_api(c: FakeClient) -> None:
+    c.add_pods(pod("api-1", ready=False), pod("api-2", phase="Pending", ready=False))
+    c.services["api"] = service("api", [{"port": 443}], {"app": "api"})
+    c.workloads[("deployment", "api")] = workload("deployment", "api", {"app": "api"})
+
+
+def _crashing_pod(c: FakeClient) -> None:
+    c.add_pods(pod("web", phase="Pending", ready=False, waiting="CrashLoopBackOff"))
+
+
+def _creating_pod(c: FakeClient) -> None:
+    c.add_pods(pod("web", phase="Pending", ready=False, waiting="ContainerCreating"))
+
+
+def _evicted_pod(c: FakeClient) -> None:
+    c.add_pods(pod("web", phase="Failed", ready=False))
+
+
+def _scaled_to_zero(c: FakeClient) -> None:
+    c.workloads[("statefulset", "db")] = workload("statefulset", "db", {"app": "db"}, replicas=0)
+
+
+def _no_endpoint_yet(c: FakeClient) -> None:
+    c.add_pods(pod("api-1"))
+    c.services["api"] = service("api", [{"port": 443}], {"app": "api"})
+    c.slices.append(eps("api", [("api-1", False, False)]))
+
+
+def _service_without_pods(c: FakeClient) -> None:
+    c.services["api"] = service("api", [{"port": 443}], {"app": "api"})
+
+
+def _pods_without_named_target_port(c: FakeClient) -> None:
+    c.add_pods(pod("api-1", ports=[HTTP]))
+    c.services["api"] = service("api", [{"port": 443, "targetPort": "https"}], {"app": "api"})
+
+
+def echo_deploy_into(c: FakeClient) -> None:
+    echo = echo_deploy()
+    c.pods.update(echo.pods)
+    c.services.update(echo.services)
+    c.slices.extend(echo.slices)
+    c.workloads.update(echo.workloads)
+
+
+def _selectorless(c: FakeClient) -> None:
+    c.services["api"] = service("api", [{"port": 443}])
+    c.services["ext"] = service("ext", [{"port": 443}], svc_type="ExternalName")
+    c.workloads[("deployment", "x")] = workload("deployment", "x", {})
+
+
+@pytest.mark.parametrize(
+    ("setup", "target", "remote", "transient"),
+    [
+        # transient: may heal by itself, the engine retries
+        (_creating_pod, "pod/web", 80, True),
+        (_crashing_pod, "pod/web", 80, True),
+        (_evicted_pod, "pod/web", 80, True),
+        (_unready_api, "svc/api", 443, True),
+        (_unready_api, "deploy/api", 443, True),
+        (_no_endpoint_yet, "svc/api", 443, True),
+        (_service_without_pods, "svc/api", 443, True),
+        (_scaled_to_zero, "sts/db", 5432, True),
+        # permanent: the user must change something
+        (_crashing_pod, "pod/web", "http", True),  # not Running is checked before the port
+        (lambda c: c.add_pods(pod("web")), "pod/web", "http", False),  # no named port
+        (lambda c: c.add_pods(pod("dns", ports=[DNS_UDP])), "pod/dns", 53, False),  # UDP
+        (lambda c: c.services.update(echo=echo_cluster().services["echo"]), "svc/echo", 53, False),
+        (_unready_api, "svc/api", 80, False),  # no such service port
+        (_unready_api, "svc/api", "https", False),  # no such port name
+        (_selectorless, "svc/api", 443, False),
+        (_selectorless, "svc/ext", 443, False),
+        (_selectorless, "deploy/x", 80, False),
+        (_pods_without_named_target_port, "svc/api", 443, False),
+        (echo_deploy_into, "deploy/echo", "https", False),  # no named port
+    ],
+)
+async def test_transient_failures_are_no_ready_pod(
+    setup: Any, target: str, remote: int | str, transient: bool
+) -> None:
+    c = FakeClient()
+    setup(c)
+    with pytest.raises(ResolveError) as err:
+        await run(c, target, remote)
+    assert isinstance(err.value, NoReadyPod) is transient, str(err.value)
