@@ -51,11 +51,40 @@ def _kube_options(fn: F) -> F:
     return fn
 
 
+DEFAULT_PING_INTERVAL = 30.0
+
+
+def _ping_interval(ctx: click.Context, param: click.Parameter, value: str) -> float:
+    """A number of seconds >= 0 (0: no pings); anything else is a usage mistake (exit 2)."""
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < float("inf"):  # also refuses nan and inf
+        raise click.BadParameter(
+            f"{value!r} is not a number of seconds >= 0 (0 turns the pings off)"
+        )
+    return seconds
+
+
+def _ping_option(fn: F) -> F:
+    return click.option(
+        "--ping-interval",
+        default=str(DEFAULT_PING_INTERVAL).removesuffix(".0"),
+        show_default=True,
+        metavar="SECONDS",
+        callback=_ping_interval,
+        help="Send a WebSocket ping on every tunnel this often, so a dead connection is "
+        "noticed and idle proxies keep it open; 0 disables.",
+    )(fn)
+
+
 @click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="portfwd")
 @_kube_options
 @click.option("--state", "state_file", default=None, metavar="FILE", help="Session state file.")
 @click.option("--no-restore", is_flag=True, help="Do not restart the saved session's forwards.")
+@_ping_option
 @click.pass_context
 def cli(
     ctx: click.Context,
@@ -64,6 +93,7 @@ def cli(
     namespace: str | None,
     state_file: str | None,
     no_restore: bool,
+    ping_interval: float,
 ) -> None:
     """portfwd: every Kubernetes port-forward you need, in one window.
 
@@ -81,6 +111,7 @@ def cli(
             namespace=namespace,
             state_file=Path(state_file) if state_file else None,
             restore=not no_restore,
+            ping_interval=ping_interval,
         )
 
     _run(body)
@@ -95,6 +126,13 @@ def cli(
     show_default=True,
     help="Comma-separated local addresses to listen on (localhost = 127.0.0.1 and ::1).",
 )
+@click.option(
+    "--no-reconnect",
+    is_flag=True,
+    help="Do not retry: when the pod goes away or the connection to the cluster fails, "
+    "print the error and exit 1 (kubectl's behaviour).",
+)
+@_ping_option
 @click.argument("target")
 @click.argument("ports", nargs=-1, required=True)
 def forward(
@@ -102,6 +140,8 @@ def forward(
     context: str | None,
     namespace: str | None,
     addresses: str,
+    no_reconnect: bool,
+    ping_interval: float,
     target: str,
     ports: tuple[str, ...],
 ) -> None:
@@ -109,6 +149,10 @@ def forward(
 
     TARGET is pod/NAME, svc/NAME, deploy/NAME, sts/NAME or a bare pod NAME.
     PORTS are [LOCAL:]REMOTE: `8080:80`, `80`, `:80` (free local port), `8443:https`.
+
+    The target must resolve when the command starts. After that, portfwd follows it:
+    when the pod goes away it switches to another Ready pod or waits and retries, with
+    the reason on stderr (unless --no-reconnect).
     """
 
     def body() -> int:
@@ -121,6 +165,8 @@ def forward(
             addresses=addresses,
             target=target,
             ports=list(ports),
+            reconnect=not no_reconnect,
+            ping_interval=ping_interval,
         )
 
     _run(body)
@@ -157,13 +203,14 @@ def sandbox(kubeconfig_out: str | None, topology: str | None, port: int) -> None
 
 @cli.command()
 @click.option("--topology", default=None, metavar="FILE", help="Sandbox topology YAML.")
-def demo(topology: str | None) -> None:
+@_ping_option
+def demo(topology: str | None, ping_interval: float) -> None:
     """Start the built-in sandbox cluster and open the dashboard on it."""
 
     def body() -> int:
         from portfwd.demo import run_demo
 
-        return run_demo(topology=Path(topology) if topology else None)
+        return run_demo(topology=Path(topology) if topology else None, ping_interval=ping_interval)
 
     _run(body)
 

@@ -44,7 +44,7 @@ def demo_seed() -> list[ForwardSpec]:
     return specs
 
 
-def run_demo(*, topology: Path | None) -> int:
+def run_demo(*, topology: Path | None, ping_interval: float = 30.0) -> int:
     from portfwd.tui.run import guarded
 
     override = os.environ.get(CONFIG_DIR_ENV)
@@ -52,14 +52,14 @@ def run_demo(*, topology: Path | None) -> int:
         Path(override).expanduser() if override else Path(tempfile.mkdtemp(prefix="portfwd-demo-"))
     )
     try:
-        return guarded(config_dir, lambda: _demo(topology, config_dir))
+        return guarded(config_dir, lambda: _demo(topology, config_dir, ping_interval))
     finally:
         # The throw-away session goes, unless it holds a crash report the user was pointed to.
         if not override and not any(config_dir.glob("portfwd-crash-*.log")):
             shutil.rmtree(config_dir, ignore_errors=True)
 
 
-async def _demo(topology: Path | None, config_dir: Path) -> int:
+async def _demo(topology: Path | None, config_dir: Path, ping_interval: float) -> int:
     from portfwd.sandbox.cluster import SandboxCluster
     from portfwd.tui.run import launch
 
@@ -76,6 +76,7 @@ async def _demo(topology: Path | None, config_dir: Path) -> int:
             # Saved forwards name no kubeconfig: the next demo's sandbox has a new one.
             spec_kubeconfig=None,
             seed=await asyncio.to_thread(demo_seed),  # binds test sockets: off the loop
+            ping_interval=ping_interval,
         )
     finally:
         await sandbox.stop()

@@ -11,6 +11,13 @@ all are stopped and its reason is the one error line. Output follows kubectl:
 
 Connection failures (the kubelet's text) and listener warnings go to stderr. Ctrl-C or SIGTERM
 stops everything and exits 0.
+
+The first start fails fast, as kubectl does: the forwards are started without reconnect, and
+only once every one is active is reconnect switched on (unless --no-reconnect). From then on
+the engine rides out failures: its `reconnecting (...)` warnings and its `active again` /
+`switched to pod` lines go to stderr. A forward that fails for good (with --no-reconnect: any
+failure, e.g. its pod was deleted; otherwise an error that no retry can fix) ends the command
+with its reason as the one `error:` line and exit code 1.
 """
 
 from __future__ import annotations
@@ -21,11 +28,10 @@ import signal
 import sys
 from typing import TextIO
 
-from portfwd.engine.clients import ClientPool
-from portfwd.engine.events import LogLine
+from portfwd.engine.events import ForwardChanged, Lagged, LogLine
 from portfwd.engine.forward import CONNECTION_LOG_PREFIX
 from portfwd.engine.manager import Manager, Subscription
-from portfwd.engine.model import ForwardSpec, ForwardState, LogLevel
+from portfwd.engine.model import ForwardSnapshot, ForwardSpec, ForwardState, LogLevel
 from portfwd.errors import InputError, PortfwdError
 from portfwd.kube.resolve import local_port_for, resolve
 from portfwd.kube.targets import PortMapping, Target, parse_port_mapping, parse_target
@@ -41,6 +47,8 @@ def run_forward(
     addresses: str,
     target: str,
     ports: list[str],
+    reconnect: bool = True,
+    ping_interval: float = 30.0,
 ) -> int:
     parsed_target = parse_target(target)
     if not ports:
@@ -58,6 +66,8 @@ def run_forward(
             target=parsed_target,
             target_text=target.strip(),
             mappings=mappings,
+            reconnect=reconnect,
+            ping_interval=ping_interval,
         )
     )
 
@@ -83,6 +93,8 @@ async def _forward(
     target: Target,
     target_text: str,
     mappings: list[PortMapping],
+    reconnect: bool,
+    ping_interval: float,
 ) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -91,8 +103,9 @@ async def _forward(
         with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
             loop.add_signal_handler(sig, stop.set)  # main thread only
             handled.append(sig)
-    manager = Manager(clients=ClientPool(kubeconfig))
+    manager = Manager(kubeconfig=kubeconfig, ping_interval=ping_interval)
     events = manager.subscribe(maxsize=10_000)
+    changes = manager.subscribe()
     printer = asyncio.create_task(_print_events(events, sys.stdout, sys.stderr))
     helpers: list[asyncio.Task[object]] = []  # the starts we wait for, and the Ctrl-C watcher
     try:
@@ -105,6 +118,7 @@ async def _forward(
                 context=context,
                 kubeconfig=kubeconfig,
                 addresses=address_text,
+                reconnect=False,  # the first start fails fast; reconnect is switched on below
             )
             for m in mappings
         ]
@@ -123,10 +137,19 @@ async def _forward(
         failed = [s for s in snapshots if s.state is not ForwardState.ACTIVE]
         if failed:
             raise PortfwdError(failed[0].reason or f"the forward to {target_text} did not start")
+        if reconnect:
+            for fid in ids:
+                await manager.set_reconnect(fid, True)
         for snap in snapshots:
             for host, port in snap.bound:
                 print(f"Forwarding from {format_host_port(host, port)} -> {snap.remote_port}")
         sys.stdout.flush()
+        lost = asyncio.create_task(_lost(changes, manager, ids))
+        helpers.append(lost)
+        await asyncio.wait({stopper, lost}, return_when=asyncio.FIRST_COMPLETED)
+        reason = None if stop.is_set() else lost.result()
+        if reason is not None:
+            raise PortfwdError(reason)
         await stop.wait()
         return 0
     finally:
@@ -134,6 +157,7 @@ async def _forward(
             task.cancel()
         await asyncio.gather(*helpers, return_exceptions=True)
         await manager.shutdown()
+        changes.close()
         events.close()  # the printer ends after what is queued; it gets a second for that
         await asyncio.wait({printer}, timeout=1.0)
         printer.cancel()
@@ -160,13 +184,51 @@ async def _local_port(
     return port
 
 
+def _failed_for_good(snap: ForwardSnapshot) -> bool:
+    """In ERROR with nothing left to wait for: reconnect is off, or the listener is gone (a
+    permanent failure). A forward in ERROR that still holds its port waits for its pod."""
+    return snap.state is ForwardState.ERROR and not (snap.spec.reconnect and snap.bound)
+
+
+async def _lost(changes: Subscription, manager: Manager, ids: list[str]) -> str | None:
+    """Wait until one of the running forwards fails for good; returns its reason (None: the
+    event stream ended, i.e. the command is stopping)."""
+
+    def check(snap: ForwardSnapshot) -> str | None:
+        if snap.id in ids and _failed_for_good(snap):
+            return snap.reason or f"the forward to {snap.spec.target} failed"
+        return None
+
+    for fid in ids:  # one that failed before this task ran
+        reason = check(manager.get(fid))
+        if reason is not None:
+            return reason
+    async for event in changes:
+        found: list[ForwardSnapshot] = []
+        if isinstance(event, ForwardChanged):
+            found = [event.snapshot]
+        elif isinstance(event, Lagged):
+            found = [manager.get(fid) for fid in ids]
+        for snap in found:
+            reason = check(snap)
+            if reason is not None:
+                return reason
+    return None
+
+
+# INFO lines a user watching the terminal wants: the forward recovered.
+RECOVERY_PREFIXES = ("active again", "switched to pod")
+
+
 async def _print_events(events: Subscription, out: TextIO, err: TextIO) -> None:
-    """kubectl's lines on stdout; warnings and connection errors on stderr."""
+    """kubectl's lines on stdout; warnings, recoveries and connection errors on stderr."""
     async for event in events:
         if not isinstance(event, LogLine):
             continue
         entry = event.entry
         if entry.level == LogLevel.WARNING:  # ERROR lines: the reason, printed once by the CLI
             print(f"warning: {entry.message}", file=err, flush=True)
+        elif entry.level == LogLevel.INFO and entry.message.startswith(RECOVERY_PREFIXES):
+            print(entry.message, file=err, flush=True)
         elif entry.message.startswith(CONNECTION_LOG_PREFIX):
             print(entry.message, file=out, flush=True)

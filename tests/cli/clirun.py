@@ -8,7 +8,7 @@ import contextlib
 import re
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 FORWARDING_RE = re.compile(r"^Forwarding from (\S+):(\d+) -> (\d+)$")
@@ -42,7 +42,8 @@ class ForwardProcess:
     proc: asyncio.subprocess.Process
     forwarding: list[tuple[str, int, int]] = field(default_factory=list)  # (host, local, remote)
     stdout_lines: list[str] = field(default_factory=list)
-    stderr_text: str = ""
+    stderr_lines: list[str] = field(default_factory=list)  # read while it runs
+    stderr_text: str = ""  # what was left on stderr when it ended
     returncode: int | None = None
 
     @property
@@ -62,6 +63,36 @@ class ForwardProcess:
         if line:
             self.stdout_lines.append(line)
         return line
+
+    async def next_err_line(self, limit: float = 30.0) -> str:
+        """The next stderr line while it runs ("" at the end of the stream)."""
+        assert self.proc.stderr is not None
+        async with asyncio.timeout(limit):
+            raw = await self.proc.stderr.readline()
+        line = raw.decode().rstrip("\n")
+        if line:
+            self.stderr_lines.append(line)
+        return line
+
+    async def err_line_matching(self, pred: Callable[[str], bool], limit: float = 30.0) -> str:
+        """Read stderr until a line satisfies `pred` (fails at the end of the stream)."""
+        async with asyncio.timeout(limit):
+            while True:
+                line = await self.next_err_line(limit)
+                if pred(line):
+                    return line
+                if not line:
+                    raise AssertionError(f"stderr ended; it said: {self.stderr_lines}")
+
+    async def wait(self, limit: float = 30.0) -> int:
+        """Wait for the process to end by itself; returns its exit code."""
+        async with asyncio.timeout(limit):
+            rest, err = await self.proc.communicate()
+        self.stdout_lines.extend(rest.decode().splitlines())
+        self.stderr_text = err.decode()
+        self.returncode = self.proc.returncode
+        assert self.returncode is not None
+        return self.returncode
 
 
 @contextlib.asynccontextmanager
@@ -94,15 +125,21 @@ async def forward_process(
             fp.forwarding.append((host, int(match.group(2)), int(match.group(3))))
         yield fp
     finally:
+        if fp.returncode is None:  # else the test already waited for its end (fp.wait)
+            await _stop(fp, stop_signal)
+
+
+async def _stop(fp: ForwardProcess, stop_signal: int) -> None:
+    proc = fp.proc
+    if proc.returncode is None:
+        proc.send_signal(stop_signal)
+    try:
+        async with asyncio.timeout(15):
+            rest, err = await proc.communicate()
+        fp.stdout_lines.extend(rest.decode().splitlines())
+        fp.stderr_text = err.decode()
+    finally:
         if proc.returncode is None:
-            proc.send_signal(stop_signal)
-        try:
-            async with asyncio.timeout(15):
-                rest, err = await proc.communicate()
-            fp.stdout_lines.extend(rest.decode().splitlines())
-            fp.stderr_text = err.decode()
-        finally:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
-        fp.returncode = proc.returncode
+            proc.kill()
+            await proc.wait()
+    fp.returncode = proc.returncode

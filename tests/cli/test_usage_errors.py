@@ -36,6 +36,26 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
             "error: Invalid value for '--port': 'abc' is not a valid integer. "
             "(see 'portfwd sandbox --help')",
         ),
+        (
+            ("forward", "--ping-interval", "abc", "svc/web", "80"),
+            "error: Invalid value for '--ping-interval': 'abc' is not a number of seconds >= 0 "
+            "(0 turns the pings off) (see 'portfwd forward --help')",
+        ),
+        (
+            ("forward", "--ping-interval", "-1", "svc/web", "80"),
+            "error: Invalid value for '--ping-interval': '-1' is not a number of seconds >= 0 "
+            "(0 turns the pings off) (see 'portfwd forward --help')",
+        ),
+        (
+            ("--ping-interval", "nan"),
+            "error: Invalid value for '--ping-interval': 'nan' is not a number of seconds >= 0 "
+            "(0 turns the pings off) (see 'portfwd --help')",
+        ),
+        (
+            ("demo", "--ping-interval=-0.5"),
+            "error: Invalid value for '--ping-interval': '-0.5' is not a number of seconds >= 0 "
+            "(0 turns the pings off) (see 'portfwd demo --help')",
+        ),
     ],
 )
 def test_usage_mistake_is_one_line(args: tuple[str, ...], line: str) -> None:

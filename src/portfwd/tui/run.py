@@ -30,6 +30,7 @@ def run_tui(
     namespace: str | None,
     state_file: Path | None,
     restore: bool,
+    ping_interval: float = 30.0,
 ) -> int:
     path = state_file or default_state_file()
     return guarded(
@@ -41,6 +42,7 @@ def run_tui(
             state_file=path,
             restore=restore,
             spec_kubeconfig=kubeconfig,
+            ping_interval=ping_interval,
         ),
     )
 
@@ -133,6 +135,7 @@ async def launch(
     spec_kubeconfig: str | None,
     seed: list[ForwardSpec] | None = None,
     extra_warnings: list[str] | None = None,
+    ping_interval: float = 30.0,
 ) -> int:
     """Build the engine, the store and the app on the running loop; run until quit."""
     from portfwd.engine.manager import Manager
@@ -145,7 +148,7 @@ async def launch(
     warnings = [*session.warnings, *(extra_warnings or [])]
     if ctx_warning:
         warnings.append(ctx_warning)
-    manager = Manager(kubeconfig=kubeconfig)
+    manager = Manager(kubeconfig=kubeconfig, ping_interval=ping_interval)
     app = PortfwdApp(
         manager,
         catalog=KubeCatalog(manager.clients, kubeconfig=kubeconfig),

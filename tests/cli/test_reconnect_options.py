@@ -1,0 +1,230 @@
+"""`--no-reconnect` and `--ping-interval`: parsing, what reaches the engine, what is printed.
+
+The subprocess tests against the sandbox need the engine's reconnect (Manager.set_reconnect,
+ping_interval, the RECONNECTING state); the others run in-process on fakes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from typing import Any, cast
+
+import pytest
+
+from portfwd import cli as cli_module
+from portfwd.engine.events import Event, ForwardChanged, LogLine
+from portfwd.engine.manager import Manager, Subscription
+from portfwd.engine.model import (
+    ForwardSnapshot,
+    ForwardSpec,
+    ForwardState,
+    LogEntry,
+    LogLevel,
+)
+from portfwd.headless import _failed_for_good, _lost, _print_events
+from portfwd.sandbox.cluster import SandboxCluster
+
+from .clirun import forward_process
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def _invoke(monkeypatch: pytest.MonkeyPatch, *args: str) -> dict[str, Any]:
+    """Run the command line in-process with the command bodies replaced: their arguments."""
+    seen: dict[str, Any] = {}
+
+    def record(name: str) -> Any:
+        def fake(**kwargs: Any) -> int:
+            seen.update(kwargs, called=name)
+            return 0
+
+        return fake
+
+    import portfwd.demo
+    import portfwd.headless
+    import portfwd.tui.run
+
+    monkeypatch.setattr(portfwd.headless, "run_forward", record("forward"))
+    monkeypatch.setattr(portfwd.tui.run, "run_tui", record("tui"))
+    monkeypatch.setattr(portfwd.demo, "run_demo", record("demo"))
+    with pytest.raises(SystemExit) as exit_info:
+        cli_module.cli.main(list(args), prog_name="portfwd")
+    assert exit_info.value.code == 0
+    return seen
+
+
+@pytest.mark.parametrize(
+    ("args", "command", "ping", "reconnect"),
+    [
+        (("forward", "svc/web", "80"), "forward", 30.0, True),
+        (("forward", "--no-reconnect", "svc/web", "80"), "forward", 30.0, False),
+        (("forward", "--ping-interval", "0", "svc/web", "80"), "forward", 0.0, True),
+        (("forward", "--ping-interval", "2.5", "svc/web", "80"), "forward", 2.5, True),
+        ((), "tui", 30.0, None),
+        (("--ping-interval", "10"), "tui", 10.0, None),
+        (("demo",), "demo", 30.0, None),
+        (("demo", "--ping-interval", "0"), "demo", 0.0, None),
+    ],
+)
+def test_options_reach_the_command(
+    monkeypatch: pytest.MonkeyPatch,
+    args: tuple[str, ...],
+    command: str,
+    ping: float,
+    reconnect: bool | None,
+) -> None:
+    seen = _invoke(monkeypatch, *args)
+    assert seen["called"] == command
+    assert seen["ping_interval"] == ping
+    if reconnect is not None:
+        assert seen["reconnect"] is reconnect
+
+
+class _Stream:
+    """A subscription that yields the given events, then ends."""
+
+    def __init__(self, events: list[Event]) -> None:
+        self.events = events
+
+    def __aiter__(self) -> AsyncIterator[Event]:
+        return self._iter()
+
+    async def _iter(self) -> AsyncIterator[Event]:
+        for event in self.events:
+            yield event
+
+    def close(self) -> None:
+        pass
+
+
+def _line(level: LogLevel, message: str) -> LogLine:
+    return LogLine("f1", LogEntry(0.0, level, message))
+
+
+async def test_recovery_lines_go_to_stderr_and_stdout_stays_kubectl() -> None:
+    events: list[Event] = [
+        _line(LogLevel.INFO, "resolving svc/web port 80 in demo"),
+        _line(LogLevel.WARNING, "reconnecting (attempt 2, next try in 0.8 s): pod web-1 deleted"),
+        _line(LogLevel.INFO, "switched to pod web-2 (web-1 was deleted)"),
+        _line(LogLevel.INFO, "active again: pod web-2 port 8080"),
+        _line(LogLevel.INFO, "Handling connection for 8080"),
+        _line(LogLevel.ERROR, "pod web-2 was deleted"),  # the CLI prints the reason once
+        _line(LogLevel.DEBUG, "active again (a debug line is not shown)"),
+    ]
+    out, err = io.StringIO(), io.StringIO()
+    await _print_events(cast(Subscription, _Stream(events)), out, err)
+    assert out.getvalue().splitlines() == ["Handling connection for 8080"]
+    assert err.getvalue().splitlines() == [
+        "warning: reconnecting (attempt 2, next try in 0.8 s): pod web-1 deleted",
+        "switched to pod web-2 (web-1 was deleted)",
+        "active again: pod web-2 port 8080",
+    ]
+
+
+def _snap(
+    state: ForwardState, *, reconnect: bool, bound: bool, reason: str = ""
+) -> ForwardSnapshot:
+    return ForwardSnapshot(
+        id="f1",
+        spec=ForwardSpec(target="pod/toolbox", remote_port=7000, reconnect=reconnect),
+        state=state,
+        bound=(("127.0.0.1", 7000),) if bound else (),
+        reason=reason,
+    )
+
+
+@pytest.mark.parametrize(
+    ("state", "reconnect", "bound", "ends"),
+    [
+        (ForwardState.ERROR, False, False, True),  # --no-reconnect: any failure ends it
+        (ForwardState.ERROR, False, True, True),
+        (ForwardState.ERROR, True, False, True),  # permanent: nothing left to wait for
+        (ForwardState.ERROR, True, True, False),  # waits for its pod to return
+        (ForwardState.RECONNECTING, True, True, False),
+        (ForwardState.ACTIVE, False, True, False),
+    ],
+)
+def test_which_failures_end_the_command(
+    state: ForwardState, reconnect: bool, bound: bool, ends: bool
+) -> None:
+    assert _failed_for_good(_snap(state, reconnect=reconnect, bound=bound)) is ends
+
+
+class _OneForward:
+    def __init__(self, snap: ForwardSnapshot) -> None:
+        self.snap = snap
+
+    def get(self, forward_id: str) -> ForwardSnapshot:
+        return self.snap
+
+
+async def test_lost_returns_the_reason_of_the_first_final_failure() -> None:
+    active = _snap(ForwardState.ACTIVE, reconnect=False, bound=True)
+    gone = replace(active, state=ForwardState.ERROR, bound=(), reason="pod toolbox was deleted")
+    other = replace(gone, id="other", reason="not ours")
+    stream = _Stream([ForwardChanged(other), ForwardChanged(active), ForwardChanged(gone)])
+    manager = cast(Manager, _OneForward(active))
+    reason = await _lost(cast(Subscription, stream), manager, ["f1"])
+    assert reason == "pod toolbox was deleted"
+    # The stream ending (the command stops) is not a failure.
+    assert await _lost(cast(Subscription, _Stream([])), manager, ["f1"]) is None
+
+
+# -- against the sandbox (these need the engine's reconnect) ----------------------------------
+
+
+async def test_no_reconnect_exits_1_with_the_reason_when_the_pod_is_deleted(
+    sandbox: SandboxCluster,
+) -> None:
+    kc = str(sandbox.kubeconfig_path)
+    args = ("--kubeconfig", kc, "--address", "127.0.0.1", "--no-reconnect", "pod/toolbox", ":7000")
+    async with forward_process(*args, expect_lines=1) as fp:
+        await sandbox.delete_pod("demo", "toolbox")
+        code = await fp.wait()
+    assert code == 1
+    lines = fp.stderr_text.strip().splitlines()
+    assert "Traceback" not in fp.stderr_text
+    assert lines and lines[-1].startswith("error: "), fp.stderr_text
+    assert "toolbox" in lines[-1]
+    assert not any(line.startswith("warning: reconnecting") for line in lines)
+    assert [line for line in fp.stdout_lines if not line.startswith("Forwarding from")] == []
+
+
+async def test_with_reconnect_a_deleted_pod_is_followed_and_the_forward_keeps_working(
+    sandbox: SandboxCluster,
+) -> None:
+    kc = str(sandbox.kubeconfig_path)
+    args = ("--kubeconfig", kc, "--address", "127.0.0.1", "svc/echo", ":80")
+    async with forward_process(*args, expect_lines=1) as fp:
+        (port,) = fp.ports
+        for pod in sandbox.pod_names("demo", {"app": "echo"}):
+            await sandbox.delete_pod("demo", pod)
+        line = await fp.err_line_matching(
+            lambda s: s.startswith(("switched to pod", "active again")), limit=60
+        )
+        assert "pod" in line
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"still here")
+        assert await asyncio.wait_for(reader.readexactly(10), 10) == b"still here"
+        writer.close()
+        assert fp.proc.returncode is None  # kept running through the failure
+    assert fp.returncode == 0
+    assert not any(s.startswith("error:") for s in fp.stderr_lines)
+    assert "Traceback" not in fp.stderr_text
+
+
+async def test_with_reconnect_a_deleted_pod_target_keeps_its_port_and_waits(
+    sandbox: SandboxCluster,
+) -> None:
+    kc = str(sandbox.kubeconfig_path)
+    args = ("--kubeconfig", kc, "--address", "127.0.0.1", "pod/toolbox", ":7000")
+    async with forward_process(*args, expect_lines=1) as fp:
+        await sandbox.delete_pod("demo", "toolbox")
+        await fp.err_line_matching(lambda s: s.startswith("warning: "), limit=60)
+        # Still running (waiting for the pod to return): Ctrl-C ends it with 0.
+        assert fp.proc.returncode is None
+    assert fp.returncode == 0
+    assert "error:" not in fp.stderr_text
