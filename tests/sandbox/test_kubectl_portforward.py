@@ -139,6 +139,7 @@ async def test_service_echo_one_megabyte(sandbox: SandboxCluster, websockets: bo
         # A second connection over the same SPDY session.
         assert await echo_roundtrip(fwd.ports[0], b"again") == b"again"
     assert_transport(fwd, websockets)
+    assert sandbox.portforward_requests == 1  # one upgrade, counted in both forms
 
 
 @pytest.mark.parametrize("websockets", MODES)

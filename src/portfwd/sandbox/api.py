@@ -602,14 +602,27 @@ async def _portforward(
     async def dial(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         return await cluster.dial(ns, name, uid, port)
 
+    def upgraded() -> None:
+        cluster.portforward_requests += 1
+
     # The kubelet's error text carries an empty uid on this path ("uid : failed ..."),
     # as measured on a real cluster (real-apiserver.md).
     if is_spdy_portforward(request):  # kubectl: SPDY tunnelled in a WebSocket, or plain SPDY
         return await serve_portforward_spdy(
-            request, pod_name=name, pod_uid="", dial=dial, close_linger=cluster.close_linger
+            request,
+            pod_name=name,
+            pod_uid="",
+            dial=dial,
+            close_linger=cluster.close_linger,
+            on_upgrade=upgraded,
         )
     return await serve_portforward(
-        request, pod_name=name, pod_uid="", dial=dial, close_linger=cluster.close_linger
+        request,
+        pod_name=name,
+        pod_uid="",
+        dial=dial,
+        close_linger=cluster.close_linger,
+        on_upgrade=upgraded,
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import datetime as dt
 import shutil
 import ssl
 import tempfile
@@ -80,6 +81,7 @@ class SandboxCluster:
         replacement_ready_delay: float = 0.5,
         close_linger: float = 1.0,
         termination_grace: float = 0.2,
+        terminating_keeps_connections: bool = False,
         kubeconfig_path: Path | None = None,
         bookmark_interval: float = 5.0,
         watch_history: int = 1000,
@@ -91,6 +93,11 @@ class SandboxCluster:
         self.replacement_ready_delay = replacement_ready_delay
         self.close_linger = close_linger
         self.termination_grace = termination_grace
+        # False (the default): a deleted pod's connections drop at once and new dials are
+        # refused. True: as a real kubelet, the container keeps serving open and new
+        # connections until it is gone (after termination_grace).
+        self.terminating_keeps_connections = terminating_keeps_connections
+        self.portforward_requests = 0  # port-forward upgrades accepted (WebSocket and SPDY)
         self.bookmark_interval = bookmark_interval
         self._own_workdir = workdir is None
         self._workdir = workdir
@@ -370,6 +377,60 @@ class SandboxCluster:
         """Wait until `pred()` holds after some cluster change (tests); False on timeout."""
         return await self._wait_until(pred, within)
 
+    async def rollout_restart(self, ns: str, name: str, resource: str = "deployments") -> None:
+        """What `kubectl rollout restart` does: stamp the pod template, which starts a rollout.
+
+        The stamp has microseconds (kubectl's has seconds), so two restarts in one second
+        are two rollouts.
+        """
+        if resource not in ("deployments", "statefulsets"):
+            raise ValueError(f"cannot restart {resource}")
+        if self.store.get(resource, ns, name) is None:
+            raise KeyError(f"no {resource} {ns}/{name}")
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        annotations = {"kubectl.kubernetes.io/restartedAt": stamp}
+        patch: Obj = {"spec": {"template": {"metadata": {"annotations": annotations}}}}
+        self.apply_patch(resource, ns, name, patch, strategic=True)
+
+    async def wait_rollout(
+        self, ns: str, name: str, within: float = 60.0, resource: str = "deployments"
+    ) -> bool:
+        """Wait until the rollout is complete: every replica from the current template and
+        Ready, no other pod left (terminating ones included). False on timeout."""
+        return await self._wait_until(lambda: self._rollout_complete(resource, ns, name), within)
+
+    def _rollout_complete(self, resource: str, ns: str, name: str) -> bool:
+        obj = self.store.get(resource, ns, name)
+        if obj is None or (resource, ns, name) in self._rollouts:
+            return False
+        want = int(obj["spec"].get("replicas", 1))
+        if resource == "deployments":
+            cur = self._current_rs(ns, obj)
+            if cur is None:
+                return False
+            pods = [
+                p for rs in self._owned("replicasets", ns, obj) for p in self._owned("pods", ns, rs)
+            ]
+            cur_uid = cur["metadata"]["uid"]
+            current = [
+                p
+                for p in pods
+                if any(r.get("uid") == cur_uid for r in p["metadata"].get("ownerReferences", []))
+            ]
+        else:
+            pods = self._owned("pods", ns, obj)
+            revision = f"{name}-{template_hash(obj['spec']['template'])}"
+            current = [
+                p
+                for p in pods
+                if p["metadata"]["labels"].get("controller-revision-hash") == revision
+            ]
+        return (
+            len(pods) == len(current) == want
+            and not any(p["metadata"].get("deletionTimestamp") for p in pods)
+            and all(self._pod_ready(p) for p in pods)
+        )
+
     # -- the fake kubelet's dial ----------------------------------------------------------
     def _runtime_for(self, ns: str, name: str, uid: str) -> PodRuntime:
         pod = self.store.get("pods", ns, name)
@@ -382,7 +443,11 @@ class SandboxCluster:
         self, ns: str, name: str, uid: str, port: int
     ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         rt = self._runtime_for(ns, name, uid)
-        if rt.state not in ("Running", "NotReady") or port in rt.refusing:
+        # "Terminating" is only ever set on a pod whose container was running.
+        running = rt.state in ("Running", "NotReady") or (
+            rt.state == "Terminating" and self.terminating_keeps_connections
+        )
+        if not running or port in rt.refusing:
             raise ConnectionRefusedError(REFUSED)
         spec = rt.ports.get(port)
         if spec is None or spec.backend is None:
@@ -742,14 +807,18 @@ class SandboxCluster:
         self._spawn(later())
 
     def terminate_pod(self, ns: str, name: str) -> Obj | None:
-        """Graceful delete: Terminating now (connections dropped), gone after the grace."""
+        """Graceful delete: Terminating now, gone after termination_grace.
+
+        Its connections drop now, or at the end with terminating_keeps_connections.
+        """
         pod = self.store.get("pods", ns, name)
         rt = self._runtime.get((ns, name))
         if pod is None:
             return None
         if pod["metadata"].get("deletionTimestamp"):
             return pod
-        self._drop_pod_connections(ns, name)
+        if not self.terminating_keeps_connections:
+            self._drop_pod_connections(ns, name)
         uid = pod["metadata"]["uid"]
         if rt is not None and rt.state in ("Running", "NotReady"):
             for c in pod["spec"]["containers"]:

@@ -410,6 +410,7 @@ async def serve_portforward(
     pod_uid: str,
     dial: Dial,
     close_linger: float = 1.0,
+    on_upgrade: Callable[[], None] | None = None,
 ) -> web.StreamResponse:
     """Serve GET .../pods/{pod}/portforward once the API server would hand it to the kubelet.
 
@@ -418,7 +419,7 @@ async def serve_portforward(
     every port with `dial` and copies both ways with back-pressure until the pod side ends
     (then waits up to `close_linger` seconds, as containerd does) or the client closes.
     A dial raising OSError puts the kubelet's error text on the port's error channel and drops
-    the connection without a close frame.
+    the connection without a close frame. `on_upgrade` is called once the 101 is sent.
     """
     ports = _convert_ports(request)
     if isinstance(ports, web.Response):
@@ -444,6 +445,8 @@ async def serve_portforward(
         timeout=CLOSE_HANDSHAKE_TIMEOUT,
     )
     await ws.prepare(request)
+    if on_upgrade is not None:
+        on_upgrade()
     session = _Session(
         request,
         ws,

@@ -21,6 +21,7 @@ import contextlib
 import itertools
 import logging
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -384,13 +385,15 @@ async def serve_portforward_spdy(
     dial: Dial,
     close_linger: float = 1.0,
     stream_creation_timeout: float = STREAM_CREATION_TIMEOUT,
+    on_upgrade: Callable[[], None] | None = None,
 ) -> web.StreamResponse:
     """Serve a SPDY port-forward request once the API server would hand it to the kubelet.
 
     Takes both forms `is_spdy_portforward` recognises: the WebSocket tunnel (answered with
     subprotocol `SPDY/3.1+portforward.k8s.io`) and the plain `Upgrade: SPDY/3.1` (answered 101
     with `X-Stream-Protocol-Version: portforward.k8s.io`). Returns when the client goes away;
-    every pod connection it opened is closed by then.
+    every pod connection it opened is closed by then. `on_upgrade` is called once the 101 is
+    sent.
     """
     problem = validate_ports_query(request)  # the API server converts `ports` for both forms
     if problem is not None:
@@ -412,6 +415,8 @@ async def serve_portforward_spdy(
             max_msg_size=WS_MAX_MESSAGE,
         )
         await ws.prepare(request)
+        if on_upgrade is not None:
+            on_upgrade()
         session = SpdySession(
             _WebSocketSource(ws),
             ws.send_bytes,
@@ -447,6 +452,8 @@ async def serve_portforward_spdy(
     response.force_close()
     payload_writer = await response.prepare(request)
     assert payload_writer is not None
+    if on_upgrade is not None:
+        on_upgrade()
 
     async def send(data: bytes) -> None:
         if transport.is_closing():
