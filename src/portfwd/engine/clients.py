@@ -15,9 +15,14 @@ from portfwd.kube.config import load_connection
 
 class ClientPool:
     def __init__(
-        self, kubeconfig: str | None = None, *, environ: Mapping[str, str] | None = None
+        self,
+        kubeconfig: str | None = None,
+        *,
+        environ: Mapping[str, str] | None = None,
+        ping_interval: float = 30.0,
     ) -> None:
         self.kubeconfig = kubeconfig
+        self.ping_interval = ping_interval
         self._environ = environ
         self._clients: dict[tuple[str | None, str | None], asyncio.Task[KubeClient]] = {}
         self._closed = False
@@ -46,7 +51,13 @@ class ClientPool:
         conn = await asyncio.to_thread(
             load_connection, kubeconfig, context, None, environ=self._environ
         )
-        return KubeClient(conn)
+        return KubeClient(conn, heartbeat=self.ping_interval or None)
+
+    def renew_connections(self) -> None:
+        """Every loaded client opens new connections for new requests (after a sleep)."""
+        for task in self._clients.values():
+            if task.done() and not task.cancelled() and task.exception() is None:
+                task.result().renew_connections()
 
     async def close(self) -> None:
         self._closed = True

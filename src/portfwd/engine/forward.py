@@ -1,14 +1,23 @@
 """One forward: its spec, its state machine, its bounded log, its counters, its connections.
 
-    stopped --start()--> starting --resolved and bound--> active --stop()--> stopped
-                             |                               |
-                             +--resolve/bind failed--> error  (connection failures: warnings)
+    stopped --start()--> starting --resolved, bound--> active <------------+
+                             |                           |                 | a Ready pod
+                             | permanent failure         | pod gone, not   | (watch event)
+                             v                           v Ready, API down |
+                           error (unbound)          reconnecting ----------+
 
-A Forward never raises to its owner for expected failures: they become the ERROR state with
-the one-line reason, and a log line. Each accepted connection uses the forward's *current*
-target (pod, container port), opens one tunnel stream and pumps until either side ends; a
-failed connection is a warning in the log (with the kubelet's text) and counts in
-`stats.errors`, while the forward stays active.
+A started forward is run by one supervisor task it owns. After the first start it follows
+its target through watch caches (`follow.py`): when the pod in use is deleted or turns not
+Ready, the next connection goes to another Ready pod at once; when none is left the forward
+is RECONNECTING (listener still bound, new connections wait up to CONNECT_WAIT for a pod);
+when the target itself is gone it is ERROR but keeps watching for its return. Tunnel
+failures (an upgrade refused, the API server unreachable) are probed again on a jittered
+backoff. Only failures no retry can fix (bad input, a port in use, 403) end the supervisor;
+with `spec.reconnect` off every failure does, as kubectl would.
+
+A Forward never raises to its owner for expected failures: they become a state with the
+one-line reason, and a log line. A failed connection is a warning in the log (with the
+kubelet's text) and counts in `stats.errors`.
 """
 
 from __future__ import annotations
@@ -20,8 +29,11 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from portfwd.engine.backoff import Backoff
 from portfwd.engine.clients import ClientPool
 from portfwd.engine.events import Event, ForwardChanged, LogLine
+from portfwd.engine.follow import Follower, Gone, Outcome, Ready, Syncing, Unwatched, Waiting
+from portfwd.engine.informers import InformerPool
 from portfwd.engine.model import (
     ForwardSnapshot,
     ForwardSpec,
@@ -30,19 +42,27 @@ from portfwd.engine.model import (
     LogEntry,
     LogLevel,
 )
-from portfwd.errors import PortfwdError
-from portfwd.kube.client import KubeClient
-from portfwd.kube.resolve import resolve
-from portfwd.kube.targets import parse_target
+from portfwd.errors import NoReadyPod, PortfwdError
+from portfwd.kube.client import (
+    ApiError,
+    ClusterUnreachable,
+    Forbidden,
+    KubeClient,
+    Unauthorized,
+)
+from portfwd.kube.resolve import Resolution, resolve
+from portfwd.kube.targets import Target, parse_target
 from portfwd.tunnel.addresses import format_host_port, parse_addresses
 from portfwd.tunnel.listener import Listeners, LocalConnection, bind
-from portfwd.tunnel.protocol import TunnelProtocol
+from portfwd.tunnel.protocol import TunnelError, TunnelProtocol
 from portfwd.tunnel.pump import pump
 from portfwd.tunnel.ws_v4 import WsV4Tunnel
 
 log = logging.getLogger(__name__)
 
 LOG_SIZE = 1000
+CONNECT_WAIT = 10.0  # a connection accepted while reconnecting waits this long for a pod
+MAX_WAITING_CONNECTIONS = 256  # beyond this, connections arriving while reconnecting are refused
 CONNECTION_LOG_PREFIX = "Handling connection for "  # kubectl's words, one line per connection
 
 TunnelFactory = Callable[[KubeClient], TunnelProtocol]
@@ -91,6 +111,27 @@ class Connection:
         fwd._changed()
 
 
+@dataclass(frozen=True)
+class _Retry:
+    """A failure the forward retries on its own backoff timer (not a watch's)."""
+
+    reason: str
+    usable: Resolution | None = None
+
+
+class _GiveUp(Exception):
+    """A failure no retry can fix (403, bad input): the forward goes to ERROR, unbound."""
+
+
+def _transient(exc: BaseException) -> bool:
+    """May this failure heal by itself (so a reconnecting forward retries it)?"""
+    if isinstance(exc, NoReadyPod | ClusterUnreachable | TunnelError | OSError):
+        return True
+    if isinstance(exc, ApiError) and not isinstance(exc, Forbidden | Unauthorized):
+        return exc.status >= 500 or exc.status in (404, 409, 429)
+    return False
+
+
 class Forward:
     def __init__(
         self,
@@ -101,13 +142,17 @@ class Forward:
         publish: Callable[[Event], None],
         on_stats: Callable[[str], None],
         tunnel_factory: TunnelFactory = WsV4Tunnel,
+        informers: InformerPool | None = None,
         log_size: int = LOG_SIZE,
         preflight: bool = True,
+        connect_wait: float = CONNECT_WAIT,
     ) -> None:
         self.id = forward_id
         self.preflight = preflight
         self.spec = spec
+        self.connect_wait = connect_wait
         self._clients = clients
+        self._informers = informers
         self._publish = publish
         self._on_stats = on_stats
         self._tunnel_factory = tunnel_factory
@@ -124,15 +169,38 @@ class Forward:
         self.bytes_out = 0
         self.errors = 0
         self.connections_total = 0
+        self.reconnects = 0
+        self.attempt = 0
+        self.next_retry_at: float | None = None
         self.connections: set[Connection] = set()
         self._listeners: Listeners | None = None
         self._tunnel: TunnelProtocol | None = None
+        self._client: KubeClient | None = None
+        self._target: Target | None = None
+        self._run_task: asyncio.Task[None] | None = None
+        self._settled = asyncio.Event()
+        self._wake = asyncio.Event()  # something to re-evaluate: a watch event, a fault ...
+        self._routable = asyncio.Event()  # set while connections have a pod to go to
+        self._route: Resolution | None = None
+        self._follower: Follower | None = None
+        self._backoff = Backoff()
+        self._retry_at: float | None = None  # loop time of our own next retry
+        self._fault: str | None = None  # a tunnel failure to check with a probe
+        self._fatal: str | None = None  # a connection saw a failure no retry fixes (403)
+        self._revalidate_reason: str | None = None
+        self._waiting = 0  # connections waiting for a pod
+        self._been_active = False
 
     # -- observation ------------------------------------------------------------------------
 
     @property
     def active(self) -> bool:
         return self.state is ForwardState.ACTIVE
+
+    @property
+    def wanted(self) -> bool:
+        """Started and not stopped: running, reconnecting, or waiting for its target."""
+        return self._run_task is not None and not self._run_task.done()
 
     @property
     def bound(self) -> tuple[tuple[str, int], ...]:
@@ -145,6 +213,7 @@ class Forward:
             bytes_in=self.bytes_in,
             bytes_out=self.bytes_out,
             errors=self.errors,
+            reconnects=self.reconnects,
         )
 
     def snapshot(self) -> ForwardSnapshot:
@@ -161,6 +230,8 @@ class Forward:
             reason=self.reason,
             started_at=self.started_at,
             stats=self.stats(),
+            attempt=self.attempt,
+            next_retry_at=self.next_retry_at,
         )
 
     def add_log(self, level: LogLevel, message: str) -> None:
@@ -171,6 +242,8 @@ class Forward:
     def _set_state(self, state: ForwardState, reason: str = "") -> None:
         self.state = state
         self.reason = reason
+        if state is not ForwardState.RECONNECTING:
+            self.attempt, self.next_retry_at = 0, None
         self._publish(ForwardChanged(self.snapshot()))
 
     def _changed(self) -> None:
@@ -179,55 +252,109 @@ class Forward:
     # -- lifecycle --------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Resolve, bind, become ACTIVE; or ERROR with the reason. Cancel-safe (stop)."""
-        self.started_at = None
-        self._set_state(ForwardState.STARTING)
-        self.add_log(LogLevel.INFO, f"starting: {self.spec.kubectl_command()}")
+        """Start the forward's supervisor; return once it is ACTIVE, RECONNECTING or ERROR.
+
+        The supervisor task belongs to the forward and keeps it alive (follows the target,
+        retries) until stop(). Cancelling this call before the first outcome is a stop
+        during start: the supervisor is cancelled and the state says STOPPED at once (the
+        owner then calls stop() or shutdown() to release what was bound).
+        """
+        if not self.wanted:
+            self._settled = asyncio.Event()
+            self.started_at = None
+            self._fault = self._fatal = self._revalidate_reason = None
+            self._backoff.reset()
+            self._set_state(ForwardState.STARTING)
+            self.add_log(LogLevel.INFO, f"starting: {self.spec.kubectl_command()}")
+            self._run_task = asyncio.create_task(self._run(), name=f"forward-{self.id}")
         try:
-            await self._start()
-        except PortfwdError as exc:
-            await self._close_listeners()
-            self.add_log(LogLevel.ERROR, str(exc))
-            self._set_state(ForwardState.ERROR, str(exc))
+            await self._settled.wait()
         except asyncio.CancelledError:
-            # stop() during start: nothing stays bound, and the state says so at once.
-            await self._close_listeners()
-            self.add_log(LogLevel.INFO, "stopped before it was active")
-            self._set_state(ForwardState.STOPPED)
+            if self.state is ForwardState.STARTING and self._run_task is not None:
+                self._run_task.cancel()
+                self.add_log(LogLevel.INFO, "stopped before it was active")
+                self._set_state(ForwardState.STOPPED)
+            raise
+
+    async def _run(self) -> None:
+        try:
+            if await self._first_start():
+                self._settled.set()
+                await self._follow()
+        except _GiveUp as exc:
+            await self._give_up(str(exc))
+        except asyncio.CancelledError:
             raise
         except Exception as exc:  # a bug: keep the manager alive, show it
-            log.exception("forward %s failed to start", self.id)
-            await self._close_listeners()
-            reason = f"internal error: {type(exc).__name__}: {exc}"
-            self.add_log(LogLevel.ERROR, reason)
-            self._set_state(ForwardState.ERROR, reason)
+            log.exception("forward %s failed", self.id)
+            await self._give_up(f"internal error: {type(exc).__name__}: {exc}")
+        finally:
+            self._settled.set()
 
-    async def _start(self) -> None:
+    async def _give_up(self, reason: str) -> None:
+        """ERROR with the reason; nothing stays bound (the supervisor ends after this)."""
+        self._clear_route()
+        await self._close_listeners()
+        self.add_log(LogLevel.ERROR, reason)
+        self._set_state(ForwardState.ERROR, reason)
+
+    async def _first_start(self) -> bool:
         spec = self.spec
-        addresses = parse_addresses(spec.addresses)
-        target = parse_target(spec.target)
-        client = await self._clients.get(spec.context, spec.kubeconfig)
+        try:
+            addresses = parse_addresses(spec.addresses)
+            target = parse_target(spec.target)
+            client = await self._clients.get(spec.context, spec.kubeconfig)
+        except PortfwdError as exc:
+            await self._give_up(str(exc))
+            return False
+        self._client, self._target = client, target
         self.context = client.context
         self.namespace = spec.namespace or client.namespace
-        resolution = await resolve(client, self.namespace, target, spec.remote_port)
-        for line in resolution.decisions:
-            self.add_log(LogLevel.INFO, line)
-        self.pod = resolution.pod.name
-        self.remote_port = resolution.container_port
-        self.port_name = resolution.port_name
         self._tunnel = self._tunnel_factory(client)
-        if self.preflight:
-            await self._preflight(self._tunnel)
-        self._listeners = await bind(addresses, spec.local_port, self._on_connection)
+        resolution: Resolution | None = None
+        waiting = ""
+        try:
+            resolution = await resolve(client, self.namespace, target, spec.remote_port)
+            for line in resolution.decisions:
+                self.add_log(LogLevel.INFO, line)
+            if self.preflight:
+                await self._preflight(self._tunnel, resolution)
+        except PortfwdError as exc:
+            if not (spec.reconnect and _transient(exc)):
+                await self._give_up(str(exc))
+                return False
+            resolution, waiting = None, str(exc)
+        try:
+            self._listeners = await bind(addresses, spec.local_port, self._on_connection)
+        except PortfwdError as exc:
+            await self._give_up(str(exc))
+            return False
         for warning in self._listeners.warnings:
             self.add_log(LogLevel.WARNING, warning)
+        shown = resolution.container_port if resolution else spec.remote_port
         for host, port in self._listeners.bound:
             where = format_host_port(host, port)
-            self.add_log(LogLevel.INFO, f"Forwarding from {where} -> {self.remote_port}")
-        self.started_at = time.time()
-        self._set_state(ForwardState.ACTIVE)
+            self.add_log(LogLevel.INFO, f"Forwarding from {where} -> {shown}")
+        if resolution is None:
+            await self._apply(_Retry(waiting))
+        else:
+            await self._apply(self._pod_check(resolution))
+        return True
 
-    async def _preflight(self, tunnel: TunnelProtocol) -> None:
+    def _pod_check(self, resolution: Resolution) -> Ready | Waiting:
+        """A `pod/NAME` target is usable while Running but only *active* while Ready."""
+        pod = resolution.pod
+        if self._target is not None and self._target.kind == "pod":
+            if pod.terminating:
+                return Waiting(f"pod {pod.name} is terminating", usable=resolution)
+            if not pod.ready:
+                why = pod.not_ready_reason()
+                return Waiting(
+                    f"pod {pod.name} is Running but not Ready ({why})", usable=resolution
+                )
+        return Ready(resolution)
+
+    async def _preflight(self, tunnel: TunnelProtocol, resolution: Resolution) -> None:
         """Open (and close) one stream before going active.
 
         A port-forward is authorized per WebSocket upgrade, so without this a user lacking
@@ -235,17 +362,236 @@ class Forward:
         kubelet dials the pod port for this stream too; its outcome is not waited for (a
         backend that is not listening yet is a per-connection problem, as with kubectl).
         """
-        stream = await tunnel.open(self.namespace, self.pod, self.remote_port)
+        stream = await tunnel.open(self.namespace, resolution.pod.name, resolution.container_port)
         await stream.close()
+
+    # -- following the target -----------------------------------------------------------------
+
+    async def _follow(self) -> None:
+        """React to watch events, tunnel faults and retry timers until stopped or given up."""
+        assert self._client is not None and self._target is not None
+        follower: Follower | None = None
+        if self._informers is not None:
+            follower = Follower(
+                self._informers,
+                self._client,
+                self.namespace,
+                self._target,
+                self.spec.remote_port,
+                self._wake,
+            )
+            follower.start()
+        self._follower = follower
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                fired = False
+                if self._retry_at is None:
+                    await self._wake.wait()
+                else:
+                    try:
+                        async with asyncio.timeout_at(self._retry_at):
+                            await self._wake.wait()
+                    except TimeoutError:
+                        fired = True
+                self._wake.clear()
+                if fired or (self._retry_at is not None and loop.time() >= self._retry_at):
+                    fired, self._retry_at = True, None
+                if self._fatal is not None:
+                    raise _GiveUp(self._fatal)
+                if self._revalidate_reason is not None:
+                    self.add_log(LogLevel.INFO, f"re-validating: {self._revalidate_reason}")
+                    self._revalidate_reason = None
+                    self._fault = self._fault or "re-validating"  # probe the tunnel too
+                outcome = await self._evaluate(fired)
+                if outcome is not None and not await self._apply(outcome):
+                    return
+        finally:
+            self._follower = None
+            if follower is not None:
+                follower.close()
+
+    async def _evaluate(self, fired: bool) -> Outcome | _Retry | None:
+        follower = self._follower
+        if follower is not None:
+            outcome = follower.evaluate(self.pod or None)
+            if isinstance(outcome, Unwatched):
+                self.add_log(
+                    LogLevel.WARNING,
+                    f"{outcome.reason}; following the target only when connections fail",
+                )
+                follower.close()
+                self._follower = None
+                return await self._evaluate(True)
+            if isinstance(outcome, Syncing):
+                return None  # no opinion until the caches are filled
+            if isinstance(outcome, Ready) and (self._fault is not None or fired):
+                return await self._probe(outcome.resolution)
+            return outcome
+        # Without a watch: ask the API, but only when something suggests a change.
+        if not fired and self._fault is None:
+            return None
+        assert self._client is not None and self._target is not None
+        try:
+            resolution = await resolve(
+                self._client, self.namespace, self._target, self.spec.remote_port
+            )
+        except (Forbidden, Unauthorized) as exc:
+            raise _GiveUp(str(exc)) from None
+        except NoReadyPod as exc:
+            return _Retry(str(exc))
+        except PortfwdError as exc:
+            if _transient(exc):
+                return _Retry(str(exc))
+            return Gone(str(exc))
+        checked = self._pod_check(resolution)
+        if isinstance(checked, Ready):
+            return await self._probe(resolution)
+        return checked
+
+    async def _probe(self, resolution: Resolution) -> Ready | _Retry:
+        """After a tunnel failure: does a port-forward to the chosen pod work again?"""
+        if self._fault is None or self._tunnel is None:
+            return Ready(resolution)
+        try:
+            await self._preflight(self._tunnel, resolution)
+        except (Forbidden, Unauthorized) as exc:
+            raise _GiveUp(str(exc)) from None
+        except PortfwdError as exc:
+            return _Retry(str(exc))
+        except OSError as exc:
+            return _Retry(f"{type(exc).__name__}: {exc}")
+        self._fault = None
+        return Ready(resolution)
+
+    async def _apply(self, outcome: Outcome | _Retry) -> bool:
+        """Turn an outcome into state; False when the forward gave up (reconnect off)."""
+        if isinstance(outcome, Ready):
+            self._become_active(outcome.resolution)
+            return True
+        if isinstance(outcome, Gone):
+            if not self.spec.reconnect:
+                await self._give_up(outcome.reason)
+                return False
+            self._clear_route()
+            self._retry_at = None
+            if self.state is not ForwardState.ERROR or self.reason != outcome.reason:
+                self.add_log(LogLevel.ERROR, outcome.reason)
+                self._set_state(ForwardState.ERROR, outcome.reason)
+            return True
+        if not isinstance(outcome, _Retry | Waiting):
+            return True
+        if not self.spec.reconnect and outcome.usable is None:
+            await self._give_up(outcome.reason)
+            return False
+        if outcome.usable is not None:
+            self._use(outcome.usable)
+        else:
+            self._clear_route()
+        loop = asyncio.get_running_loop()
+        next_at: float | None
+        if isinstance(outcome, _Retry):
+            delay = self._backoff.failure()
+            self._retry_at = loop.time() + delay
+            attempt, next_at = self._backoff.attempt, time.time() + delay
+        else:
+            self._retry_at = None if self._fault is None else self._retry_at
+            attempt, next_at = outcome.attempt, outcome.next_retry_at
+        # One log line per new episode or retry; a reason that only changes its details
+        # (pod counts while a rollout goes on) updates the state silently.
+        changed = self.state is not ForwardState.RECONNECTING or self.attempt != attempt
+        retry_moved = self.next_retry_at != next_at
+        self.attempt, self.next_retry_at = attempt, next_at
+        if changed:
+            if next_at is not None:
+                when = max(0.0, next_at - time.time())
+                self.add_log(
+                    LogLevel.WARNING,
+                    f"reconnecting (attempt {attempt}, next try in {when:.1f} s): {outcome.reason}",
+                )
+            else:
+                self.add_log(LogLevel.WARNING, f"waiting: {outcome.reason}")
+        if changed or retry_moved or self.reason != outcome.reason:
+            self.state, self.reason = ForwardState.RECONNECTING, outcome.reason
+            self._publish(ForwardChanged(self.snapshot()))
+        return True
+
+    def _become_active(self, resolution: Resolution) -> None:
+        old, was = self.pod, self.state
+        moved = old != resolution.pod.name or self.remote_port != resolution.container_port
+        self._use(resolution)
+        self._fault = None
+        self._retry_at = None
+        self._backoff.success()
+        if was is ForwardState.ACTIVE and not moved:
+            return
+        if self._been_active:
+            self.reconnects += 1
+            if moved and old:
+                self.add_log(
+                    LogLevel.INFO,
+                    f"switched to pod {resolution.pod.name} port {resolution.container_port}"
+                    f" (was {old})",
+                )
+            else:
+                self.add_log(
+                    LogLevel.INFO,
+                    f"active again: pod {resolution.pod.name} port {resolution.container_port}",
+                )
+        self._been_active = True
+        if was is not ForwardState.ACTIVE or self.started_at is None:
+            self.started_at = time.time()
+        self._set_state(ForwardState.ACTIVE)
+
+    def _use(self, resolution: Resolution) -> None:
+        self._route = resolution
+        self.pod = resolution.pod.name
+        self.remote_port = resolution.container_port
+        self.port_name = resolution.port_name
+        self._routable.set()
+
+    def _clear_route(self) -> None:
+        self._route = None
+        self._routable.clear()
+
+    def revalidate(self, reason: str) -> None:
+        """Check the target and the tunnel again now (after a sleep, or asked by the user)."""
+        if self.wanted:
+            self._revalidate_reason = reason
+            self._backoff.reset()
+            self._wake.set()
+
+    def wake(self) -> None:
+        """Re-evaluate now (the spec's reconnect flag changed)."""
+        self._wake.set()
+
+    # -- stopping ---------------------------------------------------------------------------
+
+    async def _cancel_run(self) -> None:
+        task, self._run_task = self._run_task, None
+        if task is not None and not task.done():
+            task.cancel()
+            await asyncio.wait({task})
 
     async def stop(self, reason: str = "") -> None:
         """Close the listeners and every connection. Idempotent."""
-        if self.state is ForwardState.STOPPED and not self._listeners and not self.connections:
+        if (
+            self.state is ForwardState.STOPPED
+            and self._run_task is None
+            and not self._listeners
+            and not self.connections
+        ):
             return
+        was = self.state
+        await self._cancel_run()
+        self._clear_route()
         await self._close_listeners()
         await self.close_connections()
         if self.state is not ForwardState.STOPPED:
-            self.add_log(LogLevel.INFO, "stopped" + (f": {reason}" if reason else ""))
+            if was is ForwardState.STARTING:
+                self.add_log(LogLevel.INFO, "stopped before it was active")
+            else:
+                self.add_log(LogLevel.INFO, "stopped" + (f": {reason}" if reason else ""))
             self._set_state(ForwardState.STOPPED, reason)
         self._changed()
 
@@ -264,16 +610,35 @@ class Forward:
         if tasks:
             await asyncio.wait(tasks)
 
+    async def shutdown(self) -> None:
+        """Like stop, but without the ceremony: the app is exiting."""
+        try:
+            await self._cancel_run()
+            await self._close_listeners()
+        except Exception:  # a bug: log it, and still close the connections
+            log.exception("closing the listeners of forward %s failed", self.id)
+        await self.close_connections()
+        self.state = ForwardState.STOPPED
+
     # -- connections ------------------------------------------------------------------------
 
     def _on_connection(self, local: LocalConnection) -> None:
-        if self.state is not ForwardState.ACTIVE or self._tunnel is None:
+        if not self.wanted or self._tunnel is None:
             local.abort()
+            return
+        port = self._listeners.port if self._listeners else self.spec.local_port
+        if not self._routable.is_set() and self._waiting >= MAX_WAITING_CONNECTIONS:
+            local.abort()
+            self.errors += 1
+            self.add_log(
+                LogLevel.WARNING,
+                f"refused a connection on {port}: {self._waiting} are already waiting for a pod",
+            )
+            self._changed()
             return
         conn = Connection(self, local, self.pod)
         self.connections.add(conn)
         self.connections_total += 1
-        port = self._listeners.port if self._listeners else self.spec.local_port
         self.add_log(LogLevel.INFO, f"{CONNECTION_LOG_PREFIX}{port}")
         conn.task = asyncio.create_task(self._serve(conn, self._tunnel, port))
         self._changed()
@@ -281,9 +646,19 @@ class Forward:
     async def _serve(self, conn: Connection, tunnel: TunnelProtocol, local_port: int) -> None:
         remote = self.remote_port
         try:
-            stream = await tunnel.open(self.namespace, conn.pod, remote)
+            route = await self._wait_for_route(conn, local_port)
+            if route is None:
+                return
+            conn.pod, remote = route.pod.name, route.container_port
+            try:
+                stream = await tunnel.open(self.namespace, conn.pod, remote)
+            except (ApiError, ClusterUnreachable, OSError) as exc:
+                text = str(exc) if isinstance(exc, PortfwdError) else f"{type(exc).__name__}: {exc}"
+                self._connection_failed(conn, local_port, remote, text)
+                self._tunnel_failed(exc, text)
+                return
             await pump(conn.local, stream, conn)
-        except PortfwdError as exc:  # TunnelError (the kubelet's text), ApiError ...
+        except PortfwdError as exc:  # TunnelError: the kubelet's text (the backend refused...)
             self._connection_failed(conn, local_port, remote, str(exc))
         except OSError as exc:  # TimeoutError included
             self._connection_failed(conn, local_port, remote, f"{type(exc).__name__}: {exc}")
@@ -294,18 +669,37 @@ class Forward:
             self.connections.discard(conn)
             self._changed()
 
+    async def _wait_for_route(self, conn: Connection, local_port: int) -> Resolution | None:
+        """The pod for a new connection; while reconnecting, wait a little for one."""
+        if not self._routable.is_set():
+            self._waiting += 1
+            try:
+                async with asyncio.timeout(self.connect_wait):
+                    await self._routable.wait()
+            except TimeoutError:
+                why = self.reason or "no pod to forward to"
+                self._connection_failed(
+                    conn,
+                    local_port,
+                    self.remote_port,
+                    f"no Ready pod within {self.connect_wait:g} s ({why})",
+                )
+                return None
+            finally:
+                self._waiting -= 1
+        return self._route
+
+    def _tunnel_failed(self, exc: BaseException, text: str) -> None:
+        """A port-forward could not be opened: the tunnel, not the pod's backend, failed."""
+        if isinstance(exc, Forbidden | Unauthorized):
+            self._fatal = text
+        else:
+            self._fault = text
+        self._wake.set()
+
     def _connection_failed(self, conn: Connection, local_port: int, remote: int, text: str) -> None:
         self.errors += 1
         conn.local.close()
         self.add_log(
             LogLevel.WARNING, f"an error occurred forwarding {local_port} -> {remote}: {text}"
         )
-
-    async def shutdown(self) -> None:
-        """Like stop, but without the ceremony: the app is exiting."""
-        try:
-            await self._close_listeners()
-        except Exception:  # a bug: log it, and still close the connections
-            log.exception("closing the listeners of forward %s failed", self.id)
-        await self.close_connections()
-        self.state = ForwardState.STOPPED

@@ -15,6 +15,7 @@ import logging
 import time
 import uuid
 from collections import OrderedDict, deque
+from dataclasses import replace
 
 from portfwd.engine.bus import EventBus, Subscription
 from portfwd.engine.clients import ClientPool
@@ -26,7 +27,9 @@ from portfwd.engine.events import (
     StatsTick,
 )
 from portfwd.engine.forward import LOG_SIZE, ConnectionInfo, Forward, TunnelFactory
+from portfwd.engine.informers import InformerPool
 from portfwd.engine.model import ForwardSnapshot, ForwardSpec, ForwardState, LogEntry, LogLevel
+from portfwd.engine.wake import WakeDetector
 from portfwd.tunnel.ws_v4 import WsV4Tunnel
 
 __all__ = ["STATS_INTERVAL", "Manager", "Subscription"]
@@ -44,9 +47,20 @@ class Manager:
         clients: ClientPool | None = None,
         kubeconfig: str | None = None,
         tunnel_factory: TunnelFactory = WsV4Tunnel,
+        ping_interval: float = 30.0,
+        follow: bool = True,
+        detect_wake: bool = True,
     ) -> None:
-        self.clients = clients if clients is not None else ClientPool(kubeconfig)
+        """`ping_interval`: seconds between WebSocket pings on idle tunnels (0: none), so
+        proxies in front of the API server do not cut them. `follow`: watch each target
+        (off only for tests with clients that cannot watch). `detect_wake`: re-validate
+        every forward when the machine wakes from sleep."""
+        self.clients = (
+            clients if clients is not None else ClientPool(kubeconfig, ping_interval=ping_interval)
+        )
         self._tunnel_factory = tunnel_factory
+        self.informers: InformerPool | None = InformerPool() if follow else None
+        self._wake_detector = WakeDetector(self._on_wake) if detect_wake else None
         self._bus = EventBus()
         self._forwards: OrderedDict[str, Forward] = OrderedDict()
         self._start_tasks: dict[str, asyncio.Task[None]] = {}
@@ -103,7 +117,10 @@ class Manager:
             publish=self._bus.publish,
             on_stats=self._mark_dirty,
             tunnel_factory=self._tunnel_factory,
+            informers=self.informers,
         )
+        if self._wake_detector is not None:
+            self._wake_detector.start()
         self._forwards[fid] = fwd
         self._locks[fid] = asyncio.Lock()
         self._bus.publish(ForwardAdded(fwd.snapshot()))
@@ -117,12 +134,12 @@ class Manager:
         fwd = self._forwards[forward_id]
         task = self._start_tasks.get(forward_id)
         if task is None:
-            if fwd.active:
+            if fwd.wanted:
                 return fwd.snapshot()
             async with self._locks[forward_id]:
                 task = self._start_tasks.get(forward_id)
                 if task is None:
-                    if fwd.active:  # started while we waited for the lock
+                    if fwd.wanted:  # started while we waited for the lock
                         return fwd.snapshot()
                     task = asyncio.create_task(fwd.start(), name=f"start-{forward_id}")
                     self._start_tasks[forward_id] = task
@@ -149,14 +166,46 @@ class Manager:
             await fwd.stop(reason)
 
     async def restart(self, forward_id: str) -> ForwardSnapshot:
+        """Stop and start again: resolves afresh and retries at once (no backoff)."""
         await self.stop(forward_id, "restarting")
+        if self.informers is not None:
+            self.informers.retry_now()
         return await self.start(forward_id)
+
+    async def set_reconnect(self, forward_id: str, enabled: bool) -> None:
+        """Turn auto-reconnect on or off without a restart. Turned off while reconnecting,
+        the forward gives up at once (kubectl's behaviour); turned on, it retries."""
+        fwd = self._forwards[forward_id]
+        if fwd.spec.reconnect == enabled:
+            return
+        fwd.spec = replace(fwd.spec, reconnect=enabled)
+        fwd.add_log(LogLevel.INFO, "auto-reconnect " + ("on" if enabled else "off"))
+        self._bus.publish(ForwardChanged(fwd.snapshot()))
+        fwd.wake()
+
+    def revalidate_all(self, reason: str) -> None:
+        """Check every running forward again now: new watch connections, a tunnel probe."""
+        running = [f for f in self._forwards.values() if f.wanted]
+        if not running:
+            return
+        self.log(LogLevel.INFO, f"re-validating {len(running)} forward(s): {reason}")
+        renew = getattr(self.clients, "renew_connections", None)  # test pools may lack it
+        if renew is not None:
+            renew()
+        if self.informers is not None:
+            self.informers.restart_all()  # list and watch again over the new connections
+        for fwd in running:
+            fwd.revalidate(reason)
+
+    def _on_wake(self, jump: float) -> None:
+        how = "forward" if jump > 0 else "back"
+        self.revalidate_all(f"the clock jumped {how} {abs(jump):.0f} s (the machine slept?)")
 
     async def update(self, forward_id: str, spec: ForwardSpec) -> None:
         """Replace the spec; a forward that was running (or starting) is restarted with it."""
         fwd = self._forwards[forward_id]
-        running = fwd.state in (ForwardState.ACTIVE, ForwardState.STARTING) or (
-            forward_id in self._start_tasks
+        running = (
+            fwd.wanted or fwd.state is ForwardState.STARTING or (forward_id in self._start_tasks)
         )
         if running:
             await self.stop(forward_id, "updated")
@@ -189,6 +238,10 @@ class Manager:
         for fwd, result in zip(forwards, results, strict=True):
             if isinstance(result, Exception):  # a bug: the others still shut down
                 log.error("shutting down forward %s failed", fwd.id, exc_info=result)
+        if self._wake_detector is not None:
+            await self._wake_detector.stop()
+        if self.informers is not None:
+            await self.informers.close()
         if self._ticker is not None:
             self._ticker.cancel()
             await asyncio.wait({self._ticker})

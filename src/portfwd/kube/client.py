@@ -71,6 +71,7 @@ _WS_MAX_MSG = 16 * 1024 * 1024  # the kubelet sends <= 32 KiB per frame; anythin
 _JSON_IN_THREAD = 1024 * 1024  # bodies larger than this are decoded off the event loop
 _WATCH_RETRIES = 5  # consecutive stream drops without progress before giving up (~6 s)
 _TRANSIENT = ("refused", "timeout", "lost", "dns")
+_RETIRED_SESSIONS = 4
 
 _FORBIDDEN_RE = re.compile(
     r'User "(?P<user>[^"]*)" cannot (?P<verb>[\w-]+) resource "(?P<resource>[^"]+)"'
@@ -269,6 +270,8 @@ class KubeClient:
         self.heartbeat = heartbeat or None  # 0 disables pings, as None does
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
+        self._retired: list[aiohttp.ClientSession] = []  # see renew_connections()
+        self._closing: set[asyncio.Task[None]] = set()
         self._ssl_key: tuple[bytes | None, bytes | None] | None = None
         self._ssl_ctx: ssl.SSLContext | None = None
         self._ssl_lock = asyncio.Lock()
@@ -289,9 +292,31 @@ class KubeClient:
 
     async def close(self) -> None:
         self._closed = True
+        sessions, self._retired = self._retired, []
         if self._session is not None:
-            session, self._session = self._session, None
+            sessions.append(self._session)
+            self._session = None
+        for session in sessions:
             await session.close()
+
+    def renew_connections(self) -> None:
+        """New requests use new TCP connections from now on.
+
+        After a sleep (or a NAT/VPN change) pooled keep-alive connections may be dead
+        without the kernel knowing, and a request sent on one hangs until its read timeout.
+        The old session is not closed here: port-forwards still open on it keep running
+        (they fail or finish by themselves); it is closed with the client, and at most
+        :data:`_RETIRED_SESSIONS` are kept (older ones are closed).
+        """
+        if self._session is None:
+            return
+        self._retired.append(self._session)
+        self._session = None
+        while len(self._retired) > _RETIRED_SESSIONS:
+            old = self._retired.pop(0)
+            task = asyncio.get_running_loop().create_task(old.close())
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._closed:
