@@ -1,0 +1,36 @@
+"""Engine bugs these fault tests found (kept failing until src/ is fixed; see the report)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from portfwd.engine.model import ForwardSpec, ForwardState
+
+from .conftest import LOOPBACK, ManagerFactory, SandboxFactory, wait_state
+
+
+# Bug: with reconnect=False (kubectl's behaviour) a svc forward whose pod is deleted must go
+# ERROR, unbound; instead it follows the Service to the other Ready pod and stays ACTIVE
+# (Forward._follow starts a Follower whatever spec.reconnect says, and _apply turns its Ready
+# outcome into _become_active without looking at spec.reconnect).
+async def test_no_reconnect_pod_deleted_is_error_not_switch(
+    make_sandbox: SandboxFactory, make_manager: ManagerFactory
+) -> None:
+    sandbox = await make_sandbox()
+    mgr = make_manager(kubeconfig=str(sandbox.kubeconfig_path))
+    sub = mgr.subscribe()
+    fid = await mgr.add(ForwardSpec(target="svc/echo", remote_port="tcp", reconnect=False))
+    snap = mgr.get(fid)
+    assert snap.state is ForwardState.ACTIVE, snap.reason
+    assert len(sandbox.pod_names("demo", {"app": "echo"})) == 2  # another Ready pod exists
+    await sandbox.delete_pod("demo", snap.pod)
+    await wait_state(mgr, sub, fid, (ForwardState.ERROR, ForwardState.STOPPED))
+    after = mgr.get(fid)
+    assert after.state is ForwardState.ERROR, after
+    assert after.bound == ()
+    assert after.pod == snap.pod  # it did not move to the other pod
+    with pytest.raises(ConnectionRefusedError):
+        async with asyncio.timeout(10):
+            await asyncio.open_connection(LOOPBACK, snap.local_port)
