@@ -139,6 +139,11 @@ class FakeManager:
         else:
             self.set(snap)
 
+    async def set_reconnect(self, forward_id: str, enabled: bool) -> None:
+        self.calls.append(("reconnect on" if enabled else "reconnect off", forward_id))
+        snap = self.forwards[forward_id]
+        self.set(replace(snap, spec=replace(snap.spec, reconnect=enabled)))
+
     async def remove(self, forward_id: str) -> None:
         self.calls.append(("remove", forward_id))
         del self.forwards[forward_id]
@@ -193,11 +198,13 @@ def mixed_snapshots() -> list[ForwardSnapshot]:
             bound=(("127.0.0.1", 8081),),
             started_at=NOW - 42,
             reason="pod web-7d9f-qwert deleted; waiting for a ready endpoint",
-            stats=ForwardStats(bytes_in=512, bytes_out=128),
+            stats=ForwardStats(bytes_in=512, bytes_out=128, reconnects=2),
+            attempt=3,
+            next_retry_at=NOW + 3.2,  # the countdown reads 4s
         ),
         ForwardSnapshot(
             id="d",
-            spec=spec("svc/broken", 80, 8082),
+            spec=replace(spec("svc/broken", 80, 8082), reconnect=False),  # marked ⊘
             state=ForwardState.ERROR,
             context="sandbox",
             namespace="demo",

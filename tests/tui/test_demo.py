@@ -36,7 +36,8 @@ async def test_first_start_is_seeded_and_a_later_start_is_not(harness: Harness) 
         states = {s.spec.target: s for s in app.manager.snapshot()}
         assert states["svc/web"].state is ForwardState.ACTIVE
         assert states["svc/api"].state is ForwardState.ACTIVE
-        assert states["svc/crashy"].state is ForwardState.ERROR
+        # No Ready pod: with auto-reconnect it waits for one (an older engine gave up).
+        assert states["svc/crashy"].state in (ForwardState.RECONNECTING, ForwardState.ERROR)
         assert "crashy" in states["svc/crashy"].reason  # why it fails, in the row
         await pilot.press("q")
         await wait_until(pilot, lambda: app.return_code == 0, what="exit")

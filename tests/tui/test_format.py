@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
-from portfwd.engine.model import ForwardSnapshot, ForwardSpec, ForwardState
-from portfwd.tui.format import human_bytes, human_duration, local_text, remote_text
+from portfwd.engine.model import ForwardSnapshot, ForwardSpec, ForwardState, ForwardStats
+from portfwd.tui.format import (
+    human_bytes,
+    human_duration,
+    local_text,
+    reconnect_text,
+    remote_text,
+    status_cell,
+)
 
 
 @pytest.mark.parametrize(
@@ -62,3 +71,46 @@ def test_remote_shows_asked_and_resolved_ports() -> None:
     assert remote_text(named) == "8080 (http)"
     unresolved = ForwardSnapshot(id="z", spec=spec, state=ForwardState.STOPPED)
     assert remote_text(unresolved) == "80" and local_text(unresolved) == "127.0.0.1:auto"
+
+
+def _retrying(**kw: object) -> ForwardSnapshot:
+    base = ForwardSnapshot(
+        id="r", spec=ForwardSpec(target="svc/web", remote_port=80), state=ForwardState.RECONNECTING
+    )
+    return replace(base, **kw)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("snap", "text"),
+    [
+        (_retrying(attempt=3, next_retry_at=1000.2), "↻ reconnecting #3 · 1s"),
+        (_retrying(attempt=3, next_retry_at=1004.0), "↻ reconnecting #3 · 4s"),
+        (_retrying(attempt=1, next_retry_at=990.0), "↻ reconnecting #1 · 0s"),  # overdue
+        (_retrying(attempt=0, next_retry_at=1002.5), "↻ reconnecting · 3s"),
+        (_retrying(attempt=2), "↻ reconnecting #2"),  # waiting for a Ready pod: no timer
+        (_retrying(), "↻ reconnecting"),
+        (_retrying(attempt=5, next_retry_at=1090.0), "↻ reconnecting #5 · 1m"),
+        (
+            _retrying(spec=ForwardSpec(target="svc/web", remote_port=80, reconnect=False)),
+            "↻ reconnecting ⊘",
+        ),
+        (
+            replace(_retrying(), state=ForwardState.ACTIVE, next_retry_at=1004.0),
+            "● active",
+        ),
+    ],
+)
+def test_status_cell_counts_down_to_the_next_retry(snap: ForwardSnapshot, text: str) -> None:
+    assert status_cell(snap, now=1000.0).plain == text
+
+
+def test_reconnect_text_names_the_count_and_a_disabled_reconnect() -> None:
+    snap = _retrying()
+    assert reconnect_text(snap) == ""
+    assert reconnect_text(replace(snap, stats=ForwardStats(reconnects=1))) == "1 reconnect"
+    off = replace(
+        snap,
+        spec=replace(snap.spec, reconnect=False),
+        stats=ForwardStats(reconnects=2),
+    )
+    assert reconnect_text(off) == "2 reconnects · ⊘ auto-reconnect off"

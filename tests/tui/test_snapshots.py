@@ -209,3 +209,15 @@ def test_edit_dialog(snap_compare: SnapCompare, monkeypatch: pytest.MonkeyPatch)
         await settle(pilot)
 
     assert snap(snap_compare, make_app(FakeManager(mixed_snapshots())), run_before)
+
+
+def test_log_view_of_a_reconnecting_forward(snap_compare: SnapCompare) -> None:
+    """The title names the attempt and the reconnect count; the reason is under it."""
+    manager = FakeManager(mixed_snapshots())
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await settle(pilot)
+        await pilot.press("down", "down", "l")
+        await settle(pilot)
+
+    assert snap(snap_compare, make_app(manager), run_before, (150, 12))

@@ -30,6 +30,11 @@ def palette_commands(app: PortfwdApp, screen: object) -> Iterable[SystemCommand]
         )
         yield SystemCommand("Delete forward", "Delete the selected forward (d)", dash.action_delete)
         yield SystemCommand("Edit forward", "Change local port/address (e)", dash.action_edit)
+        yield SystemCommand(
+            "Auto-reconnect on/off",
+            "Retry the selected forward after failures, or not (a)",
+            dash.action_toggle_reconnect,
+        )
         yield SystemCommand("Forward logs", "Log of the selected forward (l)", dash.action_logs)
         yield SystemCommand(
             "Copy kubectl command", "Equivalent kubectl port-forward (y)", dash.action_copy_command

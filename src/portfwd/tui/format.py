@@ -6,6 +6,7 @@ the toasts all say the same thing the same way.
 
 from __future__ import annotations
 
+import math
 from datetime import datetime, tzinfo
 
 from rich.text import Text
@@ -29,9 +30,45 @@ LEVEL_STYLE: dict[LogLevel, str] = {
 }
 
 
+# Shown after the status of a forward whose auto-reconnect is off.
+NO_RECONNECT_MARK = "⊘"
+
+
 def status_text(state: ForwardState) -> Text:
     symbol, style = STATUS_STYLE[state]
     return Text(f"{symbol} {state.value}", style=style)
+
+
+def retry_in(snap: ForwardSnapshot, now: float) -> int | None:
+    """Whole seconds to the next retry (rounded up, never negative); None: none scheduled."""
+    if snap.next_retry_at is None:
+        return None
+    return max(0, math.ceil(snap.next_retry_at - now))
+
+
+def status_cell(snap: ForwardSnapshot, now: float) -> Text:
+    """The status word, plus the attempt and a countdown while it retries
+    (`↻ reconnecting #3 · 4s`), plus a mark when auto-reconnect is off."""
+    text = status_text(snap.state)
+    if snap.state is ForwardState.RECONNECTING and snap.attempt > 0:
+        text.append(f" #{snap.attempt}")
+    seconds = retry_in(snap, now)
+    if seconds is not None and snap.state is not ForwardState.ACTIVE:
+        text.append(f" · {human_duration(seconds)}")
+    if not snap.spec.reconnect:
+        text.append(f" {NO_RECONNECT_MARK}", style="bold")
+    return text
+
+
+def reconnect_text(snap: ForwardSnapshot) -> str:
+    """For the detail line and the log title: the reconnect count and whether it is off."""
+    parts = []
+    if snap.stats.reconnects:
+        n = snap.stats.reconnects
+        parts.append(f"{n} reconnect{'s' if n != 1 else ''}")
+    if not snap.spec.reconnect:
+        parts.append(f"{NO_RECONNECT_MARK} auto-reconnect off")
+    return " · ".join(parts)
 
 
 def human_bytes(n: int) -> str:

@@ -24,8 +24,9 @@ from portfwd.tui.format import (
     forward_label,
     local_text,
     namespace_text,
+    reconnect_text,
     remote_text,
-    status_text,
+    status_cell,
     url_for,
 )
 from portfwd.tui.widgets.forward_table import ForwardTable
@@ -51,6 +52,7 @@ class DashboardScreen(Screen[None]):
         Binding("r", "restart", "Restart"),
         Binding("d", "delete", "Delete"),
         Binding("e", "edit", "Edit"),
+        Binding("a", "toggle_reconnect", "Auto-reconnect on/off"),
         Binding("l", "logs", "Logs"),
         Binding("enter", "logs", "Logs", show=False),
         Binding("L", "all_logs", "All logs", show=False),
@@ -117,6 +119,10 @@ class DashboardScreen(Screen[None]):
     def _tick(self) -> None:
         if self.live:
             self.table.tick()
+            fid = self.table.selected_id
+            snap = self.table.snapshots.get(fid) if fid else None
+            if snap is not None and snap.next_retry_at is not None:
+                self._update_detail()  # its countdown
 
     # -- fed by the app's engine worker -----------------------------------------------------
 
@@ -264,6 +270,20 @@ class DashboardScreen(Screen[None]):
 
         self.app.push_screen(EditScreen(snap, taken=self.papp.taken_ports(exclude=snap.id)), apply)
 
+    def action_toggle_reconnect(self) -> None:
+        snap = self._selected()
+        if snap is None:
+            return
+        manager = self.papp.manager
+        enabled = not snap.spec.reconnect
+        word = "on" if enabled else "off"
+
+        async def toggle() -> None:
+            await manager.set_reconnect(snap.id, enabled)
+            self.notify(f"auto-reconnect {word} for {snap.spec.target}", timeout=4, markup=False)
+
+        self._run_engine(f"auto-reconnect {word} for {forward_label(snap)}", toggle)
+
     def action_logs(self) -> None:
         snap = self._selected()
         if snap is not None:
@@ -364,7 +384,7 @@ class DashboardScreen(Screen[None]):
             detail.display = False
             return
         detail.display = True
-        text = status_text(snap.state)
+        text = status_cell(snap, self.papp.clock())
         text.append(f"  {snap.spec.target}", style="bold")
         text.append(
             f" in {namespace_text(snap) or '?'} ({context_text(snap) or 'current context'})"
@@ -372,6 +392,9 @@ class DashboardScreen(Screen[None]):
         if snap.pod:
             text.append(f" · pod {snap.pod}")
         text.append(f" · {local_text(snap)} → {remote_text(snap)}")
+        more = reconnect_text(snap)
+        if more:
+            text.append(f" · {more}")
         reason = snap.reason or table.notes.get(snap.id, "")
         if reason:
             style = "red" if snap.state is ForwardState.ERROR else "yellow"

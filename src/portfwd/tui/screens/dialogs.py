@@ -153,6 +153,7 @@ HELP_SECTIONS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
             ("r", "restart the selected forward"),
             ("d", "delete the selected forward (asks first when it is running)"),
             ("e", "edit local port and address"),
+            ("a", "auto-reconnect on/off (⊘ marks a forward with it off)"),
             ("l, enter", "logs of the selected forward"),
             ("L", "app-wide log"),
             ("y", "copy the equivalent kubectl port-forward command"),
@@ -167,7 +168,7 @@ HELP_SECTIONS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
         (
             ("type", "fuzzy-filter the list"),
             ("↑ ↓, pgup pgdn, enter", "choose"),
-            ("tab", "mark several ports (on the port step), then enter"),
+            ("tab", "mark several ports (on the port step), then enter; next field (local step)"),
             ("esc", "back one step (closes on the first step)"),
             ("ctrl+r", "reload the current list (after an error)"),
         ),

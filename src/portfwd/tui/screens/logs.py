@@ -10,8 +10,8 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Footer, Header, RichLog, Static
 
-from portfwd.engine.model import LogEntry
-from portfwd.tui.format import LEVEL_STYLE, forward_label, log_time
+from portfwd.engine.model import ForwardState, LogEntry
+from portfwd.tui.format import LEVEL_STYLE, forward_label, log_time, reconnect_text
 
 if TYPE_CHECKING:
     from portfwd.tui.app import PortfwdApp
@@ -43,7 +43,22 @@ class LogScreen(Screen[None]):
         yield Footer()
 
     def _title(self) -> Text:
-        return Text(self._title_text())
+        title = Text(self._title_text())
+        reason = self._reason()
+        if reason:
+            title.append("\n")
+            title.append(reason, style="not bold yellow")
+        return title
+
+    def _reason(self) -> str:
+        """Why the forward is not active (in full), under the title."""
+        if self.forward_id is None:
+            return ""
+        try:
+            snap = self.papp.manager.get(self.forward_id)
+        except KeyError:
+            return ""
+        return snap.reason if snap.state is not ForwardState.ACTIVE else ""
 
     def _title_text(self) -> str:
         if self.forward_id is None:
@@ -52,7 +67,14 @@ class LogScreen(Screen[None]):
             snap = self.papp.manager.get(self.forward_id)
         except KeyError:
             return f"Log of forward {self.forward_id} (removed)"
-        return f"Log of {forward_label(snap)} [{snap.state.value}]  ·  f follow  ·  esc back"
+        state = snap.state.value
+        if snap.state is ForwardState.RECONNECTING and snap.attempt > 0:
+            state += f" #{snap.attempt}"
+        title = f"Log of {forward_label(snap)} [{state}]"
+        more = reconnect_text(snap)
+        if more:
+            title += f"  ·  {more}"
+        return title + "  ·  f follow  ·  esc back"
 
     def on_mount(self) -> None:
         # After the first layout, so history wraps at the real width, not RichLog's minimum.

@@ -20,7 +20,16 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.css.query import NoMatches
 from textual.fuzzy import Matcher
 from textual.screen import Screen
-from textual.widgets import Button, Footer, Header, Input, Label, OptionList, Static
+from textual.widgets import (
+    Button,
+    Checkbox,
+    Footer,
+    Header,
+    Input,
+    Label,
+    OptionList,
+    Static,
+)
 from textual.widgets.option_list import Option
 
 from portfwd.engine.model import ForwardSpec
@@ -76,6 +85,7 @@ class NewForwardScreen(Screen[list[ForwardSpec] | None]):
         Binding("pagedown", "page_down", "Page down", show=False),
         Binding("pageup", "page_up", "Page up", show=False),
         Binding("tab", "mark", "Mark port", priority=True),
+        Binding("tab", "next_field", "Next field", show=False, priority=True),
         Binding("ctrl+r", "reload", "Reload"),
     ]
 
@@ -421,6 +431,8 @@ class NewForwardScreen(Screen[list[ForwardSpec] | None]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "mark":
             return self.step == "port"
+        if action == "next_field":
+            return self.step == "local"
         if action in ("cursor_down", "cursor_up"):
             return self.step != "local"
         return True
@@ -436,6 +448,10 @@ class NewForwardScreen(Screen[list[ForwardSpec] | None]):
 
     def action_page_up(self) -> None:
         self.query_one("#choices", OptionList).action_page_up()  # type: ignore[no-untyped-call]
+
+    def action_next_field(self) -> None:
+        """tab on the local step: through the form (ports, address, reconnect, buttons)."""
+        self.focus_next()
 
     def action_mark(self) -> None:
         choices = self.query_one("#choices", OptionList)
@@ -491,6 +507,13 @@ class NewForwardScreen(Screen[list[ForwardSpec] | None]):
         widgets.append(Label("Listen address(es), comma-separated"))
         widgets.append(Input("127.0.0.1", id="local-address"))
         widgets.append(Static("", id="address-warning", classes="check", markup=False))
+        widgets.append(
+            Checkbox(
+                "Reconnect automatically (follow the target, retry after failures)",
+                value=True,
+                id="local-reconnect",
+            )
+        )
         widgets.append(
             Horizontal(
                 Button("Start (enter)", variant="success", id="start", disabled=True),
@@ -597,6 +620,7 @@ class NewForwardScreen(Screen[list[ForwardSpec] | None]):
             )
             return
         addresses = self._address()
+        reconnect = self.query_one("#local-reconnect", Checkbox).value
         specs = [
             ForwardSpec(
                 target=f"{KIND_PREFIX[self.kind]}/{self.resource}",
@@ -606,6 +630,7 @@ class NewForwardScreen(Screen[list[ForwardSpec] | None]):
                 context=self.context,
                 kubeconfig=self.papp.spec_kubeconfig,
                 addresses=addresses,
+                reconnect=reconnect,
             )
             for p in self.ports
         ]

@@ -2,7 +2,8 @@
 
 Rows are keyed by forward id. An event touches only the cells whose text changed
 (`update_cell`); the table is rebuilt only when the user sorts or filters, or after the event
-stream lagged. The 1 s tick refreshes uptime and byte rates of running forwards only.
+stream lagged. The 1 s tick refreshes uptime, byte rates and the retry countdown of running
+forwards only.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from portfwd.tui.format import (
     local_text,
     namespace_text,
     remote_text,
-    status_text,
+    status_cell,
     target_pod_text,
     uptime_text,
 )
@@ -96,6 +97,7 @@ def matches(snap: ForwardSnapshot, query: str) -> bool:
             local_text(snap),
             remote_text(snap),
             snap.reason,
+            "" if snap.spec.reconnect else "no-reconnect",
         )
     ).lower()
     return all(word in hay for word in query.lower().split())
@@ -163,7 +165,7 @@ class ForwardTable(DataTable[Any]):
         # Text, not str: DataTable reads a str cell as markup, and names, addresses such as
         # [fe80::1] and error text are shown verbatim.
         return {
-            "status": status_text(snap.state),
+            "status": status_cell(snap, now),
             "context": Text(context_text(snap)),
             "namespace": Text(namespace_text(snap)),
             "target": Text(snap.spec.target),
@@ -274,7 +276,7 @@ class ForwardTable(DataTable[Any]):
             self._update_row(snap)
 
     def tick(self) -> None:
-        """Once a second while visible: uptime and byte rates of running forwards."""
+        """Once a second while visible: uptime, byte rates and retry countdowns."""
         now = self.clock()
         for fid, snap in self.snapshots.items():
             prev = self._rates.get(fid)
@@ -285,7 +287,11 @@ class ForwardTable(DataTable[Any]):
             else:
                 self._rates[fid] = (now, bin_, bout, 0.0, 0.0)
             if fid in self._cells and (
-                snap.state in _RUNNING or prev is None or prev[3] or prev[4]
+                snap.state in _RUNNING
+                or snap.next_retry_at is not None
+                or prev is None
+                or prev[3]
+                or prev[4]
             ):
                 self._update_row(snap)
 
