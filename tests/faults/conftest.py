@@ -184,6 +184,7 @@ def _deployment(name: str, replicas: int, ports: list[dict[str, Any]]) -> dict[s
 ECHO_PORT = {"name": "echo", "containerPort": 9000, "backend": "echo"}
 HTTP_PORT = {"name": "http", "containerPort": 8080, "backend": "http"}
 FLAKY = 10  # bare pods flaky-0.. with an echo backend, for churn
+FAKE_MB = 1024 * 1024
 
 # ns "f": solo (1 replica, http + echo), trio (3 replicas, echo), flaky-N bare echo pods.
 FAULT_TOPOLOGY: dict[str, Any] = {
