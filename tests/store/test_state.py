@@ -302,3 +302,19 @@ def test_a_reconnect_that_is_not_a_boolean_is_a_bad_file() -> None:
         SavedForward.from_dict(
             {"id": "x", "target": "svc/x", "remote_port": 80, "reconnect": "sometimes"}
         )
+
+
+async def test_an_error_that_still_holds_its_port_stays_wanted(tmp_path: Path) -> None:
+    """A forward whose pod was deleted is ERROR but keeps its port and waits for the pod to
+    return: the session must restart it next time; an ERROR that released its port
+    (a permanent failure) must not."""
+    path = tmp_path / "state.yaml"
+    store = StateStore(path)
+    waiting = snap(
+        "waiting", ForwardState.ERROR, reason="pod/x was deleted", bound=(("127.0.0.1", 40999),)
+    )
+    failed = snap("failed", ForwardState.ERROR, reason="svc/failed not found")
+    assert await store.save([waiting, failed])
+    by_id = {f.id: f for f in StateStore(path).load().forwards}
+    assert by_id["waiting"].running and by_id["waiting"].spec.local_port == 40999
+    assert not by_id["failed"].running

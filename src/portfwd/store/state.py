@@ -149,8 +149,10 @@ class SavedForward:
         spec = snap.spec
         if spec.local_port == 0 and snap.bound:
             spec = replace(spec, local_port=snap.bound[0][1])
+        # ERROR with its port still bound: the forward waits for its target to return
+        # (a deleted pod or service); the user still wants it.
         running = snap.state in RUNNING_STATES or (
-            still_wanted and snap.state is ForwardState.ERROR
+            snap.state is ForwardState.ERROR and (still_wanted or bool(snap.bound))
         )
         return cls(id=snap.id, spec=spec, running=running, reason="" if running else snap.reason)
 
