@@ -23,6 +23,7 @@ LOOPBACK = "127.0.0.1"
 
 SandboxFactory = Callable[..., Awaitable[SandboxCluster]]
 ManagerFactory = Callable[..., Manager]
+ProxyFactory = Callable[..., Awaitable[tuple[FaultProxy, Path]]]
 
 
 @pytest_asyncio.fixture
@@ -61,9 +62,7 @@ async def make_manager() -> AsyncIterator[ManagerFactory]:
 
 
 @pytest_asyncio.fixture
-async def make_proxy() -> AsyncIterator[
-    Callable[[SandboxCluster, Path], Awaitable[tuple[FaultProxy, Path]]]
-]:
+async def make_proxy() -> AsyncIterator[ProxyFactory]:
     """A FaultProxy in front of a sandbox's API server and a kubeconfig through it."""
     proxies: list[FaultProxy] = []
 

@@ -10,7 +10,7 @@ import pytest
 
 from portfwd.engine.model import ForwardSpec, ForwardState
 
-from .conftest import LOOPBACK, ManagerFactory, SandboxFactory, close_writer
+from .conftest import LOOPBACK, ManagerFactory, ProxyFactory, SandboxFactory, close_writer
 
 IDLE = 3.0  # the client's idle time: three of the proxy's idle timeouts
 
@@ -20,7 +20,7 @@ IDLE = 3.0  # the client's idle time: three of the proxy's idle timeouts
 async def test_idle_connection_through_idle_timeout_proxy(
     make_sandbox: SandboxFactory,
     make_manager: ManagerFactory,
-    make_proxy,
+    make_proxy: ProxyFactory,
     tmp_path: Path,
     ping_interval: float,
 ) -> None:

@@ -6,11 +6,14 @@ from pathlib import Path
 
 from portfwd.engine.model import ForwardSpec, ForwardState, LogLevel
 
-from .conftest import ManagerFactory, SandboxFactory, echo_once, eventually
+from .conftest import ManagerFactory, ProxyFactory, SandboxFactory, echo_once, eventually
 
 
 async def test_wake_revalidates_a_forward_whose_watch_froze(
-    make_sandbox: SandboxFactory, make_manager: ManagerFactory, make_proxy, tmp_path: Path
+    make_sandbox: SandboxFactory,
+    make_manager: ManagerFactory,
+    make_proxy: ProxyFactory,
+    tmp_path: Path,
 ) -> None:
     sandbox = await make_sandbox()
     proxy, kubeconfig = await make_proxy(sandbox, tmp_path / "kubeconfig")
