@@ -7,6 +7,7 @@ pinned to the exact port a user would see, and the suggestion is what gets start
 
 from __future__ import annotations
 
+import random
 import socket
 from typing import Any
 
@@ -34,12 +35,14 @@ def _is_free(port: int) -> bool:
 
 
 def _free_pair() -> tuple[int, int]:
-    """A port P held by nobody, with P+1 free as well (above the privileged range)."""
+    """A port P held by nobody, with P+1 free as well.
+
+    Picked below Linux's ephemeral range (32768+): the app's own outgoing connections to the
+    sandbox take ephemeral ports and could grab P+1 between the pick and the check."""
+    rng = random.Random()
     for _ in range(200):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        if port < 65535 and _is_free(port) and _is_free(port + 1):
+        port = rng.randrange(20000, 32000)
+        if _is_free(port) and _is_free(port + 1):
             return port, port + 1
     pytest.skip("no two adjacent free ports")
 

@@ -62,7 +62,10 @@ log = logging.getLogger(__name__)
 
 LOG_SIZE = 1000
 CONNECT_WAIT = 10.0  # a connection accepted while reconnecting waits this long for a pod
-MAX_WAITING_CONNECTIONS = 256  # beyond this, connections arriving while reconnecting are refused
+MAX_WAITING_CONNECTIONS = 256
+TRANSIENT_CAUSES = frozenset(
+    {"refused", "timeout", "lost", "dns"}
+)  # beyond this, connections arriving while reconnecting are refused
 CONNECTION_LOG_PREFIX = "Handling connection for "  # kubectl's words, one line per connection
 
 TunnelFactory = Callable[[KubeClient], TunnelProtocol]
@@ -125,7 +128,9 @@ class _GiveUp(Exception):
 
 def _transient(exc: BaseException) -> bool:
     """May this failure heal by itself (so a reconnecting forward retries it)?"""
-    if isinstance(exc, NoReadyPod | ClusterUnreachable | TunnelError | OSError):
+    if isinstance(exc, ClusterUnreachable):
+        return exc.cause in TRANSIENT_CAUSES  # a bad CA or proxy will not heal by itself
+    if isinstance(exc, NoReadyPod | TunnelError | OSError):
         return True
     if isinstance(exc, ApiError) and not isinstance(exc, Forbidden | Unauthorized):
         return exc.status >= 500 or exc.status in (404, 409, 429)
@@ -186,6 +191,7 @@ class Forward:
         self._backoff = Backoff()
         self._retry_at: float | None = None  # loop time of our own next retry
         self._fault: str | None = None  # a tunnel failure to check with a probe
+        self._fault_pod: str | None = None  # the pod that failed (probe it on the timer only)
         self._fatal: str | None = None  # a connection saw a failure no retry fixes (403)
         self._revalidate_reason: str | None = None
         self._waiting = 0  # connections waiting for a pod
@@ -262,7 +268,9 @@ class Forward:
         if not self.wanted:
             self._settled = asyncio.Event()
             self.started_at = None
-            self._fault = self._fatal = self._revalidate_reason = None
+            self._fault = self._fatal = self._revalidate_reason = self._fault_pod = None
+            self._been_active = False  # a restart is not a reconnect
+            self.pod = ""
             self._backoff.reset()
             self._set_state(ForwardState.STARTING)
             self.add_log(LogLevel.INFO, f"starting: {self.spec.kubectl_command()}")
@@ -292,9 +300,10 @@ class Forward:
             self._settled.set()
 
     async def _give_up(self, reason: str) -> None:
-        """ERROR with the reason; nothing stays bound (the supervisor ends after this)."""
+        """ERROR with the reason; nothing stays bound or open (the supervisor ends after this)."""
         self._clear_route()
         await self._close_listeners()
+        await self.close_connections()
         self.add_log(LogLevel.ERROR, reason)
         self._set_state(ForwardState.ERROR, reason)
 
@@ -319,11 +328,13 @@ class Forward:
                 self.add_log(LogLevel.INFO, line)
             if self.preflight:
                 await self._preflight(self._tunnel, resolution)
-        except PortfwdError as exc:
+        except (PortfwdError, OSError) as exc:
+            text = str(exc) if isinstance(exc, PortfwdError) else f"{type(exc).__name__}: {exc}"
             if not (spec.reconnect and _transient(exc)):
-                await self._give_up(str(exc))
+                await self._give_up(text)
                 return False
-            resolution, waiting = None, str(exc)
+            # Not checked yet: the preflight (403?) must run before this forward is ACTIVE.
+            resolution, waiting, self._fault = None, text, text
         try:
             self._listeners = await bind(addresses, spec.local_port, self._on_connection)
         except PortfwdError as exc:
@@ -399,6 +410,11 @@ class Forward:
                     fired, self._retry_at = True, None
                 if self._fatal is not None:
                     raise _GiveUp(self._fatal)
+                if not self.spec.reconnect and (
+                    self.state is ForwardState.ERROR
+                    or (self.state is ForwardState.RECONNECTING and self._route is None)
+                ):
+                    raise _GiveUp(self.reason or "auto-reconnect is off")
                 if self._revalidate_reason is not None:
                     self.add_log(LogLevel.INFO, f"re-validating: {self._revalidate_reason}")
                     self._revalidate_reason = None
@@ -426,6 +442,9 @@ class Forward:
             if isinstance(outcome, Syncing):
                 return None  # no opinion until the caches are filled
             if isinstance(outcome, Ready) and (self._fault is not None or fired):
+                same_pod = outcome.resolution.pod.name == self._fault_pod
+                if not fired and self._retry_at is not None and same_pod:
+                    return None  # the backoff timer decides when to probe this pod again
                 return await self._probe(outcome.resolution)
             return outcome
         # Without a watch: ask the API, but only when something suggests a change.
@@ -458,15 +477,24 @@ class Forward:
         except (Forbidden, Unauthorized) as exc:
             raise _GiveUp(str(exc)) from None
         except PortfwdError as exc:
+            self._fault_pod = resolution.pod.name
             return _Retry(str(exc))
         except OSError as exc:
+            self._fault_pod = resolution.pod.name
             return _Retry(f"{type(exc).__name__}: {exc}")
-        self._fault = None
+        self._fault = self._fault_pod = None
         return Ready(resolution)
 
     async def _apply(self, outcome: Outcome | _Retry) -> bool:
         """Turn an outcome into state; False when the forward gave up (reconnect off)."""
         if isinstance(outcome, Ready):
+            moved = self.pod and outcome.resolution.pod.name != self.pod
+            if not self.spec.reconnect and self._been_active and moved:
+                # kubectl's way: a forward is bound to the pod it started with.
+                await self._give_up(
+                    f"lost pod {self.pod} (deleted or no longer Ready); auto-reconnect is off"
+                )
+                return False
             self._become_active(outcome.resolution)
             return True
         if isinstance(outcome, Gone):
@@ -520,7 +548,7 @@ class Forward:
         old, was = self.pod, self.state
         moved = old != resolution.pod.name or self.remote_port != resolution.container_port
         self._use(resolution)
-        self._fault = None
+        self._fault = self._fault_pod = None
         self._retry_at = None
         self._backoff.success()
         if was is ForwardState.ACTIVE and not moved:
@@ -627,7 +655,8 @@ class Forward:
             local.abort()
             return
         port = self._listeners.port if self._listeners else self.spec.local_port
-        if not self._routable.is_set() and self._waiting >= MAX_WAITING_CONNECTIONS:
+        waits = not self._routable.is_set()
+        if waits and self._waiting >= MAX_WAITING_CONNECTIONS:
             local.abort()
             self.errors += 1
             self.add_log(
@@ -640,13 +669,17 @@ class Forward:
         self.connections.add(conn)
         self.connections_total += 1
         self.add_log(LogLevel.INFO, f"{CONNECTION_LOG_PREFIX}{port}")
-        conn.task = asyncio.create_task(self._serve(conn, self._tunnel, port))
+        if waits:
+            self._waiting += 1  # counted now: a burst accepted in one loop turn respects the cap
+        conn.task = asyncio.create_task(self._serve(conn, self._tunnel, port, waits))
         self._changed()
 
-    async def _serve(self, conn: Connection, tunnel: TunnelProtocol, local_port: int) -> None:
+    async def _serve(
+        self, conn: Connection, tunnel: TunnelProtocol, local_port: int, counted: bool
+    ) -> None:
         remote = self.remote_port
         try:
-            route = await self._wait_for_route(conn, local_port)
+            route = await self._wait_for_route(conn, local_port, counted)
             if route is None:
                 return
             conn.pod, remote = route.pod.name, route.container_port
@@ -669,13 +702,21 @@ class Forward:
             self.connections.discard(conn)
             self._changed()
 
-    async def _wait_for_route(self, conn: Connection, local_port: int) -> Resolution | None:
-        """The pod for a new connection; while reconnecting, wait a little for one."""
-        if not self._routable.is_set():
-            self._waiting += 1
+    async def _wait_for_route(
+        self, conn: Connection, local_port: int, counted: bool
+    ) -> Resolution | None:
+        """The pod for a new connection; while reconnecting, wait a little for one.
+
+        The route may be set and cleared again before this task runs (a probe succeeded,
+        then the pod went away), so it loops until a route holds, within one deadline.
+        """
+        try:
+            if self._route is not None:
+                return self._route
             try:
                 async with asyncio.timeout(self.connect_wait):
-                    await self._routable.wait()
+                    while self._route is None:  # the event is set exactly while a route is
+                        await self._routable.wait()
             except TimeoutError:
                 why = self.reason or "no pod to forward to"
                 self._connection_failed(
@@ -685,9 +726,10 @@ class Forward:
                     f"no Ready pod within {self.connect_wait:g} s ({why})",
                 )
                 return None
-            finally:
+            return self._route
+        finally:
+            if counted:
                 self._waiting -= 1
-        return self._route
 
     def _tunnel_failed(self, exc: BaseException, text: str) -> None:
         """A port-forward could not be opened: the tunnel, not the pod's backend, failed."""
@@ -695,6 +737,7 @@ class Forward:
             self._fatal = text
         else:
             self._fault = text
+            self._fault_pod = None  # probe at once: the watch may not know yet
         self._wake.set()
 
     def _connection_failed(self, conn: Connection, local_port: int, remote: int, text: str) -> None:

@@ -113,13 +113,14 @@ class Informer(Generic[T]):
     def restart(self) -> None:
         """Drop the current watch connection and list again (after a sleep the TCP
         connection may be dead without anyone knowing); also retries a failed watch now."""
+        if self.forbidden:
+            return  # a 403 stays a 403: the subscriber already works without this watch
         old, self._task = self._task, None
         if old is not None and not old.done():
             old.cancel()
             self._stopping.add(old)
             old.add_done_callback(self._stopping.discard)
         self._backoff.reset()
-        self.forbidden = False
         self._task = asyncio.create_task(self._run(), name=f"informer {self.what}")
 
     def retry_now(self) -> None:

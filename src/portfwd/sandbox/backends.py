@@ -97,7 +97,8 @@ class BackendPool:
             finally:
                 backend.writers.discard(writer)
                 writer.close()
-                with contextlib.suppress(Exception):
+                # A second cancel (stop() during this close) ends the task quietly too.
+                with contextlib.suppress(Exception, asyncio.CancelledError):
                     await writer.wait_closed()
                 backend.tasks.discard(task)
 

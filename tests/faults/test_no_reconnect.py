@@ -1,4 +1,4 @@
-"""Engine bugs these fault tests found (kept failing until src/ is fixed; see the report)."""
+"""`reconnect=False` is kubectl's behaviour: a forward is bound to the pod it started with."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from portfwd.engine.model import ForwardSpec, ForwardState
 from .conftest import LOOPBACK, ManagerFactory, SandboxFactory, eventually
 
 
-# Bug: with reconnect=False (kubectl's behaviour) a svc forward whose pod is deleted must go
+# With reconnect=False (kubectl's behaviour) a svc forward whose pod is deleted must go
 # ERROR, unbound; instead it follows the Service to the other Ready pod and stays ACTIVE
 # (Forward._follow starts a Follower whatever spec.reconnect says, and _apply turns its Ready
 # outcome into _become_active without looking at spec.reconnect).

@@ -1,5 +1,5 @@
-"""Bugs found reviewing the engine's follow/reconnect logic (issue 4). Each test states the
-behaviour a user should get; they fail until the bug is fixed (kept failing on purpose)."""
+"""Regressions: bugs a review of the engine's follow/reconnect logic found (issue 4), each
+stated as the behaviour a user should get."""
 
 from __future__ import annotations
 
