@@ -11,10 +11,8 @@ from portfwd.engine.model import ForwardSpec, ForwardState
 from .conftest import LOOPBACK, ManagerFactory, SandboxFactory, eventually
 
 
-# With reconnect=False (kubectl's behaviour) a svc forward whose pod is deleted must go
-# ERROR, unbound; instead it follows the Service to the other Ready pod and stays ACTIVE
-# (Forward._follow starts a Follower whatever spec.reconnect says, and _apply turns its Ready
-# outcome into _become_active without looking at spec.reconnect).
+# With reconnect=False (kubectl's behaviour) a svc forward whose pod is deleted goes ERROR,
+# unbound, instead of following the Service to its other Ready pod (a regression: it once did).
 async def test_no_reconnect_pod_deleted_is_error_not_switch(
     make_sandbox: SandboxFactory, make_manager: ManagerFactory
 ) -> None:
