@@ -465,3 +465,41 @@ async def test_revalidate_probes_the_tunnel(env: Env) -> None:
     assert any(m == "re-validating: test" for m in env.messages(fid))
     await eventually(lambda: len(env.fw.calls) >= 4)  # informers listed again
     assert env.snap(fid).state is ForwardState.ACTIVE
+
+
+@pytest.mark.parametrize(("code", "checked"), [(1012, True), (1001, True), (1000, False)])
+async def test_a_server_closing_a_tunnel_gets_the_tunnel_checked(
+    env: Env, code: int, checked: bool
+) -> None:
+    """An API server restarting (1012) or going away (1001) is worth a probe and a log line;
+    a pod ending its connection normally (1000) is not."""
+
+    async def say_bye(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"bye")  # the pod's side ends the connection first
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(say_bye, "127.0.0.1", 0)
+    try:
+        env.kubelet.backends[POD_PORT] = server.sockets[0].getsockname()[:2]
+        env.kubelet.close_code = code
+        fid = await env.manager.add(spec())
+        port = env.snap(fid).local_port
+        await eventually(lambda: env.fw.watching("pods") == 1)
+        upgrades = env.client.upgrades
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        assert await asyncio.wait_for(reader.read(), 10) == b"bye"
+        writer.close()
+        await eventually(lambda: env.snap(fid).stats.connections_open == 0)
+        if checked:
+            await eventually(lambda: env.client.upgrades > upgrades + 1)  # the probe
+            line = next(m for m in env.messages(fid) if "closed a tunnel" in m)
+            assert f"({code} " in line
+        else:
+            await asyncio.sleep(0.2)  # give a (wrong) probe the chance to show up
+            assert not any("closed a tunnel" in m for m in env.messages(fid))
+            assert env.client.upgrades == upgrades + 1
+        await eventually(state_is(env, fid, ForwardState.ACTIVE))
+    finally:
+        server.close()
+        await server.wait_closed()

@@ -38,6 +38,7 @@ class FakeKubelet:
     backends: dict[int, tuple[str, int]] = field(default_factory=dict)
     refusing: set[int] = field(default_factory=set)
     missing_pods: set[str] = field(default_factory=set)
+    close_code: int = 1000  # what the server's close frame says at the end of a stream
     url: str = ""
     opened: int = 0
     open_now: int = 0
@@ -95,7 +96,7 @@ class FakeKubelet:
                 with contextlib.suppress(BaseException):
                     await to_pod
                 writer.close()
-            await ws.close()
+            await ws.close(code=self.close_code)
             return ws
         finally:
             self.open_now -= 1

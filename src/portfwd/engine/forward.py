@@ -691,6 +691,11 @@ class Forward:
                 self._tunnel_failed(exc, text)
                 return
             await pump(conn.local, stream, conn)
+            closing = stream.server_closing
+            if closing is not None:
+                text = f"the API server closed a tunnel ({closing}); checking the tunnel"
+                self.add_log(LogLevel.WARNING, text)
+                self._tunnel_failed(TunnelError(text), text)
         except PortfwdError as exc:  # TunnelError: the kubelet's text (the backend refused...)
             self._connection_failed(conn, local_port, remote, str(exc))
         except OSError as exc:  # TimeoutError included

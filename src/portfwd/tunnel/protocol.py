@@ -37,6 +37,13 @@ class TunnelStream(Protocol):
         ...
 
     @property
+    def server_closing(self) -> str | None:
+        """Why the server ended the stream when its close code says the *server* is going
+        away or failing (1001, 1011-1014), e.g. "1012 service restart"; None otherwise. A pod
+        ending its connection is normal; an API server restarting is worth a re-check."""
+        ...
+
+    @property
     def error(self) -> str | None:
         """The failure text the remote side reported, if any (kept after the stream ends)."""
         ...

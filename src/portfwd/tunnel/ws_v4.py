@@ -89,6 +89,17 @@ class _PrefixStripper:
         return rest
 
 
+# Close codes by which a server (the API server or a proxy in front of it) says it is going
+# away or failing, as opposed to the pod ending its connection (1000, or 1006 without a frame).
+SERVER_CLOSE_CODES = {
+    1001: "going away",
+    1011: "internal error",
+    1012: "service restart",
+    1013: "try again later",
+    1014: "bad gateway",
+}
+
+
 class WsV4Stream:
     """A :class:`TunnelStream` over one upgraded `v4.channel.k8s.io` WebSocket."""
 
@@ -100,6 +111,13 @@ class WsV4Stream:
         self._error_parts: list[bytes] = []
         self._error_size = 0
         self._ended = False
+
+    @property
+    def server_closing(self) -> str | None:
+        code = self._ws.close_code
+        if code is None or code not in SERVER_CLOSE_CODES:
+            return None
+        return f"{code} {SERVER_CLOSE_CODES[code]}"
 
     @property
     def error(self) -> str | None:
