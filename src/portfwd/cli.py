@@ -204,13 +204,26 @@ def sandbox(kubeconfig_out: str | None, topology: str | None, port: int) -> None
 @cli.command()
 @click.option("--topology", default=None, metavar="FILE", help="Sandbox topology YAML.")
 @_ping_option
-def demo(topology: str | None, ping_interval: float) -> None:
+@click.option(
+    "--chaos",
+    "chaos",
+    default=0.0,
+    type=click.FloatRange(min=0, min_open=False),
+    metavar="SECONDS",
+    help="Every SECONDS, restart a demo deployment or delete a pod, to watch forwards follow "
+    "their pods (0: never).",
+)
+def demo(topology: str | None, ping_interval: float, chaos: float) -> None:
     """Start the built-in sandbox cluster and open the dashboard on it."""
 
     def body() -> int:
         from portfwd.demo import run_demo
 
-        return run_demo(topology=Path(topology) if topology else None, ping_interval=ping_interval)
+        return run_demo(
+            topology=Path(topology) if topology else None,
+            ping_interval=ping_interval,
+            chaos=chaos,
+        )
 
     _run(body)
 

@@ -10,13 +10,18 @@ user sees every state within seconds.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from portfwd.engine.model import ForwardSpec
 from portfwd.store.state import CONFIG_DIR_ENV, STATE_FILE_NAME
+
+if TYPE_CHECKING:
+    from portfwd.sandbox.cluster import SandboxCluster
 
 DEMO_CONTEXT = "sandbox"
 DEMO_NAMESPACE = "demo"
@@ -44,7 +49,7 @@ def demo_seed() -> list[ForwardSpec]:
     return specs
 
 
-def run_demo(*, topology: Path | None, ping_interval: float = 30.0) -> int:
+def run_demo(*, topology: Path | None, ping_interval: float = 30.0, chaos: float = 0.0) -> int:
     from portfwd.tui.run import guarded
 
     override = os.environ.get(CONFIG_DIR_ENV)
@@ -52,19 +57,20 @@ def run_demo(*, topology: Path | None, ping_interval: float = 30.0) -> int:
         Path(override).expanduser() if override else Path(tempfile.mkdtemp(prefix="portfwd-demo-"))
     )
     try:
-        return guarded(config_dir, lambda: _demo(topology, config_dir, ping_interval))
+        return guarded(config_dir, lambda: _demo(topology, config_dir, ping_interval, chaos))
     finally:
         # The throw-away session goes, unless it holds a crash report the user was pointed to.
         if not override and not any(config_dir.glob("portfwd-crash-*.log")):
             shutil.rmtree(config_dir, ignore_errors=True)
 
 
-async def _demo(topology: Path | None, config_dir: Path, ping_interval: float) -> int:
+async def _demo(topology: Path | None, config_dir: Path, ping_interval: float, chaos: float) -> int:
     from portfwd.sandbox.cluster import SandboxCluster
     from portfwd.tui.run import launch
 
     sandbox = SandboxCluster(topology)
     await sandbox.start()
+    monkey = asyncio.create_task(chaos_monkey(sandbox, chaos)) if chaos > 0 else None
     try:
         kubeconfig = str(sandbox.kubeconfig_path)
         return await launch(
@@ -79,4 +85,24 @@ async def _demo(topology: Path | None, config_dir: Path, ping_interval: float) -
             ping_interval=ping_interval,
         )
     finally:
+        if monkey is not None:
+            monkey.cancel()
+            await asyncio.gather(monkey, return_exceptions=True)
         await sandbox.stop()
+
+
+async def chaos_monkey(sandbox: SandboxCluster, interval: float, rounds: int | None = None) -> None:
+    """Break something in the demo namespace every `interval` seconds, so a user sees
+    forwards follow their pods: a rolling restart of deploy/web (3 replicas: svc/web switches
+    pods without a failed connection), then the pod of deploy/api (1 replica: svc/api waits in
+    reconnecting until the replacement is Ready), in turn."""
+    done = 0
+    while rounds is None or done < rounds:
+        await asyncio.sleep(interval)
+        with contextlib.suppress(KeyError, ValueError):  # a custom topology may lack them
+            if done % 2 == 0:
+                await sandbox.rollout_restart(DEMO_NAMESPACE, "web")
+            else:
+                for pod in sandbox.pod_names(DEMO_NAMESPACE, {"app": "api"})[:1]:
+                    await sandbox.delete_pod(DEMO_NAMESPACE, pod)
+        done += 1

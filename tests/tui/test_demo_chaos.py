@@ -1,0 +1,45 @@
+"""`portfwd demo --chaos`: the demo breaks its own pods so a user sees forwards follow them."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from portfwd.demo import DEMO_NAMESPACE, chaos_monkey
+from portfwd.engine.manager import Manager
+from portfwd.engine.model import ForwardSpec, ForwardState
+from portfwd.sandbox.cluster import SandboxCluster
+
+pytestmark = pytest.mark.timeout(60)
+
+
+async def _settled(manager: Manager, fid: str, pods: set[str]) -> bool:
+    """ACTIVE on one of `pods` (the current ones)."""
+    snap = manager.get(fid)
+    return snap.state is ForwardState.ACTIVE and snap.pod in pods
+
+
+async def test_chaos_rolls_web_and_kills_api_and_the_forwards_follow(
+    sandbox: SandboxCluster,
+) -> None:
+    manager = Manager(kubeconfig=str(sandbox.kubeconfig_path), detect_wake=False)
+    try:
+        web = await manager.add(ForwardSpec("svc/web", 80, namespace=DEMO_NAMESPACE))
+        api = await manager.add(ForwardSpec("svc/api", 443, namespace=DEMO_NAMESPACE))
+        before = {
+            "web": set(sandbox.pod_names(DEMO_NAMESPACE, {"app": "web"})),
+            "api": set(sandbox.pod_names(DEMO_NAMESPACE, {"app": "api"})),
+        }
+        await asyncio.wait_for(chaos_monkey(sandbox, 0.01, rounds=2), 30)
+        assert await sandbox.wait_rollout(DEMO_NAMESPACE, "web", within=30)
+        for fid, app in ((web, "web"), (api, "api")):
+            async with asyncio.timeout(30):
+                while True:
+                    now = set(sandbox.pod_names(DEMO_NAMESPACE, {"app": app}))
+                    if now.isdisjoint(before[app]) and await _settled(manager, fid, now):
+                        break
+                    await asyncio.sleep(0.05)
+            assert manager.get(fid).stats.reconnects >= 1
+    finally:
+        await asyncio.wait_for(manager.shutdown(), 10)
