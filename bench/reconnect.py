@@ -52,7 +52,6 @@ import re
 import shutil
 import signal
 import statistics
-import subprocess
 import sys
 import time
 from collections import Counter, deque
@@ -60,6 +59,10 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from kubectl_vs_portfwd import kubectl_version  # a sibling script, not a package
 
 from portfwd.engine.manager import Manager
 from portfwd.engine.model import ForwardSnapshot, ForwardSpec, ForwardState, LogLevel
@@ -576,22 +579,6 @@ async def api_outage(sb: SandboxCluster, forwards: int, outage: float) -> list[s
 
 
 # -- main ------------------------------------------------------------------------------------
-
-
-def kubectl_version() -> str:
-    try:
-        out = subprocess.run(
-            ["kubectl", "version", "--client", "-o", "json"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=True,
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return "kubectl ?"
-    marker = '"gitVersion": "'
-    start = out.find(marker)
-    return "kubectl " + (out[start + len(marker) :].split('"', 1)[0] if start >= 0 else "?")
 
 
 MODES = (("default sandbox", False), ("terminating_keeps_connections=True", True))

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,10 @@ from portfwd.engine.manager import Manager, Subscription
 from portfwd.engine.model import ForwardState
 from portfwd.sandbox.cluster import SandboxCluster
 
+from ..engine.conftest import eventually
 from ..faultproxy import FaultProxy, kubeconfig_via
+
+__all__ = ["eventually"]  # re-exported for the fault tests
 
 LOOPBACK = "127.0.0.1"
 
@@ -79,15 +81,6 @@ async def make_proxy() -> AsyncIterator[ProxyFactory]:
     finally:
         for proxy in proxies:
             await asyncio.wait_for(proxy.stop(), 10)
-
-
-async def eventually(pred: Callable[[], bool], limit: float = 10.0) -> None:
-    """Wait until `pred()` holds (polling; bounded by `limit` s, no timing assertion)."""
-    async with asyncio.timeout(limit):
-        for _ in itertools.count():
-            if pred():
-                return
-            await asyncio.sleep(0.02)
 
 
 async def wait_state(

@@ -45,6 +45,12 @@ _PARSERS: dict[str, Callable[[dict[str, Any]], Any]] = {
 InformerKey = tuple[int, str, str, str | None, str | None]
 
 
+def _key(
+    client: KubeClient, resource: str, ns: str, labels: str | None, fields: str | None
+) -> InformerKey:
+    return (id(client), resource, ns, labels, fields)
+
+
 def _name(obj: dict[str, Any]) -> str:
     meta = obj.get("metadata")
     return str(meta.get("name") or "") if isinstance(meta, dict) else ""
@@ -82,6 +88,13 @@ class Informer(Generic[T]):
             set()
         )  # cancelled by restart(), awaited in close()
         self.refs = 0
+
+    @property
+    def key(self) -> InformerKey:
+        """What makes two informers the same watch (the pool shares on it)."""
+        return _key(
+            self.client, self.resource, self.namespace, self.label_selector, self.field_selector
+        )
 
     @property
     def attempt(self) -> int:
@@ -226,7 +239,7 @@ class InformerPool:
         label_selector: str | None = None,
         field_selector: str | None = None,
     ) -> Informer[Any]:
-        key = (id(client), resource, namespace, label_selector, field_selector)
+        key = _key(client, resource, namespace, label_selector, field_selector)
         informer = self._informers.get(key)
         if informer is None or informer.client is not client:
             informer = Informer(
@@ -245,15 +258,8 @@ class InformerPool:
         informer.refs -= 1
         if informer.refs > 0:
             return
-        key = (
-            id(informer.client),
-            informer.resource,
-            informer.namespace,
-            informer.label_selector,
-            informer.field_selector,
-        )
-        if self._informers.get(key) is informer:
-            del self._informers[key]
+        if self._informers.get(informer.key) is informer:
+            del self._informers[informer.key]
         task = asyncio.create_task(informer.close(), name=f"close informer {informer.what}")
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
