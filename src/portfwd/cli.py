@@ -54,15 +54,19 @@ def _kube_options(fn: F) -> F:
 DEFAULT_PING_INTERVAL = 30.0
 
 
+MIN_PING_INTERVAL = 1.0  # a pong may take up to half the interval: keep that above network jitter
+
+
 def _ping_interval(ctx: click.Context, param: click.Parameter, value: str) -> float:
-    """A number of seconds >= 0 (0: no pings); anything else is a usage mistake (exit 2)."""
+    """0 (no pings) or a number of seconds >= MIN_PING_INTERVAL; anything else is a usage
+    mistake (exit 2). A tiny interval would close every tunnel whose pong is a few ms late."""
     try:
         seconds = float(value)
     except ValueError:
         seconds = -1.0
-    if not 0 <= seconds < float("inf"):  # also refuses nan and inf
+    if not (seconds == 0 or MIN_PING_INTERVAL <= seconds < float("inf")):  # refuses nan, inf
         raise click.BadParameter(
-            f"{value!r} is not a number of seconds >= 0 (0 turns the pings off)"
+            f"{value!r} is not a number of seconds >= {MIN_PING_INTERVAL:g} (0 turns the pings off)"
         )
     return seconds
 

@@ -223,7 +223,11 @@ async def test_with_reconnect_a_deleted_pod_target_keeps_its_port_and_waits(
     args = ("--kubeconfig", kc, "--address", "127.0.0.1", "pod/toolbox", ":7000")
     async with forward_process(*args, expect_lines=1) as fp:
         await sandbox.delete_pod("demo", "toolbox")
-        await fp.err_line_matching(lambda s: s.startswith("warning: "), limit=60)
+        # The user is told the pod is gone and that portfwd waits for it (not left guessing).
+        await fp.err_line_matching(
+            lambda s: s.startswith("warning: ") and "pod/toolbox was deleted" in s and "wait" in s,
+            limit=60,
+        )
         # Still running (waiting for the pod to return): Ctrl-C ends it with 0.
         assert fp.proc.returncode is None
     assert fp.returncode == 0

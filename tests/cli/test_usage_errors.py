@@ -38,22 +38,27 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
         ),
         (
             ("forward", "--ping-interval", "abc", "svc/web", "80"),
-            "error: Invalid value for '--ping-interval': 'abc' is not a number of seconds >= 0 "
+            "error: Invalid value for '--ping-interval': 'abc' is not a number of seconds >= 1 "
             "(0 turns the pings off) (see 'portfwd forward --help')",
         ),
         (
             ("forward", "--ping-interval", "-1", "svc/web", "80"),
-            "error: Invalid value for '--ping-interval': '-1' is not a number of seconds >= 0 "
+            "error: Invalid value for '--ping-interval': '-1' is not a number of seconds >= 1 "
             "(0 turns the pings off) (see 'portfwd forward --help')",
         ),
         (
             ("--ping-interval", "nan"),
-            "error: Invalid value for '--ping-interval': 'nan' is not a number of seconds >= 0 "
+            "error: Invalid value for '--ping-interval': 'nan' is not a number of seconds >= 1 "
             "(0 turns the pings off) (see 'portfwd --help')",
         ),
         (
+            ("forward", "--ping-interval", "1e-9", "svc/web", "80"),
+            "error: Invalid value for '--ping-interval': '1e-9' is not a number of seconds >= 1 "
+            "(0 turns the pings off) (see 'portfwd forward --help')",
+        ),
+        (
             ("demo", "--ping-interval=-0.5"),
-            "error: Invalid value for '--ping-interval': '-0.5' is not a number of seconds >= 0 "
+            "error: Invalid value for '--ping-interval': '-0.5' is not a number of seconds >= 1 "
             "(0 turns the pings off) (see 'portfwd demo --help')",
         ),
     ],

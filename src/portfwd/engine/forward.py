@@ -504,7 +504,9 @@ class Forward:
             self._clear_route()
             self._retry_at = None
             if self.state is not ForwardState.ERROR or self.reason != outcome.reason:
-                self.add_log(LogLevel.ERROR, outcome.reason)
+                # A warning, not an error line: the forward still waits (front ends print
+                # ERROR lines as final failures).
+                self.add_log(LogLevel.WARNING, outcome.reason)
                 self._set_state(ForwardState.ERROR, outcome.reason)
             return True
         if not isinstance(outcome, _Retry | Waiting):

@@ -4,18 +4,18 @@ After a suspend, TCP connections and WebSockets to the API server are usually de
 nothing says so until keepalives or TCP timeouts fire, which can take minutes. Instead the
 engine compares two clocks every few seconds:
 
-- one that keeps counting while the machine is suspended, and
-- one that stops while it is suspended (`time.monotonic()`).
+- the wall clock (`time.time()`), which keeps counting while the machine is suspended, and
+- `time.monotonic()`, which stops while it is suspended (Linux CLOCK_MONOTONIC, macOS
+  mach_absolute_time).
 
 Between two checks both advance by the same amount, however late the event loop runs the
 check (a busy loop delays both equally). If their advances differ by more than `threshold`
 seconds, the difference is time the machine spent asleep, and `on_wake(jump)` is called.
 
-On Linux the first clock is `CLOCK_BOOTTIME` (monotonic, counts suspend). Where that clock is
-missing (macOS) it is `time.time()`, the wall clock: there a wall-clock step (NTP correction,
-the user changing the time) also counts as a jump, in either direction. That is harmless: a
-jump only makes the engine re-validate its forwards, which is cheap and changes nothing for
-healthy ones.
+A wall-clock step (an NTP correction, the user changing the time) also counts as a jump, in
+either direction. That is harmless, even welcome: a jump only makes the engine re-validate its
+forwards, which is cheap and changes nothing for healthy ones. (Linux's CLOCK_BOOTTIME would
+see suspends only; the wall clock sees both, on every platform.)
 """
 
 from __future__ import annotations
@@ -31,9 +31,6 @@ Clock = Callable[[], float]
 
 
 def _default_clocks() -> tuple[Clock, Clock]:
-    boottime = getattr(time, "CLOCK_BOOTTIME", None)
-    if boottime is not None:
-        return (lambda: time.clock_gettime(boottime)), time.monotonic
     return time.time, time.monotonic
 
 
