@@ -865,3 +865,22 @@ async def test_watch_events_split_and_joined_across_chunks(
     assert [e.type for e in got] == [SYNCED, "ADDED", "MODIFIED", "MODIFIED"]
     assert got[1].object["metadata"]["annotations"]["blob"] == "x" * 300_000
     assert got[3].object["metadata"]["resourceVersion"] == "13"
+
+
+def test_client_sockets_notice_a_dead_peer_within_half_a_minute() -> None:
+    """Idle watch streams have no ping on HTTP/1.1: the kernel's keepalive must find a NAT or
+    VPN that silently dropped them (Linux: probes after 15 s idle, 3 x 5 s)."""
+    import socket as socket_mod
+
+    from portfwd.kube.client import keepalive_socket
+
+    sock = keepalive_socket((socket_mod.AF_INET, socket_mod.SOCK_STREAM, 6, "", ("", 0)))
+    try:
+        assert sock.getsockopt(socket_mod.SOL_SOCKET, socket_mod.SO_KEEPALIVE) == 1
+        if hasattr(socket_mod, "TCP_KEEPIDLE"):
+            get = sock.getsockopt
+            assert get(socket_mod.IPPROTO_TCP, socket_mod.TCP_KEEPIDLE) == 15
+            assert get(socket_mod.IPPROTO_TCP, socket_mod.TCP_KEEPINTVL) == 5
+            assert get(socket_mod.IPPROTO_TCP, socket_mod.TCP_KEEPCNT) == 3
+    finally:
+        sock.close()

@@ -299,3 +299,24 @@ async def test_wrong_ca_is_a_tls_error(sandbox: SandboxCluster) -> None:
 async def test_client_certificate_context(sandbox: SandboxCluster) -> None:
     async with KubeClient(await connect(sandbox, "sandbox-cert")) as kube:
         assert await kube.list_pods("demo")
+
+
+async def test_every_api_connection_uses_the_keepalive_socket(
+    sandbox: SandboxCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """REST calls, watches and tunnels all get sockets that notice a dead peer."""
+    from portfwd.kube import client as client_mod
+
+    made: list[socket.socket] = []
+    original = client_mod.keepalive_socket
+
+    def recording(addr_info: tuple[object, ...]) -> socket.socket:
+        sock = original(addr_info)
+        made.append(sock)
+        return sock
+
+    monkeypatch.setattr(client_mod, "keepalive_socket", recording)
+    async with KubeClient(await connect(sandbox)) as kube:
+        await kube.version()
+        assert made, "the client opened a connection without the keepalive socket factory"
+        assert all(s.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1 for s in made)

@@ -9,7 +9,8 @@ Timeouts: REST calls have a connect timeout and a total timeout; watch streams h
 timeout and a read timeout a little longer than the server-side `timeoutSeconds` they ask for
 (so a silently dead connection is noticed); port-forward WebSockets have a connect and
 handshake timeout, then no read timeout but heartbeat pings (idle tunnels are normal, proxies
-in front of API servers close idle connections unless something flows).
+in front of API servers close idle connections unless something flows). Every socket has TCP
+keepalive tuned to notice a dead peer within about half a minute (`keepalive_socket`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import json
 import logging
 import random
 import re
+import socket
 import ssl
 import urllib.request
 from collections.abc import AsyncGenerator, Mapping, Sequence
@@ -72,6 +74,13 @@ _JSON_IN_THREAD = 1024 * 1024  # bodies larger than this are decoded off the eve
 _WATCH_RETRIES = 5  # consecutive stream drops without progress before giving up (~6 s)
 _TRANSIENT = ("refused", "timeout", "lost", "dns")
 _RETIRED_SESSIONS = 4
+_KEEPALIVE_OPTIONS = (
+    ("TCP_KEEPIDLE", 15),  # Linux; macOS names the idle time TCP_KEEPALIVE
+    ("TCP_KEEPALIVE", 15),
+    ("TCP_KEEPINTVL", 5),
+    ("TCP_KEEPCNT", 3),
+    ("TCP_USER_TIMEOUT", 30_000),  # ms, Linux
+)
 
 _FORBIDDEN_RE = re.compile(
     r'User "(?P<user>[^"]*)" cannot (?P<verb>[\w-]+) resource "(?P<resource>[^"]+)"'
@@ -242,7 +251,7 @@ class KubeClient:
         *,
         request_timeout: float = 30.0,
         connect_timeout: float = 10.0,
-        watch_timeout: int = 300,
+        watch_timeout: int = 60,
         heartbeat: float | None = 30.0,
         max_connections: int = 1000,
     ) -> None:
@@ -326,7 +335,10 @@ class KubeClient:
             )
         if self._session is None:
             connector = aiohttp.TCPConnector(
-                limit=self._max_connections, limit_per_host=0, keepalive_timeout=30.0
+                limit=self._max_connections,
+                limit_per_host=0,
+                keepalive_timeout=30.0,
+                socket_factory=keepalive_socket,
             )
             # The default timeout applies to WebSocket handshakes (ws_connect has no per-call
             # one): bounded connect and header read; REST and watch calls pass their own.
@@ -947,6 +959,27 @@ class KubeClient:
             f'context "{self.context}")',
             status=status,
         )
+
+
+def keepalive_socket(addr_info: tuple[Any, ...]) -> socket.socket:
+    """A client socket whose kernel notices a dead peer within about half a minute.
+
+    A watch stream is idle most of the time and HTTP/1.1 has no ping (client-go relies on
+    HTTP/2 pings instead), so without this a NAT or VPN that silently dropped the connection
+    would go unnoticed until the read timeout, and a forward would show a stale view of its
+    pods. Keepalive probes after TCP_KEEPIDLE idle seconds, TCP_KEEPCNT unanswered probes
+    TCP_KEEPINTVL apart end the connection; TCP_USER_TIMEOUT does the same for data that is
+    never acknowledged. Options a platform lacks are skipped.
+    """
+    family, type_, proto = addr_info[0], addr_info[1], addr_info[2]
+    sock = socket.socket(family, type_, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for name, value in _KEEPALIVE_OPTIONS:
+        option = getattr(socket, name, None)
+        if option is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, option, value)
+    return sock
 
 
 class _StreamDropped(Exception):
