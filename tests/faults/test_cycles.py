@@ -19,7 +19,7 @@ from .conftest import (
 )
 
 CYCLES = 1000
-ECHO_EVERY = 50
+ECHO_EVERY = 1  # every cycle also opens, uses and closes a tunnel (WebSocket, pumps)
 # Slack: a few descriptors and tasks come and go on their own (an aiohttp keep-alive
 # connection of the client pool, a pump finishing its 0.1 s of quiet, the stats ticker, a
 # sandbox task between its steps); a leak of one per cycle would be ~1,000 over.
