@@ -503,3 +503,18 @@ async def test_a_server_closing_a_tunnel_gets_the_tunnel_checked(
     finally:
         server.close()
         await server.wait_closed()
+
+
+async def test_restart_keeps_an_automatic_local_port(env: Env) -> None:
+    """`:80` (any free port): a restart must not move the forward to another port while the
+    old one is free, or every tool pointed at it breaks."""
+    fid = await env.manager.add(spec())  # local_port 0
+    port = env.snap(fid).local_port
+    assert (await env.manager.restart(fid)).local_port == port
+    assert await roundtrip(port) == b"hello"
+    await env.manager.stop(fid)
+    with socket.socket() as squatter:  # someone took it meanwhile: any free port, as asked
+        squatter.bind(("127.0.0.1", port))
+        squatter.listen()
+        snap = await env.manager.start(fid)
+        assert snap.state is ForwardState.ACTIVE and snap.local_port not in (0, port)

@@ -52,7 +52,7 @@ from portfwd.kube.client import (
 )
 from portfwd.kube.resolve import Resolution, resolve
 from portfwd.kube.targets import Target, parse_target
-from portfwd.tunnel.addresses import format_host_port, parse_addresses
+from portfwd.tunnel.addresses import BindAddress, format_host_port, parse_addresses
 from portfwd.tunnel.listener import Listeners, LocalConnection, bind
 from portfwd.tunnel.protocol import TunnelError, TunnelProtocol
 from portfwd.tunnel.pump import pump
@@ -196,6 +196,7 @@ class Forward:
         self._revalidate_reason: str | None = None
         self._waiting = 0  # connections waiting for a pod
         self._been_active = False
+        self._last_port = 0  # the port bound last time (see _bind)
 
     # -- observation ------------------------------------------------------------------------
 
@@ -336,7 +337,7 @@ class Forward:
             # Not checked yet: the preflight (403?) must run before this forward is ACTIVE.
             resolution, waiting, self._fault = None, text, text
         try:
-            self._listeners = await bind(addresses, spec.local_port, self._on_connection)
+            self._listeners = await self._bind(addresses)
         except PortfwdError as exc:
             await self._give_up(str(exc))
             return False
@@ -351,6 +352,19 @@ class Forward:
         else:
             await self._apply(self._pod_check(resolution))
         return True
+
+    async def _bind(self, addresses: list[BindAddress]) -> Listeners:
+        """Bind the spec's port; with "any free port" (0), the port this forward had before
+        if it is still free, so a restart does not move a forward the user's tools point at."""
+        spec = self.spec
+        if spec.local_port == 0 and self._last_port:
+            try:
+                return await bind(addresses, self._last_port, self._on_connection)
+            except PortfwdError:
+                pass  # taken meanwhile: any free port, as asked
+        listeners = await bind(addresses, spec.local_port, self._on_connection)
+        self._last_port = listeners.port
+        return listeners
 
     def _pod_check(self, resolution: Resolution) -> Ready | Waiting:
         """A `pod/NAME` target is usable while Running but only *active* while Ready."""
