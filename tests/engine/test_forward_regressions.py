@@ -119,6 +119,7 @@ async def test_watch_events_do_not_bypass_the_retry_backoff(env: Env) -> None:
     await env.manager.start(fid)
     await eventually(lambda: env.fw.watching("pods") == 1)
     env.client.refuse_status = 500
+    env.forward(fid).connect_wait = 0.2  # the failed connection is not held for a healed pod
     r, w = await asyncio.open_connection("127.0.0.1", env.snap(fid).local_port)
     await asyncio.wait_for(r.read(), 10)
     w.close()

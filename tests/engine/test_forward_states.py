@@ -320,16 +320,32 @@ async def test_a_failing_tunnel_reconnects_on_a_timer(env: Env) -> None:
     port = env.snap(fid).local_port
     env.client.refuse_status = 500
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    assert await asyncio.wait_for(reader.read(), 10) == b""
-    writer.close()
+    writer.write(b"early")
+    await writer.drain()
     await eventually(state_is(env, fid, ForwardState.RECONNECTING))
     snap = env.snap(fid)
     assert snap.attempt >= 1 and snap.next_retry_at is not None and "500" in snap.reason
     assert any(m.startswith("reconnecting (attempt 1, next try in ") for m in env.messages(fid))
     env.client.refuse_status = None
+    # The connection that met the failure never reached the pod: it was held and is served
+    # once the tunnel works again, bytes intact, instead of failing.
+    assert await asyncio.wait_for(reader.readexactly(5), 10) == b"early"
+    writer.close()
     await eventually(state_is(env, fid, ForwardState.ACTIVE))
     assert f"active again: pod web-1 port {POD_PORT}" in env.messages(fid)
     assert await roundtrip(port) == b"hello"
+    assert env.snap(fid).stats.errors == 0
+
+
+async def test_a_held_connection_fails_when_the_tunnel_stays_broken(env: Env) -> None:
+    fid = await env.manager.add(spec())
+    env.forward(fid).connect_wait = 0.3
+    env.client.refuse_status = 500
+    reader, writer = await asyncio.open_connection("127.0.0.1", env.snap(fid).local_port)
+    assert await asyncio.wait_for(reader.read(), 10) == b""  # closed after connect_wait
+    writer.close()
+    await eventually(lambda: env.snap(fid).stats.errors == 1)
+    assert any("HTTP 500" in m for m in env.messages(fid) if m.startswith("an error occurred"))
 
 
 # --- connections while reconnecting ----------------------------------------------------------
@@ -446,6 +462,7 @@ async def test_set_reconnect_off_while_active_keeps_it_active(env: Env) -> None:
 async def test_restart_while_reconnecting_retries_at_once(env: Env) -> None:
     fid = await env.manager.add(spec())
     env.client.refuse_status = 500
+    env.forward(fid).connect_wait = 0.2
     port = env.snap(fid).local_port
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     await asyncio.wait_for(reader.read(), 10)

@@ -15,7 +15,7 @@ a forward can evaluate on every watch event without loading the API server.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -180,7 +180,10 @@ class Follower:
                 return Syncing()
         return None
 
-    def evaluate(self, prefer: str | None) -> Outcome:
+    def evaluate(self, prefer: str | None, avoid: Collection[str] = ()) -> Outcome:
+        """The outcome for the caches' current content. `avoid`: pods whose tunnel just
+        failed although the API says they are Ready (their node's kubelet is unreachable):
+        another Ready pod is chosen if there is one."""
         owner = self._owner
         if owner is None:
             return Syncing()
@@ -201,9 +204,9 @@ class Follower:
             if isinstance(obj, Pod):
                 return self._pod_outcome(obj)
             if isinstance(obj, Service):
-                return self._service_outcome(obj, prefer)
+                return self._service_outcome(obj, prefer, avoid)
             assert isinstance(obj, Workload)
-            return self._workload_outcome(obj, prefer)
+            return self._workload_outcome(obj, prefer, avoid)
         except NoReadyPod as exc:
             return Waiting(str(exc))
         except ResolveError as exc:
@@ -220,7 +223,7 @@ class Follower:
             )
         return Ready(resolution)
 
-    def _service_outcome(self, svc: Service, prefer: str | None) -> Outcome:
+    def _service_outcome(self, svc: Service, prefer: str | None, avoid: Collection[str]) -> Outcome:
         if svc.selector is None or svc.type == "ExternalName":
             choose_for_service(self.target, svc, [], None, self.remote)  # raises the reason
         pods = self._pods_for(selector_from_map(svc.selector or {}).to_query())
@@ -233,12 +236,15 @@ class Follower:
         slices: list[EndpointSlice] | None = None
         if slices_informer is not None and not slices_informer.forbidden:
             slices = list(slices_informer.objects.values())
+        candidates = [p for p in pods.objects.values() if p.name not in avoid]
         resolution = choose_for_service(
-            self.target, svc, list(pods.objects.values()), slices, self.remote, prefer=prefer
+            self.target, svc, candidates, slices, self.remote, prefer=prefer
         )
         return Ready(resolution)
 
-    def _workload_outcome(self, workload: Workload, prefer: str | None) -> Outcome:
+    def _workload_outcome(
+        self, workload: Workload, prefer: str | None, avoid: Collection[str]
+    ) -> Outcome:
         if workload.selector.empty:
             choose_for_workload(self.target, workload, [], self.remote)  # raises the reason
         pods = self._pods_for(workload.selector.to_query())
@@ -247,7 +253,8 @@ class Follower:
         down = self._down([pods])
         if down is not None:
             return down
+        candidates = [p for p in pods.objects.values() if p.name not in avoid]
         resolution = choose_for_workload(
-            self.target, workload, list(pods.objects.values()), self.remote, prefer=prefer
+            self.target, workload, candidates, self.remote, prefer=prefer
         )
         return Ready(resolution)

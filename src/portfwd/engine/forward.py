@@ -54,7 +54,7 @@ from portfwd.kube.resolve import Resolution, resolve
 from portfwd.kube.targets import Target, parse_target
 from portfwd.tunnel.addresses import BindAddress, format_host_port, parse_addresses
 from portfwd.tunnel.listener import Listeners, LocalConnection, bind
-from portfwd.tunnel.protocol import TunnelError, TunnelProtocol
+from portfwd.tunnel.protocol import TunnelError, TunnelProtocol, TunnelStream
 from portfwd.tunnel.pump import pump
 from portfwd.tunnel.ws_v4 import WsV4Tunnel
 
@@ -186,6 +186,7 @@ class Forward:
         self._settled = asyncio.Event()
         self._wake = asyncio.Event()  # something to re-evaluate: a watch event, a fault ...
         self._routable = asyncio.Event()  # set while connections have a pod to go to
+        self._route_changed = asyncio.Event()  # set (and replaced) whenever a route is taken
         self._route: Resolution | None = None
         self._follower: Follower | None = None
         self._backoff = Backoff()
@@ -459,7 +460,7 @@ class Forward:
                 same_pod = outcome.resolution.pod.name == self._fault_pod
                 if not fired and self._retry_at is not None and same_pod:
                     return None  # the backoff timer decides when to probe this pod again
-                return await self._probe(outcome.resolution)
+                return await self._probe_each(follower, outcome.resolution)
             return outcome
         # Without a watch: ask the API, but only when something suggests a change.
         if not fired and self._fault is None:
@@ -481,6 +482,29 @@ class Forward:
         if isinstance(checked, Ready):
             return await self._probe(resolution)
         return checked
+
+    async def _probe_each(self, follower: Follower, first: Resolution) -> Ready | _Retry:
+        """Probe the chosen pod, then each other Ready pod in turn while the probes fail.
+
+        The API may call a pod Ready whose node's kubelet is unreachable (the node
+        controller needs ~40 s to notice): a tunnel to it fails while another pod serves.
+        Each pod is probed at most once per attempt; when all fail, the backoff timer
+        retries them all.
+        """
+        avoid: set[str] = set()
+        result = await self._probe(first)
+        while isinstance(result, _Retry) and self._fault_pod is not None:
+            avoid.add(self._fault_pod)
+            other = follower.evaluate(None, avoid)
+            if not isinstance(other, Ready) or other.resolution.pod.name in avoid:
+                break  # no other pod (a pod target has only one): the timer retries
+            self.add_log(
+                LogLevel.WARNING,
+                f"pod {self._fault_pod} cannot be reached ({result.reason}); "
+                f"trying pod {other.resolution.pod.name}",
+            )
+            result = await self._probe(other.resolution)
+        return result
 
     async def _probe(self, resolution: Resolution) -> Ready | _Retry:
         """After a tunnel failure: does a port-forward to the chosen pod work again?"""
@@ -563,8 +587,8 @@ class Forward:
     def _become_active(self, resolution: Resolution) -> None:
         old, was = self.pod, self.state
         moved = old != resolution.pod.name or self.remote_port != resolution.container_port
-        self._use(resolution)
-        self._fault = self._fault_pod = None
+        self._fault = self._fault_pod = None  # before _use: it wakes connections waiting
+        self._use(resolution)  # for a healed route
         self._retry_at = None
         self._backoff.success()
         if was is ForwardState.ACTIVE and not moved:
@@ -589,6 +613,8 @@ class Forward:
 
     def _use(self, resolution: Resolution) -> None:
         self._route = resolution
+        changed, self._route_changed = self._route_changed, asyncio.Event()
+        changed.set()  # wakes connections waiting for a working pod after a tunnel failure
         self.pod = resolution.pod.name
         self.remote_port = resolution.container_port
         self.port_name = resolution.port_name
@@ -698,14 +724,36 @@ class Forward:
             route = await self._wait_for_route(conn, local_port, counted)
             if route is None:
                 return
-            conn.pod, remote = route.pod.name, route.container_port
-            try:
-                stream = await tunnel.open(self.namespace, conn.pod, remote)
-            except (ApiError, ClusterUnreachable, OSError) as exc:
-                text = str(exc) if isinstance(exc, PortfwdError) else f"{type(exc).__name__}: {exc}"
-                self._connection_failed(conn, local_port, remote, text)
-                self._tunnel_failed(exc, text)
-                return
+            stream: TunnelStream | None = None
+            for retry in (False, True):
+                conn.pod, remote = route.pod.name, route.container_port
+                try:
+                    stream = await tunnel.open(self.namespace, conn.pod, remote)
+                    break
+                except (ApiError, ClusterUnreachable, OSError) as exc:
+                    text = (
+                        f"{exc}"
+                        if isinstance(exc, PortfwdError)
+                        else f"{type(exc).__name__}: {exc}"
+                    )
+                    self._tunnel_failed(exc, text)
+                    # Nothing reached the pod (the upgrade failed): the client's bytes are
+                    # still unsent, so once the forward has a working pod again (another
+                    # one, or the same after a successful probe) the connection is retried
+                    # there instead of failing.
+                    healed = None
+                    if not retry and not isinstance(exc, Forbidden | Unauthorized):
+                        healed = await self._wait_for_healed_route()
+                    if healed is None:
+                        self._connection_failed(conn, local_port, remote, text)
+                        return
+                    self.add_log(
+                        LogLevel.INFO,
+                        f"retrying a connection on pod {healed.pod.name} ({conn.pod} failed: "
+                        f"{text})",
+                    )
+                    route = healed
+            assert stream is not None
             await pump(conn.local, stream, conn)
             closing = stream.server_closing
             if closing is not None:
@@ -722,6 +770,17 @@ class Forward:
         finally:
             self.connections.discard(conn)
             self._changed()
+
+    async def _wait_for_healed_route(self) -> Resolution | None:
+        """After a tunnel failure: the route once the forward found a working pod again
+        (its fault cleared by a successful probe), or None after `connect_wait`."""
+        try:
+            async with asyncio.timeout(self.connect_wait):
+                while self._route is None or self._fault is not None:
+                    await self._route_changed.wait()
+        except TimeoutError:
+            return None
+        return self._route
 
     async def _wait_for_route(
         self, conn: Connection, local_port: int, counted: bool

@@ -914,8 +914,9 @@ class KubeClient:
     ) -> NoReturn:
         """aiohttp drops the body of a refused upgrade: replay the request without the
         upgrade (authorization, pod lookup and scheduling are checked before any upgrade, so
-        the API server answers the same Status) to give the user the server's own words."""
-        if status in (400, 401, 403, 404):
+        the API server answers the same Status) to give the user the server's own words.
+        A 5xx is replayed too: "error dialing backend: ..." names the node that is down."""
+        if status in (400, 401, 403, 404, 500, 502, 503):
             session = self._get_session()
             url = self._url(path)
             options = await self._prepare()
@@ -932,7 +933,7 @@ class KubeClient:
                     replayed, body = resp.status, await resp.read()
             if replayed == status:
                 error = self._status_error(status, body, what=what, ns=ns, user=self.conn.user)
-                if status == 400 and error.api_message:
+                if status in (400, 500, 502, 503) and error.api_message:
                     raise ApiError(
                         f"cannot port-forward to pod {pod}: {_fold_lines(error.api_message)}",
                         status=status,

@@ -595,8 +595,16 @@ async def _portforward(
     pod = cluster.store.get("pods", ns, name)
     if pod is None:
         return not_found(RESOURCES["pods"], name)
-    if not pod["spec"].get("nodeName"):
+    node = pod["spec"].get("nodeName")
+    if not node:
         return status_response(400, "BadRequest", f"pod {name} does not have a host assigned")
+    if node in cluster.unreachable_nodes:  # the API server cannot reach that kubelet
+        node_ip = pod.get("status", {}).get("hostIP", "")
+        return status_response(
+            500,
+            "InternalError",
+            f"error dialing backend: dial tcp {node_ip}:10250: connect: connection refused",
+        )
     uid = pod["metadata"]["uid"]
 
     async def dial(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:

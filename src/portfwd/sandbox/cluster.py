@@ -110,6 +110,7 @@ class SandboxCluster:
         self._runtime: dict[tuple[str, str], PodRuntime] = {}
         self._backend_addrs: dict[tuple[str, str, int], tuple[str, int]] = {}
         self._backend_lock = asyncio.Lock()
+        self.unreachable_nodes: set[str] = set()  # see set_kubelet_reachable
         self._tasks: set[asyncio.Task[None]] = set()
         self._rollouts: dict[tuple[str, str, str], asyncio.Task[None]] = {}
         self._changed = asyncio.Event()
@@ -279,6 +280,21 @@ class SandboxCluster:
         if cur is not None and (rt.state == "NotReady" or was in ("ContainerCreating", "Pending")):
             self._record_pod_state(cur, rt)
         self._sync(ns)
+
+    async def set_kubelet_reachable(self, node: str, reachable: bool) -> None:
+        """A node's kubelet stops (or starts again) answering the API server.
+
+        Its pods stay Ready in the API (a real node controller takes ~40 s to notice), but
+        every port-forward to them fails at the upgrade with the API server's 500
+        "error dialing backend: ...": the case where a forward must look past the API's
+        view and try another pod.
+        """
+        if node not in dict(NODES):
+            raise KeyError(f"no node {node}")
+        if reachable:
+            self.unreachable_nodes.discard(node)
+        else:
+            self.unreachable_nodes.add(node)
 
     async def set_backend_refusing(
         self, ns: str, pod: str, port: int, refusing: bool = True
