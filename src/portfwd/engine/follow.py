@@ -148,12 +148,6 @@ class Follower:
             self._release(informer)
         self._owner = self._pods = self._slices = None
 
-    def restart(self) -> None:
-        """List and watch again now (after a sleep, or a manual retry)."""
-        for informer in (self._owner, self._pods, self._slices):
-            if informer is not None:
-                informer.restart()
-
     def _pods_for(self, query: str) -> Informer[Any]:
         if self._pods is None or self._pods.label_selector != query:
             self._release(self._pods)
@@ -194,11 +188,9 @@ class Follower:
             return down
         obj = owner.objects.get(self.target.name)
         if obj is None:
-            if self.target.kind == "pod":
-                how = "was deleted" if self._seen_target else "does not exist"
-                return Gone(f"{self.label} {how}; waiting for a pod of that name to return")
             how = "was deleted" if self._seen_target else "does not exist"
-            return Gone(f"{self.label} {how}; waiting for it to return")
+            back = "a pod of that name" if self.target.kind == "pod" else "it"
+            return Gone(f"{self.label} {how}; waiting for {back} to return")
         self._seen_target = True
         try:
             if isinstance(obj, Pod):
