@@ -151,7 +151,11 @@ def test_demo_add_forward_move_bytes_quit_restore(tmux: Tmux, tmp_path: Path) ->
     screen = tmux.wait_for("one", lambda s: "ports selectable" in s, "ports")
     assert row_with(screen, "80/TCP", "targetPort echo") is not None
     tmux.keys("one", "Enter")
-    tmux.wait_for("one", lambda s: "6/6  Local port" in s and "✓" in s, "the local port step")
+    # The suggested port's own check line: the step is mounted and its suggestion filled in
+    # (a bare "✓" can still be the previous step's mark while the screen changes).
+    tmux.wait_for(
+        "one", lambda s: "6/6  Local port" in s and " is free" in s, "the local port step"
+    )
     tmux.keys("one", "C-u")
     tmux.type("one", str(port))
     tmux.wait_for("one", lambda s: f"✓ 127.0.0.1:{port} is free" in s, "the port check")
