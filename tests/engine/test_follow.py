@@ -11,7 +11,7 @@ import pytest_asyncio
 
 from portfwd.engine.follow import Follower, Gone, Outcome, Ready, Syncing, Unwatched, Waiting
 from portfwd.engine.informers import InformerPool
-from portfwd.kube.client import ClusterUnreachable
+from portfwd.kube.errors import ClusterUnreachable
 from portfwd.kube.targets import Target
 from tests.kube.test_resolve import NS, eps, service, workload
 

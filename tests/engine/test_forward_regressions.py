@@ -14,7 +14,7 @@ from portfwd.engine.backoff import Backoff
 from portfwd.engine.follow import Follower, Ready
 from portfwd.engine.informers import InformerPool
 from portfwd.engine.model import ForwardState
-from portfwd.kube.client import ClusterUnreachable
+from portfwd.kube.errors import ClusterUnreachable
 from portfwd.kube.targets import Target
 from tests.kube.test_resolve import NS, eps, service, workload
 

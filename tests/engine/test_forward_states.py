@@ -18,7 +18,7 @@ from portfwd.engine import forward as forward_mod
 from portfwd.engine.manager import Manager
 from portfwd.engine.model import ForwardSnapshot, ForwardSpec, ForwardState
 from portfwd.errors import ResolveError
-from portfwd.kube.client import ApiError, Forbidden, NotFound
+from portfwd.kube.errors import ApiError, Forbidden, NotFound
 from portfwd.kube.objects import Pod, Workload
 from portfwd.kube.resolve import Resolution, choose_for_pod, choose_for_workload
 from portfwd.kube.targets import Target

@@ -21,8 +21,9 @@ import pytest_asyncio
 from portfwd.engine.backoff import Backoff
 from portfwd.engine.informers import Informer, InformerPool
 from portfwd.errors import PortfwdError
-from portfwd.kube.client import SYNCED, ClusterUnreachable, Forbidden, WatchEvent
+from portfwd.kube.errors import ClusterUnreachable, Forbidden
 from portfwd.kube.objects import Pod
+from portfwd.kube.watch import SYNCED, WatchEvent
 from tests.kube.test_resolve import NS, pod
 
 from .conftest import eventually

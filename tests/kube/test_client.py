@@ -23,19 +23,11 @@ from yarl import URL
 
 from portfwd.errors import ConfigError
 from portfwd.kube.auth import Credentials
-from portfwd.kube.client import (
-    SYNCED,
-    ApiError,
-    ClusterUnreachable,
-    Forbidden,
-    KubeClient,
-    NotFound,
-    Unauthorized,
-    WatchEvent,
-    _env_proxy,
-    _no_proxy,
-)
+from portfwd.kube.client import KubeClient
 from portfwd.kube.config import ClusterConnection
+from portfwd.kube.errors import ApiError, ClusterUnreachable, Forbidden, NotFound, Unauthorized
+from portfwd.kube.proxy import env_proxy, no_proxy
+from portfwd.kube.watch import SYNCED, WatchEvent
 from portfwd.sandbox.pki import generate_pki, server_ssl_context
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -711,7 +703,7 @@ def test_socks_proxy_rejected() -> None:
 
 
 @pytest.mark.parametrize(
-    ("host", "no_proxy", "bypass"),
+    ("host", "rules", "bypass"),
     [
         ("10.0.0.5", "10.0.0.0/8", True),
         ("10.0.0.5", "192.168.0.0/16", False),
@@ -723,16 +715,16 @@ def test_socks_proxy_rejected() -> None:
         ("anything", "", False),
     ],
 )
-def test_no_proxy_rules(host: str, no_proxy: str, bypass: bool) -> None:
-    assert _no_proxy(host, no_proxy) is bypass
+def test_no_proxy_rules(host: str, rules: str, bypass: bool) -> None:
+    assert no_proxy(host, rules) is bypass
 
 
 def test_env_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy:3128")
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,.internal")
-    assert _env_proxy(URL("https://k8s.example.com:6443")) == "http://proxy:3128"
-    assert _env_proxy(URL("https://127.0.0.1:6443")) is None
-    assert _env_proxy(URL("https://api.internal:6443")) is None
+    assert env_proxy(URL("https://k8s.example.com:6443")) == "http://proxy:3128"
+    assert env_proxy(URL("https://127.0.0.1:6443")) is None
+    assert env_proxy(URL("https://api.internal:6443")) is None
 
 
 def test_server_must_be_a_url() -> None:
@@ -872,7 +864,7 @@ def test_client_sockets_notice_a_dead_peer_within_half_a_minute() -> None:
     VPN that silently dropped them (Linux: probes after 15 s idle, 3 x 5 s)."""
     import socket as socket_mod
 
-    from portfwd.kube.client import keepalive_socket
+    from portfwd.kube.http import keepalive_socket
 
     sock = keepalive_socket((socket_mod.AF_INET, socket_mod.SOCK_STREAM, 6, "", ("", 0)))
     try:

@@ -13,16 +13,10 @@ import pytest_asyncio
 from aiohttp import WSMsgType
 
 from portfwd.kube.auth import Credentials
-from portfwd.kube.client import (
-    SYNCED,
-    ClusterUnreachable,
-    Forbidden,
-    KubeClient,
-    NotFound,
-    Unauthorized,
-    WatchEvent,
-)
+from portfwd.kube.client import KubeClient
 from portfwd.kube.config import ClusterConnection, load_connection
+from portfwd.kube.errors import ClusterUnreachable, Forbidden, NotFound, Unauthorized
+from portfwd.kube.watch import SYNCED, WatchEvent
 from portfwd.sandbox.cluster import SandboxCluster
 from portfwd.sandbox.pki import generate_pki
 
@@ -305,7 +299,7 @@ async def test_every_api_connection_uses_the_keepalive_socket(
     sandbox: SandboxCluster, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """REST calls, watches and tunnels all get sockets that notice a dead peer."""
-    from portfwd.kube import client as client_mod
+    from portfwd.kube import http as client_mod
 
     made: list[socket.socket] = []
     original = client_mod.keepalive_socket

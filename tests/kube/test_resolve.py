@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from portfwd.errors import NoReadyPod, ResolveError
-from portfwd.kube.client import Forbidden, NotFound
+from portfwd.kube.errors import Forbidden, NotFound
 from portfwd.kube.objects import EndpointSlice, LabelSelector, Namespace, Pod, Service, Workload
 from portfwd.kube.resolve import Resolution, local_port_for, resolve
 from portfwd.kube.targets import PortMapping, Target, parse_port_mapping, parse_target

@@ -21,7 +21,8 @@ from typing import Any
 
 from portfwd.engine.informers import Informer, InformerPool
 from portfwd.errors import NoReadyPod, ResolveError
-from portfwd.kube.client import ClusterUnreachable, KubeClient
+from portfwd.kube.client import KubeClient
+from portfwd.kube.errors import ClusterUnreachable
 from portfwd.kube.objects import EndpointSlice, Pod, Service, Workload, selector_from_map
 from portfwd.kube.resolve import (
     Resolution,

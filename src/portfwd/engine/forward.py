@@ -43,13 +43,8 @@ from portfwd.engine.model import (
     LogLevel,
 )
 from portfwd.errors import NoReadyPod, PortfwdError
-from portfwd.kube.client import (
-    ApiError,
-    ClusterUnreachable,
-    Forbidden,
-    KubeClient,
-    Unauthorized,
-)
+from portfwd.kube.client import KubeClient
+from portfwd.kube.errors import ApiError, ClusterUnreachable, Forbidden, Unauthorized
 from portfwd.kube.resolve import Resolution, resolve
 from portfwd.kube.targets import Target, parse_target
 from portfwd.tunnel.addresses import BindAddress, format_host_port, parse_addresses

@@ -26,8 +26,10 @@ from typing import Any, Generic, TypeVar
 
 from portfwd.engine.backoff import Backoff
 from portfwd.errors import PortfwdError
-from portfwd.kube.client import SYNCED, Forbidden, KubeClient, NotFound
+from portfwd.kube.client import KubeClient
+from portfwd.kube.errors import Forbidden, NotFound
 from portfwd.kube.objects import EndpointSlice, Pod, Service, Workload
+from portfwd.kube.watch import SYNCED
 
 log = logging.getLogger(__name__)
 

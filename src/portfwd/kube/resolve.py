@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 from portfwd.errors import InputError, NoReadyPod, ResolveError
-from portfwd.kube.client import ApiError, ClusterUnreachable, Forbidden, NotFound
+from portfwd.kube.errors import ApiError, ClusterUnreachable, Forbidden, NotFound
 from portfwd.kube.objects import (
     ContainerPort,
     EndpointSlice,
