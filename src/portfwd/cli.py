@@ -83,12 +83,27 @@ def _ping_option(fn: F) -> F:
     )(fn)
 
 
+def _protocol_option(fn: F) -> F:
+    from portfwd.constants import PORTFORWARD_PROTOCOL_CHOICES
+
+    return click.option(
+        "--protocol",
+        type=click.Choice(PORTFORWARD_PROTOCOL_CHOICES),
+        default="auto",
+        show_default=True,
+        help="Port-forward wire protocol: auto tries SPDY over a WebSocket, then plain SPDY "
+        "(as kubectl falls back), then v4.channel.k8s.io; KUBECTL_PORT_FORWARD_WEBSOCKETS=false"
+        " makes auto plain SPDY only.",
+    )(fn)
+
+
 @click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="portfwd")
 @_kube_options
 @click.option("--state", "state_file", default=None, metavar="FILE", help="Session state file.")
 @click.option("--no-restore", is_flag=True, help="Do not restart the saved session's forwards.")
 @_ping_option
+@_protocol_option
 @click.pass_context
 def cli(
     ctx: click.Context,
@@ -98,6 +113,7 @@ def cli(
     state_file: str | None,
     no_restore: bool,
     ping_interval: float,
+    protocol: str,
 ) -> None:
     """portfwd: every Kubernetes port-forward you need, in one window.
 
@@ -116,6 +132,7 @@ def cli(
             state_file=Path(state_file) if state_file else None,
             restore=not no_restore,
             ping_interval=ping_interval,
+            protocol=protocol,
         )
 
     _run(body)
@@ -137,6 +154,7 @@ def cli(
     "print the error and exit 1 (kubectl's behaviour).",
 )
 @_ping_option
+@_protocol_option
 @click.argument("target")
 @click.argument("ports", nargs=-1, required=True)
 def forward(
@@ -146,6 +164,7 @@ def forward(
     addresses: str,
     no_reconnect: bool,
     ping_interval: float,
+    protocol: str,
     target: str,
     ports: tuple[str, ...],
 ) -> None:
@@ -171,6 +190,7 @@ def forward(
             ports=list(ports),
             reconnect=not no_reconnect,
             ping_interval=ping_interval,
+            protocol=protocol,
         )
 
     _run(body)
@@ -208,6 +228,7 @@ def sandbox(kubeconfig_out: str | None, topology: str | None, port: int) -> None
 @cli.command()
 @click.option("--topology", default=None, metavar="FILE", help="Sandbox topology YAML.")
 @_ping_option
+@_protocol_option
 @click.option(
     "--chaos",
     "chaos",
@@ -217,7 +238,7 @@ def sandbox(kubeconfig_out: str | None, topology: str | None, port: int) -> None
     help="Every SECONDS, restart a demo deployment or delete a pod, to watch forwards follow "
     "their pods (0: never).",
 )
-def demo(topology: str | None, ping_interval: float, chaos: float) -> None:
+def demo(topology: str | None, ping_interval: float, protocol: str, chaos: float) -> None:
     """Start the built-in sandbox cluster and open the dashboard on it."""
 
     def body() -> int:
@@ -226,6 +247,7 @@ def demo(topology: str | None, ping_interval: float, chaos: float) -> None:
         return run_demo(
             topology=Path(topology) if topology else None,
             ping_interval=ping_interval,
+            protocol=protocol,
             chaos=chaos,
         )
 

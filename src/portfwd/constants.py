@@ -18,3 +18,18 @@ PORT_PREFIX_LEN = 2  # the first frame on each channel: the port, 2 bytes little
 
 # The label EndpointSlices carry to name their Service.
 LABEL_SERVICE_NAME = "kubernetes.io/service-name"
+
+# SPDY port-forward (protocols.md sections 3 and 4): plain, through `Upgrade: SPDY/3.1` on a
+# POST, or tunnelled in a WebSocket whose subprotocol names it (KEP-4006).
+SPDY_UPGRADE = "SPDY/3.1"
+PORTFORWARD_PROTOCOL = "portforward.k8s.io"
+SPDY_TUNNEL_PROTOCOL = SPDY_UPGRADE + "+" + PORTFORWARD_PROTOCOL
+HEADER_PROTOCOL_VERSION = "X-Stream-Protocol-Version"
+# Per local connection the client opens two streams with these headers (kubectl's names; the
+# values of STREAM_TYPE are "error" and "data").
+HEADER_STREAM_TYPE = "streamType"
+HEADER_PORT = "port"
+HEADER_REQUEST_ID = "requestID"
+
+# What `--protocol` takes: auto (SPDY over WebSocket, then SPDY, then v4), or one of them.
+PORTFORWARD_PROTOCOL_CHOICES = ("auto", "websocket", "spdy", "v4")

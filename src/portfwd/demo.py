@@ -27,7 +27,7 @@ DEMO_CONTEXT = "sandbox"
 DEMO_NAMESPACE = "demo"
 
 
-def demo_seed() -> list[ForwardSpec]:
+def demo_seed(protocol: str = "auto") -> list[ForwardSpec]:
     """svc/web and svc/api work; svc/crashy has no ready endpoint and shows the error state."""
     from portfwd.tui.ports import suggest_port_sync
 
@@ -44,12 +44,19 @@ def demo_seed() -> list[ForwardSpec]:
                 local_port=local,
                 namespace=DEMO_NAMESPACE,
                 context=DEMO_CONTEXT,
+                protocol=protocol,
             )
         )
     return specs
 
 
-def run_demo(*, topology: Path | None, ping_interval: float = 30.0, chaos: float = 0.0) -> int:
+def run_demo(
+    *,
+    topology: Path | None,
+    ping_interval: float = 30.0,
+    protocol: str = "auto",
+    chaos: float = 0.0,
+) -> int:
     from portfwd.tui.run import guarded
 
     override = os.environ.get(CONFIG_DIR_ENV)
@@ -57,14 +64,18 @@ def run_demo(*, topology: Path | None, ping_interval: float = 30.0, chaos: float
         Path(override).expanduser() if override else Path(tempfile.mkdtemp(prefix="portfwd-demo-"))
     )
     try:
-        return guarded(config_dir, lambda: _demo(topology, config_dir, ping_interval, chaos))
+        return guarded(
+            config_dir, lambda: _demo(topology, config_dir, ping_interval, protocol, chaos)
+        )
     finally:
         # The throw-away session goes, unless it holds a crash report the user was pointed to.
         if not override and not any(config_dir.glob("portfwd-crash-*.log")):
             shutil.rmtree(config_dir, ignore_errors=True)
 
 
-async def _demo(topology: Path | None, config_dir: Path, ping_interval: float, chaos: float) -> int:
+async def _demo(
+    topology: Path | None, config_dir: Path, ping_interval: float, protocol: str, chaos: float
+) -> int:
     from portfwd.sandbox.cluster import SandboxCluster
     from portfwd.tui.run import launch
 
@@ -81,8 +92,9 @@ async def _demo(topology: Path | None, config_dir: Path, ping_interval: float, c
             restore=True,
             # Saved forwards name no kubeconfig: the next demo's sandbox has a new one.
             spec_kubeconfig=None,
-            seed=await asyncio.to_thread(demo_seed),  # binds test sockets: off the loop
+            seed=await asyncio.to_thread(demo_seed, protocol),  # binds sockets: off the loop
             ping_interval=ping_interval,
+            protocol=protocol,
         )
     finally:
         if monkey is not None:

@@ -49,6 +49,7 @@ def run_forward(
     ports: list[str],
     reconnect: bool = True,
     ping_interval: float = 30.0,
+    protocol: str = "auto",
 ) -> int:
     parsed_target = parse_target(target)
     if not ports:
@@ -68,6 +69,7 @@ def run_forward(
             mappings=mappings,
             reconnect=reconnect,
             ping_interval=ping_interval,
+            protocol=protocol,
         )
     )
 
@@ -95,6 +97,7 @@ async def _forward(
     mappings: list[PortMapping],
     reconnect: bool,
     ping_interval: float,
+    protocol: str,
 ) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -119,6 +122,7 @@ async def _forward(
                 kubeconfig=kubeconfig,
                 addresses=address_text,
                 reconnect=False,  # the first start fails fast; reconnect is switched on below
+                protocol=protocol,
             )
             for m in mappings
         ]

@@ -75,7 +75,9 @@ async def env(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Env]:
         kubelet = FakeKubelet(backends={POD_PORT: echo})
         await kubelet.start()
         pool = FakePool(FakeClient(kubelet.url))
-        manager = Manager(clients=pool)  # type: ignore[arg-type]
+        # The fake kubelet speaks v4 only, which cannot tell the pod that a client closed:
+        # a short limit ends those connections (the default is 30 s).
+        manager = Manager(clients=pool, v4_eof_idle_limit=0.3)  # type: ignore[arg-type]
         try:
             yield Env(manager, kubelet, resolver, pool)
         finally:

@@ -106,7 +106,11 @@ async def env(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Env]:
         kubelet = FakeKubelet(backends={POD_PORT: echo})
         await kubelet.start()
         client = WatchingClient(kubelet.url, fw)
-        manager = Manager(clients=FakePool(client), detect_wake=False)  # type: ignore[arg-type]
+        manager = Manager(  # v4 only (see conftest): a short end-of-input limit
+            clients=FakePool(client),  # type: ignore[arg-type]
+            detect_wake=False,
+            v4_eof_idle_limit=0.3,
+        )
         try:
             yield Env(manager, fw, client, kubelet)
         finally:

@@ -81,7 +81,15 @@ async def test_forbidden_port_forward_is_an_error_before_active(sandbox: Sandbox
         )
         snap = mgr.get(fid)
         assert snap.state is ForwardState.ERROR
-        assert 'may not get pods/portforward in namespace "demo"' in snap.reason
+        # Every protocol was tried (the viewer may do neither verb) and the reason says what
+        # each needs and what the server said.
+        assert snap.reason.startswith('user "viewer" may not port-forward to pod echo-')
+        assert (
+            'in namespace "demo" (403 Forbidden, context "sandbox-viewer"): refused over SPDY '
+            "over WebSocket (cannot get), SPDY (cannot create) and v4.channel.k8s.io (cannot "
+            'get); WebSocket upgrades need "get" and "create" on pods/portforward, SPDY needs '
+            '"create"'
+        ) in snap.reason
         assert snap.bound == ()
     finally:
         await asyncio.wait_for(mgr.shutdown(), 10)

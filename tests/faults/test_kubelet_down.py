@@ -5,6 +5,7 @@ API server's 500 "error dialing backend". A forward must look past the API's vie
 from __future__ import annotations
 
 from portfwd.engine.model import ForwardSpec, ForwardState, LogLevel
+from portfwd.sandbox.cluster import SandboxCluster
 
 from .conftest import (
     FAULT_TOPOLOGY,
@@ -18,29 +19,54 @@ from .conftest import (
 async def test_a_service_forward_moves_off_an_unreachable_node_without_failing_a_connection(
     make_sandbox: SandboxFactory, make_manager: ManagerFactory
 ) -> None:
+    """v4 (a WebSocket per connection): the first connection meets the dead kubelet at its
+    upgrade; nothing reached a pod, so it is held and served by a pod elsewhere."""
+    sandbox = await make_sandbox(topology=FAULT_TOPOLOGY)
+    mgr = make_manager(kubeconfig=str(sandbox.kubeconfig_path))
+    spec = ForwardSpec(target="svc/trio", remote_port=80, namespace="f", protocol="v4")
+    fid = await mgr.add(spec)
+    snap = mgr.get(fid)
+    assert snap.state is ForwardState.ACTIVE, snap.reason
+    down = _node_of(sandbox, snap.pod)
+    others = [p for p in sandbox.pod_names("f", {"app": "trio"}) if _node_of(sandbox, p) != down]
+    assert others, "the trio pods should be spread over both sandbox nodes"
+    await sandbox.set_kubelet_reachable(down, False)
+
+    assert await echo_once(snap.local_port, b"still here") == b"still here"
+    after = mgr.get(fid)
+    assert after.state is ForwardState.ACTIVE and _node_of(sandbox, after.pod) != down
+    assert after.stats.errors == 0
+    warnings = [e.message for e in mgr.logs(fid) if e.level is LogLevel.WARNING]
+    assert any("error dialing backend" in w and "trying pod" in w for w in warnings), warnings
+
+
+async def test_a_service_forward_leaves_a_node_whose_kubelet_drops_its_session(
+    make_sandbox: SandboxFactory, make_manager: ManagerFactory
+) -> None:
+    """SPDY: the node's kubelet going away drops the pod's session at once; the forward
+    hears it, finds that a new session to that pod fails (500 error dialing backend), and
+    moves to a pod on the other node before any connection is made."""
     sandbox = await make_sandbox(topology=FAULT_TOPOLOGY)
     mgr = make_manager(kubeconfig=str(sandbox.kubeconfig_path))
     fid = await mgr.add(ForwardSpec(target="svc/trio", remote_port=80, namespace="f"))
     snap = mgr.get(fid)
     assert snap.state is ForwardState.ACTIVE, snap.reason
-
-    def node_of(pod: str) -> str:
-        obj = sandbox.get_object("pods", "f", pod)
-        assert obj is not None
-        return str(obj["spec"]["nodeName"])
-
-    down = node_of(snap.pod)
-    others = [p for p in sandbox.pod_names("f", {"app": "trio"}) if node_of(p) != down]
-    assert others, "the trio pods should be spread over both sandbox nodes"
+    down = _node_of(sandbox, snap.pod)
     await sandbox.set_kubelet_reachable(down, False)
 
-    # The first connection meets the dead kubelet; it is held and served by a pod elsewhere.
+    await eventually(lambda: _node_of(sandbox, mgr.get(fid).pod) != down)
     assert await echo_once(snap.local_port, b"still here") == b"still here"
     after = mgr.get(fid)
-    assert after.state is ForwardState.ACTIVE and node_of(after.pod) != down
-    assert after.stats.errors == 0
+    assert after.state is ForwardState.ACTIVE and after.stats.errors == 0
     warnings = [e.message for e in mgr.logs(fid) if e.level is LogLevel.WARNING]
+    assert any(w.startswith(f"lost the tunnel to pod {snap.pod}") for w in warnings), warnings
     assert any("error dialing backend" in w and "trying pod" in w for w in warnings), warnings
+
+
+def _node_of(sandbox: SandboxCluster, pod: str) -> str:
+    obj = sandbox.get_object("pods", "f", pod)
+    assert obj is not None
+    return str(obj["spec"]["nodeName"])
 
 
 async def test_a_pod_forward_waits_for_its_node_and_comes_back(

@@ -297,6 +297,8 @@ async def test_kubeconfig_contexts_and_mode(sandbox: SandboxCluster) -> None:
         "sandbox",
         "sandbox-cert",
         "sandbox-viewer",
+        "sandbox-pf-create",
+        "sandbox-pf-get",
         "sandbox-limited",
         "sandbox-nobody",
     }

@@ -11,11 +11,13 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 from aiohttp import web
 
 from portfwd.constants import PORTFORWARD_V4_BINARY
+from portfwd.kube.upgrade import UpgradeRefused
 
 
 async def _echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -133,6 +135,12 @@ class FakeClient:
             )
         except aiohttp.WSServerHandshakeError as exc:
             raise PortfwdError(f"port-forward to pod {pod} refused: HTTP {exc.status}") from exc
+
+    async def open_spdy_websocket(self, ns: str, pod: str) -> aiohttp.ClientWebSocketResponse:
+        raise UpgradeRefused("the fake kubelet speaks v4.channel.k8s.io only", status=403)
+
+    async def open_spdy_upgrade(self, ns: str, pod: str) -> Any:
+        raise UpgradeRefused("the fake kubelet speaks v4.channel.k8s.io only", status=400)
 
     async def close(self) -> None:
         await self.session.close()

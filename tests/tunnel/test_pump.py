@@ -45,6 +45,7 @@ class Harness:
     bytes_in: int = 0
     bytes_out: int = 0
     errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
     conns: list[LocalConnection] = field(default_factory=list)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     done: asyncio.Queue[str | None] = field(default_factory=asyncio.Queue)
@@ -65,7 +66,8 @@ class Harness:
         error: str | None = None
         try:
             stream = await WsV4Tunnel(self.client).open("demo", "pod-a", self.pod_port)
-            await pump(local, stream, self)
+            # v4 cannot tell the pod that a client closed: a short limit ends those here.
+            await pump(local, stream, self, warn=self.warnings.append, eof_idle_limit=0.3)
         except TunnelError as exc:
             error = str(exc)
             self.errors.append(error)

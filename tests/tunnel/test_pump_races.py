@@ -24,6 +24,8 @@ class RacingStream:
     """The server aborts while we write: send fails with a transport error first, and the
     error-channel text is only read afterwards."""
 
+    half_close = False
+
     def __init__(self) -> None:
         self.sent = asyncio.Event()
         self.aborted = False
@@ -34,6 +36,9 @@ class RacingStream:
         raise TunnelError(
             "connection to the pod closed while sending (Cannot write to closing transport)"
         )
+
+    async def send_eof(self) -> None:
+        pass
 
     async def receive(self) -> bytes:
         await self.sent.wait()

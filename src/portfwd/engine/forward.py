@@ -49,9 +49,9 @@ from portfwd.kube.resolve import Resolution, resolve
 from portfwd.kube.targets import Target, parse_target
 from portfwd.tunnel.addresses import BindAddress, format_host_port, parse_addresses
 from portfwd.tunnel.listener import Listeners, LocalConnection, bind
-from portfwd.tunnel.protocol import TunnelError, TunnelProtocol, TunnelStream
-from portfwd.tunnel.pump import pump
-from portfwd.tunnel.ws_v4 import WsV4Tunnel
+from portfwd.tunnel.pool import PodTunnel, TunnelPool
+from portfwd.tunnel.protocol import SessionLost, TunnelError, TunnelStream
+from portfwd.tunnel.pump import V4_EOF_IDLE_LIMIT, pump
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +62,6 @@ TRANSIENT_CAUSES = frozenset(
     {"refused", "timeout", "lost", "dns"}
 )  # beyond this, connections arriving while reconnecting are refused
 CONNECTION_LOG_PREFIX = "Handling connection for "  # kubectl's words, one line per connection
-
-TunnelFactory = Callable[[KubeClient], TunnelProtocol]
 
 
 @dataclass(frozen=True)
@@ -141,13 +139,15 @@ class Forward:
         clients: ClientPool,
         publish: Callable[[Event], None],
         on_stats: Callable[[str], None],
-        tunnel_factory: TunnelFactory = WsV4Tunnel,
+        tunnels: TunnelPool,
         informers: InformerPool | None = None,
         log_size: int = LOG_SIZE,
         preflight: bool = True,
         connect_wait: float = CONNECT_WAIT,
+        v4_eof_idle_limit: float = V4_EOF_IDLE_LIMIT,
     ) -> None:
         self.id = forward_id
+        self.v4_eof_idle_limit = v4_eof_idle_limit
         self.preflight = preflight
         self.spec = spec
         self.connect_wait = connect_wait
@@ -155,7 +155,7 @@ class Forward:
         self._informers = informers
         self._publish = publish
         self._on_stats = on_stats
-        self._tunnel_factory = tunnel_factory
+        self._tunnels = tunnels
         self.log: deque[LogEntry] = deque(maxlen=log_size)
         self.state = ForwardState.STOPPED
         self.reason = ""
@@ -174,7 +174,8 @@ class Forward:
         self.next_retry_at: float | None = None
         self.connections: set[Connection] = set()
         self._listeners: Listeners | None = None
-        self._tunnel: TunnelProtocol | None = None
+        self._tunnel: PodTunnel | None = None
+        self._tunnel_name = ""  # the protocol last written to the log
         self._client: KubeClient | None = None
         self._target: Target | None = None
         self._run_task: asyncio.Task[None] | None = None
@@ -316,7 +317,7 @@ class Forward:
         self._client, self._target = client, target
         self.context = client.context
         self.namespace = spec.namespace or client.namespace
-        self._tunnel = self._tunnel_factory(client)
+        self._tunnel = self._tunnels.tunnel(client, spec.protocol, on_lost=self._session_lost)
         resolution: Resolution | None = None
         waiting = ""
         try:
@@ -375,16 +376,18 @@ class Forward:
                 )
         return Ready(resolution)
 
-    async def _preflight(self, tunnel: TunnelProtocol, resolution: Resolution) -> None:
-        """Open (and close) one stream before going active.
+    async def _preflight(self, tunnel: PodTunnel, resolution: Resolution) -> None:
+        """Check the tunnel to the chosen pod before going active.
 
-        A port-forward is authorized per WebSocket upgrade, so without this a user lacking
-        `pods/portforward` would see an ACTIVE forward whose every connection fails. The
-        kubelet dials the pod port for this stream too; its outcome is not waited for (a
-        backend that is not listening yet is a per-connection problem, as with kubectl).
+        A port-forward is authorized per upgrade, so without this a user lacking
+        `pods/portforward` would see an ACTIVE forward whose every connection fails. For SPDY
+        this opens (or pings) the pod's session, which new connections then use at once.
         """
-        stream = await tunnel.open(self.namespace, resolution.pod.name, resolution.container_port)
-        await stream.close()
+        pod = resolution.pod
+        name = await tunnel.check(self.namespace, pod.name, resolution.container_port, pod.meta.uid)
+        if name != self._tunnel_name:
+            self._tunnel_name = name
+            self.add_log(LogLevel.INFO, f"tunnel: {name}")
 
     # -- following the target -----------------------------------------------------------------
 
@@ -607,6 +610,8 @@ class Forward:
         self._set_state(ForwardState.ACTIVE)
 
     def _use(self, resolution: Resolution) -> None:
+        if self._tunnel is not None:
+            self._tunnel.hold(self.namespace, resolution.pod.name, resolution.pod.meta.uid)
         self._route = resolution
         changed, self._route_changed = self._route_changed, asyncio.Event()
         changed.set()  # wakes connections waiting for a working pod after a tunnel failure
@@ -618,6 +623,8 @@ class Forward:
     def _clear_route(self) -> None:
         self._route = None
         self._routable.clear()
+        if self._tunnel is not None:
+            self._tunnel.release()
 
     def revalidate(self, reason: str) -> None:
         """Check the target and the tunnel again now (after a sleep, or asked by the user)."""
@@ -683,6 +690,8 @@ class Forward:
         except Exception:  # a bug: log it, and still close the connections
             log.exception("closing the listeners of forward %s failed", self.id)
         await self.close_connections()
+        if self._tunnel is not None:
+            self._tunnel.release()
         self.state = ForwardState.STOPPED
 
     # -- connections ------------------------------------------------------------------------
@@ -712,7 +721,7 @@ class Forward:
         self._changed()
 
     async def _serve(
-        self, conn: Connection, tunnel: TunnelProtocol, local_port: int, counted: bool
+        self, conn: Connection, tunnel: PodTunnel, local_port: int, counted: bool
     ) -> None:
         remote = self.remote_port
         try:
@@ -723,9 +732,9 @@ class Forward:
             for retry in (False, True):
                 conn.pod, remote = route.pod.name, route.container_port
                 try:
-                    stream = await tunnel.open(self.namespace, conn.pod, remote)
+                    stream = await tunnel.open(self.namespace, conn.pod, remote, route.pod.meta.uid)
                     break
-                except (ApiError, ClusterUnreachable, OSError) as exc:
+                except (ApiError, ClusterUnreachable, SessionLost, OSError) as exc:
                     text = (
                         f"{exc}"
                         if isinstance(exc, PortfwdError)
@@ -749,12 +758,22 @@ class Forward:
                     )
                     route = healed
             assert stream is not None
-            await pump(conn.local, stream, conn)
+            await pump(
+                conn.local,
+                stream,
+                conn,
+                warn=self._pump_warning(local_port),
+                eof_idle_limit=self.v4_eof_idle_limit,
+            )
             closing = stream.server_closing
             if closing is not None:
                 text = f"the API server closed a tunnel ({closing}); checking the tunnel"
                 self.add_log(LogLevel.WARNING, text)
                 self._tunnel_failed(TunnelError(text), text)
+        except SessionLost:
+            # Reported once for every connection it ended (_session_lost), not once each.
+            self.errors += 1
+            conn.local.close()
         except PortfwdError as exc:  # TunnelError: the kubelet's text (the backend refused...)
             self._connection_failed(conn, local_port, remote, str(exc))
         except OSError as exc:  # TimeoutError included
@@ -805,6 +824,22 @@ class Forward:
         finally:
             if counted:
                 self._waiting -= 1
+
+    def _pump_warning(self, local_port: int) -> Callable[[str], None]:
+        def warn(text: str) -> None:
+            self.add_log(LogLevel.WARNING, f"{text} (port {local_port})")
+
+        return warn
+
+    def _session_lost(self, reason: str) -> None:
+        """The SPDY session to the pod this forward routes to was lost: check the tunnel."""
+        if not self.wanted:
+            return
+        open_now = len(self.connections)
+        ended = f"; {open_now} open connection(s) ended" if open_now else ""
+        text = f"lost the tunnel to pod {self.pod}: {reason}{ended}"
+        self.add_log(LogLevel.WARNING, f"{text}; checking the tunnel")
+        self._tunnel_failed(SessionLost(reason), text)
 
     def _tunnel_failed(self, exc: BaseException, text: str) -> None:
         """A port-forward could not be opened: the tunnel, not the pod's backend, failed."""

@@ -26,11 +26,12 @@ from portfwd.engine.events import (
     LogLine,
     StatsTick,
 )
-from portfwd.engine.forward import LOG_SIZE, ConnectionInfo, Forward, TunnelFactory
+from portfwd.engine.forward import LOG_SIZE, ConnectionInfo, Forward
 from portfwd.engine.informers import InformerPool
 from portfwd.engine.model import ForwardSnapshot, ForwardSpec, ForwardState, LogEntry, LogLevel
 from portfwd.engine.wake import WakeDetector
-from portfwd.tunnel.ws_v4 import WsV4Tunnel
+from portfwd.tunnel.pool import TunnelPool
+from portfwd.tunnel.pump import V4_EOF_IDLE_LIMIT
 
 __all__ = ["STATS_INTERVAL", "Manager", "Subscription"]
 
@@ -46,19 +47,24 @@ class Manager:
         *,
         clients: ClientPool | None = None,
         kubeconfig: str | None = None,
-        tunnel_factory: TunnelFactory = WsV4Tunnel,
+        tunnels: TunnelPool | None = None,
         ping_interval: float = 30.0,
         follow: bool = True,
         detect_wake: bool = True,
+        v4_eof_idle_limit: float = V4_EOF_IDLE_LIMIT,
     ) -> None:
-        """`ping_interval`: seconds between WebSocket pings on idle tunnels (0: none), so
-        proxies in front of the API server do not cut them. `follow`: watch each target
-        (off only for tests with clients that cannot watch). `detect_wake`: re-validate
-        every forward when the machine wakes from sleep."""
+        """`ping_interval`: seconds between pings on every tunnel (SPDY PINGs on sessions,
+        WebSocket pings on v4; 0: none), so proxies in front of the API server do not cut
+        idle ones and a dead one is noticed. `tunnels`: the pool of tunnel sessions (one
+        per Manager; tests pass their own). `follow`: watch each target (off only for tests
+        with clients that cannot watch). `detect_wake`: re-validate every forward when the
+        machine wakes from sleep. `v4_eof_idle_limit`: on the v4 protocol (no half-close),
+        how long a connection whose client finished sending waits for more from the pod."""
+        self._v4_eof_idle_limit = v4_eof_idle_limit
         self.clients = (
             clients if clients is not None else ClientPool(kubeconfig, ping_interval=ping_interval)
         )
-        self._tunnel_factory = tunnel_factory
+        self.tunnels = tunnels if tunnels is not None else TunnelPool(ping_interval=ping_interval)
         self.informers: InformerPool | None = InformerPool() if follow else None
         self._wake_detector = WakeDetector(self._on_wake) if detect_wake else None
         self._bus = EventBus()
@@ -116,7 +122,8 @@ class Manager:
             clients=self.clients,
             publish=self._bus.publish,
             on_stats=self._mark_dirty,
-            tunnel_factory=self._tunnel_factory,
+            tunnels=self.tunnels,
+            v4_eof_idle_limit=self._v4_eof_idle_limit,
             informers=self.informers,
         )
         if self._wake_detector is not None:
@@ -240,6 +247,9 @@ class Manager:
                 log.error("shutting down forward %s failed", fwd.id, exc_info=result)
         if self._wake_detector is not None:
             await self._wake_detector.stop()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(SHUTDOWN_CLIENTS_TIMEOUT):
+                await self.tunnels.close()
         if self.informers is not None:
             await self.informers.close()
         if self._ticker is not None:

@@ -42,10 +42,13 @@ class ForwardSpec:
     kubeconfig: str | None = None
     addresses: tuple[str, ...] = ("127.0.0.1",)
     reconnect: bool = True  # follow the target and retry after failures (False: kubectl's way)
+    protocol: str = "auto"  # the wire: auto, websocket (SPDY in a WebSocket), spdy or v4
 
     def kubectl_command(self) -> str:
         """The equivalent `kubectl port-forward` command line."""
         parts = ["kubectl"]
+        if self.protocol == "spdy":
+            parts.insert(0, "KUBECTL_PORT_FORWARD_WEBSOCKETS=false")
         if self.kubeconfig:
             parts += ["--kubeconfig", self.kubeconfig]
         if self.context:

@@ -13,7 +13,14 @@ from urllib.parse import quote
 
 import aiohttp
 
-from portfwd.constants import LABEL_SERVICE_NAME, PORTFORWARD_V4_BINARY
+from portfwd.constants import (
+    HEADER_PROTOCOL_VERSION,
+    LABEL_SERVICE_NAME,
+    PORTFORWARD_PROTOCOL,
+    PORTFORWARD_V4_BINARY,
+    SPDY_TUNNEL_PROTOCOL,
+    SPDY_UPGRADE,
+)
 from portfwd.errors import InputError
 from portfwd.kube import upgrade, watch
 from portfwd.kube.errors import ApiError, Expired
@@ -222,4 +229,43 @@ class KubeClient(HttpCore):
             ns=ns,
             pod=pod,
             accept_none=True,
+            heartbeat=self.heartbeat,
         )
+
+    async def open_spdy_websocket(self, ns: str, pod: str) -> aiohttp.ClientWebSocketResponse:
+        """A WebSocket carrying a SPDY port-forward session (KEP-4006, kubectl 1.31+'s default).
+
+        No `ports` query: streams name their port. No WebSocket pings: SPDY has its own.
+        """
+        return await upgrade.open_websocket(
+            self,
+            self.portforward_path(ns, pod),
+            [],
+            SPDY_TUNNEL_PROTOCOL,
+            what=f'port-forward to pod "{pod}" (SPDY over WebSocket)',
+            ns=ns,
+            pod=pod,
+        )
+
+    async def open_spdy_upgrade(self, ns: str, pod: str) -> upgrade.RawUpgrade:
+        """A connection upgraded to plain SPDY/3.1 by POST (what kubectl falls back to)."""
+        what = f'port-forward to pod "{pod}" (SPDY)'
+        upgraded = await upgrade.open_raw_upgrade(
+            self,
+            self.portforward_path(ns, pod),
+            [],
+            upgrade=SPDY_UPGRADE,
+            headers={HEADER_PROTOCOL_VERSION: PORTFORWARD_PROTOCOL},
+            what=what,
+            ns=ns,
+            pod=pod,
+        )
+        chosen = upgraded.headers.get(HEADER_PROTOCOL_VERSION.lower(), "")
+        if chosen != PORTFORWARD_PROTOCOL:
+            upgraded.transport.abort()
+            raise upgrade.UpgradeRefused(
+                f"the API server upgraded {what} but chose protocol {chosen!r}, not "
+                f"{PORTFORWARD_PROTOCOL}",
+                status=101,
+            )
+        return upgraded

@@ -59,12 +59,15 @@ async def open_websocket(
     ns: str,
     pod: str,
     accept_none: bool = False,
+    heartbeat: float | None = None,
 ) -> aiohttp.ClientWebSocketResponse:
     """Upgrade GET `path` to a WebSocket speaking `protocol`.
 
     `accept_none`: a server that picks no subprotocol speaks the default one (the kubelet's
     binary channels), which is accepted; otherwise a 101 without `protocol` raises
     UpgradeRefused. Refusals raise ApiError subclasses with the server's reason.
+    `heartbeat`: WebSocket pings (aiohttp's semantics); None when the protocol inside has its
+    own (SPDY).
     """
     session = client.http_session()
     url = client.url(path).with_query(list(params))
@@ -76,7 +79,7 @@ async def open_websocket(
                 url,
                 protocols=(protocol,),
                 **options,
-                heartbeat=client.heartbeat,
+                heartbeat=heartbeat,
                 max_msg_size=WS_MAX_MSG,
                 autoclose=True,
                 autoping=True,

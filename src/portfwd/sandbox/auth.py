@@ -3,6 +3,10 @@
 Users (one per kubeconfig context, see `kubeconfig.py`):
 - `admin` (token) and `admin` via client certificate (CN=admin, O=system:masters): everything.
 - `viewer`: get/list/watch everything except `pods/portforward`.
+- `pf-create`: what `viewer` may, plus `create` on `pods/portforward` (the usual port-forward
+  Role: enough for SPDY, not for a WebSocket upgrade, which is a GET).
+- `pf-get`: what `viewer` may, plus `get` on `pods/portforward` (a WebSocket upgrade passes
+  RBAC, then a 1.35+ API server also wants `create`: see `websocket_needs_create`).
 - `limited`: everything inside namespace `demo`, nothing at cluster scope or elsewhere.
 - `nobody`: authenticated, allowed nothing.
 - `system:anonymous` (no credentials): only /version, like a real cluster.
@@ -17,6 +21,7 @@ from typing import Any
 
 ANONYMOUS = "system:anonymous"
 READ_VERBS = frozenset({"get", "list", "watch"})
+PORTFORWARD_VERBS = {"pf-create": "create", "pf-get": "get"}  # the one verb each may use
 
 
 @dataclass(frozen=True)
@@ -31,14 +36,16 @@ class Tokens:
 
     admin: str = field(default_factory=lambda: secrets.token_urlsafe(24), repr=False)
     viewer: str = field(default_factory=lambda: secrets.token_urlsafe(24), repr=False)
+    pf_create: str = field(default_factory=lambda: secrets.token_urlsafe(24), repr=False)
+    pf_get: str = field(default_factory=lambda: secrets.token_urlsafe(24), repr=False)
     limited: str = field(default_factory=lambda: secrets.token_urlsafe(24), repr=False)
     nobody: str = field(default_factory=lambda: secrets.token_urlsafe(24), repr=False)
 
     def lookup(self, token: str) -> User | None:
-        for name in ("admin", "viewer", "limited", "nobody"):
-            if secrets.compare_digest(token, getattr(self, name)):
-                groups = ("system:masters",) if name == "admin" else ("system:authenticated",)
-                return User(name, groups)
+        for attr in ("admin", "viewer", "pf_create", "pf_get", "limited", "nobody"):
+            if secrets.compare_digest(token, getattr(self, attr)):
+                groups = ("system:masters",) if attr == "admin" else ("system:authenticated",)
+                return User(attr.replace("_", "-"), groups)
         return None
 
 
@@ -77,8 +84,13 @@ def authorize(user: User, verb: str, resource: str, subresource: str, ns: str | 
     """The fixed RBAC: see the module docstring."""
     if "system:masters" in user.groups:
         return True
+    portforward = resource == "pods" and subresource == "portforward"
     if user.name == "viewer":
-        return verb in READ_VERBS and not (resource == "pods" and subresource == "portforward")
+        return verb in READ_VERBS and not portforward
+    if user.name in PORTFORWARD_VERBS:
+        if portforward:
+            return verb == PORTFORWARD_VERBS[user.name]
+        return verb in READ_VERBS
     if user.name == "limited":
         return ns == "demo"
     return False

@@ -9,12 +9,13 @@ There is no polling loop anywhere: tasks sleep for a known delay or wait for an 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import datetime as dt
 import shutil
 import ssl
 import tempfile
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -98,6 +99,16 @@ class SandboxCluster:
         # connections until it is gone (after termination_grace).
         self.terminating_keeps_connections = terminating_keeps_connections
         self.portforward_requests = 0  # port-forward upgrades accepted (WebSocket and SPDY)
+        self.spdy_sessions = 0  # of those, SPDY sessions (plain or in a WebSocket)
+        # What the API server in front of the kubelet does, as switches for tests:
+        # a 1.35+ WebSocket upgrade also needs `create` (AuthorizePodWebsocketUpgrade...);
+        self.websocket_needs_create = True
+        # an API server before KEP-4006 (1.29 and older): WebSocket-tunnelled SPDY is not
+        # intercepted and the kubelet refuses the subprotocol (403, empty body);
+        self.refuse_websocket_spdy = False
+        # a proxy that drops SPDY upgrades: the plain SPDY POST is refused (400).
+        self.refuse_spdy = False
+        self._upgraded: dict[str, set[asyncio.Transport]] = {}  # node -> connections
         self.bookmark_interval = bookmark_interval
         self._own_workdir = workdir is None
         self._workdir = workdir
@@ -295,6 +306,23 @@ class SandboxCluster:
             self.unreachable_nodes.discard(node)
         else:
             self.unreachable_nodes.add(node)
+            # The API server's connections to that kubelet break: so do the port-forward
+            # connections it was proxying (SPDY sessions and WebSockets to its pods).
+            for transport in list(self._upgraded.get(node, ())):
+                transport.abort()
+
+    @contextlib.contextmanager
+    def upgraded_connection(self, node: str, request: web.Request) -> Iterator[None]:
+        """Track an upgraded port-forward connection to a pod on `node` while it runs."""
+        transport = request.transport
+        if not isinstance(transport, asyncio.Transport):
+            yield
+            return
+        self._upgraded.setdefault(node, set()).add(transport)
+        try:
+            yield
+        finally:
+            self._upgraded.get(node, set()).discard(transport)
 
     async def set_backend_refusing(
         self, ns: str, pod: str, port: int, refusing: bool = True

@@ -1,7 +1,8 @@
 """The kubeconfig the sandbox writes, so kubectl, the official client and portfwd can use it.
 
 Contexts (all with namespace `demo`): `sandbox` (admin token, current), `sandbox-cert`
-(admin client certificate), `sandbox-viewer`, `sandbox-limited`, `sandbox-nobody`.
+(admin client certificate), `sandbox-viewer`, `sandbox-pf-create` and `sandbox-pf-get` (the
+viewer plus one port-forward verb each), `sandbox-limited`, `sandbox-nobody`.
 Written with mode 0600: it holds tokens and a private key.
 """
 
@@ -37,6 +38,8 @@ def kubeconfig_dict(server: str, pki: SandboxPKI, tokens: Tokens) -> dict[str, A
             },
         ),
         ("sandbox-viewer", "viewer", {"token": tokens.viewer}),
+        ("sandbox-pf-create", "pf-create", {"token": tokens.pf_create}),
+        ("sandbox-pf-get", "pf-get", {"token": tokens.pf_get}),
         ("sandbox-limited", "limited", {"token": tokens.limited}),
         ("sandbox-nobody", "nobody", {"token": tokens.nobody}),
     ]

@@ -27,6 +27,12 @@ from typing import Any, cast
 
 from aiohttp import WSMsgType, web
 
+from portfwd.constants import (
+    HEADER_PROTOCOL_VERSION,
+    PORTFORWARD_PROTOCOL,
+    SPDY_TUNNEL_PROTOCOL,
+    SPDY_UPGRADE,
+)
 from portfwd.sandbox.portforward import (
     Dial,
     _copy_reason,
@@ -46,11 +52,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-SPDY_UPGRADE = "SPDY/3.1"
-PORTFORWARD_PROTOCOL = "portforward.k8s.io"
-TUNNEL_PREFIX = "SPDY/3.1+"
-SPDY_TUNNEL_PROTOCOL = TUNNEL_PREFIX + PORTFORWARD_PROTOCOL
-HEADER_PROTOCOL_VERSION = "X-Stream-Protocol-Version"
 HEADER_ACCEPTED_PROTOCOLS = "X-Accepted-Stream-Protocol-Versions"
 
 # The kubelet's defaults (--streaming-connection-idle-timeout aside).

@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 import yaml
 
+from portfwd.constants import PORTFORWARD_PROTOCOL_CHOICES as PROTOCOL_CHOICES
 from portfwd.engine.events import (
     Event,
     ForwardAdded,
@@ -89,6 +90,8 @@ class SavedForward:
             data["context"] = spec.context
         if spec.kubeconfig is not None:
             data["kubeconfig"] = spec.kubeconfig
+        if spec.protocol != "auto":
+            data["protocol"] = spec.protocol
         if self.reason:
             data["reason"] = self.reason
         return data
@@ -120,6 +123,9 @@ class SavedForward:
         reconnect = data.get("reconnect", True)  # files from before reconnect existed: on
         if not isinstance(reconnect, bool):
             raise ValueError(f"forward {fid}: bad reconnect (true or false)")
+        protocol = data.get("protocol", "auto")
+        if protocol not in PROTOCOL_CHOICES:
+            raise ValueError(f"forward {fid}: bad protocol (one of {', '.join(PROTOCOL_CHOICES)})")
         reason = data.get("reason", "")
         spec = ForwardSpec(
             target=target,
@@ -130,6 +136,7 @@ class SavedForward:
             kubeconfig=opt["kubeconfig"],
             addresses=tuple(addresses) or ("127.0.0.1",),
             reconnect=reconnect,
+            protocol=protocol,
         )
         return cls(
             id=fid,

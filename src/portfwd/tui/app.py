@@ -81,8 +81,10 @@ class PortfwdApp(App[int]):
         tz: tzinfo | None = None,
         open_url: Callable[[str], Any] = webbrowser.open,
         warnings: Iterable[str] = (),
+        protocol: str = "auto",
     ) -> None:
         super().__init__()
+        self.protocol = protocol  # for forwards added in this run (--protocol)
         self.manager = manager
         self.catalog = catalog
         self.store = store

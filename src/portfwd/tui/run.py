@@ -31,6 +31,7 @@ def run_tui(
     state_file: Path | None,
     restore: bool,
     ping_interval: float = 30.0,
+    protocol: str = "auto",
 ) -> int:
     path = state_file or default_state_file()
     return guarded(
@@ -43,6 +44,7 @@ def run_tui(
             restore=restore,
             spec_kubeconfig=kubeconfig,
             ping_interval=ping_interval,
+            protocol=protocol,
         ),
     )
 
@@ -136,6 +138,7 @@ async def launch(
     seed: list[ForwardSpec] | None = None,
     extra_warnings: list[str] | None = None,
     ping_interval: float = 30.0,
+    protocol: str = "auto",
 ) -> int:
     """Build the engine, the store and the app on the running loop; run until quit."""
     from portfwd.engine.manager import Manager
@@ -161,6 +164,7 @@ async def launch(
         namespace=namespace,
         spec_kubeconfig=spec_kubeconfig,
         warnings=warnings,
+        protocol=protocol,
     )
     try:
         await app.run_async()

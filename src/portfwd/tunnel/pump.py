@@ -3,27 +3,27 @@
 Back-pressure is end to end: the upstream pump reads a chunk from the client and awaits the
 tunnel's `send` before reading more; the downstream pump writes to the client and waits below
 the client's high-water mark before receiving more. So the bytes portfwd holds per connection
-are bounded by :data:`MAX_BUFFERED_PER_CONNECTION` plus what aiohttp's own bounded WebSocket
-buffers hold, whatever the speed of either side.
+are bounded by :data:`MAX_BUFFERED_PER_CONNECTION` plus what the tunnel's own bounded buffers
+hold, whatever the speed of either side.
 
-Ends of stream: the v4 protocol has no half-close, and a client that calls `shutdown(WR)`
-looks exactly like one that closed, until we write to it. So when the client finishes sending
-(EOF) we keep delivering what the pod sends until the WebSocket ends, the client turns out to
-be gone (a write fails), or the pod side has been quiet for a while; then the WebSocket is
-closed. "Quiet" counts only time spent waiting for the pod, never time spent blocked on a slow
-client, so a large response still streaming is delivered whole. How long: when the client's
-last bytes are still unanswered (`request; shutdown(WR); read response`, as `nc -N` and many
-HTTP/1.0 clients do) :data:`LOCAL_EOF_LINGER`; when the pod already answered after them, a
-response still streaming keeps data flowing, so :data:`ANSWERED_EOF_LINGER` of quiet says it
-is over. The short one matters: every closed client holds a WebSocket (a TLS connection)
-until then, and clients that open many short connections would pile them up. When the pod
-side ends, the client gets EOF (write_eof) and the socket is closed once the client closes
-too, or after :data:`REMOTE_EOF_LINGER` seconds.
+Ends of stream:
+
+- The pod side ends: the client gets EOF (write_eof) and the socket is closed once the client
+  closes too, or after :data:`REMOTE_EOF_LINGER` seconds.
+- The client finishes sending (`shutdown(WR)`, or a close that looks the same until we write
+  to it). On a stream with a half-close (SPDY) the pod is told (FIN) and the reply is
+  delivered until the pod ends: nothing is guessed. `v4.channel.k8s.io` has no half-close,
+  so the pod cannot be told; what it sends is still delivered, until it closes (the runtime
+  closes about 1 s after the backend does), the client turns out to be gone (a write fails),
+  or it has been silent for :data:`V4_EOF_IDLE_LIMIT` seconds of waiting for it (time
+  blocked on a slow client does not count). A connection ended by that limit is reported
+  through `warn`: data is never dropped on a guess without a word.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Protocol
 
 from portfwd.tunnel.listener import (
@@ -35,8 +35,7 @@ from portfwd.tunnel.listener import (
 )
 from portfwd.tunnel.protocol import TunnelError, TunnelStream
 
-LOCAL_EOF_LINGER = 1.0
-ANSWERED_EOF_LINGER = 0.1
+V4_EOF_IDLE_LIMIT = 30.0
 REMOTE_EOF_LINGER = 2.0
 SEND_FAILURE_SETTLE = 2.0
 
@@ -62,14 +61,12 @@ class Meter(Protocol):
 
 
 class _Clock:
-    """When bytes last moved each way, and since when the downstream pump waits for the pod
-    (None while it writes to the client)."""
+    """Since when the downstream pump waits for the pod (None while it writes to the
+    client)."""
 
-    __slots__ = ("last_rx", "last_tx", "waiting_since")
+    __slots__ = ("waiting_since",)
 
     def __init__(self) -> None:
-        self.last_rx = 0.0
-        self.last_tx = 0.0
         self.waiting_since: float | None = None
 
 
@@ -77,15 +74,11 @@ class LocalGone(Exception):
     """The client went away while we were writing to it (not a failure of the forward)."""
 
 
-async def _upstream(
-    local: LocalConnection, stream: TunnelStream, meter: Meter, clock: _Clock
-) -> None:
-    loop = asyncio.get_running_loop()
+async def _upstream(local: LocalConnection, stream: TunnelStream, meter: Meter) -> None:
     while True:
         data = await local.read()
         if not data:
             return
-        clock.last_tx = loop.time()
         await stream.send(data)
         meter.add_out(len(data))
 
@@ -100,7 +93,6 @@ async def _downstream(
         clock.waiting_since = None
         if not data:
             return
-        clock.last_rx = loop.time()
         try:
             await local.write(data)
         except ConnectionError as exc:
@@ -120,75 +112,83 @@ async def _cancel(*tasks: asyncio.Task[None]) -> None:
             task.exception()  # mark retrieved
 
 
-async def pump(local: LocalConnection, stream: TunnelStream, meter: Meter) -> None:
+async def pump(
+    local: LocalConnection,
+    stream: TunnelStream,
+    meter: Meter,
+    *,
+    warn: Callable[[str], None] | None = None,
+    eof_idle_limit: float = V4_EOF_IDLE_LIMIT,
+) -> None:
     """Run one connection to its end. Raises TunnelError when the pod side reported a failure.
 
     On cancellation (shutdown) both sides are aborted at once.
     """
-    loop = asyncio.get_running_loop()
     clock = _Clock()
-    up = asyncio.create_task(_upstream(local, stream, meter, clock))
+    up = asyncio.create_task(_upstream(local, stream, meter))
     down = asyncio.create_task(_downstream(stream, local, meter, clock))
     finished = False
     try:
         await asyncio.wait({up, down}, return_when=asyncio.FIRST_COMPLETED)
-        if down.done():
-            await _cancel(up)
-            exc = down.exception()
-            if isinstance(exc, TunnelError):
-                local.close()
-                stream.abort()
-                finished = True
-                raise exc
-            if isinstance(exc, LocalGone):
+        if not down.done():
+            up_exc = up.exception()
+            if up_exc is not None:
+                # A send failed: usually the pod side is closing. Its own verdict (error text
+                # or a normal end) is what the user should see, not "cannot write to closing
+                # transport".
+                done, _ = await asyncio.wait({down}, timeout=SEND_FAILURE_SETTLE)
+                if down not in done:
+                    raise up_exc
+            elif stream.half_close:
+                await stream.send_eof()  # the pod learns the client is done; its reply flows
+                await asyncio.wait({down})
+            elif not await _v4_linger(down, clock, eof_idle_limit):
+                await _cancel(down)
                 await stream.close()
+                local.close()
                 finished = True
+                if warn is not None:
+                    warn(
+                        f"closed a connection {eof_idle_limit:g} s after the client finished"
+                        " sending: the pod sent nothing more and v4.channel.k8s.io cannot"
+                        " tell it the client is done (SPDY can: --protocol auto or spdy)"
+                    )
                 return
-            if exc is not None:
-                raise exc
-            # The pod side ended: EOF to the client, then close once it closes too.
-            local.write_eof()
-            await local.wait_eof(REMOTE_EOF_LINGER)
+        await _cancel(up)
+        exc = down.exception()
+        if isinstance(exc, TunnelError):
             local.close()
+            stream.abort()
+            finished = True
+            raise exc
+        if isinstance(exc, LocalGone):
+            await stream.close()
             finished = True
             return
-        up_exc = up.exception()
-        if up_exc is not None:
-            # A send failed: usually the pod side is closing. Its own verdict (error text or a
-            # normal end) is what the user should see, not "cannot write to closing transport".
-            done, _ = await asyncio.wait({down}, timeout=SEND_FAILURE_SETTLE)
-            if down in done:
-                exc = down.exception()
-                local.close()
-                stream.abort()
-                finished = True
-                if exc is None or isinstance(exc, LocalGone):
-                    return
-                raise exc
-            raise up_exc
-        # The client finished sending: deliver what the pod sends until it goes quiet.
-        eof_at = loop.time()
-        linger = ANSWERED_EOF_LINGER if clock.last_rx > clock.last_tx else LOCAL_EOF_LINGER
-        while not down.done():
-            since = clock.waiting_since
-            quiet_for = 0.0 if since is None else loop.time() - max(since, eof_at)
-            if quiet_for >= linger:
-                break
-            await asyncio.wait({down}, timeout=linger - quiet_for)
-        if down.done():
-            exc = down.exception()
-            if isinstance(exc, TunnelError):
-                local.close()
-                stream.abort()
-                finished = True
-                raise exc
-        else:
-            await _cancel(down)
-        await stream.close()
+        if exc is not None:
+            raise exc
+        # The pod side ended: EOF to the client, then close once it closes too.
+        local.write_eof()
+        await local.wait_eof(REMOTE_EOF_LINGER)
         local.close()
+        await stream.close()
         finished = True
     finally:
         if not finished:
             await _cancel(up, down)
             stream.abort()
             local.abort()
+
+
+async def _v4_linger(down: asyncio.Task[None], clock: _Clock, limit: float) -> bool:
+    """After the client's EOF on v4: True once the pod side ended, False when it stayed
+    silent for `limit` seconds of waiting for it."""
+    loop = asyncio.get_running_loop()
+    eof_at = loop.time()
+    while not down.done():
+        since = clock.waiting_since
+        quiet_for = 0.0 if since is None else loop.time() - max(since, eof_at)
+        if quiet_for >= limit:
+            return False
+        await asyncio.wait({down}, timeout=limit - quiet_for)
+    return True

@@ -103,6 +103,8 @@ SERVER_CLOSE_CODES = {
 class WsV4Stream:
     """A :class:`TunnelStream` over one upgraded `v4.channel.k8s.io` WebSocket."""
 
+    half_close = False  # v4 has no way to tell the pod that the client finished sending
+
     def __init__(self, ws: aiohttp.ClientWebSocketResponse, port: int) -> None:
         self._ws = ws
         self.port = port
@@ -131,6 +133,9 @@ class WsV4Stream:
         except (ConnectionError, aiohttp.ClientError, RuntimeError) as exc:
             reason = self.error or f"connection to the pod closed while sending ({exc})"
             raise TunnelError(reason) from exc
+
+    async def send_eof(self) -> None:
+        """Nothing to send: v4 cannot half-close (the pump keeps reading instead)."""
 
     async def receive(self) -> bytes:
         if self._ended:
@@ -201,14 +206,31 @@ class PortForwardDialer(Protocol):
     ) -> aiohttp.ClientWebSocketResponse: ...
 
 
-class WsV4Tunnel:
-    """Opens one `v4.channel.k8s.io` WebSocket per stream."""
+V4_NAME = f"{PORTFORWARD_V4_BINARY} (one WebSocket per connection)"
 
-    name = PORTFORWARD_V4_BINARY
+
+class WsV4Tunnel:
+    """Opens one `v4.channel.k8s.io` WebSocket per stream: nothing to keep between streams."""
+
+    name = V4_NAME
 
     def __init__(self, client: PortForwardDialer) -> None:
         self._client = client
 
-    async def open(self, namespace: str, pod: str, port: int) -> TunnelStream:
+    async def open(self, namespace: str, pod: str, port: int, uid: str = "") -> TunnelStream:
         ws = await self._client.open_portforward(namespace, pod, [port])
         return WsV4Stream(ws, port)
+
+    async def check(self, namespace: str, pod: str, port: int, uid: str = "") -> str:
+        """Open (and close) one stream: a port-forward is authorized per upgrade. The kubelet
+        dials the pod port for it too; that outcome is not waited for (a backend not
+        listening yet is a per-connection problem, as with kubectl)."""
+        stream = await self.open(namespace, pod, port)
+        await stream.close()
+        return self.name
+
+    def hold(self, namespace: str, pod: str, uid: str = "") -> None:
+        pass
+
+    def release(self) -> None:
+        pass

@@ -631,6 +631,7 @@ class NewForwardScreen(Screen[list[ForwardSpec] | None]):
                 kubeconfig=self.papp.spec_kubeconfig,
                 addresses=addresses,
                 reconnect=reconnect,
+                protocol=self.papp.protocol,
             )
             for p in self.ports
         ]
