@@ -21,7 +21,7 @@ import contextlib
 import itertools
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -59,6 +59,7 @@ STREAM_CREATION_TIMEOUT = 30.0
 READ_CHUNK = 32 * 1024  # Go's io.Copy buffer: the pod side is read in pieces this size
 SOURCE_LIMIT = 64 * 1024  # the plain form pauses the socket past 2x this much unparsed input
 WS_MAX_MESSAGE = 32 * 1024 * 1024
+COALESCE_LIMIT = 1024 * 1024  # bytes queued for the client before senders wait
 
 _session_ids = itertools.count(1)
 
@@ -335,6 +336,63 @@ class _UpgradeResponse(web.StreamResponse):
     _length_check = False
 
 
+class _Coalescer:
+    """Frames sent in one turn of the event loop leave in one write.
+
+    The API server in front of a kubelet does this without trying: its proxy copies whatever
+    it read from the kubelet, so frames the kubelet wrote one by one (two SYN_REPLYs, a FIN)
+    leave in one TLS record when they were ready together. Senders wait only while more than
+    :data:`COALESCE_LIMIT` bytes are queued.
+    """
+
+    def __init__(self, send: Callable[[bytes], Awaitable[None]]) -> None:
+        self._send = send
+        self._pending: list[bytes] = []
+        self._size = 0
+        self._space = asyncio.Event()
+        self._space.set()
+        self._error: ConnectionError | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def send(self, data: bytes) -> None:
+        if self._error is not None:
+            raise self._error
+        self._pending.append(data)
+        self._size += len(data)
+        if self._task is None:
+            self._task = asyncio.create_task(self._flush())
+        if self._size > COALESCE_LIMIT:
+            self._space.clear()
+            await self._space.wait()
+            if self._error is not None:
+                raise self._error
+
+    async def _flush(self) -> None:
+        try:
+            await asyncio.sleep(0)  # what else this loop turn sends
+            while self._pending:
+                chunk = b"".join(self._pending)
+                self._pending.clear()
+                self._size = 0
+                self._space.set()
+                await self._send(chunk)
+        except (ConnectionError, RuntimeError) as exc:
+            self._error = ConnectionResetError(f"connection closed ({exc})")
+            self._pending.clear()
+            self._space.set()
+        finally:
+            self._task = None
+
+    async def aclose(self) -> None:
+        task = self._task
+        if task is not None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(2.0):
+                    await asyncio.shield(task)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+
 def _bad_request(text: str, status: int = 400) -> web.Response:
     """net/http's http.Error: the text plus a newline, text/plain, nosniff."""
     return web.Response(
@@ -418,15 +476,17 @@ async def serve_portforward_spdy(
         await ws.prepare(request)
         if on_upgrade is not None:
             on_upgrade()
+        sender = _Coalescer(ws.send_bytes)
         session = SpdySession(
             _WebSocketSource(ws),
-            ws.send_bytes,
+            sender.send,
             validate=_validate_stream,
             on_stream=forwarder.on_stream,
             name=forwarder.name,
         )
         with contextlib.suppress(ConnectionError):
             await _run_session(session, forwarder)
+        await sender.aclose()
         with contextlib.suppress(ConnectionError):
             await ws.close()
         return ws
@@ -462,14 +522,16 @@ async def serve_portforward_spdy(
         transport.write(data)
         await payload_writer.drain()
 
+    sender = _Coalescer(send)
     session = SpdySession(
         reader,
-        send,
+        sender.send,
         validate=_validate_stream,
         on_stream=forwarder.on_stream,
         name=forwarder.name,
     )
     with contextlib.suppress(ConnectionError):
         await _run_session(session, forwarder)
+    await sender.aclose()
     transport.close()
     return response

@@ -24,6 +24,10 @@ import aiohttp
 
 HIGH_WATER = 1024 * 1024  # bytes queued towards the peer before writers wait
 LOW_WATER = 256 * 1024
+# Writes smaller than this, made in one turn of the event loop, go out as one: a new
+# connection's two SYN_STREAMs, a FIN and its first bytes cost one TLS record and one
+# send(2) instead of five (on these machines a send costs ~0.1-0.2 ms).
+COALESCE_BELOW = 16 * 1024
 WS_MESSAGE_MAX = 64 * 1024 + 64  # small frames are joined into messages up to this size
 CLOSE_TIMEOUT = 2.0
 
@@ -98,7 +102,11 @@ class RawCarrier(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._drain = _Drain()
         self._reading_paused = False
-        self._closed = asyncio.get_running_loop().create_future()
+        self._loop = asyncio.get_running_loop()
+        self._closed = self._loop.create_future()
+        self._pending: list[bytes] = []  # small writes of this loop turn, in order
+        self._pending_size = 0
+        self._flush_scheduled = False
 
     # asyncio.Protocol
 
@@ -131,12 +139,35 @@ class RawCarrier(asyncio.Protocol):
         transport = self._transport
         if transport is None or transport.is_closing():
             raise ConnectionResetError("the tunnel connection is closed")
-        transport.write(data)
+        if len(data) >= COALESCE_BELOW:
+            self._flush()
+            transport.write(data)
+            return
+        self._pending.append(data)
+        self._pending_size += len(data)
+        if self._pending_size >= COALESCE_BELOW:
+            self._flush()
+        elif not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        pending = self._pending
+        if not pending:
+            return
+        data = pending[0] if len(pending) == 1 else b"".join(pending)
+        pending.clear()
+        self._pending_size = 0
+        transport = self._transport
+        if transport is not None and not transport.is_closing():
+            transport.write(data)
 
     @property
     def buffered(self) -> int:
         transport = self._transport
-        return transport.get_write_buffer_size() if transport is not None else 0
+        size = transport.get_write_buffer_size() if transport is not None else 0
+        return size + self._pending_size
 
     @property
     def writable(self) -> bool:
@@ -157,10 +188,13 @@ class RawCarrier(asyncio.Protocol):
                 self._transport.resume_reading()
 
     def close(self) -> None:
+        self._flush()
         if self._transport is not None and not self._transport.is_closing():
             self._transport.close()
 
     def abort(self) -> None:
+        self._pending.clear()
+        self._pending_size = 0
         if self._transport is not None:
             self._transport.abort()
 

@@ -396,7 +396,7 @@ class PodTunnel:
         for attempt in (1, 2):
             session, fresh = await self._pool._session(entry, protocol)
             try:
-                error, data = session.open_pair(port)
+                error, data = session.open_pair()
             except SessionLost:
                 if fresh or attempt == 2:
                     raise

@@ -173,7 +173,7 @@ class SpdyStream:
         session._taken(self, self._drop())
         if not self.done:
             self._fail(TunnelError(f"SPDY stream {self.id} was reset by this side"))
-            if session.alive:
+            if session.alive and self.id:  # id 0: never sent, nothing to reset
                 with contextlib.suppress(SessionLost):
                     session._write_frame(RstStreamFrame(self.id, RstStatus.CANCEL))
         session._forget(self)
@@ -305,28 +305,36 @@ class SpdySession:
 
     # -- streams ------------------------------------------------------------------------------
 
-    def open_pair(self, port: int) -> tuple[SpdyStream, SpdyStream]:
-        """(error stream, data stream) for one connection to `port`, as kubectl opens them:
-        the error stream closed for sending at once, then the data stream. Nothing waits for
-        the peer: data may follow immediately."""
+    def open_pair(self) -> tuple[SpdyStream, SpdyStream]:
+        """(error stream, data stream) for one connection, not on the wire yet: `commit_pair`
+        sends them, with the connection's first bytes (one TLS record, one send)."""
+        if not self.usable:
+            raise SessionLost(self.lost_reason or f"{self.name} is going away")
+        return SpdyStream(self, 0), SpdyStream(self, 0)
+
+    def commit_pair(self, error: SpdyStream, data: SpdyStream, port: int) -> None:
+        """Open the pair as kubectl does: the error stream, closed for sending at once, then
+        the data stream, for `port`. Nothing waits for the peer: data may follow at once.
+        Stream ids are given here, so they reach the peer in increasing order (spdystream
+        refuses anything else) however the connections' first bytes interleave."""
+        if data.id or data.failure is not None:
+            return
         if not self.usable:
             raise SessionLost(self.lost_reason or f"{self.name} is going away")
         request_id = str(next(self._request_ids))
-        error = self._open(_pair_headers("error", port, request_id))
+        self._open(error, _pair_headers("error", port, request_id))
         error.send_eof()
-        data = self._open(_pair_headers("data", port, request_id))
+        self._open(data, _pair_headers("data", port, request_id))
         data._reply_timer = asyncio.get_running_loop().call_later(
             REPLY_TIMEOUT, self._reply_overdue, data
         )
-        return error, data
 
-    def _open(self, headers: dict[str, list[str]]) -> SpdyStream:
-        stream = SpdyStream(self, self._next_id)
+    def _open(self, stream: SpdyStream, headers: dict[str, list[str]]) -> None:
+        stream.id = self._next_id
         self._next_id += 2
         self._streams[stream.id] = stream
         self.streams_total += 1
         self._write_frame(SynStreamFrame(stream.id, headers))
-        return stream
 
     def _reply_overdue(self, stream: SpdyStream) -> None:
         stream._reply_timer = None

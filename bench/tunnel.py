@@ -1,0 +1,233 @@
+"""The tunnel, measured: portfwd's three wire protocols beside kubectl's two, in one run.
+
+Processes: the sandbox cluster (API server, kubelet side and echo backends, TLS), one
+forwarder at a time (each in its own process, all to svc/echo port 80), this script as the
+client. Forwarders:
+
+- kubectl port-forward, its default (SPDY tunnelled in a WebSocket, 1.31+);
+- kubectl port-forward, plain SPDY (KUBECTL_PORT_FORWARD_WEBSOCKETS=false);
+- portfwd forward --protocol auto (SPDY over WebSocket here), spdy, and v4.
+
+Figures, per forwarder:
+
+1. new connection + small request (connect, a 100-byte framed request, its echo, close),
+   N one after another: p50 and p99 in ms;
+2. throughput of one connection, M MiB each way at once: MB/s each way, and the
+   forwarder's CPU seconds per GiB moved (both directions counted);
+3. VmRSS after the N back-to-back connections, and after C concurrent ones (each a small
+   echo, all checked byte for byte: "ok" counts them);
+4. H concurrent clients that each send 1 MB, shut down their sending side and read the echo
+   to EOF: how many got all of it; VmRSS right after, and S seconds later.
+
+Usage: .venv/bin/python bench/tunnel.py [--mb 200] [--connections 500] [--concurrent 1000]
+       [--halfclose 500] [--settle 60] [--only portfwd] [--uvloop]
+Note: the sandbox's kubelet side is Python, in the same process as the backends, so every
+forwarder also pays for that hop (a real cluster's kubelet is Go).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from kubectl_vs_portfwd import kubectl_version  # sibling scripts, not a package
+from throughput import (
+    cpu_seconds,
+    forwarder_process,
+    latencies,
+    memory_kib,
+    percentile,
+    sandbox_process,
+    throughput,
+)
+
+
+@dataclass
+class Row:
+    name: str
+    p50: float = 0.0
+    p99: float = 0.0
+    mbps: float = 0.0
+    cpu_per_gib: float = 0.0
+    rss_serial: float = 0.0
+    rss_concurrent: float = 0.0
+    concurrent_ok: int = 0
+    halfclose_ok: int = 0
+    rss_halfclose: float = 0.0
+    rss_settled: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+
+@contextlib.asynccontextmanager
+async def kubectl(kubeconfig: str, *, websockets: bool) -> AsyncIterator[tuple[int, int]]:
+    env = {**os.environ, "KUBECTL_PORT_FORWARD_WEBSOCKETS": "true" if websockets else "false"}
+    cache = Path(kubeconfig).parent / "kubectl-cache"
+    argv = [
+        *("kubectl", "--kubeconfig", kubeconfig, "--cache-dir", str(cache)),
+        *("port-forward", "--address", "127.0.0.1", "svc/echo", ":80"),
+    ]
+    async with forwarder_process(argv, 1, env=env, stop=signal.SIGTERM) as (proc, (port,)):
+        yield proc.pid, port
+
+
+@contextlib.asynccontextmanager
+async def portfwd(
+    kubeconfig: str, protocol: str, *, use_uvloop: bool = False
+) -> AsyncIterator[tuple[int, int]]:
+    argv = [
+        sys.executable,
+        *("-m", "portfwd", "forward", "--kubeconfig", kubeconfig, "--protocol", protocol),
+        *("--address", "127.0.0.1", "svc/echo", ":80"),
+    ]
+    env = {**os.environ, "PORTFWD_UVLOOP": "1" if use_uvloop else "0"}
+    async with forwarder_process(argv, 1, env=env) as (proc, (port,)):
+        yield proc.pid, port
+
+
+async def concurrent_echoes(port: int, count: int) -> int:
+    """`count` connections at once, each echoing its own 1 KiB; how many came back intact."""
+
+    async def one(i: int) -> bool:
+        payload = os.urandom(1024)
+        try:
+            async with asyncio.timeout(60):
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.write(payload)
+                await writer.drain()
+                got = await reader.readexactly(len(payload))
+                writer.close()
+                return got == payload
+        except (OSError, TimeoutError, asyncio.IncompleteReadError):
+            return False
+
+    results = await asyncio.gather(*(one(i) for i in range(count)))
+    return sum(results)
+
+
+async def halfclose_echoes(port: int, count: int, size: int = 1_000_000) -> int:
+    """`count` clients at once: send `size` bytes, shutdown(WR), read to EOF. Complete ones."""
+
+    async def one(i: int) -> bool:
+        payload = os.urandom(size)
+        try:
+            async with asyncio.timeout(120):
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+
+                async def send() -> None:
+                    writer.write(payload)
+                    await writer.drain()
+                    writer.write_eof()
+
+                sender = asyncio.create_task(send())
+                got = bytearray()
+                while chunk := await reader.read(1 << 16):
+                    got += chunk
+                await sender
+                writer.close()
+                return bytes(got) == payload
+        except (OSError, TimeoutError):
+            return False
+
+    results = await asyncio.gather(*(one(i) for i in range(count)))
+    return sum(results)
+
+
+async def measure(name: str, pid: int, port: int, args: argparse.Namespace) -> Row:
+    row = Row(name)
+    total = args.mb * 1024 * 1024
+    await latencies("127.0.0.1", port, 20)  # warm-up (a session, pooled connections)
+    lat = [x * 1000 for x in await latencies("127.0.0.1", port, args.connections)]
+    row.p50, row.p99 = percentile(lat, 50), percentile(lat, 99)
+    await asyncio.sleep(0.5)
+    row.rss_serial = memory_kib(pid)["VmRSS"] / 1024
+    await throughput("127.0.0.1", port, 8 * 1024 * 1024)  # warm-up
+    cpu0 = cpu_seconds(pid)
+    row.mbps = await throughput("127.0.0.1", port, total)
+    row.cpu_per_gib = (cpu_seconds(pid) - cpu0) / (2 * total / 2**30)
+    row.concurrent_ok = await concurrent_echoes(port, args.concurrent)
+    await asyncio.sleep(0.5)
+    row.rss_concurrent = memory_kib(pid)["VmRSS"] / 1024
+    start = time.perf_counter()
+    row.halfclose_ok = await halfclose_echoes(port, args.halfclose)
+    row.notes.append(f"half-close run {time.perf_counter() - start:.1f} s")
+    row.rss_halfclose = memory_kib(pid)["VmRSS"] / 1024
+    await asyncio.sleep(args.settle)
+    row.rss_settled = memory_kib(pid)["VmRSS"] / 1024
+    return row
+
+
+def print_table(rows: list[Row], args: argparse.Namespace) -> None:
+    print(
+        f"\n{args.connections} new connections one after another: p50 / p99 (ms); one "
+        f"connection, {args.mb} MiB each way: MB/s each way and CPU s per GiB moved;\n"
+        f"RSS (MiB) after the {args.connections} connections, after {args.concurrent} at once "
+        f"(ok: echoed intact), after {args.halfclose} concurrent 1 MB half-closed echoes "
+        f"(ok: complete) and {args.settle:g} s later"
+    )
+    head = (
+        f"  {'':<30}{'p50':>7}{'p99':>7}{'MB/s':>7}{'cpu/GiB':>8}{'RSS':>7}"
+        f"{'conc ok':>9}{'RSS':>7}{'half ok':>9}{'RSS':>7}{'later':>7}"
+    )
+    print(head)
+    for r in rows:
+        print(
+            f"  {r.name:<30}{r.p50:7.2f}{r.p99:7.2f}{r.mbps:7.0f}{r.cpu_per_gib:8.2f}"
+            f"{r.rss_serial:7.1f}{r.concurrent_ok:>9}{r.rss_concurrent:7.1f}"
+            f"{r.halfclose_ok:>9}{r.rss_halfclose:7.1f}{r.rss_settled:7.1f}"
+        )
+    for r in rows:
+        if r.notes:
+            print(f"  {r.name}: " + "; ".join(r.notes))
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--mb", type=int, default=200)
+    parser.add_argument("--connections", type=int, default=500)
+    parser.add_argument("--concurrent", type=int, default=1000)
+    parser.add_argument("--halfclose", type=int, default=500)
+    parser.add_argument("--settle", type=float, default=60.0)
+    parser.add_argument("--only", choices=("kubectl", "portfwd"), default=None)
+    parser.add_argument(
+        "--protocols", default="auto,spdy,v4", help="portfwd protocols to measure"
+    )
+    parser.add_argument("--uvloop", action="store_true", help="also portfwd auto on uvloop")
+    args = parser.parse_args()
+    have_kubectl = shutil.which("kubectl") is not None
+    print(
+        f"python {sys.version.split()[0]}, {kubectl_version() if have_kubectl else 'no kubectl'}"
+        f", {os.cpu_count()} CPUs, loopback, sandbox over TLS, svc/echo"
+    )
+    rows: list[Row] = []
+    async with sandbox_process() as (kubeconfig, _direct):
+        starters: list[tuple[str, contextlib.AbstractAsyncContextManager[tuple[int, int]]]] = []
+        if have_kubectl and args.only != "portfwd":
+            starters.append(("kubectl (SPDY over WebSocket)", kubectl(kubeconfig, websockets=True)))
+            starters.append(("kubectl (plain SPDY)", kubectl(kubeconfig, websockets=False)))
+        if args.only != "kubectl":
+            for protocol in args.protocols.split(","):
+                starters.append((f"portfwd --protocol {protocol}", portfwd(kubeconfig, protocol)))
+            if args.uvloop:
+                starters.append(
+                    ("portfwd auto, uvloop", portfwd(kubeconfig, "auto", use_uvloop=True))
+                )
+        for name, starter in starters:
+            async with starter as (pid, port):
+                rows.append(await measure(name, pid, port, args))
+                print(f"  measured {name}", file=sys.stderr)
+    print_table(rows, args)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
