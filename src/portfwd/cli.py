@@ -256,6 +256,9 @@ def demo(topology: str | None, ping_interval: float, protocol: str, chaos: float
 
 def main() -> None:
     """The console script. A usage mistake is one `error:` line (exit 2), like every failure."""
+    from portfwd.limits import raise_open_file_limit
+
+    raise_open_file_limit()
     try:
         code = cli.main(prog_name="portfwd", standalone_mode=False)
     except click.UsageError as exc:

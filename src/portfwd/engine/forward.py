@@ -59,7 +59,7 @@ LOG_SIZE = 1000
 CONNECT_WAIT = 10.0  # a connection accepted while reconnecting waits this long for a pod
 MAX_WAITING_CONNECTIONS = 256
 TRANSIENT_CAUSES = frozenset(
-    {"refused", "timeout", "lost", "dns"}
+    {"refused", "timeout", "lost", "dns", "local"}
 )  # beyond this, connections arriving while reconnecting are refused
 CONNECTION_LOG_PREFIX = "Handling connection for "  # kubectl's words, one line per connection
 
@@ -356,10 +356,12 @@ class Forward:
         spec = self.spec
         if spec.local_port == 0 and self._last_port:
             try:
-                return await bind(addresses, self._last_port, self._on_connection)
+                return await bind(
+                    addresses, self._last_port, self._on_connection, self._on_pressure
+                )
             except PortfwdError:
                 pass  # taken meanwhile: any free port, as asked
-        listeners = await bind(addresses, spec.local_port, self._on_connection)
+        listeners = await bind(addresses, spec.local_port, self._on_connection, self._on_pressure)
         self._last_port = listeners.port
         return listeners
 
@@ -740,6 +742,10 @@ class Forward:
                         if isinstance(exc, PortfwdError)
                         else f"{type(exc).__name__}: {exc}"
                     )
+                    if isinstance(exc, ClusterUnreachable) and exc.cause == "local":
+                        # Out of descriptors here: the pod and the tunnel are fine.
+                        self._connection_failed(conn, local_port, remote, text)
+                        return
                     self._tunnel_failed(exc, text)
                     # Nothing reached the pod (the upgrade failed): the client's bytes are
                     # still unsent, so once the forward has a working pod again (another
@@ -824,6 +830,14 @@ class Forward:
         finally:
             if counted:
                 self._waiting -= 1
+
+    def _on_pressure(self, message: str | None) -> None:
+        """Accepting paused (out of file descriptors) or resumed: once per episode each. The
+        forward's state does not change: its pod and tunnel are fine."""
+        if message is not None:
+            self.add_log(LogLevel.WARNING, message)
+        else:
+            self.add_log(LogLevel.INFO, "accepting connections again")
 
     def _pump_warning(self, local_port: int) -> Callable[[str], None]:
         def warn(text: str) -> None:

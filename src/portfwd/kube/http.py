@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import logging
 import socket
@@ -320,6 +321,12 @@ class HttpCore:
             return ClusterUnreachable(
                 f"cannot reach {where}: connection refused — is the cluster running?",
                 cause="refused",
+            )
+        if isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE):
+            return ClusterUnreachable(
+                f"cannot open a connection to {where}: portfwd has too many open files — "
+                "close idle connections or raise the limit (ulimit -n)",
+                cause="local",
             )
         if connecting and isinstance(exc, OSError):
             reason = exc.strerror or str(exc) or type(exc).__name__

@@ -631,6 +631,10 @@ async def _portforward(
 
     spdy = is_spdy_portforward(request)
     websocket = _is_websocket_upgrade(request)
+    if websocket or spdy:  # an upgrade (not a plain GET replayed for its error text)
+        cluster.portforward_attempts.append(
+            ("websocket-spdy" if websocket else "spdy") if spdy else "v4"
+        )
 
     def upgraded() -> None:
         cluster.portforward_requests += 1

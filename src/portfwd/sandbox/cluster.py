@@ -100,6 +100,9 @@ class SandboxCluster:
         self.terminating_keeps_connections = terminating_keeps_connections
         self.portforward_requests = 0  # port-forward upgrades accepted (WebSocket and SPDY)
         self.spdy_sessions = 0  # of those, SPDY sessions (plain or in a WebSocket)
+        # Every port-forward upgrade that got past RBAC and the pod lookup, by form:
+        # "websocket-spdy", "spdy" or "v4" (whether then accepted or refused).
+        self.portforward_attempts: list[str] = []
         # What the API server in front of the kubelet does, as switches for tests:
         # a 1.35+ WebSocket upgrade also needs `create` (AuthorizePodWebsocketUpgrade...);
         self.websocket_needs_create = True

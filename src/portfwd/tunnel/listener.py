@@ -1,5 +1,11 @@
 """Local TCP listeners and the local side of each connection.
 
+Listeners accept with their own loop (not asyncio's Server): when the process runs out of file
+descriptors (EMFILE) accepting pauses with a backoff and the owner hears it once per episode,
+instead of a traceback per attempt and a spinning CPU; connections meanwhile wait in the
+kernel's queue, whose length (:data:`LISTEN_BACKLOG`) is what the socket really gets.
+
+
 Each accepted connection is a :class:`LocalConnection`, an asyncio Protocol: measured on these
 machines, transport-level pumping is 2-3x faster than StreamReader/StreamWriter copies
 (protocols.md section 5). Both directions are bounded:
@@ -22,9 +28,20 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from portfwd.errors import PortfwdError
+
+try:  # imported now: out of descriptors, an import could not open its file
+    import resource
+except ImportError:  # not on Windows
+    resource = None  # type: ignore[assignment]
 from portfwd.tunnel.addresses import BindAddress, format_host_port
 
 log = logging.getLogger(__name__)
+
+LISTEN_BACKLOG = 4096  # the kernel caps it at net.core.somaxconn, as for Go's listeners
+ACCEPT_BATCH = 64  # connections accepted per wake-up, so one busy port cannot hog the loop
+PAUSE_FIRST = 0.05  # after EMFILE, accepting stops this long, doubling up to PAUSE_MAX
+PAUSE_MAX = 2.0
+RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
 READ_HIGH_WATER = 256 * 1024  # bytes read from the client and not yet sent into the tunnel
 READ_CHUNK_MAX = 256 * 1024  # asyncio reads at most this much per data_received
@@ -63,7 +80,7 @@ def open_listening_socket(host: str, port: int) -> socket.socket:
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.bind((host, port))
-        sock.listen(512)
+        sock.listen(LISTEN_BACKLOG)
         sock.setblocking(False)
     except BaseException:
         sock.close()
@@ -232,11 +249,121 @@ class LocalConnection(asyncio.Protocol):
             self.transport.abort()
 
 
+def open_file_limit() -> int:
+    """The soft limit on open files (0 where the platform has none to tell)."""
+    if resource is None:
+        return 0
+    try:
+        return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    except (OSError, ValueError):
+        return 0
+
+
+def out_of_descriptors(where: str, exc: OSError) -> str:
+    """The one line for EMFILE/ENFILE: what happened, and the fix."""
+    limit = open_file_limit()
+    of = f" (limit {limit})" if limit > 0 else ""
+    return (
+        f"too many open files{of}: new connections to {where} wait until some close; "
+        "close idle ones or raise the limit (ulimit -n)"
+    )
+
+
+Pressure = Callable[[str | None], None]
+
+
+class _Acceptor:
+    """Accepts on one listening socket; pauses with a backoff while out of descriptors."""
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        on_connection: Callable[[LocalConnection], None],
+        on_pressure: Pressure | None,
+    ) -> None:
+        self._sock = sock
+        self._on_connection = on_connection
+        self._on_pressure = on_pressure
+        self._loop = asyncio.get_running_loop()
+        self._pause = 0.0  # the current pause; 0 while accepting normally
+        self._timer: asyncio.TimerHandle | None = None
+        self._setups: set[asyncio.Task[None]] = set()
+        self._reading = False
+        name = sock.getsockname()
+        self.where = format_host_port(str(name[0]), int(name[1]))
+
+    def start(self) -> None:
+        if not self._reading:
+            self._reading = True
+            self._loop.add_reader(self._sock.fileno(), self._ready)
+
+    def _stop_reading(self) -> None:
+        if self._reading:
+            self._reading = False
+            self._loop.remove_reader(self._sock.fileno())
+
+    def _ready(self) -> None:
+        for _ in range(ACCEPT_BATCH):
+            try:
+                conn, _ = self._sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except ConnectionAbortedError:
+                continue  # the client gave up while queued
+            except OSError as exc:
+                if exc.errno in RESOURCE_ERRNOS:
+                    self._out_of_descriptors(exc)
+                else:
+                    log.warning("accepting on %s failed: %s", self.where, exc)
+                return
+            if self._pause:
+                self._pause = 0.0
+                if self._on_pressure is not None:
+                    self._on_pressure(None)
+            conn.setblocking(False)
+            task = self._loop.create_task(self._set_up(conn))
+            self._setups.add(task)
+            task.add_done_callback(self._setups.discard)
+
+    async def _set_up(self, conn: socket.socket) -> None:
+        try:
+            await self._loop.connect_accepted_socket(
+                lambda: LocalConnection(self._on_connection), conn
+            )
+        except OSError:
+            conn.close()
+
+    def _out_of_descriptors(self, exc: OSError) -> None:
+        first = not self._pause
+        self._pause = PAUSE_FIRST if first else min(self._pause * 2, PAUSE_MAX)
+        self._stop_reading()
+        self._timer = self._loop.call_later(self._pause, self._resume)
+        if first and self._on_pressure is not None:
+            self._on_pressure(out_of_descriptors(self.where, exc))
+
+    def _resume(self) -> None:
+        self._timer = None
+        self.start()
+
+    async def close(self) -> None:
+        """Stop accepting; connections being set up are dropped."""
+        self._stop_reading()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._sock.close()
+        tasks = list(self._setups)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
+
+
 @dataclass
 class Listeners:
-    """The servers of one forward: every address it listens on, for one port."""
+    """The listening sockets of one forward: every address it listens on, for one port."""
 
-    servers: list[asyncio.Server] = field(default_factory=list)
+    acceptors: list[_Acceptor] = field(default_factory=list)
     bound: list[tuple[str, int]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
@@ -246,13 +373,10 @@ class Listeners:
 
     async def close(self) -> None:
         """Stop accepting. Connections already accepted are the forward's to end."""
-        servers, self.servers = self.servers, []
-        for server in servers:
-            server.close()
-        for server in servers:
+        acceptors, self.acceptors = self.acceptors, []
+        for acceptor in acceptors:
             with contextlib.suppress(Exception):
-                async with asyncio.timeout(1.0):
-                    await server.wait_closed()
+                await acceptor.close()
 
 
 def check_bindable(addresses: Sequence[BindAddress], port: int) -> None:
@@ -319,14 +443,16 @@ async def bind(
     addresses: Sequence[BindAddress],
     port: int,
     on_connection: Callable[[LocalConnection], None],
+    on_pressure: Pressure | None = None,
 ) -> Listeners:
     """Listen on every address (port 0: the first gets a free port, the others the same).
 
     Raises BindError (nothing left open) when a required address or every `localhost`
     address fails, or the port is in use / privileged anywhere. Non-loopback addresses get
-    a warning in `Listeners.warnings`.
+    a warning in `Listeners.warnings`. `on_pressure(message)` is called when accepting
+    pauses because the process is out of file descriptors, and `on_pressure(None)` when it
+    accepts again (once per episode each).
     """
-    loop = asyncio.get_running_loop()
     socks, bound, warnings = _open_all(addresses, port)
     listeners = Listeners(bound=bound, warnings=warnings)
     for addr in addresses:
@@ -337,8 +463,9 @@ async def bind(
             )
     try:
         for sock in socks:
-            server = await loop.create_server(lambda: LocalConnection(on_connection), sock=sock)
-            listeners.servers.append(server)
+            acceptor = _Acceptor(sock, on_connection, on_pressure)
+            listeners.acceptors.append(acceptor)
+            acceptor.start()
     except BaseException:
         for sock in socks:
             sock.close()
