@@ -7,7 +7,8 @@ Faults:
 - `freeze()`: every existing connection stops moving bytes both ways (FIN included) and stays
   open, as when a laptop sleeps or a NAT entry dies; `thaw()` lets them move again. New
   connections are not frozen.
-- `cut()`: every existing connection is aborted with a RST on both sides.
+- `cut()`: every existing connection is aborted with a RST on both sides (`cut_from(ports)`:
+  only those from these client ports, e.g. one SPDY session's).
 - `refusing = True`: new connections are reset at once (the API server is down).
 - `idle_timeout`: a connection with no bytes either way for that long is closed on both sides,
   as a cloud load balancer does.
@@ -150,6 +151,16 @@ class FaultProxy:
         """Reset every existing connection (RST to both sides)."""
         for conn in list(self._conns):
             conn.reset()
+
+    def cut_from(self, ports: set[int]) -> int:
+        """Reset the connections whose client side is one of these local ports; how many."""
+        cut = 0
+        for conn in list(self._conns):
+            peer = conn.client.get_extra_info("peername")
+            if isinstance(peer, tuple) and peer[1] in ports:
+                conn.reset()
+                cut += 1
+        return cut
 
     # -- plumbing --------------------------------------------------------------------------
     def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -57,7 +57,10 @@ async def test_cluster_side_failures_are_one_line(sandbox: SandboxCluster, tmp_p
         ),
         (
             ["--kubeconfig", kc, "--context", "sandbox-viewer", "svc/echo", ":80"],
-            ['user "viewer" may not port-forward to pod echo-', '(cannot get), SPDY (cannot create)'],
+            [
+                'user "viewer" may not port-forward to pod echo-',
+                "(cannot get), SPDY (cannot create)",
+            ],
         ),
         (
             ["--kubeconfig", kc, "--context", "sandbox-nobody", "svc/echo", ":80"],

@@ -56,6 +56,8 @@ class FakeCarrier:
     def buffered(self) -> int:
         return len(self.out)
 
+    local_port = 0
+
     @property
     def writable(self) -> bool:
         return self._writable.is_set()

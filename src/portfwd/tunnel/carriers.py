@@ -46,6 +46,11 @@ class Carrier(Protocol):
     def write(self, data: bytes) -> None: ...
 
     @property
+    def local_port(self) -> int:
+        """This side's port of the connection to the API server (0 when closed)."""
+        ...
+
+    @property
     def buffered(self) -> int: ...
 
     @property
@@ -66,6 +71,10 @@ class Carrier(Protocol):
     def abort(self) -> None: ...
 
     async def wait_closed(self) -> None: ...
+
+
+def _port(sockname: object) -> int:
+    return int(sockname[1]) if isinstance(sockname, tuple) and len(sockname) >= 2 else 0
 
 
 class _Drain:
@@ -170,6 +179,10 @@ class RawCarrier(asyncio.Protocol):
         return size + self._pending_size
 
     @property
+    def local_port(self) -> int:
+        return _port(self._transport.get_extra_info("sockname") if self._transport else None)
+
+    @property
     def writable(self) -> bool:
         return self._drain.open
 
@@ -235,6 +248,10 @@ class WebSocketCarrier:
     @property
     def buffered(self) -> int:
         return self._size
+
+    @property
+    def local_port(self) -> int:
+        return _port(self._ws.get_extra_info("sockname"))
 
     @property
     def writable(self) -> bool:

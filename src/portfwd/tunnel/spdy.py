@@ -270,6 +270,11 @@ class SpdySession:
         return len(self._streams)
 
     @property
+    def local_port(self) -> int:
+        """This side's port of the session's connection (for logs and fault tests)."""
+        return self.carrier.local_port if self.carrier is not None else 0
+
+    @property
     def writable(self) -> bool:
         carrier = self.carrier
         return carrier is None or carrier.writable or self.lost_reason is not None
