@@ -26,8 +26,9 @@ import asyncio
 import contextlib
 import signal
 import sys
-from typing import TextIO
+from collections.abc import Callable
 
+from portfwd.console import LineWriter
 from portfwd.engine.events import ForwardChanged, Lagged, LogLine
 from portfwd.engine.forward import CONNECTION_LOG_PREFIX
 from portfwd.engine.manager import Manager, Subscription
@@ -109,7 +110,8 @@ async def _forward(
     manager = Manager(kubeconfig=kubeconfig, ping_interval=ping_interval)
     events = manager.subscribe(maxsize=10_000)
     changes = manager.subscribe()
-    printer = asyncio.create_task(_print_events(events, sys.stdout, sys.stderr))
+    out, err = LineWriter(sys.stdout, "stdout"), LineWriter(sys.stderr, "stderr")
+    printer = asyncio.create_task(_print_events(events, out.line, err.line))
     helpers: list[asyncio.Task[object]] = []  # the starts we wait for, and the Ctrl-C watcher
     try:
         specs = [
@@ -146,8 +148,7 @@ async def _forward(
                 await manager.set_reconnect(fid, True)
         for snap in snapshots:
             for host, port in snap.bound:
-                print(f"Forwarding from {format_host_port(host, port)} -> {snap.remote_port}")
-        sys.stdout.flush()
+                out.line(f"Forwarding from {format_host_port(host, port)} -> {snap.remote_port}")
         lost = asyncio.create_task(_lost(changes, manager, ids))
         helpers.append(lost)
         await asyncio.wait({stopper, lost}, return_when=asyncio.FIRST_COMPLETED)
@@ -166,6 +167,8 @@ async def _forward(
         await asyncio.wait({printer}, timeout=1.0)
         printer.cancel()
         await asyncio.gather(printer, return_exceptions=True)  # our own cancellation propagates
+        out.close()
+        err.close()
         for sig in handled:
             loop.remove_signal_handler(sig)
 
@@ -224,15 +227,18 @@ async def _lost(changes: Subscription, manager: Manager, ids: list[str]) -> str 
 RECOVERY_PREFIXES = ("active again", "switched to pod")
 
 
-async def _print_events(events: Subscription, out: TextIO, err: TextIO) -> None:
-    """kubectl's lines on stdout; warnings, recoveries and connection errors on stderr."""
+async def _print_events(
+    events: Subscription, out: Callable[[str], None], err: Callable[[str], None]
+) -> None:
+    """kubectl's lines on stdout; warnings, recoveries and connection errors on stderr
+    (`out` and `err` take a line each and never block: see console.py)."""
     async for event in events:
         if not isinstance(event, LogLine):
             continue
         entry = event.entry
         if entry.level == LogLevel.WARNING:  # ERROR lines: the reason, printed once by the CLI
-            print(f"warning: {entry.message}", file=err, flush=True)
+            err(f"warning: {entry.message}")
         elif entry.level == LogLevel.INFO and entry.message.startswith(RECOVERY_PREFIXES):
-            print(entry.message, file=err, flush=True)
+            err(entry.message)
         elif entry.message.startswith(CONNECTION_LOG_PREFIX):
-            print(entry.message, file=out, flush=True)
+            out(entry.message)

@@ -7,7 +7,6 @@ ping_interval, the RECONNECTING state); the others run in-process on fakes.
 from __future__ import annotations
 
 import asyncio
-import io
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any, cast
@@ -114,10 +113,11 @@ async def test_recovery_lines_go_to_stderr_and_stdout_stays_kubectl() -> None:
         _line(LogLevel.ERROR, "pod web-2 was deleted"),  # the CLI prints the reason once
         _line(LogLevel.DEBUG, "active again (a debug line is not shown)"),
     ]
-    out, err = io.StringIO(), io.StringIO()
-    await _print_events(cast(Subscription, _Stream(events)), out, err)
-    assert out.getvalue().splitlines() == ["Handling connection for 8080"]
-    assert err.getvalue().splitlines() == [
+    out: list[str] = []
+    err: list[str] = []
+    await _print_events(cast(Subscription, _Stream(events)), out.append, err.append)
+    assert out == ["Handling connection for 8080"]
+    assert err == [
         "warning: reconnecting (attempt 2, next try in 0.8 s): pod web-1 deleted",
         "switched to pod web-2 (web-1 was deleted)",
         "active again: pod web-2 port 8080",

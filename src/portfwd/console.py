@@ -1,0 +1,70 @@
+"""Lines to stdout and stderr that never hold up the event loop.
+
+`portfwd forward` prints a line per connection, like kubectl. A print on the event loop is a
+blocking write: into a pipe nobody reads (`portfwd forward | slow-consumer`, a stopped
+terminal), it stops every forward. A :class:`LineWriter` hands lines to a thread of its own
+that writes and flushes them (many at once when they come fast); at most :data:`MAX_QUEUED`
+lines wait, and beyond that lines are dropped and counted, and the count is written once the
+stream moves again.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from typing import TextIO
+
+MAX_QUEUED = 10_000
+_STOP = object()
+
+
+class LineWriter:
+    """Writes lines to `stream` from a daemon thread; `line` never blocks."""
+
+    def __init__(self, stream: TextIO, name: str) -> None:
+        self._stream = stream
+        self._queue: queue.Queue[object] = queue.Queue(MAX_QUEUED)
+        self._lock = threading.Lock()
+        self._dropped = 0
+        self._thread = threading.Thread(target=self._run, name=f"portfwd-{name}", daemon=True)
+        self._thread.start()
+
+    def line(self, text: str) -> None:
+        try:
+            self._queue.put_nowait(text)
+        except queue.Full:
+            with self._lock:
+                self._dropped += 1
+
+    def close(self, timeout: float = 1.0) -> None:
+        """Write what is queued (waiting at most `timeout` s for a stalled stream), then stop."""
+        try:
+            self._queue.put(_STOP, timeout=timeout)
+        except queue.Full:
+            return
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        stream = self._stream
+        while True:
+            item = self._queue.get()
+            batch: list[str] = []
+            while item is not _STOP:
+                assert isinstance(item, str)
+                batch.append(item)
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+            with self._lock:
+                dropped, self._dropped = self._dropped, 0
+            if dropped:
+                batch.append(f"[portfwd: {dropped} line(s) dropped: the output was not read]")
+            if batch:
+                try:
+                    stream.write("\n".join(batch) + "\n")
+                    stream.flush()
+                except (OSError, ValueError):
+                    return  # the stream is gone (closed pipe): nothing more to tell it
+            if item is _STOP:
+                return
