@@ -34,6 +34,8 @@ from portfwd.engine.events import (
     Lagged,
 )
 from portfwd.engine.model import ForwardSnapshot, ForwardSpec, ForwardState
+from portfwd.errors import InputError
+from portfwd.kube.targets import printable
 
 log = logging.getLogger(__name__)
 
@@ -95,46 +97,42 @@ class SavedForward:
 
     @classmethod
     def from_dict(cls, data: Any) -> SavedForward:
-        """Strict parse: a wrong shape raises ValueError (the file is then moved aside)."""
+        """Strict parse: a wrong shape or type raises ValueError naming the entry (the file is
+        then moved aside). The spec's own fields are checked by ForwardSpec, the validation
+        the command line and the engine API share."""
         if not isinstance(data, dict):
             raise ValueError("forward entry is not a mapping")
-        fid, target, remote = data.get("id"), data.get("target"), data.get("remote_port")
+        fid = data.get("id")
         if not isinstance(fid, str) or not fid:
             raise ValueError("forward entry without an id")
-        if not isinstance(target, str) or not target:
-            raise ValueError(f"forward {fid}: missing target")
-        if isinstance(remote, bool) or not isinstance(remote, int | str):
-            raise ValueError(f"forward {fid}: bad remote_port")
-        local = data.get("local_port", 0)
-        if isinstance(local, bool) or not isinstance(local, int) or not 0 <= local <= 65535:
-            raise ValueError(f"forward {fid}: bad local_port")
+        where = f"forward {printable(fid)}"
+        if not isinstance(data.get("target"), str) or not data["target"]:
+            raise ValueError(f"{where}: missing target")
         addresses = data.get("addresses", ["127.0.0.1"])
-        if not isinstance(addresses, list) or not all(isinstance(a, str) for a in addresses):
-            raise ValueError(f"forward {fid}: bad addresses")
-        opt: dict[str, str | None] = {}
-        for key in ("namespace", "context", "kubeconfig"):
-            value = data.get(key)
-            if value is not None and not isinstance(value, str):
-                raise ValueError(f"forward {fid}: bad {key}")
-            opt[key] = value
-        reconnect = data.get("reconnect", True)  # files from before reconnect existed: on
-        if not isinstance(reconnect, bool):
-            raise ValueError(f"forward {fid}: bad reconnect (true or false)")
+        if not isinstance(addresses, list):
+            raise ValueError(f"{where}: bad addresses (a list of IP addresses or localhost)")
+        for key in ("running", "reconnect"):
+            if not isinstance(data.get(key, True), bool):  # `running: 'no'` is not false
+                raise ValueError(f"{where}: bad {key} (true or false)")
+        remote: Any = data.get("remote_port")  # any type: ForwardSpec says what is wrong
+        try:
+            spec = ForwardSpec(
+                target=data["target"],
+                remote_port=remote,
+                local_port=data.get("local_port", 0),
+                namespace=data.get("namespace"),
+                context=data.get("context"),
+                kubeconfig=data.get("kubeconfig"),
+                addresses=tuple(addresses) or ("127.0.0.1",),
+                reconnect=data.get("reconnect", True),  # files from before reconnect: on
+            )
+        except InputError as exc:
+            raise ValueError(f"{where}: {exc}") from None
         reason = data.get("reason", "")
-        spec = ForwardSpec(
-            target=target,
-            remote_port=remote,
-            local_port=local,
-            namespace=opt["namespace"],
-            context=opt["context"],
-            kubeconfig=opt["kubeconfig"],
-            addresses=tuple(addresses) or ("127.0.0.1",),
-            reconnect=reconnect,
-        )
         return cls(
             id=fid,
             spec=spec,
-            running=bool(data.get("running", False)),
+            running=data.get("running", False),
             reason=reason if isinstance(reason, str) else "",
         )
 

@@ -33,7 +33,7 @@ from textual.widgets import (
 from textual.widgets.option_list import Option
 
 from portfwd.engine.model import ForwardSpec
-from portfwd.errors import PortfwdError
+from portfwd.errors import InputError, PortfwdError
 from portfwd.tui.catalog import (
     KIND_PREFIX,
     KINDS,
@@ -621,17 +621,21 @@ class NewForwardScreen(Screen[list[ForwardSpec] | None]):
             return
         addresses = self._address()
         reconnect = self.query_one("#local-reconnect", Checkbox).value
-        specs = [
-            ForwardSpec(
-                target=f"{KIND_PREFIX[self.kind]}/{self.resource}",
-                remote_port=p.port,
-                local_port=int(self.query_one(f"#local-{p.port}", Input).value),
-                namespace=self.namespace,
-                context=self.context,
-                kubeconfig=self.papp.spec_kubeconfig,
-                addresses=addresses,
-                reconnect=reconnect,
-            )
-            for p in self.ports
-        ]
+        try:
+            specs = [
+                ForwardSpec(
+                    target=f"{KIND_PREFIX[self.kind]}/{self.resource}",
+                    remote_port=p.port,
+                    local_port=int(self.query_one(f"#local-{p.port}", Input).value),
+                    namespace=self.namespace,
+                    context=self.context,
+                    kubeconfig=self.papp.spec_kubeconfig,
+                    addresses=addresses,
+                    reconnect=reconnect,
+                )
+                for p in self.ports
+            ]
+        except InputError as exc:  # e.g. a name from the API that no real cluster allows
+            self.notify(str(exc), severity="error", markup=False)
+            return
         self.dismiss(specs)
