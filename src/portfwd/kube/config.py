@@ -21,14 +21,17 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import os
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
+from yarl import URL
 
 from portfwd.errors import ConfigError
 from portfwd.kube.auth import (
@@ -39,7 +42,7 @@ from portfwd.kube.auth import (
     WatchedFile,
     parse_exec_config,
 )
-from portfwd.kube.targets import printable
+from portfwd.kube.targets import printable, quote
 from portfwd.kube.tls import build_ssl_context
 
 DEFAULT_SERVICEACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
@@ -434,6 +437,7 @@ def _connection(
         # client-go picks https when any TLS setting is present, http otherwise.
         tls = ca_pem is not None or insecure or has_client_cert
         server = ("https://" if tls else "http://") + server
+    _check_server(server, c_owner)
 
     ns_ctx = ctx_entry.body.get("namespace")
     resolved_ns = namespace or (ns_ctx if isinstance(ns_ctx, str) and ns_ctx else "default")
@@ -451,6 +455,51 @@ def _connection(
         proxy_url=proxy if isinstance(proxy, str) and proxy else None,
         auth=auth,
     )
+
+
+def _check_server(server: str, owner: str) -> None:
+    """Refuse a server URL no connection could be made to, in one line naming the entry
+    (a malformed one used to surface later as a ValueError traceback)."""
+    problem = _server_problem(server)
+    if problem:
+        raise ConfigError(
+            f"{owner} has an invalid server {quote(server)}: {problem}; "
+            "fix clusters[].cluster.server (e.g. https://host:6443)"
+        )
+
+
+def _server_problem(server: str) -> str:
+    try:
+        parts = urlsplit(server)
+    except ValueError as exc:
+        if "[" in server or "]" in server:
+            return "Invalid IPv6 URL"  # an unclosed bracket or no IPv6 address inside
+        return printable(str(exc))
+    if parts.scheme.lower() not in ("https", "http"):
+        return f"the scheme {quote(parts.scheme)} is not https or http"
+    hostport = parts.netloc.rpartition("@")[2]
+    if hostport.startswith("["):
+        host, _, after = hostport[1:].partition("]")
+        try:
+            ipaddress.IPv6Address(host.partition("%")[0])
+        except ValueError:
+            return "Invalid IPv6 URL"
+        if after and not after.startswith(":"):
+            return f"{quote(after)} after the IPv6 address is not a port"
+        port = after[1:]
+    else:
+        host, _, port = hostport.partition(":")
+    if not host:
+        return "it names no host"
+    if any(c.isspace() or not c.isprintable() for c in host):
+        return f"{quote(host)} is not a host name"
+    if port and not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
+        return f"port {quote(port)} is not a number from 1 to 65535"
+    try:  # what aiohttp will make of it (host name encoding, characters RFC 3986 forbids)
+        URL(server).raw_host  # noqa: B018 (it raises when the host cannot be encoded)
+    except (ValueError, UnicodeError) as exc:
+        return printable(str(exc)) or "it is not a valid URL"
+    return ""
 
 
 def _cluster_info(c: dict[str, Any], server: str, ca_pem: bytes | None) -> dict[str, Any]:
