@@ -94,15 +94,18 @@ def test_explicit_kubeconfig_missing(tmp_path: Path, env: dict[str, str]) -> Non
 def test_unreadable_kubeconfig(
     tmp_path: Path, env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import portfwd.kube.config as config_module
+
     kc = write(tmp_path / "kc", doc())
-    real = Path.read_text
+    real = config_module.read_capped
 
-    def deny(self: Path, *a: Any, **kw: Any) -> str:
-        if self == kc:
+    def deny(path: Path, *a: Any, **kw: Any) -> bytes:
+        if path == kc:
             raise PermissionError(13, "Permission denied")
-        return real(self, *a, **kw)
+        return real(path, *a, **kw)
 
-    monkeypatch.setattr(Path, "read_text", deny)  # root reads anything: simulate the mode
+    # root reads anything: simulate the mode (test_acceptance_bad_input.py drops the capability)
+    monkeypatch.setattr(config_module, "read_capped", deny)
     assert err_of(kc, env) == f"cannot read kubeconfig {kc}: permission denied; fix its permissions"
 
 

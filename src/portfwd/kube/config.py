@@ -34,6 +34,7 @@ import yaml
 from yarl import URL
 
 from portfwd.errors import ConfigError
+from portfwd.filecheck import FileTooLarge, read_capped
 from portfwd.kube.auth import (
     AuthProvider,
     Credentials,
@@ -44,12 +45,16 @@ from portfwd.kube.auth import (
 )
 from portfwd.kube.targets import printable, quote
 from portfwd.kube.tls import build_ssl_context
+from portfwd.safeyaml import YamlLimitError, load_yaml
 
 DEFAULT_SERVICEACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 IN_CLUSTER = "in-cluster"
 _SSL_CACHE_MAX = 4
-# libyaml's safe loader parses a 500 KB kubeconfig ~10x faster than the pure-Python one.
-_YAML_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+# Big kubeconfigs (hundreds of clusters with inline certificates) are a few MiB. The node
+# limit also bounds alias expansion: a 1.6 KB alias bomb under a cluster's extensions reached
+# an exec plugin's cluster info as 387 million nodes.
+KUBECONFIG_MAX_BYTES = 16 << 20
+KUBECONFIG_MAX_NODES = 500_000
 
 
 @dataclass(frozen=True)
@@ -188,7 +193,9 @@ def _find_files(kubeconfig: str | None, env: Mapping[str, str]) -> tuple[list[Pa
 def _read_yaml(path: Path, home: Path | None) -> dict[str, Any]:
     shown = _show(path, home)
     try:
-        text = path.read_text(encoding="utf-8")
+        # Not regular_only: `--kubeconfig <(...)` (a pipe) works with kubectl, and here.
+        text = read_capped(path, KUBECONFIG_MAX_BYTES, regular_only=False).decode("utf-8")
+        data = load_yaml(text, max_nodes=KUBECONFIG_MAX_NODES)
     except PermissionError:
         raise ConfigError(
             f"cannot read kubeconfig {shown}: permission denied; fix its permissions"
@@ -199,8 +206,10 @@ def _read_yaml(path: Path, home: Path | None) -> dict[str, Any]:
         raise ConfigError(f"kubeconfig {shown} is not UTF-8 text") from None
     except OSError as exc:
         raise ConfigError(f"cannot read kubeconfig {shown}: {exc.strerror or exc}") from None
-    try:
-        data = yaml.load(text, Loader=_YAML_LOADER)  # a safe loader (C or Python)
+    except FileTooLarge as exc:
+        raise ConfigError(f"kubeconfig {shown} is refused: it {exc.problem}") from None
+    except YamlLimitError as exc:
+        raise ConfigError(f"kubeconfig {shown} is refused: {exc}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or "syntax error"
