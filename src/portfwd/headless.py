@@ -35,6 +35,7 @@ from portfwd.engine.model import ForwardSnapshot, ForwardSpec, ForwardState, Log
 from portfwd.errors import InputError, PortfwdError
 from portfwd.kube.resolve import local_port_for, resolve
 from portfwd.kube.targets import PortMapping, Target, parse_port_mapping, parse_target
+from portfwd.safetext import escape_controls
 from portfwd.tunnel.addresses import BindAddress, format_host_port, parse_addresses
 from portfwd.tunnel.listener import check_bindable
 
@@ -220,6 +221,12 @@ async def _lost(changes: Subscription, manager: Manager, ids: list[str]) -> str 
 RECOVERY_PREFIXES = ("active again", "switched to pod")
 
 
+def _say(text: str, file: TextIO) -> None:
+    """One line to the terminal. Log lines quote the kubelet's and the API's words: control
+    characters are shown escaped (also done where the engine makes the entry: LogEntry)."""
+    print(escape_controls(text), file=file, flush=True)
+
+
 async def _print_events(events: Subscription, out: TextIO, err: TextIO) -> None:
     """kubectl's lines on stdout; warnings, recoveries and connection errors on stderr."""
     async for event in events:
@@ -227,8 +234,8 @@ async def _print_events(events: Subscription, out: TextIO, err: TextIO) -> None:
             continue
         entry = event.entry
         if entry.level == LogLevel.WARNING:  # ERROR lines: the reason, printed once by the CLI
-            print(f"warning: {entry.message}", file=err, flush=True)
+            _say(f"warning: {entry.message}", err)
         elif entry.level == LogLevel.INFO and entry.message.startswith(RECOVERY_PREFIXES):
-            print(entry.message, file=err, flush=True)
+            _say(entry.message, err)
         elif entry.message.startswith(CONNECTION_LOG_PREFIX):
-            print(entry.message, file=out, flush=True)
+            _say(entry.message, out)
