@@ -106,53 +106,35 @@ def test_every_global_option_reaches_the_dashboard(
     assert calls[0][1][key] == value
 
 
+@pytest.mark.parametrize("before", [True, False], ids=["before", "after"])
 @pytest.mark.parametrize(("option", "command"), _cases())
-def test_global_option_before_the_command(
+def test_global_option_in_each_position(
     option: str,
     command: str,
+    before: bool,
     calls: list[tuple[str, dict[str, Any]]],
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """Before the command: the same value as after it, or one line refusing it."""
+    """Before or after the command: the command that takes it receives the same value either
+    way; one that does not take it refuses it in one line and starts nothing."""
     written, (key, value) = GLOBALS[option]
     rest, takes = COMMANDS[command]
-    code, err = invoke(monkeypatch, capsys, *written, command, *rest)
+    argv = [*written, command, *rest] if before else [command, *written, *rest]
+    code, err = invoke(monkeypatch, capsys, *argv)
     if option in takes:
         assert (code, err) == (0, "")
         assert [name for name, _ in calls] == [command]
         assert calls[0][1][key] == value
-        # ... exactly what the command receives when the option is written after it.
-        calls.clear()
-        assert invoke(monkeypatch, capsys, command, *written, *rest) == (0, "")
-        assert calls[0][1][key] == value
-    else:
-        assert calls == []  # nothing started
-        assert code == 2
+        return
+    assert calls == []  # nothing started
+    assert code == 2
+    if before:
         assert err == (
             f"error: {FLAG_SHOWN[option]} does not apply to 'portfwd {command}'; remove it "
             f"(see 'portfwd {command} --help')\n"
         )
-
-
-@pytest.mark.parametrize(("option", "command"), _cases())
-def test_global_option_after_the_command(
-    option: str,
-    command: str,
-    calls: list[tuple[str, dict[str, Any]]],
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    """After the command: taken by the commands that have it, one line from the others."""
-    written, (key, value) = GLOBALS[option]
-    rest, takes = COMMANDS[command]
-    code, err = invoke(monkeypatch, capsys, command, *written, *rest)
-    if option in takes:
-        assert (code, err) == (0, "")
-        assert calls[0][1][key] == value
     else:
-        assert calls == []
-        assert code == 2
         assert err.count("\n") == 1 and err.startswith("error: No such option")
 
 

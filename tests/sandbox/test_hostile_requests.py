@@ -13,12 +13,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import pytest
-import pytest_asyncio
 import yaml
 
 from portfwd.sandbox.cluster import SandboxCluster
@@ -29,18 +27,8 @@ pytestmark = pytest.mark.timeout(60)
 PODS = "/api/v1/namespaces/demo/pods"
 
 
-@pytest_asyncio.fixture
-async def sb() -> AsyncIterator[SandboxCluster]:
-    cluster = SandboxCluster()
-    await asyncio.wait_for(cluster.start(), 30)
-    try:
-        yield cluster
-    finally:
-        await asyncio.wait_for(cluster.stop(), 30)
-
-
-def admin_token(sb: SandboxCluster) -> str:
-    kc = yaml.safe_load(sb.kubeconfig_path.read_text())
+def admin_token(sandbox: SandboxCluster) -> str:
+    kc = yaml.safe_load(sandbox.kubeconfig_path.read_text())
     return str(next(u["user"]["token"] for u in kc["users"] if u["user"].get("token")))
 
 
@@ -87,14 +75,14 @@ def bad_status(message: str) -> dict[str, Any]:
     ],
 )
 async def test_unparsable_numbers_are_400_with_the_api_servers_words(
-    sb: SandboxCluster, query: str, message: str
+    sandbox: SandboxCluster, query: str, message: str
 ) -> None:
-    status, body = await call(sb, "GET", f"{PODS}?{query}", admin_token(sb))
+    status, body = await call(sandbox, "GET", f"{PODS}?{query}", admin_token(sandbox))
     assert (status, body) == (400, bad_status(f"strconv.ParseInt: {message}"))
 
 
-async def test_an_unparsable_resource_version_on_a_list_is_400(sb: SandboxCluster) -> None:
-    status, body = await call(sb, "GET", f"{PODS}?resourceVersion=abc", admin_token(sb))
+async def test_an_unparsable_resource_version_on_a_list_is_400(sandbox: SandboxCluster) -> None:
+    status, body = await call(sandbox, "GET", f"{PODS}?resourceVersion=abc", admin_token(sandbox))
     assert (status, body) == (
         400,
         bad_status(
@@ -105,21 +93,21 @@ async def test_an_unparsable_resource_version_on_a_list_is_400(sb: SandboxCluste
 
 
 @pytest.mark.parametrize("query", ["limit=-1", "limit=%2B2", "limit=0", "resourceVersion=0"])
-async def test_numbers_go_accepts_are_accepted(sb: SandboxCluster, query: str) -> None:
-    status, body = await call(sb, "GET", f"{PODS}?{query}", admin_token(sb))
+async def test_numbers_go_accepts_are_accepted(sandbox: SandboxCluster, query: str) -> None:
+    status, body = await call(sandbox, "GET", f"{PODS}?{query}", admin_token(sandbox))
     assert status == 200 and body["kind"] == "PodList"
 
 
 @pytest.mark.parametrize(("value", "watches"), [("maybe", True), ("", True), ("FALSE", False)])
 async def test_watch_is_true_unless_0_or_false(
-    sb: SandboxCluster, value: str, watches: bool
+    sandbox: SandboxCluster, value: str, watches: bool
 ) -> None:
     """`watch=maybe` is a watch on a real API server: a stream of events, not a PodList."""
-    headers = {"Authorization": f"Bearer {admin_token(sb)}"}
-    url = f"{sb.url}{PODS}?watch={value}&timeoutSeconds=1"
+    headers = {"Authorization": f"Bearer {admin_token(sandbox)}"}
+    url = f"{sandbox.url}{PODS}?watch={value}&timeoutSeconds=1"
     async with (
         aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as s,
-        s.get(url, ssl=ssl_ctx(sb), headers=headers) as r,
+        s.get(url, ssl=ssl_ctx(sandbox), headers=headers) as r,
     ):
         assert r.status == 200
         text = await r.text()  # the watch ends after timeoutSeconds
@@ -131,21 +119,21 @@ async def test_watch_is_true_unless_0_or_false(
 
 
 async def test_each_bad_api_request_is_one_log_line(
-    sb: SandboxCluster, caplog: pytest.LogCaptureFixture
+    sandbox: SandboxCluster, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    token = admin_token(sb)
+    token = admin_token(sandbox)
     for query in ("limit=abc", "timeoutSeconds=\x1b[2J", "resourceVersion=x"):
-        status, _ = await call(sb, "GET", f"{PODS}?{query}", token)
+        status, _ = await call(sandbox, "GET", f"{PODS}?{query}", token)
         assert status == 400
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/merge-patch+json"}
     async with (
         aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as s,
         s.patch(
-            f"{sb.url}/api/v1/namespaces/demo/services/web",
+            f"{sandbox.url}/api/v1/namespaces/demo/services/web",
             data=b"[" * 100_000 + b"]" * 100_000,  # JSON nested beyond the parser's recursion
             headers=headers,
-            ssl=ssl_ctx(sb),
+            ssl=ssl_ctx(sandbox),
         ) as r,
     ):
         assert r.status == 400
@@ -167,10 +155,10 @@ async def test_each_bad_api_request_is_one_log_line(
     ids=["content-length", "line-too-long", "not-http", "control-characters"],
 )
 async def test_malformed_http_is_one_log_line_without_a_traceback(
-    sb: SandboxCluster, caplog: pytest.LogCaptureFixture, raw: bytes
+    sandbox: SandboxCluster, caplog: pytest.LogCaptureFixture, raw: bytes
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    reader, writer = await asyncio.open_connection("127.0.0.1", sb.port, ssl=ssl_ctx(sb))
+    reader, writer = await asyncio.open_connection("127.0.0.1", sandbox.port, ssl=ssl_ctx(sandbox))
     try:
         writer.write(raw)
         await writer.drain()

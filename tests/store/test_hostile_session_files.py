@@ -330,6 +330,19 @@ def test_a_private_named_kubeconfig_and_a_missing_one_are_fine(cfg: Path, tmp_pa
     assert [f.id for f in store(path).load().forwards] == ["a"]
 
 
+def _dashboard(tmp_path: Path, state: Path) -> subprocess.CompletedProcess[str]:
+    """`portfwd --state STATE` without a terminal: it must refuse before it needs one."""
+    return subprocess.run(
+        [sys.executable, "-m", "portfwd", "--state", str(state)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+        env={**base_env(tmp_path / "home"), "TERM": "dumb"},
+        check=False,
+    )
+
+
 def test_the_dashboard_refuses_to_start_and_the_plugin_never_runs(
     cfg: Path, tmp_path: Path
 ) -> None:
@@ -373,16 +386,7 @@ def test_the_dashboard_refuses_to_start_and_the_plugin_never_runs(
     }
     state.write_text(session(entry))
     state.chmod(0o600)
-    env = {**base_env(tmp_path / "home"), "TERM": "dumb"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "portfwd", "--state", str(state)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        stdin=subprocess.DEVNULL,
-        env=env,
-        check=False,
-    )
+    proc = _dashboard(tmp_path, state)
     assert (proc.returncode, proc.stdout) == (1, "")
     assert proc.stderr == (
         f"error: kubeconfig {kc} (named by the session file {state}) is writable by group or "
@@ -395,15 +399,7 @@ def test_the_dashboard_refuses_to_start_and_the_plugin_never_runs(
 def test_the_dashboard_refuses_a_fifo_state_file_in_one_line(cfg: Path, tmp_path: Path) -> None:
     fifo = cfg / "state.yaml"
     os.mkfifo(fifo, 0o600)
-    proc = subprocess.run(
-        [sys.executable, "-m", "portfwd", "--state", str(fifo)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        stdin=subprocess.DEVNULL,
-        env={**base_env(tmp_path / "home"), "TERM": "dumb"},
-        check=False,
-    )
+    proc = _dashboard(tmp_path, fifo)
     assert (proc.returncode, proc.stdout) == (1, "")
     assert proc.stderr == (
         f"error: session file {fifo} is a FIFO (named pipe), not a regular file; "
