@@ -12,15 +12,18 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+from click.core import ParameterSource
 
 from portfwd import __version__
 from portfwd.errors import PortfwdError
+from portfwd.safetext import escape_controls
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _fail(message: str, code: int = 1) -> None:
-    click.echo(f"error: {message}", err=True)
+    # Messages quote the cluster's and the files' own text: never let it drive the terminal.
+    click.echo(f"error: {escape_controls(message)}", err=True)
     sys.exit(code)
 
 
@@ -83,6 +86,54 @@ def _ping_option(fn: F) -> F:
     )(fn)
 
 
+# The group's options, as each command's parameter is named, and how a message shows them. An
+# option written before the command means what it means after it, for every command that
+# takes it; a command that does not take it refuses it (a silently ignored --kubeconfig or
+# --context would talk to another cluster than the one the user named).
+GLOBAL_OPTIONS = {
+    "kubeconfig": "--kubeconfig",
+    "context": "--context",
+    "namespace": "--namespace",
+    "state_file": "--state",
+    "no_restore": "--no-restore",
+    "ping_interval": "--ping-interval",
+    "protocol": "--protocol",
+}
+
+
+def _given(ctx: click.Context, name: str) -> bool:
+    return ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE
+
+
+def _with_globals(ctx: click.Context, **local: Any) -> dict[str, Any]:
+    """A command's values for the global options it takes, merged with the ones written
+    before it. One given before the command that this command does not take, or given in
+    both places with different values, is a usage error (one line, exit 2)."""
+    parent = ctx.parent
+    merged = dict(local)
+    if parent is None:
+        return merged
+    for name, flag in GLOBAL_OPTIONS.items():
+        if not _given(parent, name):
+            continue
+        value = parent.params[name]
+        if name not in local:
+            raise click.UsageError(f"{flag} does not apply to '{ctx.command_path}'; remove it", ctx)
+        if _given(ctx, name) and local[name] != value:
+            raise click.UsageError(
+                f"{flag} is given twice with different values ({_shown(value)} before "
+                f"'{ctx.info_name}', {_shown(local[name])} after it); give it once",
+                ctx,
+            )
+        merged[name] = value
+    return merged
+
+
+def _shown(value: Any) -> str:
+    text = f"{value:g}" if isinstance(value, float) else str(value)
+    return escape_controls(text)
+
+
 def _protocol_option(fn: F) -> F:
     from portfwd.constants import PORTFORWARD_PROTOCOL_CHOICES
 
@@ -117,7 +168,8 @@ def cli(
 ) -> None:
     """portfwd: every Kubernetes port-forward you need, in one window.
 
-    With no command, opens the dashboard.
+    With no command, opens the dashboard. The options also work before a command that takes
+    them (`portfwd --context prod forward ...`); one a command does not take is refused.
     """
     if ctx.invoked_subcommand is not None:
         return
@@ -157,7 +209,9 @@ def cli(
 @_protocol_option
 @click.argument("target")
 @click.argument("ports", nargs=-1, required=True)
+@click.pass_context
 def forward(
+    ctx: click.Context,
     kubeconfig: str | None,
     context: str | None,
     namespace: str | None,
@@ -177,20 +231,24 @@ def forward(
     when the pod goes away it switches to another Ready pod or waits and retries, with
     the reason on stderr (unless --no-reconnect).
     """
+    opts = _with_globals(
+        ctx,
+        kubeconfig=kubeconfig,
+        context=context,
+        namespace=namespace,
+        ping_interval=ping_interval,
+        protocol=protocol,
+    )
 
     def body() -> int:
         from portfwd.headless import run_forward
 
         return run_forward(
-            kubeconfig=kubeconfig,
-            context=context,
-            namespace=namespace,
+            **opts,
             addresses=addresses,
             target=target,
             ports=list(ports),
             reconnect=not no_reconnect,
-            ping_interval=ping_interval,
-            protocol=protocol,
         )
 
     _run(body)
@@ -210,8 +268,12 @@ def forward(
     help="YAML topology (namespaces, workloads, services, backends); default: the demo one.",
 )
 @click.option("--port", default=0, show_default=True, help="API server port (0: a free one).")
-def sandbox(kubeconfig_out: str | None, topology: str | None, port: int) -> None:
+@click.pass_context
+def sandbox(
+    ctx: click.Context, kubeconfig_out: str | None, topology: str | None, port: int
+) -> None:
     """Run the built-in local Kubernetes API server (no cluster needed) in the foreground."""
+    _with_globals(ctx)
 
     def body() -> int:
         from portfwd.sandbox.main import serve
@@ -238,18 +300,17 @@ def sandbox(kubeconfig_out: str | None, topology: str | None, port: int) -> None
     help="Every SECONDS, restart a demo deployment or delete a pod, to watch forwards follow "
     "their pods (0: never).",
 )
-def demo(topology: str | None, ping_interval: float, protocol: str, chaos: float) -> None:
+@click.pass_context
+def demo(
+    ctx: click.Context, topology: str | None, ping_interval: float, protocol: str, chaos: float
+) -> None:
     """Start the built-in sandbox cluster and open the dashboard on it."""
+    opts = _with_globals(ctx, ping_interval=ping_interval, protocol=protocol)
 
     def body() -> int:
         from portfwd.demo import run_demo
 
-        return run_demo(
-            topology=Path(topology) if topology else None,
-            ping_interval=ping_interval,
-            protocol=protocol,
-            chaos=chaos,
-        )
+        return run_demo(topology=Path(topology) if topology else None, chaos=chaos, **opts)
 
     _run(body)
 
@@ -263,7 +324,8 @@ def main() -> None:
         code = cli.main(prog_name="portfwd", standalone_mode=False)
     except click.UsageError as exc:
         where = exc.ctx.command_path if exc.ctx else "portfwd"
-        click.echo(f"error: {exc.format_message()} (see '{where} --help')", err=True)
+        message = escape_controls(exc.format_message())
+        click.echo(f"error: {message} (see '{where} --help')", err=True)
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
         _fail(exc.format_message(), exc.exit_code)

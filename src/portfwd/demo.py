@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from portfwd.engine.model import ForwardSpec
-from portfwd.store.state import CONFIG_DIR_ENV, STATE_FILE_NAME
+from portfwd.store.state import CONFIG_DIR_ENV, STATE_FILE_NAME, check_session_path
 
 if TYPE_CHECKING:
     from portfwd.sandbox.cluster import SandboxCluster
@@ -60,6 +60,8 @@ def run_demo(
     from portfwd.tui.run import guarded
 
     override = os.environ.get(CONFIG_DIR_ENV)
+    if override:  # a kept session: checked as the dashboard's is (a fresh temp dir is ours)
+        check_session_path(Path(override).expanduser() / STATE_FILE_NAME)
     config_dir = (
         Path(override).expanduser() if override else Path(tempfile.mkdtemp(prefix="portfwd-demo-"))
     )

@@ -36,6 +36,7 @@ from portfwd.engine.model import ForwardSnapshot, ForwardSpec, ForwardState, Log
 from portfwd.errors import InputError, PortfwdError
 from portfwd.kube.resolve import local_port_for, resolve
 from portfwd.kube.targets import PortMapping, Target, parse_port_mapping, parse_target
+from portfwd.safetext import escape_controls
 from portfwd.tunnel.addresses import BindAddress, format_host_port, parse_addresses
 from portfwd.tunnel.listener import check_bindable
 
@@ -231,14 +232,16 @@ async def _print_events(
     events: Subscription, out: Callable[[str], None], err: Callable[[str], None]
 ) -> None:
     """kubectl's lines on stdout; warnings, recoveries and connection errors on stderr
-    (`out` and `err` take a line each and never block: see console.py)."""
+    (`out` and `err` take a line each and never block: see console.py). Log lines quote the
+    kubelet's and the API's words: control characters are shown escaped (also done where the
+    engine makes the entry: LogEntry)."""
     async for event in events:
         if not isinstance(event, LogLine):
             continue
         entry = event.entry
         if entry.level == LogLevel.WARNING:  # ERROR lines: the reason, printed once by the CLI
-            err(f"warning: {entry.message}")
+            err(escape_controls(f"warning: {entry.message}"))
         elif entry.level == LogLevel.INFO and entry.message.startswith(RECOVERY_PREFIXES):
-            err(entry.message)
+            err(escape_controls(entry.message))
         elif entry.message.startswith(CONNECTION_LOG_PREFIX):
-            out(entry.message)
+            out(escape_controls(entry.message))

@@ -8,18 +8,22 @@ import contextlib
 import re
 import signal
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 
 FORWARDING_RE = re.compile(r"^Forwarding from (\S+):(\d+) -> (\d+)$")
 
 
-async def run_cli(*args: str, limit: float = 60.0) -> tuple[int, str, str]:
-    """Run `python -m portfwd forward ARGS` to its end: (exit code, stdout, stderr)."""
+async def run_cli(
+    *args: str, limit: float = 60.0, prefix: Sequence[str] = ()
+) -> tuple[int, str, str]:
+    """Run `python -m portfwd PREFIX forward ARGS` to its end: (exit code, stdout, stderr).
+    `prefix`: options written before the command (the group's global options)."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "portfwd",
+        *prefix,
         "forward",
         *args,
         stdout=asyncio.subprocess.PIPE,

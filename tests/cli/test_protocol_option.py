@@ -69,7 +69,7 @@ def test_the_session_file_keeps_the_protocol_and_refuses_unknown_ones(tmp_path: 
     assert SavedForward.from_dict(yaml.safe_load(yaml.safe_dump(data))).spec == spec
     auto = SavedForward("a2", ForwardSpec(target="svc/web", remote_port=80), running=False)
     assert "protocol" not in auto.to_dict()  # the default is not written
-    with pytest.raises(ValueError, match="bad protocol"):
+    with pytest.raises(ValueError, match='forward a1: unknown protocol "http2": use one of auto'):
         SavedForward.from_dict({**data, "protocol": "http2"})
 
 

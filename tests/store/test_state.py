@@ -111,14 +111,23 @@ def test_binary_garbage_is_moved_aside_too(tmp_path: Path) -> None:
     assert backup.read_bytes() == garbage
 
 
-async def test_unreadable_file_is_never_overwritten(tmp_path: Path) -> None:
+async def test_unreadable_file_is_never_overwritten(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import portfwd.store.state as state_module
+
     path = tmp_path / "state.yaml"
-    path.mkdir()  # reading a directory fails with an OSError other than "not found"
+    path.write_text("version: 1\n")
+
+    def denied(*args: object, **kwargs: object) -> bytes:
+        raise PermissionError(13, "Permission denied")  # root reads a mode-0 file: simulate
+
+    monkeypatch.setattr(state_module, "read_capped", denied)
     store = StateStore(path)
     result = store.load()
     assert not result.writable and "will not be saved" in result.warnings[0]
     assert not await store.save([snap("a", ForwardState.ACTIVE)])
-    assert path.is_dir()
+    assert path.read_text() == "version: 1\n"
 
 
 async def test_follows_manager_events_and_coalesces_bursts(tmp_path: Path) -> None:

@@ -2,12 +2,25 @@
 
 These are immutable values: the engine publishes new ones, front ends (TUI, CLI, store) only
 read them. Nothing here does I/O.
+
+A :class:`ForwardSpec` checks itself when it is made (and when `dataclasses.replace` makes a
+new one): the session file, the command line, the dashboard's forms and the engine API all
+build one, so all of them share this one validation and its one-line messages. Log messages
+are stored with control characters escaped (`portfwd.safetext`): they quote the cluster's
+text (API messages, error-channel text, object names) and end up on terminals and in files.
 """
 
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import Any
+
+from portfwd.constants import PORTFORWARD_PROTOCOL_CHOICES
+from portfwd.errors import InputError
+from portfwd.kube.targets import is_valid_port_name, parse_target, printable, quote
+from portfwd.safetext import escape_controls
+from portfwd.tunnel.addresses import parse_addresses
 
 
 class ForwardState(enum.Enum):
@@ -44,6 +57,9 @@ class ForwardSpec:
     reconnect: bool = True  # follow the target and retry after failures (False: kubectl's way)
     protocol: str = "auto"  # the wire: auto, websocket (SPDY in a WebSocket), spdy or v4
 
+    def __post_init__(self) -> None:
+        check_spec(self)
+
     def kubectl_command(self) -> str:
         """The equivalent `kubectl port-forward` command line."""
         parts = ["kubectl"]
@@ -63,11 +79,57 @@ class ForwardSpec:
         return " ".join(parts)
 
 
+def _shown(value: Any) -> str:
+    return quote(value) if isinstance(value, str) else printable(repr(value))
+
+
+def _port(value: Any, what: str, low: int, hint: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InputError(f"{what} {_shown(value)} is not a number; use {low}..65535{hint}")
+    if not low <= value <= 65535:
+        raise InputError(f"{what} {value} is out of range; use {low}..65535{hint}")
+
+
+def check_spec(spec: ForwardSpec) -> None:
+    """Raise InputError (one line) unless every field of `spec` has a usable value and type."""
+    if not isinstance(spec.target, str):
+        raise InputError(f"target {_shown(spec.target)} is not text; expected TYPE/NAME")
+    parse_target(spec.target)
+    remote = spec.remote_port
+    if isinstance(remote, str):
+        if not is_valid_port_name(remote):
+            raise InputError(
+                f"remote port {_shown(remote)} is neither a number 1..65535 nor a port name "
+                "(up to 15 lowercase letters, digits and '-')"
+            )
+    else:
+        _port(remote, "remote port", 1, " or a port name")
+    _port(spec.local_port, "local port", 0, " (0 picks a free port)")
+    for key in ("namespace", "context", "kubeconfig"):
+        value = getattr(spec, key)
+        if value is not None and not isinstance(value, str):
+            raise InputError(f"{key} {_shown(value)} is not text")
+    addresses = spec.addresses
+    if not isinstance(addresses, tuple) or not all(isinstance(a, str) for a in addresses):
+        raise InputError(f"listen addresses {_shown(addresses)} are not a list of text")
+    parse_addresses(addresses)  # IP addresses or localhost; its InputError says which
+    if not isinstance(spec.reconnect, bool):
+        raise InputError(f"reconnect {_shown(spec.reconnect)} is not true or false")
+    if spec.protocol not in PORTFORWARD_PROTOCOL_CHOICES:
+        raise InputError(
+            f"unknown protocol {_shown(spec.protocol)}: use one of "
+            + ", ".join(PORTFORWARD_PROTOCOL_CHOICES)
+        )
+
+
 @dataclass(frozen=True)
 class LogEntry:
     ts: float  # wall-clock seconds (time.time())
     level: LogLevel
-    message: str
+    message: str  # control characters escaped (see the module docstring)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "message", escape_controls(self.message))
 
 
 @dataclass(frozen=True)

@@ -342,6 +342,8 @@ class ExecPlugin:
                 else ""
             )
             raise ConfigError(f"{bad}: not JSON ({detail}{where})") from None
+        except RecursionError:  # "[[[[..." within the 4 MiB cap
+            raise ConfigError(f"{bad}: its JSON is nested too deeply") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{bad}: expected a JSON object")
         if data.get("kind") != "ExecCredential":

@@ -21,16 +21,20 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import os
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
+from yarl import URL
 
 from portfwd.errors import ConfigError
+from portfwd.filecheck import FileTooLarge, read_capped
 from portfwd.kube.auth import (
     AuthProvider,
     Credentials,
@@ -39,14 +43,18 @@ from portfwd.kube.auth import (
     WatchedFile,
     parse_exec_config,
 )
-from portfwd.kube.targets import printable
+from portfwd.kube.targets import printable, quote
 from portfwd.kube.tls import build_ssl_context
+from portfwd.safeyaml import YamlLimitError, load_yaml
 
 DEFAULT_SERVICEACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 IN_CLUSTER = "in-cluster"
 _SSL_CACHE_MAX = 4
-# libyaml's safe loader parses a 500 KB kubeconfig ~10x faster than the pure-Python one.
-_YAML_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+# Big kubeconfigs (hundreds of clusters with inline certificates) are a few MiB. The node
+# limit also bounds alias expansion: a 1.6 KB alias bomb under a cluster's extensions reached
+# an exec plugin's cluster info as 387 million nodes.
+KUBECONFIG_MAX_BYTES = 16 << 20
+KUBECONFIG_MAX_NODES = 500_000
 
 
 @dataclass(frozen=True)
@@ -185,7 +193,9 @@ def _find_files(kubeconfig: str | None, env: Mapping[str, str]) -> tuple[list[Pa
 def _read_yaml(path: Path, home: Path | None) -> dict[str, Any]:
     shown = _show(path, home)
     try:
-        text = path.read_text(encoding="utf-8")
+        # Not regular_only: `--kubeconfig <(...)` (a pipe) works with kubectl, and here.
+        text = read_capped(path, KUBECONFIG_MAX_BYTES, regular_only=False).decode("utf-8")
+        data = load_yaml(text, max_nodes=KUBECONFIG_MAX_NODES)
     except PermissionError:
         raise ConfigError(
             f"cannot read kubeconfig {shown}: permission denied; fix its permissions"
@@ -196,8 +206,10 @@ def _read_yaml(path: Path, home: Path | None) -> dict[str, Any]:
         raise ConfigError(f"kubeconfig {shown} is not UTF-8 text") from None
     except OSError as exc:
         raise ConfigError(f"cannot read kubeconfig {shown}: {exc.strerror or exc}") from None
-    try:
-        data = yaml.load(text, Loader=_YAML_LOADER)  # a safe loader (C or Python)
+    except FileTooLarge as exc:
+        raise ConfigError(f"kubeconfig {shown} is refused: it {exc.problem}") from None
+    except YamlLimitError as exc:
+        raise ConfigError(f"kubeconfig {shown} is refused: {exc}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or "syntax error"
@@ -434,6 +446,7 @@ def _connection(
         # client-go picks https when any TLS setting is present, http otherwise.
         tls = ca_pem is not None or insecure or has_client_cert
         server = ("https://" if tls else "http://") + server
+    _check_server(server, c_owner)
 
     ns_ctx = ctx_entry.body.get("namespace")
     resolved_ns = namespace or (ns_ctx if isinstance(ns_ctx, str) and ns_ctx else "default")
@@ -451,6 +464,51 @@ def _connection(
         proxy_url=proxy if isinstance(proxy, str) and proxy else None,
         auth=auth,
     )
+
+
+def _check_server(server: str, owner: str) -> None:
+    """Refuse a server URL no connection could be made to, in one line naming the entry
+    (a malformed one used to surface later as a ValueError traceback)."""
+    problem = _server_problem(server)
+    if problem:
+        raise ConfigError(
+            f"{owner} has an invalid server {quote(server)}: {problem}; "
+            "fix clusters[].cluster.server (e.g. https://host:6443)"
+        )
+
+
+def _server_problem(server: str) -> str:
+    try:
+        parts = urlsplit(server)
+    except ValueError as exc:
+        if "[" in server or "]" in server:
+            return "Invalid IPv6 URL"  # an unclosed bracket or no IPv6 address inside
+        return printable(str(exc))
+    if parts.scheme.lower() not in ("https", "http"):
+        return f"the scheme {quote(parts.scheme)} is not https or http"
+    hostport = parts.netloc.rpartition("@")[2]
+    if hostport.startswith("["):
+        host, _, after = hostport[1:].partition("]")
+        try:
+            ipaddress.IPv6Address(host.partition("%")[0])
+        except ValueError:
+            return "Invalid IPv6 URL"
+        if after and not after.startswith(":"):
+            return f"{quote(after)} after the IPv6 address is not a port"
+        port = after[1:]
+    else:
+        host, _, port = hostport.partition(":")
+    if not host:
+        return "it names no host"
+    if any(c.isspace() or not c.isprintable() for c in host):
+        return f"{quote(host)} is not a host name"
+    if port and not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
+        return f"port {quote(port)} is not a number from 1 to 65535"
+    try:  # what aiohttp will make of it (host name encoding, characters RFC 3986 forbids)
+        URL(server).raw_host  # noqa: B018 (it raises when the host cannot be encoded)
+    except (ValueError, UnicodeError) as exc:
+        return printable(str(exc)) or "it is not a valid URL"
+    return ""
 
 
 def _cluster_info(c: dict[str, Any], server: str, ca_pem: bytes | None) -> dict[str, Any]:

@@ -26,6 +26,7 @@ import re
 from dataclasses import dataclass
 
 from portfwd.errors import InputError
+from portfwd.safetext import escape_controls
 
 # Every spelling kubectl's RESTMapper resolves to the kinds portfwd can forward to. Keys are
 # lower case: kubectl lower-cases resource types too.
@@ -79,11 +80,12 @@ _DIGITS_RE = re.compile(r"[0-9]+")
 
 
 def printable(text: str) -> str:
-    """`text` with control characters escaped, so input quoted in a message stays one line."""
-    return "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in text)
+    """`text` with control characters escaped, so input quoted in a message stays one line
+    (the one escaping style of portfwd: see `portfwd.safetext`)."""
+    return escape_controls(text)
 
 
-def _q(text: str) -> str:
+def quote(text: str) -> str:
     """Quote user input for a one-line message: control characters escaped, JSON style."""
     return printable(json.dumps(text, ensure_ascii=False))
 
@@ -148,16 +150,18 @@ def parse_target(text: str) -> Target:
         kind = _KIND_ALIASES.get(raw_kind.lower())
         if kind is None:
             raise InputError(
-                f"unknown target type {_q(raw_kind)} in {_q(stripped)}: use one of {_ACCEPTED}"
-                " or a bare pod name"
+                f"unknown target type {quote(raw_kind)} in {quote(stripped)}: "
+                f"use one of {_ACCEPTED} or a bare pod name"
             )
     else:
         kind, name = "pod", stripped
     if not name:
-        raise InputError(f"missing name in target {_q(stripped)}: expected TYPE/NAME, e.g. svc/web")
+        raise InputError(
+            f"missing name in target {quote(stripped)}: expected TYPE/NAME, e.g. svc/web"
+        )
     if not is_valid_name(name):
         raise InputError(
-            f"invalid name {_q(name)} in target {_q(stripped)}: names use lowercase letters,"
+            f"invalid name {quote(name)} in target {quote(stripped)}: names use lowercase letters,"
             " digits, '-' and '.', and start and end with a letter or digit"
         )
     return Target(kind=kind, name=name)
@@ -170,7 +174,8 @@ def _port_number(part: str, text: str, side: str, *, allow_zero: bool) -> int:
     if value > 65535 or (value == 0 and not allow_zero):
         low = 0 if allow_zero else 1
         raise InputError(
-            f"invalid {side} port {_q(part)} in {_q(text)}: ports are {low}..65535; {_PORT_FORM}"
+            f"invalid {side} port {quote(part)} in {quote(text)}: "
+            f"ports are {low}..65535; {_PORT_FORM}"
         )
     return value
 
@@ -181,9 +186,9 @@ def _remote(part: str, text: str) -> int | str:
     if is_valid_port_name(part):
         return part
     if not part:
-        raise InputError(f"missing remote port in {_q(text)}: {_PORT_FORM}")
+        raise InputError(f"missing remote port in {quote(text)}: {_PORT_FORM}")
     raise InputError(
-        f"invalid remote port {_q(part)} in {_q(text)}: a number 1..65535 or a port name"
+        f"invalid remote port {quote(part)} in {quote(text)}: a number 1..65535 or a port name"
         f" (up to 15 lowercase letters, digits and '-'); {_PORT_FORM}"
     )
 
@@ -195,7 +200,7 @@ def parse_port_mapping(text: str) -> PortMapping:
         raise InputError(f"missing port: {_PORT_FORM}")
     parts = stripped.split(":")
     if len(parts) > 2:
-        raise InputError(f"invalid port {_q(stripped)}: {_PORT_FORM}")
+        raise InputError(f"invalid port {quote(stripped)}: {_PORT_FORM}")
     if len(parts) == 1:
         remote = _remote(parts[0], stripped)
         if isinstance(remote, int):
@@ -208,7 +213,7 @@ def parse_port_mapping(text: str) -> PortMapping:
         local = _port_number(local_part, stripped, "local", allow_zero=True)
     else:
         raise InputError(
-            f"invalid local port {_q(local_part)} in {_q(stripped)}: a number 0..65535 or nothing"
-            f" (a free port); {_PORT_FORM}"
+            f"invalid local port {quote(local_part)} in {quote(stripped)}: "
+            f"a number 0..65535 or nothing (a free port); {_PORT_FORM}"
         )
     return PortMapping(local_port=local, remote=_remote(remote_part, stripped))

@@ -25,9 +25,16 @@ from portfwd.sandbox.auth import (
     forbidden_message,
 )
 from portfwd.sandbox.kubeproto import ProtoError, decode_access_review
+from portfwd.sandbox.listoptions import (
+    ListOptions,
+    go_bool,
+    list_resource_version_problem,
+    parse_list_options,
+)
 from portfwd.sandbox.manifests import deep_merge, scale_manifest
 from portfwd.sandbox.portforward import serve_portforward, validate_ports_query
 from portfwd.sandbox.portforward_spdy import is_spdy_portforward, serve_portforward_spdy
+from portfwd.sandbox.requestlog import bad_request_middleware
 from portfwd.sandbox.selectors import (
     SelectorError,
     parse_field_selector,
@@ -289,7 +296,7 @@ def _verb(request: web.Request, t: Target) -> str:
     m = request.method
     if m == "GET":
         if t.name is None:
-            return "watch" if _truthy(request.query.get("watch")) else "list"
+            return "watch" if go_bool(request.query.get("watch")) else "list"
         return "get"
     return {"DELETE": "delete", "PATCH": "patch", "PUT": "update", "POST": "create"}.get(
         m, m.lower()
@@ -298,10 +305,6 @@ def _verb(request: web.Request, t: Target) -> str:
 
 def _is_websocket_upgrade(request: web.Request) -> bool:
     return request.headers.get("Upgrade", "").strip().lower() == "websocket"
-
-
-def _truthy(value: str | None) -> bool:
-    return value is not None and value.lower() in ("1", "true", "yes")
 
 
 async def handle_core(request: web.Request) -> web.StreamResponse:
@@ -369,19 +372,27 @@ async def _handle_resource(
         return no_such_path()
     if request.method == "GET":
         if t.name is None:
+            # The query's numbers are converted first, then the selectors parsed (both in
+            # the handler); a list's resourceVersion is checked later, by the storage layer.
+            opts = parse_list_options(request.query)
+            if isinstance(opts, str):
+                return status_response(400, "BadRequest", opts)
             try:
                 label_pred = parse_label_selector(request.query.get("labelSelector"))
                 field_pred = parse_field_selector(request.query.get("fieldSelector"))
             except SelectorError as exc:
                 return status_response(400, "BadRequest", str(exc))
             if verb == "watch":
-                return await _watch(request, cluster, t, label_pred, field_pred)
+                return await _watch(request, cluster, t, label_pred, field_pred, opts)
+            bad_rv = list_resource_version_problem(request.query.get("resourceVersion"))
+            if bad_rv is not None:
+                return status_response(400, "BadRequest", bad_rv)
             items = [
                 o
                 for o in cluster.store.list(t.info.name, t.ns)
                 if label_pred(o["metadata"].get("labels", {})) and field_pred(o)
             ]
-            page = _paginate(request, cluster, items)
+            page = _paginate(request, cluster, items, opts.limit)
             if isinstance(page, web.Response):
                 return page
             items, rv, more = page
@@ -437,7 +448,7 @@ CONTINUE_EXPIRED = (
 
 
 def _paginate(
-    request: web.Request, cluster: SandboxCluster, items: list[Obj]
+    request: web.Request, cluster: SandboxCluster, items: list[Obj], limit: int
 ) -> tuple[list[Obj], str, tuple[str, int] | None] | web.Response:
     """`limit` / `continue` chunking: (page, resourceVersion, (next token, remaining)).
 
@@ -456,8 +467,6 @@ def _paginate(
         if rv < cluster.store.compacted_rv:
             return status_response(410, "Expired", CONTINUE_EXPIRED)
         items = [o for o in items if _key(o) > start]
-    limit_text = request.query.get("limit", "")
-    limit = int(limit_text) if limit_text.isdigit() else 0
     if limit <= 0 or len(items) <= limit:
         return items, str(rv), None
     page = items[:limit]
@@ -510,6 +519,10 @@ async def _read_json(request: web.Request) -> Obj | web.Response:
     except (ValueError, UnicodeDecodeError) as exc:
         return status_response(
             400, "BadRequest", f"the body of the request was in an unknown format: {exc}"
+        )
+    except RecursionError:  # "[[[[..." within client_max_size: a bad request, not a 500
+        return status_response(
+            400, "BadRequest", "the body of the request was in an unknown format: nested too deeply"
         )
     if not isinstance(body, dict):
         return status_response(400, "BadRequest", "the body of the request must be a JSON object")
@@ -680,6 +693,7 @@ async def _watch(
     t: Target,
     label_pred: Any,
     field_pred: Any,
+    opts: ListOptions,
 ) -> web.StreamResponse:
     store = cluster.store
     info = t.info
@@ -691,13 +705,12 @@ async def _watch(
         if not rv_text.isdigit():
             return status_response(400, "BadRequest", f'invalid resource version "{rv_text}"')
         since = int(rv_text)
-    bookmarks = _truthy(request.query.get("allowWatchBookmarks"))
-    send_initial = _truthy(request.query.get("sendInitialEvents"))
-    timeout_text = request.query.get("timeoutSeconds")
+    bookmarks = opts.allow_bookmarks
+    send_initial = opts.send_initial_events
     deadline: float | None = None
     loop = asyncio.get_running_loop()
-    if timeout_text and timeout_text.isdigit():
-        deadline = loop.time() + int(timeout_text)
+    if opts.timeout_seconds:  # 0 or absent: the server's own (here: none); negative: at once
+        deadline = loop.time() + opts.timeout_seconds
 
     resp = web.StreamResponse(
         status=200,
@@ -840,7 +853,9 @@ async def handle_access_review(request: web.Request) -> web.Response:
 
 
 def build_app(cluster: SandboxCluster) -> web.Application:
-    app = web.Application(middlewares=[auth_middleware], client_max_size=4 * 1024 * 1024)
+    app = web.Application(
+        middlewares=[bad_request_middleware, auth_middleware], client_max_size=4 * 1024 * 1024
+    )
     app[CLUSTER_KEY] = cluster
     app.router.add_get("/version", handle_version)
     app.router.add_get("/version/", handle_version)

@@ -211,8 +211,12 @@ class SandboxCluster:
         if self._runner is not None:
             return
         from portfwd.sandbox.api import build_app
+        from portfwd.sandbox.requestlog import ServerLog
 
-        runner = web.AppRunner(build_app(self), access_log=None, shutdown_timeout=0.5)
+        # ServerLog: a request aiohttp cannot parse is one log line, not a traceback.
+        runner = web.AppRunner(
+            build_app(self), access_log=None, shutdown_timeout=0.5, logger=ServerLog()
+        )
         await runner.setup()
         site = web.TCPSite(runner, self.host, self.port, ssl_context=self._ssl)
         try:

@@ -9,6 +9,7 @@ import signal
 import sys
 from pathlib import Path
 
+from portfwd.safetext import escape_controls  # a pure codec, shared with the client
 from portfwd.sandbox.cluster import SandboxCluster
 from portfwd.sandbox.kubeconfig import KubeconfigWriteError
 from portfwd.sandbox.topology import TopologyError
@@ -65,5 +66,5 @@ def serve(*, kubeconfig_out: Path | None, topology: Path | None, port: int) -> i
 
 
 def _fail(message: str) -> int:
-    sys.stderr.write(f"error: {message}\n")
+    sys.stderr.write(f"error: {escape_controls(message)}\n")  # it may quote the topology file
     return 1

@@ -282,10 +282,22 @@ class _Session:
             await self._ws.send_bytes(bytes((channel & 0xFF,)) + payload)
 
     async def run(self) -> None:
-        for stream in self._streams:
-            prefix = stream.port.to_bytes(2, "little")
-            await self._send(stream.data_channel, prefix)
-            await self._send(stream.error_channel, prefix)
+        try:
+            for stream in self._streams:
+                prefix = stream.port.to_bytes(2, "little")
+                await self._send(stream.data_channel, prefix)
+                await self._send(stream.error_channel, prefix)
+                # Let a lost connection be noticed between ports: else every further frame
+                # of a 1000-port request goes to a dead socket, each with asyncio's warning.
+                await asyncio.sleep(0)
+        except ConnectionError:
+            log.warning(
+                "port-forward to pod %s: the client went away before the prefix frames of "
+                "its %d ports were sent",
+                self._pod_name,
+                len(self._streams),
+            )
+            return
         ports = asyncio.create_task(self._run_ports(), name="portforward-ports")
         receiver = asyncio.create_task(self._receive_loop(), name="portforward-receive")
         try:

@@ -49,6 +49,9 @@ from typing import Any
 
 import yaml
 
+from portfwd.safeyaml import YamlLimitError, load_yaml  # a pure codec, shared with the client
+
+TOPOLOGY_MAX_NODES = 200_000  # the demo topology has about 400; aliases counted expanded
 POD_STATES = ("Running", "NotReady", "CrashLoopBackOff", "ContainerCreating", "Pending")
 BUILTIN_BACKENDS = ("echo", "http", "line")
 
@@ -132,9 +135,11 @@ def load_topology(source: Path | dict[str, Any] | None) -> Topology:
         source = demo_topology_path()
     if isinstance(source, Path):
         try:
-            data = yaml.safe_load(source.read_text())
+            data = load_yaml(source.read_text(), max_nodes=TOPOLOGY_MAX_NODES)
         except OSError as exc:
             raise TopologyError(f"cannot read topology {source}: {exc.strerror}") from exc
+        except YamlLimitError as exc:
+            raise TopologyError(f"topology {source} is refused: {exc}") from exc
         except yaml.YAMLError as exc:
             raise TopologyError(f"topology {source} is not valid YAML: {exc}") from exc
     else:

@@ -5,10 +5,17 @@ quit), atomically (temp file in the same directory, fsync, rename, fsync the dir
 mode 0600, from a worker thread so the event loop never blocks on the disk. Bursts of changes
 coalesce into one write.
 
-A file we cannot understand (corrupt YAML, wrong shape, a newer schema) is moved aside to
-`state.yaml.bak-<timestamp>` and the session starts empty with a warning: the user's data is
-kept, and we never overwrite a file we could not read. If even moving it aside fails, saving is
-disabled for this run.
+A file we cannot understand (corrupt YAML, wrong shape, a newer schema, over the size or
+YAML node limits) is moved aside to `state.yaml.bak-<timestamp>` and the session starts empty
+with a warning: the user's data is kept, and we never overwrite a file we could not read. If
+even moving it aside fails, saving is disabled for this run.
+
+Refused outright (a PortfwdError: one line, portfwd does not start): a session file that is
+not a regular file (a FIFO, a device, a directory: opened without blocking, never replaced),
+and one that another user could change (see `portfwd.filecheck.check_private`), and a
+kubeconfig named by a session entry that another user could change: its exec plugin would
+run as the user. A symbolic link is followed: its target is read, and written atomically in
+the target's own directory, so the link (a dotfile manager's, say) stays a link.
 """
 
 from __future__ import annotations
@@ -26,7 +33,6 @@ from typing import Any, Protocol
 
 import yaml
 
-from portfwd.constants import PORTFORWARD_PROTOCOL_CHOICES as PROTOCOL_CHOICES
 from portfwd.engine.events import (
     Event,
     ForwardAdded,
@@ -35,6 +41,16 @@ from portfwd.engine.events import (
     Lagged,
 )
 from portfwd.engine.model import ForwardSnapshot, ForwardSpec, ForwardState
+from portfwd.errors import InputError, PortfwdError
+from portfwd.filecheck import (
+    FileTooLarge,
+    NotRegularFile,
+    check_private,
+    irregular,
+    read_capped,
+)
+from portfwd.kube.targets import printable
+from portfwd.safeyaml import load_yaml
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +60,10 @@ log = logging.getLogger(__name__)
 SCHEMA_VERSION = 1
 STATE_FILE_NAME = "state.yaml"
 CONFIG_DIR_ENV = "PORTFWD_CONFIG_DIR"
+# A forward takes about 200 bytes and a dozen YAML nodes: room for thousands, while the
+# worst file under these limits still loads in a second or two.
+STATE_MAX_BYTES = 1 << 20
+STATE_MAX_NODES = 200_000
 
 # States in which the user wants the forward running: restarted on the next start.
 RUNNING_STATES = frozenset({ForwardState.STARTING, ForwardState.ACTIVE, ForwardState.RECONNECTING})
@@ -98,50 +118,43 @@ class SavedForward:
 
     @classmethod
     def from_dict(cls, data: Any) -> SavedForward:
-        """Strict parse: a wrong shape raises ValueError (the file is then moved aside)."""
+        """Strict parse: a wrong shape or type raises ValueError naming the entry (the file is
+        then moved aside). The spec's own fields are checked by ForwardSpec, the validation
+        the command line and the engine API share."""
         if not isinstance(data, dict):
             raise ValueError("forward entry is not a mapping")
-        fid, target, remote = data.get("id"), data.get("target"), data.get("remote_port")
+        fid = data.get("id")
         if not isinstance(fid, str) or not fid:
             raise ValueError("forward entry without an id")
-        if not isinstance(target, str) or not target:
-            raise ValueError(f"forward {fid}: missing target")
-        if isinstance(remote, bool) or not isinstance(remote, int | str):
-            raise ValueError(f"forward {fid}: bad remote_port")
-        local = data.get("local_port", 0)
-        if isinstance(local, bool) or not isinstance(local, int) or not 0 <= local <= 65535:
-            raise ValueError(f"forward {fid}: bad local_port")
+        where = f"forward {printable(fid)}"
+        if not isinstance(data.get("target"), str) or not data["target"]:
+            raise ValueError(f"{where}: missing target")
         addresses = data.get("addresses", ["127.0.0.1"])
-        if not isinstance(addresses, list) or not all(isinstance(a, str) for a in addresses):
-            raise ValueError(f"forward {fid}: bad addresses")
-        opt: dict[str, str | None] = {}
-        for key in ("namespace", "context", "kubeconfig"):
-            value = data.get(key)
-            if value is not None and not isinstance(value, str):
-                raise ValueError(f"forward {fid}: bad {key}")
-            opt[key] = value
-        reconnect = data.get("reconnect", True)  # files from before reconnect existed: on
-        if not isinstance(reconnect, bool):
-            raise ValueError(f"forward {fid}: bad reconnect (true or false)")
-        protocol = data.get("protocol", "auto")
-        if protocol not in PROTOCOL_CHOICES:
-            raise ValueError(f"forward {fid}: bad protocol (one of {', '.join(PROTOCOL_CHOICES)})")
+        if not isinstance(addresses, list):
+            raise ValueError(f"{where}: bad addresses (a list of IP addresses or localhost)")
+        for key in ("running", "reconnect"):
+            if not isinstance(data.get(key, True), bool):  # `running: 'no'` is not false
+                raise ValueError(f"{where}: bad {key} (true or false)")
+        remote: Any = data.get("remote_port")  # any type: ForwardSpec says what is wrong
+        try:
+            spec = ForwardSpec(
+                target=data["target"],
+                remote_port=remote,
+                local_port=data.get("local_port", 0),
+                namespace=data.get("namespace"),
+                context=data.get("context"),
+                kubeconfig=data.get("kubeconfig"),
+                addresses=tuple(addresses) or ("127.0.0.1",),
+                reconnect=data.get("reconnect", True),  # files from before reconnect: on
+                protocol=data.get("protocol", "auto"),  # files from before protocols: auto
+            )
+        except InputError as exc:
+            raise ValueError(f"{where}: {exc}") from None
         reason = data.get("reason", "")
-        spec = ForwardSpec(
-            target=target,
-            remote_port=remote,
-            local_port=local,
-            namespace=opt["namespace"],
-            context=opt["context"],
-            kubeconfig=opt["kubeconfig"],
-            addresses=tuple(addresses) or ("127.0.0.1",),
-            reconnect=reconnect,
-            protocol=protocol,
-        )
         return cls(
             id=fid,
             spec=spec,
-            running=bool(data.get("running", False)),
+            running=data.get("running", False),
             reason=reason if isinstance(reason, str) else "",
         )
 
@@ -179,7 +192,7 @@ def _encode(forwards: list[SavedForward]) -> str:
 
 
 def _decode(text: str) -> list[SavedForward]:
-    doc = yaml.safe_load(text)
+    doc = load_yaml(text, max_nodes=STATE_MAX_NODES)
     if doc is None:
         return []
     if not isinstance(doc, dict):
@@ -201,6 +214,23 @@ def _decode(text: str) -> list[SavedForward]:
     return forwards
 
 
+def check_session_path(path: Path) -> None:
+    """Refuse (a PortfwdError, one line with the fix) a session file that is not a regular
+    file, or one (or a config directory above it) that another user could change. Call it
+    before writing anything next to it."""
+    problem = irregular(path)
+    if problem:
+        raise _not_regular(path, problem)
+    check_private(path, what="session file")
+
+
+def _not_regular(path: Path, problem: str) -> PortfwdError:
+    return PortfwdError(
+        f"session file {printable(str(path))} {problem}; remove it or choose another file "
+        "with --state FILE"
+    )
+
+
 class NewerVersion(ValueError):
     def __init__(self, version: int) -> None:
         super().__init__(f"written by a newer portfwd (schema version {version})")
@@ -209,9 +239,11 @@ class NewerVersion(ValueError):
 
 def write_atomic(path: Path, text: str) -> None:
     """Replace `path` with `text` so a crash leaves either the old or the new file, never half.
+    A symbolic link at `path` stays: the file it points to is replaced, in its own directory.
 
     Blocking: call it from a thread.
     """
+    path = Path(os.path.realpath(path))
     directory = path.parent
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
@@ -299,12 +331,22 @@ class StateStore:
     # -- loading -----------------------------------------------------------------------------
 
     def load(self) -> LoadResult:
-        """Read the session. Blocking (small file): call before the loop runs or via a thread."""
-        _sweep_orphans(self.path)
+        """Read the session. Blocking (small file): call before the loop runs or via a thread.
+        Raises PortfwdError for a file portfwd must not use (see the module docstring)."""
+        check_session_path(self.path)
+        _sweep_orphans(Path(os.path.realpath(self.path)))
         result = LoadResult()
         try:
-            text = self.path.read_text(encoding="utf-8")
+            data = read_capped(self.path, STATE_MAX_BYTES, regular_only=True)
+            text = data.decode("utf-8")
         except FileNotFoundError:
+            return result
+        except NotRegularFile as exc:  # replaced by one since check_session_path looked
+            raise _not_regular(self.path, exc.problem) from None
+        except FileTooLarge as exc:
+            result.existed = True
+            result.warnings.extend(self._move_aside(f"it {exc.problem}"))
+            result.writable = self._writable
             return result
         except UnicodeDecodeError:  # a ValueError, not an OSError: garbage bytes on disk
             result.existed = True
@@ -328,17 +370,26 @@ class StateStore:
             problem = str(exc) if isinstance(exc, ValueError) else "not valid YAML"
             result.warnings.extend(self._move_aside(problem))
             result.writable = self._writable
+        for forward in result.forwards:
+            if forward.spec.kubeconfig:
+                where = Path(os.path.abspath(os.path.expanduser(forward.spec.kubeconfig)))
+                check_private(
+                    where,
+                    what="kubeconfig",
+                    named_by=f"the session file {printable(str(self.path))}",
+                )
         return result
 
     def _move_aside(self, problem: str) -> list[str]:
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(self._clock()))
-        backup = self.path.with_name(f"{self.path.name}.bak-{stamp}")
+        real = Path(os.path.realpath(self.path))  # through a link: the file, not the link
+        backup = real.with_name(f"{real.name}.bak-{stamp}")
         n = 1
         while backup.exists():
-            backup = self.path.with_name(f"{self.path.name}.bak-{stamp}-{n}")
+            backup = real.with_name(f"{real.name}.bak-{stamp}-{n}")
             n += 1
         try:
-            os.replace(self.path, backup)
+            os.replace(real, backup)
         except OSError as exc:
             self._writable = False
             return [

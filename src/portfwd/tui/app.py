@@ -20,6 +20,7 @@ from typing import Any
 from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.notifications import SeverityLevel
 from textual.screen import Screen
 
 from portfwd.engine.events import (
@@ -32,6 +33,7 @@ from portfwd.engine.events import (
 )
 from portfwd.engine.model import ForwardSpec, ForwardStats, LogEntry
 from portfwd.errors import PortfwdError
+from portfwd.safetext import escape_controls
 from portfwd.store.state import LoadResult, StateStore, restore
 from portfwd.tui.catalog import Catalog
 from portfwd.tui.engine_api import EngineAPI, EventStream
@@ -114,7 +116,27 @@ class PortfwdApp(App[int]):
             parts.append(f"context {self.context_name}")
         if self.cluster_name:
             parts.append(f"cluster {self.cluster_name}")
-        return " · ".join(parts) or "no context"
+        return escape_controls(" · ".join(parts)) or "no context"  # names from the kubeconfig
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = True,
+    ) -> None:
+        """Every toast, from any screen: plain text (never markup: a name like `[red]x` or
+        `[link=...]` shows as typed) with control characters escaped (API messages, names,
+        the session file's warnings)."""
+        super().notify(
+            escape_controls(message),
+            title=escape_controls(title),
+            severity=severity,
+            timeout=timeout,
+            markup=False,
+        )
 
     # -- start-up -----------------------------------------------------------------------------
 

@@ -2,6 +2,11 @@
 
 Pure functions (no Textual), so they are trivially testable and the table, the log view and
 the toasts all say the same thing the same way.
+
+Every string here that comes from outside (names from the kubeconfig, the session file or the
+API, error text) has its control characters escaped (`portfwd.safetext`): these helpers are
+what the screens show, so nothing from outside reaches the terminal raw. Screens put the
+results in `rich.text.Text` (never markup), so brackets show as themselves.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from datetime import datetime, tzinfo
 from rich.text import Text
 
 from portfwd.engine.model import ForwardSnapshot, ForwardState, LogLevel
+from portfwd.safetext import escape_controls
 
 # Colour AND a symbol/word, so the state reads without colour too.
 STATUS_STYLE: dict[ForwardState, tuple[str, str]] = {
@@ -103,11 +109,20 @@ def human_duration(seconds: float) -> str:
 
 def context_text(snap: ForwardSnapshot) -> str:
     """The context it runs in (resolved), else the one asked for; "" = the current one."""
-    return snap.context or snap.spec.context or ""
+    return escape_controls(snap.context or snap.spec.context or "")
 
 
 def namespace_text(snap: ForwardSnapshot) -> str:
-    return snap.namespace or snap.spec.namespace or ""
+    return escape_controls(snap.namespace or snap.spec.namespace or "")
+
+
+def target_text(snap: ForwardSnapshot) -> str:
+    return escape_controls(snap.spec.target)
+
+
+def reason_text(reason: str) -> str:
+    """An error or note: the API's or the kubelet's words, one line."""
+    return escape_controls(reason)
 
 
 def uptime_text(snap: ForwardSnapshot, now: float) -> str:
@@ -119,12 +134,12 @@ def uptime_text(snap: ForwardSnapshot, now: float) -> str:
 def local_text(snap: ForwardSnapshot) -> str:
     if snap.bound:
         addrs = [f"[{a}]:{p}" if ":" in a else f"{a}:{p}" for a, p in snap.bound]
-        return ", ".join(addrs)
+        return escape_controls(", ".join(addrs))
     port = snap.spec.local_port or "auto"
     addr = snap.spec.addresses[0] if snap.spec.addresses else "127.0.0.1"
     if ":" in addr:
         addr = f"[{addr}]"
-    return f"{addr}:{port}"
+    return escape_controls(f"{addr}:{port}")
 
 
 def remote_text(snap: ForwardSnapshot) -> str:
@@ -135,20 +150,23 @@ def remote_text(snap: ForwardSnapshot) -> str:
         name = snap.port_name
         if asked not in (resolved, name):
             # e.g. a Service port 80 whose targetPort is the named port "echo" (9000)
-            return f"{asked} → {resolved}" + (f" ({name})" if name else "")
-        return resolved + (f" ({name})" if name else "")
-    return asked
+            text = f"{asked} → {resolved}" + (f" ({name})" if name else "")
+        else:
+            text = resolved + (f" ({name})" if name else "")
+        return escape_controls(text)  # the port name is the API's
+    return escape_controls(asked)
 
 
 def target_pod_text(snap: ForwardSnapshot) -> str:
     if snap.spec.target.startswith("pod/") or "/" not in snap.spec.target:
         return ""  # the target is the pod itself
-    return snap.pod or "-"
+    return escape_controls(snap.pod or "-")
 
 
 def forward_label(snap: ForwardSnapshot) -> str:
     """Short name for toasts and titles: `svc/echo 8080→80`."""
-    return f"{snap.spec.target} {snap.local_port or 'auto'}→{snap.spec.remote_port}"
+    label = f"{snap.spec.target} {snap.local_port or 'auto'}→{snap.spec.remote_port}"
+    return escape_controls(label)
 
 
 def log_time(ts: float, tz: tzinfo | None) -> str:

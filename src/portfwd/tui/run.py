@@ -8,6 +8,7 @@ log file whose path is printed, so a crash report is one file away.
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import logging.handlers
 import os
@@ -20,7 +21,8 @@ from pathlib import Path
 
 from portfwd.engine.model import ForwardSpec
 from portfwd.errors import PortfwdError
-from portfwd.store.state import StateStore, default_state_file
+from portfwd.safetext import EscapingFormatter, escape_lines
+from portfwd.store.state import StateStore, check_session_path, default_state_file
 
 
 def run_tui(
@@ -34,6 +36,7 @@ def run_tui(
     protocol: str = "auto",
 ) -> int:
     path = state_file or default_state_file()
+    check_session_path(path)  # before anything (the log file) is written next to it
     return guarded(
         path.parent,
         lambda: launch(
@@ -69,17 +72,33 @@ def guarded(log_dir: Path, main: Callable[[], Awaitable[int]]) -> int:
             handler.close()
 
 
+class PrivateLogFile(logging.handlers.RotatingFileHandler):
+    """A rotating log file that only its owner may read (mode 0600, also after a rotation,
+    and tightened if an older portfwd left it 0644): log lines quote API messages and paths."""
+
+    def _open(self) -> io.TextIOWrapper:
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+        fd = os.open(self.baseFilename, flags, 0o600)
+        try:
+            os.fchmod(fd, 0o600)
+            return open(fd, "a", encoding=self.encoding, errors=self.errors)
+        except BaseException:
+            os.close(fd)
+            raise
+
+
 def _file_logging(log_dir: Path) -> logging.Handler | None:
     """Warnings go to a small rotating file: stderr belongs to the full-screen app."""
     try:
         log_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        handler = logging.handlers.RotatingFileHandler(
+        handler = PrivateLogFile(
             log_dir / "portfwd.log", maxBytes=1_000_000, backupCount=1, encoding="utf-8"
         )
     except OSError:
         return None
     handler.setLevel(logging.WARNING)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    # One line per record: messages quote the cluster's text, escaped (portfwd.safetext).
+    handler.setFormatter(EscapingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.addHandler(handler)
     if root.level > logging.WARNING or root.level == logging.NOTSET:
@@ -88,7 +107,12 @@ def _file_logging(log_dir: Path) -> logging.Handler | None:
 
 
 def report_crash(log_dir: Path, details: str) -> int:
-    """Write the traceback to a file and tell the user where it is. Returns exit code 1."""
+    """Write the traceback to a file and tell the user where it is. Returns exit code 1.
+
+    The report quotes whatever the exception held (API text, names): control characters are
+    escaped in the file and on the terminal. The file is created new (never through a link
+    someone placed in a shared temp dir), mode 0600."""
+    details = escape_lines(details)
     stamp = time.strftime("%Y%m%dT%H%M%S")
     name = f"portfwd-crash-{stamp}-{os.getpid()}.log"
     path: Path | None = None
@@ -96,7 +120,8 @@ def report_crash(log_dir: Path, details: str) -> int:
         try:
             directory.mkdir(parents=True, exist_ok=True, mode=0o700)
             candidate = directory / name
-            fd = os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+            fd = os.open(candidate, flags, 0o600)
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
                 fh.write(details)
             path = candidate

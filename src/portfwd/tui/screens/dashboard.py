@@ -19,14 +19,17 @@ from textual.widgets import DataTable, Footer, Header, Input, Static
 
 from portfwd.engine.model import ForwardSnapshot, ForwardSpec, ForwardState, ForwardStats
 from portfwd.errors import PortfwdError
+from portfwd.safetext import escape_controls
 from portfwd.tui.format import (
     context_text,
     forward_label,
     local_text,
     namespace_text,
+    reason_text,
     reconnect_text,
     remote_text,
     status_cell,
+    target_text,
     url_for,
 )
 from portfwd.tui.widgets.forward_table import ForwardTable
@@ -176,9 +179,8 @@ class DashboardScreen(Screen[None]):
             empty.update(EMPTY_TEXT)
             empty.display = True
         elif table.row_count == 0:
-            empty.update(
-                Text(f"No forward matches “{table.filter_text}”. Press Esc to clear the filter.")
-            )
+            typed = reason_text(table.filter_text)
+            empty.update(Text(f"No forward matches “{typed}”. Press Esc to clear the filter."))
             empty.display = True
         else:
             empty.display = False
@@ -385,17 +387,17 @@ class DashboardScreen(Screen[None]):
             return
         detail.display = True
         text = status_cell(snap, self.papp.clock())
-        text.append(f"  {snap.spec.target}", style="bold")
+        text.append(f"  {target_text(snap)}", style="bold")
         text.append(
             f" in {namespace_text(snap) or '?'} ({context_text(snap) or 'current context'})"
         )
         if snap.pod:
-            text.append(f" · pod {snap.pod}")
+            text.append(f" · pod {escape_controls(snap.pod)}")
         text.append(f" · {local_text(snap)} → {remote_text(snap)}")
         more = reconnect_text(snap)
         if more:
             text.append(f" · {more}")
-        reason = snap.reason or table.notes.get(snap.id, "")
+        reason = reason_text(snap.reason or table.notes.get(snap.id, ""))
         if reason:
             style = "red" if snap.state is ForwardState.ERROR else "yellow"
             text.append("\n")

@@ -13,6 +13,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
 from portfwd.engine.model import ForwardSnapshot, ForwardSpec
+from portfwd.safetext import escape_lines
 from portfwd.tui.format import forward_label
 from portfwd.tui.ports import PortCheck, check_port_all, parse_addresses
 
@@ -30,7 +31,7 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Static(self._question, id="question", markup=False)
+            yield Static(escape_lines(self._question), id="question", markup=False)
             with Horizontal(classes="buttons"):
                 yield Button(f"{self._confirm_label} (y)", variant="error", id="yes")
                 yield Button("Cancel (n)", id="no")

@@ -11,7 +11,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, RichLog, Static
 
 from portfwd.engine.model import ForwardState, LogEntry
-from portfwd.tui.format import LEVEL_STYLE, forward_label, log_time, reconnect_text
+from portfwd.tui.format import LEVEL_STYLE, forward_label, log_time, reason_text, reconnect_text
 
 if TYPE_CHECKING:
     from portfwd.tui.app import PortfwdApp
@@ -58,7 +58,7 @@ class LogScreen(Screen[None]):
             snap = self.papp.manager.get(self.forward_id)
         except KeyError:
             return ""
-        return snap.reason if snap.state is not ForwardState.ACTIVE else ""
+        return reason_text(snap.reason) if snap.state is not ForwardState.ACTIVE else ""
 
     def _title_text(self) -> str:
         if self.forward_id is None:
@@ -66,7 +66,7 @@ class LogScreen(Screen[None]):
         try:
             snap = self.papp.manager.get(self.forward_id)
         except KeyError:
-            return f"Log of forward {self.forward_id} (removed)"
+            return f"Log of forward {reason_text(self.forward_id)} (removed)"
         state = snap.state.value
         if snap.state is ForwardState.RECONNECTING and snap.attempt > 0:
             state += f" #{snap.attempt}"
@@ -104,14 +104,14 @@ class LogScreen(Screen[None]):
         try:
             return forward_label(self.papp.manager.get(forward_id)) + "  "
         except KeyError:
-            return f"{forward_id}  "
+            return f"{reason_text(forward_id)}  "
 
     def _write(self, log: RichLog, forward_id: str | None, entry: LogEntry) -> None:
         line = Text()
         line.append(log_time(entry.ts, self.papp.tz) + " ", style="grey62")
         line.append(f"{entry.level.name:<7} ", style=LEVEL_STYLE.get(entry.level, ""))
         line.append(self._prefix(forward_id), style="bold")
-        line.append(entry.message)
+        line.append(entry.message)  # escaped when the engine made the entry (LogEntry)
         width = log.scrollable_content_region.width
         log.write(line, width=width if width > 20 else None)
         self.lines_shown += 1

@@ -33,7 +33,8 @@ from textual.widgets import (
 from textual.widgets.option_list import Option
 
 from portfwd.engine.model import ForwardSpec
-from portfwd.errors import PortfwdError
+from portfwd.errors import InputError, PortfwdError
+from portfwd.safetext import escape_controls, escape_lines
 from portfwd.tui.catalog import (
     KIND_PREFIX,
     KINDS,
@@ -147,7 +148,7 @@ class NewForwardScreen(Screen[list[ForwardSpec] | None]):
             if n:
                 crumbs.append("  \u203a  ")
             crumbs.append(f"{title} ")
-            crumbs.append(value, style="bold")
+            crumbs.append(escape_controls(value), style="bold")
         return crumbs
 
     def _enter(self, step: str) -> None:
@@ -185,18 +186,21 @@ class NewForwardScreen(Screen[list[ForwardSpec] | None]):
         self._load(step, loaders[step])
 
     def _step_hint(self, step: str) -> str:
-        return {
-            "context": "which cluster/user (from your kubeconfig)",
-            "namespace": f"in context {self.context}",
-            "kind": "what to forward to",
-            "resource": f"{self.kind}s in {self.namespace}",
-            "port": "enter picks one; tab marks several (like fzf)",
-            "local": "where to listen on this machine",
-        }[step]
+        return escape_controls(
+            {
+                "context": "which cluster/user (from your kubeconfig)",
+                "namespace": f"in context {self.context}",
+                "kind": "what to forward to",
+                "resource": f"{self.kind}s in {self.namespace}",
+                "port": "enter picks one; tab marks several (like fzf)",
+                "local": "where to listen on this machine",
+            }[step]
+        )
 
     def _set_status(self, text: str, kind: str = "") -> None:
+        """The step's status line; it quotes the API's error text, so: no raw controls."""
         status = self.query_one("#status", Static)
-        status.update(text)
+        status.update(escape_lines(text))
         status.set_classes(kind or "")
 
     @work(exclusive=True, group="picker-load")
@@ -257,7 +261,7 @@ class NewForwardScreen(Screen[list[ForwardSpec] | None]):
         self._refilter(None)
 
     def _namespace_item(self, name: str, note: str = "") -> Item:
-        prompt = Text(name)
+        prompt = Text(escape_controls(name))
         if note:
             prompt.append(f"  ({note})", style="dim")
         return Item(key=f"ns:{name}", prompt=prompt, search=name, value=name)
@@ -284,11 +288,11 @@ class NewForwardScreen(Screen[list[ForwardSpec] | None]):
         self._contexts = await self.papp.catalog.contexts()
         items = []
         for c in self._contexts:
-            prompt = Text(c.name, style="bold" if c.current else "")
+            prompt = Text(escape_controls(c.name), style="bold" if c.current else "")
             detail = f"  cluster {c.cluster}" if c.cluster else ""
             if c.namespace:
                 detail += f" · namespace {c.namespace}"
-            prompt.append(detail, style="dim")
+            prompt.append(escape_controls(detail), style="dim")
             if c.current:
                 prompt.append("  ● current", style="green")
             items.append(Item(key=f"ctx:{c.name}", prompt=prompt, search=c.name, value=c.name))
@@ -313,11 +317,12 @@ class NewForwardScreen(Screen[list[ForwardSpec] | None]):
         return [self._resource_item(r, width) for r in found]
 
     def _resource_item(self, r: ResourceChoice, width: int) -> Item:
-        prompt = Text(f"{r.name:<{width}}  ", style="bold")
-        prompt.append(f"{r.status:<12} ", style="green" if r.healthy else "yellow")
-        prompt.append(f"{r.ready:<14} ", style="" if r.healthy else "yellow")
+        # Names, states and details are the API's: escaped.
+        prompt = Text(escape_controls(f"{r.name:<{width}}  "), style="bold")
+        prompt.append(escape_controls(f"{r.status:<12} "), style="green" if r.healthy else "yellow")
+        prompt.append(escape_controls(f"{r.ready:<14} "), style="" if r.healthy else "yellow")
         if r.detail:
-            prompt.append(r.detail, style="dim")
+            prompt.append(escape_controls(r.detail), style="dim")
         return Item(key=f"res:{r.name}", prompt=prompt, search=r.name, value=r.name)
 
     async def _load_ports(self) -> list[Item]:
@@ -330,12 +335,16 @@ class NewForwardScreen(Screen[list[ForwardSpec] | None]):
     def _port_item(self, p: PortChoice, marked: bool = False) -> Item:
         reason = p.disabled_reason
         prompt = Text("[x] " if marked else "[ ] ", style="bold green" if marked else "dim")
-        prompt.append(f"{p.port:>5}/{p.protocol:<4}", style="bold" if not reason else "dim")
-        prompt.append(f"  {p.name or '-':<12}", style="cyan" if not reason else "dim")
+        prompt.append(
+            escape_controls(f"{p.port:>5}/{p.protocol:<4}"), style="bold" if not reason else "dim"
+        )
+        prompt.append(
+            escape_controls(f"  {p.name or '-':<12}"), style="cyan" if not reason else "dim"
+        )
         if p.detail:
-            prompt.append(f" {p.detail}", style="dim")
+            prompt.append(escape_controls(f" {p.detail}"), style="dim")
         if reason:
-            prompt.append(f"  — disabled: {reason}", style="dim italic")
+            prompt.append(escape_controls(f"  — disabled: {reason}"), style="dim italic")
         search = f"{p.port} {p.name} {p.protocol}"
         return Item(
             key=f"port:{p.port}", prompt=prompt, search=search, value=p, disabled=bool(reason)
@@ -499,7 +508,7 @@ class NewForwardScreen(Screen[list[ForwardSpec] | None]):
             label = f"{KIND_PREFIX[self.kind]}/{self.resource} port {p.port}"
             if p.name:
                 label += f" ({p.name})"
-            widgets.append(Label(f"Local port for {label}", markup=False))
+            widgets.append(Label(escape_controls(f"Local port for {label}"), markup=False))
             widgets.append(Input("", placeholder="finding a free port…", id=f"local-{p.port}"))
             widgets.append(
                 Static("⏳ checking…", id=f"check-{p.port}", classes="check", markup=False)
@@ -621,18 +630,22 @@ class NewForwardScreen(Screen[list[ForwardSpec] | None]):
             return
         addresses = self._address()
         reconnect = self.query_one("#local-reconnect", Checkbox).value
-        specs = [
-            ForwardSpec(
-                target=f"{KIND_PREFIX[self.kind]}/{self.resource}",
-                remote_port=p.port,
-                local_port=int(self.query_one(f"#local-{p.port}", Input).value),
-                namespace=self.namespace,
-                context=self.context,
-                kubeconfig=self.papp.spec_kubeconfig,
-                addresses=addresses,
-                reconnect=reconnect,
-                protocol=self.papp.protocol,
-            )
-            for p in self.ports
-        ]
+        try:
+            specs = [
+                ForwardSpec(
+                    target=f"{KIND_PREFIX[self.kind]}/{self.resource}",
+                    remote_port=p.port,
+                    local_port=int(self.query_one(f"#local-{p.port}", Input).value),
+                    namespace=self.namespace,
+                    context=self.context,
+                    kubeconfig=self.papp.spec_kubeconfig,
+                    addresses=addresses,
+                    reconnect=reconnect,
+                    protocol=self.papp.protocol,
+                )
+                for p in self.ports
+            ]
+        except InputError as exc:  # e.g. a name from the API that no real cluster allows
+            self.notify(str(exc), severity="error", markup=False)
+            return
         self.dismiss(specs)

@@ -26,9 +26,11 @@ from portfwd.tui.format import (
     human_rate,
     local_text,
     namespace_text,
+    reason_text,
     remote_text,
     status_cell,
     target_pod_text,
+    target_text,
     uptime_text,
 )
 
@@ -155,7 +157,7 @@ class ForwardTable(DataTable[Any]):
 
     def _row_cells(self, snap: ForwardSnapshot, now: float) -> dict[str, Text]:
         rate_in, rate_out = self._current_rates(snap.id)
-        reason = snap.reason or self.notes.get(snap.id, "")
+        reason = reason_text(snap.reason or self.notes.get(snap.id, ""))
         bytes_in = human_bytes(snap.stats.bytes_in)
         bytes_out = human_bytes(snap.stats.bytes_out)
         if rate_in >= 1:
@@ -168,7 +170,7 @@ class ForwardTable(DataTable[Any]):
             "status": status_cell(snap, now),
             "context": Text(context_text(snap)),
             "namespace": Text(namespace_text(snap)),
-            "target": Text(snap.spec.target),
+            "target": Text(target_text(snap)),
             "pod": Text(target_pod_text(snap)),
             "local": Text(local_text(snap)),
             "remote": Text(remote_text(snap)),
