@@ -837,7 +837,7 @@ class Forward:
         if message is not None:
             self.add_log(LogLevel.WARNING, message)
         else:
-            self.add_log(LogLevel.INFO, "accepting connections again")
+            self.add_log(LogLevel.INFO, "accepting connections normally again")
 
     def _pump_warning(self, local_port: int) -> Callable[[str], None]:
         def warn(text: str) -> None:

@@ -41,6 +41,7 @@ LISTEN_BACKLOG = 4096  # the kernel caps it at net.core.somaxconn, as for Go's l
 ACCEPT_BATCH = 64  # connections accepted per wake-up, so one busy port cannot hog the loop
 PAUSE_FIRST = 0.05  # after EMFILE, accepting stops this long, doubling up to PAUSE_MAX
 PAUSE_MAX = 2.0
+EPISODE_QUIET = 10.0  # an episode of EMFILE ends after this long without one
 RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
 READ_HIGH_WATER = 256 * 1024  # bytes read from the client and not yet sent into the tunnel
@@ -287,6 +288,7 @@ class _Acceptor:
         self._loop = asyncio.get_running_loop()
         self._pause = 0.0  # the current pause; 0 while accepting normally
         self._timer: asyncio.TimerHandle | None = None
+        self._episode: asyncio.TimerHandle | None = None  # ends the episode when it fires
         self._setups: set[asyncio.Task[None]] = set()
         self._reading = False
         name = sock.getsockname()
@@ -316,10 +318,7 @@ class _Acceptor:
                 else:
                     log.warning("accepting on %s failed: %s", self.where, exc)
                 return
-            if self._pause:
-                self._pause = 0.0
-                if self._on_pressure is not None:
-                    self._on_pressure(None)
+            self._pause = 0.0  # accepting works again: the next EMFILE starts short
             conn.setblocking(False)
             task = self._loop.create_task(self._set_up(conn))
             self._setups.add(task)
@@ -334,12 +333,20 @@ class _Acceptor:
             conn.close()
 
     def _out_of_descriptors(self, exc: OSError) -> None:
-        first = not self._pause
-        self._pause = PAUSE_FIRST if first else min(self._pause * 2, PAUSE_MAX)
+        self._pause = PAUSE_FIRST if not self._pause else min(self._pause * 2, PAUSE_MAX)
         self._stop_reading()
         self._timer = self._loop.call_later(self._pause, self._resume)
-        if first and self._on_pressure is not None:
+        # One warning per episode, however often descriptors come and go inside it.
+        if self._episode is not None:
+            self._episode.cancel()
+        elif self._on_pressure is not None:
             self._on_pressure(out_of_descriptors(self.where, exc))
+        self._episode = self._loop.call_later(EPISODE_QUIET, self._episode_over)
+
+    def _episode_over(self) -> None:
+        self._episode = None
+        if self._on_pressure is not None:
+            self._on_pressure(None)
 
     def _resume(self) -> None:
         self._timer = None
@@ -348,9 +355,10 @@ class _Acceptor:
     async def close(self) -> None:
         """Stop accepting; connections being set up are dropped."""
         self._stop_reading()
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        for timer in (self._timer, self._episode):
+            if timer is not None:
+                timer.cancel()
+        self._timer = self._episode = None
         self._sock.close()
         tasks = list(self._setups)
         for task in tasks:
@@ -450,8 +458,8 @@ async def bind(
     Raises BindError (nothing left open) when a required address or every `localhost`
     address fails, or the port is in use / privileged anywhere. Non-loopback addresses get
     a warning in `Listeners.warnings`. `on_pressure(message)` is called when accepting
-    pauses because the process is out of file descriptors, and `on_pressure(None)` when it
-    accepts again (once per episode each).
+    pauses because the process is out of file descriptors, and `on_pressure(None)` once
+    :data:`EPISODE_QUIET` seconds passed without that (once per episode each).
     """
     socks, bound, warnings = _open_all(addresses, port)
     listeners = Listeners(bound=bound, warnings=warnings)
