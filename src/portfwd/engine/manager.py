@@ -28,6 +28,7 @@ from portfwd.engine.events import (
 )
 from portfwd.engine.forward import LOG_SIZE, ConnectionInfo, Forward
 from portfwd.engine.informers import InformerPool
+from portfwd.engine.memory import MemoryKeeper
 from portfwd.engine.model import ForwardSnapshot, ForwardSpec, ForwardState, LogEntry, LogLevel
 from portfwd.engine.wake import WakeDetector
 from portfwd.tunnel.pool import TunnelPool
@@ -74,6 +75,7 @@ class Manager:
         self._app_log: deque[LogEntry] = deque(maxlen=LOG_SIZE)
         self._dirty: set[str] = set()
         self._ticker: asyncio.Task[None] | None = None
+        self.memory = MemoryKeeper()
         self._closed = False
 
     # -- observation ------------------------------------------------------------------------
@@ -257,6 +259,7 @@ class Manager:
             await asyncio.wait({self._ticker})
             self._ticker = None
         self._flush_stats()
+        await self.memory.close()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(SHUTDOWN_CLIENTS_TIMEOUT):
                 await self.clients.close()
@@ -279,6 +282,12 @@ class Manager:
             fwd = self._forwards.get(fid)
             if fwd is not None:
                 self._bus.publish(StatsTick(fid, fwd.stats()))
+        if dirty:
+            forwards = self._forwards.values()
+            self.memory.note(
+                sum(f.bytes_in + f.bytes_out for f in forwards),
+                sum(len(f.connections) for f in forwards),
+            )
         return bool(dirty)
 
     async def _tick(self) -> None:

@@ -185,13 +185,20 @@ class RawUpgrade:
     headers: dict[str, str]  # the 101's headers, names lowercased
     tail: bytes
 
-    def attach(self, protocol: asyncio.Protocol) -> None:
+    def attach(self, protocol: asyncio.Protocol | asyncio.BufferedProtocol) -> None:
         """Hand the connection to `protocol` (which sees connection_made, then the tail)."""
         self.transport.set_protocol(protocol)
         protocol.connection_made(self.transport)
-        if self.tail:
-            protocol.data_received(self.tail)
-        self.tail = b""
+        tail, self.tail = self.tail, b""
+        if isinstance(protocol, asyncio.BufferedProtocol):
+            while tail:
+                buf = memoryview(protocol.get_buffer(len(tail)))
+                n = min(len(buf), len(tail))
+                buf[:n] = tail[:n]
+                protocol.buffer_updated(n)
+                tail = tail[n:]
+        elif tail:
+            protocol.data_received(tail)
 
 
 class _Handshake(asyncio.Protocol):

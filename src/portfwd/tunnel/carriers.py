@@ -35,7 +35,9 @@ CLOSE_TIMEOUT = 2.0
 class Sink(Protocol):
     """The session side of a carrier."""
 
-    def feed(self, data: bytes) -> None: ...
+    def feed(self, data: bytes | memoryview) -> None:
+        """What the peer sent; a view of a buffer reused afterwards (copy what is kept)."""
+        ...
 
     def lost(self, reason: str | None) -> None:
         """The connection ended; `reason` None: the peer closed it cleanly."""
@@ -103,8 +105,13 @@ class _Drain:
         await self._event.wait()
 
 
-class RawCarrier(asyncio.Protocol):
-    """The upgraded connection itself, as an asyncio Protocol."""
+_READ_BUFFER = memoryview(bytearray(256 * 1024))  # shared: filled and parsed in one call
+
+
+class RawCarrier(asyncio.BufferedProtocol):
+    """The upgraded connection itself, as an asyncio BufferedProtocol: TLS decrypts straight
+    into one buffer all sessions share, the session's frame reader parses it in the same call
+    and copies out only payloads (no per-read allocation of up to 256 KiB)."""
 
     def __init__(self, sink: Sink) -> None:
         self._sink = sink
@@ -124,8 +131,11 @@ class RawCarrier(asyncio.Protocol):
         self._transport = transport
         transport.set_write_buffer_limits(high=HIGH_WATER, low=LOW_WATER)
 
-    def data_received(self, data: bytes) -> None:
-        self._sink.feed(data)
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return _READ_BUFFER
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self._sink.feed(_READ_BUFFER[:nbytes])
 
     def eof_received(self) -> bool:
         return False  # SPDY has no half-closed connection: close it

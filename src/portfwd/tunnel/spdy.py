@@ -48,7 +48,7 @@ from portfwd.wire.spdy import (
 
 log = logging.getLogger(__name__)
 
-STREAM_BUFFER = 256 * 1024  # bytes one stream holds for its consumer before reading pauses
+STREAM_BUFFER = 128 * 1024  # bytes one stream holds for its consumer before reading pauses
 SESSION_BUFFER = 8 * 1024 * 1024  # the same, for all streams of a session together
 DATA_FRAME_MAX = 64 * 1024  # payload of one DATA frame this side sends
 REPLY_TIMEOUT = 30.0  # kubectl's createStreamResponseTimeout
@@ -382,7 +382,7 @@ class SpdySession:
 
     # -- reading (the carrier's sink) ---------------------------------------------------------
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: bytes | memoryview) -> None:
         if self.lost_reason is not None:
             return
         try:

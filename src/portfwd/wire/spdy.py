@@ -555,8 +555,10 @@ class FrameReader:
         self._remaining = 0  # bytes of the current frame's body still to come
         self._control = bytearray()
 
-    def feed(self, data: bytes) -> list[Frame | DataPiece]:
-        """Everything `data` completes; raises SpdyProtocolError on broken framing."""
+    def feed(self, data: bytes | memoryview) -> list[Frame | DataPiece]:
+        """Everything `data` completes; raises SpdyProtocolError on broken framing.
+
+        `data` may be a view of a buffer the caller reuses: what is kept is copied out."""
         out: list[Frame | DataPiece] = []
         pos, end = 0, len(data)
         while pos < end:
@@ -570,7 +572,7 @@ class FrameReader:
                         break
                     raw, self._pending = self._pending, b""
                 else:
-                    raw = data[pos : pos + 8]
+                    raw = bytes(data[pos : pos + 8])
                     pos += 8
                 head = self._start(FrameDecoder.parse_head(raw))
                 if head.length == 0:
@@ -580,7 +582,10 @@ class FrameReader:
             if head.control:
                 self._control += data[pos : pos + take]
             else:
-                piece = data if take == end else data[pos : pos + take]
+                if take == end and isinstance(data, bytes):
+                    piece = data
+                else:
+                    piece = bytes(data[pos : pos + take])
                 last = take == self._remaining
                 out.append(DataPiece(head.stream_id, piece, last and bool(head.flags & FLAG_FIN)))
             pos += take
