@@ -204,7 +204,7 @@ async def test_a_slow_consumer_stops_reading_with_bounded_buffers_then_resumes(
 
 
 async def test_many_streams_together_are_bounded_too(peer: Peer) -> None:
-    pairs = [_pair(peer) for _ in range(40)]
+    pairs = [_pair(peer) for _ in range(SESSION_BUFFER // STREAM_BUFFER * 3 // 2)]
     for pf in pairs:
         await pf.send(b"go")
     chunk = os.urandom(64 * 1024)
