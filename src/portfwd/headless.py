@@ -34,6 +34,7 @@ from portfwd.engine.forward import CONNECTION_LOG_PREFIX
 from portfwd.engine.manager import Manager, Subscription
 from portfwd.engine.model import ForwardSnapshot, ForwardSpec, ForwardState, LogLevel
 from portfwd.errors import InputError, PortfwdError
+from portfwd.eventloop import run
 from portfwd.kube.resolve import local_port_for, resolve
 from portfwd.kube.targets import PortMapping, Target, parse_port_mapping, parse_target
 from portfwd.safetext import escape_controls
@@ -59,7 +60,7 @@ def run_forward(
     mappings = [parse_port_mapping(p) for p in ports]
     bind_addresses = parse_addresses(addresses)
     _check_local_ports(mappings, bind_addresses)
-    return asyncio.run(
+    return run(
         _forward(
             kubeconfig=kubeconfig,
             context=context,

@@ -23,7 +23,7 @@ import socket
 import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, NoReturn, cast
 from urllib.parse import unquote
 
 import aiohttp
@@ -212,8 +212,8 @@ class _Handshake(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # asyncio's, or another loop's (uvloop's are not asyncio.Transport subclasses)
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
@@ -296,7 +296,6 @@ async def _connect(
             port,
             ssl=ctx,
             server_hostname=server_hostname if ctx else None,
-            happy_eyeballs_delay=0.25,
         )
         _keepalive(transport)
         return transport, handshake
@@ -307,7 +306,6 @@ async def _connect(
             proxy.host or "",
             proxy.explicit_port or (443 if proxy.scheme == "https" else 80),
             ssl=proxy_ctx,
-            happy_eyeballs_delay=0.25,
         )
     except OSError as exc:  # ssl.SSLError included: the proxy's own TLS
         raise ProxyRefused(0, exc.strerror or str(exc) or type(exc).__name__) from None
@@ -333,7 +331,6 @@ async def _connect(
     tls = await loop.start_tls(transport, handshake, ctx, server_hostname=server_hostname)
     if tls is None:
         raise ConnectionResetError("TLS to the API server through the proxy failed")
-    assert isinstance(tls, asyncio.Transport)
     return tls, handshake
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from portfwd.engine.model import ForwardSpec
 from portfwd.errors import PortfwdError
+from portfwd.eventloop import run
 from portfwd.safetext import EscapingFormatter, escape_lines
 from portfwd.store.state import StateStore, check_session_path, default_state_file
 
@@ -61,7 +62,7 @@ def guarded(log_dir: Path, main: Callable[[], Awaitable[int]]) -> int:
     handler = _file_logging(log_dir)
 
     try:
-        return asyncio.run(runner())
+        return run(runner())
     except (PortfwdError, KeyboardInterrupt):
         raise
     except Exception as exc:
