@@ -19,8 +19,16 @@ Figures, per forwarder:
 4. H concurrent clients that each send 1 MB, shut down their sending side and read the echo
    to EOF: how many got all of it; VmRSS right after, and S seconds later.
 
-Usage: .venv/bin/python bench/tunnel.py [--mb 200] [--connections 500] [--concurrent 1000]
-       [--halfclose 500] [--settle 60] [--only portfwd] [--uvloop]
+All forwarders run at once (idle while not measured) and the new-connection latency is taken
+in `--rounds` rounds that take turns between them, so a slow minute of a shared machine does
+not land on one of them only; p50/p99 are over all rounds' connections. `--rtt MS` puts the
+API server that many milliseconds away (bench/delayproxy.py, a delaying TCP proxy), as a
+real cluster is: per connection, kubectl waits for two stream replies, v4 pays a TLS
+handshake and an upgrade, portfwd's SPDY sends at once.
+
+Usage: .venv/bin/python bench/tunnel.py [--mb 200] [--connections 500] [--rounds 5]
+       [--concurrent 1000] [--halfclose 500] [--settle 60] [--rtt 0] [--only portfwd]
+       [--protocols auto,spdy,v4] [--uvloop]
 Note: the sandbox's kubelet side is Python, in the same process as the backends, so every
 forwarder also pays for that hop (a real cluster's kubelet is Go).
 """
@@ -83,7 +91,7 @@ async def kubectl(kubeconfig: str, *, websockets: bool) -> AsyncIterator[tuple[i
 
 @contextlib.asynccontextmanager
 async def portfwd(
-    kubeconfig: str, protocol: str, *, use_uvloop: bool = False
+    kubeconfig: str, protocol: str, *, use_uvloop: bool = True
 ) -> AsyncIterator[tuple[int, int]]:
     argv = [
         sys.executable,
@@ -143,13 +151,22 @@ async def halfclose_echoes(port: int, count: int, size: int = 1_000_000) -> int:
     return sum(results)
 
 
-async def measure(name: str, pid: int, port: int, args: argparse.Namespace) -> Row:
-    row = Row(name)
+async def measure_latency(
+    ports: dict[str, int], connections: int, rounds: int
+) -> dict[str, list[float]]:
+    """Per forwarder, ms per new connection, `connections` in all, taken in turns."""
+    samples: dict[str, list[float]] = {name: [] for name in ports}
+    for port in ports.values():
+        await latencies("127.0.0.1", port, 20)  # warm-up (a session, pooled connections)
+    per_round = max(1, connections // rounds)
+    for _ in range(rounds):
+        for name, port in ports.items():
+            samples[name] += [x * 1000 for x in await latencies("127.0.0.1", port, per_round)]
+    return samples
+
+
+async def measure_rest(row: Row, pid: int, port: int, args: argparse.Namespace) -> None:
     total = args.mb * 1024 * 1024
-    await latencies("127.0.0.1", port, 20)  # warm-up (a session, pooled connections)
-    lat = [x * 1000 for x in await latencies("127.0.0.1", port, args.connections)]
-    row.p50, row.p99 = percentile(lat, 50), percentile(lat, 99)
-    await asyncio.sleep(0.5)
     row.rss_serial = memory_kib(pid)["VmRSS"] / 1024
     await throughput("127.0.0.1", port, 8 * 1024 * 1024)  # warm-up
     cpu0 = cpu_seconds(pid)
@@ -164,7 +181,6 @@ async def measure(name: str, pid: int, port: int, args: argparse.Namespace) -> R
     row.rss_halfclose = memory_kib(pid)["VmRSS"] / 1024
     await asyncio.sleep(args.settle)
     row.rss_settled = memory_kib(pid)["VmRSS"] / 1024
-    return row
 
 
 def print_table(rows: list[Row], args: argparse.Namespace) -> None:
@@ -191,26 +207,69 @@ def print_table(rows: list[Row], args: argparse.Namespace) -> None:
             print(f"  {r.name}: " + "; ".join(r.notes))
 
 
+def _server_of(kubeconfig: str) -> str:
+    import yaml
+
+    server: str = yaml.safe_load(Path(kubeconfig).read_text())["clusters"][0]["cluster"]["server"]
+    return server
+
+
+@contextlib.asynccontextmanager
+async def delayed(kubeconfig: str, rtt_ms: float) -> AsyncIterator[str]:
+    """A kubeconfig whose API server is `rtt_ms` away (the kubeconfig itself for 0)."""
+    if rtt_ms <= 0:
+        yield kubeconfig
+        return
+    from delayproxy import kubeconfig_via
+
+    server = _server_of(kubeconfig)
+    host, port = server.removeprefix("https://").rsplit(":", 1)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(Path(__file__).with_name("delayproxy.py")),
+        *(host, port, str(rtt_ms)),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        proxy_port = int(await asyncio.wait_for(proc.stdout.readline(), 30))
+        path = Path(kubeconfig).with_name(f"kubeconfig-rtt{rtt_ms:g}")
+        yield str(kubeconfig_via(Path(kubeconfig), path, proxy_port))
+    finally:
+        if proc.stdin is not None:
+            proc.stdin.close()
+        try:
+            await asyncio.wait_for(proc.wait(), 10)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--mb", type=int, default=200)
     parser.add_argument("--connections", type=int, default=500)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--concurrent", type=int, default=1000)
     parser.add_argument("--halfclose", type=int, default=500)
     parser.add_argument("--settle", type=float, default=60.0)
+    parser.add_argument("--rtt", type=float, default=0.0, help="ms between forwarders and API")
     parser.add_argument("--only", choices=("kubectl", "portfwd"), default=None)
-    parser.add_argument(
-        "--protocols", default="auto,spdy,v4", help="portfwd protocols to measure"
-    )
-    parser.add_argument("--uvloop", action="store_true", help="also portfwd auto on uvloop")
+    parser.add_argument("--protocols", default="auto,spdy,v4", help="portfwd protocols to measure")
+    parser.add_argument("--uvloop", action="store_true", help="also portfwd auto on asyncio")
+    parser.add_argument("--latency-only", action="store_true")
     args = parser.parse_args()
     have_kubectl = shutil.which("kubectl") is not None
     print(
         f"python {sys.version.split()[0]}, {kubectl_version() if have_kubectl else 'no kubectl'}"
-        f", {os.cpu_count()} CPUs, loopback, sandbox over TLS, svc/echo"
+        f", {os.cpu_count()} CPUs, loopback, sandbox over TLS, svc/echo, API server RTT "
+        f"{args.rtt:g} ms"
     )
-    rows: list[Row] = []
-    async with sandbox_process() as (kubeconfig, _direct):
+    async with (
+        sandbox_process() as (direct_kubeconfig, _direct),
+        delayed(direct_kubeconfig, args.rtt) as kubeconfig,
+    ):
         starters: list[tuple[str, contextlib.AbstractAsyncContextManager[tuple[int, int]]]] = []
         if have_kubectl and args.only != "portfwd":
             starters.append(("kubectl (SPDY over WebSocket)", kubectl(kubeconfig, websockets=True)))
@@ -220,12 +279,22 @@ async def main() -> None:
                 starters.append((f"portfwd --protocol {protocol}", portfwd(kubeconfig, protocol)))
             if args.uvloop:
                 starters.append(
-                    ("portfwd auto, uvloop", portfwd(kubeconfig, "auto", use_uvloop=True))
+                    ("portfwd auto, asyncio loop", portfwd(kubeconfig, "auto", use_uvloop=False))
                 )
-        for name, starter in starters:
-            async with starter as (pid, port):
-                rows.append(await measure(name, pid, port, args))
-                print(f"  measured {name}", file=sys.stderr)
+        async with contextlib.AsyncExitStack() as stack:
+            running: dict[str, tuple[int, int]] = {}
+            for name, starter in starters:
+                running[name] = await stack.enter_async_context(starter)
+            samples = await measure_latency(
+                {name: port for name, (_, port) in running.items()}, args.connections, args.rounds
+            )
+            rows = []
+            for name, (pid, port) in running.items():
+                row = Row(name, percentile(samples[name], 50), percentile(samples[name], 99))
+                if not args.latency_only:
+                    await measure_rest(row, pid, port, args)
+                    print(f"  measured {name}", file=sys.stderr)
+                rows.append(row)
     print_table(rows, args)
 
 
