@@ -40,7 +40,6 @@ import asyncio
 import contextlib
 import os
 import shutil
-import signal
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -49,7 +48,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from kubectl_vs_portfwd import kubectl_version  # sibling scripts, not a package
+from kubectl_vs_portfwd import kubectl_process, kubectl_version  # sibling scripts
 from throughput import (
     cpu_seconds,
     forwarder_process,
@@ -79,14 +78,8 @@ class Row:
 
 @contextlib.asynccontextmanager
 async def kubectl(kubeconfig: str, *, websockets: bool) -> AsyncIterator[tuple[int, int]]:
-    env = {**os.environ, "KUBECTL_PORT_FORWARD_WEBSOCKETS": "true" if websockets else "false"}
-    cache = Path(kubeconfig).parent / "kubectl-cache"
-    argv = [
-        *("kubectl", "--kubeconfig", kubeconfig, "--cache-dir", str(cache)),
-        *("port-forward", "--address", "127.0.0.1", "svc/echo", ":80"),
-    ]
-    async with forwarder_process(argv, 1, env=env, stop=signal.SIGTERM) as (proc, (port,)):
-        yield proc.pid, port
+    async with kubectl_process(kubeconfig, ":80", websockets=websockets) as (pid, (port,)):
+        yield pid, port
 
 
 @contextlib.asynccontextmanager

@@ -401,10 +401,15 @@ def keepalive_socket(addr_info: tuple[Any, ...]) -> socket.socket:
     """
     family, type_, proto = addr_info[0], addr_info[1], addr_info[2]
     sock = socket.socket(family, type_, proto)
+    set_keepalive(sock)
+    return sock
+
+
+def set_keepalive(sock: socket.socket) -> None:
+    """SO_KEEPALIVE and the timings above on `sock` (options a platform lacks are skipped)."""
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
     for name, value in KEEPALIVE_OPTIONS:
         option = getattr(socket, name, None)
         if option is not None:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, option, value)
-    return sock

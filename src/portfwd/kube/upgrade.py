@@ -30,7 +30,7 @@ import aiohttp
 from yarl import URL
 
 from portfwd.kube.errors import ApiError, ClusterUnreachable, Forbidden, NotFound, fold_lines
-from portfwd.kube.http import KEEPALIVE_OPTIONS, USER_AGENT, ProxyRefused
+from portfwd.kube.http import USER_AGENT, ProxyRefused, set_keepalive
 
 if TYPE_CHECKING:
     from portfwd.kube.http import HttpCore
@@ -270,13 +270,8 @@ def _keepalive(transport: asyncio.BaseTransport) -> None:
     if sock is None:
         return
     with contextlib.suppress(OSError):
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    for name, value in KEEPALIVE_OPTIONS:
-        option = getattr(socket, name, None)
-        if option is not None:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_TCP, option, value)
+        set_keepalive(sock)
 
 
 async def _connect(

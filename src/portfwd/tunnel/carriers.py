@@ -108,7 +108,20 @@ class _Drain:
 _READ_BUFFER = memoryview(bytearray(256 * 1024))  # shared: filled and parsed in one call
 
 
-class RawCarrier(asyncio.BufferedProtocol):
+class _Draining:
+    """What both carriers say about writing: a _Drain's state and wait."""
+
+    _drain: _Drain
+
+    @property
+    def writable(self) -> bool:
+        return self._drain.open
+
+    async def drained(self) -> None:
+        await self._drain.wait()
+
+
+class RawCarrier(_Draining, asyncio.BufferedProtocol):
     """The upgraded connection itself, as an asyncio BufferedProtocol: TLS decrypts straight
     into one buffer all sessions share, the session's frame reader parses it in the same call
     and copies out only payloads (no per-read allocation of up to 256 KiB)."""
@@ -192,13 +205,6 @@ class RawCarrier(asyncio.BufferedProtocol):
     def local_port(self) -> int:
         return _port(self._transport.get_extra_info("sockname") if self._transport else None)
 
-    @property
-    def writable(self) -> bool:
-        return self._drain.open
-
-    async def drained(self) -> None:
-        await self._drain.wait()
-
     def pause_reading(self) -> None:
         if not self._reading_paused and self._transport is not None:
             self._reading_paused = True
@@ -225,7 +231,7 @@ class RawCarrier(asyncio.BufferedProtocol):
         await asyncio.shield(self._closed)
 
 
-class WebSocketCarrier:
+class WebSocketCarrier(_Draining):
     """SPDY bytes in binary messages of an upgraded WebSocket (`SPDY/3.1+portforward.k8s.io`).
 
     Owns a reader task (messages -> `feed`) and a writer task (the queue -> messages); both
@@ -262,13 +268,6 @@ class WebSocketCarrier:
     @property
     def local_port(self) -> int:
         return _port(self._ws.get_extra_info("sockname"))
-
-    @property
-    def writable(self) -> bool:
-        return self._drain.open
-
-    async def drained(self) -> None:
-        await self._drain.wait()
 
     def pause_reading(self) -> None:
         self._readable.clear()
