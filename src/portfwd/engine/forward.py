@@ -35,6 +35,7 @@ from portfwd.engine.events import Event, ForwardChanged, LogLine
 from portfwd.engine.follow import Follower, Gone, Outcome, Ready, Syncing, Unwatched, Waiting
 from portfwd.engine.informers import InformerPool
 from portfwd.engine.model import (
+    ConnectionInfo,
     ForwardSnapshot,
     ForwardSpec,
     ForwardState,
@@ -62,17 +63,6 @@ TRANSIENT_CAUSES = frozenset(
     {"refused", "timeout", "lost", "dns", "local"}
 )  # beyond this, connections arriving while reconnecting are refused
 CONNECTION_LOG_PREFIX = "Handling connection for "  # kubectl's words, one line per connection
-
-
-@dataclass(frozen=True)
-class ConnectionInfo:
-    """One open connection, as views show it."""
-
-    peer: str  # the local client, e.g. 127.0.0.1:53122
-    pod: str
-    opened_at: float
-    bytes_in: int
-    bytes_out: int
 
 
 class Connection:

@@ -26,10 +26,17 @@ from portfwd.engine.events import (
     LogLine,
     StatsTick,
 )
-from portfwd.engine.forward import LOG_SIZE, ConnectionInfo, Forward
+from portfwd.engine.forward import LOG_SIZE, Forward
 from portfwd.engine.informers import InformerPool
 from portfwd.engine.memory import MemoryKeeper
-from portfwd.engine.model import ForwardSnapshot, ForwardSpec, ForwardState, LogEntry, LogLevel
+from portfwd.engine.model import (
+    ConnectionInfo,
+    ForwardSnapshot,
+    ForwardSpec,
+    ForwardState,
+    LogEntry,
+    LogLevel,
+)
 from portfwd.engine.wake import WakeDetector
 from portfwd.tunnel.pool import TunnelPool
 from portfwd.tunnel.pump import V4_EOF_IDLE_LIMIT

@@ -1,13 +1,13 @@
-"""The Textual application: wires the engine's event stream, the session store and the screens.
+"""The Textual application: wires the engine's event stream, the session and the screens.
 
-Thin on purpose: the screens render and act, the engine forwards, the store persists. The app
-owns one worker that turns the Manager's events into Textual messages, and the quit sequence
-(save the session, then stop every forward, then exit).
+Thin on purpose: the screens render and act, the engine forwards, the `Session` service
+restores and persists. The app owns one worker that turns the engine's events into Textual
+messages, and the quit sequence (save the session, then let go of the engine: an in-process
+one stops every forward, a daemon keeps them, then exit).
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 import traceback
@@ -23,6 +23,7 @@ from textual.binding import Binding
 from textual.notifications import SeverityLevel
 from textual.screen import Screen
 
+from portfwd.engine.api import EngineAPI, EventStream
 from portfwd.engine.events import (
     ForwardAdded,
     ForwardChanged,
@@ -34,9 +35,8 @@ from portfwd.engine.events import (
 from portfwd.engine.model import ForwardSpec, ForwardStats, LogEntry
 from portfwd.errors import PortfwdError
 from portfwd.safetext import escape_controls
-from portfwd.store.state import LoadResult, StateStore, restore
+from portfwd.store.session import Session, describe_lock
 from portfwd.tui.catalog import Catalog
-from portfwd.tui.engine_api import EngineAPI, EventStream
 from portfwd.tui.format import forward_label
 from portfwd.tui.messages import (
     ForwardCreated,
@@ -71,10 +71,7 @@ class PortfwdApp(App[int]):
         manager: EngineAPI,
         *,
         catalog: Catalog,
-        store: StateStore | None = None,
-        session: LoadResult | None = None,
-        restart: bool = True,
-        seed: list[ForwardSpec] | None = None,
+        session: Session | None = None,
         context: str = "",
         cluster: str = "",
         namespace: str | None = None,
@@ -89,10 +86,7 @@ class PortfwdApp(App[int]):
         self.protocol = protocol  # for forwards added in this run (--protocol)
         self.manager = manager
         self.catalog = catalog
-        self.store = store
         self.session = session
-        self.restart_saved = restart
-        self.seed = list(seed or [])
         self.context_name = context
         self.cluster_name = cluster
         self.default_namespace = namespace
@@ -176,30 +170,23 @@ class PortfwdApp(App[int]):
 
     @work(group="session")
     async def _restore_session(self) -> None:
-        """Bring the saved session back, or seed a first one; then start saving changes."""
+        """Bring the saved session back (or seed a first one); from then on it is saved."""
+        session = self.session
         notes: dict[str, str] = {}
         try:
-            if self.session is not None and self.session.forwards:
-                notes = await restore(
-                    self.manager, self.session.forwards, restart=self.restart_saved
+            if session is not None:
+                session.on_error = lambda message: self.notify(
+                    message, severity="error", timeout=15, markup=False
                 )
-            elif self.session is not None and not self.session.existed and self.seed:
-                for spec in self.seed:
-                    with contextlib.suppress(PortfwdError):  # shown as its error state
-                        await self.manager.add(spec, start=True)
+                notes = await session.start()
+                locked = describe_lock(session)
+                if locked is not None:
+                    self.notify(locked, severity="warning", timeout=20, markup=False)
         except Exception:
             if not self.quitting:  # quitting shuts the engine down under a slow restore
                 raise
         finally:
             self.dashboard.set_notes(notes)
-            if self.store is not None and not self.quitting:
-                if self.session is not None and self.restart_saved:
-                    self.store.keep_wanted(f.id for f in self.session.forwards if f.running)
-                self.store.on_error = lambda message: self.notify(
-                    message, severity="error", timeout=15, markup=False
-                )
-                self.store.attach(self.manager)
-                self.store.request_save()
             self.restored = True
 
     # -- engine messages ------------------------------------------------------------------------
@@ -306,8 +293,8 @@ class PortfwdApp(App[int]):
     @work(group="quit", exclusive=True)
     async def _quit_sequence(self) -> None:
         try:
-            if self.store is not None:
-                await self.store.close(flush=True)
+            if self.session is not None:
+                await self.session.close(flush=True)
             if self._subscription is not None:
                 self._subscription.close()
             self.workers.cancel_group(self, "engine-events")

@@ -23,6 +23,7 @@ from portfwd.engine.model import ForwardSpec
 from portfwd.errors import PortfwdError
 from portfwd.eventloop import run
 from portfwd.safetext import EscapingFormatter, escape_lines
+from portfwd.store.session import Session
 from portfwd.store.state import StateStore, check_session_path, default_state_file
 
 
@@ -172,19 +173,17 @@ async def launch(
     from portfwd.tui.catalog import KubeCatalog
 
     store = StateStore(state_file)
-    session = await asyncio.to_thread(store.load)
+    loaded = await asyncio.to_thread(store.load)
     ctx_name, cluster, ctx_warning = await asyncio.to_thread(describe_context, kubeconfig, context)
-    warnings = [*session.warnings, *(extra_warnings or [])]
+    warnings = [*loaded.warnings, *(extra_warnings or [])]
     if ctx_warning:
         warnings.append(ctx_warning)
     manager = Manager(kubeconfig=kubeconfig, ping_interval=ping_interval)
+    session = Session(manager, store, loaded, restart=restore, seed=seed or ())
     app = PortfwdApp(
         manager,
         catalog=KubeCatalog(manager.clients, kubeconfig=kubeconfig),
-        store=store,
         session=session,
-        restart=restore,
-        seed=seed,
         context=ctx_name,
         cluster=cluster,
         namespace=namespace,
@@ -197,7 +196,7 @@ async def launch(
     finally:
         # A crash skips the app's quit sequence: stop the forwards here. Do not save: the
         # last good state is already on disk, and a crash may have left the engine odd.
-        await store.close(flush=False)
+        await session.close(flush=False)
         await manager.shutdown()
     if app.crash:
         return report_crash(state_file.parent, app.crash)
