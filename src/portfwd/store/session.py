@@ -104,6 +104,7 @@ class Session:
         self._dirty = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._following = False
+        self._claimed = False
         self.restored = False
         self.notes: dict[str, str] = {}
 
@@ -121,13 +122,21 @@ class Session:
 
     # -- start: restore, then follow --------------------------------------------------------
 
-    async def start(self) -> dict[str, str]:
-        """Bring the session back (or seed a first one), then keep the file current.
-        Returns notes per forward id: why one is shown stopped."""
-        if self._lock is not None and self.locked_by is None:
+    async def claim(self) -> str | None:
+        """Take the session file's lock (once); None when held, else the holder's pid ("?"
+        when unknown). A daemon refuses to start on a file a dashboard holds."""
+        if self._lock is not None and self.locked_by is None and not self._claimed:
             holder = await asyncio.to_thread(self._lock.acquire)
             if holder is not None:
                 self.locked_by = holder or "?"
+            else:
+                self._claimed = True
+        return self.locked_by
+
+    async def start(self) -> dict[str, str]:
+        """Bring the session back (or seed a first one), then keep the file current.
+        Returns notes per forward id: why one is shown stopped."""
+        await self.claim()
         saved = self.loaded.forwards
         # A second window on a locked file shows the session but starts nothing: the first
         # one runs those forwards (their ports are taken) and owns the file.
@@ -213,6 +222,7 @@ class Session:
         self._following = False
         if self._lock is not None:
             self._lock.release()
+            self._claimed = False
 
 
 async def restore(

@@ -8,6 +8,7 @@ one stops every forward, a daemon keeps them, then exit).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import traceback
@@ -64,6 +65,7 @@ class PortfwdApp(App[int]):
         Binding("q", "quit", "Quit"),
         Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
         Binding("question_mark", "help", "Help"),
+        Binding("Q", "stop_all_and_quit", "Stop all & quit", show=False),
     ]
 
     def __init__(
@@ -81,8 +83,10 @@ class PortfwdApp(App[int]):
         open_url: Callable[[str], Any] = webbrowser.open,
         warnings: Iterable[str] = (),
         protocol: str = "auto",
+        daemon: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
+        self.daemon = daemon  # the daemon's hello when attached to one (pid, socket...)
         self.protocol = protocol  # for forwards added in this run (--protocol)
         self.manager = manager
         self.catalog = catalog
@@ -106,6 +110,8 @@ class PortfwdApp(App[int]):
 
     def _sub_title(self) -> str:
         parts = []
+        if self.daemon is not None:
+            parts.append(f"attached to the daemon (pid {self.daemon.get('pid')})")
         if self.context_name:
             parts.append(f"context {self.context_name}")
         if self.cluster_name:
@@ -167,6 +173,10 @@ class PortfwdApp(App[int]):
                     self.post_message(Resync())
         finally:
             subscription.close()
+        if self.daemon is not None and not self.quitting:
+            # The stream ended without us: the daemon stopped or was killed.
+            self.quitting = True
+            self.exit(1)
 
     @work(group="session")
     async def _restore_session(self) -> None:
@@ -287,12 +297,33 @@ class PortfwdApp(App[int]):
             return
         self.quitting = True
         count = len(self.manager.snapshot())
-        self.notify(f"Saving the session and stopping {count} forward(s)…", timeout=10)
+        if self.daemon is not None:
+            self.notify(f"Detaching: {count} forward(s) keep running in the daemon", timeout=10)
+        else:
+            self.notify(f"Saving the session and stopping {count} forward(s)…", timeout=10)
         self._quit_sequence()
 
+    async def action_stop_all_and_quit(self) -> None:
+        """Attached to a daemon, `q` leaves its forwards running; this is the explicit way to
+        stop them all (in-process, `q` already does)."""
+        if self.quitting:
+            return
+        if self.daemon is None:
+            await self.action_quit()
+            return
+        self.quitting = True
+        count = len(self.manager.snapshot())
+        self.notify(f"Stopping {count} forward(s) in the daemon, then detaching…", timeout=10)
+        self._quit_sequence(stop_all=True)
+
     @work(group="quit", exclusive=True)
-    async def _quit_sequence(self) -> None:
+    async def _quit_sequence(self, stop_all: bool = False) -> None:
         try:
+            if stop_all:
+                await asyncio.gather(
+                    *(self.manager.stop(s.id) for s in self.manager.snapshot()),
+                    return_exceptions=True,
+                )
             if self.session is not None:
                 await self.session.close(flush=True)
             if self._subscription is not None:
