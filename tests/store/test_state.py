@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
+from portfwd.configdir import config_dir, default_state_file
 from portfwd.engine.model import ForwardSnapshot, ForwardSpec, ForwardState
 from portfwd.store.session import Session, restore
 from portfwd.store.state import (
@@ -20,8 +21,6 @@ from portfwd.store.state import (
     LoadResult,
     SavedForward,
     StateStore,
-    config_dir,
-    default_state_file,
     write_atomic,
 )
 from tests.tui.fakes import FakeManager

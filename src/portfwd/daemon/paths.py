@@ -15,9 +15,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from portfwd.configdir import config_dir
 from portfwd.errors import PortfwdError
 from portfwd.safetext import escape_controls
-from portfwd.store.state import config_dir
 
 RUNTIME_DIR_ENV = "PORTFWD_RUNTIME_DIR"
 SOCKET_NAME = "daemon.sock"

@@ -26,7 +26,7 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -52,8 +52,6 @@ log = logging.getLogger(__name__)
 # ignore keys they do not know, and a file without it reads as reconnect on. Bump it only for
 # a change an older reader would get wrong.
 SCHEMA_VERSION = 1
-STATE_FILE_NAME = "state.yaml"
-CONFIG_DIR_ENV = "PORTFWD_CONFIG_DIR"
 # A forward takes about 200 bytes and a dozen YAML nodes: room for thousands, while the
 # worst file under these limits still loads in a second or two.
 STATE_MAX_BYTES = 1 << 20
@@ -61,21 +59,6 @@ STATE_MAX_NODES = 200_000
 
 # States in which the user wants the forward running: restarted on the next start.
 RUNNING_STATES = frozenset({ForwardState.STARTING, ForwardState.ACTIVE, ForwardState.RECONNECTING})
-
-
-def config_dir(environ: Mapping[str, str] | None = None) -> Path:
-    """$PORTFWD_CONFIG_DIR, else the platform's user config dir (~/.config/portfwd)."""
-    env = os.environ if environ is None else environ
-    override = env.get(CONFIG_DIR_ENV)
-    if override:
-        return Path(override).expanduser()
-    from platformdirs import user_config_dir
-
-    return Path(user_config_dir("portfwd"))
-
-
-def default_state_file(environ: Mapping[str, str] | None = None) -> Path:
-    return config_dir(environ) / STATE_FILE_NAME
 
 
 @dataclass(frozen=True)
