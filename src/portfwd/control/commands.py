@@ -13,18 +13,20 @@ A forward is named by its `--name` or its id (`portfwd ls -o wide` shows both).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
-import signal
 import sys
-from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, TypeVar
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from portfwd.errors import PortfwdError
 from portfwd.safetext import escape_controls
+
+if TYPE_CHECKING:
+    from portfwd.daemon.sync_client import SyncClient
+    from portfwd.engine.model import ForwardSnapshot
 
 T = TypeVar("T")
 
@@ -43,14 +45,13 @@ def _err(message: str) -> None:
     click.echo(f"error: {escape_controls(message)}", err=True)
 
 
-def run_client(main: Callable[[], Coroutine[Any, Any, int]]) -> None:
+def run_client(main: Callable[[], int]) -> None:
     """Run a client command; the daemon's errors become one line and the documented code."""
-    from portfwd.daemon.client import NotRunning, RemoteError
+    from portfwd.daemon.replies import NotRunning, RemoteError
     from portfwd.errors import InputError
-    from portfwd.eventloop import run
 
     try:
-        code = run(main())
+        code = main()
     except Exit as exc:
         code = exc.code
     except NotRunning as exc:
@@ -77,20 +78,20 @@ def run_client(main: Callable[[], Coroutine[Any, Any, int]]) -> None:
     sys.exit(code)
 
 
-async def _connected(body: Callable[[Any], Awaitable[T]], *, client: str) -> T:
-    from portfwd.daemon.client import DaemonClient
+def _connected(body: Callable[[SyncClient], T], *, client: str) -> T:
+    from portfwd.daemon.sync_client import SyncClient
 
-    conn = await DaemonClient.connect(client=client)
+    conn = SyncClient.connect(client=client)
     try:
-        return await body(conn)
+        return body(conn)
     finally:
-        await conn.close()
+        conn.close()
 
 
-async def _snapshots(conn: Any) -> list[Any]:
+def _snapshots(conn: SyncClient) -> list[ForwardSnapshot]:
     from portfwd.engine.serial import snapshot_from_dict
 
-    return [snapshot_from_dict(raw) for raw in await conn.request("snapshot")]
+    return [snapshot_from_dict(raw) for raw in conn.request("snapshot")]
 
 
 def _label(snap: Any) -> str:
@@ -123,8 +124,8 @@ def ls_command(ctx: click.Context, output: str) -> None:
 
     _with_globals(ctx)
 
-    async def main() -> int:
-        snaps = await _connected(_snapshots, client="ls")
+    def main() -> int:
+        snaps = _connected(_snapshots, client="ls")
         click.echo(render(snaps, output))
         return 0
 
@@ -202,7 +203,7 @@ def add_command(
     )
 
 
-async def _add(
+def _add(
     *,
     target: str,
     ports: tuple[str, ...],
@@ -228,10 +229,10 @@ async def _add(
                 f"give a local port for the named remote port {m.remote!r}"
                 f" (e.g. 8443:{m.remote}, or :{m.remote} for a free one)"
             )
-    from portfwd.daemon.client import pinned_kubeconfig
+    from portfwd.daemon.sync_client import pinned_kubeconfig
 
     kubeconfig = pinned_kubeconfig(kubeconfig)
-    context = await asyncio.to_thread(_pinned_context, kubeconfig, context)
+    context = _pinned_context(kubeconfig, context)
     specs = [
         ForwardSpec(
             target=target.strip(),
@@ -248,27 +249,25 @@ async def _add(
         for m in mappings
     ]
 
-    async def body(conn: Any) -> int:
+    def body(conn: SyncClient) -> int:
         code = 0
         for spec in specs:
-            raw = await conn.request("add", spec=spec_to_dict(spec), start=start)
+            raw = conn.request("add", spec=spec_to_dict(spec), start=start)
             snap = snapshot_from_dict(raw)
             if start and snap.state is not ForwardState.ACTIVE:
                 # As kubectl: a target that does not resolve now is a mistake to report, not
                 # a forward to keep retrying.
-                await conn.request("remove", id=snap.id)
+                conn.request("remove", id=snap.id)
                 _err(f"{snap.spec.target} {snap.spec.remote_port}: {snap.reason}; not added")
                 code = FAILED
                 continue
             if start and reconnect:
-                snap = snapshot_from_dict(
-                    await conn.request("set_reconnect", id=snap.id, enabled=True)
-                )
+                snap = snapshot_from_dict(conn.request("set_reconnect", id=snap.id, enabled=True))
             state = snap.state.value + (f": {snap.reason}" if snap.reason else "")
             click.echo(f"{_label(snap)}\t{_where(snap)}\t{escape_controls(state)}")
         return code
 
-    return await _connected(body, client="add")
+    return _connected(body, client="add")
 
 
 # -- start / stop / restart / rm ------------------------------------------------------------
@@ -286,15 +285,15 @@ def _act(op: str, verb: str) -> click.Command:
         if every == bool(forwards):
             raise click.UsageError("name the forwards (NAME or ID), or give --all; not both")
 
-        async def main() -> int:
-            async def body(conn: Any) -> int:
+        def main() -> int:
+            def body(conn: SyncClient) -> int:
                 from portfwd.engine.serial import snapshot_from_dict
 
-                keys = list(forwards) or [s.id for s in await _snapshots(conn)]
+                keys = list(forwards) or [s.id for s in _snapshots(conn)]
                 code = 0
                 for key in keys:
                     try:
-                        raw = await conn.request(op, id=key)
+                        raw = conn.request(op, id=key)
                     except KeyError as exc:
                         _err(str(exc.args[0]) if exc.args else key)
                         code = code or NOT_FOUND
@@ -309,7 +308,7 @@ def _act(op: str, verb: str) -> click.Command:
                         code = FAILED
                 return code
 
-            return await _connected(body, client=op)
+            return _connected(body, client=op)
 
         run_client(main)
 
@@ -353,48 +352,81 @@ def _line(entry: Any, who: str | None) -> str:
     return escape_controls(f"{stamp} {entry.level.name:<7} {prefix}{entry.message}")
 
 
-async def _logs(forward: str | None, follow: bool, tail: int) -> int:
-    from portfwd.engine.events import ForwardAdded, ForwardChanged, ForwardRemoved, LogLine
-    from portfwd.engine.serial import event_from_dict, log_from_dict
-    from portfwd.errors import InputError
+class _Names:
+    """Who a line is about, as `logs` prints it: the forward's name (or id), `portfwd` for
+    the daemon's own lines, nothing when one forward was asked for."""
 
-    async def body(conn: Any) -> int:
-        snaps = {s.id: s for s in await _snapshots(conn)}
-        fid: str | None = None
+    def __init__(self, snaps: list[ForwardSnapshot], forward: str | None) -> None:
+        self.snaps = {s.id: s for s in snaps}
+        self.forward = forward
+        self.fid: str | None = None
         if forward is not None:
-            match = [s for s in snaps.values() if s.id == forward] or [
-                s for s in snaps.values() if s.spec.name == forward
+            match = [s for s in snaps if s.id == forward] or [
+                s for s in snaps if s.spec.name == forward
             ]
             if not match:
                 raise KeyError(
                     f"no forward has the name or id {forward!r}; `portfwd ls` lists them"
                 )
-            fid = match[0].id
+            self.fid = match[0].id
 
-        def name(key: str | None) -> str | None:
-            if forward is not None:
-                return None
-            if key is None:
-                return "portfwd"
-            snap = snaps.get(key)
-            return (snap.spec.name or snap.id) if snap is not None else key
+    def __call__(self, key: str | None) -> str | None:
+        if self.forward is not None:
+            return None
+        if key is None:
+            return "portfwd"
+        snap = self.snaps.get(key)
+        return (snap.spec.name or snap.id) if snap is not None else key
 
-        if not follow:
-            for raw in await conn.request("logs", id=fid, limit=tail):
-                click.echo(_line(log_from_dict(raw), name(fid)))
-            return 0
-        first = await conn.request("subscribe", logs=tail)  # history, then live: no gap
+
+def _logs(forward: str | None, follow: bool, tail: int) -> int:
+    from portfwd.engine.serial import log_from_dict
+
+    if follow:
+        from portfwd.eventloop import run
+
+        return run(_follow(forward, tail))
+
+    def body(conn: SyncClient) -> int:
+        names = _Names(_snapshots(conn), forward)
+        keys = [names.fid] if forward is not None else [None, *names.snaps]
+        merged = [
+            (key, log_from_dict(raw))
+            for key in keys
+            for raw in conn.request("logs", id=key, limit=tail)
+        ]
+        merged.sort(key=lambda item: item[1].ts)  # stable: each forward's order is kept
+        for key, entry in merged[len(merged) - tail :] if tail else []:
+            click.echo(_line(entry, names(key)))
+        return 0
+
+    return _connected(body, client="logs")
+
+
+async def _follow(forward: str | None, tail: int) -> int:
+    """`logs -f`: the history, then live lines from the daemon's event stream (no gap)."""
+    import asyncio
+    import signal
+
+    from portfwd.daemon.client import DaemonClient
+    from portfwd.engine.events import ForwardAdded, ForwardChanged, ForwardRemoved, LogLine
+    from portfwd.engine.serial import event_from_dict, log_from_dict, snapshot_from_dict
+    from portfwd.errors import InputError
+
+    conn = await DaemonClient.connect(client="logs")
+    try:
+        first = await conn.request("subscribe", logs=tail)
+        names = _Names([snapshot_from_dict(raw) for raw in first["snapshot"]], forward)
         history = first.get("logs", {})
-        if forward is not None:
-            for raw in history.get(fid or "", [])[-tail:] if tail else []:
-                click.echo(_line(log_from_dict(raw), None))
-        else:
-            merged = [
-                (key or None, log_from_dict(raw)) for key, lines in history.items() for raw in lines
-            ]
-            merged.sort(key=lambda item: item[1].ts)
-            for key, entry in merged[len(merged) - tail :] if tail else []:
-                click.echo(_line(entry, name(key)))
+        merged = [
+            (key or None, log_from_dict(raw))
+            for key, lines in history.items()
+            if forward is None or key == names.fid
+            for raw in lines
+        ]
+        merged.sort(key=lambda item: item[1].ts)
+        for key, entry in merged[len(merged) - tail :] if tail else []:
+            click.echo(_line(entry, names(key)))
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         with contextlib.suppress(NotImplementedError, RuntimeError):
@@ -406,6 +438,7 @@ async def _logs(forward: str | None, follow: bool, tail: int) -> int:
                 done, _ = await asyncio.wait({getter, stopper}, return_when=asyncio.FIRST_COMPLETED)
                 if stopper in done:
                     getter.cancel()
+                    await asyncio.gather(getter, return_exceptions=True)
                     return 0
                 raw = getter.result()
                 if raw is None:
@@ -416,18 +449,21 @@ async def _logs(forward: str | None, follow: bool, tail: int) -> int:
                 except InputError:
                     continue  # a newer daemon's event
                 if isinstance(event, ForwardAdded | ForwardChanged):
-                    snaps[event.snapshot.id] = event.snapshot
-                elif isinstance(event, ForwardRemoved) and event.forward_id == fid:
+                    names.snaps[event.snapshot.id] = event.snapshot
+                elif isinstance(event, ForwardRemoved) and event.forward_id == names.fid:
                     click.echo(f"{escape_controls(forward or '')} was removed")
                     return 0
-                elif isinstance(event, LogLine) and (forward is None or event.forward_id == fid):
-                    click.echo(_line(event.entry, name(event.forward_id)))
+                elif isinstance(event, LogLine) and (
+                    forward is None or event.forward_id == names.fid
+                ):
+                    click.echo(_line(event.entry, names(event.forward_id)))
         finally:
             stopper.cancel()
+            await asyncio.gather(stopper, return_exceptions=True)
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(signal.SIGINT)
-
-    return await _connected(body, client="logs")
+    finally:
+        await conn.close()
 
 
 COMMANDS = [

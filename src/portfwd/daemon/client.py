@@ -12,15 +12,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import os
 from collections import deque
-from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from portfwd import __version__
 from portfwd.daemon import protocol as proto
 from portfwd.daemon.paths import DaemonPaths, daemon_paths
+from portfwd.daemon.replies import (
+    DaemonGone,
+    NotRunning,
+    hello,
+    result,
+    unreachable,
+    welcome,
+)
+from portfwd.daemon.sync_client import CONNECT_TIMEOUT
+from portfwd.errors import InputError, PortfwdError
 from portfwd.engine.bus import EventBus, Subscription
 from portfwd.engine.events import (
     Event,
@@ -39,51 +46,9 @@ from portfwd.engine.serial import (
     snapshot_from_dict,
     spec_to_dict,
 )
-from portfwd.errors import InputError, PortfwdError
 from portfwd.safetext import escape_controls
 
-CONNECT_TIMEOUT = 5.0
 LOG_MIRROR = 1000  # lines kept per forward (the engine keeps as many)
-
-
-def pinned_kubeconfig(given: str | None, environ: Mapping[str, str] | None = None) -> str | None:
-    """The kubeconfig a forward sent to the daemon should name: the daemon reads files with
-    its own environment (a service manager's), so this shell's choice must travel with the
-    spec. `--kubeconfig` as an absolute path, else a single-file $KUBECONFIG; several files
-    (merged) or none: the daemon's own default."""
-    env = os.environ if environ is None else environ
-    if given:
-        return os.path.abspath(os.path.expanduser(given))
-    listed = [p for p in env.get("KUBECONFIG", "").split(os.pathsep) if p]
-    if len(listed) == 1:
-        return os.path.abspath(os.path.expanduser(listed[0]))
-    return None
-
-
-class NotRunning(PortfwdError):
-    """No daemon answers on the socket."""
-
-
-class DaemonGone(PortfwdError):
-    """The connection to the daemon ended (it stopped, or was killed)."""
-
-
-class RemoteError(PortfwdError):
-    """The daemon refused a request; `kind` is the protocol's error type."""
-
-    def __init__(self, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.kind = kind
-
-
-def _raise(kind: str, message: str) -> None:
-    """The daemon's error as the exception the in-process engine would have raised."""
-    message = escape_controls(message)
-    if kind == proto.NOT_FOUND:
-        raise KeyError(message)
-    if kind == proto.INPUT:
-        raise InputError(message)
-    raise RemoteError(kind, message)
 
 
 class DaemonClient:
@@ -119,47 +84,20 @@ class DaemonClient:
                 reader, writer = await asyncio.open_unix_connection(
                     str(paths.socket), limit=proto.MAX_REPLY_BYTES
                 )
-        except (FileNotFoundError, ConnectionRefusedError):
-            raise NotRunning(
-                "no portfwd daemon is running (start one with `portfwd daemon --detach`)"
-            ) from None
-        except TimeoutError:
-            raise NotRunning(f"the portfwd daemon at {paths.socket} does not answer") from None
-        except PermissionError:
-            raise PortfwdError(
-                f"permission denied on {paths.socket}: that daemon belongs to another user"
-            ) from None
-        except OSError as exc:
-            raise NotRunning(f"cannot reach the portfwd daemon at {paths.socket}: {exc}") from None
+        except (OSError, TimeoutError) as exc:
+            raise unreachable(paths, exc) from None
         self = cls(reader, writer, paths)
         try:
-            writer.write(
-                proto.encode(
-                    {
-                        "id": 0,
-                        "op": "hello",
-                        "args": {
-                            "version": proto.PROTOCOL_VERSION,
-                            "client": f"portfwd {__version__} {client} (pid {os.getpid()})",
-                        },
-                    }
-                )
-            )
+            writer.write(hello(client))
             async with asyncio.timeout(within):
                 line = await reader.readuntil(b"\n")
-            data = proto.decode_line(line)
+            self.server = welcome(proto.decode_line(line))
         except (OSError, asyncio.IncompleteReadError, TimeoutError, proto.ProtocolError):
             writer.close()
             raise NotRunning(f"the portfwd daemon at {paths.socket} did not say hello") from None
-        err = data.get("error")
-        if isinstance(err, dict):
+        except BaseException:
             writer.close()
-            kind, message = str(err.get("type")), str(err.get("message"))
-            if kind == proto.VERSION:
-                theirs = _version_in(message)
-                raise RemoteError(kind, proto.version_mismatch(theirs, "client"))
-            raise RemoteError(kind, escape_controls(message))
-        self.server = data.get("ok") or {}
+            raise
         self._reader_task = asyncio.create_task(self._read_loop(), name="daemon-client-reader")
         return self
 
@@ -210,10 +148,7 @@ class DaemonClient:
             data = await future
         finally:
             self._pending.pop(rid, None)
-        err = data.get("error")
-        if isinstance(err, dict):
-            _raise(str(err.get("type")), str(err.get("message")))
-        return data.get("ok")
+        return result(data)
 
     async def next_event(self) -> dict[str, Any] | None:
         """The next event from the daemon (after `subscribe`), None once the connection ended."""
@@ -227,16 +162,6 @@ class DaemonClient:
         if task is not None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-
-
-def _version_in(message: str) -> Any:
-    """The daemon's protocol version as its message says it ("speaks protocol N")."""
-    words = message.split()
-    for before, word in itertools.pairwise(words):
-        if before == "protocol":
-            digits = word.strip(",:")
-            return int(digits) if digits.isdigit() else digits
-    return "?"
 
 
 class RemoteEngine:

@@ -110,8 +110,8 @@ def reply(rid: int, result: Any) -> bytes:
     return encode({"id": rid, "ok": result})
 
 
-def error(rid: int | None, kind: str, message: str) -> bytes:
-    return encode({"id": rid, "error": {"type": kind, "message": message}})
+def error(rid: int | None, kind: str, message: str, **extra: Any) -> bytes:
+    return encode({"id": rid, "error": {"type": kind, "message": message, **extra}})
 
 
 def version_mismatch(theirs: Any, side: str) -> str:

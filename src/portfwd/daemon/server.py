@@ -105,7 +105,8 @@ class DaemonServer:
         self._on_shutdown = on_shutdown
         self._server: asyncio.Server | None = None
         self._clients: set[_Client] = set()
-        self._tasks: set[asyncio.Task[Any]] = set()  # client readers and their requests
+        self._tasks: set[asyncio.Task[Any]] = set()  # requests and event pumps
+        self._readers: set[asyncio.Task[Any]] = set()  # one per connection (asyncio's own)
         self._logger: asyncio.Task[None] | None = None
         self._uid = os.geteuid()
 
@@ -155,12 +156,18 @@ class DaemonServer:
         if server is not None:
             server.close()
         for client in list(self._clients):
-            client.close()
+            client.close()  # its reader sees the end of its stream and returns
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
         if tasks:
             await asyncio.wait(tasks)
+        readers = list(self._readers)
+        if readers:
+            # Not cancelled: asyncio's stream server reports a cancelled handler as an error.
+            _, late = await asyncio.wait(readers, timeout=5)
+            for task in late:
+                task.cancel()
         if self.session is not None:
             await self.session.close(flush=True)  # before the forwards stop: they stay wanted
         await self.manager.shutdown()
@@ -222,7 +229,8 @@ class DaemonServer:
     ) -> None:
         task = asyncio.current_task()
         if task is not None:
-            self._own(task)
+            self._readers.add(task)
+            task.add_done_callback(self._readers.discard)
         sock = writer.get_extra_info("socket")
         uid = peer_uid(sock) if sock is not None else None  # asyncio's TransportSocket
         client = _Client(self, writer, uid)
@@ -300,7 +308,12 @@ class DaemonServer:
         version = request.args.get("version")
         if version != proto.PROTOCOL_VERSION:
             client.send(
-                proto.error(request.id, proto.VERSION, proto.version_mismatch(version, "daemon"))
+                proto.error(
+                    request.id,
+                    proto.VERSION,
+                    proto.version_mismatch(version, "daemon"),
+                    version=proto.PROTOCOL_VERSION,
+                )
             )
             return False
         name = request.args.get("client")

@@ -24,7 +24,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from portfwd.daemon.client import DaemonClient, NotRunning
+from portfwd.daemon.client import DaemonClient
+from portfwd.daemon.replies import NotRunning
 from portfwd.daemon.lock import lock_holder
 from portfwd.daemon.paths import DaemonPaths, daemon_paths
 from portfwd.daemon.server import DaemonServer
@@ -52,7 +53,8 @@ def run_daemon(
     detach: bool,
     paths: DaemonPaths | None = None,
 ) -> int:
-    from portfwd.store.state import check_session_path, default_state_file
+    from portfwd.configdir import default_state_file
+    from portfwd.store.state import check_session_path
 
     paths = paths or daemon_paths()
     state = state_file or default_state_file()

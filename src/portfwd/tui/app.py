@@ -87,6 +87,7 @@ class PortfwdApp(App[int]):
     ) -> None:
         super().__init__()
         self.daemon = daemon  # the daemon's hello when attached to one (pid, socket...)
+        self.daemon_lost = False
         self.protocol = protocol  # for forwards added in this run (--protocol)
         self.manager = manager
         self.catalog = catalog
@@ -174,9 +175,10 @@ class PortfwdApp(App[int]):
         finally:
             subscription.close()
         if self.daemon is not None and not self.quitting:
-            # The stream ended without us: the daemon stopped or was killed.
-            self.quitting = True
-            self.exit(1)
+            # The stream ended without us: the daemon stopped or was killed. The caller
+            # says why, on the terminal, once the screen is restored.
+            self.quitting = self.daemon_lost = True
+            self.exit(return_code=1)
 
     @work(group="session")
     async def _restore_session(self) -> None:

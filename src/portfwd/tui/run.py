@@ -19,13 +19,14 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from portfwd.configdir import default_state_file
 from portfwd.engine.model import ForwardSpec
 from portfwd.errors import PortfwdError
 from portfwd.eventloop import run
 from portfwd.logfile import BackgroundLog
 from portfwd.safetext import escape_lines
 from portfwd.store.session import Session
-from portfwd.store.state import StateStore, check_session_path, default_state_file
+from portfwd.store.state import StateStore, check_session_path
 
 
 def run_tui(
@@ -204,7 +205,8 @@ async def launch(
 
 async def _attach(start: bool, kubeconfig: str | None, state_file: Path | None) -> Any:
     """A RemoteEngine on the running daemon; with `start`, one started for this; else None."""
-    from portfwd.daemon.client import NotRunning, RemoteEngine
+    from portfwd.daemon.client import RemoteEngine
+    from portfwd.daemon.replies import NotRunning
     from portfwd.daemon.service import start_detached
 
     try:
@@ -234,7 +236,7 @@ async def _launch_attached(
 ) -> int:
     """The dashboard on the daemon's engine: no session here (the daemon keeps it); the
     picker lists resources with a client pool of its own."""
-    from portfwd.daemon.client import pinned_kubeconfig
+    from portfwd.daemon.sync_client import pinned_kubeconfig
     from portfwd.engine.clients import ClientPool
     from portfwd.tui.app import PortfwdApp
     from portfwd.tui.catalog import KubeCatalog
@@ -268,6 +270,6 @@ async def _launch_attached(
     finally:
         await remote.shutdown()  # detach: the daemon keeps its forwards
         await clients.close()
-    if remote.lost is not None and not app.quitting:
-        raise PortfwdError(f"lost the portfwd daemon: {remote.lost}")
+    if app.daemon_lost:
+        raise PortfwdError(f"lost the portfwd daemon: {remote.lost or 'it went away'}")
     return app.return_code or 0
