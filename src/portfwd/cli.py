@@ -439,6 +439,17 @@ def _register_clients() -> None:
 _register_clients()
 
 
+def _register_profiles() -> None:
+    """`portfwd profile ...` (saved sets of forwards) and `portfwd up PROFILE [GROUP...]`."""
+    from portfwd.control.profiles import COMMANDS as PROFILE_COMMANDS
+
+    for command in PROFILE_COMMANDS:
+        cli.add_command(command)
+
+
+_register_profiles()
+
+
 def main() -> None:
     """The console script. A usage mistake is one `error:` line (exit 2), like every failure."""
     from portfwd.limits import raise_open_file_limit

@@ -1,0 +1,483 @@
+"""`portfwd profile example|schema|ls|show|validate|edit|save` and `portfwd up`.
+
+Exit codes: 0 done; 1 problems found (validate, a broken profile, an edit not saved, a
+forward of `up` that could not start); 2 usage (an unknown profile or group: the line names
+the known ones).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from portfwd.errors import PortfwdError
+from portfwd.safetext import escape_controls
+
+F = TypeVar("F", bound=Callable[..., Any])
+USAGE = 2
+
+
+class _Exit(Exception):
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+def _err(message: str) -> None:
+    click.echo(f"error: {escape_controls(message)}", err=True)
+
+
+def _run(body: Callable[[], int]) -> None:
+    try:
+        code = body()
+    except _Exit as exc:
+        code = exc.code
+    except PortfwdError as exc:
+        _err(str(exc))
+        code = 1
+    except KeyboardInterrupt:
+        code = 130
+    sys.exit(code)
+
+
+def _profiles_option(fn: F) -> F:
+    return click.option(
+        "--profiles",
+        "profiles_file",
+        default=None,
+        metavar="FILE",
+        help="Profiles file (default: profiles.yaml in portfwd's config dir).",
+    )(fn)
+
+
+def _path(ctx: click.Context, given: str | None) -> Path:
+    from portfwd.store.profiles import default_profiles_file
+
+    if given:
+        return Path(given).expanduser()
+    group = (ctx.obj or {}).get("profiles_file")
+    return Path(group).expanduser() if group else default_profiles_file()
+
+
+def context_lister(kubeconfig: str | None) -> Callable[[str | None], list[str] | None]:
+    """Contexts of a kubeconfig (the forward's, else `kubeconfig`, else the default one);
+    None when it cannot be read (then contexts are not checked)."""
+    from portfwd.kube.config import list_contexts
+
+    def known(named: str | None) -> list[str] | None:
+        try:
+            infos, _ = list_contexts(named or kubeconfig)
+        except (PortfwdError, OSError, ValueError):
+            return None
+        return [info.name for info in infos]
+
+    return known
+
+
+def _table(rows: list[list[str]]) -> None:
+    """Rows in columns two spaces apart (text escaped: it comes from the file)."""
+    cells = [[escape_controls(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells if i < len(r)) for i in range(max(map(len, cells)))]
+    for row in cells:
+        click.echo("  ".join(c.ljust(widths[i]) for i, c in enumerate(row)).rstrip())
+
+
+def _unknown_profile(loaded: Any, name: str) -> _Exit:
+    from portfwd.kube.targets import quote
+
+    names = loaded.names
+    known = ", ".join(quote(n) for n in names) if names else "none yet"
+    where = loaded.path if loaded.existed else f"{loaded.path} (no such file)"
+    _err(f"no profile {quote(name)} in {where}; profiles: {known}")
+    return _Exit(USAGE)
+
+
+# -- the group ----------------------------------------------------------------------------------
+
+
+@click.group(name="profile")
+@_profiles_option
+@click.pass_context
+def profile_group(ctx: click.Context, profiles_file: str | None) -> None:
+    """Saved sets of forwards (profiles.yaml), started with `portfwd up PROFILE [GROUP...]`."""
+    from portfwd.cli import _with_globals
+
+    opts = _with_globals(ctx, kubeconfig=None, state_file=None)
+    ctx.obj = {"profiles_file": profiles_file, **opts}
+
+
+@profile_group.command(name="example")
+def example_command() -> None:
+    """Print a documented example profiles file (`> profiles.yaml` to start one)."""
+    from portfwd.store.profiles_schema import example_text
+
+    click.echo(example_text(), nl=False)
+
+
+@profile_group.command(name="schema")
+def schema_command() -> None:
+    """Print the JSON Schema of profiles.yaml, for editors that complete and check YAML."""
+    from portfwd.store.profiles_schema import schema
+
+    click.echo(json.dumps(schema(), indent=2))
+
+
+@profile_group.command(name="ls")
+@_profiles_option
+@click.pass_context
+def ls_command(ctx: click.Context, profiles_file: str | None) -> None:
+    """List the profiles: forwards, groups, description."""
+
+    def body() -> int:
+        from portfwd.store.profiles import load_profiles
+
+        loaded = load_profiles(_path(ctx, profiles_file))
+        if not loaded.existed:
+            click.echo(f"no profiles yet ({loaded.path}); `portfwd profile example` shows one")
+            return 0
+        rows = [["PROFILE", "FORWARDS", "GROUPS", "DESCRIPTION"]]
+        for name in loaded.names:
+            prof = loaded.profiles.get(name)
+            if prof is None:
+                n = sum(1 for p in loaded.problems if p.profile == name)
+                rows.append([name, "-", "-", f"not usable: {n} problem(s), see `validate`"])
+            else:
+                groups = ",".join(prof.groups) or "-"
+                rows.append([name, str(len(prof.forwards)), groups, prof.description])
+        _table(rows)
+        general = [p for p in loaded.problems if p.profile is None]
+        for problem in general:
+            click.echo(f"warning: {escape_controls(str(problem))}", err=True)
+        return 0
+
+    _run(body)
+
+
+@profile_group.command(name="show")
+@_profiles_option
+@click.argument("name")
+@click.pass_context
+def show_command(ctx: click.Context, profiles_file: str | None, name: str) -> None:
+    """Show a profile's forwards as they would run (defaults applied) and its groups."""
+
+    def body() -> int:
+        from portfwd.store.profiles import load_profiles
+
+        loaded = load_profiles(_path(ctx, profiles_file))
+        if name not in loaded.names:
+            raise _unknown_profile(loaded, name)
+        if name not in loaded.profiles:
+            for problem in loaded.problems:
+                if problem.profile == name:
+                    click.echo(escape_controls(str(problem)), err=True)
+            return 1
+        prof = loaded.profiles[name]
+        if prof.description:
+            click.echo(escape_controls(f"{name}: {prof.description}"))
+        rows = [["NAME", "TARGET", "PORTS", "CONTEXT", "NAMESPACE", "ADDRESS", "RECONNECT"]]
+        for _, spec in prof.specs():
+            local = str(spec.local_port) if spec.local_port else ""
+            rows.append(
+                [
+                    spec.name or "",
+                    spec.target,
+                    f"{local}:{spec.remote_port}",
+                    spec.context or "(current)",
+                    spec.namespace or "(context's)",
+                    ",".join(spec.addresses),
+                    "yes" if spec.reconnect else "no",
+                ]
+            )
+        _table(rows)
+        for group, members in prof.groups.items():
+            click.echo(escape_controls(f"group {group}: {', '.join(members)}"))
+        return 0
+
+    _run(body)
+
+
+@profile_group.command(name="validate")
+@click.option(
+    "--kubeconfig",
+    default=None,
+    metavar="FILE",
+    help="Kubeconfig whose contexts forwards may name (default: $KUBECONFIG, ~/.kube/config).",
+)
+@click.argument("file", required=False)
+@click.pass_context
+def validate_command(ctx: click.Context, kubeconfig: str | None, file: str | None) -> None:
+    """Check a profiles file; every problem as FILE:LINE:COLUMN: what to fix. Exit 1 if any."""
+    from portfwd.cli import _with_globals
+
+    kubeconfig = kubeconfig or (ctx.obj or {}).get("kubeconfig")
+    _with_globals(ctx)
+
+    def body() -> int:
+        from portfwd.store.profiles import load_profiles
+
+        path = _path(ctx, file)
+        loaded = load_profiles(path, known_contexts=context_lister(kubeconfig))
+        if not loaded.existed:
+            _err(f"no profiles file {loaded.path}")
+            return 1
+        for problem in loaded.problems:
+            click.echo(escape_controls(str(problem)), err=True)
+        forwards = sum(len(p.forwards) for p in loaded.profiles.values())
+        summary = f"{loaded.path}: {len(loaded.profiles)} profile(s), {forwards} forward(s)"
+        if loaded.problems:
+            click.echo(
+                escape_controls(f"{summary} usable; {len(loaded.problems)} problem(s)"), err=True
+            )
+            return 1
+        click.echo(escape_controls(f"{summary}: no problems"))
+        return 0
+
+    _run(body)
+
+
+# -- edit -------------------------------------------------------------------------------------
+
+
+def _editor() -> list[str]:
+    for var in ("VISUAL", "EDITOR"):
+        value = os.environ.get(var, "").strip()
+        if value:
+            return shlex.split(value)
+    return ["vi"]
+
+
+@profile_group.command(name="edit")
+@_profiles_option
+@click.argument("name")
+@click.pass_context
+def edit_command(ctx: click.Context, profiles_file: str | None, name: str) -> None:
+    """Edit the profiles file in $VISUAL/$EDITOR; it is saved only once it validates
+    (on a problem, it offers to edit again). NAME: the profile you mean to edit."""
+    kubeconfig = (ctx.obj or {}).get("kubeconfig")
+    _run(lambda: _edit(_path(ctx, profiles_file), name, kubeconfig))
+
+
+def _edit(path: Path, name: str, kubeconfig: str | None) -> int:
+    from portfwd.store.profiles import load_profiles, load_text, read_profiles_text, shown_path
+    from portfwd.store.state import write_atomic
+
+    loaded = load_profiles(path)
+    if name not in loaded.names:
+        raise _unknown_profile(loaded, name)
+    original = read_profiles_text(path) or ""
+    real = Path(os.path.realpath(path))
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{real.stem}.edit-", suffix=".yaml", dir=real.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    keep = False
+    try:
+        text = original
+        while True:
+            tmp.write_text(text, encoding="utf-8")
+            editor = [*_editor(), str(tmp)]
+            try:
+                status = subprocess.call(editor)
+            except OSError as exc:
+                raise PortfwdError(
+                    f"cannot run the editor {editor[0]!r} ({exc.strerror}); set $EDITOR"
+                ) from None
+            if status != 0:
+                _err(f"the editor exited with {status}; {loaded.path} was not changed")
+                return 1
+            text = tmp.read_text(encoding="utf-8")
+            checked = load_text(text, shown_path(path), known_contexts=context_lister(kubeconfig))
+            if not checked.problems:
+                break
+            for problem in checked.problems:
+                click.echo(escape_controls(str(problem)), err=True)
+            if not click.confirm("Edit again?", default=True, err=True):
+                keep = True
+                _err(f"{loaded.path} was not changed; your edit is kept in {tmp}")
+                return 1
+        if text == original:
+            click.echo(f"{loaded.path}: no changes")
+            return 0
+        write_atomic(path, text)
+        click.echo(f"saved {loaded.path}")
+        return 0
+    finally:
+        if not keep:
+            tmp.unlink(missing_ok=True)
+
+
+# -- save -------------------------------------------------------------------------------------
+
+
+@profile_group.command(name="save")
+@_profiles_option
+@click.option(
+    "--from-session",
+    "from_session",
+    is_flag=True,
+    default=True,
+    help="From the saved session's forwards (the only source for now; the default).",
+)
+@click.option("--state", "state_file", default=None, metavar="FILE", help="Session state file.")
+@click.option("--description", default=None, help="The profile's description.")
+@click.argument("name")
+@click.pass_context
+def save_command(
+    ctx: click.Context,
+    profiles_file: str | None,
+    from_session: bool,
+    state_file: str | None,
+    description: str | None,
+    name: str,
+) -> None:
+    """Save the session's forwards as profile NAME (replacing its forwards if it exists;
+    its description and groups are kept). The file's comments and layout are kept."""
+    state = state_file or (ctx.obj or {}).get("state_file")
+    _run(lambda: _save(_path(ctx, profiles_file), name, state, description))
+
+
+def _session_specs(state_file: str | None) -> list[Any]:
+    from portfwd.configdir import default_state_file
+    from portfwd.filecheck import FileTooLarge, read_capped
+    from portfwd.kube.targets import printable
+    from portfwd.store.state import STATE_MAX_BYTES, _decode, check_session_path
+
+    path = Path(state_file).expanduser() if state_file else default_state_file()
+    check_session_path(path)
+    try:
+        text = read_capped(path, STATE_MAX_BYTES, regular_only=True).decode("utf-8")
+        forwards = _decode(text)
+    except FileNotFoundError:
+        raise PortfwdError(
+            f"no session file {printable(str(path))}: start some forwards first (or --state FILE)"
+        ) from None
+    except (FileTooLarge, OSError, ValueError) as exc:
+        raise PortfwdError(f"cannot use session file {printable(str(path))}: {exc}") from None
+    return [f.spec for f in forwards]
+
+
+def _save(path: Path, name: str, state_file: str | None, description: str | None) -> int:
+    from portfwd.engine.model import NAME_RE
+    from portfwd.kube.targets import quote
+    from portfwd.store.profiles import load_profiles, save_profile, shown_path
+    from portfwd.store.profiles_model import profile_from_specs
+
+    if not NAME_RE.fullmatch(name):
+        _err(f"profile name {quote(name)}: up to 63 letters, digits, '.', '_' and '-'")
+        return USAGE
+    specs = _session_specs(state_file)
+    if not specs:
+        raise PortfwdError("the session has no forwards: nothing to save")
+    prof = profile_from_specs(name, specs, description=(description or "").strip())
+    loaded = load_profiles(path)
+    old = loaded.profiles.get(name)
+    if old is not None:
+        names = {f.name for f in prof.forwards}
+        groups = {g: tuple(m for m in members if m in names) for g, members in old.groups.items()}
+        prof = replace(
+            prof,
+            description=prof.description or old.description,
+            groups={g: m for g, m in groups.items() if m},
+        )
+    new = save_profile(path, prof)
+    verb = "saved new profile" if new else "updated profile"
+    click.echo(
+        escape_controls(f"{verb} {name} ({len(prof.forwards)} forwards) in {shown_path(path)}")
+    )
+    return 0
+
+
+# -- up ---------------------------------------------------------------------------------------
+
+
+def _ping(ctx: click.Context, param: click.Parameter, value: str) -> float:
+    from portfwd.cli import _ping_interval
+
+    return _ping_interval(ctx, param, value)
+
+
+@click.command(name="up")
+@_profiles_option
+@click.option("-n", "--namespace", default=None, help="Namespace where the profile names none.")
+@click.option("--context", default=None, help="Context where the profile names none.")
+@click.option(
+    "--kubeconfig", default=None, metavar="FILE", help="Kubeconfig where the profile names none."
+)
+@click.option(
+    "--dry-run", is_flag=True, help="Resolve and print pods, ports and addresses; bind nothing."
+)
+@click.option(
+    "--all-or-nothing",
+    is_flag=True,
+    help="If any forward cannot start (or later fails for good), stop them all and exit 1.",
+)
+@click.option(
+    "--ping-interval",
+    default="30",
+    show_default=True,
+    metavar="SECONDS",
+    callback=lambda ctx, param, value: _ping(ctx, param, value),
+    help="WebSocket ping interval on every tunnel; 0 disables (see `portfwd --help`).",
+)
+@click.option(
+    "--protocol",
+    type=click.Choice(["auto", "websocket", "spdy", "v4"]),
+    default="auto",
+    show_default=True,
+    help="Port-forward wire protocol (see `portfwd --help`).",
+)
+@click.argument("profile")
+@click.argument("groups", nargs=-1)
+@click.pass_context
+def up_command(
+    ctx: click.Context,
+    profiles_file: str | None,
+    namespace: str | None,
+    context: str | None,
+    kubeconfig: str | None,
+    dry_run: bool,
+    all_or_nothing: bool,
+    ping_interval: float,
+    protocol: str,
+    profile: str,
+    groups: tuple[str, ...],
+) -> None:
+    """Start profile PROFILE (or only its GROUPs) headless; kubectl's lines, each prefixed
+    by its forward's name. Runs until Ctrl-C. A forward that cannot start is one line and
+    makes the exit code 1; the others keep running (unless --all-or-nothing)."""
+    from portfwd.cli import _with_globals
+
+    opts = _with_globals(
+        ctx,
+        kubeconfig=kubeconfig,
+        context=context,
+        namespace=namespace,
+        ping_interval=ping_interval,
+        protocol=protocol,
+    )
+
+    def body() -> int:
+        from portfwd.headless_up import run_up
+
+        return run_up(
+            profiles_file=Path(profiles_file).expanduser() if profiles_file else None,
+            profile=profile,
+            groups=list(groups),
+            dry_run=dry_run,
+            all_or_nothing=all_or_nothing,
+            **opts,
+        )
+
+    _run(body)
+
+
+COMMANDS = [profile_group, up_command]

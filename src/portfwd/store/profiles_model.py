@@ -1,0 +1,196 @@
+"""Profiles as values: what a `profiles.yaml` holds once it has been checked.
+
+A :class:`Profile` is a named, saved set of forwards with optional defaults and groups
+(named subsets; a forward may be in several). Each :class:`ProfileForward` is written the
+way kubectl takes it (a target, ports such as ``"8080:80"`` or ``":http"``), and
+:meth:`Profile.specs` turns them into the engine's :class:`ForwardSpec` values, one per
+port, with the defaults applied (the forward's own value, then the profile's defaults, then
+the command line's, then the kubeconfig's). Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from portfwd.engine.model import ForwardSpec
+from portfwd.kube.targets import parse_port_mapping
+
+DEFAULT_ADDRESSES: tuple[str, ...] = ("localhost",)
+
+
+@dataclass(frozen=True)
+class Defaults:
+    """What a profile's forwards use when they do not say (None: not set)."""
+
+    kubeconfig: str | None = None
+    context: str | None = None
+    namespace: str | None = None
+    address: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class ProfileForward:
+    """One entry of a profile's `forwards:` list."""
+
+    name: str
+    target: str
+    ports: tuple[str, ...]  # as kubectl writes them: "8080:80", "80", ":http", "8443:https"
+    context: str | None = None
+    namespace: str | None = None
+    address: tuple[str, ...] | None = None
+    reconnect: bool = True
+    kubeconfig: str | None = None
+
+    def spec_names(self) -> list[str]:
+        """The engine names of its forwards: NAME, or NAME-REMOTE for each of several ports
+        (as `portfwd add --name` names them)."""
+        if len(self.ports) == 1:
+            return [self.name]
+        return [f"{self.name}-{parse_port_mapping(p).remote}" for p in self.ports]
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    description: str = ""
+    defaults: Defaults = field(default_factory=Defaults)
+    forwards: tuple[ProfileForward, ...] = ()
+    groups: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def forward(self, name: str) -> ProfileForward:
+        """KeyError for an unknown name."""
+        for fwd in self.forwards:
+            if fwd.name == name:
+                return fwd
+        raise KeyError(name)
+
+    def select(self, groups: Sequence[str] = ()) -> list[ProfileForward]:
+        """The forwards of these groups (every forward when none is named), in the profile's
+        order, each once. KeyError naming the first unknown group."""
+        if not groups:
+            return list(self.forwards)
+        wanted: set[str] = set()
+        for group in groups:
+            if group not in self.groups:
+                raise KeyError(group)
+            wanted.update(self.groups[group])
+        return [f for f in self.forwards if f.name in wanted]
+
+    def specs(
+        self,
+        groups: Sequence[str] = (),
+        *,
+        kubeconfig: str | None = None,
+        context: str | None = None,
+        namespace: str | None = None,
+    ) -> list[tuple[ProfileForward, ForwardSpec]]:
+        """One ForwardSpec per port of each selected forward, with its profile forward.
+
+        `kubeconfig`, `context`, `namespace`: the command line's, used where neither the
+        forward nor the profile's defaults give one. Raises InputError for a value the
+        engine refuses (a checked profile has none) and KeyError for an unknown group."""
+        return [
+            (fwd, spec)
+            for fwd in self.select(groups)
+            for spec in self._specs_of(
+                fwd, kubeconfig=kubeconfig, context=context, namespace=namespace
+            )
+        ]
+
+    def _specs_of(
+        self,
+        fwd: ProfileForward,
+        *,
+        kubeconfig: str | None,
+        context: str | None,
+        namespace: str | None,
+    ) -> Iterable[ForwardSpec]:
+        d = self.defaults
+        addresses = fwd.address or d.address or DEFAULT_ADDRESSES
+        for port, name in zip(fwd.ports, fwd.spec_names(), strict=True):
+            mapping = parse_port_mapping(port)
+            yield ForwardSpec(
+                target=fwd.target,
+                remote_port=mapping.remote,
+                local_port=mapping.local_port,
+                namespace=fwd.namespace or d.namespace or namespace,
+                context=fwd.context or d.context or context,
+                kubeconfig=fwd.kubeconfig or d.kubeconfig or kubeconfig,
+                addresses=addresses,
+                reconnect=fwd.reconnect,
+                name=name,
+            )
+
+
+@dataclass(frozen=True)
+class ProfileProblem:
+    """One thing wrong in a profiles file, where it is (1-based line and column)."""
+
+    path: str  # as shown to the user
+    line: int
+    column: int
+    message: str
+    profile: str | None = None  # the profile it is in (None: the file as a whole)
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}:{self.column}: {self.message}"
+
+
+@dataclass
+class ProfilesFile:
+    """What loading a profiles file gave: the profiles that checked out, and every problem.
+
+    A profile with a problem is left out of `profiles`; the others are usable."""
+
+    path: str
+    profiles: dict[str, Profile] = field(default_factory=dict)
+    problems: list[ProfileProblem] = field(default_factory=list)
+    broken: list[str] = field(default_factory=list)  # profiles left out for their problems
+    existed: bool = True
+
+    @property
+    def names(self) -> list[str]:
+        """Every profile the file names, the broken ones too, in file order."""
+        return [*self.profiles, *(b for b in self.broken if b not in self.profiles)]
+
+
+def _base_name(spec: ForwardSpec) -> str:
+    if spec.name:
+        return spec.name
+    from portfwd.kube.targets import parse_target
+
+    return f"{parse_target(spec.target).name}-{spec.remote_port}"[:63].rstrip(".-_")
+
+
+def profile_from_specs(
+    name: str, specs: Iterable[ForwardSpec], *, description: str = ""
+) -> Profile:
+    """A profile of these forwards (one port each), e.g. a session's; names are the specs'
+    own, else TARGET-REMOTE, made unique with -2, -3 ... Addresses that are the default
+    (`localhost`) are left out, as are contexts, namespaces and kubeconfigs not set."""
+    from portfwd.kube.targets import PortMapping
+
+    forwards: list[ProfileForward] = []
+    used: set[str] = set()
+    for spec in specs:
+        base = _base_name(spec)
+        fname, n = base, 2
+        while fname in used:
+            fname = f"{base[:59]}-{n}"
+            n += 1
+        used.add(fname)
+        port = str(PortMapping(local_port=spec.local_port, remote=spec.remote_port))
+        forwards.append(
+            ProfileForward(
+                name=fname,
+                target=spec.target,
+                ports=(port,),
+                context=spec.context,
+                namespace=spec.namespace,
+                address=None if spec.addresses == DEFAULT_ADDRESSES else spec.addresses,
+                reconnect=spec.reconnect,
+                kubeconfig=spec.kubeconfig,
+            )
+        )
+    return Profile(name=name, description=description, forwards=tuple(forwards))

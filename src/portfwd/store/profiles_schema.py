@@ -1,0 +1,121 @@
+"""The profiles file described for people and editors: the documented example
+(`portfwd profile example`) and a JSON Schema (`portfwd profile schema`).
+
+The schema says what `profiles_check` accepts, as far as JSON Schema can: the checker also
+knows what a schema cannot (group members that are forwards, local ports used twice,
+contexts of the kubeconfig). Tests check that the example passes both.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from typing import Any
+
+from portfwd.store.profiles_check import DEFAULTS_KEYS, FORWARD_KEYS, SCHEMA_VERSION
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
+# [LOCAL:]REMOTE where a bare port name is refused (its local port is unknown until resolved).
+PORT_PATTERN = r"^([0-9]{1,5}|[0-9]{0,5}:([0-9]{1,5}|[a-z0-9]([a-z0-9-]{0,13}[a-z0-9])?))$"
+TARGET_PATTERN = r"^([A-Za-z.]+/)?[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
+
+
+def example_text() -> str:
+    """The documented example profiles file."""
+    return resources.files("portfwd.store").joinpath("profiles_example.yaml").read_text("utf-8")
+
+
+def _text(description: str) -> dict[str, Any]:
+    return {"type": "string", "minLength": 1, "description": description}
+
+
+def schema() -> dict[str, Any]:
+    """A JSON Schema (draft 2020-12) of profiles.yaml."""
+    address = {
+        "description": "Local addresses to listen on: IP addresses or localhost "
+        "(127.0.0.1 and ::1); text with commas or a list.",
+        "oneOf": [
+            {"type": "string", "minLength": 1},
+            {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1},
+        ],
+    }
+    common = {
+        "kubeconfig": _text("Kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)."),
+        "context": _text("Kubeconfig context (default: its current-context)."),
+        "namespace": _text("Namespace (default: the context's)."),
+        "address": {"$ref": "#/$defs/address"},
+    }
+    port = {
+        "oneOf": [
+            {"type": "string", "pattern": PORT_PATTERN},
+            {"type": "integer", "minimum": 1, "maximum": 65535},
+        ],
+        "description": 'As kubectl writes it: "8080:80", "80", ":80" (a free local port), '
+        '"8443:https" (a named remote port).',
+    }
+    forward_properties: dict[str, Any] = {
+        "name": {"$ref": "#/$defs/name"},
+        "target": {
+            "type": "string",
+            "pattern": TARGET_PATTERN,
+            "description": "svc/NAME, pod/NAME, deploy/NAME, sts/NAME, rs/NAME or a pod "
+            "name, as kubectl takes it.",
+        },
+        "ports": {"oneOf": [port, {"type": "array", "items": port, "minItems": 1}]},
+        "reconnect": {
+            "type": "boolean",
+            "description": "Follow the target through restarts (default true).",
+        },
+        **common,
+    }
+    assert set(forward_properties) == set(FORWARD_KEYS)
+    assert set(common) == set(DEFAULTS_KEYS)
+    forward = {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["name", "target", "ports"],
+        "properties": forward_properties,
+    }
+    profile = {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "description": {"type": "string"},
+            "defaults": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": common,
+                "description": "What the forwards use unless they say otherwise.",
+            },
+            "forwards": {"type": "array", "items": {"$ref": "#/$defs/forward"}},
+            "groups": {
+                "type": "object",
+                "propertyNames": {"pattern": NAME_PATTERN},
+                "additionalProperties": {
+                    "type": "array",
+                    "items": {"$ref": "#/$defs/name"},
+                    "description": "Names of forwards of this profile.",
+                },
+            },
+        },
+    }
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "portfwd profiles",
+        "description": "portfwd's saved sets of forwards (profiles.yaml).",
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "version": {"const": SCHEMA_VERSION},
+            "profiles": {
+                "type": "object",
+                "propertyNames": {"pattern": NAME_PATTERN},
+                "additionalProperties": {"$ref": "#/$defs/profile"},
+            },
+        },
+        "$defs": {
+            "name": {"type": "string", "pattern": NAME_PATTERN},
+            "address": address,
+            "forward": forward,
+            "profile": profile,
+        },
+    }
