@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -81,8 +82,8 @@ def _mark_problem(shown: str, exc: Any) -> ProfileProblem:
     context = getattr(exc, "context", None)
     text = f"{context}, {problem}" if context and "duplicate" not in str(context) else problem
     if type(exc).__name__ == "DuplicateKeyError":
-        text = str(problem).replace("found ", "").strip() or "a key is given twice"
-        text = f"{text}; each key may appear once"
+        key = re.search(r'duplicate key (".*?"|\S+)', str(problem))
+        text = f"duplicate key {key.group(1) if key else ''}; each key may appear once"
     return ProfileProblem(shown, line, col, f"YAML: {printable(str(text))}")
 
 
@@ -264,6 +265,7 @@ def guess_layout(text: str) -> tuple[int, int, int]:
     nested mapping is indented, and a list's dash and its items' text under their key
     (default 2, 4, 2: `  - name: x`)."""
     mapping = offset = None
+    pad = 2  # from a list's dash to its item's text
     prev: tuple[int, str] | None = None
     for raw in text.splitlines():
         body = raw.split(" #", 1)[0].rstrip()
@@ -273,8 +275,9 @@ def guess_layout(text: str) -> tuple[int, int, int]:
         indent = len(body) - len(stripped)
         if prev is not None and prev[1].endswith(":") and indent >= prev[0]:
             step = indent - prev[0]
-            if stripped.startswith("- ") or stripped == "-":
-                offset = step if offset is None else offset
+            if stripped.startswith("- ") and offset is None:
+                offset = step
+                pad = len(stripped) - len(stripped[1:].lstrip())
             elif step > 0 and mapping is None:
                 mapping = step
         if mapping is not None and offset is not None:
@@ -282,7 +285,7 @@ def guess_layout(text: str) -> tuple[int, int, int]:
         prev = (indent, stripped[2:] if stripped.startswith("- ") else stripped)
     mapping = mapping or 2
     offset = 2 if offset is None else offset
-    return mapping, max(offset + 2, mapping), offset
+    return mapping, offset + pad, offset
 
 
 def _dump(y: YAML, doc: Any) -> str:

@@ -195,12 +195,14 @@ class Checker:
         for name, body in profiles.items():
             before = len(self.problems)
             self._profile = str(name)
+            result.order.append(str(name))
             profile = self.check_profile(profiles, name, body)
             self._profile = None
             if profile is not None and len(self.problems) == before:
                 result.profiles[profile.name] = profile
             else:
                 result.broken.append(str(name))
+        self.problems.sort(key=lambda p: (p.line, p.column))  # in file order (stable)
         result.problems = self.problems
         return result
 
@@ -443,8 +445,10 @@ class Checker:
         except InputError as exc:  # a checked forward never gets here; a safety net
             self.problem(_pos(nodes.get(profile.forwards[0].name)), str(exc))
             return
+        index: dict[str, int] = {}
         for fwd, spec in built:
             node = nodes[fwd.name]
+            nth = index[fwd.name] = index.get(fwd.name, -1) + 1  # which of its ports
             assert spec.name is not None
             other = seen_names.get(spec.name)
             if other is not None and other != fwd.name:
@@ -460,7 +464,7 @@ class Checker:
             for host, port, owner, other_spec in listening:
                 if port == spec.local_port and other_spec != spec.name and _overlap(host, hosts):
                     self.problem(
-                        self._port_place(node, spec.local_port),
+                        self._port_place(node, nth),
                         f"forward {quote(fwd.name)} listens on {_host_port(host, port)}, as "
                         + (
                             f"forward {quote(owner)} does"
@@ -472,15 +476,11 @@ class Checker:
                     break
             listening.extend((h, spec.local_port, fwd.name, spec.name) for h in hosts)
 
-    def _port_place(self, node: Any, port: int) -> tuple[int, int]:
+    def _port_place(self, node: Any, nth: int) -> tuple[int, int]:
+        """Where the forward's `nth` port is written (a checked list has every one)."""
         raw = node.get("ports")
-        if isinstance(raw, list):
-            for i, value in enumerate(raw):
-                try:
-                    if parse_port_mapping(str(value)).local_port == port:
-                        return _pos(raw, item=i)
-                except InputError:
-                    continue
+        if isinstance(raw, list) and nth < len(raw):
+            return _pos(raw, item=nth)
         return _pos(node, "ports", value=True)
 
 

@@ -148,11 +148,13 @@ class ProfilesFile:
     problems: list[ProfileProblem] = field(default_factory=list)
     broken: list[str] = field(default_factory=list)  # profiles left out for their problems
     existed: bool = True
+    order: list[str] = field(default_factory=list)  # every profile's name, in file order
 
     @property
     def names(self) -> list[str]:
         """Every profile the file names, the broken ones too, in file order."""
-        return [*self.profiles, *(b for b in self.broken if b not in self.profiles)]
+        seen = [*self.order, *self.profiles, *self.broken]
+        return list(dict.fromkeys(seen))
 
 
 def _base_name(spec: ForwardSpec) -> str:
