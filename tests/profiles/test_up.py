@@ -39,6 +39,15 @@ profiles:
       - {{name: echo, target: svc/echo, ports: [":80"]}}
       - {{name: missing, target: svc/nope, ports: [":80"]}}
       - {{name: busy, target: svc/echo, ports: ["{busy}:80"]}}
+  fragile:
+    defaults: {{kubeconfig: "{kubeconfig}", context: sandbox, namespace: demo, address: 127.0.0.1}}
+    forwards:
+      - {{name: echo, target: svc/echo, ports: [":80"]}}
+      - {{name: toolbox, target: pod/toolbox, ports: [":7000"], reconnect: false}}
+  bare:
+    description: "names no kubeconfig, context or namespace: \\e[31mred"
+    forwards:
+      - {{name: echo, target: svc/echo, ports: [":80"], address: 127.0.0.1}}
 """
 
 
@@ -84,7 +93,9 @@ class Up:
 
 
 @contextlib.asynccontextmanager
-async def up(*args: str, env: dict[str, str], expect: list[str]) -> AsyncIterator[Up]:
+async def up(
+    *args: str, env: dict[str, str], expect: list[str], stop: int = signal.SIGINT
+) -> AsyncIterator[Up]:
     """`portfwd up ARGS` until every name in `expect` printed its Forwarding line; on exit
     SIGINT, then the exit code and stderr are collected."""
     proc = await asyncio.create_subprocess_exec(
@@ -115,7 +126,7 @@ async def up(*args: str, env: dict[str, str], expect: list[str]) -> AsyncIterato
         yield run
     finally:
         if proc.returncode is None:
-            proc.send_signal(signal.SIGINT)
+            proc.send_signal(stop)
         try:
             async with asyncio.timeout(15):
                 out, err = await proc.communicate()
@@ -142,7 +153,7 @@ async def test_bytes_through_two_forwards_of_a_profile(setup: tuple[dict[str, st
 
 async def test_a_group_starts_only_its_forwards(setup: tuple[dict[str, str], int]) -> None:
     env, _ = setup
-    async with up("pair", "one", env=env, expect=["echo-pod"]) as run:
+    async with up("pair", "one", env=env, expect=["echo-pod"], stop=signal.SIGTERM) as run:
         assert await echo(run.ports["echo-pod"], b"group") == b"group"
     assert run.code == 0, run.stderr
     assert not [line for line in run.stdout if line.startswith("echo: ")]
@@ -188,6 +199,40 @@ async def test_forwards_that_cannot_start_are_one_line_each_and_exit_1(
     ]
 
 
+async def test_a_forward_that_fails_later_is_one_line_the_others_keep_running(
+    setup: tuple[dict[str, str], int], sandbox: SandboxCluster
+) -> None:
+    env, _ = setup
+    async with up("fragile", env=env, expect=["echo", "toolbox"]) as run:
+        assert run.proc.stderr is not None
+        await sandbox.delete_pod("demo", "toolbox")  # reconnect: false -> it fails for good
+        said = []
+        async with asyncio.timeout(30):
+            while not said or not said[-1].startswith("toolbox: error: "):
+                line = (await run.proc.stderr.readline()).decode()
+                assert line, f"stderr ended: {said}"
+                said.append(line)
+        assert all(line.startswith("toolbox: ") for line in said), said
+        assert await echo(run.ports["echo"], b"unaffected") == b"unaffected"
+    assert run.code == 1
+
+
+async def test_global_options_fill_what_the_profile_leaves_out(
+    setup: tuple[dict[str, str], int], sandbox: SandboxCluster
+) -> None:
+    env, _ = setup
+    kc = str(sandbox.kubeconfig_path)
+    args = ("--kubeconfig", kc, "--context", "sandbox", "up", "bare", "-n", "demo", "--dry-run")
+    code, out, err = await portfwd_async(*args, env=env)
+    assert code == 0, err
+    assert out.startswith("echo: svc/echo port 80 (context sandbox, namespace demo) -> pod echo-")
+    code, out, err = await portfwd_async(*args[:2], "up", "bare", "--kubeconfig", "x", env=env)
+    assert code == 2
+    assert "--kubeconfig is given twice with different values" in err
+    listed = await portfwd_async("profile", "ls", env=env)
+    assert "names no kubeconfig, context or namespace: \\x1b[31mred" in listed[1]
+
+
 async def test_all_or_nothing_stops_everything(setup: tuple[dict[str, str], int]) -> None:
     env, _ = setup
     code, out, err = await portfwd_async("up", "mixed", "--all-or-nothing", env=env)
@@ -203,7 +248,10 @@ def test_unknown_profile_or_group_names_the_known_ones(tmp_path: Path) -> None:
     path = write_private(tmp_path / "config" / "profiles.yaml", _profiles(tmp_path / "kc", 1))
     result = portfwd("up", "nope", env=env)
     assert result.returncode == 2
-    assert result.stderr == f'error: no profile "nope" in {path}; profiles: "pair", "mixed"\n'
+    assert (
+        result.stderr
+        == f'error: no profile "nope" in {path}; profiles: "pair", "mixed", "fragile", "bare"\n'
+    )
     result = portfwd("up", "pair", "two", env=env)
     assert result.returncode == 2
     assert result.stderr == 'error: profile "pair" has no group "two"; groups: "one"\n'
