@@ -262,7 +262,7 @@ def test_a_file_others_may_change_is_refused(tmp_path: Path) -> None:
 
 def test_an_oversized_file_is_refused(tmp_path: Path) -> None:
     path = _write(tmp_path / "profiles.yaml", "#" * (PROFILES_MAX_BYTES + 1) + "\n")
-    with pytest.raises(ProfilesFileError, match="over portfwd's limit of 1 MiB"):
+    with pytest.raises(ProfilesFileError, match="over portfwd's limit of 128 KiB"):
         load_profiles(path)
 
 
@@ -273,7 +273,7 @@ def test_an_alias_bomb_is_a_problem_not_a_hang(tmp_path: Path) -> None:
     loaded = load_profiles(path)
     assert loaded.profiles == {}
     assert str(loaded.problems[0]).endswith(
-        "not read: it has more YAML nodes than portfwd's limit of 200,000, counting aliases "
+        "not read: it has more YAML nodes than portfwd's limit of 50,000, counting aliases "
         "expanded"
     )
 
