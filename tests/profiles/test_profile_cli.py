@@ -108,6 +108,9 @@ def test_unknown_profile_names_the_known_ones(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert result.stderr.strip().endswith('profiles: "dev", "fine"')
     assert portfwd("--context", "x", "profile", "ls", env=env).returncode == 2
+    wrong = portfwd("--state", "s.yaml", "profile", "validate", env=env)
+    assert wrong.returncode == 2
+    assert wrong.stderr.startswith("error: --state does not apply to 'portfwd profile validate'")
 
 
 # -- edit -------------------------------------------------------------------------------------

@@ -274,3 +274,14 @@ def test_a_broken_profile_is_not_started(tmp_path: Path) -> None:
         "expected [LOCAL:]REMOTE, e.g. 8080:80, 80, :80 or 8443:https",
         'error: profile "dev" was not started: fix the above',
     ]
+
+
+def test_a_kubeconfig_others_may_change_is_refused(tmp_path: Path) -> None:
+    env = private_env(tmp_path)
+    kubeconfig = write_private(tmp_path / "kc", "apiVersion: v1\nkind: Config\n")
+    kubeconfig.chmod(0o620)
+    write_private(tmp_path / "config" / "profiles.yaml", _profiles(kubeconfig, 1))
+    result = portfwd("up", "pair", "--dry-run", env=env)
+    assert result.returncode == 1
+    assert result.stderr.startswith(f'error: kubeconfig {kubeconfig} (named by profile "pair"')
+    assert "is writable by group or others" in result.stderr

@@ -273,8 +273,7 @@ def test_an_alias_bomb_is_a_problem_not_a_hang(tmp_path: Path) -> None:
     loaded = load_profiles(path)
     assert loaded.profiles == {}
     assert str(loaded.problems[0]).endswith(
-        "not read: it has more YAML nodes than portfwd's limit of 50,000, counting aliases "
-        "expanded"
+        "not read: it has more YAML nodes than portfwd's limit of 50,000, counting aliases expanded"
     )
 
 

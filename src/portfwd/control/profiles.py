@@ -69,6 +69,17 @@ def _path(ctx: click.Context, given: str | None) -> Path:
     return Path(group).expanduser() if group else default_profiles_file()
 
 
+_GROUP_GLOBALS = {"kubeconfig": "--kubeconfig", "state_file": "--state"}
+
+
+def _takes(ctx: click.Context, *names: str) -> None:
+    """Refuse a global option written before `profile` that this subcommand does not use
+    (as `_with_globals` does for every other command)."""
+    for name, flag in _GROUP_GLOBALS.items():
+        if name not in names and (ctx.obj or {}).get(name) is not None:
+            raise click.UsageError(f"{flag} does not apply to '{ctx.command_path}'; remove it", ctx)
+
+
 def context_lister(kubeconfig: str | None) -> Callable[[str | None], list[str] | None]:
     """Contexts of a kubeconfig (the forward's, else `kubeconfig`, else the default one);
     None when it cannot be read (then contexts are not checked)."""
@@ -117,16 +128,20 @@ def profile_group(ctx: click.Context, profiles_file: str | None) -> None:
 
 
 @profile_group.command(name="example")
-def example_command() -> None:
+@click.pass_context
+def example_command(ctx: click.Context) -> None:
     """Print a documented example profiles file (`> profiles.yaml` to start one)."""
+    _takes(ctx)
     from portfwd.store.profiles_schema import example_text
 
     click.echo(example_text(), nl=False)
 
 
 @profile_group.command(name="schema")
-def schema_command() -> None:
+@click.pass_context
+def schema_command(ctx: click.Context) -> None:
     """Print the JSON Schema of profiles.yaml, for editors that complete and check YAML."""
+    _takes(ctx)
     from portfwd.store.profiles_schema import schema
 
     click.echo(json.dumps(schema(), indent=2))
@@ -137,6 +152,7 @@ def schema_command() -> None:
 @click.pass_context
 def ls_command(ctx: click.Context, profiles_file: str | None) -> None:
     """List the profiles: forwards, groups, description."""
+    _takes(ctx)
 
     def body() -> int:
         from portfwd.store.profiles import load_profiles
@@ -169,6 +185,7 @@ def ls_command(ctx: click.Context, profiles_file: str | None) -> None:
 @click.pass_context
 def show_command(ctx: click.Context, profiles_file: str | None, name: str) -> None:
     """Show a profile's forwards as they would run (defaults applied) and its groups."""
+    _takes(ctx)
 
     def body() -> int:
         from portfwd.store.profiles import load_profiles
@@ -219,7 +236,11 @@ def validate_command(ctx: click.Context, kubeconfig: str | None, file: str | Non
     """Check a profiles file; every problem as FILE:LINE:COLUMN: what to fix. Exit 1 if any."""
     from portfwd.cli import _with_globals
 
-    kubeconfig = kubeconfig or (ctx.obj or {}).get("kubeconfig")
+    _takes(ctx, "kubeconfig")
+    group_value = (ctx.obj or {}).get("kubeconfig")
+    if kubeconfig and group_value and kubeconfig != group_value:
+        raise click.UsageError("--kubeconfig is given twice with different values; give it once")
+    kubeconfig = kubeconfig or group_value
     _with_globals(ctx)
 
     def body() -> int:
@@ -263,6 +284,7 @@ def _editor() -> list[str]:
 def edit_command(ctx: click.Context, profiles_file: str | None, name: str) -> None:
     """Edit the profiles file in $VISUAL/$EDITOR; it is saved only once it validates
     (on a problem, it offers to edit again). NAME: the profile you mean to edit."""
+    _takes(ctx, "kubeconfig")
     kubeconfig = (ctx.obj or {}).get("kubeconfig")
     _run(lambda: _edit(_path(ctx, profiles_file), name, kubeconfig))
 
@@ -341,7 +363,11 @@ def save_command(
 ) -> None:
     """Save the session's forwards as profile NAME (replacing its forwards if it exists;
     its description and groups are kept). The file's comments and layout are kept."""
-    state = state_file or (ctx.obj or {}).get("state_file")
+    _takes(ctx, "state_file")
+    group_value = (ctx.obj or {}).get("state_file")
+    if state_file and group_value and state_file != group_value:
+        raise click.UsageError("--state is given twice with different values; give it once")
+    state = state_file or group_value
     _run(lambda: _save(_path(ctx, profiles_file), name, state, description))
 
 
