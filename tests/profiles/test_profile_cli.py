@@ -72,6 +72,17 @@ def test_validate_lists_every_problem_and_exits_1(tmp_path: Path) -> None:
     assert shown.stderr.startswith(f"{path}:7:9: unknown key")
 
 
+def test_ls_of_a_file_that_does_not_parse(tmp_path: Path) -> None:
+    env = private_env(tmp_path)
+    path = write_private(tmp_path / "config" / "profiles.yaml", "profiles:\n  dev: [\n")
+    listed = portfwd("profile", "ls", env=env)
+    assert listed.returncode == 1
+    assert listed.stderr.startswith(f"{path}:3:1: YAML: ")
+    up = portfwd("up", "dev", env=env)
+    assert up.returncode == 2
+    assert up.stderr.splitlines()[1].startswith(f"error: {path}:3:1: YAML: ")
+
+
 def test_validate_checks_contexts_against_the_kubeconfig(tmp_path: Path) -> None:
     kubeconfig = write_private(
         tmp_path / "kc",

@@ -217,6 +217,37 @@ profiles:
     ]
 
 
+def test_the_shape_of_the_file() -> None:
+    assert problems("- a\n- b\n") == [
+        "profiles.yaml:1:1: the file must be a mapping with `profiles:`, not a list"
+    ]
+    assert problems("version: 1\nprofiles: [a]\n") == [
+        "profiles.yaml:2:11: profiles must be a mapping of profile names, not a list"
+    ]
+    text = """\
+profiles:
+  dev:
+    forwards: {name: a}
+    groups: [a]
+  two:
+    forwards:
+      - {name: a, target: svc/echo, ports: ["80", "81"]}
+      - {name: a-80, target: svc/echo, ports: ["8080:80"]}
+    groups:
+      g: {a: 1}
+      "-x": [a]
+"""
+    assert problems(text) == [
+        "profiles.yaml:3:15: forwards must be a list",
+        "profiles.yaml:4:13: groups must be a mapping of group names to lists of forward names",
+        'profiles.yaml:8:16: forward "a-80" is run as "a-80", the name of forward "a" too; '
+        "rename one",
+        'profiles.yaml:10:10: group "g" must be a list of forward names, not a mapping',
+        "profiles.yaml:11:7: group name \"-x\": up to 63 letters, digits, '.', '_' and '-', "
+        "starting with a letter or digit",
+    ]
+
+
 def test_yaml_syntax_and_duplicate_keys() -> None:
     assert problems("profiles:\n  dev:\n    forwards: [\n") == [
         "profiles.yaml:4:1: YAML: while parsing a flow node, did not find expected node content"

@@ -173,8 +173,8 @@ def ls_command(ctx: click.Context, profiles_file: str | None) -> None:
         _table(rows)
         general = [p for p in loaded.problems if p.profile is None]
         for problem in general:
-            click.echo(f"warning: {escape_controls(str(problem))}", err=True)
-        return 0
+            click.echo(escape_controls(str(problem)), err=True)
+        return 1 if general else 0  # the file as a whole is wrong (its syntax, say)
 
     _run(body)
 
