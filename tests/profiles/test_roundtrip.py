@@ -187,3 +187,23 @@ profiles:
     assert text.rstrip().endswith("description: last, on purpose")
     assert '        ports: [":81"]' in text
     assert load_profiles(path).profiles["dev"] == changed
+
+
+def test_a_file_of_comments_only_keeps_them(tmp_path: Path) -> None:
+    path = tmp_path / "profiles.yaml"
+    path.write_text("# nothing here yet\n# (but keep this)\n")
+    path.chmod(0o600)
+    prof = Profile(name="a", forwards=(ProfileForward("x", "svc/x", (":80",)),))
+    assert save_profile(path, prof) is True
+    text = path.read_text()
+    assert text.startswith("# nothing here yet\n# (but keep this)\nversion: 1\nprofiles:\n")
+    assert load_profiles(path).profiles == {"a": prof}
+
+
+def test_a_new_file_is_private_and_says_what_it_is(tmp_path: Path) -> None:
+    path = tmp_path / "new-dir" / "profiles.yaml"
+    prof = Profile(name="a", forwards=(ProfileForward("x", "svc/x", (":80",)),))
+    assert save_profile(path, prof) is True
+    assert path.read_text().startswith("# portfwd profiles: saved sets of forwards")
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert path.parent.stat().st_mode & 0o777 == 0o700

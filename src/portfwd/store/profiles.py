@@ -315,10 +315,14 @@ def save_profile(path: Path, profile: Profile) -> bool:
     y = _round_trip()
     mapping, sequence, offset = guess_layout(text or "")
     y.indent(mapping=mapping, sequence=sequence, offset=offset)
+    lead = ""  # a file of comments only: they stay, above what is written
     if doc is None:
         doc = CommentedMap()
         doc["version"] = SCHEMA_VERSION
-        doc.yaml_set_start_comment(NEW_FILE_HEADER.removeprefix("# ").rstrip("\n"))
+        if text and text.strip():
+            lead = text.rstrip("\n") + "\n"
+        else:
+            doc.yaml_set_start_comment(NEW_FILE_HEADER.removeprefix("# ").rstrip("\n"))
     if not isinstance(doc, CommentedMap):
         raise ProfilesFileError(
             f"{shown}:1:1: the file must be a mapping with `profiles:`; it was not changed"
@@ -333,7 +337,7 @@ def save_profile(path: Path, profile: Profile) -> bool:
     node = profile_to_node(profile)
     new = profile.name not in profiles
     profiles[profile.name] = node if new else _merge(profiles[profile.name], node)
-    out = _dump(y, doc)
+    out = lead + _dump(y, doc)
     check = load_text(out, shown)  # what portfwd writes, it reads back
     mine = [p for p in check.problems if p.profile == profile.name]
     if mine:
