@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 import click
 
+from portfwd.constants import PORTFORWARD_PROTOCOL_CHOICES
 from portfwd.errors import PortfwdError
 from portfwd.safetext import escape_controls
 
@@ -456,7 +457,7 @@ def _ping(ctx: click.Context, param: click.Parameter, value: str) -> float:
 )
 @click.option(
     "--protocol",
-    type=click.Choice(["auto", "websocket", "spdy", "v4"]),
+    type=click.Choice(PORTFORWARD_PROTOCOL_CHOICES),
     default="auto",
     show_default=True,
     help="Port-forward wire protocol (see `portfwd --help`).",
