@@ -105,3 +105,56 @@ async def test_portfwd_sandbox_unwritable_kubeconfig_names_the_path(tmp_path: Pa
         f"error: cannot write the kubeconfig to {target}: File exists ({parent}); "
         "choose another path with --kubeconfig-out"
     )
+
+
+async def test_portfwd_sandbox_two_clusters_one_kubeconfig(tmp_path: Path) -> None:
+    kubeconfig = tmp_path / "two.kubeconfig"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "portfwd",
+        "sandbox",
+        "--clusters",
+        "2",
+        "--kubeconfig-out",
+        str(kubeconfig),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        lines: list[str] = []
+
+        async def read_until_ready() -> None:
+            while True:
+                line = (await proc.stdout.readline()).decode()  # type: ignore[union-attr]
+                assert line, "portfwd sandbox exited early"
+                lines.append(line)
+                if "Ctrl-C" in line:
+                    return
+
+        await asyncio.wait_for(read_until_ready(), 60)
+        text = "".join(lines)
+        cfg = yaml.safe_load(kubeconfig.read_text())
+        servers = {c["name"]: c["cluster"]["server"] for c in cfg["clusters"]}
+        assert set(servers) == {"portfwd-sandbox", "portfwd-sandbox-2"}
+        assert servers["portfwd-sandbox"] != servers["portfwd-sandbox-2"]
+        for url in servers.values():  # each cluster's URL is printed
+            assert url in text
+        assert "contexts: sandbox-2 (admin), sandbox-2-cert" in text
+        assert f"export KUBECONFIG={kubeconfig}" in text
+        assert "--context sandbox-2" in text
+        assert cfg["current-context"] == "sandbox"
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 30) == 0
+    finally:
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+
+
+async def test_portfwd_sandbox_clusters_out_of_range() -> None:
+    code, err = await _sandbox_fails("--clusters", "0")
+    assert code == 2
+    assert "--clusters" in err and "0" in err
