@@ -224,3 +224,25 @@ async def test_a_cluster_that_cannot_start_stops_the_others(tmp_path: Path) -> N
         with pytest.raises(OSError):
             await fleet.start()
     assert all(not c._started for c in fleet)
+
+
+async def test_the_demo_seed_forwards_into_both_clusters(sandbox_pair: SandboxFleet) -> None:
+    from dataclasses import replace
+
+    from portfwd.demo import DEMO_SECOND_CONTEXT, demo_seed, second_cluster_seed
+
+    first = demo_seed()
+    second = second_cluster_seed(taken=[s.local_port for s in first])
+    assert {s.context for s in second} == {DEMO_SECOND_CONTEXT} == {sandbox_pair[1].name}
+    assert not {s.local_port for s in second} & {s.local_port for s in first}
+    mgr = Manager(kubeconfig=str(sandbox_pair.kubeconfig_path))
+    try:
+        fids = {s.target: await mgr.add(replace(s, local_port=0)) for s in second}  # port 0
+        for fid in fids.values():
+            assert mgr.get(fid).state is ForwardState.ACTIVE, mgr.get(fid).reason
+        assert await _http_get(mgr.get(fids["deploy/web"]).local_port, "/cluster") == (
+            b"sandbox-2\n"
+        )
+        assert await _echo(mgr.get(fids["svc/echo"]).local_port, b"two") == b"two"
+    finally:
+        await asyncio.wait_for(mgr.shutdown(), 10)
