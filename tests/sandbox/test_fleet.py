@@ -210,20 +210,31 @@ async def test_a_fleet_of_one_is_one_cluster_with_its_kubeconfig(tmp_path: Path)
         assert fleet.kubeconfig_path == target == fleet[0].kubeconfig_path
         cfg = yaml.safe_load(target.read_text())
         assert [c["name"] for c in cfg["clusters"]] == ["portfwd-sandbox"]
-    assert not fleet[0]._started  # stopped
 
 
-async def test_a_cluster_that_cannot_start_stops_the_others(tmp_path: Path) -> None:
+async def test_a_cluster_that_cannot_start_stops_the_others() -> None:
     import socket
 
-    with socket.socket() as busy:
-        busy.bind((LOOPBACK, 0))
+    busy = socket.socket()
+    try:
+        for _ in range(50):  # a free port P with P + 1 held here: the second cluster's
+            with socket.socket() as probe:
+                probe.bind((LOOPBACK, 0))
+                first = probe.getsockname()[1]
+            try:
+                busy.bind((LOOPBACK, first + 1))
+                break
+            except OSError:
+                continue
         busy.listen()
-        taken = busy.getsockname()[1]
-        fleet = SandboxFleet(2, port=taken - 1)
+        fleet = SandboxFleet(2, port=first)
         with pytest.raises(OSError):
             await fleet.start()
-    assert all(not c._started for c in fleet)
+        # The first cluster had started: it is stopped again, its port free.
+        with pytest.raises(ConnectionRefusedError):
+            await asyncio.open_connection(LOOPBACK, first)
+    finally:
+        busy.close()
 
 
 async def test_the_demo_seed_forwards_into_both_clusters(sandbox_pair: SandboxFleet) -> None:
@@ -246,3 +257,12 @@ async def test_the_demo_seed_forwards_into_both_clusters(sandbox_pair: SandboxFl
         assert await _echo(mgr.get(fids["svc/echo"]).local_port, b"two") == b"two"
     finally:
         await asyncio.wait_for(mgr.shutdown(), 10)
+
+
+async def test_a_fleet_in_a_given_workdir_gives_each_cluster_its_own(tmp_path: Path) -> None:
+    async with SandboxFleet(2, workdir=tmp_path, kubeconfig_path=tmp_path / "kc") as fleet:
+        cas = [(tmp_path / name / "ca.crt").read_bytes() for name in ("sandbox", "sandbox-2")]
+        assert cas[0] != cas[1]
+        assert [c.ca_path.parent for c in fleet] == [tmp_path / "sandbox", tmp_path / "sandbox-2"]
+        cfg = yaml.safe_load((tmp_path / "kc").read_text())
+        assert [c["name"] for c in cfg["clusters"]] == ["portfwd-sandbox", "portfwd-sandbox-2"]

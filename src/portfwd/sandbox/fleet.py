@@ -39,6 +39,7 @@ class SandboxFleet:
     """`count` independent sandbox clusters; `kubeconfig_path` holds every one's contexts.
 
     `port` 0 gives each cluster a free port; another value gives cluster i `port + i`.
+    `workdir` (default: a temporary one each) gives each cluster `workdir/<name>`.
     Other keyword options go to every `SandboxCluster`.
     """
 
@@ -50,6 +51,7 @@ class SandboxFleet:
         host: str = "127.0.0.1",
         port: int = 0,
         kubeconfig_path: Path | None = None,
+        workdir: Path | None = None,
         **options: Any,
     ) -> None:
         if not 1 <= count <= MAX_CLUSTERS:
@@ -60,6 +62,7 @@ class SandboxFleet:
                 name=fleet_cluster_name(i),
                 host=host,
                 port=port + i if port else 0,
+                workdir=workdir / fleet_cluster_name(i) if workdir is not None else None,
                 # One cluster: its own kubeconfig is the fleet's.
                 kubeconfig_path=kubeconfig_path if count == 1 else None,
                 **options,
