@@ -33,35 +33,26 @@ DEMO_NAMESPACE = "demo"
 
 def demo_seed(protocol: str = "auto") -> list[ForwardSpec]:
     """svc/web and svc/api work; svc/crashy has no ready endpoint and shows the error state."""
-    from portfwd.tui.ports import suggest_port_sync
-
-    taken: dict[int, str] = {}
-    specs = []
-    for target, remote in (("svc/web", 80), ("svc/api", 443), ("svc/crashy", 80)):
-        local = suggest_port_sync(remote, "127.0.0.1", taken)
-        if local:
-            taken[local] = target
-        specs.append(
-            ForwardSpec(
-                target=target,
-                remote_port=remote,
-                local_port=local,
-                namespace=DEMO_NAMESPACE,
-                context=DEMO_CONTEXT,
-                protocol=protocol,
-            )
-        )
-    return specs
+    targets = (("svc/web", 80), ("svc/api", 443), ("svc/crashy", 80))
+    return _seed(DEMO_CONTEXT, targets, protocol, ())
 
 
 def second_cluster_seed(protocol: str = "auto", taken: Iterable[int] = ()) -> list[ForwardSpec]:
     """svc/echo and deploy/web of the second cluster (its web answers GET /cluster with
     `sandbox-2`), on local ports other than `taken`."""
+    targets = (("svc/echo", 80), ("deploy/web", 8080))
+    return _seed(DEMO_SECOND_CONTEXT, targets, protocol, taken)
+
+
+def _seed(
+    context: str, targets: tuple[tuple[str, int], ...], protocol: str, taken: Iterable[int]
+) -> list[ForwardSpec]:
+    """Forwards of `targets` in `context`, each on a free local port not in `taken`."""
     from portfwd.tui.ports import suggest_port_sync
 
     used: dict[int, str] = dict.fromkeys(taken, "")
     specs = []
-    for target, remote in (("svc/echo", 80), ("deploy/web", 8080)):
+    for target, remote in targets:
         local = suggest_port_sync(remote, "127.0.0.1", used)
         if local:
             used[local] = target
@@ -71,7 +62,7 @@ def second_cluster_seed(protocol: str = "auto", taken: Iterable[int] = ()) -> li
                 remote_port=remote,
                 local_port=local,
                 namespace=DEMO_NAMESPACE,
-                context=DEMO_SECOND_CONTEXT,
+                context=context,
                 protocol=protocol,
             )
         )
