@@ -283,7 +283,7 @@ def _command(draw: st.DrawFn) -> tuple[str, dict[str, object]]:
     return prefix + line + suffix, expected
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(_command())
 def test_any_valid_command_in_any_flag_order_parses_to_its_forward(
     case: tuple[str, dict[str, object]],
@@ -301,7 +301,7 @@ def test_any_valid_command_in_any_flag_order_parses_to_its_forward(
     assert spec.local_port == want["local"]
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(st.text(max_size=200))
 def test_any_text_is_read_without_an_exception_and_nothing_is_dropped(text: str) -> None:
     result = parse_kubectl_lines(text, "t")
