@@ -1,4 +1,4 @@
-"""Export: the YAML list (read back by from_yaml) and the kubectl script (runnable, re-importable)."""
+"""Export: the YAML list (read back by from_yaml), the kubectl script (runnable, re-importable)."""
 
 from __future__ import annotations
 

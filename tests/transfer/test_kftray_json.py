@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from portfwd.engine.model import ForwardSpec
-from portfwd.transfer.kftray_json import export_kftray, parse_kftray_json, to_kftray_json
+from portfwd.transfer.kftray_json import export_kftray, parse_kftray_json
 from portfwd.transfer.result import Unreadable
 
 DATA = Path(__file__).parent / "data"
