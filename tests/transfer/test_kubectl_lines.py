@@ -125,6 +125,18 @@ def test_joined_commands_and_comments() -> None:
     assert result.skipped == []
 
 
+def test_a_pipe_into_a_forward_is_read_and_a_pipe_out_of_one_is_passed_over() -> None:
+    result = parse_kubectl_lines(
+        "yes | kubectl port-forward svc/a 80 | grep -v Handling | tee -a pf.log\n"
+    )
+    assert [s.target for s in result.specs] == ["svc/a"]
+    # the pipe's consumers (grep, tee) are no entries; its producer is listed like any
+    # other command that is not a port-forward
+    assert [(s.entry, s.reason) for s in result.skipped] == [
+        ("yes", "not a kubectl port-forward command")
+    ]
+
+
 def test_several_ports_and_addresses() -> None:
     result = parse_kubectl_lines(
         "kubectl port-forward pod/db --address localhost,10.0.0.5 5432 :5433 15432:5432"

@@ -254,6 +254,11 @@ def _program(words: list[str]) -> tuple[str, list[str]] | None:
     return None
 
 
+def _is_forwarder(program: str) -> bool:
+    name = os.path.basename(program)
+    return name in KUBECTL_PROGRAMS or name in ("portfwd", "kubectl-portfwd", "kubectl-relay")
+
+
 def _strip_prefix(words: list[str]) -> tuple[list[str], dict[str, str]]:
     """Drop wrappers (`nohup`, `exec`, `env`, ...) and `VAR=value` assignments before the
     program; the assignments are returned."""
@@ -393,12 +398,12 @@ def parse_kubectl_lines(text: str, source: str = "-", names: Names | None = None
         if cmd.error:
             result.skipped.append(Skipped.of(where, entry, cmd.error))
             continue
-        if cmd.piped:
-            continue  # reads another command's output (`... | tee log`): not a forward
         texts, expanding = _home_as_tilde(cmd)
         words, env = _strip_prefix(texts)
         if not words or os.path.basename(words[0]) in _HOUSEKEEPING:
             continue
+        if cmd.piped and not _is_forwarder(words[0]):
+            continue  # reads another command's output (`... | tee log`): not a forward
         try:
             if expanding and _program(words) is not None:
                 raise _Skip(f"{expanding[0]} needs the shell to expand it; write the value itself")
