@@ -120,6 +120,24 @@ def test_unreadable_input_is_one_error_line_and_exit_2(
     assert message in res.stderr
 
 
+def test_two_forwards_on_one_local_port_are_pointed_out() -> None:
+    res = _import(
+        "-",
+        input="kubectl port-forward svc/a 8080:80\n"
+        "kubectl port-forward svc/b 8080:80 --address 0.0.0.0\n"
+        "kubectl port-forward svc/c 8080:80 --address 10.1.2.3,::2\n"  # a clash with b (v4)
+        "kubectl port-forward svc/d :80\nkubectl port-forward svc/e :80\n",
+    )
+    assert res.exit_code == 0  # imported: the note says what to change
+    clashes = [line for line in res.stderr.splitlines() if "only one of them" in line]
+    assert clashes == [
+        "b-80: note: listens on local port 8080 as a-80 does: only one of them can run at a"
+        " time; change one local port",
+        "c-80: note: listens on local port 8080 as b-80 does: only one of them can run at a"
+        " time; change one local port",
+    ]
+
+
 def test_nothing_found_is_exit_1() -> None:
     res = _import("-", input="# nothing here\n\n")
     assert res.exit_code == 1

@@ -96,6 +96,7 @@ def test_the_pasted_session_file() -> None:
         "kubectl port-forward -n demo --context c -- svc/web 8080:80",
         "kubectl port-forward -n demo --context c svc/web 8080:80 2>&1 | tee web.log",
         "while true; do kubectl port-forward -n demo --context c svc/web 8080:80; done",
+        "$ kubectl port-forward -n demo --context c svc/web 8080:80",
     ],
 )
 def test_flag_orders_and_shell_forms_mean_the_same_forward(line: str) -> None:

@@ -27,7 +27,7 @@ import click
 from portfwd.engine.model import ForwardSpec
 from portfwd.errors import PortfwdError
 from portfwd.safetext import escape_controls
-from portfwd.transfer.result import Exported, Imported, Skipped, Unreadable
+from portfwd.transfer.result import Exported, Imported, Skipped, Unreadable, port_clashes
 
 OK, SOME_SKIPPED, UNREADABLE = 0, 1, 2
 INPUT_LIMIT = 8 << 20  # bytes read from a file or stdin at most
@@ -112,7 +112,7 @@ def report(found: Imported, what: str) -> None:
             _err("  " + line)
     for skip in found.skipped:
         _err(str(skip))
-    for note in found.notes:
+    for note in [*found.notes, *port_clashes(found.specs)]:
         _err(str(note))
     if found.skipped:
         _err(f"{len(found.skipped)} entr{'y' if len(found.skipped) == 1 else 'ies'} skipped")

@@ -34,6 +34,8 @@ KUBECTL_ADDRESS_DEFAULT = ("localhost",)  # kubectl's --address default: 127.0.0
 # Words before the command that only change how it runs.
 _WRAPPERS = frozenset({"nohup", "exec", "command", "time", "setsid", "env", "sudo", "do", "then"})
 _WRAPPERS |= {"else", "{", "(", "!"}
+# A shell prompt copied along with the command (`$ kubectl port-forward ...` from docs).
+_PROMPTS = frozenset({"$", "%", "\u276f", "\u279c"})
 # Commands that are part of a script but never a forward: passed over without a word.
 _HOUSEKEEPING = frozenset(
     {
@@ -269,7 +271,7 @@ def _strip_prefix(words: list[str]) -> tuple[list[str], dict[str, str]]:
         if _ASSIGNMENT.match(word):
             name, _, value = word.partition("=")
             env[name] = value
-        elif word in _WRAPPERS:
+        elif word in _WRAPPERS or (i == 0 and word in _PROMPTS):
             pass
         elif word.startswith("-") and i > 0 and words[i - 1] in ("env", "sudo", "nohup"):
             pass  # options of the wrapper (env -i, sudo -E)
@@ -377,7 +379,7 @@ def _home_as_tilde(cmd: Command) -> tuple[list[str], list[str]]:
     expanding: list[str] = []
     for word in cmd.words:
         text = word.text
-        if word.expands:
+        if word.expands and text != "$":  # a lone `$` is literal (and a copied prompt)
             home = _HOME_WORD.fullmatch(text)
             if home:
                 text = "~" + (home.group(1) or "")

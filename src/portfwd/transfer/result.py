@@ -12,6 +12,7 @@ Generated names follow :data:`portfwd.engine.model.NAME_RE` and are unique in on
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass, field
 
@@ -119,3 +120,50 @@ class Exported:
 
 class Unreadable(PortfwdError):
     """The input as a whole cannot be read (not text, not JSON, not a list): exit 2."""
+
+
+def _hosts(addresses: tuple[str, ...]) -> set[str]:
+    hosts: set[str] = set()
+    for a in addresses:
+        hosts |= {"127.0.0.1", "::1"} if a.lower() == "localhost" else {a.strip("[]")}
+    return hosts
+
+
+def _overlap(a: set[str], b: set[str]) -> bool:
+    if a & b:
+        return True
+    for wildcard, version in (("0.0.0.0", 4), ("::", 6)):
+        for one, other in ((a, b), (b, a)):
+            if wildcard in one and any(_version(h) == version for h in other):
+                return True
+    return False
+
+
+def _version(host: str) -> int:
+    try:
+        return ipaddress.ip_address(host).version
+    except ValueError:
+        return 0
+
+
+def port_clashes(specs: list[ForwardSpec]) -> list[Note]:
+    """A note for every two forwards that would listen on the same local address and port
+    (0, a free port, never clashes)."""
+    notes: list[Note] = []
+    seen: list[tuple[ForwardSpec, set[str]]] = []
+    for spec in specs:
+        if not spec.local_port:
+            continue
+        hosts = _hosts(spec.addresses)
+        for other, other_hosts in seen:
+            if other.local_port == spec.local_port and _overlap(hosts, other_hosts):
+                notes.append(
+                    Note.of(
+                        spec.name or spec.target,
+                        f"listens on local port {spec.local_port} as {other.name or other.target}"
+                        " does: only one of them can run at a time; change one local port",
+                    )
+                )
+                break
+        seen.append((spec, hosts))
+    return notes
