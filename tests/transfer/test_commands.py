@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -228,3 +229,28 @@ def test_the_lead_registers_both_commands_with_one_line() -> None:
     register(group)
     assert sorted(group.commands) == ["export", "import"]
     assert {c.name for c in COMMANDS} == {"import", "export"}
+
+
+@pytest.fixture
+def main_group() -> Iterator[click.Group]:
+    from portfwd.cli import cli
+
+    register(cli)
+    try:
+        yield cli
+    finally:
+        for command in COMMANDS:
+            assert command.name is not None
+            cli.commands.pop(command.name, None)
+
+
+def test_options_before_the_command_mean_the_same(main_group: click.Group) -> None:
+    runner = CliRunner()
+    res = runner.invoke(main_group, ["--context", "c", "import", "-"], input="svc/a 80\n")
+    assert res.exit_code == 2  # --context goes with --from-cluster, before or after `import`
+    assert "go with --from-cluster" in res.stderr
+    res = runner.invoke(main_group, ["--context", "c", "export", "-"], input="[]\n")
+    assert res.exit_code == 2
+    assert "--context does not apply to" in res.stderr and "export'" in res.stderr
+    res = runner.invoke(main_group, ["import", "-"], input="svc/a 80\n")
+    assert res.exit_code == 0, res.stderr

@@ -141,7 +141,9 @@ def report(found: Imported, what: str) -> None:
 @click.option(
     "--dry-run", is_flag=True, help="With --into: show what would be written, write nothing."
 )
+@click.pass_context
 def import_command(
+    ctx: click.Context,
     source: str,
     fmt: str,
     from_cluster: bool,
@@ -157,6 +159,12 @@ def import_command(
     FILE is a file or - (stdin, the default: paste lines, then Ctrl-D). Prints what it found
     and what it skipped (with why) on stderr, the forwards as YAML on stdout.
     """
+    # `portfwd --context c import --from-cluster` means what `import --from-cluster
+    # --context c` means (the main group's rule; a lazy import, as the daemon's clients do).
+    from portfwd.cli import _with_globals
+
+    opts = _with_globals(ctx, kubeconfig=kubeconfig, context=context, namespace=namespace)
+    kubeconfig, context, namespace = opts["kubeconfig"], opts["context"], opts["namespace"]
 
     def body() -> int:
         if from_cluster:
@@ -227,8 +235,12 @@ def _unsafe(spec: ForwardSpec) -> bool:
     show_default=True,
     help="yaml (portfwd's list), kftray-json (kftray's import), kubectl (a shell script).",
 )
-def export_command(source: str, fmt: str) -> None:
+@click.pass_context
+def export_command(ctx: click.Context, source: str, fmt: str) -> None:
     """Write the forwards of a YAML list (FILE or - for stdin) as FORMAT on stdout."""
+    from portfwd.cli import _with_globals
+
+    _with_globals(ctx)  # a --context before `export` would be ignored: refused instead
 
     def body() -> int:
         from portfwd.transfer.export import from_yaml, to_kubectl_script, to_yaml
