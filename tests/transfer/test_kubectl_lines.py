@@ -212,6 +212,23 @@ def test_the_line_of_a_continued_command_is_where_it_starts() -> None:
     assert [s.source for s in result.skipped] == ["s.sh:4", "s.sh:7"]
 
 
+def test_here_documents_are_data_not_commands() -> None:
+    text = (
+        "cat <<EOF | kubectl relay -f -\n"
+        "svc/in-the-heredoc 80\n"
+        "kubectl port-forward svc/also-data 81\n"
+        "EOF\n"
+        "kubectl port-forward svc/after 82\n"
+    )
+    result = parse_kubectl_lines(text, "s")
+    assert [s.target for s in result.specs] == ["svc/after"]
+    assert [(s.source, s.entry) for s in result.skipped] == [
+        ("s:1", "cat <<EOF"),
+        ("s:1", "kubectl relay -f -"),
+    ]
+    assert "import the targets with --format krelay" in result.skipped[1].reason
+
+
 def test_shell_housekeeping_is_no_entry() -> None:
     text = "#!/bin/sh\nset -e\ntrap 'kill 0' INT\nsleep 1\necho hi\nexport A=1\nwait\n"
     result = parse_kubectl_lines(text)

@@ -101,6 +101,8 @@ _PORTFWD: dict[str, tuple[bool, str]] = {
 _RELAY: dict[str, tuple[bool, str]] = {
     **_KUBECTL,
     "-l": (True, "address"),
+    "-f": (True, "targets-file"),
+    "--file": (True, "targets-file"),
     "--patch": (True, "ignore"),
     "--patch-file": (True, "ignore"),
     "--server.image": (True, "ignore"),
@@ -184,6 +186,9 @@ def _parse_args(words: list[str], mode: str, flags: dict[str, tuple[bool, str]])
 def _apply(parsed: _Parsed, name: str, what: str, value: str | None) -> None:
     if what == "refuse":
         raise _Skip(_refusal(name))
+    if what == "targets-file":
+        shown = "the targets" if value in (None, "-") else repr(value)
+        raise _Skip(f"{name} reads krelay targets: import {shown} with --format krelay")
     if what == "ignore":
         parsed.notes.append(f"{name} ignored (portfwd has no such setting per forward)")
         if name == "--pod-running-timeout":
@@ -292,10 +297,9 @@ def specs_from_words(
     env: dict[str, str] | None = None,
     port_reader: PortReader | None = None,
 ) -> tuple[list[ForwardSpec], list[str], list[str]]:
-    """The forwards of one command's words (after its wrappers): (specs, notes, skips).
-
-    Raises _Skip when the whole command cannot be imported; returns None-free results.
-    """
+    """The forwards of one command's words (after its wrappers): (specs, notes, reasons
+    for single ports that were skipped). Raises _Skip when the whole command cannot be
+    imported. `port_reader` rewrites each port word first (krelay's `@udp` suffixes)."""
     found = _program(words)
     if found is None:
         raise _Skip("not a kubectl port-forward command")

@@ -3,7 +3,8 @@
 Enough of POSIX shell for pasted and scripted port-forwards: words with single quotes, double
 quotes and backslashes; `\\` + newline joins lines; `#` comments; commands separated by
 newlines, `;`, `&`, `&&`, `||` and `|` (a command that reads a pipe is marked `piped`);
-redirections (`> log`, `2>&1`, `&>/dev/null`) removed with their target. Nothing is expanded:
+redirections (`> log`, `2>&1`, `&>/dev/null`) removed with their target, here-document
+bodies (`<<EOF ... EOF`) passed over as the data they are. Nothing is expanded:
 a word holding `$` or a backquote outside single quotes is marked, so the caller can refuse it
 rather than import a literal `$NS`. An unterminated quote ends the text with an error on the
 command it started in. Pure; no shell is run.
@@ -45,6 +46,7 @@ class _Lexer:
         self.in_word = False
         self.expands = False
         self.next_piped = False
+        self.heredocs: list[tuple[str, bool]] = []  # (delimiter, strip tabs) awaiting a newline
 
     # -- words and commands ------------------------------------------------------------
     def _start_word(self) -> None:
@@ -111,22 +113,41 @@ class _Lexer:
             self.buf, self.in_word = [], False  # `2>`: the fd is not a word
         else:
             self._end_word()
-        while self._peek() in ("<", ">", "&", "|") and self._peek() != "":
-            self._advance()
+        op = ""
+        while self._peek() in ("<", ">", "&", "|", "-") and not (op and self._peek() == "-"):
+            op += self._advance()
+            if op.startswith("<<") and self._peek() == "-":  # <<- strips leading tabs
+                op += self._advance()
         while self._peek() in tuple(_BLANKS):
             self._advance()
-        # the target: one word (quotes allowed), e.g. /dev/null, &1, "my log"
+        # the target: one word (quotes allowed), e.g. /dev/null, &1, "my log", 'EOF'
+        target: list[str] = []
         while self.i < len(self.text):
             ch = self._peek()
             if ch in _BLANKS or ch == "\n" or ch in _OPERATOR_CHARS:
                 break
             if ch in "'\"":
                 quote = self._advance()
-                while self.i < len(self.text) and self._advance() != quote:
-                    pass
+                while self.i < len(self.text) and (inner := self._advance()) != quote:
+                    target.append(inner)
                 continue
-            self._advance()
+            target.append(self._advance())
+        if op in ("<<", "<<-") and target:  # a here-document: its lines are data, not commands
+            self.heredocs.append(("".join(target), op == "<<-"))
         self.buf, self.in_word, self.expands = [], False, False
+
+    def _skip_heredocs(self) -> None:
+        """After the newline that ends a command with here-documents: skip their bodies."""
+        for delimiter, strip_tabs in self.heredocs:
+            while self.i < len(self.text):
+                end = self.text.find("\n", self.i)
+                end = len(self.text) if end < 0 else end
+                line = self.text[self.i : end]
+                self.i = min(end + 1, len(self.text))
+                self.line += 1
+                if (line.lstrip("\t") if strip_tabs else line) == delimiter:
+                    break
+        self.heredocs = []
 
     def run(self) -> list[Command]:
         text = self.text
@@ -159,6 +180,8 @@ class _Lexer:
             if ch == "\n":
                 self._end_command()
                 self._advance()
+                if self.heredocs:
+                    self._skip_heredocs()
                 self.current.line = self.line
                 continue
             if ch in _BLANKS:
