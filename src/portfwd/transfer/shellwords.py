@@ -12,11 +12,14 @@ command it started in. Pure; no shell is run.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 _BLANKS = " \t"
 _OPERATOR_CHARS = ";&|"
 _REDIRECT_CHARS = "<>"
+# A run of characters that mean nothing special inside a word (no newline among them).
+_PLAIN = re.compile(r"[^ \t\n'\"\\;&|<>]+")
 
 
 @dataclass(frozen=True)
@@ -198,9 +201,13 @@ class _Lexer:
                 self._end_command(piped_next=op in ("|", "|&"))
                 continue
             self._start_word()
-            if ch in "$`":
+            plain = _PLAIN.match(text, self.i)
+            assert plain is not None  # `ch` itself is plain: every other case is above
+            chunk = plain.group()
+            if "$" in chunk or "`" in chunk:
                 self.expands = True
-            self.buf.append(self._advance())
+            self.buf.append(chunk)
+            self.i = plain.end()
         self._end_command()
         return self.commands
 
