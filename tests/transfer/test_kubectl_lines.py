@@ -151,6 +151,11 @@ def test_several_ports_and_addresses() -> None:
     assert [s.name for s in result.specs] == ["db-5432", "db-5433", "db-5432-2"]  # unique
 
 
+def test_address_repeats_add_up_as_in_kubectl() -> None:
+    spec = _one("kubectl port-forward svc/a 80 --address 127.0.0.1 --address=::1,10.0.0.1")
+    assert spec.addresses == ("127.0.0.1", "::1", "10.0.0.1")
+
+
 def test_a_bare_name_is_a_pod_and_crlf_lines_are_read() -> None:
     result = parse_kubectl_lines("kubectl port-forward my-pod 8080\r\nkubectl port-forward x 1\r\n")
     assert [s.target for s in result.specs] == ["pod/my-pod", "pod/x"]

@@ -206,8 +206,9 @@ def _apply(parsed: _Parsed, name: str, what: str, value: str | None) -> None:
         parsed.context = value
     elif what == "kubeconfig":
         parsed.kubeconfig = value
-    elif what == "address":
-        parsed.addresses = tuple(a.strip() for a in value.split(",") if a.strip())
+    elif what == "address":  # a string slice, as in kubectl: repeats add up
+        more = tuple(a.strip() for a in value.split(",") if a.strip())
+        parsed.addresses = (parsed.addresses or ()) + more
     elif what == "protocol":
         parsed.protocol = value
 
