@@ -153,6 +153,8 @@ def test_cluster_options_need_from_cluster() -> None:
     assert res.exit_code == 2 and "give no FILE" in res.stderr
     res = _import("--from-cluster", "-n", "a", "-A")
     assert res.exit_code == 2 and "not both" in res.stderr
+    res = _import("--from-cluster", "--format", "kftray")
+    assert res.exit_code == 2 and "--format reads a FILE" in res.stderr
 
 
 def test_into_a_profile_is_not_available_yet_and_writes_nothing() -> None:

@@ -172,6 +172,8 @@ def import_command(
                 raise _fail("--from-cluster reads the cluster: give no FILE", UNREADABLE)
             if namespace and all_namespaces:
                 raise _fail("give -n NAMESPACE or -A, not both", UNREADABLE)
+            if fmt != "auto":
+                raise _fail("--format reads a FILE; --from-cluster reads annotations", UNREADABLE)
             from portfwd.transfer.annotations import scan_cluster
 
             try:
@@ -185,7 +187,11 @@ def import_command(
                 )
             except PortfwdError as exc:
                 raise Unreadable(str(exc)) from None
-            what = "all namespaces" if all_namespaces else "the cluster's annotations"
+            what = (
+                "all namespaces"
+                if all_namespaces
+                else (f"namespace {namespace}" if namespace else "the context's namespace")
+            )
         else:
             if namespace or all_namespaces or context or kubeconfig:
                 raise _fail("-n, -A, --context and --kubeconfig go with --from-cluster", UNREADABLE)
