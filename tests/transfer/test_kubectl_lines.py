@@ -151,6 +151,19 @@ def test_several_ports_and_addresses() -> None:
     assert [s.name for s in result.specs] == ["db-5432", "db-5433", "db-5432-2"]  # unique
 
 
+def test_a_shell_history_with_repeats_is_one_forward_each() -> None:
+    history = (
+        ": 1764633600:0;kubectl port-forward -n demo svc/web 8080:80\n"
+        ": 1764633700:0;kubectl get pods -n demo\n"
+        ": 1764637200:0;kubectl -n demo port-forward svc/web 8080:80\n"
+        ": 1764637300:0;kubectl port-forward -n demo svc/web 8081:80\n"
+    )
+    result = parse_kubectl_lines(history, "h")
+    assert [(s.name, s.local_port) for s in result.specs] == [("web-80", 8080), ("web-80-2", 8081)]
+    assert any("h:3" in str(n) and "same forward as on h:1" in str(n) for n in result.notes)
+    assert [s.source for s in result.skipped] == ["h:2"]  # kubectl get: listed, not dropped
+
+
 def test_address_repeats_add_up_as_in_kubectl() -> None:
     spec = _one("kubectl port-forward svc/a 80 --address 127.0.0.1 --address=::1,10.0.0.1")
     assert spec.addresses == ("127.0.0.1", "::1", "10.0.0.1")

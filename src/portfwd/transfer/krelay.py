@@ -9,6 +9,7 @@ targets (krelay reaches those through its relay pod in the cluster).
 
 from __future__ import annotations
 
+from portfwd.engine.model import ForwardSpec
 from portfwd.errors import PortfwdError
 from portfwd.transfer.kubectl_lines import _Skip, specs_from_words
 from portfwd.transfer.result import Imported, Names, Note, Skipped
@@ -43,6 +44,7 @@ def relay_port(word: str) -> tuple[str, str | None]:
 
 def parse_krelay_targets(text: str, source: str = "-", names: Names | None = None) -> Imported:
     names = names or Names()
+    seen: dict[ForwardSpec, str] = {}
     result = Imported()
     for number, raw in enumerate(text.replace("\r\n", "\n").split("\n"), start=1):
         line = raw.strip()
@@ -51,7 +53,7 @@ def parse_krelay_targets(text: str, source: str = "-", names: Names | None = Non
         where = f"{source}:{number}"
         try:
             specs, notes, skips = specs_from_words(
-                ["kubectl-relay", *line.split()], names=names, where=where
+                ["kubectl-relay", *line.split()], names=names, where=where, seen=seen
             )
         except _Skip as exc:
             result.skipped.append(Skipped.of(where, line, exc.reason))

@@ -297,10 +297,12 @@ def specs_from_words(
     where: str,
     env: dict[str, str] | None = None,
     port_reader: PortReader | None = None,
+    seen: dict[ForwardSpec, str] | None = None,
 ) -> tuple[list[ForwardSpec], list[str], list[str]]:
     """The forwards of one command's words (after its wrappers): (specs, notes, reasons
     for single ports that were skipped). Raises _Skip when the whole command cannot be
-    imported. `port_reader` rewrites each port word first (krelay's `@udp` suffixes)."""
+    imported. `port_reader` rewrites each port word first (krelay's `@udp` suffixes).
+    `seen` (unnamed spec -> where it was first) makes a repeated forward one, with a note."""
     found = _program(words)
     if found is None:
         raise _Skip("not a kubectl port-forward command")
@@ -365,7 +367,19 @@ def specs_from_words(
         except InputError as exc:
             raise _Skip(str(exc)) from None
         specs.append(spec)
-    named = [replace(s, name=names.take(generated_name(s.target, s.remote_port))) for s in specs]
+    named = []
+    for spec in specs:
+        # the same fixed local port twice: the second could not bind; `:80` twice is two
+        first = seen.get(spec) if seen is not None and spec.local_port else None
+        if first is not None:
+            notes.append(
+                f"{spec.target} {spec.local_port}:{spec.remote_port} is the same"
+                f" forward as on {first}: imported once"
+            )
+            continue
+        if seen is not None:
+            seen[spec] = where
+        named.append(replace(spec, name=names.take(generated_name(spec.target, spec.remote_port))))
     return named, notes, skips
 
 
@@ -397,6 +411,7 @@ def _home_as_tilde(cmd: Command) -> tuple[list[str], list[str]]:
 def parse_kubectl_lines(text: str, source: str = "-", names: Names | None = None) -> Imported:
     """Every forward in `text` (lines or a script); `source` names it in messages."""
     names = names or Names()
+    seen: dict[ForwardSpec, str] = {}
     result = Imported()
     normalized = text.replace("\r\n", "\n")
     for cmd in split_commands(normalized):
@@ -414,7 +429,9 @@ def parse_kubectl_lines(text: str, source: str = "-", names: Names | None = None
         try:
             if expanding and _program(words) is not None:
                 raise _Skip(f"{expanding[0]} needs the shell to expand it; write the value itself")
-            specs, notes, skips = specs_from_words(words, names=names, where=where, env=env)
+            specs, notes, skips = specs_from_words(
+                words, names=names, where=where, env=env, seen=seen
+            )
         except _Skip as exc:
             result.skipped.append(Skipped.of(where, entry, exc.reason))
             continue
