@@ -201,6 +201,7 @@ def test_export_formats(tmp_path: Path) -> None:
     assert script.exit_code == 0
     assert "kubectl -n demo port-forward svc/web 8080:80 &" in script.stdout
     assert "kubectl -n demo port-forward deploy/api 8443:https &" in script.stdout
+    assert "kubectl: note: kubectl does not reconnect" in script.stderr
     kftray = _export(str(listed), "--format", "kftray-json")
     assert kftray.exit_code == 1  # deploy/api has no kftray form
     assert [e["alias"] for e in json.loads(kftray.stdout)] == ["web"]

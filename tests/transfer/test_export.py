@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
+import re
 import shutil
+import signal
 import subprocess
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from portfwd.engine.model import ForwardSpec
+from portfwd.sandbox.cluster import SandboxCluster
 from portfwd.transfer.export import from_yaml, kubectl_command, to_kubectl_script, to_yaml
 from portfwd.transfer.kubectl_lines import parse_kubectl_lines
 from portfwd.transfer.result import Unreadable
@@ -70,7 +77,7 @@ def test_the_kubectl_script_parses_back_to_the_same_forwards(specs: list[Forward
 
 
 @pytest.mark.skipif(shutil.which("sh") is None, reason="no sh")
-def test_the_kubectl_script_is_valid_sh_and_runs_kubectl_with_those_words(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_the_kubectl_script_is_valid_sh_and_runs_kubectl_with_those_words(tmp_path: Path) -> None:
     specs = [
         ForwardSpec(
             target="svc/web",
@@ -177,3 +184,87 @@ def test_an_empty_list() -> None:
     assert to_yaml([]) == "[]\n"
     assert from_yaml("[]\n") == []
     assert from_yaml("") == []
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl not installed")
+async def test_the_exported_script_runs_as_is_with_kubectl_against_the_sandbox(
+    sandbox: SandboxCluster, tmp_path: Path
+) -> None:
+    spec = ForwardSpec(
+        target="svc/echo",
+        remote_port=80,
+        local_port=0,
+        namespace="demo",
+        kubeconfig=str(sandbox.kubeconfig_path),
+        addresses=("127.0.0.1",),
+        name="echo",
+    )
+    script = tmp_path / "forwards.sh"
+    script.write_text(to_kubectl_script([spec]))
+    env = {**os.environ, "HOME": str(tmp_path)}  # kubectl's cache goes there, not ~/.kube
+    proc = await asyncio.create_subprocess_exec(
+        "sh",
+        str(script),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+        start_new_session=True,
+    )
+    try:
+        assert proc.stdout is not None
+        port = 0
+        while not port:
+            line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
+            assert line, "the script ended before kubectl was forwarding"
+            match = re.match(r"Forwarding from 127\.0\.0\.1:(\d+) -> 9000", line)
+            port = int(match.group(1)) if match else 0
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"hello through the exported script\n")
+        await writer.drain()
+        echoed = await asyncio.wait_for(reader.readline(), 30)
+        writer.close()
+        assert echoed == b"hello through the exported script\n"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        await asyncio.wait_for(proc.wait(), 30)
+
+
+@pytest.mark.skipif(shutil.which("sh") is None, reason="no sh")
+async def test_ctrl_c_on_the_script_stops_every_kubectl_it_started(tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "kubectl").write_text("#!/bin/sh\necho started\nexec sleep 600\n")
+    (bin_dir / "kubectl").chmod(0o755)
+    specs = [ForwardSpec(target=f"svc/s{i}", remote_port=80, name=f"s{i}") for i in range(3)]
+    script = tmp_path / "forwards.sh"
+    script.write_text(to_kubectl_script(specs))
+    proc = await asyncio.create_subprocess_exec(
+        "sh",
+        str(script),
+        stdout=asyncio.subprocess.PIPE,
+        env={"PATH": f"{bin_dir}:/usr/bin:/bin"},
+        start_new_session=True,
+    )
+    assert proc.stdout is not None
+    try:
+        for _ in specs:
+            assert await asyncio.wait_for(proc.stdout.readline(), 30) == b"started\n"
+        os.kill(proc.pid, signal.SIGINT)  # what Ctrl-C sends (to the shell, not its jobs)
+        await asyncio.wait_for(proc.wait(), 30)
+
+        def group_gone() -> bool:
+            try:
+                os.killpg(proc.pid, 0)
+            except ProcessLookupError:
+                return True
+            return False
+
+        for _ in range(300):  # the sleeps get SIGTERM from `kill 0`: gone within moments
+            if group_gone():
+                break
+            await asyncio.sleep(0.1)
+        assert group_gone()
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)

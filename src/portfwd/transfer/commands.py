@@ -249,7 +249,7 @@ def export_command(ctx: click.Context, source: str, fmt: str) -> None:
     _with_globals(ctx)  # a --context before `export` would be ignored: refused instead
 
     def body() -> int:
-        from portfwd.transfer.export import from_yaml, to_kubectl_script, to_yaml
+        from portfwd.transfer.export import export_kubectl, from_yaml, to_yaml
         from portfwd.transfer.kftray_json import export_kftray
 
         shown = "stdin" if source == "-" else source
@@ -260,7 +260,7 @@ def export_command(ctx: click.Context, source: str, fmt: str) -> None:
         if fmt == "kftray-json":
             out = export_kftray(specs)
         elif fmt == "kubectl":
-            out.text = to_kubectl_script(specs)
+            out = export_kubectl(specs)
         else:
             out.text = to_yaml(specs)
         out.skipped[:0] = [

@@ -21,7 +21,7 @@ from portfwd.engine.model import ForwardSpec
 from portfwd.errors import InputError
 from portfwd.kube.targets import PortMapping, parse_port_mapping
 from portfwd.safeyaml import YamlLimitError, load_yaml
-from portfwd.transfer.result import Unreadable
+from portfwd.transfer.result import Exported, Note, Unreadable
 
 YAML_MAX_NODES = 200_000
 KUBECTL_DEFAULT_ADDRESS = ("localhost",)
@@ -86,7 +86,7 @@ def to_kubectl_script(specs: list[ForwardSpec]) -> str:
         "#!/bin/sh",
         "# kubectl port-forwards written by portfwd export. Run it with sh; Ctrl-C stops them.",
         "# kubectl does not reconnect: a forward whose pod goes away stops (portfwd follows it).",
-        "trap 'kill 0' INT TERM",
+        "trap 'trap - INT TERM; kill 0' INT TERM",
     ]
     for spec in specs:
         if spec.name:
@@ -94,6 +94,24 @@ def to_kubectl_script(specs: list[ForwardSpec]) -> str:
         lines.append(kubectl_command(spec) + " &")
     lines.append("wait")
     return "\n".join(lines) + "\n"
+
+
+def export_kubectl(specs: list[ForwardSpec]) -> Exported:
+    """The script, and a note for what a kubectl command cannot carry."""
+    out = Exported(to_kubectl_script(specs))
+    for spec in specs:
+        if spec.protocol == "v4":
+            out.notes.append(
+                Note.of(
+                    spec.name or spec.target,
+                    "kubectl has no switch for the v4.channel.k8s.io wire: not kept",
+                )
+            )
+    if any(spec.reconnect for spec in specs):
+        out.notes.append(
+            Note.of("kubectl", "kubectl does not reconnect: a forward stops when its pod goes")
+        )
+    return out
 
 
 def spec_to_forward(spec: ForwardSpec) -> dict[str, Any]:
