@@ -12,6 +12,7 @@ import pytest
 import pytest_asyncio
 
 from portfwd.sandbox.cluster import SandboxCluster
+from portfwd.sandbox.fleet import SandboxFleet
 
 
 @pytest_asyncio.fixture
@@ -23,6 +24,22 @@ async def sandbox() -> AsyncIterator[SandboxCluster]:
         yield cluster
     finally:
         await asyncio.wait_for(cluster.stop(), 30)
+
+
+@pytest_asyncio.fixture
+async def sandbox_pair() -> AsyncIterator[SandboxFleet]:
+    """Two independent sandbox clusters (contexts `sandbox` and `sandbox-2`, each its own API
+    server, CA and pods) and one kubeconfig with both at `.kubeconfig_path`.
+
+    `sandbox_pair[1].stop_api()` takes the second one's API server away (its forwards
+    reconnect), `.start_api()` brings it back on the same port; GET /cluster on an HTTP
+    backend (svc/web) answers the cluster's name."""
+    fleet = SandboxFleet(2)
+    await asyncio.wait_for(fleet.start(), 60)
+    try:
+        yield fleet
+    finally:
+        await asyncio.wait_for(fleet.stop(), 60)
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -281,9 +281,17 @@ def forward(
     help="YAML topology (namespaces, workloads, services, backends); default: the demo one.",
 )
 @click.option("--port", default=0, show_default=True, help="API server port (0: a free one).")
+@click.option(
+    "--clusters",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 16),
+    help="How many independent clusters (contexts sandbox, sandbox-2, ...; cluster i on "
+    "--port + i - 1 unless 0), all in one kubeconfig.",
+)
 @click.pass_context
 def sandbox(
-    ctx: click.Context, kubeconfig_out: str | None, topology: str | None, port: int
+    ctx: click.Context, kubeconfig_out: str | None, topology: str | None, port: int, clusters: int
 ) -> None:
     """Run the built-in local Kubernetes API server (no cluster needed) in the foreground."""
     _with_globals(ctx)
@@ -295,6 +303,7 @@ def sandbox(
             kubeconfig_out=Path(kubeconfig_out) if kubeconfig_out else None,
             topology=Path(topology) if topology else None,
             port=port,
+            clusters=clusters,
         )
 
     _run(body)

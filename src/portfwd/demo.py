@@ -4,7 +4,8 @@ The sandbox runs in this process, on the same event loop as the Textual app, and
 to it over real sockets exactly as it would to a cluster. The session lives in a temporary
 config dir (or $PORTFWD_CONFIG_DIR, so a second run finds the first one's session). On a first
 start the dashboard is seeded with a few forwards, one of them failing on purpose, so a new
-user sees every state within seconds.
+user sees every state within seconds. The sandbox serves two clusters (contexts `sandbox` and
+`sandbox-2`, one kubeconfig) and the seed forwards into both, so one window shows two clusters.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import contextlib
 import os
 import shutil
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,30 +27,51 @@ if TYPE_CHECKING:
     from portfwd.sandbox.cluster import SandboxCluster
 
 DEMO_CONTEXT = "sandbox"
+DEMO_SECOND_CONTEXT = "sandbox-2"  # the second cluster of the demo's sandbox fleet
 DEMO_NAMESPACE = "demo"
 
 
 def demo_seed(protocol: str = "auto") -> list[ForwardSpec]:
     """svc/web and svc/api work; svc/crashy has no ready endpoint and shows the error state."""
+    targets = (("svc/web", 80), ("svc/api", 443), ("svc/crashy", 80))
+    return _seed(DEMO_CONTEXT, targets, protocol, ())
+
+
+def second_cluster_seed(protocol: str = "auto", taken: Iterable[int] = ()) -> list[ForwardSpec]:
+    """svc/echo and deploy/web of the second cluster (its web answers GET /cluster with
+    `sandbox-2`), on local ports other than `taken`."""
+    targets = (("svc/echo", 80), ("deploy/web", 8080))
+    return _seed(DEMO_SECOND_CONTEXT, targets, protocol, taken)
+
+
+def _seed(
+    context: str, targets: tuple[tuple[str, int], ...], protocol: str, taken: Iterable[int]
+) -> list[ForwardSpec]:
+    """Forwards of `targets` in `context`, each on a free local port not in `taken`."""
     from portfwd.tui.ports import suggest_port_sync
 
-    taken: dict[int, str] = {}
+    used: dict[int, str] = dict.fromkeys(taken, "")
     specs = []
-    for target, remote in (("svc/web", 80), ("svc/api", 443), ("svc/crashy", 80)):
-        local = suggest_port_sync(remote, "127.0.0.1", taken)
+    for target, remote in targets:
+        local = suggest_port_sync(remote, "127.0.0.1", used)
         if local:
-            taken[local] = target
+            used[local] = target
         specs.append(
             ForwardSpec(
                 target=target,
                 remote_port=remote,
                 local_port=local,
                 namespace=DEMO_NAMESPACE,
-                context=DEMO_CONTEXT,
+                context=context,
                 protocol=protocol,
             )
         )
     return specs
+
+
+def _seed_both(protocol: str) -> list[ForwardSpec]:
+    first = demo_seed(protocol)
+    return first + second_cluster_seed(protocol, (s.local_port for s in first if s.local_port))
 
 
 def run_demo(
@@ -79,14 +102,14 @@ def run_demo(
 async def _demo(
     topology: Path | None, config_dir: Path, ping_interval: float, protocol: str, chaos: float
 ) -> int:
-    from portfwd.sandbox.cluster import SandboxCluster
+    from portfwd.sandbox.fleet import SandboxFleet
     from portfwd.tui.run import launch
 
-    sandbox = SandboxCluster(topology)
-    await sandbox.start()
-    monkey = asyncio.create_task(chaos_monkey(sandbox, chaos)) if chaos > 0 else None
+    fleet = SandboxFleet(2, topology)
+    await fleet.start()
+    monkey = asyncio.create_task(chaos_monkey(fleet[0], chaos)) if chaos > 0 else None
     try:
-        kubeconfig = str(sandbox.kubeconfig_path)
+        kubeconfig = str(fleet.kubeconfig_path)
         return await launch(
             kubeconfig=kubeconfig,
             context=DEMO_CONTEXT,
@@ -95,7 +118,7 @@ async def _demo(
             restore=True,
             # Saved forwards name no kubeconfig: the next demo's sandbox has a new one.
             spec_kubeconfig=None,
-            seed=await asyncio.to_thread(demo_seed, protocol),  # binds sockets: off the loop
+            seed=await asyncio.to_thread(_seed_both, protocol),  # binds sockets: off the loop
             ping_interval=ping_interval,
             protocol=protocol,
         )
@@ -103,7 +126,7 @@ async def _demo(
         if monkey is not None:
             monkey.cancel()
             await asyncio.gather(monkey, return_exceptions=True)
-        await sandbox.stop()
+        await fleet.stop()
 
 
 async def chaos_monkey(sandbox: SandboxCluster, interval: float, rounds: int | None = None) -> None:

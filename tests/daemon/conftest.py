@@ -19,8 +19,8 @@ import pytest
 import pytest_asyncio
 
 from portfwd.daemon.client import DaemonClient
-from portfwd.daemon.replies import NotRunning
 from portfwd.daemon.paths import DaemonPaths, daemon_paths
+from portfwd.daemon.replies import NotRunning
 from portfwd.daemon.server import DaemonServer
 from portfwd.engine.manager import Manager
 from portfwd.engine.model import ForwardSpec

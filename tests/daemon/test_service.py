@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from portfwd.daemon.lock import lock_holder
+from portfwd.engine.model import ForwardSpec
 from portfwd.sandbox.cluster import SandboxCluster
 
 from .conftest import Dirs, daemon_process
@@ -278,3 +279,37 @@ async def test_a_runtime_dir_open_to_others_is_refused(dirs: Dirs, kube: Sandbox
     assert mode(dirs.paths.directory) == 0o777  # not changed behind the user's back
     assert not dirs.paths.socket.exists()
     assert lock_holder(dirs.paths) is None
+
+
+async def test_the_daemon_flag_starts_one_on_demand_and_a_running_one_is_used(
+    dirs: Dirs, kube: SandboxCluster
+) -> None:
+    """`portfwd --daemon` with none running starts one (detached) and attaches; without the
+    flag and none running, the dashboard runs the engine in-process (no daemon started)."""
+    from portfwd.tui.run import _attach
+
+    dirs.config.mkdir(parents=True, exist_ok=True, mode=0o700)
+    assert await _attach(False, None, None) is None
+    assert lock_holder(dirs.paths) is None, "no daemon without --daemon"
+    remote = await _attach(True, None, None)
+    pid = remote.server["pid"]
+    try:
+        assert lock_holder(dirs.paths) == pid
+        assert pid != os.getpid()
+        fid = await remote.add(
+            ForwardSpec(target="svc/echo", remote_port=80, namespace="demo", local_port=0)
+        )
+        port = remote.get(fid).local_port
+        await echo_through(port)
+        # A second `--daemon` attaches to the one running: same pid, same forward.
+        again = await _attach(True, None, None)
+        try:
+            assert again.server["pid"] == pid
+            assert [s.id for s in again.snapshot()] == [fid]
+        finally:
+            await again.shutdown()
+    finally:
+        await remote.shutdown()
+        stop = await portfwd("daemon", "stop")
+        assert stop.code == 0, stop
+        await gone(dirs)

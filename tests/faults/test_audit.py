@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from portfwd.engine.model import ForwardSpec, ForwardState, LogLevel
+from portfwd.engine.model import ForwardSpec, ForwardState, LogKind
 
 from .conftest import LOOPBACK, ManagerFactory, SandboxFactory, close_writer, wait_state
 
@@ -24,8 +24,9 @@ async def test_deleted_service_is_error_naming_it_and_keeps_the_port(
     assert after.reason.startswith("svc/echo "), after.reason
     assert after.reason.endswith("; waiting for it to return"), after.reason
     assert after.bound == snap.bound, "a forward waiting for its target keeps its port"
-    # A warning, not an error line: the forward still waits (headless prints it on stderr).
-    assert any(e.level is LogLevel.WARNING and "svc/echo" in e.message for e in mgr.logs(fid))
+    # Not a final failure: its kind says the forward waits (headless prints it and goes on).
+    assert any(e.kind is LogKind.GONE and "svc/echo" in e.message for e in mgr.logs(fid))
+    assert not any(e.kind is LogKind.FAILED for e in mgr.logs(fid))
     # A connection meanwhile is accepted, then ended (no pod to go to), not left hanging.
     async with asyncio.timeout(30):
         reader, writer = await asyncio.open_connection(LOOPBACK, snap.local_port)

@@ -7,20 +7,21 @@ import contextlib
 import signal
 import socket
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import yaml
 
 
-async def test_portfwd_sandbox_command(tmp_path: Path) -> None:
-    kubeconfig = tmp_path / "sandbox.kubeconfig"
+@contextlib.asynccontextmanager
+async def _running_sandbox(*args: str) -> AsyncIterator[tuple[asyncio.subprocess.Process, str]]:
+    """`portfwd sandbox ARGS` until it says it is ready: (the process, what it printed)."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "portfwd",
         "sandbox",
-        "--kubeconfig-out",
-        str(kubeconfig),
+        *args,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
@@ -37,7 +38,17 @@ async def test_portfwd_sandbox_command(tmp_path: Path) -> None:
                     return
 
         await asyncio.wait_for(read_until_ready(), 60)
-        text = "".join(lines)
+        yield proc, "".join(lines)
+    finally:
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+
+
+async def test_portfwd_sandbox_command(tmp_path: Path) -> None:
+    kubeconfig = tmp_path / "sandbox.kubeconfig"
+    async with _running_sandbox("--kubeconfig-out", str(kubeconfig)) as (proc, text):
         assert f"export KUBECONFIG={kubeconfig}" in text
         assert "portfwd forward svc/echo 8080:80" in text
         cfg = yaml.safe_load(kubeconfig.read_text())
@@ -45,11 +56,6 @@ async def test_portfwd_sandbox_command(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGTERM)
         rc = await asyncio.wait_for(proc.wait(), 30)
         assert rc == 0
-    finally:
-        if proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            await proc.wait()
 
 
 async def test_portfwd_sandbox_bad_topology(tmp_path: Path) -> None:
@@ -105,3 +111,27 @@ async def test_portfwd_sandbox_unwritable_kubeconfig_names_the_path(tmp_path: Pa
         f"error: cannot write the kubeconfig to {target}: File exists ({parent}); "
         "choose another path with --kubeconfig-out"
     )
+
+
+async def test_portfwd_sandbox_two_clusters_one_kubeconfig(tmp_path: Path) -> None:
+    kubeconfig = tmp_path / "two.kubeconfig"
+    args = ("--clusters", "2", "--kubeconfig-out", str(kubeconfig))
+    async with _running_sandbox(*args) as (proc, text):
+        cfg = yaml.safe_load(kubeconfig.read_text())
+        servers = {c["name"]: c["cluster"]["server"] for c in cfg["clusters"]}
+        assert set(servers) == {"portfwd-sandbox", "portfwd-sandbox-2"}
+        assert servers["portfwd-sandbox"] != servers["portfwd-sandbox-2"]
+        for url in servers.values():  # each cluster's URL is printed
+            assert url in text
+        assert "contexts: sandbox-2 (admin), sandbox-2-cert" in text
+        assert f"export KUBECONFIG={kubeconfig}" in text
+        assert "--context sandbox-2" in text
+        assert cfg["current-context"] == "sandbox"
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 30) == 0
+
+
+async def test_portfwd_sandbox_clusters_out_of_range() -> None:
+    code, err = await _sandbox_fails("--clusters", "0")
+    assert code == 2
+    assert "--clusters" in err and "0" in err

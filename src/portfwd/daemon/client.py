@@ -27,7 +27,6 @@ from portfwd.daemon.replies import (
     welcome,
 )
 from portfwd.daemon.sync_client import CONNECT_TIMEOUT
-from portfwd.errors import InputError, PortfwdError
 from portfwd.engine.bus import EventBus, Subscription
 from portfwd.engine.events import (
     Event,
@@ -46,6 +45,7 @@ from portfwd.engine.serial import (
     snapshot_from_dict,
     spec_to_dict,
 )
+from portfwd.errors import InputError, PortfwdError
 from portfwd.safetext import escape_controls
 
 LOG_MIRROR = 1000  # lines kept per forward (the engine keeps as many)

@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from portfwd.daemon.client import DaemonClient
-from portfwd.daemon.replies import NotRunning
 from portfwd.daemon.lock import lock_holder
 from portfwd.daemon.paths import DaemonPaths, daemon_paths
+from portfwd.daemon.replies import NotRunning
 from portfwd.daemon.server import DaemonServer
 from portfwd.errors import PortfwdError
 from portfwd.eventloop import run

@@ -440,9 +440,8 @@ class Forward:
             self._clear_route()
             self._retry_at = None
             if self.state is not ForwardState.ERROR or self.reason != outcome.message:
-                # A warning, not an error line: the state is ERROR but not final, the
-                # forward waits for its target to return.
-                self.add_log(LogLevel.WARNING, outcome.message, LogKind.GONE)
+                # ERROR, but not final: the kind says the forward waits for its target.
+                self.add_log(LogLevel.ERROR, outcome.message, LogKind.GONE)
                 self._set_state(ForwardState.ERROR, outcome.message)
             return True
         if not isinstance(outcome, Retry | Waiting):

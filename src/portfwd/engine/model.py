@@ -45,8 +45,7 @@ class LogKind(enum.Enum):
     """What a log line is about, so a front end never has to read its words to decide.
 
     The level says how it looks (INFO, WARNING, ERROR); the kind what it means: an ERROR
-    state of a forward whose last line is of kind GONE (a warning) is one waiting for its
-    target to return; only FAILED is final.
+    line of kind GONE is a forward waiting for its target to return, only FAILED is final.
     """
 
     NOTE = "note"  # anything else

@@ -12,7 +12,7 @@ import base64
 import json
 import ssl
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
@@ -24,6 +24,7 @@ from portfwd.sandbox.auth import (
     authorize,
     forbidden_message,
 )
+from portfwd.sandbox.controls import Controls
 from portfwd.sandbox.kubeproto import ProtoError, decode_access_review
 from portfwd.sandbox.listoptions import (
     ListOptions,
@@ -44,10 +45,7 @@ from portfwd.sandbox.selectors import (
 from portfwd.sandbox.store import RESOURCES, Event, Obj, ResourceInfo, TooOld
 from portfwd.sandbox.tables import TABLE_MARKER, table_for
 
-if TYPE_CHECKING:
-    from portfwd.sandbox.cluster import SandboxCluster
-
-CLUSTER_KEY: web.AppKey[SandboxCluster] = web.AppKey("cluster")
+CLUSTER_KEY: web.AppKey[Controls] = web.AppKey("cluster")
 USER_KEY: web.RequestKey[User] = web.RequestKey("user", User)
 
 GROUPS = {"": "v1", "apps": "v1", "discovery.k8s.io": "v1", "authorization.k8s.io": "v1"}
@@ -448,7 +446,7 @@ CONTINUE_EXPIRED = (
 
 
 def _paginate(
-    request: web.Request, cluster: SandboxCluster, items: list[Obj], limit: int
+    request: web.Request, cluster: Controls, items: list[Obj], limit: int
 ) -> tuple[list[Obj], str, tuple[str, int] | None] | web.Response:
     """`limit` / `continue` chunking: (page, resourceVersion, (next token, remaining)).
 
@@ -541,7 +539,7 @@ async def _patch_body(request: web.Request) -> Obj | web.Response:
     return await _read_json(request)
 
 
-async def _patch(request: web.Request, cluster: SandboxCluster, t: Target) -> web.Response:
+async def _patch(request: web.Request, cluster: Controls, t: Target) -> web.Response:
     assert t.name is not None
     if cluster.store.get(t.info.name, t.ns, t.name) is None:
         return not_found(t.info, t.name)
@@ -555,7 +553,7 @@ async def _patch(request: web.Request, cluster: SandboxCluster, t: Target) -> we
     return json_response(cluster.store.get(t.info.name, t.ns, t.name) or obj)
 
 
-async def _scale(request: web.Request, cluster: SandboxCluster, t: Target) -> web.Response:
+async def _scale(request: web.Request, cluster: Controls, t: Target) -> web.Response:
     assert t.name is not None and t.ns is not None
     ns, name = t.ns, t.name
     obj = cluster.store.get(t.info.name, ns, name)
@@ -589,9 +587,7 @@ async def _scale(request: web.Request, cluster: SandboxCluster, t: Target) -> we
     return json_response(current())
 
 
-async def _delete_pod(
-    request: web.Request, cluster: SandboxCluster, ns: str, name: str
-) -> web.Response:
+async def _delete_pod(request: web.Request, cluster: Controls, ns: str, name: str) -> web.Response:
     info = RESOURCES["pods"]
     if cluster.store.get("pods", ns, name) is None:
         return not_found(info, name)
@@ -618,7 +614,7 @@ async def _delete_pod(
 
 
 async def _portforward(
-    request: web.Request, cluster: SandboxCluster, ns: str, name: str
+    request: web.Request, cluster: Controls, ns: str, name: str
 ) -> web.StreamResponse:
     # A real API server converts `ports` before it looks the pod up (400 beats 404).
     bad_ports = validate_ports_query(request)
@@ -689,7 +685,7 @@ async def _portforward(
 # -- watch ---------------------------------------------------------------------------------
 async def _watch(
     request: web.Request,
-    cluster: SandboxCluster,
+    cluster: Controls,
     t: Target,
     label_pred: Any,
     field_pred: Any,
@@ -852,7 +848,7 @@ async def handle_access_review(request: web.Request) -> web.Response:
     )
 
 
-def build_app(cluster: SandboxCluster) -> web.Application:
+def build_app(cluster: Controls) -> web.Application:
     app = web.Application(
         middlewares=[bad_request_middleware, auth_middleware], client_max_size=4 * 1024 * 1024
     )

@@ -1,9 +1,11 @@
 """The sandbox's "containers": tiny TCP servers on loopback that sandbox pods forward to.
 
 Each backend is one asyncio server on 127.0.0.1, port 0, named by a label (the pod, so a user
-sees which pod answered). They are plain asyncio streams, not aiohttp, to stay light: a demo
-cluster runs dozens of them. Every open connection is tracked so that `stop()` (or stopping
-one label, when its pod is deleted) really ends it, as a dying container would.
+sees which pod answered); every HTTP answer also names the cluster (X-Sandbox-Cluster, and
+GET /cluster), so a client forwarding into several clusters can tell which one it reached.
+They are plain asyncio streams, not aiohttp, to stay light: a demo cluster runs dozens of them.
+Every open connection is tracked so that `stop()` (or stopping one label, when its pod is
+deleted) really ends it, as a dying container would.
 """
 
 from __future__ import annotations
@@ -37,8 +39,8 @@ def bytes_body(n: int, offset: int = 0) -> bytes:
     return (_PATTERN_BLOCK * reps)[start : start + n]
 
 
-# A backend's connection handler: (label, reader, writer).
-Handler = Callable[[str, asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+# A backend's connection handler: (label, cluster, reader, writer).
+Handler = Callable[[str, str, asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 
 @dataclass(eq=False)
@@ -54,8 +56,9 @@ class _Backend:
 class BackendPool:
     """Starts and owns backend servers; `stop()` ends every server and connection."""
 
-    def __init__(self, host: str = "127.0.0.1") -> None:
+    def __init__(self, host: str = "127.0.0.1", cluster: str = "sandbox") -> None:
         self._host = host
+        self._cluster = cluster
         self._backends: list[_Backend] = []
         self._stopped = False
 
@@ -87,7 +90,7 @@ class BackendPool:
             backend.tasks.add(task)
             backend.writers.add(writer)
             try:
-                await serve(label, reader, writer)
+                await serve(label, self._cluster, reader, writer)
             except (ConnectionError, asyncio.IncompleteReadError):
                 pass  # the client vanished: nothing to tell anyone
             except asyncio.CancelledError:
@@ -139,7 +142,7 @@ async def _close_backend(backend: _Backend) -> None:
 
 
 async def _serve_echo(
-    label: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    label: str, cluster: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
 ) -> None:
     """Every byte back; drain before reading more, so a slow reader slows the sender."""
     while True:
@@ -157,7 +160,7 @@ async def _serve_echo(
 
 
 async def _serve_line(
-    label: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    label: str, cluster: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
 ) -> None:
     """Each line answered with `<label> <line>`: shows which pod a connection reached."""
     prefix = label.encode() + b" "
@@ -243,12 +246,16 @@ async def _discard_body(reader: asyncio.StreamReader, request: _Request) -> bool
     return True
 
 
-def _head(status: int, label: str, length: int, content_type: str, keep_alive: bool) -> bytes:
+def _head(
+    status: int, who: tuple[str, str], length: int, content_type: str, keep_alive: bool
+) -> bytes:
+    """A response head; `who` is (pod, cluster)."""
     return (
         f"HTTP/1.1 {status} {_REASONS[status]}\r\n"
         f"Content-Type: {content_type}\r\n"
         f"Content-Length: {length}\r\n"
-        f"X-Sandbox-Pod: {label}\r\n"
+        f"X-Sandbox-Pod: {who[0]}\r\n"
+        f"X-Sandbox-Cluster: {who[1]}\r\n"
         "Server: portfwd-sandbox\r\n"
         f"Connection: {'keep-alive' if keep_alive else 'close'}\r\n"
         "\r\n"
@@ -258,14 +265,14 @@ def _head(status: int, label: str, length: int, content_type: str, keep_alive: b
 async def _send_text(
     writer: asyncio.StreamWriter,
     status: int,
-    label: str,
+    who: tuple[str, str],
     text: str,
     *,
     keep_alive: bool,
     head_only: bool = False,
 ) -> None:
     body = text.encode()
-    writer.write(_head(status, label, len(body), "text/plain; charset=utf-8", keep_alive))
+    writer.write(_head(status, who, len(body), "text/plain; charset=utf-8", keep_alive))
     if not head_only:
         writer.write(body)
     await writer.drain()
@@ -283,43 +290,48 @@ async def _send_pattern(writer: asyncio.StreamWriter, n: int) -> None:
 
 
 async def _serve_http(
-    label: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    label: str, cluster: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
 ) -> None:
-    """GET / names the pod, /healthz says ok, /bytes/N streams N bytes; others 404."""
+    """GET / names the pod, /cluster the cluster, /healthz says ok, /bytes/N streams N
+    bytes; others 404."""
+    who = (label, cluster)
     while True:
         request = await _read_request(reader)
         if request is None:
             return
         if isinstance(request, int):
-            await _send_text(writer, request, label, f"{_REASONS[request]}\n", keep_alive=False)
+            await _send_text(writer, request, who, f"{_REASONS[request]}\n", keep_alive=False)
             return
         keep_alive = request.keep_alive and await _discard_body(reader, request)
         head_only = request.method == "HEAD"
         path = request.path.split("?", 1)[0]
         if request.method not in ("GET", "HEAD"):
             await _send_text(
-                writer, 405, label, "only GET and HEAD are served\n", keep_alive=keep_alive
+                writer, 405, who, "only GET and HEAD are served\n", keep_alive=keep_alive
             )
         elif path == "/":
             text = f"hello from {label}\n"
-            await _send_text(writer, 200, label, text, keep_alive=keep_alive, head_only=head_only)
+            await _send_text(writer, 200, who, text, keep_alive=keep_alive, head_only=head_only)
+        elif path == "/cluster":
+            text = f"{cluster}\n"
+            await _send_text(writer, 200, who, text, keep_alive=keep_alive, head_only=head_only)
         elif path == "/healthz":
-            await _send_text(writer, 200, label, "ok\n", keep_alive=keep_alive, head_only=head_only)
+            await _send_text(writer, 200, who, "ok\n", keep_alive=keep_alive, head_only=head_only)
         elif path.startswith("/bytes/"):
             count = path[len("/bytes/") :]
             if not count.isdigit() or not count.isascii() or int(count) > _MAX_BYTES:
                 await _send_text(
-                    writer, 400, label, f"bad byte count {count!r}\n", keep_alive=keep_alive
+                    writer, 400, who, f"bad byte count {count!r}\n", keep_alive=keep_alive
                 )
             else:
                 n = int(count)
                 ctype = "application/octet-stream"
-                writer.write(_head(200, label, n, ctype, keep_alive))
+                writer.write(_head(200, who, n, ctype, keep_alive))
                 if not head_only:
                     await _send_pattern(writer, n)
                 await writer.drain()
         else:
-            await _send_text(writer, 404, label, "404 page not found\n", keep_alive=keep_alive)
+            await _send_text(writer, 404, who, "404 page not found\n", keep_alive=keep_alive)
         if not keep_alive:
             return
 

@@ -1,8 +1,12 @@
 """The kubeconfig the sandbox writes, so kubectl, the official client and portfwd can use it.
 
-Contexts (all with namespace `demo`): `sandbox` (admin token, current), `sandbox-cert`
-(admin client certificate), `sandbox-viewer`, `sandbox-pf-create` and `sandbox-pf-get` (the
-viewer plus one port-forward verb each), `sandbox-limited`, `sandbox-nobody`.
+Contexts of a cluster named `sandbox` (all with namespace `demo`): `sandbox` (admin token,
+current), `sandbox-cert` (admin client certificate), `sandbox-viewer`, `sandbox-pf-create` and
+`sandbox-pf-get` (the viewer plus one port-forward verb each), `sandbox-limited`,
+`sandbox-nobody`; its cluster entry is `portfwd-sandbox`, its users `admin`, `admin-cert`, ...
+Another cluster of a fleet, say `sandbox-2`, has the same set under its own name:
+`sandbox-2`, `sandbox-2-cert`, ..., cluster `portfwd-sandbox-2`, users `admin@sandbox-2`, ...
+so one file can hold them all (`merge_kubeconfigs`).
 Written with mode 0600: it holds tokens and a private key.
 """
 
@@ -18,7 +22,8 @@ import yaml
 from portfwd.sandbox.auth import Tokens
 from portfwd.sandbox.pki import SandboxPKI
 
-CLUSTER = "portfwd-sandbox"
+DEFAULT_NAME = "sandbox"  # the cluster, and its admin context
+CLUSTER = f"portfwd-{DEFAULT_NAME}"  # its cluster entry
 NAMESPACE = "demo"
 
 
@@ -26,56 +31,94 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
-def kubeconfig_dict(server: str, pki: SandboxPKI, tokens: Tokens) -> dict[str, Any]:
+def kubeconfig_dict(
+    server: str, pki: SandboxPKI, tokens: Tokens, name: str = DEFAULT_NAME
+) -> dict[str, Any]:
+    """One cluster's kubeconfig: its cluster entry, users and contexts (see the module doc)."""
+
+    def user(base: str) -> str:
+        return base if name == DEFAULT_NAME else f"{base}@{name}"
+
     users: list[tuple[str, str, dict[str, Any]]] = [
-        ("sandbox", "admin", {"token": tokens.admin}),
+        (name, user("admin"), {"token": tokens.admin}),
         (
-            "sandbox-cert",
-            "admin-cert",
+            f"{name}-cert",
+            user("admin-cert"),
             {
                 "client-certificate-data": _b64(pki.client.cert_pem),
                 "client-key-data": _b64(pki.client.key_pem),
             },
         ),
-        ("sandbox-viewer", "viewer", {"token": tokens.viewer}),
-        ("sandbox-pf-create", "pf-create", {"token": tokens.pf_create}),
-        ("sandbox-pf-get", "pf-get", {"token": tokens.pf_get}),
-        ("sandbox-limited", "limited", {"token": tokens.limited}),
-        ("sandbox-nobody", "nobody", {"token": tokens.nobody}),
+        (f"{name}-viewer", user("viewer"), {"token": tokens.viewer}),
+        (f"{name}-pf-create", user("pf-create"), {"token": tokens.pf_create}),
+        (f"{name}-pf-get", user("pf-get"), {"token": tokens.pf_get}),
+        (f"{name}-limited", user("limited"), {"token": tokens.limited}),
+        (f"{name}-nobody", user("nobody"), {"token": tokens.nobody}),
     ]
+    cluster = f"portfwd-{name}"
     return {
         "apiVersion": "v1",
         "kind": "Config",
         "preferences": {},
         "clusters": [
             {
-                "name": CLUSTER,
+                "name": cluster,
                 "cluster": {
                     "server": server,
                     "certificate-authority-data": _b64(pki.ca.cert_pem),
                 },
             }
         ],
-        "users": [{"name": user, "user": creds} for _, user, creds in users],
+        "users": [{"name": u, "user": creds} for _, u, creds in users],
         "contexts": [
             {
                 "name": ctx,
-                "context": {"cluster": CLUSTER, "user": user, "namespace": NAMESPACE},
+                "context": {"cluster": cluster, "user": u, "namespace": NAMESPACE},
             }
-            for ctx, user, _ in users
+            for ctx, u, _ in users
         ],
-        "current-context": "sandbox",
+        "current-context": name,
     }
+
+
+def merge_kubeconfigs(configs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Several clusters' kubeconfigs as one file; the first one's context is current."""
+    if not configs:
+        raise ValueError("no kubeconfig to merge")
+    merged: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "preferences": {},
+        "clusters": [],
+        "users": [],
+        "contexts": [],
+        "current-context": configs[0]["current-context"],
+    }
+    for cfg in configs:
+        for key in ("clusters", "users", "contexts"):
+            merged[key] += cfg[key]
+    for key in ("clusters", "users", "contexts"):
+        names = [entry["name"] for entry in merged[key]]
+        if len(set(names)) != len(names):
+            raise ValueError(f"two clusters share a name in the merged kubeconfig's {key}")
+    return merged
 
 
 class KubeconfigWriteError(Exception):
     """The kubeconfig could not be written where the user asked (one line for the CLI)."""
 
 
-def write_kubeconfig(path: Path, server: str, pki: SandboxPKI, tokens: Tokens) -> None:
+def write_kubeconfig(
+    path: Path, server: str, pki: SandboxPKI, tokens: Tokens, name: str = DEFAULT_NAME
+) -> None:
     """Write atomically with mode 0600 (a reader never sees a partial file)."""
+    write_config(path, kubeconfig_dict(server, pki, tokens, name))
+
+
+def write_config(path: Path, config: dict[str, Any]) -> None:
+    """Write a kubeconfig dict atomically with mode 0600; KubeconfigWriteError if it fails."""
     try:
-        _write(path, yaml.safe_dump(kubeconfig_dict(server, pki, tokens), sort_keys=False))
+        _write(path, yaml.safe_dump(config, sort_keys=False))
     except OSError as exc:
         raise KubeconfigWriteError(
             f"cannot write the kubeconfig to {path}: {exc.strerror or exc}"

@@ -10,53 +10,75 @@ import sys
 from pathlib import Path
 
 from portfwd.safetext import escape_controls  # a pure codec, shared with the client
-from portfwd.sandbox.cluster import SandboxCluster
+from portfwd.sandbox.fleet import MAX_CLUSTERS, SandboxFleet
 from portfwd.sandbox.kubeconfig import KubeconfigWriteError
 from portfwd.sandbox.topology import TopologyError
 
 
-async def _serve(kubeconfig_out: Path | None, topology: Path | None, port: int) -> None:
-    cluster = SandboxCluster(topology, port=port, kubeconfig_path=kubeconfig_out)
+async def _serve(
+    kubeconfig_out: Path | None, topology: Path | None, port: int, clusters: int
+) -> None:
+    fleet = SandboxFleet(clusters, topology, port=port, kubeconfig_path=kubeconfig_out)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
     try:
-        await cluster.start()
+        await fleet.start()
         out = sys.stdout
-        out.write(f"Sandbox Kubernetes API server listening on {cluster.url}\n")
-        out.write(f"kubeconfig: {cluster.kubeconfig_path}\n")
-        out.write("contexts: sandbox (admin, current), sandbox-cert, sandbox-viewer, ")
-        out.write("sandbox-limited, sandbox-nobody\n\n")
-        out.write(f"  export KUBECONFIG={cluster.kubeconfig_path}\n")
+        if len(fleet) == 1:
+            out.write(f"Sandbox Kubernetes API server listening on {fleet[0].url}\n")
+        else:
+            out.write(f"{len(fleet)} sandbox Kubernetes API servers, each its own CA:\n")
+            width = max(len(c.name) for c in fleet)
+            for c in fleet:
+                out.write(f"  {c.name:<{width}}  {c.url}\n")
+        out.write(f"kubeconfig: {fleet.kubeconfig_path}\n")
+        for i, c in enumerate(fleet):
+            current = ", current" if i == 0 else ""
+            out.write(f"contexts: {c.name} (admin{current}), {c.name}-cert, {c.name}-viewer, ")
+            out.write(f"{c.name}-limited, {c.name}-nobody\n")
+        out.write(f"\n  export KUBECONFIG={fleet.kubeconfig_path}\n")
         out.write("  kubectl get pods,svc -n demo\n")
-        out.write("  portfwd forward svc/echo 8080:80\n\n")
-        out.write("Press Ctrl-C to stop.\n")
+        out.write("  portfwd forward svc/echo 8080:80\n")
+        if len(fleet) > 1:
+            out.write(f"  portfwd forward svc/echo 8081:80 --context {fleet[1].name}\n")
+        out.write("\nPress Ctrl-C to stop.\n")
         out.flush()
         await stop.wait()
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError):
                 loop.remove_signal_handler(sig)
-        await cluster.stop()
+        await fleet.stop()
 
 
-def serve(*, kubeconfig_out: Path | None, topology: Path | None, port: int) -> int:
+def serve(
+    *, kubeconfig_out: Path | None, topology: Path | None, port: int, clusters: int = 1
+) -> int:
     """Run until interrupted; returns the exit code (0 on a clean Ctrl-C / SIGTERM).
 
-    Expected failures print one `error:` line and return 1 here, rather than raising the
-    client's error type: the sandbox imports nothing from the client side.
+    `clusters` independent API servers (contexts `sandbox`, `sandbox-2`, ...) share one
+    kubeconfig. Expected failures print one `error:` line and return 1 here, rather than
+    raising the client's error type: the sandbox imports nothing from the client side.
     """
+    if not 1 <= clusters <= MAX_CLUSTERS:
+        return _fail(f"--clusters takes 1 to {MAX_CLUSTERS}, not {clusters}")
     try:
-        asyncio.run(_serve(kubeconfig_out, topology, port))
+        asyncio.run(_serve(kubeconfig_out, topology, port, clusters))
     except (TopologyError, KubeconfigWriteError) as exc:
         return _fail(str(exc))
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
+            if clusters == 1:
+                return _fail(
+                    f"port {port} on 127.0.0.1 is already in use: pick another with --port "
+                    "(0 picks a free one)"
+                )
             return _fail(
-                f"port {port} on 127.0.0.1 is already in use: pick another with --port "
-                "(0 picks a free one)"
+                f"ports {port}-{port + clusters - 1} on 127.0.0.1 are not all free (one per "
+                "cluster): pick another --port (0 picks free ones)"
             )
         where = f" ({exc.filename})" if exc.filename else ""
         return _fail(f"cannot start the sandbox: {exc.strerror or exc}{where}")

@@ -46,12 +46,17 @@ def _name(cn: str, org: str | None = None) -> x509.Name:
     return x509.Name(attrs)
 
 
-def generate_pki(hostnames: tuple[str, ...] = ("localhost",)) -> SandboxPKI:
-    """Build a CA, a server certificate for the loopback names and an admin client cert."""
+def generate_pki(
+    hostnames: tuple[str, ...] = ("localhost",), cluster: str = "portfwd-sandbox"
+) -> SandboxPKI:
+    """Build a CA, a server certificate for the loopback names and an admin client cert.
+
+    The CA is `<cluster>-ca` and the server `<cluster>-apiserver`: each cluster of a fleet
+    shows its own name to whoever looks at its certificates."""
     now = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
     until = now + dt.timedelta(days=365)
     ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = _name("portfwd-sandbox-ca")
+    ca_name = _name(f"{cluster}-ca")
     ca_cert = (
         x509.CertificateBuilder()
         .subject_name(ca_name)
@@ -110,7 +115,7 @@ def generate_pki(hostnames: tuple[str, ...] = ("localhost",)) -> SandboxPKI:
         x509.IPAddress(ipaddress.ip_address("::1")),
     ]
     sans += [x509.DNSName(h) for h in hostnames]
-    server = leaf(_name("portfwd-sandbox-apiserver"), ExtendedKeyUsageOID.SERVER_AUTH, sans)
+    server = leaf(_name(f"{cluster}-apiserver"), ExtendedKeyUsageOID.SERVER_AUTH, sans)
     client = leaf(_name("admin", "system:masters"), ExtendedKeyUsageOID.CLIENT_AUTH, None)
     ca = CertPair(ca_cert.public_bytes(serialization.Encoding.PEM), _key_pem(ca_key))
     return SandboxPKI(ca=ca, server=server, client=client)
