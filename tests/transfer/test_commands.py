@@ -157,11 +157,35 @@ def test_cluster_options_need_from_cluster() -> None:
     assert res.exit_code == 2 and "--format reads a FILE" in res.stderr
 
 
-def test_into_a_profile_is_not_available_yet_and_writes_nothing() -> None:
-    res = _import("--into", "morning", "-", input="kubectl port-forward svc/a 80\n")
-    assert res.exit_code == 1
-    assert "error: profiles are not available in this build" in res.stderr
+def test_into_a_profile_writes_the_profiles_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from portfwd.store.profiles import load_profiles
+
+    config = tmp_path / "config"
+    config.mkdir(mode=0o700)
+    path = config / "profiles.yaml"
+    path.write_text("# mine\nprofiles:\n  morning:  # keep\n    defaults: {namespace: demo}\n")
+    path.chmod(0o600)
+    monkeypatch.setenv("PORTFWD_CONFIG_DIR", str(config))
+    res = _import("--into", "morning", "-", input="kubectl port-forward svc/a 8080:80 81\n")
+    assert res.exit_code == 0, res.stderr
+    assert f"wrote 2 forward(s) into profile morning in {path}" in res.stderr
     assert res.stdout == ""
+    assert path.read_text().startswith("# mine\nprofiles:\n  morning:  # keep\n")
+    morning = load_profiles(path).profiles["morning"]
+    assert [(f.name, f.target, f.ports) for f in morning.forwards] == [
+        ("a-80", "svc/a", ("8080:80",)),
+        ("a-81", "svc/a", ("81",)),
+    ]
+    assert morning.defaults.namespace == "demo"
+    again = _import("--into", "morning", "-", input="kubectl port-forward svc/a 8080:80\n")
+    assert again.exit_code == 0
+    assert "wrote 0 forward(s) (1 it already had) into profile morning" in again.stderr
+    clash = _import("--into", "morning", "-", input="kubectl port-forward svc/b 8080:80\n")
+    assert clash.exit_code == 1
+    assert 'listens on 127.0.0.1:8080, as forward "a-80" does' in clash.stderr
+    assert len(load_profiles(path).profiles["morning"].forwards) == 2
 
 
 def test_into_calls_the_profile_hook(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -171,10 +171,32 @@ def profile_from_specs(
     """A profile of these forwards (one port each), e.g. a session's; names are the specs'
     own, else TARGET-REMOTE, made unique with -2, -3 ... Addresses that are the default
     (`localhost`) are left out, as are contexts, namespaces and kubeconfigs not set."""
+    return Profile(name=name, description=description, forwards=_forwards_of(specs, set()))
+
+
+def add_specs(profile: Profile, specs: Iterable[ForwardSpec]) -> Profile:
+    """`profile` with these forwards added after its own (names made unique against its
+    forwards'); its description, defaults and groups stay. A forward it already has (the
+    same target, port, context, namespace, kubeconfig and address) is not added twice."""
+    have = {_identity(f) for f in profile.forwards}
+    new = [
+        f
+        for f in _forwards_of(specs, {f.name for f in profile.forwards})
+        if _identity(f) not in have
+    ]
+    from dataclasses import replace
+
+    return replace(profile, forwards=(*profile.forwards, *new))
+
+
+def _identity(fwd: ProfileForward) -> tuple[object, ...]:
+    return (fwd.target, fwd.ports, fwd.context, fwd.namespace, fwd.kubeconfig, fwd.address)
+
+
+def _forwards_of(specs: Iterable[ForwardSpec], used: set[str]) -> tuple[ProfileForward, ...]:
     from portfwd.kube.targets import PortMapping
 
     forwards: list[ProfileForward] = []
-    used: set[str] = set()
     for spec in specs:
         base = _base_name(spec)
         fname, n = base, 2
@@ -195,4 +217,4 @@ def profile_from_specs(
                 kubeconfig=spec.kubeconfig,
             )
         )
-    return Profile(name=name, description=description, forwards=tuple(forwards))
+    return tuple(forwards)

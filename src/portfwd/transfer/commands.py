@@ -35,9 +35,36 @@ EXPORT_FORMATS = ("yaml", "kftray-json", "kubectl")
 
 
 def write_into_profile(name: str, specs: list[ForwardSpec]) -> str:
-    """Write `specs` into profile `name`; returns what to tell the user. The profiles store
-    connects here; until then it is one clear error."""
-    raise PortfwdError("profiles are not available in this build")
+    """Write `specs` into profile `name` of the profiles file (a new profile, or added after
+    the forwards of the one there: its comments, defaults and groups stay); returns what to
+    tell the user. PortfwdError (nothing written) for a file that does not parse, or a
+    forward that would clash in the profile (file:line:column)."""
+    from portfwd.engine.model import NAME_RE
+    from portfwd.store.profiles import (
+        default_profiles_file,
+        load_profiles,
+        save_profile,
+        shown_path,
+    )
+    from portfwd.store.profiles_model import Profile, add_specs
+
+    if not NAME_RE.fullmatch(name):
+        raise PortfwdError(
+            f"profile name {name!r} is not usable: up to 63 letters, digits, '.', '_' and '-'"
+        )
+    path = default_profiles_file()
+    loaded = load_profiles(path)
+    if name in loaded.broken:
+        problem = next(p for p in loaded.problems if p.profile == name)
+        raise PortfwdError(f"{problem}; fix profile {name!r} first (nothing was written)")
+    old = loaded.profiles.get(name, Profile(name=name))
+    merged = add_specs(old, specs)
+    added = len(merged.forwards) - len(old.forwards)
+    new = save_profile(path, merged)
+    kept = len(specs) - added
+    again = f" ({kept} it already had)" if kept else ""
+    what = "new profile" if new else "profile"
+    return f"wrote {added} forward(s){again} into {what} {name} in {shown_path(path)}"
 
 
 class _Exit(Exception):
