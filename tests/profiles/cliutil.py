@@ -14,11 +14,8 @@ def private_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     config.mkdir(mode=0o700, exist_ok=True)
     env = dict(os.environ)
     env.pop("VISUAL", None)
-    env.update(
-        PORTFWD_CONFIG_DIR=str(config),
-        KUBECONFIG=str(tmp_path / "no-kubeconfig"),
-        **extra,
-    )
+    env.update(PORTFWD_CONFIG_DIR=str(config), KUBECONFIG=str(tmp_path / "no-kubeconfig"))
+    env.update(extra)
     return env
 
 

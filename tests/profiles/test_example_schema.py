@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -72,10 +74,17 @@ def _plain(text: str) -> Any:
 
 
 def test_the_example_is_valid_for_portfwd() -> None:
-    loaded = load_text(example_text(), "example.yaml", known_contexts=lambda _: ["sandbox"])
+    contexts = ["sandbox", "sandbox-2"]  # those of `portfwd sandbox --clusters 2`
+    loaded = load_text(example_text(), "example.yaml", known_contexts=lambda _: contexts)
     assert loaded.problems == []
     demo = loaded.profiles["demo"]
-    assert [spec.name for _, spec in demo.specs()] == ["echo", "web", "api-https", "api-metrics"]
+    assert [(spec.name, spec.context) for _, spec in demo.specs()] == [
+        ("echo", "sandbox"),
+        ("web", "sandbox"),
+        ("api-https", "sandbox"),
+        ("api-metrics", "sandbox"),
+        ("echo-2", "sandbox-2"),
+    ]
     assert [spec.name for _, spec in demo.specs(["frontend"])] == [
         "web",
         "api-https",
@@ -105,3 +114,28 @@ def test_the_schema_refuses_what_portfwd_refuses(text: str, problem: str) -> Non
     errors = _errors(_plain(text), sch, sch)
     assert any(problem in e for e in errors), errors
     assert load_text(text, "p.yaml").problems  # and portfwd agrees
+
+
+async def test_the_example_runs_against_the_two_cluster_sandbox(tmp_path: Path) -> None:
+    from portfwd.sandbox.fleet import SandboxFleet
+
+    from .cliutil import portfwd_async, private_env, write_private
+
+    fleet = SandboxFleet(2)
+    await asyncio.wait_for(fleet.start(), 60)
+    try:
+        env = private_env(tmp_path, KUBECONFIG=str(fleet.kubeconfig_path))
+        write_private(tmp_path / "config" / "profiles.yaml", example_text())
+        code, out, err = await portfwd_async("up", "demo", "--dry-run", env=env)
+    finally:
+        await asyncio.wait_for(fleet.stop(), 30)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert [line.split(":")[0] for line in lines] == [
+        "echo",
+        "web",
+        "api-https",
+        "api-metrics",
+        "echo-2",
+    ]
+    assert "(context sandbox-2, namespace demo) -> pod echo-" in lines[4]

@@ -33,15 +33,16 @@ def test_example_is_a_file_that_validates(tmp_path: Path) -> None:
     write_private(tmp_path / "config" / "profiles.yaml", result.stdout)
     checked = portfwd("profile", "validate", env=env)
     assert checked.returncode == 0, checked.stderr
-    assert checked.stdout.strip().endswith("1 profile(s), 3 forward(s): no problems")
+    assert checked.stdout.strip().endswith("1 profile(s), 4 forward(s): no problems")
     listed = portfwd("profile", "ls", env=env)
     assert listed.returncode == 0
-    assert listed.stdout.splitlines()[1].split()[:3] == ["demo", "3", "frontend,debug"]
+    assert listed.stdout.splitlines()[1].split()[:3] == ["demo", "4", "frontend,echoes"]
     shown = portfwd("profile", "show", "demo", env=env)
     assert shown.returncode == 0
-    rows = [line.split() for line in shown.stdout.splitlines()[2:6]]
+    rows = [line.split() for line in shown.stdout.splitlines()[2:7]]
     assert rows[0] == ["echo", "svc/echo", "18080:80", "sandbox", "demo", "localhost", "yes"]
-    assert [r[0] for r in rows] == ["echo", "web", "api-https", "api-metrics"]
+    assert [r[0] for r in rows] == ["echo", "web", "api-https", "api-metrics", "echo-2"]
+    assert rows[4][3] == "sandbox-2"
     assert "group frontend: web, api" in shown.stdout
 
 
