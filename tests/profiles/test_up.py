@@ -217,6 +217,20 @@ async def test_a_forward_that_fails_later_is_one_line_the_others_keep_running(
     assert run.code == 1
 
 
+async def test_all_or_nothing_ends_when_a_running_forward_fails_for_good(
+    setup: tuple[dict[str, str], int], sandbox: SandboxCluster
+) -> None:
+    env, _ = setup
+    async with up("fragile", "--all-or-nothing", env=env, expect=["echo", "toolbox"]) as run:
+        await sandbox.delete_pod("demo", "toolbox")
+        async with asyncio.timeout(30):
+            await run.proc.wait()  # by itself: no signal
+    assert run.code == 1
+    assert any(line.startswith("toolbox: error: ") for line in run.stderr.splitlines())
+    with pytest.raises(OSError):  # everything was stopped, echo too
+        await echo(run.ports["echo"], b"gone")
+
+
 async def test_global_options_fill_what_the_profile_leaves_out(
     setup: tuple[dict[str, str], int], sandbox: SandboxCluster
 ) -> None:
