@@ -440,8 +440,9 @@ def daemon_uninstall() -> None:
 
 def _register_clients() -> None:
     from portfwd.control.commands import COMMANDS
+    from portfwd.transfer.commands import COMMANDS as TRANSFER
 
-    for command in COMMANDS:
+    for command in (*COMMANDS, *TRANSFER):
         cli.add_command(command)
 
 
