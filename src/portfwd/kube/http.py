@@ -358,8 +358,10 @@ class HttpCore:
         params: Mapping[str, str] | None = None,
         ns: str | None = None,
         what: str | None = None,
+        body: Any = None,
     ) -> Any:
-        """One REST call with auth, TLS, timeout; one retry after a 401 with fresh creds."""
+        """One REST call with auth, TLS, timeout; one retry after a 401 with fresh creds.
+        `body`, when given, is sent as JSON."""
         session = self.http_session()
         url = self.url(path)
         what = what or f"{method} {path}"
@@ -371,6 +373,7 @@ class HttpCore:
                     method,
                     url,
                     params=params,
+                    json=body,
                     **options,
                     timeout=timeout,
                 ) as resp:
