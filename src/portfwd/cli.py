@@ -341,7 +341,8 @@ def doctor(
     def body() -> int:
         from portfwd.doctor import run_doctor
 
-        return run_doctor(**opts, output=output)
+        state = opts.pop("state_file")
+        return run_doctor(**opts, state_file=Path(state) if state else None, output=output)
 
     _run(body)
 

@@ -9,6 +9,7 @@ findings, printed as their check's line, never a traceback.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from portfwd.doctor import local, report
 from portfwd.doctor.cluster import cluster_checks
@@ -17,7 +18,7 @@ from portfwd.eventloop import run
 
 
 def collect(
-    *, kubeconfig: str | None, context: str | None, namespace: str | None, state_file: str | None
+    *, kubeconfig: str | None, context: str | None, namespace: str | None, state_file: Path | None
 ) -> list[Check]:
     checks = run(cluster_checks(kubeconfig, context, namespace))
     checks += [local.ipv6_loopback(), local.privileged_ports(), *local.files(state_file)]
@@ -29,7 +30,7 @@ def run_doctor(
     kubeconfig: str | None,
     context: str | None,
     namespace: str | None,
-    state_file: str | None,
+    state_file: Path | None,
     output: str = "text",
 ) -> int:
     checks = collect(

@@ -79,7 +79,7 @@ def _mode(path: Path) -> str:
     return f"{stat.S_IMODE(os.stat(path).st_mode):04o}"
 
 
-def files(state_file: str | None) -> list[Check]:
+def files(state_file: Path | None) -> list[Check]:
     """The config directory and the session file: where, which modes, and whether portfwd
     will use them (another user must not be able to change them)."""
     directory = Path(state_file).parent if state_file else config_dir()

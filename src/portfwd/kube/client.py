@@ -145,7 +145,7 @@ class KubeClient(HttpCore):
         data = await self.request_json(
             "POST",
             "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
-            body=review,
+            json_body=review,
             what="create selfsubjectaccessreviews",
         )
         status = data.get("status") if isinstance(data, dict) else None

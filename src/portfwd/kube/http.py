@@ -358,10 +358,10 @@ class HttpCore:
         params: Mapping[str, str] | None = None,
         ns: str | None = None,
         what: str | None = None,
-        body: Any = None,
+        json_body: Any = None,
     ) -> Any:
         """One REST call with auth, TLS, timeout; one retry after a 401 with fresh creds.
-        `body`, when given, is sent as JSON."""
+        `json_body`, when given, is sent as JSON."""
         session = self.http_session()
         url = self.url(path)
         what = what or f"{method} {path}"
@@ -373,7 +373,7 @@ class HttpCore:
                     method,
                     url,
                     params=params,
-                    json=body,
+                    json=json_body,
                     **options,
                     timeout=timeout,
                 ) as resp:
