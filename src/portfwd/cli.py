@@ -62,6 +62,17 @@ def _kube_options(fn: F) -> F:
     return fn
 
 
+def _state_option(help_text: str) -> Callable[[F], F]:
+    return click.option(
+        "--state",
+        "state_file",
+        default=None,
+        metavar="FILE",
+        shell_complete=completion.complete_files,
+        help=help_text,
+    )
+
+
 DEFAULT_PING_INTERVAL = 30.0
 
 
@@ -171,14 +182,7 @@ def _protocol_option(fn: F) -> F:
 @click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="portfwd", prog_name="portfwd")
 @_kube_options
-@click.option(
-    "--state",
-    "state_file",
-    default=None,
-    metavar="FILE",
-    shell_complete=completion.complete_files,
-    help="Session state file.",
-)
+@_state_option("Session state file.")
 @click.option("--no-restore", is_flag=True, help="Do not restart the saved session's forwards.")
 @_ping_option
 @_protocol_option
@@ -307,14 +311,7 @@ cli.add_command(forward, name="port-forward")
 
 @cli.command()
 @_kube_options
-@click.option(
-    "--state",
-    "state_file",
-    default=None,
-    metavar="FILE",
-    shell_complete=completion.complete_files,
-    help="Session file to check (default: the one `portfwd` uses).",
-)
+@_state_option("Session file to check (default: the one `portfwd` uses).")
 @click.option(
     "-o",
     "--output",

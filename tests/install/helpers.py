@@ -12,31 +12,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from tests.e2e.test_tmux import EXIT_MARK, Tmux
+from tests.subproc import run
+
+__all__ = ["dashboard_first_paint", "echo", "forward_moves_bytes", "run"]
 
 FORWARDING = re.compile(rb"^Forwarding from 127\.0\.0\.1:(\d+) -> (\d+)$", re.M)
-
-
-async def run(
-    *cmd: str, env: Mapping[str, str] | None = None, limit: float = 120.0, cwd: Path | None = None
-) -> tuple[int, str, str]:
-    """Run `cmd` to its end: (exit code, stdout, stderr); killed after `limit` seconds."""
-    proc = await asyncio.create_subprocess_exec(
-        *cmd,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=dict(env) if env is not None else None,
-        cwd=cwd,
-    )
-    try:
-        async with asyncio.timeout(limit):
-            out, err = await proc.communicate()
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
 
 
 async def echo(port: int, payload: bytes) -> bytes:
