@@ -126,12 +126,11 @@ def _live(
     import asyncio
 
     from portfwd.kube.client import KubeClient
-    from portfwd.kube.config import load_connection
+    from portfwd.kube.config import ClusterConnection, load_connection
 
     args = kube_args(ctx)
 
-    async def run() -> list[CompletionItem]:
-        conn = load_connection(args.get("kubeconfig"), args.get("context"), args.get("namespace"))
+    async def run(conn: ClusterConnection) -> list[CompletionItem]:
         async with KubeClient(
             conn, request_timeout=LIVE_TIMEOUT, connect_timeout=CONNECT_TIMEOUT, heartbeat=None
         ) as client:
@@ -140,7 +139,10 @@ def _live(
 
     with quiet():
         try:
-            return asyncio.run(run())
+            conn = load_connection(
+                args.get("kubeconfig"), args.get("context"), args.get("namespace")
+            )
+            return asyncio.run(run(conn))
         except Exception:  # completion must never fail out loud
             return []
 

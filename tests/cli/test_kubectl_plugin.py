@@ -16,8 +16,11 @@ from pathlib import Path
 import pytest
 
 from portfwd.kubectl_plugin import completions, plugin_args
+from portfwd.podwait import parse_duration
 from portfwd.sandbox.cluster import SandboxCluster
 from tests.install.helpers import forward_moves_bytes, run
+
+from .clirun import run_cli
 
 BIN = Path(sys.executable).parent
 
@@ -140,3 +143,27 @@ def test_completion_hook_without_a_cluster_offers_commands(
     items, directive = completions(["do"])
     assert [i.value for i in items] == ["doctor"]
     assert directive == 4
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("30s", 30.0), ("1m30s", 90.0), ("1.5h", 5400.0), ("250ms", 0.25)]
+)
+def test_go_durations(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["30", "0s", "-5s", "1x", "", "s"])
+async def test_bad_pod_running_timeout_is_a_usage_error(text: str) -> None:
+    code, out, err = await run_cli("--pod-running-timeout", text, "svc/echo", ":80")
+    assert (code, out) == (2, "")
+    assert err.startswith("error: Invalid value for '--pod-running-timeout'")
+    assert err.count("\n") == 1
+
+
+async def test_pod_running_timeout_waits_then_names_the_reason(sandbox: SandboxCluster) -> None:
+    """crashy's only pod never becomes Ready: portfwd waits the time given, then says why."""
+    args = ("--kubeconfig", str(sandbox.kubeconfig_path), "--pod-running-timeout", "1s")
+    code, out, err = await run_cli(*args, "svc/crashy", ":80")
+    assert (code, out) == (1, "")
+    assert err.startswith("error: ") and err.count("\n") == 1
+    assert "crashy" in err and "Ready" in err

@@ -19,6 +19,7 @@ from typing import Any
 
 from portfwd.doctor.model import Check, fail, ok, skip, warn
 from portfwd.errors import ConfigError, PortfwdError
+from portfwd.kube.auth import UserAuth
 from portfwd.kube.client import KubeClient
 from portfwd.kube.config import (
     ClusterConnection,
@@ -131,7 +132,7 @@ def context_check(
 
 def _exec_problem(conn: ClusterConnection) -> Check | None:
     """An exec plugin that is not there: say so before trying to run it."""
-    plugin = getattr(conn.auth, "exec_plugin", None)
+    plugin = conn.auth.exec_plugin if isinstance(conn.auth, UserAuth) else None
     if plugin is None:
         return None
     command = plugin.config.command
@@ -168,16 +169,14 @@ async def credentials_check(conn: ClusterConnection) -> Check:
     missing = _exec_problem(conn)
     if missing is not None:
         return missing
-    sources: list[str] = []
     auth = conn.auth
-    if hasattr(auth, "sources"):
-        sources = list(auth.sources())
+    sources = auth.sources() if isinstance(auth, UserAuth) else []
     try:
         creds = await auth.get()  # runs an exec plugin, reads token and certificate files
     except PortfwdError as exc:
         return fail("credentials", "credentials", str(exc), sources=sources)
     parts: list[str] = []
-    token_file = getattr(auth, "token_file", None)
+    token_file = auth.token_file if isinstance(auth, UserAuth) else None
     if token_file is not None:
         parts.append(f"tokenFile {_e(token_file)} (readable)")
     elif creds.token:
