@@ -329,14 +329,10 @@ def saved_forwards(ctx: click.Context) -> list[SavedTarget]:
     """The forwards of the session file (--state, else the default one) that belong to the
     chosen context and namespace (or name none). The file is only read: one portfwd cannot
     use is skipped, never moved aside (that is for portfwd itself, at start)."""
+    from portfwd.configdir import default_state_file
     from portfwd.filecheck import check_private, read_capped
     from portfwd.safeyaml import load_yaml
-    from portfwd.store.state import (
-        STATE_MAX_BYTES,
-        STATE_MAX_NODES,
-        SavedForward,
-        default_state_file,
-    )
+    from portfwd.store.state import STATE_MAX_BYTES, STATE_MAX_NODES, SavedForward
 
     args = kube_args(ctx)
     path = Path(args["state_file"]) if args.get("state_file") else default_state_file()
@@ -374,3 +370,46 @@ def saved_forwards(ctx: click.Context) -> list[SavedTarget]:
             )
         )
     return found
+
+
+# --------------------------------------------------------------------------- the daemon's forwards
+
+# Asking the daemon is local (a unix socket) and answers at once; one that hangs gives nothing.
+DAEMON_TIMEOUT = 1.0
+
+
+def complete_daemon_forwards(
+    ctx: click.Context, param: click.Parameter, incomplete: str
+) -> list[CompletionItem]:
+    """The running daemon's forwards, by name (by id when unnamed; ids also when no name
+    matches what is typed), those already on the line left out. No daemon: nothing."""
+    from portfwd.daemon.sync_client import SyncClient
+    from portfwd.engine.serial import snapshot_from_dict
+
+    with quiet():
+        try:
+            conn = SyncClient.connect(
+                client="completion", within=DAEMON_TIMEOUT, connect_timeout=DAEMON_TIMEOUT
+            )
+            try:
+                snaps = [snapshot_from_dict(raw) for raw in conn.request("snapshot")]
+            finally:
+                conn.close()
+        except Exception:  # no daemon, another version, a hung one: no completions
+            return []
+    typed = ctx.params.get(param.name or "")
+    given = set(typed) if isinstance(typed, tuple | list) else set()
+    named, ids = [], []
+    for snap in snaps:
+        where = f"{snap.spec.target} {snap.spec.remote_port}, {snap.state.value}"
+        text = _help(where + (f", id {snap.id}" if snap.spec.name else ""))
+        if snap.spec.name:
+            named.append(CompletionItem(snap.spec.name, help=text))
+        ids.append(CompletionItem(snap.id, help=_help(where)))
+    unnamed = {s.id for s in snaps if not s.spec.name}
+    first = [*named, *(i for i in ids if i.value in unnamed)]
+    items = [i for i in first if _shell_safe(i.value) and i.value not in given]
+    found = _matching(items, incomplete)
+    if found:
+        return found
+    return _matching([i for i in ids if i.value not in given], incomplete)

@@ -37,7 +37,7 @@ CLUSTER_CHECKS = [
     "rbac.namespaces",
     "portforward",
 ]
-LOCAL_CHECKS = ["ipv6_loopback", "privileged_ports", "config_dir", "session_file"]
+LOCAL_CHECKS = ["ipv6_loopback", "privileged_ports", "config_dir", "session_file", "daemon"]
 WORKLOADS = ("rbac.deployments", "rbac.statefulsets", "rbac.replicasets")
 
 

@@ -19,6 +19,7 @@ from portfwd.engine.events import (
     StatsTick,
 )
 from portfwd.engine.model import (
+    ConnectionInfo,
     ForwardSnapshot,
     ForwardSpec,
     ForwardState,
@@ -75,6 +76,9 @@ class FakeManager:
 
     def logs(self, forward_id: str | None) -> list[LogEntry]:
         return list(self.log.get(forward_id, []))
+
+    def open_connections(self, forward_id: str) -> list[ConnectionInfo]:
+        return []
 
     def add_log(self, forward_id: str | None, entry: LogEntry) -> None:
         self.log.setdefault(forward_id, []).append(entry)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from portfwd.doctor import local, report
 from portfwd.doctor.cluster import cluster_checks
+from portfwd.doctor.daemon import daemon_check
 from portfwd.doctor.model import Check
 from portfwd.eventloop import run
 
@@ -21,7 +22,12 @@ def collect(
     *, kubeconfig: str | None, context: str | None, namespace: str | None, state_file: Path | None
 ) -> list[Check]:
     checks = run(cluster_checks(kubeconfig, context, namespace))
-    checks += [local.ipv6_loopback(), local.privileged_ports(), *local.files(state_file)]
+    checks += [
+        local.ipv6_loopback(),
+        local.privileged_ports(),
+        *local.files(state_file),
+        daemon_check(),
+    ]
     return checks
 
 

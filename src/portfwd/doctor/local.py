@@ -8,10 +8,10 @@ import socket
 import stat
 from pathlib import Path
 
+from portfwd.configdir import STATE_FILE_NAME, config_dir
 from portfwd.doctor.model import Check, fail, ok, warn
 from portfwd.filecheck import UnsafeFile, check_private
 from portfwd.safetext import escape_controls
-from portfwd.store.state import STATE_FILE_NAME, config_dir
 
 CAP_NET_BIND_SERVICE = 10
 PRIVILEGED_BELOW = 1024
