@@ -11,10 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from importlib.metadata import version
 from pathlib import Path
@@ -23,7 +25,7 @@ import pytest
 
 from tests.e2e.test_tmux import Tmux
 
-from .helpers import dashboard_first_paint, forward_moves_bytes, run
+from .helpers import dashboard_first_paint, echo, forward_moves_bytes, run
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -132,3 +134,42 @@ def test_dashboard_first_paint(binary: Path, tmux: Tmux, tmp_path: Path) -> None
 def test_demo_first_paint(binary: Path, tmux: Tmux, tmp_path: Path) -> None:
     screen = dashboard_first_paint(tmux, [str(binary), "demo"], tmp_path / "config")
     assert "sandbox" in screen
+
+
+async def test_daemon_from_the_binary(binary: Path, tmp_path: Path) -> None:
+    """`daemon --detach` re-runs the binary itself (no `-m portfwd`), the daemon keeps working
+    after the starting process (and the copy it unpacked) is gone: `add` moves bytes through
+    it, `ls` lists it, `daemon stop` ends it."""
+    runtime = Path(tempfile.mkdtemp(prefix="pfb-", dir="/tmp"))  # a socket path is short
+    try:
+        async with binary_sandbox(binary, tmp_path) as kubeconfig:
+            env = {
+                **os.environ,
+                "KUBECONFIG": str(kubeconfig),
+                "PORTFWD_CONFIG_DIR": str(tmp_path / "config"),
+                "PORTFWD_RUNTIME_DIR": str(runtime / "run"),
+            }
+            code, out, err = await run(str(binary), "daemon", "--detach", env=env, limit=60)
+            assert (code, err) == (0, ""), out
+            assert out.startswith("portfwd daemon started (pid ")
+            try:
+                code, out, err = await run(
+                    *(str(binary), "add", "svc/echo", ":80", "-n", "demo"),
+                    *("--name", "web", "--address", "127.0.0.1"),
+                    env=env,
+                    limit=60,
+                )
+                assert (code, err) == (0, ""), out
+                match = re.search(r"^web\tsvc/echo 127\.0\.0\.1:(\d+)->80\(9000\)\tactive$", out, re.M)
+                assert match is not None, out
+                payload = os.urandom(100_000)
+                assert await echo(int(match.group(1)), payload) == payload
+                code, out, err = await run(str(binary), "ls", env=env, limit=60)
+                assert (code, err) == (0, "") and "web" in out
+            finally:
+                code, out, err = await run(str(binary), "daemon", "stop", env=env, limit=60)
+            assert (code, err) == (0, ""), out
+            code, out, _ = await run(str(binary), "daemon", "status", env=env, limit=60)
+            assert code == 3 and "not running" in out
+    finally:
+        shutil.rmtree(runtime, ignore_errors=True)
