@@ -280,3 +280,32 @@ async def test_unsafe_config_dir_is_a_failed_check(tmp_path: Path) -> None:
     assert code == 1
     assert "is writable by group or others" in _line(out, "config dir")
     assert f"chmod go-w {config}" in _line(out, "config dir")
+
+
+async def test_merged_kubeconfig_files_and_a_token_file(
+    sandbox: SandboxCluster, tmp_path: Path
+) -> None:
+    """KUBECONFIG names two files (contexts in one, clusters and users in the other): both
+    are listed and merged; a tokenFile is read, and once unreadable is the failing check."""
+    data = yaml.safe_load(sandbox.kubeconfig_path.read_text())
+    token = tmp_path / "token"
+    for user in data["users"]:
+        if user["name"] == "admin":
+            token.write_text(user["user"].pop("token"))
+            user["user"]["tokenFile"] = str(token)
+    token.chmod(0o600)
+    contexts = {k: data.pop(k) for k in ("contexts", "current-context")}
+    first = _kubeconfig(tmp_path, "contexts.kubeconfig", {**contexts, "apiVersion": "v1"})
+    second = _kubeconfig(tmp_path, "clusters.kubeconfig", data)
+    env = {**os.environ, "KUBECONFIG": os.pathsep.join([first, second])}
+    code, out, _ = await doctor("--context", "sandbox", config=tmp_path, output="text", env=env)
+    assert code == 0, out
+    line = _line(out, "kubeconfig")
+    assert line.startswith(f"✓ kubeconfig {first}, {second} (from KUBECONFIG; 2 files merged)")
+    assert f"✓ credentials tokenFile {token} (readable)" in _line(out, "credentials")
+    assert _line(out, "API server").startswith("✓ API server")
+    token.unlink()
+    code, out, _ = await doctor("--context", "sandbox", config=tmp_path, output="text", env=env)
+    assert code == 1
+    assert _line(out, "credentials").startswith("✗ credentials")
+    assert str(token) in _line(out, "credentials")

@@ -152,3 +152,31 @@ def test_tool_install_from_the_clone(tool: str, tool_dirs: tuple[Path, dict[str,
         assert (bin_dir / script).exists(), sorted(p.name for p in bin_dir.iterdir())
     assert _run(bin_dir / "portfwd", "--version", env=env) == f"portfwd, version {VERSION}\n"
     assert "forward" in _run(bin_dir / "kubectl-portfwd", "--help", env=env)
+
+
+def test_make_demo_installs_what_portfwd_runs_with_only(tmp_path: Path) -> None:
+    """`make demo`'s venv (its install step, run alone: the demo itself is interactive, see
+    test_fresh_venv_demo_paints_in_tmux) holds portfwd and uvloop, not the developer tools;
+    after it, `make demo` only runs `portfwd demo`."""
+    make = shutil.which("make")
+    if make is None:
+        pytest.skip("make is not installed")
+    venv = tmp_path / "v"
+    _run(make, "-C", ROOT, f"VENV={venv}", f"PYTHON={sys.executable}", f"{venv}/bin/.runtime")
+    listed = _run(venv / "bin" / "python", "-m", "pip", "list", "--format=freeze").lower()
+    names = {line.split("==")[0] for line in listed.splitlines()}
+    assert {"portfwd", "uvloop", "textual", "aiohttp"} <= names
+    assert not names & {d.lower() for d in DEV_ONLY}
+    assert _run(venv / "bin" / "portfwd", "--version") == f"portfwd, version {VERSION}\n"
+    planned = _run(make, "-C", ROOT, "-n", f"VENV={venv}", "demo").strip().splitlines()
+    assert [line for line in planned if not line.startswith("make")] == [f"{venv}/bin/portfwd demo"]
+
+
+def test_every_shipped_file_is_in_git() -> None:
+    """A fresh clone builds what this tree builds: nothing portfwd ships is left untracked."""
+    git = shutil.which("git")
+    if git is None or not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    tracked = set(_run(git, "-C", ROOT, "ls-files", "src/portfwd").splitlines())
+    shipped = {f"src/{f}" for f in _source_files()}
+    assert shipped <= tracked, sorted(shipped - tracked)
