@@ -86,3 +86,42 @@ async def test_doctor_without_a_daemon(dirs: Dirs, sandbox: SandboxCluster) -> N
     assert (code, err) == (0, "")  # no daemon is not a problem
     (line,) = [x for x in out.splitlines() if x.startswith("✓ daemon")]
     assert "not running" in line and "portfwd daemon --detach" in line
+
+
+async def _doctor_daemon_check(kubeconfig: str) -> tuple[int, dict[str, object], str]:
+    doctor = ("doctor", "--kubeconfig", kubeconfig, "-o", "json")
+    code, out, err = await run(sys.executable, "-m", "portfwd", *doctor, limit=60)
+    assert err == ""
+    (check,) = [c for c in json.loads(out)["checks"] if c["name"] == "daemon"]
+    return code, check, out
+
+
+async def test_doctor_flags_a_daemon_that_holds_its_lock_but_does_not_answer(
+    dirs: Dirs, sandbox: SandboxCluster
+) -> None:
+    from portfwd.daemon.lock import DaemonLock
+    from portfwd.daemon.paths import ensure_private_dir
+
+    paths = daemon_paths()
+    ensure_private_dir(paths.directory)
+    lock = DaemonLock(paths)
+    lock.acquire()  # this test process "is" the daemon; no socket answers
+    try:
+        code, check, _ = await _doctor_daemon_check(str(sandbox.kubeconfig_path))
+    finally:
+        lock.release()
+    assert code == 1
+    assert check["status"] == "fail"
+    assert f"a daemon (pid {os.getpid()}) holds" in str(check["summary"])
+    assert f"kill {os.getpid()}" in str(check["fix"])
+
+
+async def test_doctor_warns_of_a_daemon_of_another_version(
+    daemon: InProcessDaemon, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("portfwd.daemon.server.__version__", "0.0.1-old")
+    code, check, _ = await _doctor_daemon_check(str(daemon.sandbox.kubeconfig_path))
+    assert code == 0  # it works; restarting it is advice
+    assert check["status"] == "warn"
+    assert "portfwd 0.0.1-old" in str(check["summary"])
+    assert "portfwd daemon stop" in str(check["fix"])
