@@ -876,3 +876,68 @@ def test_client_sockets_notice_a_dead_peer_within_half_a_minute() -> None:
             assert get(socket_mod.IPPROTO_TCP, socket_mod.TCP_KEEPCNT) == 3
     finally:
         sock.close()
+
+
+# --- replies the client refuses ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "why"),
+    [
+        (b"<html>proxy login</html>", "not readable JSON"),
+        (b"[" * 200_000 + b"]" * 200_000, "not readable JSON"),  # nested past the parser
+    ],
+    ids=["html", "nested"],
+)
+async def test_a_reply_that_is_not_json_is_one_line(
+    api: FakeApi, client: KubeClient, body: bytes, why: str
+) -> None:
+    async def proxy_page(request: web.Request) -> web.Response:
+        return web.Response(body=body, content_type="application/json")
+
+    api.routes["/api/v1/namespaces/demo/pods/web"] = proxy_page
+    with pytest.raises(ClusterUnreachable) as caught:
+        await client.get_pod("demo", "web")
+    message = str(caught.value)
+    assert why in message and "\n" not in message, message
+    assert 'context "test"' in message, message
+
+
+async def test_a_reply_over_the_limit_is_refused_before_it_is_all_buffered(
+    api: FakeApi, client: KubeClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import portfwd.kube.http as http
+
+    monkeypatch.setattr(http, "MAX_REPLY_BYTES", 1024 * 1024)
+    sent = 0
+
+    async def endless(request: web.Request) -> web.StreamResponse:
+        nonlocal sent
+        resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await resp.prepare(request)
+        chunk = b" " * 65536
+        with contextlib.suppress(ConnectionError):
+            for _ in range(1000):  # 64 MiB unless the client stops reading
+                await resp.write(chunk)
+                sent += len(chunk)
+        return resp
+
+    api.routes["/api/v1/namespaces/demo/pods/web"] = endless
+    with pytest.raises(ClusterUnreachable, match=r"over 1,048,576 bytes; refused"):
+        await client.get_pod("demo", "web")
+    assert sent < 64 * 1024 * 1024
+
+
+async def test_a_declared_length_over_the_limit_is_refused_unread(
+    api: FakeApi, client: KubeClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import portfwd.kube.http as http
+
+    monkeypatch.setattr(http, "MAX_REPLY_BYTES", 1000)
+
+    async def big(request: web.Request) -> web.Response:
+        return web.json_response({"pad": "x" * 5000, **pod_json("web")})
+
+    api.routes["/api/v1/namespaces/demo/pods/web"] = big
+    with pytest.raises(ClusterUnreachable, match=r"over 1,000 bytes; refused"):
+        await client.get_pod("demo", "web")

@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -27,7 +27,7 @@ from portfwd.safetext import escape_controls
 
 if TYPE_CHECKING:
     from portfwd.daemon.sync_client import SyncClient
-    from portfwd.engine.model import ForwardSnapshot
+    from portfwd.engine.model import ForwardSnapshot, ForwardSpec
 
 T = TypeVar("T")
 
@@ -234,8 +234,7 @@ def _add(
     namespace: str | None,
     protocol: str,
 ) -> int:
-    from portfwd.engine.model import ForwardSpec, ForwardState
-    from portfwd.engine.serial import snapshot_from_dict, spec_to_dict
+    from portfwd.engine.model import ForwardSpec
     from portfwd.errors import InputError
     from portfwd.kube.targets import parse_port_mapping, parse_target
 
@@ -247,10 +246,6 @@ def _add(
                 f"give a local port for the named remote port {m.remote!r}"
                 f" (e.g. 8443:{m.remote}, or :{m.remote} for a free one)"
             )
-    from portfwd.daemon.sync_client import pinned_kubeconfig
-
-    kubeconfig = pinned_kubeconfig(kubeconfig)
-    context = _pinned_context(kubeconfig, context)
     specs = [
         ForwardSpec(
             target=target.strip(),
@@ -260,32 +255,54 @@ def _add(
             context=context,
             kubeconfig=kubeconfig,
             addresses=tuple(a.strip() for a in addresses.split(",") if a.strip()),
-            reconnect=reconnect and not start,  # the first start fails fast (below)
+            reconnect=reconnect,
             protocol=protocol,
             name=(f"{name}-{m.remote}" if len(mappings) > 1 else name) if name else None,
         )
         for m in mappings
     ]
+    return add_to_daemon(specs, start=start)
+
+
+def add_to_daemon(specs: Sequence[ForwardSpec], *, start: bool = True, client: str = "add") -> int:
+    """Hand forwards to the running daemon (`portfwd add`, and `portfwd up` when a daemon
+    runs); prints each with its state. The kubeconfig and the context are pinned now, in
+    this shell. Started ones must be ACTIVE at once, as kubectl would insist: one that is not
+    is removed again and reported (exit code 1); the daemon follows the others."""
+    from dataclasses import replace
+
+    from portfwd.daemon.sync_client import pinned_kubeconfig
+    from portfwd.engine.model import ForwardState
+    from portfwd.engine.serial import snapshot_from_dict, spec_to_dict
+
+    pinned = []
+    contexts: dict[str | None, str | None] = {}
+    for spec in specs:
+        kubeconfig = pinned_kubeconfig(spec.kubeconfig)
+        if spec.context is None and kubeconfig not in contexts:
+            contexts[kubeconfig] = _pinned_context(kubeconfig, None)
+        context = spec.context or contexts[kubeconfig]
+        pinned.append(replace(spec, kubeconfig=kubeconfig, context=context))
 
     def body(conn: SyncClient) -> int:
         code = 0
-        for spec in specs:
-            raw = conn.request("add", spec=spec_to_dict(spec), start=start)
-            snap = snapshot_from_dict(raw)
+        for spec in pinned:
+            # The first start fails fast; the spec's own reconnect is set once it is up.
+            sent = replace(spec, reconnect=spec.reconnect and not start)
+            snap = snapshot_from_dict(conn.request("add", spec=spec_to_dict(sent), start=start))
             if start and snap.state is not ForwardState.ACTIVE:
-                # As kubectl: a target that does not resolve now is a mistake to report, not
-                # a forward to keep retrying.
                 conn.request("remove", id=snap.id)
-                _err(f"{snap.spec.target} {snap.spec.remote_port}: {snap.reason}; not added")
+                who = f"{snap.spec.name}: " if snap.spec.name else ""
+                _err(f"{who}{snap.spec.target} {snap.spec.remote_port}: {snap.reason}; not added")
                 code = FAILED
                 continue
-            if start and reconnect:
+            if start and spec.reconnect:
                 snap = snapshot_from_dict(conn.request("set_reconnect", id=snap.id, enabled=True))
             state = snap.state.value + (f": {snap.reason}" if snap.reason else "")
             click.echo(f"{_label(snap)}\t{_where(snap)}\t{escape_controls(state)}")
         return code
 
-    return _connected(body, client="add")
+    return _connected(body, client=client)
 
 
 # -- start / stop / restart / rm ------------------------------------------------------------

@@ -6,12 +6,9 @@ takes it next knows that a socket file still lying there is a dead daemon's.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import os
-
 from portfwd.daemon.paths import DaemonPaths
 from portfwd.errors import PortfwdError
+from portfwd.pidlock import PidLock, lock_holder_pid
 
 
 class AlreadyRunning(PortfwdError):
@@ -19,53 +16,25 @@ class AlreadyRunning(PortfwdError):
 
 
 class DaemonLock:
-    """The one-per-user lock (flock on `daemon.lock`, holding the pid). It goes with the
-    process: a daemon killed with -9 never leaves it held."""
+    """The one-per-user lock (flock on `daemon.lock`, holding the pid)."""
 
     def __init__(self, paths: DaemonPaths) -> None:
         self.paths = paths
-        self._fd: int | None = None
+        self._lock = PidLock(paths.lock)
 
     def acquire(self) -> None:
-        fd = os.open(self.paths.lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.read(fd, 32).decode("ascii", "replace").strip()
-            os.close(fd)
+        holder = self._lock.acquire()
+        if holder is not None:
             pid = f" (pid {holder})" if holder.isdigit() else ""
             raise AlreadyRunning(
                 f"a portfwd daemon is already running{pid}, listening on {self.paths.socket};"
                 " `portfwd daemon status` shows it, `portfwd daemon stop` stops it"
-            ) from None
-        except BaseException:
-            os.close(fd)
-            raise
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        self._fd = fd
+            )
 
     def release(self) -> None:
-        fd, self._fd = self._fd, None
-        if fd is not None:
-            with contextlib.suppress(OSError):
-                os.ftruncate(fd, 0)
-            os.close(fd)
+        self._lock.release()
 
 
 def lock_holder(paths: DaemonPaths) -> int | None:
     """The pid of a running daemon (its lock is held), or None."""
-    try:
-        fd = os.open(paths.lock, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError:
-        return None
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            text = os.read(fd, 32).decode("ascii", "replace").strip()
-            return int(text) if text.isdigit() else 0
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return None
-    finally:
-        os.close(fd)
+    return lock_holder_pid(paths.lock)

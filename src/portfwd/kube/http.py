@@ -43,6 +43,9 @@ log = logging.getLogger(__name__)
 USER_AGENT = f"portfwd/{__version__}"
 
 _JSON_IN_THREAD = 1024 * 1024  # bodies larger than this are decoded off the event loop
+# A REST reply larger than this is refused, not buffered: a list of 10,000 pods is about
+# 100 MB; anything beyond is a misbehaving server (or a proxy) filling our memory.
+MAX_REPLY_BYTES = 256 * 1024 * 1024
 _RETIRED_SESSIONS = 4
 KEEPALIVE_OPTIONS = (
     ("TCP_KEEPIDLE", 15),  # Linux; macOS names the idle time TCP_KEEPALIVE
@@ -377,7 +380,7 @@ class HttpCore:
                     **options,
                     timeout=timeout,
                 ) as resp:
-                    body = await resp.read()
+                    body = await self._bounded_body(resp, what)
                     status = resp.status
             except (aiohttp.ClientError, TimeoutError, ssl.SSLError) as exc:
                 raise self.connection_error(exc, what) from None
@@ -386,10 +389,34 @@ class HttpCore:
                 continue
             if status >= 400:
                 raise self.status_error(status, body, what=what, ns=ns)
-            if len(body) > _JSON_IN_THREAD:
-                return await asyncio.to_thread(json.loads, body)
-            return json.loads(body)
+            try:
+                if len(body) > _JSON_IN_THREAD:
+                    return await asyncio.to_thread(json.loads, body)
+                return json.loads(body)
+            except (ValueError, RecursionError):  # not JSON, or nested beyond the parser
+                raise ClusterUnreachable(
+                    f"{self.where} sent a reply to {what} that is not readable JSON;"
+                    " is a proxy in the way?",
+                    cause="lost",
+                ) from None
         raise AssertionError("unreachable")
+
+    async def _bounded_body(self, resp: aiohttp.ClientResponse, what: str) -> bytes:
+        """The reply's body, refused once it passes MAX_REPLY_BYTES (before, not after,
+        buffering it all)."""
+        declared = resp.content_length
+        if declared is None or declared <= MAX_REPLY_BYTES:
+            body = bytearray()
+            async for chunk in resp.content.iter_any():
+                body += chunk
+                if len(body) > MAX_REPLY_BYTES:
+                    break
+            else:
+                return bytes(body)
+        raise ClusterUnreachable(
+            f"{self.where} sent a reply to {what} over {MAX_REPLY_BYTES:,} bytes; refused",
+            cause="lost",
+        )
 
 
 def keepalive_socket(addr_info: tuple[Any, ...]) -> socket.socket:

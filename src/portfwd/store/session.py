@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import logging
 import os
 from collections.abc import Callable, Iterable
@@ -34,6 +33,7 @@ from portfwd.engine.api import EngineAPI, EventStream
 from portfwd.engine.events import ForwardAdded, ForwardChanged, ForwardRemoved, Lagged
 from portfwd.engine.model import ForwardSnapshot, ForwardSpec, ForwardState
 from portfwd.errors import PortfwdError
+from portfwd.pidlock import PidLock
 from portfwd.store.state import LoadResult, SavedForward, StateStore
 
 log = logging.getLogger(__name__)
@@ -41,40 +41,15 @@ log = logging.getLogger(__name__)
 COALESCE_DELAY = 0.05  # seconds a burst of changes may take before one write
 
 
-class SessionLock:
+class SessionLock(PidLock):
     """An exclusive, advisory lock on `<state file>.lock`, held while the session runs.
 
     `acquire()` returns None when it holds it, else the pid written by the holder ("" when
-    unknown). The lock goes with the process (a killed portfwd never leaves it held)."""
+    unknown)."""
 
     def __init__(self, state_path: Path) -> None:
         real = Path(os.path.realpath(state_path))
-        self.path = real.with_name(real.name + ".lock")
-        self._fd: int | None = None
-
-    def acquire(self) -> str | None:
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.read(fd, 32).decode("ascii", "replace").strip()
-            os.close(fd)
-            return holder
-        except BaseException:
-            os.close(fd)
-            raise
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        self._fd = fd
-        return None
-
-    def release(self) -> None:
-        fd, self._fd = self._fd, None
-        if fd is not None:
-            with contextlib.suppress(OSError):
-                fcntl.flock(fd, fcntl.LOCK_UN)
-            os.close(fd)
+        super().__init__(real.with_name(real.name + ".lock"))
 
 
 class Session:
