@@ -220,7 +220,7 @@ def _group(name: str) -> Obj:
     return {"name": name, "versions": [gv], "preferredVersion": gv}
 
 
-def version_info(cluster: SandboxCluster) -> Obj:
+def version_info(cluster: Controls) -> Obj:
     """The version a real API server with the sandbox's behaviour would report: 1.36 (RBAC
     on port-forward upgrades as 1.35+ checks it), 1.34 when a WebSocket upgrade needs only
     `get`, 1.29 when the WebSocket-tunnelled SPDY is refused (before KEP-4006)."""
