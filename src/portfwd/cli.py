@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import click
 from click.core import ParameterSource
 
-from portfwd import __version__
+from portfwd import completion
 from portfwd.errors import PortfwdError
 from portfwd.safetext import escape_controls
 
@@ -40,18 +40,37 @@ def _run(fn: Callable[[], int]) -> None:
 
 def _kube_options(fn: F) -> F:
     fn = click.option(
-        "-n", "--namespace", default=None, help="Namespace (default: the context's namespace)."
+        "-n",
+        "--namespace",
+        default=None,
+        shell_complete=completion.complete_namespaces,
+        help="Namespace (default: the context's namespace).",
     )(fn)
     fn = click.option(
-        "--context", default=None, help="Kubeconfig context (default: current-context)."
+        "--context",
+        default=None,
+        shell_complete=completion.complete_contexts,
+        help="Kubeconfig context (default: current-context).",
     )(fn)
     fn = click.option(
         "--kubeconfig",
         default=None,
         metavar="FILE",
+        shell_complete=completion.complete_files,
         help="Kubeconfig file (default: $KUBECONFIG, then ~/.kube/config).",
     )(fn)
     return fn
+
+
+def _state_option(help_text: str) -> Callable[[F], F]:
+    return click.option(
+        "--state",
+        "state_file",
+        default=None,
+        metavar="FILE",
+        shell_complete=completion.complete_files,
+        help=help_text,
+    )
 
 
 DEFAULT_PING_INTERVAL = 30.0
@@ -72,6 +91,18 @@ def _ping_interval(ctx: click.Context, param: click.Parameter, value: str) -> fl
             f"{value!r} is not a number of seconds >= {MIN_PING_INTERVAL:g} (0 turns the pings off)"
         )
     return seconds
+
+
+def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
+    """A Go duration (kubectl's flags take them) in seconds; a malformed one is a usage error."""
+    if value is None:
+        return None
+    from portfwd.podwait import parse_duration
+
+    try:
+        return parse_duration(value)
+    except PortfwdError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 def _ping_option(fn: F) -> F:
@@ -150,9 +181,9 @@ def _protocol_option(fn: F) -> F:
 
 
 @click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="portfwd")
+@click.version_option(package_name="portfwd", prog_name="portfwd")
 @_kube_options
-@click.option("--state", "state_file", default=None, metavar="FILE", help="Session state file.")
+@_state_option("Session state file.")
 @click.option("--no-restore", is_flag=True, help="Do not restart the saved session's forwards.")
 @_ping_option
 @_protocol_option
@@ -218,10 +249,18 @@ def cli(
     help="Do not retry: when the pod goes away or the connection to the cluster fails, "
     "print the error and exit 1 (kubectl's behaviour).",
 )
+@click.option(
+    "--pod-running-timeout",
+    default=None,
+    metavar="DURATION",
+    callback=_duration,
+    help="Wait up to DURATION (30s, 2m, 1m30s) for a Ready pod before giving up, as kubectl "
+    "does (default: fail at once when no pod is Ready).",
+)
 @_ping_option
 @_protocol_option
-@click.argument("target")
-@click.argument("ports", nargs=-1, required=True)
+@click.argument("target", shell_complete=completion.complete_targets)
+@click.argument("ports", nargs=-1, required=True, shell_complete=completion.complete_ports)
 @click.pass_context
 def forward(
     ctx: click.Context,
@@ -230,6 +269,7 @@ def forward(
     namespace: str | None,
     addresses: str,
     no_reconnect: bool,
+    pod_running_timeout: float | None,
     ping_interval: float,
     protocol: str,
     target: str,
@@ -256,6 +296,17 @@ def forward(
     def body() -> int:
         from portfwd.headless import run_forward
 
+        if pod_running_timeout is not None:
+            from portfwd.podwait import wait_for_ready_pod
+
+            wait_for_ready_pod(
+                kubeconfig=opts["kubeconfig"],
+                context=opts["context"],
+                namespace=opts["namespace"],
+                target=target,
+                ports=list(ports),
+                timeout=pod_running_timeout,
+            )
         return run_forward(
             **opts,
             addresses=addresses,
@@ -267,11 +318,66 @@ def forward(
     _run(body)
 
 
+# kubectl's name for it: `portfwd port-forward ...` is `portfwd forward ...`.
+cli.add_command(forward, name="port-forward")
+
+
+@cli.command()
+@_kube_options
+@_state_option("Session file to check (default: the one `portfwd` uses).")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="One line per check, or a JSON document.",
+)
+@click.pass_context
+def doctor(
+    ctx: click.Context,
+    kubeconfig: str | None,
+    context: str | None,
+    namespace: str | None,
+    state_file: str | None,
+    output: str,
+) -> None:
+    """Check what portfwd needs: kubeconfig, credentials, the API server, RBAC, local ports
+    and files. One line per check (✓ or ✗ with the fix); exit 1 when one fails."""
+    opts = _with_globals(
+        ctx, kubeconfig=kubeconfig, context=context, namespace=namespace, state_file=state_file
+    )
+
+    def body() -> int:
+        from portfwd.doctor import run_doctor
+
+        state = opts.pop("state_file")
+        return run_doctor(**opts, state_file=Path(state) if state else None, output=output)
+
+    _run(body)
+
+
+@cli.command("completion")
+@click.argument("shell", type=click.Choice(completion.SHELLS))
+@click.pass_context
+def completion_command(ctx: click.Context, shell: str) -> None:
+    """Print the shell completion script for SHELL (bash, zsh or fish).
+
+    \b
+    bash:  portfwd completion bash > ~/.local/share/bash-completion/completions/portfwd
+    zsh:   portfwd completion zsh > "${fpath[1]}/_portfwd"
+    fish:  portfwd completion fish > ~/.config/fish/completions/portfwd.fish
+    """
+    _with_globals(ctx)
+    click.echo(completion.completion_script(cli, shell), nl=False)
+
+
 @cli.command()
 @click.option(
     "--kubeconfig-out",
     default=None,
     metavar="FILE",
+    shell_complete=completion.complete_files,
     help="Where to write the sandbox's kubeconfig (default: a file in a temporary dir).",
 )
 @click.option(
@@ -440,8 +546,9 @@ def daemon_uninstall() -> None:
 
 def _register_clients() -> None:
     from portfwd.control.commands import COMMANDS
+    from portfwd.transfer.commands import COMMANDS as TRANSFER
 
-    for command in COMMANDS:
+    for command in (*COMMANDS, *TRANSFER):
         cli.add_command(command)
 
 

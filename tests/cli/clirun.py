@@ -11,6 +11,8 @@ import sys
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 
+from tests.subproc import run
+
 FORWARDING_RE = re.compile(r"^Forwarding from (\S+):(\d+) -> (\d+)$")
 
 
@@ -19,26 +21,7 @@ async def run_cli(
 ) -> tuple[int, str, str]:
     """Run `python -m portfwd PREFIX forward ARGS` to its end: (exit code, stdout, stderr).
     `prefix`: options written before the command (the group's global options)."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "portfwd",
-        *prefix,
-        "forward",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        stdin=asyncio.subprocess.DEVNULL,
-    )
-    try:
-        async with asyncio.timeout(limit):
-            out, err = await proc.communicate()
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
+    return await run(sys.executable, "-m", "portfwd", *prefix, "forward", *args, limit=limit)
 
 
 @dataclass

@@ -39,9 +39,18 @@ COMMANDS: dict[str, tuple[list[str], set[str]]] = {
         ["svc/web", "8080:80"],
         {"kubeconfig", "context", "namespace", "namespace-long", "ping-interval"},
     ),
+    "port-forward": (
+        ["svc/web", "8080:80"],
+        {"kubeconfig", "context", "namespace", "namespace-long", "ping-interval"},
+    ),
+    "doctor": ([], {"kubeconfig", "context", "namespace", "namespace-long", "state"}),
     "demo": ([], {"ping-interval"}),
     "sandbox": ([], set()),
+    "completion": (["bash"], set()),
 }
+
+# The body a command runs, where it is another command's (an alias).
+BODY = {"port-forward": "forward"}
 
 FLAG_SHOWN = {
     "kubeconfig": "--kubeconfig",
@@ -58,6 +67,7 @@ FLAG_SHOWN = {
 def calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict[str, Any]]]:
     """Replace every command body by a recorder of the arguments it receives."""
     import portfwd.demo
+    import portfwd.doctor
     import portfwd.headless
     import portfwd.sandbox.main
     import portfwd.tui.run
@@ -73,6 +83,7 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict[str, Any]]]:
 
     monkeypatch.setattr(portfwd.headless, "run_forward", recorder("forward"))
     monkeypatch.setattr(portfwd.demo, "run_demo", recorder("demo"))
+    monkeypatch.setattr(portfwd.doctor, "run_doctor", recorder("doctor"))
     monkeypatch.setattr(portfwd.sandbox.main, "serve", recorder("sandbox"))
     monkeypatch.setattr(portfwd.tui.run, "run_tui", recorder("tui"))
     return seen
@@ -124,7 +135,7 @@ def test_global_option_in_each_position(
     code, err = invoke(monkeypatch, capsys, *argv)
     if option in takes:
         assert (code, err) == (0, "")
-        assert [name for name, _ in calls] == [command]
+        assert [name for name, _ in calls] == [BODY.get(command, command)]
         assert calls[0][1][key] == value
         return
     assert calls == []  # nothing started

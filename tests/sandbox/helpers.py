@@ -12,6 +12,7 @@ from typing import Any
 import aiohttp
 
 from portfwd.sandbox.cluster import SandboxCluster
+from tests.subproc import run
 
 KUBECTL_TIMEOUT = 60.0
 
@@ -34,17 +35,7 @@ async def kubectl(
     argv = [*kubectl_base(sb), "--request-timeout=30s"]
     if context:
         argv += ["--context", context]
-    proc = await asyncio.create_subprocess_exec(
-        *argv, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-    )
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), KUBECTL_TIMEOUT)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
+    return await run(*argv, *args, limit=KUBECTL_TIMEOUT)
 
 
 async def kubectl_ok(sb: SandboxCluster, *args: str, context: str | None = None) -> str:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from portfwd import completion
 from portfwd.errors import PortfwdError
 from portfwd.safetext import escape_controls
 
@@ -147,9 +148,26 @@ def _pinned_context(kubeconfig: str | None, given: str | None) -> str | None:
 
 
 @click.command(name="add", context_settings={"allow_interspersed_args": True})
-@click.option("-n", "--namespace", default=None, help="Namespace (default: the context's).")
-@click.option("--context", default=None, help="Context (default: the current one, pinned now).")
-@click.option("--kubeconfig", default=None, metavar="FILE", help="Kubeconfig file.")
+@click.option(
+    "-n",
+    "--namespace",
+    default=None,
+    shell_complete=completion.complete_namespaces,
+    help="Namespace (default: the context's).",
+)
+@click.option(
+    "--context",
+    default=None,
+    shell_complete=completion.complete_contexts,
+    help="Context (default: the current one, pinned now).",
+)
+@click.option(
+    "--kubeconfig",
+    default=None,
+    metavar="FILE",
+    shell_complete=completion.complete_files,
+    help="Kubeconfig file.",
+)
 @click.option(
     "--address", "addresses", default="localhost", show_default=True, help="Listen addresses."
 )
@@ -163,8 +181,8 @@ def _pinned_context(kubeconfig: str | None, given: str | None) -> str | None:
     show_default=True,
     help="Port-forward wire protocol (see `portfwd --help`).",
 )
-@click.argument("target")
-@click.argument("ports", nargs=-1, required=True)
+@click.argument("target", shell_complete=completion.complete_targets)
+@click.argument("ports", nargs=-1, required=True, shell_complete=completion.complete_ports)
 @click.pass_context
 def add_command(
     ctx: click.Context,
@@ -293,7 +311,7 @@ def add_to_daemon(specs: Sequence[ForwardSpec], *, start: bool = True, client: s
 def _act(op: str, verb: str) -> click.Command:
     @click.command(name=op if op != "remove" else "rm")
     @click.option("--all", "every", is_flag=True, help=f"{verb.capitalize()} every forward.")
-    @click.argument("forwards", nargs=-1)
+    @click.argument("forwards", nargs=-1, shell_complete=completion.complete_daemon_forwards)
     @click.pass_context
     def command(ctx: click.Context, every: bool, forwards: tuple[str, ...]) -> None:
         from portfwd.cli import _with_globals
@@ -351,7 +369,7 @@ rm_command = _act("remove", "remove")
     type=click.IntRange(0, 1000),
     help="How many recent lines to print first.",
 )
-@click.argument("forward", required=False)
+@click.argument("forward", required=False, shell_complete=completion.complete_daemon_forwards)
 @click.pass_context
 def logs_command(ctx: click.Context, follow: bool, tail: int, forward: str | None) -> None:
     """Print a forward's log (no FORWARD: every forward's, and the daemon's own lines)."""

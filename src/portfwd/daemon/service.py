@@ -18,7 +18,6 @@ import select
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -34,6 +33,7 @@ from portfwd.eventloop import run
 from portfwd.humanize import human_duration
 from portfwd.logfile import BackgroundLog
 from portfwd.safetext import escape_controls
+from portfwd.selfexec import child_environment, portfwd_command
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +168,7 @@ def start_detached(
     *, kubeconfig: str | None, state_file: Path | None, ping_interval: float | None = None
 ) -> tuple[int, str]:
     """`portfwd daemon` with these options, detached (see `spawn`)."""
-    command = [sys.executable, "-m", "portfwd", "daemon"]
+    command = portfwd_command("daemon")
     if kubeconfig:
         command += ["--kubeconfig", os.path.abspath(kubeconfig)]
     if state_file:
@@ -182,7 +182,7 @@ def spawn(command: list[str], timeout: float = DETACH_TIMEOUT) -> tuple[int, str
     """Run `command` detached (own session, no terminal, cwd /); its pid and its first line
     on the ready pipe ("ready PID" or "error: ..."; "" if it died without one)."""
     read_end, write_end = os.pipe()
-    env = dict(os.environ)
+    env = child_environment(os.environ)
     env[READY_FD_ENV] = str(write_end)
     try:
         proc = subprocess.Popen(

@@ -44,11 +44,17 @@ class SyncClient:
 
     @classmethod
     def connect(
-        cls, paths: DaemonPaths | None = None, *, client: str = "cli", within: float = 30.0
+        cls,
+        paths: DaemonPaths | None = None,
+        *,
+        client: str = "cli",
+        within: float = 30.0,
+        connect_timeout: float = CONNECT_TIMEOUT,
     ) -> SyncClient:
+        """Connect and say hello within `connect_timeout`; later replies within `within`."""
         paths = paths or daemon_paths()
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(CONNECT_TIMEOUT)
+        sock.settimeout(connect_timeout)
         try:
             sock.connect(str(paths.socket))
         except OSError as exc:

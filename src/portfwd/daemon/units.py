@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from portfwd.errors import PortfwdError
+from portfwd.selfexec import portfwd_command
 from portfwd.store.state import write_atomic
 
 SYSTEMD_UNIT = "portfwd.service"
@@ -34,7 +35,7 @@ class Unit:
 
 
 def _command(extra: list[str]) -> list[str]:
-    return [sys.executable, "-m", "portfwd", "daemon", *extra]
+    return portfwd_command("daemon", *extra)
 
 
 def _environment(environ: Mapping[str, str]) -> dict[str, str]:

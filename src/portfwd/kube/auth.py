@@ -429,7 +429,12 @@ class UserAuth:
         self._force_reread = False
 
     def __repr__(self) -> str:
-        parts = [
+        return f"UserAuth(user={self.user!r}, sources={self.sources()})"
+
+    def sources(self) -> list[str]:
+        """Which kinds of credential the kubeconfig names (never their values): "token",
+        "tokenFile", "client-certificate", "exec"."""
+        return [
             name
             for name, present in (
                 ("token", self._token is not None),
@@ -439,7 +444,11 @@ class UserAuth:
             )
             if present
         ]
-        return f"UserAuth(user={self.user!r}, sources={parts})"
+
+    @property
+    def token_file(self) -> Path | None:
+        """The tokenFile's path, if the user names one."""
+        return self._token_file.path if self._token_file is not None else None
 
     @property
     def _files(self) -> list[WatchedFile]:

@@ -119,6 +119,41 @@ class KubeClient(HttpCore):
         data = await self.request_json("GET", "/version", what="get the server version")
         return data if isinstance(data, dict) else {}
 
+    async def access_review(
+        self,
+        verb: str,
+        resource: str,
+        *,
+        group: str = "",
+        subresource: str = "",
+        ns: str | None = None,
+    ) -> tuple[bool, str]:
+        """May this context's user do `verb` on `resource` (a SelfSubjectAccessReview, what
+        `kubectl auth can-i` asks)? (allowed, the server's reason or denial text)."""
+        attributes: dict[str, str] = {"verb": verb, "resource": resource}
+        if group:
+            attributes["group"] = group
+        if subresource:
+            attributes["subresource"] = subresource
+        if ns:
+            attributes["namespace"] = ns
+        review = {
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SelfSubjectAccessReview",
+            "spec": {"resourceAttributes": attributes},
+        }
+        data = await self.request_json(
+            "POST",
+            "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+            json_body=review,
+            what="create selfsubjectaccessreviews",
+        )
+        status = data.get("status") if isinstance(data, dict) else None
+        if not isinstance(status, dict):
+            raise ApiError("unexpected answer to a SelfSubjectAccessReview", status=201)
+        reason = status.get("reason") or status.get("evaluationError") or ""
+        return status.get("allowed") is True, str(reason)
+
     async def list_namespaces(self) -> list[Namespace]:
         items, _ = await self.list_raw("namespaces", None)
         return [Namespace.from_dict(i) for i in items]

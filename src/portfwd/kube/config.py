@@ -294,6 +294,44 @@ def list_contexts(
     return infos, merged.current_context
 
 
+@dataclass(frozen=True)
+class KubeconfigSummary:
+    """What the merged kubeconfig holds, for `portfwd doctor`."""
+
+    files: tuple[Path, ...]  # the files merged, in order (the first one wins a name)
+    shown: tuple[str, ...]  # the same, as the user would type them (~/.kube/config)
+    source: str  # how they were chosen: "--kubeconfig", "KUBECONFIG" or "default"
+    contexts: int
+    clusters: int
+    users: int
+    current_context: str | None
+
+
+def describe_kubeconfig(
+    kubeconfig: str | None = None, *, environ: Mapping[str, str] | None = None
+) -> KubeconfigSummary:
+    """Find, read and merge the kubeconfig as :func:`load_connection` does (the same errors,
+    ConfigError, for a missing or broken file) and say what it holds."""
+    env = os.environ if environ is None else environ
+    files, looked = _find_files(kubeconfig, env)
+    if not files:
+        raise _not_found(looked, kubeconfig, env)
+    home = _home(env)
+    merged = _merge(files, home)
+    source = (
+        "--kubeconfig" if kubeconfig else ("KUBECONFIG" if env.get("KUBECONFIG") else "default")
+    )
+    return KubeconfigSummary(
+        files=tuple(files),
+        shown=tuple(_show(p, home) for p in files),
+        source=source,
+        contexts=len(merged.contexts),
+        clusters=len(merged.clusters),
+        users=len(merged.users),
+        current_context=merged.current_context,
+    )
+
+
 def load_connection(
     kubeconfig: str | None = None,
     context: str | None = None,

@@ -361,8 +361,10 @@ class HttpCore:
         params: Mapping[str, str] | None = None,
         ns: str | None = None,
         what: str | None = None,
+        json_body: Any = None,
     ) -> Any:
-        """One REST call with auth, TLS, timeout; one retry after a 401 with fresh creds."""
+        """One REST call with auth, TLS, timeout; one retry after a 401 with fresh creds.
+        `json_body`, when given, is sent as JSON."""
         session = self.http_session()
         url = self.url(path)
         what = what or f"{method} {path}"
@@ -374,6 +376,7 @@ class HttpCore:
                     method,
                     url,
                     params=params,
+                    json=json_body,
                     **options,
                     timeout=timeout,
                 ) as resp:

@@ -140,6 +140,12 @@ def is_valid_port_name(name: str) -> bool:
     )
 
 
+def parse_kind(alias: str) -> str | None:
+    """The kind (from :data:`KINDS`) a kubectl spelling names (`svc`, `deployments.apps` ...),
+    or None for one portfwd does not forward to."""
+    return _KIND_ALIASES.get(alias.lower())
+
+
 def parse_target(text: str) -> Target:
     """`TYPE/NAME` or a bare pod `NAME`, with kubectl's type aliases (case-insensitive)."""
     stripped = text.strip()

@@ -51,8 +51,8 @@ USER_KEY: web.RequestKey[User] = web.RequestKey("user", User)
 GROUPS = {"": "v1", "apps": "v1", "discovery.k8s.io": "v1", "authorization.k8s.io": "v1"}
 VERSION = {
     "major": "1",
-    "minor": "32",
-    "gitVersion": "v1.32.0-portfwd-sandbox",
+    "minor": "36",
+    "gitVersion": "v1.36.0-portfwd-sandbox",
     "gitCommit": "0000000000000000000000000000000000000000",
     "gitTreeState": "clean",
     "buildDate": "2026-01-01T00:00:00Z",
@@ -220,8 +220,18 @@ def _group(name: str) -> Obj:
     return {"name": name, "versions": [gv], "preferredVersion": gv}
 
 
+def version_info(cluster: Controls) -> Obj:
+    """The version a real API server with the sandbox's behaviour would report: 1.36 (RBAC
+    on port-forward upgrades as 1.35+ checks it), 1.34 when a WebSocket upgrade needs only
+    `get`, 1.29 when the WebSocket-tunnelled SPDY is refused (before KEP-4006)."""
+    minor = (
+        "29" if cluster.refuse_websocket_spdy else "36" if cluster.websocket_needs_create else "34"
+    )
+    return {**VERSION, "minor": minor, "gitVersion": f"v1.{minor}.0-portfwd-sandbox"}
+
+
 async def handle_version(request: web.Request) -> web.Response:
-    return json_response(VERSION)
+    return json_response(version_info(request.app[CLUSTER_KEY]))
 
 
 async def handle_health(request: web.Request) -> web.Response:

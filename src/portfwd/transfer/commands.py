@@ -18,7 +18,6 @@ Register both with the main group: `for c in COMMANDS: cli.add_command(c)`.
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from pathlib import Path
 
@@ -201,10 +200,11 @@ def import_command(
                 raise _fail("give -n NAMESPACE or -A, not both", UNREADABLE)
             if fmt != "auto":
                 raise _fail("--format reads a FILE; --from-cluster reads annotations", UNREADABLE)
+            from portfwd.eventloop import run
             from portfwd.transfer.annotations import scan_cluster
 
             try:
-                found = asyncio.run(
+                found = run(
                     scan_cluster(
                         kubeconfig=kubeconfig,
                         context=context,
