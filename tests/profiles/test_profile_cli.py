@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -234,3 +235,33 @@ def test_save_refuses_a_file_that_does_not_parse(tmp_path: Path) -> None:
     assert result.stderr.startswith(f"error: {path}:2:1: YAML: ")
     assert "the file was not changed" in result.stderr
     assert path.read_text() == "profiles: [\n"
+
+
+def test_completion_of_profiles_and_groups(tmp_path: Path) -> None:
+    env = private_env(tmp_path)
+    write_private(tmp_path / "config" / "profiles.yaml", example_text())
+
+    def complete(line: str) -> list[str]:
+        words = line.split(" ")
+        protocol = {
+            **env,
+            "_PORTFWD_COMPLETE": "bash_complete",
+            "COMP_WORDS": line,
+            "COMP_CWORD": str(len(words) - 1),
+        }
+        result = subprocess.run(
+            [sys.executable, "-m", "portfwd"],
+            env=protocol,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert (result.returncode, result.stderr) == (0, "")
+        return [entry.split(",", 1)[1] for entry in result.stdout.splitlines() if entry]
+
+    assert complete("portfwd up ") == ["demo"]
+    assert complete("portfwd up demo ") == ["frontend", "echoes"]
+    assert complete("portfwd up demo frontend ") == ["echoes"]
+    assert complete("portfwd profile show d") == ["demo"]
+    assert complete("portfwd up nope ") == []

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 import click
 
+from portfwd import completion
 from portfwd.constants import PORTFORWARD_PROTOCOL_CHOICES
 from portfwd.errors import PortfwdError
 from portfwd.safetext import escape_controls
@@ -114,6 +115,64 @@ def _unknown_profile(loaded: Any, name: str) -> _Exit:
     return _Exit(USAGE)
 
 
+# -- completion ---------------------------------------------------------------------------------
+
+
+def _completion_file(ctx: click.Context) -> Path:
+    """The profiles file a completion reads: --profiles as written so far (after the command
+    or before it, on `profile`), else the default."""
+    from portfwd.store.profiles import default_profiles_file
+
+    current: click.Context | None = ctx
+    while current is not None:
+        given = current.params.get("profiles_file")
+        if given:
+            return Path(given).expanduser()
+        current = current.parent
+    return default_profiles_file()
+
+
+def _completion_profiles(ctx: click.Context) -> Any:
+    from portfwd.completion import quiet
+    from portfwd.store.profiles import load_profiles
+
+    with quiet():
+        try:
+            return load_profiles(_completion_file(ctx)).profiles
+        except Exception:  # a completer never fails: fewer completions instead
+            return {}
+
+
+def _completions(items: list[tuple[str, str]], incomplete: str) -> list[Any]:
+    from click.shell_completion import CompletionItem
+
+    return [
+        CompletionItem(value, help=escape_controls(help_text))
+        for value, help_text in items
+        if value.startswith(incomplete) and value.isprintable() and " " not in value
+    ]
+
+
+def complete_profiles(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
+    """The profiles of the file, with their descriptions (or how many forwards)."""
+    found = _completion_profiles(ctx)
+    return _completions(
+        [(n, p.description or f"{len(p.forwards)} forwards") for n, p in found.items()],
+        incomplete,
+    )
+
+
+def complete_groups(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
+    """The groups of the profile named so far that are not named yet, with their members."""
+    prof = _completion_profiles(ctx).get(ctx.params.get("profile") or "")
+    if prof is None:
+        return []
+    named = set(ctx.params.get("groups") or ())
+    return _completions(
+        [(g, ", ".join(m)) for g, m in prof.groups.items() if g not in named], incomplete
+    )
+
+
 # -- the group ----------------------------------------------------------------------------------
 
 
@@ -182,7 +241,7 @@ def ls_command(ctx: click.Context, profiles_file: str | None) -> None:
 
 @profile_group.command(name="show")
 @_profiles_option
-@click.argument("name")
+@click.argument("name", shell_complete=complete_profiles)
 @click.pass_context
 def show_command(ctx: click.Context, profiles_file: str | None, name: str) -> None:
     """Show a profile's forwards as they would run (defaults applied) and its groups."""
@@ -280,7 +339,7 @@ def _editor() -> list[str]:
 
 @profile_group.command(name="edit")
 @_profiles_option
-@click.argument("name")
+@click.argument("name", shell_complete=complete_profiles)
 @click.pass_context
 def edit_command(ctx: click.Context, profiles_file: str | None, name: str) -> None:
     """Edit the profiles file in $VISUAL/$EDITOR; it is saved only once it validates
@@ -434,10 +493,25 @@ def _ping(ctx: click.Context, param: click.Parameter, value: str) -> float:
 
 @click.command(name="up")
 @_profiles_option
-@click.option("-n", "--namespace", default=None, help="Namespace where the profile names none.")
-@click.option("--context", default=None, help="Context where the profile names none.")
 @click.option(
-    "--kubeconfig", default=None, metavar="FILE", help="Kubeconfig where the profile names none."
+    "-n",
+    "--namespace",
+    default=None,
+    help="Namespace where the profile names none.",
+    shell_complete=completion.complete_namespaces,
+)
+@click.option(
+    "--context",
+    default=None,
+    help="Context where the profile names none.",
+    shell_complete=completion.complete_contexts,
+)
+@click.option(
+    "--kubeconfig",
+    default=None,
+    metavar="FILE",
+    help="Kubeconfig where the profile names none.",
+    shell_complete=completion.complete_files,
 )
 @click.option(
     "--dry-run", is_flag=True, help="Resolve and print pods, ports and addresses; bind nothing."
@@ -462,8 +536,8 @@ def _ping(ctx: click.Context, param: click.Parameter, value: str) -> float:
     show_default=True,
     help="Port-forward wire protocol (see `portfwd --help`).",
 )
-@click.argument("profile")
-@click.argument("groups", nargs=-1)
+@click.argument("profile", shell_complete=complete_profiles)
+@click.argument("groups", nargs=-1, shell_complete=complete_groups)
 @click.pass_context
 def up_command(
     ctx: click.Context,
