@@ -558,8 +558,9 @@ _register_clients()
 def _register_profiles() -> None:
     """`portfwd profile ...` (saved sets of forwards) and `portfwd up PROFILE [GROUP...]`."""
     from portfwd.control.profiles import COMMANDS as PROFILE_COMMANDS
+    from portfwd.control.up import COMMANDS as UP_COMMANDS
 
-    for command in PROFILE_COMMANDS:
+    for command in (*PROFILE_COMMANDS, *UP_COMMANDS):
         cli.add_command(command)
 
 

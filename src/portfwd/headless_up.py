@@ -130,7 +130,10 @@ def run_up(
     all_or_nothing: bool = False,
     ping_interval: float = 30.0,
     protocol: str = "auto",
+    hand_over: Callable[[list[ForwardSpec]], int | None] | None = None,
 ) -> int:
+    """`hand_over` may take the chosen forwards elsewhere (a running daemon): its exit code,
+    or None to run them here."""
     try:
         chosen = select(
             profiles_file,
@@ -154,6 +157,10 @@ def run_up(
         return USAGE
     if dry_run:
         return run(_dry_run(chosen.specs, kubeconfig=kubeconfig, ping_interval=ping_interval))
+    if hand_over is not None:
+        handed = hand_over(chosen.specs)
+        if handed is not None:
+            return handed
     return run(
         _up(
             chosen.specs,

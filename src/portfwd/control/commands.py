@@ -264,11 +264,23 @@ def _add(
     return add_to_daemon(specs, start=start)
 
 
-def add_to_daemon(specs: Sequence[ForwardSpec], *, start: bool = True, client: str = "add") -> int:
+def add_to_daemon(
+    specs: Sequence[ForwardSpec],
+    *,
+    start: bool = True,
+    client: str = "add",
+    keep_existing: bool = False,
+    all_or_nothing: bool = False,
+    conn: SyncClient | None = None,
+) -> int:
     """Hand forwards to the running daemon (`portfwd add`, and `portfwd up` when a daemon
     runs); prints each with its state. The kubeconfig and the context are pinned now, in
     this shell. Started ones must be ACTIVE at once, as kubectl would insist: one that is not
-    is removed again and reported (exit code 1); the daemon follows the others."""
+    is removed again and reported (exit code 1); the daemon follows the others.
+
+    `keep_existing` (for `up`, which may be run twice): a forward whose name the daemon
+    already has is left as it is and said so. `all_or_nothing`: one failure removes every
+    forward this call added."""
     from dataclasses import replace
 
     from portfwd.daemon.sync_client import pinned_kubeconfig
@@ -286,7 +298,17 @@ def add_to_daemon(specs: Sequence[ForwardSpec], *, start: bool = True, client: s
 
     def body(conn: SyncClient) -> int:
         code = 0
+        added: list[str] = []
+        have = {s.spec.name: s for s in _snapshots(conn) if s.spec.name} if keep_existing else {}
         for spec in pinned:
+            there = have.get(spec.name) if spec.name else None
+            if there is not None:
+                state = there.state.value + (f": {there.reason}" if there.reason else "")
+                click.echo(
+                    f"{_label(there)}\t{_where(there)}\t{escape_controls(state)}"
+                    " (already in the daemon)"
+                )
+                continue
             # The first start fails fast; the spec's own reconnect is set once it is up.
             sent = replace(spec, reconnect=spec.reconnect and not start)
             snap = snapshot_from_dict(conn.request("add", spec=spec_to_dict(sent), start=start))
@@ -295,13 +317,22 @@ def add_to_daemon(specs: Sequence[ForwardSpec], *, start: bool = True, client: s
                 who = f"{snap.spec.name}: " if snap.spec.name else ""
                 _err(f"{who}{snap.spec.target} {snap.spec.remote_port}: {snap.reason}; not added")
                 code = FAILED
+                if all_or_nothing:
+                    break
                 continue
+            added.append(snap.id)
             if start and spec.reconnect:
                 snap = snapshot_from_dict(conn.request("set_reconnect", id=snap.id, enabled=True))
             state = snap.state.value + (f": {snap.reason}" if snap.reason else "")
             click.echo(f"{_label(snap)}\t{_where(snap)}\t{escape_controls(state)}")
+        if code and all_or_nothing and added:
+            for fid in added:
+                conn.request("remove", id=fid)
+            _err(f"removed the {len(added)} forwards added before it (--all-or-nothing)")
         return code
 
+    if conn is not None:
+        return body(conn)
     return _connected(body, client=client)
 
 

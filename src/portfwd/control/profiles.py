@@ -16,14 +16,15 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from portfwd import completion
-from portfwd.constants import PORTFORWARD_PROTOCOL_CHOICES
 from portfwd.errors import PortfwdError
 from portfwd.safetext import escape_controls
+
+if TYPE_CHECKING:
+    pass
 
 F = TypeVar("F", bound=Callable[..., Any])
 USAGE = 2
@@ -39,7 +40,7 @@ def _err(message: str) -> None:
     click.echo(f"error: {escape_controls(message)}", err=True)
 
 
-def _run(body: Callable[[], int]) -> None:
+def run_command(body: Callable[[], int]) -> None:
     try:
         code = body()
     except _Exit as exc:
@@ -52,7 +53,7 @@ def _run(body: Callable[[], int]) -> None:
     sys.exit(code)
 
 
-def _profiles_option(fn: F) -> F:
+def profiles_option(fn: F) -> F:
     return click.option(
         "--profiles",
         "profiles_file",
@@ -177,7 +178,7 @@ def complete_groups(ctx: click.Context, param: click.Parameter, incomplete: str)
 
 
 @click.group(name="profile")
-@_profiles_option
+@profiles_option
 @click.pass_context
 def profile_group(ctx: click.Context, profiles_file: str | None) -> None:
     """Saved sets of forwards (profiles.yaml), started with `portfwd up PROFILE [GROUP...]`."""
@@ -208,7 +209,7 @@ def schema_command(ctx: click.Context) -> None:
 
 
 @profile_group.command(name="ls")
-@_profiles_option
+@profiles_option
 @click.pass_context
 def ls_command(ctx: click.Context, profiles_file: str | None) -> None:
     """List the profiles: forwards, groups, description."""
@@ -236,11 +237,11 @@ def ls_command(ctx: click.Context, profiles_file: str | None) -> None:
             click.echo(escape_controls(str(problem)), err=True)
         return 1 if general else 0  # the file as a whole is wrong (its syntax, say)
 
-    _run(body)
+    run_command(body)
 
 
 @profile_group.command(name="show")
-@_profiles_option
+@profiles_option
 @click.argument("name", shell_complete=complete_profiles)
 @click.pass_context
 def show_command(ctx: click.Context, profiles_file: str | None, name: str) -> None:
@@ -280,7 +281,7 @@ def show_command(ctx: click.Context, profiles_file: str | None, name: str) -> No
             click.echo(escape_controls(f"group {group}: {', '.join(members)}"))
         return 0
 
-    _run(body)
+    run_command(body)
 
 
 @profile_group.command(name="validate")
@@ -323,7 +324,7 @@ def validate_command(ctx: click.Context, kubeconfig: str | None, file: str | Non
         click.echo(escape_controls(f"{summary}: no problems"))
         return 0
 
-    _run(body)
+    run_command(body)
 
 
 # -- edit -------------------------------------------------------------------------------------
@@ -338,7 +339,7 @@ def _editor() -> list[str]:
 
 
 @profile_group.command(name="edit")
-@_profiles_option
+@profiles_option
 @click.argument("name", shell_complete=complete_profiles)
 @click.pass_context
 def edit_command(ctx: click.Context, profiles_file: str | None, name: str) -> None:
@@ -346,7 +347,7 @@ def edit_command(ctx: click.Context, profiles_file: str | None, name: str) -> No
     (on a problem, it offers to edit again). NAME: the profile you mean to edit."""
     _takes(ctx, "kubeconfig")
     kubeconfig = (ctx.obj or {}).get("kubeconfig")
-    _run(lambda: _edit(_path(ctx, profiles_file), name, kubeconfig))
+    run_command(lambda: _edit(_path(ctx, profiles_file), name, kubeconfig))
 
 
 def _edit(path: Path, name: str, kubeconfig: str | None) -> int:
@@ -401,7 +402,7 @@ def _edit(path: Path, name: str, kubeconfig: str | None) -> int:
 
 
 @profile_group.command(name="save")
-@_profiles_option
+@profiles_option
 @click.option(
     "--from-session",
     "from_session",
@@ -428,7 +429,7 @@ def save_command(
     if state_file and group_value and state_file != group_value:
         raise click.UsageError("--state is given twice with different values; give it once")
     state = state_file or group_value
-    _run(lambda: _save(_path(ctx, profiles_file), name, state, description))
+    run_command(lambda: _save(_path(ctx, profiles_file), name, state, description))
 
 
 def _session_specs(state_file: str | None) -> list[Any]:
@@ -482,103 +483,4 @@ def _save(path: Path, name: str, state_file: str | None, description: str | None
     return 0
 
 
-# -- up ---------------------------------------------------------------------------------------
-
-
-def _ping(ctx: click.Context, param: click.Parameter, value: str) -> float:
-    from portfwd.cli import _ping_interval
-
-    return _ping_interval(ctx, param, value)
-
-
-@click.command(name="up")
-@_profiles_option
-@click.option(
-    "-n",
-    "--namespace",
-    default=None,
-    help="Namespace where the profile names none.",
-    shell_complete=completion.complete_namespaces,
-)
-@click.option(
-    "--context",
-    default=None,
-    help="Context where the profile names none.",
-    shell_complete=completion.complete_contexts,
-)
-@click.option(
-    "--kubeconfig",
-    default=None,
-    metavar="FILE",
-    help="Kubeconfig where the profile names none.",
-    shell_complete=completion.complete_files,
-)
-@click.option(
-    "--dry-run", is_flag=True, help="Resolve and print pods, ports and addresses; bind nothing."
-)
-@click.option(
-    "--all-or-nothing",
-    is_flag=True,
-    help="If any forward cannot start (or later fails for good), stop them all and exit 1.",
-)
-@click.option(
-    "--ping-interval",
-    default="30",
-    show_default=True,
-    metavar="SECONDS",
-    callback=lambda ctx, param, value: _ping(ctx, param, value),
-    help="WebSocket ping interval on every tunnel; 0 disables (see `portfwd --help`).",
-)
-@click.option(
-    "--protocol",
-    type=click.Choice(PORTFORWARD_PROTOCOL_CHOICES),
-    default="auto",
-    show_default=True,
-    help="Port-forward wire protocol (see `portfwd --help`).",
-)
-@click.argument("profile", shell_complete=complete_profiles)
-@click.argument("groups", nargs=-1, shell_complete=complete_groups)
-@click.pass_context
-def up_command(
-    ctx: click.Context,
-    profiles_file: str | None,
-    namespace: str | None,
-    context: str | None,
-    kubeconfig: str | None,
-    dry_run: bool,
-    all_or_nothing: bool,
-    ping_interval: float,
-    protocol: str,
-    profile: str,
-    groups: tuple[str, ...],
-) -> None:
-    """Start profile PROFILE (or only its GROUPs) headless; kubectl's lines, each prefixed
-    by its forward's name. Runs until Ctrl-C. A forward that cannot start is one line and
-    makes the exit code 1; the others keep running (unless --all-or-nothing)."""
-    from portfwd.cli import _with_globals
-
-    opts = _with_globals(
-        ctx,
-        kubeconfig=kubeconfig,
-        context=context,
-        namespace=namespace,
-        ping_interval=ping_interval,
-        protocol=protocol,
-    )
-
-    def body() -> int:
-        from portfwd.headless_up import run_up
-
-        return run_up(
-            profiles_file=Path(profiles_file).expanduser() if profiles_file else None,
-            profile=profile,
-            groups=list(groups),
-            dry_run=dry_run,
-            all_or_nothing=all_or_nothing,
-            **opts,
-        )
-
-    _run(body)
-
-
-COMMANDS = [profile_group, up_command]
+COMMANDS = [profile_group]

@@ -178,6 +178,18 @@ def start_detached(
     return spawn(command)
 
 
+def ensure_started(
+    *, kubeconfig: str | None, state_file: Path | None, ping_interval: float | None = None
+) -> None:
+    """A daemon runs once this returns (this one started it, or another did meanwhile);
+    else the reason it did not start, as a PortfwdError."""
+    _, answer = start_detached(
+        kubeconfig=kubeconfig, state_file=state_file, ping_interval=ping_interval
+    )
+    if not answer.startswith("ready") and "already running" not in answer:
+        raise PortfwdError(answer.removeprefix("error: ") or "the daemon did not start")
+
+
 def spawn(command: list[str], timeout: float = DETACH_TIMEOUT) -> tuple[int, str]:
     """Run `command` detached (own session, no terminal, cwd /); its pid and its first line
     on the ready pipe ("ready PID" or "error: ..."; "" if it died without one)."""

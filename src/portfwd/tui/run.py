@@ -207,18 +207,14 @@ async def _attach(start: bool, kubeconfig: str | None, state_file: Path | None) 
     """A RemoteEngine on the running daemon; with `start`, one started for this; else None."""
     from portfwd.daemon.client import RemoteEngine
     from portfwd.daemon.replies import NotRunning
-    from portfwd.daemon.service import start_detached
+    from portfwd.daemon.service import ensure_started
 
     try:
         return await RemoteEngine.attach()
     except NotRunning:
         if not start:
             return None
-    _, answer = await asyncio.to_thread(
-        start_detached, kubeconfig=kubeconfig, state_file=state_file
-    )
-    if not answer.startswith("ready") and "already running" not in answer:
-        raise PortfwdError(answer.removeprefix("error: ") or "the daemon did not start")
+    await asyncio.to_thread(ensure_started, kubeconfig=kubeconfig, state_file=state_file)
     return await RemoteEngine.attach()
 
 
