@@ -18,6 +18,7 @@ Register both with the main group: `for c in COMMANDS: cli.add_command(c)`.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -259,7 +260,8 @@ def _unsafe(spec: ForwardSpec) -> bool:
 
 
 @click.command("export")
-@click.argument("source", required=False, default="-", metavar="[FILE|-]")
+@click.argument("source", required=False, default="-", metavar="[PROFILE|FILE|-]")
+@click.argument("groups", nargs=-1)
 @click.option(
     "--format",
     "fmt",
@@ -268,9 +270,23 @@ def _unsafe(spec: ForwardSpec) -> bool:
     show_default=True,
     help="yaml (portfwd's list), kftray-json (kftray's import), kubectl (a shell script).",
 )
+@click.option(
+    "--profiles",
+    "profiles_file",
+    default=None,
+    metavar="FILE",
+    help="Profiles file (default: profiles.yaml in portfwd's config dir).",
+)
 @click.pass_context
-def export_command(ctx: click.Context, source: str, fmt: str) -> None:
-    """Write the forwards of a YAML list (FILE or - for stdin) as FORMAT on stdout."""
+def export_command(
+    ctx: click.Context,
+    source: str,
+    groups: tuple[str, ...],
+    fmt: str,
+    profiles_file: str | None,
+) -> None:
+    """Write a profile's forwards (or only its GROUPS'), or those of a YAML list (FILE, or -
+    for stdin), as FORMAT on stdout. A name that is not a file is a profile's."""
     from portfwd.cli import _with_globals
 
     _with_globals(ctx)  # a --context before `export` would be ignored: refused instead
@@ -279,8 +295,12 @@ def export_command(ctx: click.Context, source: str, fmt: str) -> None:
         from portfwd.transfer.export import export_kubectl, from_yaml, to_yaml
         from portfwd.transfer.kftray_json import export_kftray
 
-        shown = "stdin" if source == "-" else source
-        specs = from_yaml(read_input(source), shown)
+        if source != "-" and not os.path.exists(source):
+            specs = _profile_specs(profiles_file, source, groups)
+        elif groups:
+            raise Unreadable(f"{source} is a file: GROUPS name groups of a profile")
+        else:
+            specs = from_yaml(read_input(source), "stdin" if source == "-" else source)
         unsafe = [s for s in specs if _unsafe(s)]
         specs = [s for s in specs if not _unsafe(s)]
         out = Exported("")
@@ -302,6 +322,28 @@ def export_command(ctx: click.Context, source: str, fmt: str) -> None:
         return SOME_SKIPPED if out.skipped else OK
 
     _run(body)
+
+
+def _profile_specs(
+    profiles_file: str | None, profile: str, groups: tuple[str, ...]
+) -> list[ForwardSpec]:
+    """A profile's forwards as `up` would run them (defaults filled in, the current
+    context left to the reader's kubeconfig)."""
+    from portfwd.kube.targets import quote
+    from portfwd.store.profiles_select import UpUsageError, select
+
+    try:
+        chosen = select(
+            Path(profiles_file).expanduser() if profiles_file else None,
+            profile,
+            groups,
+            kubeconfig=None,
+            context=None,
+            namespace=None,
+        )
+    except UpUsageError as exc:
+        raise Unreadable("; ".join(exc.lines) + f" (and no file named {quote(profile)})") from None
+    return chosen.specs
 
 
 COMMANDS = (import_command, export_command)

@@ -1,0 +1,87 @@
+"""Which forwards a profile (or some of its groups) stands for, with the command line's
+defaults filled in: what `portfwd up` runs and `portfwd export PROFILE` writes."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from portfwd.engine.model import ForwardSpec
+from portfwd.errors import PortfwdError
+from portfwd.filecheck import check_private
+from portfwd.kube.targets import printable, quote
+from portfwd.store.profiles import default_profiles_file, load_profiles
+from portfwd.store.profiles_model import ProfilesFile
+
+
+class UpUsageError(PortfwdError):
+    """Nothing was started: the profile or a group does not exist, or the profile has
+    problems. Every line of `lines` is printed; the exit code is 2."""
+
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__(lines[0])
+        self.lines = lines
+
+
+@dataclass(frozen=True)
+class Selected:
+    profile: str
+    specs: list[ForwardSpec]  # one per port; spec.name is the name lines are prefixed with
+
+
+def _known(names: Sequence[str], what: str) -> str:
+    return f"{what}: " + ", ".join(quote(n) for n in names) if names else f"there are no {what}"
+
+
+def select(
+    path: Path | None,
+    profile: str,
+    groups: Sequence[str],
+    *,
+    kubeconfig: str | None,
+    context: str | None,
+    namespace: str | None,
+    protocol: str = "auto",
+) -> Selected:
+    """The specs `portfwd up PROFILE GROUP...` runs. UpUsageError (exit 2) for an unknown
+    profile or group, or problems in the profile; PortfwdError for a file refused."""
+    path = path or default_profiles_file()
+    loaded: ProfilesFile = load_profiles(path)
+    if profile not in loaded.names:
+        general = [str(p) for p in loaded.problems if p.profile is None]
+        if not loaded.existed:
+            raise UpUsageError(
+                [f"no profiles file {printable(str(path))}; `portfwd profile example` shows one"]
+            )
+        raise UpUsageError(
+            [
+                f"no profile {quote(profile)} in {loaded.path}; "
+                + _known(loaded.names, "profiles"),
+                *general,
+            ]
+        )
+    if profile in loaded.broken:
+        mine = [str(p) for p in loaded.problems if p.profile == profile]
+        raise UpUsageError([*mine, f"profile {quote(profile)} was not started: fix the above"])
+    prof = loaded.profiles[profile]
+    unknown = [g for g in groups if g not in prof.groups]
+    if unknown:
+        raise UpUsageError(
+            [
+                f"profile {quote(profile)} has no group {quote(unknown[0])}; "
+                + _known(list(prof.groups), "groups")
+            ]
+        )
+    pairs = prof.specs(groups, kubeconfig=kubeconfig, context=context, namespace=namespace)
+    for fwd, _ in pairs:
+        named = fwd.kubeconfig or prof.defaults.kubeconfig
+        if named:
+            check_private(
+                Path(os.path.abspath(os.path.expanduser(named))),
+                what="kubeconfig",
+                named_by=f"profile {quote(profile)} in {loaded.path}",
+            )
+    specs = [replace(spec, protocol=protocol) for _, spec in pairs]
+    return Selected(profile=profile, specs=specs)
