@@ -29,12 +29,12 @@ DEMO_NAMESPACE = "demo"
 
 def demo_seed(protocol: str = "auto") -> list[ForwardSpec]:
     """svc/web and svc/api work; svc/crashy has no ready endpoint and shows the error state."""
-    from portfwd.tui.ports import suggest_port_sync
+    from portfwd.tui.ports import DEFAULT_ADDRESSES, suggest_port_sync
 
     taken: dict[int, str] = {}
     specs = []
     for target, remote in (("svc/web", 80), ("svc/api", 443), ("svc/crashy", 80)):
-        local = suggest_port_sync(remote, "127.0.0.1", taken)
+        local = suggest_port_sync(remote, DEFAULT_ADDRESSES, taken)
         if local:
             taken[local] = target
         specs.append(
@@ -44,6 +44,7 @@ def demo_seed(protocol: str = "auto") -> list[ForwardSpec]:
                 local_port=local,
                 namespace=DEMO_NAMESPACE,
                 context=DEMO_CONTEXT,
+                addresses=DEFAULT_ADDRESSES,  # localhost, as the picker and `forward`
                 protocol=protocol,
             )
         )

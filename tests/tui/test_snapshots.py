@@ -158,9 +158,9 @@ def test_help(snap_compare: SnapCompare) -> None:
 
 def test_picker_local_step(snap_compare: SnapCompare, monkeypatch: pytest.MonkeyPatch) -> None:
     from portfwd.tui import ports
-    from portfwd.tui.screens import picker
+    from portfwd.tui.widgets import local_form
 
-    async def suggest(remote: int, address: str, taken: object) -> int:
+    async def suggest(remote: int, addresses: object, taken: object) -> int:
         return {80: 8080, 443: 8443}[remote]
 
     async def check(text: str, address: str, taken: object) -> ports.PortCheck:
@@ -168,7 +168,7 @@ def test_picker_local_step(snap_compare: SnapCompare, monkeypatch: pytest.Monkey
             return ports.PortCheck(False, "8443 is in use by another program")
         return ports.PortCheck(True, f"{address}:{text} is free")
 
-    monkeypatch.setattr(picker, "suggest_port", suggest)
+    monkeypatch.setattr(local_form, "suggest_port", suggest)
     monkeypatch.setattr(ports, "check_port", check)
 
     async def run_before(pilot: Pilot[Any]) -> None:

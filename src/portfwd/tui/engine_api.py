@@ -6,7 +6,7 @@ drive it with a small in-memory fake while every other test uses the real Manage
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Protocol
 
 from portfwd.engine.events import Event
@@ -19,6 +19,25 @@ class EventStream(Protocol):
     def close(self) -> None: ...
 
 
+class ConnectionView(Protocol):
+    """One open connection of a forward, as the detail pane shows it."""
+
+    @property
+    def peer(self) -> str: ...  # the local client, e.g. 127.0.0.1:53122
+
+    @property
+    def pod(self) -> str: ...
+
+    @property
+    def opened_at(self) -> float: ...  # wall clock
+
+    @property
+    def bytes_in(self) -> int: ...  # pod -> client
+
+    @property
+    def bytes_out(self) -> int: ...  # client -> pod
+
+
 class EngineAPI(Protocol):
     def subscribe(self, maxsize: int = 1000) -> EventStream: ...
 
@@ -27,6 +46,8 @@ class EngineAPI(Protocol):
     def get(self, forward_id: str) -> ForwardSnapshot: ...
 
     def logs(self, forward_id: str | None) -> list[LogEntry]: ...
+
+    def open_connections(self, forward_id: str) -> Sequence[ConnectionView]: ...
 
     async def add(
         self, spec: ForwardSpec, *, start: bool = True, forward_id: str | None = None
