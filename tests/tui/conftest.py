@@ -35,6 +35,7 @@ class RecordingApp(PortfwdApp):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.toasts: list[str] = []
+        self.toast_titles: list[str] = []
 
     def notify(
         self,
@@ -46,6 +47,7 @@ class RecordingApp(PortfwdApp):
         markup: bool = True,
     ) -> None:
         self.toasts.append(message)
+        self.toast_titles.append(title)
         super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
 
 

@@ -579,9 +579,10 @@ async def test_no_restore_keeps_saved_forwards_stopped(harness: Harness) -> None
         assert cell(app2, fid, "error") == "not restarted (--no-restore)"
         await press(pilot, "q")
         await wait_until(pilot, lambda: app2.return_code == 0, what="exit")
-    # Quitting did not forget that the user wanted it running.
+    # Quitting did not forget that the user wanted it running (issue 12): --no-restore
+    # skips a start, it does not rewrite what the session holds.
     saved = yaml.safe_load(harness.state_path.read_text())["forwards"]
-    assert saved[0]["running"] is False  # it is stopped now: the file tells the truth
+    assert saved[0]["running"] is True
 
 
 async def test_corrupt_state_file_is_moved_aside_with_a_warning(harness: Harness) -> None:

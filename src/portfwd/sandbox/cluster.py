@@ -38,7 +38,12 @@ from portfwd.sandbox.manifests import (
     service_manifest,
     template_hash,
 )
-from portfwd.sandbox.pki import SandboxPKI, generate_pki, server_ssl_context
+from portfwd.sandbox.pki import (
+    SandboxPKI,
+    backend_ssl_context,
+    generate_pki,
+    server_ssl_context,
+)
 from portfwd.sandbox.selectors import selector_matches
 from portfwd.sandbox.store import Obj, Store, now_rfc3339
 from portfwd.sandbox.topology import (
@@ -171,6 +176,7 @@ class SandboxCluster:
             self._workdir.mkdir(parents=True, exist_ok=True)
             self.pki = await asyncio.to_thread(generate_pki)
             self._ssl = await asyncio.to_thread(server_ssl_context, self.pki, self.workdir)
+            self.backends.tls = await asyncio.to_thread(backend_ssl_context, self.pki, self.workdir)
             self.ca_path = self.workdir / "ca.crt"
             await asyncio.to_thread(self.ca_path.write_bytes, self.pki.ca.cert_pem)
             self._seed()
@@ -522,10 +528,12 @@ class SandboxCluster:
             host, _, port = spec.backend.rpartition(":")
             return host.strip("[]"), int(port)
         key = (ns, name, spec.container_port)
+        # A port named https serves what its name promises: the http backend behind TLS.
+        kind = "https" if spec.backend == "http" and spec.name == "https" else spec.backend
         async with self._backend_lock:
             addr = self._backend_addrs.get(key)
             if addr is None:
-                addr = await self.backends.start_backend(spec.backend, name)
+                addr = await self.backends.start_backend(kind, name)
                 self._backend_addrs[key] = addr
             return addr
 

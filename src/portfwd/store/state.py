@@ -159,20 +159,26 @@ class SavedForward:
         )
 
     @classmethod
-    def from_snapshot(cls, snap: ForwardSnapshot, *, still_wanted: bool = False) -> SavedForward:
+    def from_snapshot(
+        cls, snap: ForwardSnapshot, *, still_wanted: bool = False, skipped: bool = False
+    ) -> SavedForward:
         """Remember the port actually bound, so a restored forward keeps its local port.
 
         `still_wanted`: the forward was restored as running and has failed ever since (e.g.
         the cluster was unreachable at start): it stays "running" in the file, so one bad
         start does not silently drop it from the next session.
+        `skipped`: it was running when saved and `--no-restore` left it stopped, untouched
+        since: it stays "running", so the next normal start restores it.
         """
         spec = snap.spec
         if spec.local_port == 0 and snap.bound:
             spec = replace(spec, local_port=snap.bound[0][1])
         # ERROR with its port still bound: the forward waits for its target to return
         # (a deleted pod or service); the user still wants it.
-        running = snap.state in RUNNING_STATES or (
-            snap.state is ForwardState.ERROR and (still_wanted or bool(snap.bound))
+        running = (
+            snap.state in RUNNING_STATES
+            or (snap.state is ForwardState.ERROR and (still_wanted or bool(snap.bound)))
+            or (skipped and snap.state is ForwardState.STOPPED)
         )
         return cls(id=snap.id, spec=spec, running=running, reason="" if running else snap.reason)
 
@@ -320,6 +326,7 @@ class StateStore:
         self._tasks: list[asyncio.Task[None]] = []
         self._write_lock = asyncio.Lock()
         self._wanted: set[str] = set()
+        self._skipped: set[str] = set()
         self.writes = 0  # how many times the file was actually rewritten
         self.last_error: str | None = None
         self.on_error: Callable[[str], None] | None = None  # e.g. the TUI's toast
@@ -405,8 +412,18 @@ class StateStore:
 
     def encode(self, snapshots: list[ForwardSnapshot]) -> str:
         return _encode(
-            [SavedForward.from_snapshot(s, still_wanted=s.id in self._wanted) for s in snapshots]
+            [
+                SavedForward.from_snapshot(
+                    s, still_wanted=s.id in self._wanted, skipped=s.id in self._skipped
+                )
+                for s in snapshots
+            ]
         )
+
+    def keep_skipped(self, forward_ids: Iterable[str]) -> None:
+        """These were running and `--no-restore` left them stopped: the file keeps them
+        running until the user starts (or deletes) them, so the next start restores them."""
+        self._skipped.update(forward_ids)
 
     def keep_wanted(self, forward_ids: Iterable[str]) -> None:
         """These were restored as running: keep them so while they fail, until they run or
@@ -416,6 +433,8 @@ class StateStore:
     def _settle_wanted(self, snap: ForwardSnapshot) -> None:
         if snap.state in (ForwardState.ACTIVE, ForwardState.STOPPED):
             self._wanted.discard(snap.id)
+        if snap.state is not ForwardState.STOPPED:
+            self._skipped.discard(snap.id)  # the user started it: from now on it is as it is
 
     async def save(self, snapshots: list[ForwardSnapshot]) -> bool:
         """Write these forwards now (off the loop). Returns True if the file changed."""
@@ -465,6 +484,7 @@ class StateStore:
                     self._settle_wanted(event.snapshot)
                 elif isinstance(event, ForwardRemoved):
                     self._wanted.discard(event.forward_id)
+                    self._skipped.discard(event.forward_id)
                 elif isinstance(event, Lagged) and self._source is not None:
                     for snap in self._source.snapshot():
                         self._settle_wanted(snap)

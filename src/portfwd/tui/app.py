@@ -193,8 +193,12 @@ class PortfwdApp(App[int]):
         finally:
             self.dashboard.set_notes(notes)
             if self.store is not None and not self.quitting:
-                if self.session is not None and self.restart_saved:
-                    self.store.keep_wanted(f.id for f in self.session.forwards if f.running)
+                if self.session is not None:
+                    running = (f.id for f in self.session.forwards if f.running)
+                    if self.restart_saved:
+                        self.store.keep_wanted(running)
+                    else:  # --no-restore: what it skipped stays wanted in the file
+                        self.store.keep_skipped(running)
                 self.store.on_error = lambda message: self.notify(
                     message, severity="error", timeout=15, markup=False
                 )
