@@ -66,7 +66,8 @@ def _reason(detail: Detail) -> str:
 
 def summary(detail: Detail) -> Text:
     snap = detail.snap
-    text = status_cell(snap, detail.now)
+    text = Text()
+    text.append_text(status_cell(snap, detail.now))  # its colour is the status's only
     text.append(f"  {target_text(snap)}", style="bold")
     text.append(f" in {namespace_text(snap) or '?'} ({context_text(snap) or 'current context'})")
     if snap.pod:
