@@ -98,6 +98,7 @@ GLOBAL_OPTIONS = {
     "no_restore": "--no-restore",
     "ping_interval": "--ping-interval",
     "protocol": "--protocol",
+    "use_daemon": "--daemon",
 }
 
 
@@ -155,6 +156,14 @@ def _protocol_option(fn: F) -> F:
 @click.option("--no-restore", is_flag=True, help="Do not restart the saved session's forwards.")
 @_ping_option
 @_protocol_option
+@click.option(
+    "--daemon",
+    "use_daemon",
+    is_flag=True,
+    envvar="PORTFWD_DAEMON",
+    help="Run the forwards in the background daemon (started if none runs), so they outlive "
+    "this window. A running daemon is always used. [env: PORTFWD_DAEMON=1]",
+)
 @click.pass_context
 def cli(
     ctx: click.Context,
@@ -165,11 +174,14 @@ def cli(
     no_restore: bool,
     ping_interval: float,
     protocol: str,
+    use_daemon: bool,
 ) -> None:
     """portfwd: every Kubernetes port-forward you need, in one window.
 
-    With no command, opens the dashboard. The options also work before a command that takes
-    them (`portfwd --context prod forward ...`); one a command does not take is refused.
+    With no command, opens the dashboard: attached to the daemon when one runs (closing the
+    window leaves its forwards running), else with the forwards in this process. The options
+    also work before a command that takes them (`portfwd --context prod forward ...`); one a
+    command does not take is refused.
     """
     if ctx.invoked_subcommand is not None:
         return
@@ -185,6 +197,7 @@ def cli(
             restore=not no_restore,
             ping_interval=ping_interval,
             protocol=protocol,
+            use_daemon=use_daemon,
         )
 
     _run(body)
@@ -313,6 +326,117 @@ def demo(
         return run_demo(topology=Path(topology) if topology else None, chaos=chaos, **opts)
 
     _run(body)
+
+
+@cli.group(name="daemon", invoke_without_command=True)
+@click.option(
+    "--detach", is_flag=True, help="Start it in the background and return once it listens."
+)
+@click.option(
+    "--kubeconfig",
+    default=None,
+    metavar="FILE",
+    help="Default kubeconfig for forwards that name none (default: $KUBECONFIG, ~/.kube/config).",
+)
+@click.option("--state", "state_file", default=None, metavar="FILE", help="Session state file.")
+@_ping_option
+@click.pass_context
+def daemon(
+    ctx: click.Context,
+    detach: bool,
+    kubeconfig: str | None,
+    state_file: str | None,
+    ping_interval: float,
+) -> None:
+    """Run the per-user background engine that dashboards and `portfwd ls/add/...` attach to.
+
+    In the foreground by default (for systemd/launchd); --detach backgrounds it. It restores
+    the saved session when it starts and saves it when it stops. One per user.
+    """
+    if ctx.invoked_subcommand is not None:
+        given = [
+            f
+            for n, f in (
+                ("detach", "--detach"),
+                ("kubeconfig", "--kubeconfig"),
+                ("state_file", "--state"),
+            )
+            if _given(ctx, n)
+        ]
+        if given:
+            raise click.UsageError(
+                f"{given[0]} belongs before no subcommand: 'portfwd daemon {given[0]} ...'", ctx
+            )
+        return
+    opts = _with_globals(
+        ctx, kubeconfig=kubeconfig, state_file=state_file, ping_interval=ping_interval
+    )
+
+    def body() -> int:
+        from portfwd.daemon.service import run_daemon
+
+        state = opts["state_file"]
+        return run_daemon(
+            kubeconfig=opts["kubeconfig"],
+            state_file=Path(state) if state else None,
+            ping_interval=opts["ping_interval"],
+            detach=detach,
+        )
+
+    _run(body)
+
+
+@daemon.command(name="stop")
+def daemon_stop() -> None:
+    """Stop the daemon: its session is saved (running forwards restart with it next time)."""
+    from portfwd.daemon.service import stop_daemon
+
+    _run(stop_daemon)
+
+
+@daemon.command(name="status")
+@click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text")
+def daemon_status(output: str) -> None:
+    """Is it running; pid, version, forwards, clients, socket, log. Exit 3: not running."""
+    from portfwd.daemon.service import daemon_status as status
+
+    _run(lambda: status(as_json=output == "json"))
+
+
+@daemon.command(name="install")
+def daemon_install() -> None:
+    """Write a systemd user unit (Linux) or a launchd agent (macOS) that runs the daemon."""
+    from portfwd.daemon.units import install, unit_for_platform
+
+    def body() -> int:
+        for line in install(unit_for_platform()):
+            click.echo(escape_controls(line))
+        return 0
+
+    _run(body)
+
+
+@daemon.command(name="uninstall")
+def daemon_uninstall() -> None:
+    """Remove the unit `portfwd daemon install` wrote."""
+    from portfwd.daemon.units import uninstall, unit_for_platform
+
+    def body() -> int:
+        for line in uninstall(unit_for_platform()):
+            click.echo(escape_controls(line))
+        return 0
+
+    _run(body)
+
+
+def _register_clients() -> None:
+    from portfwd.control.commands import COMMANDS
+
+    for command in COMMANDS:
+        cli.add_command(command)
+
+
+_register_clients()
 
 
 def main() -> None:

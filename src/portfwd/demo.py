@@ -17,8 +17,9 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from portfwd.configdir import CONFIG_DIR_ENV, STATE_FILE_NAME
 from portfwd.engine.model import ForwardSpec
-from portfwd.store.state import CONFIG_DIR_ENV, STATE_FILE_NAME, check_session_path
+from portfwd.store.state import check_session_path
 
 if TYPE_CHECKING:
     from portfwd.sandbox.cluster import SandboxCluster

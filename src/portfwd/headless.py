@@ -30,9 +30,15 @@ from collections.abc import Callable
 
 from portfwd.console import LineWriter
 from portfwd.engine.events import ForwardChanged, Lagged, LogLine
-from portfwd.engine.forward import CONNECTION_LOG_PREFIX
 from portfwd.engine.manager import Manager, Subscription
-from portfwd.engine.model import ForwardSnapshot, ForwardSpec, ForwardState, LogLevel
+from portfwd.engine.model import (
+    ForwardSnapshot,
+    ForwardSpec,
+    ForwardState,
+    LogEntry,
+    LogKind,
+    LogLevel,
+)
 from portfwd.errors import InputError, PortfwdError
 from portfwd.eventloop import run
 from portfwd.kube.resolve import local_port_for, resolve
@@ -85,7 +91,7 @@ def _check_local_ports(mappings: list[PortMapping], addresses: list[BindAddress]
         seen.add(m.local_port)
     for m in mappings:
         if m.local_port:
-            check_bindable(addresses, m.local_port)
+            check_bindable(addresses, m.local_port, m.remote)
 
 
 async def _forward(
@@ -113,7 +119,8 @@ async def _forward(
     events = manager.subscribe(maxsize=10_000)
     changes = manager.subscribe()
     out, err = LineWriter(sys.stdout, "stdout"), LineWriter(sys.stderr, "stderr")
-    printer = asyncio.create_task(_print_events(events, out.line, err.line))
+    lines = _Printer(out.line, err.line)
+    printer = asyncio.create_task(_print_events(events, lines))
     helpers: list[asyncio.Task[object]] = []  # the starts we wait for, and the Ctrl-C watcher
     try:
         specs = [
@@ -145,6 +152,7 @@ async def _forward(
         failed = [s for s in snapshots if s.state is not ForwardState.ACTIVE]
         if failed:
             raise PortfwdError(failed[0].reason or f"the forward to {target_text} did not start")
+        lines.started()
         if reconnect:
             for fid in ids:
                 await manager.set_reconnect(fid, True)
@@ -189,7 +197,7 @@ async def _local_port(
     client = await manager.clients.get(context)
     resolution = await resolve(client, namespace or client.namespace, target, mapping.remote)
     port = local_port_for(mapping, resolution)
-    check_bindable(addresses, port)
+    check_bindable(addresses, port, mapping.remote)
     return port
 
 
@@ -225,24 +233,50 @@ async def _lost(changes: Subscription, manager: Manager, ids: list[str]) -> str 
     return None
 
 
-# INFO lines a user watching the terminal wants: the forward recovered.
-RECOVERY_PREFIXES = ("active again", "switched to pod")
+# Lines that restate why a forward is not active yet: while the first start runs they are
+# held back, because a start that fails prints that reason once, as its `error:` line.
+_RESTATING = frozenset({LogKind.WAITING, LogKind.RECONNECTING, LogKind.FAILED, LogKind.GONE})
 
 
-async def _print_events(
-    events: Subscription, out: Callable[[str], None], err: Callable[[str], None]
-) -> None:
-    """kubectl's lines on stdout; warnings, recoveries and connection errors on stderr
-    (`out` and `err` take a line each and never block: see console.py). Log lines quote the
-    kubelet's and the API's words: control characters are shown escaped (also done where the
-    engine makes the entry: LogEntry)."""
+class _Printer:
+    """kubectl's lines on stdout; warnings, recoveries and connection errors on stderr.
+
+    `out` and `err` take a line each and never block (see console.py). Log lines quote the
+    kubelet's and the API's words: control characters are shown escaped (also done where
+    the engine makes the entry: LogEntry). What is printed is decided by the line's kind and
+    level, never its words.
+    """
+
+    def __init__(self, out: Callable[[str], None], err: Callable[[str], None]) -> None:
+        self.out = out
+        self.err = err
+        self.starting = True  # until every forward is active (see _forward)
+        self._held: list[str] = []
+
+    def started(self) -> None:
+        """The first start worked: what was held back is news after all."""
+        self.starting = False
+        for line in self._held:
+            self.err(line)
+        self._held.clear()
+
+    def entry(self, entry: LogEntry) -> None:
+        kind = entry.kind
+        if kind is LogKind.CONNECTION:
+            self.out(escape_controls(entry.message))
+        elif kind is LogKind.RECOVERED:
+            self.err(escape_controls(entry.message))
+        elif kind is LogKind.FAILED:
+            return  # the reason, printed once by the command as its error line
+        elif entry.level >= LogLevel.WARNING:
+            line = escape_controls(f"warning: {entry.message}")
+            if self.starting and kind in _RESTATING:
+                self._held.append(line)
+            else:
+                self.err(line)
+
+
+async def _print_events(events: Subscription, printer: _Printer) -> None:
     async for event in events:
-        if not isinstance(event, LogLine):
-            continue
-        entry = event.entry
-        if entry.level == LogLevel.WARNING:  # ERROR lines: the reason, printed once by the CLI
-            err(escape_controls(f"warning: {entry.message}"))
-        elif entry.level == LogLevel.INFO and entry.message.startswith(RECOVERY_PREFIXES):
-            err(escape_controls(entry.message))
-        elif entry.message.startswith(CONNECTION_LOG_PREFIX):
-            out(escape_controls(entry.message))
+        if isinstance(event, LogLine):
+            printer.entry(event.entry)

@@ -130,7 +130,7 @@ async def test_slow_reader_does_not_grow_buffers(sandbox: SandboxCluster) -> Non
             last = sent
             await asyncio.sleep(0.5)
         forward = manager._forwards[fid]
-        (conn,) = forward.connections
+        (conn,) = forward.connections.open
         local = conn.local
         assert local.peak_write_buffer <= WRITE_HIGH_WATER + WRITE_SLICE
         assert local.peak_read_buffer <= READ_HIGH_WATER + READ_CHUNK_MAX

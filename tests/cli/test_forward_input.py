@@ -86,7 +86,7 @@ def test_local_port_in_use(held_port: int, kubeconfig: Path) -> None:
     line = _one_error_line(_run("--kubeconfig", str(kubeconfig), "svc/echo", f"{held_port}:80"))
     assert line == (
         f"error: local port {held_port} is already in use on 127.0.0.1; pick another local"
-        f" port (e.g. :{held_port} for a free one) or stop the program using it"
+        " port (:80 picks a free one) or stop the program using it"
     )
 
 

@@ -21,9 +21,10 @@ from portfwd.engine.model import (
     ForwardSpec,
     ForwardState,
     LogEntry,
+    LogKind,
     LogLevel,
 )
-from portfwd.headless import _failed_for_good, _lost, _print_events
+from portfwd.headless import _failed_for_good, _lost, _print_events, _Printer
 from portfwd.sandbox.cluster import SandboxCluster
 
 from .clirun import forward_process
@@ -99,29 +100,70 @@ class _Stream:
         pass
 
 
-def _line(level: LogLevel, message: str) -> LogLine:
-    return LogLine("f1", LogEntry(0.0, level, message))
+def _line(level: LogLevel, message: str, kind: LogKind = LogKind.NOTE) -> LogLine:
+    return LogLine("f1", LogEntry(0.0, level, message, kind))
+
+
+async def _printed(events: list[Event], *, started: bool = True) -> tuple[list[str], list[str]]:
+    out: list[str] = []
+    err: list[str] = []
+    printer = _Printer(out.append, err.append)
+    if started:
+        printer.started()
+    await _print_events(cast(Subscription, _Stream(events)), printer)
+    return out, err
 
 
 async def test_recovery_lines_go_to_stderr_and_stdout_stays_kubectl() -> None:
     events: list[Event] = [
-        _line(LogLevel.INFO, "resolving svc/web port 80 in demo"),
-        _line(LogLevel.WARNING, "reconnecting (attempt 2, next try in 0.8 s): pod web-1 deleted"),
-        _line(LogLevel.INFO, "switched to pod web-2 (web-1 was deleted)"),
-        _line(LogLevel.INFO, "active again: pod web-2 port 8080"),
-        _line(LogLevel.INFO, "Handling connection for 8080"),
-        _line(LogLevel.ERROR, "pod web-2 was deleted"),  # the CLI prints the reason once
+        _line(LogLevel.INFO, "resolving svc/web port 80 in demo", LogKind.RESOLVED),
+        _line(
+            LogLevel.WARNING,
+            "reconnecting (attempt 2, next try in 0.8 s): pod web-1 deleted",
+            LogKind.RECONNECTING,
+        ),
+        _line(LogLevel.INFO, "switched to pod web-2 (was web-1)", LogKind.RECOVERED),
+        _line(LogLevel.INFO, "active again: pod web-2 port 8080", LogKind.RECOVERED),
+        _line(LogLevel.INFO, "Handling connection for 8080", LogKind.CONNECTION),
+        _line(LogLevel.ERROR, "pod/web-2 was deleted; waiting for it", LogKind.GONE),
+        _line(LogLevel.ERROR, "pod web-2 was deleted", LogKind.FAILED),  # printed once, by the CLI
         _line(LogLevel.DEBUG, "active again (a debug line is not shown)"),
     ]
-    out: list[str] = []
-    err: list[str] = []
-    await _print_events(cast(Subscription, _Stream(events)), out.append, err.append)
+    out, err = await _printed(events)
     assert out == ["Handling connection for 8080"]
     assert err == [
         "warning: reconnecting (attempt 2, next try in 0.8 s): pod web-1 deleted",
-        "switched to pod web-2 (web-1 was deleted)",
+        "switched to pod web-2 (was web-1)",
         "active again: pod web-2 port 8080",
+        "warning: pod/web-2 was deleted; waiting for it",
     ]
+
+
+async def test_lines_are_chosen_by_kind_not_by_words() -> None:
+    events: list[Event] = [
+        _line(LogLevel.INFO, "active again: a note that only looks like a recovery"),
+        _line(LogLevel.INFO, "Handling connection for 1 (a note, not a connection)"),
+        _line(LogLevel.INFO, "any words at all", LogKind.CONNECTION),
+    ]
+    out, err = await _printed(events)
+    assert out == ["any words at all"]
+    assert err == []
+
+
+async def test_a_failed_first_start_says_its_reason_once() -> None:
+    """`forward pod/crashy`: the "waiting" warning restates the reason the start fails with;
+    the CLI's one `error:` line is enough (issue 12). Other warnings still show."""
+    events: list[Event] = [
+        _line(
+            LogLevel.WARNING,
+            "waiting: pod crashy is Running but not Ready (CrashLoopBackOff)",
+            LogKind.WAITING,
+        ),
+        _line(LogLevel.WARNING, "cannot listen on [::1]:8080; listening on 127.0.0.1 only"),
+    ]
+    out, err = await _printed(events, started=False)
+    assert out == []
+    assert err == ["warning: cannot listen on [::1]:8080; listening on 127.0.0.1 only"]
 
 
 def _snap(
@@ -189,6 +231,7 @@ async def test_no_reconnect_exits_1_with_the_reason_when_the_pod_is_deleted(
     assert "Traceback" not in fp.stderr_text
     assert lines and lines[-1].startswith("error: "), fp.stderr_text
     assert "toolbox" in lines[-1]
+    assert "waiting" not in lines[-1]  # it does not wait: it exits (issue 12)
     assert not any(line.startswith("warning: reconnecting") for line in lines)
     assert [line for line in fp.stdout_lines if not line.startswith("Forwarding from")] == []
 

@@ -26,7 +26,8 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
             "error: Missing argument 'PORTS...'. (see 'portfwd forward --help')",
         ),
         (("forward",), "error: Missing argument 'TARGET'. (see 'portfwd forward --help')"),
-        (("bogus",), "error: No such command 'bogus'. (see 'portfwd --help')"),
+        (("frobnicate",), "error: No such command 'frobnicate'. (see 'portfwd --help')"),
+        (("lss",), "error: No such command 'lss'. Did you mean 'ls'? (see 'portfwd --help')"),
         (
             ("forward", "--nope", "svc/web", "80"),
             "error: No such option '--nope'. (see 'portfwd forward --help')",

@@ -157,6 +157,8 @@ def test_demo_add_forward_move_bytes_quit_restore(tmux: Tmux, tmp_path: Path) ->
         "one", lambda s: "6/6  Local port" in s and " is free" in s, "the local port step"
     )
     tmux.keys("one", "C-u")
+    # The box took the key (it is focused and empty) before the port is typed into it.
+    tmux.wait_for("one", lambda s: "enter a local port" in s, "the emptied local port")
     tmux.type("one", str(port))
     tmux.wait_for("one", lambda s: f"✓ 127.0.0.1:{port} is free" in s, "the port check")
     tmux.keys("one", "Enter")

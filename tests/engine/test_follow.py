@@ -123,7 +123,7 @@ async def test_service_ready_gone_and_back(pool: InformerPool) -> None:
     h.fw.delete("services", "web")
     gone = await h.until(lambda o: isinstance(o, Gone))
     assert isinstance(gone, Gone)
-    assert gone.reason == "svc/web was deleted; waiting for it to return"
+    assert gone.message == "svc/web was deleted; waiting for it to return"
     h.fw.put("services", web_service())
     await h.until(is_ready("web-old"))
     h.follower.close()

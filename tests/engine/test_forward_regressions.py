@@ -31,10 +31,10 @@ def pods_informer(env: Env) -> Any:
 
 
 async def test_a_waiting_connection_is_closed_when_the_route_flickers(env: Env) -> None:
-    """forward.py:690 — `_wait_for_route` returns `self._route` after `_routable.wait()`; when
-    the route was set and cleared again before the waiter ran, it returns None and `_serve`
-    (650-651) returns without closing the local connection, logging or counting: the client
-    hangs forever. Happens when the watch reports the pod gone while a probe to it runs."""
+    """A waiter woken by `routable` must find a route still there: when the route was set
+    and cleared again before the waiter ran, it once returned None and the connection was
+    left open without a log line or a count: the client hung forever. Happens when the watch
+    reports the pod gone while a probe to it runs (routing.Router.wait loops)."""
     fid = await env.manager.add(spec(), start=False)
     env.forward(fid).connect_wait = 0.5
     await env.manager.start(fid)
@@ -46,7 +46,7 @@ async def test_a_waiting_connection_is_closed_when_the_route_flickers(env: Env) 
     w1.close()
     await eventually(state_is(env, fid, ForwardState.RECONNECTING))
     reader, writer = await asyncio.open_connection("127.0.0.1", port)  # waits for a route
-    await eventually(lambda: env.forward(fid)._waiting == 1)
+    await eventually(lambda: env.forward(fid).connections.waiting == 1)
 
     client = env.client
     original = WatchingClient.open_portforward
@@ -62,7 +62,7 @@ async def test_a_waiting_connection_is_closed_when_the_route_flickers(env: Env) 
 
     client.refuse_status = None
     client.open_portforward = probe_while_the_pod_goes  # type: ignore[method-assign]
-    await eventually(lambda: env.forward(fid)._waiting == 0)
+    await eventually(lambda: env.forward(fid).connections.waiting == 0)
     # The connection must be either served or closed with a log line, never left open.
     try:
         got = await asyncio.wait_for(reader.read(), 5)
@@ -136,17 +136,13 @@ async def test_watch_events_do_not_bypass_the_retry_backoff(env: Env) -> None:
 
 
 async def test_waiting_connections_are_capped_in_a_burst(env: Env) -> None:
-    """forward.py:630 vs 675 — `_waiting` is counted when the connection's task starts, not
-    when it is accepted, so a burst accepted in one loop iteration all pass the
-    MAX_WAITING_CONNECTIONS check. Fix: count in `_on_connection` (decrement in `_serve`)."""
-    import portfwd.engine.forward as forward_mod
-
+    """Waiting connections were once counted when their task started, not when accepted, so
+    a burst accepted in one loop turn all passed the cap. They are counted in `accept`."""
     limit = 2
-    old = forward_mod.MAX_WAITING_CONNECTIONS
-    forward_mod.MAX_WAITING_CONNECTIONS = limit
     socks: list[socket.socket] = []
     try:
         fid = await env.manager.add(spec())
+        env.forward(fid).connections.max_waiting = limit
         port = env.snap(fid).local_port
         env.fw.delete("pods", "web-1")
         await eventually(state_is(env, fid, ForwardState.RECONNECTING))
@@ -158,9 +154,8 @@ async def test_waiting_connections_are_capped_in_a_burst(env: Env) -> None:
             lambda: env.snap(fid).stats.connections_total + env.snap(fid).stats.errors >= 20
         )
         await asyncio.sleep(0.05)
-        assert env.forward(fid)._waiting <= limit
+        assert env.forward(fid).connections.waiting <= limit
     finally:
-        forward_mod.MAX_WAITING_CONNECTIONS = old
         for s in socks:
             s.close()
 

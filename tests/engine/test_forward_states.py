@@ -16,7 +16,7 @@ import pytest_asyncio
 
 from portfwd.engine import forward as forward_mod
 from portfwd.engine.manager import Manager
-from portfwd.engine.model import ForwardSnapshot, ForwardSpec, ForwardState
+from portfwd.engine.model import ForwardSnapshot, ForwardSpec, ForwardState, LogKind, LogLevel
 from portfwd.errors import ResolveError
 from portfwd.kube.errors import ApiError, Forbidden, NotFound
 from portfwd.kube.objects import Pod, Workload
@@ -184,6 +184,51 @@ async def test_reconnect_on_waits_for_a_pod_then_switches(env: Env) -> None:
     assert snap.local_port == port
     assert f"switched to pod web-2 port {POD_PORT} (was web-1)" in env.messages(fid)
     assert await roundtrip(port) == b"hello"
+
+
+async def test_while_down_no_pod_is_named_and_no_uptime_counts(env: Env) -> None:
+    """Issue 12: a reconnecting forward once still named its deleted pod, and its uptime kept
+    counting through the outage."""
+    fid = await env.manager.add(spec())
+    assert env.snap(fid).started_at is not None
+    env.fw.delete("pods", "web-1")
+    await eventually(state_is(env, fid, ForwardState.RECONNECTING))
+    snap = env.snap(fid)
+    assert snap.pod == "" and snap.started_at is None
+    env.fw.put("pods", web_pod("web-2", minute=2))
+    await eventually(state_is(env, fid, ForwardState.ACTIVE))
+    snap = env.snap(fid)
+    assert snap.pod == "web-2" and snap.started_at is not None
+
+
+async def test_a_pod_switch_while_active_is_not_a_reconnect(env: Env) -> None:
+    """Issue 12: "reconnects" counted pod switches of a forward that never left active."""
+    env.fw.put("pods", web_pod("web-2", minute=2))
+    fid = await env.manager.add(spec())
+    env.fw.delete("pods", "web-1")
+    await eventually(lambda: env.snap(fid).pod == "web-2")
+    snap = env.snap(fid)
+    assert snap.state is ForwardState.ACTIVE and snap.stats.reconnects == 0
+    assert f"switched to pod web-2 port {POD_PORT} (was web-1)" in env.messages(fid)
+
+
+async def test_gone_is_an_error_line_of_its_own_kind(env: Env) -> None:
+    fid = await env.manager.add(spec())
+    env.fw.delete("deployments", "web")
+    await eventually(state_is(env, fid, ForwardState.ERROR))
+    (gone,) = [e for e in env.manager.logs(fid) if e.kind is LogKind.GONE]
+    assert gone.level is LogLevel.ERROR
+    assert gone.message == "deploy/web was deleted; waiting for it to return"
+    assert not [e for e in env.manager.logs(fid) if e.kind is LogKind.FAILED]
+
+
+async def test_reconnect_off_a_deleted_target_says_only_what_happened(env: Env) -> None:
+    fid = await env.manager.add(spec(reconnect=False))
+    env.fw.delete("deployments", "web")
+    await eventually(state_is(env, fid, ForwardState.ERROR))
+    assert env.snap(fid).reason == "deploy/web was deleted"  # nothing waits for it
+    (failed,) = [e for e in env.manager.logs(fid) if e.kind is LogKind.FAILED]
+    assert failed.message == "deploy/web was deleted"
 
 
 async def test_a_second_ready_pod_takes_over_at_once(env: Env) -> None:
@@ -365,7 +410,7 @@ async def test_a_connection_waits_for_a_pod_and_is_served(env: Env) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(b"early")
     await writer.drain()
-    await eventually(lambda: env.forward(fid)._waiting == 1)
+    await eventually(lambda: env.forward(fid).connections.waiting == 1)
     assert env.kubelet.opened == opened  # nothing sent to the pod yet
     env.fw.put("pods", web_pod("web-1", minute=1))
     assert await asyncio.wait_for(reader.readexactly(5), 10) == b"early"
@@ -385,15 +430,15 @@ async def test_a_waiting_connection_fails_after_connect_wait(env: Env) -> None:
     writer.close()
     await eventually(lambda: env.snap(fid).stats.errors == 1)
     assert any("no Ready pod within 0.2 s" in m for m in env.messages(fid))
-    assert env.forward(fid)._waiting == 0
+    assert env.forward(fid).connections.waiting == 0
     assert env.snap(fid).state is ForwardState.RECONNECTING
 
 
 async def test_too_many_waiting_connections_are_refused(
     env: Env, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(forward_mod, "MAX_WAITING_CONNECTIONS", 2)
     fid = await env.manager.add(spec())
+    env.forward(fid).connections.max_waiting = 2
     port = env.snap(fid).local_port
     env.fw.delete("pods", "web-1")
     await eventually(state_is(env, fid, ForwardState.RECONNECTING))
@@ -402,7 +447,7 @@ async def test_too_many_waiting_connections_are_refused(
         _, w = await asyncio.open_connection("127.0.0.1", port)
         writers.append(w)
         await asyncio.sleep(0)
-    await eventually(lambda: env.forward(fid)._waiting == 2)
+    await eventually(lambda: env.forward(fid).connections.waiting == 2)
     reader, w = await asyncio.open_connection("127.0.0.1", port)
     writers.append(w)
     assert await asyncio.wait_for(reader.read(), 10) == b""
@@ -421,7 +466,7 @@ async def test_stop_while_reconnecting_leaves_nothing(env: Env) -> None:
     env.fw.delete("pods", "web-1")
     await eventually(state_is(env, fid, ForwardState.RECONNECTING))
     _, writer = await asyncio.open_connection("127.0.0.1", port)
-    await eventually(lambda: env.forward(fid)._waiting == 1)
+    await eventually(lambda: env.forward(fid).connections.waiting == 1)
     await env.manager.stop(fid)
     snap = env.snap(fid)
     assert snap.state is ForwardState.STOPPED and snap.bound == () and port_is_closed(port)

@@ -7,8 +7,7 @@ import os
 import socket
 
 from portfwd.engine.events import ForwardAdded, ForwardChanged, ForwardRemoved, LogLine, StatsTick
-from portfwd.engine.forward import CONNECTION_LOG_PREFIX
-from portfwd.engine.model import ForwardSpec, ForwardState, LogLevel
+from portfwd.engine.model import ForwardSpec, ForwardState, LogKind, LogLevel
 
 from .conftest import POD_PORT, Env, eventually
 
@@ -45,8 +44,8 @@ async def test_start_goes_starting_then_active_and_forwards(env: Env) -> None:
     payload = os.urandom(100_000)
     assert await _roundtrip(snap.local_port, payload) == payload
     assert await _roundtrip(snap.local_port, b"again") == b"again"
-    log = [e.message for e in env.manager.logs(fid)]
-    assert log.count(f"{CONNECTION_LOG_PREFIX}{snap.local_port}") == 2
+    handled = [e.message for e in env.manager.logs(fid) if e.kind is LogKind.CONNECTION]
+    assert handled == [f"Handling connection for {snap.local_port}"] * 2
 
     def settled() -> bool:
         stats = env.manager.get(fid).stats
@@ -204,3 +203,24 @@ async def test_stats_ticker_runs_only_while_counters_change(env: Env) -> None:
     assert env.manager._ticker is not None  # traffic started it
     await eventually(lambda: env.manager._ticker is None)  # idle: it ended by itself
     assert env.manager.get(fid).stats.bytes_in == 4
+
+
+async def test_a_name_is_used_once(env: Env) -> None:
+    """Scripts find forwards by name (`portfwd stop web`): a second one of that name, or a
+    name that is another forward's id, would make that ambiguous."""
+    from dataclasses import replace
+
+    import pytest
+
+    from portfwd.errors import InputError
+
+    first = await env.manager.add(replace(SPEC, name="web"), start=False)
+    with pytest.raises(InputError, match="'web' is already used by forward"):
+        await env.manager.add(replace(SPEC, name="web", local_port=0), start=False)
+    other = await env.manager.add(replace(SPEC, name="api"), start=False)
+    with pytest.raises(InputError, match="already used"):
+        await env.manager.update(other, replace(SPEC, name="web"))
+    with pytest.raises(InputError, match="the id of another forward"):
+        await env.manager.add(replace(SPEC, name=first), start=False)
+    await env.manager.update(first, replace(SPEC, name="web", local_port=0))  # its own name
+    assert [s.spec.name for s in env.manager.snapshot()] == ["web", "api"]

@@ -30,7 +30,11 @@ async def test_no_reconnect_pod_deleted_is_error_not_switch(
     after = mgr.get(fid)
     assert after.state is ForwardState.ERROR, after
     assert after.bound == ()
-    assert after.pod == snap.pod  # it did not move to the other pod
+    assert after.pod == "", "a forward that is not ACTIVE names no pod"
+    # It did not move to the other pod: the reason names the lost one, no line names another.
+    assert snap.pod in after.reason, after.reason
+    others = set(sandbox.pod_names("demo", {"app": "echo"})) - {snap.pod}
+    assert not any(o in e.message for o in others for e in mgr.logs(fid))
     with pytest.raises(ConnectionRefusedError):
         async with asyncio.timeout(10):
             await asyncio.open_connection(LOOPBACK, snap.local_port)

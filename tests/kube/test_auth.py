@@ -284,6 +284,20 @@ async def test_exec_failure_reports_exit_code_and_first_stderr_line(
     )
 
 
+async def test_a_plugin_that_may_prompt_gets_a_login_hint(
+    tmp_path: Path, env: dict[str, str], plugin: Path
+) -> None:
+    """No plugin gets a terminal from portfwd (a daemon has none): one that may prompt and
+    fails says how to log in, for its own context (issue 11)."""
+    kc = kubeconfig(tmp_path / "kc", exec_user(str(plugin), "fail", interactiveMode="IfAvailable"))
+    with pytest.raises(ConfigError) as err:
+        await load_connection(str(kc), environ=env).auth.get()
+    assert str(err.value).endswith(
+        "if it needs an interactive login, run `kubectl get ns --context ctx` in a terminal,"
+        " then retry (r in the dashboard, `portfwd restart` for a daemon's forward)"
+    )
+
+
 @pytest.mark.parametrize(
     ("mode", "expected"),
     [

@@ -22,7 +22,8 @@ import yaml
 from portfwd.engine.manager import Manager
 from portfwd.engine.model import ForwardState
 from portfwd.sandbox.cluster import SandboxCluster
-from portfwd.store.state import StateStore, restore
+from portfwd.store.session import restore
+from portfwd.store.state import StateStore
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -56,13 +57,14 @@ KILLED_WHILE_RUNNING = textwrap.dedent(
     from pathlib import Path
     from portfwd.engine.manager import Manager
     from portfwd.engine.model import ForwardSpec
+    from portfwd.store.session import Session
     from portfwd.store.state import StateStore
 
     async def main():
         manager = Manager(kubeconfig=sys.argv[1])
         store = StateStore(Path(sys.argv[2]))
-        store.load()
-        store.attach(manager)
+        session = Session(manager, store, store.load())
+        await session.start()
         fid = await manager.add(ForwardSpec(target="svc/echo", remote_port=80))
         await manager.add(ForwardSpec(target="svc/web", remote_port=80), start=False)
         print(fid, manager.get(fid).local_port, flush=True)

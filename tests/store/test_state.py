@@ -8,18 +8,19 @@ import stat
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
+from portfwd.configdir import config_dir, default_state_file
 from portfwd.engine.model import ForwardSnapshot, ForwardSpec, ForwardState
+from portfwd.store.session import Session, restore
 from portfwd.store.state import (
     SCHEMA_VERSION,
+    LoadResult,
     SavedForward,
     StateStore,
-    config_dir,
-    default_state_file,
-    restore,
     write_atomic,
 )
 from tests.tui.fakes import FakeManager
@@ -132,9 +133,10 @@ async def test_unreadable_file_is_never_overwritten(
 
 async def test_follows_manager_events_and_coalesces_bursts(tmp_path: Path) -> None:
     path = tmp_path / "state.yaml"
-    store = StateStore(path, coalesce_delay=0.05)
+    store = StateStore(path)
     manager = FakeManager()
-    store.attach(manager)
+    session = Session(manager, store, store.load(), coalesce_delay=0.05)
+    await session.start()
     try:
         for n in range(20):  # a burst: far fewer writes than changes
             await manager.add(
@@ -150,11 +152,11 @@ async def test_follows_manager_events_and_coalesces_bursts(tmp_path: Path) -> No
         await asyncio.wait_for(saved_all(), 10)
         assert 1 <= store.writes < 20 * 3
         await manager.stop("f1")
-        await store.flush()
+        await session.save()
         entries = {e["id"]: e for e in yaml.safe_load(path.read_text())["forwards"]}
         assert entries["f1"]["running"] is False and entries["f2"]["running"] is True
     finally:
-        await store.close(flush=False)
+        await session.close(flush=False)
     # Changes after close are not written (quit saves, then stops everything).
     writes = store.writes
     await manager.shutdown()
@@ -205,7 +207,7 @@ def test_file_mode_is_0600_even_with_permissive_umask(tmp_path: Path) -> None:
 
 async def test_a_restored_forward_that_keeps_failing_stays_wanted(tmp_path: Path) -> None:
     path = tmp_path / "state.yaml"
-    store = StateStore(path, coalesce_delay=0.01)
+    store = StateStore(path)
     manager = FakeManager(
         [
             snap("down", ForwardState.ERROR, reason="cluster unreachable"),
@@ -213,10 +215,17 @@ async def test_a_restored_forward_that_keeps_failing_stays_wanted(tmp_path: Path
             snap("failed", ForwardState.ERROR, reason="svc/failed not found"),
         ]
     )
-    store.keep_wanted(["down", "up"])  # both were running in the saved session
-    store.attach(manager)
+    loaded = LoadResult(  # both were running in the saved session
+        forwards=[SavedForward(i, manager.get(i).spec, running=True) for i in ("down", "up")],
+        existed=True,
+    )
+    session = Session(manager, store, loaded, coalesce_delay=0.01)
+    # The engine holds them already (as a restore would leave them): keep those states.
+    manager.add = _already_there(manager)  # type: ignore[method-assign]
+    manager.start = _already_there_start(manager)  # type: ignore[method-assign]
+    await session.start()
     try:
-        await store.flush()
+        await session.save()
         running = {e["id"]: e["running"] for e in yaml.safe_load(path.read_text())["forwards"]}
         # Still failing since the restore: kept; never wanted: not.
         assert running == {"down": True, "up": True, "failed": False}
@@ -231,7 +240,7 @@ async def test_a_restored_forward_that_keeps_failing_stays_wanted(tmp_path: Path
 
         async def settled() -> None:
             while True:
-                await store.flush()
+                await session.save()
                 doc = yaml.safe_load(path.read_text())["forwards"]
                 if not any(e["running"] for e in doc):
                     return
@@ -239,7 +248,7 @@ async def test_a_restored_forward_that_keeps_failing_stays_wanted(tmp_path: Path
 
         await asyncio.wait_for(settled(), 10)
     finally:
-        await store.close(flush=False)
+        await session.close(flush=False)
 
 
 def test_load_sweeps_orphaned_temp_files_but_not_fresh_ones(tmp_path: Path) -> None:
@@ -327,3 +336,18 @@ async def test_an_error_that_still_holds_its_port_stays_wanted(tmp_path: Path) -
     by_id = {f.id: f for f in StateStore(path).load().forwards}
     assert by_id["waiting"].running and by_id["waiting"].spec.local_port == 40999
     assert not by_id["failed"].running
+
+
+def _already_there(manager: FakeManager) -> Any:
+    async def add(spec: ForwardSpec, *, start: bool = True, forward_id: str | None = None) -> str:
+        assert forward_id is not None
+        return forward_id
+
+    return add
+
+
+def _already_there_start(manager: FakeManager) -> Any:
+    async def start(forward_id: str) -> ForwardSnapshot:
+        return manager.get(forward_id)
+
+    return start

@@ -12,7 +12,9 @@ import pytest_asyncio
 from textual.notifications import SeverityLevel
 
 from portfwd.engine.manager import Manager
+from portfwd.engine.model import ForwardSpec
 from portfwd.sandbox.cluster import SandboxCluster
+from portfwd.store.session import Session
 from portfwd.store.state import StateStore
 from portfwd.tui import app as app_module
 from portfwd.tui.app import PortfwdApp
@@ -62,23 +64,23 @@ class Harness:
     def kubeconfig(self) -> str:
         return str(self.sandbox.kubeconfig_path)
 
-    def app(self, *, restore: bool = True, **kw: Any) -> RecordingApp:
+    def app(
+        self, *, restore: bool = True, seed: list[ForwardSpec] | None = None, **kw: Any
+    ) -> RecordingApp:
         """A fresh app (own Manager and store) on the sandbox, like `portfwd` would build."""
         manager = Manager(kubeconfig=self.kubeconfig)
         self.managers.append(manager)
         store = StateStore(self.state_path)
-        session = store.load()
+        loaded = store.load()
         options: dict[str, Any] = {
             "catalog": KubeCatalog(manager.clients, kubeconfig=self.kubeconfig),
-            "store": store,
-            "session": session,
-            "restart": restore,
+            "session": Session(manager, store, loaded, restart=restore, seed=seed or ()),
             "context": "sandbox",
             "cluster": "sandbox",
             "namespace": "demo",
             "spec_kubeconfig": None,
             "open_url": self.opened.append,
-            "warnings": session.warnings,
+            "warnings": loaded.warnings,
         }
         options.update(kw)
         return RecordingApp(manager, **options)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from portfwd.engine.events import (
     Event,
@@ -19,6 +19,7 @@ from portfwd.engine.events import (
     StatsTick,
 )
 from portfwd.engine.model import (
+    ConnectionInfo,
     ForwardSnapshot,
     ForwardSpec,
     ForwardState,
@@ -50,13 +51,7 @@ class FakeSubscription:
             self.owner.subs.remove(self)
 
 
-@dataclass(frozen=True)
-class FakeConnection:
-    peer: str
-    pod: str
-    opened_at: float
-    bytes_in: int
-    bytes_out: int
+FakeConnection = ConnectionInfo  # one open connection, as the detail pane shows it
 
 
 class FakeManager:
@@ -87,7 +82,7 @@ class FakeManager:
     def logs(self, forward_id: str | None) -> list[LogEntry]:
         return list(self.log.get(forward_id, []))
 
-    def open_connections(self, forward_id: str) -> list[FakeConnection]:
+    def open_connections(self, forward_id: str) -> list[ConnectionInfo]:
         if forward_id not in self.forwards:
             raise KeyError(forward_id)
         return list(self.connections.get(forward_id, []))

@@ -13,6 +13,7 @@ import pytest
 from textual.binding import Binding, BindingType
 
 from portfwd.engine.manager import Manager
+from portfwd.store.session import Session
 from portfwd.store.state import StateStore
 from portfwd.tui.app import PortfwdApp
 from portfwd.tui.catalog import KubeCatalog
@@ -51,19 +52,17 @@ def _plain_app(h: Harness) -> PortfwdApp:
     manager = Manager(kubeconfig=h.kubeconfig)
     h.managers.append(manager)
     store = StateStore(h.state_path)
-    session = store.load()
+    loaded = store.load()
     return PortfwdApp(
         manager,
         catalog=KubeCatalog(manager.clients, kubeconfig=h.kubeconfig),
-        store=store,
-        session=session,
-        restart=True,
+        session=Session(manager, store, loaded),
         context="sandbox",
         cluster="sandbox",
         namespace="demo",
         spec_kubeconfig=None,
         open_url=h.opened.append,
-        warnings=session.warnings,
+        warnings=loaded.warnings,
     )
 
 

@@ -579,10 +579,35 @@ async def test_no_restore_keeps_saved_forwards_stopped(harness: Harness) -> None
         assert cell(app2, fid, "error") == "not restarted (--no-restore)"
         await press(pilot, "q")
         await wait_until(pilot, lambda: app2.return_code == 0, what="exit")
-    # Quitting did not forget that the user wanted it running (issue 12): --no-restore
-    # skips a start, it does not rewrite what the session holds.
+    # Quitting did not rewrite what --no-restore skipped: the next normal start restores it.
     saved = yaml.safe_load(harness.state_path.read_text())["forwards"]
     assert saved[0]["running"] is True
+    app3 = harness.app()
+    async with app3.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: app3.restored, what="restored")
+        await wait_until(pilot, lambda: row(app3, fid)["status"] == "● active", what="active again")
+        await press(pilot, "q")
+        await wait_until(pilot, lambda: app3.return_code == 0, what="exit")
+
+
+async def test_a_skipped_forward_the_user_starts_and_stops_is_saved_stopped(
+    harness: Harness,
+) -> None:
+    app = harness.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        fid = await add_active(app, pilot, echo_spec(free_port()))
+        await press(pilot, "q")
+        await wait_until(pilot, lambda: app.return_code == 0, what="exit")
+    app2 = harness.app(restore=False)
+    async with app2.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: app2.restored, what="restored")
+        await app2.manager.start(fid)
+        await app2.manager.stop(fid)  # touched by the user: what it is now is what counts
+        await press(pilot, "q")
+        await wait_until(pilot, lambda: app2.return_code == 0, what="exit")
+    saved = yaml.safe_load(harness.state_path.read_text())["forwards"]
+    assert saved[0]["running"] is False
 
 
 async def test_corrupt_state_file_is_moved_aside_with_a_warning(harness: Harness) -> None:

@@ -237,10 +237,10 @@ async def test_port_in_use_is_one_clear_error() -> None:
     port = holder.getsockname()[1]
     try:
         with pytest.raises(BindError) as info:
-            check_bindable(parse_addresses("127.0.0.1"), port)
+            check_bindable(parse_addresses("127.0.0.1"), port, 80)
         assert str(info.value) == (
             f"local port {port} is already in use on 127.0.0.1; pick another local port"
-            f" (e.g. :{port} for a free one) or stop the program using it"
+            " (:80 picks a free one) or stop the program using it"
         )
         with pytest.raises(BindError):
             await bind(parse_addresses("localhost"), port, lambda c: None)

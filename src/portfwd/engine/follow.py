@@ -66,9 +66,18 @@ class Waiting:
 @dataclass(frozen=True)
 class Gone:
     """The target itself is gone or no longer fits (deleted, its port removed): only a change
-    to the cluster brings it back, and the watch will see that change."""
+    to the cluster brings it back, and the watch will see that change.
+
+    `reason` is what happened; `waits` what a forward that keeps watching waits for (one
+    with auto-reconnect off says only the reason, and stops).
+    """
 
     reason: str
+    waits: str = ""
+
+    @property
+    def message(self) -> str:
+        return f"{self.reason}; {self.waits}" if self.waits else self.reason
 
 
 @dataclass(frozen=True)
@@ -191,7 +200,7 @@ class Follower:
         if obj is None:
             how = "was deleted" if self._seen_target else "does not exist"
             back = "a pod of that name" if self.target.kind == "pod" else "it"
-            return Gone(f"{self.label} {how}; waiting for {back} to return")
+            return Gone(f"{self.label} {how}", f"waiting for {back} to return")
         self._seen_target = True
         try:
             if isinstance(obj, Pod):

@@ -16,8 +16,10 @@ backoff. Only failures no retry can fix (bad input, a port in use, 403) end the 
 with `spec.reconnect` off every failure does, as kubectl would.
 
 A Forward never raises to its owner for expected failures: they become a state with the
-one-line reason, and a log line. A failed connection is a warning in the log (with the
-kubelet's text) and counts in `stats.errors`.
+one-line reason, and a log line of a typed kind (`LogKind`). Its pieces: `health.py` sorts
+failures and probes the tunnel, `routing.py` holds where new connections go, and
+`connections.py` serves them (a failed connection is a warning line and counts in
+`stats.errors`).
 """
 
 from __future__ import annotations
@@ -27,12 +29,13 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from portfwd.engine.backoff import Backoff
 from portfwd.engine.clients import ClientPool
+from portfwd.engine.connections import CONNECT_WAIT, Connections
 from portfwd.engine.events import Event, ForwardChanged, LogLine
 from portfwd.engine.follow import Follower, Gone, Outcome, Ready, Syncing, Unwatched, Waiting
+from portfwd.engine.health import GiveUp, Retry, TunnelHealth, describe, pod_check, transient
 from portfwd.engine.informers import InformerPool
 from portfwd.engine.model import (
     ForwardSnapshot,
@@ -40,94 +43,24 @@ from portfwd.engine.model import (
     ForwardState,
     ForwardStats,
     LogEntry,
+    LogKind,
     LogLevel,
 )
+from portfwd.engine.routing import Router
 from portfwd.errors import NoReadyPod, PortfwdError
 from portfwd.kube.client import KubeClient
-from portfwd.kube.errors import ApiError, ClusterUnreachable, Forbidden, Unauthorized
+from portfwd.kube.errors import Forbidden, Unauthorized
 from portfwd.kube.resolve import Resolution, resolve
 from portfwd.kube.targets import Target, parse_target
 from portfwd.tunnel.addresses import BindAddress, format_host_port, parse_addresses
-from portfwd.tunnel.listener import Listeners, LocalConnection, bind
-from portfwd.tunnel.pool import PodTunnel, TunnelPool
-from portfwd.tunnel.protocol import SessionLost, TunnelError, TunnelStream
-from portfwd.tunnel.pump import V4_EOF_IDLE_LIMIT, pump
+from portfwd.tunnel.listener import Listeners, bind
+from portfwd.tunnel.pool import TunnelPool
+from portfwd.tunnel.protocol import SessionLost
+from portfwd.tunnel.pump import V4_EOF_IDLE_LIMIT
 
 log = logging.getLogger(__name__)
 
 LOG_SIZE = 1000
-CONNECT_WAIT = 10.0  # a connection accepted while reconnecting waits this long for a pod
-MAX_WAITING_CONNECTIONS = 256
-TRANSIENT_CAUSES = frozenset(
-    {"refused", "timeout", "lost", "dns", "local"}
-)  # beyond this, connections arriving while reconnecting are refused
-CONNECTION_LOG_PREFIX = "Handling connection for "  # kubectl's words, one line per connection
-
-
-@dataclass(frozen=True)
-class ConnectionInfo:
-    """One open connection, as views show it."""
-
-    peer: str  # the local client, e.g. 127.0.0.1:53122
-    pod: str
-    opened_at: float
-    bytes_in: int
-    bytes_out: int
-
-
-class Connection:
-    """One accepted local connection and its counters (also the pump's meter)."""
-
-    __slots__ = ("bytes_in", "bytes_out", "forward", "local", "opened_at", "pod", "task")
-
-    def __init__(self, forward: Forward, local: LocalConnection, pod: str) -> None:
-        self.forward = forward
-        self.local = local
-        self.pod = pod
-        self.opened_at = time.time()
-        self.bytes_in = 0
-        self.bytes_out = 0
-        self.task: asyncio.Task[None] | None = None
-
-    def info(self) -> ConnectionInfo:
-        return ConnectionInfo(
-            self.local.peer, self.pod, self.opened_at, self.bytes_in, self.bytes_out
-        )
-
-    def add_in(self, n: int) -> None:
-        self.bytes_in += n
-        fwd = self.forward
-        fwd.bytes_in += n
-        fwd._changed()
-
-    def add_out(self, n: int) -> None:
-        self.bytes_out += n
-        fwd = self.forward
-        fwd.bytes_out += n
-        fwd._changed()
-
-
-@dataclass(frozen=True)
-class _Retry:
-    """A failure the forward retries on its own backoff timer (not a watch's)."""
-
-    reason: str
-    usable: Resolution | None = None
-
-
-class _GiveUp(Exception):
-    """A failure no retry can fix (403, bad input): the forward goes to ERROR, unbound."""
-
-
-def _transient(exc: BaseException) -> bool:
-    """May this failure heal by itself (so a reconnecting forward retries it)?"""
-    if isinstance(exc, ClusterUnreachable):
-        return exc.cause in TRANSIENT_CAUSES  # a bad CA or proxy will not heal by itself
-    if isinstance(exc, NoReadyPod | TunnelError | OSError):
-        return True
-    if isinstance(exc, ApiError) and not isinstance(exc, Forbidden | Unauthorized):
-        return exc.status >= 500 or exc.status in (404, 409, 429)
-    return False
 
 
 class Forward:
@@ -147,10 +80,8 @@ class Forward:
         v4_eof_idle_limit: float = V4_EOF_IDLE_LIMIT,
     ) -> None:
         self.id = forward_id
-        self.v4_eof_idle_limit = v4_eof_idle_limit
         self.preflight = preflight
         self.spec = spec
-        self.connect_wait = connect_wait
         self._clients = clients
         self._informers = informers
         self._publish = publish
@@ -165,34 +96,27 @@ class Forward:
         self.remote_port = 0
         self.port_name = ""
         self.started_at: float | None = None
-        self.bytes_in = 0
-        self.bytes_out = 0
-        self.errors = 0
-        self.connections_total = 0
         self.reconnects = 0
         self.attempt = 0
         self.next_retry_at: float | None = None
-        self.connections: set[Connection] = set()
+        self.router = Router()
+        self.health = TunnelHealth()
+        self.connections = Connections(
+            self, self.router, connect_wait=connect_wait, v4_eof_idle_limit=v4_eof_idle_limit
+        )
         self._listeners: Listeners | None = None
-        self._tunnel: PodTunnel | None = None
         self._tunnel_name = ""  # the protocol last written to the log
         self._client: KubeClient | None = None
         self._target: Target | None = None
         self._run_task: asyncio.Task[None] | None = None
         self._settled = asyncio.Event()
         self._wake = asyncio.Event()  # something to re-evaluate: a watch event, a fault ...
-        self._routable = asyncio.Event()  # set while connections have a pod to go to
-        self._route_changed = asyncio.Event()  # set (and replaced) whenever a route is taken
-        self._route: Resolution | None = None
         self._follower: Follower | None = None
         self._backoff = Backoff()
         self._retry_at: float | None = None  # loop time of our own next retry
-        self._fault: str | None = None  # a tunnel failure to check with a probe
-        self._fault_pod: str | None = None  # the pod that failed (probe it on the timer only)
-        self._fatal: str | None = None  # a connection saw a failure no retry fixes (403)
         self._revalidate_reason: str | None = None
-        self._waiting = 0  # connections waiting for a pod
         self._been_active = False
+        self._last_pod = ""  # the pod used before the route was cleared (for the log)
         self._last_port = 0  # the port bound last time (see _bind)
 
     # -- observation ------------------------------------------------------------------------
@@ -207,16 +131,26 @@ class Forward:
         return self._run_task is not None and not self._run_task.done()
 
     @property
+    def connect_wait(self) -> float:
+        """How long a connection accepted while reconnecting waits for a pod."""
+        return self.connections.connect_wait
+
+    @connect_wait.setter
+    def connect_wait(self, value: float) -> None:
+        self.connections.connect_wait = value
+
+    @property
     def bound(self) -> tuple[tuple[str, int], ...]:
         return tuple(self._listeners.bound) if self._listeners else ()
 
     def stats(self) -> ForwardStats:
+        conns = self.connections
         return ForwardStats(
-            connections_open=len(self.connections),
-            connections_total=self.connections_total,
-            bytes_in=self.bytes_in,
-            bytes_out=self.bytes_out,
-            errors=self.errors,
+            connections_open=len(conns),
+            connections_total=conns.total,
+            bytes_in=conns.bytes_in,
+            bytes_out=conns.bytes_out,
+            errors=conns.errors,
             reconnects=self.reconnects,
         )
 
@@ -238,19 +172,21 @@ class Forward:
             next_retry_at=self.next_retry_at,
         )
 
-    def add_log(self, level: LogLevel, message: str) -> None:
-        entry = LogEntry(ts=time.time(), level=level, message=message)
+    def add_log(self, level: LogLevel, message: str, kind: LogKind = LogKind.NOTE) -> None:
+        entry = LogEntry(ts=time.time(), level=level, message=message, kind=kind)
         self.log.append(entry)
         self._publish(LogLine(self.id, entry))
 
     def _set_state(self, state: ForwardState, reason: str = "") -> None:
         self.state = state
         self.reason = reason
+        if state is not ForwardState.ACTIVE:
+            self.started_at = None  # the uptime is the time since it last became active
         if state is not ForwardState.RECONNECTING:
             self.attempt, self.next_retry_at = 0, None
         self._publish(ForwardChanged(self.snapshot()))
 
-    def _changed(self) -> None:
+    def counters_changed(self) -> None:
         self._on_stats(self.id)
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -266,19 +202,22 @@ class Forward:
         if not self.wanted:
             self._settled = asyncio.Event()
             self.started_at = None
-            self._fault = self._fatal = self._revalidate_reason = self._fault_pod = None
+            self.health.reset()
+            self._revalidate_reason = None
             self._been_active = False  # a restart is not a reconnect
-            self.pod = ""
+            self.pod = self._last_pod = ""
             self._backoff.reset()
             self._set_state(ForwardState.STARTING)
-            self.add_log(LogLevel.INFO, f"starting: {self.spec.kubectl_command()}")
+            self.add_log(
+                LogLevel.INFO, f"starting: {self.spec.kubectl_command()}", LogKind.STARTING
+            )
             self._run_task = asyncio.create_task(self._run(), name=f"forward-{self.id}")
         try:
             await self._settled.wait()
         except asyncio.CancelledError:
             if self.state is ForwardState.STARTING and self._run_task is not None:
                 self._run_task.cancel()
-                self.add_log(LogLevel.INFO, "stopped before it was active")
+                self.add_log(LogLevel.INFO, "stopped before it was active", LogKind.STOPPED)
                 self._set_state(ForwardState.STOPPED)
             raise
 
@@ -287,7 +226,7 @@ class Forward:
             if await self._first_start():
                 self._settled.set()
                 await self._follow()
-        except _GiveUp as exc:
+        except GiveUp as exc:
             await self._give_up(str(exc))
         except asyncio.CancelledError:
             raise
@@ -301,8 +240,8 @@ class Forward:
         """ERROR with the reason; nothing stays bound or open (the supervisor ends after this)."""
         self._clear_route()
         await self._close_listeners()
-        await self.close_connections()
-        self.add_log(LogLevel.ERROR, reason)
+        await self.connections.close_all()
+        self.add_log(LogLevel.ERROR, reason, LogKind.FAILED)
         self._set_state(ForwardState.ERROR, reason)
 
     async def _first_start(self) -> bool:
@@ -316,23 +255,24 @@ class Forward:
             return False
         self._client, self._target = client, target
         self.context = client.context
-        self.namespace = spec.namespace or client.namespace
-        self._tunnel = self._tunnels.tunnel(client, spec.protocol, on_lost=self._session_lost)
+        self.namespace = self.health.namespace = spec.namespace or client.namespace
+        tunnel = self._tunnels.tunnel(client, spec.protocol, on_lost=self._session_lost)
+        self.router.tunnel = tunnel
         resolution: Resolution | None = None
         waiting = ""
         try:
             resolution = await resolve(client, self.namespace, target, spec.remote_port)
             for line in resolution.decisions:
-                self.add_log(LogLevel.INFO, line)
+                self.add_log(LogLevel.INFO, line, LogKind.RESOLVED)
             if self.preflight:
-                await self._preflight(self._tunnel, resolution)
+                self._note_tunnel(await self.health.check(tunnel, resolution))
         except (PortfwdError, OSError) as exc:
-            text = str(exc) if isinstance(exc, PortfwdError) else f"{type(exc).__name__}: {exc}"
-            if not (spec.reconnect and _transient(exc)):
+            text = describe(exc)
+            if not (spec.reconnect and transient(exc)):
                 await self._give_up(text)
                 return False
             # Not checked yet: the preflight (403?) must run before this forward is ACTIVE.
-            resolution, waiting, self._fault = None, text, text
+            resolution, waiting, self.health.fault = None, text, text
         try:
             self._listeners = await self._bind(addresses)
         except PortfwdError as exc:
@@ -343,11 +283,11 @@ class Forward:
         shown = resolution.container_port if resolution else spec.remote_port
         for host, port in self._listeners.bound:
             where = format_host_port(host, port)
-            self.add_log(LogLevel.INFO, f"Forwarding from {where} -> {shown}")
+            self.add_log(LogLevel.INFO, f"Forwarding from {where} -> {shown}", LogKind.FORWARDING)
         if resolution is None:
-            await self._apply(_Retry(waiting))
+            await self._apply(Retry(waiting))
         else:
-            await self._apply(self._pod_check(resolution))
+            await self._apply(pod_check(self._target, resolution))
         return True
 
     async def _bind(self, addresses: list[BindAddress]) -> Listeners:
@@ -357,39 +297,25 @@ class Forward:
         if spec.local_port == 0 and self._last_port:
             try:
                 return await bind(
-                    addresses, self._last_port, self._on_connection, self._on_pressure
+                    addresses, self._last_port, self.connections.accept, self._on_pressure
                 )
             except PortfwdError:
                 pass  # taken meanwhile: any free port, as asked
-        listeners = await bind(addresses, spec.local_port, self._on_connection, self._on_pressure)
+        listeners = await bind(
+            addresses,
+            spec.local_port,
+            self.connections.accept,
+            self._on_pressure,
+            remote=spec.remote_port,
+        )
         self._last_port = listeners.port
         return listeners
 
-    def _pod_check(self, resolution: Resolution) -> Ready | Waiting:
-        """A `pod/NAME` target is usable while Running but only *active* while Ready."""
-        pod = resolution.pod
-        if self._target is not None and self._target.kind == "pod":
-            if pod.terminating:
-                return Waiting(f"pod {pod.name} is terminating", usable=resolution)
-            if not pod.ready:
-                why = pod.not_ready_reason()
-                return Waiting(
-                    f"pod {pod.name} is Running but not Ready ({why})", usable=resolution
-                )
-        return Ready(resolution)
-
-    async def _preflight(self, tunnel: PodTunnel, resolution: Resolution) -> None:
-        """Check the tunnel to the chosen pod before going active.
-
-        A port-forward is authorized per upgrade, so without this a user lacking
-        `pods/portforward` would see an ACTIVE forward whose every connection fails. For SPDY
-        this opens (or pings) the pod's session, which new connections then use at once.
-        """
-        pod = resolution.pod
-        name = await tunnel.check(self.namespace, pod.name, resolution.container_port, pod.meta.uid)
-        if name != self._tunnel_name:
+    def _note_tunnel(self, name: str | None) -> None:
+        """Log the wire protocol when it is new or changed (a fallback after a probe)."""
+        if name is not None and name != self._tunnel_name:
             self._tunnel_name = name
-            self.add_log(LogLevel.INFO, f"tunnel: {name}")
+            self.add_log(LogLevel.INFO, f"tunnel: {name}", LogKind.TUNNEL)
 
     # -- following the target -----------------------------------------------------------------
 
@@ -423,17 +349,18 @@ class Forward:
                 self._wake.clear()
                 if fired or (self._retry_at is not None and loop.time() >= self._retry_at):
                     fired, self._retry_at = True, None
-                if self._fatal is not None:
-                    raise _GiveUp(self._fatal)
+                health = self.health
+                if health.fatal is not None:
+                    raise GiveUp(health.fatal)
                 if not self.spec.reconnect and (
                     self.state is ForwardState.ERROR
-                    or (self.state is ForwardState.RECONNECTING and self._route is None)
+                    or (self.state is ForwardState.RECONNECTING and self.router.route is None)
                 ):
-                    raise _GiveUp(self.reason or "auto-reconnect is off")
+                    raise GiveUp(self.reason or "auto-reconnect is off")
                 if self._revalidate_reason is not None:
                     self.add_log(LogLevel.INFO, f"re-validating: {self._revalidate_reason}")
                     self._revalidate_reason = None
-                    self._fault = self._fault or "re-validating"  # probe the tunnel too
+                    health.fault = health.fault or "re-validating"  # probe the tunnel too
                 outcome = await self._evaluate(fired)
                 if outcome is not None and not await self._apply(outcome):
                     return
@@ -442,7 +369,7 @@ class Forward:
             if follower is not None:
                 follower.close()
 
-    async def _evaluate(self, fired: bool) -> Outcome | _Retry | None:
+    async def _evaluate(self, fired: bool) -> Outcome | Retry | None:
         follower = self._follower
         if follower is not None:
             outcome = follower.evaluate(self.pod or None)
@@ -456,14 +383,19 @@ class Forward:
                 return await self._evaluate(True)
             if isinstance(outcome, Syncing):
                 return None  # no opinion until the caches are filled
-            if isinstance(outcome, Ready) and (self._fault is not None or fired):
-                same_pod = outcome.resolution.pod.name == self._fault_pod
+            health = self.health
+            if isinstance(outcome, Ready) and (health.fault is not None or fired):
+                same_pod = outcome.resolution.pod.name == health.fault_pod
                 if not fired and self._retry_at is not None and same_pod:
                     return None  # the backoff timer decides when to probe this pod again
-                return await self._probe_each(follower, outcome.resolution)
+                result, name = await health.probe_each(
+                    self.router.tunnel, follower, outcome.resolution, self._warn
+                )
+                self._note_tunnel(name)
+                return result
             return outcome
         # Without a watch: ask the API, but only when something suggests a change.
-        if not fired and self._fault is None:
+        if not fired and self.health.fault is None:
             return None
         assert self._client is not None and self._target is not None
         try:
@@ -471,66 +403,32 @@ class Forward:
                 self._client, self.namespace, self._target, self.spec.remote_port
             )
         except (Forbidden, Unauthorized) as exc:
-            raise _GiveUp(str(exc)) from None
+            raise GiveUp(str(exc)) from None
         except NoReadyPod as exc:
-            return _Retry(str(exc))
+            return Retry(str(exc))
         except PortfwdError as exc:
-            if _transient(exc):
-                return _Retry(str(exc))
+            if transient(exc):
+                return Retry(str(exc))
             return Gone(str(exc))
-        checked = self._pod_check(resolution)
+        checked = pod_check(self._target, resolution)
         if isinstance(checked, Ready):
-            return await self._probe(resolution)
+            result, name = await self.health.probe(self.router.tunnel, resolution)
+            self._note_tunnel(name)
+            return result
         return checked
 
-    async def _probe_each(self, follower: Follower, first: Resolution) -> Ready | _Retry:
-        """Probe the chosen pod, then each other Ready pod in turn while the probes fail.
+    def _warn(self, text: str) -> None:
+        self.add_log(LogLevel.WARNING, text)
 
-        The API may call a pod Ready whose node's kubelet is unreachable (the node
-        controller needs ~40 s to notice): a tunnel to it fails while another pod serves.
-        Each pod is probed at most once per attempt; when all fail, the backoff timer
-        retries them all.
-        """
-        avoid: set[str] = set()
-        result = await self._probe(first)
-        while isinstance(result, _Retry) and self._fault_pod is not None:
-            avoid.add(self._fault_pod)
-            other = follower.evaluate(None, avoid)
-            if not isinstance(other, Ready) or other.resolution.pod.name in avoid:
-                break  # no other pod (a pod target has only one): the timer retries
-            self.add_log(
-                LogLevel.WARNING,
-                f"pod {self._fault_pod} cannot be reached ({result.reason}); "
-                f"trying pod {other.resolution.pod.name}",
-            )
-            result = await self._probe(other.resolution)
-        return result
-
-    async def _probe(self, resolution: Resolution) -> Ready | _Retry:
-        """After a tunnel failure: does a port-forward to the chosen pod work again?"""
-        if self._fault is None or self._tunnel is None:
-            return Ready(resolution)
-        try:
-            await self._preflight(self._tunnel, resolution)
-        except (Forbidden, Unauthorized) as exc:
-            raise _GiveUp(str(exc)) from None
-        except PortfwdError as exc:
-            self._fault_pod = resolution.pod.name
-            return _Retry(str(exc))
-        except OSError as exc:
-            self._fault_pod = resolution.pod.name
-            return _Retry(f"{type(exc).__name__}: {exc}")
-        self._fault = self._fault_pod = None
-        return Ready(resolution)
-
-    async def _apply(self, outcome: Outcome | _Retry) -> bool:
+    async def _apply(self, outcome: Outcome | Retry) -> bool:
         """Turn an outcome into state; False when the forward gave up (reconnect off)."""
         if isinstance(outcome, Ready):
-            moved = self.pod and outcome.resolution.pod.name != self.pod
+            previous = self.pod or self._last_pod
+            moved = previous and outcome.resolution.pod.name != previous
             if not self.spec.reconnect and self._been_active and moved:
                 # kubectl's way: a forward is bound to the pod it started with.
                 await self._give_up(
-                    f"lost pod {self.pod} (deleted or no longer Ready); auto-reconnect is off"
+                    f"lost pod {previous} (deleted or no longer Ready); auto-reconnect is off"
                 )
                 return False
             self._become_active(outcome.resolution)
@@ -541,13 +439,13 @@ class Forward:
                 return False
             self._clear_route()
             self._retry_at = None
-            if self.state is not ForwardState.ERROR or self.reason != outcome.reason:
-                # A warning, not an error line: the forward still waits (front ends print
-                # ERROR lines as final failures).
-                self.add_log(LogLevel.WARNING, outcome.reason)
-                self._set_state(ForwardState.ERROR, outcome.reason)
+            if self.state is not ForwardState.ERROR or self.reason != outcome.message:
+                # A warning, not an error line: the state is ERROR but not final, the
+                # forward waits for its target to return.
+                self.add_log(LogLevel.WARNING, outcome.message, LogKind.GONE)
+                self._set_state(ForwardState.ERROR, outcome.message)
             return True
-        if not isinstance(outcome, _Retry | Waiting):
+        if not isinstance(outcome, Retry | Waiting):
             return True
         if not self.spec.reconnect and outcome.usable is None:
             await self._give_up(outcome.reason)
@@ -558,12 +456,12 @@ class Forward:
             self._clear_route()
         loop = asyncio.get_running_loop()
         next_at: float | None
-        if isinstance(outcome, _Retry):
+        if isinstance(outcome, Retry):
             delay = self._backoff.failure()
             self._retry_at = loop.time() + delay
             attempt, next_at = self._backoff.attempt, time.time() + delay
         else:
-            self._retry_at = None if self._fault is None else self._retry_at
+            self._retry_at = None if self.health.fault is None else self._retry_at
             attempt, next_at = outcome.attempt, outcome.next_retry_at
         # One log line per new episode or retry; a reason that only changes its details
         # (pod counts while a rollout goes on) updates the state silently.
@@ -576,35 +474,40 @@ class Forward:
                 self.add_log(
                     LogLevel.WARNING,
                     f"reconnecting (attempt {attempt}, next try in {when:.1f} s): {outcome.reason}",
+                    LogKind.RECONNECTING,
                 )
             else:
-                self.add_log(LogLevel.WARNING, f"waiting: {outcome.reason}")
+                self.add_log(LogLevel.WARNING, f"waiting: {outcome.reason}", LogKind.WAITING)
         if changed or retry_moved or self.reason != outcome.reason:
             self.state, self.reason = ForwardState.RECONNECTING, outcome.reason
+            self.started_at = None  # not active: no uptime while it is down
             self._publish(ForwardChanged(self.snapshot()))
         return True
 
     def _become_active(self, resolution: Resolution) -> None:
-        old, was = self.pod, self.state
+        old, was = self.pod or self._last_pod, self.state
         moved = old != resolution.pod.name or self.remote_port != resolution.container_port
-        self._fault = self._fault_pod = None  # before _use: it wakes connections waiting
-        self._use(resolution)  # for a healed route
+        self.health.healed()  # before _use: it wakes connections waiting for a healed route
+        self._use(resolution)
         self._retry_at = None
         self._backoff.success()
         if was is ForwardState.ACTIVE and not moved:
             return
         if self._been_active:
-            self.reconnects += 1
+            if was is not ForwardState.ACTIVE:
+                self.reconnects += 1  # a recovery; a pod switch while active is not one
             if moved and old:
                 self.add_log(
                     LogLevel.INFO,
                     f"switched to pod {resolution.pod.name} port {resolution.container_port}"
                     f" (was {old})",
+                    LogKind.RECOVERED,
                 )
             else:
                 self.add_log(
                     LogLevel.INFO,
                     f"active again: pod {resolution.pod.name} port {resolution.container_port}",
+                    LogKind.RECOVERED,
                 )
         self._been_active = True
         if was is not ForwardState.ACTIVE or self.started_at is None:
@@ -612,21 +515,16 @@ class Forward:
         self._set_state(ForwardState.ACTIVE)
 
     def _use(self, resolution: Resolution) -> None:
-        if self._tunnel is not None:
-            self._tunnel.hold(self.namespace, resolution.pod.name, resolution.pod.meta.uid)
-        self._route = resolution
-        changed, self._route_changed = self._route_changed, asyncio.Event()
-        changed.set()  # wakes connections waiting for a working pod after a tunnel failure
         self.pod = resolution.pod.name
         self.remote_port = resolution.container_port
         self.port_name = resolution.port_name
-        self._routable.set()
+        self.router.use(self.namespace, resolution)
 
     def _clear_route(self) -> None:
-        self._route = None
-        self._routable.clear()
-        if self._tunnel is not None:
-            self._tunnel.release()
+        """No pod for new connections; the snapshot stops naming the one that is gone."""
+        if self.pod:
+            self._last_pod, self.pod = self.pod, ""
+        self.router.clear()
 
     def revalidate(self, reason: str) -> None:
         """Check the target and the tunnel again now (after a sleep, or asked by the user)."""
@@ -660,29 +558,20 @@ class Forward:
         await self._cancel_run()
         self._clear_route()
         await self._close_listeners()
-        await self.close_connections()
+        await self.connections.close_all()
         if self.state is not ForwardState.STOPPED:
             if was is ForwardState.STARTING:
-                self.add_log(LogLevel.INFO, "stopped before it was active")
+                self.add_log(LogLevel.INFO, "stopped before it was active", LogKind.STOPPED)
             else:
-                self.add_log(LogLevel.INFO, "stopped" + (f": {reason}" if reason else ""))
+                text = "stopped" + (f": {reason}" if reason else "")
+                self.add_log(LogLevel.INFO, text, LogKind.STOPPED)
             self._set_state(ForwardState.STOPPED, reason)
-        self._changed()
+        self.counters_changed()
 
     async def _close_listeners(self) -> None:
         listeners, self._listeners = self._listeners, None
         if listeners is not None:
             await listeners.close()
-
-    async def close_connections(self) -> None:
-        """Cancel every pump (they abort both sides) and wait for them."""
-        tasks = [c.task for c in self.connections if c.task is not None]
-        for conn in list(self.connections):
-            conn.local.abort()
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.wait(tasks)
 
     async def shutdown(self) -> None:
         """Like stop, but without the ceremony: the app is exiting."""
@@ -691,159 +580,31 @@ class Forward:
             await self._close_listeners()
         except Exception:  # a bug: log it, and still close the connections
             log.exception("closing the listeners of forward %s failed", self.id)
-        await self.close_connections()
-        if self._tunnel is not None:
-            self._tunnel.release()
+        await self.connections.close_all()
+        self.router.clear()
         self.state = ForwardState.STOPPED
 
-    # -- connections ------------------------------------------------------------------------
+    # -- what connections report ------------------------------------------------------------
 
-    def _on_connection(self, local: LocalConnection) -> None:
-        if not self.wanted or self._tunnel is None:
-            local.abort()
-            return
-        port = self._listeners.port if self._listeners else self.spec.local_port
-        waits = not self._routable.is_set()
-        if waits and self._waiting >= MAX_WAITING_CONNECTIONS:
-            local.abort()
-            self.errors += 1
-            self.add_log(
-                LogLevel.WARNING,
-                f"refused a connection on {port}: {self._waiting} are already waiting for a pod",
-            )
-            self._changed()
-            return
-        conn = Connection(self, local, self.pod)
-        self.connections.add(conn)
-        self.connections_total += 1
-        self.add_log(LogLevel.INFO, f"{CONNECTION_LOG_PREFIX}{port}")
-        if waits:
-            self._waiting += 1  # counted now: a burst accepted in one loop turn respects the cap
-        conn.task = asyncio.create_task(self._serve(conn, self._tunnel, port, waits))
-        self._changed()
+    @property
+    def accepting(self) -> bool:
+        return self.wanted
 
-    async def _serve(
-        self, conn: Connection, tunnel: PodTunnel, local_port: int, counted: bool
-    ) -> None:
-        remote = self.remote_port
-        try:
-            route = await self._wait_for_route(conn, local_port, counted)
-            if route is None:
-                return
-            stream: TunnelStream | None = None
-            for retry in (False, True):
-                conn.pod, remote = route.pod.name, route.container_port
-                try:
-                    stream = await tunnel.open(self.namespace, conn.pod, remote, route.pod.meta.uid)
-                    break
-                except (ApiError, ClusterUnreachable, SessionLost, OSError) as exc:
-                    text = (
-                        f"{exc}"
-                        if isinstance(exc, PortfwdError)
-                        else f"{type(exc).__name__}: {exc}"
-                    )
-                    if isinstance(exc, ClusterUnreachable) and exc.cause == "local":
-                        # Out of descriptors here: the pod and the tunnel are fine.
-                        self._connection_failed(conn, local_port, remote, text)
-                        return
-                    self._tunnel_failed(exc, text)
-                    # Nothing reached the pod (the upgrade failed): the client's bytes are
-                    # still unsent, so once the forward has a working pod again (another
-                    # one, or the same after a successful probe) the connection is retried
-                    # there instead of failing.
-                    healed = None
-                    if not retry and not isinstance(exc, Forbidden | Unauthorized):
-                        healed = await self._wait_for_healed_route()
-                    if healed is None:
-                        self._connection_failed(conn, local_port, remote, text)
-                        return
-                    self.add_log(
-                        LogLevel.INFO,
-                        f"retrying a connection on pod {healed.pod.name} ({conn.pod} failed: "
-                        f"{text})",
-                    )
-                    route = healed
-            assert stream is not None
-            await pump(
-                conn.local,
-                stream,
-                conn,
-                warn=self._pump_warning(local_port),
-                eof_idle_limit=self.v4_eof_idle_limit,
-            )
-            closing = stream.server_closing
-            if closing is not None:
-                text = f"the API server closed a tunnel ({closing}); checking the tunnel"
-                self.add_log(LogLevel.WARNING, text)
-                self._tunnel_failed(TunnelError(text), text)
-        except SessionLost:
-            # Reported once for every connection it ended (_session_lost), not once each.
-            self.errors += 1
-            conn.local.close()
-        except PortfwdError as exc:  # TunnelError: the kubelet's text (the backend refused...)
-            self._connection_failed(conn, local_port, remote, str(exc))
-        except OSError as exc:  # TimeoutError included
-            self._connection_failed(conn, local_port, remote, f"{type(exc).__name__}: {exc}")
-        except Exception as exc:  # a bug in one connection must not take the forward down
-            log.exception("connection of forward %s failed", self.id)
-            self._connection_failed(conn, local_port, remote, f"internal error: {exc!r}")
-        finally:
-            self.connections.discard(conn)
-            self._changed()
+    @property
+    def local_port(self) -> int:
+        return self._listeners.port if self._listeners else self.spec.local_port
 
-    async def _wait_for_healed_route(self) -> Resolution | None:
-        """After a tunnel failure: the route once the forward found a working pod again
-        (its fault cleared by a successful probe), or None after `connect_wait`."""
-        try:
-            async with asyncio.timeout(self.connect_wait):
-                while self._route is None or self._fault is not None:
-                    await self._route_changed.wait()
-        except TimeoutError:
-            return None
-        return self._route
-
-    async def _wait_for_route(
-        self, conn: Connection, local_port: int, counted: bool
-    ) -> Resolution | None:
-        """The pod for a new connection; while reconnecting, wait a little for one.
-
-        The route may be set and cleared again before this task runs (a probe succeeded,
-        then the pod went away), so it loops until a route holds, within one deadline.
-        """
-        try:
-            if self._route is not None:
-                return self._route
-            try:
-                async with asyncio.timeout(self.connect_wait):
-                    while self._route is None:  # the event is set exactly while a route is
-                        await self._routable.wait()
-            except TimeoutError:
-                why = self.reason or "no pod to forward to"
-                self._connection_failed(
-                    conn,
-                    local_port,
-                    self.remote_port,
-                    f"no Ready pod within {self.connect_wait:g} s ({why})",
-                )
-                return None
-            return self._route
-        finally:
-            if counted:
-                self._waiting -= 1
+    @property
+    def faulty(self) -> bool:
+        return self.health.fault is not None
 
     def _on_pressure(self, message: str | None) -> None:
         """Accepting paused (out of file descriptors) or resumed: once per episode each. The
         forward's state does not change: its pod and tunnel are fine."""
         if message is not None:
-            self.add_log(LogLevel.WARNING, message)
+            self.add_log(LogLevel.WARNING, message, LogKind.PRESSURE)
         else:
-            self.add_log(LogLevel.INFO, "accepting connections normally again")
-
-    def _pump_warning(self, local_port: int) -> Callable[[str], None]:
-        def warn(text: str) -> None:
-            self.add_log(LogLevel.WARNING, f"{text} (port {local_port})")
-
-        return warn
+            self.add_log(LogLevel.INFO, "accepting connections normally again", LogKind.PRESSURE)
 
     def _session_lost(self, reason: str) -> None:
         """The SPDY session to the pod this forward routes to was lost: check the tunnel."""
@@ -851,22 +612,11 @@ class Forward:
             return
         open_now = len(self.connections)
         ended = f"; {open_now} open connection(s) ended" if open_now else ""
-        text = f"lost the tunnel to pod {self.pod}: {reason}{ended}"
-        self.add_log(LogLevel.WARNING, f"{text}; checking the tunnel")
-        self._tunnel_failed(SessionLost(reason), text)
+        text = f"lost the tunnel to pod {self.pod or self._last_pod}: {reason}{ended}"
+        self.add_log(LogLevel.WARNING, f"{text}; checking the tunnel", LogKind.TUNNEL)
+        self.tunnel_failed(SessionLost(reason), text)
 
-    def _tunnel_failed(self, exc: BaseException, text: str) -> None:
+    def tunnel_failed(self, exc: BaseException, text: str) -> None:
         """A port-forward could not be opened: the tunnel, not the pod's backend, failed."""
-        if isinstance(exc, Forbidden | Unauthorized):
-            self._fatal = text
-        else:
-            self._fault = text
-            self._fault_pod = None  # probe at once: the watch may not know yet
+        self.health.failed(exc, text)
         self._wake.set()
-
-    def _connection_failed(self, conn: Connection, local_port: int, remote: int, text: str) -> None:
-        self.errors += 1
-        conn.local.close()
-        self.add_log(
-            LogLevel.WARNING, f"an error occurred forwarding {local_port} -> {remote}: {text}"
-        )

@@ -26,11 +26,20 @@ from portfwd.engine.events import (
     LogLine,
     StatsTick,
 )
-from portfwd.engine.forward import LOG_SIZE, ConnectionInfo, Forward
+from portfwd.engine.forward import LOG_SIZE, Forward
 from portfwd.engine.informers import InformerPool
 from portfwd.engine.memory import MemoryKeeper
-from portfwd.engine.model import ForwardSnapshot, ForwardSpec, ForwardState, LogEntry, LogLevel
+from portfwd.engine.model import (
+    ConnectionInfo,
+    ForwardSnapshot,
+    ForwardSpec,
+    ForwardState,
+    LogEntry,
+    LogKind,
+    LogLevel,
+)
 from portfwd.engine.wake import WakeDetector
+from portfwd.errors import InputError
 from portfwd.tunnel.pool import TunnelPool
 from portfwd.tunnel.pump import V4_EOF_IDLE_LIMIT
 
@@ -100,12 +109,11 @@ class Manager:
 
     def open_connections(self, forward_id: str) -> list[ConnectionInfo]:
         """Each open connection of a forward with its own byte counters, oldest first."""
-        conns = sorted(self._forwards[forward_id].connections, key=lambda c: c.opened_at)
-        return [c.info() for c in conns]
+        return self._forwards[forward_id].connections.infos()
 
-    def log(self, level: LogLevel, message: str) -> None:
+    def log(self, level: LogLevel, message: str, kind: LogKind = LogKind.NOTE) -> None:
         """An app-wide log line (not about one forward)."""
-        entry = LogEntry(ts=time.time(), level=level, message=message)
+        entry = LogEntry(ts=time.time(), level=level, message=message, kind=kind)
         self._app_log.append(entry)
         self._bus.publish(LogLine(None, entry))
 
@@ -118,6 +126,7 @@ class Manager:
         fid = forward_id or uuid.uuid4().hex[:8]
         if fid in self._forwards:
             raise ValueError(f"forward id {fid!r} already exists")
+        self._check_name(spec, fid)
         fwd = Forward(
             fid,
             spec,
@@ -188,7 +197,9 @@ class Manager:
         if fwd.spec.reconnect == enabled:
             return
         fwd.spec = replace(fwd.spec, reconnect=enabled)
-        fwd.add_log(LogLevel.INFO, "auto-reconnect " + ("on" if enabled else "off"))
+        fwd.add_log(
+            LogLevel.INFO, "auto-reconnect " + ("on" if enabled else "off"), LogKind.SETTING
+        )
         self._bus.publish(ForwardChanged(fwd.snapshot()))
         fwd.wake()
 
@@ -213,6 +224,7 @@ class Manager:
     async def update(self, forward_id: str, spec: ForwardSpec) -> None:
         """Replace the spec; a forward that was running (or starting) is restarted with it."""
         fwd = self._forwards[forward_id]
+        self._check_name(spec, forward_id)
         running = (
             fwd.wanted or fwd.state is ForwardState.STARTING or (forward_id in self._start_tasks)
         )
@@ -222,6 +234,21 @@ class Manager:
         self._bus.publish(ForwardChanged(fwd.snapshot()))
         if running:
             await self.start(forward_id)
+
+    def _check_name(self, spec: ForwardSpec, forward_id: str) -> None:
+        """Names are how scripts and `portfwd stop NAME` find a forward: one each."""
+        if spec.name is None:
+            return
+        for other in self._forwards.values():
+            if other.id != forward_id and other.spec.name == spec.name:
+                raise InputError(
+                    f"the name {spec.name!r} is already used by forward {other.id}"
+                    f" ({other.spec.target}); pick another --name"
+                )
+        if spec.name in self._forwards and spec.name != forward_id:
+            raise InputError(
+                f"the name {spec.name!r} is the id of another forward; pick another --name"
+            )
 
     async def remove(self, forward_id: str) -> None:
         if forward_id not in self._forwards:
@@ -285,7 +312,7 @@ class Manager:
         if dirty:
             forwards = self._forwards.values()
             self.memory.note(
-                sum(f.bytes_in + f.bytes_out for f in forwards),
+                sum(f.connections.bytes_in + f.connections.bytes_out for f in forwards),
                 sum(len(f.connections) for f in forwards),
             )
         return bool(dirty)

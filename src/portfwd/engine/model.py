@@ -13,6 +13,7 @@ text (API messages, error-channel text, object names) and end up on terminals an
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +22,8 @@ from portfwd.errors import InputError
 from portfwd.kube.targets import is_valid_port_name, parse_target, printable, quote
 from portfwd.safetext import escape_controls
 from portfwd.tunnel.addresses import parse_addresses
+
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 
 
 class ForwardState(enum.Enum):
@@ -36,6 +39,31 @@ class LogLevel(enum.IntEnum):
     INFO = 20
     WARNING = 30
     ERROR = 40
+
+
+class LogKind(enum.Enum):
+    """What a log line is about, so a front end never has to read its words to decide.
+
+    The level says how it looks (INFO, WARNING, ERROR); the kind what it means: an ERROR
+    state of a forward whose last line is of kind GONE (a warning) is one waiting for its
+    target to return; only FAILED is final.
+    """
+
+    NOTE = "note"  # anything else
+    STARTING = "starting"  # `starting: kubectl port-forward ...`
+    RESOLVED = "resolved"  # a resolution decision (which pod, which port, why)
+    TUNNEL = "tunnel"  # which wire protocol carries the forward
+    FORWARDING = "forwarding"  # kubectl's `Forwarding from 127.0.0.1:8080 -> 80`
+    CONNECTION = "connection"  # kubectl's `Handling connection for 8080`
+    CONNECTION_FAILED = "connection-failed"  # one connection failed (the kubelet's words)
+    RECONNECTING = "reconnecting"  # a retry of a reconnect episode
+    WAITING = "waiting"  # no usable pod yet, nothing to retry on a timer
+    RECOVERED = "recovered"  # active again, or switched to another pod
+    GONE = "gone"  # the target was deleted; waiting for it to return (not final)
+    FAILED = "failed"  # the forward gave up: ERROR until the user acts
+    STOPPED = "stopped"
+    SETTING = "setting"  # a setting of the forward changed (auto-reconnect on/off)
+    PRESSURE = "pressure"  # out of file descriptors: accepting paused (and back)
 
 
 @dataclass(frozen=True)
@@ -56,6 +84,7 @@ class ForwardSpec:
     addresses: tuple[str, ...] = ("127.0.0.1",)
     reconnect: bool = True  # follow the target and retry after failures (False: kubectl's way)
     protocol: str = "auto"  # the wire: auto, websocket (SPDY in a WebSocket), spdy or v4
+    name: str | None = None  # a short name to address it by (`portfwd stop web`), unique
 
     def __post_init__(self) -> None:
         check_spec(self)
@@ -120,6 +149,13 @@ def check_spec(spec: ForwardSpec) -> None:
             f"unknown protocol {_shown(spec.protocol)}: use one of "
             + ", ".join(PORTFORWARD_PROTOCOL_CHOICES)
         )
+    if spec.name is not None and (
+        not isinstance(spec.name, str) or not NAME_RE.fullmatch(spec.name)
+    ):
+        raise InputError(
+            f"forward name {_shown(spec.name)} is not usable: up to 63 letters, digits, "
+            "'.', '_' and '-', starting with a letter or digit"
+        )
 
 
 @dataclass(frozen=True)
@@ -127,9 +163,21 @@ class LogEntry:
     ts: float  # wall-clock seconds (time.time())
     level: LogLevel
     message: str  # control characters escaped (see the module docstring)
+    kind: LogKind = LogKind.NOTE
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "message", escape_controls(self.message))
+
+
+@dataclass(frozen=True)
+class ConnectionInfo:
+    """One open connection, as views show it."""
+
+    peer: str  # the local client, e.g. 127.0.0.1:53122
+    pod: str
+    opened_at: float
+    bytes_in: int
+    bytes_out: int
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ import contextlib
 import json
 import logging
 import os
+import shlex
 import threading
 import time
 from collections.abc import Mapping
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from portfwd.errors import ConfigError
+from portfwd.kube.targets import printable
 
 log = logging.getLogger(__name__)
 
@@ -219,9 +221,11 @@ class ExecPlugin:
         environ: Mapping[str, str],
         cluster_info: Mapping[str, Any] | None = None,
         timeout: float = EXEC_TIMEOUT,
+        context: str = "",
     ) -> None:
         self.config = config
         self.user = user
+        self.context = context
         self._environ = environ  # read at each run, like kubectl's os.Environ()
         self._cluster_info = dict(cluster_info) if cluster_info else None
         self.timeout = timeout
@@ -232,6 +236,18 @@ class ExecPlugin:
     @property
     def _name(self) -> str:
         return f'exec plugin "{self.config.command}" for user "{self.user}"'
+
+    @property
+    def _login_hint(self) -> str:
+        """portfwd never gives a plugin a terminal (a daemon has none; a dashboard owns its
+        own): a plugin that wanted to prompt fails or times out instead. Say how to log in."""
+        if self.config.interactive_mode == "Never":
+            return ""
+        where = f" --context {shlex.quote(printable(self.context))}" if self.context else ""
+        return (
+            f"; if it needs an interactive login, run `kubectl get ns{where}` in a terminal,"
+            " then retry (r in the dashboard, `portfwd restart` for a daemon's forward)"
+        )
 
     def invalidate(self) -> None:
         self._cached = None
@@ -273,10 +289,11 @@ class ExecPlugin:
     async def _run(self) -> _ExecResult:
         cfg = self.config
         if cfg.interactive_mode == "Always":
+            where = f" --context {shlex.quote(printable(self.context))}" if self.context else ""
             raise ConfigError(
                 f"{self._name} needs an interactive terminal (interactiveMode: Always), which "
-                "portfwd cannot give it; log in with kubectl in a terminal first, or set "
-                "interactiveMode to IfAvailable or Never"
+                f"portfwd cannot give it; log in first (`kubectl get ns{where}` in a terminal),"
+                " or set interactiveMode to IfAvailable or Never"
             )
         env = dict(self._environ)
         env.update(dict(cfg.env))
@@ -314,7 +331,7 @@ class ExecPlugin:
         except TimeoutError:
             raise ConfigError(
                 f"{self._name} did not finish within {self.timeout:g} s; run it in a terminal "
-                "to see what it waits for"
+                "to see what it waits for" + self._login_hint
             ) from None
         finally:
             if proc.returncode is None:
@@ -324,7 +341,9 @@ class ExecPlugin:
         if code != 0:
             first = _one_line(err.decode("utf-8", "replace"))
             raise ConfigError(
-                f"{self._name} failed with exit code {code}" + (f": {first}" if first else "")
+                f"{self._name} failed with exit code {code}"
+                + (f": {first}" if first else "")
+                + self._login_hint
             )
         if out_over:
             raise ConfigError(f"{self._name} printed more than 4 MiB; expected an ExecCredential")

@@ -439,6 +439,7 @@ def _connection(
             user_entry,
             env,
             cluster_info=_cluster_info(c, server, ca_pem),
+            context=ctx_name,
         )
 
     server = server.strip().rstrip("/")
@@ -527,7 +528,12 @@ def _cluster_info(c: dict[str, Any], server: str, ca_pem: bytes | None) -> dict[
 
 
 def _user_auth(
-    merged: _Merged, entry: _Entry, env: Mapping[str, str], *, cluster_info: dict[str, Any]
+    merged: _Merged,
+    entry: _Entry,
+    env: Mapping[str, str],
+    *,
+    cluster_info: dict[str, Any],
+    context: str = "",
 ) -> tuple[UserAuth, bool]:
     home = merged.home
     u = entry.body
@@ -572,7 +578,9 @@ def _user_auth(
     exec_plugin = None
     if exec_raw:
         exec_cfg = parse_exec_config(exec_raw, owner=owner, base_dir=entry.origin.parent)
-        exec_plugin = ExecPlugin(exec_cfg, user=name, environ=env, cluster_info=cluster_info)
+        exec_plugin = ExecPlugin(
+            exec_cfg, user=name, environ=env, cluster_info=cluster_info, context=context
+        )
     if provider:
         token = token or _auth_provider_token(provider, owner)
 

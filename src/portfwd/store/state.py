@@ -26,21 +26,15 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import yaml
 
-from portfwd.engine.events import (
-    Event,
-    ForwardAdded,
-    ForwardChanged,
-    ForwardRemoved,
-    Lagged,
-)
 from portfwd.engine.model import ForwardSnapshot, ForwardSpec, ForwardState
+from portfwd.engine.serial import spec_from_dict, spec_to_dict
 from portfwd.errors import InputError, PortfwdError
 from portfwd.filecheck import (
     FileTooLarge,
@@ -58,8 +52,6 @@ log = logging.getLogger(__name__)
 # ignore keys they do not know, and a file without it reads as reconnect on. Bump it only for
 # a change an older reader would get wrong.
 SCHEMA_VERSION = 1
-STATE_FILE_NAME = "state.yaml"
-CONFIG_DIR_ENV = "PORTFWD_CONFIG_DIR"
 # A forward takes about 200 bytes and a dozen YAML nodes: room for thousands, while the
 # worst file under these limits still loads in a second or two.
 STATE_MAX_BYTES = 1 << 20
@@ -67,21 +59,6 @@ STATE_MAX_NODES = 200_000
 
 # States in which the user wants the forward running: restarted on the next start.
 RUNNING_STATES = frozenset({ForwardState.STARTING, ForwardState.ACTIVE, ForwardState.RECONNECTING})
-
-
-def config_dir(environ: Mapping[str, str] | None = None) -> Path:
-    """$PORTFWD_CONFIG_DIR, else the platform's user config dir (~/.config/portfwd)."""
-    env = os.environ if environ is None else environ
-    override = env.get(CONFIG_DIR_ENV)
-    if override:
-        return Path(override).expanduser()
-    from platformdirs import user_config_dir
-
-    return Path(user_config_dir("portfwd"))
-
-
-def default_state_file(environ: Mapping[str, str] | None = None) -> Path:
-    return config_dir(environ) / STATE_FILE_NAME
 
 
 @dataclass(frozen=True)
@@ -94,24 +71,7 @@ class SavedForward:
     reason: str = ""  # why it was not running (last error), shown after a restore
 
     def to_dict(self) -> dict[str, Any]:
-        spec = self.spec
-        data: dict[str, Any] = {
-            "id": self.id,
-            "target": spec.target,
-            "remote_port": spec.remote_port,
-            "local_port": spec.local_port,
-            "addresses": list(spec.addresses),
-            "reconnect": spec.reconnect,
-            "running": self.running,
-        }
-        if spec.namespace is not None:
-            data["namespace"] = spec.namespace
-        if spec.context is not None:
-            data["context"] = spec.context
-        if spec.kubeconfig is not None:
-            data["kubeconfig"] = spec.kubeconfig
-        if spec.protocol != "auto":
-            data["protocol"] = spec.protocol
+        data: dict[str, Any] = {"id": self.id, **spec_to_dict(self.spec), "running": self.running}
         if self.reason:
             data["reason"] = self.reason
         return data
@@ -119,8 +79,8 @@ class SavedForward:
     @classmethod
     def from_dict(cls, data: Any) -> SavedForward:
         """Strict parse: a wrong shape or type raises ValueError naming the entry (the file is
-        then moved aside). The spec's own fields are checked by ForwardSpec, the validation
-        the command line and the engine API share."""
+        then moved aside). The spec is read by the one serialiser (`engine.serial`), whose
+        checks the command line and the engine API share."""
         if not isinstance(data, dict):
             raise ValueError("forward entry is not a mapping")
         fid = data.get("id")
@@ -129,25 +89,11 @@ class SavedForward:
         where = f"forward {printable(fid)}"
         if not isinstance(data.get("target"), str) or not data["target"]:
             raise ValueError(f"{where}: missing target")
-        addresses = data.get("addresses", ["127.0.0.1"])
-        if not isinstance(addresses, list):
-            raise ValueError(f"{where}: bad addresses (a list of IP addresses or localhost)")
         for key in ("running", "reconnect"):
             if not isinstance(data.get(key, True), bool):  # `running: 'no'` is not false
                 raise ValueError(f"{where}: bad {key} (true or false)")
-        remote: Any = data.get("remote_port")  # any type: ForwardSpec says what is wrong
         try:
-            spec = ForwardSpec(
-                target=data["target"],
-                remote_port=remote,
-                local_port=data.get("local_port", 0),
-                namespace=data.get("namespace"),
-                context=data.get("context"),
-                kubeconfig=data.get("kubeconfig"),
-                addresses=tuple(addresses) or ("127.0.0.1",),
-                reconnect=data.get("reconnect", True),  # files from before reconnect: on
-                protocol=data.get("protocol", "auto"),  # files from before protocols: auto
-            )
+            spec = spec_from_dict(data)
         except InputError as exc:
             raise ValueError(f"{where}: {exc}") from None
         reason = data.get("reason", "")
@@ -159,16 +105,13 @@ class SavedForward:
         )
 
     @classmethod
-    def from_snapshot(
-        cls, snap: ForwardSnapshot, *, still_wanted: bool = False, skipped: bool = False
-    ) -> SavedForward:
+    def from_snapshot(cls, snap: ForwardSnapshot, *, still_wanted: bool = False) -> SavedForward:
         """Remember the port actually bound, so a restored forward keeps its local port.
 
-        `still_wanted`: the forward was restored as running and has failed ever since (e.g.
-        the cluster was unreachable at start): it stays "running" in the file, so one bad
-        start does not silently drop it from the next session.
-        `skipped`: it was running when saved and `--no-restore` left it stopped, untouched
-        since: it stays "running", so the next normal start restores it.
+        `still_wanted`: the session remembers the user wanting it running whatever its state
+        now (it was restored as running and has failed ever since, e.g. the cluster was
+        unreachable at start; or `--no-restore` left it stopped): it stays "running" in the
+        file, so one bad start or one run without restoring does not drop it.
         """
         spec = snap.spec
         if spec.local_port == 0 and snap.bound:
@@ -176,9 +119,9 @@ class SavedForward:
         # ERROR with its port still bound: the forward waits for its target to return
         # (a deleted pod or service); the user still wants it.
         running = (
-            snap.state in RUNNING_STATES
-            or (snap.state is ForwardState.ERROR and (still_wanted or bool(snap.bound)))
-            or (skipped and snap.state is ForwardState.STOPPED)
+            still_wanted
+            or snap.state in RUNNING_STATES
+            or (snap.state is ForwardState.ERROR and bool(snap.bound))
         )
         return cls(id=snap.id, spec=spec, running=running, reason="" if running else snap.reason)
 
@@ -287,46 +230,19 @@ def _sweep_orphans(path: Path) -> None:
                     tmp.unlink()
 
 
-class EventStream(Protocol):
-    def __aiter__(self) -> AsyncIterator[Event]: ...
-
-    def close(self) -> None: ...
-
-
-class SessionSource(Protocol):
-    """The part of the engine's Manager the store needs."""
-
-    def snapshot(self) -> list[ForwardSnapshot]: ...
-
-    def subscribe(self, maxsize: int = 1000) -> EventStream: ...
-
-
 class StateStore:
-    """Loads the session once, then keeps the file in step with the engine.
+    """The session file: read once at start, rewritten (atomically, off the loop) on demand.
 
-    `attach(manager)` follows the Manager's events and rewrites the file after every
-    added/changed/removed forward; writes run in a thread and coalesce. `flush()` writes the
-    current state now (used at quit, before the forwards are stopped).
+    What to write and when is the `Session`'s business (`store/session.py`): it follows the
+    engine and calls `save` after changes, and once more before the forwards stop.
     """
 
-    def __init__(
-        self,
-        path: Path,
-        *,
-        clock: Callable[[], float] = time.time,
-        coalesce_delay: float = 0.05,
-    ) -> None:
+    def __init__(self, path: Path, *, clock: Callable[[], float] = time.time) -> None:
         self.path = path
         self._clock = clock
-        self._coalesce_delay = coalesce_delay
         self._writable = True
         self._last_written: str | None = None
-        self._source: SessionSource | None = None
-        self._dirty = asyncio.Event()
-        self._tasks: list[asyncio.Task[None]] = []
         self._write_lock = asyncio.Lock()
-        self._wanted: set[str] = set()
-        self._skipped: set[str] = set()
         self.writes = 0  # how many times the file was actually rewritten
         self.last_error: str | None = None
         self.on_error: Callable[[str], None] | None = None  # e.g. the TUI's toast
@@ -410,37 +326,19 @@ class StateStore:
 
     # -- saving ------------------------------------------------------------------------------
 
-    def encode(self, snapshots: list[ForwardSnapshot]) -> str:
+    def encode(self, snapshots: list[ForwardSnapshot], wanted: Iterable[str] = ()) -> str:
+        """The file's text for these forwards; `wanted`: ids remembered as running whatever
+        their state (see `SavedForward.from_snapshot` and `Session`)."""
+        keep = set(wanted)
         return _encode(
-            [
-                SavedForward.from_snapshot(
-                    s, still_wanted=s.id in self._wanted, skipped=s.id in self._skipped
-                )
-                for s in snapshots
-            ]
+            [SavedForward.from_snapshot(s, still_wanted=s.id in keep) for s in snapshots]
         )
 
-    def keep_skipped(self, forward_ids: Iterable[str]) -> None:
-        """These were running and `--no-restore` left them stopped: the file keeps them
-        running until the user starts (or deletes) them, so the next start restores them."""
-        self._skipped.update(forward_ids)
-
-    def keep_wanted(self, forward_ids: Iterable[str]) -> None:
-        """These were restored as running: keep them so while they fail, until they run or
-        the user stops them (see `SavedForward.from_snapshot`)."""
-        self._wanted.update(forward_ids)
-
-    def _settle_wanted(self, snap: ForwardSnapshot) -> None:
-        if snap.state in (ForwardState.ACTIVE, ForwardState.STOPPED):
-            self._wanted.discard(snap.id)
-        if snap.state is not ForwardState.STOPPED:
-            self._skipped.discard(snap.id)  # the user started it: from now on it is as it is
-
-    async def save(self, snapshots: list[ForwardSnapshot]) -> bool:
+    async def save(self, snapshots: list[ForwardSnapshot], wanted: Iterable[str] = ()) -> bool:
         """Write these forwards now (off the loop). Returns True if the file changed."""
         if not self._writable:
             return False
-        text = self.encode(snapshots)
+        text = self.encode(snapshots, wanted)
         async with self._write_lock:
             if text == self._last_written:
                 return False
@@ -462,102 +360,3 @@ class StateStore:
             self._last_written = text
             self.writes += 1
             return True
-
-    def attach(self, source: SessionSource) -> None:
-        """Follow `source`'s events and keep the file current until `close()`."""
-        if self._source is not None:
-            raise RuntimeError("StateStore already attached")
-        self._source = source
-        subscription = source.subscribe()
-        for snap in source.snapshot():
-            self._settle_wanted(snap)
-        self._tasks.append(asyncio.create_task(self._follow(subscription), name="state-follow"))
-        self._tasks.append(asyncio.create_task(self._writer(), name="state-writer"))
-
-    def request_save(self) -> None:
-        self._dirty.set()
-
-    async def _follow(self, subscription: EventStream) -> None:
-        try:
-            async for event in subscription:
-                if isinstance(event, ForwardAdded | ForwardChanged):
-                    self._settle_wanted(event.snapshot)
-                elif isinstance(event, ForwardRemoved):
-                    self._wanted.discard(event.forward_id)
-                    self._skipped.discard(event.forward_id)
-                elif isinstance(event, Lagged) and self._source is not None:
-                    for snap in self._source.snapshot():
-                        self._settle_wanted(snap)
-                if isinstance(event, ForwardAdded | ForwardChanged | ForwardRemoved | Lagged):
-                    self._dirty.set()
-        finally:
-            subscription.close()
-
-    async def _writer(self) -> None:
-        while True:
-            await self._dirty.wait()
-            await asyncio.sleep(self._coalesce_delay)  # let a burst of events land
-            self._dirty.clear()
-            if self._source is not None:
-                await self.save(self._source.snapshot())
-
-    async def flush(self) -> None:
-        """Write the current state now (quit calls this before stopping the forwards)."""
-        if self._source is not None:
-            self._dirty.clear()
-            await self.save(self._source.snapshot())
-
-    async def close(self, *, flush: bool = True) -> None:
-        """Stop following the engine; by default write the final state first."""
-        if flush:
-            await self.flush()
-        tasks, self._tasks = self._tasks, []
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._source = None
-
-
-class RestoreTarget(Protocol):
-    async def add(
-        self, spec: ForwardSpec, *, start: bool = True, forward_id: str | None = None
-    ) -> str: ...
-
-    async def start(self, forward_id: str) -> ForwardSnapshot: ...
-
-
-async def restore(
-    manager: RestoreTarget, saved: list[SavedForward], *, restart: bool = True
-) -> dict[str, str]:
-    """Re-create the saved forwards: running ones are restarted (unless `restart` is False).
-
-    All are added first (stopped, in their saved order) so the dashboard shows the whole
-    session at once; the running ones then start concurrently. A forward whose resource is
-    gone ends in the engine's error state with its reason. Returns notes per forward id: why a
-    forward is shown stopped.
-    """
-    notes: dict[str, str] = {}
-    to_start: list[str] = []
-    for item in saved:
-        try:
-            fid = await manager.add(item.spec, start=False, forward_id=item.id)
-        except ValueError as exc:  # the engine already holds this id (load rejects duplicates)
-            log.warning("cannot restore forward %s: %s", item.id, exc)
-            continue
-        if item.running and restart:
-            to_start.append(fid)
-        elif item.running:
-            notes[fid] = "not restarted (--no-restore)"
-        else:
-            notes[fid] = "stopped in the last session" + (f": {item.reason}" if item.reason else "")
-
-    async def start_one(fid: str) -> None:
-        try:
-            await manager.start(fid)
-        except Exception as exc:  # the engine reports it as the forward's error state too
-            notes[fid] = f"restart failed: {exc}"
-
-    await asyncio.gather(*(start_one(fid) for fid in to_start))
-    return notes

@@ -1,13 +1,14 @@
-"""The Textual application: wires the engine's event stream, the session store and the screens.
+"""The Textual application: wires the engine's event stream, the session and the screens.
 
-Thin on purpose: the screens render and act, the engine forwards, the store persists. The app
-owns one worker that turns the Manager's events into Textual messages, and the quit sequence
-(save the session, then stop every forward, then exit).
+Thin on purpose: the screens render and act, the engine forwards, the `Session` service
+restores and persists. The app owns one worker that turns the engine's events into Textual
+messages, and the quit sequence (save the session, then let go of the engine: an in-process
+one stops every forward, a daemon keeps them, then exit).
 """
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 import logging
 import time
 import traceback
@@ -23,6 +24,7 @@ from textual.binding import Binding
 from textual.notifications import SeverityLevel
 from textual.screen import Screen
 
+from portfwd.engine.api import EngineAPI, EventStream
 from portfwd.engine.events import (
     ForwardAdded,
     ForwardChanged,
@@ -34,9 +36,8 @@ from portfwd.engine.events import (
 from portfwd.engine.model import ForwardSpec, ForwardStats, LogEntry
 from portfwd.errors import PortfwdError
 from portfwd.safetext import escape_controls
-from portfwd.store.state import LoadResult, StateStore, restore
+from portfwd.store.session import Session, describe_lock
 from portfwd.tui.catalog import Catalog
-from portfwd.tui.engine_api import EngineAPI, EventStream
 from portfwd.tui.format import forward_label
 from portfwd.tui.messages import (
     ForwardCreated,
@@ -64,6 +65,7 @@ class PortfwdApp(App[int]):
         Binding("q", "quit", "Quit"),
         Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
         Binding("question_mark", "help", "Help"),
+        Binding("Q", "stop_all_and_quit", "Stop all & quit", show=False),
     ]
 
     def __init__(
@@ -71,10 +73,7 @@ class PortfwdApp(App[int]):
         manager: EngineAPI,
         *,
         catalog: Catalog,
-        store: StateStore | None = None,
-        session: LoadResult | None = None,
-        restart: bool = True,
-        seed: list[ForwardSpec] | None = None,
+        session: Session | None = None,
         context: str = "",
         cluster: str = "",
         namespace: str | None = None,
@@ -84,15 +83,15 @@ class PortfwdApp(App[int]):
         open_url: Callable[[str], Any] = webbrowser.open,
         warnings: Iterable[str] = (),
         protocol: str = "auto",
+        daemon: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
+        self.daemon = daemon  # the daemon's hello when attached to one (pid, socket...)
+        self.daemon_lost = False
         self.protocol = protocol  # for forwards added in this run (--protocol)
         self.manager = manager
         self.catalog = catalog
-        self.store = store
         self.session = session
-        self.restart_saved = restart
-        self.seed = list(seed or [])
         self.context_name = context
         self.cluster_name = cluster
         self.default_namespace = namespace
@@ -112,6 +111,8 @@ class PortfwdApp(App[int]):
 
     def _sub_title(self) -> str:
         parts = []
+        if self.daemon is not None:
+            parts.append(f"attached to the daemon (pid {self.daemon.get('pid')})")
         if self.context_name:
             parts.append(f"context {self.context_name}")
         if self.cluster_name:
@@ -173,37 +174,31 @@ class PortfwdApp(App[int]):
                     self.post_message(Resync())
         finally:
             subscription.close()
+        if self.daemon is not None and not self.quitting:
+            # The stream ended without us: the daemon stopped or was killed. The caller
+            # says why, on the terminal, once the screen is restored.
+            self.quitting = self.daemon_lost = True
+            self.exit(return_code=1)
 
     @work(group="session")
     async def _restore_session(self) -> None:
-        """Bring the saved session back, or seed a first one; then start saving changes."""
+        """Bring the saved session back (or seed a first one); from then on it is saved."""
+        session = self.session
         notes: dict[str, str] = {}
         try:
-            if self.session is not None and self.session.forwards:
-                notes = await restore(
-                    self.manager, self.session.forwards, restart=self.restart_saved
+            if session is not None:
+                session.on_error = lambda message: self.notify(
+                    message, severity="error", timeout=15, markup=False
                 )
-            elif self.session is not None and not self.session.existed and self.seed:
-                for spec in self.seed:
-                    with contextlib.suppress(PortfwdError):  # shown as its error state
-                        await self.manager.add(spec, start=True)
+                notes = await session.start()
+                locked = describe_lock(session)
+                if locked is not None:
+                    self.notify(locked, severity="warning", timeout=20, markup=False)
         except Exception:
             if not self.quitting:  # quitting shuts the engine down under a slow restore
                 raise
         finally:
             self.dashboard.set_notes(notes)
-            if self.store is not None and not self.quitting:
-                if self.session is not None:
-                    running = (f.id for f in self.session.forwards if f.running)
-                    if self.restart_saved:
-                        self.store.keep_wanted(running)
-                    else:  # --no-restore: what it skipped stays wanted in the file
-                        self.store.keep_skipped(running)
-                self.store.on_error = lambda message: self.notify(
-                    message, severity="error", timeout=15, markup=False
-                )
-                self.store.attach(self.manager)
-                self.store.request_save()
             self.restored = True
 
     # -- engine messages ------------------------------------------------------------------------
@@ -310,14 +305,35 @@ class PortfwdApp(App[int]):
             return
         self.quitting = True
         count = len(self.manager.snapshot())
-        self.notify(f"Saving the session and stopping {count} forward(s)…", timeout=10)
+        if self.daemon is not None:
+            self.notify(f"Detaching: {count} forward(s) keep running in the daemon", timeout=10)
+        else:
+            self.notify(f"Saving the session and stopping {count} forward(s)…", timeout=10)
         self._quit_sequence()
 
+    async def action_stop_all_and_quit(self) -> None:
+        """Attached to a daemon, `q` leaves its forwards running; this is the explicit way to
+        stop them all (in-process, `q` already does)."""
+        if self.quitting:
+            return
+        if self.daemon is None:
+            await self.action_quit()
+            return
+        self.quitting = True
+        count = len(self.manager.snapshot())
+        self.notify(f"Stopping {count} forward(s) in the daemon, then detaching…", timeout=10)
+        self._quit_sequence(stop_all=True)
+
     @work(group="quit", exclusive=True)
-    async def _quit_sequence(self) -> None:
+    async def _quit_sequence(self, stop_all: bool = False) -> None:
         try:
-            if self.store is not None:
-                await self.store.close(flush=True)
+            if stop_all:
+                await asyncio.gather(
+                    *(self.manager.stop(s.id) for s in self.manager.snapshot()),
+                    return_exceptions=True,
+                )
+            if self.session is not None:
+                await self.session.close(flush=True)
             if self._subscription is not None:
                 self._subscription.close()
             self.workers.cancel_group(self, "engine-events")

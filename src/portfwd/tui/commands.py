@@ -62,4 +62,19 @@ def palette_commands(app: PortfwdApp, screen: object) -> Iterable[SystemCommand]
         yield SystemCommand("Clear log view", "Empty this view (c)", screen.action_clear)
     yield SystemCommand("App log", "Log of every forward (L)", dash.action_all_logs)
     yield SystemCommand("Help", "Every key (?)", app.action_help)
-    yield SystemCommand("Quit", "Save the session, stop every forward, exit (q)", app.action_quit)
+    if app.daemon is not None:
+        yield SystemCommand(
+            "Detach", "Leave the daemon's forwards running, exit (q)", app.action_quit
+        )
+        yield SystemCommand(
+            "Stop all and detach",
+            "Stop every forward in the daemon, then exit (Q)",
+            app.action_stop_all_and_quit,
+        )
+    else:
+        yield SystemCommand(
+            "Quit", "Save the session, stop every forward, exit (q)", app.action_quit
+        )
+        yield SystemCommand(
+            "Stop all and quit", "The same as quit here (Q)", app.action_stop_all_and_quit
+        )

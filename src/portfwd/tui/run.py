@@ -8,7 +8,6 @@ log file whose path is printed, so a crash report is one file away.
 from __future__ import annotations
 
 import asyncio
-import io
 import logging
 import logging.handlers
 import os
@@ -18,12 +17,16 @@ import time
 import traceback
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
+from portfwd.configdir import default_state_file
 from portfwd.engine.model import ForwardSpec
 from portfwd.errors import PortfwdError
 from portfwd.eventloop import run
-from portfwd.safetext import EscapingFormatter, escape_lines
-from portfwd.store.state import StateStore, check_session_path, default_state_file
+from portfwd.logfile import BackgroundLog
+from portfwd.safetext import escape_lines
+from portfwd.store.session import Session
+from portfwd.store.state import StateStore, check_session_path
 
 
 def run_tui(
@@ -35,6 +38,7 @@ def run_tui(
     restore: bool,
     ping_interval: float = 30.0,
     protocol: str = "auto",
+    use_daemon: bool = False,
 ) -> int:
     path = state_file or default_state_file()
     check_session_path(path)  # before anything (the log file) is written next to it
@@ -49,6 +53,8 @@ def run_tui(
             spec_kubeconfig=kubeconfig,
             ping_interval=ping_interval,
             protocol=protocol,
+            daemon="start" if use_daemon else "attach",
+            state_given=state_file is not None,
         ),
     )
 
@@ -69,41 +75,16 @@ def guarded(log_dir: Path, main: Callable[[], Awaitable[int]]) -> int:
         return report_crash(log_dir, "".join(traceback.format_exception(exc)))
     finally:
         if handler is not None:
-            logging.getLogger().removeHandler(handler)
             handler.close()
 
 
-class PrivateLogFile(logging.handlers.RotatingFileHandler):
-    """A rotating log file that only its owner may read (mode 0600, also after a rotation,
-    and tightened if an older portfwd left it 0644): log lines quote API messages and paths."""
-
-    def _open(self) -> io.TextIOWrapper:
-        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
-        fd = os.open(self.baseFilename, flags, 0o600)
-        try:
-            os.fchmod(fd, 0o600)
-            return open(fd, "a", encoding=self.encoding, errors=self.errors)
-        except BaseException:
-            os.close(fd)
-            raise
-
-
-def _file_logging(log_dir: Path) -> logging.Handler | None:
+def _file_logging(log_dir: Path) -> BackgroundLog | None:
     """Warnings go to a small rotating file: stderr belongs to the full-screen app."""
     try:
-        log_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        handler = PrivateLogFile(
-            log_dir / "portfwd.log", maxBytes=1_000_000, backupCount=1, encoding="utf-8"
-        )
+        handler = BackgroundLog(log_dir / "portfwd.log", level=logging.WARNING)
     except OSError:
         return None
-    handler.setLevel(logging.WARNING)
-    # One line per record: messages quote the cluster's text, escaped (portfwd.safetext).
-    handler.setFormatter(EscapingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.addHandler(handler)
-    if root.level > logging.WARNING or root.level == logging.NOTSET:
-        root.setLevel(logging.WARNING)
+    handler.install()
     return handler
 
 
@@ -176,29 +157,47 @@ async def launch(
     extra_warnings: list[str] | None = None,
     ping_interval: float = 30.0,
     protocol: str = "auto",
+    daemon: str = "off",
+    state_given: bool = False,
 ) -> int:
-    """Build the engine, the store and the app on the running loop; run until quit."""
+    """Build the engine, the store and the app on the running loop; run until quit.
+
+    `daemon`: "attach" uses a running daemon if there is one, "start" also starts one when
+    none runs, "off" (the demo) always runs the forwards in this process.
+    """
     from portfwd.engine.manager import Manager
     from portfwd.tui.app import PortfwdApp
     from portfwd.tui.catalog import KubeCatalog
 
+    if daemon != "off":
+        remote = await _attach(daemon == "start", kubeconfig, state_file if state_given else None)
+        if remote is not None:
+            return await _launch_attached(
+                remote,
+                kubeconfig=kubeconfig,
+                context=context,
+                namespace=namespace,
+                state_file=state_file if state_given else None,
+                restore=restore,
+                spec_kubeconfig=spec_kubeconfig,
+                ping_interval=ping_interval,
+                protocol=protocol,
+            )
     store = StateStore(state_file)
-    session = await asyncio.to_thread(store.load)
-    own = sum(1 for f in session.forwards if f.spec.kubeconfig)
+    loaded = await asyncio.to_thread(store.load)
+    own = sum(1 for f in loaded.forwards if f.spec.kubeconfig)
     ctx_name, cluster, ctx_warning = await asyncio.to_thread(
         lambda: describe_context(kubeconfig, context, own_kubeconfigs=own)
     )
-    warnings = [*session.warnings, *(extra_warnings or [])]
+    warnings = [*loaded.warnings, *(extra_warnings or [])]
     if ctx_warning:
         warnings.append(ctx_warning)
     manager = Manager(kubeconfig=kubeconfig, ping_interval=ping_interval)
+    session = Session(manager, store, loaded, restart=restore, seed=seed or ())
     app = PortfwdApp(
         manager,
         catalog=KubeCatalog(manager.clients, kubeconfig=kubeconfig),
-        store=store,
         session=session,
-        restart=restore,
-        seed=seed,
         context=ctx_name,
         cluster=cluster,
         namespace=namespace,
@@ -211,8 +210,80 @@ async def launch(
     finally:
         # A crash skips the app's quit sequence: stop the forwards here. Do not save: the
         # last good state is already on disk, and a crash may have left the engine odd.
-        await store.close(flush=False)
+        await session.close(flush=False)
         await manager.shutdown()
     if app.crash:
         return report_crash(state_file.parent, app.crash)
+    return app.return_code or 0
+
+
+async def _attach(start: bool, kubeconfig: str | None, state_file: Path | None) -> Any:
+    """A RemoteEngine on the running daemon; with `start`, one started for this; else None."""
+    from portfwd.daemon.client import RemoteEngine
+    from portfwd.daemon.replies import NotRunning
+    from portfwd.daemon.service import start_detached
+
+    try:
+        return await RemoteEngine.attach()
+    except NotRunning:
+        if not start:
+            return None
+    _, answer = await asyncio.to_thread(
+        start_detached, kubeconfig=kubeconfig, state_file=state_file
+    )
+    if not answer.startswith("ready") and "already running" not in answer:
+        raise PortfwdError(answer.removeprefix("error: ") or "the daemon did not start")
+    return await RemoteEngine.attach()
+
+
+async def _launch_attached(
+    remote: Any,
+    *,
+    kubeconfig: str | None,
+    context: str | None,
+    namespace: str | None,
+    state_file: Path | None,
+    restore: bool,
+    spec_kubeconfig: str | None,
+    ping_interval: float,
+    protocol: str,
+) -> int:
+    """The dashboard on the daemon's engine: no session here (the daemon keeps it); the
+    picker lists resources with a client pool of its own."""
+    from portfwd.daemon.sync_client import pinned_kubeconfig
+    from portfwd.engine.clients import ClientPool
+    from portfwd.tui.app import PortfwdApp
+    from portfwd.tui.catalog import KubeCatalog
+
+    ctx_name, cluster, ctx_warning = await asyncio.to_thread(describe_context, kubeconfig, context)
+    server = remote.server
+    warnings = [ctx_warning] if ctx_warning else []
+    session = server.get("session")
+    if state_file is not None and session != str(state_file):
+        warnings.append(
+            f"the daemon keeps its own session ({session}); --state {state_file} is not used"
+        )
+    if not restore:
+        warnings.append("--no-restore does not apply: the daemon's forwards keep running")
+    clients = ClientPool(kubeconfig, ping_interval=ping_interval)
+    app = PortfwdApp(
+        remote,
+        catalog=KubeCatalog(clients, kubeconfig=kubeconfig),
+        session=None,
+        context=ctx_name,
+        cluster=cluster,
+        namespace=namespace,
+        # The daemon reads kubeconfigs with its own environment: name this shell's.
+        spec_kubeconfig=pinned_kubeconfig(spec_kubeconfig),
+        warnings=warnings,
+        protocol=protocol,
+        daemon=server,
+    )
+    try:
+        await app.run_async()
+    finally:
+        await remote.shutdown()  # detach: the daemon keeps its forwards
+        await clients.close()
+    if app.daemon_lost:
+        raise PortfwdError(f"lost the portfwd daemon: {remote.lost or 'it went away'}")
     return app.return_code or 0

@@ -59,12 +59,15 @@ class BindError(PortfwdError):
     """A local address/port could not be listened on; the message says why and what to do."""
 
 
-def bind_error_message(host: str, port: int, exc: OSError) -> str:
+def bind_error_message(host: str, port: int, exc: OSError, remote: int | str | None = None) -> str:
+    """The one line for a failed bind; `remote` (the forward's remote port) makes the hint
+    for a port in use the exact mapping to type (kubectl's `:REMOTE` picks a free one)."""
     where = format_host_port(host, port) if port else host
     if exc.errno == errno.EADDRINUSE:
+        free = f":{remote}" if remote is not None else ":REMOTE"
         return (
             f"local port {port} is already in use on {host}; pick another local port"
-            f" (e.g. :{port} for a free one) or stop the program using it"
+            f" ({free} picks a free one) or stop the program using it"
         )
     if exc.errno == errno.EACCES:
         return f"binding port {port} needs root or CAP_NET_BIND_SERVICE; pick a port above 1023"
@@ -400,20 +403,22 @@ class Listeners:
                 await acceptor.close()
 
 
-def check_bindable(addresses: Sequence[BindAddress], port: int) -> None:
+def check_bindable(
+    addresses: Sequence[BindAddress], port: int, remote: int | str | None = None
+) -> None:
     """Raise BindError unless `port` can be listened on at `addresses` (kubectl's rules).
 
     Used before anything is started so a conflict is reported alone; the real bind follows.
     """
     if port == 0:
         return
-    socks, _, _ = _open_all(addresses, port)
+    socks, _, _ = _open_all(addresses, port, remote)
     for sock in socks:
         sock.close()
 
 
 def _open_all(
-    addresses: Sequence[BindAddress], port: int
+    addresses: Sequence[BindAddress], port: int, remote: int | str | None = None
 ) -> tuple[list[socket.socket], list[tuple[str, int]], list[str]]:
     """(sockets, bound, warnings): a listening socket per address, all on the same port.
 
@@ -424,7 +429,7 @@ def _open_all(
     for attempt in range(attempts):
         opened: list[socket.socket] = []
         try:
-            bound, warnings = _open_once(addresses, port, opened.append)
+            bound, warnings = _open_once(addresses, port, opened.append, remote)
         except BaseException as exc:
             for sock in opened:
                 sock.close()
@@ -436,7 +441,10 @@ def _open_all(
 
 
 def _open_once(
-    addresses: Sequence[BindAddress], port: int, keep: Callable[[socket.socket], None]
+    addresses: Sequence[BindAddress],
+    port: int,
+    keep: Callable[[socket.socket], None],
+    remote: int | str | None,
 ) -> tuple[list[tuple[str, int]], list[str]]:
     bound: list[tuple[str, int]] = []
     warnings: list[str] = []
@@ -451,7 +459,7 @@ def _open_once(
         keep(sock)
         bound.append((addr.host, sock.getsockname()[1]))
     for addr, err in failures:
-        message = bind_error_message(addr.host, bound[0][1] if bound else port, err)
+        message = bind_error_message(addr.host, bound[0][1] if bound else port, err, remote)
         if addr.required or not bound or err.errno in (errno.EADDRINUSE, errno.EACCES):
             raise BindError(message)
         warnings.append(f"{message}; listening on {format_host_port(*bound[0])} only")
@@ -465,6 +473,7 @@ async def bind(
     port: int,
     on_connection: Callable[[LocalConnection], None],
     on_pressure: Pressure | None = None,
+    remote: int | str | None = None,
 ) -> Listeners:
     """Listen on every address (port 0: the first gets a free port, the others the same).
 
@@ -474,7 +483,7 @@ async def bind(
     pauses because the process is out of file descriptors, and `on_pressure(None)` once
     :data:`EPISODE_QUIET` seconds passed without that (once per episode each).
     """
-    socks, bound, warnings = _open_all(addresses, port)
+    socks, bound, warnings = _open_all(addresses, port, remote)
     listeners = Listeners(bound=bound, warnings=warnings)
     for addr in addresses:
         if not addr.loopback and any(h == addr.host for h, _ in bound):

@@ -219,6 +219,8 @@ HELP_SECTIONS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
             ("ctrl+p", "command palette: every action by name"),
             ("q, ctrl+c", "quit: saves the session, then stops every forward"),
             ("", "(q on the dashboard; ctrl+c from any screen)"),
+            ("", "attached to the daemon, q detaches: its forwards keep running"),
+            ("Q", "attached to the daemon: stop all its forwards, then detach"),
         ),
     ),
 )

@@ -20,9 +20,8 @@ from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
-from portfwd.engine.model import ForwardSnapshot, ForwardState, LogEntry
+from portfwd.engine.model import ConnectionInfo, ForwardSnapshot, ForwardState, LogEntry
 from portfwd.safetext import escape_controls
-from portfwd.tui.engine_api import ConnectionView
 from portfwd.tui.format import (
     LEVEL_STYLE,
     STATUS_STYLE,
@@ -54,7 +53,7 @@ class Detail:
     note: str = ""  # the restore note when the engine has no reason
     rates: tuple[float, float] = (0.0, 0.0)
     node: str = ""  # "" while unknown
-    connections: Sequence[ConnectionView] = ()
+    connections: Sequence[ConnectionInfo] = ()
     history: Sequence[Change] = ()
     log: Sequence[LogEntry] = field(default_factory=tuple)
     tz: tzinfo | None = None

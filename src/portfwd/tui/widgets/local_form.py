@@ -124,13 +124,13 @@ class LocalPortForm(Vertical):
             chosen[p.port] = local
             if local:
                 taken[local] = "this form"
-        first: Input | None = None
-        for p in self.ports:
-            box = self.query_one(f"#local-{p.port}", Input)
+        boxes = [self.query_one(f"#local-{p.port}", Input) for p in self.ports]
+        if boxes:
+            # Focus first: focusing is deferred, and keys typed once the suggestion shows
+            # must reach this box, not the step before's.
+            boxes[0].focus()
+        for p, box in zip(self.ports, boxes, strict=True):
             box.value = str(chosen[p.port] or "")
-            first = first or box
-        if first is not None:
-            first.focus()
 
     @on(Input.Changed)
     def _changed(self, event: Input.Changed) -> None:

@@ -1,0 +1,103 @@
+"""`portfwd ls` output: a kubectl-style table (default and `-o wide`), JSON or YAML.
+
+JSON and YAML are the engine's own serialisation (`engine/serial.py`): the same fields as the
+session file and the daemon's protocol, so a script can feed `ls -o json` back into tools
+without guessing. Tables show names as they are, with control characters escaped.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from portfwd.engine.model import ForwardSnapshot, ForwardState
+from portfwd.engine.serial import snapshot_to_dict
+from portfwd.humanize import human_bytes, human_duration
+from portfwd.safetext import escape_controls
+
+OUTPUTS = ("table", "wide", "json", "yaml")
+REASON_WIDTH = 60  # the last error, cut to fit a line (the full text is in -o json)
+
+
+def local_side(snap: ForwardSnapshot) -> str:
+    if snap.bound:
+        hosts = sorted({h for h, _ in snap.bound})
+        port = snap.bound[0][1]
+        host = hosts[0] if len(hosts) == 1 else "localhost"
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    wanted = str(snap.spec.local_port or "auto")
+    return f"{','.join(snap.spec.addresses)}:{wanted}"
+
+
+def remote_side(snap: ForwardSnapshot) -> str:
+    asked = str(snap.spec.remote_port)
+    if snap.remote_port and str(snap.remote_port) != asked:
+        return f"{asked}({snap.remote_port})"
+    return asked
+
+
+def _uptime(snap: ForwardSnapshot, now: float) -> str:
+    if snap.state is ForwardState.ACTIVE and snap.started_at:
+        return human_duration(now - snap.started_at)
+    return "-"
+
+
+def _row(snap: ForwardSnapshot, now: float, wide: bool) -> list[str]:
+    reason = snap.reason
+    if len(reason) > REASON_WIDTH:
+        reason = reason[: REASON_WIDTH - 1] + "…"
+    row = [
+        snap.spec.name or snap.id,
+        snap.state.value,
+        snap.context or snap.spec.context or "-",
+        snap.namespace or snap.spec.namespace or "-",
+        snap.spec.target,
+    ]
+    if wide:
+        row += [snap.id, snap.pod or "-"]
+    row += [f"{local_side(snap)}->{remote_side(snap)}", str(snap.stats.connections_open)]
+    if wide:
+        row += [
+            human_bytes(snap.stats.bytes_in),
+            human_bytes(snap.stats.bytes_out),
+            str(snap.stats.reconnects),
+            _uptime(snap, now),
+        ]
+    row.append(reason or "-")
+    return [escape_controls(cell) for cell in row]
+
+
+def table(snaps: Sequence[ForwardSnapshot], *, wide: bool = False, now: float | None = None) -> str:
+    now = time.time() if now is None else now
+    header = ["NAME", "STATUS", "CONTEXT", "NAMESPACE", "TARGET"]
+    if wide:
+        header += ["ID", "POD"]
+    header += ["LOCAL->REMOTE", "CONNS"]
+    if wide:
+        header += ["IN", "OUT", "RECONNECTS", "UPTIME"]
+    header.append("LAST ERROR")
+    rows = [header, *(_row(s, now, wide) for s in snaps)]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    lines = []
+    for row in rows:
+        cells = [cell.ljust(width) for cell, width in zip(row[:-1], widths, strict=False)]
+        lines.append("   ".join([*cells, row[-1]]).rstrip())
+    return "\n".join(lines)
+
+
+def as_data(snaps: Sequence[ForwardSnapshot]) -> dict[str, Any]:
+    return {"forwards": [snapshot_to_dict(s) for s in snaps]}
+
+
+def render(snaps: Sequence[ForwardSnapshot], output: str) -> str:
+    if output == "json":
+        return json.dumps(as_data(snaps), indent=2)
+    if output == "yaml":
+        import yaml
+
+        return yaml.safe_dump(as_data(snaps), sort_keys=False, allow_unicode=False).rstrip()
+    if not snaps:
+        return "no forwards (add one: portfwd add svc/NAME 8080:80)"
+    return table(snaps, wide=output == "wide")

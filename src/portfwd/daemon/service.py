@@ -1,0 +1,295 @@
+"""`portfwd daemon`: run it (foreground, for service managers), detach it, stop it, ask it.
+
+Foreground by default: systemd (`Type=notify`: READY=1 once the socket listens) and launchd
+keep it running. `--detach` starts the same command in its own session, waits until it
+listens (or prints why it could not) and returns. SIGTERM and SIGINT stop it the way
+`portfwd daemon stop` does: the session is saved with the running forwards marked running,
+then every forward is stopped, so the next start brings them back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from portfwd.daemon.client import DaemonClient
+from portfwd.daemon.lock import lock_holder
+from portfwd.daemon.paths import DaemonPaths, daemon_paths
+from portfwd.daemon.replies import NotRunning
+from portfwd.daemon.server import DaemonServer
+from portfwd.errors import PortfwdError
+from portfwd.eventloop import run
+from portfwd.humanize import human_duration
+from portfwd.logfile import BackgroundLog
+from portfwd.safetext import escape_controls
+
+log = logging.getLogger(__name__)
+
+READY_FD_ENV = "PORTFWD_READY_FD"  # --detach: the child reports "ready" or its error here
+DETACH_TIMEOUT = 30.0
+STOP_TIMEOUT = 60.0  # stopping saves the session and closes every forward's connections
+LOG_MAX_BYTES = 5_000_000
+LOG_BACKUPS = 3
+NOT_RUNNING = 3  # exit code of `status` (LSB's "not running"), and of clients with no daemon
+
+
+def run_daemon(
+    *,
+    kubeconfig: str | None,
+    state_file: Path | None,
+    ping_interval: float,
+    detach: bool,
+    paths: DaemonPaths | None = None,
+) -> int:
+    from portfwd.configdir import default_state_file
+    from portfwd.store.state import check_session_path
+
+    paths = paths or daemon_paths()
+    state = state_file or default_state_file()
+    check_session_path(state)
+    if detach:
+        return _detach(kubeconfig=kubeconfig, state_file=state_file, ping_interval=ping_interval)
+    logfile = BackgroundLog(
+        paths.log, level=logging.INFO, max_bytes=LOG_MAX_BYTES, backups=LOG_BACKUPS
+    )
+    logfile.install()
+    ready_fd = _ready_fd()
+    try:
+        return run(_serve(paths, kubeconfig, state, ping_interval, ready_fd))
+    except PortfwdError as exc:
+        _report_ready(ready_fd, f"error: {exc}")
+        raise
+    finally:
+        logfile.close()
+
+
+def _ready_fd() -> int | None:
+    raw = os.environ.pop(READY_FD_ENV, "")
+    return int(raw) if raw.isdigit() else None
+
+
+def _report_ready(fd: int | None, line: str) -> None:
+    if fd is None:
+        return
+    with contextlib.suppress(OSError):
+        os.write(fd, (escape_controls(line) + "\n").encode())
+        os.close(fd)
+
+
+def _sd_notify(message: str) -> None:
+    """Tell systemd (Type=notify) we are ready; nothing when not run by systemd."""
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return
+    if address.startswith("@"):
+        address = "\0" + address[1:]  # an abstract socket
+    with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.sendto(message.encode(), address)
+
+
+async def _serve(
+    paths: DaemonPaths,
+    kubeconfig: str | None,
+    state: Path,
+    ping_interval: float,
+    ready_fd: int | None,
+) -> int:
+    from portfwd.engine.manager import Manager
+    from portfwd.store.session import Session
+    from portfwd.store.state import StateStore
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    handled: list[signal.Signals] = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+            handled.append(sig)
+    with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
+        loop.add_signal_handler(signal.SIGHUP, lambda: None)  # the terminal it came from closed
+        handled.append(signal.SIGHUP)
+    store = StateStore(state)
+    loaded = await asyncio.to_thread(store.load)
+    manager = Manager(kubeconfig=kubeconfig, ping_interval=ping_interval)
+    session = Session(manager, store, loaded, restart=True)
+    session.on_error = lambda message: log.error("%s", message)
+    server = DaemonServer(manager, session, paths, on_shutdown=stop.set)
+    try:
+        try:
+            await server.start()
+        except BaseException:
+            await manager.shutdown()
+            raise
+        for warning in loaded.warnings:
+            log.warning("%s", warning)
+        _report_ready(ready_fd, f"ready {os.getpid()}")
+        _sd_notify("READY=1")
+        restoring = asyncio.create_task(server.restore(), name="daemon-restore")
+        try:
+            await stop.wait()
+        finally:
+            _sd_notify("STOPPING=1")
+            log.info("stopping: saving the session, then stopping every forward")
+            restoring.cancel()
+            await asyncio.gather(restoring, return_exceptions=True)
+            await server.close()
+        log.info("stopped")
+        return 0
+    finally:
+        for sig in handled:
+            loop.remove_signal_handler(sig)
+
+
+def _detach(*, kubeconfig: str | None, state_file: Path | None, ping_interval: float) -> int:
+    """Start `portfwd daemon` in its own session; return once it listens."""
+    pid, answer = start_detached(
+        kubeconfig=kubeconfig, state_file=state_file, ping_interval=ping_interval
+    )
+    if answer.startswith("ready"):
+        paths = daemon_paths()
+        print(f"portfwd daemon started (pid {pid}); socket {paths.socket}, log {paths.log}")
+        return 0
+    raise PortfwdError(answer.removeprefix("error: ") or "the daemon did not start")
+
+
+def start_detached(
+    *, kubeconfig: str | None, state_file: Path | None, ping_interval: float | None = None
+) -> tuple[int, str]:
+    """`portfwd daemon` with these options, detached (see `spawn`)."""
+    command = [sys.executable, "-m", "portfwd", "daemon"]
+    if kubeconfig:
+        command += ["--kubeconfig", os.path.abspath(kubeconfig)]
+    if state_file:
+        command += ["--state", os.path.abspath(state_file)]
+    if ping_interval is not None:
+        command += ["--ping-interval", f"{ping_interval:g}"]
+    return spawn(command)
+
+
+def spawn(command: list[str], timeout: float = DETACH_TIMEOUT) -> tuple[int, str]:
+    """Run `command` detached (own session, no terminal, cwd /); its pid and its first line
+    on the ready pipe ("ready PID" or "error: ..."; "" if it died without one)."""
+    read_end, write_end = os.pipe()
+    env = dict(os.environ)
+    env[READY_FD_ENV] = str(write_end)
+    try:
+        proc = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            pass_fds=(write_end,),
+            env=env,
+            cwd="/",
+            close_fds=True,
+        )
+    finally:
+        os.close(write_end)
+    try:
+        answer = _read_line(read_end, timeout)
+    finally:
+        os.close(read_end)
+    if not answer and proc.poll() is not None:
+        answer = f"error: the daemon exited with code {proc.returncode} before it was ready"
+    elif not answer:
+        answer = f"error: the daemon did not report ready within {timeout:g} s (pid {proc.pid})"
+    return proc.pid, answer
+
+
+def _read_line(fd: int, timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    data = b""
+    while b"\n" not in data:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        readable, _, _ = select.select([fd], [], [], left)
+        if not readable:
+            break
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            break
+        data += chunk
+    return data.decode("utf-8", "replace").strip()
+
+
+# -- stop / status ----------------------------------------------------------------------------
+
+
+async def _request(op: str, paths: DaemonPaths, **args: Any) -> Any:
+    client = await DaemonClient.connect(paths, client=f"daemon {op}")
+    try:
+        return await client.request(op, **args)
+    finally:
+        await client.close()
+
+
+def stop_daemon(paths: DaemonPaths | None = None, *, echo: Callable[[str], None] = print) -> int:
+    paths = paths or daemon_paths()
+    try:
+        answer = run(_request("shutdown", paths))
+    except NotRunning:
+        if lock_holder(paths) is None:
+            echo("no portfwd daemon is running")
+            return 0
+        raise
+    pid = lock_holder(paths)
+    deadline = time.monotonic() + STOP_TIMEOUT
+    while lock_holder(paths) is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if lock_holder(paths) is not None:
+        raise PortfwdError(f"the daemon (pid {pid}) is still stopping after {STOP_TIMEOUT:g} s")
+    count = answer.get("forwards", 0) if isinstance(answer, dict) else 0
+    echo(f"portfwd daemon stopped; its session ({count} forward(s)) is saved for the next start")
+    return 0
+
+
+def daemon_status(
+    paths: DaemonPaths | None = None, *, as_json: bool = False, echo: Callable[[str], None] = print
+) -> int:
+    paths = paths or daemon_paths()
+    try:
+        status = run(_request("status", paths))
+    except NotRunning:
+        holder = lock_holder(paths)
+        if holder is not None:
+            raise PortfwdError(
+                f"a portfwd daemon (pid {holder}) holds {paths.lock} but does not answer on"
+                f" {paths.socket}"
+            ) from None
+        if as_json:
+            echo(json.dumps({"running": False, "socket": str(paths.socket)}))
+        else:
+            echo(f"portfwd daemon: not running (socket {paths.socket})")
+        return NOT_RUNNING
+    if as_json:
+        echo(json.dumps({"running": True, **status}, sort_keys=True))
+        return 0
+    states = status.get("states") or {}
+    counts = ", ".join(f"{n} {state}" for state, n in sorted(states.items())) or "none"
+    up = human_duration(time.time() - float(status.get("started_at") or time.time()))
+    lines = [
+        f"portfwd daemon: running (pid {status.get('pid')}, portfwd {status.get('version')},"
+        f" protocol {status.get('protocol')}), up {up}",
+        f"  forwards: {status.get('forwards')} ({counts})",
+        f"  clients:  {status.get('clients')}",
+        f"  socket:   {status.get('socket')}",
+        f"  session:  {status.get('session')}",
+        f"  log:      {status.get('log')}",
+    ]
+    for line in lines:
+        echo(escape_controls(line))
+    return 0

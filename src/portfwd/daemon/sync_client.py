@@ -1,0 +1,97 @@
+"""A blocking client for the daemon: what `portfwd ls/add/stop/...` need, without paying for
+an event loop (asyncio and its ssl import) at start-up, since `ls` is typed often."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import socket
+from collections.abc import Mapping
+from typing import Any
+
+from portfwd.daemon import protocol as proto
+from portfwd.daemon.paths import DaemonPaths, daemon_paths
+from portfwd.daemon.replies import DaemonGone, hello, result, unreachable, welcome
+
+CONNECT_TIMEOUT = 5.0
+
+
+def pinned_kubeconfig(given: str | None, environ: Mapping[str, str] | None = None) -> str | None:
+    """The kubeconfig a forward sent to the daemon should name: the daemon reads files with
+    its own environment (a service manager's), so this shell's choice must travel with the
+    spec. `--kubeconfig` as an absolute path, else a single-file $KUBECONFIG; several files
+    (merged) or none: the daemon's own default."""
+    env = os.environ if environ is None else environ
+    if given:
+        return os.path.abspath(os.path.expanduser(given))
+    listed = [p for p in env.get("KUBECONFIG", "").split(os.pathsep) if p]
+    if len(listed) == 1:
+        return os.path.abspath(os.path.expanduser(listed[0]))
+    return None
+
+
+class SyncClient:
+    """Requests and replies over a blocking socket: what `portfwd ls/add/stop/...` need,
+    without paying for an event loop at start-up (`ls` is typed often)."""
+
+    def __init__(self, sock: socket.socket, paths: DaemonPaths) -> None:
+        self._sock = sock
+        self._file = sock.makefile("rb")
+        self.paths = paths
+        self.server: dict[str, Any] = {}
+        self._ids = itertools.count(1)
+
+    @classmethod
+    def connect(
+        cls, paths: DaemonPaths | None = None, *, client: str = "cli", within: float = 30.0
+    ) -> SyncClient:
+        paths = paths or daemon_paths()
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(CONNECT_TIMEOUT)
+        try:
+            sock.connect(str(paths.socket))
+        except OSError as exc:
+            sock.close()
+            raise unreachable(paths, exc) from None
+        self = cls(sock, paths)
+        try:
+            sock.sendall(hello(client))
+            self.server = welcome(self._line())
+        except BaseException:
+            self.close()
+            raise
+        sock.settimeout(within)  # a start may take a while: bounded all the same
+        return self
+
+    def _line(self) -> dict[str, Any]:
+        try:
+            line = self._file.readline(proto.MAX_REPLY_BYTES + 1)
+        except TimeoutError:
+            raise DaemonGone("the portfwd daemon did not answer in time") from None
+        except OSError as exc:
+            raise DaemonGone(f"lost the portfwd daemon: {exc}") from None
+        if not line.endswith(b"\n"):
+            raise DaemonGone("lost the portfwd daemon: the connection ended")
+        try:
+            return proto.decode_line(line)
+        except proto.ProtocolError as exc:
+            raise DaemonGone(f"the daemon sent something unreadable: {exc}") from None
+
+    def request(self, op: str, **args: Any) -> Any:
+        rid = next(self._ids)
+        try:
+            self._sock.sendall(proto.encode({"id": rid, "op": op, "args": args}))
+        except OSError as exc:
+            raise DaemonGone(f"lost the portfwd daemon: {exc}") from None
+        while True:
+            data = self._line()
+            if data.get("id") == rid:
+                return result(data)
+            if data.get("id") is None and "error" in data:
+                result(data)  # about the connection itself: raises
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._file.close()
+            self._sock.close()

@@ -1,0 +1,263 @@
+"""A forward's local connections: accepting, waiting for a pod, the tunnel stream, the pump.
+
+Each accepted connection becomes one task owned by :class:`Connections` (cancelled and
+awaited by `close_all`). A connection never changes the forward's state itself: what it
+learns about the tunnel goes to its owner (`tunnel_failed`), which probes and decides. A
+connection's own failure (the backend refused, the pod is gone) is one warning line and
+counts in `errors`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from portfwd.engine.health import describe
+from portfwd.engine.model import ConnectionInfo, LogKind, LogLevel
+from portfwd.engine.routing import Router
+from portfwd.errors import PortfwdError
+from portfwd.kube.errors import ApiError, ClusterUnreachable, Forbidden, Unauthorized
+from portfwd.kube.resolve import Resolution
+from portfwd.tunnel.listener import LocalConnection
+from portfwd.tunnel.pool import PodTunnel
+from portfwd.tunnel.protocol import SessionLost, TunnelError, TunnelStream
+from portfwd.tunnel.pump import V4_EOF_IDLE_LIMIT, pump
+
+log = logging.getLogger(__name__)
+
+CONNECT_WAIT = 10.0  # a connection accepted while reconnecting waits this long for a pod
+MAX_WAITING_CONNECTIONS = 256
+
+
+class Owner(Protocol):
+    """What connections need from their forward."""
+
+    id: str
+    namespace: str
+    reason: str
+    remote_port: int
+
+    @property
+    def accepting(self) -> bool: ...
+
+    @property
+    def local_port(self) -> int: ...
+
+    @property
+    def faulty(self) -> bool:
+        """The tunnel failed and no probe has found it working since."""
+        ...
+
+    def add_log(self, level: LogLevel, message: str, kind: LogKind = LogKind.NOTE) -> None: ...
+
+    def tunnel_failed(self, exc: BaseException, text: str) -> None: ...
+
+    def counters_changed(self) -> None: ...
+
+
+class Connection:
+    """One accepted local connection and its counters (also the pump's meter)."""
+
+    __slots__ = ("bytes_in", "bytes_out", "local", "opened_at", "owner", "pod", "task")
+
+    def __init__(self, owner: Connections, local: LocalConnection, pod: str) -> None:
+        self.owner = owner
+        self.local = local
+        self.pod = pod
+        self.opened_at = time.time()
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.task: asyncio.Task[None] | None = None
+
+    def info(self) -> ConnectionInfo:
+        return ConnectionInfo(
+            self.local.peer, self.pod, self.opened_at, self.bytes_in, self.bytes_out
+        )
+
+    def add_in(self, n: int) -> None:
+        self.bytes_in += n
+        owner = self.owner
+        owner.bytes_in += n
+        owner.forward.counters_changed()
+
+    def add_out(self, n: int) -> None:
+        self.bytes_out += n
+        owner = self.owner
+        owner.bytes_out += n
+        owner.forward.counters_changed()
+
+
+class Connections:
+    """The open connections of one forward, and its connection counters."""
+
+    def __init__(
+        self,
+        forward: Owner,
+        router: Router,
+        *,
+        connect_wait: float = CONNECT_WAIT,
+        v4_eof_idle_limit: float = V4_EOF_IDLE_LIMIT,
+        max_waiting: int = MAX_WAITING_CONNECTIONS,
+    ) -> None:
+        self.forward = forward
+        self.router = router
+        self.connect_wait = connect_wait
+        self.v4_eof_idle_limit = v4_eof_idle_limit
+        self.max_waiting = max_waiting
+        self.open: set[Connection] = set()
+        self.total = 0
+        self.errors = 0
+        self.bytes_in = 0  # pod -> local clients
+        self.bytes_out = 0
+        self.waiting = 0  # connections waiting for a pod
+
+    def __len__(self) -> int:
+        return len(self.open)
+
+    def infos(self) -> list[ConnectionInfo]:
+        return [c.info() for c in sorted(self.open, key=lambda c: c.opened_at)]
+
+    def accept(self, local: LocalConnection) -> None:
+        """The listener's callback: serve this connection (or refuse it at once)."""
+        fwd = self.forward
+        tunnel = self.router.tunnel
+        if not fwd.accepting or tunnel is None:
+            local.abort()
+            return
+        port = fwd.local_port
+        waits = not self.router.routable
+        if waits and self.waiting >= self.max_waiting:
+            local.abort()
+            self.errors += 1
+            fwd.add_log(
+                LogLevel.WARNING,
+                f"refused a connection on {port}: {self.waiting} are already waiting for a pod",
+                LogKind.CONNECTION_FAILED,
+            )
+            fwd.counters_changed()
+            return
+        route = self.router.route
+        conn = Connection(self, local, route.pod.name if route else "")
+        self.open.add(conn)
+        self.total += 1
+        fwd.add_log(LogLevel.INFO, f"Handling connection for {port}", LogKind.CONNECTION)
+        if waits:
+            self.waiting += 1  # counted now: a burst accepted in one loop turn respects the cap
+        conn.task = asyncio.create_task(self._serve(conn, tunnel, port, waits))
+        fwd.counters_changed()
+
+    async def close_all(self) -> None:
+        """Cancel every pump (they abort both sides) and wait for them."""
+        tasks = [c.task for c in self.open if c.task is not None]
+        for conn in list(self.open):
+            conn.local.abort()
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
+
+    async def _serve(
+        self, conn: Connection, tunnel: PodTunnel, local_port: int, counted: bool
+    ) -> None:
+        fwd = self.forward
+        remote = fwd.remote_port
+        try:
+            route = await self._route_for(conn, local_port, counted)
+            if route is None:
+                return
+            stream: TunnelStream | None = None
+            for retry in (False, True):
+                conn.pod, remote = route.pod.name, route.container_port
+                try:
+                    stream = await tunnel.open(fwd.namespace, conn.pod, remote, route.pod.meta.uid)
+                    break
+                except (ApiError, ClusterUnreachable, SessionLost, OSError) as exc:
+                    text = describe(exc)
+                    if isinstance(exc, ClusterUnreachable) and exc.cause == "local":
+                        # Out of descriptors here: the pod and the tunnel are fine.
+                        self._failed(conn, local_port, remote, text)
+                        return
+                    fwd.tunnel_failed(exc, text)
+                    # Nothing reached the pod (the upgrade failed): the client's bytes are
+                    # still unsent, so once the forward has a working pod again (another
+                    # one, or the same after a successful probe) the connection is retried
+                    # there instead of failing.
+                    healed = None
+                    if not retry and not isinstance(exc, Forbidden | Unauthorized):
+                        healed = await self.router.wait_healed(
+                            self.connect_wait, lambda: fwd.faulty
+                        )
+                    if healed is None:
+                        self._failed(conn, local_port, remote, text)
+                        return
+                    fwd.add_log(
+                        LogLevel.INFO,
+                        f"retrying a connection on pod {healed.pod.name} ({conn.pod} failed: "
+                        f"{text})",
+                    )
+                    route = healed
+            assert stream is not None
+            await pump(
+                conn.local,
+                stream,
+                conn,
+                warn=self._pump_warning(local_port),
+                eof_idle_limit=self.v4_eof_idle_limit,
+            )
+            closing = stream.server_closing
+            if closing is not None:
+                text = f"the API server closed a tunnel ({closing}); checking the tunnel"
+                fwd.add_log(LogLevel.WARNING, text, LogKind.TUNNEL)
+                fwd.tunnel_failed(TunnelError(text), text)
+        except SessionLost:
+            # Reported once for every connection it ended (the forward's on_lost), not each.
+            self.errors += 1
+            conn.local.close()
+        except PortfwdError as exc:  # TunnelError: the kubelet's text (the backend refused...)
+            self._failed(conn, local_port, remote, str(exc))
+        except OSError as exc:  # TimeoutError included
+            self._failed(conn, local_port, remote, describe(exc))
+        except Exception as exc:  # a bug in one connection must not take the forward down
+            log.exception("connection of forward %s failed", fwd.id)
+            self._failed(conn, local_port, remote, f"internal error: {exc!r}")
+        finally:
+            self.open.discard(conn)
+            fwd.counters_changed()
+
+    async def _route_for(
+        self, conn: Connection, local_port: int, counted: bool
+    ) -> Resolution | None:
+        """The pod for a new connection; while reconnecting, wait a little for one."""
+        try:
+            route = await self.router.wait(self.connect_wait)
+        finally:
+            if counted:
+                self.waiting -= 1
+        if route is None:
+            fwd = self.forward
+            why = fwd.reason or "no pod to forward to"
+            self._failed(
+                conn,
+                local_port,
+                fwd.remote_port,
+                f"no Ready pod within {self.connect_wait:g} s ({why})",
+            )
+        return route
+
+    def _pump_warning(self, local_port: int) -> Callable[[str], None]:
+        def warn(text: str) -> None:
+            self.forward.add_log(LogLevel.WARNING, f"{text} (port {local_port})")
+
+        return warn
+
+    def _failed(self, conn: Connection, local_port: int, remote: int, text: str) -> None:
+        self.errors += 1
+        conn.local.close()
+        self.forward.add_log(
+            LogLevel.WARNING,
+            f"an error occurred forwarding {local_port} -> {remote}: {text}",
+            LogKind.CONNECTION_FAILED,
+        )

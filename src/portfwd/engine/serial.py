@@ -1,0 +1,274 @@
+"""The engine's values as plain data (JSON/YAML-safe dicts), and back: one serialiser.
+
+The session file, the daemon's socket protocol and `portfwd ls -o json` all write forwards
+with these functions, so a spec means the same on disk, on the wire and on screen. Reading
+back goes through :class:`ForwardSpec`'s own validation: a bad value from any of them is one
+InputError naming the field. Unknown keys are ignored when reading (a newer portfwd may add
+some), unless `strict` (requests to the daemon: a typo there is a mistake worth a message).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from portfwd.engine.events import (
+    Event,
+    ForwardAdded,
+    ForwardChanged,
+    ForwardRemoved,
+    Lagged,
+    LogLine,
+    StatsTick,
+)
+from portfwd.engine.model import (
+    ConnectionInfo,
+    ForwardSnapshot,
+    ForwardSpec,
+    ForwardState,
+    ForwardStats,
+    LogEntry,
+    LogKind,
+    LogLevel,
+)
+from portfwd.errors import InputError
+
+SPEC_KEYS = (
+    "name",
+    "target",
+    "remote_port",
+    "local_port",
+    "namespace",
+    "context",
+    "kubeconfig",
+    "addresses",
+    "reconnect",
+    "protocol",
+)
+_OPTIONAL = ("name", "namespace", "context", "kubeconfig")
+
+
+# --- specs ---------------------------------------------------------------------------------
+
+
+def spec_to_dict(spec: ForwardSpec) -> dict[str, Any]:
+    """Every field that differs from "not set"; `target`, ports, addresses and reconnect always."""
+    data: dict[str, Any] = {}
+    if spec.name is not None:
+        data["name"] = spec.name
+    data["target"] = spec.target
+    data["remote_port"] = spec.remote_port
+    data["local_port"] = spec.local_port
+    for key in ("namespace", "context", "kubeconfig"):
+        value = getattr(spec, key)
+        if value is not None:
+            data[key] = value
+    data["addresses"] = list(spec.addresses)
+    data["reconnect"] = spec.reconnect
+    if spec.protocol != "auto":
+        data["protocol"] = spec.protocol
+    return data
+
+
+def spec_from_dict(data: Any, *, strict: bool = False) -> ForwardSpec:
+    """A spec from plain data; InputError (one line) for a wrong shape, type or value."""
+    if not isinstance(data, dict):
+        raise InputError("a forward must be a mapping of its fields")
+    if strict:
+        unknown = sorted(str(k) for k in data if k not in SPEC_KEYS)
+        if unknown:
+            raise InputError(
+                f"unknown field {unknown[0]!r} in a forward; fields are " + ", ".join(SPEC_KEYS)
+            )
+    if "target" not in data:
+        raise InputError("a forward needs a target (e.g. svc/web)")
+    if "remote_port" not in data:
+        raise InputError("a forward needs a remote_port (a number or a port name)")
+    addresses = data.get("addresses", ["127.0.0.1"])
+    if not isinstance(addresses, list | tuple):
+        raise InputError("bad addresses (a list of IP addresses or localhost)")
+    for key in ("reconnect",):
+        if key in data and not isinstance(data[key], bool):  # `reconnect: 'no'` is not false
+            raise InputError(f"bad {key} (true or false)")
+    fields: dict[str, Any] = {
+        "target": data["target"],
+        "remote_port": data["remote_port"],
+        "local_port": data.get("local_port", 0),
+        "addresses": tuple(addresses) or ("127.0.0.1",),
+        "reconnect": data.get("reconnect", True),
+        "protocol": data.get("protocol", "auto"),
+    }
+    for key in _OPTIONAL:
+        fields[key] = data.get(key)
+    return ForwardSpec(**fields)
+
+
+# --- snapshots, logs, connections ------------------------------------------------------------
+
+
+def stats_to_dict(stats: ForwardStats) -> dict[str, int]:
+    return {
+        "connections_open": stats.connections_open,
+        "connections_total": stats.connections_total,
+        "bytes_in": stats.bytes_in,
+        "bytes_out": stats.bytes_out,
+        "errors": stats.errors,
+        "reconnects": stats.reconnects,
+    }
+
+
+def stats_from_dict(data: Any) -> ForwardStats:
+    if not isinstance(data, dict):
+        raise InputError("stats must be a mapping")
+    return ForwardStats(**{k: _int(data.get(k, 0), k) for k in stats_to_dict(ForwardStats())})
+
+
+def snapshot_to_dict(snap: ForwardSnapshot) -> dict[str, Any]:
+    return {
+        "id": snap.id,
+        "spec": spec_to_dict(snap.spec),
+        "state": snap.state.value,
+        "context": snap.context,
+        "namespace": snap.namespace,
+        "pod": snap.pod,
+        "remote_port": snap.remote_port,
+        "port_name": snap.port_name,
+        "bound": [[host, port] for host, port in snap.bound],
+        "reason": snap.reason,
+        "started_at": snap.started_at,
+        "stats": stats_to_dict(snap.stats),
+        "attempt": snap.attempt,
+        "next_retry_at": snap.next_retry_at,
+        "local_port": snap.local_port,
+    }
+
+
+def snapshot_from_dict(data: Any) -> ForwardSnapshot:
+    if not isinstance(data, dict):
+        raise InputError("a forward's state must be a mapping")
+    bound = data.get("bound") or []
+    return ForwardSnapshot(
+        id=_str(data.get("id"), "id"),
+        spec=spec_from_dict(data.get("spec")),
+        state=_state(data.get("state")),
+        context=_str(data.get("context", ""), "context"),
+        namespace=_str(data.get("namespace", ""), "namespace"),
+        pod=_str(data.get("pod", ""), "pod"),
+        remote_port=_int(data.get("remote_port", 0), "remote_port"),
+        port_name=_str(data.get("port_name", ""), "port_name"),
+        bound=tuple((_str(h, "bound"), _int(p, "bound")) for h, p in bound),
+        reason=_str(data.get("reason", ""), "reason"),
+        started_at=_opt_float(data.get("started_at"), "started_at"),
+        stats=stats_from_dict(data.get("stats", {})),
+        attempt=_int(data.get("attempt", 0), "attempt"),
+        next_retry_at=_opt_float(data.get("next_retry_at"), "next_retry_at"),
+    )
+
+
+def log_to_dict(entry: LogEntry) -> dict[str, Any]:
+    return {
+        "ts": entry.ts,
+        "level": entry.level.name.lower(),
+        "kind": entry.kind.value,
+        "message": entry.message,
+    }
+
+
+def log_from_dict(data: Any) -> LogEntry:
+    if not isinstance(data, dict):
+        raise InputError("a log line must be a mapping")
+    try:
+        level = LogLevel[str(data.get("level", "info")).upper()]
+        kind = LogKind(data.get("kind", "note"))
+    except (KeyError, ValueError):
+        raise InputError("a log line has an unknown level or kind") from None
+    ts = _opt_float(data.get("ts"), "ts")
+    return LogEntry(ts or 0.0, level, _str(data.get("message", ""), "message"), kind)
+
+
+def connection_to_dict(info: ConnectionInfo) -> dict[str, Any]:
+    return {
+        "peer": info.peer,
+        "pod": info.pod,
+        "opened_at": info.opened_at,
+        "bytes_in": info.bytes_in,
+        "bytes_out": info.bytes_out,
+    }
+
+
+def connection_from_dict(data: Any) -> ConnectionInfo:
+    if not isinstance(data, dict):
+        raise InputError("a connection must be a mapping")
+    return ConnectionInfo(
+        peer=_str(data.get("peer", ""), "peer"),
+        pod=_str(data.get("pod", ""), "pod"),
+        opened_at=_opt_float(data.get("opened_at"), "opened_at") or 0.0,
+        bytes_in=_int(data.get("bytes_in", 0), "bytes_in"),
+        bytes_out=_int(data.get("bytes_out", 0), "bytes_out"),
+    )
+
+
+# --- events ----------------------------------------------------------------------------------
+
+
+def event_to_dict(event: Event) -> dict[str, Any]:
+    if isinstance(event, ForwardAdded):
+        return {"type": "added", "forward": snapshot_to_dict(event.snapshot)}
+    if isinstance(event, ForwardChanged):
+        return {"type": "changed", "forward": snapshot_to_dict(event.snapshot)}
+    if isinstance(event, ForwardRemoved):
+        return {"type": "removed", "id": event.forward_id}
+    if isinstance(event, LogLine):
+        return {"type": "log", "id": event.forward_id, "entry": log_to_dict(event.entry)}
+    if isinstance(event, StatsTick):
+        return {"type": "stats", "id": event.forward_id, "stats": stats_to_dict(event.stats)}
+    return {"type": "lagged"}
+
+
+def event_from_dict(data: Any) -> Event:
+    if not isinstance(data, dict):
+        raise InputError("an event must be a mapping")
+    kind = data.get("type")
+    if kind == "added":
+        return ForwardAdded(snapshot_from_dict(data.get("forward")))
+    if kind == "changed":
+        return ForwardChanged(snapshot_from_dict(data.get("forward")))
+    if kind == "removed":
+        return ForwardRemoved(_str(data.get("id"), "id"))
+    if kind == "log":
+        fid = data.get("id")
+        return LogLine(None if fid is None else _str(fid, "id"), log_from_dict(data.get("entry")))
+    if kind == "stats":
+        return StatsTick(_str(data.get("id"), "id"), stats_from_dict(data.get("stats")))
+    if kind == "lagged":
+        return Lagged()
+    raise InputError(f"unknown event type {kind!r}")
+
+
+# --- small checks ----------------------------------------------------------------------------
+
+
+def _state(value: Any) -> ForwardState:
+    try:
+        return ForwardState(value)
+    except ValueError:
+        raise InputError(f"unknown forward state {value!r}") from None
+
+
+def _str(value: Any, what: str) -> str:
+    if not isinstance(value, str):
+        raise InputError(f"{what} must be text")
+    return value
+
+
+def _int(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InputError(f"{what} must be a whole number")
+    return value
+
+
+def _opt_float(value: Any, what: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InputError(f"{what} must be a number")
+    return float(value)
