@@ -210,3 +210,29 @@ async def test_uptime_shows_only_while_active() -> None:
         manager.stats("c", ForwardStats(bytes_in=1))
         await settle(pilot)
         assert table.cell_text("c", "uptime") == "-"
+
+
+async def test_a_forward_added_from_an_empty_dashboard_behind_a_screen_is_drawn() -> None:
+    """Seen in tmux at 80x24 and 200x50: the first forward, added while the picker was on
+    top, was held by the table but never drawn, under "No forward matches “”"."""
+    from portfwd.engine.model import ForwardSpec
+    from portfwd.tui.screens.dialogs import HelpScreen
+
+    manager = FakeManager()
+    app = make_app(manager)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        app.push_screen(HelpScreen())
+        await settle(pilot)
+        spec = ForwardSpec(target="svc/echo", remote_port=80, local_port=8080, namespace="demo")
+        await manager.add(spec)
+        await settle(pilot)
+        app.pop_screen()
+        await settle(pilot)
+        await wait_until(pilot, lambda: "svc/echo" in header_and_rows(app), what="the row")
+        assert "No forward" not in screen_text(app)
+        assert "● active" in line_with(app, "svc/echo")
+
+
+def header_and_rows(app: PortfwdApp) -> str:
+    return "\n".join(screen_lines(app)[1:4])

@@ -202,7 +202,7 @@ class DashboardScreen(Screen[None]):
         if not table.snapshots:
             empty.update(EMPTY_TEXT)
             empty.display = True
-        elif table.row_count == 0:
+        elif not table.row_keys:  # not row_count: the rows wait for a layout to be drawn
             typed = reason_text(table.filter_text)
             empty.update(Text(f"No forward matches “{typed}”. Press Esc to clear the filter."))
             empty.display = True

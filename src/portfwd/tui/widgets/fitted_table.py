@@ -78,6 +78,12 @@ class FittedTable(DataTable[Any]):
             return None
         return str(row_key.value) if row_key.value is not None else None
 
+    @property
+    def row_keys(self) -> tuple[str, ...]:
+        """The rows the table holds, in order, drawn yet or not: a row added before the
+        first layout (or while another screen is on top) is drawn at the next one."""
+        return tuple(self._full)
+
     def visible_ids(self) -> list[str]:
         return [str(r.key.value) for r in self.ordered_rows]
 
