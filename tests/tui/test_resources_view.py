@@ -10,7 +10,7 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import Input
 
-from portfwd.engine.model import ForwardState
+from portfwd.engine.model import ForwardSpec, ForwardState
 from portfwd.tui.screens.forward_dialog import ForwardDialog
 from portfwd.tui.screens.resources import ResourcesScreen
 from tests.tui.conftest import Harness, free_port
@@ -126,3 +126,27 @@ async def test_a_lost_api_server_is_said_and_the_list_comes_back(harness: Harnes
             lambda: "● live" in screen_text(app) and "retrying" not in screen_text(app),
             what="live again",
         )
+
+
+async def test_at_80_columns_ports_are_shown_not_traded_for_the_age(harness: Harness) -> None:
+    """Seen in tmux at 80x24 on the demo: Ports, one cell short, was dropped and Age (less
+    important) took its place; a long name is cut instead."""
+    app = harness.app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        spec = ForwardSpec(
+            target="svc/echo",
+            remote_port=80,
+            local_port=free_port(),
+            namespace="demo",
+            context="sandbox",
+        )
+        fid = await app.manager.add(spec)
+        await wait_until(
+            pilot, lambda: app.manager.get(fid).state is ForwardState.ACTIVE, what="active"
+        )
+        await open_resources(pilot)
+        head = next(line for line in screen_lines(app) if "Kind" in line and "Name" in line)
+        assert "Ports" in head and "Age" not in head, head
+        echo = row_of(pilot, "svc", "echo")
+        assert echo is not None and "tcp:80" in echo, screen_text(app)

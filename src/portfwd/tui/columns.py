@@ -121,6 +121,23 @@ def _fit_once(
         elif col.min_width and used + min(col.min_width, want) + pad <= available:
             chosen[col.key] = available - used - pad  # what is left, at least min_width
             used = available
+        elif col.min_width and col.priority <= CORE_PRIORITY:
+            # A core column a few cells short: cut the cuttable ones already in (least
+            # important first, never below their minimum) rather than drop it for good and
+            # let a less important column take its place.
+            need = used + min(col.min_width, want) + pad - available
+            cuttable = [
+                c for c in reversed(by_priority) if c.key in chosen and c.min_width and not c.flex
+            ]
+            slack = sum(max(0, chosen[c.key] - c.min_width) for c in cuttable)
+            if need <= slack:
+                for c in cuttable:
+                    take = min(need, max(0, chosen[c.key] - c.min_width))
+                    chosen[c.key] -= take
+                    used -= take
+                    need -= take
+                chosen[col.key] = available - used - pad
+                used = available
     # Columns that were cut get their width back first (in priority order), then the flexible
     # one takes the rest, so the table always spans the terminal.
     left = available - used
