@@ -236,3 +236,23 @@ async def test_a_forward_added_from_an_empty_dashboard_behind_a_screen_is_drawn(
 
 def header_and_rows(app: PortfwdApp) -> str:
     return "\n".join(screen_lines(app)[1:4])
+
+
+async def test_the_unfolded_detail_pane_says_the_last_error_once() -> None:
+    """Seen at 80x24: `i` on a failing forward printed its error under the status line and
+    again under "Last error", three lines each."""
+    app = make_app(FakeManager(long_error_snapshots()))
+    async with app.run_test(size=(80, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("down", "down", "down")  # svc/broken
+        await settle(pilot)
+        await pilot.press("i")
+        await settle(pilot)
+        pane = collapsed("\n".join(screen_lines(app)[screen_lines(app).index(_rule(app)) :]))
+        assert "Last error" in pane
+        assert pane.count("CrashLoopBackOff: back-off 5m0s") == 1, pane
+
+
+def _rule(app: PortfwdApp) -> str:
+    """The line over the detail pane."""
+    return next(line for line in screen_lines(app) if line.startswith("─" * 20))

@@ -63,7 +63,9 @@ def _reason(detail: Detail) -> str:
     return reason_text(detail.snap.reason or detail.note)
 
 
-def summary(detail: Detail) -> Text:
+def summary(detail: Detail, *, with_reason: bool = True) -> Text:
+    """The status line, and the reason under it (`with_reason`; the unfolded pane has a
+    "Last error" section of its own)."""
     snap = detail.snap
     text = Text()
     text.append_text(status_cell(snap, detail.now))  # its colour is the status's only
@@ -75,7 +77,7 @@ def summary(detail: Detail) -> Text:
     more = reconnect_text(snap)
     if more:
         text.append(f" · {more}")
-    reason = _reason(detail)
+    reason = _reason(detail) if with_reason else ""
     if reason:
         text.append("\n")
         text.append(reason, style="red" if snap.state is ForwardState.ERROR else "yellow")
@@ -168,7 +170,7 @@ def _log(detail: Detail) -> Text:
 
 
 def full(detail: Detail) -> Group:
-    parts: list[RenderableType] = [summary(detail), _facts(detail)]
+    parts: list[RenderableType] = [summary(detail, with_reason=False), _facts(detail)]
     if _reason(detail):
         parts += [_heading("Last error"), Text(_reason(detail))]
     parts += [
