@@ -256,3 +256,17 @@ async def test_the_unfolded_detail_pane_says_the_last_error_once() -> None:
 def _rule(app: PortfwdApp) -> str:
     """The line over the detail pane."""
     return next(line for line in screen_lines(app) if line.startswith("─" * 20))
+
+
+async def test_the_log_view_of_a_waiting_forward_shows_its_whole_reason_at_80_columns() -> None:
+    """Seen at 80x24: the title wrapped and the reason under it was cut mid-sentence."""
+    app = make_app(FakeManager(long_error_snapshots()))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await pilot.press("down", "down")  # svc/web, reconnecting with a long reason
+        await settle(pilot)
+        await pilot.press("l")
+        await settle(pilot)
+        top = collapsed("\n".join(screen_lines(app)[:8]))
+        assert "● following (f pauses)" in top
+        assert "HTTP probe failed with statuscode: 503)" in top, top

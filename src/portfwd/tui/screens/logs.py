@@ -54,7 +54,7 @@ class LogScreen(Screen[None]):
             if self.unseen:
                 n = self.unseen
                 title.append(f"  ·  {n} new line{'s' if n != 1 else ''} below", style="yellow")
-        title.append("  ·  esc back")
+        # (esc: in the footer; the room is the reason's, said in full below)
         reason = self._reason()
         if reason:
             title.append("\n")
