@@ -48,12 +48,12 @@ def _seed(
     context: str, targets: tuple[tuple[str, int], ...], protocol: str, taken: Iterable[int]
 ) -> list[ForwardSpec]:
     """Forwards of `targets` in `context`, each on a free local port not in `taken`."""
-    from portfwd.tui.ports import suggest_port_sync
+    from portfwd.tui.ports import DEFAULT_ADDRESSES, suggest_port_sync
 
     used: dict[int, str] = dict.fromkeys(taken, "")
     specs = []
     for target, remote in targets:
-        local = suggest_port_sync(remote, "127.0.0.1", used)
+        local = suggest_port_sync(remote, DEFAULT_ADDRESSES, used)
         if local:
             used[local] = target
         specs.append(
@@ -63,6 +63,7 @@ def _seed(
                 local_port=local,
                 namespace=DEMO_NAMESPACE,
                 context=context,
+                addresses=DEFAULT_ADDRESSES,  # localhost, as the picker and `forward`
                 protocol=protocol,
             )
         )

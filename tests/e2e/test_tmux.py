@@ -45,11 +45,12 @@ class Tmux:
         )
         return out.stdout
 
-    def start(self, session: str, command: str) -> None:
+    def start(self, session: str, command: str, size: tuple[int, int] = (WIDTH, HEIGHT)) -> None:
         # The shell prints the exit code and lingers so the last screen can be read.
         wrapped = f"{command}; echo {EXIT_MARK}$?; sleep 120"
-        self.run("new-session", "-d", "-s", session, "-x", str(WIDTH), "-y", str(HEIGHT), wrapped)
-        self.run("resize-window", "-t", session, "-x", str(WIDTH), "-y", str(HEIGHT))
+        x, y = str(size[0]), str(size[1])
+        self.run("new-session", "-d", "-s", session, "-x", x, "-y", y, wrapped)
+        self.run("resize-window", "-t", session, "-x", x, "-y", y)
 
     def screen(self, session: str) -> str:
         return self.run("capture-pane", "-p", "-t", session)
@@ -112,7 +113,27 @@ def row_with(screen: str, *parts: str) -> str | None:
     return next((line for line in screen.splitlines() if all(p in line for p in parts)), None)
 
 
-def test_demo_add_forward_move_bytes_quit_restore(tmux: Tmux, tmp_path: Path) -> None:
+def cell_under(screen: str, header: str, *row_parts: str) -> str | None:
+    """The word of the row holding `row_parts` that starts in the column `header` heads (the
+    dashboard's table: every cell starts where its header does)."""
+    lines = screen.splitlines()
+    head = next((line for line in lines if f" {header} " in f"{line} "), None)
+    row = row_with(screen, *row_parts)
+    if head is None or row is None:
+        return None
+    start = head.index(f" {header}") + 1
+    words = row[start:].split()
+    return words[0] if words else None
+
+
+@pytest.mark.parametrize("size", [(WIDTH, HEIGHT), (80, 24)], ids=["200x50", "80x24"])
+def test_demo_add_forward_move_bytes_quit_restore(
+    tmux: Tmux, tmp_path: Path, size: tuple[int, int]
+) -> None:
+    """At 200x50 the port is typed in; at 80x24 (issue 12) the suggested one is kept and read
+    back from the dashboard's Local column, the only place a user would learn it."""
+    narrow = size[0] < 100
+    local = ""
     config = tmp_path / "config"
     config.mkdir()
     # An existing (empty) session: no demo seeds, so this test binds only the port it picks.
@@ -133,9 +154,8 @@ def test_demo_add_forward_move_bytes_quit_restore(tmux: Tmux, tmp_path: Path) ->
             "demo",
         ]
     )
-    port = free_port()
 
-    tmux.start("one", command)
+    tmux.start("one", command, size)
     tmux.wait_for("one", lambda s: "No forwards yet" in s, "the empty dashboard")
     tmux.keys("one", "n")
     tmux.wait_for("one", lambda s: "contexts selectable" in s, "contexts")
@@ -156,28 +176,51 @@ def test_demo_add_forward_move_bytes_quit_restore(tmux: Tmux, tmp_path: Path) ->
     tmux.wait_for(
         "one", lambda s: "6/6  Local port" in s and " is free" in s, "the local port step"
     )
-    tmux.keys("one", "C-u")
-    # The box took the key (it is focused and empty) before the port is typed into it.
-    tmux.wait_for("one", lambda s: "enter a local port" in s, "the emptied local port")
-    tmux.type("one", str(port))
-    tmux.wait_for("one", lambda s: f"✓ 127.0.0.1:{port} is free" in s, "the port check")
-    tmux.keys("one", "Enter")
-    # The named targetPort resolved: service port 80 -> container port 9000 named "echo".
-    tmux.wait_for(
-        "one",
-        lambda s: (
-            row_with(s, "● active", "svc/echo", f"127.0.0.1:{port}", "80 → 9000 (echo)") is not None
-        ),
-        "the new forward active",
-    )
+    if narrow:
+        tmux.keys("one", "Enter")  # the suggestion as it is
+        screen = tmux.wait_for(
+            "one",
+            lambda s: (
+                row_with(s, "● active", "svc/echo") is not None
+                and cell_under(s, "Local", "● active", "svc/echo") is not None
+            ),
+            "the new forward active",
+        )
+        # `localhost:PORT`, or the port alone when the columns are narrowed (loopback only).
+        local = cell_under(screen, "Local", "● active", "svc/echo")
+        assert local is not None and local.rsplit(":", 1)[-1].isdigit(), screen
+        port = int(local.rsplit(":", 1)[-1])
+    else:
+        port = free_port()
+        tmux.keys("one", "C-u")
+        # The box took the key (it is focused and empty) before the port is typed into it.
+        tmux.wait_for("one", lambda s: "enter a local port" in s, "the emptied local port")
+        tmux.type("one", str(port))
+        tmux.wait_for("one", lambda s: f"✓ localhost:{port} is free" in s, "the port check")
+        tmux.keys("one", "Enter")
+        # The named targetPort resolved: service port 80 -> container port 9000 named "echo".
+        tmux.wait_for(
+            "one",
+            lambda s: (
+                row_with(s, "● active", "svc/echo", f"localhost:{port}", "80 → 9000 (echo)")
+                is not None
+            ),
+            "the new forward active",
+        )
 
     payload = os.urandom(5000)
     assert echo_roundtrip(port, payload) == payload
-    screen = tmux.wait_for(
-        "one",
-        lambda s: (r := row_with(s, "svc/echo")) is not None and r.count("4.9 KiB") == 2,
-        "the byte counters (4.9 KiB in and out)",
-    )
+    if narrow:  # no room for In/Out at 80 columns: the detail pane has them
+        tmux.keys("one", "i")
+        tmux.wait_for(
+            "one", lambda s: "traffic ↓ 4.9 KiB  ↑ 4.9 KiB" in s, "the byte counters (detail pane)"
+        )
+    else:
+        tmux.wait_for(
+            "one",
+            lambda s: (r := row_with(s, "svc/echo")) is not None and r.count("4.9 KiB") == 2,
+            "the byte counters (4.9 KiB in and out)",
+        )
 
     tmux.keys("one", "q")
     tmux.wait_for("one", lambda s: f"{EXIT_MARK}0" in s, "a clean exit")
@@ -188,10 +231,11 @@ def test_demo_add_forward_move_bytes_quit_restore(tmux: Tmux, tmp_path: Path) ->
     with socket.socket() as probe:  # quitting closed the listener
         assert probe.connect_ex(("127.0.0.1", port)) != 0
 
-    tmux.start("two", command)
+    tmux.start("two", command, size)
+    shown = local if narrow else f"localhost:{port}"
     tmux.wait_for(
         "two",
-        lambda s: row_with(s, "● active", "svc/echo", f"127.0.0.1:{port}") is not None,
+        lambda s: cell_under(s, "Local", "● active", "svc/echo") == shown,
         "the forward restored and active",
     )
     assert echo_roundtrip(port, b"restored") == b"restored"

@@ -434,6 +434,24 @@ async def test_a_waiting_connection_fails_after_connect_wait(env: Env) -> None:
     assert env.snap(fid).state is ForwardState.RECONNECTING
 
 
+async def test_a_connection_failing_before_any_pod_names_the_asked_port(env: Env) -> None:
+    """Issue 12: no pod resolved yet, the log said `forwarding 8080 -> 0`; it names the
+    remote port the user asked for."""
+    env.fw.put("pods", web_pod("web-1", minute=1, ready=False))
+    fid = await env.manager.add(spec(), start=False)
+    env.forward(fid).connect_wait = 0.2
+    await env.manager.start(fid)
+    assert env.snap(fid).state is ForwardState.RECONNECTING
+    port = env.snap(fid).local_port
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    assert await asyncio.wait_for(reader.read(), 10) == b""
+    writer.close()
+    await eventually(lambda: env.snap(fid).stats.errors == 1)
+    failed = [m for m in env.messages(fid) if m.startswith("an error occurred")]
+    assert failed and all(f"forwarding {port} -> {POD_PORT}: " in m for m in failed), failed
+    assert not any(f"{port} -> 0" in m for m in env.messages(fid))
+
+
 async def test_too_many_waiting_connections_are_refused(
     env: Env, monkeypatch: pytest.MonkeyPatch
 ) -> None:

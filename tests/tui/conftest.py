@@ -37,6 +37,7 @@ class RecordingApp(PortfwdApp):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.toasts: list[str] = []
+        self.toast_titles: list[str] = []
 
     def notify(
         self,
@@ -48,6 +49,7 @@ class RecordingApp(PortfwdApp):
         markup: bool = True,
     ) -> None:
         self.toasts.append(message)
+        self.toast_titles.append(title)
         super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
 
 

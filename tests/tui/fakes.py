@@ -7,7 +7,7 @@ screenshots are deterministic (fixed clock, fixed pods, fixed byte counts).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import replace
 
 from portfwd.engine.events import (
@@ -29,6 +29,7 @@ from portfwd.engine.model import (
 )
 from portfwd.errors import PortfwdError
 from portfwd.tui.catalog import ContextChoice, ListForbidden, PortChoice, ResourceChoice
+from portfwd.tui.resource_watch import ResourceRow, ResourceView
 
 NOW = 1_780_000_000.0  # fixed wall clock for snapshots
 
@@ -50,10 +51,14 @@ class FakeSubscription:
             self.owner.subs.remove(self)
 
 
+FakeConnection = ConnectionInfo  # one open connection, as the detail pane shows it
+
+
 class FakeManager:
     def __init__(self, snapshots: list[ForwardSnapshot] | None = None) -> None:
         self.forwards: dict[str, ForwardSnapshot] = {s.id: s for s in snapshots or []}
         self.log: dict[str | None, list[LogEntry]] = {}
+        self.connections: dict[str, list[FakeConnection]] = {}
         self.subs: list[FakeSubscription] = []
         self.calls: list[tuple[str, str]] = []
         self.shut_down = False
@@ -78,7 +83,9 @@ class FakeManager:
         return list(self.log.get(forward_id, []))
 
     def open_connections(self, forward_id: str) -> list[ConnectionInfo]:
-        return []
+        if forward_id not in self.forwards:
+            raise KeyError(forward_id)
+        return list(self.connections.get(forward_id, []))
 
     def add_log(self, forward_id: str | None, entry: LogEntry) -> None:
         self.log.setdefault(forward_id, []).append(entry)
@@ -231,6 +238,7 @@ class FakeCatalog:
         self.gate: asyncio.Event | None = None
         self.fail: dict[str, str] = {}
         self.forbid_namespaces: set[str] = {"sandbox-limited"}
+        self.live: FakeLive | None = None
 
     async def _wait(self, what: str) -> None:
         if self.gate is not None:
@@ -271,6 +279,140 @@ class FakeCatalog:
             PortChoice(53, "dns", "UDP"),
         ]
 
+    async def node_of(
+        self, context: str, namespace: str, pod: str, kubeconfig: str | None = None
+    ) -> str:
+        await self._wait("node")
+        return "sandbox-node-1"
+
+    async def live_resources(self, context: str, namespace: str) -> FakeLive:
+        await self._wait("live")
+        self.live = FakeLive()
+        return self.live
+
+
+class FakeLive:
+    """A namespace that holds still: `views()` yields `view`, then whatever `push` sends."""
+
+    def __init__(self, view: ResourceView | None = None) -> None:
+        self.view = view or resource_view()
+        self.queue: asyncio.Queue[ResourceView] = asyncio.Queue()
+        self.retries = 0
+        self.closed = False
+
+    async def views(self) -> AsyncGenerator[ResourceView, None]:
+        try:
+            yield self.view
+            while True:
+                yield await self.queue.get()
+        finally:
+            self.closed = True
+
+    def push(self, view: ResourceView) -> None:
+        self.queue.put_nowait(view)
+
+    def retry_now(self) -> None:
+        self.retries += 1
+
+
+def resource_view() -> ResourceView:
+    """Every kind, healthy and not, with ports of every sort."""
+    created = NOW - 7200
+    rows = (
+        ResourceRow(
+            "service",
+            "api",
+            "1/1",
+            "ClusterIP",
+            True,
+            (
+                PortChoice(443, "https", "TCP", "→ targetPort https"),
+                PortChoice(9090, "metrics", "TCP", "→ targetPort metrics"),
+            ),
+            created,
+        ),
+        ResourceRow(
+            "service",
+            "crashy",
+            "0/1",
+            "ClusterIP",
+            False,
+            (PortChoice(80, "http", "TCP", "→ targetPort http"),),
+            created,
+            "no ready endpoint",
+        ),
+        ResourceRow(
+            "service", "dns", "1/1", "ClusterIP", True, (PortChoice(53, "dns", "UDP"),), created
+        ),
+        ResourceRow(
+            "service",
+            "echo",
+            "2/2",
+            "ClusterIP",
+            True,
+            (PortChoice(80, "tcp", "TCP", "→ targetPort echo"),),
+            created,
+        ),
+        ResourceRow(
+            "pod",
+            "crashy",
+            "0/1",
+            "CrashLoopBackOff",
+            False,
+            (PortChoice(8080, "http", "TCP"),),
+            created,
+            "phase Running",
+            12,
+        ),
+        ResourceRow(
+            "pod",
+            "echo-5f7c9-abcde",
+            "1/1",
+            "Running",
+            True,
+            (PortChoice(9000, "echo", "TCP"),),
+            created,
+        ),
+        ResourceRow(
+            "pod",
+            "pending-unscheduled",
+            "0/1",
+            "Pending",
+            False,
+            (PortChoice(8080),),
+            NOW - 90,
+            "phase Pending",
+        ),
+        ResourceRow(
+            "deployment",
+            "echo",
+            "2/2",
+            "Available",
+            True,
+            (PortChoice(9000, "echo", "TCP"),),
+            created,
+        ),
+        ResourceRow(
+            "deployment",
+            "web",
+            "2/3",
+            "Progressing",
+            True,
+            (PortChoice(8080, "http", "TCP"),),
+            created,
+        ),
+        ResourceRow(
+            "statefulset",
+            "postgres",
+            "2/2",
+            "Available",
+            True,
+            (PortChoice(5432, "postgres", "TCP"),),
+            created,
+        ),
+    )
+    return ResourceView(rows)
+
 
 def log_entries() -> list[LogEntry]:
     return [
@@ -291,3 +433,22 @@ def log_entries() -> list[LogEntry]:
         ),
         LogEntry(NOW - 4, LogLevel.WARNING, "pod echo-5f7c9-abcde not ready; switching endpoint"),
     ]
+
+
+LONG_ERROR = (
+    "svc/broken has no ready endpoints (0 of 1 pods ready: broken-7c9d-xk2p1 is in "
+    "CrashLoopBackOff: back-off 5m0s restarting failed container=broken)"
+)
+LONG_WAIT = (
+    "no Ready pod for svc/web: 3 pods match, none is Ready (web-7d9f-qwert: phase Pending "
+    "(ContainerCreating); web-7d9f-asdfg: readiness probe failing: HTTP probe failed with "
+    "statuscode: 503)"
+)
+
+
+def long_error_snapshots() -> list[ForwardSnapshot]:
+    """The mixed states, with the long reasons a real cluster gives."""
+    snaps = {s.id: s for s in mixed_snapshots()}
+    snaps["c"] = replace(snaps["c"], reason=LONG_WAIT)
+    snaps["d"] = replace(snaps["d"], reason=LONG_ERROR)
+    return list(snaps.values())

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable
 from typing import Any
 
 from textual.pilot import Pilot
 
-LONG_LIVED = {"engine-events"}
+LONG_LIVED = {"engine-events", "resources-watch"}
 
 
 async def settle(pilot: Pilot[Any], limit: float = 20.0) -> None:
@@ -36,3 +37,19 @@ async def wait_until(
         if loop.time() > deadline:
             raise AssertionError(f"timed out waiting for {what or predicate}")
         await pilot.pause(0.02)
+
+
+def screen_lines(app: Any) -> list[str]:
+    """The screen as the terminal shows it, one string per line (a private Textual API: the
+    compositor's strips; the same one tests/tui/test_hostile_terminal_text.py uses)."""
+    return [strip.text for strip in app.screen._compositor.render_strips()]
+
+
+def screen_text(app: Any) -> str:
+    return "\n".join(screen_lines(app))
+
+
+def collapsed(text: str) -> str:
+    """The screen's words with line breaks, borders, scrollbars and padding folded into
+    single spaces: a sentence wrapped over lines reads whole again."""
+    return re.sub(r"[\s│┃▊▎▌▐█▀▄▁▂▃▅▆▇]+", " ", text)

@@ -17,8 +17,9 @@ from portfwd.tui.app import PortfwdApp
 from portfwd.tui.screens.dialogs import ConfirmScreen, EditScreen, HelpScreen
 from portfwd.tui.screens.logs import LogScreen
 from portfwd.tui.screens.picker import NewForwardScreen
+from portfwd.tui.widgets.local_form import LocalPortForm
 from tests.tui.conftest import Harness, free_port
-from tests.tui.helpers import settle, wait_until
+from tests.tui.helpers import collapsed, screen_text, settle, wait_until
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -31,8 +32,14 @@ def echo_spec(local: int = 0, target: str = "svc/echo", remote: int | str = 80) 
     )
 
 
-def row(app: PortfwdApp, fid: str) -> list[str]:
-    return [str(c) for c in app.dashboard.table.get_row(fid)]
+def row(app: PortfwdApp, fid: str) -> dict[str, str]:
+    """The row as shown: column key -> text (cut to its column)."""
+    return {k: t.plain for k, t in app.dashboard.table.shown_cells(fid).items()}
+
+
+def cell(app: PortfwdApp, fid: str, key: str) -> str:
+    """A cell's whole text, shown or not."""
+    return app.dashboard.table.cell_text(fid, key)
 
 
 def status(app: PortfwdApp) -> str:
@@ -110,22 +117,35 @@ async def test_picker_adds_named_targetport_forward_and_bytes_show(harness: Harn
         box = screen.query_one("#local-80", Input)
         box.value = str(port)
         await settle(pilot)
-        assert str(screen.query_one("#check-80", Static).render()) == f"✓ 127.0.0.1:{port} is free"
+        assert str(screen.query_one("#check-80", Static).render()) == f"✓ localhost:{port} is free"
         await press(pilot, "enter")
         assert app.screen is app.dashboard
         await wait_until(pilot, lambda: bool(app.manager.snapshot()), what="forward added")
         snap = app.manager.snapshot()[0]
         assert snap.spec == ForwardSpec(
-            target="svc/echo", remote_port=80, local_port=port, namespace="demo", context="sandbox"
+            target="svc/echo",
+            remote_port=80,
+            local_port=port,
+            namespace="demo",
+            context="sandbox",
+            addresses=("localhost",),  # the picker's default is the CLI's
         )
-        await wait_until(pilot, lambda: row(app, snap.id)[0] == "● active", what="active")
+        await wait_until(pilot, lambda: row(app, snap.id)["status"] == "● active", what="active")
         cells = row(app, snap.id)
-        assert cells[3:7] == ["svc/echo", cells[4], f"127.0.0.1:{port}", "80 → 9000 (echo)"]
-        assert cells[4].startswith("echo-")  # the pod the service currently uses
+        assert [cells[k] for k in ("target", "local", "remote")] == [
+            "svc/echo",
+            f"localhost:{port}",
+            "80 → 9000 (echo)",
+        ]
+        assert cells["pod"].startswith("echo-")  # the pod the service currently uses
         payload = b"portfwd" * 300  # 2100 bytes
         assert await connect_echo(port, payload) == payload
         await wait_until(
-            pilot, lambda: row(app, snap.id)[9:11] == ["2.1 KiB", "2.1 KiB"], what="byte counts"
+            pilot,
+            lambda: (
+                [row(app, snap.id)[k] for k in ("bytes_in", "bytes_out")] == ["2.1 KiB", "2.1 KiB"]
+            ),
+            what="byte counts",
         )
 
 
@@ -259,7 +279,7 @@ async def test_local_port_validation(harness: Harness, monkeypatch: pytest.Monke
         await press(pilot, "enter")  # refused while invalid
         assert app.screen is screen
         free = free_port()
-        assert await verdict(str(free)) == f"✓ 127.0.0.1:{free} is free"
+        assert await verdict(str(free)) == f"✓ localhost:{free} is free"
         assert not start.disabled
 
 
@@ -291,7 +311,7 @@ async def test_local_port_defaults_to_remote_or_next_free(
 
 async def add_active(app: PortfwdApp, pilot: Pilot[Any], spec: ForwardSpec) -> str:
     fid = await app.manager.add(spec, start=True)
-    await wait_until(pilot, lambda: row(app, fid)[0] == "● active", what=f"{fid} active")
+    await wait_until(pilot, lambda: row(app, fid)["status"] == "● active", what=f"{fid} active")
     app.dashboard.select(fid)
     await settle(pilot)
     return fid
@@ -304,10 +324,10 @@ async def test_space_stops_and_starts_r_restarts(harness: Harness) -> None:
         port = free_port()
         fid = await add_active(app, pilot, echo_spec(port))
         await press(pilot, "space")
-        await wait_until(pilot, lambda: row(app, fid)[0] == "■ stopped", what="stopped")
+        await wait_until(pilot, lambda: row(app, fid)["status"] == "■ stopped", what="stopped")
         assert refused(port)
         await press(pilot, "space")
-        await wait_until(pilot, lambda: row(app, fid)[0] == "● active", what="active again")
+        await wait_until(pilot, lambda: row(app, fid)["status"] == "● active", what="active again")
         assert await connect_echo(port, b"x") == b"x"
         await press(pilot, "r")
         await wait_until(
@@ -377,7 +397,10 @@ async def test_edit_local_port_rebinds(harness: Harness) -> None:
         assert app.screen is app.dashboard
         await wait_until(
             pilot,
-            lambda: row(app, fid)[5] == f"127.0.0.1:{new}" and row(app, fid)[0] == "● active",
+            lambda: (
+                row(app, fid)["local"] == f"127.0.0.1:{new}"
+                and row(app, fid)["status"] == "● active"
+            ),
             what="rebound",
         )
         assert await connect_echo(new, b"moved") == b"moved"
@@ -429,7 +452,7 @@ async def test_help_and_command_palette(harness: Harness) -> None:
         await add_active(app, pilot, echo_spec(port))
         await press(pilot, "question_mark")
         assert isinstance(app.screen, HelpScreen)
-        help_text = str(app.screen.query_one("#help-text", Static).render())
+        help_text = collapsed(screen_text(app))
         for key in ("space", "restart", "delete", "edit", "copy", "open", "filter", "sort"):
             assert key in help_text
         await press(pilot, "escape")
@@ -472,7 +495,7 @@ async def test_filter_and_sort_with_200_forwards(harness: Harness) -> None:
         await wait_until(pilot, lambda: table.row_count == 200, what="200 rows")
         await press(pilot, "slash")
         await type_text(pilot, "s19")
-        assert [row(app, fid)[3] for fid in table.visible_ids()] == [
+        assert [row(app, fid)["target"] for fid in table.visible_ids()] == [
             f"svc/s19{n}" for n in range(10)
         ]
         await press(pilot, "enter")  # back to the table, filter kept
@@ -481,7 +504,7 @@ async def test_filter_and_sort_with_200_forwards(harness: Harness) -> None:
         assert table.row_count == 200
         table.sort_by("local", reverse=True)
         await settle(pilot)
-        assert row(app, table.visible_ids()[0])[3] == "svc/s199"
+        assert row(app, table.visible_ids()[0])["target"] == "svc/s199"
         await press(pilot, "end")
         assert app.focused is table, app.focused
         assert table.cursor_row == 199
@@ -534,9 +557,9 @@ async def test_session_restored_running_stopped_and_missing(harness: Harness) ->
         assert [s.id for s in app2.manager.snapshot()] == [running, stopped, gone]
         assert app2.manager.get(running).state is ForwardState.ACTIVE
         assert await connect_echo(port, b"back") == b"back"
-        assert row(app2, stopped)[0] == "■ stopped"
-        assert row(app2, stopped)[11] == "stopped in the last session"
-        assert row(app2, gone)[0] == "✖ error" and "api" in row(app2, gone)[11]
+        assert row(app2, stopped)["status"] == "■ stopped"
+        assert cell(app2, stopped, "error") == "stopped in the last session"
+        assert row(app2, gone)["status"] == "✖ error" and "api" in cell(app2, gone, "error")
         await press(pilot, "q")
         await wait_until(pilot, lambda: app2.return_code == 0, what="exit")
 
@@ -552,8 +575,8 @@ async def test_no_restore_keeps_saved_forwards_stopped(harness: Harness) -> None
     async with app2.run_test(size=SIZE) as pilot:
         await wait_until(pilot, lambda: app2.restored, what="restored")
         await settle(pilot)
-        assert row(app2, fid)[0] == "■ stopped"
-        assert row(app2, fid)[11] == "not restarted (--no-restore)"
+        assert row(app2, fid)["status"] == "■ stopped"
+        assert cell(app2, fid, "error") == "not restarted (--no-restore)"
         await press(pilot, "q")
         await wait_until(pilot, lambda: app2.return_code == 0, what="exit")
     # Quitting did not rewrite what --no-restore skipped: the next normal start restores it.
@@ -562,7 +585,7 @@ async def test_no_restore_keeps_saved_forwards_stopped(harness: Harness) -> None
     app3 = harness.app()
     async with app3.run_test(size=SIZE) as pilot:
         await wait_until(pilot, lambda: app3.restored, what="restored")
-        await wait_until(pilot, lambda: row(app3, fid)[0] == "● active", what="active again")
+        await wait_until(pilot, lambda: row(app3, fid)["status"] == "● active", what="active again")
         await press(pilot, "q")
         await wait_until(pilot, lambda: app3.return_code == 0, what="exit")
 
@@ -624,7 +647,7 @@ async def test_several_ports_marked_with_tab_become_several_forwards(harness: Ha
         await settle(pilot)
         screen = await open_picker_to_ports(pilot, "api")
         assert [o[4:].split()[0] for o in options(app)] == ["443/TCP", "9090/TCP"]
-        await press(pilot, "tab", "down", "tab")
+        await press(pilot, "tab", "tab")  # each tab marks one and moves on
         assert options(app)[0].startswith("[x]") and options(app)[1].startswith("[x]")
         await press(pilot, "enter")
         assert screen.step == "local" and [p.port for p in screen.ports] == [443, 9090]
@@ -744,7 +767,7 @@ async def test_a_session_that_cannot_be_saved_is_reported(
             lambda: expected in app.toasts,
             what="save error toast",
         )
-        assert row(app, fid)[0] == "● active"  # the forward is not affected
+        assert row(app, fid)["status"] == "● active"  # the forward is not affected
 
 
 async def test_error_channel_text_reaches_the_log_view(harness: Harness) -> None:
@@ -783,7 +806,7 @@ async def test_start_refuses_a_local_port_typed_after_its_last_check(harness: Ha
         await settle(pilot)
         assert not screen.query_one("#start", Button).disabled
         box.value += "x"  # enter arrives before this key's check has run
-        screen._start()
+        screen.query_one(LocalPortForm).start()
         assert app.screen is screen and not app.manager.snapshot()
         assert app.toasts[-1] == "checking the local port…"
         await settle(pilot)
@@ -795,7 +818,7 @@ async def test_picker_calls_out_a_non_loopback_address_once(harness: Harness) ->
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
         screen = await open_picker_to_ports(pilot, "api")
-        await press(pilot, "tab", "down", "tab", "enter")  # both ports: two check lines
+        await press(pilot, "tab", "tab", "enter")  # both ports: two check lines
         screen.query_one("#local-443", Input).value = str(free_port())
         screen.query_one("#local-9090", Input).value = str(free_port())
         screen.query_one("#local-address", Input).value = "127.0.0.1,0.0.0.0"

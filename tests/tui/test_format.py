@@ -10,10 +10,13 @@ from portfwd.engine.model import ForwardSnapshot, ForwardSpec, ForwardState, For
 from portfwd.tui.format import (
     human_bytes,
     human_duration,
+    local_compact,
     local_text,
     reconnect_text,
+    remote_compact,
     remote_text,
     status_cell,
+    url_for,
 )
 
 
@@ -60,7 +63,11 @@ def test_remote_shows_asked_and_resolved_ports() -> None:
         bound=(("::1", 8080), ("127.0.0.1", 8080)),
     )
     assert remote_text(snap) == "80 → 9000 (echo)"
-    assert local_text(snap) == "[::1]:8080, 127.0.0.1:8080"
+    assert local_text(snap) == "localhost:8080"  # both loopback addresses: what it means
+    assert local_compact(snap) == "8080"
+    assert remote_compact(snap) == "80→9000"
+    public = replace(snap, bound=(("0.0.0.0", 8080), ("127.0.0.1", 8080)))
+    assert local_text(public) == local_compact(public) == "0.0.0.0:8080, 127.0.0.1:8080"
     named = ForwardSnapshot(
         id="y",
         spec=ForwardSpec(target="svc/web", remote_port="http"),
@@ -114,3 +121,20 @@ def test_reconnect_text_names_the_count_and_a_disabled_reconnect() -> None:
         stats=ForwardStats(reconnects=2),
     )
     assert reconnect_text(off) == "2 reconnects · ⊘ auto-reconnect off"
+
+
+def test_a_port_named_https_or_numbered_443_or_8443_opens_as_https() -> None:
+    def snap(remote: int | str, resolved: int = 0, name: str = "") -> ForwardSnapshot:
+        return ForwardSnapshot(
+            id="x",
+            spec=ForwardSpec(target="svc/api", remote_port=remote),
+            state=ForwardState.ACTIVE,
+            remote_port=resolved,
+            port_name=name,
+            bound=(("127.0.0.1", 9443),),
+        )
+
+    assert url_for(snap(443, 8443, "https")) == "https://localhost:9443"
+    assert url_for(snap("https", 9000, "https")) == "https://localhost:9443"
+    assert url_for(snap(8443, 8443)) == "https://localhost:9443"
+    assert url_for(snap(80, 8080, "http")) == "http://localhost:9443"

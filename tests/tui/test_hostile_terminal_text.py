@@ -15,18 +15,21 @@ import asyncio
 import os
 import socket
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import yaml
 
+from portfwd.engine.model import ForwardState, LogEntry, LogLevel
 from portfwd.sandbox.cluster import SandboxCluster
 from portfwd.tui.app import PortfwdApp
 from portfwd.tui.catalog import ContextChoice, PortChoice, ResourceChoice
+from portfwd.tui.resource_watch import ResourceRow, ResourceView
 from tests.hostile import CLEAR, OSC52, forbidding_api, hostile_topology, raw_found
 from tests.ptyrun import PtyProcess
-from tests.tui.fakes import FakeCatalog, FakeManager
-from tests.tui.helpers import settle, wait_until
+from tests.tui.fakes import FakeCatalog, FakeConnection, FakeLive, FakeManager, mixed_snapshots
+from tests.tui.helpers import collapsed, screen_text, settle, wait_until
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -177,3 +180,69 @@ async def test_the_picker_shows_hostile_names_escaped() -> None:
     ):
         assert shown in everything, shown
     assert rb"forbidden: \x1b]52;c;" in screens[-1]
+
+
+class HostileLiveCatalog(HostileCatalog):
+    """What a hostile API server would make the resources view list."""
+
+    async def live_resources(self, context: str, namespace: str) -> FakeLive:
+        rows = (
+            ResourceRow(
+                "service",
+                f"web{OSC52}",
+                f"1/1{CLEAR}",
+                f"ClusterIP{OSC52}",
+                True,
+                (PortChoice(80, f"http{OSC52}", "TCP", f"→ targetPort {CLEAR}"),),
+            ),
+            ResourceRow("pod", f"evil-{OSC52}", "0/1", f"CrashLoopBackOff{CLEAR}", False, (), None),
+        )
+        self.live = FakeLive(ResourceView(rows, errors={"pod": f"pods: denied {OSC52}"}))
+        return self.live
+
+    async def node_of(
+        self, context: str, namespace: str, pod: str, kubeconfig: str | None = None
+    ) -> str:
+        return f"node-{OSC52}"
+
+
+async def test_the_resources_view_the_port_dialog_and_the_detail_pane_escape_hostile_text() -> None:
+    snap = replace(
+        mixed_snapshots()[0],
+        pod=f"evil-{OSC52}{CLEAR}",
+        reason=f"forbidden: {OSC52}{CLEAR}",
+        state=ForwardState.RECONNECTING,
+    )
+    manager = FakeManager([snap])
+    manager.connections[snap.id] = [
+        FakeConnection(f"127.0.0.1:1{OSC52}", f"evil-{CLEAR}", 0.0, 1, 2)
+    ]
+    manager.log[snap.id] = [LogEntry(0.0, LogLevel.WARNING, f"kubelet said {OSC52}{CLEAR}")]
+    app = PortfwdApp(manager, catalog=HostileLiveCatalog(), context=f"[b]ctx{OSC52}")
+    screens: list[bytes] = []
+    async with app.run_test(size=(200, 50)) as pilot:
+        await settle(pilot)
+        await pilot.press("i")  # the detail pane, unfolded
+        await wait_until(pilot, lambda: "node-" in collapsed(screen_text(app)), what="node")
+        await settle(pilot)
+        screens.append(terminal_bytes(app))
+        await pilot.press("b")
+        await wait_until(pilot, lambda: "web" in screen_text(app), what="the resources")
+        await settle(pilot)
+        screens.append(terminal_bytes(app))
+        await pilot.press("f")  # svc web: its one port goes straight to the local step
+        await settle(pilot)
+        screens.append(terminal_bytes(app))
+    for screen in screens:
+        assert raw_found(screen) == []
+    for shown in (
+        rb"evil-\x1b]52",
+        rb"forbidden: \x1b]52",
+        rb"127.0.0.1:1\x1b]52",
+        rb"kubelet said \x1b]52",
+        rb"node-\x1b]52",
+    ):
+        assert shown in screens[0], shown
+    for shown in (rb"web\x1b]52", rb"ClusterIP\x1b]52", rb"http\x1b]52", rb"pods: denied \x1b]52"):
+        assert shown in screens[1], shown
+    assert rb"svc/web\x1b]52" in screens[2]

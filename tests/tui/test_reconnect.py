@@ -16,7 +16,7 @@ from portfwd.tui.screens.logs import LogScreen
 from portfwd.tui.screens.picker import NewForwardScreen
 from tests.tui.conftest import Harness, RecordingApp
 from tests.tui.fakes import NOW, FakeCatalog, FakeManager
-from tests.tui.helpers import settle, wait_until
+from tests.tui.helpers import collapsed, screen_text, settle, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -70,7 +70,7 @@ def status_of(app: PortfwdApp, fid: str) -> str:
 
 
 def detail(app: PortfwdApp) -> str:
-    return str(app.dashboard.query_one("#detail", Static).render())
+    return collapsed(screen_text(app).split("\n", 2)[-1])  # the screen below the header
 
 
 async def test_a_retrying_forward_counts_down_to_its_next_try() -> None:
@@ -139,15 +139,15 @@ async def test_the_picker_can_start_a_forward_without_auto_reconnect(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from portfwd.tui import ports
-    from portfwd.tui.screens import picker
+    from portfwd.tui.widgets import local_form
 
-    async def suggest(remote: int, address: str, taken: object) -> int:
+    async def suggest(remote: int, addresses: object, taken: object) -> int:
         return 18080
 
     async def check(text: str, address: str, taken: object) -> ports.PortCheck:
         return ports.PortCheck(True, f"{address}:{text} is free")
 
-    monkeypatch.setattr(picker, "suggest_port", suggest)
+    monkeypatch.setattr(local_form, "suggest_port", suggest)
     monkeypatch.setattr(ports, "check_port", check)
     manager = FakeManager()
     app = make_app(manager, Clock())

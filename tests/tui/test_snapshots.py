@@ -16,10 +16,22 @@ from textual.pilot import Pilot
 from textual.widgets import Input
 
 from portfwd.tui.app import PortfwdApp
-from tests.tui.fakes import NOW, FakeCatalog, FakeManager, log_entries, mixed_snapshots
+from tests.tui.fakes import (
+    NOW,
+    FakeCatalog,
+    FakeConnection,
+    FakeManager,
+    log_entries,
+    long_error_snapshots,
+    mixed_snapshots,
+)
 from tests.tui.helpers import settle
 
 SIZE = (150, 32)
+# The sizes the dashboard must read right at (issue 12): a laptop's tmux pane, a common
+# window, a wide screen.
+SIZES = [(80, 24), (120, 40), (200, 50)]
+SIZE_IDS = ["80x24", "120x40", "200x50"]
 pytestmark = pytest.mark.timeout(60)
 
 SnapCompare = Callable[..., bool]
@@ -93,7 +105,7 @@ async def _to_step(pilot: Pilot[Any], keys: list[str]) -> None:
         ("resource", ["enter", "enter", "enter"]),
         ("resource_filtered", ["enter", "enter", "enter", "e", "h"]),
         ("ports", ["enter", "enter", "enter", "enter"]),
-        ("ports_marked", ["enter", "enter", "enter", "enter", "tab", "down", "tab"]),
+        ("ports_marked", ["enter", "enter", "enter", "enter", "tab", "tab"]),
     ],
 )
 def test_picker_steps(snap_compare: SnapCompare, name: str, keys: list[str]) -> None:
@@ -158,9 +170,9 @@ def test_help(snap_compare: SnapCompare) -> None:
 
 def test_picker_local_step(snap_compare: SnapCompare, monkeypatch: pytest.MonkeyPatch) -> None:
     from portfwd.tui import ports
-    from portfwd.tui.screens import picker
+    from portfwd.tui.widgets import local_form
 
-    async def suggest(remote: int, address: str, taken: object) -> int:
+    async def suggest(remote: int, addresses: object, taken: object) -> int:
         return {80: 8080, 443: 8443}[remote]
 
     async def check(text: str, address: str, taken: object) -> ports.PortCheck:
@@ -168,11 +180,11 @@ def test_picker_local_step(snap_compare: SnapCompare, monkeypatch: pytest.Monkey
             return ports.PortCheck(False, "8443 is in use by another program")
         return ports.PortCheck(True, f"{address}:{text} is free")
 
-    monkeypatch.setattr(picker, "suggest_port", suggest)
+    monkeypatch.setattr(local_form, "suggest_port", suggest)
     monkeypatch.setattr(ports, "check_port", check)
 
     async def run_before(pilot: Pilot[Any]) -> None:
-        await _to_step(pilot, ["enter", "enter", "enter", "enter", "tab", "down", "tab", "enter"])
+        await _to_step(pilot, ["enter", "enter", "enter", "enter", "tab", "tab", "enter"])
 
     assert snap(snap_compare, make_app(), run_before, (150, 36))
 
@@ -221,3 +233,93 @@ def test_log_view_of_a_reconnecting_forward(snap_compare: SnapCompare) -> None:
         await settle(pilot)
 
     assert snap(snap_compare, make_app(manager), run_before, (150, 12))
+
+
+# -- every size (issue 12): nothing cut where it is said to fit --------------------------------
+
+
+def busy_manager() -> FakeManager:
+    """The mixed states with long errors, connections and a log for the detail pane."""
+    manager = FakeManager(long_error_snapshots())
+    manager.connections["a"] = [
+        FakeConnection("127.0.0.1:51234", "echo-5f7c9-abcde", NOW - 185, 1_258_291, 10_240),
+        FakeConnection("127.0.0.1:51240", "echo-5f7c9-abcde", NOW - 12, 314_573, 10_240),
+    ]
+    for entry in log_entries():
+        manager.log.setdefault("a", []).append(entry)
+    return manager
+
+
+@pytest.mark.parametrize("size", SIZES, ids=SIZE_IDS)
+def test_dashboard_at_every_size(snap_compare: SnapCompare, size: tuple[int, int]) -> None:
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await settle(pilot)
+        await pilot.press("down", "down", "down")  # svc/broken: its whole error below
+        await settle(pilot)
+
+    assert snap(snap_compare, make_app(busy_manager()), run_before, size)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=SIZE_IDS)
+def test_detail_pane_at_every_size(snap_compare: SnapCompare, size: tuple[int, int]) -> None:
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await settle(pilot)
+        await pilot.press("i")
+        await settle(pilot)
+
+    assert snap(snap_compare, make_app(busy_manager()), run_before, size)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=SIZE_IDS)
+def test_help_at_every_size(snap_compare: SnapCompare, size: tuple[int, int]) -> None:
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await settle(pilot)
+        await pilot.press("question_mark")
+        await settle(pilot)
+
+    assert snap(snap_compare, make_app(), run_before, size)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=SIZE_IDS)
+def test_picker_last_step_at_every_size(
+    snap_compare: SnapCompare, monkeypatch: pytest.MonkeyPatch, size: tuple[int, int]
+) -> None:
+    from portfwd.tui import ports
+    from portfwd.tui.widgets import local_form
+
+    async def suggest(remote: int, addresses: object, taken: object) -> int:
+        return {80: 8080, 443: 8443}[remote]
+
+    async def check(text: str, address: str, taken: object) -> ports.PortCheck:
+        if text == "8443":
+            return ports.PortCheck(False, "8443 is in use by another program")
+        return ports.PortCheck(True, f"{address}:{text} is free")
+
+    monkeypatch.setattr(local_form, "suggest_port", suggest)
+    monkeypatch.setattr(ports, "check_port", check)
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await _to_step(pilot, ["enter", "enter", "enter", "enter", "tab", "tab", "enter"])
+
+    assert snap(snap_compare, make_app(), run_before, size)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=SIZE_IDS)
+def test_resources_view_at_every_size(snap_compare: SnapCompare, size: tuple[int, int]) -> None:
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await settle(pilot)
+        await pilot.press("b")
+        await settle(pilot)
+
+    assert snap(snap_compare, make_app(FakeManager(mixed_snapshots())), run_before, size)
+
+
+def test_port_dialog(snap_compare: SnapCompare) -> None:
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await settle(pilot)
+        await pilot.press("b")
+        await settle(pilot)
+        await pilot.press("enter")  # svc/api: two ports to choose from
+        await settle(pilot)
+
+    assert snap(snap_compare, make_app(FakeManager(mixed_snapshots())), run_before, (120, 40))

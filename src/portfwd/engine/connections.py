@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from portfwd.engine.health import describe
-from portfwd.engine.model import ConnectionInfo, LogKind, LogLevel
+from portfwd.engine.model import ConnectionInfo, ForwardSpec, LogKind, LogLevel
 from portfwd.engine.routing import Router
 from portfwd.errors import PortfwdError
 from portfwd.kube.errors import ApiError, ClusterUnreachable, Forbidden, Unauthorized
@@ -38,7 +38,8 @@ class Owner(Protocol):
     id: str
     namespace: str
     reason: str
-    remote_port: int
+    remote_port: int  # the pod's port, once a pod was resolved (0 before)
+    spec: ForwardSpec
 
     @property
     def accepting(self) -> bool: ...
@@ -256,8 +257,10 @@ class Connections:
     def _failed(self, conn: Connection, local_port: int, remote: int, text: str) -> None:
         self.errors += 1
         conn.local.close()
+        # No pod resolved yet (0): the port the user asked for, not a port 0 nobody chose.
+        shown = remote or self.forward.spec.remote_port
         self.forward.add_log(
             LogLevel.WARNING,
-            f"an error occurred forwarding {local_port} -> {remote}: {text}",
+            f"an error occurred forwarding {local_port} -> {shown}: {text}",
             LogKind.CONNECTION_FAILED,
         )

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -20,7 +21,8 @@ __all__ = ["BACKEND_KINDS", "BackendPool", "bytes_body"]
 
 log = logging.getLogger(__name__)
 
-BACKEND_KINDS = ("echo", "http", "line")
+# "https" is http behind TLS (the sandbox CA's certificate): what a port named https serves.
+BACKEND_KINDS = ("echo", "http", "https", "line")
 
 CHUNK = 64 * 1024
 _HEADER_LIMIT = 64 * 1024  # longest request head / line a backend accepts
@@ -56,9 +58,16 @@ class _Backend:
 class BackendPool:
     """Starts and owns backend servers; `stop()` ends every server and connection."""
 
-    def __init__(self, host: str = "127.0.0.1", cluster: str = "sandbox") -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        cluster: str = "sandbox",
+        *,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         self._host = host
         self._cluster = cluster
+        self.tls = tls  # for "https" backends (set once the sandbox has its CA)
         self._backends: list[_Backend] = []
         self._stopped = False
 
@@ -80,6 +89,8 @@ class BackendPool:
             raise ValueError(f"unknown backend kind {kind!r}; expected one of {BACKEND_KINDS}")
         if self._stopped:
             raise RuntimeError("BackendPool is stopped")
+        if kind == "https" and self.tls is None:
+            raise RuntimeError("an https backend needs the pool's TLS context")
         serve = _HANDLERS[kind]
         holder: list[_Backend] = []
 
@@ -105,7 +116,8 @@ class BackendPool:
                     await writer.wait_closed()
                 backend.tasks.discard(task)
 
-        server = await asyncio.start_server(on_connect, self._host, 0, limit=_HEADER_LIMIT)
+        tls = self.tls if kind == "https" else None
+        server = await asyncio.start_server(on_connect, self._host, 0, limit=_HEADER_LIMIT, ssl=tls)
         sockname = server.sockets[0].getsockname()
         backend = _Backend(kind, label, server, (str(sockname[0]), int(sockname[1])))
         holder.append(backend)
@@ -336,4 +348,9 @@ async def _serve_http(
             return
 
 
-_HANDLERS: dict[str, Handler] = {"echo": _serve_echo, "http": _serve_http, "line": _serve_line}
+_HANDLERS: dict[str, Handler] = {
+    "echo": _serve_echo,
+    "http": _serve_http,
+    "https": _serve_http,  # the same server; TLS is the pool's (start_server's ssl=)
+    "line": _serve_line,
+}

@@ -21,7 +21,7 @@ from aiohttp import web
 from portfwd.sandbox.api import build_app
 from portfwd.sandbox.controls import Controls
 from portfwd.sandbox.kubeconfig import write_kubeconfig
-from portfwd.sandbox.pki import generate_pki, server_ssl_context
+from portfwd.sandbox.pki import backend_ssl_context, generate_pki, server_ssl_context
 from portfwd.sandbox.requestlog import ServerLog
 from portfwd.sandbox.topology import load_topology
 
@@ -59,6 +59,7 @@ class SandboxCluster(Controls):
             self._workdir.mkdir(parents=True, exist_ok=True)
             self.pki = await asyncio.to_thread(generate_pki, cluster=f"portfwd-{self.name}")
             self._ssl = await asyncio.to_thread(server_ssl_context, self.pki, self.workdir)
+            self.backends.tls = await asyncio.to_thread(backend_ssl_context, self.pki, self.workdir)
             self.ca_path = self.workdir / "ca.crt"
             await asyncio.to_thread(self.ca_path.write_bytes, self.pki.ca.cert_pem)
             self._seed()

@@ -138,10 +138,12 @@ class Kubelet(ClusterState):
             host, _, port = spec.backend.rpartition(":")
             return host.strip("[]"), int(port)
         key = (ns, name, spec.container_port)
+        # A port named https serves what its name promises: the http backend behind TLS.
+        kind = "https" if spec.backend == "http" and spec.name == "https" else spec.backend
         async with self._backend_lock:
             addr = self._backend_addrs.get(key)
             if addr is None:
-                addr = await self.backends.start_backend(spec.backend, name)
+                addr = await self.backends.start_backend(kind, name)
                 self._backend_addrs[key] = addr
             return addr
 

@@ -137,3 +137,13 @@ def server_ssl_context(pki: SandboxPKI, workdir: Path) -> ssl.SSLContext:
     ctx.load_verify_locations(cadata=pki.ca.cert_pem.decode())
     ctx.verify_mode = ssl.CERT_OPTIONAL
     return ctx
+
+
+def backend_ssl_context(pki: SandboxPKI, workdir: Path) -> ssl.SSLContext:
+    """TLS for the sandbox's "containers" on a port named `https`: the server certificate of
+    the API server (localhost, 127.0.0.1, ::1; signed by the sandbox CA), no client
+    certificates. `server_ssl_context` must have written the pair into `workdir` first."""
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(str(workdir / "apiserver.crt"), str(workdir / "apiserver.key"))
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx

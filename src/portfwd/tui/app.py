@@ -257,10 +257,16 @@ class PortfwdApp(App[int]):
     def open_picker(self) -> None:
         self.push_screen(
             NewForwardScreen(context=self.context_name, namespace=self.default_namespace),
-            self._picked,
+            self.add_forwards,
         )
 
-    def _picked(self, specs: list[ForwardSpec] | None) -> None:
+    def open_resources(self) -> None:
+        from portfwd.tui.screens.resources import ResourcesScreen
+
+        self.push_screen(ResourcesScreen(self.context_name, self.default_namespace))
+
+    def add_forwards(self, specs: list[ForwardSpec] | None) -> None:
+        """Add and start these (the picker's, the resources view's); select the first."""
         if specs:
             self._add_forwards(specs)
 

@@ -1,4 +1,4 @@
-"""What the new-forward picker lists: contexts, namespaces, resources and their ports.
+"""What the picker and the resources view list: contexts, namespaces, resources, ports.
 
 The picker is typed against the `Catalog` Protocol; `KubeCatalog` answers from the
 kubeconfig and the cluster (through the engine's shared client pool), a test can answer from
@@ -10,10 +10,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from portfwd.errors import PortfwdError
-from portfwd.kube.objects import ContainerPort, Pod, Service, Workload
+from portfwd.kube.objects import ContainerPort, EndpointSlice, Pod, Service, Workload
+
+if TYPE_CHECKING:
+    from portfwd.tui.resource_watch import LiveResources
 
 KINDS: tuple[str, ...] = ("service", "pod", "deployment", "statefulset")
 KIND_PREFIX = {"service": "svc", "pod": "pod", "deployment": "deploy", "statefulset": "sts"}
@@ -65,6 +68,16 @@ class Catalog(Protocol):
         self, context: str, namespace: str, kind: str, name: str
     ) -> list[PortChoice]: ...
 
+    async def node_of(
+        self, context: str, namespace: str, pod: str, kubeconfig: str | None = None
+    ) -> str:
+        """The node the pod runs on ("" when not scheduled)."""
+        ...
+
+    async def live_resources(self, context: str, namespace: str) -> LiveResources:
+        """The namespace's services, pods, deployments and statefulsets, kept current."""
+        ...
+
 
 def _pod_choice(pod: Pod) -> ResourceChoice:
     ready, total = pod.ready_count
@@ -98,6 +111,19 @@ def _service_choice(svc: Service, ready: int, total: int) -> ResourceChoice:
     )
 
 
+def endpoint_counts(slices: Sequence[EndpointSlice]) -> dict[str, tuple[int, int]]:
+    """Service name -> (ready, all) endpoints, each pod (or address) counted once."""
+    seen: dict[str, tuple[set[str], set[str]]] = {}
+    for sl in slices:
+        ready, total = seen.setdefault(sl.service_name, (set(), set()))
+        for ep in sl.endpoints:
+            ident = ep.target_ref.name if ep.target_ref else ",".join(ep.addresses)
+            total.add(ident)
+            if ep.ready:
+                ready.add(ident)
+    return {name: (len(ready), len(total)) for name, (ready, total) in seen.items()}
+
+
 def _container_port_choices(ports: Sequence[ContainerPort]) -> list[PortChoice]:
     return [PortChoice(port=p.container_port, name=p.name, protocol=p.protocol) for p in ports]
 
@@ -116,8 +142,8 @@ class KubeCatalog:
         self._kubeconfig = kubeconfig
         self._list_contexts = list_contexts
 
-    async def _client(self, context: str) -> Any:
-        return await self._clients.get(context or None)
+    async def _client(self, context: str, kubeconfig: str | None = None) -> Any:
+        return await self._clients.get(context or None, kubeconfig)
 
     async def contexts(self) -> list[ContextChoice]:
         lister = self._list_contexts
@@ -158,19 +184,11 @@ class KubeCatalog:
             services, slices = await asyncio.gather(
                 client.list_services(namespace), client.list_endpointslices(namespace)
             )
-            counts: dict[str, tuple[set[str], set[str]]] = {}
-            for sl in slices:
-                ready, total = counts.setdefault(sl.service_name, (set(), set()))
-                for ep in sl.endpoints:
-                    ident = ep.target_ref.name if ep.target_ref else ",".join(ep.addresses)
-                    total.add(ident)
-                    if ep.ready:
-                        ready.add(ident)
-            out = []
-            for svc in sorted(services, key=lambda s: s.name):
-                ready, total = counts.get(svc.name, (set(), set()))
-                out.append(_service_choice(svc, len(ready), len(total)))
-            return out
+            counts = endpoint_counts(slices)
+            return [
+                _service_choice(svc, *counts.get(svc.name, (0, 0)))
+                for svc in sorted(services, key=lambda s: s.name)
+            ]
         raise PortfwdError(f"unknown kind {kind!r}: use one of {', '.join(KINDS)}")
 
     async def ports(self, context: str, namespace: str, kind: str, name: str) -> list[PortChoice]:
@@ -191,3 +209,15 @@ class KubeCatalog:
             w = await client.get_workload(kind, namespace, name)
             return _container_port_choices(w.template_ports)
         raise PortfwdError(f"unknown kind {kind!r}: use one of {', '.join(KINDS)}")
+
+    async def node_of(
+        self, context: str, namespace: str, pod: str, kubeconfig: str | None = None
+    ) -> str:
+        client = await self._client(context, kubeconfig)
+        found: Pod = await client.get_pod(namespace, pod)
+        return found.node_name
+
+    async def live_resources(self, context: str, namespace: str) -> LiveResources:
+        from portfwd.tui.resource_watch import ResourceWatch
+
+        return ResourceWatch(await self._client(context), namespace)

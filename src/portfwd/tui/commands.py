@@ -37,10 +37,20 @@ def palette_commands(app: PortfwdApp, screen: object) -> Iterable[SystemCommand]
         )
         yield SystemCommand("Forward logs", "Log of the selected forward (l)", dash.action_logs)
         yield SystemCommand(
+            "Details on/off",
+            "Whole error, pod, node, connections, history of the selected forward (i)",
+            dash.action_toggle_detail,
+        )
+        yield SystemCommand(
+            "Browse resources",
+            "Services, pods, deployments, statefulsets of the namespace; forward one (b)",
+            dash.action_resources,
+        )
+        yield SystemCommand(
             "Copy kubectl command", "Equivalent kubectl port-forward (y)", dash.action_copy_command
         )
         yield SystemCommand(
-            "Open in browser", "http://localhost:PORT (o)", dash.action_open_browser
+            "Open in browser", "http(s)://localhost:PORT (o)", dash.action_open_browser
         )
         yield SystemCommand("Filter forwards", "Show only matching rows (/)", dash.action_filter)
         yield SystemCommand(

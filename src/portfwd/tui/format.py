@@ -66,6 +66,17 @@ def status_cell(snap: ForwardSnapshot, now: float) -> Text:
     return text
 
 
+def status_compact(snap: ForwardSnapshot, now: float) -> Text:
+    """The narrow form: the word and the countdown, without the attempt number."""
+    text = status_text(snap.state)
+    seconds = retry_in(snap, now)
+    if seconds is not None and snap.state is not ForwardState.ACTIVE:
+        text.append(f" {human_duration(seconds)}")
+    if not snap.spec.reconnect:
+        text.append(f" {NO_RECONNECT_MARK}", style="bold")
+    return text
+
+
 def reconnect_text(snap: ForwardSnapshot) -> str:
     """For the detail line and the log title: the reconnect count and whether it is off."""
     parts = []
@@ -90,6 +101,25 @@ def human_bytes(n: int) -> str:
 
 def human_rate(bytes_per_s: float) -> str:
     return f"{human_bytes(int(bytes_per_s))}/s"
+
+
+def short_bytes(n: float) -> str:
+    """A narrow count for the rate column: 512B, 1.5K, 12K, 3.0M, 120M."""
+    value = float(n)
+    for unit in ("B", "K", "M", "G"):
+        if value < 1024 or unit == "G":
+            if unit == "B":
+                return f"{int(value)}B"
+            return f"{value:.1f}{unit}" if value < 10 else f"{value:.0f}{unit}"
+        value /= 1024
+    return f"{value:.0f}T"  # unreachable
+
+
+def rate_text(rate_in: float, rate_out: float) -> str:
+    """Bytes per second towards the client (↓) and towards the pod (↑); "" while idle."""
+    if rate_in < 1 and rate_out < 1:
+        return ""
+    return f"↓{short_bytes(rate_in)} ↑{short_bytes(rate_out)}"
 
 
 def human_duration(seconds: float) -> str:
@@ -126,20 +156,46 @@ def reason_text(reason: str) -> str:
 
 
 def uptime_text(snap: ForwardSnapshot, now: float) -> str:
-    if snap.state in (ForwardState.ACTIVE, ForwardState.RECONNECTING) and snap.started_at:
+    """How long it has been active; "-" in any other state (a reconnecting forward is not up,
+    whatever its last start was)."""
+    if snap.state is ForwardState.ACTIVE and snap.started_at:
         return human_duration(now - snap.started_at)
     return "-"
 
 
+LOOPBACK_PAIR = frozenset({"127.0.0.1", "::1"})
+
+
+def _host_port(address: str, port: int | str) -> str:
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+
+
 def local_text(snap: ForwardSnapshot) -> str:
+    """Where it listens: `localhost:8080` for both loopback addresses on one port (what
+    `localhost` means), else every address."""
     if snap.bound:
-        addrs = [f"[{a}]:{p}" if ":" in a else f"{a}:{p}" for a, p in snap.bound]
-        return escape_controls(", ".join(addrs))
+        ports = {p for _, p in snap.bound}
+        if len(ports) == 1 and {a for a, _ in snap.bound} == LOOPBACK_PAIR:
+            return f"localhost:{snap.bound[0][1]}"
+        return escape_controls(", ".join(_host_port(a, p) for a, p in snap.bound))
     port = snap.spec.local_port or "auto"
-    addr = snap.spec.addresses[0] if snap.spec.addresses else "127.0.0.1"
-    if ":" in addr:
-        addr = f"[{addr}]"
-    return escape_controls(f"{addr}:{port}")
+    addresses = snap.spec.addresses or ("localhost",)
+    return escape_controls(", ".join(_host_port(a, port) for a in addresses))
+
+
+def _loopback_only(snap: ForwardSnapshot) -> bool:
+    hosts = {a for a, _ in snap.bound} if snap.bound else set(snap.spec.addresses)
+    return bool(hosts) and all(
+        h == "localhost" or h in LOOPBACK_PAIR or h.startswith("127.") for h in hosts
+    )
+
+
+def local_compact(snap: ForwardSnapshot) -> str:
+    """The narrow form: the port alone while it listens on loopback only (an address other
+    machines can reach is always shown)."""
+    if not _loopback_only(snap):
+        return local_text(snap)
+    return str(snap.local_port or "auto")
 
 
 def remote_text(snap: ForwardSnapshot) -> str:
@@ -155,6 +211,14 @@ def remote_text(snap: ForwardSnapshot) -> str:
             text = resolved + (f" ({name})" if name else "")
         return escape_controls(text)  # the port name is the API's
     return escape_controls(asked)
+
+
+def remote_compact(snap: ForwardSnapshot) -> str:
+    """The narrow form: `80→9000`, without the port's name."""
+    asked = str(snap.spec.remote_port)
+    if snap.remote_port and asked != str(snap.remote_port):
+        return escape_controls(f"{asked}→{snap.remote_port}")
+    return escape_controls(str(snap.remote_port or asked))
 
 
 def target_pod_text(snap: ForwardSnapshot) -> str:
@@ -173,6 +237,32 @@ def log_time(ts: float, tz: tzinfo | None) -> str:
     return datetime.fromtimestamp(ts, tz=tz).strftime("%H:%M:%S.%f")[:-3]
 
 
+HTTPS_PORTS = frozenset({443, 8443})
+
+
+def speaks_tls(snap: ForwardSnapshot) -> bool:
+    """A port named `https` (asked for or resolved), or numbered 443 or 8443."""
+    names = {snap.port_name, str(snap.spec.remote_port)}
+    numbers = {snap.remote_port, snap.spec.remote_port}
+    return "https" in names or bool(HTTPS_PORTS & {n for n in numbers if isinstance(n, int)})
+
+
 def url_for(snap: ForwardSnapshot) -> str | None:
     port = snap.local_port
-    return f"http://localhost:{port}" if port else None
+    if not port:
+        return None
+    return f"{'https' if speaks_tls(snap) else 'http'}://localhost:{port}"
+
+
+def port_prompt(
+    port: int, name: str, protocol: str, detail: str, *, marked: bool, disabled: str
+) -> Text:
+    """One port in a list to pick from: `[x]    80/TCP   http  → targetPort echo`."""
+    prompt = Text("[x] " if marked else "[ ] ", style="bold green" if marked else "dim")
+    prompt.append(escape_controls(f"{port:>5}/{protocol:<4}"), style="dim" if disabled else "bold")
+    prompt.append(escape_controls(f"  {name or '-':<12}"), style="dim" if disabled else "cyan")
+    if detail:
+        prompt.append(escape_controls(f" {detail}"), style="dim")
+    if disabled:
+        prompt.append(escape_controls(f"  — disabled: {disabled}"), style="dim italic")
+    return prompt

@@ -119,14 +119,25 @@ def report_crash(log_dir: Path, details: str) -> int:
     return 1
 
 
-def describe_context(kubeconfig: str | None, context: str | None) -> tuple[str, str, str]:
-    """(context, cluster, warning) for the header; a missing kubeconfig is a warning only."""
+def describe_context(
+    kubeconfig: str | None, context: str | None, *, own_kubeconfigs: int = 0
+) -> tuple[str, str, str]:
+    """(context, cluster, warning) for the header; a missing kubeconfig is a warning only.
+    `own_kubeconfigs`: saved forwards that name a kubeconfig of their own (they run anyway,
+    and the warning says so instead of sounding as if nothing could)."""
     from portfwd.kube.config import list_contexts
 
     try:
         infos, current = list_contexts(kubeconfig)
     except PortfwdError as exc:
-        return context or "", "", f"kubeconfig: {exc}"
+        warning = str(exc)  # it names the kubeconfig itself
+        if own_kubeconfigs:
+            n = own_kubeconfigs
+            warning += (
+                f"; {n} saved forward{'s use their' if n != 1 else ' uses its'} own kubeconfig"
+                f" and {'are' if n != 1 else 'is'} not affected"
+            )
+        return context or "", "", warning
     name = context or current or ""
     info = next((i for i in infos if i.name == name), None)
     if context and info is None:
@@ -174,7 +185,10 @@ async def launch(
             )
     store = StateStore(state_file)
     loaded = await asyncio.to_thread(store.load)
-    ctx_name, cluster, ctx_warning = await asyncio.to_thread(describe_context, kubeconfig, context)
+    own = sum(1 for f in loaded.forwards if f.spec.kubeconfig)
+    ctx_name, cluster, ctx_warning = await asyncio.to_thread(
+        lambda: describe_context(kubeconfig, context, own_kubeconfigs=own)
+    )
     warnings = [*loaded.warnings, *(extra_warnings or [])]
     if ctx_warning:
         warnings.append(ctx_warning)

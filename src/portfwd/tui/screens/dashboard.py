@@ -15,23 +15,14 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import DataTable, Footer, Header, Input, Static
+from textual.widgets import Footer, Header, Input, Static
 
 from portfwd.engine.model import ForwardSnapshot, ForwardSpec, ForwardState, ForwardStats
 from portfwd.errors import PortfwdError
-from portfwd.safetext import escape_controls
-from portfwd.tui.format import (
-    context_text,
-    forward_label,
-    local_text,
-    namespace_text,
-    reason_text,
-    reconnect_text,
-    remote_text,
-    status_cell,
-    target_text,
-    url_for,
-)
+from portfwd.tui.clipboard import copy_text
+from portfwd.tui.format import context_text, forward_label, reason_text, url_for
+from portfwd.tui.history import History
+from portfwd.tui.widgets.detail_pane import Detail, DetailPane
 from portfwd.tui.widgets.forward_table import ForwardTable
 
 if TYPE_CHECKING:
@@ -49,18 +40,20 @@ _STOPPED = (ForwardState.STOPPED, ForwardState.ERROR)
 
 
 class DashboardScreen(Screen[None]):
+    # The footer shows what fits in 80 columns; `?` lists every key.
     BINDINGS = [
         Binding("n", "new_forward", "New"),
+        Binding("b", "resources", "Browse"),
         Binding("space", "start_stop", "Start/Stop"),
-        Binding("r", "restart", "Restart"),
-        Binding("d", "delete", "Delete"),
-        Binding("e", "edit", "Edit"),
-        Binding("a", "toggle_reconnect", "Auto-reconnect on/off"),
+        Binding("r", "restart", "Restart", show=False),
+        Binding("d", "delete", "Delete", show=False),
+        Binding("e", "edit", "Edit", show=False),
+        Binding("a", "toggle_reconnect", "Auto-reconnect on/off", show=False),
         Binding("l", "logs", "Logs"),
-        Binding("enter", "logs", "Logs", show=False),
+        Binding("i", "toggle_detail", "Details"),
         Binding("L", "all_logs", "All logs", show=False),
-        Binding("y", "copy_command", "Copy cmd"),
-        Binding("o", "open_browser", "Open"),
+        Binding("y", "copy_command", "Copy cmd", show=False),
+        Binding("o", "open_browser", "Open", show=False),
         Binding("slash", "filter", "Filter"),
         Binding("escape", "clear_filter", "Clear filter", show=False),
     ]
@@ -69,6 +62,8 @@ class DashboardScreen(Screen[None]):
         super().__init__(id="dashboard")
         self._ticker: Timer | None = None
         self._table: ForwardTable | None = None  # set while mounted
+        self.history = History()
+        self._pod_nodes: dict[tuple[str, str, str, str], str] = {}  # (kubeconfig, ctx, ns, pod)
 
     @property
     def papp(self) -> PortfwdApp:
@@ -80,8 +75,8 @@ class DashboardScreen(Screen[None]):
             yield Input(placeholder="filter: words to match (Esc clears)", id="filter")
             yield ForwardTable(clock=self.papp.clock, id="forwards")
             yield Static(EMPTY_TEXT, id="empty")
-            yield Static("", id="detail")
-        yield Footer()
+            yield DetailPane(id="detail")
+        yield Footer(compact=True, show_command_palette=False)  # ctrl+p: in the help
 
     @property
     def table(self) -> ForwardTable:
@@ -94,10 +89,26 @@ class DashboardScreen(Screen[None]):
         """False before mount and after unmount (the app is exiting): events are ignored."""
         return self._table is not None
 
+    @property
+    def detail(self) -> DetailPane:
+        return self.query_one(DetailPane)
+
     def on_mount(self) -> None:
         self._table = self.query_one(ForwardTable)
+        self._table.default_context = self.papp.context_name
         self.query_one("#filter", Input).display = False
         self._update_empty()
+        self._update_header()
+
+    def _update_header(self) -> None:
+        """The app's header names the default context; with none (no kubeconfig), it names
+        the contexts the forwards run in, so it never says "no context" over forwards that
+        run fine with a kubeconfig of their own."""
+        if self.papp.context_name or not self.live:
+            return
+        contexts = sorted({c for s in self.table.snapshots.values() if (c := context_text(s))})
+        where = f" · forwards in {', '.join(contexts)}" if contexts else ""
+        self.sub_title = f"no default context{where}"
 
     # -- 1 s tick only while this screen is showing -----------------------------------------
 
@@ -124,32 +135,45 @@ class DashboardScreen(Screen[None]):
             self.table.tick()
             fid = self.table.selected_id
             snap = self.table.snapshots.get(fid) if fid else None
-            if snap is not None and snap.next_retry_at is not None:
-                self._update_detail()  # its countdown
+            if snap is not None and (snap.next_retry_at is not None or self.detail.expanded):
+                self._update_detail()  # its countdown; connection ages, rates
 
     # -- fed by the app's engine worker -----------------------------------------------------
 
     def set_all(self, snapshots: list[ForwardSnapshot]) -> None:
         if not self.live:
             return
+        now = self.papp.clock()
+        for snap in snapshots:
+            self.history.observe(snap, now)
         self.table.set_all(snapshots)
         self._update_empty()
         self._update_detail()
+        self._update_header()
 
     def upsert(self, snap: ForwardSnapshot) -> None:
         if not self.live:
             return
+        self.history.observe(snap, self.papp.clock())
         self.table.upsert(snap)
         self._update_empty()
         if snap.id == self.table.selected_id:
             self._update_detail()
+        self._update_header()
 
     def remove_forward(self, fid: str) -> None:
         if not self.live:
             return
+        self.history.forget(fid)
         self.table.remove_forward(fid)
         self._update_empty()
         self._update_detail()
+        self._update_header()
+
+    def logs_arrived(self, forward_ids: set[str | None]) -> None:
+        """New log lines: the unfolded detail pane shows the selected forward's latest."""
+        if self.live and self.detail.expanded and self.table.selected_id in forward_ids:
+            self._update_detail()
 
     def update_stats(self, fid: str, stats: ForwardStats) -> None:
         if not self.live:
@@ -178,7 +202,7 @@ class DashboardScreen(Screen[None]):
         if not table.snapshots:
             empty.update(EMPTY_TEXT)
             empty.display = True
-        elif table.row_count == 0:
+        elif not table.row_keys:  # not row_count: the rows wait for a layout to be drawn
             typed = reason_text(table.filter_text)
             empty.update(Text(f"No forward matches “{typed}”. Press Esc to clear the filter."))
             empty.display = True
@@ -301,9 +325,12 @@ class DashboardScreen(Screen[None]):
         spec = snap.spec
         if not spec.local_port and snap.local_port:
             spec = replace(spec, local_port=snap.local_port)
-        command = spec.kubectl_command()
-        self.app.copy_to_clipboard(command)
-        self.notify(command, title="Copied to clipboard", timeout=6, markup=False)
+        self._copy(spec.kubectl_command())
+
+    @work(group="clipboard", exclusive=True)
+    async def _copy(self, command: str) -> None:
+        copied = await copy_text(command, self.app.copy_to_clipboard)
+        self.notify(command, title=copied.message, timeout=8, markup=False)
 
     def action_open_browser(self) -> None:
         snap = self._selected()
@@ -359,6 +386,7 @@ class DashboardScreen(Screen[None]):
         self.table.filter_text = event.value
         self.table.rebuild()
         self._update_empty()
+        self._update_detail()  # the selection may have gone with the rows
 
     @on(Input.Submitted, "#filter")
     def _filter_done(self, event: Input.Submitted) -> None:
@@ -366,40 +394,78 @@ class DashboardScreen(Screen[None]):
             event.input.display = False
         self.table.focus()
 
-    @on(DataTable.RowSelected, "#forwards")
-    def _row_selected(self, event: DataTable.RowSelected) -> None:
-        self.action_logs()
+    @on(ForwardTable.LogsRequested, "#forwards")
+    def _logs_requested(self, event: ForwardTable.LogsRequested) -> None:
+        self.papp.open_logs(event.forward_id)
 
-    @on(DataTable.RowHighlighted, "#forwards")
-    def _row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+    @on(ForwardTable.RowHighlighted, "#forwards")
+    def _row_highlighted(self, event: ForwardTable.RowHighlighted) -> None:
         self._update_detail()
 
+    # -- detail pane ------------------------------------------------------------------------
+
+    def action_toggle_detail(self) -> None:
+        self.detail.toggle()
+        self._update_detail()
+
+    def action_resources(self) -> None:
+        self.papp.open_resources()
+
     def _update_detail(self) -> None:
-        """The selected forward in full: the table clips long errors, this line does not."""
+        """The selected forward in full: the table cuts long errors, the pane does not."""
         if not self.live:
             return
-        detail = self.query_one("#detail", Static)
         table = self.table
         fid = table.selected_id
         snap = table.snapshots.get(fid) if fid else None
+        pane = self.detail
         if snap is None:
-            detail.display = False
+            pane.show(None)
             return
-        detail.display = True
-        text = status_cell(snap, self.papp.clock())
-        text.append(f"  {target_text(snap)}", style="bold")
-        text.append(
-            f" in {namespace_text(snap) or '?'} ({context_text(snap) or 'current context'})"
+        note = table.notes.get(snap.id, "")
+        if not pane.expanded:
+            pane.show(Detail(snap, self.papp.clock(), note))
+            return
+        manager = self.papp.manager
+        try:
+            connections = manager.open_connections(snap.id)
+            log_lines = manager.logs(snap.id)
+        except KeyError:  # removed meanwhile: its ForwardGone is on the way
+            connections, log_lines = [], []
+        pane.show(
+            Detail(
+                snap,
+                self.papp.clock(),
+                note,
+                rates=table.rates(snap.id),
+                node=self._node(snap),
+                connections=connections,
+                history=self.history.of(snap.id),
+                log=log_lines,
+                tz=self.papp.tz,
+            )
         )
-        if snap.pod:
-            text.append(f" · pod {escape_controls(snap.pod)}")
-        text.append(f" · {local_text(snap)} → {remote_text(snap)}")
-        more = reconnect_text(snap)
-        if more:
-            text.append(f" · {more}")
-        reason = reason_text(snap.reason or table.notes.get(snap.id, ""))
-        if reason:
-            style = "red" if snap.state is ForwardState.ERROR else "yellow"
-            text.append("\n")
-            text.append(reason, style=style)
-        detail.update(text)
+
+    def _node(self, snap: ForwardSnapshot) -> str:
+        """The node of the forward's pod: asked once per pod (the snapshot has only the pod)."""
+        if not snap.pod:
+            return ""
+        key = (snap.spec.kubeconfig or "", snap.context, snap.namespace, snap.pod)
+        if key not in self._pod_nodes:
+            self._pod_nodes[key] = ""
+            self._look_up_node(key)
+        return self._pod_nodes[key]
+
+    @work(group="node-lookup")
+    async def _look_up_node(self, key: tuple[str, str, str, str]) -> None:
+        kubeconfig, context, namespace, pod = key
+        try:
+            node = await self.papp.catalog.node_of(context, namespace, pod, kubeconfig or None)
+        except PortfwdError as exc:
+            node = f"unknown ({exc})"
+        except Exception as exc:  # a bug must not take the dashboard down
+            log.exception("looking up the node of %s failed", pod)
+            node = f"unknown ({type(exc).__name__})"
+        self._pod_nodes[key] = node or "(not scheduled)"
+        if self.live:
+            self._update_detail()

@@ -1,14 +1,16 @@
-"""Small modal screens: confirm, edit a forward's local side, help."""
+"""Small modal screens: confirm, edit a forward's local side, help (every key, wrapped)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import replace
 
+from rich.table import Table
+from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
@@ -150,26 +152,54 @@ HELP_SECTIONS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
         "Dashboard",
         (
             ("n", "new forward: context → namespace → kind → resource → port"),
+            ("b", "browse the namespace's services, pods, deployments, statefulsets"),
             ("space", "start / stop the selected forward"),
             ("r", "restart the selected forward"),
             ("d", "delete the selected forward (asks first when it is running)"),
             ("e", "edit local port and address"),
             ("a", "auto-reconnect on/off (⊘ marks a forward with it off)"),
-            ("l, enter", "logs of the selected forward"),
+            (
+                "i",
+                "details of the selected forward: whole error, pod, node, connections, "
+                "history, recent log (again: fold)",
+            ),
+            ("l, enter", "logs of the selected forward (or double-click its row)"),
             ("L", "app-wide log"),
-            ("y", "copy the equivalent kubectl port-forward command"),
-            ("o", "open http://localhost:PORT in the browser"),
+            ("y", "copy the equivalent kubectl port-forward command (tmux: its paste buffer)"),
+            (
+                "o",
+                "open http(s)://localhost:PORT in the browser (https for a port named "
+                "https, 443 or 8443)",
+            ),
             ("/", "filter rows (words, all must match); esc clears"),
             ("s / S", "sort by the next column / reverse the order (or click a header)"),
-            ("↑ ↓ j k, pgup pgdn, home end g G", "move; first / last row"),
+            ("↑ ↓ j k", "move (or click a row)"),
+            ("pgup pgdn", "a page up / down"),
+            ("home end g G", "first / last row"),
+        ),
+    ),
+    (
+        "Resources (b)",
+        (
+            ("f, enter", "forward the selected resource: pick its port(s), then the local port"),
+            ("0 1 2 3 4", "show all / services / pods / deployments / statefulsets"),
+            ("/", "filter rows; esc clears, esc again goes back"),
+            ("ctrl+r", "watch again now (after an error)"),
+            ("↑ ↓ j k", "move (or click a row; double-click forwards it)"),
+            ("home end g G", "first / last row"),
         ),
     ),
     (
         "New forward picker",
         (
             ("type", "fuzzy-filter the list"),
-            ("↑ ↓, pgup pgdn, enter", "choose"),
-            ("tab", "mark several ports (on the port step), then enter; next field (local step)"),
+            ("↑ ↓, pgup pgdn", "move"),
+            ("enter", "choose"),
+            (
+                "tab",
+                "mark a port and go to the next (on the port step), then enter; "
+                "next field (local step)",
+            ),
             ("esc", "back one step (closes on the first step)"),
             ("ctrl+r", "reload the current list (after an error)"),
         ),
@@ -177,7 +207,7 @@ HELP_SECTIONS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
     (
         "Logs",
         (
-            ("f", "follow (live tail) on/off"),
+            ("f", "follow (live tail) on/off; the title says which, and counts new lines"),
             ("c", "clear the view"),
             ("esc, q", "back"),
         ),
@@ -185,7 +215,7 @@ HELP_SECTIONS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
     (
         "Everywhere",
         (
-            ("?", "this help"),
+            ("?", "this help (↑ ↓ scroll it)"),
             ("ctrl+p", "command palette: every action by name"),
             ("q, ctrl+c", "quit: saves the session, then stops every forward"),
             ("", "(q on the dashboard; ctrl+c from any screen)"),
@@ -196,6 +226,20 @@ HELP_SECTIONS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
 )
 
 
+def help_table() -> Table:
+    """Key and what it does, the description wrapping to the dialog's width."""
+    table = Table(box=None, show_header=False, padding=(0, 1), expand=True)
+    table.add_column("key", style="bold cyan", max_width=20)
+    table.add_column("what", ratio=1)
+    for n, (title, keys) in enumerate(HELP_SECTIONS):
+        if n:
+            table.add_row("", "")
+        table.add_row(Text(title, style="bold"), "")
+        for key, what in keys:
+            table.add_row(Text(f"  {key}"), Text(what))
+    return table
+
+
 class HelpScreen(ModalScreen[None]):
     BINDINGS = [Binding("escape,q,question_mark", "close", "Close")]
 
@@ -203,16 +247,13 @@ class HelpScreen(ModalScreen[None]):
         super().__init__(classes="dialog-screen")
 
     def compose(self) -> ComposeResult:
-        lines: list[str] = []
-        for title, keys in HELP_SECTIONS:
-            lines.append(f"[b]{title}[/b]")
-            for key, what in keys:
-                lines.append(f"  [b cyan]{key:<34}[/] {what}")
-            lines.append("")
-        lines.append("[dim]esc to close[/dim]")
         with Vertical(classes="dialog help"):
-            yield Label("Keys", classes="dialog-title")
-            yield Static("\n".join(lines), id="help-text")
+            yield Label("Keys  (esc closes)", classes="dialog-title")
+            with VerticalScroll(id="help-scroll"):
+                yield Static(help_table(), id="help-text")
+
+    def on_mount(self) -> None:
+        self.query_one("#help-scroll").focus()
 
     def action_close(self) -> None:
         self.dismiss(None)

@@ -22,7 +22,7 @@ MAX_LINES = 5000  # scrollback kept on screen
 class LogScreen(Screen[None]):
     BINDINGS = [
         Binding("escape,q", "close", "Back"),
-        Binding("f", "follow", "Follow"),
+        Binding("f", "follow", "Follow on/off"),
         Binding("c", "clear", "Clear"),
     ]
 
@@ -30,6 +30,8 @@ class LogScreen(Screen[None]):
         super().__init__(classes="log-screen")
         self.forward_id = forward_id
         self.lines_shown = 0
+        self.following = True  # new lines scroll into view
+        self.unseen = 0  # lines that arrived while paused
         self._history_loaded = False
 
     @property
@@ -44,6 +46,15 @@ class LogScreen(Screen[None]):
 
     def _title(self) -> Text:
         title = Text(self._title_text())
+        title.append("  ·  ")
+        if self.following:
+            title.append("● following (f pauses)", style="green")
+        else:
+            title.append("⏸ paused (f follows)", style="yellow")
+            if self.unseen:
+                n = self.unseen
+                title.append(f"  ·  {n} new line{'s' if n != 1 else ''} below", style="yellow")
+        # (esc: in the footer; the room is the reason's, said in full below)
         reason = self._reason()
         if reason:
             title.append("\n")
@@ -62,7 +73,7 @@ class LogScreen(Screen[None]):
 
     def _title_text(self) -> str:
         if self.forward_id is None:
-            return "App log (every forward)  ·  f follow  ·  esc back"
+            return "App log (every forward)"
         try:
             snap = self.papp.manager.get(self.forward_id)
         except KeyError:
@@ -74,7 +85,7 @@ class LogScreen(Screen[None]):
         more = reconnect_text(snap)
         if more:
             title += f"  ·  {more}"
-        return title + "  ·  f follow  ·  esc back"
+        return title
 
     def on_mount(self) -> None:
         # After the first layout, so history wraps at the real width, not RichLog's minimum.
@@ -123,6 +134,9 @@ class LogScreen(Screen[None]):
         if not self._history_loaded:
             return  # the history, read once the view is laid out, already holds it
         self._write(self.query_one(RichLog), forward_id, entry)
+        if not self.following:
+            self.unseen += 1
+            self.refresh_title()
 
     def refresh_title(self) -> None:
         self.query_one("#log-title", Static).update(self._title())
@@ -131,11 +145,13 @@ class LogScreen(Screen[None]):
         self.dismiss(None)
 
     def action_follow(self) -> None:
+        """Follow (new lines scroll into view) on/off; the title always says which."""
         log = self.query_one(RichLog)
-        log.auto_scroll = not log.auto_scroll
-        if log.auto_scroll:
+        self.following = log.auto_scroll = not self.following
+        if self.following:
+            self.unseen = 0
             log.scroll_end(animate=False)
-        self.notify("following" if log.auto_scroll else "follow off (scroll freely)", timeout=2)
+        self.refresh_title()
 
     def action_clear(self) -> None:
         self.query_one(RichLog).clear()

@@ -16,24 +16,14 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.css.query import NoMatches
+from textual.containers import Vertical, VerticalScroll
 from textual.fuzzy import Matcher
 from textual.screen import Screen
-from textual.widgets import (
-    Button,
-    Checkbox,
-    Footer,
-    Header,
-    Input,
-    Label,
-    OptionList,
-    Static,
-)
+from textual.widgets import Footer, Header, Input, OptionList, Static
 from textual.widgets.option_list import Option
 
 from portfwd.engine.model import ForwardSpec
-from portfwd.errors import InputError, PortfwdError
+from portfwd.errors import PortfwdError
 from portfwd.safetext import escape_controls, escape_lines
 from portfwd.tui.catalog import (
     KIND_PREFIX,
@@ -43,7 +33,8 @@ from portfwd.tui.catalog import (
     PortChoice,
     ResourceChoice,
 )
-from portfwd.tui.ports import LOOPBACK, PortCheck, check_port_all, parse_addresses, suggest_port
+from portfwd.tui.format import port_prompt
+from portfwd.tui.widgets.local_form import LocalPortForm, Target
 
 if TYPE_CHECKING:
     from portfwd.tui.app import PortfwdApp
@@ -102,11 +93,10 @@ class NewForwardScreen(Screen[list[ForwardSpec] | None]):
         self.state = "idle"  # idle | loading | error | forbidden | ready
         self._items: list[Item] = []
         self._contexts: list[ContextChoice] = []
-        self._port_checks: dict[int, PortCheck] = {}
-        self._checked_form: tuple[str, ...] = ()  # the form the checks were made for
         self._initial_context = context
         self._initial_namespace = namespace
         self._ready_status = ""
+        self._what = ""  # what the step lists: "namespaces", "services" ...
         self._visible: list[Item] = []
 
     @property
@@ -233,6 +223,7 @@ class NewForwardScreen(Screen[list[ForwardSpec] | None]):
             self._set_status(f"No {what} here. Esc goes back.", "empty")
         else:
             enabled = sum(1 for i in items if not i.disabled)
+            self._what = what
             self._ready_status = f"{enabled} of {len(items)} {what} selectable"
             self._set_status(self._ready_status, "")
         self._refilter(self._initial_highlight(step))
@@ -313,14 +304,20 @@ class NewForwardScreen(Screen[list[ForwardSpec] | None]):
 
     async def _load_resources(self) -> list[Item]:
         found = await self.papp.catalog.resources(self.context, self.namespace, self.kind)
-        width = max((len(r.name) for r in found), default=10)
-        return [self._resource_item(r, width) for r in found]
+        widths = (
+            max((len(escape_controls(r.name)) for r in found), default=10),
+            max((len(escape_controls(r.status)) for r in found), default=0),
+            max((len(escape_controls(r.ready)) for r in found), default=0),
+        )
+        return [self._resource_item(r, widths) for r in found]
 
-    def _resource_item(self, r: ResourceChoice, width: int) -> Item:
-        # Names, states and details are the API's: escaped.
-        prompt = Text(escape_controls(f"{r.name:<{width}}  "), style="bold")
-        prompt.append(escape_controls(f"{r.status:<12} "), style="green" if r.healthy else "yellow")
-        prompt.append(escape_controls(f"{r.ready:<14} "), style="" if r.healthy else "yellow")
+    def _resource_item(self, r: ResourceChoice, widths: tuple[int, int, int]) -> Item:
+        # Names, states and details are the API's: escaped (before padding, so the columns
+        # line up whatever an escape adds). Each column is as wide as its widest value.
+        name, status, ready = (escape_controls(v) for v in (r.name, r.status, r.ready))
+        prompt = Text(f"{name:<{widths[0]}}  ", style="bold")
+        prompt.append(f"{status:<{widths[1]}}  ", style="green" if r.healthy else "yellow")
+        prompt.append(f"{ready:<{widths[2]}}  ", style="" if r.healthy else "yellow")
         if r.detail:
             prompt.append(escape_controls(r.detail), style="dim")
         return Item(key=f"res:{r.name}", prompt=prompt, search=r.name, value=r.name)
@@ -334,17 +331,7 @@ class NewForwardScreen(Screen[list[ForwardSpec] | None]):
 
     def _port_item(self, p: PortChoice, marked: bool = False) -> Item:
         reason = p.disabled_reason
-        prompt = Text("[x] " if marked else "[ ] ", style="bold green" if marked else "dim")
-        prompt.append(
-            escape_controls(f"{p.port:>5}/{p.protocol:<4}"), style="bold" if not reason else "dim"
-        )
-        prompt.append(
-            escape_controls(f"  {p.name or '-':<12}"), style="cyan" if not reason else "dim"
-        )
-        if p.detail:
-            prompt.append(escape_controls(f" {p.detail}"), style="dim")
-        if reason:
-            prompt.append(escape_controls(f"  — disabled: {reason}"), style="dim italic")
+        prompt = port_prompt(p.port, p.name, p.protocol, p.detail, marked=marked, disabled=reason)
         search = f"{p.port} {p.name} {p.protocol}"
         return Item(
             key=f"port:{p.port}", prompt=prompt, search=search, value=p, disabled=bool(reason)
@@ -387,6 +374,9 @@ class NewForwardScreen(Screen[list[ForwardSpec] | None]):
         if self.state == "ready" and self.step != "port":
             if text and not items:
                 self._set_status(f"Nothing matches “{text}”.", "empty")
+            elif text:
+                enabled = sum(1 for i in items if not i.disabled)
+                self._set_status(f"{enabled} of {len(self._items)} {self._what} match “{text}”", "")
             elif self._ready_status:
                 self._set_status(self._ready_status, "")
 
@@ -480,6 +470,7 @@ class NewForwardScreen(Screen[list[ForwardSpec] | None]):
         self._refilter(item.key)
         if highlighted is not None:
             choices.highlighted = highlighted
+        choices.action_cursor_down()  # like fzf: mark, then on to the next one
         self._set_status(f"{len(self.marked)} port(s) marked; enter continues", "")
 
     def action_reload(self) -> None:
@@ -502,150 +493,24 @@ class NewForwardScreen(Screen[list[ForwardSpec] | None]):
     async def _build_local_step(self) -> None:
         box = self.query_one("#local-step", VerticalScroll)
         await box.remove_children()
-        self._port_checks = {}
-        widgets: list[Any] = []
-        for p in self.ports:
-            label = f"{KIND_PREFIX[self.kind]}/{self.resource} port {p.port}"
-            if p.name:
-                label += f" ({p.name})"
-            widgets.append(Label(escape_controls(f"Local port for {label}"), markup=False))
-            widgets.append(Input("", placeholder="finding a free port…", id=f"local-{p.port}"))
-            widgets.append(
-                Static("⏳ checking…", id=f"check-{p.port}", classes="check", markup=False)
-            )
-        widgets.append(Label("Listen address(es), comma-separated"))
-        widgets.append(Input("127.0.0.1", id="local-address"))
-        widgets.append(Static("", id="address-warning", classes="check", markup=False))
-        widgets.append(
-            Checkbox(
-                "Reconnect automatically (follow the target, retry after failures)",
-                value=True,
-                id="local-reconnect",
-            )
+        target = Target(
+            target=f"{KIND_PREFIX[self.kind]}/{self.resource}",
+            namespace=self.namespace,
+            context=self.context,
+            kubeconfig=self.papp.spec_kubeconfig,
+            protocol=self.papp.protocol,
         )
-        widgets.append(
-            Horizontal(
-                Button("Start (enter)", variant="success", id="start", disabled=True),
-                Button("Back (esc)", id="back"),
-                classes="buttons",
-            )
-        )
-        await box.mount_all(widgets)
+        await box.mount(LocalPortForm(target, self.ports, taken=self.papp.taken_ports))
         self._set_status(
-            f"Forward {KIND_PREFIX[self.kind]}/{self.resource} in {self.namespace} "
-            f"({self.context}). The local port defaults to the remote one when free.",
+            f"Forward {target.target} in {self.namespace} ({self.context}). The local port "
+            "is the remote one when free (below 1024: +8000), else the next free one.",
             "",
         )
-        await self._suggest_ports()
 
-    def _address(self) -> tuple[str, ...]:
-        try:
-            raw = self.query_one("#local-address", Input).value
-        except NoMatches:  # the local step is being rebuilt
-            raw = ""
-        return parse_addresses(raw)
+    @on(LocalPortForm.Submitted)
+    def _local_submitted(self, event: LocalPortForm.Submitted) -> None:
+        self.dismiss(event.specs)
 
-    async def _suggest_ports(self) -> None:
-        taken = dict(self.papp.taken_ports())
-        address = self._address()[0]
-        chosen: dict[int, int] = {}
-        for p in self.ports:
-            local = await suggest_port(p.port, address, taken)
-            chosen[p.port] = local
-            if local:
-                taken[local] = "this form"
-        if self.step != "local":
-            return
-        boxes = [self.query_one(f"#local-{p.port}", Input) for p in self.ports]
-        if boxes:
-            # Focus first: focusing is deferred, and keys typed once the suggestion shows
-            # must reach this box, not the step before's.
-            boxes[0].focus()
-        for p, box in zip(self.ports, boxes, strict=True):
-            box.value = str(chosen[p.port] or "")
-
-    @on(Input.Changed, "#local-step Input")
-    def _local_changed(self, event: Input.Changed) -> None:
-        if self.step == "local":
-            self._validate_local()
-            address = self._address()
-            warn = self.query_one("#address-warning", Static)
-            public = [a for a in address if a not in LOOPBACK]
-            warn.update(f"⚠ {', '.join(public)} is reachable from other machines" if public else "")
-
-    @work(exclusive=True, group="picker-validate")
-    async def _validate_local(self) -> None:
-        form = self._local_form()
-        addresses = self._address()
-        taken = dict(self.papp.taken_ports())
-        checks: dict[int, PortCheck] = {}
-        seen: dict[int, int] = {}
-        for p, text in zip(self.ports, form[1:], strict=True):
-            result = await check_port_all(text, addresses, taken, note_public=False)
-            if result.ok:
-                value = int(text)
-                if value in seen:
-                    result = PortCheck(False, f"{value} is already used for port {seen[value]}")
-                seen[value] = p.port
-            checks[p.port] = result
-        if self.step != "local":
-            return
-        self._port_checks = checks
-        self._checked_form = form
-        for port, result in checks.items():
-            widget = self.query_one(f"#check-{port}", Static)
-            widget.update(("✓ " if result.ok else "✖ ") + result.message)
-            widget.set_class(not result.ok, "invalid")
-        self.query_one("#start", Button).disabled = not self._local_ok()
-
-    def _local_form(self) -> tuple[str, ...]:
-        boxes = (self.query_one(f"#local-{p.port}", Input).value for p in self.ports)
-        return (",".join(self._address()), *boxes)
-
-    def _local_ok(self) -> bool:
-        """Every port checked and fine, for what the form holds now: enter typed right after
-        a key may arrive before that key's check has finished."""
-        return (
-            bool(self._port_checks)
-            and self._checked_form == self._local_form()
-            and all(self._port_checks.get(p.port, PortCheck(False, "")).ok for p in self.ports)
-        )
-
-    @on(Input.Submitted, "#local-step Input")
-    def _local_submitted(self, event: Input.Submitted) -> None:
-        self._start()
-
-    @on(Button.Pressed, "#back")
-    def _back_pressed(self) -> None:
+    @on(LocalPortForm.Cancelled)
+    def _local_cancelled(self, event: LocalPortForm.Cancelled) -> None:
         self.action_back()
-
-    @on(Button.Pressed, "#start")
-    def _start(self) -> None:
-        if not self._local_ok():
-            checked = self._checked_form == self._local_form()
-            bad = [r.message for r in self._port_checks.values() if not r.ok and checked]
-            self.notify(
-                bad[0] if bad else "checking the local port…", severity="warning", markup=False
-            )
-            return
-        addresses = self._address()
-        reconnect = self.query_one("#local-reconnect", Checkbox).value
-        try:
-            specs = [
-                ForwardSpec(
-                    target=f"{KIND_PREFIX[self.kind]}/{self.resource}",
-                    remote_port=p.port,
-                    local_port=int(self.query_one(f"#local-{p.port}", Input).value),
-                    namespace=self.namespace,
-                    context=self.context,
-                    kubeconfig=self.papp.spec_kubeconfig,
-                    addresses=addresses,
-                    reconnect=reconnect,
-                    protocol=self.papp.protocol,
-                )
-                for p in self.ports
-            ]
-        except InputError as exc:  # e.g. a name from the API that no real cluster allows
-            self.notify(str(exc), severity="error", markup=False)
-            return
-        self.dismiss(specs)

@@ -1,88 +1,48 @@
 """The dashboard's table: one row per forward, updated cell by cell as events arrive.
 
-Rows are keyed by forward id. An event touches only the cells whose text changed
-(`update_cell`); the table is rebuilt only when the user sorts or filters, or after the event
-stream lagged. The 1 s tick refreshes uptime, byte rates and the retry countdown of running
-forwards only.
+Rows are keyed by forward id. An event touches only the cells whose text changed. Which
+columns show, and how wide, follows what the rows show now (`FittedTable`): the status,
+target, local and remote ports, connections and the last error stay longest; a cell that
+does not fit is cut with "…" and the detail pane shows it whole. The rows are re-created when
+that layout changes, when the user sorts or filters, or after the event stream lagged. The
+1 s tick refreshes uptime, byte rates and the retry countdown.
 """
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
 
 from rich.text import Text
+from textual import events
 from textual.binding import Binding
+from textual.message import Message
 from textual.widgets import DataTable
-from textual.widgets.data_table import CellDoesNotExist, ColumnKey, RowDoesNotExist
 
 from portfwd.engine.model import ForwardSnapshot, ForwardState, ForwardStats
+from portfwd.tui.columns import BY_KEY, COLUMN_KEYS, COLUMNS
 from portfwd.tui.format import (
     context_text,
     human_bytes,
-    human_rate,
+    local_compact,
     local_text,
     namespace_text,
+    rate_text,
     reason_text,
+    remote_compact,
     remote_text,
     status_cell,
+    status_compact,
     target_pod_text,
     target_text,
     uptime_text,
 )
+from portfwd.tui.widgets.fitted_table import FittedTable
 
-
-@dataclass(frozen=True)
-class Column:
-    key: str
-    label: str
-    sort_key: Callable[[ForwardSnapshot, float], Any]
-
-
-_STATE_ORDER = {
-    ForwardState.ERROR: 0,
-    ForwardState.RECONNECTING: 1,
-    ForwardState.STARTING: 2,
-    ForwardState.ACTIVE: 3,
-    ForwardState.STOPPED: 4,
-}
-
-COLUMNS: tuple[Column, ...] = (
-    Column("status", "Status", lambda s, now: _STATE_ORDER[s.state]),
-    Column("context", "Context", lambda s, now: context_text(s)),
-    Column("namespace", "Namespace", lambda s, now: namespace_text(s)),
-    Column("target", "Target", lambda s, now: s.spec.target),
-    Column("pod", "Pod", lambda s, now: s.pod),
-    Column("local", "Local", lambda s, now: s.local_port),
-    Column("remote", "Remote", lambda s, now: s.remote_port or 0),
-    Column(
-        "uptime",
-        "Uptime",
-        lambda s, now: (
-            now - s.started_at if s.started_at and s.state is ForwardState.ACTIVE else -1.0
-        ),
-    ),
-    Column("conns", "Conns", lambda s, now: s.stats.connections_open),
-    Column("bytes_in", "In", lambda s, now: s.stats.bytes_in),
-    Column("bytes_out", "Out", lambda s, now: s.stats.bytes_out),
-    Column("error", "Last error", lambda s, now: s.reason),
-)
-COLUMN_KEYS = tuple(c.key for c in COLUMNS)
+__all__ = ["COLUMNS", "COLUMN_KEYS", "ForwardTable", "matches"]
 
 _RUNNING = (ForwardState.ACTIVE, ForwardState.RECONNECTING)
-
-
-def _same(old: Text | None, new: Text) -> bool:
-    """Text's own == ignores the base style: a reason that stays while the row leaves the
-    error state must still lose its red."""
-    return old is not None and (old.plain, old.style, old.spans) == (
-        new.plain,
-        new.style,
-        new.spans,
-    )
 
 
 def matches(snap: ForwardSnapshot, query: str) -> bool:
@@ -105,18 +65,35 @@ def matches(snap: ForwardSnapshot, query: str) -> bool:
     return all(word in hay for word in query.lower().split())
 
 
-class ForwardTable(DataTable[Any]):
+@dataclass
+class _Rate:
+    at: float
+    bytes_in: int
+    bytes_out: int
+    rate_in: float = 0.0
+    rate_out: float = 0.0
+
+
+class ForwardTable(FittedTable):
     """Rows of forwards; the screen calls `upsert`/`remove`/`update_stats`/`tick`."""
 
     BINDINGS = [
         Binding("s", "cycle_sort", "Sort", show=False),
         Binding("S", "reverse_sort", "Reverse sort", show=False),
-        # k9s/less habits: rows, not columns, are what home/end and g/G jump through.
-        Binding("home,g", "scroll_top", "First row", show=False),
-        Binding("end,G", "scroll_bottom", "Last row", show=False),
-        Binding("j", "cursor_down", "Down", show=False),
-        Binding("k", "cursor_up", "Up", show=False),
+        Binding("enter", "open_logs", "Logs", show=False),
     ]
+
+    class LogsRequested(Message):
+        """Enter, or a double click, on a row: its log, please."""
+
+        def __init__(self, table: ForwardTable, forward_id: str) -> None:
+            super().__init__()
+            self.table = table
+            self.forward_id = forward_id
+
+        @property
+        def control(self) -> ForwardTable:
+            return self.table
 
     def __init__(
         self,
@@ -124,93 +101,62 @@ class ForwardTable(DataTable[Any]):
         clock: Callable[[], float] = time.time,
         id: str | None = None,
     ) -> None:
-        super().__init__(id=id, cursor_type="row", zebra_stripes=True)
+        super().__init__(COLUMNS, id=id)
         self.clock = clock
         self.snapshots: dict[str, ForwardSnapshot] = {}
         self.notes: dict[str, str] = {}  # shown in "Last error" when the engine has no reason
         self.filter_text = ""
-        self.sort_column: str | None = None
-        self.sort_reverse = False
-        self._rates: dict[str, tuple[float, int, int, float, float]] = {}
-        self._cells: dict[str, dict[str, Text]] = {}
-
-    def on_mount(self) -> None:
-        for col in COLUMNS:
-            self.add_column(col.label, key=col.key)
-
-    # -- queries ----------------------------------------------------------------------------
+        self.default_context = ""  # the header's: a context column of only this one is hidden
+        self._rates: dict[str, _Rate] = {}
 
     @property
     def selected_id(self) -> str | None:
-        if self.row_count == 0:
-            return None
-        try:
-            row_key, _ = self.coordinate_to_cell_key(self.cursor_coordinate)
-        except CellDoesNotExist:
-            return None
-        return str(row_key.value) if row_key.value is not None else None
+        return self.selected_key
 
-    def visible_ids(self) -> list[str]:
-        return [str(r.key.value) for r in self.ordered_rows]
+    def hidden_columns(self) -> list[str]:
+        contexts = {cells["context"].plain for cells in self._full.values()}
+        return ["context"] if contexts <= {self.default_context, ""} else []
 
     # -- rendering of one row -----------------------------------------------------------------
 
     def _row_cells(self, snap: ForwardSnapshot, now: float) -> dict[str, Text]:
-        rate_in, rate_out = self._current_rates(snap.id)
+        rate = self._rates.get(snap.id)
         reason = reason_text(snap.reason or self.notes.get(snap.id, ""))
-        bytes_in = human_bytes(snap.stats.bytes_in)
-        bytes_out = human_bytes(snap.stats.bytes_out)
-        if rate_in >= 1:
-            bytes_in += f" ({human_rate(rate_in)})"
-        if rate_out >= 1:
-            bytes_out += f" ({human_rate(rate_out)})"
         # Text, not str: DataTable reads a str cell as markup, and names, addresses such as
         # [fe80::1] and error text are shown verbatim.
         return {
             "status": status_cell(snap, now),
+            "status_compact": status_compact(snap, now),
             "context": Text(context_text(snap)),
             "namespace": Text(namespace_text(snap)),
             "target": Text(target_text(snap)),
             "pod": Text(target_pod_text(snap)),
             "local": Text(local_text(snap)),
+            "local_compact": Text(local_compact(snap)),
             "remote": Text(remote_text(snap)),
+            "remote_compact": Text(remote_compact(snap)),
             "uptime": Text(uptime_text(snap, now)),
             "conns": Text(str(snap.stats.connections_open)),
-            "bytes_in": Text(bytes_in),
-            "bytes_out": Text(bytes_out),
-            "error": Text(reason[:120], style="red" if snap.state is ForwardState.ERROR else ""),
+            "bytes_in": Text(human_bytes(snap.stats.bytes_in)),
+            "bytes_out": Text(human_bytes(snap.stats.bytes_out)),
+            "rate": Text(rate_text(rate.rate_in, rate.rate_out) if rate else ""),
+            "error": Text(reason, style="red" if snap.state is ForwardState.ERROR else ""),
         }
-
-    def _current_rates(self, fid: str) -> tuple[float, float]:
-        entry = self._rates.get(fid)
-        return (entry[3], entry[4]) if entry else (0.0, 0.0)
 
     # -- mutation ---------------------------------------------------------------------------
 
     def _ordered(self) -> list[ForwardSnapshot]:
         snaps = [s for s in self.snapshots.values() if matches(s, self.filter_text)]
         if self.sort_column is not None:
-            col = next(c for c in COLUMNS if c.key == self.sort_column)
+            col = BY_KEY[self.sort_column]
             now = self.clock()
             snaps.sort(key=lambda s: col.sort_key(s, now), reverse=self.sort_reverse)
         return snaps
 
     def rebuild(self) -> None:
         """Re-create every row (sort, filter, resync): keeps the selected forward selected."""
-        selected = self.selected_id
-        self.clear()
-        self._cells.clear()
         now = self.clock()
-        for snap in self._ordered():
-            cells = self._row_cells(snap, now)
-            self._cells[snap.id] = cells
-            self.add_row(*(cells[k] for k in COLUMN_KEYS), key=snap.id)
-        self._restore_cursor(selected)
-        self._update_labels()
-
-    def _restore_cursor(self, fid: str | None) -> None:
-        if fid is not None and fid in self._cells:
-            self.move_cursor(row=self.get_row_index(fid), animate=False)
+        self.set_rows((snap.id, self._row_cells(snap, now)) for snap in self._ordered())
 
     def set_all(self, snapshots: list[ForwardSnapshot]) -> None:
         self.snapshots = {s.id: s for s in snapshots}
@@ -227,46 +173,23 @@ class ForwardTable(DataTable[Any]):
         ):
             self.notes.pop(snap.id, None)  # the restore note no longer applies
         visible = matches(snap, self.filter_text)
-        present = snap.id in self._cells
+        present = self.has_row(snap.id)
         if present and not visible:
-            self._remove_row(snap.id)
-        elif not present and visible:
-            if self.sort_column is not None:
-                self.rebuild()
-            else:
-                cells = self._row_cells(snap, self.clock())
-                self._cells[snap.id] = cells
-                self.add_row(*(cells[k] for k in COLUMN_KEYS), key=snap.id)
-        elif present:
-            self._update_row(snap)
+            self.drop_row(snap.id)
+        elif not present and visible and self.sort_column is not None:
+            self.rebuild()
+        elif visible:
+            self.put_row(snap.id, self._row_cells(snap, self.clock()))
 
     def _update_row(self, snap: ForwardSnapshot) -> None:
-        old = self._cells[snap.id]
-        new = self._row_cells(snap, self.clock())
-        for key in COLUMN_KEYS:
-            if not _same(old.get(key), new[key]):
-                # Re-measuring a column costs a full layout pass: only when the text grew
-                # past it (uptime and counters change every second on every running row).
-                column = self.columns.get(ColumnKey(key))
-                text = new[key]
-                grow = column is None or text.cell_len > column.content_width
-                try:
-                    self.update_cell(snap.id, key, text, update_width=grow)
-                except (CellDoesNotExist, RowDoesNotExist):
-                    return
-        self._cells[snap.id] = new
-
-    def _remove_row(self, fid: str) -> None:
-        self._cells.pop(fid, None)
-        with contextlib.suppress(RowDoesNotExist):
-            self.remove_row(fid)
+        self.put_row(snap.id, self._row_cells(snap, self.clock()))
 
     def remove_forward(self, fid: str) -> None:
         self.snapshots.pop(fid, None)
         self.notes.pop(fid, None)
         self._rates.pop(fid, None)
-        if fid in self._cells:
-            self._remove_row(fid)
+        if self.has_row(fid):
+            self.drop_row(fid)
 
     def update_stats(self, fid: str, stats: ForwardStats) -> None:
         snap = self.snapshots.get(fid)
@@ -274,8 +197,13 @@ class ForwardTable(DataTable[Any]):
             return
         snap = replace(snap, stats=stats)
         self.snapshots[fid] = snap
-        if fid in self._cells:
+        if self.has_row(fid):
             self._update_row(snap)
+
+    def rates(self, fid: str) -> tuple[float, float]:
+        """Bytes per second in and out over the last tick."""
+        rate = self._rates.get(fid)
+        return (rate.rate_in, rate.rate_out) if rate else (0.0, 0.0)
 
     def tick(self) -> None:
         """Once a second while visible: uptime, byte rates and retry countdowns."""
@@ -283,17 +211,22 @@ class ForwardTable(DataTable[Any]):
         for fid, snap in self.snapshots.items():
             prev = self._rates.get(fid)
             bin_, bout = snap.stats.bytes_in, snap.stats.bytes_out
-            if prev is not None and now > prev[0]:
-                dt = now - prev[0]
-                self._rates[fid] = (now, bin_, bout, (bin_ - prev[1]) / dt, (bout - prev[2]) / dt)
+            if prev is None:
+                rate = _Rate(now, bin_, bout)
+            elif now > prev.at:
+                dt = now - prev.at
+                rate = _Rate(
+                    now, bin_, bout, (bin_ - prev.bytes_in) / dt, (bout - prev.bytes_out) / dt
+                )
             else:
-                self._rates[fid] = (now, bin_, bout, 0.0, 0.0)
-            if fid in self._cells and (
+                rate = prev  # no time passed (a second tick in the same instant)
+            self._rates[fid] = rate
+            if self.has_row(fid) and (
                 snap.state in _RUNNING
                 or snap.next_retry_at is not None
                 or prev is None
-                or prev[3]
-                or prev[4]
+                or prev.rate_in
+                or prev.rate_out
             ):
                 self._update_row(snap)
 
@@ -308,10 +241,12 @@ class ForwardTable(DataTable[Any]):
         self.rebuild()
 
     def action_cycle_sort(self) -> None:
-        keys: list[str | None] = [None, *COLUMN_KEYS]
-        nxt = keys[(keys.index(self.sort_column) + 1) % len(keys)]
+        """The next column on screen (then insertion order again)."""
+        keys: list[str | None] = [None, *self.shown_keys]
+        current = self.sort_column if self.sort_column in keys else None
+        nxt = keys[(keys.index(current) + 1) % len(keys)]
         self.sort_by(nxt, reverse=False)
-        label = next((c.label for c in COLUMNS if c.key == nxt), "insertion order")
+        label = BY_KEY[nxt].label if nxt else "insertion order"
         self.notify(f"sorted by {label}", timeout=2)
 
     def action_reverse_sort(self) -> None:
@@ -324,12 +259,17 @@ class ForwardTable(DataTable[Any]):
         else:
             self.sort_by(key, reverse=False)
 
-    def _update_labels(self) -> None:
-        for col in COLUMNS:
-            arrow = ""
-            if col.key == self.sort_column:
-                arrow = " ▼" if self.sort_reverse else " ▲"
-            column = self.columns.get(ColumnKey(col.key))
-            if column is not None:
-                column.label = Text(col.label + arrow)
-        self.refresh()
+    # -- logs: enter or a double click ----------------------------------------------------------
+
+    def action_open_logs(self) -> None:
+        fid = self.selected_id
+        if fid is not None:
+            self.post_message(self.LogsRequested(self, fid))
+
+    def on_click(self, event: events.Click) -> None:
+        # DataTable's own handler (which runs too) moves the cursor: a click selects a row,
+        # a click on a header sorts (above). A double click opens the row's log.
+        row = event.style.meta.get("row", -1)
+        key = self.key_at(row) if isinstance(row, int) else None
+        if event.chain == 2 and key is not None:
+            self.post_message(self.LogsRequested(self, key))

@@ -1,0 +1,181 @@
+"""Which of a table's columns fit the terminal, and how wide each one is.
+
+Pure functions, no Textual. The widths come from what the rows show *now* (a rate that was
+long a minute ago does not keep its column wide), and when they do not all fit the columns
+go by priority: status, target, local, remote, connections and the last error stay longest;
+the last error is cut (with …) to what is left and the detail pane shows it whole.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from portfwd.engine.model import ForwardSnapshot, ForwardState
+
+SORT_ARROW_WIDTH = 2  # " ▲" after the label of the sort column
+FLEX_RESERVE = 24  # what the last error is given before less important columns get room
+CORE_PRIORITY = 5  # columns up to this priority must fit (else local/remote go compact)
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str
+    label: str
+    sort_key: Callable[[Any, float], Any]  # (the row's object, now) -> a sortable value
+    priority: int  # lower: kept longer as the terminal narrows
+    min_width: int = 0  # > 0: may be cut (…) down to this many cells instead of dropped
+    flex: bool = False  # takes whatever width is left (the last error)
+    compact: bool = False  # has a shorter form (`<key>_compact`), used when the core does not fit
+
+
+_STATE_ORDER = {
+    ForwardState.ERROR: 0,
+    ForwardState.RECONNECTING: 1,
+    ForwardState.STARTING: 2,
+    ForwardState.ACTIVE: 3,
+    ForwardState.STOPPED: 4,
+}
+
+
+def _uptime_key(s: ForwardSnapshot, now: float) -> float:
+    return now - s.started_at if s.started_at and s.state is ForwardState.ACTIVE else -1.0
+
+
+# Display order, left to right.
+COLUMNS: tuple[Column, ...] = (
+    Column("status", "Status", lambda s, now: _STATE_ORDER[s.state], 0, compact=True),
+    Column("context", "Context", lambda s, now: s.context or s.spec.context or "", 12, 8),
+    Column("namespace", "Namespace", lambda s, now: s.namespace or s.spec.namespace or "", 11),
+    Column("target", "Target", lambda s, now: s.spec.target, 1, min_width=8),
+    Column("pod", "Pod", lambda s, now: s.pod, 9, min_width=10),
+    Column("local", "Local", lambda s, now: s.local_port, 2, compact=True),
+    Column("remote", "Remote", lambda s, now: s.remote_port or 0, 3, compact=True),
+    Column("uptime", "Uptime", _uptime_key, 10),
+    Column("conns", "Conns", lambda s, now: s.stats.connections_open, 4),
+    Column("bytes_in", "In", lambda s, now: s.stats.bytes_in, 6),
+    Column("bytes_out", "Out", lambda s, now: s.stats.bytes_out, 7),
+    Column("rate", "Rate ↓↑", lambda s, now: 0, 8),
+    Column("error", "Last error", lambda s, now: s.reason, 5, min_width=8, flex=True),
+)
+COLUMN_KEYS = tuple(c.key for c in COLUMNS)
+BY_KEY = {c.key: c for c in COLUMNS}
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The columns shown, in display order, with their content widths."""
+
+    widths: tuple[tuple[str, int], ...]
+    compact: bool  # local and remote in their short forms
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        return tuple(k for k, _ in self.widths)
+
+    def width(self, key: str) -> int:
+        return dict(self.widths)[key]
+
+
+def natural_widths(
+    rows: Iterable[Mapping[str, int]],
+    sort_column: str | None,
+    hidden: Iterable[str] = (),
+    columns: tuple[Column, ...] = COLUMNS,
+) -> dict[str, int]:
+    """The widest cell of each column over `rows` (cell widths by key), at least its label;
+    0 for a column with nothing to show (every cell empty, or `hidden`: e.g. the context when
+    every row is in the one the header names)."""
+    widest = {c.key: 0 for c in columns}
+    for row in rows:
+        for key, width in row.items():
+            if width > widest.get(key, 0):
+                widest[key] = width
+    for col in columns:
+        if widest[col.key] or col.key == sort_column:
+            label = len(col.label) + (SORT_ARROW_WIDTH if col.key == sort_column else 0)
+            widest[col.key] = max(widest[col.key], label)
+    for key in hidden:
+        if key != sort_column:
+            widest[key] = 0
+    return widest
+
+
+def _fit_once(
+    columns: tuple[Column, ...], natural: Mapping[str, int], available: int, padding: int
+) -> dict[str, int]:
+    chosen: dict[str, int] = {}
+    used = 0
+    pad = 2 * padding
+    by_priority = sorted(columns, key=lambda c: c.priority)
+    for col in by_priority:
+        want = natural[col.key]
+        if not want:
+            continue  # nothing to show
+        if col.flex:
+            want = min(want, FLEX_RESERVE)
+        if used + want + pad <= available:
+            chosen[col.key] = want
+            used += want + pad
+        elif col.min_width and used + min(col.min_width, want) + pad <= available:
+            chosen[col.key] = available - used - pad  # what is left, at least min_width
+            used = available
+        elif col.min_width and col.priority <= CORE_PRIORITY:
+            # A core column a few cells short: cut the cuttable ones already in (least
+            # important first, never below their minimum) rather than drop it for good and
+            # let a less important column take its place.
+            need = used + min(col.min_width, want) + pad - available
+            cuttable = [
+                c for c in reversed(by_priority) if c.key in chosen and c.min_width and not c.flex
+            ]
+            slack = sum(max(0, chosen[c.key] - c.min_width) for c in cuttable)
+            if need <= slack:
+                for c in cuttable:
+                    take = min(need, max(0, chosen[c.key] - c.min_width))
+                    chosen[c.key] -= take
+                    used -= take
+                    need -= take
+                chosen[col.key] = available - used - pad
+                used = available
+    # Columns that were cut get their width back first (in priority order), then the flexible
+    # one takes the rest, so the table always spans the terminal.
+    left = available - used
+    for col in by_priority:
+        if col.key in chosen and not col.flex and left > 0:
+            grow = min(left, natural[col.key] - chosen[col.key])
+            if grow > 0:
+                chosen[col.key] += grow
+                left -= grow
+    flex = next((c.key for c in columns if c.flex and c.key in chosen), None)
+    if flex is not None:
+        chosen[flex] += left
+    return chosen
+
+
+def _core_fits(
+    columns: tuple[Column, ...], chosen: Mapping[str, int], natural: Mapping[str, int]
+) -> bool:
+    return all(
+        c.key in chosen and chosen[c.key] >= min(c.min_width or 1, natural[c.key])
+        for c in columns
+        if c.priority <= CORE_PRIORITY and natural[c.key]
+    )
+
+
+def fit(
+    natural: Mapping[str, int],
+    natural_compact: Mapping[str, int],
+    available: int,
+    padding: int = 1,
+    columns: tuple[Column, ...] = COLUMNS,
+) -> Layout:
+    """The columns that fit in `available` cells (each column also takes `padding` on both
+    sides). Columns with a short form use it only when the core does not fit otherwise."""
+    chosen = _fit_once(columns, natural, available, padding)
+    compact = False
+    if natural_compact and not _core_fits(columns, chosen, natural):
+        merged = {**natural, **natural_compact}
+        chosen = _fit_once(columns, merged, available, padding)
+        compact = True
+    return Layout(tuple((c.key, chosen[c.key]) for c in columns if c.key in chosen), compact)
