@@ -17,6 +17,7 @@ from datetime import datetime, tzinfo
 from rich.text import Text
 
 from portfwd.engine.model import ForwardSnapshot, ForwardState, LogLevel
+from portfwd.humanize import human_bytes, human_duration
 from portfwd.safetext import escape_controls
 
 # Colour AND a symbol/word, so the state reads without colour too.
@@ -88,17 +89,6 @@ def reconnect_text(snap: ForwardSnapshot) -> str:
     return " · ".join(parts)
 
 
-def human_bytes(n: int) -> str:
-    if n < 1024:
-        return f"{n} B"
-    value = float(n)
-    for unit in ("KiB", "MiB", "GiB", "TiB"):
-        value /= 1024
-        if value < 1024 or unit == "TiB":
-            return f"{value:.1f} {unit}"
-    return f"{n} B"  # unreachable
-
-
 def human_rate(bytes_per_s: float) -> str:
     return f"{human_bytes(int(bytes_per_s))}/s"
 
@@ -120,21 +110,6 @@ def rate_text(rate_in: float, rate_out: float) -> str:
     if rate_in < 1 and rate_out < 1:
         return ""
     return f"↓{short_bytes(rate_in)} ↑{short_bytes(rate_out)}"
-
-
-def human_duration(seconds: float) -> str:
-    s = max(0, int(seconds))
-    days, s = divmod(s, 86400)
-    hours, s = divmod(s, 3600)
-    minutes, s = divmod(s, 60)
-    if days:
-        return f"{days}d{hours:02d}h"
-    if hours:
-        return f"{hours}h{minutes:02d}m"
-    if minutes:
-        # Like kubectl's AGE: minutes only, so an idle dashboard repaints once a minute.
-        return f"{minutes}m"
-    return f"{s}s"
 
 
 def context_text(snap: ForwardSnapshot) -> str:

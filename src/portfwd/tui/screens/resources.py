@@ -23,10 +23,11 @@ from textual.widgets import Footer, Header, Input, Static
 
 from portfwd.engine.model import ForwardSnapshot, ForwardSpec
 from portfwd.errors import PortfwdError
+from portfwd.humanize import human_duration
 from portfwd.safetext import escape_controls
 from portfwd.tui.catalog import KIND_PREFIX
 from portfwd.tui.columns import Column
-from portfwd.tui.format import STATUS_STYLE, human_duration
+from portfwd.tui.format import STATUS_STYLE
 from portfwd.tui.resource_watch import KIND_ORDER, LiveResources, ResourceRow, ResourceView
 from portfwd.tui.widgets.fitted_table import FittedTable
 

@@ -21,13 +21,12 @@ from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from portfwd.engine.model import ConnectionInfo, ForwardSnapshot, ForwardState, LogEntry
+from portfwd.humanize import human_bytes, human_duration
 from portfwd.safetext import escape_controls
 from portfwd.tui.format import (
     LEVEL_STYLE,
     STATUS_STYLE,
     context_text,
-    human_bytes,
-    human_duration,
     human_rate,
     local_text,
     log_time,

@@ -21,10 +21,10 @@ from textual.message import Message
 from textual.widgets import DataTable
 
 from portfwd.engine.model import ForwardSnapshot, ForwardState, ForwardStats
+from portfwd.humanize import human_bytes
 from portfwd.tui.columns import BY_KEY, COLUMN_KEYS, COLUMNS
 from portfwd.tui.format import (
     context_text,
-    human_bytes,
     local_compact,
     local_text,
     namespace_text,
