@@ -21,6 +21,7 @@ from portfwd.tui.screens.dashboard import DashboardScreen
 from portfwd.tui.screens.dialogs import HELP_SECTIONS, HelpScreen
 from portfwd.tui.screens.logs import LogScreen
 from portfwd.tui.screens.picker import NewForwardScreen
+from portfwd.tui.screens.profiles import ProfilesScreen
 from portfwd.tui.widgets.forward_table import ForwardTable
 from tests.tui.conftest import Harness
 from tests.tui.helpers import collapsed, screen_text, settle
@@ -36,6 +37,7 @@ SPELLED = {
     "pageup": "pgup",
     "down": "↓",
     "up": "↑",
+    "colon": ":",
 }
 
 SCREENS = [
@@ -44,6 +46,7 @@ SCREENS = [
     ("Dashboard", ForwardTable),
     ("New forward picker", NewForwardScreen),
     ("Logs", LogScreen),
+    ("Profiles view", ProfilesScreen),
 ]
 
 

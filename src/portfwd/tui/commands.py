@@ -57,6 +57,12 @@ def palette_commands(app: PortfwdApp, screen: object) -> Iterable[SystemCommand]
             "Sort by next column", "Cycle the sort column (s)", dash.action_cycle_sort
         )
         yield SystemCommand("Reverse sort", "Flip the sort order (S)", dash.action_reverse_sort)
+        yield SystemCommand(
+            "Profiles", "Saved sets of forwards: start, stop, save (p)", app.action_profiles
+        )
+        yield SystemCommand(
+            "Quick add", "Type or paste a kubectl port-forward line (:)", app.action_quick_add
+        )
     if isinstance(screen, LogScreen):
         yield SystemCommand("Follow log", "Live tail on/off (f)", screen.action_follow)
         yield SystemCommand("Clear log view", "Empty this view (c)", screen.action_clear)

@@ -1,0 +1,225 @@
+"""The profiles view (`p`) on the real engine and the sandbox: start a group and see it
+active with bytes through it, stop it, save the dashboard as a profile (comments kept), add
+the selected forward to a group, and a broken file that still lists the good profiles."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from textual.widgets import Input, Static
+
+from portfwd.engine.model import ForwardState
+from portfwd.store.profiles import load_profiles
+from portfwd.tui.screens.dashboard import DashboardScreen
+from portfwd.tui.screens.profiles import NamePrompt, ProfilesScreen
+from tests.tui.conftest import Harness, free_port
+from tests.tui.helpers import settle, wait_until
+from tests.tui.test_app import SIZE, connect_echo, echo_spec, press, type_text
+
+pytestmark = pytest.mark.timeout(90)
+
+COMMENT = "# the team's forwards: keep this line"
+
+
+def write_profiles(config: Path, echo_port: int, web_port: int) -> Path:
+    config.mkdir(parents=True, exist_ok=True)
+    path = config / "profiles.yaml"
+    path.write_text(
+        f"""{COMMENT}
+version: 1
+profiles:
+  demo:
+    description: the demo services
+    defaults:
+      context: sandbox
+      namespace: demo
+      address: 127.0.0.1
+    forwards:
+      - name: echo
+        target: svc/echo
+        ports: ["{echo_port}:80"]
+      - name: web
+        target: svc/web
+        ports: ["{web_port}:80"]
+    groups:
+      backend: [echo]
+      all: [echo, web]
+"""
+    )
+    path.chmod(0o600)
+    return path
+
+
+def write_file(path: Path, text: str) -> Path:
+    path.write_text(text)
+    path.chmod(0o600)
+    return path
+
+
+@pytest.fixture
+def config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The harness's config dir (its state file is there), as PORTFWD_CONFIG_DIR."""
+    path = tmp_path / "config"
+    path.mkdir(exist_ok=True)
+    monkeypatch.setenv("PORTFWD_CONFIG_DIR", str(path))
+    return path
+
+
+def problems_text(screen: ProfilesScreen) -> str:
+    box = screen.query_one("#profiles-problems", Static)
+    return str(box.render()) if box.display else ""
+
+
+async def open_view(pilot: object) -> ProfilesScreen:
+    await press(pilot, "p")  # type: ignore[arg-type]
+    screen = pilot.app.screen  # type: ignore[attr-defined]
+    assert isinstance(screen, ProfilesScreen)
+    await wait_until(pilot, lambda: not screen.loading, what="the profiles file read")  # type: ignore[arg-type]
+    await settle(pilot)  # type: ignore[arg-type]
+    return screen
+
+
+async def test_start_a_group_then_the_profile_then_stop(harness: Harness, config: Path) -> None:
+    echo_port, web_port = free_port(), free_port()
+    write_profiles(config, echo_port, web_port)
+    app = harness.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        screen = await open_view(pilot)
+        assert screen.counts() == {"demo": "0/2", "demo / backend": "0/1", "demo / all": "0/2"}
+        screen.select_row("demo", "backend")
+        await press(pilot, "enter")
+
+        def active(name: str) -> bool:
+            return any(
+                s.spec.name == name and s.state is ForwardState.ACTIVE
+                for s in app.manager.snapshot()
+            )
+
+        await wait_until(pilot, lambda: active("echo"), what="echo active")
+        await wait_until(
+            pilot, lambda: screen.counts()["demo / backend"] == "1/1", what="backend 1/1"
+        )
+        assert screen.counts()["demo"] == "1/2"
+        assert not any(s.spec.name == "web" for s in app.manager.snapshot())  # not in the group
+        payload = b"profiles" * 200
+        assert await connect_echo(echo_port, payload) == payload
+
+        screen.select_row("demo")
+        await press(pilot, "space")  # the whole profile: web is added, echo stays
+        await wait_until(pilot, lambda: active("web"), what="web active")
+        await wait_until(pilot, lambda: screen.counts()["demo"] == "2/2", what="demo 2/2")
+        assert len(app.manager.snapshot()) == 2
+
+        await press(pilot, "space")  # all active: stops them
+        await wait_until(
+            pilot,
+            lambda: all(s.state is ForwardState.STOPPED for s in app.manager.snapshot()),
+            what="all stopped",
+        )
+        await wait_until(pilot, lambda: screen.counts()["demo"] == "0/2", what="demo 0/2")
+        await press(pilot, "space")  # present but stopped: started again
+        await wait_until(pilot, lambda: active("echo") and active("web"), what="restarted")
+        assert await connect_echo(echo_port, b"again") == b"again"
+
+        await press(pilot, "escape")
+        assert isinstance(app.screen, DashboardScreen)
+        assert len(app.dashboard.table.visible_ids()) == 2
+
+
+async def test_save_the_dashboard_as_a_profile_keeps_comments(
+    harness: Harness, config: Path
+) -> None:
+    path = write_profiles(config, free_port(), free_port())
+    app = harness.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        port = free_port()
+        await app.manager.add(echo_spec(port), start=True)
+        await wait_until(pilot, lambda: len(app.dashboard.table.visible_ids()) == 1)
+        screen = await open_view(pilot)
+        await press(pilot, "s")
+        prompt = app.screen
+        assert isinstance(prompt, NamePrompt)
+        prompt.query_one("#profile-name", Input).value = ""
+        await type_text(pilot, "morning")
+        await press(pilot, "enter")
+        await wait_until(pilot, lambda: "morning" in screen.counts(), what="the new profile")
+        await settle(pilot)
+        assert screen.counts()["morning"] == "0/1"  # its forward is named echo-80 there
+
+    text = path.read_text()
+    assert text.startswith(COMMENT + "\n")
+    loaded = load_profiles(path)
+    assert not loaded.problems
+    assert list(loaded.profiles) == ["demo", "morning"]
+    (fwd,) = loaded.profiles["morning"].forwards
+    assert (fwd.target, fwd.ports, fwd.context, fwd.namespace) == (
+        "svc/echo",
+        (f"{port}:80",),
+        "sandbox",
+        "demo",
+    )
+    assert oct(path.stat().st_mode & 0o777) == oct(0o600)
+
+
+async def test_add_the_selected_forward_to_a_group(harness: Harness, config: Path) -> None:
+    path = write_profiles(config, free_port(), free_port())
+    app = harness.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        port = free_port()
+        await app.manager.add(echo_spec(port, target="svc/web"), start=True)
+        await wait_until(pilot, lambda: len(app.dashboard.table.visible_ids()) == 1)
+        screen = await open_view(pilot)
+        screen.select_row("demo", "backend")
+        await press(pilot, "a")
+        await wait_until(
+            pilot, lambda: screen.counts().get("demo / backend") == "0/2", what="backend 0/2"
+        )
+    profile = load_profiles(path).profiles["demo"]
+    assert [f.name for f in profile.forwards] == ["echo", "web", "web-80"]
+    assert profile.groups["backend"] == ("echo", "web-80")
+    assert path.read_text().startswith(COMMENT + "\n")
+
+
+async def test_broken_file_shows_problems_and_the_good_profiles(
+    harness: Harness, config: Path
+) -> None:
+    path = write_profiles(config, free_port(), free_port())
+    path.write_text(
+        path.read_text()
+        + """  broken:
+    forwards:
+      - name: db
+        target: svc/db
+        namspace: demo
+        ports: ["5432"]
+"""
+    )
+    app = harness.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        screen = await open_view(pilot)
+        text = problems_text(screen)
+        assert 'profiles.yaml:24:9: unknown key "namspace"' in text, text
+        assert "left out until fixed: broken" in text
+        assert set(screen.counts()) == {"demo", "demo / backend", "demo / all"}
+
+
+async def test_unparsable_file_is_shown_not_overwritten(harness: Harness, config: Path) -> None:
+    path = write_file(config / "profiles.yaml", "profiles:\n  demo: [unclosed\n")
+    app = harness.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await app.manager.add(echo_spec(free_port()), start=False)
+        screen = await open_view(pilot)
+        assert "profiles.yaml:" in problems_text(screen)
+        assert screen.counts() == {}
+        await press(pilot, "s")
+        await type_text(pilot, "x")
+        await press(pilot, "enter")
+        await settle(pilot)
+        assert any("was not changed" in t for t in app.toasts), app.toasts
+    assert path.read_text() == "profiles:\n  demo: [unclosed\n"
