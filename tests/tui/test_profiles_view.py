@@ -5,8 +5,10 @@ the selected forward to a group, and a broken file that still lists the good pro
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
+from textual.pilot import Pilot
 from textual.widgets import Input, Static
 
 from portfwd.engine.model import ForwardState
@@ -71,12 +73,12 @@ def problems_text(screen: ProfilesScreen) -> str:
     return str(box.render()) if box.display else ""
 
 
-async def open_view(pilot: object) -> ProfilesScreen:
-    await press(pilot, "p")  # type: ignore[arg-type]
-    screen = pilot.app.screen  # type: ignore[attr-defined]
+async def open_view(pilot: Pilot[Any]) -> ProfilesScreen:
+    await press(pilot, "p")
+    screen = pilot.app.screen
     assert isinstance(screen, ProfilesScreen)
-    await wait_until(pilot, lambda: not screen.loading, what="the profiles file read")  # type: ignore[arg-type]
-    await settle(pilot)  # type: ignore[arg-type]
+    await wait_until(pilot, lambda: not screen.loading, what="the profiles file read")
+    await settle(pilot)
     return screen
 
 

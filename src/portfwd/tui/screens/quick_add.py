@@ -23,9 +23,9 @@ from textual.suggester import Suggester
 from textual.widgets import Input, Label, Static
 
 from portfwd.engine.model import ForwardSpec
-from portfwd.errors import PortfwdError
+from portfwd.errors import InputError, PortfwdError
 from portfwd.safetext import escape_controls
-from portfwd.transfer.kubectl_lines import specs_from_command
+from portfwd.transfer.kubectl_lines import parse_kubectl_lines, specs_from_command
 from portfwd.transfer.result import Names
 from portfwd.tui.catalog import Catalog
 
@@ -146,6 +146,17 @@ class LineSuggester(Suggester):
             return []
 
 
+def parse_line(text: str, taken: set[str]) -> list[ForwardSpec]:
+    """The forwards of a pasted command, or of the short form (kubectl port-forward's
+    arguments alone: `svc/web 8080:80 -n demo`). InputError with the reason."""
+    if not text.strip():
+        raise InputError("type a target and a port, e.g. svc/web 8080:80")
+    found = parse_kubectl_lines(text, "input", Names(taken))
+    if not found.specs and not found.skipped:  # not a command: the short form
+        return specs_from_command(f"kubectl port-forward {text}", Names(taken))
+    return specs_from_command(text, Names(taken))
+
+
 def with_defaults(
     specs: list[ForwardSpec],
     *,
@@ -228,7 +239,7 @@ class QuickAddScreen(ModalScreen[list[ForwardSpec] | None]):
         app = self.papp
         taken = {s.spec.name for s in app.manager.snapshot() if s.spec.name}
         try:
-            specs = specs_from_command(event.value, Names(taken))
+            specs = parse_line(event.value, taken)
             specs = with_defaults(
                 specs,
                 context=app.context_name or None,
