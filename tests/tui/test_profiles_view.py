@@ -77,7 +77,7 @@ async def open_view(pilot: Pilot[Any]) -> ProfilesScreen:
     await press(pilot, "p")
     screen = pilot.app.screen
     assert isinstance(screen, ProfilesScreen)
-    await wait_until(pilot, lambda: not screen.loading, what="the profiles file read")
+    await wait_until(pilot, lambda: not screen.reading, what="the profiles file read")
     await settle(pilot)
     return screen
 

@@ -28,7 +28,7 @@ from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Sta
 
 from portfwd.engine.model import ForwardSnapshot, ForwardSpec, ForwardState
 from portfwd.errors import PortfwdError
-from portfwd.safetext import escape_controls
+from portfwd.safetext import escape_controls, escape_lines
 from portfwd.store.profiles import default_profiles_file, load_profiles, save_profile
 from portfwd.store.profiles_model import (
     Profile,
@@ -146,8 +146,8 @@ class ProfilesScreen(Screen[None]):
     """
     BINDINGS = [
         Binding("enter,space", "start_stop", "Start/Stop"),
-        Binding("s", "save", "Save dashboard"),
-        Binding("a", "add_selected", "Add selected forward"),
+        Binding("s", "save", "Save as profile"),
+        Binding("a", "add_selected", "Add fwd"),
         Binding("r", "reload", "Reload"),
         Binding("escape,q", "close", "Back"),
     ]
@@ -157,7 +157,7 @@ class ProfilesScreen(Screen[None]):
         self.path = path or default_profiles_file()
         self.loaded: ProfilesFile | None = None
         self.file_error: str | None = None
-        self.loading = True
+        self.reading = True
         self._rows: dict[str, Row] = {}
 
     @property
@@ -173,6 +173,7 @@ class ProfilesScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
+        self.sub_title = f"profiles · {self.app.sub_title}"
         table = self.query_one("#profiles-table", DataTable)
         table.add_column("profile / group", key="name")
         table.add_column("active", key="active")
@@ -189,13 +190,13 @@ class ProfilesScreen(Screen[None]):
 
     @work(group="profiles-load", exclusive=True)
     async def _load(self) -> None:
-        self.loading = True
+        self.reading = True
         try:
             loaded = await asyncio.to_thread(load_profiles, self.path)
             error = None
         except PortfwdError as exc:
             loaded, error = None, str(exc)
-        self.loaded, self.file_error, self.loading = loaded, error, False
+        self.loaded, self.file_error, self.reading = loaded, error, False
         self._show()
 
     def _show(self) -> None:
@@ -204,7 +205,7 @@ class ProfilesScreen(Screen[None]):
         problems = self.query_one("#profiles-problems", Static)
         if loaded is None:
             head.update(escape_controls(f"profiles file {self.path}"))
-            problems.update(escape_controls(self.file_error or ""))
+            problems.update(escape_lines(self.file_error or ""))
             problems.display = True
         else:
             count = len(loaded.profiles)
@@ -216,7 +217,7 @@ class ProfilesScreen(Screen[None]):
             lines = [str(p) for p in loaded.problems]
             if loaded.broken:
                 lines.append("left out until fixed: " + ", ".join(loaded.broken))
-            problems.update(escape_controls("\n".join(lines)))
+            problems.update(escape_lines("\n".join(lines)))
             problems.display = bool(lines)
         self._fill()
 
@@ -237,7 +238,7 @@ class ProfilesScreen(Screen[None]):
                 self._rows[row.key] = row
                 forwards = profile.select([row.group] if row.group else [])
                 table.add_row(
-                    Text(row.profile if row.group is None else f"  {row.group}"),
+                    Text(row.profile) if row.group is None else Text(f"└ {row.group}"),
                     Text(""),
                     Text(", ".join(f.name for f in forwards)),
                     Text(profile.description if row.group is None else "", style="dim"),

@@ -48,10 +48,7 @@ KIND_OF = {
     "statefulsets": "statefulset",
 }
 CATALOG_SECONDS = 3.0  # a completion that takes longer than this is not offered
-HINT = (
-    "e.g. svc/web 8080:80 -n demo --context prod, or paste a kubectl port-forward line · "
-    "→ completes · enter starts · esc cancels"
-)
+HINT = "e.g. svc/web 8080:80 -n demo --context prod, or paste a kubectl line · → completes"
 _FLAGS_WITH_VALUE = {"-n", "--namespace", "--context", "--kubeconfig", "--address", "-a"}
 
 
