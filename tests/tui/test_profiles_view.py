@@ -130,6 +130,25 @@ async def test_start_a_group_then_the_profile_then_stop(harness: Harness, config
         assert len(app.dashboard.table.visible_ids()) == 2
 
 
+async def test_y_copies_the_groups_kubectl_commands(harness: Harness, config: Path) -> None:
+    echo_port, web_port = free_port(), free_port()
+    write_profiles(config, echo_port, web_port)
+    app = harness.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        screen = await open_view(pilot)
+        screen.select_row("demo", "all")
+        await press(pilot, "y")
+        await wait_until(pilot, lambda: bool(app.clipboard), what="copied")
+        assert app.clipboard.splitlines() == [
+            "kubectl --context sandbox -n demo port-forward svc/echo"
+            f" --address 127.0.0.1 {echo_port}:80",
+            "kubectl --context sandbox -n demo port-forward svc/web"
+            f" --address 127.0.0.1 {web_port}:80",
+        ]
+        assert app.manager.snapshot() == []  # copying starts nothing
+
+
 async def test_save_the_dashboard_as_a_profile_keeps_comments(
     harness: Harness, config: Path
 ) -> None:

@@ -210,6 +210,7 @@ HELP_SECTIONS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
             ("enter, space", "start the profile or group (stop it when all are active)"),
             ("s", "save the dashboard's forwards as a profile"),
             ("a", "add the dashboard's selected forward to the profile / group"),
+            ("y", "copy the kubectl port-forward commands of the profile / group"),
             ("r", "read the profiles file again"),
             ("esc, q", "back"),
         ),

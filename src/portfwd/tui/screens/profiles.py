@@ -25,6 +25,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Static
+from textual.widgets.data_table import CellDoesNotExist
 
 from portfwd.engine.model import ForwardSnapshot, ForwardSpec, ForwardState
 from portfwd.errors import PortfwdError
@@ -38,6 +39,7 @@ from portfwd.store.profiles_model import (
     profile_from_specs,
 )
 from portfwd.store.profiles_select import UpUsageError, select
+from portfwd.transfer.export import kubectl_command
 
 if TYPE_CHECKING:
     from portfwd.tui.app import PortfwdApp
@@ -148,6 +150,7 @@ class ProfilesScreen(Screen[None]):
         Binding("enter,space", "start_stop", "Start/Stop"),
         Binding("s", "save", "Save as profile"),
         Binding("a", "add_selected", "Add fwd"),
+        Binding("y", "copy_commands", "Copy cmds"),
         Binding("r", "reload", "Reload"),
         Binding("escape,q", "close", "Back"),
     ]
@@ -273,7 +276,7 @@ class ProfilesScreen(Screen[None]):
             return None
         try:
             row_key, _ = table.coordinate_to_cell_key(table.cursor_coordinate)
-        except Exception:
+        except CellDoesNotExist:
             return None
         return self._rows.get(str(row_key.value))
 
@@ -295,8 +298,9 @@ class ProfilesScreen(Screen[None]):
             return
         self._toggle(row)
 
-    @work(group="profiles-actions")
-    async def _toggle(self, row: Row) -> None:
+    async def _chosen(self, row: Row) -> list[ForwardSpec] | None:
+        """The row's forwards as `portfwd up` would start them (the file read again), or
+        None after saying why not."""
         app = self.papp
         try:
             chosen = await asyncio.to_thread(
@@ -311,22 +315,30 @@ class ProfilesScreen(Screen[None]):
             )
         except UpUsageError as exc:
             self.notify("; ".join(exc.lines), severity="error", timeout=10)
-            return
+            return None
         except PortfwdError as exc:
             self.notify(str(exc), severity="error", timeout=10)
+            return None
+        return chosen.specs
+
+    @work(group="profiles-actions")
+    async def _toggle(self, row: Row) -> None:
+        app = self.papp
+        specs = await self._chosen(row)
+        if specs is None:
             return
         by_name = {s.spec.name: s for s in app.manager.snapshot() if s.spec.name}
-        present = [by_name[s.name] for s in chosen.specs if s.name in by_name]
+        present = [by_name[s.name] for s in specs if s.name in by_name]
         if (
-            chosen.specs
-            and len(present) == len(chosen.specs)
+            specs
+            and len(present) == len(specs)
             and all(p.state is ForwardState.ACTIVE for p in present)
         ):
             self.notify(f"stopping {row.label} ({len(present)} forward(s))", timeout=4)
             await self._each(present, lambda s: app.manager.stop(s.id), "stopping")
             return
-        self.notify(f"starting {row.label} ({len(chosen.specs)} forward(s))", timeout=4)
-        missing = [s for s in chosen.specs if s.name not in by_name]
+        self.notify(f"starting {row.label} ({len(specs)} forward(s))", timeout=4)
+        missing = [s for s in specs if s.name not in by_name]
         idle = [p for p in present if p.state in (ForwardState.STOPPED, ForwardState.ERROR)]
         await asyncio.gather(
             self._each(missing, lambda s: app.manager.add(s, start=True), "adding"),
@@ -350,6 +362,22 @@ class ProfilesScreen(Screen[None]):
                 self.notify(f"{what} failed unexpectedly: {exc!r}", severity="error")
 
         await asyncio.gather(*(one(i) for i in items))
+
+    def action_copy_commands(self) -> None:
+        row = self.selected_row
+        if row is None:
+            self.notify("No profile selected.", severity="warning", timeout=3)
+            return
+        self._copy(row)
+
+    @work(group="profiles-actions")
+    async def _copy(self, row: Row) -> None:
+        specs = await self._chosen(row)
+        if not specs:
+            return
+        commands = "\n".join(kubectl_command(s) for s in specs)
+        self.app.copy_to_clipboard(commands)
+        self.notify(commands, title=f"Copied {len(specs)} kubectl command(s)", timeout=8)
 
     # -- save the dashboard, add the selected forward -------------------------------------------
 
