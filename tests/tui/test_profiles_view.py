@@ -168,7 +168,15 @@ async def test_save_the_dashboard_as_a_profile_keeps_comments(
         await press(pilot, "enter")
         await wait_until(pilot, lambda: "morning" in screen.counts(), what="the new profile")
         await settle(pilot)
-        assert screen.counts()["morning"] == "0/1"  # its forward is named echo-80 there
+        # the running forward it was saved from counts (it has no name, the same target)
+        await wait_until(pilot, lambda: screen.counts()["morning"] == "1/1", what="1/1")
+        screen.select_row("morning")
+        await press(pilot, "space")  # all active: stops it, adds nothing
+        await wait_until(
+            pilot,
+            lambda: [s.state for s in app.manager.snapshot()] == [ForwardState.STOPPED],
+            what="stopped",
+        )
 
     text = path.read_text()
     assert text.startswith(COMMENT + "\n")
@@ -197,7 +205,7 @@ async def test_add_the_selected_forward_to_a_group(harness: Harness, config: Pat
         screen.select_row("demo", "backend")
         await press(pilot, "a")
         await wait_until(
-            pilot, lambda: screen.counts().get("demo / backend") == "0/2", what="backend 0/2"
+            pilot, lambda: screen.counts().get("demo / backend") == "1/2", what="backend 1/2"
         )
     profile = load_profiles(path).profiles["demo"]
     assert [f.name for f in profile.forwards] == ["echo", "web", "web-80"]

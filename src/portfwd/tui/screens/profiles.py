@@ -2,11 +2,13 @@
 
 One row per profile and one per group under it, each with "active/total" counted from the
 engine: a profile forward's engine forwards are the ones whose spec name is one of its
-`spec_names()` (the names `portfwd up` gives them). Enter or space starts the row's forwards
-(adding the ones the engine does not have), or stops them when all are active; `s` saves the
-dashboard's forwards as a profile; `a` adds the dashboard's selected forward to the row's
-profile (and group). The file is read and written in threads; a broken file shows its
-problems (file:line:col) above the profiles that still check out.
+`spec_names()` (the names `portfwd up` gives them), or unnamed ones with the same target,
+ports, context and namespace (the forwards a profile was saved from). Enter or space starts
+the row's forwards (adding the ones the engine does not have), or stops them when all are
+active; `y` copies their kubectl commands; `s` saves the dashboard's forwards as a profile;
+`a` adds the dashboard's selected forward to the row's profile (and group). The file is
+read and written in threads; a broken file shows its problems (file:line:col) above the
+profiles that still check out.
 """
 
 from __future__ import annotations
@@ -67,15 +69,33 @@ class Row:
         return self.profile if self.group is None else f"{self.profile} / {self.group}"
 
 
-def spec_names(profile: Profile, group: str | None) -> list[str]:
-    """The engine names of the row's forwards, in the profile's order."""
-    forwards = profile.select([group] if group else [])
-    return [name for fwd in forwards for name in fwd.spec_names()]
+def _where(spec: ForwardSpec) -> tuple[object, ...]:
+    return (
+        spec.target,
+        str(spec.remote_port),
+        spec.local_port,
+        spec.context,
+        spec.namespace,
+        spec.kubeconfig,
+    )
 
 
-def count_active(names: list[str], snapshots: list[ForwardSnapshot]) -> int:
-    by_name = {s.spec.name: s for s in snapshots if s.spec.name}
-    return sum(1 for n in names if n in by_name and by_name[n].state is ForwardState.ACTIVE)
+def engine_forward(spec: ForwardSpec, snapshots: list[ForwardSnapshot]) -> ForwardSnapshot | None:
+    """The engine's forward for a profile forward: the one of its name (as `portfwd up`
+    names them), else an unnamed one of the same target, ports, context and namespace (a
+    forward the profile was saved from)."""
+    for snap in snapshots:
+        if spec.name and snap.spec.name == spec.name:
+            return snap
+    for snap in snapshots:
+        if not snap.spec.name and _where(snap.spec) == _where(spec):
+            return snap
+    return None
+
+
+def count_active(specs: list[ForwardSpec], snapshots: list[ForwardSnapshot]) -> int:
+    found = (engine_forward(s, snapshots) for s in specs)
+    return sum(1 for snap in found if snap is not None and snap.state is ForwardState.ACTIVE)
 
 
 def _same_forward(a: ProfileForward, b: ProfileForward) -> bool:
@@ -259,10 +279,24 @@ class ProfilesScreen(Screen[None]):
         snapshots = self.papp.manager.snapshot()
         for key, row in self._rows.items():
             profile = loaded.profiles[row.profile]
-            names = spec_names(profile, row.group)
+            names = self._specs(profile, row.group)
             active = count_active(names, snapshots)
             style = "green" if names and active == len(names) else ("yellow" if active else "")
             table.update_cell(key, "active", Text(f"{active}/{len(names)}", style=style))
+
+    def _specs(self, profile: Profile, group: str | None) -> list[ForwardSpec]:
+        """The row's forwards with the dashboard's defaults (as a start would make them)."""
+        app = self.papp
+        try:
+            pairs = profile.specs(
+                [group] if group else [],
+                kubeconfig=app.spec_kubeconfig,
+                context=app.context_name or None,
+                namespace=app.default_namespace,
+            )
+        except (PortfwdError, KeyError):
+            return []
+        return [spec for _, spec in pairs]
 
     def counts(self) -> dict[str, str]:
         """Row label -> its "active/total" text (for tests and the palette)."""
@@ -327,8 +361,9 @@ class ProfilesScreen(Screen[None]):
         specs = await self._chosen(row)
         if specs is None:
             return
-        by_name = {s.spec.name: s for s in app.manager.snapshot() if s.spec.name}
-        present = [by_name[s.name] for s in specs if s.name in by_name]
+        snapshots = app.manager.snapshot()
+        found = [(spec, engine_forward(spec, snapshots)) for spec in specs]
+        present = [snap for _, snap in found if snap is not None]
         if (
             specs
             and len(present) == len(specs)
@@ -338,7 +373,7 @@ class ProfilesScreen(Screen[None]):
             await self._each(present, lambda s: app.manager.stop(s.id), "stopping")
             return
         self.notify(f"starting {row.label} ({len(specs)} forward(s))", timeout=4)
-        missing = [s for s in specs if s.name not in by_name]
+        missing = [spec for spec, snap in found if snap is None]
         idle = [p for p in present if p.state in (ForwardState.STOPPED, ForwardState.ERROR)]
         await asyncio.gather(
             self._each(missing, lambda s: app.manager.add(s, start=True), "adding"),
