@@ -4,6 +4,7 @@ the selected forward to a group, and a broken file that still lists the good pro
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -11,11 +12,14 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import Input, Static
 
+from portfwd.engine.manager import Manager
 from portfwd.engine.model import ForwardState
+from portfwd.sandbox.fleet import SandboxFleet
 from portfwd.store.profiles import load_profiles
+from portfwd.tui.catalog import KubeCatalog
 from portfwd.tui.screens.dashboard import DashboardScreen
 from portfwd.tui.screens.profiles import NamePrompt, ProfilesScreen
-from tests.tui.conftest import Harness, free_port
+from tests.tui.conftest import Harness, RecordingApp, free_port
 from tests.tui.helpers import settle, wait_until
 from tests.tui.test_app import SIZE, connect_echo, echo_spec, press, type_text
 
@@ -252,3 +256,66 @@ async def test_unparsable_file_is_shown_not_overwritten(harness: Harness, config
         await settle(pilot)
         assert any("was not changed" in t for t in app.toasts), app.toasts
     assert path.read_text() == "profiles:\n  demo: [unclosed\n"
+
+
+TWO_CLUSTERS = """version: 1
+profiles:
+  both:
+    defaults:
+      namespace: demo
+      address: 127.0.0.1
+    forwards:
+      - name: web-a
+        target: svc/web
+        ports: ["{a}:80"]
+        context: sandbox
+      - name: web-b
+        target: svc/web
+        ports: ["{b}:80"]
+        context: sandbox-2
+    groups:
+      second: [web-b]
+"""
+
+
+async def http_get(port: int, path: str) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        response = await asyncio.wait_for(reader.read(), 20)
+    finally:
+        writer.close()
+    head, _, body = response.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK"), head
+    return body
+
+
+async def test_a_profile_of_two_clusters_starts_in_one_window(
+    sandbox_pair: SandboxFleet, config: Path
+) -> None:
+    a, b = free_port(), free_port()
+    write_file(config / "profiles.yaml", TWO_CLUSTERS.format(a=a, b=b))
+    manager = Manager(kubeconfig=str(sandbox_pair.kubeconfig_path))
+    try:
+        app = RecordingApp(
+            manager,
+            catalog=KubeCatalog(manager.clients, kubeconfig=str(sandbox_pair.kubeconfig_path)),
+            context="sandbox",
+            cluster="sandbox",
+            namespace="demo",
+        )
+        async with app.run_test(size=SIZE) as pilot:
+            await settle(pilot)
+            screen = await open_view(pilot)
+            screen.select_row("both", "second")
+            await press(pilot, "enter")  # the group: only the second cluster's
+            await wait_until(pilot, lambda: screen.counts()["both"] == "1/2", what="1/2")
+            assert await http_get(b, "/cluster") == b"sandbox-2\n"
+            screen.select_row("both")
+            await press(pilot, "enter")  # the rest of the profile
+            await wait_until(pilot, lambda: screen.counts()["both"] == "2/2", what="2/2")
+            assert await http_get(a, "/cluster") == b"sandbox\n"
+            assert await http_get(b, "/cluster") == b"sandbox-2\n"
+            assert sorted(s.context for s in manager.snapshot()) == ["sandbox", "sandbox-2"]
+    finally:
+        await manager.shutdown()
