@@ -7,13 +7,17 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from textual.pilot import Pilot
 from textual.widgets import Input
 
 from portfwd.engine.model import ForwardState
+from portfwd.errors import InputError
 from portfwd.tui.screens.dashboard import DashboardScreen
-from portfwd.tui.screens.quick_add import QuickAddScreen
+from portfwd.tui.screens.quick_add import LineSuggester, QuickAddScreen, parse_line, with_defaults
 from tests.tui.conftest import Harness, free_port
+from tests.tui.fakes import FakeCatalog
 from tests.tui.helpers import settle, wait_until
 from tests.tui.test_app import SIZE, connect_echo, press
 
@@ -123,3 +127,54 @@ async def test_completes_kinds_names_and_ports(harness: Harness) -> None:
         await accept("ech", "svc/echo")
         await accept(" 8", "svc/echo 80")
         await accept(" 18080:", "svc/echo 80 18080:80")
+
+
+# -- the parser and the completer, without a terminal ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("typed", "suggested"),
+    [
+        ("s", "svc/"),
+        ("d", "deploy/"),
+        ("p", "pod/"),
+        ("st", "sts/"),
+        ("svc/e", "svc/echo"),
+        ("svc/echo 4", "svc/echo 443"),
+        ("svc/echo 8080:", "svc/echo 8080:80"),
+        ("-n demo svc/w", "-n demo svc/web"),
+        ("svc/echo 5", None),  # 53 is UDP: not offered
+        ("x", None),
+        ("svc/echo -n d", None),  # a flag's value
+        ("svc/zzz", None),
+    ],
+)
+async def test_suggestions(typed: str, suggested: str | None) -> None:
+    suggester = LineSuggester(FakeCatalog(), "sandbox", "demo")
+    assert await suggester.get_suggestion(typed) == suggested
+
+
+def test_short_form_and_defaults() -> None:
+    (spec,) = with_defaults(
+        parse_line("svc/web 8080:80", set()),
+        context="sandbox",
+        namespace="demo",
+        kubeconfig=None,
+        protocol="websocket",
+    )
+    assert (spec.target, spec.local_port, spec.remote_port) == ("svc/web", 8080, 80)
+    assert (spec.context, spec.namespace, spec.protocol) == ("sandbox", "demo", "websocket")
+    assert spec.name == "web-80"
+    (named,) = parse_line("svc/web 8080:80 -n other --context c", {"web-80"})
+    assert (named.context, named.namespace, named.name) == ("c", "other", "web-80-2")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=80))
+def test_any_line_parses_or_says_why(text: str) -> None:
+    try:
+        specs = parse_line(text, set())
+    except InputError as exc:
+        assert str(exc) and "\n" not in str(exc)
+    else:
+        assert specs

@@ -10,6 +10,7 @@ that does not parse says why under the prompt and adds nothing. The prompt compl
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 from dataclasses import replace
 from typing import TYPE_CHECKING
@@ -25,7 +26,7 @@ from textual.widgets import Input, Label, Static
 from portfwd.engine.model import ForwardSpec
 from portfwd.errors import InputError, PortfwdError
 from portfwd.safetext import escape_controls
-from portfwd.transfer.kubectl_lines import parse_kubectl_lines, specs_from_command
+from portfwd.transfer.kubectl_lines import KUBECTL_PROGRAMS, specs_from_command
 from portfwd.transfer.result import Names
 from portfwd.tui.catalog import Catalog
 
@@ -47,6 +48,7 @@ KIND_OF = {
     "statefulset": "statefulset",
     "statefulsets": "statefulset",
 }
+FORWARDERS = KUBECTL_PROGRAMS | {"portfwd", "kubectl-portfwd", "kubectl-relay", "krelay"}
 CATALOG_SECONDS = 3.0  # a completion that takes longer than this is not offered
 HINT = "e.g. svc/web 8080:80 -n demo --context prod, or paste a kubectl line · → completes"
 _FLAGS_WITH_VALUE = {"-n", "--namespace", "--context", "--kubeconfig", "--address", "-a"}
@@ -109,7 +111,8 @@ class LineSuggester(Suggester):
         kind_name = KIND_OF.get(prefix)
         if kind_name is None or not name or not re.fullmatch(r"\d*(:\d*)?", last):
             return None
-        ports = [str(p.port) for p in await self._ports(words, kind_name, name)]
+        found = await self._ports(words, kind_name, name)
+        ports = [str(p.port) for p in found if not p.disabled_reason]  # no UDP
         if ":" in last:
             partial = last.partition(":")[2]
             match = next((p for p in ports if p.startswith(partial) and p != partial), None)
@@ -148,9 +151,9 @@ def parse_line(text: str, taken: set[str]) -> list[ForwardSpec]:
     arguments alone: `svc/web 8080:80 -n demo`). InputError with the reason."""
     if not text.strip():
         raise InputError("type a target and a port, e.g. svc/web 8080:80")
-    found = parse_kubectl_lines(text, "input", Names(taken))
-    if not found.specs and not found.skipped:  # not a command: the short form
-        return specs_from_command(f"kubectl port-forward {text}", Names(taken))
+    programs = {os.path.basename(word) for word in text.split()}
+    if not programs & FORWARDERS:  # no command named: the short form
+        text = f"kubectl port-forward {text}"
     return specs_from_command(text, Names(taken))
 
 
