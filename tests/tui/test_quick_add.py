@@ -178,3 +178,12 @@ def test_any_line_parses_or_says_why(text: str) -> None:
         assert str(exc) and "\n" not in str(exc)
     else:
         assert specs
+
+
+async def test_p_and_colon_type_into_the_filter_box(harness: Harness) -> None:
+    app = harness.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await press(pilot, "slash", "p", "colon")
+        assert isinstance(app.screen, DashboardScreen)  # neither view opened
+        assert app.screen.query_one("#filter", Input).value == "p:"
