@@ -145,7 +145,12 @@ async def test_completes_kinds_names_and_ports(harness: Harness) -> None:
         ("-n demo svc/w", "-n demo svc/web"),
         ("svc/echo 5", None),  # 53 is UDP: not offered
         ("x", None),
-        ("svc/echo -n d", None),  # a flag's value
+        ("svc/echo -n de", "svc/echo -n default"),
+        ("svc/echo -n dem", "svc/echo -n demo"),
+        ("svc/echo -n kube", "svc/echo -n kube-system"),
+        ("svc/echo --context sandbox-v", "svc/echo --context sandbox-viewer"),
+        ("svc/echo --context sandbox-limited -n d", None),  # may not list namespaces
+        ("svc/echo --kubeconfig k", None),
         ("svc/zzz", None),
     ],
 )

@@ -90,7 +90,7 @@ class LineSuggester(Suggester):
         last = words[-1]
         before = words[:-1]
         if before and before[-1] in _FLAGS_WITH_VALUE:
-            return None  # a flag's value
+            return await self._flag_value(before[-1], words, value, last)
         if last.startswith("-"):
             return None
         target = _target(before)
@@ -120,6 +120,23 @@ class LineSuggester(Suggester):
         if not last:
             return None
         match = next((p for p in ports if p.startswith(last) and p != last), None)
+        return value + match[len(last) :] if match else None
+
+    async def _flag_value(self, flag: str, words: list[str], value: str, last: str) -> str | None:
+        """A context after --context, a namespace after -n (from the catalog)."""
+        if not last:
+            return None
+        choices: list[str] = []
+        try:
+            if flag == "--context":
+                found = await asyncio.wait_for(self.catalog.contexts(), CATALOG_SECONDS)
+                choices = [c.name for c in found]
+            elif flag in ("-n", "--namespace"):
+                context = self._where(words[:-2])[0]
+                choices = await asyncio.wait_for(self.catalog.namespaces(context), CATALOG_SECONDS)
+        except (PortfwdError, TimeoutError, OSError):
+            return None
+        match = next((c for c in choices if c.startswith(last) and c != last), None)
         return value + match[len(last) :] if match else None
 
     def _where(self, words: list[str]) -> tuple[str, str]:
