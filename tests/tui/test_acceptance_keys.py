@@ -17,6 +17,7 @@ from portfwd.store.session import Session
 from portfwd.store.state import StateStore
 from portfwd.tui.app import PortfwdApp
 from portfwd.tui.catalog import KubeCatalog
+from portfwd.tui.screens.bulk import BulkScreen
 from portfwd.tui.screens.dashboard import DashboardScreen
 from portfwd.tui.screens.dialogs import HELP_SECTIONS, HelpScreen
 from portfwd.tui.screens.logs import LogScreen
@@ -38,6 +39,7 @@ SPELLED = {
     "down": "↓",
     "up": "↑",
     "colon": ":",
+    "asterisk": "*",
 }
 
 SCREENS = [
@@ -47,6 +49,7 @@ SCREENS = [
     ("New forward picker", NewForwardScreen),
     ("Logs", LogScreen),
     ("Profiles view", ProfilesScreen),
+    ("Several forwards", BulkScreen),
 ]
 
 

@@ -1,5 +1,6 @@
-"""SVG snapshots of the profiles view and the quick add prompt (fixed data, fake engine), at
-80x24 and 120x40. Update with `--snapshot-update`, then look at the SVGs before committing."""
+"""SVG snapshots of the profiles view, the quick add prompt and the several-forwards list
+(fixed data, fake engine), at 80x24 and 120x40. Update with `--snapshot-update`, then look
+at the SVGs before committing."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from textual.widgets import Input
 
 from portfwd.engine.model import ForwardSpec
 from portfwd.tui.screens.profiles import ProfilesScreen
-from tests.tui.fakes import FakeManager
+from tests.tui.fakes import FakeManager, mixed_snapshots
 from tests.tui.helpers import settle, wait_until
 from tests.tui.test_snapshots import SnapCompare, make_app, snap
 
@@ -108,3 +109,13 @@ def test_quick_add_prompt(snap_compare: SnapCompare, size: tuple[int, int]) -> N
         await settle(pilot)
 
     assert snap(snap_compare, make_app(), run_before, size)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_bulk_screen(snap_compare: SnapCompare, size: tuple[int, int]) -> None:
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await settle(pilot)
+        await pilot.press("m", "down", "space")
+        await settle(pilot)
+
+    assert snap(snap_compare, make_app(FakeManager(mixed_snapshots())), run_before, size)

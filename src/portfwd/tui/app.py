@@ -68,6 +68,7 @@ class PortfwdApp(App[int]):
         Binding("Q", "stop_all_and_quit", "Stop all & quit", show=False),
         Binding("p", "profiles", "Profiles", show=False),
         Binding("colon", "quick_add", "Quick add", show=False),
+        Binding("m", "bulk", "Several forwards", show=False),
     ]
 
     def __init__(
@@ -309,6 +310,13 @@ class PortfwdApp(App[int]):
 
         if self.screen is self.dashboard:
             self.push_screen(QuickAddScreen(), self._picked)
+
+    def action_bulk(self) -> None:
+        """Mark several forwards, start or stop them together (from the dashboard)."""
+        from portfwd.tui.screens.bulk import BulkScreen
+
+        if self.screen is self.dashboard:
+            self.push_screen(BulkScreen())
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):

@@ -216,6 +216,15 @@ HELP_SECTIONS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
         ),
     ),
     (
+        "Several forwards",
+        (
+            ("space", "mark / unmark a forward"),
+            ("*", "mark all / none"),
+            ("s / x", "start / stop the marked forwards (every forward when none is marked)"),
+            ("esc, q", "back"),
+        ),
+    ),
+    (
         "Logs",
         (
             ("f", "follow (live tail) on/off; the title says which, and counts new lines"),
@@ -234,6 +243,7 @@ HELP_SECTIONS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
             ("Q", "attached to the daemon: stop all its forwards, then detach"),
             ("p", "profiles view (from the dashboard): start/stop a profile or group"),
             (":", "quick add (from the dashboard): svc/web 8080:80 -n NS, or a kubectl line"),
+            ("m", "several forwards (from the dashboard): mark, then start / stop them all"),
         ),
     ),
 )
