@@ -131,7 +131,7 @@ async def test_start_a_group_then_the_profile_then_stop(harness: Harness, config
 
         await press(pilot, "escape")
         assert isinstance(app.screen, DashboardScreen)
-        assert len(app.dashboard.table.visible_ids()) == 2
+        assert app.dashboard.table.row_count == 2
 
 
 async def test_y_copies_the_groups_kubectl_commands(harness: Harness, config: Path) -> None:
@@ -162,7 +162,7 @@ async def test_save_the_dashboard_as_a_profile_keeps_comments(
         await settle(pilot)
         port = free_port()
         await app.manager.add(echo_spec(port), start=True)
-        await wait_until(pilot, lambda: len(app.dashboard.table.visible_ids()) == 1)
+        await wait_until(pilot, lambda: app.dashboard.table.row_count == 1)
         screen = await open_view(pilot)
         await press(pilot, "s")
         prompt = app.screen
@@ -204,7 +204,7 @@ async def test_add_the_selected_forward_to_a_group(harness: Harness, config: Pat
         await settle(pilot)
         port = free_port()
         await app.manager.add(echo_spec(port, target="svc/web"), start=True)
-        await wait_until(pilot, lambda: len(app.dashboard.table.visible_ids()) == 1)
+        await wait_until(pilot, lambda: app.dashboard.table.row_count == 1)
         screen = await open_view(pilot)
         screen.select_row("demo", "backend")
         await press(pilot, "a")

@@ -309,7 +309,7 @@ class PortfwdApp(App[int]):
         from portfwd.tui.screens.quick_add import QuickAddScreen
 
         if self.screen is self.dashboard:
-            self.push_screen(QuickAddScreen(), self._picked)
+            self.push_screen(QuickAddScreen(), self.add_forwards)
 
     def action_bulk(self) -> None:
         """Mark several forwards, start or stop them together (from the dashboard)."""
