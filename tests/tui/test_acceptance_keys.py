@@ -17,10 +17,12 @@ from portfwd.store.session import Session
 from portfwd.store.state import StateStore
 from portfwd.tui.app import PortfwdApp
 from portfwd.tui.catalog import KubeCatalog
+from portfwd.tui.screens.bulk import BulkScreen
 from portfwd.tui.screens.dashboard import DashboardScreen
 from portfwd.tui.screens.dialogs import HELP_SECTIONS, HelpScreen
 from portfwd.tui.screens.logs import LogScreen
 from portfwd.tui.screens.picker import NewForwardScreen
+from portfwd.tui.screens.profiles import ProfilesScreen
 from portfwd.tui.widgets.forward_table import ForwardTable
 from tests.tui.conftest import Harness
 from tests.tui.helpers import collapsed, screen_text, settle
@@ -36,6 +38,8 @@ SPELLED = {
     "pageup": "pgup",
     "down": "↓",
     "up": "↑",
+    "colon": ":",
+    "asterisk": "*",
 }
 
 SCREENS = [
@@ -44,6 +48,8 @@ SCREENS = [
     ("Dashboard", ForwardTable),
     ("New forward picker", NewForwardScreen),
     ("Logs", LogScreen),
+    ("Profiles view", ProfilesScreen),
+    ("Several forwards", BulkScreen),
 ]
 
 

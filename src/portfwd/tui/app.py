@@ -66,6 +66,9 @@ class PortfwdApp(App[int]):
         Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
         Binding("question_mark", "help", "Help"),
         Binding("Q", "stop_all_and_quit", "Stop all & quit", show=False),
+        Binding("p", "profiles", "Profiles", show=False),
+        Binding("colon", "quick_add", "Quick add", show=False),
+        Binding("m", "bulk", "Several forwards", show=False),
     ]
 
     def __init__(
@@ -293,6 +296,27 @@ class PortfwdApp(App[int]):
 
     def open_logs(self, forward_id: str | None) -> None:
         self.push_screen(LogScreen(forward_id))
+
+    def action_profiles(self) -> None:
+        """The profiles view (from the dashboard)."""
+        from portfwd.tui.screens.profiles import ProfilesScreen
+
+        if self.screen is self.dashboard:
+            self.push_screen(ProfilesScreen())
+
+    def action_quick_add(self) -> None:
+        """The one-line quick add prompt (from the dashboard)."""
+        from portfwd.tui.screens.quick_add import QuickAddScreen
+
+        if self.screen is self.dashboard:
+            self.push_screen(QuickAddScreen(), self.add_forwards)
+
+    def action_bulk(self) -> None:
+        """Mark several forwards, start or stop them together (from the dashboard)."""
+        from portfwd.tui.screens.bulk import BulkScreen
+
+        if self.screen is self.dashboard:
+            self.push_screen(BulkScreen())
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):

@@ -57,6 +57,15 @@ def palette_commands(app: PortfwdApp, screen: object) -> Iterable[SystemCommand]
             "Sort by next column", "Cycle the sort column (s)", dash.action_cycle_sort
         )
         yield SystemCommand("Reverse sort", "Flip the sort order (S)", dash.action_reverse_sort)
+        yield SystemCommand(
+            "Profiles", "Saved sets of forwards: start, stop, save (p)", app.action_profiles
+        )
+        yield SystemCommand(
+            "Quick add", "Type or paste a kubectl port-forward line (:)", app.action_quick_add
+        )
+        yield SystemCommand(
+            "Start / stop several", "Mark forwards, start or stop them all (m)", app.action_bulk
+        )
     if isinstance(screen, LogScreen):
         yield SystemCommand("Follow log", "Live tail on/off (f)", screen.action_follow)
         yield SystemCommand("Clear log view", "Empty this view (c)", screen.action_clear)

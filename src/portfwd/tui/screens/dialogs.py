@@ -205,6 +205,26 @@ HELP_SECTIONS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
         ),
     ),
     (
+        "Profiles view",
+        (
+            ("enter, space", "start the profile or group (stop it when all are active)"),
+            ("s", "save the dashboard's forwards as a profile"),
+            ("a", "add the dashboard's selected forward to the profile / group"),
+            ("y", "copy the kubectl port-forward commands of the profile / group"),
+            ("r", "read the profiles file again"),
+            ("esc, q", "back"),
+        ),
+    ),
+    (
+        "Several forwards",
+        (
+            ("space", "mark / unmark a forward"),
+            ("*", "mark all / none"),
+            ("s / x", "start / stop the marked forwards (every forward when none is marked)"),
+            ("esc, q", "back"),
+        ),
+    ),
+    (
         "Logs",
         (
             ("f", "follow (live tail) on/off; the title says which, and counts new lines"),
@@ -221,6 +241,9 @@ HELP_SECTIONS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
             ("", "(q on the dashboard; ctrl+c from any screen)"),
             ("", "attached to the daemon, q detaches: its forwards keep running"),
             ("Q", "attached to the daemon: stop all its forwards, then detach"),
+            ("p", "profiles view (from the dashboard): start/stop a profile or group"),
+            (":", "quick add (from the dashboard): svc/web 8080:80 -n NS, or a kubectl line"),
+            ("m", "several forwards (from the dashboard): mark, then start / stop them all"),
         ),
     ),
 )

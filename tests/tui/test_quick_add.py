@@ -1,0 +1,194 @@
+"""Quick add (`:`) on the real engine and the sandbox: a typed line and a pasted kubectl line
+each start a forward that moves bytes; a bad line says why under the prompt and adds nothing;
+kinds, names and ports complete from the catalog."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from textual.pilot import Pilot
+from textual.widgets import Input
+
+from portfwd.engine.model import ForwardState
+from portfwd.errors import InputError
+from portfwd.tui.screens.dashboard import DashboardScreen
+from portfwd.tui.screens.quick_add import LineSuggester, QuickAddScreen, parse_line, with_defaults
+from tests.tui.conftest import Harness, free_port
+from tests.tui.fakes import FakeCatalog
+from tests.tui.helpers import settle, wait_until
+from tests.tui.test_app import SIZE, connect_echo, press
+
+pytestmark = pytest.mark.timeout(90)
+
+
+async def open_prompt(pilot: Pilot[Any]) -> QuickAddScreen:
+    await press(pilot, "colon")
+    screen = pilot.app.screen
+    assert isinstance(screen, QuickAddScreen)
+    return screen
+
+
+async def submit(pilot: Pilot[Any], line: str) -> None:
+    """Type the line (a paste arrives as text too) and press enter."""
+    screen = await open_prompt(pilot)
+    screen.query_one("#quick-add-input", Input).insert_text_at_cursor(line)
+    await settle(pilot)
+    await press(pilot, "enter")
+
+
+async def test_typed_line_starts_a_forward_with_the_dashboards_defaults(
+    harness: Harness,
+) -> None:
+    app = harness.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        port = free_port()
+        await submit(pilot, f"svc/echo {port}:80")
+        assert isinstance(app.screen, DashboardScreen)
+        await wait_until(
+            pilot,
+            lambda: any(s.state is ForwardState.ACTIVE for s in app.manager.snapshot()),
+            what="the forward active",
+        )
+        (snap,) = app.manager.snapshot()
+        assert (snap.spec.target, snap.spec.remote_port, snap.spec.local_port) == (
+            "svc/echo",
+            80,
+            port,
+        )
+        assert (snap.spec.context, snap.spec.namespace) == ("sandbox", "demo")  # the dashboard's
+        payload = b"quick" * 400
+        assert await connect_echo(port, payload) == payload
+
+
+async def test_pasted_kubectl_line_starts_a_forward(harness: Harness) -> None:
+    app = harness.app(namespace="default")  # the line's -n wins over the dashboard's
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        port = free_port()
+        await submit(
+            pilot,
+            "kubectl --context sandbox port-forward svc/echo"
+            f" -n demo --address 127.0.0.1 {port}:80",
+        )
+        await wait_until(
+            pilot,
+            lambda: any(s.state is ForwardState.ACTIVE for s in app.manager.snapshot()),
+            what="the forward active",
+        )
+        (snap,) = app.manager.snapshot()
+        assert (snap.spec.namespace, snap.spec.addresses) == ("demo", ("127.0.0.1",))
+        assert await connect_echo(port, b"pasted") == b"pasted"
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("svc/echo", "no port given"),
+        ("svc/echo 99999:80", "99999"),
+        ("kubectl get pods", "port-forward"),
+    ],
+)
+async def test_bad_line_shows_the_error_and_adds_nothing(
+    harness: Harness, line: str, expected: str
+) -> None:
+    app = harness.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await submit(pilot, line)
+        screen = app.screen
+        assert isinstance(screen, QuickAddScreen)  # still open, with the reason
+        assert expected in screen.error, screen.error
+        assert app.manager.snapshot() == []
+        await press(pilot, "x")  # typing again clears it
+        assert screen.error == ""
+        await press(pilot, "escape")
+        assert isinstance(app.screen, DashboardScreen)
+        assert app.manager.snapshot() == []
+
+
+async def test_completes_kinds_names_and_ports(harness: Harness) -> None:
+    app = harness.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        screen = await open_prompt(pilot)
+        box = screen.query_one("#quick-add-input", Input)
+
+        async def accept(text: str, want: str) -> None:
+            await pilot.press(*list(text))
+            await wait_until(pilot, lambda: box._suggestion == want, what=f"suggestion {want}")
+            await press(pilot, "right")  # accepts the suggestion
+            assert box.value == want
+
+        await accept("s", "svc/")
+        await accept("ech", "svc/echo")
+        await accept(" 8", "svc/echo 80")
+        await accept(" 18080:", "svc/echo 80 18080:80")
+
+
+# -- the parser and the completer, without a terminal ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("typed", "suggested"),
+    [
+        ("s", "svc/"),
+        ("d", "deploy/"),
+        ("p", "pod/"),
+        ("st", "sts/"),
+        ("svc/e", "svc/echo"),
+        ("svc/echo 4", "svc/echo 443"),
+        ("svc/echo 8080:", "svc/echo 8080:80"),
+        ("-n demo svc/w", "-n demo svc/web"),
+        ("svc/echo 5", None),  # 53 is UDP: not offered
+        ("x", None),
+        ("svc/echo -n de", "svc/echo -n default"),
+        ("svc/echo -n dem", "svc/echo -n demo"),
+        ("svc/echo -n kube", "svc/echo -n kube-system"),
+        ("svc/echo --context sandbox-v", "svc/echo --context sandbox-viewer"),
+        ("svc/echo --context sandbox-limited -n d", None),  # may not list namespaces
+        ("svc/echo --kubeconfig k", None),
+        ("svc/zzz", None),
+    ],
+)
+async def test_suggestions(typed: str, suggested: str | None) -> None:
+    suggester = LineSuggester(FakeCatalog(), "sandbox", "demo")
+    assert await suggester.get_suggestion(typed) == suggested
+
+
+def test_short_form_and_defaults() -> None:
+    (spec,) = with_defaults(
+        parse_line("svc/web 8080:80", set()),
+        context="sandbox",
+        namespace="demo",
+        kubeconfig=None,
+        protocol="websocket",
+    )
+    assert (spec.target, spec.local_port, spec.remote_port) == ("svc/web", 8080, 80)
+    assert (spec.context, spec.namespace, spec.protocol) == ("sandbox", "demo", "websocket")
+    assert spec.name == "web-80"
+    (named,) = parse_line("svc/web 8080:80 -n other --context c", {"web-80"})
+    assert (named.context, named.namespace, named.name) == ("c", "other", "web-80-2")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=80))
+def test_any_line_parses_or_says_why(text: str) -> None:
+    try:
+        specs = parse_line(text, set())
+    except InputError as exc:
+        assert str(exc) and "\n" not in str(exc)
+    else:
+        assert specs
+
+
+async def test_p_and_colon_type_into_the_filter_box(harness: Harness) -> None:
+    app = harness.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await press(pilot, "slash", "p", "colon")
+        assert isinstance(app.screen, DashboardScreen)  # neither view opened
+        assert app.screen.query_one("#filter", Input).value == "p:"
