@@ -75,6 +75,35 @@ def _seed_both(protocol: str) -> list[ForwardSpec]:
     return first + second_cluster_seed(protocol, (s.local_port for s in first if s.local_port))
 
 
+DEMO_PROFILES = """\
+# The demo's profiles (press p in the dashboard): one profile over both of the demo's
+# clusters, with a group per cluster. Start a group with enter; `portfwd profile example`
+# documents every key.
+profiles:
+  demo:
+    description: the demo's services, in both clusters
+    defaults: {namespace: demo}
+    forwards:
+      - {name: web, context: sandbox, target: svc/web, ports: [":80"]}
+      - {name: api, context: sandbox, target: svc/api, ports: [":443"]}
+      - {name: echo-2, context: sandbox-2, target: svc/echo, ports: [":80"]}
+      - {name: web-2, context: sandbox-2, target: deploy/web, ports: [":8080"]}
+    groups:
+      first-cluster: [web, api]
+      second-cluster: [echo-2, web-2]
+"""
+
+
+def write_demo_profiles(config_dir: Path) -> None:
+    """The demo's profiles file, unless the (kept) config dir already has one."""
+    from portfwd.store.profiles import PROFILES_FILE_NAME
+    from portfwd.store.state import write_atomic
+
+    path = config_dir / PROFILES_FILE_NAME
+    if not path.exists():
+        write_atomic(path, DEMO_PROFILES)
+
+
 def run_demo(
     *,
     topology: Path | None,
@@ -90,11 +119,16 @@ def run_demo(
     config_dir = (
         Path(override).expanduser() if override else Path(tempfile.mkdtemp(prefix="portfwd-demo-"))
     )
+    # Everything of the demo (its profiles view too) uses its own config dir.
+    os.environ[CONFIG_DIR_ENV] = str(config_dir)
     try:
+        write_demo_profiles(config_dir)
         return guarded(
             config_dir, lambda: _demo(topology, config_dir, ping_interval, protocol, chaos)
         )
     finally:
+        if override is None:
+            os.environ.pop(CONFIG_DIR_ENV, None)
         # The throw-away session goes, unless it holds a crash report the user was pointed to.
         if not override and not any(config_dir.glob("portfwd-crash-*.log")):
             shutil.rmtree(config_dir, ignore_errors=True)

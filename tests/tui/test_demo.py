@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
 from portfwd.demo import DEMO_CONTEXT, DEMO_NAMESPACE, demo_seed
 from portfwd.engine.model import ForwardState
+from portfwd.sandbox.fleet import SandboxFleet
 from tests.tui.conftest import Harness
 from tests.tui.helpers import settle, wait_until
 
@@ -47,3 +50,31 @@ async def test_first_start_is_seeded_and_a_later_start_is_not(harness: Harness) 
         assert len(app2.manager.snapshot()) == 3  # restored, not seeded again
         await pilot.press("q")
         await wait_until(pilot, lambda: app2.return_code == 0, what="exit")
+
+
+async def test_the_demos_profile_spans_both_clusters_and_its_groups_start(
+    sandbox_pair: SandboxFleet, tmp_path: Path
+) -> None:
+    """The profiles file the demo writes checks out, and each group's forwards run on their
+    own cluster of the demo's fleet (what `p` in the demo starts)."""
+    from portfwd.demo import write_demo_profiles
+    from portfwd.engine.manager import Manager
+    from portfwd.store.profiles import load_profiles
+
+    fleet = sandbox_pair
+    config = tmp_path / "config"
+    write_demo_profiles(config)
+    loaded = load_profiles(config / "profiles.yaml")
+    assert loaded.problems == [], loaded.problems
+    demo = loaded.profiles["demo"]
+    assert set(demo.groups) == {"first-cluster", "second-cluster"}
+    manager = Manager(kubeconfig=str(fleet.kubeconfig_path), detect_wake=False)
+    try:
+        for group, context in (("first-cluster", "sandbox"), ("second-cluster", "sandbox-2")):
+            for _, spec in demo.specs([group], kubeconfig=None, context=None, namespace=None):
+                assert spec.context == context
+                fid = await asyncio.wait_for(manager.add(spec, start=True), 30)
+                snap = manager.get(fid)
+                assert snap.state is ForwardState.ACTIVE, (spec.name, snap.reason)
+    finally:
+        await asyncio.wait_for(manager.shutdown(), 10)
