@@ -10,7 +10,9 @@ there; nothing else changes with the loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import signal
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -34,3 +36,26 @@ def run(main: Coroutine[Any, Any, T]) -> T:
     """asyncio.run, on the loop `loop_factory` picks."""
     with asyncio.Runner(loop_factory=loop_factory()) as runner:
         return runner.run(main)
+
+
+def stop_on_signals(stop: asyncio.Event, *, ignore: tuple[int, ...] = ()) -> list[int]:
+    """SIGINT and SIGTERM set `stop` (signals in `ignore` are ignored) on the running loop;
+    the signals handled, for `release_signals`. Only the main thread can: elsewhere none."""
+    loop = asyncio.get_running_loop()
+    handled: list[int] = []
+    wanted: list[tuple[int, Callable[[], None]]] = [
+        (signal.SIGINT, stop.set),
+        (signal.SIGTERM, stop.set),
+        *((sig, lambda: None) for sig in ignore),
+    ]
+    for sig, handler in wanted:
+        with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
+            loop.add_signal_handler(sig, handler)
+            handled.append(sig)
+    return handled
+
+
+def release_signals(handled: list[int]) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in handled:
+        loop.remove_signal_handler(sig)

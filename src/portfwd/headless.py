@@ -23,8 +23,6 @@ with its reason as the one `error:` line and exit code 1.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import signal
 import sys
 from collections.abc import Callable
 
@@ -40,7 +38,7 @@ from portfwd.engine.model import (
     LogLevel,
 )
 from portfwd.errors import InputError, PortfwdError
-from portfwd.eventloop import run
+from portfwd.eventloop import release_signals, run, stop_on_signals
 from portfwd.kube.resolve import local_port_for, resolve
 from portfwd.kube.targets import PortMapping, Target, parse_port_mapping, parse_target
 from portfwd.safetext import escape_controls
@@ -108,13 +106,8 @@ async def _forward(
     ping_interval: float,
     protocol: str,
 ) -> int:
-    loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    handled: list[signal.Signals] = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)  # main thread only
-            handled.append(sig)
+    handled = stop_on_signals(stop)  # SIGINT, SIGTERM
     manager = Manager(kubeconfig=kubeconfig, ping_interval=ping_interval)
     events = manager.subscribe(maxsize=10_000)
     changes = manager.subscribe()
@@ -179,8 +172,7 @@ async def _forward(
         await asyncio.gather(printer, return_exceptions=True)  # our own cancellation propagates
         out.close()
         err.close()
-        for sig in handled:
-            loop.remove_signal_handler(sig)
+        release_signals(handled)
 
 
 async def _local_port(

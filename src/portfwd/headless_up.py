@@ -19,8 +19,6 @@ are usage errors (exit 2) that name what there is.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import signal
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -32,7 +30,7 @@ from portfwd.engine.events import ForwardChanged, Lagged, LogLine
 from portfwd.engine.manager import Manager, Subscription
 from portfwd.engine.model import ForwardSnapshot, ForwardSpec, ForwardState
 from portfwd.engine.preview import Preview, preview
-from portfwd.eventloop import run
+from portfwd.eventloop import release_signals, run, stop_on_signals
 from portfwd.headless import _failed_for_good, _Printer
 from portfwd.kube.targets import quote
 from portfwd.safetext import escape_controls
@@ -172,13 +170,8 @@ async def _print_events(events: Subscription, lines: _Lines) -> None:
 async def _up(
     specs: list[ForwardSpec], *, kubeconfig: str | None, ping_interval: float, all_or_nothing: bool
 ) -> int:
-    loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    handled: list[signal.Signals] = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
-            handled.append(sig)
+    handled = stop_on_signals(stop)  # SIGINT, SIGTERM
     manager = Manager(kubeconfig=kubeconfig, ping_interval=ping_interval)
     events = manager.subscribe(maxsize=10_000)
     changes = manager.subscribe()
@@ -234,8 +227,7 @@ async def _up(
         await asyncio.gather(printer, return_exceptions=True)
         out.close()
         err.close()
-        for sig in handled:
-            loop.remove_signal_handler(sig)
+        release_signals(handled)
 
 
 def _forwarding(snap: ForwardSnapshot, lines: _Lines) -> None:

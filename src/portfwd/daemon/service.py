@@ -29,7 +29,7 @@ from portfwd.daemon.paths import DaemonPaths, daemon_paths
 from portfwd.daemon.replies import NotRunning
 from portfwd.daemon.server import DaemonServer
 from portfwd.errors import PortfwdError
-from portfwd.eventloop import run
+from portfwd.eventloop import release_signals, run, stop_on_signals
 from portfwd.humanize import human_duration
 from portfwd.logfile import BackgroundLog
 from portfwd.safetext import escape_controls
@@ -110,16 +110,9 @@ async def _serve(
     from portfwd.store.session import Session
     from portfwd.store.state import StateStore
 
-    loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    handled: list[signal.Signals] = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
-            handled.append(sig)
-    with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
-        loop.add_signal_handler(signal.SIGHUP, lambda: None)  # the terminal it came from closed
-        handled.append(signal.SIGHUP)
+    # SIGHUP: the terminal it was started from closed; a daemon goes on.
+    handled = stop_on_signals(stop, ignore=(signal.SIGHUP,))
     store = StateStore(state)
     loaded = await asyncio.to_thread(store.load)
     manager = Manager(kubeconfig=kubeconfig, ping_interval=ping_interval)
@@ -148,8 +141,7 @@ async def _serve(
         log.info("stopped")
         return 0
     finally:
-        for sig in handled:
-            loop.remove_signal_handler(sig)
+        release_signals(handled)
 
 
 def _detach(*, kubeconfig: str | None, state_file: Path | None, ping_interval: float) -> int:
