@@ -319,3 +319,37 @@ async def test_a_profile_of_two_clusters_starts_in_one_window(
             assert sorted(s.context for s in manager.snapshot()) == ["sandbox", "sandbox-2"]
     finally:
         await manager.shutdown()
+
+
+async def test_the_dashboard_shows_each_forwards_profile_and_groups(
+    harness: Harness, config: Path
+) -> None:
+    """Issue 10: forwards grouped on the dashboard (a Group column, sortable, filterable);
+    a forward of no profile has none, and without a profile the column is not shown."""
+    from tests.tui.test_app import row
+
+    echo_port, web_port = free_port(), free_port()
+    app = harness.app()
+    async with app.run_test(size=(200, 40)) as pilot:
+        await settle(pilot)
+        loose = await app.manager.add(echo_spec(free_port()), start=True)
+        await wait_until(pilot, lambda: loose in app.dashboard.table.snapshots, what="row")
+        assert "group" not in row(app, loose), "no profiles: no Group column"
+        write_profiles(config, echo_port, web_port)
+        screen = await open_view(pilot)
+        screen.select_row("demo", "all")
+        await press(pilot, "enter")
+        await wait_until(pilot, lambda: len(app.manager.snapshot()) == 3, what="the group")
+        await press(pilot, "escape")
+        by_name = {s.spec.name: s.id for s in app.manager.snapshot()}
+        await wait_until(
+            pilot,
+            lambda: row(app, by_name["echo"]).get("group") == "demo/backend,all",
+            what="the Group column",
+        )
+        assert row(app, by_name["web"])["group"] == "demo/all"
+        assert row(app, loose)["group"] == ""
+        await press(pilot, "slash")
+        await type_text(pilot, "backend")
+        await settle(pilot)
+        assert app.dashboard.table.row_keys == (by_name["echo"],)

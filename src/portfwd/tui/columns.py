@@ -46,6 +46,8 @@ def _uptime_key(s: ForwardSnapshot, now: float) -> float:
 # Display order, left to right.
 COLUMNS: tuple[Column, ...] = (
     Column("status", "Status", lambda s, now: _STATE_ORDER[s.state], 0, compact=True),
+    # The profiles (and groups) a forward belongs to; empty, so not shown, without any.
+    Column("group", "Group", lambda s, now: s.spec.name or "", 11, min_width=8),
     Column("context", "Context", lambda s, now: s.context or s.spec.context or "", 12, 8),
     Column("namespace", "Namespace", lambda s, now: s.namespace or s.spec.namespace or "", 11),
     Column("target", "Target", lambda s, now: s.spec.target, 1, min_width=8),

@@ -126,6 +126,27 @@ class DashboardScreen(Screen[None]):
         if self._ticker is None:
             self._ticker = self.set_interval(1.0, self._tick)
         self.table.focus()
+        self._load_groups()  # at the start, and back from the profiles view (it may save)
+
+    @work(group="groups", exclusive=True)
+    async def _load_groups(self) -> None:
+        """The Group column from the profiles file (read in a thread: ruamel is slow)."""
+        from portfwd.store.profiles import default_profiles_file, load_profiles
+        from portfwd.tui.grouping import group_index
+
+        app = self.papp
+        try:
+            loaded = await asyncio.to_thread(load_profiles, default_profiles_file())
+        except (PortfwdError, OSError):
+            return  # the profiles view says what is wrong with the file
+        index = group_index(
+            loaded,
+            kubeconfig=app.spec_kubeconfig,
+            context=app.context_name or None,
+            namespace=app.default_namespace,
+        )
+        if self.live:
+            self.table.set_groups(index)
 
     def on_unmount(self) -> None:
         self._table = None

@@ -42,6 +42,7 @@ from portfwd.store.profiles_model import (
 )
 from portfwd.store.profiles_select import UpUsageError, select
 from portfwd.transfer.export import kubectl_command
+from portfwd.tui.grouping import is_profile_forward
 
 if TYPE_CHECKING:
     from portfwd.tui.app import PortfwdApp
@@ -69,17 +70,6 @@ class Row:
         return self.profile if self.group is None else f"{self.profile} / {self.group}"
 
 
-def _where(spec: ForwardSpec) -> tuple[object, ...]:
-    return (
-        spec.target,
-        str(spec.remote_port),
-        spec.local_port,
-        spec.context,
-        spec.namespace,
-        spec.kubeconfig,
-    )
-
-
 def engine_forward(spec: ForwardSpec, snapshots: list[ForwardSnapshot]) -> ForwardSnapshot | None:
     """The engine's forward for a profile forward: the one of its name (as `portfwd up`
     names them), else an unnamed one of the same target, ports, context and namespace (a
@@ -88,7 +78,7 @@ def engine_forward(spec: ForwardSpec, snapshots: list[ForwardSnapshot]) -> Forwa
         if spec.name and snap.spec.name == spec.name:
             return snap
     for snap in snapshots:
-        if not snap.spec.name and _where(snap.spec) == _where(spec):
+        if not snap.spec.name and is_profile_forward(snap.spec, spec):
             return snap
     return None
 

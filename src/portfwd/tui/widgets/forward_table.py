@@ -38,6 +38,7 @@ from portfwd.tui.format import (
     target_text,
     uptime_text,
 )
+from portfwd.tui.grouping import GroupIndex
 from portfwd.tui.widgets.fitted_table import FittedTable
 
 __all__ = ["COLUMNS", "COLUMN_KEYS", "ForwardTable", "matches"]
@@ -45,12 +46,13 @@ __all__ = ["COLUMNS", "COLUMN_KEYS", "ForwardTable", "matches"]
 _RUNNING = (ForwardState.ACTIVE, ForwardState.RECONNECTING)
 
 
-def matches(snap: ForwardSnapshot, query: str) -> bool:
+def matches(snap: ForwardSnapshot, query: str, group: str = "") -> bool:
     """Every whitespace-separated word of `query` appears somewhere in the row."""
     if not query.strip():
         return True
     hay = " ".join(
         (
+            group,
             snap.state.value,
             context_text(snap),
             namespace_text(snap),
@@ -107,6 +109,7 @@ class ForwardTable(FittedTable):
         self.notes: dict[str, str] = {}  # shown in "Last error" when the engine has no reason
         self.filter_text = ""
         self.default_context = ""  # the header's: a context column of only this one is hidden
+        self.groups = GroupIndex()  # the profiles file's forwards: the Group column
         self._rates: dict[str, _Rate] = {}
 
     @property
@@ -127,6 +130,7 @@ class ForwardTable(FittedTable):
         return {
             "status": status_cell(snap, now),
             "status_compact": status_compact(snap, now),
+            "group": Text(self.groups.label(snap.spec)),
             "context": Text(context_text(snap)),
             "namespace": Text(namespace_text(snap)),
             "target": Text(target_text(snap)),
@@ -146,12 +150,23 @@ class ForwardTable(FittedTable):
     # -- mutation ---------------------------------------------------------------------------
 
     def _ordered(self) -> list[ForwardSnapshot]:
-        snaps = [s for s in self.snapshots.values() if matches(s, self.filter_text)]
-        if self.sort_column is not None:
+        snaps = [
+            s
+            for s in self.snapshots.values()
+            if matches(s, self.filter_text, self.groups.label(s.spec))
+        ]
+        if self.sort_column == "group":  # by the label, which the table knows, not the row
+            snaps.sort(key=lambda s: self.groups.label(s.spec), reverse=self.sort_reverse)
+        elif self.sort_column is not None:
             col = BY_KEY[self.sort_column]
             now = self.clock()
             snaps.sort(key=lambda s: col.sort_key(s, now), reverse=self.sort_reverse)
         return snaps
+
+    def set_groups(self, groups: GroupIndex) -> None:
+        if groups != self.groups:
+            self.groups = groups
+            self.rebuild()
 
     def rebuild(self) -> None:
         """Re-create every row (sort, filter, resync): keeps the selected forward selected."""
