@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
 import pytest_asyncio
 from textual.notifications import SeverityLevel
 
@@ -84,6 +85,14 @@ class Harness:
         }
         options.update(kw)
         return RecordingApp(manager, **options)
+
+
+@pytest.fixture(autouse=True)
+def _own_config_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The dashboard reads profiles.yaml from the config dir (its Group column, the profiles
+    view): a test's is its own (the harness's state file is there too), never the
+    developer's."""
+    monkeypatch.setenv("PORTFWD_CONFIG_DIR", str(tmp_path / "config"))
 
 
 @pytest_asyncio.fixture
