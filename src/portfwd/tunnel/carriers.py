@@ -354,7 +354,10 @@ class WebSocketCarrier(_Draining):
             self._end(f"the tunnel WebSocket failed while sending: {exc}")
         finally:
             if not self._aborted:
-                with contextlib.suppress(aiohttp.ClientError, ConnectionError, TimeoutError):
+                # RuntimeError: uvloop's, for a close frame on a transport already closed.
+                with contextlib.suppress(
+                    aiohttp.ClientError, ConnectionError, TimeoutError, RuntimeError
+                ):
                     async with asyncio.timeout(CLOSE_TIMEOUT):
                         await ws.close()
             self._end(None)

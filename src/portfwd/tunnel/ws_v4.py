@@ -184,7 +184,10 @@ class WsV4Stream:
 
     async def close(self) -> None:
         if not self._ws.closed:
-            with contextlib.suppress(ConnectionError, aiohttp.ClientError, TimeoutError):
+            # RuntimeError: uvloop's, for a close frame on a transport already closed.
+            with contextlib.suppress(
+                ConnectionError, aiohttp.ClientError, TimeoutError, RuntimeError
+            ):
                 async with asyncio.timeout(2.0):
                     await self._ws.close()
         self._ended = True
