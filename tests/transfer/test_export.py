@@ -100,16 +100,18 @@ def test_the_kubectl_script_is_valid_sh_and_runs_kubectl_with_those_words(tmp_pa
     bin_dir.mkdir()
     log = tmp_path / "calls"
     fake = bin_dir / "kubectl"
+    # One write per call: the script runs both in the background, so two calls' lines could
+    # interleave if each wrote several times.
     fake.write_text(
-        '#!/bin/sh\n{ printf "WS=%s\\n" "${KUBECTL_PORT_FORWARD_WEBSOCKETS-unset}";'
-        ' for a in "$@"; do printf "[%s]" "$a"; done; echo; } >> "$CALLS"\n'
+        '#!/bin/sh\nline="WS=${KUBECTL_PORT_FORWARD_WEBSOCKETS-unset}"\n'
+        'for a in "$@"; do line="$line[$a]"; done\nprintf "%s\\n" "$line" >> "$CALLS"\n'
     )
     fake.chmod(0o755)
     env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "CALLS": str(log), "HOME": "/home/u"}
     run = subprocess.run(["sh", "-c", script], env=env, capture_output=True, text=True, timeout=20)
     assert run.returncode == 0, run.stderr
     calls = log.read_text().splitlines()
-    assert sorted(calls[i] + calls[i + 1] for i in (0, 2)) == sorted(
+    assert sorted(calls) == sorted(
         [
             "WS=false[--kubeconfig][/home/u/.kube/my config][--context]"
             '[it\'s "prod" $(rm -rf /)][-n][demo][port-forward][svc/web]'

@@ -10,9 +10,8 @@ targets (krelay reaches those through its relay pod in the cluster).
 from __future__ import annotations
 
 from portfwd.engine.model import ForwardSpec
-from portfwd.errors import PortfwdError
-from portfwd.transfer.kubectl_lines import _Skip, specs_from_words
-from portfwd.transfer.result import Imported, Names, Note, Skipped
+from portfwd.transfer.kubectl_lines import _Skip, import_words
+from portfwd.transfer.result import Imported, Names
 
 _RELAY_ONLY = {
     "ip": "an IP address reached through krelay's relay pod",
@@ -51,17 +50,6 @@ def parse_krelay_targets(text: str, source: str = "-", names: Names | None = Non
         if not line or line.startswith("#") or line.startswith("//"):
             continue
         where = f"{source}:{number}"
-        try:
-            specs, notes, skips = specs_from_words(
-                ["kubectl-relay", *line.split()], names=names, where=where, seen=seen
-            )
-        except _Skip as exc:
-            result.skipped.append(Skipped.of(where, line, exc.reason))
-            continue
-        except PortfwdError as exc:
-            result.skipped.append(Skipped.of(where, line, str(exc)))
-            continue
-        result.specs.extend(specs)
-        result.notes.extend(Note.of(where, n) for n in notes)
-        result.skipped.extend(Skipped.of(where, line, s) for s in skips)
+        words = ["kubectl-relay", *line.split()]
+        import_words(result, words, line, names=names, where=where, seen=seen)
     return result

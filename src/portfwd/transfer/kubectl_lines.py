@@ -426,22 +426,40 @@ def parse_kubectl_lines(text: str, source: str = "-", names: Names | None = None
             continue
         if cmd.piped and not _is_forwarder(words[0]):
             continue  # reads another command's output (`... | tee log`): not a forward
-        try:
-            if expanding and _program(words) is not None:
-                raise _Skip(f"{expanding[0]} needs the shell to expand it; write the value itself")
-            specs, notes, skips = specs_from_words(
-                words, names=names, where=where, env=env, seen=seen
-            )
-        except _Skip as exc:
-            result.skipped.append(Skipped.of(where, entry, exc.reason))
+        if expanding and _program(words) is not None:
+            reason = f"{expanding[0]} needs the shell to expand it; write the value itself"
+            result.skipped.append(Skipped.of(where, entry, reason))
             continue
-        except PortfwdError as exc:
-            result.skipped.append(Skipped.of(where, entry, str(exc)))
-            continue
-        result.specs.extend(specs)
-        result.notes.extend(Note.of(where, n) for n in notes)
-        result.skipped.extend(Skipped.of(where, entry, s) for s in skips)
+        import_words(result, words, entry, names=names, where=where, env=env, seen=seen)
     return result
+
+
+def import_words(
+    result: Imported,
+    words: list[str],
+    entry: str,
+    *,
+    names: Names,
+    where: str,
+    env: dict[str, str] | None = None,
+    port_reader: PortReader | None = None,
+    seen: dict[ForwardSpec, str] | None = None,
+) -> None:
+    """One entry's forwards, notes and skipped ports into `result`; the whole entry skipped,
+    with why, when it cannot be imported (kubectl lines and krelay targets alike)."""
+    try:
+        specs, notes, skips = specs_from_words(
+            words, names=names, where=where, env=env, port_reader=port_reader, seen=seen
+        )
+    except _Skip as exc:
+        result.skipped.append(Skipped.of(where, entry, exc.reason))
+        return
+    except PortfwdError as exc:
+        result.skipped.append(Skipped.of(where, entry, str(exc)))
+        return
+    result.specs.extend(specs)
+    result.notes.extend(Note.of(where, n) for n in notes)
+    result.skipped.extend(Skipped.of(where, entry, s) for s in skips)
 
 
 def specs_from_command(text: str, names: Names | None = None) -> list[ForwardSpec]:
