@@ -381,3 +381,52 @@ async def test_a_lost_connection_fails_every_stream_once(peer: Peer) -> None:
             await asyncio.wait_for(pf.receive(), TIMEOUT)
         with pytest.raises(SessionLost):
             await pf.send(b"more")
+
+
+async def test_a_pair_handed_out_survives_finish_and_counts_as_open(peer: Peer) -> None:
+    """The shared-pod race: a connection took a pair, and before its first bytes another
+    forward retired the session (`finish`). The pair still goes on the wire; the session
+    closes once that connection is over, not under it."""
+    idle: list[SpdySession] = []
+    peer.session._on_idle = idle.append
+    pf = _pair(peer)
+    assert peer.session.open_streams == 1  # handed out: not idle
+    peer.session.finish()
+    assert not peer.carrier.closed and not peer.session.usable
+    with pytest.raises(SessionLost):
+        peer.session.open_pair()  # no new pairs once finishing
+    await pf.send(b"hello")
+    assert [f for f in peer.frames() if isinstance(f, DataPiece) and f.data] == [
+        DataPiece(3, b"hello")
+    ]
+    peer.send(
+        SynReplyFrame(1, {}), SynReplyFrame(3, {}), DataFrame(3, b"hello"), DataFrame(3, b"", fin=True)
+    )
+    assert await asyncio.wait_for(pf.receive(), TIMEOUT) == b"hello"
+    await pf.send_eof()
+    peer.send(DataFrame(1, b"", fin=True))
+    assert await asyncio.wait_for(pf.receive(), TIMEOUT) == b""
+    pf.abort()
+    assert peer.carrier.closed and idle == []  # closed after its last stream, not idle
+
+
+async def test_a_pair_given_up_before_use_releases_the_session(peer: Peer) -> None:
+    idle: list[SpdySession] = []
+    peer.session._on_idle = idle.append
+    pf = _pair(peer)
+    pf.abort()  # the client went away before sending anything
+    assert peer.session.open_streams == 0 and idle == [peer.session]
+    finishing = _pair(peer)
+    peer.session.finish()
+    finishing.abort()
+    assert peer.carrier.closed
+    assert not any(isinstance(f, SynStreamFrame | RstStreamFrame) for f in peer.frames())
+
+
+async def test_a_pair_handed_out_before_goaway_is_not_sent_after_it(peer: Peer) -> None:
+    pf = _pair(peer)
+    peer.send(GoAwayFrame(0))
+    with pytest.raises(SessionLost, match="going away"):
+        await pf.send(b"late")
+    assert not any(isinstance(f, SynStreamFrame) for f in peer.frames())
+    assert peer.carrier.closed

@@ -111,17 +111,23 @@ def refused_everywhere(
 
 @dataclass(eq=False)
 class _Entry:
-    """The session to one pod, and who keeps it."""
+    """The sessions to one pod (one per SPDY carrier: forwards on different protocols to
+    one pod each keep theirs, none retires another's), and who keeps them."""
 
     key: tuple[int, str, str, str]
     client: KubeClient
     namespace: str
     pod: str
-    protocol: str = ""
-    session: SpdySession | None = None
-    opening: asyncio.Task[SpdySession] | None = None
+    sessions: dict[str, SpdySession] = field(default_factory=dict)
+    opening: dict[str, asyncio.Task[SpdySession]] = field(default_factory=dict)
     holders: set[PodTunnel] = field(default_factory=set)
     idle_timer: asyncio.TimerHandle | None = None
+
+    def protocol_of(self, session: SpdySession) -> str | None:
+        for protocol, mine in self.sessions.items():
+            if mine is session:
+                return protocol
+        return None
 
 
 class TunnelPool:
@@ -154,7 +160,7 @@ class TunnelPool:
         return PodTunnel(self, client, protocol_order(protocol, self.environ), protocol, on_lost)
 
     def sessions(self) -> list[SpdySession]:
-        return [e.session for e in self._entries.values() if e.session is not None]
+        return [s for e in self._entries.values() for s in e.sessions.values()]
 
     # -- sessions ---------------------------------------------------------------------------
 
@@ -169,19 +175,15 @@ class TunnelPool:
         """(session, fresh): the entry's live session for `protocol`, opened if need be."""
         if self._closed:
             raise SessionLost("portfwd is shutting down")
-        session = entry.session
-        if session is not None and session.usable and entry.protocol == protocol:
+        session = entry.sessions.get(protocol)
+        if session is not None and session.usable:
             return session, False
-        if session is not None and entry.protocol != protocol:
-            entry.session = None
-            session.finish()  # its open streams go on; it closes when they have ended
-        task = entry.opening
-        if task is None or entry.protocol != protocol:
-            entry.protocol = protocol
-            task = entry.opening = asyncio.create_task(
-                self._open(entry, protocol), name=f"spdy-open-{entry.pod}"
+        task = entry.opening.get(protocol)
+        if task is None:
+            task = entry.opening[protocol] = asyncio.create_task(
+                self._open(entry, protocol), name=f"spdy-open-{protocol}-{entry.pod}"
             )
-            task.add_done_callback(functools.partial(self._opened, entry))
+            task.add_done_callback(functools.partial(self._opened, entry, protocol))
         return await asyncio.shield(task), True
 
     async def _open(self, entry: _Entry, protocol: str) -> SpdySession:
@@ -200,32 +202,35 @@ class TunnelPool:
             raise SessionLost("portfwd is shutting down")
         return session
 
-    def _opened(self, entry: _Entry, task: asyncio.Task[SpdySession]) -> None:
-        if entry.opening is task:
-            entry.opening = None
+    def _opened(self, entry: _Entry, protocol: str, task: asyncio.Task[SpdySession]) -> None:
+        if entry.opening.get(protocol) is task:
+            del entry.opening[protocol]
         if task.cancelled() or task.exception() is not None:
             self._maybe_idle(entry)
             return
         session = task.result()
-        old = entry.session
-        entry.session = session
+        old = entry.sessions.get(protocol)
+        entry.sessions[protocol] = session
         if old is not None and old is not session:
             old.finish()  # going away, or lost meanwhile: no new streams there
         self._maybe_idle(entry)
 
     def _lost(self, entry: _Entry, session: SpdySession) -> None:
         self._reap(session)
-        if entry.session is not session:
+        protocol = entry.protocol_of(session)
+        if protocol is None:
             return  # one that was replaced, closing by itself
-        entry.session = None
+        del entry.sessions[protocol]
         reason = session.lost_reason or "the tunnel was lost"
         for holder in list(entry.holders):
-            holder._session_lost(reason)
+            if holder.protocol in ("", protocol):
+                holder._session_lost(reason)
         self._maybe_idle(entry)
 
     def _retire(self, entry: _Entry, reason: str) -> None:
-        session, entry.session = entry.session, None
-        if session is not None:
+        sessions = list(entry.sessions.values())
+        entry.sessions.clear()
+        for session in sessions:
             self._retire_session(session, reason)
 
     def _retire_session(self, session: SpdySession, reason: str) -> None:
@@ -252,28 +257,26 @@ class TunnelPool:
         task.add_done_callback(self._reaping.discard)
 
     def _maybe_idle(self, entry: _Entry) -> None:
-        """No holder and no stream: close the session after a while; forget the entry."""
+        """No holder and no stream: close the sessions after a while; forget the entry."""
         if entry.idle_timer is not None:
             entry.idle_timer.cancel()
             entry.idle_timer = None
-        session = entry.session
-        if entry.holders or entry.opening is not None:
+        if entry.holders or entry.opening:
             return
-        if session is None:
+        if not entry.sessions:
             if self._entries.get(entry.key) is entry:
                 del self._entries[entry.key]
             return
-        if session.open_streams == 0 and not self._closed:
+        if not self._closed and all(s.open_streams == 0 for s in entry.sessions.values()):
             entry.idle_timer = asyncio.get_running_loop().call_later(
                 self.idle_close, self._idle_expired, entry
             )
 
     def _idle_expired(self, entry: _Entry) -> None:
         entry.idle_timer = None
-        session = entry.session
-        if entry.holders or entry.opening is not None:
+        if entry.holders or entry.opening:
             return
-        if session is not None and session.open_streams:
+        if any(s.open_streams for s in entry.sessions.values()):
             return
         self._retire(entry, "idle")
         if self._entries.get(entry.key) is entry:
@@ -284,7 +287,7 @@ class TunnelPool:
     async def close(self) -> None:
         """Close every session (GOAWAY, flush, close), bounded in time; idempotent."""
         self._closed = True
-        openings = [e.opening for e in self._entries.values() if e.opening is not None]
+        openings = [t for e in self._entries.values() for t in e.opening.values()]
         for task in openings:
             task.cancel()
         if openings:

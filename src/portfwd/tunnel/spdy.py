@@ -84,6 +84,7 @@ class SpdyStream:
         "_buffered",
         "_chunks",
         "_reply_timer",
+        "_reserved",
         "_waiter",
         "failure",
         "id",
@@ -104,6 +105,7 @@ class SpdyStream:
         self.failure: TunnelError | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._reply_timer: asyncio.TimerHandle | None = None
+        self._reserved = False  # a pair taken by open_pair, not yet committed (data stream)
 
     @property
     def buffered(self) -> int:
@@ -171,6 +173,8 @@ class SpdyStream:
         ended both ways, RST_STREAM CANCEL so the kubelet stops sending."""
         session = self.session
         session._taken(self, self._drop())
+        if self._reserved:
+            session._unreserve(self)
         if not self.done:
             self._fail(TunnelError(f"SPDY stream {self.id} was reset by this side"))
             if session.alive and self.id:  # id 0: never sent, nothing to reset
@@ -239,6 +243,11 @@ class SpdySession:
         self._request_ids = itertools.count()
         self.lost_reason: str | None = None
         self.going_away = False
+        self._goaway_received = False
+        # Pairs handed out by open_pair and not yet on the wire: they count as open streams,
+        # so the session is neither closed as idle nor as finished under a connection that
+        # is about to use it (the lost-connection race of forwards sharing one pod).
+        self._reserved = 0
         self._over: set[SpdyStream] = set()
         self._buffered = 0
         self._reading_paused = False
@@ -267,7 +276,8 @@ class SpdySession:
 
     @property
     def open_streams(self) -> int:
-        return len(self._streams)
+        """Streams on the wire, and pairs handed out to be committed."""
+        return len(self._streams) + self._reserved
 
     @property
     def local_port(self) -> int:
@@ -296,7 +306,7 @@ class SpdySession:
     def finish(self) -> None:
         """Take no new streams; close once the open ones have ended."""
         self.going_away = True
-        if not self._streams:
+        if not self._streams and not self._reserved:
             self.close("no longer used")
 
     def abort(self, reason: str = "aborted") -> None:
@@ -315,7 +325,10 @@ class SpdySession:
         sends them, with the connection's first bytes (one TLS record, one send)."""
         if not self.usable:
             raise SessionLost(self.lost_reason or f"{self.name} is going away")
-        return SpdyStream(self, 0), SpdyStream(self, 0)
+        data = SpdyStream(self, 0)
+        data._reserved = True
+        self._reserved += 1
+        return SpdyStream(self, 0), data
 
     def commit_pair(self, error: SpdyStream, data: SpdyStream, port: int) -> None:
         """Open the pair as kubectl does: the error stream, closed for sending at once, then
@@ -324,8 +337,22 @@ class SpdySession:
         refuses anything else) however the connections' first bytes interleave."""
         if data.id or data.failure is not None:
             return
-        if not self.usable:
-            raise SessionLost(self.lost_reason or f"{self.name} is going away")
+        reserved = data._reserved
+        if reserved:
+            # Taken while the session was usable: it may still go on the wire after this side
+            # stopped taking new pairs (finish), not after the peer's GOAWAY or a loss.
+            data._reserved = False
+            self._reserved -= 1
+        if (
+            self.lost_reason is not None
+            or self._goaway_received
+            or self._next_id >= STREAM_ID_MAX
+            or (self.going_away and not reserved)
+        ):
+            error = SessionLost(self.lost_reason or f"{self.name} is going away")
+            if reserved:
+                self._maybe_done()
+            raise error
         request_id = str(next(self._request_ids))
         self._open(error, _pair_headers("error", port, request_id))
         error.send_eof()
@@ -357,11 +384,22 @@ class SpdySession:
         if stream._reply_timer is not None:
             stream._reply_timer.cancel()
             stream._reply_timer = None
-        if not self._streams and self.lost_reason is None:
-            if self.going_away:
-                self.close("its last stream ended after it stopped taking new ones")
-            elif self._on_idle is not None:
-                self._on_idle(self)
+        self._maybe_done()
+
+    def _unreserve(self, data: SpdyStream) -> None:
+        """A pair handed out was given up before it went on the wire."""
+        data._reserved = False
+        self._reserved -= 1
+        self._maybe_done()
+
+    def _maybe_done(self) -> None:
+        """No stream left (on the wire or handed out): close if going away, else idle."""
+        if self._streams or self._reserved or self.lost_reason is not None:
+            return
+        if self.going_away:
+            self.close("its last stream ended after it stopped taking new ones")
+        elif self._on_idle is not None:
+            self._on_idle(self)
 
     # -- writing ------------------------------------------------------------------------------
 
@@ -479,10 +517,11 @@ class SpdySession:
 
     def _on_goaway(self, last_good: int) -> None:
         self.going_away = True
+        self._goaway_received = True
         for stream in [s for s in self._streams.values() if s.id > last_good]:
             stream._fail(SessionLost(f"{self.name}: the server is going away (GOAWAY)"))
             self._forget(stream)
-        if not self._streams and self.lost_reason is None:
+        if not self._streams and not self._reserved and self.lost_reason is None:
             self.close("the server asked to go away (GOAWAY)")
 
     # -- pings --------------------------------------------------------------------------------
