@@ -400,7 +400,10 @@ async def test_a_pair_handed_out_survives_finish_and_counts_as_open(peer: Peer) 
         DataPiece(3, b"hello")
     ]
     peer.send(
-        SynReplyFrame(1, {}), SynReplyFrame(3, {}), DataFrame(3, b"hello"), DataFrame(3, b"", fin=True)
+        SynReplyFrame(1, {}),
+        SynReplyFrame(3, {}),
+        DataFrame(3, b"hello"),
+        DataFrame(3, b"", fin=True),
     )
     assert await asyncio.wait_for(pf.receive(), TIMEOUT) == b"hello"
     await pf.send_eof()

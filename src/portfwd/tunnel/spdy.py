@@ -349,10 +349,10 @@ class SpdySession:
             or self._next_id >= STREAM_ID_MAX
             or (self.going_away and not reserved)
         ):
-            error = SessionLost(self.lost_reason or f"{self.name} is going away")
+            lost = SessionLost(self.lost_reason or f"{self.name} is going away")
             if reserved:
                 self._maybe_done()
-            raise error
+            raise lost
         request_id = str(next(self._request_ids))
         self._open(error, _pair_headers("error", port, request_id))
         error.send_eof()
