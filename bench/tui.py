@@ -6,7 +6,7 @@ $PORTFWD_CONFIG_DIR; every wait polls `capture-pane` against a deadline (~50 ms 
 times carry that much slack plus tmux's own redraw delay).
 
 1. `portfwd demo` (sandbox inside the app's process): first start until the seeded forwards
-   show (2 active, 1 error); an empty session until the empty dashboard (baseline); a session
+   show (2 active, 1 reconnecting); an empty session until the empty dashboard (baseline); a session
    of 20 running forwards to svc/echo until all 20 are restored and active; `q` with 20 active
    until the process is gone and every listener is closed; memory and idle CPU with 20
    active (the sandbox's share included).
@@ -360,7 +360,8 @@ async def demo_figures(
                 lambda s: (
                     row_state(s, "svc/web") == "active"
                     and row_state(s, "svc/api") == "active"
-                    and row_state(s, "svc/crashy") == "error"
+                    # Its only pod crash-loops: it waits for one, retrying.
+                    and row_state(s, "svc/crashy") == "reconnecting"
                 ),
                 "the seeded forwards",
             )
@@ -383,7 +384,7 @@ async def demo_figures(
                 resources.append(("portfwd demo, 20 active (+ sandbox inside)", mem, cpu))
             quit20.append(await quit_app(app, ports))
     times = [
-        ("portfwd demo, first start -> seeded forwards (2 active, 1 error)", first),
+        ("portfwd demo, first start -> seeded forwards (2 active, 1 reconnecting)", first),
         ("portfwd demo, empty session -> empty dashboard (baseline)", empty),
         ("portfwd demo, 20 saved forwards -> all 20 restored and active", restore20),
         ("portfwd demo, q with the 2 seeded forwards active", quit3),
