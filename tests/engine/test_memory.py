@@ -26,15 +26,13 @@ async def test_a_trim_follows_a_burst_once_no_connection_is_open(
     keeper = MemoryKeeper(trim=trim)
     keeper.note(TRIM_AFTER // 2, open_connections=3)
     keeper.note(TRIM_AFTER * 2, open_connections=3)  # a burst, still going
-    await asyncio.sleep(0.05)
-    assert calls == []
+    assert not keeper.pending and calls == []
     keeper.note(TRIM_AFTER * 2, open_connections=0)  # over
     keeper.note(TRIM_AFTER * 2, open_connections=0)  # said again: one trim only
     await asyncio.wait_for(trimmed.wait(), 5)
     assert calls == [0]
     keeper.note(TRIM_AFTER * 2 + 100, open_connections=0)  # a trickle is not a burst
-    await asyncio.sleep(0.05)
-    assert calls == [0]
+    assert not keeper.pending and calls == [0]
     await keeper.close()
 
 
@@ -42,9 +40,9 @@ async def test_close_cancels_a_pending_trim(monkeypatch: pytest.MonkeyPatch) -> 
     calls: list[int] = []
     keeper = MemoryKeeper(trim=lambda pad: calls.append(pad) or 1)
     keeper.note(TRIM_AFTER, open_connections=0)
-    await keeper.close()
-    await asyncio.sleep(0.05)
-    assert calls == []
+    assert keeper.pending
+    await keeper.close()  # awaits the cancelled trim: nothing can run after this
+    assert calls == [] and not keeper.pending
 
 
 def test_glibc_has_malloc_trim_here() -> None:

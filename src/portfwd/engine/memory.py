@@ -50,6 +50,11 @@ class MemoryKeeper:
         self._task: asyncio.Task[None] | None = None
         self.trims = 0
 
+    @property
+    def pending(self) -> bool:
+        """A trim is scheduled (traffic stopped after a burst) and has not run yet."""
+        return self._task is not None
+
     def note(self, total_bytes: int, open_connections: int) -> None:
         """The bytes every forward moved so far, and the connections open now."""
         if total_bytes > self._last_total:
