@@ -32,7 +32,9 @@ from portfwd.transfer.result import Names
 from portfwd.tui.screens.base import PortfwdModal
 
 # What a first word completes to: the target kinds' short names, the listed ones first.
-KIND_WORDS = tuple(f"{k.short}/" for k in kinds.TARGETS)
+KIND_WORDS = tuple(
+    f"{k.short}/" for k in (*kinds.LISTED, *(k for k in kinds.TARGETS if not k.listed))
+)
 FORWARDERS = KUBECTL_PROGRAMS | {"portfwd", "kubectl-portfwd", "kubectl-relay", "krelay"}
 CATALOG_SECONDS = 3.0  # a completion that takes longer than this is not offered
 HINT = "e.g. svc/web 8080:80 -n demo --context prod, or paste a kubectl line · → completes"
