@@ -29,6 +29,7 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff check src tests bench packaging
 	$(BIN)/ruff format --check src tests bench packaging
 	$(BIN)/mypy --strict src/
+	$(BIN)/lint-imports --no-cache
 
 # Three workers: most tests wait on sockets, so even two CPUs run them about twice as fast.
 # loadfile keeps a module's tests (and its module-scoped fixtures, such as the binary build)

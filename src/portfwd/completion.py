@@ -4,7 +4,8 @@ command line's options and arguments name.
 Click's own protocol carries everything (`_PORTFWD_COMPLETE=bash_complete portfwd ...`, see
 `click.shell_completion`): subcommands and flags come from the command tree; the values below
 come from the kubeconfig (contexts), the cluster of the chosen context (namespaces, resources,
-their ports) and the session file (saved forwards).
+their ports: the catalog the dashboard's picker lists from, `engine/catalog.py`, with the
+kinds of `kube/kinds.py`) and the session file (saved forwards).
 
 A completer never prints: the shell shows whatever reaches the terminal inside the user's
 prompt. A cluster that is down, slow or refuses (401/403) gives fewer completions, within
@@ -25,6 +26,8 @@ import click
 from click.shell_completion import CompletionItem, get_completion_class
 
 if TYPE_CHECKING:
+    from portfwd.engine.catalog import Catalog, PortChoice, ResourceChoice
+    from portfwd.kube import kinds
     from portfwd.kube.client import KubeClient
 
 SHELLS = ("bash", "zsh", "fish")
@@ -33,14 +36,6 @@ COMPLETE_VAR = "_PORTFWD_COMPLETE"
 # that takes longer than a couple of seconds is worse than none.
 LIVE_TIMEOUT = 2.5
 CONNECT_TIMEOUT = 1.0
-
-# What `forward TARGET` completes to, per kind: (prefix shown, kind as portfwd parses it).
-_LISTED_KINDS = (
-    ("svc", "service"),
-    ("pod", "pod"),
-    ("deploy", "deployment"),
-    ("sts", "statefulset"),
-)
 
 
 def completion_script(command: click.Command, shell: str, prog_name: str = "portfwd") -> str:
@@ -117,14 +112,26 @@ def _matching(items: list[CompletionItem], incomplete: str) -> list[CompletionIt
     return kept
 
 
+class _OneClient:
+    """The catalog's source of clients, for one short-lived client: completion's own, with
+    short timeouts and no pings, whatever context the catalog asks for (the one chosen)."""
+
+    def __init__(self, client: KubeClient) -> None:
+        self.client = client
+
+    async def get(self, context: str | None = None, kubeconfig: str | None = None) -> KubeClient:
+        return self.client
+
+
 def _live(
     ctx: click.Context,
-    fetch: Callable[[KubeClient, str], Awaitable[list[CompletionItem]]],
+    fetch: Callable[[Catalog, str], Awaitable[list[CompletionItem]]],
 ) -> list[CompletionItem]:
-    """`fetch(client, namespace)` against the chosen context's cluster, quietly, within
+    """`fetch(catalog, namespace)` against the chosen context's cluster, quietly, within
     LIVE_TIMEOUT; any failure (no kubeconfig, cluster down, 403, timeout) gives []."""
     import asyncio
 
+    from portfwd.engine.catalog import KubeCatalog
     from portfwd.kube.client import KubeClient
     from portfwd.kube.config import ClusterConnection, load_connection
 
@@ -135,7 +142,7 @@ def _live(
             conn, request_timeout=LIVE_TIMEOUT, connect_timeout=CONNECT_TIMEOUT, heartbeat=None
         ) as client:
             async with asyncio.timeout(LIVE_TIMEOUT):
-                return await fetch(client, conn.namespace)
+                return await fetch(KubeCatalog(_OneClient(client)), conn.namespace)
 
     with quiet():
         try:
@@ -189,11 +196,11 @@ def complete_namespaces(
     """The chosen context's namespaces from its cluster; without the right to list them,
     the context's own namespace."""
 
-    async def fetch(client: KubeClient, namespace: str) -> list[CompletionItem]:
+    async def fetch(catalog: Catalog, namespace: str) -> list[CompletionItem]:
         from portfwd.errors import PortfwdError
 
         try:
-            names = [n.name for n in await client.list_namespaces()]
+            names = await catalog.namespaces("")
         except PortfwdError:
             names = []
         if not names:
@@ -208,21 +215,23 @@ def complete_namespaces(
 def complete_targets(
     ctx: click.Context, param: click.Parameter, incomplete: str
 ) -> list[CompletionItem]:
-    """`svc/NAME`, `pod/NAME`, `deploy/NAME`, `sts/NAME` in the chosen namespace (typed
-    `service/` and the like keep the user's spelling), saved forwards' targets first."""
-    from portfwd.kube.targets import parse_kind
+    """`svc/NAME`, `pod/NAME`, `deploy/NAME`, `sts/NAME` (the listed kinds) in the chosen
+    namespace, or the objects of the kind typed before the slash in any kubectl spelling
+    (`rs/`, `service/`, `deploy.apps/`: the user's spelling is kept); saved forwards'
+    targets first."""
+    from portfwd.kube import kinds
 
     typed_kind, slash, _ = incomplete.partition("/")
-    only = parse_kind(typed_kind) if slash else None
+    only = kinds.target_kind(typed_kind) if slash else None
     prefix = f"{typed_kind}/" if slash else ""
 
-    async def fetch(client: KubeClient, namespace: str) -> list[CompletionItem]:
-        return await _resources(client, namespace, only, prefix)
+    async def fetch(catalog: Catalog, namespace: str) -> list[CompletionItem]:
+        return await _resources(catalog, namespace, only, prefix)
 
     saved = [
         CompletionItem(f.target, help=f.help)
         for f in saved_forwards(ctx)
-        if only is None or parse_kind(f.target.partition("/")[0]) == only
+        if only is None or kinds.target_kind(f.target.partition("/")[0]) is only
     ]
     live = [] if slash and only is None else _live(ctx, fetch)
     items = [i for i in [*saved, *live] if _shell_safe(i.value)]
@@ -230,31 +239,25 @@ def complete_targets(
 
 
 async def _resources(
-    client: KubeClient, namespace: str, only: str | None, prefix: str
+    catalog: Catalog, namespace: str, only: kinds.Kind | None, prefix: str
 ) -> list[CompletionItem]:
     import asyncio
 
-    async def one(short: str, kind: str) -> list[CompletionItem]:
-        shown = prefix or f"{short}/"
-        if kind == "service":
-            services = await client.list_services(namespace)
-            return [CompletionItem(f"{shown}{s.name}", help=_ports_help(s.ports)) for s in services]
-        if kind == "pod":
-            pods = await client.list_pods(namespace)
-            return [CompletionItem(f"{shown}{p.name}", help=p.phase) for p in pods]
-        workloads = await client.list_workloads(kind, namespace)
-        return [
-            CompletionItem(f"{shown}{w.name}", help=f"{w.ready_replicas}/{w.replicas} ready")
-            for w in workloads
-        ]
+    from portfwd.kube import kinds
 
-    wanted = [(s, k) for s, k in _LISTED_KINDS if only is None or k == only]
-    results = await asyncio.gather(*(one(s, k) for s, k in wanted), return_exceptions=True)
+    async def one(kind: kinds.Kind) -> list[CompletionItem]:
+        shown = prefix or f"{kind.short}/"
+        found = await catalog.resources("", namespace, kind.name)
+        return [CompletionItem(f"{shown}{r.name}", help=_help(", ".join(_facts(r)))) for r in found]
+
+    wanted = kinds.LISTED if only is None else (only,)
+    results = await asyncio.gather(*(one(k) for k in wanted), return_exceptions=True)
     return [item for r in results if isinstance(r, list) for item in r]
 
 
-def _ports_help(ports: tuple[Any, ...]) -> str:
-    return ", ".join(f"{p.port}" + (f" ({p.name})" if p.name else "") for p in ports)
+def _facts(resource: ResourceChoice) -> list[str]:
+    """What completion says of a resource: its status, ready count and ports (the picker's)."""
+    return [text for text in (resource.status, resource.ready, resource.detail) if text]
 
 
 def complete_ports(
@@ -276,11 +279,9 @@ def complete_ports(
     local, colon, _ = incomplete.rpartition(":")
     head = f"{local}:" if colon else ""
 
-    async def fetch(client: KubeClient, namespace: str) -> list[CompletionItem]:
-        return [
-            CompletionItem(f"{head}{value}", help=text)
-            for value, text in await _target_ports(client, namespace, target)
-        ]
+    async def fetch(catalog: Catalog, namespace: str) -> list[CompletionItem]:
+        ports = await catalog.ports("", namespace, target.kind, target.name)
+        return [CompletionItem(f"{head}{value}", help=text) for value, text in _port_items(ports)]
 
     saved = [
         CompletionItem(f.ports, help=f.help) for f in saved_forwards(ctx) if f.target == raw.strip()
@@ -289,26 +290,14 @@ def complete_ports(
     return _matching(items, incomplete)
 
 
-async def _target_ports(client: KubeClient, namespace: str, target: Any) -> list[tuple[str, str]]:
-    """(completion, help) for each port of `target`: its number, then its name."""
-    found: list[tuple[int, str, str]] = []  # (number, name, help)
-    if target.kind == "service":
-        svc = await client.get_service(namespace, target.name)
-        for p in svc.ports:
-            found.append((p.port, p.name, f"{p.protocol}, targetPort {p.target_port}"))
-    else:
-        if target.kind == "pod":
-            ports = (await client.get_pod(namespace, target.name)).all_ports
-        else:
-            workload = await client.get_workload(target.kind, namespace, target.name)
-            ports = workload.template_ports
-        for c in ports:
-            found.append((c.container_port, c.name, c.protocol))
+def _port_items(ports: list[PortChoice]) -> list[tuple[str, str]]:
+    """(completion, help) for each port: its number, then its name."""
     out: list[tuple[str, str]] = []
-    for number, name, text in found:
-        out.append((str(number), _help(f"{name}, {text}" if name else text)))
-        if name:
-            out.append((name, _help(f"port {number}, {text}")))
+    for p in ports:
+        text = p.protocol + (f" {p.detail}" if p.detail else "")
+        out.append((str(p.port), _help(f"{p.name}, {text}" if p.name else text)))
+        if p.name:
+            out.append((p.name, _help(f"port {p.port}, {text}")))
     return out
 
 

@@ -113,6 +113,20 @@ async def test_live_values_from_the_sandbox(sandbox: SandboxCluster) -> None:
     ]
 
 
+async def test_every_kind_forward_takes_completes_in_its_spelling(sandbox: SandboxCluster) -> None:
+    """`rs/` and `deploy.apps/` work in `forward`: completion knows them too (it once
+    offered nothing after either)."""
+    env = _env(sandbox.kubeconfig_path)
+    replicasets = await click_protocol("portfwd forward rs/", env)
+    assert all(r.startswith("rs/") for r in replicasets)
+    web = next(r for r in replicasets if r.startswith("rs/web-"))
+    unasked = await click_protocol("portfwd forward ", env)
+    assert not any(t.startswith("rs/") for t in unasked)  # a Deployment's: not listed unasked
+    assert {"8080", "http"} <= set(await click_protocol(f"portfwd forward {web} ", env))
+    assert await click_protocol("portfwd forward deploy.apps/we", env) == ["deploy.apps/web"]
+    assert "8080" in await click_protocol("portfwd forward deploy.apps/web ", env)
+
+
 async def test_no_rights_and_dead_cluster_give_fewer_values_and_no_noise(
     sandbox: SandboxCluster, dead_kubeconfig: Path
 ) -> None:

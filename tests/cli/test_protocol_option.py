@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from portfwd.engine.model import ForwardSpec
+from portfwd.engine.present import kubectl_command
 from portfwd.sandbox.cluster import SandboxCluster
 from portfwd.store.state import SavedForward
 
@@ -75,6 +76,7 @@ def test_the_session_file_keeps_the_protocol_and_refuses_unknown_ones(tmp_path: 
 
 def test_the_kubectl_equivalent_says_how_kubectl_speaks_plain_spdy() -> None:
     spec = ForwardSpec(target="svc/web", remote_port=80, local_port=8080, protocol="spdy")
-    assert spec.kubectl_command() == (
-        "KUBECTL_PORT_FORWARD_WEBSOCKETS=false kubectl port-forward svc/web 8080:80"
+    assert kubectl_command(spec) == (
+        "KUBECTL_PORT_FORWARD_WEBSOCKETS=false kubectl port-forward svc/web"
+        " --address 127.0.0.1 8080:80"
     )

@@ -178,7 +178,7 @@ async def test_add_shows_in_every_listing_and_carries_bytes(
     assert add.err == ""
     assert len(add.out_lines) == 1, add.out
     label, where, state = add.out_lines[0].split("\t")
-    shown = re.fullmatch(r"svc/echo 127\.0\.0\.1:(\d+)->80\(\d+\)", where)  # 80(pod's port)
+    shown = re.fullmatch(r"svc/echo 127\.0\.0\.1:(\d+)->80→\d+", where)  # 80→pod's port
     assert shown, where
     assert state == "active"
 

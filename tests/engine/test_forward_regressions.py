@@ -10,10 +10,10 @@ from typing import Any
 
 import aiohttp
 
-from portfwd.engine.backoff import Backoff
 from portfwd.engine.follow import Follower, Ready
 from portfwd.engine.informers import InformerPool
 from portfwd.engine.model import ForwardState
+from portfwd.kube.backoff import Backoff
 from portfwd.kube.errors import ClusterUnreachable
 from portfwd.kube.targets import Target
 from tests.kube.test_resolve import NS, eps, service, workload

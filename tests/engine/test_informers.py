@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from portfwd.engine.backoff import Backoff
 from portfwd.engine.informers import Informer, InformerPool
 from portfwd.errors import PortfwdError
+from portfwd.kube.backoff import Backoff
 from portfwd.kube.errors import ClusterUnreachable, Forbidden
 from portfwd.kube.objects import Pod
 from portfwd.kube.watch import SYNCED, WatchEvent

@@ -17,8 +17,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from portfwd.engine.model import ForwardSpec
+from portfwd.engine.present import kubectl_command
 from portfwd.sandbox.cluster import SandboxCluster
-from portfwd.transfer.export import from_yaml, kubectl_command, to_kubectl_script, to_yaml
+from portfwd.transfer.export import from_yaml, to_kubectl_script, to_yaml
 from portfwd.transfer.kubectl_lines import parse_kubectl_lines
 from portfwd.transfer.result import Unreadable
 

@@ -12,6 +12,7 @@ import pytest
 import pytest_asyncio
 from textual.notifications import SeverityLevel
 
+from portfwd.engine.catalog import KubeCatalog
 from portfwd.engine.manager import Manager
 from portfwd.engine.model import ForwardSpec
 from portfwd.sandbox.cluster import SandboxCluster
@@ -19,7 +20,6 @@ from portfwd.store.session import Session
 from portfwd.store.state import StateStore
 from portfwd.tui import app as app_module
 from portfwd.tui.app import PortfwdApp
-from portfwd.tui.catalog import KubeCatalog
 
 
 def free_port() -> int:

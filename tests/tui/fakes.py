@@ -10,6 +10,8 @@ import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import replace
 
+from portfwd.engine.browse import ResourceRow, ResourceView
+from portfwd.engine.catalog import ContextChoice, ListForbidden, PortChoice, ResourceChoice
 from portfwd.engine.events import (
     Event,
     ForwardAdded,
@@ -28,8 +30,6 @@ from portfwd.engine.model import (
     LogLevel,
 )
 from portfwd.errors import PortfwdError
-from portfwd.tui.catalog import ContextChoice, ListForbidden, PortChoice, ResourceChoice
-from portfwd.tui.resource_watch import ResourceRow, ResourceView
 
 NOW = 1_780_000_000.0  # fixed wall clock for snapshots
 

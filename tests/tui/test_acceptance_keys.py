@@ -12,11 +12,11 @@ import re
 import pytest
 from textual.binding import Binding, BindingType
 
+from portfwd.engine.catalog import KubeCatalog
 from portfwd.engine.manager import Manager
 from portfwd.store.session import Session
 from portfwd.store.state import StateStore
 from portfwd.tui.app import PortfwdApp
-from portfwd.tui.catalog import KubeCatalog
 from portfwd.tui.screens.bulk import BulkScreen
 from portfwd.tui.screens.dashboard import DashboardScreen
 from portfwd.tui.screens.dialogs import HELP_SECTIONS, HelpScreen

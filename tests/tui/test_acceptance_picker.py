@@ -15,8 +15,8 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import Input
 
+from portfwd.engine.catalog import PortChoice
 from portfwd.tui.app import PortfwdApp
-from portfwd.tui.catalog import PortChoice
 from portfwd.tui.screens.picker import NewForwardScreen
 from tests.tui.conftest import Harness
 from tests.tui.helpers import settle, wait_until
@@ -92,9 +92,46 @@ async def test_taken_remote_port_suggests_the_next_free_one(
             screen = await _to_local_step(pilot, app, remote)
             assert screen.query_one(f"#local-{remote}", Input).value == str(following)
             await pilot.press("enter")  # start with the suggestion
-            await wait_until(pilot, lambda: bool(app.manager.snapshot()), what="added")
+            await wait_until(pilot, lambda: bool(app.engine.snapshot()), what="added")
             # The spec carries the suggested port (the catalog's made-up service port does not
             # resolve on the sandbox, so the forward itself ends in error: not checked here).
-            assert app.manager.snapshot()[0].spec.local_port == following
+            assert app.engine.snapshot()[0].spec.local_port == following
             await pilot.press("q")
             await wait_until(pilot, lambda: app.return_code == 0, what="exit")
+
+
+@pytest.mark.parametrize(
+    ("typed", "kind", "prefix"),
+    [("rs", "replicaset", "rs/web-"), ("deploy.apps", "deployment", "deploy/web")],
+)
+async def test_a_kind_typed_as_kubectl_spells_it(
+    harness: Harness, typed: str, kind: str, prefix: str
+) -> None:
+    """`rs/x` works in `portfwd forward`; the picker's kinds once had no ReplicaSet at all.
+    It is not listed unasked (a Deployment's ReplicaSets crowd the list), typing it offers it."""
+    app = _plain_app(harness)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("n")
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, NewForwardScreen)
+        for key in ("enter", "enter"):  # context, namespace (demo)
+            await pilot.press(key)
+            await settle(pilot)
+        assert screen.step == "kind" and not any("replicaset" in i.key for i in screen._visible)
+        screen.query_one("#query", Input).insert_text_at_cursor(typed)
+        await settle(pilot)
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: screen.step == "resource", what="the resource step")
+        assert screen.kind == kind
+        await wait_until(pilot, lambda: screen.state == "ready", what="the list")
+        await pilot.press(*"web", "enter")
+        await wait_until(pilot, lambda: screen.step == "port", what="the port step")
+        await wait_until(pilot, lambda: screen.state == "ready", what="the ports")
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: screen.step == "local", what="the local step")
+        await settle(pilot)
+        await pilot.press("enter")  # start with the suggested port
+        await wait_until(pilot, lambda: bool(app.engine.snapshot()), what="added")
+        assert app.engine.snapshot()[0].spec.target.startswith(prefix)

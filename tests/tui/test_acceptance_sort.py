@@ -31,7 +31,7 @@ async def test_s_cycles_every_column_and_shift_s_reverses(harness: Harness) -> N
     app = _plain_app(harness)
     async with app.run_test(size=(200, 40)) as pilot:
         await settle(pilot)
-        manager = app.manager
+        manager = app.engine
         web = await manager.add(_spec("svc/web"), start=False)
         echo = await manager.add(_spec("svc/echo"))
         gone = await manager.add(_spec("svc/nope"))

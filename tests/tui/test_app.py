@@ -120,8 +120,8 @@ async def test_picker_adds_named_targetport_forward_and_bytes_show(harness: Harn
         assert str(screen.query_one("#check-80", Static).render()) == f"✓ localhost:{port} is free"
         await press(pilot, "enter")
         assert app.screen is app.dashboard
-        await wait_until(pilot, lambda: bool(app.manager.snapshot()), what="forward added")
-        snap = app.manager.snapshot()[0]
+        await wait_until(pilot, lambda: bool(app.engine.snapshot()), what="forward added")
+        snap = app.engine.snapshot()[0]
         assert snap.spec == ForwardSpec(
             target="svc/echo",
             remote_port=80,
@@ -248,8 +248,8 @@ async def test_local_port_validation(harness: Harness, monkeypatch: pytest.Monke
     app = harness.app()
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
-        other = await app.manager.add(echo_spec(free_port(), target="svc/web"), start=True)
-        other_port = app.manager.get(other).local_port
+        other = await app.engine.add(echo_spec(free_port(), target="svc/web"), start=True)
+        other_port = app.engine.get(other).local_port
         screen = await open_picker_to_ports(pilot, "echo")
         await press(pilot, "enter")
         box = screen.query_one("#local-80", Input)
@@ -294,7 +294,7 @@ async def test_local_port_defaults_to_remote_or_next_free(
             holder.listen()
             held = holder.getsockname()[1]
             # Pretend the service port is the one already in use: the next free one is offered.
-            from portfwd.tui.catalog import PortChoice
+            from portfwd.engine.catalog import PortChoice
 
             async def ports(*args: Any) -> list[PortChoice]:
                 return [PortChoice(held, "tcp", "TCP")]
@@ -310,7 +310,7 @@ async def test_local_port_defaults_to_remote_or_next_free(
 
 
 async def add_active(app: PortfwdApp, pilot: Pilot[Any], spec: ForwardSpec) -> str:
-    fid = await app.manager.add(spec, start=True)
+    fid = await app.engine.add(spec, start=True)
     await wait_until(pilot, lambda: row(app, fid)["status"] == "● active", what=f"{fid} active")
     app.dashboard.select(fid)
     await settle(pilot)
@@ -333,8 +333,8 @@ async def test_space_stops_and_starts_r_restarts(harness: Harness) -> None:
         await wait_until(
             pilot,
             lambda: (
-                app.manager.get(fid).state is ForwardState.ACTIVE
-                and any("restarting" in e.message for e in app.manager.logs(fid))
+                app.engine.get(fid).state is ForwardState.ACTIVE
+                and any("restarting" in e.message for e in app.engine.logs(fid))
             ),
             what="restarted",
         )
@@ -355,11 +355,11 @@ async def test_delete_asks_when_active(harness: Harness) -> None:
         assert app.screen is app.dashboard and fid in app.dashboard.table.snapshots
         await press(pilot, "d")
         await press(pilot, "y")
-        await wait_until(pilot, lambda: not app.manager.snapshot(), what="removed")
+        await wait_until(pilot, lambda: not app.engine.snapshot(), what="removed")
         await wait_until(pilot, lambda: app.dashboard.table.row_count == 0, what="row gone")
         assert refused(port)
         # A stopped forward goes without a question.
-        fid2 = await app.manager.add(echo_spec(free_port()), start=False)
+        fid2 = await app.engine.add(echo_spec(free_port()), start=False)
         await wait_until(pilot, lambda: app.dashboard.table.row_count == 1, what="row")
         await press(pilot, "d")
         assert not isinstance(app.screen, ConfirmScreen)
@@ -373,7 +373,10 @@ async def test_copy_kubectl_command(harness: Harness) -> None:
         port = free_port()
         await add_active(app, pilot, echo_spec(port))
         await press(pilot, "y")
-        expected = f"kubectl --context sandbox -n demo port-forward svc/echo {port}:80"
+        # The forward listens on 127.0.0.1 only: kubectl's default (localhost) is both.
+        expected = (
+            f"kubectl --context sandbox -n demo port-forward svc/echo --address 127.0.0.1 {port}:80"
+        )
         assert app.clipboard == expected
         assert expected in app.toasts
 
@@ -490,7 +493,7 @@ async def test_filter_and_sort_with_200_forwards(harness: Harness) -> None:
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
         for n in range(200):
-            await app.manager.add(echo_spec(20000 + n, target=f"svc/s{n:03d}"), start=False)
+            await app.engine.add(echo_spec(20000 + n, target=f"svc/s{n:03d}"), start=False)
         table = app.dashboard.table
         await wait_until(pilot, lambda: table.row_count == 200, what="200 rows")
         await press(pilot, "slash")
@@ -520,13 +523,13 @@ async def test_quit_with_20_active_forwards_saves_then_closes_everything(
     ports: list[int] = []
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
-        ids = await asyncio.gather(*(app.manager.add(echo_spec(0)) for _ in range(20)))
+        ids = await asyncio.gather(*(app.engine.add(echo_spec(0)) for _ in range(20)))
         await wait_until(
             pilot,
-            lambda: all(app.manager.get(f).state is ForwardState.ACTIVE for f in ids),
+            lambda: all(app.engine.get(f).state is ForwardState.ACTIVE for f in ids),
             what="20 active",
         )
-        ports = [app.manager.get(f).local_port for f in ids]
+        ports = [app.engine.get(f).local_port for f in ids]
         readers = [await asyncio.open_connection("127.0.0.1", p) for p in ports[:5]]
         await press(pilot, "q")
         await wait_until(pilot, lambda: app.return_code == 0, what="app exit")
@@ -544,7 +547,7 @@ async def test_session_restored_running_stopped_and_missing(harness: Harness) ->
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
         running = await add_active(app, pilot, echo_spec(port))
-        stopped = await app.manager.add(echo_spec(free_port(), target="svc/web"), start=False)
+        stopped = await app.engine.add(echo_spec(free_port(), target="svc/web"), start=False)
         gone = await add_active(app, pilot, echo_spec(free_port(), target="svc/api", remote=443))
         await press(pilot, "q")
         await wait_until(pilot, lambda: app.return_code == 0, what="exit")
@@ -554,8 +557,8 @@ async def test_session_restored_running_stopped_and_missing(harness: Harness) ->
     async with app2.run_test(size=SIZE) as pilot:
         await wait_until(pilot, lambda: app2.restored, what="restored")
         await settle(pilot)
-        assert [s.id for s in app2.manager.snapshot()] == [running, stopped, gone]
-        assert app2.manager.get(running).state is ForwardState.ACTIVE
+        assert [s.id for s in app2.engine.snapshot()] == [running, stopped, gone]
+        assert app2.engine.get(running).state is ForwardState.ACTIVE
         assert await connect_echo(port, b"back") == b"back"
         assert row(app2, stopped)["status"] == "■ stopped"
         assert cell(app2, stopped, "error") == "stopped in the last session"
@@ -602,8 +605,8 @@ async def test_a_skipped_forward_the_user_starts_and_stops_is_saved_stopped(
     app2 = harness.app(restore=False)
     async with app2.run_test(size=SIZE) as pilot:
         await wait_until(pilot, lambda: app2.restored, what="restored")
-        await app2.manager.start(fid)
-        await app2.manager.stop(fid)  # touched by the user: what it is now is what counts
+        await app2.engine.start(fid)
+        await app2.engine.stop(fid)  # touched by the user: what it is now is what counts
         await press(pilot, "q")
         await wait_until(pilot, lambda: app2.return_code == 0, what="exit")
     saved = yaml.safe_load(harness.state_path.read_text())["forwards"]
@@ -637,7 +640,7 @@ async def test_state_saved_on_every_change(harness: Harness) -> None:
         await wait_until(pilot, lambda: [f["running"] for f in saved()] == [True], what="saved")
         await press(pilot, "space")
         await wait_until(pilot, lambda: [f["running"] for f in saved()] == [False], what="stop")
-        await app.manager.remove(fid)
+        await app.engine.remove(fid)
         await wait_until(pilot, lambda: saved() == [], what="removal saved")
 
 
@@ -659,12 +662,12 @@ async def test_several_ports_marked_with_tab_become_several_forwards(harness: Ha
         await wait_until(
             pilot,
             lambda: (
-                sorted(s.local_port for s in app.manager.snapshot()) == sorted([first, second])
-                and all(s.state is ForwardState.ACTIVE for s in app.manager.snapshot())
+                sorted(s.local_port for s in app.engine.snapshot()) == sorted([first, second])
+                and all(s.state is ForwardState.ACTIVE for s in app.engine.snapshot())
             ),
             what="two forwards active",
         )
-        assert sorted((s.spec.target, s.spec.remote_port) for s in app.manager.snapshot()) == [
+        assert sorted((s.spec.target, s.spec.remote_port) for s in app.engine.snapshot()) == [
             ("svc/api", 443),
             ("svc/api", 9090),
         ]
@@ -715,7 +718,7 @@ async def test_edit_to_a_non_loopback_address_warns(harness: Harness) -> None:
         assert "0.0.0.0 is reachable from other machines" in check
         await press(pilot, "escape")
         assert app.screen is app.dashboard
-        assert app.manager.snapshot()[0].local_port == port  # cancelled: unchanged
+        assert app.engine.snapshot()[0].local_port == port  # cancelled: unchanged
 
 
 async def test_undeclared_pod_port_can_be_typed(harness: Harness) -> None:
@@ -790,7 +793,7 @@ async def test_error_channel_text_reaches_the_log_view(harness: Harness) -> None
             return "\n".join(line.text for line in screen.query_one("#log").lines)
 
         await wait_until(pilot, lambda: "connection refused" in shown(), what="kubelet text")
-        entry = next(e for e in app.manager.logs(fid) if "connection refused" in e.message)
+        entry = next(e for e in app.engine.logs(fid) if "connection refused" in e.message)
         assert entry.level >= LogLevel.WARNING
         assert f"{entry.level.name:<7} " + entry.message[:40] in shown().replace("\n", "")
 
@@ -807,7 +810,7 @@ async def test_start_refuses_a_local_port_typed_after_its_last_check(harness: Ha
         assert not screen.query_one("#start", Button).disabled
         box.value += "x"  # enter arrives before this key's check has run
         screen.query_one(LocalPortForm).start()
-        assert app.screen is screen and not app.manager.snapshot()
+        assert app.screen is screen and not app.engine.snapshot()
         assert app.toasts[-1] == "checking the local port…"
         await settle(pilot)
         assert str(screen.query_one("#check-80", Static).render()).startswith("✖ ")

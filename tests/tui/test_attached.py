@@ -10,9 +10,9 @@ from contextlib import asynccontextmanager
 import pytest
 
 from portfwd.daemon.client import RemoteEngine
+from portfwd.engine.catalog import KubeCatalog
 from portfwd.engine.clients import ClientPool
 from portfwd.engine.model import ForwardState
-from portfwd.tui.catalog import KubeCatalog
 from tests.daemon.conftest import InProcessDaemon, daemon, dirs  # noqa: F401 (fixtures)
 from tests.tui.conftest import RecordingApp
 from tests.tui.helpers import settle, wait_until
@@ -69,22 +69,22 @@ async def test_two_dashboards_share_the_daemons_forwards_and_q_detaches(
         await settle(p1)
         await settle(p2)
         assert first.sub_title.startswith(f"attached to the daemon (pid {pid})")
-        fid = await first.manager.add(daemon.spec(name="shared"))
+        fid = await first.engine.add(daemon.spec(name="shared"))
         await wait_until(p1, lambda: status(first, fid) == "● active", what="active in 1")
         await wait_until(p2, lambda: status(second, fid) == "● active", what="active in 2")
         # A change in one window shows in the other.
-        await second.manager.stop(fid)
+        await second.engine.stop(fid)
         await wait_until(p1, lambda: status(first, fid) == "■ stopped", what="stopped in 1")
-        await first.manager.start(fid)
+        await first.engine.start(fid)
         await wait_until(p2, lambda: status(second, fid) == "● active", what="active in 2")
-        port = first.manager.get(fid).local_port
+        port = first.engine.get(fid).local_port
         await p1.press("q")
         await wait_until(p1, lambda: not first.is_running, what="first detached")
         assert any("keep running in the daemon" in t for t in first.toasts)
         # Detached: the forward still moves bytes and the other window still follows.
         assert daemon.manager.get(fid).state is ForwardState.ACTIVE
         assert await echo(port, b"after detach") == b"after detach"
-        await second.manager.stop(fid)
+        await second.engine.stop(fid)
         await wait_until(p2, lambda: status(second, fid) == "■ stopped", what="stopped")
 
 

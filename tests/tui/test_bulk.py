@@ -20,7 +20,7 @@ async def test_mark_several_then_start_and_stop_them(harness: Harness) -> None:
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
         one, two, three = free_port(), free_port(), free_port()
-        ids = [await app.manager.add(echo_spec(p), start=False) for p in (one, two, three)]
+        ids = [await app.engine.add(echo_spec(p), start=False) for p in (one, two, three)]
         await press(pilot, "m")
         screen = app.screen
         assert isinstance(screen, BulkScreen)
@@ -30,7 +30,7 @@ async def test_mark_several_then_start_and_stop_them(harness: Harness) -> None:
         assert isinstance(app.screen, DashboardScreen)
 
         def states() -> list[ForwardState]:
-            return [app.manager.get(i).state for i in ids]
+            return [app.engine.get(i).state for i in ids]
 
         active, stopped = ForwardState.ACTIVE, ForwardState.STOPPED
         await wait_until(pilot, lambda: states() == [active, active, stopped], what="two")

@@ -36,7 +36,7 @@ async def test_first_start_is_seeded_and_a_later_start_is_not(harness: Harness) 
     async with app.run_test(size=(160, 30)) as pilot:
         await wait_until(pilot, lambda: app.restored, what="seeded")
         await settle(pilot)
-        states = {s.spec.target: s for s in app.manager.snapshot()}
+        states = {s.spec.target: s for s in app.engine.snapshot()}
         assert states["svc/web"].state is ForwardState.ACTIVE
         assert states["svc/api"].state is ForwardState.ACTIVE
         # No Ready pod: with auto-reconnect it waits for one (an older engine gave up).
@@ -47,7 +47,7 @@ async def test_first_start_is_seeded_and_a_later_start_is_not(harness: Harness) 
     app2 = harness.app(seed=seeds)
     async with app2.run_test(size=(160, 30)) as pilot:
         await wait_until(pilot, lambda: app2.restored, what="restored")
-        assert len(app2.manager.snapshot()) == 3  # restored, not seeded again
+        assert len(app2.engine.snapshot()) == 3  # restored, not seeded again
         await pilot.press("q")
         await wait_until(pilot, lambda: app2.return_code == 0, what="exit")
 

@@ -29,11 +29,11 @@ async def test_details_show_pod_node_connections_history_and_log(harness: Harnes
         await settle(pilot)
         port = free_port()
         spec = ForwardSpec("svc/echo", 80, local_port=port, namespace="demo", context="sandbox")
-        fid = await app.manager.add(spec, start=True)
-        await wait_until(pilot, lambda: app.manager.get(fid).state is ForwardState.ACTIVE)
+        fid = await app.engine.add(spec, start=True)
+        await wait_until(pilot, lambda: app.engine.get(fid).state is ForwardState.ACTIVE)
         await settle(pilot)
         app.dashboard.select(fid)
-        pod = app.manager.get(fid).pod
+        pod = app.engine.get(fid).pod
         node = harness.sandbox.store.get("pods", "demo", pod)["spec"]["nodeName"]
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         try:
@@ -57,12 +57,12 @@ async def test_details_show_pod_node_connections_history_and_log(harness: Harnes
             await wait_until(
                 pilot,
                 lambda: (
-                    app.manager.get(fid).pod not in ("", pod)
-                    and app.manager.get(fid).state is ForwardState.ACTIVE
+                    app.engine.get(fid).pod not in ("", pod)
+                    and app.engine.get(fid).state is ForwardState.ACTIVE
                 ),
                 what="another pod",
             )
-            new_pod = app.manager.get(fid).pod
+            new_pod = app.engine.get(fid).pod
             await wait_until(
                 pilot, lambda: f"pod {pod} → {new_pod}" in pane(pilot), what="the history"
             )

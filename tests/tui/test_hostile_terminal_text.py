@@ -21,11 +21,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from portfwd.engine.browse import ResourceRow, ResourceView
+from portfwd.engine.catalog import ContextChoice, PortChoice, ResourceChoice
 from portfwd.engine.model import ForwardState, LogEntry, LogLevel
 from portfwd.sandbox.cluster import SandboxCluster
 from portfwd.tui.app import PortfwdApp
-from portfwd.tui.catalog import ContextChoice, PortChoice, ResourceChoice
-from portfwd.tui.resource_watch import ResourceRow, ResourceView
 from tests.hostile import CLEAR, OSC52, forbidding_api, hostile_topology, raw_found
 from tests.ptyrun import PtyProcess
 from tests.tui.fakes import FakeCatalog, FakeConnection, FakeLive, FakeManager, mixed_snapshots

@@ -12,11 +12,11 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import Input, Static
 
+from portfwd.engine.catalog import KubeCatalog
 from portfwd.engine.manager import Manager
 from portfwd.engine.model import ForwardState
 from portfwd.sandbox.fleet import SandboxFleet
 from portfwd.store.profiles import load_profiles
-from portfwd.tui.catalog import KubeCatalog
 from portfwd.tui.screens.dashboard import DashboardScreen
 from portfwd.tui.screens.profiles import NamePrompt, ProfilesScreen
 from tests.tui.conftest import Harness, RecordingApp, free_port
@@ -100,7 +100,7 @@ async def test_start_a_group_then_the_profile_then_stop(harness: Harness, config
         def active(name: str) -> bool:
             return any(
                 s.spec.name == name and s.state is ForwardState.ACTIVE
-                for s in app.manager.snapshot()
+                for s in app.engine.snapshot()
             )
 
         await wait_until(pilot, lambda: active("echo"), what="echo active")
@@ -108,7 +108,7 @@ async def test_start_a_group_then_the_profile_then_stop(harness: Harness, config
             pilot, lambda: screen.counts()["demo / backend"] == "1/1", what="backend 1/1"
         )
         assert screen.counts()["demo"] == "1/2"
-        assert not any(s.spec.name == "web" for s in app.manager.snapshot())  # not in the group
+        assert not any(s.spec.name == "web" for s in app.engine.snapshot())  # not in the group
         payload = b"profiles" * 200
         assert await connect_echo(echo_port, payload) == payload
 
@@ -116,12 +116,12 @@ async def test_start_a_group_then_the_profile_then_stop(harness: Harness, config
         await press(pilot, "space")  # the whole profile: web is added, echo stays
         await wait_until(pilot, lambda: active("web"), what="web active")
         await wait_until(pilot, lambda: screen.counts()["demo"] == "2/2", what="demo 2/2")
-        assert len(app.manager.snapshot()) == 2
+        assert len(app.engine.snapshot()) == 2
 
         await press(pilot, "space")  # all active: stops them
         await wait_until(
             pilot,
-            lambda: all(s.state is ForwardState.STOPPED for s in app.manager.snapshot()),
+            lambda: all(s.state is ForwardState.STOPPED for s in app.engine.snapshot()),
             what="all stopped",
         )
         await wait_until(pilot, lambda: screen.counts()["demo"] == "0/2", what="demo 0/2")
@@ -150,7 +150,67 @@ async def test_y_copies_the_groups_kubectl_commands(harness: Harness, config: Pa
             "kubectl --context sandbox -n demo port-forward svc/web"
             f" --address 127.0.0.1 {web_port}:80",
         ]
-        assert app.manager.snapshot() == []  # copying starts nothing
+        assert app.engine.snapshot() == []  # copying starts nothing
+
+
+def write_spaced_profile(config: Path, tmp_path: Path, sandbox_kubeconfig: Path) -> Path:
+    """A profile whose kubeconfig path has a space (returned), one forward on `:80`."""
+    spaced = tmp_path / "my kube"
+    spaced.mkdir(mode=0o700)
+    kubeconfig = spaced / "config"
+    kubeconfig.write_text(sandbox_kubeconfig.read_text())
+    kubeconfig.chmod(0o600)
+    config.mkdir(parents=True, exist_ok=True)
+    path = config / "profiles.yaml"
+    path.write_text(
+        f"""version: 1
+profiles:
+  demo:
+    defaults:
+      {{context: sandbox, namespace: demo, address: 127.0.0.1, kubeconfig: "{kubeconfig}"}}
+    forwards:
+      - {{name: echo, target: svc/echo, ports: [":80"]}}
+"""
+    )
+    path.chmod(0o600)
+    return kubeconfig
+
+
+async def test_y_on_the_dashboard_and_in_the_profiles_view_copy_one_command(
+    harness: Harness, config: Path, tmp_path: Path
+) -> None:
+    """One forward, one command: the dashboard's `y` once copied `--kubeconfig /a b/config`
+    unquoted and without `--address`, the profiles view's `:80` where the forward had bound
+    a port."""
+    kubeconfig = write_spaced_profile(config, tmp_path, harness.sandbox.kubeconfig_path)
+    app = harness.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        screen = await open_view(pilot)
+        screen.select_row("demo")
+        await press(pilot, "enter")
+        await wait_until(
+            pilot,
+            lambda: [s.state for s in app.engine.snapshot()] == [ForwardState.ACTIVE],
+            what="echo active",
+        )
+        await press(pilot, "y")
+        await wait_until(pilot, lambda: bool(app.clipboard), what="copied")
+        from_profiles = app.clipboard
+        app.copy_to_clipboard("")
+        await press(pilot, "escape")
+        (snap,) = app.engine.snapshot()
+        app.dashboard.select(snap.id)
+        await press(pilot, "y")
+        await wait_until(pilot, lambda: bool(app.clipboard), what="copied")
+        assert (
+            app.clipboard
+            == from_profiles
+            == (
+                f"kubectl --kubeconfig '{kubeconfig}' --context sandbox -n demo port-forward"
+                f" svc/echo --address 127.0.0.1 {snap.local_port}:80"
+            )
+        )
 
 
 async def test_save_the_dashboard_as_a_profile_keeps_comments(
@@ -161,7 +221,7 @@ async def test_save_the_dashboard_as_a_profile_keeps_comments(
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
         port = free_port()
-        await app.manager.add(echo_spec(port), start=True)
+        await app.engine.add(echo_spec(port), start=True)
         await wait_until(pilot, lambda: app.dashboard.table.row_count == 1)
         screen = await open_view(pilot)
         await press(pilot, "s")
@@ -178,7 +238,7 @@ async def test_save_the_dashboard_as_a_profile_keeps_comments(
         await press(pilot, "space")  # all active: stops it, adds nothing
         await wait_until(
             pilot,
-            lambda: [s.state for s in app.manager.snapshot()] == [ForwardState.STOPPED],
+            lambda: [s.state for s in app.engine.snapshot()] == [ForwardState.STOPPED],
             what="stopped",
         )
 
@@ -203,7 +263,7 @@ async def test_add_the_selected_forward_to_a_group(harness: Harness, config: Pat
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
         port = free_port()
-        await app.manager.add(echo_spec(port, target="svc/web"), start=True)
+        await app.engine.add(echo_spec(port, target="svc/web"), start=True)
         await wait_until(pilot, lambda: app.dashboard.table.row_count == 1)
         screen = await open_view(pilot)
         screen.select_row("demo", "backend")
@@ -246,7 +306,7 @@ async def test_unparsable_file_is_shown_not_overwritten(harness: Harness, config
     app = harness.app()
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
-        await app.manager.add(echo_spec(free_port()), start=False)
+        await app.engine.add(echo_spec(free_port()), start=False)
         screen = await open_view(pilot)
         assert "profiles.yaml:" in problems_text(screen)
         assert screen.counts() == {}
@@ -332,16 +392,16 @@ async def test_the_dashboard_shows_each_forwards_profile_and_groups(
     app = harness.app()
     async with app.run_test(size=(200, 40)) as pilot:
         await settle(pilot)
-        loose = await app.manager.add(echo_spec(free_port()), start=True)
+        loose = await app.engine.add(echo_spec(free_port()), start=True)
         await wait_until(pilot, lambda: loose in app.dashboard.table.snapshots, what="row")
         assert "group" not in row(app, loose), "no profiles: no Group column"
         write_profiles(config, echo_port, web_port)
         screen = await open_view(pilot)
         screen.select_row("demo", "all")
         await press(pilot, "enter")
-        await wait_until(pilot, lambda: len(app.manager.snapshot()) == 3, what="the group")
+        await wait_until(pilot, lambda: len(app.engine.snapshot()) == 3, what="the group")
         await press(pilot, "escape")
-        by_name = {s.spec.name: s.id for s in app.manager.snapshot()}
+        by_name = {s.spec.name: s.id for s in app.engine.snapshot()}
         await wait_until(
             pilot,
             lambda: row(app, by_name["echo"]).get("group") == "demo/backend,all",

@@ -50,10 +50,10 @@ async def test_typed_line_starts_a_forward_with_the_dashboards_defaults(
         assert isinstance(app.screen, DashboardScreen)
         await wait_until(
             pilot,
-            lambda: any(s.state is ForwardState.ACTIVE for s in app.manager.snapshot()),
+            lambda: any(s.state is ForwardState.ACTIVE for s in app.engine.snapshot()),
             what="the forward active",
         )
-        (snap,) = app.manager.snapshot()
+        (snap,) = app.engine.snapshot()
         assert (snap.spec.target, snap.spec.remote_port, snap.spec.local_port) == (
             "svc/echo",
             80,
@@ -76,10 +76,10 @@ async def test_pasted_kubectl_line_starts_a_forward(harness: Harness) -> None:
         )
         await wait_until(
             pilot,
-            lambda: any(s.state is ForwardState.ACTIVE for s in app.manager.snapshot()),
+            lambda: any(s.state is ForwardState.ACTIVE for s in app.engine.snapshot()),
             what="the forward active",
         )
-        (snap,) = app.manager.snapshot()
+        (snap,) = app.engine.snapshot()
         assert (snap.spec.namespace, snap.spec.addresses) == ("demo", ("127.0.0.1",))
         assert await connect_echo(port, b"pasted") == b"pasted"
 
@@ -102,12 +102,12 @@ async def test_bad_line_shows_the_error_and_adds_nothing(
         screen = app.screen
         assert isinstance(screen, QuickAddScreen)  # still open, with the reason
         assert expected in screen.error, screen.error
-        assert app.manager.snapshot() == []
+        assert app.engine.snapshot() == []
         await press(pilot, "x")  # typing again clears it
         assert screen.error == ""
         await press(pilot, "escape")
         assert isinstance(app.screen, DashboardScreen)
-        assert app.manager.snapshot() == []
+        assert app.engine.snapshot() == []
 
 
 async def test_completes_kinds_names_and_ports(harness: Harness) -> None:
@@ -129,6 +129,32 @@ async def test_completes_kinds_names_and_ports(harness: Harness) -> None:
         await accept(" 18080:", "svc/echo 80 18080:80")
 
 
+async def test_rs_completes_and_forwards_as_in_forward(harness: Harness) -> None:
+    """`rs/NAME` works in `portfwd forward`; quick add once completed nothing after `rs/`."""
+    app = harness.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        found = await app.catalog.resources("sandbox", "demo", "replicaset")
+        name = next(r.name for r in found if r.name.startswith("web-"))
+        screen = await open_prompt(pilot)
+        box = screen.query_one("#quick-add-input", Input)
+        await pilot.press(*"rs/web")
+        await wait_until(pilot, lambda: box._suggestion == f"rs/{name}", what="the rs name")
+        await press(pilot, "right")
+        port = free_port()
+        await pilot.press(*f" {port}:8080")
+        await settle(pilot)
+        await press(pilot, "enter")
+        await wait_until(
+            pilot,
+            lambda: any(s.state is ForwardState.ACTIVE for s in app.engine.snapshot()),
+            what="the forward active",
+        )
+        (snap,) = app.engine.snapshot()
+        assert (snap.spec.target, snap.local_port) == (f"rs/{name}", port)
+        assert snap.pod.startswith(f"{name}-")
+
+
 # -- the parser and the completer, without a terminal ------------------------------------------
 
 
@@ -139,6 +165,11 @@ async def test_completes_kinds_names_and_ports(harness: Harness) -> None:
         ("d", "deploy/"),
         ("p", "pod/"),
         ("st", "sts/"),
+        ("r", "rs/"),
+        ("rs/e", "rs/echo"),
+        ("rs/echo 4", "rs/echo 443"),
+        ("deploy.apps/w", "deploy.apps/web"),
+        ("replicasets.apps/web 8", "replicasets.apps/web 80"),
         ("svc/e", "svc/echo"),
         ("svc/echo 4", "svc/echo 443"),
         ("svc/echo 8080:", "svc/echo 8080:80"),

@@ -181,15 +181,15 @@ async def test_toggle_on_the_real_engine(harness: Harness) -> None:
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
         spec = ForwardSpec(target="svc/echo", remote_port=80, namespace="demo", context="sandbox")
-        fid = await app.manager.add(spec, start=True)
+        fid = await app.engine.add(spec, start=True)
         await wait_until(
-            pilot, lambda: app.manager.get(fid).state is ForwardState.ACTIVE, what="active"
+            pilot, lambda: app.engine.get(fid).state is ForwardState.ACTIVE, what="active"
         )
         app.dashboard.select(fid)
         await pilot.press("a")
         await settle(pilot)
-        assert app.manager.get(fid).spec.reconnect is False
-        assert app.manager.get(fid).state is ForwardState.ACTIVE  # not restarted
+        assert app.engine.get(fid).spec.reconnect is False
+        assert app.engine.get(fid).state is ForwardState.ACTIVE  # not restarted
         await wait_until(pilot, lambda: status_of(app, fid).endswith("⊘"), what="mark")
         await pilot.press("q")
         await wait_until(pilot, lambda: app.return_code == 0, what="exit")

@@ -90,7 +90,7 @@ async def test_f_forwards_the_selected_resource_through_the_port_dialog(
             pilot,
             lambda: any(
                 s.local_port == port and s.state is ForwardState.ACTIVE
-                for s in app.manager.snapshot()
+                for s in app.engine.snapshot()
             ),
             what="the forward active",
         )
@@ -141,9 +141,9 @@ async def test_at_80_columns_ports_are_shown_not_traded_for_the_age(harness: Har
             namespace="demo",
             context="sandbox",
         )
-        fid = await app.manager.add(spec)
+        fid = await app.engine.add(spec)
         await wait_until(
-            pilot, lambda: app.manager.get(fid).state is ForwardState.ACTIVE, what="active"
+            pilot, lambda: app.engine.get(fid).state is ForwardState.ACTIVE, what="active"
         )
         await open_resources(pilot)
         head = next(line for line in screen_lines(app) if "Kind" in line and "Name" in line)

@@ -22,9 +22,9 @@ import yaml
 from textual.pilot import Pilot
 from textual.widgets import Input, OptionList, Static
 
+from portfwd.engine.catalog import ResourceChoice
 from portfwd.engine.model import ForwardSpec, ForwardState, LogEntry, LogLevel
 from portfwd.tui.app import PortfwdApp
-from portfwd.tui.catalog import ResourceChoice
 from portfwd.tui.run import describe_context
 from portfwd.tui.screens.logs import LogScreen
 from portfwd.tui.screens.picker import NewForwardScreen
@@ -79,7 +79,9 @@ async def test_y_outside_tmux_says_it_sent_osc52_not_that_it_copied(
         await settle(pilot)
         await press(pilot, "y")
         await wait_until(pilot, lambda: bool(app.toast_titles), what="the toast")
-        command = "kubectl --context sandbox -n demo port-forward svc/echo 8080:80"
+        command = (
+            "kubectl --context sandbox -n demo port-forward svc/echo --address 127.0.0.1 8080:80"
+        )
         assert app.clipboard == command and app.toasts[-1] == command
         title = app.toast_titles[-1]
         assert title.startswith("Sent to the terminal's clipboard (OSC 52)")
@@ -119,7 +121,9 @@ async def test_y_in_tmux_copies_into_its_paste_buffer_and_says_so(
         await settle(pilot)
         await press(pilot, "y")
         await wait_until(pilot, lambda: bool(app.toast_titles), what="the toast")
-        command = "kubectl --context sandbox -n demo port-forward svc/echo 8080:80"
+        command = (
+            "kubectl --context sandbox -n demo port-forward svc/echo --address 127.0.0.1 8080:80"
+        )
         assert app.toast_titles[-1].startswith("Copied to tmux's paste buffer (prefix ] pastes")
         shown = await asyncio.to_thread(
             subprocess.run,
@@ -141,8 +145,8 @@ async def test_o_opens_https_for_a_port_named_https(harness: Harness) -> None:
         await settle(pilot)
         port = free_port()
         spec = ForwardSpec("svc/api", 443, local_port=port, namespace="demo", context="sandbox")
-        fid = await app.manager.add(spec, start=True)
-        await wait_until(pilot, lambda: app.manager.get(fid).state is ACTIVE, what="up")
+        fid = await app.engine.add(spec, start=True)
+        await wait_until(pilot, lambda: app.engine.get(fid).state is ACTIVE, what="up")
         await settle(pilot)
         app.dashboard.select(fid)
         await press(pilot, "o")
@@ -274,8 +278,8 @@ def _privileged_with_free_partner() -> int:
 async def test_a_privileged_remote_port_suggests_plus_8000_as_the_readme_says(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    from portfwd.engine.catalog import PortChoice
     from portfwd.tui import ports
-    from portfwd.tui.catalog import PortChoice
 
     monkeypatch.setattr(ports, "_is_root", lambda: False)
     monkeypatch.setattr(ports, "_unprivileged_start", lambda: 1024)
@@ -352,15 +356,15 @@ async def test_no_restore_then_quit_keeps_what_the_user_skipped(harness: Harness
             ForwardSpec("svc/echo", 80, namespace="demo", context="sandbox"),
             local_port=free_port(),
         )
-        fid = await app.manager.add(spec, start=True)
-        await wait_until(pilot, lambda: app.manager.get(fid).local_port != 0, what="bound")
+        fid = await app.engine.add(spec, start=True)
+        await wait_until(pilot, lambda: app.engine.get(fid).local_port != 0, what="bound")
         await press(pilot, "q")
         await wait_until(pilot, lambda: app.return_code == 0, what="exit")
     skipped = harness.app(restore=False)
     async with skipped.run_test(size=size) as pilot:
         await wait_until(pilot, lambda: skipped.restored, what="restored")
         await settle(pilot)
-        assert skipped.manager.get(fid).state is ForwardState.STOPPED
+        assert skipped.engine.get(fid).state is ForwardState.STOPPED
         await press(pilot, "q")
         await wait_until(pilot, lambda: skipped.return_code == 0, what="exit")
     saved = yaml.safe_load(harness.state_path.read_text())["forwards"]
@@ -369,7 +373,7 @@ async def test_no_restore_then_quit_keeps_what_the_user_skipped(harness: Harness
     async with again.run_test(size=size) as pilot:
         await wait_until(
             pilot,
-            lambda: again.restored and again.manager.get(fid).state is ACTIVE,
+            lambda: again.restored and again.engine.get(fid).state is ACTIVE,
             what="restored running",
         )
         await press(pilot, "q")
@@ -385,8 +389,8 @@ async def test_after_no_restore_a_forward_the_user_stops_is_saved_stopped(
     async with app.run_test(size=size) as pilot:
         await settle(pilot)
         spec = ForwardSpec("svc/echo", 80, local_port=free_port(), namespace="demo")
-        fid = await app.manager.add(spec, start=True)
-        await wait_until(pilot, lambda: app.manager.get(fid).local_port != 0, what="bound")
+        fid = await app.engine.add(spec, start=True)
+        await wait_until(pilot, lambda: app.engine.get(fid).local_port != 0, what="bound")
         await press(pilot, "q")
         await wait_until(pilot, lambda: app.return_code == 0, what="exit")
     skipped = harness.app(restore=False)
@@ -394,7 +398,7 @@ async def test_after_no_restore_a_forward_the_user_stops_is_saved_stopped(
         await wait_until(pilot, lambda: skipped.restored, what="restored")
         await settle(pilot)
         skipped.dashboard.select(fid)
-        engine = skipped.manager
+        engine = skipped.engine
         await press(pilot, "space")
         await wait_until(pilot, lambda: engine.get(fid).state is ACTIVE, what="up")
         await press(pilot, "space")

@@ -2,7 +2,8 @@
 
 JSON and YAML are the engine's own serialisation (`engine/serial.py`): the same fields as the
 session file and the daemon's protocol, so a script can feed `ls -o json` back into tools
-without guessing. Tables show names as they are, with control characters escaped.
+without guessing. Tables show names as they are, with control characters escaped, and a
+forward's sides and uptime as the dashboard words them (`engine/present.py`).
 """
 
 from __future__ import annotations
@@ -12,36 +13,20 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from portfwd.engine.model import ForwardSnapshot, ForwardState
+from portfwd.engine.model import ForwardSnapshot
+from portfwd.engine.present import local_side as local_side  # `portfwd add` prints it too
+from portfwd.engine.present import remote_compact, uptime
 from portfwd.engine.serial import snapshot_to_dict
-from portfwd.humanize import human_bytes, human_duration
+from portfwd.humanize import human_bytes
 from portfwd.safetext import escape_controls
 
 OUTPUTS = ("table", "wide", "json", "yaml")
 REASON_WIDTH = 60  # the last error, cut to fit a line (the full text is in -o json)
 
 
-def local_side(snap: ForwardSnapshot) -> str:
-    if snap.bound:
-        hosts = sorted({h for h, _ in snap.bound})
-        port = snap.bound[0][1]
-        host = hosts[0] if len(hosts) == 1 else "localhost"
-        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    wanted = str(snap.spec.local_port or "auto")
-    return f"{','.join(snap.spec.addresses)}:{wanted}"
-
-
 def remote_side(snap: ForwardSnapshot) -> str:
-    asked = str(snap.spec.remote_port)
-    if snap.remote_port and str(snap.remote_port) != asked:
-        return f"{asked}({snap.remote_port})"
-    return asked
-
-
-def _uptime(snap: ForwardSnapshot, now: float) -> str:
-    if snap.state is ForwardState.ACTIVE and snap.started_at:
-        return human_duration(now - snap.started_at)
-    return "-"
+    """The remote side in a table cell (and `portfwd add`'s line): the narrow form, `80→9000`."""
+    return remote_compact(snap)
 
 
 def _row(snap: ForwardSnapshot, now: float, wide: bool) -> list[str]:
@@ -63,7 +48,7 @@ def _row(snap: ForwardSnapshot, now: float, wide: bool) -> list[str]:
             human_bytes(snap.stats.bytes_in),
             human_bytes(snap.stats.bytes_out),
             str(snap.stats.reconnects),
-            _uptime(snap, now),
+            uptime(snap, now),
         ]
     row.append(reason or "-")
     return [escape_controls(cell) for cell in row]

@@ -28,23 +28,15 @@ from portfwd.kube.config import (
     load_connection,
 )
 from portfwd.kube.errors import ApiError, ClusterUnreachable
+from portfwd.kube.kinds import KINDS, Kind
 from portfwd.safetext import escape_controls
 
 CONNECT_TIMEOUT = 5.0
 REQUEST_TIMEOUT = 10.0
 CERT_SOON_DAYS = 7
-# What portfwd reads, and which targets need it.
+# What portfwd reads, and which targets need it: every kind with a use (`kube/kinds.py`).
 READ_VERBS = ("get", "list", "watch")
-READS: tuple[tuple[str, str, str], ...] = (
-    # (resource, API group, what breaks without it)
-    ("pods", "", "every forward (pods are what a forward connects to)"),
-    ("services", "", "svc/ targets"),
-    ("endpointslices", "discovery.k8s.io", "svc/ targets (their Ready pods)"),
-    ("deployments", "apps", "deploy/ targets"),
-    ("statefulsets", "apps", "sts/ targets"),
-    ("replicasets", "apps", "rs/ targets"),
-)
-ESSENTIAL = frozenset({"pods", "services", "endpointslices"})
+READS: tuple[Kind, ...] = tuple(k for k in KINDS if k.needed_for)
 # From this minor version on, a WebSocket port-forward upgrade (a GET) also needs `create`
 # (AuthorizePodWebsocketUpgradeCreatePermission, on by default since 1.35).
 WEBSOCKET_CREATE_SINCE = 35
@@ -297,7 +289,7 @@ async def rbac_checks(client: KubeClient, version: dict[str, Any]) -> list[Check
     """What this user may do, as the API server says (SelfSubjectAccessReview)."""
     ns = client.conn.namespace
     asks: list[tuple[str, str, str, str, str | None]] = [
-        (verb, resource, group, "", ns) for resource, group, _ in READS for verb in READ_VERBS
+        (verb, kind.plural, kind.group, "", ns) for kind in READS for verb in READ_VERBS
     ]
     asks += [("get", "pods", "", "portforward", ns), ("create", "pods", "", "portforward", ns)]
     asks.append(("list", "namespaces", "", "", None))
@@ -318,7 +310,8 @@ async def rbac_checks(client: KubeClient, version: dict[str, Any]) -> list[Check
     allowed = {(v, r, s): a for (v, r, _, s, _), (a, _) in zip(asks, answers, strict=True)}
     where = f'in namespace "{_e(ns)}"'
     checks: list[Check] = []
-    for resource, group, needed_for in READS:
+    for kind in READS:
+        resource, group = kind.plural, kind.group
         missing = [v for v in READ_VERBS if not allowed[(v, resource, "")]]
         title = f"RBAC {resource}"
         if not missing:
@@ -327,8 +320,8 @@ async def rbac_checks(client: KubeClient, version: dict[str, Any]) -> list[Check
         grant = f"a Role {where} with get, list, watch on {resource}"
         if group:
             grant += f' (API group "{group}")'
-        text = f"cannot {', '.join(missing)} {resource} {where}: needed for {needed_for}"
-        make = fail if resource in ESSENTIAL else warn
+        text = f"cannot {', '.join(missing)} {resource} {where}: needed for {kind.needed_for}"
+        make = fail if kind.required else warn
         checks.append(make(f"rbac.{resource}", title, text, f"ask your cluster admin for {grant}"))
     if allowed[("list", "namespaces", "")]:
         checks.append(ok("rbac.namespaces", "RBAC namespaces", "list (the picker lists them)"))

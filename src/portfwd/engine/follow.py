@@ -19,8 +19,10 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from portfwd.constants import LABEL_SERVICE_NAME
 from portfwd.engine.informers import Informer, InformerPool
 from portfwd.errors import NoReadyPod, ResolveError
+from portfwd.kube import kinds
 from portfwd.kube.client import KubeClient
 from portfwd.kube.errors import ClusterUnreachable
 from portfwd.kube.objects import EndpointSlice, Pod, Service, Workload, selector_from_map
@@ -30,15 +32,7 @@ from portfwd.kube.resolve import (
     choose_for_service,
     choose_for_workload,
 )
-from portfwd.kube.targets import SHORT_KIND, Target
-
-SERVICE_NAME_LABEL = "kubernetes.io/service-name"
-
-_WORKLOAD_RESOURCES = {
-    "deployment": "deployments",
-    "statefulset": "statefulsets",
-    "replicaset": "replicasets",
-}
+from portfwd.kube.targets import Target
 
 
 @dataclass(frozen=True)
@@ -118,7 +112,7 @@ class Follower:
 
     @property
     def label(self) -> str:
-        return f"{SHORT_KIND.get(self.target.kind, self.target.kind)}/{self.target.name}"
+        return str(self.target)
 
     def _acquire(
         self, resource: str, *, label_selector: str | None = None, field_selector: str | None = None
@@ -141,17 +135,13 @@ class Follower:
             self._pool.release(informer)
 
     def start(self) -> None:
-        by_name = f"metadata.name={self.target.name}"
-        kind = self.target.kind
-        if kind == "pod":
-            self._owner = self._acquire("pods", field_selector=by_name)
-        elif kind == "service":
-            self._owner = self._acquire("services", field_selector=by_name)
+        kind = kinds.by_name(self.target.kind)
+        self._owner = self._acquire(kind.plural, field_selector=f"metadata.name={self.target.name}")
+        if kind is kinds.SERVICE:
             self._slices = self._acquire(
-                "endpointslices", label_selector=f"{SERVICE_NAME_LABEL}={self.target.name}"
+                kinds.ENDPOINTSLICE.plural,
+                label_selector=f"{LABEL_SERVICE_NAME}={self.target.name}",
             )
-        else:
-            self._owner = self._acquire(_WORKLOAD_RESOURCES[kind], field_selector=by_name)
 
     def close(self) -> None:
         for informer in (self._owner, self._pods, self._slices):
@@ -161,7 +151,7 @@ class Follower:
     def _pods_for(self, query: str) -> Informer[Any]:
         if self._pods is None or self._pods.label_selector != query:
             self._release(self._pods)
-            self._pods = self._acquire("pods", label_selector=query)
+            self._pods = self._acquire(kinds.POD.plural, label_selector=query)
         return self._pods
 
     @staticmethod

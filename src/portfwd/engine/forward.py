@@ -30,7 +30,6 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from portfwd.engine.backoff import Backoff
 from portfwd.engine.clients import ClientPool
 from portfwd.engine.connections import CONNECT_WAIT, Connections
 from portfwd.engine.events import Event, ForwardChanged, LogLine
@@ -46,8 +45,10 @@ from portfwd.engine.model import (
     LogKind,
     LogLevel,
 )
+from portfwd.engine.present import kubectl_command
 from portfwd.engine.routing import Router
 from portfwd.errors import NoReadyPod, PortfwdError
+from portfwd.kube.backoff import Backoff
 from portfwd.kube.client import KubeClient
 from portfwd.kube.errors import Forbidden, Unauthorized
 from portfwd.kube.resolve import Resolution, resolve
@@ -208,9 +209,7 @@ class Forward:
             self.pod = self._last_pod = ""
             self._backoff.reset()
             self._set_state(ForwardState.STARTING)
-            self.add_log(
-                LogLevel.INFO, f"starting: {self.spec.kubectl_command()}", LogKind.STARTING
-            )
+            self.add_log(LogLevel.INFO, f"starting: {kubectl_command(self.spec)}", LogKind.STARTING)
             self._run_task = asyncio.create_task(self._run(), name=f"forward-{self.id}")
         try:
             await self._settled.wait()

@@ -24,25 +24,16 @@ import time
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
-from portfwd.engine.backoff import Backoff
 from portfwd.errors import PortfwdError
+from portfwd.kube import kinds
+from portfwd.kube.backoff import Backoff
 from portfwd.kube.client import KubeClient
 from portfwd.kube.errors import Forbidden, NotFound
-from portfwd.kube.objects import EndpointSlice, Pod, Service, Workload
 from portfwd.kube.watch import SYNCED
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-_PARSERS: dict[str, Callable[[dict[str, Any]], Any]] = {
-    "pods": Pod.from_dict,
-    "services": Service.from_dict,
-    "endpointslices": EndpointSlice.from_dict,
-    "deployments": lambda d: Workload.from_dict("deployment", d),
-    "statefulsets": lambda d: Workload.from_dict("statefulset", d),
-    "replicasets": lambda d: Workload.from_dict("replicaset", d),
-}
 
 InformerKey = tuple[int, str, str, str | None, str | None]
 
@@ -76,9 +67,10 @@ class Informer(Generic[T]):
         self.namespace = namespace
         self.label_selector = label_selector
         self.field_selector = field_selector
-        self._parse: Callable[[dict[str, Any]], T] = _PARSERS[resource]
+        self._parse: Callable[[dict[str, Any]], T] = kinds.by_resource(resource).parse
         self.objects: dict[str, T] = {}
         self.synced = False  # the cache is complete (a list arrived and the watch runs)
+        self.listed = False  # a first list arrived once (the cache holds something real)
         self.error: PortfwdError | None = None  # why the watch is down right now
         self.forbidden = False  # a 403: no watch, the subscriber must do without
         self.next_retry_at: float | None = None  # wall clock of the next attempt
@@ -206,6 +198,7 @@ class Informer(Generic[T]):
                     if fresh is not None:
                         self.objects, fresh = fresh, None
                     self.synced, self.error, self.next_retry_at = True, None, None
+                    self.listed = True
                     self._backoff.success()
                     self._notify()
                     continue

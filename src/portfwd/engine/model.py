@@ -88,24 +88,6 @@ class ForwardSpec:
     def __post_init__(self) -> None:
         check_spec(self)
 
-    def kubectl_command(self) -> str:
-        """The equivalent `kubectl port-forward` command line."""
-        parts = ["kubectl"]
-        if self.protocol == "spdy":
-            parts.insert(0, "KUBECTL_PORT_FORWARD_WEBSOCKETS=false")
-        if self.kubeconfig:
-            parts += ["--kubeconfig", self.kubeconfig]
-        if self.context:
-            parts += ["--context", self.context]
-        if self.namespace:
-            parts += ["-n", self.namespace]
-        parts += ["port-forward", self.target]
-        if self.addresses != ("127.0.0.1",):
-            parts += ["--address", ",".join(self.addresses)]
-        local = str(self.local_port) if self.local_port else ""
-        parts.append(f"{local}:{self.remote_port}")
-        return " ".join(parts)
-
 
 def _shown(value: Any) -> str:
     return quote(value) if isinstance(value, str) else printable(repr(value))

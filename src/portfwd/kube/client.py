@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Sequence
 from typing import Any
-from urllib.parse import quote
 
 import aiohttp
 
@@ -22,45 +21,18 @@ from portfwd.constants import (
     SPDY_UPGRADE,
 )
 from portfwd.errors import InputError
-from portfwd.kube import upgrade, watch
+from portfwd.kube import kinds, upgrade, watch
 from portfwd.kube.errors import ApiError, Expired
 from portfwd.kube.http import HttpCore
 from portfwd.kube.objects import EndpointSlice, Namespace, Pod, Service, Workload
 from portfwd.kube.watch import WatchEvent
 
-# (API prefix, namespaced) per plural resource name.
-RESOURCES: dict[str, tuple[str, bool]] = {
-    "namespaces": ("/api/v1", False),
-    "pods": ("/api/v1", True),
-    "services": ("/api/v1", True),
-    "endpointslices": ("/apis/discovery.k8s.io/v1", True),
-    "deployments": ("/apis/apps/v1", True),
-    "statefulsets": ("/apis/apps/v1", True),
-    "replicasets": ("/apis/apps/v1", True),
-}
-
-WORKLOAD_RESOURCES: dict[str, str] = {
-    "deployment": "deployments",
-    "statefulset": "statefulsets",
-    "replicaset": "replicasets",
-}
-
-
 _LIST_PAGE = 500
 
 
 def resource_path(resource: str, ns: str | None, name: str | None = None) -> str:
-    try:
-        prefix, namespaced = RESOURCES[resource]
-    except KeyError:
-        raise ValueError(f"unknown resource {resource!r}") from None
-    path = prefix
-    if namespaced and ns is not None:
-        path += f"/namespaces/{quote(ns, safe='')}"
-    path += f"/{resource}"
-    if name is not None:
-        path += f"/{quote(name, safe='')}"
-    return path
+    """The REST path of an API resource (`pods`), in a namespace, or of one object."""
+    return kinds.by_resource(resource).path(ns, name)
 
 
 class KubeClient(HttpCore):
@@ -184,21 +156,23 @@ class KubeClient(HttpCore):
         return [EndpointSlice.from_dict(i) for i in items]
 
     @staticmethod
-    def _workload_resource(kind: str) -> str:
+    def _workload(kind: str) -> kinds.Kind:
+        """The workload kind `kind` names (singular or plural: `deployment`, `deployments`)."""
         key = kind.lower()
-        if key in WORKLOAD_RESOURCES:
-            return WORKLOAD_RESOURCES[key]
-        if key in WORKLOAD_RESOURCES.values():
-            return key
-        raise ValueError(f"unknown workload kind {kind!r}")
+        found = next((k for k in kinds.WORKLOADS if key in (k.name, k.plural)), None)
+        if found is None:
+            raise ValueError(f"unknown workload kind {kind!r}")
+        return found
 
     async def get_workload(self, kind: str, ns: str, name: str) -> Workload:
-        resource = self._workload_resource(kind)
-        return Workload.from_dict(kind.lower(), await self._get(resource, ns, name))
+        found = self._workload(kind)
+        workload: Workload = found.parse(await self._get(found.plural, ns, name))
+        return workload
 
     async def list_workloads(self, kind: str, ns: str) -> list[Workload]:
-        items, _ = await self.list_raw(self._workload_resource(kind), ns)
-        return [Workload.from_dict(kind.lower(), i) for i in items]
+        found = self._workload(kind)
+        items, _ = await self.list_raw(found.plural, ns)
+        return [found.parse(i) for i in items]
 
     # --- watch ---------------------------------------------------------------------------
 
@@ -225,7 +199,7 @@ class KubeClient(HttpCore):
         are raised at once. The consumer decides when to start a new watch.
 
         `retries` is how many resumes in a row may fail (no event in between) before the
-        ClusterUnreachable is raised (default 5, about 6 s). With 1 the first failed resume
+        ClusterUnreachable is raised (default 6, about 6 s). With 1 the first failed resume
         raises: a consumer running its own backoff learns within a fraction of a second that
         the API server is gone (a stream that drops after delivering events is resumed once
         at once, after 0.1 to 0.3 s).

@@ -33,6 +33,7 @@ from typing import Protocol, TypeVar
 
 from portfwd.errors import InputError, NoReadyPod, ResolveError
 from portfwd.kube.errors import ApiError, ClusterUnreachable, Forbidden, NotFound
+from portfwd.kube.kinds import WORKLOADS
 from portfwd.kube.objects import (
     ContainerPort,
     EndpointSlice,
@@ -44,9 +45,9 @@ from portfwd.kube.objects import (
     Workload,
     selector_from_map,
 )
-from portfwd.kube.targets import SHORT_KIND, PortMapping, Target
+from portfwd.kube.targets import PortMapping, Target
 
-WORKLOAD_KINDS = ("deployment", "statefulset", "replicaset")  # choose_for_workload's kinds
+WORKLOAD_KINDS = tuple(k.name for k in WORKLOADS)  # choose_for_workload's kinds
 
 T = TypeVar("T")
 
@@ -179,7 +180,7 @@ async def _check_namespace(client: ResolveClient, ns: str) -> None:
 
 
 def _label(target: Target) -> str:
-    return f"{SHORT_KIND.get(target.kind, target.kind)}/{target.name}"
+    return str(target)
 
 
 def _oldest(pods: Iterable[Pod]) -> Pod:

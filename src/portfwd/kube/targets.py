@@ -1,9 +1,10 @@
 """Parsing of what the user types: `TYPE/NAME` targets and `[LOCAL:]REMOTE` port mappings.
 
-The rules follow `kubectl port-forward` (kubectl's builder aliases for the target, client-go's
-`parsePorts` and kubectl's `splitPort` for ports), so a command line that works with kubectl
-works here. Parsing is pure: no cluster access. Every failure is an :class:`InputError` whose
-one-line message quotes the input and shows the expected form.
+The rules follow `kubectl port-forward` (kubectl's names for the target's kind, from the one
+table of kinds, `portfwd.kube.kinds`; client-go's `parsePorts` and kubectl's `splitPort` for
+ports), so a command line that works with kubectl works here. Parsing is pure: no cluster
+access. Every failure is an :class:`InputError` whose one-line message quotes the input and
+shows the expected form.
 
 Ports:
 
@@ -26,46 +27,10 @@ import re
 from dataclasses import dataclass
 
 from portfwd.errors import InputError
+from portfwd.kube import kinds
 from portfwd.safetext import escape_controls
 
-# Every spelling kubectl's RESTMapper resolves to the kinds portfwd can forward to. Keys are
-# lower case: kubectl lower-cases resource types too.
-_KIND_ALIASES: dict[str, str] = {
-    "pod": "pod",
-    "pods": "pod",
-    "po": "pod",
-    "svc": "service",
-    "service": "service",
-    "services": "service",
-    "deploy": "deployment",
-    "deployment": "deployment",
-    "deployments": "deployment",
-    "deployment.apps": "deployment",
-    "deployments.apps": "deployment",
-    "sts": "statefulset",
-    "statefulset": "statefulset",
-    "statefulsets": "statefulset",
-    "statefulset.apps": "statefulset",
-    "statefulsets.apps": "statefulset",
-    "rs": "replicaset",
-    "replicaset": "replicaset",
-    "replicasets": "replicaset",
-    "replicaset.apps": "replicaset",
-    "replicasets.apps": "replicaset",
-}
-
-KINDS: tuple[str, ...] = ("pod", "service", "deployment", "statefulset", "replicaset")
-
-# The short prefix used when a target is shown back to the user (`svc/echo`, like kubectl).
-SHORT_KIND: dict[str, str] = {
-    "pod": "pod",
-    "service": "svc",
-    "deployment": "deploy",
-    "statefulset": "sts",
-    "replicaset": "rs",
-}
-
-_ACCEPTED = "pod/, po/, svc/, service/, deploy/, deployment/, sts/, statefulset/, rs/, replicaset/"
+_ACCEPTED = kinds.accepted_prefixes()
 
 # DNS-1123 subdomain: what pods, services and workloads may be named (services are stricter,
 # the API server enforces that; we only need to catch typos and garbage early).
@@ -95,13 +60,17 @@ _PORT_FORM = "expected [LOCAL:]REMOTE, e.g. 8080:80, 80, :80 or 8443:https"
 
 @dataclass(frozen=True)
 class Target:
-    """What to forward to: a kind from :data:`KINDS` and an object name."""
+    """What to forward to: a target kind's name (`portfwd.kube.kinds`) and an object name."""
 
     kind: str
     name: str
 
     def __str__(self) -> str:
-        return f"{SHORT_KIND.get(self.kind, self.kind)}/{self.name}"
+        """`svc/web`: kubectl's short name, as portfwd writes targets back."""
+        try:
+            return kinds.by_name(self.kind).label(self.name)
+        except ValueError:  # not a kind portfwd knows (resolution says so)
+            return f"{self.kind}/{self.name}"
 
 
 @dataclass(frozen=True)
@@ -140,12 +109,6 @@ def is_valid_port_name(name: str) -> bool:
     )
 
 
-def parse_kind(alias: str) -> str | None:
-    """The kind (from :data:`KINDS`) a kubectl spelling names (`svc`, `deployments.apps` ...),
-    or None for one portfwd does not forward to."""
-    return _KIND_ALIASES.get(alias.lower())
-
-
 def parse_target(text: str) -> Target:
     """`TYPE/NAME` or a bare pod `NAME`, with kubectl's type aliases (case-insensitive)."""
     stripped = text.strip()
@@ -153,14 +116,14 @@ def parse_target(text: str) -> Target:
         raise InputError("missing target: expected TYPE/NAME (e.g. svc/web) or a pod name")
     if "/" in stripped:
         raw_kind, _, name = stripped.partition("/")
-        kind = _KIND_ALIASES.get(raw_kind.lower())
-        if kind is None:
+        found = kinds.target_kind(raw_kind)
+        if found is None:
             raise InputError(
                 f"unknown target type {quote(raw_kind)} in {quote(stripped)}: "
                 f"use one of {_ACCEPTED} or a bare pod name"
             )
     else:
-        kind, name = "pod", stripped
+        found, name = kinds.POD, stripped
     if not name:
         raise InputError(
             f"missing name in target {quote(stripped)}: expected TYPE/NAME, e.g. svc/web"
@@ -170,7 +133,7 @@ def parse_target(text: str) -> Target:
             f"invalid name {quote(name)} in target {quote(stripped)}: names use lowercase letters,"
             " digits, '-' and '.', and start and end with a letter or digit"
         )
-    return Target(kind=kind, name=name)
+    return Target(kind=found.name, name=name)
 
 
 def _port_number(part: str, text: str, side: str, *, allow_zero: bool) -> int:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import random
 import ssl
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
+from portfwd.kube.backoff import Backoff
 from portfwd.kube.errors import ApiError, ClusterUnreachable, Expired, fold_lines
 
 if TYPE_CHECKING:
@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 # Synthetic watch event types (see KubeClient.watch).
 SYNCED = "SYNCED"
 
-WATCH_RETRIES = 5  # consecutive stream drops without progress before giving up (~6 s)
+WATCH_RETRIES = 6  # consecutive stream drops without progress before giving up (~6 s)
 _WATCH_LINE_LIMIT = 16 * 1024 * 1024  # one watch event; a huge object is a few MiB at most
 _TRANSIENT = ("refused", "timeout", "lost", "dns")
 
@@ -54,6 +54,8 @@ async def watch_events(
     known: dict[tuple[str, str], dict[str, Any]] = {}
     rv: str | None = None
     failures = 0
+    # Resuming a dropped stream: 0.2 s, 0.4, 0.8 ... at most 5 s, each jittered by half.
+    resume = Backoff(initial=0.2, cap=5.0, jitter=0.5, reset_after=0)
     last_error: ClusterUnreachable | None = None
     while not client.closed:
         if rv is None:
@@ -123,10 +125,15 @@ async def watch_events(
             await stream.aclose()
         if not dropped:
             failures = 0
+            resume.reset()
             continue
         if client.closed:
             return
-        failures = 0 if progressed else failures + 1
+        if progressed:
+            failures = 0
+            resume.reset()
+        else:
+            failures += 1
         log.debug("watch %s: stream dropped (attempt %d), resuming", resource, failures)
         if failures >= retries:
             raise last_error or ClusterUnreachable(
@@ -134,7 +141,7 @@ async def watch_events(
                 "network or proxy",
                 cause="lost",
             )
-        await asyncio.sleep(min(0.2 * 2**failures, 5.0) * (0.5 + random.random()))
+        await asyncio.sleep(resume.failure())
 
 
 async def _watch_stream(
@@ -197,8 +204,6 @@ async def _watch_stream(
                 if event is not None:
                     yield event
             return
-
-    # --- port-forward --------------------------------------------------------------------
 
 
 class _StreamDropped(Exception):

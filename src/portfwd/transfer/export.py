@@ -7,24 +7,25 @@ kubectl-style port strings (`8080:80`, `80`, `:80`, `8443:https`), `address` kub
 also the session's own spelling (`remote_port`, `local_port`, `addresses`).
 
 :func:`to_kubectl_script` writes a POSIX shell script: one `kubectl port-forward ... &` per
-forward, every word shell-quoted, then `wait`, so Ctrl-C stops them all.
+forward, every word shell-quoted (`engine/present.py`'s command, the one `y` copies), then
+`wait`, so Ctrl-C stops them all.
 """
 
 from __future__ import annotations
 
-import shlex
 from typing import Any
 
 import yaml
 
 from portfwd.engine.model import ForwardSpec
+from portfwd.engine.present import kubectl_command
+from portfwd.engine.present import port_text as port_text  # `portfwd import` prints it too
 from portfwd.errors import InputError
-from portfwd.kube.targets import PortMapping, parse_port_mapping
+from portfwd.kube.targets import parse_port_mapping
 from portfwd.safeyaml import YamlLimitError, load_yaml
 from portfwd.transfer.result import Exported, Note, Unreadable
 
 YAML_MAX_NODES = 200_000
-KUBECTL_DEFAULT_ADDRESS = ("localhost",)
 FORWARD_KEYS = (
     "name",
     "context",
@@ -37,48 +38,6 @@ FORWARD_KEYS = (
     "protocol",
 )
 _SESSION_KEYS = ("remote_port", "local_port", "addresses")
-
-
-def port_text(spec: ForwardSpec) -> str:
-    """The port as kubectl writes it: `8080:80`, `80` (same both sides), `:80`, `:https`."""
-    return str(PortMapping(local_port=spec.local_port, remote=spec.remote_port))
-
-
-def kubectl_argv(spec: ForwardSpec) -> list[str]:
-    words: list[str] = []
-    if spec.protocol == "spdy":
-        words.append("KUBECTL_PORT_FORWARD_WEBSOCKETS=false")
-    words.append("kubectl")
-    if spec.kubeconfig:
-        words += ["--kubeconfig", spec.kubeconfig]
-    if spec.context:
-        words += ["--context", spec.context]
-    if spec.namespace:
-        words += ["-n", spec.namespace]
-    words += ["port-forward", spec.target]
-    if spec.addresses != KUBECTL_DEFAULT_ADDRESS:
-        words += ["--address", ",".join(spec.addresses)]
-    words.append(port_text(spec))
-    return words
-
-
-def _shell_path(word: str) -> str:
-    """A path quoted for sh; a leading `~/` stays the home directory (`"$HOME"/...`)."""
-    if word.startswith("~/"):
-        return '"$HOME"/' + shlex.quote(word[2:])
-    if word == "~":
-        return '"$HOME"'
-    return shlex.quote(word)
-
-
-def kubectl_command(spec: ForwardSpec) -> str:
-    """One shell-quoted command line (what `y` copies and the script holds)."""
-    words = kubectl_argv(spec)
-    quoted = [shlex.quote(w) for w in words]
-    if spec.kubeconfig:  # a path: `~/` means the home directory, as for kubectl's users
-        at = words.index("--kubeconfig") + 1
-        quoted[at] = _shell_path(words[at])
-    return " ".join(quoted)
 
 
 def to_kubectl_script(specs: list[ForwardSpec]) -> str:

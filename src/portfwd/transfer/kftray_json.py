@@ -28,6 +28,7 @@ from dataclasses import replace
 from typing import Any
 
 from portfwd.engine.model import ForwardSpec
+from portfwd.engine.present import kubectl_command
 from portfwd.errors import InputError
 from portfwd.kube.targets import is_valid_name, is_valid_port_name, parse_target
 from portfwd.transfer.result import (
@@ -248,7 +249,7 @@ def export_kftray(specs: list[ForwardSpec]) -> Exported:
             out.skipped.append(
                 Skipped.of(
                     where,
-                    spec.kubectl_command(),
+                    kubectl_command(spec),
                     "kftray forwards to services by name and to pods by label only;"
                     " this forward is not written",
                 )

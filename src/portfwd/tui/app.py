@@ -25,6 +25,7 @@ from textual.notifications import SeverityLevel
 from textual.screen import Screen
 
 from portfwd.engine.api import EngineAPI, EventStream
+from portfwd.engine.catalog import Catalog
 from portfwd.engine.events import (
     ForwardAdded,
     ForwardChanged,
@@ -37,7 +38,6 @@ from portfwd.engine.model import ForwardSpec, ForwardStats, LogEntry
 from portfwd.errors import PortfwdError
 from portfwd.safetext import escape_controls
 from portfwd.store.session import Session, describe_lock
-from portfwd.tui.catalog import Catalog
 from portfwd.tui.format import forward_label
 from portfwd.tui.messages import (
     ForwardCreated,
@@ -73,7 +73,7 @@ class PortfwdApp(App[int]):
 
     def __init__(
         self,
-        manager: EngineAPI,
+        engine: EngineAPI,
         *,
         catalog: Catalog,
         session: Session | None = None,
@@ -92,7 +92,8 @@ class PortfwdApp(App[int]):
         self.daemon = daemon  # the daemon's hello when attached to one (pid, socket...)
         self.daemon_lost = False
         self.protocol = protocol  # for forwards added in this run (--protocol)
-        self.manager = manager
+        # What screens act through (`screens/base.py`): the forwards, and what the cluster lists.
+        self.engine = engine
         self.catalog = catalog
         self.session = session
         self.context_name = context
@@ -147,9 +148,9 @@ class PortfwdApp(App[int]):
     async def on_mount(self) -> None:
         # Subscribe before reading the snapshot: an event in between is applied twice, never
         # lost (updates are idempotent).
-        self._subscription = self.manager.subscribe()
+        self._subscription = self.engine.subscribe()
         await self.push_screen(self.dashboard)
-        self.dashboard.set_all(self.manager.snapshot())
+        self.dashboard.set_all(self.engine.snapshot())
         self._consume_events(self._subscription)
         for warning in self.startup_warnings:
             self.notify(warning, severity="warning", timeout=15, markup=False)
@@ -233,7 +234,7 @@ class PortfwdApp(App[int]):
                 screen.add_entry(forward_id, entry)
 
     def on_resync(self, message: Resync) -> None:
-        self.dashboard.set_all(self.manager.snapshot())
+        self.dashboard.set_all(self.engine.snapshot())
 
     def on_forward_created(self, message: ForwardCreated) -> None:
         if message.forward_ids:
@@ -247,7 +248,7 @@ class PortfwdApp(App[int]):
     def taken_ports(self, exclude: str | None = None) -> dict[int, str]:
         """Local ports other forwards hold or want: the forms refuse them early."""
         taken: dict[int, str] = {}
-        for snap in self.manager.snapshot():
+        for snap in self.engine.snapshot():
             if snap.id == exclude:
                 continue
             label = forward_label(snap)
@@ -278,7 +279,7 @@ class PortfwdApp(App[int]):
         ids: list[str] = []
         for spec in specs:
             try:
-                ids.append(await self.manager.add(spec, start=True))
+                ids.append(await self.engine.add(spec, start=True))
             except PortfwdError as exc:
                 self.notify(
                     f"{spec.target} {spec.remote_port}: {exc}", severity="error", markup=False
@@ -328,7 +329,7 @@ class PortfwdApp(App[int]):
         if self.quitting:
             return
         self.quitting = True
-        count = len(self.manager.snapshot())
+        count = len(self.engine.snapshot())
         if self.daemon is not None:
             self.notify(f"Detaching: {count} forward(s) keep running in the daemon", timeout=10)
         else:
@@ -344,7 +345,7 @@ class PortfwdApp(App[int]):
             await self.action_quit()
             return
         self.quitting = True
-        count = len(self.manager.snapshot())
+        count = len(self.engine.snapshot())
         self.notify(f"Stopping {count} forward(s) in the daemon, then detaching…", timeout=10)
         self._quit_sequence(stop_all=True)
 
@@ -353,7 +354,7 @@ class PortfwdApp(App[int]):
         try:
             if stop_all:
                 await asyncio.gather(
-                    *(self.manager.stop(s.id) for s in self.manager.snapshot()),
+                    *(self.engine.stop(s.id) for s in self.engine.snapshot()),
                     return_exceptions=True,
                 )
             if self.session is not None:
@@ -361,7 +362,7 @@ class PortfwdApp(App[int]):
             if self._subscription is not None:
                 self._subscription.close()
             self.workers.cancel_group(self, "engine-events")
-            await self.manager.shutdown()
+            await self.engine.shutdown()
         finally:
             self.exit(0)
 

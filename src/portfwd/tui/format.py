@@ -1,7 +1,8 @@
 """How a forward's values read on screen: status words, human units, durations.
 
 Pure functions (no Textual), so they are trivially testable and the table, the log view and
-the toasts all say the same thing the same way.
+the toasts all say the same thing the same way; a forward's sides, uptime and label are
+`engine/present.py`'s, the words `portfwd ls` uses too.
 
 Every string here that comes from outside (names from the kubeconfig, the session file or the
 API, error text) has its control characters escaped (`portfwd.safetext`): these helpers are
@@ -16,6 +17,7 @@ from datetime import datetime, tzinfo
 
 from rich.text import Text
 
+from portfwd.engine import present
 from portfwd.engine.model import ForwardSnapshot, ForwardState, LogLevel
 from portfwd.humanize import human_bytes, human_duration
 from portfwd.safetext import escape_controls
@@ -131,69 +133,28 @@ def reason_text(reason: str) -> str:
 
 
 def uptime_text(snap: ForwardSnapshot, now: float) -> str:
-    """How long it has been active; "-" in any other state (a reconnecting forward is not up,
-    whatever its last start was)."""
-    if snap.state is ForwardState.ACTIVE and snap.started_at:
-        return human_duration(now - snap.started_at)
-    return "-"
-
-
-LOOPBACK_PAIR = frozenset({"127.0.0.1", "::1"})
-
-
-def _host_port(address: str, port: int | str) -> str:
-    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+    """How long it has been active; "-" in any other state."""
+    return present.uptime(snap, now)
 
 
 def local_text(snap: ForwardSnapshot) -> str:
-    """Where it listens: `localhost:8080` for both loopback addresses on one port (what
-    `localhost` means), else every address."""
-    if snap.bound:
-        ports = {p for _, p in snap.bound}
-        if len(ports) == 1 and {a for a, _ in snap.bound} == LOOPBACK_PAIR:
-            return f"localhost:{snap.bound[0][1]}"
-        return escape_controls(", ".join(_host_port(a, p) for a, p in snap.bound))
-    port = snap.spec.local_port or "auto"
-    addresses = snap.spec.addresses or ("localhost",)
-    return escape_controls(", ".join(_host_port(a, port) for a in addresses))
-
-
-def _loopback_only(snap: ForwardSnapshot) -> bool:
-    hosts = {a for a, _ in snap.bound} if snap.bound else set(snap.spec.addresses)
-    return bool(hosts) and all(
-        h == "localhost" or h in LOOPBACK_PAIR or h.startswith("127.") for h in hosts
-    )
+    """Where it listens (`localhost:8080` for both loopback addresses)."""
+    return escape_controls(present.local_side(snap))
 
 
 def local_compact(snap: ForwardSnapshot) -> str:
-    """The narrow form: the port alone while it listens on loopback only (an address other
-    machines can reach is always shown)."""
-    if not _loopback_only(snap):
-        return local_text(snap)
-    return str(snap.local_port or "auto")
+    """The narrow form: the port alone while it listens on loopback only."""
+    return escape_controls(present.local_compact(snap))
 
 
 def remote_text(snap: ForwardSnapshot) -> str:
     """The remote side: what the user asked for, and what it resolved to."""
-    asked = str(snap.spec.remote_port)
-    if snap.remote_port:
-        resolved = str(snap.remote_port)
-        name = snap.port_name
-        if asked not in (resolved, name):
-            # e.g. a Service port 80 whose targetPort is the named port "echo" (9000)
-            text = f"{asked} → {resolved}" + (f" ({name})" if name else "")
-        else:
-            text = resolved + (f" ({name})" if name else "")
-        return escape_controls(text)  # the port name is the API's
-    return escape_controls(asked)
+    return escape_controls(present.remote_side(snap))  # the port name is the API's
 
 
 def remote_compact(snap: ForwardSnapshot) -> str:
     """The narrow form: `80→9000`, without the port's name."""
-    asked = str(snap.spec.remote_port)
-    if snap.remote_port and asked != str(snap.remote_port):
-        return escape_controls(f"{asked}→{snap.remote_port}")
-    return escape_controls(str(snap.remote_port or asked))
+    return escape_controls(present.remote_compact(snap))
 
 
 def target_pod_text(snap: ForwardSnapshot) -> str:
@@ -204,8 +165,7 @@ def target_pod_text(snap: ForwardSnapshot) -> str:
 
 def forward_label(snap: ForwardSnapshot) -> str:
     """Short name for toasts and titles: `svc/echo 8080→80`."""
-    label = f"{snap.spec.target} {snap.local_port or 'auto'}→{snap.spec.remote_port}"
-    return escape_controls(label)
+    return escape_controls(present.forward_label(snap))
 
 
 def log_time(ts: float, tz: tzinfo | None) -> str:

@@ -165,9 +165,9 @@ async def launch(
     `daemon`: "attach" uses a running daemon if there is one, "start" also starts one when
     none runs, "off" (the demo) always runs the forwards in this process.
     """
+    from portfwd.engine.catalog import KubeCatalog
     from portfwd.engine.manager import Manager
     from portfwd.tui.app import PortfwdApp
-    from portfwd.tui.catalog import KubeCatalog
 
     if daemon != "off":
         remote = await _attach(daemon == "start", kubeconfig, state_file if state_given else None)
@@ -247,9 +247,9 @@ async def _launch_attached(
     """The dashboard on the daemon's engine: no session here (the daemon keeps it); the
     picker lists resources with a client pool of its own."""
     from portfwd.daemon.sync_client import pinned_kubeconfig
+    from portfwd.engine.catalog import KubeCatalog
     from portfwd.engine.clients import ClientPool
     from portfwd.tui.app import PortfwdApp
-    from portfwd.tui.catalog import KubeCatalog
 
     ctx_name, cluster, ctx_warning = await asyncio.to_thread(describe_context, kubeconfig, context)
     server = remote.server

@@ -15,13 +15,13 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.screen import ModalScreen
 from textual.widgets import Label, SelectionList, Static
 
 from portfwd.engine.model import ForwardState
 from portfwd.errors import PortfwdError
 from portfwd.safetext import escape_controls
 from portfwd.tui.format import forward_label
+from portfwd.tui.screens.base import PortfwdModal
 
 if TYPE_CHECKING:
     from portfwd.tui.app import PortfwdApp
@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 HINT = "space marks · * all/none · s start · x stop · esc back (none marked: all)"
 
 
-class BulkScreen(ModalScreen[None]):
+class BulkScreen(PortfwdModal[None]):
     BINDINGS = [
         Binding("s", "start_marked", "Start marked"),
         Binding("x", "stop_marked", "Stop marked"),
@@ -42,12 +42,8 @@ class BulkScreen(ModalScreen[None]):
     def __init__(self) -> None:
         super().__init__(classes="dialog-screen")
 
-    @property
-    def papp(self) -> PortfwdApp:
-        return self.app  # type: ignore[return-value]
-
     def compose(self) -> ComposeResult:
-        snaps = self.papp.manager.snapshot()
+        snaps = self.engine.snapshot()
         with Vertical(classes="dialog"):
             yield Label("Start / stop several forwards", classes="dialog-title")
             yield SelectionList[str](
@@ -67,7 +63,7 @@ class BulkScreen(ModalScreen[None]):
         return list(self.query_one("#bulk-list", SelectionList).selected)
 
     def _chosen(self) -> list[str]:
-        known = {s.id for s in self.papp.manager.snapshot()}
+        known = {s.id for s in self.engine.snapshot()}
         chosen = self.marked or list(known)
         return [fid for fid in chosen if fid in known]
 
@@ -81,13 +77,13 @@ class BulkScreen(ModalScreen[None]):
     def action_start_marked(self) -> None:
         ids = self._chosen()
         idle = (ForwardState.STOPPED, ForwardState.ERROR)
-        snaps = {s.id: s for s in self.papp.manager.snapshot()}
+        snaps = {s.id: s for s in self.engine.snapshot()}
         self._run("starting", [i for i in ids if snaps[i].state in idle], start=True)
         self.dismiss(None)
 
     def action_stop_marked(self) -> None:
         ids = self._chosen()
-        snaps = {s.id: s for s in self.papp.manager.snapshot()}
+        snaps = {s.id: s for s in self.engine.snapshot()}
         self._run(
             "stopping", [i for i in ids if snaps[i].state is not ForwardState.STOPPED], start=False
         )
@@ -107,9 +103,9 @@ def run_all(app: PortfwdApp, what: str, ids: list[str], *, start: bool) -> None:
     async def one(fid: str) -> None:
         try:
             if start:
-                await app.manager.start(fid)
+                await app.engine.start(fid)
             else:
-                await app.manager.stop(fid)
+                await app.engine.stop(fid)
         except (PortfwdError, KeyError) as exc:
             app.notify(f"{what} {fid}: {exc}", severity="error", timeout=10)
         except Exception as exc:

@@ -5,28 +5,25 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer, Header, Input, Static
 
 from portfwd.engine.model import ForwardSnapshot, ForwardSpec, ForwardState, ForwardStats
+from portfwd.engine.present import kubectl_command
 from portfwd.errors import PortfwdError
 from portfwd.tui.clipboard import copy_text
 from portfwd.tui.format import context_text, forward_label, reason_text, url_for
 from portfwd.tui.history import History
+from portfwd.tui.screens.base import PortfwdScreen
 from portfwd.tui.widgets.detail_pane import Detail, DetailPane
 from portfwd.tui.widgets.forward_table import ForwardTable
-
-if TYPE_CHECKING:
-    from portfwd.tui.app import PortfwdApp
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +36,7 @@ EMPTY_TEXT = (
 _STOPPED = (ForwardState.STOPPED, ForwardState.ERROR)
 
 
-class DashboardScreen(Screen[None]):
+class DashboardScreen(PortfwdScreen[None]):
     # The footer shows what fits in 80 columns; `?` lists every key.
     BINDINGS = [
         Binding("n", "new_forward", "New"),
@@ -64,10 +61,6 @@ class DashboardScreen(Screen[None]):
         self._table: ForwardTable | None = None  # set while mounted
         self.history = History()
         self._pod_nodes: dict[tuple[str, str, str, str], str] = {}  # (kubeconfig, ctx, ns, pod)
-
-    @property
-    def papp(self) -> PortfwdApp:
-        return self.app  # type: ignore[return-value]
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -265,27 +258,27 @@ class DashboardScreen(Screen[None]):
         snap = self._selected()
         if snap is None:
             return
-        manager = self.papp.manager
+        engine = self.engine
         if snap.state in _STOPPED:
-            self._run_engine(f"start {forward_label(snap)}", lambda: manager.start(snap.id))
+            self._run_engine(f"start {forward_label(snap)}", lambda: engine.start(snap.id))
         else:
-            self._run_engine(f"stop {forward_label(snap)}", lambda: manager.stop(snap.id))
+            self._run_engine(f"stop {forward_label(snap)}", lambda: engine.stop(snap.id))
 
     def action_restart(self) -> None:
         snap = self._selected()
         if snap is not None:
-            manager = self.papp.manager
-            self._run_engine(f"restart {forward_label(snap)}", lambda: manager.restart(snap.id))
+            engine = self.engine
+            self._run_engine(f"restart {forward_label(snap)}", lambda: engine.restart(snap.id))
 
     def action_delete(self) -> None:
         snap = self._selected()
         if snap is None:
             return
-        manager = self.papp.manager
+        engine = self.engine
 
         def delete(confirmed: bool | None) -> None:
             if confirmed:
-                self._run_engine(f"delete {forward_label(snap)}", lambda: manager.remove(snap.id))
+                self._run_engine(f"delete {forward_label(snap)}", lambda: engine.remove(snap.id))
 
         if snap.state in _STOPPED:
             delete(True)
@@ -307,12 +300,12 @@ class DashboardScreen(Screen[None]):
             return
         from portfwd.tui.screens.dialogs import EditScreen
 
-        manager = self.papp.manager
+        engine = self.engine
 
         def apply(spec: ForwardSpec | None) -> None:
             if spec is not None and spec != snap.spec:
                 self._run_engine(
-                    f"edit {forward_label(snap)}", lambda: manager.update(snap.id, spec)
+                    f"edit {forward_label(snap)}", lambda: engine.update(snap.id, spec)
                 )
 
         self.app.push_screen(EditScreen(snap, taken=self.papp.taken_ports(exclude=snap.id)), apply)
@@ -321,12 +314,12 @@ class DashboardScreen(Screen[None]):
         snap = self._selected()
         if snap is None:
             return
-        manager = self.papp.manager
+        engine = self.engine
         enabled = not snap.spec.reconnect
         word = "on" if enabled else "off"
 
         async def toggle() -> None:
-            await manager.set_reconnect(snap.id, enabled)
+            await engine.set_reconnect(snap.id, enabled)
             self.notify(f"auto-reconnect {word} for {snap.spec.target}", timeout=4, markup=False)
 
         self._run_engine(f"auto-reconnect {word} for {forward_label(snap)}", toggle)
@@ -343,10 +336,7 @@ class DashboardScreen(Screen[None]):
         snap = self._selected()
         if snap is None:
             return
-        spec = snap.spec
-        if not spec.local_port and snap.local_port:
-            spec = replace(spec, local_port=snap.local_port)
-        self._copy(spec.kubectl_command())
+        self._copy(kubectl_command(snap.spec, snap))  # `:80` copies the port it bound
 
     @work(group="clipboard", exclusive=True)
     async def _copy(self, command: str) -> None:
@@ -447,10 +437,10 @@ class DashboardScreen(Screen[None]):
         if not pane.expanded:
             pane.show(Detail(snap, self.papp.clock(), note))
             return
-        manager = self.papp.manager
+        engine = self.engine
         try:
-            connections = manager.open_connections(snap.id)
-            log_lines = manager.logs(snap.id)
+            connections = engine.open_connections(snap.id)
+            log_lines = engine.logs(snap.id)
         except KeyError:  # removed meanwhile: its ForwardGone is on the way
             connections, log_lines = [], []
         pane.show(
@@ -481,7 +471,7 @@ class DashboardScreen(Screen[None]):
     async def _look_up_node(self, key: tuple[str, str, str, str]) -> None:
         kubeconfig, context, namespace, pod = key
         try:
-            node = await self.papp.catalog.node_of(context, namespace, pod, kubeconfig or None)
+            node = await self.catalog.node_of(context, namespace, pod, kubeconfig or None)
         except PortfwdError as exc:
             node = f"unknown ({exc})"
         except Exception as exc:  # a bug must not take the dashboard down

@@ -8,28 +8,24 @@ the picker's last step uses.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.screen import ModalScreen
 from textual.widgets import Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
+from portfwd.engine.browse import ResourceRow
+from portfwd.engine.catalog import PortChoice
 from portfwd.engine.model import ForwardSpec
+from portfwd.kube import kinds
 from portfwd.safetext import escape_controls
-from portfwd.tui.catalog import KIND_PREFIX, PortChoice
 from portfwd.tui.format import port_prompt
-from portfwd.tui.resource_watch import ResourceRow
+from portfwd.tui.screens.base import PortfwdModal
 from portfwd.tui.widgets.local_form import LocalPortForm, Target
 
-if TYPE_CHECKING:
-    from portfwd.tui.app import PortfwdApp
 
-
-class ForwardDialog(ModalScreen[list[ForwardSpec] | None]):
+class ForwardDialog(PortfwdModal[list[ForwardSpec] | None]):
     """Returns the specs to add (one per chosen port), or None."""
 
     BINDINGS = [
@@ -49,12 +45,8 @@ class ForwardDialog(ModalScreen[list[ForwardSpec] | None]):
         self._extra: PortChoice | None = None  # a typed port the spec does not declare
 
     @property
-    def papp(self) -> PortfwdApp:
-        return self.app  # type: ignore[return-value]
-
-    @property
     def target(self) -> str:
-        return f"{KIND_PREFIX[self.row.kind]}/{self.row.name}"
+        return kinds.by_name(self.row.kind).label(self.row.name)
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog forward-dialog"):
@@ -73,7 +65,7 @@ class ForwardDialog(ModalScreen[list[ForwardSpec] | None]):
         if len(self.row.ports) == 1 and tcp:
             self._to_local(tcp)
             return
-        undeclared = self.row.kind != "service"
+        undeclared = self.row.kind != kinds.SERVICE.name
         self.query_one("#dialog-port", Input).display = undeclared
         hint = "enter picks a port, tab marks several"
         if undeclared:

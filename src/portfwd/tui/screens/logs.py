@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.screen import Screen
 from textual.widgets import Footer, Header, RichLog, Static
 
 from portfwd.engine.model import ForwardState, LogEntry
 from portfwd.tui.format import LEVEL_STYLE, forward_label, log_time, reason_text, reconnect_text
-
-if TYPE_CHECKING:
-    from portfwd.tui.app import PortfwdApp
+from portfwd.tui.screens.base import PortfwdScreen
 
 MAX_LINES = 5000  # scrollback kept on screen
 
 
-class LogScreen(Screen[None]):
+class LogScreen(PortfwdScreen[None]):
     BINDINGS = [
         Binding("escape,q", "close", "Back"),
         Binding("f", "follow", "Follow on/off"),
@@ -33,10 +28,6 @@ class LogScreen(Screen[None]):
         self.following = True  # new lines scroll into view
         self.unseen = 0  # lines that arrived while paused
         self._history_loaded = False
-
-    @property
-    def papp(self) -> PortfwdApp:
-        return self.app  # type: ignore[return-value]
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -66,7 +57,7 @@ class LogScreen(Screen[None]):
         if self.forward_id is None:
             return ""
         try:
-            snap = self.papp.manager.get(self.forward_id)
+            snap = self.engine.get(self.forward_id)
         except KeyError:
             return ""
         return reason_text(snap.reason) if snap.state is not ForwardState.ACTIVE else ""
@@ -75,7 +66,7 @@ class LogScreen(Screen[None]):
         if self.forward_id is None:
             return "App log (every forward)"
         try:
-            snap = self.papp.manager.get(self.forward_id)
+            snap = self.engine.get(self.forward_id)
         except KeyError:
             return f"Log of forward {reason_text(self.forward_id)} (removed)"
         state = snap.state.value
@@ -99,13 +90,13 @@ class LogScreen(Screen[None]):
         log.focus()
 
     def _history(self) -> list[tuple[str | None, LogEntry]]:
-        manager = self.papp.manager
+        engine = self.engine
         if self.forward_id is not None:
-            return [(self.forward_id, e) for e in manager.logs(self.forward_id)]
+            return [(self.forward_id, e) for e in engine.logs(self.forward_id)]
         # The app-wide view: app lines and every forward's lines, in time order.
-        merged: list[tuple[str | None, LogEntry]] = [(None, e) for e in manager.logs(None)]
-        for snap in manager.snapshot():
-            merged.extend((snap.id, e) for e in manager.logs(snap.id))
+        merged: list[tuple[str | None, LogEntry]] = [(None, e) for e in engine.logs(None)]
+        for snap in engine.snapshot():
+            merged.extend((snap.id, e) for e in engine.logs(snap.id))
         merged.sort(key=lambda item: item[1].ts)
         return merged[-MAX_LINES:]
 
@@ -113,7 +104,7 @@ class LogScreen(Screen[None]):
         if self.forward_id is not None or forward_id is None:
             return ""
         try:
-            return forward_label(self.papp.manager.get(forward_id)) + "  "
+            return forward_label(self.engine.get(forward_id)) + "  "
         except KeyError:
             return f"{reason_text(forward_id)}  "
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rich.text import Text
 from textual import on, work
@@ -18,26 +18,22 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.fuzzy import Matcher
-from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, OptionList, Static
 from textual.widgets.option_list import Option
 
-from portfwd.engine.model import ForwardSpec
-from portfwd.errors import PortfwdError
-from portfwd.safetext import escape_controls, escape_lines
-from portfwd.tui.catalog import (
-    KIND_PREFIX,
-    KINDS,
+from portfwd.engine.catalog import (
     ContextChoice,
     ListForbidden,
     PortChoice,
     ResourceChoice,
 )
+from portfwd.engine.model import ForwardSpec
+from portfwd.errors import PortfwdError
+from portfwd.kube import kinds
+from portfwd.safetext import escape_controls, escape_lines
 from portfwd.tui.format import port_prompt
+from portfwd.tui.screens.base import PortfwdScreen
 from portfwd.tui.widgets.local_form import LocalPortForm, Target
-
-if TYPE_CHECKING:
-    from portfwd.tui.app import PortfwdApp
 
 log = logging.getLogger(__name__)
 
@@ -50,12 +46,6 @@ STEP_TITLES = {
     "port": "Port(s)",
     "local": "Local port",
 }
-KIND_HELP = {
-    "service": "follows the Service's ready endpoints (like kubectl: targetPort translated)",
-    "pod": "one pod, by name",
-    "deployment": "a ready pod of the Deployment",
-    "statefulset": "a ready pod of the StatefulSet",
-}
 
 
 @dataclass(frozen=True)
@@ -67,7 +57,7 @@ class Item:
     disabled: bool = False
 
 
-class NewForwardScreen(Screen[list[ForwardSpec] | None]):
+class NewForwardScreen(PortfwdScreen[list[ForwardSpec] | None]):
     """Returns the specs to add (one per chosen port), or None when cancelled."""
 
     BINDINGS = [
@@ -98,10 +88,6 @@ class NewForwardScreen(Screen[list[ForwardSpec] | None]):
         self._ready_status = ""
         self._what = ""  # what the step lists: "namespaces", "services" ...
         self._visible: list[Item] = []
-
-    @property
-    def papp(self) -> PortfwdApp:
-        return self.app  # type: ignore[return-value]
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -276,7 +262,7 @@ class NewForwardScreen(Screen[list[ForwardSpec] | None]):
     # -- loaders --------------------------------------------------------------------------------
 
     async def _load_contexts(self) -> list[Item]:
-        self._contexts = await self.papp.catalog.contexts()
+        self._contexts = await self.catalog.contexts()
         items = []
         for c in self._contexts:
             prompt = Text(escape_controls(c.name), style="bold" if c.current else "")
@@ -290,20 +276,22 @@ class NewForwardScreen(Screen[list[ForwardSpec] | None]):
         return items
 
     async def _load_namespaces(self) -> list[Item]:
-        names = await self.papp.catalog.namespaces(self.context)
+        names = await self.catalog.namespaces(self.context)
         return [self._namespace_item(n) for n in names]
 
     async def _load_kinds(self) -> list[Item]:
-        items = []
-        for kind in KINDS:
-            prompt = Text(f"{kind:<12}", style="bold")
-            prompt.append(f" {KIND_PREFIX[kind]:<7}", style="cyan")
-            prompt.append(KIND_HELP[kind], style="dim")
-            items.append(Item(key=f"kind:{kind}", prompt=prompt, search=kind, value=kind))
-        return items
+        """The listed kinds; one not listed (rs) is offered when its name is typed."""
+        return [self._kind_item(kind) for kind in kinds.LISTED]
+
+    @staticmethod
+    def _kind_item(kind: kinds.Kind) -> Item:
+        prompt = Text(f"{kind.name:<12}", style="bold")
+        prompt.append(f" {kind.short:<7}", style="cyan")
+        prompt.append(kind.picks, style="dim")
+        return Item(key=f"kind:{kind.name}", prompt=prompt, search=kind.name, value=kind.name)
 
     async def _load_resources(self) -> list[Item]:
-        found = await self.papp.catalog.resources(self.context, self.namespace, self.kind)
+        found = await self.catalog.resources(self.context, self.namespace, self.kind)
         widths = (
             max((len(escape_controls(r.name)) for r in found), default=10),
             max((len(escape_controls(r.status)) for r in found), default=0),
@@ -323,9 +311,7 @@ class NewForwardScreen(Screen[list[ForwardSpec] | None]):
         return Item(key=f"res:{r.name}", prompt=prompt, search=r.name, value=r.name)
 
     async def _load_ports(self) -> list[Item]:
-        found = await self.papp.catalog.ports(
-            self.context, self.namespace, self.kind, self.resource
-        )
+        found = await self.catalog.ports(self.context, self.namespace, self.kind, self.resource)
         self.marked.clear()
         return [self._port_item(p) for p in found]
 
@@ -349,6 +335,10 @@ class NewForwardScreen(Screen[list[ForwardSpec] | None]):
             matcher = Matcher(text)
             scored = [(matcher.match(i.search), n, i) for n, i in enumerate(items)]
             items = [i for score, n, i in sorted(scored, key=lambda t: (-t[0], t[1])) if score > 0]
+        # A kind typed as kubectl spells it (`rs`, `deploy.apps`) comes first, listed or not.
+        typed_kind = kinds.target_kind(text) if self.step == "kind" and text else None
+        if typed_kind is not None and self.state == "ready":
+            items = [self._kind_item(typed_kind), *(i for i in items if i.value != typed_kind.name)]
         # A pod port need not be declared in the spec (kubectl forwards it anyway); a Service
         # port must exist on the Service, so services only offer theirs.
         typed_port = int(text) if text.isdigit() and 1 <= int(text) <= 65535 else 0
@@ -494,7 +484,7 @@ class NewForwardScreen(Screen[list[ForwardSpec] | None]):
         box = self.query_one("#local-step", VerticalScroll)
         await box.remove_children()
         target = Target(
-            target=f"{KIND_PREFIX[self.kind]}/{self.resource}",
+            target=kinds.by_name(self.kind).label(self.resource),
             namespace=self.namespace,
             context=self.context,
             kubeconfig=self.papp.spec_kubeconfig,

@@ -18,18 +18,19 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import ModalScreen, Screen
+from textual.screen import ModalScreen
 from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Static
 from textual.widgets.data_table import CellDoesNotExist
 
 from portfwd.engine.model import ForwardSnapshot, ForwardSpec, ForwardState
+from portfwd.engine.present import kubectl_command
 from portfwd.errors import PortfwdError
 from portfwd.safetext import escape_controls, escape_lines
 from portfwd.store.profiles import default_profiles_file, load_profiles, save_profile
@@ -41,11 +42,8 @@ from portfwd.store.profiles_model import (
     profile_from_specs,
 )
 from portfwd.store.profiles_select import UpUsageError, select
-from portfwd.transfer.export import kubectl_command
 from portfwd.tui.grouping import is_profile_forward
-
-if TYPE_CHECKING:
-    from portfwd.tui.app import PortfwdApp
+from portfwd.tui.screens.base import PortfwdScreen
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +148,7 @@ class NamePrompt(ModalScreen[str | None]):
         self.dismiss(None)
 
 
-class ProfilesScreen(Screen[None]):
+class ProfilesScreen(PortfwdScreen[None]):
     DEFAULT_CSS = """
     #profiles-file { height: auto; padding: 0 1; text-style: bold; }
     #profiles-problems { height: auto; max-height: 8; padding: 0 1; color: $error; }
@@ -172,10 +170,6 @@ class ProfilesScreen(Screen[None]):
         self.file_error: str | None = None
         self.reading = True
         self._rows: dict[str, Row] = {}
-
-    @property
-    def papp(self) -> PortfwdApp:
-        return self.app  # type: ignore[return-value]
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -266,7 +260,7 @@ class ProfilesScreen(Screen[None]):
         if loaded is None or not self._rows:
             return
         table = self.query_one("#profiles-table", DataTable)
-        snapshots = self.papp.manager.snapshot()
+        snapshots = self.engine.snapshot()
         for key, row in self._rows.items():
             profile = loaded.profiles[row.profile]
             names = self._specs(profile, row.group)
@@ -351,7 +345,7 @@ class ProfilesScreen(Screen[None]):
         specs = await self._chosen(row)
         if specs is None:
             return
-        snapshots = app.manager.snapshot()
+        snapshots = app.engine.snapshot()
         found = [(spec, engine_forward(spec, snapshots)) for spec in specs]
         present = [snap for _, snap in found if snap is not None]
         if (
@@ -360,14 +354,14 @@ class ProfilesScreen(Screen[None]):
             and all(p.state is ForwardState.ACTIVE for p in present)
         ):
             self.notify(f"stopping {row.label} ({len(present)} forward(s))", timeout=4)
-            await self._each(present, lambda s: app.manager.stop(s.id), "stopping")
+            await self._each(present, lambda s: app.engine.stop(s.id), "stopping")
             return
         self.notify(f"starting {row.label} ({len(specs)} forward(s))", timeout=4)
         missing = [spec for spec, snap in found if snap is None]
         idle = [p for p in present if p.state in (ForwardState.STOPPED, ForwardState.ERROR)]
         await asyncio.gather(
-            self._each(missing, lambda s: app.manager.add(s, start=True), "adding"),
-            self._each(idle, lambda s: app.manager.start(s.id), "starting"),
+            self._each(missing, lambda s: app.engine.add(s, start=True), "adding"),
+            self._each(idle, lambda s: app.engine.start(s.id), "starting"),
         )
 
     async def _each(
@@ -400,14 +394,17 @@ class ProfilesScreen(Screen[None]):
         specs = await self._chosen(row)
         if not specs:
             return
-        commands = "\n".join(kubectl_command(s) for s in specs)
+        # The dashboard's `y` and this one copy one command per forward: a running forward's
+        # bound port fills a `:80` here too.
+        snapshots = self.engine.snapshot()
+        commands = "\n".join(kubectl_command(s, engine_forward(s, snapshots)) for s in specs)
         self.app.copy_to_clipboard(commands)
         self.notify(commands, title=f"Copied {len(specs)} kubectl command(s)", timeout=8)
 
     # -- save the dashboard, add the selected forward -------------------------------------------
 
     def action_save(self) -> None:
-        if not self.papp.manager.snapshot():
+        if not self.engine.snapshot():
             self.notify("The dashboard has no forwards to save.", severity="warning", timeout=4)
             return
         row = self.selected_row
@@ -418,7 +415,7 @@ class ProfilesScreen(Screen[None]):
 
     def _named(self, name: str | None) -> None:
         if name:
-            specs = [s.spec for s in self.papp.manager.snapshot()]
+            specs = [s.spec for s in self.engine.snapshot()]
             self._save(name, specs)
 
     @work(group="profiles-io")
@@ -451,7 +448,7 @@ class ProfilesScreen(Screen[None]):
             return
         dash = self.papp.dashboard
         fid = dash.table.selected_id if dash.is_mounted else None
-        snap = next((s for s in self.papp.manager.snapshot() if s.id == fid), None)
+        snap = next((s for s in self.engine.snapshot() if s.id == fid), None)
         if snap is None:
             self.notify("No forward selected on the dashboard.", severity="warning", timeout=4)
             return

@@ -4,7 +4,8 @@ The line is `svc/web 8080:80 -n demo --context c` or a whole pasted `kubectl por
 ...` command (parsed by `transfer.kubectl_lines`, the importer's parser). What the line does
 not name comes from the dashboard: its context, namespace, kubeconfig and protocol. A line
 that does not parse says why under the prompt and adds nothing. The prompt completes kinds
-(svc/, pod/, deploy/, sts/), resource names and ports from the app's catalog (→ accepts).
+(svc/, pod/, deploy/, sts/, rs/: any kubectl spelling of them works, as in `forward`),
+resource names and ports from the app's catalog (→ accepts).
 """
 
 from __future__ import annotations
@@ -13,41 +14,27 @@ import asyncio
 import os
 import re
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import ModalScreen
 from textual.suggester import Suggester
 from textual.widgets import Input, Label, Static
 
+from portfwd.engine.catalog import Catalog
 from portfwd.engine.model import ForwardSpec
 from portfwd.errors import InputError, PortfwdError
+from portfwd.kube import kinds
 from portfwd.safetext import escape_controls
 from portfwd.transfer.kubectl_lines import KUBECTL_PROGRAMS, specs_from_command
 from portfwd.transfer.result import Names
-from portfwd.tui.catalog import Catalog
+from portfwd.tui.screens.base import PortfwdModal
 
-if TYPE_CHECKING:
-    from portfwd.tui.app import PortfwdApp
-
-KIND_WORDS = ("svc/", "pod/", "deploy/", "sts/")
-KIND_OF = {
-    "svc": "service",
-    "service": "service",
-    "services": "service",
-    "po": "pod",
-    "pod": "pod",
-    "pods": "pod",
-    "deploy": "deployment",
-    "deployment": "deployment",
-    "deployments": "deployment",
-    "sts": "statefulset",
-    "statefulset": "statefulset",
-    "statefulsets": "statefulset",
-}
+# What a first word completes to: the target kinds' short names, the listed ones first.
+KIND_WORDS = tuple(
+    f"{k.short}/" for k in (*kinds.LISTED, *(k for k in kinds.TARGETS if not k.listed))
+)
 FORWARDERS = KUBECTL_PROGRAMS | {"portfwd", "kubectl-portfwd", "kubectl-relay", "krelay"}
 CATALOG_SECONDS = 3.0  # a completion that takes longer than this is not offered
 HINT = "e.g. svc/web 8080:80 -n demo --context prod, or paste a kubectl line · → completes"
@@ -98,20 +85,20 @@ class LineSuggester(Suggester):
             if "/" not in last:
                 if not last:
                     return None
-                kind = next((k for k in KIND_WORDS if k.startswith(last)), None)
-                return value + kind[len(last) :] if kind else None
+                word = next((k for k in KIND_WORDS if k.startswith(last)), None)
+                return value + word[len(last) :] if word else None
             prefix, _, partial = last.partition("/")
-            kind_name = KIND_OF.get(prefix)
-            if kind_name is None:
+            kind = kinds.target_kind(prefix)
+            if kind is None:
                 return None
-            names = [r.name for r in await self._resources(words, kind_name)]
+            names = [r.name for r in await self._resources(words, kind.name)]
             match = next((n for n in names if n.startswith(partial) and n != partial), None)
             return value + match[len(partial) :] if match else None
         prefix, _, name = target[1].partition("/")
-        kind_name = KIND_OF.get(prefix)
-        if kind_name is None or not name or not re.fullmatch(r"\d*(:\d*)?", last):
+        kind = kinds.target_kind(prefix)
+        if kind is None or not name or not re.fullmatch(r"\d*(:\d*)?", last):
             return None
-        found = await self._ports(words, kind_name, name)
+        found = await self._ports(words, kind.name, name)
         ports = [str(p.port) for p in found if not p.disabled_reason]  # no UDP
         if ":" in last:
             partial = last.partition(":")[2]
@@ -195,7 +182,7 @@ def with_defaults(
     ]
 
 
-class QuickAddScreen(ModalScreen[list[ForwardSpec] | None]):
+class QuickAddScreen(PortfwdModal[list[ForwardSpec] | None]):
     """The prompt, docked at the bottom of the dashboard."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
@@ -221,10 +208,6 @@ class QuickAddScreen(ModalScreen[list[ForwardSpec] | None]):
     def __init__(self) -> None:
         super().__init__(id="quick-add")
 
-    @property
-    def papp(self) -> PortfwdApp:
-        return self.app  # type: ignore[return-value]
-
     def compose(self) -> ComposeResult:
         app = self.papp
         context = app.context_name or "(current)"
@@ -237,7 +220,7 @@ class QuickAddScreen(ModalScreen[list[ForwardSpec] | None]):
                     id="quick-add-input",
                     placeholder=f"svc/NAME LOCAL:REMOTE [-n NS] [--context C]  ({where})",
                     suggester=LineSuggester(
-                        app.catalog, app.context_name, app.default_namespace or "default"
+                        self.catalog, app.context_name, app.default_namespace or "default"
                     ),
                 )
             yield Static(HINT, id="quick-add-hint", markup=False)
@@ -254,7 +237,7 @@ class QuickAddScreen(ModalScreen[list[ForwardSpec] | None]):
     def _submitted(self, event: Input.Submitted) -> None:
         event.stop()
         app = self.papp
-        taken = {s.spec.name for s in app.manager.snapshot() if s.spec.name}
+        taken = {s.spec.name for s in app.engine.snapshot() if s.spec.name}
         try:
             specs = parse_line(event.value, taken)
             specs = with_defaults(

@@ -1,5 +1,6 @@
-"""The resources view (`b`): the namespace's services, pods, deployments and statefulsets,
-live from watches, like k9s's resource lists; `f` or enter forwards the selected one.
+"""The resources view (`b`): the namespace's services, pods, deployments and statefulsets
+(the listed kinds), live from watches, like k9s's resource lists; `f` or enter forwards the
+selected one.
 
 Rows carry the object's readiness, status, ports and age, and the forwards already running
 to it (their state and local port). A watch that fails says so on the status line and is
@@ -10,41 +11,32 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.message import Message
-from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer, Header, Input, Static
 
+from portfwd.engine.browse import KIND_ORDER, LiveResources, ResourceRow, ResourceView
 from portfwd.engine.model import ForwardSnapshot, ForwardSpec
 from portfwd.errors import PortfwdError
 from portfwd.humanize import human_duration
+from portfwd.kube import kinds
 from portfwd.safetext import escape_controls
-from portfwd.tui.catalog import KIND_PREFIX
 from portfwd.tui.columns import Column
 from portfwd.tui.format import STATUS_STYLE
-from portfwd.tui.resource_watch import KIND_ORDER, LiveResources, ResourceRow, ResourceView
+from portfwd.tui.screens.base import PortfwdScreen
 from portfwd.tui.widgets.fitted_table import FittedTable
-
-if TYPE_CHECKING:
-    from portfwd.tui.app import PortfwdApp
 
 log = logging.getLogger(__name__)
 
-KIND_KEYS = {"0": "", "1": "service", "2": "pod", "3": "deployment", "4": "statefulset"}
-KIND_TITLES = {
-    "": "all",
-    "service": "services",
-    "pod": "pods",
-    "deployment": "deployments",
-    "statefulset": "statefulsets",
-}
-KIND_TABS = {"": "all", **KIND_PREFIX}
+# 0 shows every kind, 1.. one listed kind each (services, pods, ...: `kube.kinds.LISTED`).
+KIND_KEYS = {"0": "", **{str(n): k.name for n, k in enumerate(kinds.LISTED, 1)}}
+KIND_TITLES = {"": "all", **{k.name: k.plural for k in kinds.LISTED}}
+KIND_TABS = {"": "all", **{k.name: k.short for k in kinds.LISTED}}
 
 RESOURCE_COLUMNS: tuple[Column, ...] = (
     Column("kind", "Kind", lambda r, now: r.kind, 0),
@@ -71,7 +63,7 @@ def ports_text(row: ResourceRow) -> str:
 
 def forwards_of(row: ResourceRow, snapshots: list[ForwardSnapshot], namespace: str) -> Text:
     """The forwards that target this object: their state symbol and local port."""
-    target = f"{KIND_PREFIX[row.kind]}/{row.name}"
+    target = kinds.by_name(row.kind).label(row.name)
     text = Text()
     for snap in snapshots:
         same = snap.spec.target == target or (row.kind == "pod" and snap.spec.target == row.name)
@@ -85,7 +77,7 @@ def forwards_of(row: ResourceRow, snapshots: list[ForwardSnapshot], namespace: s
 
 
 def matches(row: ResourceRow, query: str) -> bool:
-    hay = " ".join((row.kind, KIND_PREFIX[row.kind], row.name, row.status, ports_text(row)))
+    hay = " ".join((row.kind, KIND_TABS[row.kind], row.name, row.status, ports_text(row)))
     return all(word in hay.lower() for word in query.lower().split())
 
 
@@ -116,16 +108,15 @@ class ResourceTable(FittedTable):
             self.post_message(self.ForwardRequested(self, key))
 
 
-class ResourcesScreen(Screen[None]):
+class ResourcesScreen(PortfwdScreen[None]):
     BINDINGS = [
         Binding("f", "forward", "Forward"),
         Binding("slash", "filter", "Filter"),
         Binding("escape", "back", "Back"),
-        Binding("0", "kind('0')", "All", show=False),
-        Binding("1", "kind('1')", "Services", show=False),
-        Binding("2", "kind('2')", "Pods", show=False),
-        Binding("3", "kind('3')", "Deployments", show=False),
-        Binding("4", "kind('4')", "Statefulsets", show=False),
+        *(
+            Binding(key, f"kind('{key}')", KIND_TITLES[kind].capitalize(), show=False)
+            for key, kind in KIND_KEYS.items()
+        ),
         Binding("ctrl+r", "rewatch", "Watch again", show=False),
     ]
 
@@ -138,10 +129,6 @@ class ResourcesScreen(Screen[None]):
         self.live: LiveResources | None = None
         self.failed = ""  # why the watch could not start at all
         self._ticker: Timer | None = None
-
-    @property
-    def papp(self) -> PortfwdApp:
-        return self.app  # type: ignore[return-value]
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -166,7 +153,7 @@ class ResourcesScreen(Screen[None]):
 
     @work(exclusive=True, group="resources-watch")
     async def _watch(self) -> None:
-        catalog = self.papp.catalog
+        catalog = self.catalog
         try:
             if not self.namespace:
                 contexts = await catalog.contexts()
@@ -222,7 +209,7 @@ class ResourcesScreen(Screen[None]):
         age = human_duration(now - row.created) if row.created else "?"
         style = "" if row.healthy else "yellow"
         return {
-            "kind": Text(KIND_PREFIX[row.kind], style="cyan"),
+            "kind": Text(KIND_TABS[row.kind], style="cyan"),
             "name": Text(escape_controls(row.name), style="bold"),
             "ready": Text(escape_controls(row.ready), style=style),
             "status": Text(escape_controls(row.status), style="green" if row.healthy else style),
@@ -233,7 +220,7 @@ class ResourcesScreen(Screen[None]):
         }
 
     def _show_rows(self) -> None:
-        snapshots = self.papp.manager.snapshot()
+        snapshots = self.engine.snapshot()
         self.table.update_rows((r.key, self._cells(r, snapshots)) for r in self._rows())
 
     def _show_status(self) -> None:

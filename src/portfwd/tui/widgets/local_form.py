@@ -17,10 +17,10 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import Button, Checkbox, Input, Label, Static
 
+from portfwd.engine.catalog import PortChoice
 from portfwd.engine.model import ForwardSpec
 from portfwd.errors import InputError
 from portfwd.safetext import escape_controls
-from portfwd.tui.catalog import PortChoice
 from portfwd.tui.ports import (
     DEFAULT_ADDRESSES,
     PortCheck,

@@ -1,4 +1,8 @@
-"""Retry delays for a forward that keeps failing: exponential, jittered, capped, and forgiving.
+"""Retry delays for anything that keeps failing: exponential, jittered, capped, and forgiving.
+
+The one retry policy of portfwd: a forward that loses its pod, an informer or the browse
+view whose watch is down, and a watch stream resuming after a drop (`kube/watch.py`, with a
+shorter cap) all wait on a :class:`Backoff`. It lives in kube/, the lowest layer that retries.
 
 A forward that loses its pod retries after 0.2 s, then 0.4, 0.8, ... up to 30 s, so a brief
 blip heals at once while a long outage does not hammer the API server. Each delay is jittered
@@ -20,7 +24,7 @@ from collections.abc import Callable
 
 
 class Backoff:
-    """The delay before each retry of one forward; see the module docstring for the policy."""
+    """The delay before each retry of one thing; see the module docstring for the policy."""
 
     def __init__(
         self,

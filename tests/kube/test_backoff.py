@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from portfwd.engine.backoff import Backoff
+from portfwd.kube.backoff import Backoff
 
 
 class FakeClock:

@@ -1,8 +1,11 @@
-"""What the picker and the resources view list: contexts, namespaces, resources, ports.
+"""What a front end lists: contexts, namespaces, resources, ports, a namespace kept live.
 
-The picker is typed against the `Catalog` Protocol; `KubeCatalog` answers from the
-kubeconfig and the cluster (through the engine's shared client pool), a test can answer from
-fixed data. Listing is a read-only query: no forwarding logic lives here.
+The TUI's picker, quick add and browse view, shell completion (and any later front end) are
+typed against the `Catalog` Protocol; `KubeCatalog` answers from the kubeconfig and the
+cluster through any source of clients (the engine's shared `ClientPool`, or completion's
+one short-lived client), a test can answer from fixed data. Kinds are named as
+`portfwd.kube.kinds` names them. Listing is a read-only query: no forwarding logic lives
+here, and nothing here knows Textual.
 """
 
 from __future__ import annotations
@@ -13,13 +16,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from portfwd.errors import PortfwdError
+from portfwd.kube import kinds
+from portfwd.kube.errors import Forbidden, NotFound
 from portfwd.kube.objects import ContainerPort, EndpointSlice, Pod, Service, Workload
 
 if TYPE_CHECKING:
-    from portfwd.tui.resource_watch import LiveResources
-
-KINDS: tuple[str, ...] = ("service", "pod", "deployment", "statefulset")
-KIND_PREFIX = {"service": "svc", "pod": "pod", "deployment": "deploy", "statefulset": "sts"}
+    from portfwd.engine.browse import LiveResources
+    from portfwd.kube.client import KubeClient
 
 UDP_REASON = "UDP cannot be port-forwarded (Kubernetes port-forward is TCP only)"
 
@@ -57,7 +60,18 @@ class PortChoice:
         return UDP_REASON if self.protocol.upper() != "TCP" else ""
 
 
+class ClientSource(Protocol):
+    """Where a catalog gets the client of a context (`engine.clients.ClientPool`)."""
+
+    async def get(self, context: str | None = None, kubeconfig: str | None = None) -> KubeClient:
+        """The client of `context` (None: the current one) of `kubeconfig` (None: the
+        source's own)."""
+        ...
+
+
 class Catalog(Protocol):
+    """`kind` is a target kind's name (`service`, `replicaset`: `portfwd.kube.kinds`)."""
+
     async def contexts(self) -> list[ContextChoice]: ...
 
     async def namespaces(self, context: str) -> list[str]: ...
@@ -75,7 +89,7 @@ class Catalog(Protocol):
         ...
 
     async def live_resources(self, context: str, namespace: str) -> LiveResources:
-        """The namespace's services, pods, deployments and statefulsets, kept current."""
+        """The namespace's resources of the listed kinds, kept current."""
         ...
 
 
@@ -99,16 +113,31 @@ def _workload_choice(w: Workload) -> ResourceChoice:
     )
 
 
-def _service_choice(svc: Service, ready: int, total: int) -> ResourceChoice:
+def _service_choice(svc: Service, counts: dict[str, tuple[int, int]] | None) -> ResourceChoice:
+    """`counts`: ready and all endpoints per service; None when they may not be read (the
+    service is listed all the same, without them)."""
     ports = ",".join(f"{p.port}/{p.protocol}" for p in svc.ports)
-    ready_text = "no selector" if svc.selector is None else f"{ready}/{total} ready"
+    ready, total = (counts or {}).get(svc.name, (0, 0))
+    if svc.selector is None:
+        ready_text = "no selector"
+    else:
+        ready_text = f"{ready}/{total} ready" if counts is not None else ""
     return ResourceChoice(
         name=svc.name,
         status=svc.type,
         ready=ready_text,
-        healthy=ready > 0,
+        healthy=ready > 0 or counts is None,
         detail=ports,
     )
+
+
+async def _slices(client: KubeClient, namespace: str) -> list[EndpointSlice] | None:
+    """The namespace's EndpointSlices, or None without the right to list them (or on a
+    server without them)."""
+    try:
+        return await client.list_endpointslices(namespace)
+    except (Forbidden, NotFound):
+        return None
 
 
 def endpoint_counts(slices: Sequence[EndpointSlice]) -> dict[str, tuple[int, int]]:
@@ -128,12 +157,20 @@ def _container_port_choices(ports: Sequence[ContainerPort]) -> list[PortChoice]:
     return [PortChoice(port=p.container_port, name=p.name, protocol=p.protocol) for p in ports]
 
 
+def _target_kind(kind: str) -> kinds.Kind:
+    found = next((k for k in kinds.TARGETS if k.name == kind), None)
+    if found is None:
+        names = ", ".join(k.name for k in kinds.TARGETS)
+        raise PortfwdError(f"unknown kind {kind!r}: use one of {names}")
+    return found
+
+
 class KubeCatalog:
-    """Lists through the engine's client pool (one connection per context, shared)."""
+    """Lists through a source of clients (the engine's pool: one connection per context)."""
 
     def __init__(
         self,
-        clients: Any,  # engine.clients.ClientPool: get(context) -> KubeClient
+        clients: ClientSource,
         *,
         kubeconfig: str | None = None,
         list_contexts: Callable[..., tuple[list[Any], str | None]] | None = None,
@@ -142,7 +179,7 @@ class KubeCatalog:
         self._kubeconfig = kubeconfig
         self._list_contexts = list_contexts
 
-    async def _client(self, context: str, kubeconfig: str | None = None) -> Any:
+    async def _client(self, context: str, kubeconfig: str | None = None) -> KubeClient:
         return await self._clients.get(context or None, kubeconfig)
 
     async def contexts(self) -> list[ContextChoice]:
@@ -173,27 +210,24 @@ class KubeCatalog:
         return sorted(ns.name for ns in items)
 
     async def resources(self, context: str, namespace: str, kind: str) -> list[ResourceChoice]:
+        found = _target_kind(kind)
         client = await self._client(context)
-        if kind == "pod":
+        if found is kinds.POD:
             pods = await client.list_pods(namespace)
             return [_pod_choice(p) for p in sorted(pods, key=lambda p: p.name)]
-        if kind in ("deployment", "statefulset"):
-            items = await client.list_workloads(kind, namespace)
-            return [_workload_choice(w) for w in sorted(items, key=lambda w: w.name)]
-        if kind == "service":
+        if found is kinds.SERVICE:
             services, slices = await asyncio.gather(
-                client.list_services(namespace), client.list_endpointslices(namespace)
+                client.list_services(namespace), _slices(client, namespace)
             )
-            counts = endpoint_counts(slices)
-            return [
-                _service_choice(svc, *counts.get(svc.name, (0, 0)))
-                for svc in sorted(services, key=lambda s: s.name)
-            ]
-        raise PortfwdError(f"unknown kind {kind!r}: use one of {', '.join(KINDS)}")
+            counts = endpoint_counts(slices) if slices is not None else None
+            return [_service_choice(svc, counts) for svc in sorted(services, key=lambda s: s.name)]
+        items = await client.list_workloads(found.name, namespace)
+        return [_workload_choice(w) for w in sorted(items, key=lambda w: w.name)]
 
     async def ports(self, context: str, namespace: str, kind: str, name: str) -> list[PortChoice]:
+        found = _target_kind(kind)
         client = await self._client(context)
-        if kind == "service":
+        if found is kinds.SERVICE:
             svc = await client.get_service(namespace, name)
             out = []
             for p in svc.ports:
@@ -202,13 +236,11 @@ class KubeCatalog:
                     detail = f"→ targetPort {p.target_port}"
                 out.append(PortChoice(port=p.port, name=p.name, protocol=p.protocol, detail=detail))
             return out
-        if kind == "pod":
+        if found is kinds.POD:
             pod = await client.get_pod(namespace, name)
             return _container_port_choices(pod.all_ports)
-        if kind in ("deployment", "statefulset"):
-            w = await client.get_workload(kind, namespace, name)
-            return _container_port_choices(w.template_ports)
-        raise PortfwdError(f"unknown kind {kind!r}: use one of {', '.join(KINDS)}")
+        w = await client.get_workload(found.name, namespace, name)
+        return _container_port_choices(w.template_ports)
 
     async def node_of(
         self, context: str, namespace: str, pod: str, kubeconfig: str | None = None
@@ -218,6 +250,6 @@ class KubeCatalog:
         return found.node_name
 
     async def live_resources(self, context: str, namespace: str) -> LiveResources:
-        from portfwd.tui.resource_watch import ResourceWatch
+        from portfwd.engine.browse import ResourceWatch
 
         return ResourceWatch(await self._client(context), namespace)
