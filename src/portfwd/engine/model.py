@@ -19,9 +19,9 @@ from typing import Any
 
 from portfwd.constants import PORTFORWARD_PROTOCOL_CHOICES
 from portfwd.errors import InputError
-from portfwd.kube.targets import is_valid_port_name, parse_target, printable, quote
+from portfwd.kube.targets import Target, is_valid_port_name, parse_target, printable, quote
 from portfwd.safetext import escape_controls
-from portfwd.tunnel.addresses import parse_addresses
+from portfwd.tunnel.addresses import BindAddress, parse_addresses
 
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 
@@ -84,9 +84,17 @@ class ForwardSpec:
     reconnect: bool = True  # follow the target and retry after failures (False: kubectl's way)
     protocol: str = "auto"  # the wire: auto, websocket (SPDY in a WebSocket), spdy or v4
     name: str | None = None  # a short name to address it by (`portfwd stop web`), unique
+    # kubectl's bare port name (`portfwd forward svc/web https`): the local port is the number
+    # the name resolves to, known once the forward resolves (local_port is then 0).
+    local_from_remote: bool = False
+    # The target and the listen addresses, parsed once when the spec is made (see check_spec).
+    parsed_target: Target = field(init=False, repr=False, compare=False)
+    bind_addresses: tuple[BindAddress, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        check_spec(self)
+        target, addresses = check_spec(self)
+        object.__setattr__(self, "parsed_target", target)
+        object.__setattr__(self, "bind_addresses", addresses)
 
     def kubectl_command(self) -> str:
         """The equivalent `kubectl port-forward` command line."""
@@ -103,7 +111,8 @@ class ForwardSpec:
         if self.addresses != ("127.0.0.1",):
             parts += ["--address", ",".join(self.addresses)]
         local = str(self.local_port) if self.local_port else ""
-        parts.append(f"{local}:{self.remote_port}")
+        port = f"{local}:{self.remote_port}"
+        parts.append(str(self.remote_port) if self.local_from_remote else port)
         return " ".join(parts)
 
 
@@ -118,11 +127,12 @@ def _port(value: Any, what: str, low: int, hint: str) -> None:
         raise InputError(f"{what} {value} is out of range; use {low}..65535{hint}")
 
 
-def check_spec(spec: ForwardSpec) -> None:
-    """Raise InputError (one line) unless every field of `spec` has a usable value and type."""
+def check_spec(spec: ForwardSpec) -> tuple[Target, tuple[BindAddress, ...]]:
+    """Raise InputError (one line) unless every field of `spec` has a usable value and type;
+    the parsed target and listen addresses."""
     if not isinstance(spec.target, str):
         raise InputError(f"target {_shown(spec.target)} is not text; expected TYPE/NAME")
-    parse_target(spec.target)
+    target = parse_target(spec.target)
     remote = spec.remote_port
     if isinstance(remote, str):
         if not is_valid_port_name(remote):
@@ -140,7 +150,7 @@ def check_spec(spec: ForwardSpec) -> None:
     addresses = spec.addresses
     if not isinstance(addresses, tuple) or not all(isinstance(a, str) for a in addresses):
         raise InputError(f"listen addresses {_shown(addresses)} are not a list of text")
-    parse_addresses(addresses)  # IP addresses or localhost; its InputError says which
+    parsed = parse_addresses(addresses)  # IP addresses or localhost; its InputError says which
     if not isinstance(spec.reconnect, bool):
         raise InputError(f"reconnect {_shown(spec.reconnect)} is not true or false")
     if spec.protocol not in PORTFORWARD_PROTOCOL_CHOICES:
@@ -155,6 +165,11 @@ def check_spec(spec: ForwardSpec) -> None:
             f"forward name {_shown(spec.name)} is not usable: up to 63 letters, digits, "
             "'.', '_' and '-', starting with a letter or digit"
         )
+    if not isinstance(spec.local_from_remote, bool):
+        raise InputError(f"local_from_remote {_shown(spec.local_from_remote)} is not true or false")
+    if spec.local_from_remote and (spec.local_port or not isinstance(remote, str)):
+        raise InputError("the local port follows the remote port only for a port name")
+    return target, tuple(parsed)
 
 
 @dataclass(frozen=True)
