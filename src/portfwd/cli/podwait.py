@@ -11,62 +11,30 @@ waited for: a missing Service, a 403 or a typo in a port fails at once, as witho
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 
-from portfwd.errors import InputError, NoReadyPod
+from portfwd.engine.model import ForwardSpec
+from portfwd.errors import NoReadyPod
 from portfwd.eventloop import run
 from portfwd.kube.client import KubeClient
 from portfwd.kube.config import load_connection
 from portfwd.kube.resolve import resolve
-from portfwd.kube.targets import Target, parse_port_mapping, parse_target
-
-_UNITS = {
-    "ns": 1e-9,
-    "us": 1e-6,
-    "µs": 1e-6,
-    "μs": 1e-6,
-    "ms": 1e-3,
-    "s": 1.0,
-    "m": 60.0,
-    "h": 3600.0,
-}
-_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
-_FORM = "a duration such as 30s, 2m or 1m30s (Go's time.ParseDuration syntax, as kubectl)"
+from portfwd.kube.targets import Target
 
 
-def parse_duration(text: str) -> float:
-    """Seconds in a Go duration string (`1m30s`, `500ms`, `1.5h`); must be above zero, as
-    kubectl requires for --pod-running-timeout. A bare number is refused, as in Go."""
-    raw = text.strip()
-    pos, total = 0, 0.0
-    while pos < len(raw):
-        match = _PART.match(raw, pos)
-        if match is None:
-            break
-        total += float(match.group(1)) * _UNITS[match.group(2)]
-        pos = match.end()
-    if not raw or pos != len(raw):
-        raise InputError(f"{text!r} is not {_FORM}")
-    if total <= 0:
-        raise InputError(f"{text!r} is not higher than zero")
-    return total
-
-
-def wait_for_ready_pod(
-    *,
-    kubeconfig: str | None,
-    context: str | None,
-    namespace: str | None,
-    target: str,
-    ports: list[str],
-    timeout: float,
-) -> None:
-    """Return once `target` resolves to a Ready pod for its first port; raise the last
-    "no Ready pod" error after `timeout` seconds, and any other error at once."""
-    parsed = parse_target(target)
-    remote = parse_port_mapping(ports[0]).remote if ports else 0
-    run(_wait(kubeconfig, context, namespace, parsed, remote, timeout))
+def wait_for_ready_pod(spec: ForwardSpec, timeout: float) -> None:
+    """Return once the spec's target resolves to a Ready pod for its remote port; raise the
+    last "no Ready pod" error after `timeout` seconds, and any other error at once."""
+    run(
+        _wait(
+            spec.kubeconfig,
+            spec.context,
+            spec.namespace,
+            spec.parsed_target,
+            spec.remote_port,
+            timeout,
+        )
+    )
 
 
 async def _wait(

@@ -1,34 +1,44 @@
-"""`portfwd up PROFILE [GROUP...]`: a profile's forwards, headless here or handed to the
-running daemon."""
+"""`portfwd up PROFILE [GROUP...]`: a saved profile's forwards, headless here until Ctrl-C, or
+handed to the running daemon.
+
+Here, kubectl's lines are printed with the name of the forward each is about
+(`echo: Forwarding from 127.0.0.1:8080 -> 80`), so one profile's output can be told apart and
+grepped (`| grep '^echo:'`); warnings and failures go to stderr (here.py). The start policy
+is engine/launch.py's, the same as `forward` and `add`: a forward that does not become active
+is one line (`NAME: error: REASON`) and is dropped, the others keep running (exit 1 at the
+end) unless `--all-or-nothing`.
+
+`--dry-run` resolves each forward to its pod and port and prints where it would listen,
+binding nothing (`engine.preview`). Unknown profiles and groups, and a profile with problems,
+are usage errors (exit 2) that name what there is.
+"""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 
-from portfwd import completion
-from portfwd.constants import PORTFORWARD_PROTOCOL_CHOICES
-from portfwd.control.profiles import (
-    complete_groups,
-    complete_profiles,
-    profiles_option,
-    run_command,
-)
-
-if TYPE_CHECKING:
-    from portfwd.engine.model import ForwardSpec
-
-
-def _ping(ctx: click.Context, param: click.Parameter, value: str) -> float:
-    from portfwd.cli import _ping_interval
-
-    return _ping_interval(ctx, param, value)
+from portfwd.cli import completion, options
+from portfwd.cli.handover import hand_over
+from portfwd.cli.here import run_here
+from portfwd.cli.profile import complete_groups, complete_profiles
+from portfwd.cli.run import ExitCode, error_line, run
+from portfwd.daemon.replies import NotRunning
+from portfwd.daemon.service import ensure_started
+from portfwd.engine.clients import ClientPool
+from portfwd.engine.model import ForwardSpec
+from portfwd.engine.preview import Preview, preview
+from portfwd.eventloop import run as run_loop
+from portfwd.kube.targets import quote
+from portfwd.safetext import escape_controls
+from portfwd.store.profiles_select import UpUsageError, select
+from portfwd.tunnel.addresses import format_host_port
 
 
 @click.command(name="up")
-@profiles_option
+@options.profiles_option
 @click.option(
     "-n",
     "--namespace",
@@ -62,21 +72,8 @@ def _ping(ctx: click.Context, param: click.Parameter, value: str) -> float:
     is_flag=True,
     help="Run the forwards in this process even when a portfwd daemon runs.",
 )
-@click.option(
-    "--ping-interval",
-    default="30",
-    show_default=True,
-    metavar="SECONDS",
-    callback=lambda ctx, param, value: _ping(ctx, param, value),
-    help="WebSocket ping interval on every tunnel; 0 disables (see `portfwd --help`).",
-)
-@click.option(
-    "--protocol",
-    type=click.Choice(PORTFORWARD_PROTOCOL_CHOICES),
-    default="auto",
-    show_default=True,
-    help="Port-forward wire protocol (see `portfwd --help`).",
-)
+@options.ping_option("WebSocket ping interval on every tunnel; 0 disables (see `portfwd --help`).")
+@options.protocol_option("Port-forward wire protocol (see `portfwd --help`).")
 @click.argument("profile", shell_complete=complete_profiles)
 @click.argument("groups", nargs=-1, shell_complete=complete_groups)
 @click.pass_context
@@ -102,9 +99,7 @@ def up_command(
     to it instead and `up` returns at once: `portfwd ls` lists them, `portfwd stop` stops
     them. Forwards the daemon already has (by name) are left as they are. --here runs them
     in this process all the same."""
-    from portfwd.cli import _with_globals
-
-    opts = _with_globals(
+    opts = options.with_globals(
         ctx,
         kubeconfig=kubeconfig,
         context=context,
@@ -118,32 +113,77 @@ def up_command(
     )
     if here and start_daemon:
         raise click.UsageError("--here and --daemon contradict each other; give one", ctx)
-
-    def body() -> int:
-        from portfwd.headless_up import run_up
-
-        return run_up(
+    run(
+        lambda: run_up(
             profiles_file=Path(profiles_file).expanduser() if profiles_file else None,
             profile=profile,
-            groups=list(groups),
+            groups=groups,
             dry_run=dry_run,
             all_or_nothing=all_or_nothing,
-            hand_over=None
-            if here
-            else lambda specs: _up_in_daemon(
-                specs,
-                start=start_daemon,
-                all_or_nothing=all_or_nothing,
-                kubeconfig=opts["kubeconfig"],
-                ping_interval=opts["ping_interval"],
-            ),
+            daemon=None if here else start_daemon,
             **opts,
         )
+    )
 
-    run_command(body)
+
+def run_up(
+    *,
+    profiles_file: Path | None,
+    profile: str,
+    groups: tuple[str, ...],
+    kubeconfig: str | None,
+    context: str | None,
+    namespace: str | None,
+    dry_run: bool = False,
+    all_or_nothing: bool = False,
+    ping_interval: float = 30.0,
+    protocol: str = "auto",
+    daemon: bool | None = False,
+) -> int:
+    """`daemon`: None runs here; False hands the forwards to a daemon if one runs; True
+    starts one first when none does."""
+    try:
+        chosen = select(
+            profiles_file,
+            profile,
+            groups,
+            kubeconfig=kubeconfig,
+            context=context,
+            namespace=namespace,
+            protocol=protocol,
+        )
+    except UpUsageError as exc:
+        for line in exc.lines:
+            error_line(line)
+        return ExitCode.USAGE
+    if not chosen.specs:
+        where = " in these groups" if groups else ""
+        error_line(f"profile {quote(profile)} has no forwards{where}")
+        return ExitCode.USAGE
+    if dry_run:
+        return run_loop(_dry_run(chosen.specs, kubeconfig=kubeconfig, ping_interval=ping_interval))
+    if daemon is not None:
+        handed = _in_daemon(
+            chosen.specs,
+            start=daemon,
+            all_or_nothing=all_or_nothing,
+            kubeconfig=kubeconfig,
+            ping_interval=ping_interval,
+        )
+        if handed is not None:
+            return handed
+    return run_loop(
+        run_here(
+            chosen.specs,
+            kubeconfig=kubeconfig,
+            ping_interval=ping_interval,
+            named=True,
+            all_or_nothing=all_or_nothing,
+        )
+    )
 
 
-def _up_in_daemon(
+def _in_daemon(
     specs: list[ForwardSpec],
     *,
     start: bool,
@@ -153,31 +193,63 @@ def _up_in_daemon(
 ) -> int | None:
     """The profile's forwards handed to the running daemon (one started first with
     --daemon); None when none runs, to run them here."""
-    from portfwd.control.commands import add_to_daemon
-    from portfwd.daemon.replies import NotRunning
-    from portfwd.daemon.sync_client import SyncClient
-
     try:
-        conn = SyncClient.connect(client="up")
+        return _hand_over(specs, all_or_nothing)
     except NotRunning:
         if not start:
             return None
-        from portfwd.daemon.service import ensure_started
+    ensure_started(kubeconfig=kubeconfig, state_file=None, ping_interval=ping_interval)
+    return _hand_over(specs, all_or_nothing)
 
-        ensure_started(kubeconfig=kubeconfig, state_file=None, ping_interval=ping_interval)
-        conn = SyncClient.connect(client="up")
-    try:
-        pid = conn.server.get("pid", "?")
-        click.echo(f"handing {len(specs)} forwards to the portfwd daemon (pid {pid})", err=True)
-        code = add_to_daemon(
-            specs, client="up", keep_existing=True, all_or_nothing=all_or_nothing, conn=conn
-        )
-    finally:
-        conn.close()
+
+def _hand_over(specs: list[ForwardSpec], all_or_nothing: bool) -> int:
+    code = hand_over(
+        specs,
+        client="up",
+        keep_existing=True,
+        all_or_nothing=all_or_nothing,
+        announce=f"handing {len(specs)} forwards to the portfwd daemon",
+    )
     click.echo(
         "they run in the daemon: `portfwd ls` lists them, `portfwd stop NAME` stops one", err=True
     )
     return code
 
 
-COMMANDS = [up_command]
+# -- --dry-run --------------------------------------------------------------------------------
+
+
+def _listen_text(spec: ForwardSpec) -> str:
+    port = spec.local_port
+    hosts = [format_host_port(a.host, port) if port else a.host for a in spec.bind_addresses]
+    where = " and ".join(hosts)
+    return f"would listen on {where}" + ("" if port else " (a free port)")
+
+
+def dry_run_line(p: Preview) -> str:
+    spec = p.spec
+    name = spec.name or spec.target
+    if p.error:
+        return escape_controls(f"{name}: error: {p.error}")
+    port = str(p.container_port) + (f" ({p.port_name})" if p.port_name else "")
+    remote = spec.remote_port
+    return escape_controls(
+        f"{name}: {spec.target} port {remote} (context {p.context}, namespace {p.namespace})"
+        f" -> pod {p.pod} port {port}; {_listen_text(spec)}"
+    )
+
+
+async def _dry_run(
+    specs: list[ForwardSpec], *, kubeconfig: str | None, ping_interval: float
+) -> int:
+    clients = ClientPool(kubeconfig, ping_interval=ping_interval)
+    try:
+        previews = await asyncio.gather(*(preview(clients, s) for s in specs))
+    finally:
+        await clients.close()
+    code = ExitCode.OK
+    for p in previews:
+        click.echo(dry_run_line(p), err=bool(p.error))
+        if p.error:
+            code = ExitCode.FAILED
+    return code
