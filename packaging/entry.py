@@ -2,7 +2,7 @@
 
 import sys
 
-from portfwd.cli import main
+from portfwd.cli.root import main
 from portfwd.cli.kubectl_plugin import complete as kubectl_complete
 from portfwd.cli.kubectl_plugin import main as kubectl_main
 

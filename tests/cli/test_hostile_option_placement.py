@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from portfwd import cli
+from portfwd.cli import root as cli
 from portfwd.sandbox.cluster import SandboxCluster
 
 from .clirun import run_cli

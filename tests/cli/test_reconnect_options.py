@@ -13,7 +13,7 @@ from typing import Any, cast
 
 import pytest
 
-from portfwd import cli as cli_module
+from portfwd.cli import root as cli_module
 from portfwd.cli.printer import Printer, print_events
 from portfwd.engine.events import Event, ForwardChanged, LogLine
 from portfwd.engine.launch import failed_for_good, watch

@@ -256,7 +256,7 @@ def test_export_refuses_control_characters_in_a_forward() -> None:
 
 
 def test_the_main_group_names_both_commands() -> None:
-    from portfwd.cli import cli
+    from portfwd.cli.root import cli
 
     with click.Context(cli) as ctx:
         assert cli.get_command(ctx, "import") is import_command
@@ -265,7 +265,7 @@ def test_the_main_group_names_both_commands() -> None:
 
 @pytest.fixture
 def main_group() -> Iterator[click.Group]:
-    from portfwd.cli import cli
+    from portfwd.cli.root import cli
 
     yield cli
 

@@ -3,8 +3,8 @@ loads its module when it is used (lazy.py); options.py holds the shared options 
 global-option rule, run.py the one runner and the exit codes. Each command (or group of
 commands) is one module that imports downward only: options, run, the engine, the daemon's
 clients, the store.
+
+
+The package imports nothing itself, so a command's module does not drag in the root group:
+the console script is `portfwd.cli.root:main`.
 """
-
-from portfwd.cli.root import cli, main
-
-__all__ = ["cli", "main"]

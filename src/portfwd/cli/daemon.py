@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from portfwd.cli import options
-from portfwd.cli.run import run
+from portfwd.cli.run import ExitCode, run
 from portfwd.daemon import service, units
 from portfwd.safetext import escape_controls
 
@@ -76,7 +76,12 @@ def daemon_stop() -> None:
 @click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text")
 def daemon_status(output: str) -> None:
     """Is it running; pid, version, forwards, clients, socket, log. Exit 3: not running."""
-    run(lambda: service.daemon_status(as_json=output == "json"))
+
+    def body() -> int:
+        running = service.daemon_status(as_json=output == "json")
+        return ExitCode.OK if running else ExitCode.NO_DAEMON
+
+    run(body)
 
 
 def _print(lines: list[str]) -> int:

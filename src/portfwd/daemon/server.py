@@ -24,7 +24,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from portfwd import version
+from portfwd import __version__
 from portfwd.daemon import ops
 from portfwd.daemon import protocol as proto
 from portfwd.daemon.lock import DaemonLock
@@ -135,7 +135,9 @@ class DaemonServer:
             self.lock.release()
             raise
         self._logger = asyncio.create_task(self._log_forwards(), name="daemon-forward-log")
-        log.info("portfwd %s daemon (pid %d) listening on %s", version(), os.getpid(), paths.socket)
+        log.info(
+            "portfwd %s daemon (pid %d) listening on %s", __version__, os.getpid(), paths.socket
+        )
 
     async def restore(self) -> None:
         """Bring the session back (after `start`: clients may already watch it happen)."""
@@ -180,7 +182,7 @@ class DaemonServer:
         for snap in snaps:
             states[snap.state.value] = states.get(snap.state.value, 0) + 1
         return {
-            "version": version(),
+            "version": __version__,
             "protocol": proto.PROTOCOL_VERSION,
             "pid": os.getpid(),
             "started_at": self.started_at,

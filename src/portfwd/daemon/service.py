@@ -46,7 +46,6 @@ DETACH_TIMEOUT = 30.0
 STOP_TIMEOUT = 60.0  # stopping saves the session and closes every forward's connections
 LOG_MAX_BYTES = 5_000_000
 LOG_BACKUPS = 3
-NOT_RUNNING = 3  # exit code of `status` (LSB's "not running"), and of clients with no daemon
 
 
 def run_daemon(
@@ -310,7 +309,9 @@ def stop_daemon(paths: DaemonPaths | None = None, *, echo: Callable[[str], None]
 
 def daemon_status(
     paths: DaemonPaths | None = None, *, as_json: bool = False, echo: Callable[[str], None] = print
-) -> int:
+) -> bool:
+    """Print the daemon's status; whether one runs (`portfwd daemon status` exits 3 when
+    not, as LSB's "not running")."""
     paths = paths or daemon_paths()
     try:
         status = run(_request(ops.STATUS, paths))
@@ -325,10 +326,10 @@ def daemon_status(
             echo(json.dumps({"running": False, "socket": str(paths.socket)}))
         else:
             echo(f"portfwd daemon: not running (socket {paths.socket})")
-        return NOT_RUNNING
+        return False
     if as_json:
         echo(json.dumps({"running": True, **status}, sort_keys=True))
-        return 0
+        return True
     states = status.get("states") or {}
     counts = ", ".join(f"{n} {state}" for state, n in sorted(states.items())) or "none"
     up = human_duration(time.time() - float(status.get("started_at") or time.time()))
@@ -343,4 +344,4 @@ def daemon_status(
     ]
     for line in lines:
         echo(escape_controls(line))
-    return 0
+    return True
