@@ -60,11 +60,16 @@ async def launch(
     is called before the starts, so a printer can tell the forwards' log lines apart."""
     stop = stop or asyncio.Event()
     ids: list[str] = []
-    for spec in specs:
-        fid = await engine.add(replace(spec, reconnect=False), start=False)
-        ids.append(fid)
-        if on_added is not None:
-            on_added(fid, spec)
+    try:
+        for spec in specs:
+            fid = await engine.add(replace(spec, reconnect=False), start=False)
+            ids.append(fid)
+            if on_added is not None:
+                on_added(fid, spec)
+    except Exception:  # a spec the engine refuses (a name in use): nothing of this launch stays
+        for fid in ids:
+            await engine.remove(fid)
+        raise
     starts = [asyncio.ensure_future(engine.start(fid)) for fid in ids]
     stopper: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
     try:
