@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import enum
 import re
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -87,14 +88,19 @@ class ForwardSpec:
     # kubectl's bare port name (`portfwd forward svc/web https`): the local port is the number
     # the name resolves to, known once the forward resolves (local_port is then 0).
     local_from_remote: bool = False
-    # The target and the listen addresses, parsed once when the spec is made (see check_spec).
-    parsed_target: Target = field(init=False, repr=False, compare=False)
-    bind_addresses: tuple[BindAddress, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        target, addresses = check_spec(self)
-        object.__setattr__(self, "parsed_target", target)
-        object.__setattr__(self, "bind_addresses", addresses)
+        _PARSED[self] = check_spec(self)
+
+    @property
+    def parsed_target(self) -> Target:
+        """The target, as parsed when the spec was made."""
+        return _parsed(self)[0]
+
+    @property
+    def bind_addresses(self) -> tuple[BindAddress, ...]:
+        """The listen addresses, as parsed when the spec was made."""
+        return _parsed(self)[1]
 
     def kubectl_command(self) -> str:
         """The equivalent `kubectl port-forward` command line."""
@@ -114,6 +120,20 @@ class ForwardSpec:
         port = f"{local}:{self.remote_port}"
         parts.append(str(self.remote_port) if self.local_from_remote else port)
         return " ".join(parts)
+
+
+# A spec's parsed target and addresses, kept beside it (not in its fields: a spec is plain
+# data to serialise, compare and copy); equal specs parse the same.
+_PARSED: weakref.WeakKeyDictionary[ForwardSpec, tuple[Target, tuple[BindAddress, ...]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _parsed(spec: ForwardSpec) -> tuple[Target, tuple[BindAddress, ...]]:
+    found = _PARSED.get(spec)
+    if found is None:  # its twin was made first and is gone
+        found = _PARSED[spec] = check_spec(spec)
+    return found
 
 
 def _shown(value: Any) -> str:
