@@ -2,9 +2,9 @@
 
 import sys
 
-from portfwd.cli import main
-from portfwd.kubectl_plugin import complete as kubectl_complete
-from portfwd.kubectl_plugin import main as kubectl_main
+from portfwd.cli.kubectl_plugin import complete as kubectl_complete
+from portfwd.cli.kubectl_plugin import main as kubectl_main
+from portfwd.cli.root import main
 
 # One binary, three names (as busybox): linked or copied as `kubectl-portfwd` it is the
 # kubectl plugin, as `kubectl_complete-portfwd` kubectl's completion hook for it.

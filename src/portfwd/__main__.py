@@ -1,4 +1,4 @@
-from portfwd.cli import main
+from portfwd.cli.root import main
 
 if __name__ == "__main__":
     main()

@@ -16,7 +16,7 @@ import pytest
 import yaml
 from click.testing import CliRunner, Result
 
-from portfwd.cli import cli
+from portfwd.cli.root import cli
 from portfwd.tunnel import listener as listener_mod
 
 

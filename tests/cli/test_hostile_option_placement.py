@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from portfwd import cli
+from portfwd.cli import root as cli
 from portfwd.sandbox.cluster import SandboxCluster
 
 from .clirun import run_cli
@@ -66,9 +66,9 @@ FLAG_SHOWN = {
 @pytest.fixture
 def calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict[str, Any]]]:
     """Replace every command body by a recorder of the arguments it receives."""
+    import portfwd.cli.forward
     import portfwd.demo
     import portfwd.doctor
-    import portfwd.headless
     import portfwd.sandbox.main
     import portfwd.tui.run
 
@@ -81,7 +81,7 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict[str, Any]]]:
 
         return record
 
-    monkeypatch.setattr(portfwd.headless, "run_forward", recorder("forward"))
+    monkeypatch.setattr(portfwd.cli.forward, "run_forward", recorder("forward"))
     monkeypatch.setattr(portfwd.demo, "run_demo", recorder("demo"))
     monkeypatch.setattr(portfwd.doctor, "run_doctor", recorder("doctor"))
     monkeypatch.setattr(portfwd.sandbox.main, "serve", recorder("sandbox"))

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from portfwd.kubectl_plugin import completions, plugin_args
-from portfwd.podwait import parse_duration
+from portfwd.cli.durations import parse_duration
+from portfwd.cli.kubectl_plugin import completions, plugin_args
 from portfwd.sandbox.cluster import SandboxCluster
 from tests.install.helpers import forward_moves_bytes, run
 

@@ -13,8 +13,10 @@ from typing import Any, cast
 
 import pytest
 
-from portfwd import cli as cli_module
+from portfwd.cli import root as cli_module
+from portfwd.cli.printer import Printer, print_events
 from portfwd.engine.events import Event, ForwardChanged, LogLine
+from portfwd.engine.launch import failed_for_good, watch
 from portfwd.engine.manager import Manager, Subscription
 from portfwd.engine.model import (
     ForwardSnapshot,
@@ -24,7 +26,6 @@ from portfwd.engine.model import (
     LogKind,
     LogLevel,
 )
-from portfwd.headless import _failed_for_good, _lost, _print_events, _Printer
 from portfwd.sandbox.cluster import SandboxCluster
 
 from .clirun import forward_process
@@ -43,11 +44,11 @@ def _invoke(monkeypatch: pytest.MonkeyPatch, *args: str) -> dict[str, Any]:
 
         return fake
 
+    import portfwd.cli.forward
     import portfwd.demo
-    import portfwd.headless
     import portfwd.tui.run
 
-    monkeypatch.setattr(portfwd.headless, "run_forward", record("forward"))
+    monkeypatch.setattr(portfwd.cli.forward, "run_forward", record("forward"))
     monkeypatch.setattr(portfwd.tui.run, "run_tui", record("tui"))
     monkeypatch.setattr(portfwd.demo, "run_demo", record("demo"))
     with pytest.raises(SystemExit) as exit_info:
@@ -107,10 +108,10 @@ def _line(level: LogLevel, message: str, kind: LogKind = LogKind.NOTE) -> LogLin
 async def _printed(events: list[Event], *, started: bool = True) -> tuple[list[str], list[str]]:
     out: list[str] = []
     err: list[str] = []
-    printer = _Printer(out.append, err.append)
+    printer = Printer(out.append, err.append)
     if started:
         printer.started()
-    await _print_events(cast(Subscription, _Stream(events)), printer)
+    await print_events(cast(Subscription, _Stream(events)), lambda fid: printer)
     return out, err
 
 
@@ -192,27 +193,46 @@ def _snap(
 def test_which_failures_end_the_command(
     state: ForwardState, reconnect: bool, bound: bool, ends: bool
 ) -> None:
-    assert _failed_for_good(_snap(state, reconnect=reconnect, bound=bound)) is ends
+    assert failed_for_good(_snap(state, reconnect=reconnect, bound=bound)) is ends
 
 
 class _OneForward:
-    def __init__(self, snap: ForwardSnapshot) -> None:
+    """An engine with one forward whose snapshot follows the events as they are read."""
+
+    def __init__(self, snap: ForwardSnapshot, events: list[Event]) -> None:
         self.snap = snap
+        self.events = events
 
     def get(self, forward_id: str) -> ForwardSnapshot:
         return self.snap
+
+    def subscribe(self, maxsize: int = 1000) -> Subscription:
+        return cast(Subscription, _Following(self))
+
+
+class _Following(_Stream):
+    def __init__(self, engine: _OneForward) -> None:
+        super().__init__(engine.events)
+        self.engine = engine
+
+    async def _iter(self) -> AsyncIterator[Event]:
+        for event in self.events:
+            if isinstance(event, ForwardChanged) and event.snapshot.id == self.engine.snap.id:
+                self.engine.snap = event.snapshot
+            yield event
 
 
 async def test_lost_returns_the_reason_of_the_first_final_failure() -> None:
     active = _snap(ForwardState.ACTIVE, reconnect=False, bound=True)
     gone = replace(active, state=ForwardState.ERROR, bound=(), reason="pod toolbox was deleted")
     other = replace(gone, id="other", reason="not ours")
-    stream = _Stream([ForwardChanged(other), ForwardChanged(active), ForwardChanged(gone)])
-    manager = cast(Manager, _OneForward(active))
-    reason = await _lost(cast(Subscription, stream), manager, ["f1"])
-    assert reason == "pod toolbox was deleted"
+    events: list[Event] = [ForwardChanged(other), ForwardChanged(active), ForwardChanged(gone)]
+    engine = cast(Manager, _OneForward(active, events))
+    lost = await watch(engine, ["f1"], asyncio.Event(), lambda snap: None, all_or_nothing=True)
+    assert [s.reason for s in lost] == ["pod toolbox was deleted"]
     # The stream ending (the command stops) is not a failure.
-    assert await _lost(cast(Subscription, _Stream([])), manager, ["f1"]) is None
+    engine = cast(Manager, _OneForward(active, []))
+    assert await watch(engine, ["f1"], asyncio.Event(), lambda snap: None) == []
 
 
 # -- against the sandbox (these need the engine's reconnect) ----------------------------------

@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from portfwd.console import MAX_QUEUED, LineWriter
+from portfwd.cli.console import MAX_QUEUED, LineWriter
 from portfwd.sandbox.cluster import SandboxCluster
 
 pytestmark = pytest.mark.timeout(120)

@@ -257,7 +257,7 @@ def test_unexpected_exception_restores_terminal_and_writes_crash_log(
         "    token = 'sekret-bearer-token-123'\n"
         "    raise ZeroDivisionError('injected bug ' + str(len(token)))\n"
         "dashboard.DashboardScreen.action_copy_command = broken\n"
-        "from portfwd.cli import main\n"
+        "from portfwd.cli.root import main\n"
         "sys.argv = ['portfwd', 'demo']\n"
         "main()\n"
     )

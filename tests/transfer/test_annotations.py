@@ -225,7 +225,7 @@ async def test_portfwd_import_from_cluster_end_to_end(sandbox: SandboxCluster) -
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
-        "from portfwd.transfer.commands import import_command; import_command()",
+        "from portfwd.cli.transfer import import_command; import_command()",
         "--from-cluster",
         "--kubeconfig",
         str(sandbox.kubeconfig_path),
@@ -245,7 +245,7 @@ async def test_an_unreachable_cluster_is_one_line_and_exit_2(tmp_path) -> None: 
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
-        "from portfwd.transfer.commands import import_command; import_command()",
+        "from portfwd.cli.transfer import import_command; import_command()",
         "--from-cluster",
         "--kubeconfig",
         str(tmp_path / "missing-kubeconfig"),

@@ -11,9 +11,9 @@ import pytest
 import yaml
 from click.testing import CliRunner, Result
 
+from portfwd.cli import transfer as commands
+from portfwd.cli.transfer import export_command, import_command
 from portfwd.engine.model import ForwardSpec
-from portfwd.transfer import commands
-from portfwd.transfer.commands import COMMANDS, export_command, import_command, register
 
 DATA = Path(__file__).parent / "data"
 
@@ -255,24 +255,19 @@ def test_export_refuses_control_characters_in_a_forward() -> None:
     assert "holds control characters" in res.stderr
 
 
-def test_the_lead_registers_both_commands_with_one_line() -> None:
-    group = click.Group("portfwd")
-    register(group)
-    assert sorted(group.commands) == ["export", "import"]
-    assert {c.name for c in COMMANDS} == {"import", "export"}
+def test_the_main_group_names_both_commands() -> None:
+    from portfwd.cli.root import cli
+
+    with click.Context(cli) as ctx:
+        assert cli.get_command(ctx, "import") is import_command
+        assert cli.get_command(ctx, "export") is export_command
 
 
 @pytest.fixture
 def main_group() -> Iterator[click.Group]:
-    from portfwd.cli import cli
+    from portfwd.cli.root import cli
 
-    register(cli)
-    try:
-        yield cli
-    finally:
-        for command in COMMANDS:
-            assert command.name is not None
-            cli.commands.pop(command.name, None)
+    yield cli
 
 
 def test_options_before_the_command_mean_the_same(main_group: click.Group) -> None:
@@ -285,3 +280,40 @@ def test_options_before_the_command_mean_the_same(main_group: click.Group) -> No
     assert "--context does not apply to" in res.stderr and "export'" in res.stderr
     res = runner.invoke(main_group, ["import", "-"], input="svc/a 80\n")
     assert res.exit_code == 0, res.stderr
+
+
+def test_a_portfwd_forward_line_with_pod_running_timeout_imports(main_group: click.Group) -> None:
+    line = "portfwd forward --pod-running-timeout 30s svc/web 8080:80\n"
+    res = CliRunner().invoke(main_group, ["import", "-"], input=line)
+    assert res.exit_code == 0, res.stderr
+    (forward,) = yaml.safe_load(res.stdout)
+    assert (forward["target"], forward["ports"]) == ("svc/web", ["8080:80"])
+    assert "--pod-running-timeout ignored" in res.stderr
+
+
+def test_every_flag_of_forward_is_known_to_import(main_group: click.Group) -> None:
+    """The importer reads `forward`'s own options: none of them is an unknown flag."""
+    with click.Context(main_group) as ctx:
+        forward = main_group.get_command(ctx, "forward")
+    assert forward is not None
+    values = {"protocol": "spdy", "addresses": "127.0.0.1", "pod_running_timeout": "1m"}
+    for param in forward.params:
+        if not isinstance(param, click.Option):
+            continue
+        for spelling in param.opts:
+            words = [spelling] if param.is_flag else [spelling, values.get(param.name or "", "x")]
+            line = " ".join(["portfwd", "forward", *words, "svc/web", "8080:80"]) + "\n"
+            res = CliRunner().invoke(main_group, ["import", "-"], input=line)
+            assert "unknown flag" not in res.stderr, (line, res.stderr)
+            assert res.exit_code == 0, (line, res.stderr)
+
+
+def test_the_importer_s_own_copy_of_forward_s_flags_is_forward_s(main_group: click.Group) -> None:
+    """Quick add and the library read PORTFWD_FORWARD_FLAGS; `portfwd import` reads the
+    command's options: they must be the same table."""
+    from portfwd.transfer.kubectl_lines import PORTFWD_FORWARD_FLAGS, flags_of
+
+    with click.Context(main_group) as ctx:
+        forward = main_group.get_command(ctx, "forward")
+    assert forward is not None
+    assert flags_of([*main_group.params, *forward.params]) == PORTFWD_FORWARD_FLAGS

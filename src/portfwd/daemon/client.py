@@ -14,8 +14,9 @@ import contextlib
 import itertools
 from collections import deque
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeVar
 
+from portfwd.daemon import ops
 from portfwd.daemon import protocol as proto
 from portfwd.daemon.paths import DaemonPaths, daemon_paths
 from portfwd.daemon.replies import (
@@ -38,15 +39,11 @@ from portfwd.engine.events import (
     StatsTick,
 )
 from portfwd.engine.model import ConnectionInfo, ForwardSnapshot, ForwardSpec, LogEntry
-from portfwd.engine.serial import (
-    connection_from_dict,
-    event_from_dict,
-    log_from_dict,
-    snapshot_from_dict,
-    spec_to_dict,
-)
+from portfwd.engine.serial import event_from_dict, log_from_dict, snapshot_from_dict
 from portfwd.errors import InputError, PortfwdError
 from portfwd.safetext import escape_controls
+
+R = TypeVar("R")
 
 LOG_MIRROR = 1000  # lines kept per forward (the engine keeps as many)
 
@@ -133,7 +130,12 @@ class DaemonClient:
             self._pending.clear()
             self._events.put_nowait(None)
 
+    async def call(self, op: ops.Op[R], **args: Any) -> R:
+        """One operation of the table: its arguments encoded, its reply decoded."""
+        return op.decode_result(await self.request(op.name, **op.request_args(**args)))
+
     async def request(self, op: str, **args: Any) -> Any:
+        """A raw request (tests speak the protocol with it); front ends use `call`."""
         if self.lost is not None:
             raise DaemonGone(f"lost the portfwd daemon: {self.lost}")
         rid = next(self._ids)
@@ -191,7 +193,7 @@ class RemoteEngine:
         """Connect, subscribe, and mirror the daemon's forwards (and `logs` recent lines each)."""
         engine = cls(await DaemonClient.connect(paths, client=client))
         try:
-            first = await engine.client.request("subscribe", logs=logs)
+            first = await engine.client.call(ops.SUBSCRIBE, logs=logs)
         except BaseException:
             await engine.client.close()
             raise
@@ -246,11 +248,8 @@ class RemoteEngine:
 
     async def _reload(self) -> None:
         with contextlib.suppress(PortfwdError):
-            raw = await self.client.request("snapshot")
-            self._forwards = {}
-            for item in raw:
-                snap = snapshot_from_dict(item)
-                self._forwards[snap.id] = snap
+            snaps = await self.client.call(ops.SNAPSHOT_ALL)
+            self._forwards = {snap.id: snap for snap in snaps}
         self._bus.publish(Lagged())
 
     # -- EngineAPI: reads -------------------------------------------------------------------
@@ -272,43 +271,41 @@ class RemoteEngine:
         return list(self._connections.get(forward_id, ()))
 
     async def fetch_connections(self, forward_id: str) -> list[ConnectionInfo]:
-        raw = await self.client.request("connections", id=forward_id)
-        infos = [connection_from_dict(c) for c in raw]
+        infos = await self.client.call(ops.CONNECTIONS_OF, id=forward_id)
         self._connections[forward_id] = infos
         return infos
 
     # -- EngineAPI: changes -----------------------------------------------------------------
 
-    def _learn(self, raw: Any) -> ForwardSnapshot:
+    def _learn(self, snap: ForwardSnapshot) -> ForwardSnapshot:
         """A reply's snapshot. The mirror follows the event stream only (a reply may overtake
         an older event, never the other way round), except for a forward it has not seen."""
-        snap = snapshot_from_dict(raw)
         self._forwards.setdefault(snap.id, snap)
         return snap
 
     async def add(
         self, spec: ForwardSpec, *, start: bool = True, forward_id: str | None = None
     ) -> str:
-        raw = await self.client.request("add", spec=spec_to_dict(spec), start=start, id=forward_id)
-        return self._learn(raw).id
+        snap = await self.client.call(ops.ADD, spec=spec, start=start, id=forward_id)
+        return self._learn(snap).id
 
     async def start(self, forward_id: str) -> ForwardSnapshot:
-        return self._learn(await self.client.request("start", id=forward_id))
+        return self._learn(await self.client.call(ops.START, id=forward_id))
 
     async def stop(self, forward_id: str) -> None:
-        self._learn(await self.client.request("stop", id=forward_id))
+        self._learn(await self.client.call(ops.STOP, id=forward_id))
 
     async def restart(self, forward_id: str) -> ForwardSnapshot:
-        return self._learn(await self.client.request("restart", id=forward_id))
+        return self._learn(await self.client.call(ops.RESTART, id=forward_id))
 
     async def update(self, forward_id: str, spec: ForwardSpec) -> None:
-        self._learn(await self.client.request("update", id=forward_id, spec=spec_to_dict(spec)))
+        self._learn(await self.client.call(ops.UPDATE, id=forward_id, spec=spec))
 
     async def set_reconnect(self, forward_id: str, enabled: bool) -> None:
-        self._learn(await self.client.request("set_reconnect", id=forward_id, enabled=enabled))
+        self._learn(await self.client.call(ops.SET_RECONNECT, id=forward_id, enabled=enabled))
 
     async def remove(self, forward_id: str) -> None:
-        await self.client.request("remove", id=forward_id)
+        await self.client.call(ops.REMOVE, id=forward_id)
 
     async def stop_all(self) -> None:
         """Stop every forward in the daemon (the dashboard's explicit "stop all")."""

@@ -23,6 +23,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from portfwd.daemon.ops import HELLO, TABLE
+
 PROTOCOL_VERSION = 1
 MAX_REQUEST_BYTES = 1 << 20  # one request line; a spec is a few hundred bytes
 MAX_REPLY_BYTES = 64 << 20  # one reply line the client accepts (logs of many forwards)
@@ -38,25 +40,7 @@ NOT_FOUND = "not-found"  # no forward with that id or name
 FAILED = "failed"  # a portfwd error while doing it (e.g. the session could not be saved)
 INTERNAL = "internal"  # a bug in the daemon (its log has the traceback)
 
-OPS = frozenset(
-    {
-        "hello",
-        "status",
-        "snapshot",
-        "logs",
-        "connections",
-        "add",
-        "start",
-        "stop",
-        "restart",
-        "update",
-        "set_reconnect",
-        "remove",
-        "subscribe",
-        "unsubscribe",
-        "shutdown",
-    }
-)
+OPS = frozenset({HELLO, *TABLE})  # the handshake, then the operation table (ops.py)
 
 
 class ProtocolError(Exception):

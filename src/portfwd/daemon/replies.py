@@ -6,8 +6,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from portfwd import __version__
+from portfwd import version
 from portfwd.daemon import protocol as proto
+from portfwd.daemon.ops import HELLO
 from portfwd.daemon.paths import DaemonPaths
 from portfwd.errors import InputError, PortfwdError
 from portfwd.safetext import escape_controls
@@ -54,9 +55,9 @@ def unreachable(paths: DaemonPaths, exc: BaseException) -> PortfwdError:
 def hello(client: str) -> bytes:
     args = {
         "version": proto.PROTOCOL_VERSION,
-        "client": f"portfwd {__version__} {client} (pid {os.getpid()})",
+        "client": f"portfwd {version()} {client} (pid {os.getpid()})",
     }
-    return proto.encode({"id": 0, "op": "hello", "args": args})
+    return proto.encode({"id": 0, "op": HELLO, "args": args})
 
 
 def welcome(data: dict[str, Any]) -> dict[str, Any]:

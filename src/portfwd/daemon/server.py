@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import os
 import stat
@@ -24,6 +25,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from portfwd import __version__
+from portfwd.daemon import ops
 from portfwd.daemon import protocol as proto
 from portfwd.daemon.lock import DaemonLock
 from portfwd.daemon.paths import DaemonPaths, check_socket_path, ensure_private_dir
@@ -31,14 +33,8 @@ from portfwd.daemon.peer import peer_uid
 from portfwd.engine.api import find
 from portfwd.engine.events import LogLine
 from portfwd.engine.manager import Manager
-from portfwd.engine.model import LogKind
-from portfwd.engine.serial import (
-    connection_to_dict,
-    event_to_dict,
-    log_to_dict,
-    snapshot_to_dict,
-    spec_from_dict,
-)
+from portfwd.engine.model import ForwardSnapshot, LogKind
+from portfwd.engine.serial import event_to_dict, log_to_dict, snapshot_to_dict
 from portfwd.errors import InputError, PortfwdError
 from portfwd.safetext import escape_controls
 from portfwd.store.session import Session
@@ -49,7 +45,6 @@ forward_log = logging.getLogger("portfwd.daemon.forwards")
 HELLO_TIMEOUT = 10.0  # a connection that does not say hello in time is closed
 CLIENT_BUFFER_LIMIT = 16 << 20  # unread bytes a client may leave queued before it is dropped
 SUBSCRIPTION_SIZE = 10_000  # events queued per subscribed client before it lags
-MAX_LOG_LINES = 1000  # per forward, in one `logs` or `subscribe` reply
 
 
 class _Client:
@@ -302,7 +297,7 @@ class DaemonServer:
             return False
         if request is None:
             return False
-        if request.op != "hello":
+        if request.op != ops.HELLO:
             client.send(proto.error(request.id, proto.BAD_REQUEST, "say hello first"))
             return False
         version = request.args.get("version")
@@ -328,7 +323,7 @@ class DaemonServer:
             if request is None:
                 client.slots.release()
                 return
-            if request.op == "hello":
+            if request.op == ops.HELLO:
                 client.send(proto.error(request.id, proto.BAD_REQUEST, "hello was said already"))
                 client.slots.release()
                 return
@@ -373,7 +368,7 @@ class DaemonServer:
                 client.send(proto.error(request.id, proto.INTERNAL, "unserialisable reply"))
         finally:
             client.slots.release()
-        if request.op == "shutdown":
+        if request.op == ops.SHUTDOWN.name:
             self.stopping.set()
             if self._on_shutdown is not None:
                 self._on_shutdown()
@@ -381,79 +376,46 @@ class DaemonServer:
     # -- operations -------------------------------------------------------------------------
 
     async def _dispatch(self, client: _Client, request: proto.Request) -> Any:
-        args = _Args(request.args)
-        op = request.op
+        """Serve a request from the operation table: its arguments checked by the table's
+        codec, the engine method it names called (a forward named by its id or its name),
+        the result encoded by the table's codec."""
+        op = ops.TABLE[request.op]  # parse_request let only the table's names through
+        try:
+            args = op.decode_args(request.args)
+        except ops.BadArgs as exc:
+            raise _BadArgs(str(exc)) from None
+        if op.method is None:
+            return await self._daemon_ops[op.name](self, client, args)
         manager = self.manager
-        handler = self._handlers.get(op)
-        if handler is not None:
-            return await handler(self, client, args)
-        if op == "status":
-            args.done()
-            return self.status()
-        if op == "snapshot":
-            args.done()
-            return [snapshot_to_dict(s) for s in manager.snapshot()]
-        if op == "logs":
-            key = args.maybe_text("id")
-            limit = args.number("limit", MAX_LOG_LINES, 0, MAX_LOG_LINES)
-            args.done()
-            fid = find(manager, key).id if key is not None else None
-            entries = manager.logs(fid)
-            return [log_to_dict(e) for e in entries[len(entries) - limit :]] if limit else []
-        if op == "connections":
-            fid = find(manager, args.text("id")).id
-            args.done()
-            return [connection_to_dict(c) for c in manager.open_connections(fid)]
-        if op == "shutdown":
-            args.done()
-            return {"stopping": True, "forwards": len(manager.snapshot())}
-        raise _BadArgs(f"operation {op!r} is not served")  # OPS and this table disagree
+        kwargs = {a.param: args[a.name] for a in op.args if a.param is not None}
+        fid = kwargs.get("forward_id")
+        if fid is not None and op is not ops.ADD:
+            fid = kwargs["forward_id"] = find(manager, fid).id
+        value = getattr(manager, op.method)(**kwargs)
+        if inspect.isawaitable(value):
+            value = await value
+        if op is ops.ADD:
+            fid = value
+        if op is ops.LOGS_OF:
+            limit = args["limit"]
+            value = value[len(value) - limit :] if limit else []
+        elif op is ops.REMOVE:
+            value = {"removed": fid}
+        elif op.result is ops.SNAPSHOT and not isinstance(value, ForwardSnapshot):
+            assert fid is not None
+            value = manager.get(fid)  # stop, update, set_reconnect: the forward as it is now
+        return op.result.to_wire(value)
 
-    async def _add(self, client: _Client, args: _Args) -> Any:
-        spec = spec_from_dict(args.mapping("spec"), strict=True)
-        start = args.flag("start", True)
-        wanted_id = args.maybe_text("id")
-        args.done()
-        fid = await self.manager.add(spec, start=start, forward_id=wanted_id)
-        return snapshot_to_dict(self.manager.get(fid))
+    async def _status(self, client: _Client, args: dict[str, Any]) -> Any:
+        return self.status()
 
-    async def _start(self, client: _Client, args: _Args) -> Any:
-        fid = self._key(args)
-        return snapshot_to_dict(await self.manager.start(fid))
+    async def _shutdown(self, client: _Client, args: dict[str, Any]) -> Any:
+        return {"stopping": True, "forwards": len(self.manager.snapshot())}
 
-    async def _stop(self, client: _Client, args: _Args) -> Any:
-        fid = self._key(args)
-        await self.manager.stop(fid)
-        return snapshot_to_dict(self.manager.get(fid))
-
-    async def _restart(self, client: _Client, args: _Args) -> Any:
-        fid = self._key(args)
-        return snapshot_to_dict(await self.manager.restart(fid))
-
-    async def _update(self, client: _Client, args: _Args) -> Any:
-        fid = find(self.manager, args.text("id")).id
-        spec = spec_from_dict(args.mapping("spec"), strict=True)
-        args.done()
-        await self.manager.update(fid, spec)
-        return snapshot_to_dict(self.manager.get(fid))
-
-    async def _set_reconnect(self, client: _Client, args: _Args) -> Any:
-        fid = find(self.manager, args.text("id")).id
-        enabled = args.flag("enabled", True)
-        args.done()
-        await self.manager.set_reconnect(fid, enabled)
-        return snapshot_to_dict(self.manager.get(fid))
-
-    async def _remove(self, client: _Client, args: _Args) -> Any:
-        fid = self._key(args)
-        await self.manager.remove(fid)
-        return {"removed": fid}
-
-    async def _subscribe(self, client: _Client, args: _Args) -> Any:
+    async def _subscribe(self, client: _Client, args: dict[str, Any]) -> Any:
         """Start the client's event stream; the reply is the snapshot (and recent log lines)
         taken after subscribing, so nothing falls between the two."""
-        lines = args.number("logs", 0, 0, MAX_LOG_LINES)
-        args.done()
+        lines = args["logs"]
         if client.pump is None:
             subscription = self.manager.subscribe(maxsize=SUBSCRIPTION_SIZE)
             client.pump = asyncio.create_task(self._pump(client, subscription))
@@ -467,8 +429,7 @@ class DaemonServer:
             result["logs"] = logs
         return result
 
-    async def _unsubscribe(self, client: _Client, args: _Args) -> Any:
-        args.done()
+    async def _unsubscribe(self, client: _Client, args: dict[str, Any]) -> Any:
         pump, client.pump = client.pump, None
         if pump is not None:
             pump.cancel()
@@ -488,76 +449,17 @@ class DaemonServer:
         finally:
             subscription.close()
 
-    def _key(self, args: _Args) -> str:
-        fid = find(self.manager, args.text("id")).id
-        args.done()
-        return fid
-
-    _handlers: dict[str, Callable[[DaemonServer, _Client, _Args], Awaitable[Any]]] = {
-        "add": _add,
-        "start": _start,
-        "stop": _stop,
-        "restart": _restart,
-        "update": _update,
-        "set_reconnect": _set_reconnect,
-        "remove": _remove,
-        "subscribe": _subscribe,
-        "unsubscribe": _unsubscribe,
+    # The daemon's own operations (the table's entries without an engine method).
+    _daemon_ops: dict[str, Callable[[DaemonServer, _Client, dict[str, Any]], Awaitable[Any]]] = {
+        ops.STATUS.name: _status,
+        ops.SHUTDOWN.name: _shutdown,
+        ops.SUBSCRIBE.name: _subscribe,
+        ops.UNSUBSCRIBE.name: _unsubscribe,
     }
 
 
 class _BadArgs(Exception):
     pass
-
-
-class _Args:
-    """A request's arguments, taken one by one with their types checked; `done()` refuses
-    any left over (a typo in a script is worth a message, not a silent default)."""
-
-    def __init__(self, raw: dict[str, Any]) -> None:
-        self._raw = dict(raw)
-
-    def _take(self, name: str) -> Any:
-        return self._raw.pop(name, None)
-
-    def text(self, name: str) -> str:
-        value = self._take(name)
-        if not isinstance(value, str) or not value:
-            raise _BadArgs(f'"{name}" must be a non-empty string')
-        return value
-
-    def maybe_text(self, name: str) -> str | None:
-        value = self._take(name)
-        if value is not None and not isinstance(value, str):
-            raise _BadArgs(f'"{name}" must be a string or null')
-        return value
-
-    def flag(self, name: str, default: bool) -> bool:
-        value = self._take(name)
-        if value is None:
-            return default
-        if not isinstance(value, bool):
-            raise _BadArgs(f'"{name}" must be true or false')
-        return value
-
-    def number(self, name: str, default: int, low: int, high: int) -> int:
-        value = self._take(name)
-        if value is None:
-            return default
-        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-            raise _BadArgs(f'"{name}" must be an integer from {low} to {high}')
-        return value
-
-    def mapping(self, name: str) -> dict[str, Any]:
-        value = self._take(name)
-        if not isinstance(value, dict):
-            raise _BadArgs(f'"{name}" must be a JSON object')
-        return value
-
-    def done(self) -> None:
-        if self._raw:
-            names = ", ".join(sorted(escape_controls(str(k))[:40] for k in self._raw))
-            raise _BadArgs(f"unknown argument(s): {names}")
 
 
 def _id_of(line: bytes) -> int | None:

@@ -20,11 +20,13 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from portfwd.daemon import ops
 from portfwd.daemon.client import DaemonClient
-from portfwd.daemon.lock import lock_holder
+from portfwd.daemon.lock import AlreadyRunning, lock_holder
 from portfwd.daemon.paths import DaemonPaths, daemon_paths
 from portfwd.daemon.replies import NotRunning
 from portfwd.daemon.server import DaemonServer
@@ -37,12 +39,13 @@ from portfwd.selfexec import child_environment, portfwd_command
 
 log = logging.getLogger(__name__)
 
-READY_FD_ENV = "PORTFWD_READY_FD"  # --detach: the child reports "ready" or its error here
+R = TypeVar("R")
+
+READY_FD_ENV = "PORTFWD_READY_FD"  # --detach: the child reports its Started line here
 DETACH_TIMEOUT = 30.0
 STOP_TIMEOUT = 60.0  # stopping saves the session and closes every forward's connections
 LOG_MAX_BYTES = 5_000_000
 LOG_BACKUPS = 3
-NOT_RUNNING = 3  # exit code of `status` (LSB's "not running"), and of clients with no daemon
 
 
 def run_daemon(
@@ -69,10 +72,49 @@ def run_daemon(
     try:
         return run(_serve(paths, kubeconfig, state, ping_interval, ready_fd))
     except PortfwdError as exc:
-        _report_ready(ready_fd, f"error: {exc}")
+        _report_ready(ready_fd, Started(error=str(exc), running=isinstance(exc, AlreadyRunning)))
         raise
     finally:
         logfile.close()
+
+
+@dataclass(frozen=True)
+class Started:
+    """What a detached daemon reported on its ready pipe: one JSON object on one line,
+    `{"ready": PID}` or `{"error": MESSAGE, "running": BOOL}` (`running`: another daemon
+    holds the lock, so one runs all the same)."""
+
+    pid: int | None = None  # set once it listens
+    error: str = ""
+    running: bool = False  # not started because another daemon already runs
+
+    @property
+    def ready(self) -> bool:
+        return self.pid is not None
+
+    def line(self) -> str:
+        data: dict[str, Any] = (
+            {"ready": self.pid}
+            if self.pid is not None
+            else {"error": escape_controls(self.error), "running": self.running}
+        )
+        return json.dumps(data)
+
+    @classmethod
+    def parse(cls, line: str) -> Started:
+        """The child's line; anything else is an error naming what came."""
+        try:
+            data = json.loads(line)
+        except ValueError:
+            data = None
+        if isinstance(data, dict):
+            pid = data.get("ready")
+            if isinstance(pid, int) and not isinstance(pid, bool):
+                return cls(pid=pid)
+            error = data.get("error")
+            if isinstance(error, str):
+                return cls(error=escape_controls(error), running=data.get("running") is True)
+        return cls(error=f"the daemon said something unexpected: {escape_controls(line[:200])}")
 
 
 def _ready_fd() -> int | None:
@@ -80,11 +122,11 @@ def _ready_fd() -> int | None:
     return int(raw) if raw.isdigit() else None
 
 
-def _report_ready(fd: int | None, line: str) -> None:
+def _report_ready(fd: int | None, started: Started) -> None:
     if fd is None:
         return
     with contextlib.suppress(OSError):
-        os.write(fd, (escape_controls(line) + "\n").encode())
+        os.write(fd, (started.line() + "\n").encode())
         os.close(fd)
 
 
@@ -127,7 +169,7 @@ async def _serve(
             raise
         for warning in loaded.warnings:
             log.warning("%s", warning)
-        _report_ready(ready_fd, f"ready {os.getpid()}")
+        _report_ready(ready_fd, Started(pid=os.getpid()))
         _sd_notify("READY=1")
         restoring = asyncio.create_task(server.restore(), name="daemon-restore")
         try:
@@ -146,19 +188,19 @@ async def _serve(
 
 def _detach(*, kubeconfig: str | None, state_file: Path | None, ping_interval: float) -> int:
     """Start `portfwd daemon` in its own session; return once it listens."""
-    pid, answer = start_detached(
+    pid, started = start_detached(
         kubeconfig=kubeconfig, state_file=state_file, ping_interval=ping_interval
     )
-    if answer.startswith("ready"):
+    if started.ready:
         paths = daemon_paths()
         print(f"portfwd daemon started (pid {pid}); socket {paths.socket}, log {paths.log}")
         return 0
-    raise PortfwdError(answer.removeprefix("error: ") or "the daemon did not start")
+    raise PortfwdError(started.error or "the daemon did not start")
 
 
 def start_detached(
     *, kubeconfig: str | None, state_file: Path | None, ping_interval: float | None = None
-) -> tuple[int, str]:
+) -> tuple[int, Started]:
     """`portfwd daemon` with these options, detached (see `spawn`)."""
     command = portfwd_command("daemon")
     if kubeconfig:
@@ -175,16 +217,16 @@ def ensure_started(
 ) -> None:
     """A daemon runs once this returns (this one started it, or another did meanwhile);
     else the reason it did not start, as a PortfwdError."""
-    _, answer = start_detached(
+    _, started = start_detached(
         kubeconfig=kubeconfig, state_file=state_file, ping_interval=ping_interval
     )
-    if not answer.startswith("ready") and "already running" not in answer:
-        raise PortfwdError(answer.removeprefix("error: ") or "the daemon did not start")
+    if not started.ready and not started.running:
+        raise PortfwdError(started.error or "the daemon did not start")
 
 
-def spawn(command: list[str], timeout: float = DETACH_TIMEOUT) -> tuple[int, str]:
-    """Run `command` detached (own session, no terminal, cwd /); its pid and its first line
-    on the ready pipe ("ready PID" or "error: ..."; "" if it died without one)."""
+def spawn(command: list[str], timeout: float = DETACH_TIMEOUT) -> tuple[int, Started]:
+    """Run `command` detached (own session, no terminal, cwd /); its pid and what it
+    reported on the ready pipe (a Started; an error when it died or said nothing in time)."""
     read_end, write_end = os.pipe()
     env = child_environment(os.environ)
     env[READY_FD_ENV] = str(write_end)
@@ -206,11 +248,15 @@ def spawn(command: list[str], timeout: float = DETACH_TIMEOUT) -> tuple[int, str
         answer = _read_line(read_end, timeout)
     finally:
         os.close(read_end)
-    if not answer and proc.poll() is not None:
-        answer = f"error: the daemon exited with code {proc.returncode} before it was ready"
-    elif not answer:
-        answer = f"error: the daemon did not report ready within {timeout:g} s (pid {proc.pid})"
-    return proc.pid, answer
+    if answer:
+        return proc.pid, Started.parse(answer)
+    if proc.poll() is not None:
+        return proc.pid, Started(
+            error=f"the daemon exited with code {proc.returncode} before it was ready"
+        )
+    return proc.pid, Started(
+        error=f"the daemon did not report ready within {timeout:g} s (pid {proc.pid})"
+    )
 
 
 def _read_line(fd: int, timeout: float) -> str:
@@ -233,10 +279,10 @@ def _read_line(fd: int, timeout: float) -> str:
 # -- stop / status ----------------------------------------------------------------------------
 
 
-async def _request(op: str, paths: DaemonPaths, **args: Any) -> Any:
-    client = await DaemonClient.connect(paths, client=f"daemon {op}")
+async def _request(op: ops.Op[R], paths: DaemonPaths) -> R:
+    client = await DaemonClient.connect(paths, client=f"daemon {op.name}")
     try:
-        return await client.request(op, **args)
+        return await client.call(op)
     finally:
         await client.close()
 
@@ -244,7 +290,7 @@ async def _request(op: str, paths: DaemonPaths, **args: Any) -> Any:
 def stop_daemon(paths: DaemonPaths | None = None, *, echo: Callable[[str], None] = print) -> int:
     paths = paths or daemon_paths()
     try:
-        answer = run(_request("shutdown", paths))
+        answer = run(_request(ops.SHUTDOWN, paths))
     except NotRunning:
         if lock_holder(paths) is None:
             echo("no portfwd daemon is running")
@@ -263,10 +309,12 @@ def stop_daemon(paths: DaemonPaths | None = None, *, echo: Callable[[str], None]
 
 def daemon_status(
     paths: DaemonPaths | None = None, *, as_json: bool = False, echo: Callable[[str], None] = print
-) -> int:
+) -> bool:
+    """Print the daemon's status; whether one runs (`portfwd daemon status` exits 3 when
+    not, as LSB's "not running")."""
     paths = paths or daemon_paths()
     try:
-        status = run(_request("status", paths))
+        status = run(_request(ops.STATUS, paths))
     except NotRunning:
         holder = lock_holder(paths)
         if holder is not None:
@@ -278,10 +326,10 @@ def daemon_status(
             echo(json.dumps({"running": False, "socket": str(paths.socket)}))
         else:
             echo(f"portfwd daemon: not running (socket {paths.socket})")
-        return NOT_RUNNING
+        return False
     if as_json:
         echo(json.dumps({"running": True, **status}, sort_keys=True))
-        return 0
+        return True
     states = status.get("states") or {}
     counts = ", ".join(f"{n} {state}" for state, n in sorted(states.items())) or "none"
     up = human_duration(time.time() - float(status.get("started_at") or time.time()))
@@ -296,4 +344,4 @@ def daemon_status(
     ]
     for line in lines:
         echo(escape_controls(line))
-    return 0
+    return True

@@ -1,5 +1,10 @@
-"""A blocking client for the daemon: what `portfwd ls/add/stop/...` need, without paying for
-an event loop (asyncio and its ssl import) at start-up, since `ls` is typed often."""
+"""A blocking client for the daemon: what `portfwd ls/stop/...` need, without paying for an
+event loop (asyncio and its ssl import) at start-up, since `ls` is typed often.
+
+Its methods carry `EngineAPI`'s names and are built from the operation table (`ops.py`):
+each encodes its arguments and decodes its reply with the table's codecs. Changes answer
+with the forward as it is afterwards (a snapshot), so a script prints it without asking
+again."""
 
 from __future__ import annotations
 
@@ -8,11 +13,17 @@ import itertools
 import os
 import socket
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from portfwd.daemon import ops
 from portfwd.daemon import protocol as proto
 from portfwd.daemon.paths import DaemonPaths, daemon_paths
 from portfwd.daemon.replies import DaemonGone, hello, result, unreachable, welcome
+
+if TYPE_CHECKING:
+    from portfwd.engine.model import ConnectionInfo, ForwardSnapshot, ForwardSpec, LogEntry
+
+R = TypeVar("R")
 
 CONNECT_TIMEOUT = 5.0
 
@@ -84,7 +95,62 @@ class SyncClient:
         except proto.ProtocolError as exc:
             raise DaemonGone(f"the daemon sent something unreadable: {exc}") from None
 
+    # -- the operations (EngineAPI's names) --------------------------------------------------
+
+    def call(self, op: ops.Op[R], **args: Any) -> R:
+        """One operation of the table: its arguments encoded, its reply decoded."""
+        return op.decode_result(self.request(op.name, **op.request_args(**args)))
+
+    def status(self) -> dict[str, Any]:
+        return self.call(ops.STATUS)
+
+    def snapshot(self) -> list[ForwardSnapshot]:
+        return self.call(ops.SNAPSHOT_ALL)
+
+    def get(self, forward_id: str) -> ForwardSnapshot:
+        """The forward with this id; KeyError when there is none (as `EngineAPI.get`)."""
+        for snap in self.snapshot():
+            if snap.id == forward_id:
+                return snap
+        raise KeyError(forward_id)
+
+    def logs(self, forward_id: str | None, limit: int = ops.MAX_LOG_LINES) -> list[LogEntry]:
+        return self.call(ops.LOGS_OF, id=forward_id, limit=limit)
+
+    def open_connections(self, forward_id: str) -> list[ConnectionInfo]:
+        return self.call(ops.CONNECTIONS_OF, id=forward_id)
+
+    def add(
+        self, spec: ForwardSpec, *, start: bool = True, forward_id: str | None = None
+    ) -> ForwardSnapshot:
+        return self.call(ops.ADD, spec=spec, start=start, id=forward_id)
+
+    def start(self, forward_id: str) -> ForwardSnapshot:
+        return self.call(ops.START, id=forward_id)
+
+    def stop(self, forward_id: str) -> ForwardSnapshot:
+        return self.call(ops.STOP, id=forward_id)
+
+    def restart(self, forward_id: str) -> ForwardSnapshot:
+        return self.call(ops.RESTART, id=forward_id)
+
+    def update(self, forward_id: str, spec: ForwardSpec) -> ForwardSnapshot:
+        return self.call(ops.UPDATE, id=forward_id, spec=spec)
+
+    def set_reconnect(self, forward_id: str, enabled: bool) -> ForwardSnapshot:
+        return self.call(ops.SET_RECONNECT, id=forward_id, enabled=enabled)
+
+    def remove(self, forward_id: str) -> None:
+        self.call(ops.REMOVE, id=forward_id)
+
+    def shutdown(self) -> dict[str, Any]:
+        """Ask the daemon to stop (it saves its session first); its answer."""
+        return self.call(ops.SHUTDOWN)
+
+    # -- the wire -----------------------------------------------------------------------------
+
     def request(self, op: str, **args: Any) -> Any:
+        """A raw request (tests speak the protocol with it); front ends use the methods."""
         rid = next(self._ids)
         try:
             self._sock.sendall(proto.encode({"id": rid, "op": op, "args": args}))

@@ -4,7 +4,7 @@ forwards. Cheap: one local socket round trip, bounded by :data:`TIMEOUT`; no dae
 
 from __future__ import annotations
 
-from portfwd import __version__
+from portfwd import version as this_version
 from portfwd.doctor.model import Check, fail, ok, warn
 from portfwd.errors import PortfwdError
 from portfwd.safetext import escape_controls
@@ -24,7 +24,7 @@ def daemon_check() -> Check:
     try:
         conn = SyncClient.connect(paths, client="doctor", within=TIMEOUT, connect_timeout=TIMEOUT)
         try:
-            status = conn.request("status")
+            status = conn.status()
         finally:
             conn.close()
     except NotRunning:
@@ -61,12 +61,12 @@ def daemon_check() -> Check:
         f" {status.get('forwards')} forwards, socket {socket}"
     )
     details = {"running": True, "socket": str(paths.socket), "pid": status.get("pid")}
-    if version != __version__:
+    if version != this_version():
         return warn(
             "daemon",
             TITLE,
             line,
-            f"it runs portfwd {escape_controls(version)}, this is {__version__}: restart it"
+            f"it runs portfwd {escape_controls(version)}, this is {this_version()}: restart it"
             " (`portfwd daemon stop`, then `portfwd daemon --detach`)",
             **details,
         )

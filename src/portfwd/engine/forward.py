@@ -52,8 +52,8 @@ from portfwd.kube.backoff import Backoff
 from portfwd.kube.client import KubeClient
 from portfwd.kube.errors import Forbidden, Unauthorized
 from portfwd.kube.resolve import Resolution, resolve
-from portfwd.kube.targets import Target, parse_target
-from portfwd.tunnel.addresses import BindAddress, format_host_port, parse_addresses
+from portfwd.kube.targets import Target
+from portfwd.tunnel.addresses import BindAddress, format_host_port
 from portfwd.tunnel.listener import Listeners, bind
 from portfwd.tunnel.pool import TunnelPool
 from portfwd.tunnel.protocol import SessionLost
@@ -244,15 +244,23 @@ class Forward:
         self._set_state(ForwardState.ERROR, reason)
 
     async def _first_start(self) -> bool:
+        """Bind, resolve, check the tunnel. The local port is bound before the cluster is
+        asked anything (a port in use costs one line, not a round trip to the API server),
+        except for a bare port name, whose local port is the number it resolves to."""
         spec = self.spec
+        addresses = list(spec.bind_addresses)
+        if not spec.local_from_remote:
+            try:
+                self._listeners = await self._bind(addresses)
+            except PortfwdError as exc:
+                await self._give_up(str(exc))
+                return False
         try:
-            addresses = parse_addresses(spec.addresses)
-            target = parse_target(spec.target)
             client = await self._clients.get(spec.context, spec.kubeconfig)
         except PortfwdError as exc:
             await self._give_up(str(exc))
             return False
-        self._client, self._target = client, target
+        self._client, self._target = client, spec.parsed_target
         self.context = client.context
         self.namespace = self.health.namespace = spec.namespace or client.namespace
         tunnel = self._tunnels.tunnel(client, spec.protocol, on_lost=self._session_lost)
@@ -260,23 +268,25 @@ class Forward:
         resolution: Resolution | None = None
         waiting = ""
         try:
-            resolution = await resolve(client, self.namespace, target, spec.remote_port)
+            resolution = await resolve(client, self.namespace, self._target, spec.remote_port)
             for line in resolution.decisions:
                 self.add_log(LogLevel.INFO, line, LogKind.RESOLVED)
             if self.preflight:
                 self._note_tunnel(await self.health.check(tunnel, resolution))
         except (PortfwdError, OSError) as exc:
             text = describe(exc)
-            if not (spec.reconnect and transient(exc)):
+            if not (spec.reconnect and transient(exc)) or self._listeners is None:
                 await self._give_up(text)
                 return False
             # Not checked yet: the preflight (403?) must run before this forward is ACTIVE.
             resolution, waiting, self.health.fault = None, text, text
-        try:
-            self._listeners = await self._bind(addresses)
-        except PortfwdError as exc:
-            await self._give_up(str(exc))
-            return False
+        if self._listeners is None:
+            assert resolution is not None
+            try:
+                self._listeners = await self._bind(addresses, resolution.local_port_default)
+            except PortfwdError as exc:
+                await self._give_up(str(exc))
+                return False
         for warning in self._listeners.warnings:
             self.add_log(LogLevel.WARNING, warning)
         shown = resolution.container_port if resolution else spec.remote_port
@@ -289,11 +299,13 @@ class Forward:
             await self._apply(pod_check(self._target, resolution))
         return True
 
-    async def _bind(self, addresses: list[BindAddress]) -> Listeners:
-        """Bind the spec's port; with "any free port" (0), the port this forward had before
-        if it is still free, so a restart does not move a forward the user's tools point at."""
+    async def _bind(self, addresses: list[BindAddress], resolved: int = 0) -> Listeners:
+        """Bind the spec's port (`resolved`: the number a bare port name resolved to); with
+        "any free port" (0), the port this forward had before if it is still free, so a
+        restart does not move a forward the user's tools point at."""
         spec = self.spec
-        if spec.local_port == 0 and self._last_port:
+        wanted = resolved if spec.local_from_remote else spec.local_port
+        if wanted == 0 and self._last_port:
             try:
                 return await bind(
                     addresses, self._last_port, self.connections.accept, self._on_pressure
@@ -302,7 +314,7 @@ class Forward:
                 pass  # taken meanwhile: any free port, as asked
         listeners = await bind(
             addresses,
-            spec.local_port,
+            wanted,
             self.connections.accept,
             self._on_pressure,
             remote=spec.remote_port,

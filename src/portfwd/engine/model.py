@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import enum
 import re
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
 from portfwd.constants import PORTFORWARD_PROTOCOL_CHOICES
 from portfwd.errors import InputError
-from portfwd.kube.targets import is_valid_port_name, parse_target, printable, quote
+from portfwd.kube.targets import Target, is_valid_port_name, parse_target, printable, quote
 from portfwd.safetext import escape_controls
-from portfwd.tunnel.addresses import parse_addresses
+from portfwd.tunnel.addresses import BindAddress, parse_addresses
 
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 
@@ -84,9 +85,36 @@ class ForwardSpec:
     reconnect: bool = True  # follow the target and retry after failures (False: kubectl's way)
     protocol: str = "auto"  # the wire: auto, websocket (SPDY in a WebSocket), spdy or v4
     name: str | None = None  # a short name to address it by (`portfwd stop web`), unique
+    # kubectl's bare port name (`portfwd forward svc/web https`): the local port is the number
+    # the name resolves to, known once the forward resolves (local_port is then 0).
+    local_from_remote: bool = False
 
     def __post_init__(self) -> None:
-        check_spec(self)
+        _PARSED[self] = check_spec(self)
+
+    @property
+    def parsed_target(self) -> Target:
+        """The target, as parsed when the spec was made."""
+        return _parsed(self)[0]
+
+    @property
+    def bind_addresses(self) -> tuple[BindAddress, ...]:
+        """The listen addresses, as parsed when the spec was made."""
+        return _parsed(self)[1]
+
+
+# A spec's parsed target and addresses, kept beside it (not in its fields: a spec is plain
+# data to serialise, compare and copy); equal specs parse the same.
+_PARSED: weakref.WeakKeyDictionary[ForwardSpec, tuple[Target, tuple[BindAddress, ...]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _parsed(spec: ForwardSpec) -> tuple[Target, tuple[BindAddress, ...]]:
+    found = _PARSED.get(spec)
+    if found is None:  # its twin was made first and is gone
+        found = _PARSED[spec] = check_spec(spec)
+    return found
 
 
 def _shown(value: Any) -> str:
@@ -100,11 +128,12 @@ def _port(value: Any, what: str, low: int, hint: str) -> None:
         raise InputError(f"{what} {value} is out of range; use {low}..65535{hint}")
 
 
-def check_spec(spec: ForwardSpec) -> None:
-    """Raise InputError (one line) unless every field of `spec` has a usable value and type."""
+def check_spec(spec: ForwardSpec) -> tuple[Target, tuple[BindAddress, ...]]:
+    """Raise InputError (one line) unless every field of `spec` has a usable value and type;
+    the parsed target and listen addresses."""
     if not isinstance(spec.target, str):
         raise InputError(f"target {_shown(spec.target)} is not text; expected TYPE/NAME")
-    parse_target(spec.target)
+    target = parse_target(spec.target)
     remote = spec.remote_port
     if isinstance(remote, str):
         if not is_valid_port_name(remote):
@@ -122,7 +151,7 @@ def check_spec(spec: ForwardSpec) -> None:
     addresses = spec.addresses
     if not isinstance(addresses, tuple) or not all(isinstance(a, str) for a in addresses):
         raise InputError(f"listen addresses {_shown(addresses)} are not a list of text")
-    parse_addresses(addresses)  # IP addresses or localhost; its InputError says which
+    parsed = parse_addresses(addresses)  # IP addresses or localhost; its InputError says which
     if not isinstance(spec.reconnect, bool):
         raise InputError(f"reconnect {_shown(spec.reconnect)} is not true or false")
     if spec.protocol not in PORTFORWARD_PROTOCOL_CHOICES:
@@ -137,6 +166,11 @@ def check_spec(spec: ForwardSpec) -> None:
             f"forward name {_shown(spec.name)} is not usable: up to 63 letters, digits, "
             "'.', '_' and '-', starting with a letter or digit"
         )
+    if not isinstance(spec.local_from_remote, bool):
+        raise InputError(f"local_from_remote {_shown(spec.local_from_remote)} is not true or false")
+    if spec.local_from_remote and (spec.local_port or not isinstance(remote, str)):
+        raise InputError("the local port follows the remote port only for a port name")
+    return target, tuple(parsed)
 
 
 @dataclass(frozen=True)

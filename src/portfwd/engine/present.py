@@ -26,13 +26,16 @@ _LOOPBACK_PAIR = frozenset(LOCALHOST_ADDRESSES)
 
 
 def port_text(spec: ForwardSpec) -> str:
-    """The port as kubectl writes it: `8080:80`, `80` (same both sides), `:80`, `:https`."""
+    """The port as kubectl writes it: `8080:80`, `80` (same both sides), `:80`, `:https`,
+    or a bare `https` (the local port is the number the name resolves to)."""
+    if spec.local_from_remote:
+        return str(spec.remote_port)
     return str(PortMapping(local_port=spec.local_port, remote=spec.remote_port))
 
 
 def _filled(spec: ForwardSpec, snap: ForwardSnapshot | None) -> ForwardSpec:
     """The spec with what a running forward settled: the local port it bound for `:80`."""
-    if snap is not None and not spec.local_port and snap.local_port:
+    if snap is not None and not spec.local_port and snap.local_port and not spec.local_from_remote:
         return replace(spec, local_port=snap.local_port)
     return spec
 

@@ -14,7 +14,6 @@ from portfwd.engine.health import describe
 from portfwd.engine.model import ForwardSpec
 from portfwd.errors import PortfwdError
 from portfwd.kube.resolve import resolve
-from portfwd.kube.targets import parse_target
 
 
 @dataclass(frozen=True)
@@ -40,7 +39,7 @@ async def preview(clients: ClientPool, spec: ForwardSpec) -> Preview:
         return Preview(spec, context=spec.context or "", error=describe(exc))
     namespace = spec.namespace or client.namespace
     try:
-        resolution = await resolve(client, namespace, parse_target(spec.target), spec.remote_port)
+        resolution = await resolve(client, namespace, spec.parsed_target, spec.remote_port)
     except (PortfwdError, OSError) as exc:
         return Preview(spec, context=client.context, namespace=namespace, error=describe(exc))
     return Preview(

@@ -17,6 +17,7 @@ from portfwd.transfer.kftray_json import parse_kftray_json
 from portfwd.transfer.krelay import parse_krelay_targets
 from portfwd.transfer.kubectl_lines import (
     KUBECTL_PROGRAMS,
+    FlagTable,
     _strip_prefix,
     parse_kubectl_lines,
 )
@@ -61,11 +62,18 @@ def detect(text: str) -> tuple[str, str]:
     return "krelay", "no kubectl command found: read as krelay targets (TYPE/NAME PORT per line)"
 
 
-def parse(text: str, fmt: str, source: str, names: Names | None = None) -> Imported:
-    """`text` read as `fmt` (not "auto"). Unreadable when the whole input cannot be read."""
+def parse(
+    text: str,
+    fmt: str,
+    source: str,
+    names: Names | None = None,
+    portfwd: FlagTable | None = None,
+) -> Imported:
+    """`text` read as `fmt` (not "auto"). Unreadable when the whole input cannot be read.
+    `portfwd`: the flags of `portfwd forward` lines (kubectl_lines.flags_of)."""
     names = names or Names()
     if fmt == "kubectl":
-        return parse_kubectl_lines(text, source, names)
+        return parse_kubectl_lines(text, source, names, portfwd)
     if fmt == "kftray":
         return parse_kftray_json(text, source, names)
     if fmt == "krelay":

@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from portfwd.engine.model import ForwardSpec
 from portfwd.errors import InputError, PortfwdError
@@ -90,14 +91,53 @@ _KUBECTL: dict[str, tuple[bool, str]] = {
     "--tls-server-name": (True, "refuse"),
     "--insecure-skip-tls-verify": (False, "refuse"),
 }
-_PORTFWD: dict[str, tuple[bool, str]] = {
+FlagTable = Mapping[str, tuple[bool, str]]
+
+# What a `portfwd forward` option sets, by its parameter's name; an option named here as
+# nothing is one portfwd keeps per process, not per forward (--ping-interval, --state, ...):
+# read and passed over, with a note.
+_PORTFWD_MEANINGS = {
+    "namespace": "namespace",
+    "context": "context",
+    "kubeconfig": "kubeconfig",
+    "addresses": "address",
+    "protocol": "protocol",
+    "no_reconnect": "no-reconnect",
+}
+
+
+# The same, for callers without the command at hand (the dashboard's quick add, this
+# library's own users): `portfwd import` reads the table from the `forward` command itself
+# (flags_of), and a test checks that this copy is what flags_of gives for it.
+PORTFWD_FORWARD_FLAGS: dict[str, tuple[bool, str]] = {
     **_COMMON,
     "--protocol": (True, "protocol"),
     "--no-reconnect": (False, "no-reconnect"),
+    "--pod-running-timeout": (True, "ignore"),
     "--ping-interval": (True, "ignore"),
     "--state": (True, "ignore"),
     "--no-restore": (False, "ignore"),
+    "--daemon": (False, "ignore"),
+    "--version": (False, "ignore"),
 }
+
+
+def flags_of(params: Iterable[Any]) -> dict[str, tuple[bool, str]]:
+    """The flag table of a `portfwd forward` line, from the command's own (click) options:
+    every spelling, whether it takes a value, and what it sets. `portfwd import` passes the
+    `forward` command's and the `portfwd` group's options, so a flag `forward` takes is
+    never "unknown" here."""
+    table: dict[str, tuple[bool, str]] = {}
+    for param in params:
+        if getattr(param, "param_type_name", "") != "option":
+            continue
+        takes_value = not (getattr(param, "is_flag", False) or getattr(param, "count", False))
+        what = _PORTFWD_MEANINGS.get(str(getattr(param, "name", "")), "ignore")
+        for spelling in [*param.opts, *param.secondary_opts]:
+            table[spelling] = (takes_value, what)
+    return table
+
+
 _RELAY: dict[str, tuple[bool, str]] = {
     **_KUBECTL,
     "-l": (True, "address"),
@@ -153,7 +193,7 @@ def _refusal(flag: str) -> str:
     )
 
 
-def _parse_args(words: list[str], mode: str, flags: dict[str, tuple[bool, str]]) -> _Parsed:
+def _parse_args(words: list[str], mode: str, flags: FlagTable) -> _Parsed:
     """Flags (anywhere, as pflag allows) and positionals of the command after its verb."""
     parsed = _Parsed(mode)
     i = 0
@@ -219,7 +259,7 @@ def _verb(mode: str) -> str:
     )
 
 
-def _program(words: list[str]) -> tuple[str, list[str]] | None:
+def _program(words: list[str], portfwd: FlagTable) -> tuple[str, list[str]] | None:
     """(mode, the words after the verb), or None when the command is no forward at all.
 
     Raises _Skip for a kubectl (or portfwd) command that is not a port-forward."""
@@ -231,7 +271,7 @@ def _program(words: list[str]) -> tuple[str, list[str]] | None:
         return "relay", rest
     if prog == "portfwd" or prog in KUBECTL_PROGRAMS:
         # global flags may come before the verb; they are parsed with the rest
-        flags = _KUBECTL if prog in KUBECTL_PROGRAMS else _PORTFWD
+        flags = _KUBECTL if prog in KUBECTL_PROGRAMS else portfwd
         before: list[str] = []
         i = 0
         while i < len(rest):
@@ -298,16 +338,20 @@ def specs_from_words(
     env: dict[str, str] | None = None,
     port_reader: PortReader | None = None,
     seen: dict[ForwardSpec, str] | None = None,
+    portfwd: FlagTable | None = None,
 ) -> tuple[list[ForwardSpec], list[str], list[str]]:
     """The forwards of one command's words (after its wrappers): (specs, notes, reasons
     for single ports that were skipped). Raises _Skip when the whole command cannot be
     imported. `port_reader` rewrites each port word first (krelay's `@udp` suffixes).
-    `seen` (unnamed spec -> where it was first) makes a repeated forward one, with a note."""
-    found = _program(words)
+    `seen` (unnamed spec -> where it was first) makes a repeated forward one, with a note.
+    `portfwd`: the flags of a `portfwd forward` line (`flags_of`; default
+    PORTFWD_FORWARD_FLAGS)."""
+    portfwd = PORTFWD_FORWARD_FLAGS if portfwd is None else portfwd
+    found = _program(words, portfwd)
     if found is None:
         raise _Skip("not a kubectl port-forward command")
     mode, args = found
-    flags = {"kubectl": _KUBECTL, "portfwd": _PORTFWD, "relay": _RELAY}[mode]
+    flags = {"kubectl": _KUBECTL, "portfwd": portfwd, "relay": _RELAY}[mode]
     parsed = _parse_args(args, mode, flags)
     if mode == "relay" and port_reader is None:
         from portfwd.transfer.krelay import relay_port
@@ -408,8 +452,11 @@ def _home_as_tilde(cmd: Command) -> tuple[list[str], list[str]]:
     return texts, expanding
 
 
-def parse_kubectl_lines(text: str, source: str = "-", names: Names | None = None) -> Imported:
-    """Every forward in `text` (lines or a script); `source` names it in messages."""
+def parse_kubectl_lines(
+    text: str, source: str = "-", names: Names | None = None, portfwd: FlagTable | None = None
+) -> Imported:
+    """Every forward in `text` (lines or a script); `source` names it in messages;
+    `portfwd`: the flags of `portfwd forward` lines (see `specs_from_words`)."""
     names = names or Names()
     seen: dict[ForwardSpec, str] = {}
     result = Imported()
@@ -426,11 +473,13 @@ def parse_kubectl_lines(text: str, source: str = "-", names: Names | None = None
             continue
         if cmd.piped and not _is_forwarder(words[0]):
             continue  # reads another command's output (`... | tee log`): not a forward
-        if expanding and _program(words) is not None:
+        if expanding and _program(words, portfwd or PORTFWD_FORWARD_FLAGS) is not None:
             reason = f"{expanding[0]} needs the shell to expand it; write the value itself"
             result.skipped.append(Skipped.of(where, entry, reason))
             continue
-        import_words(result, words, entry, names=names, where=where, env=env, seen=seen)
+        import_words(
+            result, words, entry, names=names, where=where, env=env, seen=seen, portfwd=portfwd
+        )
     return result
 
 
@@ -444,12 +493,19 @@ def import_words(
     env: dict[str, str] | None = None,
     port_reader: PortReader | None = None,
     seen: dict[ForwardSpec, str] | None = None,
+    portfwd: FlagTable | None = None,
 ) -> None:
     """One entry's forwards, notes and skipped ports into `result`; the whole entry skipped,
     with why, when it cannot be imported (kubectl lines and krelay targets alike)."""
     try:
         specs, notes, skips = specs_from_words(
-            words, names=names, where=where, env=env, port_reader=port_reader, seen=seen
+            words,
+            names=names,
+            where=where,
+            env=env,
+            port_reader=port_reader,
+            seen=seen,
+            portfwd=portfwd,
         )
     except _Skip as exc:
         result.skipped.append(Skipped.of(where, entry, exc.reason))
@@ -460,6 +516,12 @@ def import_words(
     result.specs.extend(specs)
     result.notes.extend(Note.of(where, n) for n in notes)
     result.skipped.extend(Skipped.of(where, entry, s) for s in skips)
+
+
+def value_flags(mode: str = "kubectl") -> frozenset[str]:
+    """The flags that take a value in a line of `mode` (quick add completes after them)."""
+    table = {"kubectl": _KUBECTL, "relay": _RELAY}.get(mode, _COMMON)
+    return frozenset(name for name, (takes_value, _) in table.items() if takes_value)
 
 
 def specs_from_command(text: str, names: Names | None = None) -> list[ForwardSpec]:

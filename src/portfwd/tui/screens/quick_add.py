@@ -27,7 +27,7 @@ from portfwd.engine.model import ForwardSpec
 from portfwd.errors import InputError, PortfwdError
 from portfwd.kube import kinds
 from portfwd.safetext import escape_controls
-from portfwd.transfer.kubectl_lines import KUBECTL_PROGRAMS, specs_from_command
+from portfwd.transfer.kubectl_lines import KUBECTL_PROGRAMS, specs_from_command, value_flags
 from portfwd.transfer.result import Names
 from portfwd.tui.screens.base import PortfwdModal
 
@@ -38,7 +38,7 @@ KIND_WORDS = tuple(
 FORWARDERS = KUBECTL_PROGRAMS | {"portfwd", "kubectl-portfwd", "kubectl-relay", "krelay"}
 CATALOG_SECONDS = 3.0  # a completion that takes longer than this is not offered
 HINT = "e.g. svc/web 8080:80 -n demo --context prod, or paste a kubectl line · → completes"
-_FLAGS_WITH_VALUE = {"-n", "--namespace", "--context", "--kubeconfig", "--address", "-a"}
+_FLAGS_WITH_VALUE = value_flags("kubectl")  # the importer's table: one place for kubectl's flags
 
 
 def _flag(words: list[str], *names: str) -> str | None:

@@ -373,7 +373,6 @@ def complete_daemon_forwards(
     """The running daemon's forwards, by name (by id when unnamed; ids also when no name
     matches what is typed), those already on the line left out. No daemon: nothing."""
     from portfwd.daemon.sync_client import SyncClient
-    from portfwd.engine.serial import snapshot_from_dict
 
     with quiet():
         try:
@@ -381,7 +380,7 @@ def complete_daemon_forwards(
                 client="completion", within=DAEMON_TIMEOUT, connect_timeout=DAEMON_TIMEOUT
             )
             try:
-                snaps = [snapshot_from_dict(raw) for raw in conn.request("snapshot")]
+                snaps = conn.snapshot()
             finally:
                 conn.close()
         except Exception:  # no daemon, another version, a hung one: no completions

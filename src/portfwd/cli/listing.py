@@ -86,3 +86,11 @@ def render(snaps: Sequence[ForwardSnapshot], output: str) -> str:
     if not snaps:
         return "no forwards (add one: portfwd add svc/NAME 8080:80)"
     return table(snaps, wide=output == "wide")
+
+
+def row(snap: ForwardSnapshot, note: str = "") -> str:
+    """NAME, TARGET LOCAL->REMOTE and STATE[: reason], tab-separated: one forward as `add`,
+    `start` and the others print it."""
+    state = snap.state.value + (f": {snap.reason}" if snap.reason else "")
+    where = f"{snap.spec.target} {local_side(snap)}->{remote_side(snap)}"
+    return "\t".join(escape_controls(c) for c in (snap.spec.name or snap.id, where, state)) + note

@@ -26,8 +26,9 @@ import sys
 import click
 from click.shell_completion import CompletionItem, ShellComplete
 
-from portfwd import cli as portfwd_cli
-from portfwd.completion import COMPLETE_VAR, quiet
+from portfwd.cli.completion import COMPLETE_VAR, quiet
+from portfwd.cli.root import COMMANDS, cli
+from portfwd.cli.root import main as portfwd_main
 
 # Cobra's ShellCompDirective values kubectl understands.
 _NO_FILE_COMP = 4
@@ -37,7 +38,11 @@ _DEFAULT = 0
 def _value_options() -> set[str]:
     """Every option spelling (of the group and of `forward`) that takes a value."""
     names: set[str] = set()
-    for command in (portfwd_cli.cli, portfwd_cli.forward):
+    with click.Context(cli) as ctx:
+        forward = cli.get_command(ctx, "forward")
+    for command in (cli, forward):
+        if command is None:
+            continue
         for param in command.params:
             if isinstance(param, click.Option) and not param.is_flag and not param.count:
                 names.update(param.opts)
@@ -65,7 +70,7 @@ def _first_word(args: list[str]) -> int | None:
 def plugin_args(args: list[str]) -> list[str]:
     """portfwd's command line for the words kubectl passed."""
     first = _first_word(args)
-    if first is None or args[first] in portfwd_cli.cli.commands:
+    if first is None or args[first] in COMMANDS:
         return list(args)
     return ["forward", *args]
 
@@ -73,14 +78,14 @@ def plugin_args(args: list[str]) -> list[str]:
 def main() -> None:
     """The `kubectl-portfwd` console script."""
     sys.argv = ["kubectl portfwd", *plugin_args(sys.argv[1:])]
-    portfwd_cli.main()
+    portfwd_main()
 
 
 def completions(words: list[str]) -> tuple[list[CompletionItem], int]:
     """The completions for kubectl's plugin hook: `words` are the plugin's words, the last
     one the incomplete one (maybe empty)."""
     args, incomplete = list(words[:-1]), (words[-1] if words else "")
-    comp = ShellComplete(portfwd_cli.cli, {}, "portfwd", COMPLETE_VAR)
+    comp = ShellComplete(cli, {}, "portfwd", COMPLETE_VAR)
     items: list[CompletionItem] = []
     if _first_word(args) is None and not incomplete.startswith("-"):
         # The first word: one of portfwd's commands, or forward's TARGET.

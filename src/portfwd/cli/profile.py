@@ -1,4 +1,4 @@
-"""`portfwd profile example|schema|ls|show|validate|edit|save` and `portfwd up`.
+"""`portfwd profile example|schema|ls|show|validate|edit|save` (`portfwd up`: up.py).
 
 Exit codes: 0 done; 1 problems found (validate, a broken profile, an edit not saved, a
 forward of `up` that could not start); 2 usage (an unknown profile or group: the line names
@@ -11,60 +11,41 @@ import json
 import os
 import shlex
 import subprocess
-import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any
 
 import click
+from click.shell_completion import CompletionItem
 
+from portfwd.cli import options
+from portfwd.cli.completion import quiet
+from portfwd.cli.run import Exit, ExitCode, error_line, run
+from portfwd.configdir import default_state_file
+from portfwd.engine.model import NAME_RE
 from portfwd.errors import PortfwdError
+from portfwd.filecheck import FileTooLarge, read_capped
+from portfwd.kube.config import list_contexts
+from portfwd.kube.targets import printable, quote
 from portfwd.safetext import escape_controls
+from portfwd.store.profiles import (
+    default_profiles_file,
+    load_profiles,
+    load_text,
+    read_profiles_text,
+    save_profile,
+    shown_path,
+)
+from portfwd.store.profiles_model import profile_from_specs
+from portfwd.store.profiles_schema import example_text, schema
+from portfwd.store.state import STATE_MAX_BYTES, _decode, check_session_path, write_atomic
 
-if TYPE_CHECKING:
-    pass
-
-F = TypeVar("F", bound=Callable[..., Any])
-USAGE = 2
-
-
-class _Exit(Exception):
-    def __init__(self, code: int) -> None:
-        super().__init__(code)
-        self.code = code
-
-
-def _err(message: str) -> None:
-    click.echo(f"error: {escape_controls(message)}", err=True)
-
-
-def run_command(body: Callable[[], int]) -> None:
-    try:
-        code = body()
-    except _Exit as exc:
-        code = exc.code
-    except PortfwdError as exc:
-        _err(str(exc))
-        code = 1
-    except KeyboardInterrupt:
-        code = 130
-    sys.exit(code)
-
-
-def profiles_option(fn: F) -> F:
-    return click.option(
-        "--profiles",
-        "profiles_file",
-        default=None,
-        metavar="FILE",
-        help="Profiles file (default: profiles.yaml in portfwd's config dir).",
-    )(fn)
+_err = error_line
 
 
 def _path(ctx: click.Context, given: str | None) -> Path:
-    from portfwd.store.profiles import default_profiles_file
 
     if given:
         return Path(given).expanduser()
@@ -86,7 +67,6 @@ def _takes(ctx: click.Context, *names: str) -> None:
 def context_lister(kubeconfig: str | None) -> Callable[[str | None], list[str] | None]:
     """Contexts of a kubeconfig (the forward's, else `kubeconfig`, else the default one);
     None when it cannot be read (then contexts are not checked)."""
-    from portfwd.kube.config import list_contexts
 
     def known(named: str | None) -> list[str] | None:
         try:
@@ -106,14 +86,13 @@ def _table(rows: list[list[str]]) -> None:
         click.echo("  ".join(c.ljust(widths[i]) for i, c in enumerate(row)).rstrip())
 
 
-def _unknown_profile(loaded: Any, name: str) -> _Exit:
-    from portfwd.kube.targets import quote
+def _unknown_profile(loaded: Any, name: str) -> Exit:
 
     names = loaded.names
     known = ", ".join(quote(n) for n in names) if names else "none yet"
     where = loaded.path if loaded.existed else f"{loaded.path} (no such file)"
     _err(f"no profile {quote(name)} in {where}; profiles: {known}")
-    return _Exit(USAGE)
+    return Exit(ExitCode.USAGE)
 
 
 # -- completion ---------------------------------------------------------------------------------
@@ -122,7 +101,6 @@ def _unknown_profile(loaded: Any, name: str) -> _Exit:
 def _completion_file(ctx: click.Context) -> Path:
     """The profiles file a completion reads: --profiles as written so far (after the command
     or before it, on `profile`), else the default."""
-    from portfwd.store.profiles import default_profiles_file
 
     current: click.Context | None = ctx
     while current is not None:
@@ -134,8 +112,6 @@ def _completion_file(ctx: click.Context) -> Path:
 
 
 def _completion_profiles(ctx: click.Context) -> Any:
-    from portfwd.completion import quiet
-    from portfwd.store.profiles import load_profiles
 
     with quiet():
         try:
@@ -145,8 +121,6 @@ def _completion_profiles(ctx: click.Context) -> Any:
 
 
 def _completions(items: list[tuple[str, str]], incomplete: str) -> list[Any]:
-    from click.shell_completion import CompletionItem
-
     return [
         CompletionItem(value, help=escape_controls(help_text))
         for value, help_text in items
@@ -178,13 +152,11 @@ def complete_groups(ctx: click.Context, param: click.Parameter, incomplete: str)
 
 
 @click.group(name="profile")
-@profiles_option
+@options.profiles_option
 @click.pass_context
 def profile_group(ctx: click.Context, profiles_file: str | None) -> None:
     """Saved sets of forwards (profiles.yaml), started with `portfwd up PROFILE [GROUP...]`."""
-    from portfwd.cli import _with_globals
-
-    opts = _with_globals(ctx, kubeconfig=None, state_file=None)
+    opts = options.with_globals(ctx, kubeconfig=None, state_file=None)
     ctx.obj = {"profiles_file": profiles_file, **opts}
 
 
@@ -193,7 +165,6 @@ def profile_group(ctx: click.Context, profiles_file: str | None) -> None:
 def example_command(ctx: click.Context) -> None:
     """Print a documented example profiles file (`> profiles.yaml` to start one)."""
     _takes(ctx)
-    from portfwd.store.profiles_schema import example_text
 
     click.echo(example_text(), nl=False)
 
@@ -203,20 +174,18 @@ def example_command(ctx: click.Context) -> None:
 def schema_command(ctx: click.Context) -> None:
     """Print the JSON Schema of profiles.yaml, for editors that complete and check YAML."""
     _takes(ctx)
-    from portfwd.store.profiles_schema import schema
 
     click.echo(json.dumps(schema(), indent=2))
 
 
 @profile_group.command(name="ls")
-@profiles_option
+@options.profiles_option
 @click.pass_context
 def ls_command(ctx: click.Context, profiles_file: str | None) -> None:
     """List the profiles: forwards, groups, description."""
     _takes(ctx)
 
     def body() -> int:
-        from portfwd.store.profiles import load_profiles
 
         loaded = load_profiles(_path(ctx, profiles_file))
         if not loaded.existed:
@@ -237,11 +206,11 @@ def ls_command(ctx: click.Context, profiles_file: str | None) -> None:
             click.echo(escape_controls(str(problem)), err=True)
         return 1 if general else 0  # the file as a whole is wrong (its syntax, say)
 
-    run_command(body)
+    run(body)
 
 
 @profile_group.command(name="show")
-@profiles_option
+@options.profiles_option
 @click.argument("name", shell_complete=complete_profiles)
 @click.pass_context
 def show_command(ctx: click.Context, profiles_file: str | None, name: str) -> None:
@@ -249,7 +218,6 @@ def show_command(ctx: click.Context, profiles_file: str | None, name: str) -> No
     _takes(ctx)
 
     def body() -> int:
-        from portfwd.store.profiles import load_profiles
 
         loaded = load_profiles(_path(ctx, profiles_file))
         if name not in loaded.names:
@@ -281,7 +249,7 @@ def show_command(ctx: click.Context, profiles_file: str | None, name: str) -> No
             click.echo(escape_controls(f"group {group}: {', '.join(members)}"))
         return 0
 
-    run_command(body)
+    run(body)
 
 
 @profile_group.command(name="validate")
@@ -295,17 +263,14 @@ def show_command(ctx: click.Context, profiles_file: str | None, name: str) -> No
 @click.pass_context
 def validate_command(ctx: click.Context, kubeconfig: str | None, file: str | None) -> None:
     """Check a profiles file; every problem as FILE:LINE:COLUMN: what to fix. Exit 1 if any."""
-    from portfwd.cli import _with_globals
-
     _takes(ctx, "kubeconfig")
     group_value = (ctx.obj or {}).get("kubeconfig")
     if kubeconfig and group_value and kubeconfig != group_value:
         raise click.UsageError("--kubeconfig is given twice with different values; give it once")
     kubeconfig = kubeconfig or group_value
-    _with_globals(ctx)
+    options.with_globals(ctx)
 
     def body() -> int:
-        from portfwd.store.profiles import load_profiles
 
         path = _path(ctx, file)
         loaded = load_profiles(path, known_contexts=context_lister(kubeconfig))
@@ -324,7 +289,7 @@ def validate_command(ctx: click.Context, kubeconfig: str | None, file: str | Non
         click.echo(escape_controls(f"{summary}: no problems"))
         return 0
 
-    run_command(body)
+    run(body)
 
 
 # -- edit -------------------------------------------------------------------------------------
@@ -339,7 +304,7 @@ def _editor() -> list[str]:
 
 
 @profile_group.command(name="edit")
-@profiles_option
+@options.profiles_option
 @click.argument("name", shell_complete=complete_profiles)
 @click.pass_context
 def edit_command(ctx: click.Context, profiles_file: str | None, name: str) -> None:
@@ -347,12 +312,10 @@ def edit_command(ctx: click.Context, profiles_file: str | None, name: str) -> No
     (on a problem, it offers to edit again). NAME: the profile you mean to edit."""
     _takes(ctx, "kubeconfig")
     kubeconfig = (ctx.obj or {}).get("kubeconfig")
-    run_command(lambda: _edit(_path(ctx, profiles_file), name, kubeconfig))
+    run(lambda: _edit(_path(ctx, profiles_file), name, kubeconfig))
 
 
 def _edit(path: Path, name: str, kubeconfig: str | None) -> int:
-    from portfwd.store.profiles import load_profiles, load_text, read_profiles_text, shown_path
-    from portfwd.store.state import write_atomic
 
     loaded = load_profiles(path)
     if name not in loaded.names:
@@ -402,7 +365,7 @@ def _edit(path: Path, name: str, kubeconfig: str | None) -> int:
 
 
 @profile_group.command(name="save")
-@profiles_option
+@options.profiles_option
 @click.option(
     "--from-session",
     "from_session",
@@ -429,15 +392,10 @@ def save_command(
     if state_file and group_value and state_file != group_value:
         raise click.UsageError("--state is given twice with different values; give it once")
     state = state_file or group_value
-    run_command(lambda: _save(_path(ctx, profiles_file), name, state, description))
+    run(lambda: _save(_path(ctx, profiles_file), name, state, description))
 
 
 def _session_specs(state_file: str | None) -> list[Any]:
-    from portfwd.configdir import default_state_file
-    from portfwd.filecheck import FileTooLarge, read_capped
-    from portfwd.kube.targets import printable
-    from portfwd.store.state import STATE_MAX_BYTES, _decode, check_session_path
-
     path = Path(state_file).expanduser() if state_file else default_state_file()
     check_session_path(path)
     try:
@@ -453,14 +411,10 @@ def _session_specs(state_file: str | None) -> list[Any]:
 
 
 def _save(path: Path, name: str, state_file: str | None, description: str | None) -> int:
-    from portfwd.engine.model import NAME_RE
-    from portfwd.kube.targets import quote
-    from portfwd.store.profiles import load_profiles, save_profile, shown_path
-    from portfwd.store.profiles_model import profile_from_specs
 
     if not NAME_RE.fullmatch(name):
         _err(f"profile name {quote(name)}: up to 63 letters, digits, '.', '_' and '-'")
-        return USAGE
+        return ExitCode.USAGE
     specs = _session_specs(state_file)
     if not specs:
         raise PortfwdError("the session has no forwards: nothing to save")
@@ -481,6 +435,3 @@ def _save(path: Path, name: str, state_file: str | None, description: str | None
         escape_controls(f"{verb} {name} ({len(prof.forwards)} forwards) in {shown_path(path)}")
     )
     return 0
-
-
-COMMANDS = [profile_group]

@@ -13,7 +13,8 @@ on stderr.
 Exit codes: 0 everything was read (and written); 1 some entries were skipped (or none found);
 2 the input could not be read at all (one `error:` line naming file:line).
 
-Register both with the main group: `for c in COMMANDS: cli.add_command(c)`.
+A `portfwd forward` line is read with the flags the `forward` command itself takes (its click
+options and the group's), so the importer never drifts from the command it imports.
 """
 
 from __future__ import annotations
@@ -24,12 +25,25 @@ from pathlib import Path
 
 import click
 
-from portfwd.engine.model import ForwardSpec
+from portfwd.cli import options
+from portfwd.cli.run import ErrorCodes, Exit, ExitCode, run
+from portfwd.engine.model import NAME_RE, ForwardSpec
 from portfwd.errors import PortfwdError
+from portfwd.eventloop import run as run_loop
+from portfwd.filecheck import FileRefused, read_capped
+from portfwd.kube.targets import quote
 from portfwd.safetext import escape_controls
+from portfwd.store.profiles import default_profiles_file, load_profiles, save_profile, shown_path
+from portfwd.store.profiles_model import Profile, add_specs
+from portfwd.store.profiles_select import UpUsageError, select
+from portfwd.transfer.annotations import scan_cluster
+from portfwd.transfer.export import export_kubectl, from_yaml, port_text, to_yaml
+from portfwd.transfer.formats import detect, parse
+from portfwd.transfer.kftray_json import export_kftray
+from portfwd.transfer.kubectl_lines import flags_of
 from portfwd.transfer.result import Exported, Imported, Skipped, Unreadable, port_clashes
 
-OK, SOME_SKIPPED, UNREADABLE = 0, 1, 2
+OK, SOME_SKIPPED, UNREADABLE = ExitCode.OK, ExitCode.FAILED, ExitCode.USAGE
 INPUT_LIMIT = 8 << 20  # bytes read from a file or stdin at most
 EXPORT_FORMATS = ("yaml", "kftray-json", "kubectl")
 
@@ -39,14 +53,6 @@ def write_into_profile(name: str, specs: list[ForwardSpec]) -> str:
     the forwards of the one there: its comments, defaults and groups stay); returns what to
     tell the user. PortfwdError (nothing written) for a file that does not parse, or a
     forward that would clash in the profile (file:line:column)."""
-    from portfwd.engine.model import NAME_RE
-    from portfwd.store.profiles import (
-        default_profiles_file,
-        load_profiles,
-        save_profile,
-        shown_path,
-    )
-    from portfwd.store.profiles_model import Profile, add_specs
 
     if not NAME_RE.fullmatch(name):
         raise PortfwdError(
@@ -67,34 +73,25 @@ def write_into_profile(name: str, specs: list[ForwardSpec]) -> str:
     return f"wrote {added} forward(s){again} into {what} {name} in {shown_path(path)}"
 
 
-class _Exit(Exception):
-    def __init__(self, code: int) -> None:
-        super().__init__(code)
-        self.code = code
-
-
 def _err(text: str) -> None:
     click.echo(escape_controls(text), err=True)
 
 
-def _fail(message: str, code: int) -> _Exit:
+def _fail(message: str, code: ExitCode) -> Exit:
     _err(f"error: {message}")
-    return _Exit(code)
+    return Exit(code)
 
 
-def _run(body: object) -> None:
-    assert callable(body)
-    try:
-        code = body()
-    except _Exit as exc:
-        code = exc.code
-    except Unreadable as exc:
-        _err(f"error: {exc}")
-        code = UNREADABLE
-    except PortfwdError as exc:
-        _err(f"error: {exc}")
-        code = SOME_SKIPPED
-    sys.exit(code)
+# Unreadable input is a usage matter (nothing was read); other failures leave entries out.
+TRANSFER_ERRORS: ErrorCodes = {Unreadable: ExitCode.USAGE}
+
+
+def forward_flags(ctx: click.Context) -> dict[str, tuple[bool, str]] | None:
+    """The flags of a `portfwd forward` line: the `forward` command's and the group's (None
+    when this command runs alone, without the group: the importer's own copy then)."""
+    root = ctx.find_root().command
+    forward = root.get_command(ctx, "forward") if isinstance(root, click.Group) else None
+    return flags_of([*root.params, *forward.params]) if forward is not None else None
 
 
 def read_input(source: str) -> str:
@@ -106,8 +103,6 @@ def read_input(source: str) -> str:
             if len(data) > INPUT_LIMIT:
                 raise Unreadable(f"stdin: more than {INPUT_LIMIT >> 20} MiB; not read")
         else:
-            from portfwd.filecheck import FileRefused, read_capped
-
             try:
                 data = read_capped(Path(source), INPUT_LIMIT, regular_only=False)
             except FileRefused as exc:
@@ -123,7 +118,6 @@ def read_input(source: str) -> str:
 
 def _table(specs: list[ForwardSpec]) -> list[str]:
     rows = [("NAME", "CONTEXT", "NAMESPACE", "TARGET", "PORTS")]
-    from portfwd.transfer.export import port_text
 
     for s in specs:
         rows.append((s.name or "", s.context or "-", s.namespace or "-", s.target, port_text(s)))
@@ -187,10 +181,8 @@ def import_command(
     and what it skipped (with why) on stderr, the forwards as YAML on stdout.
     """
     # `portfwd --context c import --from-cluster` means what `import --from-cluster
-    # --context c` means (the main group's rule; a lazy import, as the daemon's clients do).
-    from portfwd.cli import _with_globals
-
-    opts = _with_globals(ctx, kubeconfig=kubeconfig, context=context, namespace=namespace)
+    # --context c` means (the main group's rule).
+    opts = options.with_globals(ctx, kubeconfig=kubeconfig, context=context, namespace=namespace)
     kubeconfig, context, namespace = opts["kubeconfig"], opts["context"], opts["namespace"]
 
     def body() -> int:
@@ -201,11 +193,9 @@ def import_command(
                 raise _fail("give -n NAMESPACE or -A, not both", UNREADABLE)
             if fmt != "auto":
                 raise _fail("--format reads a FILE; --from-cluster reads annotations", UNREADABLE)
-            from portfwd.eventloop import run
-            from portfwd.transfer.annotations import scan_cluster
 
             try:
-                found = run(
+                found = run_loop(
                     scan_cluster(
                         kubeconfig=kubeconfig,
                         context=context,
@@ -223,7 +213,6 @@ def import_command(
         else:
             if namespace or all_namespaces or context or kubeconfig:
                 raise _fail("-n, -A, --context and --kubeconfig go with --from-cluster", UNREADABLE)
-            from portfwd.transfer.formats import detect, parse
 
             if source == "-" and sys.stdin.isatty():
                 _err("paste kubectl port-forward lines (or JSON), then Ctrl-D")
@@ -234,12 +223,11 @@ def import_command(
                 if why:
                     _err(f"note: {why}")
             what = "stdin" if source == "-" else source
-            found = parse(text, chosen, what)
+            found = parse(text, chosen, what, portfwd=forward_flags(ctx))
         report(found, what)
         if not found.specs and not found.skipped:
             _err(f"no forwards found in {what}")
             return SOME_SKIPPED
-        from portfwd.transfer.export import to_yaml
 
         if profile is not None:
             if dry_run:
@@ -251,7 +239,7 @@ def import_command(
             click.echo(to_yaml(found.specs), nl=False)
         return SOME_SKIPPED if found.skipped else OK
 
-    _run(body)
+    run(body, TRANSFER_ERRORS)
 
 
 def _unsafe(spec: ForwardSpec) -> bool:
@@ -287,13 +275,9 @@ def export_command(
 ) -> None:
     """Write a profile's forwards (or only its GROUPS'), or those of a YAML list (FILE, or -
     for stdin), as FORMAT on stdout. A name that is not a file is a profile's."""
-    from portfwd.cli import _with_globals
-
-    _with_globals(ctx)  # a --context before `export` would be ignored: refused instead
+    options.with_globals(ctx)  # a --context before `export` would be ignored: refused instead
 
     def body() -> int:
-        from portfwd.transfer.export import export_kubectl, from_yaml, to_yaml
-        from portfwd.transfer.kftray_json import export_kftray
 
         if source != "-" and not os.path.exists(source):
             specs = _profile_specs(profiles_file, source, groups)
@@ -321,7 +305,7 @@ def export_command(
             _err(str(note))
         return SOME_SKIPPED if out.skipped else OK
 
-    _run(body)
+    run(body, TRANSFER_ERRORS)
 
 
 def _profile_specs(
@@ -329,8 +313,6 @@ def _profile_specs(
 ) -> list[ForwardSpec]:
     """A profile's forwards as `up` would run them (defaults filled in, the current
     context left to the reader's kubeconfig)."""
-    from portfwd.kube.targets import quote
-    from portfwd.store.profiles_select import UpUsageError, select
 
     try:
         chosen = select(
@@ -344,12 +326,3 @@ def _profile_specs(
     except UpUsageError as exc:
         raise Unreadable("; ".join(exc.lines) + f" (and no file named {quote(profile)})") from None
     return chosen.specs
-
-
-COMMANDS = (import_command, export_command)
-
-
-def register(group: click.Group) -> None:
-    """Add `import` and `export` to `group` (the main `portfwd` group)."""
-    for command in COMMANDS:
-        group.add_command(command)

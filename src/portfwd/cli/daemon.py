@@ -1,0 +1,102 @@
+"""`portfwd daemon [--detach] | stop | status | install | uninstall`: the per-user engine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from portfwd.cli import options
+from portfwd.cli.run import ExitCode, run
+from portfwd.daemon import service, units
+from portfwd.safetext import escape_controls
+
+
+@click.group(name="daemon", invoke_without_command=True)
+@click.option(
+    "--detach", is_flag=True, help="Start it in the background and return once it listens."
+)
+@click.option(
+    "--kubeconfig",
+    default=None,
+    metavar="FILE",
+    help="Default kubeconfig for forwards that name none (default: $KUBECONFIG, ~/.kube/config).",
+)
+@click.option("--state", "state_file", default=None, metavar="FILE", help="Session state file.")
+@options.ping_option()
+@click.pass_context
+def daemon(
+    ctx: click.Context,
+    detach: bool,
+    kubeconfig: str | None,
+    state_file: str | None,
+    ping_interval: float,
+) -> None:
+    """Run the per-user background engine that dashboards and `portfwd ls/add/...` attach to.
+
+    In the foreground by default (for systemd/launchd); --detach backgrounds it. It restores
+    the saved session when it starts and saves it when it stops. One per user.
+    """
+    if ctx.invoked_subcommand is not None:
+        given = [
+            flag
+            for name, flag in (
+                ("detach", "--detach"),
+                ("kubeconfig", "--kubeconfig"),
+                ("state_file", "--state"),
+            )
+            if options.given(ctx, name)
+        ]
+        if given:
+            raise click.UsageError(
+                f"{given[0]} belongs before no subcommand: 'portfwd daemon {given[0]} ...'", ctx
+            )
+        return
+    opts = options.with_globals(
+        ctx, kubeconfig=kubeconfig, state_file=state_file, ping_interval=ping_interval
+    )
+    state = opts["state_file"]
+    run(
+        lambda: service.run_daemon(
+            kubeconfig=opts["kubeconfig"],
+            state_file=Path(state) if state else None,
+            ping_interval=opts["ping_interval"],
+            detach=detach,
+        )
+    )
+
+
+@daemon.command(name="stop")
+def daemon_stop() -> None:
+    """Stop the daemon: its session is saved (running forwards restart with it next time)."""
+    run(service.stop_daemon)
+
+
+@daemon.command(name="status")
+@click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text")
+def daemon_status(output: str) -> None:
+    """Is it running; pid, version, forwards, clients, socket, log. Exit 3: not running."""
+
+    def body() -> int:
+        running = service.daemon_status(as_json=output == "json")
+        return ExitCode.OK if running else ExitCode.NO_DAEMON
+
+    run(body)
+
+
+def _print(lines: list[str]) -> int:
+    for line in lines:
+        click.echo(escape_controls(line))
+    return 0
+
+
+@daemon.command(name="install")
+def daemon_install() -> None:
+    """Write a systemd user unit (Linux) or a launchd agent (macOS) that runs the daemon."""
+    run(lambda: _print(units.install(units.unit_for_platform())))
+
+
+@daemon.command(name="uninstall")
+def daemon_uninstall() -> None:
+    """Remove the unit `portfwd daemon install` wrote."""
+    run(lambda: _print(units.uninstall(units.unit_for_platform())))

@@ -1,0 +1,120 @@
+"""Forwards handed to the running daemon (`portfwd add`, and `portfwd up` when a daemon runs):
+the start policy of engine/launch.py over the daemon's RemoteEngine, one line per forward.
+
+The kubeconfig and the context are pinned here, in this shell: the daemon reads files with
+its own environment, and a later `kubectl config use-context` must not move a running
+forward to another cluster. Started forwards must be ACTIVE at once, as kubectl would
+insist: one that is not is removed again and reported (exit code 1); the daemon follows the
+others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import replace
+
+import click
+
+from portfwd.cli.listing import row
+from portfwd.cli.run import ExitCode, error_line
+from portfwd.daemon.client import RemoteEngine
+from portfwd.daemon.sync_client import pinned_kubeconfig
+from portfwd.engine.launch import launch
+from portfwd.engine.model import ForwardSpec
+from portfwd.eventloop import release_signals, run, stop_on_signals
+from portfwd.kube.config import list_contexts
+
+
+def pinned_context(kubeconfig: str | None, given: str | None) -> str | None:
+    """The context as of now (see the module docstring)."""
+    if given:
+        return given
+    _, current = list_contexts(kubeconfig)
+    return current
+
+
+def pin(specs: Sequence[ForwardSpec]) -> list[ForwardSpec]:
+    pinned = []
+    contexts: dict[str | None, str | None] = {}
+    for spec in specs:
+        kubeconfig = pinned_kubeconfig(spec.kubeconfig)
+        if spec.context is None and kubeconfig not in contexts:
+            contexts[kubeconfig] = pinned_context(kubeconfig, None)
+        context = spec.context or contexts[kubeconfig]
+        pinned.append(replace(spec, kubeconfig=kubeconfig, context=context))
+    return pinned
+
+
+def hand_over(
+    specs: Sequence[ForwardSpec],
+    *,
+    start: bool = True,
+    client: str = "add",
+    keep_existing: bool = False,
+    all_or_nothing: bool = False,
+    announce: str = "",
+) -> int:
+    """Add (and start) `specs` in the daemon; prints each with its state; the exit code.
+    `keep_existing` (for `up`, which may be run twice): a forward whose name the daemon
+    already has is left as it is and said so. `all_or_nothing`: one failure removes every
+    forward this call added. `announce`: said on stderr, with the daemon's pid, once it
+    answers. NotRunning when no daemon runs."""
+    return run(
+        _hand_over(
+            pin(specs),
+            start=start,
+            client=client,
+            keep_existing=keep_existing,
+            all_or_nothing=all_or_nothing,
+            announce=announce,
+        )
+    )
+
+
+async def _hand_over(
+    specs: list[ForwardSpec],
+    *,
+    start: bool,
+    client: str,
+    keep_existing: bool,
+    all_or_nothing: bool,
+    announce: str,
+) -> int:
+    engine = await RemoteEngine.attach(client=client, logs=0)
+    if announce:
+        click.echo(f"{announce} (pid {engine.server.get('pid', '?')})", err=True)
+    stop = asyncio.Event()
+    handled = stop_on_signals(stop)
+    try:
+        have = {s.spec.name: s for s in engine.snapshot() if s.spec.name} if keep_existing else {}
+        todo = []
+        for spec in specs:
+            there = have.get(spec.name) if spec.name else None
+            if there is not None:
+                click.echo(row(there, " (already in the daemon)"))
+            else:
+                todo.append(spec)
+        if not start:
+            for spec in todo:
+                fid = await engine.add(spec, start=False)
+                click.echo(row(engine.get(fid)))
+            return ExitCode.OK
+        launched = await launch(engine, todo, stop=stop, all_or_nothing=all_or_nothing)
+        if launched.interrupted:
+            return ExitCode.INTERRUPTED
+        for snap in launched.results:
+            if snap in launched.failed:
+                who = f"{snap.spec.name}: " if snap.spec.name else ""
+                error_line(
+                    f"{who}{snap.spec.target} {snap.spec.remote_port}: {snap.reason}; not added"
+                )
+            elif not launched.aborted:
+                click.echo(row(snap))
+        if launched.aborted:
+            removed = len(launched.results) - len(launched.failed)
+            error_line(f"removed the {removed} forwards added before it (--all-or-nothing)")
+        return ExitCode.FAILED if launched.failed else ExitCode.OK
+    finally:
+        release_signals(handled)
+        await engine.shutdown()

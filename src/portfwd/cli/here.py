@@ -1,0 +1,112 @@
+"""Forwards run in this process until Ctrl-C (`portfwd forward`, `portfwd up --here`): the
+start policy of engine/launch.py on an in-process Manager, printed as kubectl would.
+
+`forward` is all or nothing, like kubectl: a forward that cannot start, or later fails for
+good, ends the command with its reason as the one `error:` line (raised as PortfwdError, exit
+1). `up` names each forward in front of its lines; one that cannot start or fails for good is
+one `NAME: error: REASON` line and the others keep running (exit 1 at the end), unless
+`all_or_nothing`. Ctrl-C or SIGTERM stops everything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from portfwd.cli.printer import Lines, print_events
+from portfwd.cli.run import ExitCode
+from portfwd.engine.launch import launch, reason_of, watch
+from portfwd.engine.manager import Manager
+from portfwd.engine.model import ForwardSnapshot, ForwardSpec
+from portfwd.errors import PortfwdError
+from portfwd.eventloop import release_signals, stop_on_signals
+
+EVENTS_QUEUED = 10_000  # log lines the printer may fall behind by before it lags
+
+
+async def run_here(
+    specs: Sequence[ForwardSpec],
+    *,
+    kubeconfig: str | None,
+    ping_interval: float,
+    named: bool,
+    all_or_nothing: bool,
+) -> int:
+    """Run `specs` until Ctrl-C; `named`: `up`'s lines (else `forward`'s)."""
+    stop = asyncio.Event()
+    handled = stop_on_signals(stop)  # SIGINT, SIGTERM
+    manager = Manager(kubeconfig=kubeconfig, ping_interval=ping_interval)
+    events = manager.subscribe(maxsize=EVENTS_QUEUED)
+    lines = Lines()
+    if not named:
+        lines.one_for_all()
+    printer = asyncio.create_task(print_events(events, lines.route))
+
+    def name_lines(fid: str, spec: ForwardSpec) -> None:
+        lines.add(fid, spec.name or spec.target)
+
+    try:
+        launched = await launch(
+            manager,
+            specs,
+            stop=stop,
+            all_or_nothing=all_or_nothing or not named,
+            on_added=name_lines if named else None,
+        )
+        if launched.interrupted:
+            return ExitCode.OK
+        if not named:
+            return await _forward(manager, launched.active, launched.failed, lines, stop)
+        code = ExitCode.OK
+        for snap in launched.failed:
+            lines.failed(snap.id, reason_of(snap))
+            code = ExitCode.FAILED
+        if launched.aborted:
+            lines.err.line("error: not all forwards started (--all-or-nothing): stopped them all")
+        if not launched.active:
+            return ExitCode.FAILED
+        for snap in launched.active:
+            printer_of = lines.printers[snap.id]
+            printer_of.started()
+            printer_of.forwarding(snap)
+        ids = [snap.id for snap in launched.active]
+        lost = await watch(
+            manager,
+            ids,
+            stop,
+            lambda snap: lines.failed(snap.id, reason_of(snap, "failed")),
+            all_or_nothing=all_or_nothing,
+        )
+        if lost and (all_or_nothing or len(lost) == len(ids)):
+            return ExitCode.FAILED
+        return ExitCode.FAILED if lost else code
+    finally:
+        await manager.shutdown()
+        events.close()  # the printer ends after what is queued; it gets a second for that
+        await asyncio.wait({printer}, timeout=1.0)
+        printer.cancel()
+        await asyncio.gather(printer, return_exceptions=True)  # our own cancellation propagates
+        lines.close()
+        release_signals(handled)
+
+
+async def _forward(
+    manager: Manager,
+    active: list[ForwardSnapshot],
+    failed: list[ForwardSnapshot],
+    lines: Lines,
+    stop: asyncio.Event,
+) -> int:
+    """`forward`: every forward started, or the first failure is the command's error."""
+    if failed:
+        raise PortfwdError(reason_of(failed[0]))
+    assert lines.shared is not None
+    lines.shared.started()
+    for snap in active:
+        lines.shared.forwarding(snap)
+    lost = await watch(
+        manager, [s.id for s in active], stop, lambda snap: None, all_or_nothing=True
+    )
+    if lost:
+        raise PortfwdError(reason_of(lost[0], "failed"))
+    return ExitCode.OK

@@ -1,0 +1,255 @@
+"""`portfwd up PROFILE [GROUP...]`: a saved profile's forwards, headless here until Ctrl-C, or
+handed to the running daemon.
+
+Here, kubectl's lines are printed with the name of the forward each is about
+(`echo: Forwarding from 127.0.0.1:8080 -> 80`), so one profile's output can be told apart and
+grepped (`| grep '^echo:'`); warnings and failures go to stderr (here.py). The start policy
+is engine/launch.py's, the same as `forward` and `add`: a forward that does not become active
+is one line (`NAME: error: REASON`) and is dropped, the others keep running (exit 1 at the
+end) unless `--all-or-nothing`.
+
+`--dry-run` resolves each forward to its pod and port and prints where it would listen,
+binding nothing (`engine.preview`). Unknown profiles and groups, and a profile with problems,
+are usage errors (exit 2) that name what there is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import click
+
+from portfwd.cli import completion, options
+from portfwd.cli.handover import hand_over
+from portfwd.cli.here import run_here
+from portfwd.cli.profile import complete_groups, complete_profiles
+from portfwd.cli.run import ExitCode, error_line, run
+from portfwd.daemon.replies import NotRunning
+from portfwd.daemon.service import ensure_started
+from portfwd.engine.clients import ClientPool
+from portfwd.engine.model import ForwardSpec
+from portfwd.engine.preview import Preview, preview
+from portfwd.eventloop import run as run_loop
+from portfwd.kube.targets import quote
+from portfwd.safetext import escape_controls
+from portfwd.store.profiles_select import UpUsageError, select
+from portfwd.tunnel.addresses import format_host_port
+
+
+@click.command(name="up")
+@options.profiles_option
+@click.option(
+    "-n",
+    "--namespace",
+    default=None,
+    help="Namespace where the profile names none.",
+    shell_complete=completion.complete_namespaces,
+)
+@click.option(
+    "--context",
+    default=None,
+    help="Context where the profile names none.",
+    shell_complete=completion.complete_contexts,
+)
+@click.option(
+    "--kubeconfig",
+    default=None,
+    metavar="FILE",
+    help="Kubeconfig where the profile names none.",
+    shell_complete=completion.complete_files,
+)
+@click.option(
+    "--dry-run", is_flag=True, help="Resolve and print pods, ports and addresses; bind nothing."
+)
+@click.option(
+    "--all-or-nothing",
+    is_flag=True,
+    help="If any forward cannot start (or later fails for good), stop them all and exit 1.",
+)
+@click.option(
+    "--here",
+    is_flag=True,
+    help="Run the forwards in this process even when a portfwd daemon runs.",
+)
+@options.ping_option("WebSocket ping interval on every tunnel; 0 disables (see `portfwd --help`).")
+@options.protocol_option("Port-forward wire protocol (see `portfwd --help`).")
+@click.argument("profile", shell_complete=complete_profiles)
+@click.argument("groups", nargs=-1, shell_complete=complete_groups)
+@click.pass_context
+def up_command(
+    ctx: click.Context,
+    profiles_file: str | None,
+    namespace: str | None,
+    context: str | None,
+    kubeconfig: str | None,
+    dry_run: bool,
+    all_or_nothing: bool,
+    here: bool,
+    ping_interval: float,
+    protocol: str,
+    profile: str,
+    groups: tuple[str, ...],
+) -> None:
+    """Start profile PROFILE (or only its GROUPs) headless; kubectl's lines, each prefixed
+    by its forward's name. Runs until Ctrl-C. A forward that cannot start is one line and
+    makes the exit code 1; the others keep running (unless --all-or-nothing).
+
+    When a portfwd daemon runs (or with --daemon, which starts one), the forwards are handed
+    to it instead and `up` returns at once: `portfwd ls` lists them, `portfwd stop` stops
+    them. Forwards the daemon already has (by name) are left as they are. --here runs them
+    in this process all the same."""
+    opts = options.with_globals(
+        ctx,
+        kubeconfig=kubeconfig,
+        context=context,
+        namespace=namespace,
+        ping_interval=ping_interval,
+        protocol=protocol,
+        use_daemon=False,  # only before `up`: `portfwd --daemon up ...` (or PORTFWD_DAEMON=1)
+    )
+    start_daemon = bool(
+        opts.pop("use_daemon") or (ctx.parent and ctx.parent.params.get("use_daemon"))
+    )
+    if here and start_daemon:
+        raise click.UsageError("--here and --daemon contradict each other; give one", ctx)
+    run(
+        lambda: run_up(
+            profiles_file=Path(profiles_file).expanduser() if profiles_file else None,
+            profile=profile,
+            groups=groups,
+            dry_run=dry_run,
+            all_or_nothing=all_or_nothing,
+            daemon=None if here else start_daemon,
+            **opts,
+        )
+    )
+
+
+def run_up(
+    *,
+    profiles_file: Path | None,
+    profile: str,
+    groups: tuple[str, ...],
+    kubeconfig: str | None,
+    context: str | None,
+    namespace: str | None,
+    dry_run: bool = False,
+    all_or_nothing: bool = False,
+    ping_interval: float = 30.0,
+    protocol: str = "auto",
+    daemon: bool | None = False,
+) -> int:
+    """`daemon`: None runs here; False hands the forwards to a daemon if one runs; True
+    starts one first when none does."""
+    try:
+        chosen = select(
+            profiles_file,
+            profile,
+            groups,
+            kubeconfig=kubeconfig,
+            context=context,
+            namespace=namespace,
+            protocol=protocol,
+        )
+    except UpUsageError as exc:
+        for line in exc.lines:
+            error_line(line)
+        return ExitCode.USAGE
+    if not chosen.specs:
+        where = " in these groups" if groups else ""
+        error_line(f"profile {quote(profile)} has no forwards{where}")
+        return ExitCode.USAGE
+    if dry_run:
+        return run_loop(_dry_run(chosen.specs, kubeconfig=kubeconfig, ping_interval=ping_interval))
+    if daemon is not None:
+        handed = _in_daemon(
+            chosen.specs,
+            start=daemon,
+            all_or_nothing=all_or_nothing,
+            kubeconfig=kubeconfig,
+            ping_interval=ping_interval,
+        )
+        if handed is not None:
+            return handed
+    return run_loop(
+        run_here(
+            chosen.specs,
+            kubeconfig=kubeconfig,
+            ping_interval=ping_interval,
+            named=True,
+            all_or_nothing=all_or_nothing,
+        )
+    )
+
+
+def _in_daemon(
+    specs: list[ForwardSpec],
+    *,
+    start: bool,
+    all_or_nothing: bool,
+    kubeconfig: str | None,
+    ping_interval: float,
+) -> int | None:
+    """The profile's forwards handed to the running daemon (one started first with
+    --daemon); None when none runs, to run them here."""
+    try:
+        return _hand_over(specs, all_or_nothing)
+    except NotRunning:
+        if not start:
+            return None
+    ensure_started(kubeconfig=kubeconfig, state_file=None, ping_interval=ping_interval)
+    return _hand_over(specs, all_or_nothing)
+
+
+def _hand_over(specs: list[ForwardSpec], all_or_nothing: bool) -> int:
+    code = hand_over(
+        specs,
+        client="up",
+        keep_existing=True,
+        all_or_nothing=all_or_nothing,
+        announce=f"handing {len(specs)} forwards to the portfwd daemon",
+    )
+    click.echo(
+        "they run in the daemon: `portfwd ls` lists them, `portfwd stop NAME` stops one", err=True
+    )
+    return code
+
+
+# -- --dry-run --------------------------------------------------------------------------------
+
+
+def _listen_text(spec: ForwardSpec) -> str:
+    port = spec.local_port
+    hosts = [format_host_port(a.host, port) if port else a.host for a in spec.bind_addresses]
+    where = " and ".join(hosts)
+    return f"would listen on {where}" + ("" if port else " (a free port)")
+
+
+def dry_run_line(p: Preview) -> str:
+    spec = p.spec
+    name = spec.name or spec.target
+    if p.error:
+        return escape_controls(f"{name}: error: {p.error}")
+    port = str(p.container_port) + (f" ({p.port_name})" if p.port_name else "")
+    remote = spec.remote_port
+    return escape_controls(
+        f"{name}: {spec.target} port {remote} (context {p.context}, namespace {p.namespace})"
+        f" -> pod {p.pod} port {port}; {_listen_text(spec)}"
+    )
+
+
+async def _dry_run(
+    specs: list[ForwardSpec], *, kubeconfig: str | None, ping_interval: float
+) -> int:
+    clients = ClientPool(kubeconfig, ping_interval=ping_interval)
+    try:
+        previews = await asyncio.gather(*(preview(clients, s) for s in specs))
+    finally:
+        await clients.close()
+    code = ExitCode.OK
+    for p in previews:
+        click.echo(dry_run_line(p), err=bool(p.error))
+        if p.error:
+            code = ExitCode.FAILED
+    return code
