@@ -7,7 +7,7 @@ import subprocess
 from dataclasses import replace
 from pathlib import Path
 
-from portfwd.control.listing import table
+from portfwd.cli.listing import table
 from portfwd.engine.model import ForwardSnapshot, ForwardSpec, ForwardState
 from portfwd.engine.present import (
     kubectl_command,
