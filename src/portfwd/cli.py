@@ -257,6 +257,12 @@ def cli(
     help="Wait up to DURATION (30s, 2m, 1m30s) for a Ready pod before giving up, as kubectl "
     "does (default: fail at once when no pod is Ready).",
 )
+@click.option(
+    "--spread",
+    is_flag=True,
+    help="Spread new connections over every Ready pod behind TARGET, as its Service would "
+    "(least connections); a pod turning not Ready or terminating gets no new ones.",
+)
 @_ping_option
 @_protocol_option
 @click.argument("target", shell_complete=completion.complete_targets)
@@ -270,6 +276,7 @@ def forward(
     addresses: str,
     no_reconnect: bool,
     pod_running_timeout: float | None,
+    spread: bool,
     ping_interval: float,
     protocol: str,
     target: str,
@@ -313,6 +320,7 @@ def forward(
             target=target,
             ports=list(ports),
             reconnect=not no_reconnect,
+            spread=spread,
         )
 
     _run(body)

@@ -57,6 +57,7 @@ def run_forward(
     reconnect: bool = True,
     ping_interval: float = 30.0,
     protocol: str = "auto",
+    spread: bool = False,
 ) -> int:
     parsed_target = parse_target(target)
     if not ports:
@@ -77,6 +78,7 @@ def run_forward(
             reconnect=reconnect,
             ping_interval=ping_interval,
             protocol=protocol,
+            spread=spread,
         )
     )
 
@@ -105,6 +107,7 @@ async def _forward(
     reconnect: bool,
     ping_interval: float,
     protocol: str,
+    spread: bool = False,
 ) -> int:
     stop = asyncio.Event()
     handled = stop_on_signals(stop)  # SIGINT, SIGTERM
@@ -127,6 +130,7 @@ async def _forward(
                 addresses=address_text,
                 reconnect=False,  # the first start fails fast; reconnect is switched on below
                 protocol=protocol,
+                spread=spread,
             )
             for m in mappings
         ]

@@ -175,6 +175,9 @@ def _pinned_context(kubeconfig: str | None, given: str | None) -> str | None:
 @click.option("--no-reconnect", is_flag=True, help="Fail instead of following the target.")
 @click.option("--no-start", is_flag=True, help="Add it stopped.")
 @click.option(
+    "--spread", is_flag=True, help="Spread new connections over every Ready pod (a Service)."
+)
+@click.option(
     "--protocol",
     type=click.Choice(["auto", "websocket", "spdy", "v4"]),
     default="auto",
@@ -193,6 +196,7 @@ def add_command(
     name: str | None,
     no_reconnect: bool,
     no_start: bool,
+    spread: bool,
     protocol: str,
     target: str,
     ports: tuple[str, ...],
@@ -216,6 +220,7 @@ def add_command(
             name=name,
             reconnect=not no_reconnect,
             start=not no_start,
+            spread=spread,
             **opts,
         )
     )
@@ -233,6 +238,7 @@ def _add(
     context: str | None,
     namespace: str | None,
     protocol: str,
+    spread: bool = False,
 ) -> int:
     from portfwd.engine.model import ForwardSpec
     from portfwd.errors import InputError
@@ -258,6 +264,7 @@ def _add(
             reconnect=reconnect,
             protocol=protocol,
             name=(f"{name}-{m.remote}" if len(mappings) > 1 else name) if name else None,
+            spread=spread,
         )
         for m in mappings
     ]

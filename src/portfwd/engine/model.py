@@ -84,6 +84,7 @@ class ForwardSpec:
     reconnect: bool = True  # follow the target and retry after failures (False: kubectl's way)
     protocol: str = "auto"  # the wire: auto, websocket (SPDY in a WebSocket), spdy or v4
     name: str | None = None  # a short name to address it by (`portfwd stop web`), unique
+    spread: bool = False  # new connections over every Ready pod (a Service), not kubectl's one
 
     def __post_init__(self) -> None:
         check_spec(self)
@@ -147,6 +148,13 @@ def check_spec(spec: ForwardSpec) -> None:
         raise InputError(
             f"unknown protocol {_shown(spec.protocol)}: use one of "
             + ", ".join(PORTFORWARD_PROTOCOL_CHOICES)
+        )
+    if not isinstance(spec.spread, bool):
+        raise InputError(f"spread {_shown(spec.spread)} is not true or false")
+    if spec.spread and parse_target(spec.target).kind == "pod":
+        raise InputError(
+            f"--spread needs several pods behind the target; {quote(spec.target)} is one pod"
+            " (use svc/, deploy/, sts/ or rs/)"
         )
     if spec.name is not None and (
         not isinstance(spec.name, str) or not NAME_RE.fullmatch(spec.name)

@@ -43,6 +43,7 @@ SPEC_KEYS = (
     "addresses",
     "reconnect",
     "protocol",
+    "spread",
 )
 _OPTIONAL = ("name", "namespace", "context", "kubeconfig")
 
@@ -66,6 +67,8 @@ def spec_to_dict(spec: ForwardSpec) -> dict[str, Any]:
     data["reconnect"] = spec.reconnect
     if spec.protocol != "auto":
         data["protocol"] = spec.protocol
+    if spec.spread:
+        data["spread"] = True
     return data
 
 
@@ -86,7 +89,7 @@ def spec_from_dict(data: Any, *, strict: bool = False) -> ForwardSpec:
     addresses = data.get("addresses", ["127.0.0.1"])
     if not isinstance(addresses, list | tuple):
         raise InputError("bad addresses (a list of IP addresses or localhost)")
-    for key in ("reconnect",):
+    for key in ("reconnect", "spread"):
         if key in data and not isinstance(data[key], bool):  # `reconnect: 'no'` is not false
             raise InputError(f"bad {key} (true or false)")
     fields: dict[str, Any] = {
@@ -96,6 +99,7 @@ def spec_from_dict(data: Any, *, strict: bool = False) -> ForwardSpec:
         "addresses": tuple(addresses) or ("127.0.0.1",),
         "reconnect": data.get("reconnect", True),
         "protocol": data.get("protocol", "auto"),
+        "spread": data.get("spread", False),
     }
     for key in _OPTIONAL:
         fields[key] = data.get(key)
