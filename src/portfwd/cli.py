@@ -574,6 +574,10 @@ def _register_profiles() -> None:
 
 _register_profiles()
 
+from portfwd.reach import commands as _reach  # noqa: E402  (portfwd ns, portfwd proxy)
+
+cli.add_command(_reach.ns_command)
+
 
 def main() -> None:
     """The console script. A usage mistake is one `error:` line (exit 2), like every failure."""
