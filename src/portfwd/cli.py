@@ -577,6 +577,7 @@ _register_profiles()
 from portfwd.reach import commands as _reach  # noqa: E402  (portfwd ns, portfwd proxy)
 
 cli.add_command(_reach.ns_command)
+cli.add_command(_reach.proxy_command)
 
 
 def main() -> None:

@@ -97,7 +97,9 @@ async def test_a_hosts_file_that_cannot_be_written_is_one_line(
     )
     _out, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 1
-    (line,) = err.decode().splitlines()
+    lines = err.decode().splitlines()
+    assert len(lines) == 1, lines
+    (line,) = lines
     assert line.startswith(f"error: cannot read {tmp_path}/file/hosts: ")
 
 
@@ -118,5 +120,7 @@ async def test_unknown_context_is_one_line(sandbox: SandboxCluster, tmp_path: Pa
     )
     _, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 1
-    (line,) = err.decode().splitlines()
+    lines = err.decode().splitlines()
+    assert len(lines) == 1, lines
+    (line,) = lines
     assert line.startswith("error: ") and "nope" in line

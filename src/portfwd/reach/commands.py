@@ -145,3 +145,191 @@ async def _ns_main(
             await asyncio.wait_for(manager.shutdown(), 30)
             out.close()
     return 0
+
+
+DEFAULT_LISTEN = "127.0.0.1:1080"
+
+
+def _listen(text: str) -> tuple[str, int]:
+    """`ADDR:PORT` (`[::1]:1080` for IPv6; port 0: a free one)."""
+    host, sep, port = text.strip().rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise InputError(f"--listen {text!r}: use ADDRESS:PORT, e.g. 127.0.0.1:1080")
+    return host, int(port)
+
+
+@click.group("proxy", invoke_without_command=True)
+@click.option("--listen", default=DEFAULT_LISTEN, show_default=True, metavar="ADDR:PORT")
+@click.option(
+    "--context",
+    "contexts",
+    multiple=True,
+    help="Kubeconfig context to serve; repeat it for several clusters (the first is the one "
+    "plain names mean; default: the current one).",
+)
+@click.option("--kubeconfig", default=None, metavar="FILE", help="Kubeconfig file.")
+@click.option("--pac", is_flag=True, help="Serve a PAC file at /proxy.pac (cluster names only).")
+@click.option(
+    "--allow-remote",
+    is_flag=True,
+    help="Allow a --listen address that is not loopback (needs --username and a password).",
+)
+@click.option("--username", default=None, help="Username clients must give (SOCKS5, HTTP Basic).")
+@click.option(
+    "--password-env",
+    default="PORTFWD_PROXY_PASSWORD",
+    show_default=True,
+    metavar="VAR",
+    help="Environment variable holding the password (never on the command line).",
+)
+@click.pass_context
+def proxy_command(
+    ctx: click.Context,
+    listen: str,
+    contexts: tuple[str, ...],
+    kubeconfig: str | None,
+    pac: bool,
+    allow_remote: bool,
+    username: str | None,
+    password_env: str,
+) -> None:
+    """A SOCKS5 and HTTP proxy for cluster names on one loopback port.
+
+    Names: SVC.NS, SVC.NS.svc, SVC.NS.svc.cluster.local (the first --context's cluster),
+    SVC.NS.svc.CONTEXT (any served cluster); POD.SVC.NS... for a headless Service's pod.
+    Anything else is refused. `curl --proxy socks5h://127.0.0.1:1080 http://web.demo/`, or
+    without proxy settings `curl http://web.demo.localhost:1080/`. `portfwd proxy env` prints
+    the environment lines for a shell.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    import ipaddress
+    import os
+
+    try:
+        host, port = _listen(listen)
+        try:
+            loopback = ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            raise InputError(f"--listen {listen!r}: the address must be an IP address") from None
+        credentials: tuple[str, str] | None = None
+        if username is not None:
+            password = os.environ.get(password_env, "")
+            if not password:
+                raise InputError(f"--username needs a password in ${password_env}")
+            credentials = (username, password)
+        if not loopback and not (allow_remote and credentials is not None):
+            raise InputError(
+                f"{host} is not a loopback address: an open proxy into your clusters needs "
+                f"--allow-remote, --username and a password in ${password_env}"
+            )
+    except InputError as exc:
+        _fail(str(exc))
+        return
+    if not loopback:
+        click.echo(
+            f"warning: listening on {host}: anyone who can reach it and knows the password "
+            "reaches your clusters",
+            err=True,
+        )
+    sys.exit(_run_proxy(host, port, list(contexts) or [None], kubeconfig, pac, credentials))
+
+
+@proxy_command.command("env")
+@click.pass_context
+def proxy_env(ctx: click.Context) -> None:
+    """Print ALL_PROXY / HTTPS_PROXY / HTTP_PROXY / NO_PROXY lines for `eval $(...)`.
+
+    Every name then goes through the proxy, which refuses non-cluster names: use it in the
+    shell you talk to the cluster from (or use --pac in a browser).
+    """
+    listen = ctx.parent.params["listen"] if ctx.parent is not None else DEFAULT_LISTEN
+    try:
+        host, port = _listen(listen)
+    except InputError as exc:
+        _fail(str(exc))
+        return
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    for line in (
+        f"export ALL_PROXY=socks5h://{where}",
+        f"export HTTPS_PROXY=http://{where}",
+        f"export HTTP_PROXY=http://{where}",
+        "export NO_PROXY=localhost,127.0.0.1,::1",
+    ):
+        click.echo(line)
+
+
+def _run_proxy(
+    host: str,
+    port: int,
+    contexts: list[str | None],
+    kubeconfig: str | None,
+    pac: bool,
+    credentials: tuple[str, str] | None,
+) -> int:
+    from portfwd.errors import PortfwdError
+    from portfwd.eventloop import run
+
+    try:
+        return run(_proxy_main(host, port, contexts, kubeconfig, pac, credentials))
+    except PortfwdError as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        return 130
+    return 1
+
+
+async def _proxy_main(
+    host: str,
+    port: int,
+    contexts: list[str | None],
+    kubeconfig: str | None,
+    pac: bool,
+    credentials: tuple[str, str] | None,
+) -> int:
+    from portfwd.console import LineWriter
+    from portfwd.engine.dial import Dialer
+    from portfwd.engine.manager import Manager
+    from portfwd.eventloop import release_signals, stop_on_signals
+    from portfwd.reach.names import context_label
+    from portfwd.reach.proxy import ProxyServer
+    from portfwd.tunnel.addresses import BindAddress, format_host_port
+
+    stop = asyncio.Event()
+    handled = stop_on_signals(stop)
+    out = LineWriter(sys.stdout, "stdout")
+    err = LineWriter(sys.stderr, "stderr")
+    manager = Manager(kubeconfig=kubeconfig)
+    assert manager.informers is not None
+    dialer = Dialer(manager.informers, manager.tunnels)
+    server: ProxyServer | None = None
+    try:
+        clients = {}
+        for ctx in contexts:
+            client = await manager.clients.get(ctx, kubeconfig)
+            clients[context_label(client.context)] = client
+        default = next(iter(clients))
+        server = ProxyServer(
+            dialer, clients, default, credentials=credentials, pac=pac, on_log=err.line
+        )
+        await server.start(BindAddress(host, True), port)
+        where = format_host_port(host, server.port)
+        out.line(f"proxy (SOCKS5 and HTTP) on {where}: curl --proxy socks5h://{where} ...")
+        out.line(
+            f"names: SVC.NS[.svc[.cluster.local]] ({default}); SVC.NS.svc.CONTEXT for any of "
+            + ", ".join(clients)
+        )
+        out.line(f"no proxy settings: http://SVC.NS.localhost:{server.port}/")
+        if pac:
+            out.line(f"PAC file: http://{where}/proxy.pac")
+        await stop.wait()
+    finally:
+        release_signals(handled)
+        if server is not None:
+            await server.close()
+        dialer.close()
+        await asyncio.wait_for(manager.shutdown(), 30)
+        out.close()
+        err.close()
+    return 0
