@@ -82,8 +82,10 @@ class HostsBlock:
     def claim(self) -> bool:
         """Before the first write: remove a block left by a process that is gone (True when
         one was cleaned); HostsError when a running `portfwd ns` owns one."""
-        outside, pid, found = split_block(self._read())
+        text = self._read()
+        outside, pid, found = split_block(text)
         if not found:
+            self._write(text)  # the same text: can it be written at all? (before any work)
             return False
         if pid is not None and pid != self.pid and _alive(pid):
             raise HostsError(

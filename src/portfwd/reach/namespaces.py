@@ -102,7 +102,10 @@ class NamespaceForwarder:
     # -- lifecycle --------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Resolve the contexts (an unknown one: PortfwdError) and start watching."""
+        """Resolve the contexts (an unknown one: PortfwdError) and start watching. The hosts
+        file is checked first: one that cannot be written fails before any cluster is asked."""
+        if self.hosts is not None and await asyncio.to_thread(self.hosts.claim):
+            self.on_lines([f"removed a stale portfwd block from {self.hosts.path}"])
         for scope in self.scopes:
             client = await self.manager.clients.get(scope.context, self.kubeconfig)
             if not self._default_context:
@@ -114,8 +117,6 @@ class NamespaceForwarder:
             for informer in (services, slices):
                 informer.listen(self._changed)
             self._watched.append(_Watched(scope, client, client.context, services, slices))
-        if self.hosts is not None and await asyncio.to_thread(self.hosts.claim):
-            self.on_lines([f"removed a stale portfwd block from {self.hosts.path}"])
         self._changed.set()
         self._task = asyncio.create_task(self._run(), name="portfwd-ns")
 
