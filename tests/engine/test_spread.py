@@ -11,6 +11,9 @@ import pytest_asyncio
 
 from portfwd.engine.manager import Manager
 from portfwd.engine.model import ForwardSpec, ForwardState, LogLevel
+from portfwd.engine.routing import Router
+from portfwd.kube.objects import ObjectMeta, Pod
+from portfwd.kube.resolve import Resolution
 from portfwd.sandbox.cluster import SandboxCluster
 
 from .conftest import eventually
@@ -121,3 +124,23 @@ async def test_rolling_restart_loses_no_request(manager: Manager, sandbox: Sandb
     warnings = [e.message for e in manager.logs(fid) if e.level >= LogLevel.WARNING]
     assert failed == [], warnings
     assert manager.get(fid).stats.errors == 0, warnings
+
+
+def _route(name: str) -> Resolution:
+    pod = Pod(meta=ObjectMeta(name=name, namespace="demo", uid=f"uid-{name}"), phase="Running")
+    return Resolution(pod=pod, container_port=80, port_name="", protocol="TCP", decisions=())
+
+
+async def test_pick_least_connections_ties_in_turn() -> None:
+    router = Router()
+    a, b, c = _route("a"), _route("b"), _route("c")
+    router.use("demo", a)
+    router.use_spread("demo", [a, b, c])
+    picked = [router.pick({}) for _ in range(6)]
+    assert {r.pod.name for r in picked[:3]} == {"a", "b", "c"}  # ties: each in turn
+    assert [r.pod.name for r in picked[:3]] == [r.pod.name for r in picked[3:]]
+    for _ in range(5):  # long-lived connections on a and b: new ones go to c
+        assert router.pick({"a": 4, "b": 2, "c": 1}).pod.name == "c"
+    router.use_spread("demo", [a, b])  # c is no longer Ready: it gets nothing new
+    assert {router.pick({"a": 0, "b": 0}).pod.name for _ in range(4)} == {"a", "b"}
+    await router.close()

@@ -231,7 +231,8 @@ class NamespaceForwarder:
     async def reconcile(self) -> None:
         wanted = self.wanted()
         await asyncio.to_thread(self.table.save)
-        gone = [w for w in self.forwards if w not in set(wanted)]
+        keep = set(wanted)
+        gone = [w for w in self.forwards if w not in keep]
         new = [w for w in wanted if w not in self.forwards]
         lines: list[str] = []
         for want in gone:

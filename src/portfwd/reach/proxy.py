@@ -32,7 +32,7 @@ from portfwd.kube.client import KubeClient
 from portfwd.reach import httphead, socks5
 from portfwd.reach.names import ClusterName, parse_name
 from portfwd.reach.pac import pac_file
-from portfwd.reach.wire import BadRequest, HeadReader
+from portfwd.reach.wire import BadRequest, ClientGone, HeadReader
 from portfwd.safetext import escape_controls
 from portfwd.tunnel.addresses import BindAddress
 from portfwd.tunnel.listener import Listeners, LocalConnection, bind
@@ -88,6 +88,8 @@ class ProxyServer:
         self._tasks: set[asyncio.Task[None]] = set()
         self._namespaces: dict[str, tuple[float, set[str] | None]] = {}
         self.served = 0  # connections relayed (tests, bench)
+        self.accepted = 0  # connections accepted, whatever they asked
+        self.pac_served = 0
 
     @property
     def port(self) -> int:
@@ -107,6 +109,7 @@ class ProxyServer:
             await asyncio.wait(tasks)
 
     def _accept(self, local: LocalConnection) -> None:
+        self.accepted += 1
         task = asyncio.create_task(self._serve(local), name=f"proxy-{local.peer}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -125,6 +128,8 @@ class ProxyServer:
                 await self._socks(reader)
             else:
                 await self._http(reader)
+        except ClientGone:
+            local.close()
         except (BadRequest, TimeoutError) as exc:
             why = str(exc) or "no request within 30 s"
             self._log(f"proxy: bad request from {local.peer}: {why}")
@@ -222,6 +227,7 @@ class ProxyServer:
                 await self._known_namespaces(),
                 list(self.clients),
             )
+            self.pac_served += 1
             await self._answer(
                 local,
                 httphead.response(

@@ -17,6 +17,11 @@ class BadRequest(PortfwdError):
     """The client spoke neither SOCKS5 nor HTTP correctly; the message says what was wrong."""
 
 
+class ClientGone(BadRequest):
+    """The client closed before sending a byte (a browser's speculative connection): not a
+    malformed request, nothing to log."""
+
+
 class HeadReader:
     def __init__(self, local: LocalConnection) -> None:
         self.local = local
@@ -24,6 +29,8 @@ class HeadReader:
 
     async def _more(self) -> None:
         data = await self.local.read()
+        if not data and not self.buf:
+            raise ClientGone("closed before a request")
         if not data:
             raise BadRequest("the client closed the connection before its request was complete")
         self.buf += data
