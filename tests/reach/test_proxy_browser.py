@@ -1,8 +1,8 @@
 """A real browser with the PAC file: cluster names through the proxy, everything else direct.
 
 Needs Debian's Chromium (`apt install chromium`), run headless; the test is skipped where it
-is not installed (`chromium-headless-shell` will not do: it ignores --proxy-pac-url). The screenshot is written under the test's
-tmp_path and its path printed (pytest -s shows it).
+is not installed (`chromium-headless-shell` will not do: it ignores --proxy-pac-url). The
+screenshot is written under the test's tmp_path and its path printed (pytest -s shows it).
 """
 
 from __future__ import annotations
