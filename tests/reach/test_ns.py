@@ -187,3 +187,39 @@ def test_privileged_ports_move_by_a_fixed_rule() -> None:
     assert local_ports([80, 443, 5432], 1024) == {80: 8080, 443: 8443, 5432: 5432}
     assert local_ports([80, 8080], 1024) == {80: 9080, 8080: 8080}
     assert local_ports([80, 443], 0) == {80: 80, 443: 443}
+
+
+async def test_without_rights_to_low_ports_and_without_many_addresses(
+    manager: Manager, sandbox: SandboxCluster, tmp_path: Path
+) -> None:
+    lines: list[str] = []
+    fwd = _forwarder(manager, sandbox.kubeconfig_path, [Scope(None, "demo")], tmp_path, lines)
+    fwd.port_start = 1024  # as for a user without CAP_NET_BIND_SERVICE
+    await fwd.start()
+    try:
+        active = {(w.service, w.port): w for w in await _active(fwd, manager)}
+        assert active[("web", 80)].local_port == 8080
+        assert active[("api", 443)].local_port == 8443
+        assert active[("api", 9090)].local_port == 9090
+        for want in active.values():
+            await _check(want, fwd.local_port(want))
+        assert any("web.demo" in line and ":8080" in line for line in lines)
+    finally:
+        await fwd.close()
+
+    # macOS and others: one address, a free port per Service port, the table says which.
+    lines.clear()
+    fwd = _forwarder(manager, sandbox.kubeconfig_path, [Scope(None, "demo")], tmp_path, lines)
+    fwd.many_addresses = False
+    await fwd.start()
+    try:
+        active_list = await _active(fwd, manager)
+        ports = {fwd.local_port(w) for w in active_list}
+        assert len(ports) == len(active_list) and 0 not in ports
+        for want in active_list:
+            assert want.address == "127.0.0.1"
+            await _check(want, fwd.local_port(want))
+            assert any(f"127.0.0.1:{fwd.local_port(want)}" in line for line in lines)
+        assert not any(line.startswith("# hosts-file") for line in lines)
+    finally:
+        await fwd.close()
