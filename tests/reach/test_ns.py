@@ -43,6 +43,7 @@ def _forwarder(
         table=AddressTable(tmp_path / "addresses.json"),
         port_start=0,  # the native ports, as root has them (the tests run as root)
         on_lines=lines.extend,
+        on_warning=lines.append,
     )
 
 

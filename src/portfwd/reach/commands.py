@@ -121,6 +121,7 @@ async def _ns_main(
     stop = asyncio.Event()
     handled = stop_on_signals(stop)
     out = LineWriter(sys.stdout, "stdout")
+    err = LineWriter(sys.stderr, "stderr")
     manager = Manager(kubeconfig=kubeconfig)
     forwarder = NamespaceForwarder(
         manager,
@@ -133,6 +134,7 @@ async def _ns_main(
         many_addresses=many_loopback_addresses(),
         hosts=HostsBlock(hosts) if hosts is not None else None,
         on_lines=lambda lines: _write(out.line, lines),
+        on_warning=err.line,
     )
     try:
         await forwarder.start()
@@ -144,6 +146,7 @@ async def _ns_main(
         finally:
             await asyncio.wait_for(manager.shutdown(), 30)
             out.close()
+            err.close()
     return 0
 
 

@@ -18,9 +18,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from portfwd.engine.events import LogLine
 from portfwd.engine.informers import Informer, InformerPool
-from portfwd.engine.manager import Manager
-from portfwd.engine.model import ForwardSpec, ForwardState
+from portfwd.engine.manager import Manager, Subscription
+from portfwd.engine.model import ForwardSpec, ForwardState, LogKind, LogLevel
 from portfwd.kube.client import KubeClient
 from portfwd.kube.objects import EndpointSlice, Service
 from portfwd.reach.hostsfile import HostsBlock
@@ -78,6 +79,7 @@ class NamespaceForwarder:
         many_addresses: bool = True,
         hosts: HostsBlock | None = None,
         on_lines: Callable[[list[str]], None] = lambda lines: None,
+        on_warning: Callable[[str], None] | None = None,
     ) -> None:
         assert manager.informers is not None, "portfwd ns follows through informers"
         self.manager = manager
@@ -91,6 +93,8 @@ class NamespaceForwarder:
         self.many_addresses = many_addresses
         self.hosts = hosts
         self.on_lines = on_lines
+        self.on_warning = on_warning  # a forward's warnings and recoveries, one line each
+        self._printer: asyncio.Task[None] | None = None
         self.forwards: dict[Want, str] = {}  # what is wanted -> forward id
         self._watched: list[_Watched] = []
         self._changed = asyncio.Event()
@@ -119,14 +123,20 @@ class NamespaceForwarder:
             self._watched.append(_Watched(scope, client, client.context, services, slices))
         self._changed.set()
         self._task = asyncio.create_task(self._run(), name="portfwd-ns")
+        if self.on_warning is not None:
+            self._printer = asyncio.create_task(
+                self._print_warnings(self.manager.subscribe(maxsize=10_000), self.on_warning),
+                name="portfwd-ns-warnings",
+            )
 
     async def close(self) -> None:
         """Stop following, remove every forward and the hosts block."""
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        for task in (self._task, self._printer):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._task = self._printer = None
         for watched in self._watched:
             for informer in (watched.services, watched.slices):
                 informer.unlisten(self._changed)
@@ -151,6 +161,22 @@ class NamespaceForwarder:
                 raise
             except Exception:  # a bug: say it, keep what runs
                 log.exception("portfwd ns could not apply a change")
+
+    async def _print_warnings(self, events: Subscription, say: Callable[[str], None]) -> None:
+        """What goes wrong (or right again) with one of the forwards, named by its Service."""
+        try:
+            async for event in events:
+                if not isinstance(event, LogLine) or event.forward_id is None:
+                    continue
+                entry = event.entry
+                if entry.level < LogLevel.WARNING and entry.kind is not LogKind.RECOVERED:
+                    continue
+                for want, fid in self.forwards.items():
+                    if fid == event.forward_id:
+                        say(f"{self._label(want)}:{want.port}: {entry.message}")
+                        break
+        finally:
+            events.close()
 
     @staticmethod
     def _ready(watched: _Watched) -> bool:
