@@ -42,6 +42,9 @@ from portfwd.kube.targets import parse_port_mapping
 @click.option("--no-reconnect", is_flag=True, help="Fail instead of following the target.")
 @click.option("--no-start", is_flag=True, help="Add it stopped.")
 @click.option(
+    "--spread", is_flag=True, help="Spread new connections over every Ready pod (a Service)."
+)
+@click.option(
     "--protocol",
     type=click.Choice(PORTFORWARD_PROTOCOL_CHOICES),
     default="auto",
@@ -60,6 +63,7 @@ def add_command(
     name: str | None,
     no_reconnect: bool,
     no_start: bool,
+    spread: bool,
     protocol: str,
     target: str,
     ports: tuple[str, ...],
@@ -81,6 +85,7 @@ def add_command(
             addresses=addresses,
             name=name,
             reconnect=not no_reconnect,
+            spread=spread,
             **opts,
         )
         return hand_over(specs, start=not no_start)
@@ -99,6 +104,7 @@ def add_specs(
     context: str | None,
     namespace: str | None,
     protocol: str,
+    spread: bool = False,
 ) -> list[ForwardSpec]:
     mappings = [parse_port_mapping(p) for p in ports]
     for m in mappings:
@@ -119,6 +125,7 @@ def add_specs(
             reconnect=reconnect,
             protocol=protocol,
             name=(f"{name}-{m.remote}" if len(mappings) > 1 else name) if name else None,
+            spread=spread,
         )
         for m in mappings
     ]

@@ -34,6 +34,8 @@ COMMANDS = {
     "sandbox": "portfwd.cli.sandbox:sandbox",
     "demo": "portfwd.cli.sandbox:demo",
     "completion": "portfwd.cli.shell:completion_command",
+    "ns": "portfwd.cli.reach:ns_command",
+    "proxy": "portfwd.cli.reach:proxy_command",
 }
 DASHBOARD = "portfwd.cli.dashboard:open_dashboard"
 

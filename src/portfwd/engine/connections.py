@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import Protocol
 
@@ -141,7 +142,8 @@ class Connections:
             fwd.counters_changed()
             return
         route = self.router.route
-        conn = Connection(self, local, route.pod.name if route else "")
+        spread = bool(self.router.spread)  # the pod is picked when the connection is served
+        conn = Connection(self, local, route.pod.name if route and not spread else "")
         self.open.add(conn)
         self.total += 1
         fwd.add_log(LogLevel.INFO, f"Handling connection for {port}", LogKind.CONNECTION)
@@ -237,6 +239,9 @@ class Connections:
         finally:
             if counted:
                 self.waiting -= 1
+        if route is not None and self.router.spread:
+            route = self.router.pick(Counter(c.pod for c in self.open if c.pod)) or route
+            conn.pod = route.pod.name
         if route is None:
             fwd = self.forward
             why = fwd.reason or "no pod to forward to"

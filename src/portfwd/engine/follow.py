@@ -31,6 +31,8 @@ from portfwd.kube.resolve import (
     choose_for_pod,
     choose_for_service,
     choose_for_workload,
+    spread_for_service,
+    spread_for_workload,
 )
 from portfwd.kube.targets import Target
 
@@ -250,3 +252,21 @@ class Follower:
             self.target, workload, candidates, self.remote, prefer=prefer
         )
         return Ready(resolution)
+
+    def spread(self, avoid: Collection[str] = ()) -> list[Resolution]:
+        """Every pod a Service-like forward (`--spread`) may use now, from the same caches
+        `evaluate` read (call it after a Ready outcome); [] when that is not known."""
+        owner, pods = self._owner, self._pods
+        obj = owner.objects.get(self.target.name) if owner is not None else None
+        if pods is None or not isinstance(obj, Service | Workload):
+            return []
+        candidates = [p for p in pods.objects.values() if p.name not in avoid]
+        try:
+            if isinstance(obj, Service):
+                slices = self._slices
+                usable = slices is not None and not slices.forbidden
+                found = list(slices.objects.values()) if usable and slices is not None else None
+                return spread_for_service(self.target, obj, candidates, found, self.remote)
+            return spread_for_workload(self.target, obj, candidates, self.remote)
+        except ResolveError:
+            return []

@@ -238,6 +238,7 @@ class Forward:
     async def _give_up(self, reason: str) -> None:
         """ERROR with the reason; nothing stays bound or open (the supervisor ends after this)."""
         self._clear_route()
+        await self.router.close()
         await self._close_listeners()
         await self.connections.close_all()
         self.add_log(LogLevel.ERROR, reason, LogKind.FAILED)
@@ -265,6 +266,9 @@ class Forward:
         self.namespace = self.health.namespace = spec.namespace or client.namespace
         tunnel = self._tunnels.tunnel(client, spec.protocol, on_lost=self._session_lost)
         self.router.tunnel = tunnel
+        if spec.spread:
+            # One holder per spread pod: its session stays open while the pod is in the spread.
+            self.router.holder = lambda: self._tunnels.tunnel(client, spec.protocol)
         resolution: Resolution | None = None
         waiting = ""
         try:
@@ -529,6 +533,20 @@ class Forward:
         self.remote_port = resolution.container_port
         self.port_name = resolution.port_name
         self.router.use(self.namespace, resolution)
+        if self.spec.spread:
+            follower = self._follower
+            spread = follower.spread() if follower is not None else []
+            if not any(r.pod.name == resolution.pod.name for r in spread):
+                spread = [resolution]  # a probe chose it, or no watch: the route alone
+            before = [r.pod.name for r in self.router.spread]
+            self.router.use_spread(self.namespace, spread)
+            names = [r.pod.name for r in spread]
+            if names != before:
+                self.add_log(
+                    LogLevel.INFO,
+                    f"spreading new connections over {len(names)} pod(s): {', '.join(names)}",
+                    LogKind.RESOLVED,
+                )
 
     def _clear_route(self) -> None:
         """No pod for new connections; the snapshot stops naming the one that is gone."""
@@ -567,6 +585,7 @@ class Forward:
         was = self.state
         await self._cancel_run()
         self._clear_route()
+        await self.router.close()
         await self._close_listeners()
         await self.connections.close_all()
         if self.state is not ForwardState.STOPPED:
@@ -592,6 +611,7 @@ class Forward:
             log.exception("closing the listeners of forward %s failed", self.id)
         await self.connections.close_all()
         self.router.clear()
+        await self.router.close()
         self.state = ForwardState.STOPPED
 
     # -- what connections report ------------------------------------------------------------

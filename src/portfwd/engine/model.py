@@ -88,6 +88,7 @@ class ForwardSpec:
     # kubectl's bare port name (`portfwd forward svc/web https`): the local port is the number
     # the name resolves to, known once the forward resolves (local_port is then 0).
     local_from_remote: bool = False
+    spread: bool = False  # new connections over every Ready pod (a Service), not kubectl's one
 
     def __post_init__(self) -> None:
         _PARSED[self] = check_spec(self)
@@ -158,6 +159,13 @@ def check_spec(spec: ForwardSpec) -> tuple[Target, tuple[BindAddress, ...]]:
         raise InputError(
             f"unknown protocol {_shown(spec.protocol)}: use one of "
             + ", ".join(PORTFORWARD_PROTOCOL_CHOICES)
+        )
+    if not isinstance(spec.spread, bool):
+        raise InputError(f"spread {_shown(spec.spread)} is not true or false")
+    if spec.spread and parse_target(spec.target).kind == "pod":
+        raise InputError(
+            f"--spread needs several pods behind the target; {quote(spec.target)} is one pod"
+            " (use svc/, deploy/, sts/ or rs/)"
         )
     if spec.name is not None and (
         not isinstance(spec.name, str) or not NAME_RE.fullmatch(spec.name)

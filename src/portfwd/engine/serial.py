@@ -44,6 +44,7 @@ SPEC_KEYS = (
     "reconnect",
     "protocol",
     "local_from_remote",
+    "spread",
 )
 _OPTIONAL = ("name", "namespace", "context", "kubeconfig")
 
@@ -69,6 +70,8 @@ def spec_to_dict(spec: ForwardSpec) -> dict[str, Any]:
         data["protocol"] = spec.protocol
     if spec.local_from_remote:
         data["local_from_remote"] = True
+    if spec.spread:
+        data["spread"] = True
     return data
 
 
@@ -89,7 +92,7 @@ def spec_from_dict(data: Any, *, strict: bool = False) -> ForwardSpec:
     addresses = data.get("addresses", ["127.0.0.1"])
     if not isinstance(addresses, list | tuple):
         raise InputError("bad addresses (a list of IP addresses or localhost)")
-    for key in ("reconnect", "local_from_remote"):
+    for key in ("reconnect", "local_from_remote", "spread"):
         if key in data and not isinstance(data[key], bool):  # `reconnect: 'no'` is not false
             raise InputError(f"bad {key} (true or false)")
     fields: dict[str, Any] = {
@@ -100,6 +103,7 @@ def spec_from_dict(data: Any, *, strict: bool = False) -> ForwardSpec:
         "reconnect": data.get("reconnect", True),
         "protocol": data.get("protocol", "auto"),
         "local_from_remote": data.get("local_from_remote", False),
+        "spread": data.get("spread", False),
     }
     for key in _OPTIONAL:
         fields[key] = data.get(key)

@@ -422,10 +422,57 @@ def choose_for_service(
     remote = _remote_port(remote)
     label = _label(target)
     sport, selector = _service_checks(target, svc, remote)
-    query = selector.to_query()
-    decisions: list[str] = []
+    found = _service_candidates(label, svc, sport, selector, pods, slices)
+    pod, kept = _pick(found.candidates, prefer)
+    return _service_resolution(label, sport, pod, found, kept)
 
-    pods = _selected(pods, selector, svc.meta.namespace)
+
+def spread_for_service(
+    target: Target,
+    svc: Service,
+    pods: Sequence[Pod],
+    slices: Sequence[EndpointSlice] | None,
+    remote: int | str,
+) -> list[Resolution]:
+    """Every Ready endpoint of `svc`, each with its own targetPort (no I/O): where a forward
+    that behaves like the Service (`--spread`) may send a new connection. Oldest first.
+
+    Raises as :func:`choose_for_service` does when there is none.
+    """
+    remote = _remote_port(remote)
+    label = _label(target)
+    sport, selector = _service_checks(target, svc, remote)
+    found = _service_candidates(label, svc, sport, selector, pods, slices)
+    return [_service_resolution(label, sport, p, found, False) for p in _by_age(found.candidates)]
+
+
+def _by_age(pods: Iterable[Pod]) -> list[Pod]:
+    return sorted(pods, key=lambda p: (p.meta.creation_timestamp or "9999", p.name))
+
+
+@dataclass(frozen=True)
+class _Candidates:
+    """The pods that may serve a Service now, and what the decision lines say of the rest."""
+
+    candidates: list[Pod]
+    pods: list[Pod]  # every pod of the selector
+    why: dict[str, str]
+    endpoint_count: int
+    by_endpoints: bool
+    notes: tuple[str, ...]
+
+
+def _service_candidates(
+    label: str,
+    svc: Service,
+    sport: ServicePort,
+    selector: LabelSelector,
+    all_pods: Sequence[Pod],
+    slices: Sequence[EndpointSlice] | None,
+) -> _Candidates:
+    """The Ready endpoints of `svc` (declaring a named targetPort), or NoReadyPod/ResolveError."""
+    notes: list[str] = []
+    pods = _selected(all_pods, selector, svc.meta.namespace)
     by_name = {p.name: p for p in pods}
     why: dict[str, str] = {}
     ready_names: set[str] = set()
@@ -449,16 +496,18 @@ def choose_for_service(
             if p.ready and p.name not in ready_names and p.name not in why:
                 why[p.name] = "Ready, but not yet a Ready endpoint of the service"
         candidates = [
-            by_name[n] for n in ready_names if n in by_name and by_name[n].phase == "Running"
+            by_name[n]
+            for n in sorted(ready_names)
+            if n in by_name and by_name[n].phase == "Running" and not by_name[n].terminating
         ]
     else:
         if own is not None:
-            decisions.append(f"{label} has no EndpointSlices yet; chose by pod readiness")
+            notes.append(f"{label} has no EndpointSlices yet; chose by pod readiness")
         candidates = [p for p in pods if _serving(p)]
         endpoint_count = len(pods)
 
     if not candidates:
-        raise _no_ready_pod(label, query, pods, why)
+        raise _no_ready_pod(label, selector.to_query(), pods, why)
 
     target_port = sport.target_port
     if isinstance(target_port, str):
@@ -470,11 +519,17 @@ def choose_for_service(
                 f"declares a container port of that name ({_no_named_port(example, target_port)})"
             )
         candidates = declaring
+    return _Candidates(candidates, pods, why, endpoint_count, by_endpoints, tuple(notes))
 
-    pod, kept = _pick(candidates, prefer)
+
+def _service_resolution(
+    label: str, sport: ServicePort, pod: Pod, found: _Candidates, kept: bool
+) -> Resolution:
+    """`pod` (one of `found.candidates`) as the Service's endpoint: its targetPort, the lines."""
+    target_port = sport.target_port
     if isinstance(target_port, str):
         cport = pod.container_port(target_port)
-        assert cport is not None  # filtered above
+        assert cport is not None  # candidates declare it
         _check_tcp(cport, f'"{target_port}" ({cport.container_port})', f"pod/{pod.name}", pod)
         container_port, port_name = cport.container_port, cport.name
         via = f"targetPort {target_port} -> "
@@ -484,17 +539,18 @@ def choose_for_service(
         port_name = declared.name if declared else sport.name
         via = "" if target_port == sport.port else f"targetPort {target_port} -> "
     shown_port = f"{sport.port}" + (f" ({sport.name})" if sport.name else "")
-    decisions.insert(0, f"{label} port {shown_port} -> {via}pod {pod.name} port {container_port}")
+    decisions = [f"{label} port {shown_port} -> {via}pod {pod.name} port {container_port}"]
+    decisions.extend(found.notes)
+    count = found.endpoint_count
     if kept:
-        still = "still a Ready endpoint" if by_endpoints else "still Ready"
-        decisions.append(f"kept pod {pod.name}: {still} ({endpoint_count} in total)")
+        still = "still a Ready endpoint" if found.by_endpoints else "still Ready"
+        decisions.append(f"kept pod {pod.name}: {still} ({count} in total)")
     else:
         decisions.append(
-            f"chose pod {pod.name}: {_choice(len(candidates), 'endpoint')}"
-            f" ({endpoint_count} in total)"
+            f"chose pod {pod.name}: {_choice(len(found.candidates), 'endpoint')} ({count} in total)"
         )
-    chosen_from = {p.name for p in candidates}
-    skipped = _skipped_line([p for p in pods if p.name not in chosen_from], why)
+    chosen_from = {p.name for p in found.candidates}
+    skipped = _skipped_line([p for p in found.pods if p.name not in chosen_from], found.why)
     if skipped:
         decisions.append(skipped)
     return Resolution(
@@ -561,3 +617,18 @@ def choose_for_workload(
     if skipped:
         decisions.append(skipped)
     return _to_pod_port(pod, port, name, decisions)
+
+
+def spread_for_workload(
+    target: Target, workload: Workload, pods: Sequence[Pod], remote: int | str
+) -> list[Resolution]:
+    """Every Ready pod of `workload` with its port (no I/O), oldest first; raises as
+    :func:`choose_for_workload` does when there is none."""
+    first = choose_for_workload(target, workload, pods, remote)
+    selector = _workload_selector(target, workload)
+    ready = [p for p in _selected(pods, selector, workload.meta.namespace) if _serving(p)]
+    out = [first]
+    for pod in _by_age(ready):
+        if pod.name != first.pod.name and (isinstance(remote, int) or pod.container_port(remote)):
+            out.append(choose_for_workload(target, workload, [pod], remote))
+    return out

@@ -193,6 +193,8 @@ def forward_to_node(fwd: ProfileForward) -> CommentedMap:
         node["address"] = _address(fwd.address)
     if not fwd.reconnect:
         node["reconnect"] = False
+    if fwd.spread:
+        node["spread"] = True
     return node
 
 

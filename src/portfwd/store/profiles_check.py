@@ -41,6 +41,7 @@ FORWARD_KEYS = (
     "address",
     "reconnect",
     "kubeconfig",
+    "spread",
 )
 _NAME_RULE = "up to 63 letters, digits, '.', '_' and '-', starting with a letter or digit"
 
@@ -312,6 +313,17 @@ class Checker:
                 _pos(entry, "reconnect", value=True),
                 f"reconnect must be true or false, not {quote(str(reconnect))}",
             )
+        spread = entry.get("spread", False)
+        if not isinstance(spread, bool):
+            self.problem(
+                _pos(entry, "spread", value=True),
+                f"spread must be true or false, not {quote(str(spread))}",
+            )
+        elif spread and target is not None and _is_pod(target):
+            self.problem(
+                _pos(entry, "spread", value=True),
+                f"spread needs several pods behind the target; {quote(target)} is one pod",
+            )
         fwd_context = self._text(entry, "context", "context")
         kubeconfig = self._text(entry, "kubeconfig", "kubeconfig")
         namespace = self._namespace(entry)
@@ -331,6 +343,7 @@ class Checker:
             address=address,
             reconnect=bool(reconnect),
             kubeconfig=kubeconfig,
+            spread=bool(spread),
         )
 
     def _ports(self, entry: Any) -> tuple[str, ...]:
@@ -498,3 +511,10 @@ def _overlap(host: str, hosts: list[str]) -> bool:
 
 def _host_port(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _is_pod(target: str) -> bool:
+    try:
+        return parse_target(target).kind == "pod"
+    except InputError:
+        return False  # reported as the target's problem

@@ -41,6 +41,7 @@ class ProfileForward:
     address: tuple[str, ...] | None = None
     reconnect: bool = True
     kubeconfig: str | None = None
+    spread: bool = False  # new connections over every Ready pod (see ForwardSpec.spread)
 
     def spec_names(self) -> list[str]:
         """The engine names of its forwards: NAME, or NAME-REMOTE for each of several ports
@@ -120,6 +121,7 @@ class Profile:
                 addresses=addresses,
                 reconnect=fwd.reconnect,
                 name=name,
+                spread=fwd.spread,
             )
 
 
@@ -215,6 +217,7 @@ def _forwards_of(specs: Iterable[ForwardSpec], used: set[str]) -> tuple[ProfileF
                 address=None if spec.addresses == DEFAULT_ADDRESSES else spec.addresses,
                 reconnect=spec.reconnect,
                 kubeconfig=spec.kubeconfig,
+                spread=spec.spread,
             )
         )
     return tuple(forwards)

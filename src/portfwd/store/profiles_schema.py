@@ -65,6 +65,11 @@ def schema() -> dict[str, Any]:
             "type": "boolean",
             "description": "Follow the target through restarts (default true).",
         },
+        "spread": {
+            "type": "boolean",
+            "description": "New connections spread over every Ready pod behind the target, "
+            "as a Service spreads them (default false: one pod, as kubectl).",
+        },
         **common,
     }
     assert set(forward_properties) == set(FORWARD_KEYS)

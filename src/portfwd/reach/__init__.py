@@ -1,0 +1,1 @@
+"""Reaching cluster services by name: whole namespaces (`portfwd ns`) and the proxy."""
