@@ -8,7 +8,7 @@ import base64
 import pytest
 from click.testing import CliRunner
 
-from portfwd.cli import cli
+from portfwd.cli.root import cli
 from portfwd.reach import httphead
 from portfwd.reach.names import ClusterName, context_label, parse_name
 from portfwd.reach.pac import pac_file

@@ -317,3 +317,10 @@ def test_the_importer_s_own_copy_of_forward_s_flags_is_forward_s(main_group: cli
         forward = main_group.get_command(ctx, "forward")
     assert forward is not None
     assert flags_of([*main_group.params, *forward.params]) == PORTFWD_FORWARD_FLAGS
+
+
+def test_a_portfwd_forward_line_with_spread_imports_spread() -> None:
+    from portfwd.transfer.kubectl_lines import specs_from_command
+
+    (spec,) = specs_from_command("portfwd forward --spread -n demo svc/web 8080:80")
+    assert spec.spread and spec.target == "svc/web"

@@ -54,6 +54,12 @@ from portfwd.kube.targets import parse_port_mapping
     help="Wait up to DURATION (30s, 2m, 1m30s) for a Ready pod before giving up, as kubectl "
     "does (default: fail at once when no pod is Ready).",
 )
+@click.option(
+    "--spread",
+    is_flag=True,
+    help="Spread new connections over every Ready pod behind TARGET, as its Service would "
+    "(least connections); a pod turning not Ready or terminating gets no new ones.",
+)
 @options.ping_option()
 @options.protocol_option()
 @click.argument("target", shell_complete=completion.complete_targets)
@@ -67,6 +73,7 @@ def forward(
     addresses: str,
     no_reconnect: bool,
     pod_running_timeout: float | None,
+    spread: bool,
     ping_interval: float,
     protocol: str,
     target: str,
@@ -97,6 +104,7 @@ def forward(
             ports=list(ports),
             reconnect=not no_reconnect,
             pod_running_timeout=pod_running_timeout,
+            spread=spread,
         )
     )
 
@@ -111,6 +119,7 @@ def forward_specs(
     ports: list[str],
     reconnect: bool = True,
     protocol: str = "auto",
+    spread: bool = False,
 ) -> list[ForwardSpec]:
     """One spec per port mapping; InputError (one line) for the first thing that is wrong."""
     if not ports:
@@ -131,6 +140,7 @@ def forward_specs(
                 addresses=listen,
                 reconnect=reconnect,
                 protocol=protocol,
+                spread=spread,
             )
         )
     seen: set[int] = set()
@@ -153,6 +163,7 @@ def run_forward(
     ping_interval: float = 30.0,
     protocol: str = "auto",
     pod_running_timeout: float | None = None,
+    spread: bool = False,
 ) -> int:
     specs = forward_specs(
         kubeconfig=kubeconfig,
@@ -163,6 +174,7 @@ def run_forward(
         ports=ports,
         reconnect=reconnect,
         protocol=protocol,
+        spread=spread,
     )
     if pod_running_timeout is not None:
         wait_for_ready_pod(specs[0], pod_running_timeout)

@@ -49,7 +49,7 @@ _ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")
 _SECRET_FLAG = re.compile(r"(--(?:token|password)(?:=|\s+))\S+")
 
 # Flags: name -> (takes a value, what it sets). What: "namespace", "context", "kubeconfig",
-# "address", "protocol", "no-reconnect", "ignore" (read and passed over, with a note) or
+# "address", "protocol", "no-reconnect", "spread", "ignore" (read and passed over, with a note) or
 # "refuse" (portfwd cannot mean the same: the command is skipped with the reason).
 _COMMON: dict[str, tuple[bool, str]] = {
     "-n": (True, "namespace"),
@@ -103,6 +103,7 @@ _PORTFWD_MEANINGS = {
     "addresses": "address",
     "protocol": "protocol",
     "no_reconnect": "no-reconnect",
+    "spread": "spread",
 }
 
 
@@ -113,6 +114,7 @@ PORTFWD_FORWARD_FLAGS: dict[str, tuple[bool, str]] = {
     **_COMMON,
     "--protocol": (True, "protocol"),
     "--no-reconnect": (False, "no-reconnect"),
+    "--spread": (False, "spread"),
     "--pod-running-timeout": (True, "ignore"),
     "--ping-interval": (True, "ignore"),
     "--state": (True, "ignore"),
@@ -167,6 +169,7 @@ class _Parsed:
     addresses: tuple[str, ...] | None = None
     protocol: str = "auto"
     reconnect: bool = True
+    spread: bool = False
     notes: list[str] = field(default_factory=list)
 
 
@@ -238,6 +241,9 @@ def _apply(parsed: _Parsed, name: str, what: str, value: str | None) -> None:
         return
     if what == "no-reconnect":
         parsed.reconnect = value is not None and value.lower() in ("false", "0")
+        return
+    if what == "spread":
+        parsed.spread = value is None or value.lower() not in ("false", "0")
         return
     assert value is not None
     if what == "namespace":
@@ -406,6 +412,7 @@ def specs_from_words(
                 addresses=parsed.addresses or default_addresses,
                 reconnect=parsed.reconnect,
                 protocol=parsed.protocol,
+                spread=parsed.spread,
                 name=None,
             )
         except InputError as exc:
