@@ -415,26 +415,33 @@ class DaemonServer:
         wanted_id = args.maybe_text("id")
         args.done()
         fid = await self.manager.add(spec, start=start, forward_id=wanted_id)
+        await self._saved(fid)
         return snapshot_to_dict(self.manager.get(fid))
 
     async def _start(self, client: _Client, args: _Args) -> Any:
         fid = self._key(args)
-        return snapshot_to_dict(await self.manager.start(fid))
+        snap = await self.manager.start(fid)
+        await self._saved(fid)
+        return snapshot_to_dict(snap)
 
     async def _stop(self, client: _Client, args: _Args) -> Any:
         fid = self._key(args)
         await self.manager.stop(fid)
+        await self._saved(fid)
         return snapshot_to_dict(self.manager.get(fid))
 
     async def _restart(self, client: _Client, args: _Args) -> Any:
         fid = self._key(args)
-        return snapshot_to_dict(await self.manager.restart(fid))
+        snap = await self.manager.restart(fid)
+        await self._saved(fid)
+        return snapshot_to_dict(snap)
 
     async def _update(self, client: _Client, args: _Args) -> Any:
         fid = find(self.manager, args.text("id")).id
         spec = spec_from_dict(args.mapping("spec"), strict=True)
         args.done()
         await self.manager.update(fid, spec)
+        await self._saved(fid)
         return snapshot_to_dict(self.manager.get(fid))
 
     async def _set_reconnect(self, client: _Client, args: _Args) -> Any:
@@ -442,11 +449,13 @@ class DaemonServer:
         enabled = args.flag("enabled", True)
         args.done()
         await self.manager.set_reconnect(fid, enabled)
+        await self._saved(fid)
         return snapshot_to_dict(self.manager.get(fid))
 
     async def _remove(self, client: _Client, args: _Args) -> Any:
         fid = self._key(args)
         await self.manager.remove(fid)
+        await self._saved(fid)
         return {"removed": fid}
 
     async def _subscribe(self, client: _Client, args: _Args) -> Any:
@@ -487,6 +496,11 @@ class DaemonServer:
             pass
         finally:
             subscription.close()
+
+    async def _saved(self, fid: str) -> None:
+        """An ok reply means the change is in the session file (it survives a kill -9)."""
+        if self.session is not None:
+            await self.session.persist(fid)
 
     def _key(self, args: _Args) -> str:
         fid = find(self.manager, args.text("id")).id

@@ -45,13 +45,13 @@ from portfwd.filecheck import (
 )
 from portfwd.kube.targets import printable
 from portfwd.safeyaml import load_yaml
+from portfwd.store.entries import SCHEMA_VERSION, Entry, encode_entries
 
 log = logging.getLogger(__name__)
 
-# Version 1 also covers files with the per-forward `reconnect` key: older portfwd versions
-# ignore keys they do not know, and a file without it reads as reconnect on. Bump it only for
-# a change an older reader would get wrong.
-SCHEMA_VERSION = 1
+# SCHEMA_VERSION (store/entries.py) 1 also covers files with the per-forward `reconnect` key:
+# older portfwd versions ignore keys they do not know, and a file without it reads as
+# reconnect on. Bump it only for a change an older reader would get wrong.
 # A forward takes about 200 bytes and a dozen YAML nodes: room for thousands, while the
 # worst file under these limits still loads in a second or two.
 STATE_MAX_BYTES = 1 << 20
@@ -135,9 +135,7 @@ class LoadResult:
 
 
 def _encode(forwards: list[SavedForward]) -> str:
-    doc = {"version": SCHEMA_VERSION, "forwards": [f.to_dict() for f in forwards]}
-    header = "# portfwd session state (written by portfwd; edits are read at start)\n"
-    return header + yaml.safe_dump(doc, sort_keys=False, default_flow_style=False)
+    return encode_entries([Entry(f.to_dict()) for f in forwards])
 
 
 def _decode(text: str) -> list[SavedForward]:
@@ -328,22 +326,34 @@ class StateStore:
 
     def encode(self, snapshots: list[ForwardSnapshot], wanted: Iterable[str] = ()) -> str:
         """The file's text for these forwards; `wanted`: ids remembered as running whatever
-        their state (see `SavedForward.from_snapshot` and `Session`)."""
+        their state (see `SavedForward.from_snapshot` and `Session`). Blocking."""
         keep = set(wanted)
         return _encode(
             [SavedForward.from_snapshot(s, still_wanted=s.id in keep) for s in snapshots]
         )
 
     async def save(self, snapshots: list[ForwardSnapshot], wanted: Iterable[str] = ()) -> bool:
-        """Write these forwards now (off the loop). Returns True if the file changed."""
+        """Write these forwards now (off the loop). Returns True if the file changed, False
+        if it did not or could not be written (reported through `on_error`)."""
+        keep = set(wanted)
+        entries = [
+            Entry(SavedForward.from_snapshot(s, still_wanted=s.id in keep).to_dict())
+            for s in snapshots
+        ]
+        try:
+            return await self.save_entries(entries)
+        except SaveFailed:
+            return False
+
+    async def save_entries(self, entries: list[Entry]) -> bool:
+        """Write these entries (encoded and written in a worker thread). True if the file
+        changed; SaveFailed when it could not be written (reported once through `on_error`
+        until a write succeeds again)."""
         if not self._writable:
             return False
-        text = self.encode(snapshots, wanted)
         async with self._write_lock:
-            if text == self._last_written:
-                return False
             try:
-                await asyncio.to_thread(write_atomic, self.path, text)
+                changed = await asyncio.to_thread(self._write_if_changed, entries)
             except OSError as exc:
                 # Keep running: a full disk must not take the forwards down. Say it once.
                 message = (
@@ -355,8 +365,21 @@ class StateStore:
                     if self.on_error is not None:
                         self.on_error(message)
                 self.last_error = message
-                return False
+                raise SaveFailed(message) from None
             self.last_error = None
-            self._last_written = text
-            self.writes += 1
-            return True
+            if changed:
+                self.writes += 1
+            return changed
+
+    def _write_if_changed(self, entries: list[Entry]) -> bool:
+        """Blocking (the writer's thread; `_write_lock` held): encode, compare, write."""
+        text = encode_entries(entries)
+        if text == self._last_written:
+            return False
+        write_atomic(self.path, text)
+        self._last_written = text
+        return True
+
+
+class SaveFailed(PortfwdError):
+    """The session file could not be written (the message says why and what to do)."""
