@@ -25,6 +25,7 @@ from typing import Any
 
 from portfwd import __version__
 from portfwd.daemon import protocol as proto
+from portfwd.daemon.idle import IdlePolicy
 from portfwd.daemon.lock import DaemonLock
 from portfwd.daemon.paths import DaemonPaths, check_socket_path, ensure_private_dir
 from portfwd.daemon.peer import peer_uid
@@ -109,6 +110,7 @@ class DaemonServer:
         self._readers: set[asyncio.Task[Any]] = set()  # one per connection (asyncio's own)
         self._logger: asyncio.Task[None] | None = None
         self._uid = os.geteuid()
+        self._idle: IdlePolicy[_Client] = IdlePolicy()  # who makes room when it is full
 
     # -- life -------------------------------------------------------------------------------
 
@@ -197,6 +199,10 @@ class DaemonServer:
             "forwards": len(snaps),
             "states": states,
             "clients": len(self._clients),
+            # What `ls` and the dashboard show: the kubeconfig a spec without one uses, and
+            # what the session load had to say (entries left out of state.yaml).
+            "kubeconfig": self.manager.clients.kubeconfig,
+            "warnings": list(self.session.loaded.warnings) if self.session is not None else [],
         }
 
     async def _log_forwards(self) -> None:
@@ -245,7 +251,7 @@ class DaemonServer:
                     )
                 )
                 return
-            if len(self._clients) >= self.max_clients:
+            if len(self._clients) >= self.max_clients and not self._make_room():
                 client.send(
                     proto.error(
                         None,
@@ -255,6 +261,7 @@ class DaemonServer:
                 )
                 return
             self._clients.add(client)
+            self._idle.seen(client)
             if not await self._hello(reader, client):
                 return
             await self._requests(reader, client)
@@ -262,10 +269,30 @@ class DaemonServer:
             pass  # the client went away
         finally:
             self._clients.discard(client)
+            self._idle.left(client)
             with contextlib.suppress(Exception):
                 if not writer.transport.is_closing():
                     await asyncio.wait_for(writer.drain(), 1.0)
             client.close()
+
+    def _make_room(self) -> bool:
+        """Close the connection idle the longest (see `daemon/idle.py`); False if none is."""
+        victim = self._idle.victim(self._clients, watching=lambda c: c.pump is not None)
+        if victim is None:
+            return False
+        log.info("closed idle client %s: the daemon is full", victim.name)
+        victim.send(
+            proto.error(
+                None,
+                proto.REFUSED,
+                f"closed: idle while the daemon served {self.max_clients} connections"
+                " and another one needed the room",
+            )
+        )
+        self._clients.discard(victim)
+        victim.closed = True
+        victim.writer.close()  # (not abort: the line above still goes out)
+        return True
 
     async def _read(self, reader: asyncio.StreamReader, client: _Client) -> proto.Request | None:
         """The next request; None at EOF or after a protocol error was answered."""
@@ -319,6 +346,7 @@ class DaemonServer:
         name = request.args.get("client")
         client.name = escape_controls(str(name))[:80] if name is not None else "?"
         client.send(proto.reply(request.id, self.status()))
+        self._idle.seen(client)
         return True
 
     async def _requests(self, reader: asyncio.StreamReader, client: _Client) -> None:
@@ -332,6 +360,7 @@ class DaemonServer:
                 client.send(proto.error(request.id, proto.BAD_REQUEST, "hello was said already"))
                 client.slots.release()
                 return
+            self._idle.began(client)
             task = asyncio.create_task(self._run(client, request), name=f"daemon-{request.op}")
             self._own(task)
 
@@ -373,6 +402,7 @@ class DaemonServer:
                 client.send(proto.error(request.id, proto.INTERNAL, "unserialisable reply"))
         finally:
             client.slots.release()
+            self._idle.ended(client)
         if request.op == "shutdown":
             self.stopping.set()
             if self._on_shutdown is not None:
