@@ -13,6 +13,7 @@ from typing import Any
 from portfwd.daemon import protocol as proto
 from portfwd.daemon.paths import DaemonPaths, daemon_paths
 from portfwd.daemon.replies import DaemonGone, hello, result, unreachable, welcome
+from portfwd.daemon.trust import check_daemon
 
 CONNECT_TIMEOUT = 5.0
 
@@ -62,6 +63,7 @@ class SyncClient:
             raise unreachable(paths, exc) from None
         self = cls(sock, paths)
         try:
+            check_daemon(sock, paths)  # the user's own daemon, before anything is sent
             sock.sendall(hello(client))
             self.server = welcome(self._line())
         except BaseException:
