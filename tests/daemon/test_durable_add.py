@@ -47,7 +47,7 @@ async def test_kill_9_right_after_ok_replies_loses_no_acknowledged_forward(
             await asyncio.gather(*(add(n) for n in range(5, 45)), return_exceptions=True)
         finally:
             await client.close()
-        assert await daemon.stop(signal.SIGKILL) == -signal.SIGKILL
+        await daemon.stop(signal.SIGKILL)  # (its exit status: another reaper may take it)
     assert len(acknowledged) >= 25
     loaded = StateStore(state).load()
     names = {f.spec.name for f in loaded.forwards}
