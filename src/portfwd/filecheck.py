@@ -10,7 +10,9 @@
   exec plugin, portfwd runs: whoever can write it can run code as the user.
 
 Symbolic links are followed: the checks apply to the file the link points to, the directories
-above it, and the directories above the link itself.
+above it, and the directories above the link itself; and every link on the way (the file's,
+or a directory's) must belong to the user or root (another user's link in /tmp would choose
+which of the user's files portfwd rewrites).
 """
 
 from __future__ import annotations
@@ -147,6 +149,27 @@ def _refuse_if_unsafe(shown: str, where: Path, st: os.stat_result, uid: int) -> 
         )
 
 
+def _check_links(shown: str, path: Path, uid: int) -> None:
+    """Each symbolic link on the way to `path` (itself, or a directory above it) must be the
+    user's or root's: another user's link in a sticky directory (/tmp) would make portfwd read
+    and rewrite a file of the user's that the link's owner chose (as ssh checks each
+    component, not only the file it ends at). Links we own are fine: nobody else can change
+    or replace them there."""
+    for candidate in (path, *path.parents):
+        try:
+            st = os.lstat(candidate)
+        except OSError:
+            continue
+        if not stat.S_ISLNK(st.st_mode) or st.st_uid in (uid, 0):
+            continue
+        place = escape_controls(str(candidate))
+        raise UnsafeFile(
+            f"{shown}: {place} is a symbolic link that belongs to {_user(st.st_uid)}, not to"
+            f" you ({_user(uid)}), so that user chooses which file portfwd writes; remove the"
+            " link, or give a path without it"
+        )
+
+
 def check_private(path: Path, *, what: str, named_by: str = "") -> None:
     """Raise UnsafeFile (one line: what, why, the fix) if `path` or a directory above it may
     be changed by another user. A path that does not exist yet is fine (portfwd creates it
@@ -155,6 +178,7 @@ def check_private(path: Path, *, what: str, named_by: str = "") -> None:
     uid = os.geteuid()
     path = Path(os.path.abspath(path))
     shown = f"{what} {escape_controls(str(path))}" + (f" (named by {named_by})" if named_by else "")
+    _check_links(shown, path, uid)
     real = Path(os.path.realpath(path))
     try:
         st = os.stat(real)

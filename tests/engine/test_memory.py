@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 
 import pytest
 
@@ -48,3 +50,52 @@ async def test_close_cancels_a_pending_trim(monkeypatch: pytest.MonkeyPatch) -> 
 def test_glibc_has_malloc_trim_here() -> None:
     trim = find_malloc_trim()
     assert trim is not None and trim(0) in (0, 1)
+
+
+async def _trimmed(keeper: MemoryKeeper, count: int) -> None:
+    async with asyncio.timeout(10):
+        while True:
+            if keeper.trims >= count:
+                return
+            await asyncio.sleep(0.01)
+
+
+async def test_a_trim_follows_a_burst_though_connections_stay_open(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Idle keep-alives or v4 tunnels lingering 30 s kept the daemon at its peak for good
+    (issue 16: 449 MB peak, 333 MB 45 min later): quiet is enough."""
+    monkeypatch.setattr(memory_mod, "QUIET_DELAY", 0.05)
+    monkeypatch.setattr(memory_mod, "FOLLOW_UPS", ())
+    keeper = MemoryKeeper(trim=lambda pad: 1)
+    keeper.note(TRIM_AFTER * 2, open_connections=5)  # a burst; five connections stay open
+    await _trimmed(keeper, 1)
+    await keeper.close()
+
+
+async def test_trims_follow_up_after_the_burst_and_collect_cycles_first(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What the tunnels free when they retire (seconds later), and buffers kept alive only by
+    a reference cycle, go back too."""
+    monkeypatch.setattr(memory_mod, "TRIM_DELAY", 0.0)
+    monkeypatch.setattr(memory_mod, "FOLLOW_UPS", (0.01, 0.01))
+
+    class Holder:
+        def __init__(self) -> None:
+            self.buffer = bytearray(1 << 20)
+            self.me = self  # a cycle: only the collector frees it
+
+    was_enabled = gc.isenabled()
+    gc.disable()  # (as in an idle process: no allocations, no automatic collection)
+    try:
+        keeper = MemoryKeeper(trim=lambda pad: 1)
+        held = weakref.ref(Holder())
+        assert held() is not None
+        keeper.note(TRIM_AFTER, open_connections=0)
+        await _trimmed(keeper, 3)  # the first, then each follow-up
+        assert held() is None
+        await keeper.close()
+    finally:
+        if was_enabled:
+            gc.enable()

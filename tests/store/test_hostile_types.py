@@ -73,9 +73,9 @@ def test_the_session_loader_refuses_the_entry_with_one_message(
     tmp_path: Path, changes: dict[str, Any], problem: str
 ) -> None:
     warnings, forwards = load_entry(tmp_path, **changes)
-    assert forwards == []  # nothing of the file is used, nothing restarted
+    assert forwards == []  # the entry is not used, nothing of it restarted
     assert len(warnings) == 1
-    assert f"is unusable ({problem}" in warnings[0]
+    assert f"left out 1 entry(ies) that could not be read (entry 1: {problem}" in warnings[0]
     assert "\n" not in warnings[0]
     assert (tmp_path / "state.yaml.bak-20260528T202640").exists()  # kept for the user
 

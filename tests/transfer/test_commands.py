@@ -214,9 +214,9 @@ def test_hostile_text_never_reaches_the_terminal_raw() -> None:
     )
     assert "\x1b" not in res.stderr and "\x07" not in res.stderr
     res = _import("-", input='[{"service": "web", "remote_port": 80, "context": "x\\u001b[2Jy"}]')
-    assert res.exit_code == 0
     assert "\x1b" not in res.stdout and "\x1b" not in res.stderr
-    assert yaml.safe_load(res.stdout)[0]["context"] == "x\x1b[2Jy"  # kept, as YAML escapes
+    # Not a context name: refused with the rule, and shown escaped.
+    assert 'context "x\\x1b[2Jy" is not valid: a context name is' in res.stderr
 
 
 def test_export_formats(tmp_path: Path) -> None:

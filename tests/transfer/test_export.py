@@ -30,6 +30,9 @@ _free_text = st.text(
     max_size=16,
 )
 
+# What an import accepts as a context (`transfer/scope.py`); others are refused with the rule.
+_contexts = st.from_regex(r"[A-Za-z0-9._:/@+-]{1,16}", fullmatch=True)
+
 
 @st.composite
 def _spec(draw: st.DrawFn) -> ForwardSpec:
@@ -40,7 +43,7 @@ def _spec(draw: st.DrawFn) -> ForwardSpec:
         remote_port=remote,
         local_port=draw(st.integers(min_value=0, max_value=65535)),
         namespace=draw(st.none() | _dns),
-        context=draw(st.none() | _free_text),
+        context=draw(st.none() | _contexts),
         kubeconfig=draw(st.none() | _free_text | st.sampled_from(["~/.kube/x y", "~"])),
         addresses=draw(
             st.sampled_from([("localhost",), ("127.0.0.1",), ("0.0.0.0", "::"), ("::1",)])

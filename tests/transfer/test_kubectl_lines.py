@@ -272,13 +272,17 @@ _text_values = st.text(
     max_size=12,
 ).filter(lambda s: not s.startswith("-") and s.strip() == s and "$" not in s)
 _ports = st.integers(min_value=1, max_value=65535)
+# What an import accepts as a context (`transfer/scope.py`); others are refused with the rule.
+_contexts = st.from_regex(r"[A-Za-z0-9._:/@+-]{1,12}", fullmatch=True).filter(
+    lambda s: not s.startswith("-")
+)
 
 
 @st.composite
 def _command(draw: st.DrawFn) -> tuple[str, dict[str, object]]:
     kind, name = draw(_kinds), draw(_names)
     namespace = draw(st.none() | _names)
-    context = draw(st.none() | _text_values)
+    context = draw(st.none() | _contexts)
     kubeconfig = draw(st.none() | _text_values.filter(lambda s: not s.startswith("~")))
     addresses = draw(st.none() | st.sampled_from(["0.0.0.0", "127.0.0.1,::1", "localhost"]))
     remote = draw(_ports | st.sampled_from(["http", "https", "grpc-web"]))

@@ -120,7 +120,7 @@ async def test_a_hostile_session_target_is_shown_escaped_in_the_warning(tmp_path
         term.send(b"q")
         out = await asyncio.to_thread(term.read_to_end, 45)
     assert raw_found(out) == []
-    assert b"is unusable" in out  # the toast: the entry is refused (item 5), quoted escaped
+    assert b"left out" in out  # the toast: the entry is left out (issue 16), quoted escaped
 
 
 class HostileCatalog(FakeCatalog):

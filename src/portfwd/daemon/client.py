@@ -28,6 +28,7 @@ from portfwd.daemon.replies import (
     welcome,
 )
 from portfwd.daemon.sync_client import CONNECT_TIMEOUT
+from portfwd.daemon.trust import check_daemon
 from portfwd.engine.bus import EventBus, Subscription
 from portfwd.engine.events import (
     Event,
@@ -85,6 +86,7 @@ class DaemonClient:
             raise unreachable(paths, exc) from None
         self = cls(reader, writer, paths)
         try:
+            check_daemon(writer.get_extra_info("socket"), paths)  # before anything is sent
             writer.write(hello(client))
             async with asyncio.timeout(within):
                 line = await reader.readuntil(b"\n")

@@ -15,11 +15,11 @@ _LOCAL_PEERCRED = 0x001  # macOS <sys/un.h>; level SOL_LOCAL (0)
 _SOL_LOCAL = 0
 
 
-class _Socket(Protocol):  # socket.socket, or asyncio's TransportSocket around one
+class PeerSocket(Protocol):  # socket.socket, or asyncio's TransportSocket around one
     def getsockopt(self, level: int, option: int, buflen: int) -> bytes: ...
 
 
-def peer_uid(sock: _Socket) -> int | None:
+def peer_uid(sock: PeerSocket) -> int | None:
     """The uid of the process that connected, or None where the platform cannot tell."""
     so_peercred = getattr(socket, "SO_PEERCRED", None)
     if so_peercred is not None:  # Linux: struct ucred {pid_t pid; uid_t uid; gid_t gid;}

@@ -70,6 +70,8 @@ def decode_line(line: bytes) -> dict[str, Any]:
         raise ProtocolError(f"not a JSON line: {exc}") from None
     except RecursionError:
         raise ProtocolError("not a JSON line: nested too deeply") from None
+    except ValueError as exc:  # an integer over Python's 4,300 digits: not JSON's own error
+        raise ProtocolError(f"not a JSON line: {str(exc).split(':')[0]}") from None
     if not isinstance(data, dict):
         raise ProtocolError(f"a message is a JSON object, not {type(data).__name__}")
     return data

@@ -27,6 +27,7 @@ from typing import Any
 from portfwd import __version__
 from portfwd.daemon import ops
 from portfwd.daemon import protocol as proto
+from portfwd.daemon.idle import IdlePolicy
 from portfwd.daemon.lock import DaemonLock
 from portfwd.daemon.paths import DaemonPaths, check_socket_path, ensure_private_dir
 from portfwd.daemon.peer import peer_uid
@@ -104,6 +105,7 @@ class DaemonServer:
         self._readers: set[asyncio.Task[Any]] = set()  # one per connection (asyncio's own)
         self._logger: asyncio.Task[None] | None = None
         self._uid = os.geteuid()
+        self._idle: IdlePolicy[_Client] = IdlePolicy()  # who makes room when it is full
 
     # -- life -------------------------------------------------------------------------------
 
@@ -192,6 +194,10 @@ class DaemonServer:
             "forwards": len(snaps),
             "states": states,
             "clients": len(self._clients),
+            # What `ls` and the dashboard show: the kubeconfig a spec without one uses, and
+            # what the session load had to say (entries left out of state.yaml).
+            "kubeconfig": self.manager.clients.kubeconfig,
+            "warnings": list(self.session.loaded.warnings) if self.session is not None else [],
         }
 
     async def _log_forwards(self) -> None:
@@ -240,7 +246,7 @@ class DaemonServer:
                     )
                 )
                 return
-            if len(self._clients) >= self.max_clients:
+            if len(self._clients) >= self.max_clients and not self._make_room():
                 client.send(
                     proto.error(
                         None,
@@ -250,6 +256,7 @@ class DaemonServer:
                 )
                 return
             self._clients.add(client)
+            self._idle.seen(client)
             if not await self._hello(reader, client):
                 return
             await self._requests(reader, client)
@@ -257,10 +264,30 @@ class DaemonServer:
             pass  # the client went away
         finally:
             self._clients.discard(client)
+            self._idle.left(client)
             with contextlib.suppress(Exception):
                 if not writer.transport.is_closing():
                     await asyncio.wait_for(writer.drain(), 1.0)
             client.close()
+
+    def _make_room(self) -> bool:
+        """Close the connection idle the longest (see `daemon/idle.py`); False if none is."""
+        victim = self._idle.victim(self._clients, watching=lambda c: c.pump is not None)
+        if victim is None:
+            return False
+        log.info("closed idle client %s: the daemon is full", victim.name)
+        victim.send(
+            proto.error(
+                None,
+                proto.REFUSED,
+                f"closed: idle while the daemon served {self.max_clients} connections"
+                " and another one needed the room",
+            )
+        )
+        self._clients.discard(victim)
+        victim.closed = True
+        victim.writer.close()  # (not abort: the line above still goes out)
+        return True
 
     async def _read(self, reader: asyncio.StreamReader, client: _Client) -> proto.Request | None:
         """The next request; None at EOF or after a protocol error was answered."""
@@ -314,6 +341,7 @@ class DaemonServer:
         name = request.args.get("client")
         client.name = escape_controls(str(name))[:80] if name is not None else "?"
         client.send(proto.reply(request.id, self.status()))
+        self._idle.seen(client)
         return True
 
     async def _requests(self, reader: asyncio.StreamReader, client: _Client) -> None:
@@ -327,6 +355,7 @@ class DaemonServer:
                 client.send(proto.error(request.id, proto.BAD_REQUEST, "hello was said already"))
                 client.slots.release()
                 return
+            self._idle.began(client)
             task = asyncio.create_task(self._run(client, request), name=f"daemon-{request.op}")
             self._own(task)
 
@@ -368,6 +397,7 @@ class DaemonServer:
                 client.send(proto.error(request.id, proto.INTERNAL, "unserialisable reply"))
         finally:
             client.slots.release()
+            self._idle.ended(client)
         if request.op == ops.SHUTDOWN.name:
             self.stopping.set()
             if self._on_shutdown is not None:
@@ -396,6 +426,8 @@ class DaemonServer:
             value = await value
         if op is ops.ADD:
             fid = value
+        if op in _CHANGES and fid is not None:
+            await self._saved(fid)  # an ok reply means the change is in the session file
         if op is ops.LOGS_OF:
             limit = args["limit"]
             value = value[len(value) - limit :] if limit else []
@@ -405,6 +437,11 @@ class DaemonServer:
             assert fid is not None
             value = manager.get(fid)  # stop, update, set_reconnect: the forward as it is now
         return op.result.to_wire(value)
+
+    async def _saved(self, fid: str) -> None:
+        """An ok reply means the change is in the session file (it survives a kill -9)."""
+        if self.session is not None:
+            await self.session.persist(fid)
 
     async def _status(self, client: _Client, args: dict[str, Any]) -> Any:
         return self.status()
@@ -456,6 +493,12 @@ class DaemonServer:
         ops.SUBSCRIBE.name: _subscribe,
         ops.UNSUBSCRIBE.name: _unsubscribe,
     }
+
+
+# The operations that change what the session file holds: replied to after the write.
+_CHANGES = frozenset(
+    {ops.ADD, ops.START, ops.STOP, ops.RESTART, ops.UPDATE, ops.SET_RECONNECT, ops.REMOVE}
+)
 
 
 class _BadArgs(Exception):

@@ -19,6 +19,7 @@ from portfwd.daemon import ops
 from portfwd.daemon import protocol as proto
 from portfwd.daemon.paths import DaemonPaths, daemon_paths
 from portfwd.daemon.replies import DaemonGone, hello, result, unreachable, welcome
+from portfwd.daemon.trust import check_daemon
 
 if TYPE_CHECKING:
     from portfwd.engine.model import ConnectionInfo, ForwardSnapshot, ForwardSpec, LogEntry
@@ -73,6 +74,7 @@ class SyncClient:
             raise unreachable(paths, exc) from None
         self = cls(sock, paths)
         try:
+            check_daemon(sock, paths)  # the user's own daemon, before anything is sent
             sock.sendall(hello(client))
             self.server = welcome(self._line())
         except BaseException:

@@ -511,9 +511,21 @@ def _check_server(server: str, owner: str) -> None:
     problem = _server_problem(server)
     if problem:
         raise ConfigError(
-            f"{owner} has an invalid server {quote(server)}: {problem}; "
+            f"{owner} has an invalid server {quote(_without_userinfo(server))}: {problem}; "
             "fix clusters[].cluster.server (e.g. https://host:6443)"
         )
+
+
+def _without_userinfo(server: str) -> str:
+    """The URL as it may be shown: a password in it is never printed."""
+    scheme, sep, rest = server.partition("://")
+    netloc_end = min(
+        (i for i in (rest.find("/"), rest.find("?"), rest.find("#")) if i >= 0), default=len(rest)
+    )
+    netloc = rest[:netloc_end]
+    if not sep or "@" not in netloc:
+        return server
+    return f"{scheme}://***@{netloc.rpartition('@')[2]}{rest[netloc_end:]}"
 
 
 def _server_problem(server: str) -> str:
@@ -525,7 +537,11 @@ def _server_problem(server: str) -> str:
         return printable(str(exc))
     if parts.scheme.lower() not in ("https", "http"):
         return f"the scheme {quote(parts.scheme)} is not https or http"
-    hostport = parts.netloc.rpartition("@")[2]
+    if "@" in parts.netloc:
+        # aiohttp refuses a URL with credentials beside a token or certificate (a ValueError
+        # traceback), and a password in a URL ends up in logs: users[] holds credentials.
+        return "it holds a user name or password (user@host); put credentials in users[]"
+    hostport = parts.netloc
     if hostport.startswith("["):
         host, _, after = hostport[1:].partition("]")
         try:
@@ -543,11 +559,26 @@ def _server_problem(server: str) -> str:
         return f"{quote(host)} is not a host name"
     if port and not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
         return f"port {quote(port)} is not a number from 1 to 65535"
+    if not hostport.startswith("[") and not _encodable_host(host):
+        return (
+            f"{quote(host)} is not a valid host name (each dot-separated label has 1 to 63"
+            " characters)"
+        )
     try:  # what aiohttp will make of it (host name encoding, characters RFC 3986 forbids)
         URL(server).raw_host  # noqa: B018 (it raises when the host cannot be encoded)
     except (ValueError, UnicodeError) as exc:
         return printable(str(exc)) or "it is not a valid URL"
     return ""
+
+
+def _encodable_host(host: str) -> bool:
+    """What the resolver will make of it: IDNA, labels of 1-63 characters (a longer one was
+    a UnicodeError traceback from getaddrinfo)."""
+    try:
+        host.removesuffix(".").encode("idna")
+    except UnicodeError:
+        return False
+    return True
 
 
 def _cluster_info(c: dict[str, Any], server: str, ca_pem: bytes | None) -> dict[str, Any]:

@@ -9,7 +9,14 @@ dashboard in-process, or the daemon):
   the `seed` forwards instead (the demo's).
 - **persistence**: it follows the engine's events and rewrites the file after every change
   (writes coalesce), and `close()` writes it once more before the forwards are stopped, so
-  quitting never records "everything stopped".
+  quitting never records "everything stopped". Each forward's entry is kept encoded
+  (`store/entries.py`) and only a changed one is encoded again, in the writer's thread: what
+  a change costs on the event loop does not grow with the number of forwards.
+- **durable acknowledgements**: `persist(id)` returns once the file on disk holds that
+  forward as it is now (or its removal). The daemon calls it before it answers a change, so
+  an ok reply survives a `kill -9` right after it. Waiting callers do not wait out the
+  coalescing delay: a write starts at once, and the callers that arrive while it runs share
+  the next one (group commit), so 32 concurrent `add`s cost about two writes, not 32.
 - **what the user wanted**: a forward restored as running that keeps failing (the cluster
   was down at start) stays "running" in the file until it runs or the user stops it; one
   `--no-restore` left stopped stays "running" in the file until the user starts or removes
@@ -34,7 +41,8 @@ from portfwd.engine.events import ForwardAdded, ForwardChanged, ForwardRemoved, 
 from portfwd.engine.model import ForwardSnapshot, ForwardSpec, ForwardState
 from portfwd.errors import PortfwdError
 from portfwd.pidlock import PidLock
-from portfwd.store.state import LoadResult, SavedForward, StateStore
+from portfwd.store.entries import Entry
+from portfwd.store.state import LoadResult, SavedForward, SaveFailed, StateStore
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +85,11 @@ class Session:
         self._wanted: set[str] = set()  # restored as running: kept so while they fail
         self._skipped: set[str] = set()  # running, left stopped by --no-restore
         self._dirty = asyncio.Event()
+        self._urgent = asyncio.Event()  # someone waits in `persist`: write without delay
+        self._entries: dict[str, Entry] = {}  # what the file holds (or will), in order
+        self._changes = 0  # changes to `_entries` so far
+        self._saved = 0  # of those, how many the file on disk holds
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []  # (changes, persist())
         self._tasks: list[asyncio.Task[None]] = []
         self._following = False
         self._claimed = False
@@ -141,6 +154,7 @@ class Session:
         subscription = self.engine.subscribe()
         for snap in self.engine.snapshot():
             self._settle(snap)
+        self._resync()
         self._tasks.append(asyncio.create_task(self._watch(subscription), name="session-watch"))
         self._tasks.append(asyncio.create_task(self._writer(), name="session-writer"))
         self._dirty.set()
@@ -158,29 +172,125 @@ class Session:
             async for event in subscription:
                 if isinstance(event, ForwardAdded | ForwardChanged):
                     self._settle(event.snapshot)
+                    self._refresh(event.snapshot.id)
                 elif isinstance(event, ForwardRemoved):
                     self._wanted.discard(event.forward_id)
                     self._skipped.discard(event.forward_id)
+                    self._refresh(event.forward_id)
                 elif isinstance(event, Lagged):
                     for snap in self.engine.snapshot():
                         self._settle(snap)
-                if isinstance(event, ForwardAdded | ForwardChanged | ForwardRemoved | Lagged):
-                    self._dirty.set()
+                    self._resync()
         finally:
             subscription.close()
+
+    # -- what the file should hold ----------------------------------------------------------
+
+    def _entry(self, snap: ForwardSnapshot) -> Entry | None:
+        """The forward's entry, or None when the one kept is still right."""
+        wanted = snap.id in self._wanted or snap.id in self._skipped
+        data = SavedForward.from_snapshot(snap, still_wanted=wanted).to_dict()
+        old = self._entries.get(snap.id)
+        return None if old is not None and old.data == data else Entry(data)
+
+    def _refresh(self, forward_id: str) -> None:
+        """Bring one forward's entry up to the engine's state of it now (the latest, not an
+        event's: a late event must not put an older state back). O(1) in the forwards."""
+        try:
+            snap = self.engine.get(forward_id)
+        except KeyError:  # removed
+            if self._entries.pop(forward_id, None) is not None:
+                self._changed()
+            return
+        entry = self._entry(snap)
+        if entry is not None:
+            self._entries[snap.id] = entry
+            self._changed()
+
+    def _resync(self) -> None:
+        """Every entry from the engine's snapshot (at start, after a lag, on `save`)."""
+        entries: dict[str, Entry] = {}
+        changed = False
+        for snap in self.engine.snapshot():
+            entry = self._entry(snap)
+            changed = changed or entry is not None
+            entries[snap.id] = entry or self._entries[snap.id]
+        if changed or list(entries) != list(self._entries):
+            self._entries = entries
+            self._changed()
+
+    def _changed(self) -> None:
+        self._changes += 1
+        self._dirty.set()
+
+    # -- writing ----------------------------------------------------------------------------
 
     async def _writer(self) -> None:
         while True:
             await self._dirty.wait()
-            await asyncio.sleep(self._coalesce_delay)  # let a burst of events land
+            if not self._urgent.is_set():  # let a burst of events land, unless someone waits
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._urgent.wait(), self._coalesce_delay)
             self._dirty.clear()
-            await self.save()
+            self._urgent.clear()
+            with contextlib.suppress(SaveFailed):  # reported by the store; waiters told
+                await self._write()
+
+    async def _write(self) -> bool:
+        """Write the entries as they are now; True if the file changed."""
+        upto = self._changes
+        try:
+            changed = await self.store.save_entries(list(self._entries.values()))
+        except SaveFailed as exc:
+            self._release(upto, exc)
+            raise
+        self._saved = max(self._saved, upto)
+        self._release(self._saved, None)
+        return changed
+
+    def _release(self, upto: int, error: PortfwdError | None) -> None:
+        """Answer the `persist` callers whose change a write up to `upto` held (or failed)."""
+        waiting: list[tuple[int, asyncio.Future[None]]] = []
+        for changes, future in self._waiters:
+            if changes > upto:
+                waiting.append((changes, future))
+            elif not future.done():
+                if error is None:
+                    future.set_result(None)
+                else:
+                    future.set_exception(PortfwdError(f"done, but not saved: {error}"))
+        self._waiters = waiting
+
+    async def persist(self, forward_id: str | None = None) -> None:
+        """Return once the file on disk holds this forward as the engine has it now (its
+        removal included), or every forward with no id. PortfwdError if the write failed.
+        Returns at once when this session does not save (another holds the file, or it
+        could not be read and moved aside: the user was told at start)."""
+        if not self.saving or not self._following:
+            return
+        if forward_id is None:
+            self._resync()
+        else:
+            with contextlib.suppress(KeyError):
+                self._settle(self.engine.get(forward_id))
+            self._refresh(forward_id)
+        if self._saved >= self._changes:
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append((self._changes, future))
+        self._urgent.set()
+        self._dirty.set()
+        await future
 
     async def save(self) -> bool:
         """Write the engine's forwards now; True if the file changed."""
         if not self.saving:
             return False
-        return await self.store.save(self.engine.snapshot(), self._wanted | self._skipped)
+        self._resync()
+        try:
+            return await self._write()
+        except SaveFailed:
+            return False
 
     async def close(self, *, flush: bool = True) -> None:
         """Stop following the engine; by default write the final state first (quit does this
@@ -195,6 +305,7 @@ class Session:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._following = False
+        self._release(self._changes, PortfwdError("the session closed before it was written"))
         if self._lock is not None:
             self._lock.release()
             self._claimed = False

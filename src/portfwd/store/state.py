@@ -5,7 +5,10 @@ quit), atomically (temp file in the same directory, fsync, rename, fsync the dir
 mode 0600, from a worker thread so the event loop never blocks on the disk. Bursts of changes
 coalesce into one write.
 
-A file we cannot understand (corrupt YAML, wrong shape, a newer schema, over the size or
+An entry we cannot understand (a wrong type, a bad target, an id twice) is left out: the
+other forwards are restored, the file as it was is copied to `state.yaml.bak-<timestamp>`,
+and a warning says so (the daemon's `status` carries it to `ls` and the dashboard). A file
+we cannot understand as a whole (corrupt YAML, wrong shape, a newer schema, over the size or
 YAML node limits) is moved aside to `state.yaml.bak-<timestamp>` and the session starts empty
 with a warning: the user's data is kept, and we never overwrite a file we could not read. If
 even moving it aside fails, saving is disabled for this run.
@@ -45,13 +48,13 @@ from portfwd.filecheck import (
 )
 from portfwd.kube.targets import printable
 from portfwd.safeyaml import load_yaml
+from portfwd.store.entries import SCHEMA_VERSION, Entry, encode_entries
 
 log = logging.getLogger(__name__)
 
-# Version 1 also covers files with the per-forward `reconnect` key: older portfwd versions
-# ignore keys they do not know, and a file without it reads as reconnect on. Bump it only for
-# a change an older reader would get wrong.
-SCHEMA_VERSION = 1
+# SCHEMA_VERSION (store/entries.py) 1 also covers files with the per-forward `reconnect` key:
+# older portfwd versions ignore keys they do not know, and a file without it reads as
+# reconnect on. Bump it only for a change an older reader would get wrong.
 # A forward takes about 200 bytes and a dozen YAML nodes: room for thousands, while the
 # worst file under these limits still loads in a second or two.
 STATE_MAX_BYTES = 1 << 20
@@ -135,15 +138,24 @@ class LoadResult:
 
 
 def _encode(forwards: list[SavedForward]) -> str:
-    doc = {"version": SCHEMA_VERSION, "forwards": [f.to_dict() for f in forwards]}
-    header = "# portfwd session state (written by portfwd; edits are read at start)\n"
-    return header + yaml.safe_dump(doc, sort_keys=False, default_flow_style=False)
+    return encode_entries([Entry(f.to_dict()) for f in forwards])
 
 
 def _decode(text: str) -> list[SavedForward]:
+    """Every forward, or ValueError for the first entry that cannot be read (strict: for
+    `profile save --from-session`, which must not save part of a session quietly)."""
+    forwards, problems = _decode_entries(text)
+    if problems:
+        raise ValueError(problems[0])
+    return forwards
+
+
+def _decode_entries(text: str) -> tuple[list[SavedForward], list[str]]:
+    """The forwards, and why each entry that could not be read was left out. A file whose
+    shape is wrong as a whole raises ValueError (it is then moved aside)."""
     doc = load_yaml(text, max_nodes=STATE_MAX_NODES)
     if doc is None:
-        return []
+        return [], []
     if not isinstance(doc, dict):
         raise ValueError("top level is not a mapping")
     version = doc.get("version")
@@ -156,11 +168,21 @@ def _decode(text: str) -> list[SavedForward]:
     entries = doc.get("forwards") or []
     if not isinstance(entries, list):
         raise ValueError("forwards is not a list")
-    forwards = [SavedForward.from_dict(e) for e in entries]
-    ids = [f.id for f in forwards]
-    if len(set(ids)) != len(ids):
-        raise ValueError("duplicate forward ids")
-    return forwards
+    forwards: list[SavedForward] = []
+    problems: list[str] = []
+    ids: set[str] = set()
+    for number, raw in enumerate(entries, 1):
+        try:
+            forward = SavedForward.from_dict(raw)
+        except ValueError as exc:
+            problems.append(f"entry {number}: {exc}")
+            continue
+        if forward.id in ids:
+            problems.append(f"entry {number}: forward {printable(forward.id)} appears twice")
+            continue
+        ids.add(forward.id)
+        forwards.append(forward)
+    return forwards, problems
 
 
 def check_session_path(path: Path) -> None:
@@ -287,8 +309,10 @@ class StateStore:
             return result
         result.existed = True
         try:
-            result.forwards = _decode(text)
+            result.forwards, problems = _decode_entries(text)
             self._last_written = text
+            if problems:  # the good entries stay; the file as it was is kept beside
+                result.warnings.extend(self._skipped_entries(problems, len(result.forwards)))
         except (yaml.YAMLError, ValueError) as exc:
             problem = str(exc) if isinstance(exc, ValueError) else "not valid YAML"
             result.warnings.extend(self._move_aside(problem))
@@ -303,7 +327,7 @@ class StateStore:
                 )
         return result
 
-    def _move_aside(self, problem: str) -> list[str]:
+    def _backup_path(self) -> Path:
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(self._clock()))
         real = Path(os.path.realpath(self.path))  # through a link: the file, not the link
         backup = real.with_name(f"{real.name}.bak-{stamp}")
@@ -311,6 +335,32 @@ class StateStore:
         while backup.exists():
             backup = real.with_name(f"{real.name}.bak-{stamp}-{n}")
             n += 1
+        return backup
+
+    def _skipped_entries(self, problems: list[str], kept: int) -> list[str]:
+        """Some entries could not be read: the others are restored; the file as it was is
+        copied beside it (the next save rewrites it without the bad ones)."""
+        backup = self._backup_path()
+        first = problems[0] + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
+        try:
+            write_atomic(backup, self._last_written or "")
+        except OSError as exc:
+            # Rewriting would lose the bad entries for good: keep the file, do not save.
+            self._writable = False
+            return [
+                f"session file {self.path}: {len(problems)} entry(ies) could not be read"
+                f" ({first}) and the file could not be copied aside ({exc.strerror});"
+                f" restored the other {kept} forward(s), this session will not be saved"
+            ]
+        return [
+            f"session file {self.path}: left out {len(problems)} entry(ies) that could not"
+            f" be read ({first}); restored the other {kept} forward(s); the file as it was"
+            f" is kept in {backup}"
+        ]
+
+    def _move_aside(self, problem: str) -> list[str]:
+        real = Path(os.path.realpath(self.path))  # through a link: the file, not the link
+        backup = self._backup_path()
         try:
             os.replace(real, backup)
         except OSError as exc:
@@ -328,22 +378,34 @@ class StateStore:
 
     def encode(self, snapshots: list[ForwardSnapshot], wanted: Iterable[str] = ()) -> str:
         """The file's text for these forwards; `wanted`: ids remembered as running whatever
-        their state (see `SavedForward.from_snapshot` and `Session`)."""
+        their state (see `SavedForward.from_snapshot` and `Session`). Blocking."""
         keep = set(wanted)
         return _encode(
             [SavedForward.from_snapshot(s, still_wanted=s.id in keep) for s in snapshots]
         )
 
     async def save(self, snapshots: list[ForwardSnapshot], wanted: Iterable[str] = ()) -> bool:
-        """Write these forwards now (off the loop). Returns True if the file changed."""
+        """Write these forwards now (off the loop). Returns True if the file changed, False
+        if it did not or could not be written (reported through `on_error`)."""
+        keep = set(wanted)
+        entries = [
+            Entry(SavedForward.from_snapshot(s, still_wanted=s.id in keep).to_dict())
+            for s in snapshots
+        ]
+        try:
+            return await self.save_entries(entries)
+        except SaveFailed:
+            return False
+
+    async def save_entries(self, entries: list[Entry]) -> bool:
+        """Write these entries (encoded and written in a worker thread). True if the file
+        changed; SaveFailed when it could not be written (reported once through `on_error`
+        until a write succeeds again)."""
         if not self._writable:
             return False
-        text = self.encode(snapshots, wanted)
         async with self._write_lock:
-            if text == self._last_written:
-                return False
             try:
-                await asyncio.to_thread(write_atomic, self.path, text)
+                changed = await asyncio.to_thread(self._write_if_changed, entries)
             except OSError as exc:
                 # Keep running: a full disk must not take the forwards down. Say it once.
                 message = (
@@ -355,8 +417,21 @@ class StateStore:
                     if self.on_error is not None:
                         self.on_error(message)
                 self.last_error = message
-                return False
+                raise SaveFailed(message) from None
             self.last_error = None
-            self._last_written = text
-            self.writes += 1
-            return True
+            if changed:
+                self.writes += 1
+            return changed
+
+    def _write_if_changed(self, entries: list[Entry]) -> bool:
+        """Blocking (the writer's thread; `_write_lock` held): encode, compare, write."""
+        text = encode_entries(entries)
+        if text == self._last_written:
+            return False
+        write_atomic(self.path, text)
+        self._last_written = text
+        return True
+
+
+class SaveFailed(PortfwdError):
+    """The session file could not be written (the message says why and what to do)."""

@@ -41,6 +41,7 @@ from portfwd.transfer.result import (
     generated_name,
     name_base,
 )
+from portfwd.transfer.scope import check_scope
 
 _PLACEHOLDERS = frozenset(
     {
@@ -178,6 +179,7 @@ def _entry(obj: Any, names: Names) -> tuple[ForwardSpec, list[str]]:
     alias = _text(obj, "alias")
     wanted = alias if alias is not None else generated_name(f"svc/{service}", remote)
     try:
+        check_scope(_text(obj, "namespace"), _text(obj, "context"))
         spec = ForwardSpec(
             target=f"svc/{service}",
             remote_port=remote,
@@ -202,14 +204,35 @@ def _shown(obj: Any) -> str:
     if isinstance(obj, dict):
         keys = ("alias", "workload_type", "service", "target", "remote_address", "protocol")
         obj = {k: obj[k] for k in keys if k in obj} or obj
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    try:
+        return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    except RecursionError:  # loaded just under the limit, shown a few frames deeper
+        return f"(an entry {MAX_DEPTH_SHOWN})"
+
+
+MAX_NUMBER_DIGITS = 20  # a port has 5; Python refuses over 4,300 (a ValueError, not JSON's)
+MAX_DEPTH_SHOWN = "nested too deeply (a kftray export is an array of flat objects)"
+
+
+class _HugeNumber(ValueError):
+    pass
+
+
+def _bounded_int(digits: str) -> int:
+    if len(digits.lstrip("-")) > MAX_NUMBER_DIGITS:
+        raise _HugeNumber(f"a number with {len(digits.lstrip('-')):,} digits")
+    return int(digits)
 
 
 def load_json(text: str, source: str) -> Any:
     try:
-        return json.loads(text)
+        return json.loads(text, parse_int=_bounded_int)
     except json.JSONDecodeError as exc:
         raise Unreadable(f"{source}:{exc.lineno}:{exc.colno}: not valid JSON: {exc.msg}") from None
+    except _HugeNumber as exc:
+        raise Unreadable(f"{source}: not a kftray export: {exc}") from None
+    except RecursionError:
+        raise Unreadable(f"{source}: not a kftray export: {MAX_DEPTH_SHOWN}") from None
 
 
 def parse_kftray_json(text: str, source: str = "-", names: Names | None = None) -> Imported:

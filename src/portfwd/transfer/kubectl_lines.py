@@ -27,6 +27,7 @@ from portfwd.engine.model import ForwardSpec
 from portfwd.errors import InputError, PortfwdError
 from portfwd.kube.targets import parse_port_mapping, parse_target
 from portfwd.transfer.result import Imported, Names, Note, Skipped, generated_name
+from portfwd.transfer.scope import check_scope
 from portfwd.transfer.shellwords import Command, split_commands
 
 KUBECTL_PROGRAMS = frozenset({"kubectl", "kubectl.exe", "oc", "kubecolor"})
@@ -377,6 +378,7 @@ def specs_from_words(
         raise _Skip(f"no port given for {raw_target}: add [LOCAL:]REMOTE, e.g. 8080:80")
     try:
         target = str(parse_target(raw_target))
+        check_scope(parsed.namespace or None, parsed.context or None)
     except InputError as exc:
         raise _Skip(str(exc)) from None
     default_addresses = ("127.0.0.1",) if mode == "relay" else KUBECTL_ADDRESS_DEFAULT
