@@ -68,3 +68,25 @@ async def test_status_says_what_the_session_left_out_and_the_kubeconfig(
     assert [f.id for f in StateStore(state).load().forwards] == ["good1", "good2"]
     backups = await asyncio.to_thread(lambda: list(tmp_path.glob("state.yaml.bak-*")))
     assert [b.read_text() for b in backups] == [STATE]
+
+
+async def test_ls_says_what_the_session_left_out(dirs: Dirs, tmp_path: Path) -> None:
+    from .test_cli import portfwd
+
+    state = tmp_path / "state.yaml"
+    state.write_text(STATE)
+    state.chmod(0o600)
+    store = StateStore(state)
+    manager = Manager(kubeconfig="/somewhere/kubeconfig", follow=False, detect_wake=False)
+    session = Session(manager, store, await asyncio.to_thread(store.load))
+    server = DaemonServer(manager, session, dirs.paths)
+    await server.start()
+    try:
+        await server.restore()
+        ls = await portfwd("ls")
+    finally:
+        await asyncio.wait_for(server.close(), 30)
+    assert ls.code == 0, ls.err
+    (warning,) = ls.err_lines
+    assert warning.startswith("warning: ") and "left out 1 entry(ies)" in warning
+    assert "svc/one" in ls.out and "svc/three" in ls.out

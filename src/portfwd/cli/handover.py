@@ -34,11 +34,15 @@ def pinned_context(kubeconfig: str | None, given: str | None) -> str | None:
     return current
 
 
-def pin(specs: Sequence[ForwardSpec]) -> list[ForwardSpec]:
+def pin(specs: Sequence[ForwardSpec], daemon_kubeconfig: str | None = None) -> list[ForwardSpec]:
+    """Each spec with its kubeconfig and context fixed now. A spec that names no kubeconfig
+    (and a shell without a single-file $KUBECONFIG) uses the daemon's own (`portfwd daemon
+    --kubeconfig F`), and its current context is read from that file, not from this
+    shell's default."""
     pinned = []
     contexts: dict[str | None, str | None] = {}
     for spec in specs:
-        kubeconfig = pinned_kubeconfig(spec.kubeconfig)
+        kubeconfig = pinned_kubeconfig(spec.kubeconfig) or daemon_kubeconfig
         if spec.context is None and kubeconfig not in contexts:
             contexts[kubeconfig] = pinned_context(kubeconfig, None)
         context = spec.context or contexts[kubeconfig]
@@ -62,7 +66,7 @@ def hand_over(
     answers. NotRunning when no daemon runs."""
     return run(
         _hand_over(
-            pin(specs),
+            list(specs),
             start=start,
             client=client,
             keep_existing=keep_existing,
@@ -82,6 +86,11 @@ async def _hand_over(
     announce: str,
 ) -> int:
     engine = await RemoteEngine.attach(client=client, logs=0)
+    try:
+        specs = pin(specs, engine.server.get("kubeconfig"))
+    except BaseException:
+        await engine.shutdown()
+        raise
     if announce:
         click.echo(f"{announce} (pid {engine.server.get('pid', '?')})", err=True)
     stop = asyncio.Event()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from portfwd.cli import options
@@ -9,6 +11,10 @@ from portfwd.cli.connected import DAEMON_ERRORS, connected
 from portfwd.cli.listing import OUTPUTS, render
 from portfwd.cli.run import ExitCode, run
 from portfwd.daemon.sync_client import SyncClient
+from portfwd.safetext import escape_controls
+
+if TYPE_CHECKING:
+    from portfwd.engine.model import ForwardSnapshot
 
 
 @click.command(name="ls")
@@ -26,7 +32,12 @@ def ls_command(ctx: click.Context, output: str) -> None:
     options.with_globals(ctx)
 
     def body() -> int:
-        snaps = connected(SyncClient.snapshot, client="ls")
+        def listing(conn: SyncClient) -> tuple[list[str], list[ForwardSnapshot]]:
+            return list(conn.server.get("warnings") or []), conn.snapshot()
+
+        warnings, snaps = connected(listing, client="ls")
+        for warning in warnings:  # what the daemon's session load left out, and why
+            click.echo(f"warning: {escape_controls(str(warning))}", err=True)
         click.echo(render(snaps, output))
         return ExitCode.OK
 

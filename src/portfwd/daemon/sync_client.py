@@ -75,7 +75,10 @@ class SyncClient:
         self = cls(sock, paths)
         try:
             check_daemon(sock, paths)  # the user's own daemon, before anything is sent
-            sock.sendall(hello(client))
+            # A daemon that refuses us (full, say) says why, then closes: its line may be
+            # waiting even though our hello could not be sent.
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                sock.sendall(hello(client))
             self.server = welcome(self._line())
         except BaseException:
             self.close()

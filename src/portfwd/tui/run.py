@@ -254,6 +254,8 @@ async def _launch_attached(
     ctx_name, cluster, ctx_warning = await asyncio.to_thread(describe_context, kubeconfig, context)
     server = remote.server
     warnings = [ctx_warning] if ctx_warning else []
+    # What the daemon's session load left out of state.yaml, and why.
+    warnings += [str(w) for w in server.get("warnings") or []]
     session = server.get("session")
     if state_file is not None and session != str(state_file):
         warnings.append(
