@@ -6,7 +6,7 @@ implementation of the API server and kubelet, so our tests check one side agains
 
 from __future__ import annotations
 
-# Port-forward WebSocket subprotocols (protocols.md section 2).
+# Port-forward WebSocket subprotocols (docs/protocols.md, "The legacy channel protocol").
 PORTFORWARD_V4_BINARY = "v4.channel.k8s.io"
 PORTFORWARD_V4_BASE64 = "v4.base64.channel.k8s.io"
 PORTFORWARD_SUBPROTOCOLS_ACCEPTED = (PORTFORWARD_V4_BINARY, PORTFORWARD_V4_BASE64, "")
@@ -19,7 +19,7 @@ PORT_PREFIX_LEN = 2  # the first frame on each channel: the port, 2 bytes little
 # The label EndpointSlices carry to name their Service.
 LABEL_SERVICE_NAME = "kubernetes.io/service-name"
 
-# SPDY port-forward (protocols.md sections 3 and 4): plain, through `Upgrade: SPDY/3.1` on a
+# SPDY port-forward (docs/protocols.md, section 2): plain, through `Upgrade: SPDY/3.1` on a
 # POST, or tunnelled in a WebSocket whose subprotocol names it (KEP-4006).
 SPDY_UPGRADE = "SPDY/3.1"
 PORTFORWARD_PROTOCOL = "portforward.k8s.io"

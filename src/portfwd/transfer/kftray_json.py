@@ -1,6 +1,6 @@
 """kftray's (and kftui's) JSON config export, both ways.
 
-kftray writes a JSON array of config objects (see anchors.md, section 4). What is read:
+kftray writes a JSON array of config objects (its export, `--json` and `--stdin`). What is read:
 `alias` (the forward's name), `workload_type` (service, pod, proxy, expose), `service`,
 `namespace`, `context`, `kubeconfig` (`default` or absent: the default kubeconfig),
 `protocol` (tcp, udp), `local_port`, `remote_port` (a number, or a port name), and
