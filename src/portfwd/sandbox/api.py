@@ -31,6 +31,7 @@ from portfwd.sandbox.listoptions import (
     go_bool,
     list_resource_version_problem,
     parse_list_options,
+    watch_resource_version_problem,
 )
 from portfwd.sandbox.manifests import deep_merge, scale_manifest
 from portfwd.sandbox.portforward import serve_portforward, validate_ports_query
@@ -72,18 +73,21 @@ def dumps(obj: Any) -> str:
 
 
 def json_response(obj: Any, status: int = 200) -> web.Response:
-    return web.Response(text=dumps(obj), status=status, content_type="application/json")
+    # The API server's Content-Type is `application/json`, without aiohttp's charset.
+    return web.Response(body=dumps(obj).encode(), status=status, content_type="application/json")
 
 
 def status_body(code: int, reason: str, message: str, details: Obj | None = None) -> Obj:
+    """A metav1.Status; an empty `reason` is left out (as for an internal error)."""
     body: Obj = {
         "kind": "Status",
         "apiVersion": "v1",
         "metadata": {},
         "status": "Failure",
         "message": message,
-        "reason": reason,
     }
+    if reason:
+        body["reason"] = reason
     if details is not None:
         body["details"] = details
     body["code"] = code
@@ -309,6 +313,11 @@ def _verb(request: web.Request, t: Target) -> str:
     return {"DELETE": "delete", "PATCH": "patch", "PUT": "update", "POST": "create"}.get(
         m, m.lower()
     )
+
+
+def _is_upgrade_request(request: web.Request) -> bool:
+    """httpstream.IsUpgradeRequest: a Connection header that mentions upgrade."""
+    return any("upgrade" in v.lower() for v in request.headers.getall("Connection", []))
 
 
 def _is_websocket_upgrade(request: web.Request) -> bool:
@@ -636,6 +645,9 @@ async def _portforward(
     node = pod["spec"].get("nodeName")
     if not node:
         return status_response(400, "BadRequest", f"pod {name} does not have a host assigned")
+    if not _is_upgrade_request(request):
+        # The API server's proxy answers a plain request itself, before dialling anything.
+        return status_response(400, "BadRequest", "Upgrade request required")
     if node in cluster.unreachable_nodes:  # the API server cannot reach that kubelet
         node_ip = pod.get("status", {}).get("hostIP", "")
         return status_response(
@@ -708,8 +720,10 @@ async def _watch(
     rv_text = request.query.get("resourceVersion", "")
     since: int | None = None
     if rv_text not in ("", "0"):
-        if not rv_text.isdigit():
-            return status_response(400, "BadRequest", f'invalid resource version "{rv_text}"')
+        bad = watch_resource_version_problem(rv_text)
+        if bad is not None:
+            # The watch cache parses it and answers an internal error, without a reason.
+            return status_response(500, "", bad)
         since = int(rv_text)
     bookmarks = opts.allow_bookmarks
     send_initial = opts.send_initial_events

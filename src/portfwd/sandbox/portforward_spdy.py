@@ -413,7 +413,15 @@ def _handshake(request: web.Request) -> web.Response | None:
         if p.strip()
     ]
     if not offered:
-        return _bad_request(f"unable to upgrade: {HEADER_PROTOCOL_VERSION} is required")
+        # Go counts the header names of the request the kubelet got: not Host (a field of
+        # its own in Go), not Authorization (the API server's authentication removed it), and
+        # the X-Forwarded-For the API server's proxy added.
+        names = {name.lower() for name in request.headers} - {"host", "authorization"}
+        names.add("x-forwarded-for")
+        return _bad_request(
+            f"unable to upgrade: header {HEADER_PROTOCOL_VERSION} does not exist in request "
+            f"with {len(names)} headers"
+        )
     if PORTFORWARD_PROTOCOL not in offered:
         response = _bad_request(
             "unable to upgrade: unable to negotiate protocol: "
