@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 
 import pytest
 
@@ -50,3 +52,38 @@ async def test_close_cancels_a_pending_trim(monkeypatch: pytest.MonkeyPatch) -> 
 def test_glibc_has_malloc_trim_here() -> None:
     trim = find_malloc_trim()
     assert trim is not None and trim(0) in (0, 1)
+
+
+async def test_connections_freed_in_reference_cycles_are_collected_before_the_trim(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A closed v4 WebSocket, its response and its TLS transport reference each other: until
+    a full collection frees them, trimming gives nothing back (200 v4 connections: 180 MiB)."""
+    monkeypatch.setattr(memory_mod, "TRIM_DELAY", 0.0)
+
+    class Connection:
+        def __init__(self) -> None:
+            self.buffer = bytearray(128 * 1024)
+            self.me = self  # a cycle
+
+    gc.disable()  # no automatic collection may do it for the keeper
+    try:
+        conn = Connection()
+        gone = weakref.ref(conn)
+        del conn
+        alive_at_trim: list[bool] = []
+        loop = asyncio.get_running_loop()
+        trimmed = asyncio.Event()
+
+        def trim(pad: int) -> int:
+            alive_at_trim.append(gone() is not None)
+            loop.call_soon_threadsafe(trimmed.set)
+            return 1
+
+        keeper = MemoryKeeper(trim=trim)
+        keeper.note(TRIM_AFTER * 2, open_connections=0)
+        await asyncio.wait_for(trimmed.wait(), 5)
+        assert alive_at_trim == [False]
+        await keeper.close()
+    finally:
+        gc.enable()

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import ctypes
 import ctypes.util
+import gc
 import logging
 from collections.abc import Callable
 
@@ -67,6 +68,12 @@ class MemoryKeeper:
     async def _run(self, trim: Callable[[int], int]) -> None:
         try:
             await asyncio.sleep(TRIM_DELAY)
+            # Freed connections may still sit in reference cycles (an aiohttp WebSocket, its
+            # response and its TLS transport: each v4 connection's 128 KiB buffers and more)
+            # that only a full collection frees: measured, 200 v4 connections kept 180 MiB
+            # through a trim until one ran. Once per burst, on the loop (it holds the GIL
+            # anyway); the trim itself then runs in a thread.
+            gc.collect()
             await asyncio.to_thread(trim, 0)
             self.trims += 1
         except OSError as exc:  # pragma: no cover - the call itself does not fail
