@@ -15,7 +15,7 @@ counted apart: "during a deletion").
 
 Usage: .venv/bin/python bench/soak.py [--minutes 10] [--forwards 8] [--clients 2]
        [--protocols auto,spdy,websocket,v4] [--max-size 10485760] [--delete-every 0]
-       [--mode daemon|inprocess] [--sample 30] [--settle 20] [--seed 1]
+       [--mode daemon|inprocess] [--sample 30] [--settle 45] [--seed 1]
 """
 
 from __future__ import annotations
@@ -170,13 +170,19 @@ def pick_size(rng: random.Random, smallest: int, largest: int) -> int:
 
 
 class Deletions:
-    """When pods were deleted (loop times), to excuse the transfers open then."""
+    """When pods were deleted, to excuse the transfers open then: each deletion is the span
+    from asking the sandbox to its answer (loop times), as the client cannot see the exact
+    moment inside it."""
 
     def __init__(self) -> None:
-        self.times: list[float] = []
+        self.spans: list[tuple[float, float]] = []
+
+    @property
+    def times(self) -> list[float]:
+        return [asked for asked, _ in self.spans]
 
     def overlaps(self, start: float, end: float) -> bool:
-        return any(start <= t <= end for t in self.times)
+        return any(start <= done and asked <= end for asked, done in self.spans)
 
 
 async def client_loop(
@@ -366,10 +372,11 @@ async def soak(args: argparse.Namespace) -> Report:
             assert sandbox.stdin is not None and sandbox.stdout is not None
             while loop.time() + args.delete_every < until:
                 await asyncio.sleep(args.delete_every)
-                deletions.times.append(loop.time())
+                asked = loop.time()
                 sandbox.stdin.write(b"delete\n")
                 await sandbox.stdin.drain()
                 await sandbox.stdout.readline()
+                deletions.spans.append((asked, loop.time()))
 
         async def sampler() -> None:
             while True:
@@ -442,7 +449,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--delete-every", type=float, default=0.0, help="seconds; 0: no deletions")
     p.add_argument("--mode", choices=("daemon", "inprocess"), default="daemon")
     p.add_argument("--sample", type=float, default=30.0, help="seconds between RSS samples")
-    p.add_argument("--settle", type=float, default=20.0, help="seconds before the last RSS")
+    p.add_argument(
+        "--settle",
+        type=float,
+        default=45.0,
+        help="seconds before the last RSS (v4 keeps a finished client's tunnel up to 30 s)",
+    )
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--quiet", action="store_true")
     return p
