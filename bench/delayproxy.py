@@ -41,12 +41,15 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, dela
             if wait > 0:
                 await asyncio.sleep(wait)
             if not data:
-                if writer.can_write_eof():
-                    writer.write_eof()
+                # The other side may be gone already (ENOTCONN, errno 107, is not a
+                # ConnectionError): nothing left to tell it.
+                with contextlib.suppress(OSError):
+                    if writer.can_write_eof():
+                        writer.write_eof()
                 return
             writer.write(data)
             await writer.drain()
-    except ConnectionError:
+    except OSError:  # ConnectionError, and the socket errors that are not
         pass
     finally:
         feeder.cancel()

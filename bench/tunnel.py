@@ -19,9 +19,10 @@ Figures, per forwarder:
 4. H concurrent clients that each send 1 MB, shut down their sending side and read the echo
    to EOF: how many got all of it; VmRSS right after, and S seconds later.
 
-All forwarders run at once (idle while not measured) and the new-connection latency is taken
-in `--rounds` rounds that take turns between them, so a slow minute of a shared machine does
-not land on one of them only; p50/p99 are over all rounds' connections. `--rtt MS` puts the
+All forwarders run at once (idle while not measured) and the new-connection latency and the
+throughput are taken in `--rounds` rounds that take turns between them, so a slow minute of a
+shared machine does not land on one of them only; p50/p99 are over all rounds' connections,
+MB/s over all rounds' bytes. `--rtt MS` puts the
 API server that many milliseconds away (bench/delayproxy.py, a delaying TCP proxy), as a
 real cluster is: per connection, kubectl waits for two stream replies, v4 pays a TLS
 handshake and an upgrade, portfwd's SPDY sends at once.
@@ -158,13 +159,32 @@ async def measure_latency(
     return samples
 
 
-async def measure_rest(row: Row, pid: int, port: int, args: argparse.Namespace) -> None:
+async def measure_throughput(
+    rows: dict[str, Row], running: dict[str, tuple[int, int]], args: argparse.Namespace
+) -> None:
+    """MB/s and CPU per GiB of every forwarder, `--mb` MiB each way in all, taken in
+    `--rounds` rounds that take turns between them (as the latency is): a slow minute of a
+    shared machine lands on all of them, not on one."""
     total = args.mb * 1024 * 1024
-    row.rss_serial = memory_kib(pid)["VmRSS"] / 1024
-    await throughput("127.0.0.1", port, 8 * 1024 * 1024)  # warm-up
-    cpu0 = cpu_seconds(pid)
-    row.mbps = await throughput("127.0.0.1", port, total)
-    row.cpu_per_gib = (cpu_seconds(pid) - cpu0) / (2 * total / 2**30)
+    per_round = max(1, total // args.rounds)
+    seconds = dict.fromkeys(running, 0.0)
+    cpu = dict.fromkeys(running, 0.0)
+    moved = dict.fromkeys(running, 0)
+    for _pid, port in running.values():
+        await throughput("127.0.0.1", port, min(8 * 1024 * 1024, total))  # warm-up
+    for _ in range(args.rounds):
+        for name, (pid, port) in running.items():
+            cpu0 = cpu_seconds(pid)
+            mbps = await throughput("127.0.0.1", port, per_round)
+            cpu[name] += cpu_seconds(pid) - cpu0
+            seconds[name] += per_round / (mbps * 1e6)
+            moved[name] += per_round
+    for name, row in rows.items():
+        row.mbps = moved[name] / seconds[name] / 1e6
+        row.cpu_per_gib = cpu[name] / (2 * moved[name] / 2**30)
+
+
+async def measure_rest(row: Row, pid: int, port: int, args: argparse.Namespace) -> None:
     row.concurrent_ok = await concurrent_echoes(port, args.concurrent)
     await asyncio.sleep(0.5)
     row.rss_concurrent = memory_kib(pid)["VmRSS"] / 1024
@@ -281,14 +301,18 @@ async def main() -> None:
             samples = await measure_latency(
                 {name: port for name, (_, port) in running.items()}, args.connections, args.rounds
             )
-            rows = []
-            for name, (pid, port) in running.items():
-                row = Row(name, percentile(samples[name], 50), percentile(samples[name], 99))
-                if not args.latency_only:
-                    await measure_rest(row, pid, port, args)
+            rows = {
+                name: Row(name, percentile(samples[name], 50), percentile(samples[name], 99))
+                for name in running
+            }
+            for name, (pid, _port) in running.items():
+                rows[name].rss_serial = memory_kib(pid)["VmRSS"] / 1024
+            if not args.latency_only:
+                await measure_throughput(rows, running, args)
+                for name, (pid, port) in running.items():
+                    await measure_rest(rows[name], pid, port, args)
                     print(f"  measured {name}", file=sys.stderr)
-                rows.append(row)
-    print_table(rows, args)
+    print_table(list(rows.values()), args)
 
 
 if __name__ == "__main__":

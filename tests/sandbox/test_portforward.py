@@ -135,7 +135,7 @@ async def test_missing_ports_is_the_kubelets_plain_400(harness: Harness) -> None
     ) as resp:
         assert resp.status == 400
         assert resp.content_type == "text/plain"
-        assert await resp.text() == 'query parameter "port" is required'
+        assert await resp.text() == 'query parameter "port" is required\n'
 
 
 @pytest.mark.parametrize(

@@ -415,8 +415,11 @@ async def test_handshake_errors_as_the_kubelet_words_them(app_url: str) -> None:
         upgrade = {"Connection": "Upgrade", "Upgrade": "SPDY/3.1"}
         async with http.post(f"http://{app_url}/pf", headers=upgrade) as resp:
             assert resp.status == 400
+            # aiohttp's Accept, Accept-Encoding, User-Agent, Content-Length, Content-Type,
+            # these two, and the X-Forwarded-For an API server's proxy adds.
             assert await resp.text() == (
-                "unable to upgrade: X-Stream-Protocol-Version is required\n"
+                "unable to upgrade: header X-Stream-Protocol-Version does not exist in request "
+                "with 8 headers\n"
             )
         wrong = {**upgrade, "X-Stream-Protocol-Version": "channel.k8s.io"}
         async with http.post(f"http://{app_url}/pf", headers=wrong) as resp:

@@ -25,12 +25,16 @@ from portfwd.kube.resolve import Resolution
 from portfwd.tunnel.listener import LocalConnection
 from portfwd.tunnel.pool import PodTunnel
 from portfwd.tunnel.protocol import SessionLost, TunnelError, TunnelStream
-from portfwd.tunnel.pump import V4_EOF_IDLE_LIMIT, pump
+from portfwd.tunnel.pump import V4_EOF_IDLE_LIMIT, V4_NO_HALF_CLOSE, pump
+from portfwd.tunnel.replay import Reopen, ReplayStream
 
 log = logging.getLogger(__name__)
 
 CONNECT_WAIT = 10.0  # a connection accepted while reconnecting waits this long for a pod
 MAX_WAITING_CONNECTIONS = 256
+# A connection the kubelet refused before its pod answered waits this long for the forward to
+# move to another pod (the pod was deleted and the watch has not said so yet), then fails.
+MOVE_WAIT = 1.0
 
 
 class Owner(Protocol):
@@ -103,10 +107,12 @@ class Connections:
         connect_wait: float = CONNECT_WAIT,
         v4_eof_idle_limit: float = V4_EOF_IDLE_LIMIT,
         max_waiting: int = MAX_WAITING_CONNECTIONS,
+        move_wait: float = MOVE_WAIT,
     ) -> None:
         self.forward = forward
         self.router = router
         self.connect_wait = connect_wait
+        self.move_wait = move_wait
         self.v4_eof_idle_limit = v4_eof_idle_limit
         self.max_waiting = max_waiting
         self.open: set[Connection] = set()
@@ -115,6 +121,7 @@ class Connections:
         self.bytes_in = 0  # pod -> local clients
         self.bytes_out = 0
         self.waiting = 0  # connections waiting for a pod
+        self.v4_half_close_said = False
 
     def __len__(self) -> int:
         return len(self.open)
@@ -203,6 +210,7 @@ class Connections:
                     )
                     route = healed
             assert stream is not None
+            stream = ReplayStream(stream, self._reopener(conn, tunnel), self._mover(conn, tunnel))
             await pump(
                 conn.local,
                 stream,
@@ -230,6 +238,51 @@ class Connections:
             self.open.discard(conn)
             fwd.counters_changed()
 
+    def _reopener(self, conn: Connection, tunnel: PodTunnel) -> Reopen:
+        """How a connection whose tunnel died before the pod answered gets a new stream: on
+        the pod the forward routes to once a probe found a working tunnel again."""
+        fwd = self.forward
+
+        async def reopen(exc: TunnelError) -> TunnelStream | None:
+            healed = await self.router.wait_healed(self.connect_wait, lambda: fwd.faulty)
+            if healed is None:
+                return None
+            return await self._retry(conn, tunnel, healed, "the tunnel", exc)
+
+        return reopen
+
+    def _mover(self, conn: Connection, tunnel: PodTunnel) -> Reopen:
+        """How a connection the kubelet refused before the pod answered gets a new stream:
+        only on another pod, if the forward moves there within MOVE_WAIT (its pod was
+        deleted and the watch is a moment behind the kubelet). A backend that refuses on a
+        pod the forward keeps routing to stays refused."""
+        uid = self.router.route.pod.meta.uid if self.router.route else ""
+
+        def same_pod() -> bool:
+            route = self.router.route
+            return route is not None and (route.pod.name, route.pod.meta.uid) == (conn.pod, uid)
+
+        async def elsewhere(exc: TunnelError) -> TunnelStream | None:
+            moved = await self.router.wait_healed(self.move_wait, same_pod)
+            if moved is None:
+                return None
+            return await self._retry(conn, tunnel, moved, f"pod {conn.pod}", exc)
+
+        return elsewhere
+
+    async def _retry(
+        self, conn: Connection, tunnel: PodTunnel, route: Resolution, what: str, exc: TunnelError
+    ) -> TunnelStream:
+        fwd = self.forward
+        fwd.add_log(
+            LogLevel.INFO,
+            f"retrying a connection on pod {route.pod.name} ({what} failed before the pod"
+            f" answered: {describe(exc)})",
+        )
+        conn.pod = route.pod.name
+        pod = route.pod
+        return await tunnel.open(fwd.namespace, pod.name, route.container_port, pod.meta.uid)
+
     async def _route_for(
         self, conn: Connection, local_port: int, counted: bool
     ) -> Resolution | None:
@@ -255,6 +308,10 @@ class Connections:
 
     def _pump_warning(self, local_port: int) -> Callable[[str], None]:
         def warn(text: str) -> None:
+            if text.startswith(V4_NO_HALF_CLOSE[:40]):
+                if self.v4_half_close_said:
+                    return  # said once per forward
+                self.v4_half_close_said = True
             self.forward.add_log(LogLevel.WARNING, f"{text} (port {local_port})")
 
         return warn

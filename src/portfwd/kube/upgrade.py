@@ -19,9 +19,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import os
 import socket
 import ssl
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NoReturn, cast
 from urllib.parse import unquote
@@ -38,7 +39,6 @@ if TYPE_CHECKING:
 WS_MAX_MSG = 16 * 1024 * 1024  # the kubelet sends <= 32 KiB per frame; anything near this is bogus
 _HEAD_LIMIT = 64 * 1024  # an HTTP response head longer than this is not an API server's
 _BODY_LIMIT = 64 * 1024  # of a refusal's body, this much is read for its message
-_REPLAYED = (400, 401, 403, 404, 500, 502, 503)
 
 
 class UpgradeRefused(ApiError):
@@ -72,6 +72,7 @@ async def open_websocket(
     session = client.http_session()
     url = client.url(path).with_query(list(params))
     status = 0
+    headers: Mapping[str, str] | None = None
     for attempt in (1, 2):
         options = await client.request_options()
         try:
@@ -87,6 +88,7 @@ async def open_websocket(
             )
         except aiohttp.WSServerHandshakeError as exc:
             status = exc.status
+            headers = exc.headers
             if status == 401 and attempt == 1:
                 client.refresh_credentials()
                 continue
@@ -101,40 +103,60 @@ async def open_websocket(
             f"{ws.protocol or 'no subprotocol'})",
             status=101,
         )
-    await _explain_websocket_refusal(client, path, params, status, what=what, ns=ns, pod=pod)
+    if headers is not None and headers.get("Content-Length") == "0":
+        raise refusal_error(client, status, b"", what=what, ns=ns, pod=pod)  # nothing to read
+    await _explain_websocket_refusal(
+        client, path, params, protocol, status, what=what, ns=ns, pod=pod
+    )
 
 
 async def _explain_websocket_refusal(
     client: HttpCore,
     path: str,
     params: Sequence[tuple[str, str]],
+    protocol: str,
     status: int,
     *,
     what: str,
     ns: str,
     pod: str,
 ) -> NoReturn:
-    """aiohttp drops the body of a refused upgrade: replay the request without the upgrade
-    (authorization, pod lookup and scheduling are checked before any upgrade, so the API
-    server answers the same Status) to give the user the server's own words. A 5xx is
-    replayed too: "error dialing backend: ..." names the node that is down."""
-    if status in _REPLAYED:
-        session = client.http_session()
-        url = client.url(path).with_query(list(params))
-        options = await client.request_options()
-        body = b""
-        replayed = 0
-        with contextlib.suppress(aiohttp.ClientError, TimeoutError, ssl.SSLError):
-            async with session.get(
-                url,
-                **options,
-                timeout=aiohttp.ClientTimeout(
-                    total=client.request_timeout, connect=client.connect_timeout
-                ),
-            ) as resp:
-                replayed, body = resp.status, await resp.read()
-        if replayed == status:
-            raise refusal_error(client, status, body, what=what, ns=ns, pod=pod)
+    """aiohttp drops the body of a refused upgrade: replay the same upgrade request as a plain
+    one that reads the answer, to give the user the server's own words ("error dialing
+    backend: ..." names the node that is down). It must ask for the upgrade again: without
+    upgrade headers a real API server answers 400 "Upgrade request required" instead. If the
+    upgrade works this time, the connection is dropped and the status is all there is."""
+    session = client.http_session()
+    url = client.url(path).with_query(list(params))
+    options = await client.request_options()
+    headers = {
+        **options["headers"],
+        "Connection": "Upgrade",
+        "Upgrade": "websocket",
+        "Sec-WebSocket-Version": "13",
+        "Sec-WebSocket-Key": base64.b64encode(os.urandom(16)).decode(),
+        "Sec-WebSocket-Protocol": protocol,
+    }
+    body = b""
+    replayed = 0
+    with contextlib.suppress(aiohttp.ClientError, TimeoutError, ssl.SSLError):
+        async with session.get(
+            url,
+            headers=headers,
+            ssl=options["ssl"],
+            server_hostname=options["server_hostname"],
+            proxy=options["proxy"],
+            timeout=aiohttp.ClientTimeout(
+                total=client.request_timeout, connect=client.connect_timeout
+            ),
+        ) as resp:
+            replayed = resp.status
+            if replayed == 101:
+                resp.close()
+            else:
+                body = await resp.content.read(_BODY_LIMIT)
+    if replayed == status:
+        raise refusal_error(client, status, body, what=what, ns=ns, pod=pod)
     raise refusal_error(client, status, b"", what=what, ns=ns, pod=pod)
 
 
@@ -144,7 +166,7 @@ def refusal_error(
     """The error for a refused port-forward upgrade, from its status and body (maybe empty)."""
     if body:
         error = client.status_error(status, body, what=what, ns=ns)
-        if status in (400, 500, 502, 503) and error.api_message:
+        if status not in (401, 403, 404) and error.api_message:
             return ApiError(
                 f"cannot port-forward to pod {pod}: {fold_lines(error.api_message)}",
                 status=status,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import copy
 import json
 import ssl
 from dataclasses import dataclass
@@ -31,8 +32,10 @@ from portfwd.sandbox.listoptions import (
     go_bool,
     list_resource_version_problem,
     parse_list_options,
+    watch_resource_version_problem,
 )
 from portfwd.sandbox.manifests import deep_merge, scale_manifest
+from portfwd.sandbox.patchcheck import replicas_problem, type_problem
 from portfwd.sandbox.portforward import serve_portforward, validate_ports_query
 from portfwd.sandbox.portforward_spdy import is_spdy_portforward, serve_portforward_spdy
 from portfwd.sandbox.requestlog import bad_request_middleware
@@ -72,18 +75,21 @@ def dumps(obj: Any) -> str:
 
 
 def json_response(obj: Any, status: int = 200) -> web.Response:
-    return web.Response(text=dumps(obj), status=status, content_type="application/json")
+    # The API server's Content-Type is `application/json`, without aiohttp's charset.
+    return web.Response(body=dumps(obj).encode(), status=status, content_type="application/json")
 
 
 def status_body(code: int, reason: str, message: str, details: Obj | None = None) -> Obj:
+    """A metav1.Status; an empty `reason` is left out (as for an internal error)."""
     body: Obj = {
         "kind": "Status",
         "apiVersion": "v1",
         "metadata": {},
         "status": "Failure",
         "message": message,
-        "reason": reason,
     }
+    if reason:
+        body["reason"] = reason
     if details is not None:
         body["details"] = details
     body["code"] = code
@@ -309,6 +315,11 @@ def _verb(request: web.Request, t: Target) -> str:
     return {"DELETE": "delete", "PATCH": "patch", "PUT": "update", "POST": "create"}.get(
         m, m.lower()
     )
+
+
+def _is_upgrade_request(request: web.Request) -> bool:
+    """httpstream.IsUpgradeRequest: a Connection header that mentions upgrade."""
+    return any("upgrade" in v.lower() for v in request.headers.getall("Connection", []))
 
 
 def _is_websocket_upgrade(request: web.Request) -> bool:
@@ -557,6 +568,19 @@ async def _patch(request: web.Request, cluster: Controls, t: Target) -> web.Resp
     if isinstance(body, web.Response):
         return body
     strategic = request.content_type == "application/strategic-merge-patch+json"
+    before = cluster.store.get(t.info.name, t.ns, t.name) or {}
+    try:
+        merged = deep_merge(copy.deepcopy(before), body, strategic=strategic)
+    except (KeyError, TypeError, AttributeError):  # a strategic list item without its key
+        return status_response(400, "BadRequest", "the patch cannot be applied to the object")
+    problem = type_problem(t.info.kind, before, merged)
+    if problem is not None:
+        return status_response(400, "BadRequest", problem)
+    spec = merged.get("spec")
+    if t.info.name in ("deployments", "statefulsets") and isinstance(spec, dict):
+        too_many = replicas_problem(t.info.kind, t.name, spec.get("replicas"))
+        if too_many is not None:
+            return status_response(422, "Invalid", too_many)
     obj = cluster.apply_patch(t.info.name, t.ns or "", t.name, body, strategic=strategic)
     if t.ns:
         cluster.resync(t.ns)
@@ -588,11 +612,15 @@ async def _scale(request: web.Request, cluster: Controls, t: Target) -> web.Resp
         merged = body
     else:
         return _method_not_allowed(request)
-    replicas = merged.get("spec", {}).get("replicas")
-    if not isinstance(replicas, int) or replicas < 0:
+    spec = merged.get("spec") if isinstance(merged, dict) else None
+    replicas = spec.get("replicas") if isinstance(spec, dict) else None
+    if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
         return status_response(
             422, "Invalid", f'Scale.autoscaling "{t.name}" is invalid: spec.replicas: Invalid value'
         )
+    too_many = replicas_problem("Scale.autoscaling", t.name, replicas)
+    if too_many is not None:
+        return status_response(422, "Invalid", too_many)
     cluster.apply_patch(t.info.name, t.ns, t.name, {"spec": {"replicas": replicas}})
     return json_response(current())
 
@@ -636,6 +664,9 @@ async def _portforward(
     node = pod["spec"].get("nodeName")
     if not node:
         return status_response(400, "BadRequest", f"pod {name} does not have a host assigned")
+    if not _is_upgrade_request(request):
+        # The API server's proxy answers a plain request itself, before dialling anything.
+        return status_response(400, "BadRequest", "Upgrade request required")
     if node in cluster.unreachable_nodes:  # the API server cannot reach that kubelet
         node_ip = pod.get("status", {}).get("hostIP", "")
         return status_response(
@@ -660,6 +691,8 @@ async def _portforward(
         if spdy:
             cluster.spdy_sessions += 1
 
+    if websocket and cluster.fail_websocket_upgrades is not None:
+        return status_response(500, "InternalError", cluster.fail_websocket_upgrades)
     if spdy and not websocket and cluster.refuse_spdy:
         # A proxy in front that does not pass SPDY upgrades on: the Upgrade headers never
         # reach the kubelet, whose handshake then refuses the plain POST.
@@ -681,6 +714,8 @@ async def _portforward(
                 dial=dial,
                 close_linger=cluster.close_linger,
                 on_upgrade=upgraded,
+                on_tunnel=lambda orphan: cluster.tunnelled(request, orphan),
+                error_after_close=cluster.crio_error_order,
             )
         return await serve_portforward(
             request,
@@ -708,8 +743,10 @@ async def _watch(
     rv_text = request.query.get("resourceVersion", "")
     since: int | None = None
     if rv_text not in ("", "0"):
-        if not rv_text.isdigit():
-            return status_response(400, "BadRequest", f'invalid resource version "{rv_text}"')
+        bad = watch_resource_version_problem(rv_text)
+        if bad is not None:
+            # The watch cache parses it and answers an internal error, without a reason.
+            return status_response(500, "", bad)
         since = int(rv_text)
     bookmarks = opts.allow_bookmarks
     send_initial = opts.send_initial_events

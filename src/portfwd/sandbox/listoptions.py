@@ -12,7 +12,8 @@ error text (`errors.NewBadRequest(err.Error())`):
   case) are false; anything else, `maybe` and the empty string included, is true;
 - `resourceVersion` is a string here; a list checks it later, in the storage layer
   (`storage.ValidateListOptions`): `invalid resource version: resourceVersion: Invalid value:
-  "abc": strconv.ParseUint: parsing "abc": invalid syntax`.
+  "abc": strconv.ParseUint: parsing "abc": invalid syntax`; a watch's is parsed by the watch
+  cache, whose failure is a 500 without a reason (`resourceVersion: Invalid value: ...`).
 
 Only the first value of a repeated parameter counts, as in Go.
 """
@@ -24,7 +25,13 @@ from dataclasses import dataclass
 
 from portfwd.sandbox.portforward import _go_quote  # strconv.Quote, shared with the kubelet side
 
-__all__ = ["ListOptions", "go_bool", "list_resource_version_problem", "parse_list_options"]
+__all__ = [
+    "ListOptions",
+    "go_bool",
+    "list_resource_version_problem",
+    "parse_list_options",
+    "watch_resource_version_problem",
+]
 
 _INT64_MAX = (1 << 63) - 1
 _UINT64_MAX = (1 << 64) - 1
@@ -90,14 +97,17 @@ def parse_list_options(query: Mapping[str, str]) -> ListOptions | str:
     )
 
 
+def watch_resource_version_problem(value: str) -> str | None:
+    """A watch's resourceVersion as the watch cache parses it: the (500) message, or None."""
+    parsed = _parse_uint(value, "ParseUint", _go_quote(value))
+    if isinstance(parsed, str):
+        return f"resourceVersion: Invalid value: {_go_quote(value)}: {parsed}"
+    return None
+
+
 def list_resource_version_problem(value: str | None) -> str | None:
     """A list's resourceVersion as the storage layer parses it: the 400 message, or None."""
     if value is None or value in ("", "0"):
         return None
-    parsed = _parse_uint(value, "ParseUint", _go_quote(value))
-    if isinstance(parsed, str):
-        return (
-            f"invalid resource version: resourceVersion: Invalid value: {_go_quote(value)}: "
-            f"{parsed}"
-        )
-    return None
+    problem = watch_resource_version_problem(value)
+    return None if problem is None else f"invalid resource version: {problem}"

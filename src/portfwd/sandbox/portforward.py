@@ -151,7 +151,8 @@ def validate_ports_query(request: web.Request) -> web.Response | None:
 def _kubelet_port_check(ports: Sequence[int]) -> web.Response | None:
     """The kubelet's NewV4Options checks, on the `port` value the API server rewrote."""
     if not ports:
-        return _plain_error(400, 'query parameter "port" is required')
+        # Measured with a newline, unlike the other texts of this check.
+        return _plain_error(400, 'query parameter "port" is required\n')
     if any(port < 1 for port in ports):
         # The API server forwards every port as one comma-joined `port` value, and the kubelet
         # quotes that whole value.
@@ -437,12 +438,9 @@ async def serve_portforward(
     if isinstance(ports, web.Response):
         return ports
     if not _is_websocket_request(request):
-        # The kubelet would try SPDY here; the sandbox only speaks the WebSocket protocol.
-        return _plain_error(
-            400,
-            "unable to upgrade: the portfwd sandbox serves port-forward only over WebSocket "
-            f"(subprotocol {PORTFORWARD_V4_BINARY})",
-        )
+        # The API server answers requests without upgrade headers itself (api.py); one that
+        # asks for another upgrade than these gets the same words here.
+        return _status_response(400, "BadRequest", "Upgrade request required")
     problem = _kubelet_port_check(ports)
     if problem is not None:
         return problem
@@ -456,6 +454,9 @@ async def serve_portforward(
         max_msg_size=MAX_CLIENT_MESSAGE,
         timeout=CLOSE_HANDSHAKE_TIMEOUT,
     )
+    if not protocol:
+        # golang.org/x/net/websocket answers the empty protocol with an empty header.
+        ws.headers["Sec-WebSocket-Protocol"] = ""
     await ws.prepare(request)
     if on_upgrade is not None:
         on_upgrade()

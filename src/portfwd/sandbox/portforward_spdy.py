@@ -115,6 +115,8 @@ class _Pair:
 class _Forwarder:
     """One SPDY session's port-forward requests (httpStreamHandler)."""
 
+    ERROR_DELAY = 0.05  # CRI-O's order: how long after the data stream's close the reason comes
+
     def __init__(
         self,
         *,
@@ -123,11 +125,13 @@ class _Forwarder:
         dial: Dial,
         close_linger: float,
         stream_creation_timeout: float,
+        error_after_close: bool = False,
     ) -> None:
         self._pod_name = pod_name
         self._pod_uid = pod_uid
         self._dial = dial
         self._close_linger = close_linger
+        self._error_after_close = error_after_close
         self._creation_timeout = stream_creation_timeout
         self._pairs: dict[str, _Pair] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -197,6 +201,11 @@ class _Forwarder:
                     f"uid {self._pod_uid}: {reason}"
                 )
                 log.debug("%s", message)
+                if self._error_after_close:
+                    # CRI-O's order: the data stream is closed before the reason is written.
+                    with contextlib.suppress(ConnectionError):
+                        await data.close()
+                    await asyncio.sleep(self.ERROR_DELAY)
                 await self._print(error, message)
         finally:
             for stream in (error, data):
@@ -413,7 +422,15 @@ def _handshake(request: web.Request) -> web.Response | None:
         if p.strip()
     ]
     if not offered:
-        return _bad_request(f"unable to upgrade: {HEADER_PROTOCOL_VERSION} is required")
+        # Go counts the header names of the request the kubelet got: not Host (a field of
+        # its own in Go), not Authorization (the API server's authentication removed it), and
+        # the X-Forwarded-For the API server's proxy added.
+        names = {name.lower() for name in request.headers} - {"host", "authorization"}
+        names.add("x-forwarded-for")
+        return _bad_request(
+            f"unable to upgrade: header {HEADER_PROTOCOL_VERSION} does not exist in request "
+            f"with {len(names)} headers"
+        )
     if PORTFORWARD_PROTOCOL not in offered:
         response = _bad_request(
             "unable to upgrade: unable to negotiate protocol: "
@@ -445,6 +462,8 @@ async def serve_portforward_spdy(
     close_linger: float = 1.0,
     stream_creation_timeout: float = STREAM_CREATION_TIMEOUT,
     on_upgrade: Callable[[], None] | None = None,
+    on_tunnel: Callable[[Callable[[], None]], None] | None = None,
+    error_after_close: bool = False,
 ) -> web.StreamResponse:
     """Serve a SPDY port-forward request once the API server would hand it to the kubelet.
 
@@ -452,7 +471,10 @@ async def serve_portforward_spdy(
     subprotocol `SPDY/3.1+portforward.k8s.io`) and the plain `Upgrade: SPDY/3.1` (answered 101
     with `X-Stream-Protocol-Version: portforward.k8s.io`). Returns when the client goes away;
     every pod connection it opened is closed by then. `on_upgrade` is called once the 101 is
-    sent.
+    sent; `on_tunnel(orphan)`, for the WebSocket form, hands over what makes the session an
+    orphan (its kubelet gone, its WebSocket kept: see SpdySession.orphan). With
+    `error_after_close` a failed connection's data stream is closed before its error text is
+    written (CRI-O's order; containerd's is the reverse).
     """
     problem = validate_ports_query(request)  # the API server converts `ports` for both forms
     if problem is not None:
@@ -463,6 +485,7 @@ async def serve_portforward_spdy(
         dial=dial,
         close_linger=close_linger,
         stream_creation_timeout=stream_creation_timeout,
+        error_after_close=error_after_close,
     )
     if _is_websocket(request):
         if SPDY_TUNNEL_PROTOCOL not in _offered_ws_protocols(request):
@@ -484,6 +507,8 @@ async def serve_portforward_spdy(
             on_stream=forwarder.on_stream,
             name=forwarder.name,
         )
+        if on_tunnel is not None:
+            on_tunnel(session.orphan)
         with contextlib.suppress(ConnectionError):
             await _run_session(session, forwarder)
         await sender.aclose()

@@ -196,6 +196,7 @@ class SpdySession:
         self._last_peer_stream = 0
         self.gone_away = False
         self.closed = False
+        self.orphaned = False
 
     async def send_frame(self, frame: Frame) -> None:
         if self.closed:
@@ -228,6 +229,16 @@ class SpdySession:
         finally:
             self.close()
 
+    def orphan(self) -> None:
+        """The kubelet behind this session went away, but what carries it stays open: an
+        API server that converted the client's WebSocket to SPDY towards a kubelet that
+        restarted (node mode A, real-apiserver.md). Open streams go silent; pings are not
+        answered; each new stream is accepted and closed with no data."""
+        self.orphaned = True
+        for stream in list(self.streams.values()):
+            stream._abort()
+        self.streams.clear()
+
     def close(self) -> None:
         """Mark the session over: every stream reads EOF and refuses writes."""
         self.closed = True
@@ -248,7 +259,7 @@ class SpdySession:
             if stream is not None:
                 stream._abort()
         elif isinstance(frame, PingFrame):
-            if frame.ping_id % 2 == 1:  # the client's ping (odd ids): echo it
+            if frame.ping_id % 2 == 1 and not self.orphaned:  # the client's (odd ids): echo
                 await self.send_frame(frame)
         elif isinstance(frame, WindowUpdateFrame | SettingsFrame):
             pass  # spdystream keeps no windows: credit and window settings change nothing
@@ -273,6 +284,11 @@ class SpdySession:
             await self.send_frame(RstStreamFrame(sid, RstStatus.PROTOCOL_ERROR))
             return
         self._last_peer_stream = sid
+        if self.orphaned:
+            if not frame.unidirectional:
+                await self.send_frame(SynReplyFrame(sid, {}))
+            await self.send_frame(DataFrame(sid, b"", fin=True))
+            return
         stream = SpdyStream(self, sid, frame.headers)
         stream.remote_fin = frame.fin
         stream.local_fin = frame.unidirectional

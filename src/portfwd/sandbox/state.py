@@ -93,7 +93,21 @@ class ClusterState:
         self.refuse_websocket_spdy = False
         # a proxy that drops SPDY upgrades: the plain SPDY POST is refused (400).
         self.refuse_spdy = False
+        # a WebSocket upgrade (v4 or tunnelled SPDY) that fails with a 500 InternalError
+        # carrying this message, while plain SPDY works (measured: the WebSocket path could
+        # not reach the kubelet, "error dialing backend: ...").
+        self.fail_websocket_upgrades: str | None = None
+        # The container runtime's order for a failed connection: containerd's (False: the
+        # kubelet writes the error stream, then closes the data stream) or CRI-O's (True:
+        # the data stream closes first, the reason follows).
+        self.crio_error_order = False
+        # Node mode B (True, a 1.36 kubelet): the API server passes WebSockets through, and a
+        # kubelet restart closes them. Mode A (False, every node before 1.36): the API
+        # server converts SPDY-over-WebSocket to SPDY itself and keeps the client's
+        # WebSocket after its side to a restarted kubelet died (see restart_kubelet).
+        self.websocket_passthrough = True
         self._upgraded: dict[str, set[asyncio.Transport]] = {}  # node -> connections
+        self._orphans: dict[asyncio.Transport, Callable[[], None]] = {}  # mode A tunnels
         self.bookmark_interval = bookmark_interval
         self._own_workdir = workdir is None
         self._workdir = workdir

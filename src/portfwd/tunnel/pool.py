@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from portfwd.constants import PORTFORWARD_PROTOCOL_CHOICES
 from portfwd.errors import InputError
 from portfwd.kube.client import KubeClient
-from portfwd.kube.errors import ApiError, Forbidden
+from portfwd.kube.errors import ApiError, Forbidden, NotFound, Unauthorized
 from portfwd.kube.upgrade import UpgradeRefused
 from portfwd.tunnel.protocol import SessionLost, TunnelStream
 from portfwd.tunnel.spdy import SpdySession
@@ -49,8 +49,14 @@ PROTOCOL_NAMES = {
 }
 SHORT_NAMES = {"websocket": "SPDY over WebSocket", "spdy": "SPDY", "v4": "v4.channel.k8s.io"}
 # Answers to an upgrade that say "not this way" rather than "not at all": try the next one.
+# From the WebSocket, any failed upgrade falls back to plain SPDY, as kubectl's does (a 500
+# "error dialing backend" there may work over SPDY); from SPDY, only these go on to v4.
 FALLBACK_STATUSES = frozenset({400, 403, 405, 426, 501})
 IDLE_CLOSE = 10.0  # seconds a session with no holder and no stream stays open
+# v4 pays a TCP connect, a TLS handshake and an upgrade per connection: a burst of 500 at once
+# on a loaded machine timed out at the connect timeout (the forward then took the API server
+# for unreachable). At most this many are under way per cluster client; the rest queue here.
+V4_UPGRADES_AT_ONCE = 32
 CHECK_PING_TIMEOUT = 5.0  # a live session answers a ping within this when a forward checks
 CLOSE_TIMEOUT = 2.0
 _FALSE = frozenset({"0", "f", "false"})  # Go's strconv.ParseBool, as kubectl reads the variable
@@ -147,6 +153,9 @@ class TunnelPool:
         self._chosen: dict[tuple[int, str, str], str] = {}
         self._reaping: set[asyncio.Task[None]] = set()
         self._reaped: weakref.WeakSet[SpdySession] = weakref.WeakSet()
+        self._v4_slots: weakref.WeakKeyDictionary[KubeClient, asyncio.Semaphore] = (
+            weakref.WeakKeyDictionary()
+        )
         self._closed = False
         self.sessions_opened = 0  # for tests and the bench
 
@@ -161,6 +170,13 @@ class TunnelPool:
 
     def sessions(self) -> list[SpdySession]:
         return [s for e in self._entries.values() for s in e.sessions.values()]
+
+    def v4_slots(self, client: KubeClient) -> asyncio.Semaphore:
+        """The v4 upgrades under way to `client`'s API server (see V4_UPGRADES_AT_ONCE)."""
+        slots = self._v4_slots.get(client)
+        if slots is None:
+            slots = self._v4_slots[client] = asyncio.Semaphore(V4_UPGRADES_AT_ONCE)
+        return slots
 
     # -- sessions ---------------------------------------------------------------------------
 
@@ -335,7 +351,7 @@ class PodTunnel:
         try:
             return await self._open_with(protocol, namespace, pod, port, uid)
         except ApiError as exc:
-            if not self._may_fall_back(exc):
+            if not self._may_fall_back(exc, protocol, again=True):
                 raise
             # What worked before is refused now (RBAC changed, another API server behind a
             # load balancer): choose again.
@@ -351,7 +367,7 @@ class PodTunnel:
             try:
                 await self._establish(protocol, namespace, pod, port, uid, verify=True)
             except ApiError as exc:
-                if not self._may_fall_back(exc):
+                if not self._may_fall_back(exc, protocol, again=True):
                     raise
                 self._pool._chosen.pop(self._chosen_key(namespace), None)
                 protocol = await self._negotiate(namespace, pod, port, uid)
@@ -378,10 +394,16 @@ class PodTunnel:
 
     # -- inside -------------------------------------------------------------------------------
 
-    def _may_fall_back(self, exc: ApiError) -> bool:
-        return len(self._order) > 1 and (
-            isinstance(exc, UpgradeRefused) or exc.status in FALLBACK_STATUSES
-        )
+    def _may_fall_back(self, exc: ApiError, protocol: str, *, again: bool = False) -> bool:
+        """May a refusal of `protocol` go on to the next one (`again`: may a refusal of the
+        protocol chosen before start the choice over)?"""
+        if len(self._order) < 2 or (protocol == self._order[-1] and not again):
+            return False
+        if isinstance(exc, UpgradeRefused) or exc.status in FALLBACK_STATUSES:
+            return True
+        # Any other failed WebSocket upgrade, but not a missing pod or bad credentials:
+        # those answers are the same on every path.
+        return protocol == "websocket" and not isinstance(exc, Unauthorized | NotFound)
 
     def _session_lost(self, reason: str) -> None:
         if self._on_lost is not None:
@@ -391,7 +413,8 @@ class PodTunnel:
         self, protocol: str, namespace: str, pod: str, port: int, uid: str
     ) -> TunnelStream:
         if protocol == "v4":
-            return await WsV4Tunnel(self._client).open(namespace, pod, port)
+            async with self._pool.v4_slots(self._client):
+                return await WsV4Tunnel(self._client).open(namespace, pod, port)
         entry = self._pool._entry(self._client, namespace, pod, uid)
         if entry.idle_timer is not None:
             entry.idle_timer.cancel()
@@ -438,7 +461,7 @@ class PodTunnel:
                 await self._establish(protocol, namespace, pod, port, uid)
             except ApiError as exc:
                 refusals.append((protocol, exc))
-                if protocol != self._order[-1] and self._may_fall_back(exc):
+                if self._may_fall_back(exc, protocol):
                     log.debug("%s refused for pod %s: %s", protocol, pod, exc)
                     continue
                 if len(refusals) == 1:

@@ -16,8 +16,9 @@ Ends of stream:
   so the pod cannot be told; what it sends is still delivered, until it closes (the runtime
   closes about 1 s after the backend does), the client turns out to be gone (a write fails),
   or it has been silent for :data:`V4_EOF_IDLE_LIMIT` seconds of waiting for it (time
-  blocked on a slow client does not count). A connection ended by that limit is reported
-  through `warn`: data is never dropped on a guess without a word.
+  blocked on a slow client does not count); then the client gets its EOF. The client's end
+  is reported through `warn` when it happens (the forward says it once): a reply that waits
+  for it never comes.
 """
 
 from __future__ import annotations
@@ -35,7 +36,14 @@ from portfwd.tunnel.listener import (
 )
 from portfwd.tunnel.protocol import TunnelError, TunnelStream
 
+# After the client's end on v4, how long the pod may be quiet before the client gets its EOF:
+# a starved machine pauses a transfer for seconds, and no byte may be cut short by a guess.
 V4_EOF_IDLE_LIMIT = 30.0
+V4_NO_HALF_CLOSE = (
+    "a client finished sending, and v4.channel.k8s.io cannot tell the pod: a reply that waits"
+    " for the client's end never comes; such connections close once the pod has been quiet"
+    " for {limit:g} s (--protocol auto or spdy pass the end on)"
+)
 REMOTE_EOF_LINGER = 2.0
 SEND_FAILURE_SETTLE = 2.0
 
@@ -142,18 +150,15 @@ async def pump(
             elif stream.half_close:
                 await stream.send_eof()  # the pod learns the client is done; its reply flows
                 await asyncio.wait({down})
-            elif not await _v4_linger(down, clock, eof_idle_limit):
-                await _cancel(down)
-                await stream.close()
-                local.close()
-                finished = True
+            else:
                 if warn is not None:
-                    warn(
-                        f"closed a connection {eof_idle_limit:g} s after the client finished"
-                        " sending: the pod sent nothing more and v4.channel.k8s.io cannot"
-                        " tell it the client is done (SPDY can: --protocol auto or spdy)"
-                    )
-                return
+                    warn(V4_NO_HALF_CLOSE.format(limit=eof_idle_limit))
+                if not await _v4_linger(down, clock, eof_idle_limit):
+                    await _cancel(down)
+                    await stream.close()
+                    local.close()
+                    finished = True
+                    return
         await _cancel(up)
         exc = down.exception()
         if isinstance(exc, TunnelError):

@@ -53,6 +53,12 @@ SESSION_BUFFER = 8 * 1024 * 1024  # the same, for all streams of a session toget
 DATA_FRAME_MAX = 64 * 1024  # payload of one DATA frame this side sends
 REPLY_TIMEOUT = 30.0  # kubectl's createStreamResponseTimeout
 STREAM_ID_MAX = 0x7FFFFFFF
+# A session that has not shown it is alive (data, a ping's answer) for this long gets a PING
+# with a new stream, and one answered within CONFIRM_TIMEOUT: an API server that kept the
+# client's WebSocket after its side to a restarted kubelet died answers nothing (or closes
+# each new stream with no data), which without this goes unnoticed until the next ping.
+QUIET_AFTER = 2.0
+CONFIRM_TIMEOUT = 5.0
 
 
 def ping_deadline(interval: float) -> float:
@@ -86,6 +92,7 @@ class SpdyStream:
         "_reply_timer",
         "_reserved",
         "_waiter",
+        "committed_at",
         "failure",
         "id",
         "local_fin",
@@ -106,6 +113,7 @@ class SpdyStream:
         self._waiter: asyncio.Future[None] | None = None
         self._reply_timer: asyncio.TimerHandle | None = None
         self._reserved = False  # a pair taken by open_pair, not yet committed (data stream)
+        self.committed_at = 0.0  # loop time it went on the wire
 
     @property
     def buffered(self) -> int:
@@ -134,6 +142,15 @@ class SpdyStream:
         self._buffered -= len(chunk)
         self.session._taken(self, len(chunk))
         return chunk
+
+    async def ended(self) -> None:
+        """Wait until the peer finished this stream (FIN) or it failed; the bytes stay."""
+        while not self.remote_fin and self.failure is None:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
 
     def take_all(self) -> bytes:
         """Everything buffered, at once (the error stream's text)."""
@@ -257,6 +274,10 @@ class SpdySession:
         self._ping_deadline_timer: asyncio.TimerHandle | None = None
         self._pings: dict[int, asyncio.Future[float]] = {}
         self._ping_sent: dict[int, float] = {}
+        self._confirming: asyncio.Task[None] | None = None
+        # Loop time the peer last showed it is alive: DATA with bytes, or a ping's answer
+        # (not a SYN_REPLY or a FIN: something in front of a dead kubelet may send those).
+        self.heard_at = asyncio.get_running_loop().time()
         self.streams_total = 0
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -357,9 +378,11 @@ class SpdySession:
         self._open(error, _pair_headers("error", port, request_id))
         error.send_eof()
         self._open(data, _pair_headers("data", port, request_id))
-        data._reply_timer = asyncio.get_running_loop().call_later(
-            REPLY_TIMEOUT, self._reply_overdue, data
-        )
+        loop = asyncio.get_running_loop()
+        now = data.committed_at = error.committed_at = loop.time()
+        data._reply_timer = loop.call_later(REPLY_TIMEOUT, self._reply_overdue, data)
+        if now - self.heard_at > QUIET_AFTER:
+            self.confirm()
 
     def _open(self, stream: SpdyStream, headers: dict[str, list[str]]) -> None:
         stream.id = self._next_id
@@ -433,6 +456,8 @@ class SpdySession:
         streams = self._streams
         for item in items:
             if type(item) is DataPiece:
+                if item.data:
+                    self.heard_at = self._loop_time()
                 stream = streams.get(item.stream_id)
                 if stream is None:
                     continue  # a stream already reset or forgotten: dropped, as spdystream
@@ -512,6 +537,13 @@ class SpdySession:
         self._pings.clear()
         self._ping_sent.clear()
         self._over.clear()
+        confirming = self._confirming
+        if (
+            confirming is not None
+            and not confirming.done()
+            and confirming is not asyncio.current_task()
+        ):
+            confirming.cancel()
         if self._on_lost is not None:
             self._on_lost(self)
 
@@ -565,6 +597,7 @@ class SpdySession:
             with contextlib.suppress(SessionLost):
                 self._write_frame(PingFrame(ping_id))
             return
+        self.heard_at = self._loop_time()
         sent = self._ping_sent.pop(ping_id, None)
         if self._ping_outstanding == ping_id:
             self._ping_outstanding = None
@@ -574,6 +607,32 @@ class SpdySession:
         waiter = self._pings.pop(ping_id, None)
         if waiter is not None and not waiter.done() and sent is not None:
             waiter.set_result(asyncio.get_running_loop().time() - sent)
+
+    @staticmethod
+    def _loop_time() -> float:
+        return asyncio.get_running_loop().time()
+
+    def heard_since(self, when: float) -> bool:
+        """Has the peer shown it is alive since loop time `when`?"""
+        return self.heard_at >= when
+
+    def confirm(self) -> asyncio.Task[None]:
+        """Make sure the peer is alive: one PING (shared by every caller while it is out),
+        answered within CONFIRM_TIMEOUT or the session is lost. The task ends either way;
+        `alive` says which."""
+        task = self._confirming
+        if task is None or task.done():
+            within = CONFIRM_TIMEOUT
+            if self.ping_interval > 0:
+                within = min(within, ping_deadline(self.ping_interval))
+            task = self._confirming = asyncio.get_running_loop().create_task(
+                self._confirm(within), name=f"{self.name}-confirm"
+            )
+        return task
+
+    async def _confirm(self, within: float) -> None:
+        with contextlib.suppress(SessionLost):
+            await self.ping(within)
 
     async def ping(self, within: float) -> float:
         """Round-trip time of one PING; SessionLost (and the session lost) without an answer

@@ -9,6 +9,7 @@ refused"), written before it closes the streams, so it is read when the data str
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Callable
 
@@ -18,6 +19,9 @@ from portfwd.tunnel.protocol import SessionLost, TunnelError
 from portfwd.tunnel.spdy import SpdySession, SpdyStream
 
 ERROR_TEXT_MAX = 64 * 1024  # the kubelet's error text is one line; more is cut off
+# How long a data stream that ended without a byte waits for the error stream to end: CRI-O
+# closes the data stream before the kubelet writes the reason (containerd writes it first).
+ERROR_SETTLE = 1.0
 
 
 class SpdyPortForward:
@@ -25,7 +29,7 @@ class SpdyPortForward:
 
     half_close = True
 
-    __slots__ = ("_data", "_error", "_error_text", "port", "session")
+    __slots__ = ("_data", "_error", "_error_text", "_received", "port", "session")
 
     def __init__(
         self, session: SpdySession, error: SpdyStream, data: SpdyStream, port: int
@@ -35,6 +39,7 @@ class SpdyPortForward:
         self._data = data
         self.port = port
         self._error_text: str | None = None
+        self._received = False
 
     @property
     def error(self) -> str | None:
@@ -71,14 +76,40 @@ class SpdyPortForward:
             chunk = await self._data.receive()
         except SessionLost:
             raise
-        except TunnelError as exc:
+        except TunnelError as exc:  # reset by the kubelet
+            if not self._received:
+                await self._ended_empty()
             raise TunnelError(self.error or str(exc)) from None
         if chunk:
+            self._received = True
             return chunk
+        if not self._received:
+            await self._ended_empty()
         text = self.error
         if text:
             raise TunnelError(text)
         return b""
+
+    async def _ended_empty(self) -> None:
+        """The data stream ended (FIN or reset) before a byte came: find out why.
+
+        The kubelet's reason may still be on its way (CRI-O closes the data stream first):
+        wait a moment for the error stream to end. No reason, and the session silent since
+        this stream was opened: it may be a dead tunnel that something in front of the
+        kubelet keeps open (its kubelet restarted), so make the session prove it is alive.
+        A dead one raises SessionLost: the connection never reached a pod and is retried."""
+        error = self._error
+        if not error.remote_fin and error.failure is None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(ERROR_SETTLE):
+                    await error.ended()
+        if self.error:
+            return
+        session = self.session
+        if session.alive and not session.heard_since(self._data.committed_at):
+            await asyncio.shield(session.confirm())
+        if not session.alive:
+            raise SessionLost(session.lost_reason or "the tunnel was lost")
 
     async def close(self) -> None:
         self.abort()
