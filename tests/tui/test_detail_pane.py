@@ -48,6 +48,7 @@ async def test_details_show_pod_node_connections_history_and_log(harness: Harnes
             )
             text = pane(pilot)
             assert f"pod {pod}" in text
+            assert "wire SPDY over WebSocket" in text  # which protocol carries it (auto)
             assert f"{pod} 0s" in text or f"{pod} 1s" in text  # to which pod, and its age
             assert "2.9 KiB 2.9 KiB" in text  # its bytes each way
             assert "Forwarding from 127.0.0.1:" in text  # the recent log

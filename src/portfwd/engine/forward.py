@@ -171,6 +171,7 @@ class Forward:
             stats=self.stats(),
             attempt=self.attempt,
             next_retry_at=self.next_retry_at,
+            tunnel=self._tunnel_name,
         )
 
     def add_log(self, level: LogLevel, message: str, kind: LogKind = LogKind.NOTE) -> None:

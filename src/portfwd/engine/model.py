@@ -231,6 +231,7 @@ class ForwardSnapshot:
     stats: ForwardStats = field(default_factory=ForwardStats)
     attempt: int = 0  # failed attempts in the current reconnect episode (0 while active)
     next_retry_at: float | None = None  # wall clock of the next retry; None: none scheduled
+    tunnel: str = ""  # the wire protocol in use: "SPDY over WebSocket", "SPDY", v4 ("": none yet)
 
     @property
     def local_port(self) -> int:

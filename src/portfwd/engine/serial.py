@@ -146,6 +146,7 @@ def snapshot_to_dict(snap: ForwardSnapshot) -> dict[str, Any]:
         "stats": stats_to_dict(snap.stats),
         "attempt": snap.attempt,
         "next_retry_at": snap.next_retry_at,
+        "tunnel": snap.tunnel,
         "local_port": snap.local_port,
     }
 
@@ -169,6 +170,7 @@ def snapshot_from_dict(data: Any) -> ForwardSnapshot:
         stats=stats_from_dict(data.get("stats", {})),
         attempt=_int(data.get("attempt", 0), "attempt"),
         next_retry_at=_opt_float(data.get("next_retry_at"), "next_retry_at"),
+        tunnel=_str(data.get("tunnel", ""), "tunnel"),
     )
 
 

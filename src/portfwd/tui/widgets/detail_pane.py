@@ -100,6 +100,11 @@ def _facts(detail: Detail) -> Text:
     text.append(str(snap.stats.reconnects))
     text.append("  auto-reconnect ", style="dim")
     text.append("on" if snap.spec.reconnect else "off")
+    text.append("\nwire ", style="dim")
+    wire = snap.tunnel or "(not chosen yet)"
+    if snap.spec.protocol != "auto":
+        wire += f" (--protocol {snap.spec.protocol})"
+    text.append(wire)
     text.append("\ntraffic ", style="dim")
     rate_in, rate_out = detail.rates
     text.append(f"↓ {human_bytes(snap.stats.bytes_in)}")
