@@ -4,6 +4,8 @@ every Service of them (as `portfwd ns` does) beside the profile's forwards."""
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import re
 import signal
 import sys
@@ -81,6 +83,16 @@ def test_dry_run_says_what_a_namespace_entry_would_forward(tmp_path: Path) -> No
     ]
 
 
+def seed_addresses(config: Path, names: list[str]) -> dict[str, str]:
+    """Addresses of this test process's own (by pid), so parallel tests binding the same
+    Services' native ports never meet on one hashed address."""
+    pid = os.getpid()
+    net = f"127.{200 + (pid >> 8) % 50}.{pid & 255}"
+    table = {f"sandbox/demo/{n}": f"{net}.{i}" for i, n in enumerate(sorted(names), 101)}
+    (config / "reach-addresses.json").write_text(json.dumps(table))
+    return {n: table[f"sandbox/demo/{n}"] for n in names}
+
+
 ROW_RE = re.compile(r"^ns/demo: ([\w-]+)\.demo\s+(127\.\d+\.\d+\.\d+):(\d+)\s+(\d+)")
 
 
@@ -88,6 +100,7 @@ async def test_up_forwards_a_whole_namespace_beside_a_forward(
     sandbox: SandboxCluster, tmp_path: Path
 ) -> None:
     env = private_env(tmp_path)
+    seeded = seed_addresses(tmp_path / "config", ["api", "crashy", "dns", "echo", "web"])
     kubeconfig = sandbox.kubeconfig_path
     write_private(
         tmp_path / "config" / "profiles.yaml",
@@ -132,6 +145,7 @@ profiles:
                 ports[fwd.group(1)] = int(fwd.group(2))
         assert "api" not in rows  # excluded
         address, port = rows["web"]
+        assert address == seeded["web"]  # kept from the address table
         assert port == 80  # its native port (the tests run as root)
         reader, writer = await asyncio.open_connection(address, port)
         try:
