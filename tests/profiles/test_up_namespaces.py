@@ -12,10 +12,11 @@ import sys
 from pathlib import Path
 
 from portfwd.sandbox.cluster import SandboxCluster
-from portfwd.store.profiles import load_text, profile_to_node
+from portfwd.store.profiles import load_profiles, load_text, profile_to_node
 from portfwd.store.profiles_model import ProfileNamespace
 
 from .cliutil import portfwd, private_env, write_private
+from .test_profile_cli import SESSION
 from .test_up import LINE_RE, echo
 
 GOOD = """\
@@ -68,6 +69,18 @@ profiles:
         "p.yaml:10:9: a namespaces entry must be a mapping (namespace, context, selector, "
         "exclude), not text",
     ]
+
+
+def test_saving_the_session_over_a_profile_keeps_its_namespaces(tmp_path: Path) -> None:
+    env = private_env(tmp_path)
+    state = write_private(tmp_path / "state.yaml", SESSION)
+    path = write_private(tmp_path / "config" / "profiles.yaml", GOOD)
+    result = portfwd("profile", "save", "p", "--state", str(state), env=env)
+    assert result.returncode == 0, result.stderr
+    saved = load_profiles(path).profiles["p"]
+    assert len(saved.forwards) == 2
+    assert [n.namespace for n in saved.namespaces] == ["demo", "data"]
+    assert "exclude: [dns, toolbox]" in path.read_text()  # as written
 
 
 def test_dry_run_says_what_a_namespace_entry_would_forward(tmp_path: Path) -> None:

@@ -438,6 +438,7 @@ def _save(path: Path, name: str, state_file: str | None, description: str | None
             prof,
             description=prof.description or old.description,
             groups={g: m for g, m in groups.items() if m},
+            namespaces=old.namespaces,  # whole namespaces are not in a session: kept as written
         )
     new = save_profile(path, prof)
     verb = "saved new profile" if new else "updated profile"

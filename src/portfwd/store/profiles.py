@@ -271,8 +271,10 @@ def _merge(old: Any, new: Any) -> Any:
                 old[key] = value
         return old
     if isinstance(old, CommentedSeq) and isinstance(new, CommentedSeq):
-        by_name = {item.get("name"): item for item in old if isinstance(item, CommentedMap)}
-        if by_name and all(isinstance(i, CommentedMap) for i in new):
+        by_name = {  # forwards; namespaces entries have no name
+            item["name"]: item for item in old if isinstance(item, CommentedMap) and "name" in item
+        }
+        if by_name and all(isinstance(i, CommentedMap) and "name" in i for i in new):
             merged = [_merge(by_name[i["name"]], i) if i["name"] in by_name else i for i in new]
             if [m.get("name") for m in merged] == [i.get("name") for i in old]:
                 old[:] = merged  # same forwards, same order: the list keeps its comments
