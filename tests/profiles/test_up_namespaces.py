@@ -182,3 +182,18 @@ profiles:
                 await proc.wait()
     assert proc.returncode == 0, err.decode()
     assert "daemon" not in err.decode()  # none runs: nothing to say about one
+
+
+def test_export_says_it_leaves_the_namespaces_out(tmp_path: Path) -> None:
+    env = private_env(tmp_path)
+    text = GOOD + "    forwards:\n      - {name: web, target: svc/web, ports: ['8080:80']}\n"
+    write_private(tmp_path / "config" / "profiles.yaml", text)
+    result = portfwd("export", "p", "--format", "kubectl", env=env)
+    assert result.returncode == 1  # some entries were not written
+    assert "svc/web 8080:80" in result.stdout
+    assert result.stderr.splitlines()[:2] == [
+        "ns/demo: skipped namespace demo: a whole namespace, not a forward: run `portfwd up` "
+        "or `portfwd ns demo --context sandbox`",
+        "ns/data: skipped namespace data: a whole namespace, not a forward: run `portfwd up` "
+        "or `portfwd ns data --context sandbox-2`",
+    ]
