@@ -34,7 +34,8 @@ def test_example_is_a_file_that_validates(tmp_path: Path) -> None:
     write_private(tmp_path / "config" / "profiles.yaml", result.stdout)
     checked = portfwd("profile", "validate", env=env)
     assert checked.returncode == 0, checked.stderr
-    assert checked.stdout.strip().endswith("1 profile(s), 4 forward(s): no problems")
+    summary = "2 profile(s), 5 forward(s), 2 namespace(s): no problems"
+    assert checked.stdout.strip().endswith(summary)
     listed = portfwd("profile", "ls", env=env)
     assert listed.returncode == 0
     assert listed.stdout.splitlines()[1].split()[:3] == ["demo", "4", "frontend,echoes"]
@@ -260,7 +261,7 @@ def test_completion_of_profiles_and_groups(tmp_path: Path) -> None:
         assert (result.returncode, result.stderr) == (0, "")
         return [entry.split(",", 1)[1] for entry in result.stdout.splitlines() if entry]
 
-    assert complete("portfwd up ") == ["demo"]
+    assert complete("portfwd up ") == ["demo", "cluster"]
     assert complete("portfwd up demo ") == ["frontend", "echoes"]
     assert complete("portfwd up demo frontend ") == ["echoes"]
     assert complete("portfwd profile show d") == ["demo"]

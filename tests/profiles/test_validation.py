@@ -55,7 +55,7 @@ profiles:
         'profiles.yaml:4:5: unknown key "descripton" (did you mean "description"?)',
         'profiles.yaml:5:16: unknown key "contxt" (did you mean "context"?)',
         'profiles.yaml:7:5: unknown key "colour" (a profile takes description, defaults, '
-        "forwards, groups)",
+        "forwards, namespaces, groups)",
     ]
 
 
@@ -213,7 +213,7 @@ profiles:
         "profiles.yaml:14:3: profile name \"bad name!\": up to 63 letters, digits, '.', '_' and "
         "'-', starting with a letter or digit",
         'profiles.yaml:15:9: profile "list" must be a mapping (description, defaults, forwards,'
-        " groups), not a list",
+        " namespaces, groups), not a list",
     ]
 
 

@@ -7,8 +7,11 @@ from pathlib import Path
 import click
 
 from portfwd.cli import options
+from portfwd.cli.reach import DEFAULT_LISTEN, listen_address
 from portfwd.cli.run import ExitCode, run
 from portfwd.daemon import service, units
+from portfwd.daemon.companion import Companion
+from portfwd.errors import InputError
 from portfwd.safetext import escape_controls
 
 
@@ -23,6 +26,26 @@ from portfwd.safetext import escape_controls
     help="Default kubeconfig for forwards that name none (default: $KUBECONFIG, ~/.kube/config).",
 )
 @click.option("--state", "state_file", default=None, metavar="FILE", help="Session state file.")
+@click.option(
+    "--proxy",
+    "proxy_listen",
+    default=None,
+    metavar="ADDR:PORT",
+    help="Also run the SOCKS5/HTTP proxy of `portfwd proxy` here, on the daemon's engine "
+    "(a loopback address, e.g. 127.0.0.1:1080).",
+)
+@click.option(
+    "--proxy-pac",
+    is_flag=True,
+    help="The proxy also serves /proxy.pac (implies --proxy 127.0.0.1:1080 when not given).",
+)
+@click.option(
+    "--proxy-context",
+    "proxy_contexts",
+    multiple=True,
+    metavar="CONTEXT",
+    help="Context the proxy serves; repeat it for several (default: the current one).",
+)
 @options.ping_option()
 @click.pass_context
 def daemon(
@@ -30,6 +53,9 @@ def daemon(
     detach: bool,
     kubeconfig: str | None,
     state_file: str | None,
+    proxy_listen: str | None,
+    proxy_pac: bool,
+    proxy_contexts: tuple[str, ...],
     ping_interval: float,
 ) -> None:
     """Run the per-user background engine that dashboards and `portfwd ls/add/...` attach to.
@@ -44,6 +70,9 @@ def daemon(
                 ("detach", "--detach"),
                 ("kubeconfig", "--kubeconfig"),
                 ("state_file", "--state"),
+                ("proxy_listen", "--proxy"),
+                ("proxy_pac", "--proxy-pac"),
+                ("proxy_contexts", "--proxy-context"),
             )
             if options.given(ctx, name)
         ]
@@ -56,14 +85,58 @@ def daemon(
         ctx, kubeconfig=kubeconfig, state_file=state_file, ping_interval=ping_interval
     )
     state = opts["state_file"]
+    if proxy_contexts and not (proxy_listen or proxy_pac):
+        raise click.UsageError("--proxy-context needs --proxy ADDR:PORT", ctx)
+    companions: list[Companion] = []
+    args: list[str] = []
+    if proxy_listen or proxy_pac:
+        from portfwd.reach.daemon_proxy import DaemonProxy
+
+        where = proxy_listen or DEFAULT_LISTEN
+        host, port = _loopback(where, ctx)
+        companions.append(
+            DaemonProxy(
+                host,
+                port,
+                pac=proxy_pac,
+                contexts=list(proxy_contexts) or [None],
+                kubeconfig=opts["kubeconfig"],
+            )
+        )
+        args += ["--proxy", where, *(["--proxy-pac"] if proxy_pac else [])]
+        for name in proxy_contexts:
+            args += ["--proxy-context", name]
     run(
         lambda: service.run_daemon(
             kubeconfig=opts["kubeconfig"],
             state_file=Path(state) if state else None,
             ping_interval=opts["ping_interval"],
             detach=detach,
+            companions=companions,
+            detach_args=args,
         )
     )
+
+
+def _loopback(where: str, ctx: click.Context) -> tuple[str, int]:
+    """--proxy's ADDR:PORT, a loopback address (the daemon's proxy takes no password)."""
+    import ipaddress
+
+    try:
+        host, port = listen_address(where)
+    except InputError as exc:
+        raise click.UsageError(str(exc).replace("--listen", "--proxy"), ctx) from None
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise click.UsageError(
+            f"--proxy {where}: the daemon's proxy listens on a loopback address only; for "
+            "another one run `portfwd proxy --allow-remote` (with a password)",
+            ctx,
+        )
+    return host, port
 
 
 @daemon.command(name="stop")

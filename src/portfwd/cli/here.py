@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
+from portfwd.cli.namespaces_here import namespaces_running
 from portfwd.cli.printer import Lines, print_events
 from portfwd.cli.run import ExitCode
 from portfwd.engine.launch import launch, reason_of, watch
@@ -20,6 +21,7 @@ from portfwd.engine.manager import Manager
 from portfwd.engine.model import ForwardSnapshot, ForwardSpec
 from portfwd.errors import PortfwdError
 from portfwd.eventloop import release_signals, stop_on_signals
+from portfwd.store.profiles_model import ProfileNamespace
 
 EVENTS_QUEUED = 10_000  # log lines the printer may fall behind by before it lags
 
@@ -31,8 +33,10 @@ async def run_here(
     ping_interval: float,
     named: bool,
     all_or_nothing: bool,
+    namespaces: Sequence[ProfileNamespace] = (),
 ) -> int:
-    """Run `specs` until Ctrl-C; `named`: `up`'s lines (else `forward`'s)."""
+    """Run `specs` until Ctrl-C; `named`: `up`'s lines (else `forward`'s). `namespaces`: a
+    profile's whole namespaces, run beside the forwards as `portfwd ns` runs them."""
     stop = asyncio.Event()
     handled = stop_on_signals(stop)  # SIGINT, SIGTERM
     manager = Manager(kubeconfig=kubeconfig, ping_interval=ping_interval)
@@ -42,44 +46,10 @@ async def run_here(
         lines.one_for_all()
     printer = asyncio.create_task(print_events(events, lines.route))
 
-    def name_lines(fid: str, spec: ForwardSpec) -> None:
-        lines.add(fid, spec.name or spec.target)
-
+    spaces = namespaces_running(manager, namespaces, lines.out.line, lines.err.line)
     try:
-        launched = await launch(
-            manager,
-            specs,
-            stop=stop,
-            all_or_nothing=all_or_nothing or not named,
-            on_added=name_lines if named else None,
-        )
-        if launched.interrupted:
-            return ExitCode.OK
-        if not named:
-            return await _forward(manager, launched.active, launched.failed, lines, stop)
-        code = ExitCode.OK
-        for snap in launched.failed:
-            lines.failed(snap.id, reason_of(snap))
-            code = ExitCode.FAILED
-        if launched.aborted:
-            lines.err.line("error: not all forwards started (--all-or-nothing): stopped them all")
-        if not launched.active:
-            return ExitCode.FAILED
-        for snap in launched.active:
-            printer_of = lines.printers[snap.id]
-            printer_of.started()
-            printer_of.forwarding(snap)
-        ids = [snap.id for snap in launched.active]
-        lost = await watch(
-            manager,
-            ids,
-            stop,
-            lambda snap: lines.failed(snap.id, reason_of(snap, "failed")),
-            all_or_nothing=all_or_nothing,
-        )
-        if lost and (all_or_nothing or len(lost) == len(ids)):
-            return ExitCode.FAILED
-        return ExitCode.FAILED if lost else code
+        async with spaces:
+            return await _run(manager, specs, lines, stop, named, all_or_nothing, bool(namespaces))
     finally:
         await manager.shutdown()
         events.close()  # the printer ends after what is queued; it gets a second for that
@@ -88,6 +58,58 @@ async def run_here(
         await asyncio.gather(printer, return_exceptions=True)  # our own cancellation propagates
         lines.close()
         release_signals(handled)
+
+
+async def _run(
+    manager: Manager,
+    specs: Sequence[ForwardSpec],
+    lines: Lines,
+    stop: asyncio.Event,
+    named: bool,
+    all_or_nothing: bool,
+    spaces: bool,
+) -> int:
+    def name_lines(fid: str, spec: ForwardSpec) -> None:
+        lines.add(fid, spec.name or spec.target)
+
+    launched = await launch(
+        manager,
+        specs,
+        stop=stop,
+        all_or_nothing=all_or_nothing or not named,
+        on_added=name_lines if named else None,
+    )
+    if launched.interrupted:
+        return ExitCode.OK
+    if not named:
+        return await _forward(manager, launched.active, launched.failed, lines, stop)
+    code = ExitCode.OK
+    for snap in launched.failed:
+        lines.failed(snap.id, reason_of(snap))
+        code = ExitCode.FAILED
+    if launched.aborted:
+        lines.err.line("error: not all forwards started (--all-or-nothing): stopped them all")
+    if not launched.active:
+        if spaces and not launched.aborted:  # the namespaces keep running
+            await stop.wait()
+        return ExitCode.FAILED if specs else ExitCode.OK
+    for snap in launched.active:
+        printer_of = lines.printers[snap.id]
+        printer_of.started()
+        printer_of.forwarding(snap)
+    ids = [snap.id for snap in launched.active]
+    lost = await watch(
+        manager,
+        ids,
+        stop,
+        lambda snap: lines.failed(snap.id, reason_of(snap, "failed")),
+        all_or_nothing=all_or_nothing,
+    )
+    if spaces and not stop.is_set() and not all_or_nothing:
+        await stop.wait()  # every forward is gone; the namespaces keep running
+    if lost and (all_or_nothing or len(lost) == len(ids)):
+        return ExitCode.FAILED
+    return ExitCode.FAILED if lost else code
 
 
 async def _forward(

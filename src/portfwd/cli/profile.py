@@ -245,6 +245,13 @@ def show_command(ctx: click.Context, profiles_file: str | None, name: str) -> No
                 ]
             )
         _table(rows)
+        for entry in prof.namespace_runs():
+            what = f"namespace {entry.namespace} (context {entry.context or '(current)'})"
+            if entry.selector:
+                what += f" -l {entry.selector}"
+            if entry.exclude:
+                what += " except " + ", ".join(entry.exclude)
+            click.echo(escape_controls(f"{what}: every Service, as `portfwd ns`"))
         for group, members in prof.groups.items():
             click.echo(escape_controls(f"group {group}: {', '.join(members)}"))
         return 0
@@ -281,6 +288,9 @@ def validate_command(ctx: click.Context, kubeconfig: str | None, file: str | Non
             click.echo(escape_controls(str(problem)), err=True)
         forwards = sum(len(p.forwards) for p in loaded.profiles.values())
         summary = f"{loaded.path}: {len(loaded.profiles)} profile(s), {forwards} forward(s)"
+        spaces = sum(len(p.namespaces) for p in loaded.profiles.values())
+        if spaces:
+            summary += f", {spaces} namespace(s)"
         if loaded.problems:
             click.echo(
                 escape_controls(f"{summary} usable; {len(loaded.problems)} problem(s)"), err=True
@@ -428,6 +438,7 @@ def _save(path: Path, name: str, state_file: str | None, description: str | None
             prof,
             description=prof.description or old.description,
             groups={g: m for g, m in groups.items() if m},
+            namespaces=old.namespaces,  # whole namespaces are not in a session: kept as written
         )
     new = save_profile(path, prof)
     verb = "saved new profile" if new else "updated profile"

@@ -153,7 +153,7 @@ async def _ns_main(
 DEFAULT_LISTEN = "127.0.0.1:1080"
 
 
-def _listen(text: str) -> tuple[str, int]:
+def listen_address(text: str) -> tuple[str, int]:
     """`ADDR:PORT` (`[::1]:1080` for IPv6; port 0: a free one)."""
     host, sep, port = text.strip().rpartition(":")
     host = host.strip("[]")
@@ -211,7 +211,7 @@ def proxy_command(
     import os
 
     try:
-        host, port = _listen(listen)
+        host, port = listen_address(listen)
         try:
             loopback = ipaddress.ip_address(host).is_loopback
         except ValueError:
@@ -249,7 +249,7 @@ def proxy_env(ctx: click.Context) -> None:
     """
     listen = ctx.parent.params["listen"] if ctx.parent is not None else DEFAULT_LISTEN
     try:
-        host, port = _listen(listen)
+        host, port = listen_address(listen)
     except InputError as exc:
         _fail(str(exc))
         return

@@ -279,8 +279,9 @@ def export_command(
 
     def body() -> int:
 
+        whole: list[Skipped] = []  # a profile's namespaces: entries are no forwards
         if source != "-" and not os.path.exists(source):
-            specs = _profile_specs(profiles_file, source, groups)
+            specs, whole = _profile_specs(profiles_file, source, groups)
         elif groups:
             raise Unreadable(f"{source} is a file: GROUPS name groups of a profile")
         else:
@@ -297,7 +298,7 @@ def export_command(
         out.skipped[:0] = [
             Skipped.of(s.name or s.target, s.target, "holds control characters; not written")
             for s in unsafe
-        ]
+        ] + whole
         click.echo(out.text, nl=False)
         for skip in out.skipped:
             _err(str(skip))
@@ -310,9 +311,10 @@ def export_command(
 
 def _profile_specs(
     profiles_file: str | None, profile: str, groups: tuple[str, ...]
-) -> list[ForwardSpec]:
+) -> tuple[list[ForwardSpec], list[Skipped]]:
     """A profile's forwards as `up` would run them (defaults filled in, the current
-    context left to the reader's kubeconfig)."""
+    context left to the reader's kubeconfig), and its whole namespaces, said as skipped
+    (no export format holds one: `portfwd ns NAMESPACE` runs it)."""
 
     try:
         chosen = select(
@@ -325,4 +327,13 @@ def _profile_specs(
         )
     except UpUsageError as exc:
         raise Unreadable("; ".join(exc.lines) + f" (and no file named {quote(profile)})") from None
-    return chosen.specs
+    skipped = [
+        Skipped.of(
+            f"ns/{n.namespace}",
+            f"namespace {n.namespace}",
+            "a whole namespace, not a forward: run `portfwd up` or `portfwd ns "
+            f"{n.namespace}" + (f" --context {n.context}" if n.context else "") + "`",
+        )
+        for n in chosen.namespaces
+    ]
+    return chosen.specs, skipped

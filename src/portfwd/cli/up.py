@@ -23,8 +23,10 @@ import click
 from portfwd.cli import completion, options
 from portfwd.cli.handover import hand_over
 from portfwd.cli.here import run_here
+from portfwd.cli.namespaces_here import prefix
 from portfwd.cli.profile import complete_groups, complete_profiles
 from portfwd.cli.run import ExitCode, error_line, run
+from portfwd.daemon.paths import daemon_paths
 from portfwd.daemon.replies import NotRunning
 from portfwd.daemon.service import ensure_started
 from portfwd.engine.clients import ClientPool
@@ -33,6 +35,7 @@ from portfwd.engine.preview import Preview, preview
 from portfwd.eventloop import run as run_loop
 from portfwd.kube.targets import quote
 from portfwd.safetext import escape_controls
+from portfwd.store.profiles_model import ProfileNamespace
 from portfwd.store.profiles_select import UpUsageError, select
 from portfwd.tunnel.addresses import format_host_port
 
@@ -156,12 +159,24 @@ def run_up(
         for line in exc.lines:
             error_line(line)
         return ExitCode.USAGE
-    if not chosen.specs:
+    if not chosen.specs and not chosen.namespaces:
         where = " in these groups" if groups else ""
         error_line(f"profile {quote(profile)} has no forwards{where}")
         return ExitCode.USAGE
     if dry_run:
+        for entry in chosen.namespaces:
+            click.echo(escape_controls(f"{prefix(entry)}: would forward {_scope_text(entry)}"))
+        if not chosen.specs:
+            return ExitCode.OK
         return run_loop(_dry_run(chosen.specs, kubeconfig=kubeconfig, ping_interval=ping_interval))
+    if chosen.namespaces and daemon is not None:
+        if daemon or daemon_paths().socket.exists():  # a daemon runs (or was asked for)
+            click.echo(
+                f"profile {escape_controls(quote(profile))} has whole namespaces: they and its "
+                "forwards run in this process (the daemon does not hold namespaces)",
+                err=True,
+            )
+        daemon = None
     if daemon is not None:
         handed = _in_daemon(
             chosen.specs,
@@ -179,8 +194,19 @@ def run_up(
             ping_interval=ping_interval,
             named=True,
             all_or_nothing=all_or_nothing,
+            namespaces=chosen.namespaces,
         )
     )
+
+
+def _scope_text(entry: ProfileNamespace) -> str:
+    text = f"every Service of namespace {entry.namespace}"
+    text += f" (context {entry.context})" if entry.context else " (the current context)"
+    if entry.selector:
+        text += f" matching -l {entry.selector}"
+    if entry.exclude:
+        text += " except " + ", ".join(entry.exclude)
+    return text
 
 
 def _in_daemon(

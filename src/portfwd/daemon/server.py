@@ -21,12 +21,13 @@ import logging
 import os
 import stat
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from portfwd import __version__
 from portfwd.daemon import ops
 from portfwd.daemon import protocol as proto
+from portfwd.daemon.companion import Companion
 from portfwd.daemon.idle import IdlePolicy
 from portfwd.daemon.lock import DaemonLock
 from portfwd.daemon.paths import DaemonPaths, check_socket_path, ensure_private_dir
@@ -90,8 +91,10 @@ class DaemonServer:
         *,
         max_clients: int = proto.MAX_CLIENTS,
         on_shutdown: Callable[[], None] | None = None,
+        companions: Sequence[Companion] = (),
     ) -> None:
         self.manager = manager
+        self.companions = list(companions)  # run on its engine (the proxy); see companion.py
         self.session = session
         self.paths = paths
         self.max_clients = max_clients
@@ -126,12 +129,16 @@ class DaemonServer:
                         f" {self.session.store.path}; quit it first (the daemon then restores"
                         " its forwards), or give the daemon another --state file"
                     )
+            for companion in self.companions:  # before the socket: a failure is the start's
+                await companion.start(self.manager)
             _remove_stale_socket(paths)
             self._server = await asyncio.start_unix_server(
                 self._serve_client, path=str(paths.socket), limit=proto.MAX_REQUEST_BYTES + 1
             )
             os.chmod(paths.socket, 0o600)  # the 0700 directory already keeps others out
         except BaseException:
+            for companion in reversed(self.companions):
+                await companion.close()
             if self.session is not None:
                 await self.session.close(flush=False)
             self.lock.release()
@@ -165,6 +172,8 @@ class DaemonServer:
             _, late = await asyncio.wait(readers, timeout=5)
             for task in late:
                 task.cancel()
+        for companion in reversed(self.companions):
+            await companion.close()  # its connections end before the engine stops
         if self.session is not None:
             await self.session.close(flush=True)  # before the forwards stop: they stay wanted
         await self.manager.shutdown()
@@ -198,6 +207,7 @@ class DaemonServer:
             # what the session load had to say (entries left out of state.yaml).
             "kubeconfig": self.manager.clients.kubeconfig,
             "warnings": list(self.session.loaded.warnings) if self.session is not None else [],
+            **{k: v for c in self.companions for k, v in c.status().items()},
         }
 
     async def _log_forwards(self) -> None:

@@ -19,13 +19,14 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 from portfwd.daemon import ops
 from portfwd.daemon.client import DaemonClient
+from portfwd.daemon.companion import Companion
 from portfwd.daemon.lock import AlreadyRunning, lock_holder
 from portfwd.daemon.paths import DaemonPaths, daemon_paths
 from portfwd.daemon.replies import NotRunning
@@ -55,7 +56,11 @@ def run_daemon(
     ping_interval: float,
     detach: bool,
     paths: DaemonPaths | None = None,
+    companions: Sequence[Companion] = (),
+    detach_args: Sequence[str] = (),
 ) -> int:
+    """`companions`: run inside it on its engine (see companion.py); `detach_args`: the
+    options that make them, for the detached child's command line."""
     from portfwd.configdir import default_state_file
     from portfwd.store.state import check_session_path
 
@@ -63,14 +68,19 @@ def run_daemon(
     state = state_file or default_state_file()
     check_session_path(state)
     if detach:
-        return _detach(kubeconfig=kubeconfig, state_file=state_file, ping_interval=ping_interval)
+        return _detach(
+            kubeconfig=kubeconfig,
+            state_file=state_file,
+            ping_interval=ping_interval,
+            extra=detach_args,
+        )
     logfile = BackgroundLog(
         paths.log, level=logging.INFO, max_bytes=LOG_MAX_BYTES, backups=LOG_BACKUPS
     )
     logfile.install()
     ready_fd = _ready_fd()
     try:
-        return run(_serve(paths, kubeconfig, state, ping_interval, ready_fd))
+        return run(_serve(paths, kubeconfig, state, ping_interval, ready_fd, companions))
     except PortfwdError as exc:
         _report_ready(ready_fd, Started(error=str(exc), running=isinstance(exc, AlreadyRunning)))
         raise
@@ -147,6 +157,7 @@ async def _serve(
     state: Path,
     ping_interval: float,
     ready_fd: int | None,
+    companions: Sequence[Companion] = (),
 ) -> int:
     from portfwd.engine.manager import Manager
     from portfwd.store.session import Session
@@ -160,7 +171,7 @@ async def _serve(
     manager = Manager(kubeconfig=kubeconfig, ping_interval=ping_interval)
     session = Session(manager, store, loaded, restart=True)
     session.on_error = lambda message: log.error("%s", message)
-    server = DaemonServer(manager, session, paths, on_shutdown=stop.set)
+    server = DaemonServer(manager, session, paths, on_shutdown=stop.set, companions=companions)
     try:
         try:
             await server.start()
@@ -186,10 +197,16 @@ async def _serve(
         release_signals(handled)
 
 
-def _detach(*, kubeconfig: str | None, state_file: Path | None, ping_interval: float) -> int:
+def _detach(
+    *,
+    kubeconfig: str | None,
+    state_file: Path | None,
+    ping_interval: float,
+    extra: Sequence[str] = (),
+) -> int:
     """Start `portfwd daemon` in its own session; return once it listens."""
     pid, started = start_detached(
-        kubeconfig=kubeconfig, state_file=state_file, ping_interval=ping_interval
+        kubeconfig=kubeconfig, state_file=state_file, ping_interval=ping_interval, extra=extra
     )
     if started.ready:
         paths = daemon_paths()
@@ -199,10 +216,14 @@ def _detach(*, kubeconfig: str | None, state_file: Path | None, ping_interval: f
 
 
 def start_detached(
-    *, kubeconfig: str | None, state_file: Path | None, ping_interval: float | None = None
+    *,
+    kubeconfig: str | None,
+    state_file: Path | None,
+    ping_interval: float | None = None,
+    extra: Sequence[str] = (),
 ) -> tuple[int, Started]:
     """`portfwd daemon` with these options, detached (see `spawn`)."""
-    command = portfwd_command("daemon")
+    command = [*portfwd_command("daemon"), *extra]
     if kubeconfig:
         command += ["--kubeconfig", os.path.abspath(kubeconfig)]
     if state_file:
@@ -342,6 +363,21 @@ def daemon_status(
         f"  session:  {status.get('session')}",
         f"  log:      {status.get('log')}",
     ]
+    proxy = status.get("proxy")
+    if isinstance(proxy, dict):
+        lines.append(f"  proxy:    {proxy_text(proxy)}")
     for line in lines:
         echo(escape_controls(line))
     return True
+
+
+def proxy_text(proxy: dict[str, Any]) -> str:
+    """The daemon's proxy as status and the dashboard header say it (from its status)."""
+    text = f"{proxy.get('listen')} (SOCKS5 and HTTP"
+    contexts = proxy.get("contexts")
+    if isinstance(contexts, list) and contexts:
+        text += "; " + ", ".join(str(c) for c in contexts)
+    text += ")"
+    if proxy.get("pac"):
+        text += f", PAC {proxy.get('pac')}"
+    return text

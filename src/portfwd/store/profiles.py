@@ -35,7 +35,13 @@ from portfwd.filecheck import FileTooLarge, NotRegularFile, check_private, irreg
 from portfwd.kube.targets import printable
 from portfwd.safeyaml import YamlLimitError, load_yaml
 from portfwd.store.profiles_check import SCHEMA_VERSION, Checker, KnownContexts
-from portfwd.store.profiles_model import Profile, ProfileForward, ProfileProblem, ProfilesFile
+from portfwd.store.profiles_model import (
+    Profile,
+    ProfileForward,
+    ProfileNamespace,
+    ProfileProblem,
+    ProfilesFile,
+)
 from portfwd.store.state import write_atomic
 
 __all__ = [
@@ -198,6 +204,17 @@ def forward_to_node(fwd: ProfileForward) -> CommentedMap:
     return node
 
 
+def namespace_to_node(entry: ProfileNamespace) -> CommentedMap:
+    node = CommentedMap()
+    for key in ("namespace", "context", "kubeconfig", "selector"):
+        value = getattr(entry, key)
+        if value is not None:
+            node[key] = value
+    if entry.exclude:
+        node["exclude"] = _flow(entry.exclude)
+    return node
+
+
 def profile_to_node(profile: Profile) -> CommentedMap:
     """The profile as the file writes it (only what is set; ports quoted, lists in flow)."""
     node = CommentedMap()
@@ -214,6 +231,8 @@ def profile_to_node(profile: Profile) -> CommentedMap:
     if defaults:
         node["defaults"] = defaults
     node["forwards"] = CommentedSeq([forward_to_node(f) for f in profile.forwards])
+    if profile.namespaces:
+        node["namespaces"] = CommentedSeq([namespace_to_node(n) for n in profile.namespaces])
     if profile.groups:
         groups = CommentedMap()
         for name, members in profile.groups.items():
@@ -252,8 +271,10 @@ def _merge(old: Any, new: Any) -> Any:
                 old[key] = value
         return old
     if isinstance(old, CommentedSeq) and isinstance(new, CommentedSeq):
-        by_name = {item.get("name"): item for item in old if isinstance(item, CommentedMap)}
-        if by_name and all(isinstance(i, CommentedMap) for i in new):
+        by_name = {  # forwards; namespaces entries have no name
+            item["name"]: item for item in old if isinstance(item, CommentedMap) and "name" in item
+        }
+        if by_name and all(isinstance(i, CommentedMap) and "name" in i for i in new):
             merged = [_merge(by_name[i["name"]], i) if i["name"] in by_name else i for i in new]
             if [m.get("name") for m in merged] == [i.get("name") for i in old]:
                 old[:] = merged  # same forwards, same order: the list keeps its comments

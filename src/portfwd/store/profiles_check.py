@@ -23,6 +23,7 @@ from portfwd.store.profiles_model import (
     Defaults,
     Profile,
     ProfileForward,
+    ProfileNamespace,
     ProfileProblem,
     ProfilesFile,
 )
@@ -30,7 +31,7 @@ from portfwd.tunnel.addresses import parse_addresses
 
 SCHEMA_VERSION = 1
 TOP_KEYS = ("version", "profiles")
-PROFILE_KEYS = ("description", "defaults", "forwards", "groups")
+PROFILE_KEYS = ("description", "defaults", "forwards", "namespaces", "groups")
 DEFAULTS_KEYS = ("kubeconfig", "context", "namespace", "address")
 FORWARD_KEYS = (
     "name",
@@ -43,6 +44,7 @@ FORWARD_KEYS = (
     "kubeconfig",
     "spread",
 )
+NAMESPACE_KEYS = ("namespace", "context", "kubeconfig", "selector", "exclude")
 _NAME_RULE = "up to 63 letters, digits, '.', '_' and '-', starting with a letter or digit"
 
 KnownContexts = Callable[[str | None], list[str] | None]
@@ -219,7 +221,7 @@ class Checker:
             self.problem(
                 _pos(parent, name, value=True),
                 f"profile {quote(name)} must be a mapping (description, defaults, forwards, "
-                f"groups), not {_kind(body)}",
+                f"namespaces, groups), not {_kind(body)}",
             )
             return None
         self._unknown_keys(body, PROFILE_KEYS, "a profile")
@@ -229,6 +231,7 @@ class Checker:
             description = ""
         defaults = self._defaults(body)
         forwards = self._forwards(body, defaults)
+        namespaces = self._namespaces(body, defaults)
         groups = self._groups(body, forwards)
         profile = Profile(
             name=name,
@@ -236,6 +239,7 @@ class Checker:
             defaults=defaults,
             forwards=tuple(f for f, _ in forwards),
             groups=groups,
+            namespaces=tuple(namespaces),
         )
         self._check_specs(profile, forwards)
         return profile
@@ -345,6 +349,82 @@ class Checker:
             kubeconfig=kubeconfig,
             spread=bool(spread),
         )
+
+    def _namespaces(self, body: Any, defaults: Defaults) -> list[ProfileNamespace]:
+        node = body.get("namespaces")
+        if node is None:
+            return []
+        if not isinstance(node, list):
+            self.problem(_pos(body, "namespaces", value=True), "namespaces must be a list")
+            return []
+        found: list[ProfileNamespace] = []
+        seen: dict[tuple[str | None, str], int] = {}
+        for i, entry in enumerate(node):
+            if not isinstance(entry, dict):
+                self.problem(
+                    _pos(node, item=i),
+                    "a namespaces entry must be a mapping (namespace, context, selector, "
+                    f"exclude), not {_kind(entry)}",
+                )
+                continue
+            one = self._namespace_entry(entry, defaults)
+            if one is None:
+                continue
+            key = (one.context or defaults.context, one.namespace)
+            where = _pos(entry, "namespace", value=True)
+            if key in seen:
+                self.problem(
+                    where,
+                    f"namespace {quote(one.namespace)} is listed twice (also line "
+                    f"{seen[key]}); merge the two entries",
+                )
+                continue
+            seen[key] = where[0]
+            found.append(one)
+        return found
+
+    def _namespace_entry(self, entry: Any, defaults: Defaults) -> ProfileNamespace | None:
+        before = len(self.problems)
+        self._unknown_keys(entry, NAMESPACE_KEYS, "a namespaces entry")
+        if entry.get("namespace") is None:
+            self.problem(_pos(entry), "this namespaces entry has no namespace")
+        namespace = self._namespace(entry)
+        context = self._text(entry, "context", "context")
+        kubeconfig = self._text(entry, "kubeconfig", "kubeconfig")
+        selector = self._text(entry, "selector", "selector")
+        exclude = self._exclude(entry)
+        if context is not None:
+            self._check_context(
+                context, kubeconfig or defaults.kubeconfig, _Place(entry, "context")
+            )
+        if len(self.problems) != before or namespace is None or exclude is None:
+            return None
+        return ProfileNamespace(namespace, context, kubeconfig, selector, exclude)
+
+    def _exclude(self, entry: Any) -> tuple[str, ...] | None:
+        """Service names left out: a name or a list of names (None: a problem)."""
+        raw = entry.get("exclude")
+        if raw is None:
+            return ()
+        if isinstance(raw, str):
+            items = [(raw, _pos(entry, "exclude", value=True))]
+        elif isinstance(raw, list):
+            items = [(v, _pos(raw, item=i)) for i, v in enumerate(raw)]
+        else:
+            self.problem(
+                _pos(entry, "exclude", value=True),
+                f"exclude must be a Service name or a list of them, not {_kind(raw)}",
+            )
+            return None
+        names: list[str] = []
+        ok = True
+        for value, where in items:
+            if not isinstance(value, str) or not is_valid_name(value.strip()):
+                self.problem(where, f"exclude: {quote(str(value))} is not a Service name")
+                ok = False
+                continue
+            names.append(value.strip())
+        return tuple(names) if ok else None
 
     def _ports(self, entry: Any) -> tuple[str, ...]:
         raw = entry.get("ports")

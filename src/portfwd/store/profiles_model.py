@@ -52,12 +52,42 @@ class ProfileForward:
 
 
 @dataclass(frozen=True)
+class ProfileNamespace:
+    """One entry of a profile's `namespaces:` list: every Service of a namespace, as
+    `portfwd ns NAMESPACE [--context C] [-l SELECTOR] [--exclude NAME...]` forwards them."""
+
+    namespace: str
+    context: str | None = None
+    kubeconfig: str | None = None
+    selector: str | None = None
+    exclude: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Profile:
     name: str
     description: str = ""
     defaults: Defaults = field(default_factory=Defaults)
     forwards: tuple[ProfileForward, ...] = ()
     groups: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    namespaces: tuple[ProfileNamespace, ...] = ()
+
+    def namespace_runs(
+        self, *, kubeconfig: str | None = None, context: str | None = None
+    ) -> list[ProfileNamespace]:
+        """The `namespaces:` entries with the context and kubeconfig filled in as a
+        forward's are (the entry's, the profile's defaults, the command line's)."""
+        d = self.defaults
+        return [
+            ProfileNamespace(
+                namespace=n.namespace,
+                context=n.context or d.context or context,
+                kubeconfig=n.kubeconfig or d.kubeconfig or kubeconfig,
+                selector=n.selector,
+                exclude=n.exclude,
+            )
+            for n in self.namespaces
+        ]
 
     def forward(self, name: str) -> ProfileForward:
         """KeyError for an unknown name."""

@@ -11,7 +11,12 @@ from __future__ import annotations
 from importlib import resources
 from typing import Any
 
-from portfwd.store.profiles_check import DEFAULTS_KEYS, FORWARD_KEYS, SCHEMA_VERSION
+from portfwd.store.profiles_check import (
+    DEFAULTS_KEYS,
+    FORWARD_KEYS,
+    NAMESPACE_KEYS,
+    SCHEMA_VERSION,
+)
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
 # [LOCAL:]REMOTE where a bare port name is refused (its local port is unknown until resolved).
@@ -80,6 +85,28 @@ def schema() -> dict[str, Any]:
         "required": ["name", "target", "ports"],
         "properties": forward_properties,
     }
+    namespace_properties: dict[str, Any] = {
+        "namespace": _text("The namespace whose Services are all forwarded."),
+        "context": common["context"],
+        "kubeconfig": common["kubeconfig"],
+        "selector": _text("Only Services with these labels (as kubectl -l takes them)."),
+        "exclude": {
+            "description": "Services left out: a name or a list of names.",
+            "oneOf": [
+                {"type": "string", "minLength": 1},
+                {"type": "array", "items": {"type": "string", "minLength": 1}},
+            ],
+        },
+    }
+    assert set(namespace_properties) == set(NAMESPACE_KEYS)
+    namespace = {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["namespace"],
+        "properties": namespace_properties,
+        "description": "Every Service of a namespace on its own loopback address and native "
+        "ports, as `portfwd ns` forwards them.",
+    }
     profile = {
         "type": "object",
         "additionalProperties": False,
@@ -92,6 +119,7 @@ def schema() -> dict[str, Any]:
                 "description": "What the forwards use unless they say otherwise.",
             },
             "forwards": {"type": "array", "items": {"$ref": "#/$defs/forward"}},
+            "namespaces": {"type": "array", "items": {"$ref": "#/$defs/namespace"}},
             "groups": {
                 "type": "object",
                 "propertyNames": {"pattern": NAME_PATTERN},
@@ -121,6 +149,7 @@ def schema() -> dict[str, Any]:
             "name": {"type": "string", "pattern": NAME_PATTERN},
             "address": address,
             "forward": forward,
+            "namespace": namespace,
             "profile": profile,
         },
     }

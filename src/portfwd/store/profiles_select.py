@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from portfwd.engine.model import ForwardSpec
@@ -13,7 +13,7 @@ from portfwd.errors import PortfwdError
 from portfwd.filecheck import check_private
 from portfwd.kube.targets import printable, quote
 from portfwd.store.profiles import default_profiles_file, load_profiles
-from portfwd.store.profiles_model import ProfilesFile
+from portfwd.store.profiles_model import ProfileNamespace, ProfilesFile
 
 
 class UpUsageError(PortfwdError):
@@ -29,6 +29,9 @@ class UpUsageError(PortfwdError):
 class Selected:
     profile: str
     specs: list[ForwardSpec]  # one per port; spec.name is the name lines are prefixed with
+    # its `namespaces:` entries, defaults applied (none when groups are named: groups hold
+    # forwards)
+    namespaces: list[ProfileNamespace] = field(default_factory=list)
 
 
 def _known(names: Sequence[str], what: str) -> str:
@@ -75,8 +78,10 @@ def select(
             ]
         )
     pairs = prof.specs(groups, kubeconfig=kubeconfig, context=context, namespace=namespace)
-    for fwd, _ in pairs:
-        named = fwd.kubeconfig or prof.defaults.kubeconfig
+    spaces = [] if groups else prof.namespace_runs(kubeconfig=kubeconfig, context=context)
+    named_kubeconfigs = [fwd.kubeconfig or prof.defaults.kubeconfig for fwd, _ in pairs]
+    named_kubeconfigs += [n.kubeconfig for n in prof.namespaces]
+    for named in named_kubeconfigs:
         if named:
             check_private(
                 Path(os.path.abspath(os.path.expanduser(named))),
@@ -84,4 +89,4 @@ def select(
                 named_by=f"profile {quote(profile)} in {loaded.path}",
             )
     specs = [replace(spec, protocol=protocol) for _, spec in pairs]
-    return Selected(profile=profile, specs=specs)
+    return Selected(profile=profile, specs=specs, namespaces=spaces)

@@ -117,6 +117,9 @@ class PortfwdApp(App[int]):
         parts = []
         if self.daemon is not None:
             parts.append(f"attached to the daemon (pid {self.daemon.get('pid')})")
+            proxy = self.daemon.get("proxy")
+            if isinstance(proxy, dict) and proxy.get("listen"):
+                parts.append(f"proxy {proxy.get('listen')}")
         if self.context_name:
             parts.append(f"context {self.context_name}")
         if self.cluster_name:

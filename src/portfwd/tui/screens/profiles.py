@@ -337,6 +337,15 @@ class ProfilesScreen(PortfwdScreen[None]):
         except PortfwdError as exc:
             self.notify(str(exc), severity="error", timeout=10)
             return None
+        if chosen.namespaces:  # followed by `portfwd up`; here only its forwards
+            spaces = ", ".join(n.namespace for n in chosen.namespaces)
+            self.notify(
+                f"profile {row.profile}'s whole namespaces ({spaces}) are not started here: "
+                f"`portfwd up {row.profile}` runs them, or b then N forwards the one shown",
+                severity="warning",
+                timeout=10,
+                markup=False,
+            )
         return chosen.specs
 
     @work(group="profiles-actions")

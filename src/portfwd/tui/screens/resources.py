@@ -1,6 +1,7 @@
 """The resources view (`b`): the namespace's services, pods, deployments and statefulsets
 (the listed kinds), live from watches, like k9s's resource lists; `f` or enter forwards the
-selected one.
+selected one, `N` every Service of the namespace as `portfwd ns` does (after a confirmation
+naming how many; `reach.namespace_specs`).
 
 Rows carry the object's readiness, status, ports and age, and the forwards already running
 to it (their state and local port). A watch that fails says so on the status line and is
@@ -111,6 +112,7 @@ class ResourceTable(FittedTable):
 class ResourcesScreen(PortfwdScreen[None]):
     BINDINGS = [
         Binding("f", "forward", "Forward"),
+        Binding("N", "forward_namespace", "Forward namespace"),
         Binding("slash", "filter", "Filter"),
         Binding("escape", "back", "Back"),
         *(
@@ -313,4 +315,76 @@ class ResourcesScreen(PortfwdScreen[None]):
 
         self.app.push_screen(
             ForwardDialog(row, context=self.context, namespace=self.namespace), started
+        )
+
+    # -- the whole namespace (`portfwd ns`) -------------------------------------------------
+
+    def action_forward_namespace(self) -> None:
+        from portfwd.reach.namespace_specs import forwardable
+        from portfwd.tui.screens.dialogs import ConfirmScreen
+
+        if self.view.loading or not self.namespace:
+            self.notify("the services are still being listed; try again in a moment", timeout=4)
+            return
+        services = [r for r in forwardable(self.view.rows) if not self._forwarded(r)]
+        if not services:
+            self.notify(
+                f"no Service of {self.namespace} left to forward (none with pods and a TCP "
+                "port, or all forwarded already)",
+                timeout=5,
+            )
+            return
+        ports = sum(1 for r in services for p in r.ports if p.protocol.upper() == "TCP")
+        question = (
+            f"Forward all {len(services)} Services of namespace {self.namespace} "
+            f"({ports} ports), as `portfwd ns` does?\n\n"
+            "Each on its own loopback address and its native ports, connections spread over "
+            "its Ready pods. Services created later are not added."
+        )
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._forward_namespace(services)
+
+        self.app.push_screen(ConfirmScreen(question, confirm_label="Forward all"), answered)
+
+    def _forwarded(self, row: ResourceRow) -> bool:
+        """A forward of this Service already runs (to any of its ports)."""
+        target = f"svc/{row.name}"
+        return any(
+            s.spec.target == target and (s.spec.namespace or self.namespace) == self.namespace
+            for s in self.engine.snapshot()
+        )
+
+    @work(group="resources-namespace")
+    async def _forward_namespace(self, services: list[ResourceRow]) -> None:
+        import asyncio
+
+        from portfwd.reach.loopback import (
+            AddressTable,
+            many_loopback_addresses,
+            unprivileged_port_start,
+        )
+        from portfwd.reach.namespace_specs import namespace_specs
+
+        def build() -> list[ForwardSpec]:  # reads and writes the address table's file
+            table = AddressTable()
+            specs = namespace_specs(
+                services,
+                context=self.context or self.papp.context_name or "",
+                namespace=self.namespace,
+                table=table,
+                port_start=unprivileged_port_start(),
+                many_addresses=many_loopback_addresses(),
+                spec_context=self.context or None,
+                kubeconfig=self.papp.spec_kubeconfig,
+            )
+            table.save()
+            return specs
+
+        specs = await asyncio.to_thread(build)
+        self.papp.add_forwards(specs)
+        self.notify(
+            f"forwarding {len(services)} Services of {self.namespace} ({len(specs)} ports)",
+            timeout=4,
         )
