@@ -11,6 +11,7 @@ import re
 from typing import Any
 
 from portfwd.errors import PortfwdError
+from portfwd.kube import kinds
 
 _FORBIDDEN_RE = re.compile(
     r'User "(?P<user>[^"]*)" cannot (?P<verb>[\w-]+) resource "(?P<resource>[^"]+)"'
@@ -112,6 +113,8 @@ def status_error(
         if match:
             verb, resource, group = match["verb"], match["resource"], match["group"] or ""
             scope = f' in namespace "{ns}"' if ns else ""
+            if not ns and "at the cluster scope" in message and _namespaced(resource):
+                scope = " in all namespaces"  # a list across namespaces (-A): say so
             text = (
                 f'user "{match["user"]}" may not {verb} {resource}{scope} (403 Forbidden, '
                 f"{ctx}); {grant_hint(verb, resource, group)}"
@@ -143,3 +146,11 @@ def status_error(
         reason=reason,
         api_message=message,
     )
+
+
+def _namespaced(resource: str) -> bool:
+    """Whether `resource` (a plural) lives in namespaces; unknown ones are taken as such."""
+    try:
+        return kinds.by_resource(resource).namespaced
+    except ValueError:
+        return resource not in ("namespaces", "nodes")

@@ -21,6 +21,7 @@ and services through portfwd's own client.
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 from dataclasses import replace
 from typing import Any
@@ -322,6 +323,11 @@ def from_services(
 # --- the cluster -----------------------------------------------------------------------------
 
 
+def _absolute(path: str) -> str:
+    """The kubeconfig as an absolute path: it is written into profiles, read from anywhere."""
+    return os.path.abspath(os.path.expanduser(path))
+
+
 async def scan_cluster(
     *,
     kubeconfig: str | None = None,
@@ -335,6 +341,8 @@ async def scan_cluster(
     from portfwd.kube.client import KubeClient
     from portfwd.kube.config import load_connection
 
+    if kubeconfig:
+        kubeconfig = _absolute(kubeconfig)
     conn = await asyncio.to_thread(load_connection, kubeconfig, context, namespace)
     async with KubeClient(conn, heartbeat=None) as client:
         ns = None if all_namespaces else (namespace or client.namespace)

@@ -8,6 +8,7 @@ keyboard. When the namespaces may not be listed (RBAC), the step turns into a te
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -55,6 +56,16 @@ class Item:
     search: str
     value: Any
     disabled: bool = False
+
+
+def _low_port_rule() -> str:
+    """What the suggestion does with a port below 1024, for the user this process runs as."""
+    if os.name == "posix" and os.geteuid() == 0:
+        return " (below 1024 too: you are root)"
+    return " and above 1024 (below: +8000, 80 -> 8080)"
+
+
+_LOW_PORT_RULE = _low_port_rule()
 
 
 class NewForwardScreen(PortfwdScreen[list[ForwardSpec] | None]):
@@ -493,7 +504,7 @@ class NewForwardScreen(PortfwdScreen[list[ForwardSpec] | None]):
         await box.mount(LocalPortForm(target, self.ports, taken=self.papp.taken_ports))
         self._set_status(
             f"Forward {target.target} in {self.namespace} ({self.context}). The local port "
-            "is the remote one when free (below 1024: +8000), else the next free one.",
+            f"is the remote one when free{_LOW_PORT_RULE}, else the next free one.",
             "",
         )
 
