@@ -2,7 +2,7 @@
 
 A tiny aiohttp app mounts `serve_portforward` on the real path with a real BackendPool, so
 these tests do not depend on the rest of the sandbox. Expected bytes and texts come from
-notes/real-apiserver.md (measured on a v1.36 API server + kubelet streaming code).
+docs/protocols.md, section 4 (measured on a v1.36 API server + kubelet streaming code).
 """
 
 from __future__ import annotations

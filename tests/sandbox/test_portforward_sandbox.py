@@ -116,7 +116,8 @@ async def test_official_client_sees_refused_port_text(
     finally:
         pf.close()
     assert error is not None
-    # The uid is empty on this path, as a real cluster's kubelet writes it (real-apiserver.md).
+    # The uid is empty on this path, as a real cluster's kubelet writes it
+    # (docs/protocols.md, section 4).
     assert error == (
         f"error forwarding port 9000 to pod {pod}, uid "
         f': failed to connect to localhost:9000 inside namespace of pod "{pod}": '

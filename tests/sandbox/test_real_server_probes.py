@@ -1,5 +1,5 @@
 """The requests on which the sandbox and a real kube-apiserver v1.36.2 answered differently
-(notes/real-apiserver.md, "Sandbox vs real server"), each sent as raw HTTP over TLS with the
+(docs/protocols.md, section 4), each sent as raw HTTP over TLS with the
 admin client certificate (as measured) and compared with what the real server answered:
 status, Content-Type, body, headers."""
 

@@ -1,7 +1,7 @@
 """A minimal kubelet-side port-forward endpoint and client, for tunnel and engine unit tests.
 
 The real sandbox (H2/H3) is the integration partner; this fake only speaks enough of
-protocols.md section 2 to drive our side: prefix frames, channel 0 data, error-channel text
+docs/protocols.md section 2 to drive our side: prefix frames, channel 0 data, error-channel text
 followed by a dropped connection, and "backend closes" (normal end of stream).
 """
 

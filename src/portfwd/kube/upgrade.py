@@ -9,7 +9,7 @@
   afterwards the connection is a raw byte stream handed to the caller's asyncio Protocol,
   with nothing of aiohttp between the socket and the SPDY session.
 
-RBAC differs per path (real-apiserver.md): a WebSocket upgrade is a GET (`get` on
+RBAC differs per path (docs/protocols.md, section 5): a WebSocket upgrade is a GET (`get` on
 pods/portforward, and from 1.35 also `create`), the SPDY POST needs `create`. Refusals raise
 the same ApiError subclasses as REST calls, with the server's own words.
 """

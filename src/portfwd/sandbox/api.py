@@ -370,7 +370,7 @@ async def _handle_resource(
         ):
             # AuthorizePodWebsocketUpgradeCreatePermission (beta, on since 1.35): RBAC passed
             # `get`, then the upgrade wants `create` too, and says so without a reason
-            # (real-apiserver.md).
+            # (docs/protocols.md, section 4).
             return status_response(
                 403,
                 "Forbidden",
@@ -704,7 +704,7 @@ async def _portforward(
     if spdy and websocket and cluster.refuse_websocket_spdy:
         spdy = False  # an API server before KEP-4006: the kubelet sees an unknown subprotocol
     # The kubelet's error text carries an empty uid on this path ("uid : failed ..."),
-    # as measured on a real cluster (real-apiserver.md).
+    # as measured on a real cluster (docs/protocols.md, section 4).
     with cluster.upgraded_connection(node, request):
         if spdy:  # kubectl: SPDY tunnelled in a WebSocket, or plain SPDY
             return await serve_portforward_spdy(

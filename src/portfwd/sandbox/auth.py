@@ -106,7 +106,7 @@ def forbidden_message(
     ns: str | None,
     name: str | None,
 ) -> str:
-    """The kube-apiserver's RBAC denial text, word for word (real-apiserver.md)."""
+    """The kube-apiserver's RBAC denial text, word for word (docs/protocols.md, section 4)."""
     full = f"{resource}/{subresource}" if subresource else resource
     who = f'{qualified} "{name}"' if name else qualified
     where = f'in the namespace "{ns}"' if ns else "at the cluster scope"

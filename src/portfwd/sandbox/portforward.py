@@ -2,7 +2,7 @@
 
 Behaviour follows the kubelet (`pkg/kubelet/cri/streaming/portforward/websocket.go`,
 apimachinery `wsstream/conn.go`), containerd's copy loop and what a real API server answered
-when measured (`notes/real-apiserver.md`): the client side is tested against this, so every
+when measured (docs/protocols.md, section 4): the client side is tested against this, so every
 status code, error text, frame and close must be the one a real cluster produces.
 
 The route in front of this handler (authentication, RBAC, pod lookup) belongs to the server

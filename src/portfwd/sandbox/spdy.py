@@ -232,7 +232,7 @@ class SpdySession:
     def orphan(self) -> None:
         """The kubelet behind this session went away, but what carries it stays open: an
         API server that converted the client's WebSocket to SPDY towards a kubelet that
-        restarted (node mode A, real-apiserver.md). Open streams go silent; pings are not
+        restarted (node mode A, docs/protocols.md section 4). Open streams go silent; pings are not
         answered; each new stream is accepted and closed with no data."""
         self.orphaned = True
         for stream in list(self.streams.values()):

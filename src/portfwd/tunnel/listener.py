@@ -8,7 +8,7 @@ kernel's queue, whose length (:data:`LISTEN_BACKLOG`) is what the socket really 
 
 Each accepted connection is a :class:`LocalConnection`, an asyncio BufferedProtocol: measured
 on these machines, transport-level pumping is 2-3x faster than StreamReader/StreamWriter
-copies (protocols.md section 5). Every connection reads into one buffer the whole process
+copies (docs/protocols.md, section 7). Every connection reads into one buffer the whole process
 shares (the transport fills it and hands it back in the same call), and what was read is
 kept in an object of exactly its size: no per-connection read buffer, and no 256 KiB block
 per read that holds a few bytes. Both directions are bounded:

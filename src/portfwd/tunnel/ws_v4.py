@@ -1,4 +1,4 @@
-"""The legacy WebSocket port-forward protocol, `v4.channel.k8s.io` (protocols.md section 2).
+"""The legacy WebSocket port-forward protocol, `v4.channel.k8s.io` (docs/protocols.md, section 2).
 
 One WebSocket carries one TCP connection to the pod. Each message is one channel byte and a
 payload; with a single requested port, channel 0 carries data and channel 1 carries the
