@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 
 import pytest
+
+from tests.support.cli import PORTFWD
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "portfwd", *args],
+        [*PORTFWD, *args],
         capture_output=True,
         text=True,
         timeout=60,

@@ -22,8 +22,9 @@ from portfwd.daemon.units import (
     unit_for_platform,
 )
 from portfwd.errors import PortfwdError
+from tests.support.cli import PORTFWD
 
-COMMAND = [sys.executable, "-m", "portfwd", "daemon"]
+COMMAND = [*PORTFWD, "daemon"]
 
 
 @pytest.fixture
@@ -203,7 +204,7 @@ def test_the_install_and_uninstall_commands(tmp_path: Path) -> None:
 
     def portfwd(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "portfwd", "daemon", *args],
+            [*PORTFWD, "daemon", *args],
             env=env,
             capture_output=True,
             text=True,

@@ -10,8 +10,7 @@ from pathlib import Path
 
 from portfwd.store.profiles import load_profiles
 from portfwd.store.profiles_schema import example_text
-
-from .cliutil import portfwd, private_env, write_private
+from tests.support.cli import portfwd, private_env, write_private
 
 BROKEN = """\
 profiles:
