@@ -2,21 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
-
 import pytest
 
-from tests.support.cli import PORTFWD
+from tests.support.cli import portfwd
 
-
-def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*PORTFWD, *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        stdin=subprocess.DEVNULL,
-    )
+run = portfwd
 
 
 @pytest.mark.parametrize(
