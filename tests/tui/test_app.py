@@ -346,8 +346,8 @@ async def test_delete_asks_when_active(harness: Harness) -> None:
     app = harness.app()
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
-        port = reserved_port()
-        fid = await add_active(app, pilot, echo_spec(port))
+        fid = await add_active(app, pilot, echo_spec())
+        port = app.engine.get(fid).local_port  # what it bound (asked for 0)
         await press(pilot, "d")
         assert isinstance(app.screen, ConfirmScreen)
         question = str(app.screen.query_one("#question", Static).render())
@@ -371,8 +371,8 @@ async def test_copy_kubectl_command(harness: Harness) -> None:
     app = harness.app()
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
-        port = reserved_port()
-        await add_active(app, pilot, echo_spec(port))
+        fid = await add_active(app, pilot, echo_spec())
+        port = app.engine.get(fid).local_port  # what it bound (asked for 0)
         await press(pilot, "y")
         # The forward listens on 127.0.0.1 only: kubectl's default (localhost) is both.
         expected = (
@@ -415,8 +415,8 @@ async def test_open_in_browser(harness: Harness) -> None:
     app = harness.app()
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
-        port = reserved_port()
-        await add_active(app, pilot, echo_spec(port, target="svc/web"))
+        fid = await add_active(app, pilot, echo_spec(target="svc/web"))
+        port = app.engine.get(fid).local_port  # what it bound (asked for 0)
         await press(pilot, "o")
         await wait_until(pilot, lambda: bool(harness.opened), what="browser opened")
         assert harness.opened == [f"http://localhost:{port}"]
@@ -426,8 +426,8 @@ async def test_logs_show_resolution_and_live_lines(harness: Harness) -> None:
     app = harness.app()
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
-        port = reserved_port()
-        fid = await add_active(app, pilot, echo_spec(port))
+        fid = await add_active(app, pilot, echo_spec())
+        port = app.engine.get(fid).local_port  # what it bound (asked for 0)
         await press(pilot, "l")
         screen = app.screen
         assert isinstance(screen, LogScreen) and screen.forward_id == fid
@@ -452,8 +452,8 @@ async def test_help_and_command_palette(harness: Harness) -> None:
     app = harness.app()
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
-        port = reserved_port()
-        await add_active(app, pilot, echo_spec(port))
+        fid = await add_active(app, pilot, echo_spec())
+        port = app.engine.get(fid).local_port  # what it bound (asked for 0)
         await press(pilot, "question_mark")
         assert isinstance(app.screen, HelpScreen)
         help_text = collapsed(screen_text(app))
@@ -706,8 +706,8 @@ async def test_edit_to_a_non_loopback_address_warns(harness: Harness) -> None:
     app = harness.app()
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
-        port = reserved_port()
-        await add_active(app, pilot, echo_spec(port))
+        fid = await add_active(app, pilot, echo_spec())
+        port = app.engine.get(fid).local_port  # what it bound (asked for 0)
         await press(pilot, "e")
         screen = app.screen
         assert isinstance(screen, EditScreen)
@@ -778,8 +778,8 @@ async def test_error_channel_text_reaches_the_log_view(harness: Harness) -> None
     app = harness.app()
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
-        port = reserved_port()
-        fid = await add_active(app, pilot, echo_spec(port, target="pod/toolbox", remote=7000))
+        fid = await add_active(app, pilot, echo_spec(target="pod/toolbox", remote=7000))
+        port = app.engine.get(fid).local_port  # what it bound (asked for 0)
         await harness.sandbox.set_backend_refusing("demo", "toolbox", 7000, True)
         await press(pilot, "l")
         screen = app.screen

@@ -69,11 +69,9 @@ async def test_pasted_kubectl_line_starts_a_forward(harness: Harness) -> None:
     app = harness.app(namespace="default")  # the line's -n wins over the dashboard's
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
-        port = reserved_port()
         await submit(
             pilot,
-            "kubectl --context sandbox port-forward svc/echo"
-            f" -n demo --address 127.0.0.1 {port}:80",
+            "kubectl --context sandbox port-forward svc/echo -n demo --address 127.0.0.1 :80",
         )
         await wait_until(
             pilot,
@@ -82,7 +80,7 @@ async def test_pasted_kubectl_line_starts_a_forward(harness: Harness) -> None:
         )
         (snap,) = app.engine.snapshot()
         assert (snap.spec.namespace, snap.spec.addresses) == ("demo", ("127.0.0.1",))
-        assert await connect_echo(port, b"pasted") == b"pasted"
+        assert await connect_echo(snap.local_port, b"pasted") == b"pasted"  # the one it bound
 
 
 @pytest.mark.parametrize(

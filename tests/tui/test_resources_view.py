@@ -138,7 +138,6 @@ async def test_at_80_columns_ports_are_shown_not_traded_for_the_age(harness: Har
         spec = ForwardSpec(
             target="svc/echo",
             remote_port=80,
-            local_port=reserved_port(),
             namespace="demo",
             context="sandbox",
         )
