@@ -13,6 +13,7 @@ import pytest_asyncio
 
 from portfwd.sandbox.cluster import SandboxCluster
 from portfwd.sandbox.fleet import SandboxFleet
+from tests.support.ports import release_held_ports
 
 
 @pytest_asyncio.fixture
@@ -57,3 +58,12 @@ def _private_daemon_dir() -> Iterator[None]:
         else:
             os.environ["PORTFWD_RUNTIME_DIR"] = old
         shutil.rmtree(runtime, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def _release_held_ports() -> Iterator[None]:
+    """The ports a test held (tests/support/ports.py) are free again after it."""
+    try:
+        yield
+    finally:
+        release_held_ports()

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -17,6 +16,7 @@ import yaml
 from portfwd.engine.manager import Manager
 from portfwd.engine.model import ForwardSpec, ForwardState
 from portfwd.sandbox.cluster import SandboxCluster
+from tests.support.wait import eventually
 
 from .faultproxy import FaultProxy, kubeconfig_via
 
@@ -99,15 +99,6 @@ async def round_trip(
     writer.write(data)
     await writer.drain()
     return await asyncio.wait_for(reader.readexactly(len(data)), LIMIT)
-
-
-async def eventually(pred: Callable[[], bool], limit: float = LIMIT) -> None:
-    """Wait until `pred()` holds (polling, bounded by `limit` s)."""
-    async with asyncio.timeout(limit):
-        for _ in itertools.count():
-            if pred():
-                return
-            await asyncio.sleep(0.02)
 
 
 async def test_bytes_pass_intact_both_ways(proxy: FaultProxy) -> None:

@@ -14,14 +14,12 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from portfwd.sandbox.cluster import SandboxCluster
-
-from .clirun import run_cli
+from tests.support.cli import PORTFWD, run_cli
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -54,7 +52,7 @@ def _free_privileged_port() -> int:
 
 def _run_forward(prefix: list[str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*prefix, sys.executable, "-m", "portfwd", "forward", *args],
+        [*prefix, *PORTFWD, "forward", *args],
         capture_output=True,
         text=True,
         timeout=45,

@@ -14,8 +14,7 @@ import signal
 import pytest
 
 from portfwd.sandbox.cluster import SandboxCluster
-
-from .clirun import forward_process
+from tests.support.cli import forward_process
 
 pytestmark = pytest.mark.timeout(90)
 

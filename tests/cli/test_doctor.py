@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ import pytest
 import yaml
 
 from portfwd.sandbox.cluster import SandboxCluster
-from tests.install.helpers import run
+from tests.support.cli import portfwd_async
 
 CLUSTER_CHECKS = [
     "kubeconfig",
@@ -45,9 +44,7 @@ async def doctor(
     *args: str, config: Path, output: str = "json", env: dict[str, str] | None = None
 ) -> tuple[int, Any, str]:
     environ = {**(env or os.environ), "PORTFWD_CONFIG_DIR": str(config)}
-    code, out, err = await run(
-        sys.executable, "-m", "portfwd", "doctor", "-o", output, *args, env=environ, limit=60
-    )
+    code, out, err = await portfwd_async("doctor", "-o", output, *args, env=environ, limit=60)
     assert err == "", err  # never a traceback, never noise
     return code, (json.loads(out) if output == "json" else out), err
 
@@ -124,8 +121,8 @@ async def test_text_output_one_line_per_check(sandbox: SandboxCluster, tmp_path:
 
 async def test_options_before_the_command(sandbox: SandboxCluster, tmp_path: Path) -> None:
     environ = {**os.environ, "PORTFWD_CONFIG_DIR": str(tmp_path)}
-    code, out, err = await run(
-        *(sys.executable, "-m", "portfwd", "--kubeconfig", str(sandbox.kubeconfig_path)),
+    code, out, err = await portfwd_async(
+        *("--kubeconfig", str(sandbox.kubeconfig_path)),
         *("--context", "sandbox-limited", "doctor", "-o", "json"),
         env=environ,
     )

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 
 import pytest
 
 from portfwd.eventloop import loop_factory
 from portfwd.sandbox.cluster import SandboxCluster
+from tests.support.cli import PORTFWD
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -28,8 +28,8 @@ async def test_forward_moves_bytes_on_either_loop(
     sandbox: SandboxCluster, protocol: str, uvloop: str
 ) -> None:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        *("-m", "portfwd", "forward", "--kubeconfig", str(sandbox.kubeconfig_path)),
+        *PORTFWD,
+        *("forward", "--kubeconfig", str(sandbox.kubeconfig_path)),
         *("--protocol", protocol, "--address", "127.0.0.1", "svc/echo", ":80"),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,

@@ -19,8 +19,7 @@ from portfwd.engine.model import ForwardSpec, ForwardState
 from portfwd.sandbox.cluster import SandboxCluster
 from portfwd.tunnel.listener import READ_CHUNK_MAX, READ_HIGH_WATER, WRITE_HIGH_WATER, WRITE_SLICE
 from portfwd.tunnel.pump import MAX_BUFFERED_PER_CONNECTION
-
-from .clirun import forward_process
+from tests.support.cli import forward_process
 
 CHUNK = 1024 * 1024
 

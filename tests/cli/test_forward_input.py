@@ -18,6 +18,7 @@ from click.testing import CliRunner, Result
 
 from portfwd.cli.root import cli
 from portfwd.tunnel import listener as listener_mod
+from tests.support.ports import refused_port
 
 
 def _run(*args: str) -> Result:
@@ -34,12 +35,6 @@ def _one_error_line(result: Result) -> str:
     return lines[0]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def kubeconfig(tmp_path: Path) -> Path:
     """A kubeconfig whose server is a closed loopback port."""
@@ -47,7 +42,7 @@ def kubeconfig(tmp_path: Path) -> Path:
     data = {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": "c", "cluster": {"server": f"https://127.0.0.1:{_free_port()}"}}],
+        "clusters": [{"name": "c", "cluster": {"server": f"https://127.0.0.1:{refused_port()}"}}],
         "users": [{"name": "u", "user": {"token": "t0ken"}}],
         "contexts": [{"name": "dead", "context": {"cluster": "c", "user": "u"}}],
         "current-context": "dead",
@@ -91,7 +86,7 @@ def test_local_port_in_use(held_port: int, kubeconfig: Path) -> None:
 
 
 def test_same_local_port_twice(kubeconfig: Path) -> None:
-    port = _free_port()
+    port = refused_port()
     line = _one_error_line(_run("svc/echo", f"{port}:80", f"{port}:81"))
     assert line == f"error: local port {port} is given twice; use each once"
 

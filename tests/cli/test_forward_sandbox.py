@@ -12,8 +12,7 @@ import pytest
 import yaml
 
 from portfwd.sandbox.cluster import SandboxCluster
-
-from .clirun import forward_process, run_cli
+from tests.support.cli import forward_process, run_cli
 
 
 def _ipv6_loopback() -> bool:

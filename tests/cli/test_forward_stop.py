@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import sys
 from pathlib import Path
 
 import yaml
 from aiohttp import web
+
+from tests.support.cli import PORTFWD
 
 FORBIDDEN = {
     "kind": "Status",
@@ -57,9 +58,7 @@ async def test_ctrl_c_while_one_forward_is_still_starting(tmp_path: Path) -> Non
             )
         )
         proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "portfwd",
+            *PORTFWD,
             "forward",
             "--kubeconfig",
             str(kubeconfig),

@@ -19,8 +19,7 @@ import pytest
 
 from portfwd.cli import root as cli
 from portfwd.sandbox.cluster import SandboxCluster
-
-from .clirun import run_cli
+from tests.support.cli import run_cli
 
 # Global option -> (how it is written, its value as the command receives it).
 GLOBALS: dict[str, tuple[list[str], tuple[str, Any]]] = {

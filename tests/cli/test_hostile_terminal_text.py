@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-import sys
 from pathlib import Path
 
 import pytest
@@ -26,6 +25,7 @@ from tests.hostile import (
     hostile_topology,
 )
 from tests.ptyrun import PtyProcess
+from tests.support.cli import PORTFWD
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -35,7 +35,7 @@ def _env(tmp_path: Path) -> dict[str, str]:
 
 
 def _forward(tmp_path: Path, *args: str) -> PtyProcess:
-    return PtyProcess([sys.executable, "-m", "portfwd", "forward", *args], env=_env(tmp_path))
+    return PtyProcess([*PORTFWD, "forward", *args], env=_env(tmp_path))
 
 
 async def test_a_hostile_403_message_reaches_the_terminal_escaped(tmp_path: Path) -> None:

@@ -19,8 +19,7 @@ from portfwd.cli.durations import parse_duration
 from portfwd.cli.kubectl_plugin import completions, plugin_args
 from portfwd.sandbox.cluster import SandboxCluster
 from tests.install.helpers import forward_moves_bytes, run
-
-from .clirun import run_cli
+from tests.support.cli import run_cli
 
 BIN = Path(sys.executable).parent
 

@@ -13,8 +13,8 @@ from portfwd.engine.model import ForwardSpec
 from portfwd.engine.present import kubectl_command
 from portfwd.sandbox.cluster import SandboxCluster
 from portfwd.store.state import SavedForward
+from tests.support.cli import forward_process, run_cli
 
-from .clirun import forward_process, run_cli
 from .test_reconnect_options import _invoke
 
 pytestmark = pytest.mark.timeout(120)

@@ -27,8 +27,7 @@ from portfwd.engine.model import (
     LogLevel,
 )
 from portfwd.sandbox.cluster import SandboxCluster
-
-from .clirun import forward_process
+from tests.support.cli import forward_process
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import io
 import os
-import sys
 import threading
 
 import pytest
 
 from portfwd.cli.console import MAX_QUEUED, LineWriter
 from portfwd.sandbox.cluster import SandboxCluster
+from tests.support.cli import PORTFWD
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -19,8 +19,8 @@ pytestmark = pytest.mark.timeout(120)
 async def test_connections_go_on_while_stdout_is_not_read(sandbox: SandboxCluster) -> None:
     read_end, write_end = os.pipe()  # a pipe nobody reads: it holds 64 KiB, then writes block
     proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        *("-m", "portfwd", "forward", "--kubeconfig", str(sandbox.kubeconfig_path)),
+        *PORTFWD,
+        *("forward", "--kubeconfig", str(sandbox.kubeconfig_path)),
         *("--address", "127.0.0.1", "svc/echo", ":80"),
         stdout=write_end,
         stderr=asyncio.subprocess.DEVNULL,

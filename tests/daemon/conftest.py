@@ -9,7 +9,6 @@ import contextlib
 import os
 import shutil
 import signal
-import sys
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from portfwd.engine.model import ForwardSpec
 from portfwd.sandbox.cluster import SandboxCluster
 from portfwd.store.session import Session
 from portfwd.store.state import StateStore
+from tests.support.cli import PORTFWD
 
 
 @dataclass
@@ -126,9 +126,7 @@ async def daemon_process(
     dirs.config.mkdir(parents=True, exist_ok=True, mode=0o700)
     errors = (dirs.config / "daemon.stderr").open("ab")
     proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "portfwd",
+        *PORTFWD,
         "daemon",
         *args,
         stdin=asyncio.subprocess.DEVNULL,

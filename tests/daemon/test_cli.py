@@ -10,9 +10,7 @@ import json
 import os
 import re
 import signal
-import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +20,8 @@ import yaml
 
 from portfwd.sandbox.cluster import SandboxCluster
 from tests.hostile import SHOWN_OSC52, forbidding_api, raw_found
+from tests.support.cli import PORTFWD, Ran, portfwd_async, with_env
+from tests.support.wait import until
 
 from .conftest import DaemonProcess, Dirs, daemon_process
 
@@ -33,50 +33,9 @@ NO_DAEMON, NOT_FOUND = 3, 4
 # -- helpers (test_service.py uses them too) -----------------------------------------------
 
 
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-    raw_out: bytes
-    raw_err: bytes
-
-    @property
-    def out_lines(self) -> list[str]:
-        return self.out.splitlines()
-
-    @property
-    def err_lines(self) -> list[str]:
-        return self.err.splitlines()
-
-    def one_error(self) -> str:
-        """The single `error:` line on stderr (fails if there is anything else)."""
-        assert len(self.err_lines) == 1, self.err
-        assert self.err_lines[0].startswith("error: "), self.err
-        return self.err_lines[0]
-
-
-async def portfwd(*args: str, limit: float = 60.0, env: dict[str, str] | None = None) -> Result:
-    """Run `python -m portfwd ARGS` to its end (killed if it outlives `limit`)."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "portfwd",
-        *args,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, **(env or {})},
-    )
-    try:
-        async with asyncio.timeout(limit):
-            out, err = await proc.communicate()
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    assert proc.returncode is not None
-    return Result(proc.returncode, out.decode(), err.decode(), out, err)
+async def portfwd(*args: str, limit: float = 60.0, env: dict[str, str] | None = None) -> Ran:
+    """`portfwd ARGS` to its end; `env` holds overrides on top of this process's environment."""
+    return await portfwd_async(*args, env=with_env(**(env or {})), limit=limit)
 
 
 async def forwards() -> list[dict[str, Any]]:
@@ -92,18 +51,6 @@ async def forward_named(name: str) -> dict[str, Any]:
     matching = [f for f in await forwards() if f["spec"].get("name") == name]
     assert len(matching) == 1, matching
     return matching[0]
-
-
-async def until(
-    check: Callable[[], Awaitable[Any]], limit: float = 30.0, every: float = 0.1
-) -> Any:
-    """Poll the coroutine function `check` until it returns something truthy (bounded)."""
-    async with asyncio.timeout(limit):
-        while True:
-            value = await check()
-            if value:
-                return value
-            await asyncio.sleep(every)
 
 
 async def active(name: str) -> dict[str, Any]:
@@ -369,9 +316,7 @@ async def test_logs_follow_prints_new_connections_and_ends_on_ctrl_c(
     assert add.code == 0, add.err
     port = (await active("fl"))["local_port"]
     proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "portfwd",
+        *PORTFWD,
         "logs",
         "-f",
         "fl",

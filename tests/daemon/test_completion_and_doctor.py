@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 
 import pytest
 
 from portfwd.daemon.paths import daemon_paths
 from portfwd.sandbox.cluster import SandboxCluster
-from tests.subproc import run
+from tests.support.cli import portfwd_async
 
 from .conftest import Dirs, InProcessDaemon
 
@@ -29,7 +28,7 @@ async def complete(line: str, env: dict[str, str] | None = None) -> list[str]:
         "COMP_WORDS": line,
         "COMP_CWORD": str(len(words) - 1),
     }
-    code, out, err = await run(sys.executable, "-m", "portfwd", env=environ, limit=60)
+    code, out, err = await portfwd_async(env=environ, limit=60)
     assert (code, err) == (0, "")
     return [entry.split(",", 1)[1] for entry in out.splitlines() if entry]
 
@@ -71,7 +70,7 @@ async def test_doctor_reports_the_daemon(daemon: InProcessDaemon) -> None:
     await daemon.manager.add(daemon.spec(name="web"), start=False)
     kubeconfig = str(daemon.sandbox.kubeconfig_path)
     doctor = ("doctor", "--kubeconfig", kubeconfig, "-o", "json")
-    code, out, err = await run(sys.executable, "-m", "portfwd", *doctor, limit=60)
+    code, out, err = await portfwd_async(*doctor, limit=60)
     assert (code, err) == (0, "")
     (check,) = [c for c in json.loads(out)["checks"] if c["name"] == "daemon"]
     assert check["status"] == "ok"
@@ -82,7 +81,7 @@ async def test_doctor_reports_the_daemon(daemon: InProcessDaemon) -> None:
 
 async def test_doctor_without_a_daemon(dirs: Dirs, sandbox: SandboxCluster) -> None:
     doctor = ("doctor", "--kubeconfig", str(sandbox.kubeconfig_path))
-    code, out, err = await run(sys.executable, "-m", "portfwd", *doctor, limit=60)
+    code, out, err = await portfwd_async(*doctor, limit=60)
     assert (code, err) == (0, "")  # no daemon is not a problem
     (line,) = [x for x in out.splitlines() if x.startswith("✓ daemon")]
     assert "not running" in line and "portfwd daemon --detach" in line
@@ -90,7 +89,7 @@ async def test_doctor_without_a_daemon(dirs: Dirs, sandbox: SandboxCluster) -> N
 
 async def _doctor_daemon_check(kubeconfig: str) -> tuple[int, dict[str, object], str]:
     doctor = ("doctor", "--kubeconfig", kubeconfig, "-o", "json")
-    code, out, err = await run(sys.executable, "-m", "portfwd", *doctor, limit=60)
+    code, out, err = await portfwd_async(*doctor, limit=60)
     assert err == ""
     (check,) = [c for c in json.loads(out)["checks"] if c["name"] == "daemon"]
     return code, check, out

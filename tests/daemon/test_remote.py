@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 import os
-from collections.abc import Callable
 from dataclasses import replace
 
 import pytest
@@ -15,19 +13,11 @@ from portfwd.daemon.replies import DaemonGone
 from portfwd.engine.events import ForwardAdded, ForwardChanged, Lagged, LogLine
 from portfwd.engine.model import ForwardState, LogKind
 from portfwd.errors import InputError
+from tests.support.wait import eventually
 
 from .conftest import InProcessDaemon
 
 pytestmark = pytest.mark.timeout(120)
-
-
-async def eventually(check: Callable[[], bool], limit: float = 15.0) -> None:
-    """Until `check()` holds (polling, bounded; no timing assertion)."""
-    async with asyncio.timeout(limit):
-        for _ in itertools.count():
-            if check():
-                return
-            await asyncio.sleep(0.02)
 
 
 async def echo(port: int, payload: bytes) -> bytes:

@@ -22,8 +22,10 @@ from portfwd.daemon.units import (
     unit_for_platform,
 )
 from portfwd.errors import PortfwdError
+from tests.support import cli
+from tests.support.cli import PORTFWD
 
-COMMAND = [sys.executable, "-m", "portfwd", "daemon"]
+COMMAND = [*PORTFWD, "daemon"]
 
 
 @pytest.fixture
@@ -202,14 +204,7 @@ def test_the_install_and_uninstall_commands(tmp_path: Path) -> None:
     assert tmp_path in expected.parents
 
     def portfwd(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "portfwd", "daemon", *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        return cli.portfwd("daemon", *args, env=env)
 
     done = portfwd("install")
     assert done.returncode == 0, done.stderr

@@ -21,6 +21,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.support.ports import reserved_port
+
 pytestmark = [
     pytest.mark.timeout(180),
     pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed"),
@@ -89,12 +91,6 @@ def tmux() -> Iterator[Tmux]:
         yield t
     finally:
         t.kill()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def echo_roundtrip(port: int, payload: bytes) -> bytes:
@@ -191,7 +187,7 @@ def test_demo_add_forward_move_bytes_quit_restore(
         assert local is not None and local.rsplit(":", 1)[-1].isdigit(), screen
         port = int(local.rsplit(":", 1)[-1])
     else:
-        port = free_port()
+        port = reserved_port()
         tmux.keys("one", "C-u")
         # The box took the key (it is focused and empty) before the port is typed into it.
         tmux.wait_for("one", lambda s: "enter a local port" in s, "the emptied local port")

@@ -20,7 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_tmux import EXIT_MARK, Tmux, echo_roundtrip, free_port, row_with, tmux  # noqa: F401
+from tests.e2e.test_tmux import EXIT_MARK, Tmux, echo_roundtrip, row_with, tmux  # noqa: F401
+from tests.support import cli
+from tests.support.cli import PORTFWD
+from tests.support.ports import reserved_port
 
 pytestmark = [
     pytest.mark.timeout(240),
@@ -42,7 +45,7 @@ def world(tmp_path: Path) -> Iterator[dict[str, str]]:
     env.pop("COLUMNS", None)
     env.pop("LINES", None)
     sandbox = subprocess.Popen(
-        [sys.executable, "-m", "portfwd", "sandbox", "--kubeconfig-out", str(kubeconfig)],
+        [*PORTFWD, "sandbox", "--kubeconfig-out", str(kubeconfig)],
         env=env,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
@@ -64,14 +67,7 @@ def world(tmp_path: Path) -> Iterator[dict[str, str]]:
 
 
 def portfwd(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "portfwd", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        stdin=subprocess.DEVNULL,
-    )
+    return cli.portfwd(*args, env=env)
 
 
 def dashboard_command(env: dict[str, str]) -> str:
@@ -82,7 +78,7 @@ def dashboard_command(env: dict[str, str]) -> str:
 
 def test_attach_add_detach_ls_and_attach_again(tmux: Tmux, world: dict[str, str]) -> None:  # noqa: F811
     command = dashboard_command(world)
-    port = free_port()
+    port = reserved_port()
     tmux.start("one", command)
     tmux.wait_for("one", lambda s: "attached to the daemon" in s, "the attached header")
     tmux.wait_for("one", lambda s: "No forwards yet" in s, "the empty dashboard")

@@ -4,8 +4,7 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +17,7 @@ from portfwd.errors import ResolveError
 from portfwd.kube.objects import ObjectMeta, Pod
 from portfwd.kube.resolve import Resolution
 from portfwd.kube.targets import Target
+from tests.support.wait import eventually  # noqa: F401  (tests/faults and tests/sandbox import it from here)
 
 from ..tunnel.fakes import FakeClient, FakeKubelet, echo_server
 
@@ -83,12 +83,3 @@ async def env(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Env]:
         finally:
             await asyncio.wait_for(manager.shutdown(), 10)
             await kubelet.stop()
-
-
-async def eventually(pred: Callable[[], bool], limit: float = 10.0) -> None:
-    """Wait until `pred()` holds (polling; bounded by `limit` s, no timing assertion)."""
-    async with asyncio.timeout(limit):
-        for _ in itertools.count():
-            if pred():
-                return
-            await asyncio.sleep(0.02)

@@ -17,14 +17,9 @@ import pytest
 from portfwd.engine.manager import Manager
 from portfwd.engine.model import ForwardSpec, ForwardState
 from portfwd.sandbox.cluster import SandboxCluster
+from tests.support.ports import reserved_port
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _listening(port: int) -> bool:
@@ -34,7 +29,7 @@ def _listening(port: int) -> bool:
 
 async def test_stop_at_every_moment_of_a_real_start(sandbox: SandboxCluster) -> None:
     manager = Manager(kubeconfig=str(sandbox.kubeconfig_path))
-    port = _free_port()
+    port = reserved_port()
     try:
         fid = await manager.add(
             ForwardSpec(target="svc/echo", remote_port=80, local_port=port), start=False

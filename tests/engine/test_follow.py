@@ -14,8 +14,8 @@ from portfwd.engine.informers import InformerPool
 from portfwd.kube.errors import ClusterUnreachable
 from portfwd.kube.targets import Target
 from tests.kube.test_resolve import NS, eps, service, workload
+from tests.support.wait import eventually
 
-from .conftest import eventually
 from .test_informers import WEB, FakeWatch, web_pod
 
 SVC = Target("service", "web")

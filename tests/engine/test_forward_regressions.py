@@ -17,8 +17,8 @@ from portfwd.kube.backoff import Backoff
 from portfwd.kube.errors import ClusterUnreachable
 from portfwd.kube.targets import Target
 from tests.kube.test_resolve import NS, eps, service, workload
+from tests.support.wait import eventually
 
-from .conftest import eventually
 from .test_forward_states import Env, WatchingClient, env, spec, state_is
 from .test_informers import WEB, FakeWatch, web_pod
 

@@ -23,9 +23,10 @@ from portfwd.kube.objects import Pod, Workload
 from portfwd.kube.resolve import Resolution, choose_for_pod, choose_for_workload
 from portfwd.kube.targets import Target
 from tests.kube.test_resolve import workload
+from tests.support.wait import eventually
 
 from ..tunnel.fakes import FakeClient, FakeKubelet, echo_server
-from .conftest import POD_PORT, FakePool, eventually
+from .conftest import POD_PORT, FakePool
 from .test_informers import WEB, FakeWatch, unreachable, web_pod
 
 

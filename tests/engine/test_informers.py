@@ -25,8 +25,7 @@ from portfwd.kube.errors import ClusterUnreachable, Forbidden
 from portfwd.kube.objects import Pod
 from portfwd.kube.watch import SYNCED, WatchEvent
 from tests.kube.test_resolve import NS, pod
-
-from .conftest import eventually
+from tests.support.wait import eventually
 
 WEB = {"app": "web"}
 

@@ -8,8 +8,9 @@ import socket
 
 from portfwd.engine.events import ForwardAdded, ForwardChanged, ForwardRemoved, LogLine, StatsTick
 from portfwd.engine.model import ForwardSpec, ForwardState, LogKind, LogLevel
+from tests.support.wait import eventually
 
-from .conftest import POD_PORT, Env, eventually
+from .conftest import POD_PORT, Env
 
 SPEC = ForwardSpec(target="svc/echo", remote_port=80)
 

@@ -11,8 +11,7 @@ from portfwd.engine.events import ForwardChanged
 from portfwd.engine.manager import Manager
 from portfwd.engine.model import ForwardSpec, ForwardState, LogLevel
 from portfwd.sandbox.cluster import SandboxCluster
-
-from .conftest import eventually
+from tests.support.wait import eventually
 
 
 @pytest_asyncio.fixture

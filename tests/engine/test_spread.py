@@ -15,8 +15,7 @@ from portfwd.engine.routing import Router
 from portfwd.kube.objects import ObjectMeta, Pod
 from portfwd.kube.resolve import Resolution
 from portfwd.sandbox.cluster import SandboxCluster
-
-from .conftest import eventually
+from tests.support.wait import eventually
 
 
 @pytest_asyncio.fixture

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from tests.e2e.test_tmux import EXIT_MARK, Tmux
-from tests.subproc import run
+from tests.support.cli import run
 
 __all__ = ["dashboard_first_paint", "echo", "forward_moves_bytes", "run"]
 

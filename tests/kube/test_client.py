@@ -29,6 +29,7 @@ from portfwd.kube.errors import ApiError, ClusterUnreachable, Forbidden, NotFoun
 from portfwd.kube.proxy import env_proxy, no_proxy
 from portfwd.kube.watch import SYNCED, WatchEvent
 from portfwd.sandbox.pki import generate_pki, server_ssl_context
+from tests.support.ports import refused_port
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -293,15 +294,8 @@ async def test_multi_line_status_message_becomes_one_line(api: FakeApi, client: 
 # --- connection failures ----------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 async def test_unreachable_server_message() -> None:
-    url = f"https://127.0.0.1:{_free_port()}"
+    url = f"https://127.0.0.1:{refused_port()}"
     async with KubeClient(connection(url)) as kube:
         with pytest.raises(ClusterUnreachable) as err:
             await kube.list_namespaces()
@@ -675,7 +669,7 @@ async def test_proxy_url_is_used(api: FakeApi) -> None:
 
 
 async def test_proxy_password_is_not_shown() -> None:
-    proxy = f"http://alice:s3cret@127.0.0.1:{_free_port()}"
+    proxy = f"http://alice:s3cret@127.0.0.1:{refused_port()}"
     conn = dataclasses.replace(connection("http://kube.invalid:6443"), proxy_url=proxy)
     async with KubeClient(conn, connect_timeout=5) as kube:
         with pytest.raises(ClusterUnreachable) as err:

@@ -23,6 +23,7 @@ import yaml
 from portfwd.errors import ConfigError
 from portfwd.kube.config import load_connection
 from tests.kube.test_config_kit import base_env, write
+from tests.support.cli import PORTFWD
 
 
 def alias_bomb(levels: int) -> str:
@@ -99,7 +100,7 @@ def run_forward_limited(*args: str) -> subprocess.CompletedProcess[str]:
         resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
 
     return subprocess.run(
-        [sys.executable, "-m", "portfwd", "forward", *args],
+        [*PORTFWD, "forward", *args],
         capture_output=True,
         text=True,
         timeout=60,

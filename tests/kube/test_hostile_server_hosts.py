@@ -6,7 +6,6 @@ printed."""
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,7 @@ import pytest
 from portfwd.errors import ConfigError
 from portfwd.kube.config import load_connection
 from tests.kube.test_config_kit import base_env, write
-from tests.subproc import run
+from tests.support.cli import portfwd_async
 
 from .test_hostile_server_urls import kubeconfig
 
@@ -73,7 +72,7 @@ async def test_commands_print_no_traceback(
     kc = write(tmp_path / "kc", kubeconfig(server))
     words = [word.replace("{kc}", str(kc)) for word in argv]
     env = {**os.environ, "PORTFWD_CONFIG_DIR": str(tmp_path / "config")}
-    code, _out, err = await run(sys.executable, "-m", "portfwd", *words, env=env, limit=60)
+    code, _out, err = await portfwd_async(*words, env=env, limit=60)
     assert code in (1, 2), err  # (import: 2, its "nothing imported")
     assert "Traceback" not in err and "internal error" not in err, err
     assert "s3cret" not in err + _out

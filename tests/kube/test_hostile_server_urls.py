@@ -19,8 +19,7 @@ from yarl import URL
 from portfwd.errors import ConfigError
 from portfwd.kube.config import load_connection
 from tests.kube.test_config_kit import base_env, write
-
-from ..cli.clirun import run_cli
+from tests.support.cli import run_cli
 
 HOSTILE = {
     "https://[::1:bad": "Invalid IPv6 URL",

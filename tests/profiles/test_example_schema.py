@@ -118,8 +118,7 @@ def test_the_schema_refuses_what_portfwd_refuses(text: str, problem: str) -> Non
 
 async def test_the_example_runs_against_the_two_cluster_sandbox(tmp_path: Path) -> None:
     from portfwd.sandbox.fleet import SandboxFleet
-
-    from .cliutil import portfwd_async, private_env, write_private
+    from tests.support.cli import portfwd_async, private_env, write_private
 
     fleet = SandboxFleet(2)
     await asyncio.wait_for(fleet.start(), 60)

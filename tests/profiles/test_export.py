@@ -6,8 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from portfwd.transfer.kubectl_lines import parse_kubectl_lines
-
-from .cliutil import portfwd, private_env, write_private
+from tests.support.cli import portfwd, private_env, write_private
 
 PROFILES = """\
 # exported in the tests

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 from portfwd.store.profiles import load_profiles
 from portfwd.store.profiles_schema import example_text
-
-from .cliutil import portfwd, private_env, write_private
+from tests.support.cli import portfwd, private_env, write_private
 
 BROKEN = """\
 profiles:
@@ -250,14 +248,7 @@ def test_completion_of_profiles_and_groups(tmp_path: Path) -> None:
             "COMP_WORDS": line,
             "COMP_CWORD": str(len(words) - 1),
         }
-        result = subprocess.run(
-            [sys.executable, "-m", "portfwd"],
-            env=protocol,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        result = portfwd(env=protocol)
         assert (result.returncode, result.stderr) == (0, "")
         return [entry.split(",", 1)[1] for entry in result.stdout.splitlines() if entry]
 

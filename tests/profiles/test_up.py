@@ -8,7 +8,6 @@ import os
 import re
 import signal
 import socket
-import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,8 +15,7 @@ from pathlib import Path
 import pytest
 
 from portfwd.sandbox.cluster import SandboxCluster
-
-from .cliutil import portfwd, portfwd_async, private_env, write_private
+from tests.support.cli import PORTFWD, portfwd, portfwd_async, private_env, write_private
 
 LINE_RE = re.compile(r"^([\w.-]+): Forwarding from 127\.0\.0\.1:(\d+) -> (\d+)$")
 
@@ -99,9 +97,7 @@ async def up(
     """`portfwd up ARGS` until every name in `expect` printed its Forwarding line; on exit
     SIGINT, then the exit code and stderr are collected."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "portfwd",
+        *PORTFWD,
         "up",
         *args,
         env=env,

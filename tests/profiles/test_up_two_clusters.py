@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from portfwd.sandbox.cluster import SandboxCluster
+from tests.support.cli import private_env, write_private
 
-from .cliutil import private_env, write_private
 from .test_up import echo, up
 
 

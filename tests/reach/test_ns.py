@@ -18,8 +18,7 @@ from portfwd.reach.namespaces import NamespaceForwarder, Scope, Want
 from portfwd.sandbox.cluster import SandboxCluster
 from portfwd.sandbox.fleet import SandboxFleet
 from portfwd.sandbox.topology import ServicePortSpec, ServiceSpec
-
-from ..engine.conftest import eventually
+from tests.support.wait import eventually
 
 
 @pytest_asyncio.fixture

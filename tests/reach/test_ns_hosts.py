@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import sys
 from pathlib import Path
 
 from portfwd.reach.hostsfile import BEGIN, END
 from portfwd.sandbox.cluster import SandboxCluster
+from tests.support.cli import PORTFWD
 
 ORIGINAL = "127.0.0.1 localhost\n# a comment the user wrote\n10.0.0.1 db.internal\n"
 
@@ -19,9 +19,7 @@ async def _start(
 ) -> tuple[asyncio.subprocess.Process, list[str]]:
     env = dict(os.environ, PORTFWD_CONFIG_DIR=str(tmp_path / "config"))
     proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "portfwd",
+        *PORTFWD,
         "ns",
         "demo",
         "--kubeconfig",
@@ -82,9 +80,7 @@ async def test_a_hosts_file_that_cannot_be_written_is_one_line(
 ) -> None:
     (tmp_path / "file").write_text("")
     proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "portfwd",
+        *PORTFWD,
         "ns",
         "demo",
         "--kubeconfig",
@@ -105,9 +101,7 @@ async def test_a_hosts_file_that_cannot_be_written_is_one_line(
 
 async def test_unknown_context_is_one_line(sandbox: SandboxCluster, tmp_path: Path) -> None:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "portfwd",
+        *PORTFWD,
         "ns",
         "demo",
         "--kubeconfig",

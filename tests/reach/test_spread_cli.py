@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import sys
 
 from portfwd.sandbox.cluster import SandboxCluster
-
-from ..cli.clirun import forward_process
+from tests.support.cli import PORTFWD, forward_process
 
 
 async def _who(port: int) -> str:
@@ -34,7 +32,7 @@ async def test_forward_spread_reaches_every_ready_pod(sandbox: SandboxCluster) -
 
 async def test_spread_on_a_pod_is_one_line(sandbox: SandboxCluster) -> None:
     proc = await asyncio.create_subprocess_exec(
-        *(sys.executable, "-m", "portfwd", "forward", "--kubeconfig", str(sandbox.kubeconfig_path)),
+        *(*PORTFWD, "forward", "--kubeconfig", str(sandbox.kubeconfig_path)),
         *("--spread", "pod/toolbox", ":7000"),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,

@@ -15,7 +15,7 @@ from portfwd.transfer.kftray_json import parse_kftray_json
 from portfwd.transfer.kubectl_lines import parse_kubectl_lines
 from portfwd.transfer.result import Unreadable
 from portfwd.transfer.scope import check_scope
-from tests.subproc import run
+from tests.support.cli import portfwd_async
 
 
 def test_json_nested_5000_deep_is_unreadable_in_one_line() -> None:
@@ -86,8 +86,6 @@ async def test_the_cli_prints_one_line(tmp_path: Path, name: str) -> None:
         path.write_text("[" * 5000 + "]" * 5000)
     else:
         path.write_text('[{"service": "web", "remote_port": ' + "7" * 50_000 + "}]")
-    code, out, err = await run(
-        sys.executable, "-m", "portfwd", "import", "--format", "kftray", str(path), limit=60
-    )
+    code, out, err = await portfwd_async("import", "--format", "kftray", str(path), limit=60)
     assert code != 0 and out == ""
     assert err.startswith("error: ") and err.count("\n") == 1, err

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,13 +19,6 @@ from portfwd.store.session import Session
 from portfwd.store.state import StateStore
 from portfwd.tui import app as app_module
 from portfwd.tui.app import PortfwdApp
-
-
-def free_port() -> int:
-    """A port the kernel just gave us (bound on port 0, then released)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class RecordingApp(PortfwdApp):

@@ -7,44 +7,22 @@ pinned to the exact port a user would see, and the suggestion is what gets start
 
 from __future__ import annotations
 
-import random
 import socket
 from typing import Any
 
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import Input
+from textual.widgets import Input, OptionList
 
 from portfwd.engine.catalog import PortChoice
 from portfwd.tui.app import PortfwdApp
 from portfwd.tui.screens.picker import NewForwardScreen
+from tests.support.ports import reserved_pair
 from tests.tui.conftest import Harness
 from tests.tui.helpers import settle, wait_until
 from tests.tui.test_acceptance_keys import _plain_app
 
 pytestmark = pytest.mark.timeout(60)
-
-
-def _is_free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
-
-
-def _free_pair() -> tuple[int, int]:
-    """A port P held by nobody, with P+1 free as well.
-
-    Picked below Linux's ephemeral range (32768+): the app's own outgoing connections to the
-    sandbox take ephemeral ports and could grab P+1 between the pick and the check."""
-    rng = random.Random()
-    for _ in range(200):
-        port = rng.randrange(20000, 32000)
-        if _is_free(port) and _is_free(port + 1):
-            return port, port + 1
-    pytest.skip("no two adjacent free ports")
 
 
 async def _to_local_step(pilot: Pilot[Any], app: PortfwdApp, remote: int) -> NewForwardScreen:
@@ -71,7 +49,7 @@ async def _to_local_step(pilot: Pilot[Any], app: PortfwdApp, remote: int) -> New
 
 
 async def test_free_remote_port_is_the_default(harness: Harness) -> None:
-    remote, _ = _free_pair()
+    remote, _ = reserved_pair()
     app = _plain_app(harness)
     async with app.run_test(size=(160, 40)) as pilot:
         await settle(pilot)
@@ -82,8 +60,9 @@ async def test_free_remote_port_is_the_default(harness: Harness) -> None:
 async def test_taken_remote_port_suggests_the_next_free_one(
     harness: Harness,
 ) -> None:
-    remote, following = _free_pair()
-    with socket.socket() as holder:
+    remote, following = reserved_pair()
+    with socket.socket() as holder:  # listening: in use (reserved_pair lets it bind)
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         holder.bind(("127.0.0.1", remote))
         holder.listen()
         app = _plain_app(harness)
@@ -119,7 +98,10 @@ async def test_a_kind_typed_as_kubectl_spells_it(
         for key in ("enter", "enter"):  # context, namespace (demo)
             await pilot.press(key)
             await settle(pilot)
-        assert screen.step == "kind" and not any("replicaset" in i.key for i in screen._visible)
+        assert screen.step == "kind"
+        choices = screen.query_one("#choices", OptionList)
+        shown = [choices.get_option_at_index(i).id or "" for i in range(choices.option_count)]
+        assert shown and not any("replicaset" in key for key in shown)
         screen.query_one("#query", Input).insert_text_at_cursor(typed)
         await settle(pilot)
         await pilot.press("enter")

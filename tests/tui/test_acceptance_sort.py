@@ -10,7 +10,8 @@ from __future__ import annotations
 import pytest
 
 from portfwd.engine.model import ForwardSpec, ForwardState
-from tests.tui.conftest import Harness, free_port
+from tests.support.ports import reserved_port
+from tests.tui.conftest import Harness
 from tests.tui.helpers import settle, wait_until
 from tests.tui.test_acceptance_keys import _plain_app
 
@@ -21,7 +22,7 @@ def _spec(target: str, remote: int | str = 80) -> ForwardSpec:
     return ForwardSpec(
         target=target,
         remote_port=remote,
-        local_port=free_port(),
+        local_port=reserved_port(),
         namespace="demo",
         context="sandbox",
     )

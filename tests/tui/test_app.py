@@ -18,7 +18,8 @@ from portfwd.tui.screens.dialogs import ConfirmScreen, EditScreen, HelpScreen
 from portfwd.tui.screens.logs import LogScreen
 from portfwd.tui.screens.picker import NewForwardScreen
 from portfwd.tui.widgets.local_form import LocalPortForm
-from tests.tui.conftest import Harness, free_port
+from tests.support.ports import reserved_port
+from tests.tui.conftest import Harness
 from tests.tui.helpers import collapsed, screen_text, settle, wait_until
 
 pytestmark = pytest.mark.timeout(90)
@@ -113,7 +114,7 @@ async def test_picker_adds_named_targetport_forward_and_bytes_show(harness: Harn
         assert options(app) == ["[ ]    80/TCP   tcp          → targetPort echo"]
         await press(pilot, "enter")
         assert screen.step == "local"
-        port = free_port()
+        port = reserved_port()
         box = screen.query_one("#local-80", Input)
         box.value = str(port)
         await settle(pilot)
@@ -248,7 +249,7 @@ async def test_local_port_validation(harness: Harness, monkeypatch: pytest.Monke
     app = harness.app()
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
-        other = await app.engine.add(echo_spec(free_port(), target="svc/web"), start=True)
+        other = await app.engine.add(echo_spec(target="svc/web"), start=True)
         other_port = app.engine.get(other).local_port
         screen = await open_picker_to_ports(pilot, "echo")
         await press(pilot, "enter")
@@ -278,7 +279,7 @@ async def test_local_port_validation(harness: Harness, monkeypatch: pytest.Monke
         assert await verdict("80") == "✖ 80 is privileged (<1024) here: pick 1024 or above"
         await press(pilot, "enter")  # refused while invalid
         assert app.screen is screen
-        free = free_port()
+        free = reserved_port()
         assert await verdict(str(free)) == f"✓ localhost:{free} is free"
         assert not start.disabled
 
@@ -321,7 +322,7 @@ async def test_space_stops_and_starts_r_restarts(harness: Harness) -> None:
     app = harness.app()
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
-        port = free_port()
+        port = reserved_port()
         fid = await add_active(app, pilot, echo_spec(port))
         await press(pilot, "space")
         await wait_until(pilot, lambda: row(app, fid)["status"] == "■ stopped", what="stopped")
@@ -345,8 +346,8 @@ async def test_delete_asks_when_active(harness: Harness) -> None:
     app = harness.app()
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
-        port = free_port()
-        fid = await add_active(app, pilot, echo_spec(port))
+        fid = await add_active(app, pilot, echo_spec())
+        port = app.engine.get(fid).local_port  # what it bound (asked for 0)
         await press(pilot, "d")
         assert isinstance(app.screen, ConfirmScreen)
         question = str(app.screen.query_one("#question", Static).render())
@@ -359,7 +360,7 @@ async def test_delete_asks_when_active(harness: Harness) -> None:
         await wait_until(pilot, lambda: app.dashboard.table.row_count == 0, what="row gone")
         assert refused(port)
         # A stopped forward goes without a question.
-        fid2 = await app.engine.add(echo_spec(free_port()), start=False)
+        fid2 = await app.engine.add(echo_spec(), start=False)
         await wait_until(pilot, lambda: app.dashboard.table.row_count == 1, what="row")
         await press(pilot, "d")
         assert not isinstance(app.screen, ConfirmScreen)
@@ -370,8 +371,8 @@ async def test_copy_kubectl_command(harness: Harness) -> None:
     app = harness.app()
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
-        port = free_port()
-        await add_active(app, pilot, echo_spec(port))
+        fid = await add_active(app, pilot, echo_spec())
+        port = app.engine.get(fid).local_port  # what it bound (asked for 0)
         await press(pilot, "y")
         # The forward listens on 127.0.0.1 only: kubectl's default (localhost) is both.
         expected = (
@@ -385,11 +386,11 @@ async def test_edit_local_port_rebinds(harness: Harness) -> None:
     app = harness.app()
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
-        old = free_port()
+        old = reserved_port()
         fid = await add_active(app, pilot, echo_spec(old))
         await press(pilot, "e")
         assert isinstance(app.screen, EditScreen)
-        new = free_port()
+        new = reserved_port()
         box = app.screen.query_one("#edit-port", Input)
         box.value = "99999"
         await settle(pilot)
@@ -414,8 +415,8 @@ async def test_open_in_browser(harness: Harness) -> None:
     app = harness.app()
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
-        port = free_port()
-        await add_active(app, pilot, echo_spec(port, target="svc/web"))
+        fid = await add_active(app, pilot, echo_spec(target="svc/web"))
+        port = app.engine.get(fid).local_port  # what it bound (asked for 0)
         await press(pilot, "o")
         await wait_until(pilot, lambda: bool(harness.opened), what="browser opened")
         assert harness.opened == [f"http://localhost:{port}"]
@@ -425,8 +426,8 @@ async def test_logs_show_resolution_and_live_lines(harness: Harness) -> None:
     app = harness.app()
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
-        port = free_port()
-        fid = await add_active(app, pilot, echo_spec(port))
+        fid = await add_active(app, pilot, echo_spec())
+        port = app.engine.get(fid).local_port  # what it bound (asked for 0)
         await press(pilot, "l")
         screen = app.screen
         assert isinstance(screen, LogScreen) and screen.forward_id == fid
@@ -451,8 +452,8 @@ async def test_help_and_command_palette(harness: Harness) -> None:
     app = harness.app()
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
-        port = free_port()
-        await add_active(app, pilot, echo_spec(port))
+        fid = await add_active(app, pilot, echo_spec())
+        port = app.engine.get(fid).local_port  # what it bound (asked for 0)
         await press(pilot, "question_mark")
         assert isinstance(app.screen, HelpScreen)
         help_text = collapsed(screen_text(app))
@@ -543,12 +544,12 @@ async def test_quit_with_20_active_forwards_saves_then_closes_everything(
 
 async def test_session_restored_running_stopped_and_missing(harness: Harness) -> None:
     app = harness.app()
-    port = free_port()
+    port = reserved_port()
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
         running = await add_active(app, pilot, echo_spec(port))
-        stopped = await app.engine.add(echo_spec(free_port(), target="svc/web"), start=False)
-        gone = await add_active(app, pilot, echo_spec(free_port(), target="svc/api", remote=443))
+        stopped = await app.engine.add(echo_spec(target="svc/web"), start=False)
+        gone = await add_active(app, pilot, echo_spec(target="svc/api", remote=443))
         await press(pilot, "q")
         await wait_until(pilot, lambda: app.return_code == 0, what="exit")
     # The service of the third one disappears while portfwd is not running.
@@ -571,7 +572,7 @@ async def test_no_restore_keeps_saved_forwards_stopped(harness: Harness) -> None
     app = harness.app()
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
-        fid = await add_active(app, pilot, echo_spec(free_port()))
+        fid = await add_active(app, pilot, echo_spec())
         await press(pilot, "q")
         await wait_until(pilot, lambda: app.return_code == 0, what="exit")
     app2 = harness.app(restore=False)
@@ -599,7 +600,7 @@ async def test_a_skipped_forward_the_user_starts_and_stops_is_saved_stopped(
     app = harness.app()
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
-        fid = await add_active(app, pilot, echo_spec(free_port()))
+        fid = await add_active(app, pilot, echo_spec())
         await press(pilot, "q")
         await wait_until(pilot, lambda: app.return_code == 0, what="exit")
     app2 = harness.app(restore=False)
@@ -622,7 +623,7 @@ async def test_corrupt_state_file_is_moved_aside_with_a_warning(harness: Harness
         assert any("is unusable (not valid YAML); moved it to" in m for m in app.toasts)
         backups = list(harness.state_path.parent.glob("state.yaml.bak-*"))
         assert len(backups) == 1 and backups[0].read_text() == "version: 1\nforwards: {oops\n"
-        await add_active(app, pilot, echo_spec(free_port()))
+        await add_active(app, pilot, echo_spec())
         await wait_until(pilot, lambda: harness.state_path.exists(), what="new state saved")
 
 
@@ -636,7 +637,7 @@ async def test_state_saved_on_every_change(harness: Harness) -> None:
 
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
-        fid = await add_active(app, pilot, echo_spec(free_port()))
+        fid = await add_active(app, pilot, echo_spec())
         await wait_until(pilot, lambda: [f["running"] for f in saved()] == [True], what="saved")
         await press(pilot, "space")
         await wait_until(pilot, lambda: [f["running"] for f in saved()] == [False], what="stop")
@@ -654,7 +655,7 @@ async def test_several_ports_marked_with_tab_become_several_forwards(harness: Ha
         assert options(app)[0].startswith("[x]") and options(app)[1].startswith("[x]")
         await press(pilot, "enter")
         assert screen.step == "local" and [p.port for p in screen.ports] == [443, 9090]
-        first, second = free_port(), free_port()
+        first, second = reserved_port(), reserved_port()
         screen.query_one("#local-443", Input).value = str(first)
         screen.query_one("#local-9090", Input).value = str(second)
         await settle(pilot)
@@ -679,7 +680,7 @@ async def test_ctrl_c_quits_even_from_the_picker_and_saves(harness: Harness) -> 
     app = harness.app()
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
-        port = free_port()
+        port = reserved_port()
         await add_active(app, pilot, echo_spec(port))
         await press(pilot, "n")
         assert isinstance(app.screen, NewForwardScreen)
@@ -705,12 +706,12 @@ async def test_edit_to_a_non_loopback_address_warns(harness: Harness) -> None:
     app = harness.app()
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
-        port = free_port()
-        await add_active(app, pilot, echo_spec(port))
+        fid = await add_active(app, pilot, echo_spec())
+        port = app.engine.get(fid).local_port  # what it bound (asked for 0)
         await press(pilot, "e")
         screen = app.screen
         assert isinstance(screen, EditScreen)
-        screen.query_one("#edit-port", Input).value = str(free_port())
+        screen.query_one("#edit-port", Input).value = str(reserved_port())
         screen.query_one("#edit-address", Input).value = "127.0.0.1,0.0.0.0"
         await settle(pilot)
         check = str(screen.query_one("#edit-port-check", Static).render())
@@ -760,7 +761,7 @@ async def test_a_session_that_cannot_be_saved_is_reported(
     app = harness.app()
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
-        fid = await add_active(app, pilot, echo_spec(free_port()))
+        fid = await add_active(app, pilot, echo_spec())
         expected = (
             f"cannot save the session to {harness.state_path}: No space left on device; "
             "fix it (space, permissions) and changes are saved again"
@@ -777,8 +778,8 @@ async def test_error_channel_text_reaches_the_log_view(harness: Harness) -> None
     app = harness.app()
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
-        port = free_port()
-        fid = await add_active(app, pilot, echo_spec(port, target="pod/toolbox", remote=7000))
+        fid = await add_active(app, pilot, echo_spec(target="pod/toolbox", remote=7000))
+        port = app.engine.get(fid).local_port  # what it bound (asked for 0)
         await harness.sandbox.set_backend_refusing("demo", "toolbox", 7000, True)
         await press(pilot, "l")
         screen = app.screen
@@ -805,7 +806,7 @@ async def test_start_refuses_a_local_port_typed_after_its_last_check(harness: Ha
         screen = await open_picker_to_ports(pilot, "echo")
         await press(pilot, "enter")
         box = screen.query_one("#local-80", Input)
-        box.value = str(free_port())
+        box.value = str(reserved_port())
         await settle(pilot)
         assert not screen.query_one("#start", Button).disabled
         box.value += "x"  # enter arrives before this key's check has run
@@ -822,8 +823,8 @@ async def test_picker_calls_out_a_non_loopback_address_once(harness: Harness) ->
         await settle(pilot)
         screen = await open_picker_to_ports(pilot, "api")
         await press(pilot, "tab", "tab", "enter")  # both ports: two check lines
-        screen.query_one("#local-443", Input).value = str(free_port())
-        screen.query_one("#local-9090", Input).value = str(free_port())
+        screen.query_one("#local-443", Input).value = str(reserved_port())
+        screen.query_one("#local-9090", Input).value = str(reserved_port())
         screen.query_one("#local-address", Input).value = "127.0.0.1,0.0.0.0"
         await settle(pilot)
         shown = [str(w.render()) for w in screen.query("#local-step Static")]

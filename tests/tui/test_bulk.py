@@ -8,7 +8,8 @@ import pytest
 from portfwd.engine.model import ForwardState
 from portfwd.tui.screens.bulk import BulkScreen
 from portfwd.tui.screens.dashboard import DashboardScreen
-from tests.tui.conftest import Harness, free_port
+from tests.support.ports import reserved_port
+from tests.tui.conftest import Harness
 from tests.tui.helpers import settle, wait_until
 from tests.tui.test_app import SIZE, connect_echo, echo_spec, press
 
@@ -19,7 +20,7 @@ async def test_mark_several_then_start_and_stop_them(harness: Harness) -> None:
     app = harness.app()
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
-        one, two, three = free_port(), free_port(), free_port()
+        one, two, three = reserved_port(), reserved_port(), reserved_port()
         ids = [await app.engine.add(echo_spec(p), start=False) for p in (one, two, three)]
         await press(pilot, "m")
         screen = app.screen

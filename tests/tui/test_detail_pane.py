@@ -13,7 +13,7 @@ import pytest
 from textual.pilot import Pilot
 
 from portfwd.engine.model import ForwardSpec, ForwardState
-from tests.tui.conftest import Harness, free_port
+from tests.tui.conftest import Harness
 from tests.tui.helpers import collapsed, screen_text, settle, wait_until
 
 pytestmark = pytest.mark.timeout(90)
@@ -27,10 +27,10 @@ async def test_details_show_pod_node_connections_history_and_log(harness: Harnes
     app = harness.app()
     async with app.run_test(size=(120, 50)) as pilot:
         await settle(pilot)
-        port = free_port()
-        spec = ForwardSpec("svc/echo", 80, local_port=port, namespace="demo", context="sandbox")
+        spec = ForwardSpec("svc/echo", 80, namespace="demo", context="sandbox")
         fid = await app.engine.add(spec, start=True)
         await wait_until(pilot, lambda: app.engine.get(fid).state is ForwardState.ACTIVE)
+        port = app.engine.get(fid).local_port  # what it bound (asked for 0)
         await settle(pilot)
         app.dashboard.select(fid)
         pod = app.engine.get(fid).pod

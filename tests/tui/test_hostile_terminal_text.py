@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -28,6 +27,8 @@ from portfwd.sandbox.cluster import SandboxCluster
 from portfwd.tui.app import PortfwdApp
 from tests.hostile import CLEAR, OSC52, forbidding_api, hostile_topology, raw_found
 from tests.ptyrun import PtyProcess
+from tests.support.cli import PORTFWD
+from tests.support.ports import reserved_port
 from tests.tui.fakes import FakeCatalog, FakeConnection, FakeLive, FakeManager, mixed_snapshots
 from tests.tui.helpers import collapsed, screen_text, settle, wait_until
 
@@ -38,15 +39,9 @@ MARKUP_NAMESPACE = "[link=https://evil.example]ns\x1b[2JZZ"
 HEADER_CONTEXT = f"[b]hdr{OSC52}"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _dashboard(tmp_path: Path, *args: str) -> PtyProcess:
     env = {"HOME": str(tmp_path / "home"), "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
-    return PtyProcess([sys.executable, "-m", "portfwd", *args], env=env, cols=320, rows=60)
+    return PtyProcess([*PORTFWD, *args], env=env, cols=320, rows=60)
 
 
 def _state(tmp_path: Path, forwards: list[dict[str, object]]) -> Path:
@@ -61,7 +56,7 @@ def _state(tmp_path: Path, forwards: list[dict[str, object]]) -> Path:
 async def test_hostile_text_from_every_source_is_shown_escaped(tmp_path: Path) -> None:
     cluster = SandboxCluster(hostile_topology())
     await asyncio.wait_for(cluster.start(), 30)
-    port = _free_port()
+    port = reserved_port()
     try:
         async with forbidding_api(tmp_path) as hostile_kc:
             state = _state(

@@ -19,7 +19,8 @@ from portfwd.sandbox.fleet import SandboxFleet
 from portfwd.store.profiles import load_profiles
 from portfwd.tui.screens.dashboard import DashboardScreen
 from portfwd.tui.screens.profiles import NamePrompt, ProfilesScreen
-from tests.tui.conftest import Harness, RecordingApp, free_port
+from tests.support.ports import reserved_port
+from tests.tui.conftest import Harness, RecordingApp
 from tests.tui.helpers import settle, wait_until
 from tests.tui.test_app import SIZE, connect_echo, echo_spec, press, type_text
 
@@ -87,7 +88,7 @@ async def open_view(pilot: Pilot[Any]) -> ProfilesScreen:
 
 
 async def test_start_a_group_then_the_profile_then_stop(harness: Harness, config: Path) -> None:
-    echo_port, web_port = free_port(), free_port()
+    echo_port, web_port = reserved_port(), reserved_port()
     write_profiles(config, echo_port, web_port)
     app = harness.app()
     async with app.run_test(size=SIZE) as pilot:
@@ -135,7 +136,7 @@ async def test_start_a_group_then_the_profile_then_stop(harness: Harness, config
 
 
 async def test_y_copies_the_groups_kubectl_commands(harness: Harness, config: Path) -> None:
-    echo_port, web_port = free_port(), free_port()
+    echo_port, web_port = reserved_port(), reserved_port()
     write_profiles(config, echo_port, web_port)
     app = harness.app()
     async with app.run_test(size=SIZE) as pilot:
@@ -216,11 +217,11 @@ async def test_y_on_the_dashboard_and_in_the_profiles_view_copy_one_command(
 async def test_save_the_dashboard_as_a_profile_keeps_comments(
     harness: Harness, config: Path
 ) -> None:
-    path = write_profiles(config, free_port(), free_port())
+    path = write_profiles(config, reserved_port(), reserved_port())
     app = harness.app()
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
-        port = free_port()
+        port = reserved_port()
         await app.engine.add(echo_spec(port), start=True)
         await wait_until(pilot, lambda: app.dashboard.table.row_count == 1)
         screen = await open_view(pilot)
@@ -258,11 +259,11 @@ async def test_save_the_dashboard_as_a_profile_keeps_comments(
 
 
 async def test_add_the_selected_forward_to_a_group(harness: Harness, config: Path) -> None:
-    path = write_profiles(config, free_port(), free_port())
+    path = write_profiles(config, reserved_port(), reserved_port())
     app = harness.app()
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
-        port = free_port()
+        port = reserved_port()
         await app.engine.add(echo_spec(port, target="svc/web"), start=True)
         await wait_until(pilot, lambda: app.dashboard.table.row_count == 1)
         screen = await open_view(pilot)
@@ -280,7 +281,7 @@ async def test_add_the_selected_forward_to_a_group(harness: Harness, config: Pat
 async def test_broken_file_shows_problems_and_the_good_profiles(
     harness: Harness, config: Path
 ) -> None:
-    path = write_profiles(config, free_port(), free_port())
+    path = write_profiles(config, reserved_port(), reserved_port())
     path.write_text(
         path.read_text()
         + """  broken:
@@ -306,7 +307,7 @@ async def test_unparsable_file_is_shown_not_overwritten(harness: Harness, config
     app = harness.app()
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
-        await app.engine.add(echo_spec(free_port()), start=False)
+        await app.engine.add(echo_spec(), start=False)
         screen = await open_view(pilot)
         assert "profiles.yaml:" in problems_text(screen)
         assert screen.counts() == {}
@@ -353,7 +354,7 @@ async def http_get(port: int, path: str) -> bytes:
 async def test_a_profile_of_two_clusters_starts_in_one_window(
     sandbox_pair: SandboxFleet, config: Path
 ) -> None:
-    a, b = free_port(), free_port()
+    a, b = reserved_port(), reserved_port()
     write_file(config / "profiles.yaml", TWO_CLUSTERS.format(a=a, b=b))
     manager = Manager(kubeconfig=str(sandbox_pair.kubeconfig_path))
     try:
@@ -388,11 +389,11 @@ async def test_the_dashboard_shows_each_forwards_profile_and_groups(
     a forward of no profile has none, and without a profile the column is not shown."""
     from tests.tui.test_app import row
 
-    echo_port, web_port = free_port(), free_port()
+    echo_port, web_port = reserved_port(), reserved_port()
     app = harness.app()
     async with app.run_test(size=(200, 40)) as pilot:
         await settle(pilot)
-        loose = await app.engine.add(echo_spec(free_port()), start=True)
+        loose = await app.engine.add(echo_spec(), start=True)
         await wait_until(pilot, lambda: loose in app.dashboard.table.snapshots, what="row")
         assert "group" not in row(app, loose), "no profiles: no Group column"
         write_profiles(config, echo_port, web_port)

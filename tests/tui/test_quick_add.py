@@ -16,7 +16,8 @@ from portfwd.engine.model import ForwardState
 from portfwd.errors import InputError
 from portfwd.tui.screens.dashboard import DashboardScreen
 from portfwd.tui.screens.quick_add import LineSuggester, QuickAddScreen, parse_line, with_defaults
-from tests.tui.conftest import Harness, free_port
+from tests.support.ports import reserved_port
+from tests.tui.conftest import Harness
 from tests.tui.fakes import FakeCatalog
 from tests.tui.helpers import settle, wait_until
 from tests.tui.test_app import SIZE, connect_echo, press
@@ -45,7 +46,7 @@ async def test_typed_line_starts_a_forward_with_the_dashboards_defaults(
     app = harness.app()
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
-        port = free_port()
+        port = reserved_port()
         await submit(pilot, f"svc/echo {port}:80")
         assert isinstance(app.screen, DashboardScreen)
         await wait_until(
@@ -68,11 +69,9 @@ async def test_pasted_kubectl_line_starts_a_forward(harness: Harness) -> None:
     app = harness.app(namespace="default")  # the line's -n wins over the dashboard's
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
-        port = free_port()
         await submit(
             pilot,
-            "kubectl --context sandbox port-forward svc/echo"
-            f" -n demo --address 127.0.0.1 {port}:80",
+            "kubectl --context sandbox port-forward svc/echo -n demo --address 127.0.0.1 :80",
         )
         await wait_until(
             pilot,
@@ -81,7 +80,7 @@ async def test_pasted_kubectl_line_starts_a_forward(harness: Harness) -> None:
         )
         (snap,) = app.engine.snapshot()
         assert (snap.spec.namespace, snap.spec.addresses) == ("demo", ("127.0.0.1",))
-        assert await connect_echo(port, b"pasted") == b"pasted"
+        assert await connect_echo(snap.local_port, b"pasted") == b"pasted"  # the one it bound
 
 
 @pytest.mark.parametrize(
@@ -141,7 +140,7 @@ async def test_rs_completes_and_forwards_as_in_forward(harness: Harness) -> None
         await pilot.press(*"rs/web")
         await wait_until(pilot, lambda: box._suggestion == f"rs/{name}", what="the rs name")
         await press(pilot, "right")
-        port = free_port()
+        port = reserved_port()
         await pilot.press(*f" {port}:8080")
         await settle(pilot)
         await press(pilot, "enter")

@@ -13,7 +13,8 @@ from textual.widgets import Input
 from portfwd.engine.model import ForwardSpec, ForwardState
 from portfwd.tui.screens.forward_dialog import ForwardDialog
 from portfwd.tui.screens.resources import ResourcesScreen
-from tests.tui.conftest import Harness, free_port
+from tests.support.ports import reserved_port
+from tests.tui.conftest import Harness
 from tests.tui.helpers import screen_lines, screen_text, settle, wait_until
 
 pytestmark = pytest.mark.timeout(90)
@@ -80,7 +81,7 @@ async def test_f_forwards_the_selected_resource_through_the_port_dialog(
         await settle(pilot)
         dialog = app.screen
         assert isinstance(dialog, ForwardDialog) and dialog.step == "local"  # one port only
-        port = free_port()
+        port = reserved_port()
         dialog.query_one("#local-80", Input).value = str(port)
         await wait_until(
             pilot, lambda: f"✓ localhost:{port} is free" in screen_text(app), what="checked"
@@ -137,7 +138,6 @@ async def test_at_80_columns_ports_are_shown_not_traded_for_the_age(harness: Har
         spec = ForwardSpec(
             target="svc/echo",
             remote_port=80,
-            local_port=free_port(),
             namespace="demo",
             context="sandbox",
         )

@@ -12,7 +12,6 @@ import socket
 import subprocess
 import uuid
 from collections.abc import Iterator
-from dataclasses import replace
 from datetime import UTC
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ from portfwd.tui.app import PortfwdApp
 from portfwd.tui.run import describe_context
 from portfwd.tui.screens.logs import LogScreen
 from portfwd.tui.screens.picker import NewForwardScreen
-from tests.tui.conftest import Harness, RecordingApp, free_port
+from tests.tui.conftest import Harness, RecordingApp
 from tests.tui.fakes import NOW, FakeCatalog, FakeManager, mixed_snapshots
 from tests.tui.helpers import collapsed, screen_lines, screen_text, settle, wait_until
 
@@ -143,10 +142,10 @@ async def test_o_opens_https_for_a_port_named_https(harness: Harness) -> None:
     app = harness.app()
     async with app.run_test(size=(160, 30)) as pilot:
         await settle(pilot)
-        port = free_port()
-        spec = ForwardSpec("svc/api", 443, local_port=port, namespace="demo", context="sandbox")
+        spec = ForwardSpec("svc/api", 443, namespace="demo", context="sandbox")
         fid = await app.engine.add(spec, start=True)
         await wait_until(pilot, lambda: app.engine.get(fid).state is ACTIVE, what="up")
+        port = app.engine.get(fid).local_port  # what it bound (asked for 0)
         await settle(pilot)
         app.dashboard.select(fid)
         await press(pilot, "o")
@@ -352,10 +351,7 @@ async def test_no_restore_then_quit_keeps_what_the_user_skipped(harness: Harness
     app = harness.app()
     async with app.run_test(size=size) as pilot:
         await settle(pilot)
-        spec = replace(
-            ForwardSpec("svc/echo", 80, namespace="demo", context="sandbox"),
-            local_port=free_port(),
-        )
+        spec = ForwardSpec("svc/echo", 80, namespace="demo", context="sandbox")
         fid = await app.engine.add(spec, start=True)
         await wait_until(pilot, lambda: app.engine.get(fid).local_port != 0, what="bound")
         await press(pilot, "q")
@@ -388,7 +384,7 @@ async def test_after_no_restore_a_forward_the_user_stops_is_saved_stopped(
     app = harness.app()
     async with app.run_test(size=size) as pilot:
         await settle(pilot)
-        spec = ForwardSpec("svc/echo", 80, local_port=free_port(), namespace="demo")
+        spec = ForwardSpec("svc/echo", 80, namespace="demo")
         fid = await app.engine.add(spec, start=True)
         await wait_until(pilot, lambda: app.engine.get(fid).local_port != 0, what="bound")
         await press(pilot, "q")
