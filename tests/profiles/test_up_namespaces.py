@@ -14,8 +14,8 @@ from pathlib import Path
 from portfwd.sandbox.cluster import SandboxCluster
 from portfwd.store.profiles import load_profiles, load_text, profile_to_node
 from portfwd.store.profiles_model import ProfileNamespace
+from tests.support.cli import portfwd, private_env, write_private
 
-from .cliutil import portfwd, private_env, write_private
 from .test_profile_cli import SESSION
 from .test_up import LINE_RE, echo
 
