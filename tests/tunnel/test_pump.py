@@ -302,5 +302,6 @@ async def test_localhost_binds_both_families_on_one_port() -> None:
     try:
         ports = {p for _, p in listeners.bound}
         assert len(ports) == 1
+        assert {host for host, _ in listeners.bound} == {"127.0.0.1", "::1"}  # both families
     finally:
         await listeners.close()

@@ -44,6 +44,7 @@ class FakeCarrier:
         self.aborted = False
         self._writable = asyncio.Event()
         self._writable.set()
+        self.waiting = asyncio.Event()
         self._closed = asyncio.Event()
 
     def write(self, data: bytes) -> None:
@@ -63,6 +64,7 @@ class FakeCarrier:
         return self._writable.is_set()
 
     async def drained(self) -> None:
+        self.waiting.set()  # a writer waits for the connection to drain
         await self._writable.wait()
 
     def back_up(self, on: bool) -> None:
@@ -365,8 +367,9 @@ async def test_writers_wait_while_the_connection_is_backed_up(peer: Peer) -> Non
     pf = _pair(peer)
     peer.carrier.back_up(True)
     sending = asyncio.create_task(pf.send(b"y" * 1000))
-    await asyncio.sleep(0.05)
+    await asyncio.wait_for(peer.carrier.waiting.wait(), TIMEOUT)  # it waits...
     assert not sending.done()
+    assert not any(isinstance(f, DataPiece) and f.data for f in peer.frames())  # ...no data
     peer.carrier.back_up(False)
     await asyncio.wait_for(sending, TIMEOUT)
 
