@@ -248,3 +248,11 @@ async def test_real_shell_with_a_dead_cluster_is_quiet(shell: str, dead_kubeconf
     env = _env(dead_kubeconfig)
     assert await complete("portfwd forward svc/", env) == []
     assert set(await complete("portfwd --context ", env)) == {"dead", "dead-too"}
+
+
+async def test_ns_and_proxy_complete_namespaces_and_contexts(sandbox: SandboxCluster) -> None:
+    env = _env(sandbox.kubeconfig_path)
+    assert "demo" in await click_protocol("portfwd ns ", env)
+    assert set(await click_protocol("portfwd ns de", env)) == {"demo", "default"}
+    assert "sandbox" in await click_protocol("portfwd ns demo --context ", env)
+    assert "sandbox" in await click_protocol("portfwd proxy --context ", env)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from portfwd.cli import completion
 from portfwd.errors import InputError
 from portfwd.kube.targets import is_valid_name
 
@@ -29,14 +30,23 @@ def _fail(message: str) -> None:
 
 
 @click.command("ns")
-@click.argument("namespaces", nargs=-1, required=True)
+@click.argument(
+    "namespaces", nargs=-1, required=True, shell_complete=completion.complete_namespaces
+)
 @click.option(
     "--context",
     "contexts",
     multiple=True,
+    shell_complete=completion.complete_contexts,
     help="Kubeconfig context; repeat it for several clusters (default: the current one).",
 )
-@click.option("--kubeconfig", default=None, metavar="FILE", help="Kubeconfig file.")
+@click.option(
+    "--kubeconfig",
+    default=None,
+    metavar="FILE",
+    shell_complete=completion.complete_files,
+    help="Kubeconfig file.",
+)
 @click.option("-l", "--selector", default=None, help="Only Services with these labels.")
 @click.option("--exclude", multiple=True, metavar="NAME", help="Leave out this Service (repeat).")
 @click.option(
@@ -168,6 +178,7 @@ def listen_address(text: str) -> tuple[str, int]:
     "--context",
     "contexts",
     multiple=True,
+    shell_complete=completion.complete_contexts,
     help="Kubeconfig context to serve; repeat it for several clusters (the first is the one "
     "plain names mean; default: the current one).",
 )
