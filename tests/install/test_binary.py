@@ -160,7 +160,7 @@ async def test_daemon_from_the_binary(binary: Path, tmp_path: Path) -> None:
                     limit=60,
                 )
                 assert (code, err) == (0, ""), out
-                line = r"^web\tsvc/echo 127\.0\.0\.1:(\d+)->80\(9000\)\tactive$"
+                line = r"^web\tsvc/echo 127\.0\.0\.1:(\d+)->80→9000\tactive$"
                 match = re.search(line, out, re.M)
                 assert match is not None, out
                 payload = os.urandom(100_000)
