@@ -67,6 +67,10 @@ async def serve(upstream_host: str, upstream_port: int, rtt_ms: float) -> None:
             return
         try:
             await asyncio.gather(_pipe(reader, up_writer, delay), _pipe(up_reader, writer, delay))
+        except asyncio.CancelledError:
+            # Shutting down. Python 3.11's start_server asks a finished handler for its
+            # exception, which a cancelled task raises, printing a traceback: end normally.
+            pass
         finally:
             writer.close()
             up_writer.close()

@@ -27,6 +27,16 @@ from tests.tui.fakes import (
 )
 from tests.tui.helpers import settle
 
+
+@pytest.fixture(autouse=True)
+def _as_a_user(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The picker's hint says what it does below 1024 for whoever runs it: the snapshots
+    show what a user (not root) sees, whoever runs the suite."""
+    from portfwd.tui.screens import picker
+
+    monkeypatch.setattr(picker, "_LOW_PORT_RULE", " and above 1024 (below: +8000, 80 -> 8080)")
+
+
 SIZE = (150, 32)
 # The sizes the dashboard must read right at (issue 12): a laptop's tmux pane, a common
 # window, a wide screen.
