@@ -113,3 +113,10 @@ def test_any_server_is_refused_in_one_line_or_usable(tmp_path: Path, server: str
     assert url.scheme in ("http", "https")
     assert url.host
     assert url.port is not None and 1 <= url.port <= 65535
+
+
+def test_a_host_whose_idna_form_does_not_decode_is_one_line(tmp_path: Path) -> None:
+    kc = write(tmp_path / "kc", kubeconfig("HTTP://µ\u2024"))  # found by the test above
+    with pytest.raises(ConfigError) as caught:
+        load_connection(str(kc), environ=base_env(tmp_path / "home"))
+    assert "\n" not in str(caught.value)

@@ -565,7 +565,9 @@ def _server_problem(server: str) -> str:
             " characters)"
         )
     try:  # what aiohttp will make of it (host name encoding, characters RFC 3986 forbids)
-        URL(server).raw_host  # noqa: B018 (it raises when the host cannot be encoded)
+        url = URL(server)
+        url.raw_host  # noqa: B018 (it raises when the host cannot be encoded)
+        url.host  # noqa: B018 (...or decoded back: `µ․` encodes, its IDNA form does not decode)
     except (ValueError, UnicodeError) as exc:
         return printable(str(exc)) or "it is not a valid URL"
     return ""
