@@ -567,7 +567,7 @@ def _server_problem(server: str) -> str:
     try:  # what aiohttp will make of it (host name encoding, characters RFC 3986 forbids)
         url = URL(server)
         url.raw_host  # noqa: B018 (it raises when the host cannot be encoded)
-        url.host  # noqa: B018 (...or decoded back: `µ․` encodes, its IDNA form does not decode)
+        url.host  # noqa: B018 (...or decoded back: some hosts encode and do not decode back)
     except (ValueError, UnicodeError) as exc:
         return printable(str(exc)) or "it is not a valid URL"
     return ""
