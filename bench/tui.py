@@ -160,34 +160,21 @@ def listening(port: int) -> bool:
         return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
-def free_ports(count: int) -> list[int]:
-    """Distinct ports the kernel just gave out (all held at once, then released)."""
-    socks = []
-    try:
-        for _ in range(count):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [int(s.getsockname()[1]) for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
-def write_session(config: Path, ports: list[int]) -> None:
-    """A saved session: one running forward to svc/echo:80 per local port."""
+def write_session(config: Path, count: int) -> None:
+    """A saved session: `count` running forwards to svc/echo:80 on ports the kernel picks
+    (local port 0), so no other process can take a port between choosing and binding it."""
     forwards = [
         {
             "id": f"bench{i:03d}",
             "target": "svc/echo",
             "remote_port": 80,
-            "local_port": port,
+            "local_port": 0,
             "addresses": ["127.0.0.1"],
             "running": True,
             "namespace": "demo",
             "context": "sandbox",
         }
-        for i, port in enumerate(ports)
+        for i in range(count)
     ]
     (config / "state.yaml").write_text(yaml.safe_dump({"version": 1, "forwards": forwards}))
 
@@ -198,7 +185,7 @@ def active_ports(screen: str) -> set[int]:
         if ACTIVE in line and "svc/echo" in line:
             for word in line.split():
                 host, _, port = word.partition(":")
-                if host == "127.0.0.1" and port.isdigit():
+                if host == "127.0.0.1" and port.isdigit() and int(port) != 0:
                     found.add(int(port))
     return found
 
@@ -238,11 +225,12 @@ class App:
 
 
 @contextlib.asynccontextmanager
-async def tui(tmux: Tmux, args: list[str], ports: list[int] | None) -> AsyncIterator[App]:
-    """`portfwd ARGS` in a new tmux session with a fresh config dir (None: no state file)."""
+async def tui(tmux: Tmux, args: list[str], count: int | None) -> AsyncIterator[App]:
+    """`portfwd ARGS` in a new tmux session with a fresh config dir holding `count` saved
+    forwards (None: no state file)."""
     config = Path(tempfile.mkdtemp(prefix="portfwd-bench-tui-"))
-    if ports is not None:
-        write_session(config, ports)
+    if count is not None:
+        write_session(config, count)
     session = f"s{uuid.uuid4().hex[:8]}"
     command = " ".join(
         [
@@ -274,17 +262,18 @@ async def tui(tmux: Tmux, args: list[str], ports: list[int] | None) -> AsyncIter
         shutil.rmtree(config, ignore_errors=True)
 
 
-async def wait_active(app: App, ports: list[int]) -> float:
-    """Seconds from start until every port shows an active svc/echo row."""
-    wanted = set(ports)
-    await app.tmux.wait_for(
-        app.session, lambda s: wanted <= active_ports(s), f"{len(ports)} active forwards"
+async def wait_active(app: App, count: int) -> tuple[float, list[int]]:
+    """Seconds from start until `count` distinct ports show an active svc/echo row, and
+    those ports (each checked with an echo)."""
+    screen = await app.tmux.wait_for(
+        app.session, lambda s: len(active_ports(s)) >= count, f"{count} active forwards"
     )
     elapsed = time.perf_counter() - app.started
+    ports = sorted(active_ports(screen))
     bad = [p for p in ports if not await echo_ok(p)]
     if bad:
         raise RuntimeError(f"echo through ports {bad} failed")
-    return elapsed
+    return elapsed, ports
 
 
 async def quit_app(app: App, ports: list[int]) -> float:
@@ -313,12 +302,12 @@ class Headless:
 
 @contextlib.asynccontextmanager
 async def headless(kubeconfig: str, count: int) -> AsyncIterator[Headless]:
-    """`portfwd forward svc/echo P1:80 ... Pn:80` until every "Forwarding from" line."""
-    ports = free_ports(count)
+    """`portfwd forward svc/echo :80 ... :80` (ports the kernel picks) until every
+    "Forwarding from" line."""
     started = time.perf_counter()
-    argv = portfwd_argv(kubeconfig, *(f"{p}:80" for p in ports))
-    async with forwarder_process(argv, count, line_timeout=DEADLINE) as (proc, _bound):
-        yield Headless(proc, ports, time.perf_counter() - started)
+    argv = portfwd_argv(kubeconfig, *([":80"] * count))
+    async with forwarder_process(argv, count, line_timeout=DEADLINE) as (proc, bound):
+        yield Headless(proc, bound, time.perf_counter() - started)
 
 
 async def headless_quit(h: Headless) -> float:
@@ -373,12 +362,12 @@ async def demo_figures(
                 if w.startswith("127.0.0.1:") and ACTIVE in line
             ]
             quit3.append(await quit_app(app, seeded))
-        async with tui(tmux, ["demo"], []) as app:
+        async with tui(tmux, ["demo"], 0) as app:
             await tmux.wait_for(app.session, lambda s: "No forwards yet" in s, "empty dashboard")
             empty.append(time.perf_counter() - app.started)
-        ports = free_ports(20)
-        async with tui(tmux, ["demo"], ports) as app:
-            restore20.append(await wait_active(app, ports))
+        async with tui(tmux, ["demo"], 20) as app:
+            elapsed, ports = await wait_active(app, 20)
+            restore20.append(elapsed)
             if run == 0:
                 mem, cpu = await idle_figures(app.pid, idle)
                 resources.append(("portfwd demo, 20 active (+ sandbox inside)", mem, cpu))
@@ -402,10 +391,11 @@ async def dashboard_figures(
     resources: list[tuple[str, dict[str, int], float]] = []
     for run in range(runs):
         for count in (0, 5, 20):
-            ports = free_ports(count)
-            async with tui(tmux, args, ports) as app:
+            async with tui(tmux, args, count) as app:
+                ports: list[int] = []
                 if count:
-                    starts[count].append(await wait_active(app, ports))
+                    elapsed, ports = await wait_active(app, count)
+                    starts[count].append(elapsed)
                 else:
                     await tmux.wait_for(app.session, lambda s: "No forwards yet" in s, "empty")
                     starts[0].append(time.perf_counter() - app.started)
