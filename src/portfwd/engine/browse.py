@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from portfwd.engine.catalog import PortChoice, endpoint_counts
 from portfwd.engine.informers import Informer
+from portfwd.engine.ports import PortChoice, endpoint_counts
 from portfwd.kube import kinds
 from portfwd.kube.objects import ContainerPort, Pod, Service, Workload
 

@@ -15,16 +15,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from portfwd.engine.browse import LiveResources, ResourceWatch
+from portfwd.engine.ports import UDP_REASON as UDP_REASON
+from portfwd.engine.ports import PortChoice as PortChoice
+from portfwd.engine.ports import endpoint_counts as endpoint_counts
 from portfwd.errors import PortfwdError
 from portfwd.kube import kinds
 from portfwd.kube.errors import Forbidden, NotFound
 from portfwd.kube.objects import ContainerPort, EndpointSlice, Pod, Service, Workload
 
 if TYPE_CHECKING:
-    from portfwd.engine.browse import LiveResources
     from portfwd.kube.client import KubeClient
-
-UDP_REASON = "UDP cannot be port-forwarded (Kubernetes port-forward is TCP only)"
 
 
 class ListForbidden(PortfwdError):
@@ -46,18 +47,6 @@ class ResourceChoice:
     ready: str = ""  # ready counts: "1/1", "2/3 endpoints"
     healthy: bool = True
     detail: str = ""
-
-
-@dataclass(frozen=True)
-class PortChoice:
-    port: int  # the number to forward to (Service port for services, container port else)
-    name: str = ""
-    protocol: str = "TCP"
-    detail: str = ""  # e.g. "→ targetPort echo"
-
-    @property
-    def disabled_reason(self) -> str:
-        return UDP_REASON if self.protocol.upper() != "TCP" else ""
 
 
 class ClientSource(Protocol):
@@ -138,19 +127,6 @@ async def _slices(client: KubeClient, namespace: str) -> list[EndpointSlice] | N
         return await client.list_endpointslices(namespace)
     except (Forbidden, NotFound):
         return None
-
-
-def endpoint_counts(slices: Sequence[EndpointSlice]) -> dict[str, tuple[int, int]]:
-    """Service name -> (ready, all) endpoints, each pod (or address) counted once."""
-    seen: dict[str, tuple[set[str], set[str]]] = {}
-    for sl in slices:
-        ready, total = seen.setdefault(sl.service_name, (set(), set()))
-        for ep in sl.endpoints:
-            ident = ep.target_ref.name if ep.target_ref else ",".join(ep.addresses)
-            total.add(ident)
-            if ep.ready:
-                ready.add(ident)
-    return {name: (len(ready), len(total)) for name, (ready, total) in seen.items()}
 
 
 def _container_port_choices(ports: Sequence[ContainerPort]) -> list[PortChoice]:
@@ -250,6 +226,4 @@ class KubeCatalog:
         return found.node_name
 
     async def live_resources(self, context: str, namespace: str) -> LiveResources:
-        from portfwd.engine.browse import ResourceWatch
-
         return ResourceWatch(await self._client(context), namespace)

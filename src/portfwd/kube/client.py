@@ -211,7 +211,9 @@ class KubeClient(HttpCore):
         if retries is not None and retries < 1:
             raise ValueError(f"watch retries must be at least 1, got {retries}")
         limit = watch.WATCH_RETRIES if retries is None else retries
-        return watch.watch_events(self, resource, path, ns, label_selector, field_selector, limit)
+        return watch.watch_events(
+            self, self.list_raw, resource, path, ns, label_selector, field_selector, limit
+        )
 
     # --- port-forward --------------------------------------------------------------------
 

@@ -11,17 +11,15 @@ import asyncio
 import json
 import logging
 import ssl
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import aiohttp
 
 from portfwd.kube.backoff import Backoff
 from portfwd.kube.errors import ApiError, ClusterUnreachable, Expired, fold_lines
-
-if TYPE_CHECKING:
-    from portfwd.kube.client import KubeClient
+from portfwd.kube.http import HttpCore
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +31,19 @@ _WATCH_LINE_LIMIT = 16 * 1024 * 1024  # one watch event; a huge object is a few 
 _TRANSIENT = ("refused", "timeout", "lost", "dns")
 
 
+class ListRaw(Protocol):
+    """KubeClient.list_raw: passed in, so this module sits below the client that uses it."""
+
+    def __call__(
+        self,
+        resource: str,
+        ns: str | None,
+        *,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+    ) -> Awaitable[tuple[list[dict[str, Any]], str]]: ...
+
+
 @dataclass(frozen=True)
 class WatchEvent:
     """One watch event: ADDED, MODIFIED, DELETED, BOOKMARK, or the synthetic SYNCED."""
@@ -42,7 +53,8 @@ class WatchEvent:
 
 
 async def watch_events(
-    client: KubeClient,
+    client: HttpCore,
+    list_raw: ListRaw,
     resource: str,
     path: str,
     ns: str | None,
@@ -61,7 +73,7 @@ async def watch_events(
         if rv is None:
             if known:
                 log.debug("watch %s: resourceVersion expired, listing again", resource)
-            items, rv = await client.list_raw(
+            items, rv = await list_raw(
                 resource, ns, label_selector=label_selector, field_selector=field_selector
             )
             for event in _diff_relist(known, items):
@@ -145,7 +157,7 @@ async def watch_events(
 
 
 async def _watch_stream(
-    client: KubeClient, path: str, params: dict[str, str], ns: str | None, resource: str
+    client: HttpCore, path: str, params: dict[str, str], ns: str | None, resource: str
 ) -> AsyncGenerator[dict[str, Any], None]:
     """Yield decoded watch lines; raise _StreamDropped when the connection breaks."""
     session = client.http_session()

@@ -26,6 +26,8 @@ from typing import Any
 from portfwd.engine.model import ForwardSpec
 from portfwd.errors import InputError, PortfwdError
 from portfwd.kube.targets import parse_port_mapping, parse_target
+from portfwd.transfer.relay_words import _Skip as _Skip  # re-exported: the other importers catch it
+from portfwd.transfer.relay_words import check_relay_target, relay_port
 from portfwd.transfer.result import Imported, Names, Note, Skipped, generated_name
 from portfwd.transfer.scope import check_scope
 from portfwd.transfer.shellwords import Command, split_commands
@@ -152,12 +154,6 @@ _RELAY: dict[str, tuple[bool, str]] = {
     "--server.namespace": (True, "ignore"),
 }
 _HELP = frozenset({"-h", "--help"})
-
-
-class _Skip(Exception):
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 @dataclass
@@ -361,12 +357,8 @@ def specs_from_words(
     flags = {"kubectl": _KUBECTL, "portfwd": portfwd, "relay": _RELAY}[mode]
     parsed = _parse_args(args, mode, flags)
     if mode == "relay" and port_reader is None:
-        from portfwd.transfer.krelay import relay_port
-
         port_reader = relay_port
     if mode == "relay":
-        from portfwd.transfer.krelay import check_relay_target
-
         check_relay_target(parsed.positionals[0] if parsed.positionals else "")
     env = env or {}
     if env.get("KUBECTL_PORT_FORWARD_WEBSOCKETS", "").lower() == "false" and mode == "kubectl":
