@@ -88,7 +88,15 @@ async def _check(want: Want, port: int, cluster: str = "sandbox") -> None:
 
 
 async def _active(fwd: NamespaceForwarder, manager: Manager) -> list[Want]:
+    """The forwards that are active once every one has left `starting` (under load a forward
+    with Ready pods may still be starting when the Services are synced)."""
     await asyncio.wait_for(fwd.synced.wait(), 30)
+    await eventually(
+        lambda: all(
+            manager.get(fid).state is not ForwardState.STARTING for fid in fwd.forwards.values()
+        ),
+        limit=30,
+    )
     return [w for w, fid in fwd.forwards.items() if manager.get(fid).state is ForwardState.ACTIVE]
 
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 import click
 
 from portfwd.cli import completion
+from portfwd.cli.options import with_globals
 from portfwd.errors import InputError
 from portfwd.kube.targets import is_valid_name
 
@@ -20,6 +22,23 @@ HOSTS_FILE = Path("/etc/hosts")
 def _write(line: Callable[[str], None], lines: list[str]) -> None:
     for text in lines:
         line(text)
+
+
+def _kube_scope(
+    ctx: click.Context, contexts: tuple[str, ...], kubeconfig: str | None
+) -> tuple[list[str | None], str | None]:
+    """The contexts and kubeconfig after the global-option merge: `portfwd --context a ns demo`
+    serves context a, and one written before the command joins those written after it."""
+    try:
+        merged = with_globals(ctx, kubeconfig=kubeconfig, context=None)
+    except click.UsageError as exc:
+        exc.show()
+        sys.exit(2)
+    chosen: list[str | None] = list(contexts)
+    before = merged.get("context")
+    if before is not None and before not in chosen:
+        chosen.insert(0, before)
+    return chosen or [None], merged.get("kubeconfig")
 
 
 def _fail(message: str) -> None:
@@ -58,7 +77,9 @@ def _fail(message: str) -> None:
     metavar="PATH",
     help="Write the names into this hosts file instead of /etc/hosts (implies --hosts).",
 )
+@click.pass_context
 def ns_command(
+    ctx: click.Context,
     namespaces: tuple[str, ...],
     contexts: tuple[str, ...],
     kubeconfig: str | None,
@@ -79,29 +100,54 @@ def ns_command(
         if not is_valid_name(ns):
             _fail(f"namespace {ns!r} is not a valid name")
     path = Path(hosts_file) if hosts_file else (HOSTS_FILE if edit_hosts else None)
-    try:
-        code = _run_ns(
-            list(namespaces), list(contexts) or [None], kubeconfig, selector, list(exclude), path
+    scope, kubeconfig = _kube_scope(ctx, contexts, kubeconfig)
+    sys.exit(
+        _serve(
+            kubeconfig,
+            lambda session: _ns_main(
+                session, list(namespaces), scope, kubeconfig, selector, list(exclude), path
+            ),
         )
-    except InputError as exc:
-        _fail(str(exc))
-        return
-    sys.exit(code)
+    )
 
 
-def _run_ns(
-    namespaces: list[str],
-    contexts: list[str | None],
-    kubeconfig: str | None,
-    selector: str | None,
-    exclude: list[str],
-    hosts: Path | None,
-) -> int:
+class _Session:
+    """What `ns` and `proxy` both run on: one engine, stdout/stderr line writers, and the
+    event that SIGINT/SIGTERM set."""
+
+    def __init__(self, kubeconfig: str | None) -> None:
+        from portfwd.cli.console import LineWriter
+        from portfwd.engine.manager import Manager
+
+        self.stop = asyncio.Event()
+        self.out = LineWriter(sys.stdout, "stdout")
+        self.err = LineWriter(sys.stderr, "stderr")
+        self.manager = Manager(kubeconfig=kubeconfig)
+
+
+def _serve(kubeconfig: str | None, main: Callable[[_Session], Coroutine[Any, Any, None]]) -> int:
+    """Run `main` until a signal, then stop the engine (bounded); errors are one line."""
     from portfwd.errors import PortfwdError
     from portfwd.eventloop import run
 
+    async def serve() -> int:
+        from portfwd.eventloop import release_signals, stop_on_signals
+
+        session = _Session(kubeconfig)
+        handled = stop_on_signals(session.stop)
+        try:
+            await main(session)
+        finally:
+            release_signals(handled)
+            try:
+                await asyncio.wait_for(session.manager.shutdown(), 30)
+            finally:
+                session.out.close()
+                session.err.close()
+        return 0
+
     try:
-        return run(_ns_main(namespaces, contexts, kubeconfig, selector, exclude, hosts))
+        return run(serve())
     except PortfwdError as exc:
         _fail(str(exc))
     except KeyboardInterrupt:
@@ -110,16 +156,14 @@ def _run_ns(
 
 
 async def _ns_main(
+    session: _Session,
     namespaces: list[str],
     contexts: list[str | None],
     kubeconfig: str | None,
     selector: str | None,
     exclude: list[str],
     hosts: Path | None,
-) -> int:
-    from portfwd.cli.console import LineWriter
-    from portfwd.engine.manager import Manager
-    from portfwd.eventloop import release_signals, stop_on_signals
+) -> None:
     from portfwd.reach.hostsfile import HostsBlock
     from portfwd.reach.loopback import (
         AddressTable,
@@ -128,13 +172,8 @@ async def _ns_main(
     )
     from portfwd.reach.namespaces import NamespaceForwarder, Scope
 
-    stop = asyncio.Event()
-    handled = stop_on_signals(stop)
-    out = LineWriter(sys.stdout, "stdout")
-    err = LineWriter(sys.stderr, "stderr")
-    manager = Manager(kubeconfig=kubeconfig)
     forwarder = NamespaceForwarder(
-        manager,
+        session.manager,
         [Scope(ctx, ns) for ctx in contexts for ns in namespaces],
         kubeconfig=kubeconfig,
         selector=selector,
@@ -143,21 +182,14 @@ async def _ns_main(
         port_start=unprivileged_port_start(),
         many_addresses=many_loopback_addresses(),
         hosts=HostsBlock(hosts) if hosts is not None else None,
-        on_lines=lambda lines: _write(out.line, lines),
-        on_warning=err.line,
+        on_lines=lambda lines: _write(session.out.line, lines),
+        on_warning=session.err.line,
     )
     try:
         await forwarder.start()
-        await stop.wait()
+        await session.stop.wait()
     finally:
-        release_signals(handled)
-        try:
-            await asyncio.wait_for(forwarder.close(), 30)
-        finally:
-            await asyncio.wait_for(manager.shutdown(), 30)
-            out.close()
-            err.close()
-    return 0
+        await asyncio.wait_for(forwarder.close(), 30)
 
 
 DEFAULT_LISTEN = "127.0.0.1:1080"
@@ -247,7 +279,13 @@ def proxy_command(
             "reaches your clusters",
             err=True,
         )
-    sys.exit(_run_proxy(host, port, list(contexts) or [None], kubeconfig, pac, credentials))
+    scope, kubeconfig = _kube_scope(ctx, contexts, kubeconfig)
+    sys.exit(
+        _serve(
+            kubeconfig,
+            lambda session: _proxy_main(session, host, port, scope, kubeconfig, pac, credentials),
+        )
+    )
 
 
 @proxy_command.command("env")
@@ -274,47 +312,21 @@ def proxy_env(ctx: click.Context) -> None:
         click.echo(line)
 
 
-def _run_proxy(
-    host: str,
-    port: int,
-    contexts: list[str | None],
-    kubeconfig: str | None,
-    pac: bool,
-    credentials: tuple[str, str] | None,
-) -> int:
-    from portfwd.errors import PortfwdError
-    from portfwd.eventloop import run
-
-    try:
-        return run(_proxy_main(host, port, contexts, kubeconfig, pac, credentials))
-    except PortfwdError as exc:
-        _fail(str(exc))
-    except KeyboardInterrupt:
-        return 130
-    return 1
-
-
 async def _proxy_main(
+    session: _Session,
     host: str,
     port: int,
     contexts: list[str | None],
     kubeconfig: str | None,
     pac: bool,
     credentials: tuple[str, str] | None,
-) -> int:
-    from portfwd.cli.console import LineWriter
+) -> None:
     from portfwd.engine.dial import Dialer
-    from portfwd.engine.manager import Manager
-    from portfwd.eventloop import release_signals, stop_on_signals
     from portfwd.reach.names import context_label
     from portfwd.reach.proxy import ProxyServer
     from portfwd.tunnel.addresses import BindAddress, format_host_port
 
-    stop = asyncio.Event()
-    handled = stop_on_signals(stop)
-    out = LineWriter(sys.stdout, "stdout")
-    err = LineWriter(sys.stderr, "stderr")
-    manager = Manager(kubeconfig=kubeconfig)
+    manager, out, err = session.manager, session.out, session.err
     assert manager.informers is not None
     dialer = Dialer(manager.informers, manager.tunnels)
     server: ProxyServer | None = None
@@ -337,13 +349,8 @@ async def _proxy_main(
         out.line(f"no proxy settings: http://SVC.NS.localhost:{server.port}/")
         if pac:
             out.line(f"PAC file: http://{where}/proxy.pac")
-        await stop.wait()
+        await session.stop.wait()
     finally:
-        release_signals(handled)
         if server is not None:
             await server.close()
         dialer.close()
-        await asyncio.wait_for(manager.shutdown(), 30)
-        out.close()
-        err.close()
-    return 0
