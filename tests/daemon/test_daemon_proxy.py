@@ -18,6 +18,7 @@ from portfwd.engine.clients import ClientPool
 from portfwd.engine.manager import Manager
 from portfwd.reach.daemon_proxy import DaemonProxy
 from portfwd.sandbox.cluster import SandboxCluster
+from tests.support.curl import curl
 from tests.tui.conftest import RecordingApp
 from tests.tui.helpers import settle
 
@@ -25,22 +26,6 @@ from .conftest import Dirs, daemon_process
 from .test_cli import portfwd
 
 pytestmark = pytest.mark.timeout(120)
-
-
-async def curl(*args: str) -> tuple[int, str]:
-    proc = await asyncio.create_subprocess_exec(
-        "curl",
-        "-sS",
-        "-m",
-        "20",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},  # no proxy settings of ours
-    )
-    out, _ = await asyncio.wait_for(proc.communicate(), 30)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(errors="replace")
 
 
 async def test_the_daemon_serves_the_proxy_and_says_where(

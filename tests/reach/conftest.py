@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import struct
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ from portfwd.engine.manager import Manager
 from portfwd.reach.proxy import ProxyServer
 from portfwd.sandbox.fleet import SandboxFleet
 from portfwd.tunnel.addresses import BindAddress
+from tests.support.curl import curl as curl
 
 
 @dataclass
@@ -45,22 +45,6 @@ async def proxy(sandbox_pair: SandboxFleet) -> AsyncIterator[Proxy]:
     finally:
         dialer.close()
         await asyncio.wait_for(manager.shutdown(), 20)
-
-
-async def curl(*args: str) -> tuple[int, str]:
-    proc = await asyncio.create_subprocess_exec(
-        "curl",
-        "-sS",
-        "-m",
-        "20",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},  # no proxy settings of ours
-    )
-    out, _ = await asyncio.wait_for(proc.communicate(), 30)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(errors="replace")
 
 
 async def socks_open(
