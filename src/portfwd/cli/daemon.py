@@ -46,6 +46,7 @@ from portfwd.safetext import escape_controls
     metavar="CONTEXT",
     help="Context the proxy serves; repeat it for several (default: the current one).",
 )
+@options.metrics_option()
 @options.ping_option()
 @click.pass_context
 def daemon(
@@ -56,6 +57,7 @@ def daemon(
     proxy_listen: str | None,
     proxy_pac: bool,
     proxy_contexts: tuple[str, ...],
+    metrics: tuple[str, int] | None,
     ping_interval: float,
 ) -> None:
     """Run the per-user background engine that dashboards and `portfwd ls/add/...` attach to.
@@ -73,6 +75,7 @@ def daemon(
                 ("proxy_listen", "--proxy"),
                 ("proxy_pac", "--proxy-pac"),
                 ("proxy_contexts", "--proxy-context"),
+                ("metrics", "--metrics"),
             )
             if options.given(ctx, name)
         ]
@@ -106,6 +109,12 @@ def daemon(
         args += ["--proxy", where, *(["--proxy-pac"] if proxy_pac else [])]
         for name in proxy_contexts:
             args += ["--proxy-context", name]
+    if metrics is not None:
+        from portfwd.metrics.companion import DaemonMetrics
+
+        host, port = metrics
+        companions.append(DaemonMetrics(host, port))
+        args += ["--metrics", f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
     run(
         lambda: service.run_daemon(
             kubeconfig=opts["kubeconfig"],

@@ -60,6 +60,7 @@ from portfwd.kube.targets import parse_port_mapping
     help="Spread new connections over every Ready pod behind TARGET, as its Service would "
     "(least connections); a pod turning not Ready or terminating gets no new ones.",
 )
+@options.metrics_option()
 @options.ping_option()
 @options.protocol_option()
 @click.argument("target", shell_complete=completion.complete_targets)
@@ -74,6 +75,7 @@ def forward(
     no_reconnect: bool,
     pod_running_timeout: float | None,
     spread: bool,
+    metrics: tuple[str, int] | None,
     ping_interval: float,
     protocol: str,
     target: str,
@@ -105,6 +107,7 @@ def forward(
             reconnect=not no_reconnect,
             pod_running_timeout=pod_running_timeout,
             spread=spread,
+            metrics=metrics,
         )
     )
 
@@ -164,6 +167,7 @@ def run_forward(
     protocol: str = "auto",
     pod_running_timeout: float | None = None,
     spread: bool = False,
+    metrics: tuple[str, int] | None = None,
 ) -> int:
     specs = forward_specs(
         kubeconfig=kubeconfig,
@@ -185,5 +189,6 @@ def run_forward(
             ping_interval=ping_interval,
             named=False,
             all_or_nothing=True,
+            metrics=metrics,
         )
     )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from portfwd.cli.namespaces_here import namespaces_running
 from portfwd.cli.printer import Lines, print_events
@@ -22,6 +23,9 @@ from portfwd.engine.model import ForwardSnapshot, ForwardSpec
 from portfwd.errors import PortfwdError
 from portfwd.eventloop import release_signals, stop_on_signals
 from portfwd.store.profiles_model import ProfileNamespace
+
+if TYPE_CHECKING:
+    from portfwd.metrics.server import MetricsServer
 
 EVENTS_QUEUED = 10_000  # log lines the printer may fall behind by before it lags
 
@@ -34,9 +38,12 @@ async def run_here(
     named: bool,
     all_or_nothing: bool,
     namespaces: Sequence[ProfileNamespace] = (),
+    metrics: tuple[str, int] | None = None,
 ) -> int:
     """Run `specs` until Ctrl-C; `named`: `up`'s lines (else `forward`'s). `namespaces`: a
-    profile's whole namespaces, run beside the forwards as `portfwd ns` runs them."""
+    profile's whole namespaces, run beside the forwards as `portfwd ns` runs them. `metrics`:
+    serve the Prometheus endpoint there (one warning line when it cannot bind; the forwards
+    run regardless)."""
     stop = asyncio.Event()
     handled = stop_on_signals(stop)  # SIGINT, SIGTERM
     manager = Manager(kubeconfig=kubeconfig, ping_interval=ping_interval)
@@ -47,10 +54,13 @@ async def run_here(
     printer = asyncio.create_task(print_events(events, lines.route))
 
     spaces = namespaces_running(manager, namespaces, lines.out.line, lines.err.line)
+    endpoint = await _serve_metrics(manager, metrics, lines) if metrics is not None else None
     try:
         async with spaces:
             return await _run(manager, specs, lines, stop, named, all_or_nothing, bool(namespaces))
     finally:
+        if endpoint is not None:
+            await endpoint.close()
         await manager.shutdown()
         events.close()  # the printer ends after what is queued; it gets a second for that
         await asyncio.wait({printer}, timeout=1.0)
@@ -58,6 +68,21 @@ async def run_here(
         await asyncio.gather(printer, return_exceptions=True)  # our own cancellation propagates
         lines.close()
         release_signals(handled)
+
+
+async def _serve_metrics(
+    manager: Manager, where: tuple[str, int], lines: Lines
+) -> MetricsServer | None:
+    from portfwd.metrics.server import MetricsServer
+
+    server = MetricsServer(manager.snapshot, manager.open_connections, *where)
+    try:
+        await server.start()
+    except PortfwdError as exc:
+        lines.err.line(f"warning: {exc}")
+        return None
+    lines.err.line(f"metrics on {server.url}")
+    return server
 
 
 async def _run(

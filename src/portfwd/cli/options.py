@@ -118,6 +118,39 @@ def protocol_option(help_text: str | None = None) -> Callable[[F], F]:
     )
 
 
+def _metrics_value(
+    ctx: click.Context, param: click.Parameter, value: str | None
+) -> tuple[str, int] | None:
+    """--metrics ADDR:PORT -> (host, port); a malformed one is a usage error, an address that
+    is not loopback a warning (the counters name clusters, pods and traffic)."""
+    if value is None:
+        return None
+    from portfwd.metrics.server import is_loopback, metrics_address
+
+    try:
+        host, port = metrics_address(value)
+    except PortfwdError as exc:
+        raise click.BadParameter(str(exc)) from None
+    if not is_loopback(host):
+        click.echo(
+            f"warning: --metrics {value}: anyone who can reach it reads your forwards' "
+            "clusters, namespaces, pods and traffic",
+            err=True,
+        )
+    return host, port
+
+
+def metrics_option() -> Callable[[F], F]:
+    return click.option(
+        "--metrics",
+        default=None,
+        metavar="ADDR:PORT",
+        callback=_metrics_value,
+        help="Serve Prometheus metrics of these forwards at http://ADDR:PORT/metrics "
+        "(e.g. 127.0.0.1:9465).",
+    )
+
+
 # The group's options, as each command's parameter is named, and how a message shows them. An
 # option written before the command means what it means after it, for every command that
 # takes it; a command that does not take it refuses it (a silently ignored --kubeconfig or

@@ -29,6 +29,7 @@ COMMANDS = {
     "restart": "portfwd.cli.control:restart_command",
     "rm": "portfwd.cli.control:rm_command",
     "logs": "portfwd.cli.logs:logs_command",
+    "stats": "portfwd.cli.stats:stats_command",
     "daemon": "portfwd.cli.daemon:daemon",
     "doctor": "portfwd.cli.doctor:doctor",
     "sandbox": "portfwd.cli.sandbox:sandbox",

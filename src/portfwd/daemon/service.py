@@ -366,6 +366,10 @@ def daemon_status(
     proxy = status.get("proxy")
     if isinstance(proxy, dict):
         lines.append(f"  proxy:    {proxy_text(proxy)}")
+    metrics = status.get("metrics")
+    if isinstance(metrics, dict):
+        shown = metrics.get("url") or f"not served: {metrics.get('error')}"
+        lines.append(f"  metrics:  {shown}")
     for line in lines:
         echo(escape_controls(line))
     return True
