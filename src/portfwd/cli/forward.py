@@ -60,6 +60,12 @@ from portfwd.kube.targets import parse_port_mapping
     help="Spread new connections over every Ready pod behind TARGET, as its Service would "
     "(least connections); a pod turning not Ready or terminating gets no new ones.",
 )
+@click.option(
+    "--http-log",
+    is_flag=True,
+    help="Log each HTTP/1.x request through the forward (method, path, status, size, time) "
+    "on stderr; bytes pass unchanged, TLS is shown as TLS.",
+)
 @options.metrics_option()
 @options.ping_option()
 @options.protocol_option()
@@ -75,6 +81,7 @@ def forward(
     no_reconnect: bool,
     pod_running_timeout: float | None,
     spread: bool,
+    http_log: bool,
     metrics: tuple[str, int] | None,
     ping_interval: float,
     protocol: str,
@@ -107,6 +114,7 @@ def forward(
             reconnect=not no_reconnect,
             pod_running_timeout=pod_running_timeout,
             spread=spread,
+            http_log=http_log,
             metrics=metrics,
         )
     )
@@ -123,6 +131,7 @@ def forward_specs(
     reconnect: bool = True,
     protocol: str = "auto",
     spread: bool = False,
+    http_log: bool = False,
 ) -> list[ForwardSpec]:
     """One spec per port mapping; InputError (one line) for the first thing that is wrong."""
     if not ports:
@@ -144,6 +153,7 @@ def forward_specs(
                 reconnect=reconnect,
                 protocol=protocol,
                 spread=spread,
+                http_log=http_log,
             )
         )
     seen: set[int] = set()
@@ -167,6 +177,7 @@ def run_forward(
     protocol: str = "auto",
     pod_running_timeout: float | None = None,
     spread: bool = False,
+    http_log: bool = False,
     metrics: tuple[str, int] | None = None,
 ) -> int:
     specs = forward_specs(
@@ -179,6 +190,7 @@ def run_forward(
         reconnect=reconnect,
         protocol=protocol,
         spread=spread,
+        http_log=http_log,
     )
     if pod_running_timeout is not None:
         wait_for_ready_pod(specs[0], pod_running_timeout)

@@ -50,7 +50,7 @@ class Printer:
         kind = entry.kind
         if kind is LogKind.CONNECTION:
             self.out(escape_controls(entry.message))
-        elif kind is LogKind.RECOVERED:
+        elif kind is LogKind.RECOVERED or kind is LogKind.HTTP:  # HTTP: the request log
             self.err(escape_controls(entry.message))
         elif kind is LogKind.FAILED:
             return  # the reason, printed once by the command as its error line

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from portfwd.engine.health import describe
+from portfwd.engine.httplog import HttpExchange, HttpObserver, ObservedStream
 from portfwd.engine.model import ConnectionInfo, ForwardSpec, LogKind, LogLevel
 from portfwd.engine.routing import Router
 from portfwd.errors import PortfwdError
@@ -35,6 +36,7 @@ MAX_WAITING_CONNECTIONS = 256
 # A connection the kubelet refused before its pod answered waits this long for the forward to
 # move to another pod (the pod was deleted and the watch has not said so yet), then fails.
 MOVE_WAIT = 1.0
+MAX_HTTP_NOTES = 32  # distinct reasons the HTTP log stopped, said once each per forward
 
 
 class Owner(Protocol):
@@ -122,6 +124,7 @@ class Connections:
         self.bytes_out = 0
         self.waiting = 0  # connections waiting for a pod
         self.v4_half_close_said = False
+        self.http_notes: set[str] = set()  # why the HTTP log stopped, as said so far
 
     def __len__(self) -> int:
         return len(self.open)
@@ -211,6 +214,8 @@ class Connections:
                     route = healed
             assert stream is not None
             stream = ReplayStream(stream, self._reopener(conn, tunnel), self._mover(conn, tunnel))
+            if fwd.spec.http_log:
+                stream = ObservedStream(stream, self._http_observer(conn))
             await pump(
                 conn.local,
                 stream,
@@ -237,6 +242,21 @@ class Connections:
         finally:
             self.open.discard(conn)
             fwd.counters_changed()
+
+    def _http_observer(self, conn: Connection) -> HttpObserver:
+        """The request log of one connection: each exchange a line of the forward's log; why
+        it stopped (TLS, not HTTP, ...) said once per forward, not once per connection."""
+        fwd = self.forward
+
+        def exchange(done: HttpExchange) -> None:
+            fwd.add_log(LogLevel.INFO, f"{conn.local.peer} {done.line()}", LogKind.HTTP)
+
+        def stopped(why: str) -> None:
+            if why not in self.http_notes and len(self.http_notes) < MAX_HTTP_NOTES:
+                self.http_notes.add(why)
+                fwd.add_log(LogLevel.INFO, f"HTTP log: {why}", LogKind.HTTP)
+
+        return HttpObserver(exchange, stopped)
 
     def _reopener(self, conn: Connection, tunnel: PodTunnel) -> Reopen:
         """How a connection whose tunnel died before the pod answered gets a new stream: on

@@ -12,6 +12,8 @@ the peer sends. Bodies are counted, never kept; headers are not reported at all.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from collections import deque
 from collections.abc import Callable
@@ -20,6 +22,9 @@ from dataclasses import dataclass
 import h11
 
 from portfwd.safetext import escape_controls
+from portfwd.tunnel.protocol import TunnelStream
+
+log = logging.getLogger(__name__)
 
 MAX_HEAD = 64 * 1024  # request or response line plus headers
 MAX_BUFFERED = 1024 * 1024  # bytes read ahead while a pipelined request waits its turn
@@ -91,10 +96,10 @@ class HttpObserver:
         if not self._seen_any:
             self._seen_any = True
             if len(data) >= 2 and (data[0], data[1]) == TLS_RECORD:
-                self._stop("TLS: encrypted traffic is not logged")
+                self.stop("TLS: encrypted traffic is not logged")
                 return
             if not 0x41 <= data[0] <= 0x5A:  # a method starts with a capital letter
-                self._stop("not HTTP")
+                self.stop("not HTTP")
                 return
         try:
             self._requests.receive_data(data)
@@ -104,16 +109,16 @@ class HttpObserver:
             self._malformed("request", exc)
             return
         if self._held > MAX_BUFFERED:
-            self._stop("more than 1 MiB of pipelined requests waiting: log stopped")
+            self.stop("more than 1 MiB of pipelined requests waiting: log stopped")
 
     def server_bytes(self, data: bytes) -> None:
         if self.stopped or not data:
             return
         if not self._seen_any:
-            self._stop("not HTTP: the server spoke first")
+            self.stop("not HTTP: the server spoke first")
             return
         if not self._pending:
-            self._stop("not HTTP: the server answered no request")
+            self.stop("not HTTP: the server answered no request")
             return
         try:
             self._responses.receive_data(data)
@@ -170,7 +175,7 @@ class HttpObserver:
                 return
             if isinstance(event, h11.InformationalResponse):
                 if event.status_code == 101:
-                    self._stop("upgraded (101 Switching Protocols): the rest is not HTTP")
+                    self.stop("upgraded (101 Switching Protocols): the rest is not HTTP")
                 continue
             if isinstance(event, h11.Response):
                 self._status = event.status_code
@@ -184,7 +189,7 @@ class HttpObserver:
 
     def _finish(self) -> None:
         if not self._pending:
-            self._stop("not HTTP: a response without a request")
+            self.stop("not HTTP: a response without a request")
             return
         done = self._pending.popleft()
         self.exchanges += 1
@@ -223,11 +228,59 @@ class HttpObserver:
 
     def _malformed(self, side: str, exc: h11.ProtocolError) -> None:
         if self.exchanges == 0 and side == "request":
-            self._stop("not HTTP")
+            self.stop("not HTTP")
         else:
-            self._stop(f"malformed HTTP {side} ({escape_controls(str(exc))}): log stopped")
+            self.stop(f"malformed HTTP {side} ({escape_controls(str(exc))}): log stopped")
 
-    def _stop(self, why: str) -> None:
+    def stop(self, why: str) -> None:
+        """Stop reading, and say why (once)."""
         if not self.stopped:
             self.stopped = True
             self._on_stop(why)
+
+
+class ObservedStream:
+    """A tunnel stream whose bytes an :class:`HttpObserver` also reads. The observer is fed
+    from a callback scheduled after each chunk was handed on (`call_soon`, in order), so
+    parsing never delays or touches the bytes; a failure of the observer stops only it."""
+
+    def __init__(self, inner: TunnelStream, observer: HttpObserver) -> None:
+        self._inner = inner
+        self._observer = observer
+        self._loop = asyncio.get_running_loop()
+        self.half_close = inner.half_close
+
+    def _feed(self, read: Callable[[bytes], None], data: bytes) -> None:
+        try:
+            read(data)
+        except Exception as exc:  # a bug in the log must not reach the connection
+            log.exception("HTTP log reader failed")
+            self._observer.stop(f"internal error of the HTTP log: {exc!r}")
+
+    async def send(self, data: bytes) -> None:
+        await self._inner.send(data)
+        if not self._observer.stopped:
+            self._loop.call_soon(self._feed, self._observer.client_bytes, data)
+
+    async def send_eof(self) -> None:
+        await self._inner.send_eof()
+
+    async def receive(self) -> bytes:
+        data = await self._inner.receive()
+        if data and not self._observer.stopped:
+            self._loop.call_soon(self._feed, self._observer.server_bytes, data)
+        return data
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+    def abort(self) -> None:
+        self._inner.abort()
+
+    @property
+    def server_closing(self) -> str | None:
+        return self._inner.server_closing
+
+    @property
+    def error(self) -> str | None:
+        return self._inner.error

@@ -64,6 +64,7 @@ class LogKind(enum.Enum):
     STOPPED = "stopped"
     SETTING = "setting"  # a setting of the forward changed (auto-reconnect on/off)
     PRESSURE = "pressure"  # out of file descriptors: accepting paused (and back)
+    HTTP = "http"  # the request log (--http-log): one request and its response, or why it stopped
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,7 @@ class ForwardSpec:
     # the name resolves to, known once the forward resolves (local_port is then 0).
     local_from_remote: bool = False
     spread: bool = False  # new connections over every Ready pod (a Service), not kubectl's one
+    http_log: bool = False  # log each HTTP/1.x request's method, path, status, size, duration
 
     def __post_init__(self) -> None:
         _PARSED[self] = check_spec(self)
@@ -160,6 +162,8 @@ def check_spec(spec: ForwardSpec) -> tuple[Target, tuple[BindAddress, ...]]:
             f"unknown protocol {_shown(spec.protocol)}: use one of "
             + ", ".join(PORTFORWARD_PROTOCOL_CHOICES)
         )
+    if not isinstance(spec.http_log, bool):
+        raise InputError(f"http_log {_shown(spec.http_log)} is not true or false")
     if not isinstance(spec.spread, bool):
         raise InputError(f"spread {_shown(spec.spread)} is not true or false")
     if spec.spread and parse_target(spec.target).kind == "pod":

@@ -45,6 +45,7 @@ SPEC_KEYS = (
     "protocol",
     "local_from_remote",
     "spread",
+    "http_log",
 )
 _OPTIONAL = ("name", "namespace", "context", "kubeconfig")
 
@@ -72,6 +73,8 @@ def spec_to_dict(spec: ForwardSpec) -> dict[str, Any]:
         data["local_from_remote"] = True
     if spec.spread:
         data["spread"] = True
+    if spec.http_log:
+        data["http_log"] = True
     return data
 
 
@@ -92,7 +95,7 @@ def spec_from_dict(data: Any, *, strict: bool = False) -> ForwardSpec:
     addresses = data.get("addresses", ["127.0.0.1"])
     if not isinstance(addresses, list | tuple):
         raise InputError("bad addresses (a list of IP addresses or localhost)")
-    for key in ("reconnect", "local_from_remote", "spread"):
+    for key in ("reconnect", "local_from_remote", "spread", "http_log"):
         if key in data and not isinstance(data[key], bool):  # `reconnect: 'no'` is not false
             raise InputError(f"bad {key} (true or false)")
     fields: dict[str, Any] = {
@@ -104,6 +107,7 @@ def spec_from_dict(data: Any, *, strict: bool = False) -> ForwardSpec:
         "protocol": data.get("protocol", "auto"),
         "local_from_remote": data.get("local_from_remote", False),
         "spread": data.get("spread", False),
+        "http_log": data.get("http_log", False),
     }
     for key in _OPTIONAL:
         fields[key] = data.get(key)

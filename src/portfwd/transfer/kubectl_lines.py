@@ -64,6 +64,7 @@ _COMMON: dict[str, tuple[bool, str]] = {
 _KUBECTL: dict[str, tuple[bool, str]] = {
     **_COMMON,
     "--pod-running-timeout": (True, "ignore"),
+    "--metrics": (True, "ignore"),
     "--request-timeout": (True, "ignore"),
     "--cache-dir": (True, "ignore"),
     "-v": (True, "ignore"),
@@ -107,6 +108,7 @@ _PORTFWD_MEANINGS = {
     "protocol": "protocol",
     "no_reconnect": "no-reconnect",
     "spread": "spread",
+    "http_log": "http-log",
 }
 
 
@@ -118,7 +120,9 @@ PORTFWD_FORWARD_FLAGS: dict[str, tuple[bool, str]] = {
     "--protocol": (True, "protocol"),
     "--no-reconnect": (False, "no-reconnect"),
     "--spread": (False, "spread"),
+    "--http-log": (False, "http-log"),
     "--pod-running-timeout": (True, "ignore"),
+    "--metrics": (True, "ignore"),
     "--ping-interval": (True, "ignore"),
     "--state": (True, "ignore"),
     "--no-restore": (False, "ignore"),
@@ -167,6 +171,7 @@ class _Parsed:
     protocol: str = "auto"
     reconnect: bool = True
     spread: bool = False
+    http_log: bool = False
     notes: list[str] = field(default_factory=list)
 
 
@@ -241,6 +246,9 @@ def _apply(parsed: _Parsed, name: str, what: str, value: str | None) -> None:
         return
     if what == "spread":
         parsed.spread = value is None or value.lower() not in ("false", "0")
+        return
+    if what == "http-log":
+        parsed.http_log = value is None or value.lower() not in ("false", "0")
         return
     assert value is not None
     if what == "namespace":
@@ -407,6 +415,7 @@ def specs_from_words(
                 reconnect=parsed.reconnect,
                 protocol=parsed.protocol,
                 spread=parsed.spread,
+                http_log=parsed.http_log,
                 name=None,
             )
         except InputError as exc:
