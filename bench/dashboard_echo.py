@@ -5,6 +5,9 @@ Each round starts, in turn (the order rotates per round):
 - `headless`: `portfwd forward svc/echo :80 ... :80` (N forwards);
 - `dashboard`: the dashboard of this tree (`portfwd --kubeconfig ...`) in a private tmux
   server (200x50 pane) with a saved session of N running forwards to svc/echo;
+- `dashboard+daemon` (with `--daemon`): the dashboard started with `--daemon`, so the
+  forwards run in a daemon process it starts (the other way to keep the screen off the
+  bytes); CPU is the daemon's and the dashboard's together;
 - `dashboard@before` (with `--before SRC`): the same dashboard, from another source tree
   (`PYTHONPATH=SRC`, e.g. `git archive main src | tar -x -C /tmp/before`).
 Once all N listeners of the portfwd process accept and echo, every forward carries one
@@ -14,7 +17,7 @@ delivered over all, and the CPU the portfwd process used meanwhile. The sandbox 
 another process; the load generator is this process (its share counts in every mode alike).
 
 Usage: .venv/bin/python bench/dashboard_echo.py [--forwards 50] [--seconds 20] [--rounds 2]
-                                                [--before /tmp/before/src]
+                                                [--before /tmp/before/src] [--daemon]
 Note: 2 shared cores; other work on the machine shows in every figure (hence interleaving).
 """
 
@@ -97,16 +100,18 @@ async def one_stream(port: int, until_t: float, rtts: list[float]) -> int:
     return done
 
 
-async def load(pid: int, ports: list[int], seconds: float) -> Figures:
+async def load(pid: int, ports: list[int], seconds: float, also: int | None = None) -> Figures:
+    """The echo load through `ports` (of process `pid`); CPU of `pid` (and `also`)."""
+    pids = [pid] if also is None else [pid, also]
     figures = Figures()
     per_port: list[list[float]] = [[] for _ in ports]
-    before = cpu_seconds(pid)
+    before = sum(cpu_seconds(p) for p in pids)
     started = time.perf_counter()
     end = started + seconds
     counts = await asyncio.gather(
         *(one_stream(p, end, rtts) for p, rtts in zip(ports, per_port, strict=True))
     )
-    figures.cpu = (cpu_seconds(pid) - before) / (time.perf_counter() - started)
+    figures.cpu = (sum(cpu_seconds(p) for p in pids) - before) / (time.perf_counter() - started)
     figures.echoes = sum(counts)
     figures.probe = per_port[0]
     figures.all_rtts = [r for rtts in per_port for r in rtts]
@@ -133,10 +138,15 @@ async def ready_ports(pid: int, count: int) -> list[int]:
 
 @contextlib.asynccontextmanager
 async def dashboard(
-    tmux: Tmux, kubeconfig: str, count: int, pythonpath: str | None
-) -> AsyncIterator[int]:
+    tmux: Tmux,
+    kubeconfig: str,
+    count: int,
+    pythonpath: str | None,
+    daemon: bool = False,
+    switch: str = "",
+) -> AsyncIterator[tuple[int, int | None]]:
     """The dashboard with `count` saved running forwards, in its own config and runtime dirs
-    (no daemon of anyone else's is attached to) -> its pid."""
+    (no daemon of anyone else's is attached to) -> (its pid, its daemon's pid or None)."""
     config = Path(tempfile.mkdtemp(prefix="portfwd-bench-echo-"))
     write_session(config, count)
     env = [
@@ -150,14 +160,34 @@ async def dashboard(
     ]
     if pythonpath:
         env.append(f"PYTHONPATH={shlex.quote(pythonpath)}")
+    if switch:
+        env.append(f"PORTFWD_SWITCH_INTERVAL={switch}")
+    flags = ["--daemon"] if daemon else []
     command = " ".join(
-        [*env, shlex.quote(sys.executable), "-m", "portfwd", "--kubeconfig", kubeconfig]
+        [*env, shlex.quote(sys.executable), "-m", "portfwd", *flags, "--kubeconfig", kubeconfig]
     )
     session = f"e{uuid.uuid4().hex[:8]}"
     pid = await tmux.start(session, command)
+    lock = config / "run" / "daemon.lock"
     try:
-        yield pid
+        daemon_pid = None
+        if daemon:
+            await until(lambda: lock.exists() and lock.read_text().strip().isdigit(), 60, "daemon")
+            daemon_pid = int(lock.read_text().strip())
+        yield pid, daemon_pid
     finally:
+        if daemon:
+            stop = await asyncio.create_subprocess_exec(
+                *(sys.executable, "-m", "portfwd", "daemon", "stop"),
+                env={
+                    **os.environ,
+                    "PORTFWD_CONFIG_DIR": str(config),
+                    "PORTFWD_RUNTIME_DIR": str(config / "run"),
+                },
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.DEVNULL,
+            )
+            await asyncio.wait_for(stop.wait(), 60)
         await tmux.keys(session, "q")
         with contextlib.suppress(RuntimeError):
             await until(lambda: not alive(pid), 30, "the dashboard to quit")
@@ -176,8 +206,12 @@ async def run_mode(
         async with forwarder_process(argv, count, line_timeout=READY_LIMIT) as (proc, _):
             return await load(proc.pid, await ready_ports(proc.pid, count), seconds)
     pythonpath = before if mode.endswith("@before") else None
-    async with dashboard(tmux, kubeconfig, count, pythonpath) as pid:
-        return await load(pid, await ready_ports(pid, count), seconds)
+    switch = mode.partition("@si=")[2]
+    daemon = mode.endswith("+daemon")
+    async with dashboard(tmux, kubeconfig, count, pythonpath, daemon, switch) as pids:
+        app, daemon = pids
+        engine = daemon if daemon is not None else app
+        return await load(engine, await ready_ports(engine, count), seconds, also=daemon and app)
 
 
 def ms(values: list[float], q: float) -> float:
@@ -193,10 +227,18 @@ async def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0, help="load per mode and round")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--before", help="a source tree (its src/) to compare the dashboard with")
+    parser.add_argument("--daemon", action="store_true", help="also the dashboard on a daemon")
+    parser.add_argument(
+        "--switch", help="also the dashboard with this GIL switch interval (s), e.g. 0.001"
+    )
     args = parser.parse_args()
     if shutil.which("tmux") is None:
         sys.exit("tmux is not on PATH")
-    modes = ["headless", "dashboard"] + (["dashboard@before"] if args.before else [])
+    modes = ["headless", "dashboard"]
+    modes += [f"dashboard@si={args.switch}"] if args.switch else []
+    modes += (["dashboard+daemon"] if args.daemon else []) + (
+        ["dashboard@before"] if args.before else []
+    )
     results: dict[str, list[Figures]] = {m: [] for m in modes}
     tmux = Tmux()
     print(
@@ -230,8 +272,10 @@ async def main() -> None:
     base = results["headless"]
     print("\nagainst headless, median over rounds (probe p99 ratio; echoes ratio)")
     for mode in modes[1:]:
-        p99 = [ms(f.probe, 0.99) / ms(b.probe, 0.99) for f, b in zip(results[mode], base)]
-        echoes = [f.echoes / b.echoes for f, b in zip(results[mode], base) if b.echoes]
+        p99 = [
+            ms(f.probe, 0.99) / ms(b.probe, 0.99) for f, b in zip(results[mode], base, strict=True)
+        ]
+        echoes = [f.echoes / b.echoes for f, b in zip(results[mode], base, strict=True) if b.echoes]
         print(
             f"  {mode:<18} p99 x{statistics.median(p99):.2f}  "
             f"echoes x{statistics.median(echoes):.3f}"

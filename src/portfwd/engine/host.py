@@ -27,6 +27,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import os
+import sys
 import threading
 from collections import deque
 from collections.abc import Callable, Coroutine
@@ -53,6 +55,7 @@ LOG_MIRROR = 1000  # lines kept per forward (the engine keeps as many)
 OUTBOX_LIMIT = 10_000  # events waiting for the front end before they become one resync
 READ_TIMEOUT = 2.0  # seconds a read that must ask the engine (open connections) waits
 START_TIMEOUT = 30.0
+SWITCH_INTERVAL_ENV = "PORTFWD_SWITCH_INTERVAL"  # seconds a thread holds the GIL (bench knob)
 
 
 class EngineThread:
@@ -190,6 +193,9 @@ class ThreadedEngine:
     ) -> ThreadedEngine:
         """Start a thread (or use `host`), build the Manager on its loop, and mirror it."""
         host = host or EngineThread()
+        switch = os.environ.get(SWITCH_INTERVAL_ENV, "").strip()
+        if switch:
+            sys.setswitchinterval(float(switch))
         await asyncio.to_thread(host.start)
 
         async def build() -> Manager:
