@@ -61,3 +61,10 @@ async def test_version_and_anything_else_take_their_usual_path() -> None:
     assert probe.strip().startswith("False")
     ran = await portfwd_async("--version", env=with_env(), limit=60)
     assert ran.code == 0 and ran.out.startswith("portfwd, version ")
+
+
+def test_the_quick_listing_asks_for_the_tables_snapshot_operation() -> None:
+    from portfwd.daemon import ops
+    from portfwd.daemon.sync_client import SNAPSHOT_OP
+
+    assert ops.SNAPSHOT_ALL.name == SNAPSHOT_OP

@@ -47,12 +47,10 @@ def _ls(output: str) -> bool:
     try:
         conn = SyncClient.connect(client="ls")
         try:
-            records = conn.request("snapshot")
+            records = conn.snapshot_records()
             warnings = list(conn.server.get("warnings") or [])
         finally:
             conn.close()
-        if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
-            return False
         text = render_tables(records, output)
     except (PortfwdError, OSError, ValueError, TypeError, KeyError):
         return False

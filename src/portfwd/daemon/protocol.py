@@ -21,8 +21,7 @@ from __future__ import annotations
 
 import functools
 import json
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 PROTOCOL_VERSION = 1
 HELLO = "hello"  # the handshake's op: not an operation of the table (ops.py)
@@ -59,8 +58,7 @@ class ProtocolError(Exception):
         self.kind = kind
 
 
-@dataclass(frozen=True)
-class Request:
+class Request(NamedTuple):
     id: int
     op: str
     args: dict[str, Any]

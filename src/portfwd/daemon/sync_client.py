@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 R = TypeVar("R")
 
 CONNECT_TIMEOUT = 5.0
+SNAPSHOT_OP = "snapshot"  # ops.SNAPSHOT_ALL's name, without the table (tests hold them equal)
 
 
 def pinned_kubeconfig(given: str | None, environ: Mapping[str, str] | None = None) -> str | None:
@@ -115,6 +116,15 @@ class SyncClient:
         from portfwd.daemon import ops
 
         return self.call(ops.SNAPSHOT_ALL)
+
+    def snapshot_records(self) -> list[dict[str, Any]]:
+        """The forwards as the daemon sent them (`engine/serial.py`'s plain data), for a
+        listing that need not import the engine's model (`portfwd ls`); ValueError for a
+        reply of another shape."""
+        records = self.request(SNAPSHOT_OP)
+        if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+            raise ValueError("the daemon's snapshot is not a list of records")
+        return records
 
     def get(self, forward_id: str) -> ForwardSnapshot:
         """The forward with this id; KeyError when there is none (as `EngineAPI.get`)."""
