@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
 
 TABLE_OUTPUTS = {"table", "wide"}
 
 
-def _ls_output(args: Sequence[str]) -> str | None:
+def _ls_output(args: list[str]) -> str | None:
     """The table output asked by `ls ARGS`, or None when this path does not take them."""
-    rest = list(args)
+    rest = args
     output = "table"
     if rest and rest[0] in ("-o", "--output") and len(rest) == 2:
         output = rest[1]
@@ -63,10 +62,10 @@ def _ls(output: str) -> bool:
     return True
 
 
-def answer(argv: Sequence[str]) -> bool:
+def answer(argv: list[str]) -> bool:
     """True when this path answered `argv` (the process may exit 0); else the caller runs
     the full command line."""
-    if list(argv) == ["--version"]:
+    if argv == ["--version"]:
         from portfwd import version
 
         print(f"portfwd, version {version()}")
