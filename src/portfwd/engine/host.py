@@ -304,7 +304,8 @@ class ThreadedEngine:
 
         def done(f: concurrent.futures.Future[list[ForwardSnapshot]]) -> None:
             if not f.cancelled() and f.exception() is None:
-                self._front.call_soon_threadsafe(self._outbox_reset, f.result())
+                with contextlib.suppress(RuntimeError):  # the front end's loop is closed
+                    self._front.call_soon_threadsafe(self._outbox_reset, f.result())
 
         future.add_done_callback(done)
 
