@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
-import functools
 import os
 import sys
-from typing import Any
 
 _UNKNOWN = "0+unknown"  # a source tree on sys.path without an install
 
 
-@functools.cache
+_found: str | None = None
+
+
 def version() -> str:
     """The version pyproject.toml gave the installed package (its metadata: one source).
 
     Read when asked, not at import: `portfwd ls` and the daemon's clients should not pay for
     importlib.metadata (and the email parser it imports) at every start. The installed
-    `portfwd-VERSION.dist-info` directory names it; importlib.metadata is the fallback."""
+    `portfwd-VERSION.dist-info` directory names it; importlib.metadata is the fallback.
+    (Neither functools nor typing is imported here: `portfwd --version` pays for each.)"""
+    global _found
+    if _found is None:
+        _found = _read_version()
+    return _found
+
+
+def _read_version() -> str:
     for entry in sys.path:
         try:
             names = os.listdir(entry or ".")
@@ -49,7 +57,7 @@ def _metadata_version(path: str) -> str | None:
     return None
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> str:
     """`portfwd.__version__`, computed on first use (PEP 562)."""
     if name == "__version__":
         return version()

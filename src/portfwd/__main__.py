@@ -1,4 +1,4 @@
-from portfwd.cli.root import main
+from portfwd.cli.quick import main
 
 if __name__ == "__main__":
     main()

@@ -22,10 +22,14 @@ log file never holds raw control characters either.
 
 from __future__ import annotations
 
-import logging
+import functools
 import unicodedata
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["EscapingFormatter", "escape_controls", "escape_lines"]
+if TYPE_CHECKING:
+    import logging
+
+__all__ = ["escape_controls", "escape_lines"]  # and EscapingFormatter, built on first use
 
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 # Unicode categories shown as escapes: controls, format characters (bidi overrides, zero-width
@@ -61,15 +65,30 @@ def escape_lines(text: str) -> str:
     return "\n".join(escape_controls(line) for line in text.split("\n"))
 
 
-class EscapingFormatter(logging.Formatter):
-    """A log line per record, whatever the message holds; tracebacks keep their lines."""
+@functools.cache
+def _escaping_formatter() -> type[logging.Formatter]:
+    """The formatter class, built on first use: `logging` is not imported by every command
+    that escapes text (`portfwd ls` starts faster without it)."""
+    import logging
 
-    def formatMessage(self, record: logging.LogRecord) -> str:
-        record.message = escape_controls(record.message)
-        return super().formatMessage(record)
+    class EscapingFormatter(logging.Formatter):
+        """A log line per record, whatever the message holds; tracebacks keep their lines."""
 
-    def formatException(self, ei: logging._SysExcInfoType) -> str:
-        return escape_lines(super().formatException(ei))
+        def formatMessage(self, record: logging.LogRecord) -> str:
+            record.message = escape_controls(record.message)
+            return super().formatMessage(record)
 
-    def formatStack(self, stack_info: str) -> str:
-        return escape_lines(super().formatStack(stack_info))
+        def formatException(self, ei: logging._SysExcInfoType) -> str:
+            return escape_lines(super().formatException(ei))
+
+        def formatStack(self, stack_info: str) -> str:
+            return escape_lines(super().formatStack(stack_info))
+
+    return EscapingFormatter
+
+
+def __getattr__(name: str) -> Any:
+    """`EscapingFormatter`, a `logging.Formatter` that escapes every line (PEP 562)."""
+    if name == "EscapingFormatter":
+        return _escaping_formatter()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

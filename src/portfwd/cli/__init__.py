@@ -6,5 +6,5 @@ clients, the store.
 
 
 The package imports nothing itself, so a command's module does not drag in the root group:
-the console script is `portfwd.cli.root:main`.
+the console script is `portfwd.cli.quick:main` (`--version` and `ls` answered before click).
 """

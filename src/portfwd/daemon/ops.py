@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from portfwd.daemon import protocol as proto
 from portfwd.engine.model import ConnectionInfo, ForwardSnapshot, LogEntry
 from portfwd.engine.serial import (
     connection_from_dict,
@@ -237,4 +238,4 @@ TABLE: dict[str, Op[Any]] = {
     )
 }
 
-HELLO = "hello"  # the handshake (protocol.py): not an operation of the table
+HELLO = proto.HELLO  # the handshake (protocol.py): not an operation of the table

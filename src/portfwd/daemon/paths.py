@@ -12,8 +12,8 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from portfwd.configdir import config_dir
 from portfwd.errors import PortfwdError
@@ -26,8 +26,10 @@ LOG_NAME = "daemon.log"
 MAX_SOCKET_PATH = 103  # sun_path holds 108 bytes on Linux, 104 on macOS, with a NUL
 
 
-@dataclass(frozen=True)
-class DaemonPaths:
+class DaemonPaths(NamedTuple):
+    """Where the daemon lives (a NamedTuple, not a dataclass: `portfwd ls` does not pay
+    for importing dataclasses)."""
+
     directory: Path
     socket: Path
     lock: Path

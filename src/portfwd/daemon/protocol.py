@@ -19,13 +19,12 @@ make the daemon guess. Engine errors (bad input, an unknown forward) are ordinar
 
 from __future__ import annotations
 
+import functools
 import json
-from dataclasses import dataclass
-from typing import Any
-
-from portfwd.daemon.ops import HELLO, TABLE
+from typing import Any, NamedTuple
 
 PROTOCOL_VERSION = 1
+HELLO = "hello"  # the handshake's op: not an operation of the table (ops.py)
 MAX_REQUEST_BYTES = 1 << 20  # one request line; a spec is a few hundred bytes
 MAX_REPLY_BYTES = 64 << 20  # one reply line the client accepts (logs of many forwards)
 MAX_CLIENTS = 64  # connections at once; one more is told so and closed
@@ -40,7 +39,15 @@ NOT_FOUND = "not-found"  # no forward with that id or name
 FAILED = "failed"  # a portfwd error while doing it (e.g. the session could not be saved)
 INTERNAL = "internal"  # a bug in the daemon (its log has the traceback)
 
-OPS = frozenset({HELLO, *TABLE})  # the handshake, then the operation table (ops.py)
+
+@functools.cache
+def known_ops() -> frozenset[str]:
+    """The handshake, then the operation table (ops.py). Looked up when a request is parsed
+    (the daemon's side): a client that only sends requests does not import the table, and
+    with it the engine's model (`portfwd ls` starts faster)."""
+    from portfwd.daemon.ops import TABLE
+
+    return frozenset({HELLO, *TABLE})
 
 
 class ProtocolError(Exception):
@@ -51,8 +58,7 @@ class ProtocolError(Exception):
         self.kind = kind
 
 
-@dataclass(frozen=True)
-class Request:
+class Request(NamedTuple):
     id: int
     op: str
     args: dict[str, Any]
@@ -83,7 +89,7 @@ def parse_request(line: bytes) -> Request:
     if not isinstance(rid, int) or isinstance(rid, bool) or not 0 <= rid < 2**53:
         raise ProtocolError('a request needs an "id": a non-negative integer')
     op = data.get("op")
-    if not isinstance(op, str) or op not in OPS:
+    if not isinstance(op, str) or op not in known_ops():
         shown = op if isinstance(op, str) and len(op) <= 40 else type(op).__name__
         raise ProtocolError(f"unknown operation {shown!r}")
     args = data.get("args", {})
@@ -112,3 +118,10 @@ def version_mismatch(theirs: Any, side: str) -> str:
         f"{PROTOCOL_VERSION}: stop it with the portfwd that started it, then start it again "
         "with this one"
     )
+
+
+def __getattr__(name: str) -> Any:
+    """`OPS`: `known_ops()`, for the callers that read it as a constant (PEP 562)."""
+    if name == "OPS":
+        return known_ops()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

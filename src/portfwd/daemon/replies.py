@@ -8,7 +8,6 @@ from typing import Any
 
 from portfwd import version
 from portfwd.daemon import protocol as proto
-from portfwd.daemon.ops import HELLO
 from portfwd.daemon.paths import DaemonPaths
 from portfwd.errors import InputError, PortfwdError
 from portfwd.safetext import escape_controls
@@ -57,7 +56,7 @@ def hello(client: str) -> bytes:
         "version": proto.PROTOCOL_VERSION,
         "client": f"portfwd {version()} {client} (pid {os.getpid()})",
     }
-    return proto.encode({"id": 0, "op": HELLO, "args": args})
+    return proto.encode({"id": 0, "op": proto.HELLO, "args": args})
 
 
 def welcome(data: dict[str, Any]) -> dict[str, Any]:

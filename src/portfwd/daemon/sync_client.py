@@ -15,18 +15,19 @@ import socket
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from portfwd.daemon import ops
 from portfwd.daemon import protocol as proto
 from portfwd.daemon.paths import DaemonPaths, daemon_paths
 from portfwd.daemon.replies import DaemonGone, hello, result, unreachable, welcome
 from portfwd.daemon.trust import check_daemon
 
 if TYPE_CHECKING:
+    from portfwd.daemon import ops
     from portfwd.engine.model import ConnectionInfo, ForwardSnapshot, ForwardSpec, LogEntry
 
 R = TypeVar("R")
 
 CONNECT_TIMEOUT = 5.0
+SNAPSHOT_OP = "snapshot"  # ops.SNAPSHOT_ALL's name, without the table (tests hold them equal)
 
 
 def pinned_kubeconfig(given: str | None, environ: Mapping[str, str] | None = None) -> str | None:
@@ -107,10 +108,23 @@ class SyncClient:
         return op.decode_result(self.request(op.name, **op.request_args(**args)))
 
     def status(self) -> dict[str, Any]:
+        from portfwd.daemon import ops
+
         return self.call(ops.STATUS)
 
     def snapshot(self) -> list[ForwardSnapshot]:
+        from portfwd.daemon import ops
+
         return self.call(ops.SNAPSHOT_ALL)
+
+    def snapshot_records(self) -> list[dict[str, Any]]:
+        """The forwards as the daemon sent them (`engine/serial.py`'s plain data), for a
+        listing that need not import the engine's model (`portfwd ls`); ValueError for a
+        reply of another shape."""
+        records = self.request(SNAPSHOT_OP)
+        if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+            raise ValueError("the daemon's snapshot is not a list of records")
+        return records
 
     def get(self, forward_id: str) -> ForwardSnapshot:
         """The forward with this id; KeyError when there is none (as `EngineAPI.get`)."""
@@ -119,37 +133,58 @@ class SyncClient:
                 return snap
         raise KeyError(forward_id)
 
-    def logs(self, forward_id: str | None, limit: int = ops.MAX_LOG_LINES) -> list[LogEntry]:
+    def logs(self, forward_id: str | None, limit: int | None = None) -> list[LogEntry]:
+        from portfwd.daemon import ops
+
+        limit = ops.MAX_LOG_LINES if limit is None else limit
         return self.call(ops.LOGS_OF, id=forward_id, limit=limit)
 
     def open_connections(self, forward_id: str) -> list[ConnectionInfo]:
+        from portfwd.daemon import ops
+
         return self.call(ops.CONNECTIONS_OF, id=forward_id)
 
     def add(
         self, spec: ForwardSpec, *, start: bool = True, forward_id: str | None = None
     ) -> ForwardSnapshot:
+        from portfwd.daemon import ops
+
         return self.call(ops.ADD, spec=spec, start=start, id=forward_id)
 
     def start(self, forward_id: str) -> ForwardSnapshot:
+        from portfwd.daemon import ops
+
         return self.call(ops.START, id=forward_id)
 
     def stop(self, forward_id: str) -> ForwardSnapshot:
+        from portfwd.daemon import ops
+
         return self.call(ops.STOP, id=forward_id)
 
     def restart(self, forward_id: str) -> ForwardSnapshot:
+        from portfwd.daemon import ops
+
         return self.call(ops.RESTART, id=forward_id)
 
     def update(self, forward_id: str, spec: ForwardSpec) -> ForwardSnapshot:
+        from portfwd.daemon import ops
+
         return self.call(ops.UPDATE, id=forward_id, spec=spec)
 
     def set_reconnect(self, forward_id: str, enabled: bool) -> ForwardSnapshot:
+        from portfwd.daemon import ops
+
         return self.call(ops.SET_RECONNECT, id=forward_id, enabled=enabled)
 
     def remove(self, forward_id: str) -> None:
+        from portfwd.daemon import ops
+
         self.call(ops.REMOVE, id=forward_id)
 
     def shutdown(self) -> dict[str, Any]:
         """Ask the daemon to stop (it saves its session first); its answer."""
+        from portfwd.daemon import ops
+
         return self.call(ops.SHUTDOWN)
 
     # -- the wire -----------------------------------------------------------------------------

@@ -160,12 +160,14 @@ async def launch(
     daemon: str = "off",
     state_given: bool = False,
 ) -> int:
-    """Build the engine, the store and the app on the running loop; run until quit.
+    """Build the engine (on a thread of its own), the store and the app; run until quit.
 
     `daemon`: "attach" uses a running daemon if there is one, "start" also starts one when
     none runs, "off" (the demo) always runs the forwards in this process.
     """
     from portfwd.engine.catalog import KubeCatalog
+    from portfwd.engine.clients import ClientPool
+    from portfwd.engine.host import ThreadedEngine
     from portfwd.engine.manager import Manager
     from portfwd.tui.app import PortfwdApp
 
@@ -192,26 +194,34 @@ async def launch(
     warnings = [*loaded.warnings, *(extra_warnings or [])]
     if ctx_warning:
         warnings.append(ctx_warning)
-    manager = Manager(kubeconfig=kubeconfig, ping_interval=ping_interval)
-    session = Session(manager, store, loaded, restart=restore, seed=seed or ())
-    app = PortfwdApp(
-        manager,
-        catalog=KubeCatalog(manager.clients, kubeconfig=kubeconfig),
-        session=session,
-        context=ctx_name,
-        cluster=cluster,
-        namespace=namespace,
-        spec_kubeconfig=spec_kubeconfig,
-        warnings=warnings,
-        protocol=protocol,
+    # The forwards run on an event loop of their own (engine/host.py): no repaint delays a
+    # byte. The session and the picker's client pool stay on the app's loop.
+    engine = await ThreadedEngine.open(
+        lambda: Manager(kubeconfig=kubeconfig, ping_interval=ping_interval)
     )
+    clients = ClientPool(kubeconfig, ping_interval=ping_interval)
     try:
-        await app.run_async()
+        session = Session(engine, store, loaded, restart=restore, seed=seed or ())
+        app = PortfwdApp(
+            engine,
+            catalog=KubeCatalog(clients, kubeconfig=kubeconfig),
+            session=session,
+            context=ctx_name,
+            cluster=cluster,
+            namespace=namespace,
+            spec_kubeconfig=spec_kubeconfig,
+            warnings=warnings,
+            protocol=protocol,
+        )
+        try:
+            await app.run_async()
+        finally:
+            # A crash skips the app's quit sequence: stop the forwards here. Do not save: the
+            # last good state is already on disk, and a crash may have left the engine odd.
+            await session.close(flush=False)
     finally:
-        # A crash skips the app's quit sequence: stop the forwards here. Do not save: the
-        # last good state is already on disk, and a crash may have left the engine odd.
-        await session.close(flush=False)
-        await manager.shutdown()
+        await engine.shutdown()
+        await clients.close()
     if app.crash:
         return report_crash(state_file.parent, app.crash)
     return app.return_code or 0
