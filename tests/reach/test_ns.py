@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -87,17 +87,41 @@ async def _check(want: Want, port: int, cluster: str = "sandbox") -> None:
         assert got.startswith(b"HTTP/1.1 200") and got.endswith(f"{cluster}\n".encode())
 
 
-async def _active(fwd: NamespaceForwarder, manager: Manager) -> list[Want]:
-    """The forwards that are active once every one has left `starting` (under load a forward
-    with Ready pods may still be starting when the Services are synced)."""
+async def _active(
+    fwd: NamespaceForwarder,
+    manager: Manager,
+    want: Callable[[list[Want]], bool] = lambda active: True,
+) -> list[Want]:
+    """The forwards that are active once every one has left `starting` and `want(active)`
+    holds (under load a forward with Ready pods may still be starting, or retrying once,
+    when the Services are synced)."""
     await asyncio.wait_for(fwd.synced.wait(), 30)
-    await eventually(
-        lambda: all(
-            manager.get(fid).state is not ForwardState.STARTING for fid in fwd.forwards.values()
-        ),
-        limit=30,
-    )
-    return [w for w, fid in fwd.forwards.items() if manager.get(fid).state is ForwardState.ACTIVE]
+
+    def active() -> list[Want]:
+        return [
+            w for w, fid in fwd.forwards.items() if manager.get(fid).state is ForwardState.ACTIVE
+        ]
+
+    try:
+        await eventually(
+            lambda: (
+                all(
+                    manager.get(f).state is not ForwardState.STARTING for f in fwd.forwards.values()
+                )
+                and want(active())
+            ),
+            limit=30,
+        )
+    except TimeoutError:
+        states = {
+            f"{w.context}/{w.namespace}/{w.service}/{w.pod}:{w.port}": (
+                manager.get(f).state.value,
+                manager.get(f).reason,
+            )
+            for w, f in fwd.forwards.items()
+        }
+        raise AssertionError(f"forwards not as wanted in 30 s: {states}") from None
+    return active()
 
 
 async def test_every_service_at_its_own_address_and_port(
@@ -113,9 +137,7 @@ async def test_every_service_at_its_own_address_and_port(
     )
     await fwd.start()
     try:
-        active = await _active(fwd, manager)
-        services = {(w.namespace, w.service, w.pod, w.port) for w in active}
-        assert services >= {
+        expected = {
             ("demo", "echo", "", 80),
             ("demo", "web", "", 80),
             ("demo", "api", "", 443),
@@ -125,6 +147,11 @@ async def test_every_service_at_its_own_address_and_port(
             ("data", "postgres", "postgres-0", 5432),
             ("data", "postgres", "postgres-1", 5432),
         }
+        active = await _active(
+            fwd,
+            manager,
+            lambda act: {(w.namespace, w.service, w.pod, w.port) for w in act} >= expected,
+        )
         assert not any(w.service in ("dns", "external-db") for w in fwd.forwards)  # UDP, no pods
         for want in active:
             assert want.local_port == want.port  # native port numbers
@@ -171,7 +198,11 @@ async def test_two_clusters_and_namespaces_without_collision(
     fwd = _forwarder(manager, sandbox_pair.kubeconfig_path, scopes, tmp_path, lines)
     try:
         await fwd.start()
-        active = await _active(fwd, manager)
+        active = await _active(
+            fwd,
+            manager,
+            lambda act: {w.context for w in act if w.service == "web"} == {"sandbox", "sandbox-2"},
+        )
         keys = {(w.context, w.namespace, w.service, w.pod) for w in fwd.forwards}
         addresses = {(w.context, w.namespace, w.service, w.pod): w.address for w in fwd.forwards}
         assert len(set(addresses.values())) == len(keys)
@@ -205,7 +236,11 @@ async def test_without_rights_to_low_ports_and_without_many_addresses(
     fwd.port_start = 1024  # as for a user without CAP_NET_BIND_SERVICE
     await fwd.start()
     try:
-        active = {(w.service, w.port): w for w in await _active(fwd, manager)}
+        wanted = {("web", 80), ("api", 443), ("api", 9090)}
+        found = await _active(
+            fwd, manager, lambda act: {(w.service, w.port) for w in act} >= wanted
+        )
+        active = {(w.service, w.port): w for w in found}
         assert active[("web", 80)].local_port == 8080
         assert active[("api", 443)].local_port == 8443
         assert active[("api", 9090)].local_port == 9090
