@@ -79,3 +79,22 @@ def test_a_middle_cut_keeps_the_kind_and_the_end_that_tells_names_apart() -> Non
     assert cut(Text("kind-staging"), 9, "middle").plain.endswith("taging")
     assert cut(Text("svc/echo"), 8, "middle").plain == "svc/echo"
     assert len(cut(Text("a-long-error-message"), 8).plain) == 8
+
+
+def test_browse_keeps_pod_names_apart_at_80_columns() -> None:
+    from rich.text import Text
+
+    from portfwd.tui.screens.resources import RESOURCE_COLUMNS
+    from portfwd.tui.widgets.fitted_table import cut
+
+    pods = [
+        "payments-api-backend-worker-7d9f8c6b5-x2k4p",
+        "payments-api-backend-worker-7d9f8c6b5-q9w8e",
+    ]
+    natural = {"kind": 6, "name": 43, "ready": 5, "status": 16, "restarts": 8, "age": 3}
+    natural |= {"forwards": 8, "ports": 30}
+    layout = fit(natural, (), 79, 1, RESOURCE_COLUMNS)
+    width = layout.width("name")
+    how = next(c.cut for c in RESOURCE_COLUMNS if c.key == "name")
+    shown = {cut(Text(p), width, how).plain for p in pods}
+    assert len(shown) == 2 and all(s.endswith(("-x2k4p", "-q9w8e")) for s in shown), shown

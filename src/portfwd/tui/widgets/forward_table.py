@@ -306,7 +306,7 @@ class ForwardTable(FittedTable):
             self.call_later(self._catch_up)
 
     def on_resize(self, event: events.Resize) -> None:
-        super().on_resize(event)
+        # FittedTable's handler runs too (Textual calls each class's): the relayout.
         if self._stale:
             self.call_later(self._catch_up)
 
