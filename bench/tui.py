@@ -15,8 +15,11 @@ times carry that much slack plus tmux's own redraw delay).
    for 10 s with 0, 5 and 20 active forwards, quit time with 20.
 3. Baseline: headless `portfwd forward` holding 5 and 20 forwards against the same sandbox
    (start until every "Forwarding from" line, memory, idle CPU, SIGINT until gone).
+4. Idle CPU of the dashboard with many forwards (`--many`, default 50 and 500): more rows
+   than the pane shows, so it waits until the app holds that many listening sockets and every
+   row on screen is active (issue 22: an idle dashboard is idle).
 
-Usage: .venv/bin/python bench/tui.py [--runs 3] [--idle 10]
+Usage: .venv/bin/python bench/tui.py [--runs 3] [--idle 10] [--many 50,500]
 Note: 2 shared cores; other work on the machine shows up in every figure.
 """
 
@@ -413,6 +416,43 @@ async def dashboard_figures(
     return times, resources
 
 
+def listening_sockets(pid: int) -> int:
+    """TCP sockets in LISTEN state that the process holds (its forwards' listeners)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            count += fields[3] == "0A" and fields[9] in inodes
+    return count
+
+
+async def many_figures(
+    tmux: Tmux, kubeconfig: str, idle: float, counts: list[int]
+) -> list[tuple[str, dict[str, int], float]]:
+    resources: list[tuple[str, dict[str, int], float]] = []
+    for count in counts:
+        async with tui(tmux, ["--kubeconfig", kubeconfig], count) as app:
+            await until(
+                lambda pid=app.pid, want=count: listening_sockets(pid) >= want,
+                DEADLINE * 3,
+                "listeners",
+            )
+            await tmux.wait_for(
+                app.session,
+                lambda s: ACTIVE in s and not any(w in s for w in ("starting", "reconnecting")),
+                "the rows on screen active",
+            )
+            mem, cpu = await idle_figures(app.pid, idle)
+            resources.append((f"dashboard, {count} active forwards", mem, cpu))
+    return resources
+
+
 async def headless_figures(
     kubeconfig: str, runs: int, idle: float
 ) -> tuple[list[tuple[str, list[float]]], list[tuple[str, dict[str, int], float]]]:
@@ -443,6 +483,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--runs", type=int, default=3, help="repetitions of each timing")
     parser.add_argument("--idle", type=float, default=10.0, help="seconds of idle CPU sampling")
+    parser.add_argument("--many", default="50,500", help="forward counts for idle CPU at scale")
     args = parser.parse_args()
     if shutil.which("tmux") is None:
         sys.exit("tmux is not on PATH")
@@ -458,6 +499,8 @@ async def main() -> None:
         async with sandbox_process() as (kubeconfig, _direct):
             dash, dash_res = await dashboard_figures(tmux, kubeconfig, args.runs, args.idle)
             head, head_res = await headless_figures(kubeconfig, args.runs, args.idle)
+            many = [int(n) for n in args.many.split(",") if n]
+            dash_res += await many_figures(tmux, kubeconfig, args.idle, many)
     finally:
         await tmux.kill()
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import UTC
 from typing import Any
 
@@ -15,6 +16,7 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import Input
 
+from portfwd.engine.model import ForwardSnapshot, ForwardStats
 from portfwd.tui.app import PortfwdApp
 from tests.tui.fakes import (
     NOW,
@@ -248,9 +250,28 @@ def test_log_view_of_a_reconnecting_forward(snap_compare: SnapCompare) -> None:
 # -- every size (issue 12): nothing cut where it is said to fit --------------------------------
 
 
+def two_contexts() -> list[ForwardSnapshot]:
+    """The mixed states with long errors, one of them named, and a second `svc/echo` in
+    another context (issue 18: the context tag tells the two apart at 80 columns)."""
+    snaps = long_error_snapshots()
+    first = snaps[0]
+    named = replace(first, spec=replace(first.spec, name="echo"))
+    other = replace(
+        first,
+        id="f",
+        spec=replace(first.spec, context="kind-staging", local_port=9080, name=None),
+        context="kind-staging",
+        pod="echo-5f7c9-zxcvb",
+        bound=(("127.0.0.1", 9080),),
+        stats=ForwardStats(connections_open=0, connections_total=1, bytes_in=4096),
+    )
+    return [named, *snaps[1:], other]
+
+
 def busy_manager() -> FakeManager:
-    """The mixed states with long errors, connections and a log for the detail pane."""
-    manager = FakeManager(long_error_snapshots())
+    """The mixed states with long errors, connections and a log for the detail pane, in two
+    contexts."""
+    manager = FakeManager(two_contexts())
     manager.connections["a"] = [
         FakeConnection("127.0.0.1:51234", "echo-5f7c9-abcde", NOW - 185, 1_258_291, 10_240),
         FakeConnection("127.0.0.1:51240", "echo-5f7c9-abcde", NOW - 12, 314_573, 10_240),

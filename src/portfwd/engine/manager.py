@@ -37,6 +37,7 @@ from portfwd.engine.model import (
     LogEntry,
     LogKind,
     LogLevel,
+    check_spec,
 )
 from portfwd.engine.wake import WakeDetector
 from portfwd.errors import InputError
@@ -222,9 +223,15 @@ class Manager:
         self.revalidate_all(f"the clock jumped {how} {abs(jump):.0f} s (the machine slept?)")
 
     async def update(self, forward_id: str, spec: ForwardSpec) -> None:
-        """Replace the spec; a forward that was running (or starting) is restarted with it."""
+        """Replace the spec; a forward that was running (or starting) is restarted with it,
+        unless only its name changed (a rename: a label, its connections stay)."""
         fwd = self._forwards[forward_id]
         self._check_name(spec, forward_id)
+        if replace(spec, name=fwd.spec.name) == fwd.spec:
+            check_spec(spec)
+            fwd.spec = spec
+            self._bus.publish(ForwardChanged(fwd.snapshot()))
+            return
         running = (
             fwd.wanted or fwd.state is ForwardState.STARTING or (forward_id in self._start_tasks)
         )

@@ -4,11 +4,17 @@ Pure functions, no Textual. The widths come from what the rows show *now* (a rat
 long a minute ago does not keep its column wide), and when they do not all fit the columns
 go by priority: status, target, local, remote, connections and the last error stay longest;
 the last error is cut (with …) to what is left and the detail pane shows it whole.
+
+Before a column that must stay whole (the target) is cut, the table takes shorter forms of
+other columns, one step at a time (`fit`'s `steps`): the dashboard first drops the remote
+port's decoration (`443 → 8443 (https)` -> `443→8443`), then shortens the local side and the
+status, then shows the remote port alone (`443`). A header is never cut (`Last erro`): a
+column is at least its label wide.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +34,14 @@ class Column:
     min_width: int = 0  # > 0: may be cut (…) down to this many cells instead of dropped
     flex: bool = False  # takes whatever width is left (the last error)
     compact: bool = False  # has a shorter form (`<key>_compact`), used when the core does not fit
+    # "middle": a cut keeps the start and the end (`deploy/ap…-7d9f-qwert`): the end tells
+    # pods, services and contexts apart. "end": the start only (an error message).
+    cut: str = "end"
+    keep_whole: bool = False  # other columns take their shorter forms before this one is cut
+    spare: bool = False  # shown only in room the flexible column does not need whole
+    # Once shown, at least this wide: a value that changes every second while traffic flows
+    # (the rate) does not resize its column every second (issue 22).
+    reserve: int = 0
 
 
 _STATE_ORDER = {
@@ -46,19 +60,40 @@ def _uptime_key(s: ForwardSnapshot, now: float) -> float:
 # Display order, left to right.
 COLUMNS: tuple[Column, ...] = (
     Column("status", "Status", lambda s, now: _STATE_ORDER[s.state], 0, compact=True),
+    # The name `portfwd stop NAME` and the profiles know it by (its id when it has none):
+    # where there is room; the detail pane always says it.
+    Column("name", "Name", lambda s, now: s.spec.name or s.id, 9, spare=True),
     # The profiles (and groups) a forward belongs to; empty, so not shown, without any.
     Column("group", "Group", lambda s, now: s.spec.name or "", 11, min_width=8),
-    Column("context", "Context", lambda s, now: s.context or s.spec.context or "", 12, 8),
+    # Shown only when the rows hold more than one context; then it tells two `svc/echo` rows
+    # of two clusters apart, so it goes before the ports.
+    Column(
+        "context",
+        "Context",
+        lambda s, now: s.context or s.spec.context or "",
+        2,
+        min_width=7,
+        cut="middle",
+        keep_whole=True,
+    ),
     Column("namespace", "Namespace", lambda s, now: s.namespace or s.spec.namespace or "", 11),
-    Column("target", "Target", lambda s, now: s.spec.target, 1, min_width=8),
-    Column("pod", "Pod", lambda s, now: s.pod, 9, min_width=10),
+    Column(
+        "target",
+        "Target",
+        lambda s, now: s.spec.target,
+        1,
+        min_width=8,
+        cut="middle",
+        keep_whole=True,
+    ),
+    Column("pod", "Pod", lambda s, now: s.pod, 9, min_width=10, cut="middle"),
     Column("local", "Local", lambda s, now: s.local_port, 2, compact=True),
     Column("remote", "Remote", lambda s, now: s.remote_port or 0, 3, compact=True),
     Column("uptime", "Uptime", _uptime_key, 10),
     Column("conns", "Conns", lambda s, now: s.stats.connections_open, 4),
     Column("bytes_in", "In", lambda s, now: s.stats.bytes_in, 6),
     Column("bytes_out", "Out", lambda s, now: s.stats.bytes_out, 7),
-    Column("rate", "Rate ↓↑", lambda s, now: 0, 8),
+    Column("rate", "Rate ↓↑", lambda s, now: 0, 8, reserve=11),
     Column("error", "Last error", lambda s, now: s.reason, 5, min_width=8, flex=True),
 )
 COLUMN_KEYS = tuple(c.key for c in COLUMNS)
@@ -70,7 +105,11 @@ class Layout:
     """The columns shown, in display order, with their content widths."""
 
     widths: tuple[tuple[str, int], ...]
-    compact: bool  # local and remote in their short forms
+    step: int = 0  # 0: every column in its full form; n: the n-th step of shorter forms
+
+    @property
+    def compact(self) -> bool:
+        return self.step > 0
 
     @property
     def keys(self) -> tuple[str, ...]:
@@ -104,6 +143,11 @@ def natural_widths(
     return widest
 
 
+def _floor(col: Column) -> int:
+    """The narrowest a column is cut to: its minimum, never less than its label."""
+    return max(col.min_width, len(col.label))
+
+
 def _fit_once(
     columns: tuple[Column, ...], natural: Mapping[str, int], available: int, padding: int
 ) -> dict[str, int]:
@@ -113,28 +157,29 @@ def _fit_once(
     by_priority = sorted(columns, key=lambda c: c.priority)
     for col in by_priority:
         want = natural[col.key]
-        if not want:
-            continue  # nothing to show
+        if not want or col.spare:
+            continue  # nothing to show, or only in room left over (below)
         if col.flex:
-            want = min(want, FLEX_RESERVE)
+            want = min(want, max(FLEX_RESERVE, _floor(col)))
+        least = min(_floor(col), want)
         if used + want + pad <= available:
             chosen[col.key] = want
             used += want + pad
-        elif col.min_width and used + min(col.min_width, want) + pad <= available:
-            chosen[col.key] = available - used - pad  # what is left, at least min_width
+        elif col.min_width and used + least + pad <= available:
+            chosen[col.key] = available - used - pad  # what is left, at least its floor
             used = available
         elif col.min_width and col.priority <= CORE_PRIORITY:
             # A core column a few cells short: cut the cuttable ones already in (least
-            # important first, never below their minimum) rather than drop it for good and
+            # important first, never below their floor) rather than drop it for good and
             # let a less important column take its place.
-            need = used + min(col.min_width, want) + pad - available
+            need = used + least + pad - available
             cuttable = [
                 c for c in reversed(by_priority) if c.key in chosen and c.min_width and not c.flex
             ]
-            slack = sum(max(0, chosen[c.key] - c.min_width) for c in cuttable)
+            slack = sum(max(0, chosen[c.key] - _floor(c)) for c in cuttable)
             if need <= slack:
                 for c in cuttable:
-                    take = min(need, max(0, chosen[c.key] - c.min_width))
+                    take = min(need, max(0, chosen[c.key] - _floor(c)))
                     chosen[c.key] -= take
                     used -= take
                     need -= take
@@ -150,34 +195,48 @@ def _fit_once(
                 chosen[col.key] += grow
                 left -= grow
     flex = next((c.key for c in columns if c.flex and c.key in chosen), None)
+    room = left - (max(0, natural[flex] - chosen[flex]) if flex is not None else 0)
+    for col in by_priority:
+        want = natural[col.key]
+        if col.spare and want and want + pad <= room:
+            chosen[col.key] = want
+            room -= want + pad
+            left -= want + pad
     if flex is not None:
         chosen[flex] += left
     return chosen
 
 
-def _core_fits(
+def _fits_whole(
     columns: tuple[Column, ...], chosen: Mapping[str, int], natural: Mapping[str, int]
 ) -> bool:
-    return all(
-        c.key in chosen and chosen[c.key] >= min(c.min_width or 1, natural[c.key])
-        for c in columns
-        if c.priority <= CORE_PRIORITY and natural[c.key]
-    )
+    """Every core column is on screen, and the ones to keep whole are not cut."""
+    for c in columns:
+        if not natural[c.key] or c.priority > CORE_PRIORITY:
+            continue
+        if c.key not in chosen:
+            return False
+        if c.keep_whole and chosen[c.key] < natural[c.key]:
+            return False
+    return True
 
 
 def fit(
     natural: Mapping[str, int],
-    natural_compact: Mapping[str, int],
+    steps: Sequence[Mapping[str, int]],
     available: int,
     padding: int = 1,
     columns: tuple[Column, ...] = COLUMNS,
 ) -> Layout:
     """The columns that fit in `available` cells (each column also takes `padding` on both
-    sides). Columns with a short form use it only when the core does not fit otherwise."""
+    sides). `steps`: the widths of shorter forms, taken one step after another (each step
+    replaces some columns' widths) until every core column shows and the ones to keep whole
+    are not cut; the last step when none does."""
     chosen = _fit_once(columns, natural, available, padding)
-    compact = False
-    if natural_compact and not _core_fits(columns, chosen, natural):
-        merged = {**natural, **natural_compact}
-        chosen = _fit_once(columns, merged, available, padding)
-        compact = True
-    return Layout(tuple((c.key, chosen[c.key]) for c in columns if c.key in chosen), compact)
+    step = 0
+    for n, widths in enumerate(steps, start=1):
+        if _fits_whole(columns, chosen, {**natural, **steps[step - 1]} if step else natural):
+            break
+        chosen = _fit_once(columns, {**natural, **widths}, available, padding)
+        step = n
+    return Layout(tuple((c.key, chosen[c.key]) for c in columns if c.key in chosen), step)

@@ -30,6 +30,7 @@ def palette_commands(app: PortfwdApp, screen: object) -> Iterable[SystemCommand]
         )
         yield SystemCommand("Delete forward", "Delete the selected forward (d)", dash.action_delete)
         yield SystemCommand("Edit forward", "Change local port/address (e)", dash.action_edit)
+        yield SystemCommand("Rename forward", "The name CLI commands take (R)", dash.action_rename)
         yield SystemCommand(
             "Auto-reconnect on/off",
             "Retry the selected forward after failures, or not (a)",

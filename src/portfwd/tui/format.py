@@ -137,6 +137,15 @@ def uptime_text(snap: ForwardSnapshot, now: float) -> str:
     return present.uptime(snap, now)
 
 
+def uptime_cell(snap: ForwardSnapshot, now: float) -> str:
+    """The table's uptime: `<1m` for the first minute, then minutes, like kubectl's AGE
+    after its first minute. A column of seconds would redraw every row every second; in
+    minutes an idle dashboard draws a row once a minute (issue 22). The detail pane has the
+    seconds (`uptime_text`)."""
+    text = present.uptime(snap, now)
+    return "<1m" if text.endswith("s") and text[:-1].isdigit() else text
+
+
 def local_text(snap: ForwardSnapshot) -> str:
     """Where it listens (`localhost:8080` for both loopback addresses)."""
     return escape_controls(present.local_side(snap))
@@ -155,6 +164,16 @@ def remote_text(snap: ForwardSnapshot) -> str:
 def remote_compact(snap: ForwardSnapshot) -> str:
     """The narrow form: `80→9000`, without the port's name."""
     return escape_controls(present.remote_compact(snap))
+
+
+def remote_short(snap: ForwardSnapshot) -> str:
+    """The narrowest form: the remote port as asked (`443`), what it resolved to aside."""
+    return escape_controls(str(snap.spec.remote_port))
+
+
+def name_text(snap: ForwardSnapshot) -> str:
+    """What `portfwd stop NAME` and the profiles call it: its name, else its id."""
+    return escape_controls(snap.spec.name or snap.id)
 
 
 def target_pod_text(snap: ForwardSnapshot) -> str:

@@ -22,6 +22,7 @@ from portfwd.errors import PortfwdError
 from portfwd.safetext import escape_controls
 from portfwd.tui.format import forward_label
 from portfwd.tui.screens.base import PortfwdModal
+from portfwd.tui.widgets.mark_list import MarkList
 
 if TYPE_CHECKING:
     from portfwd.tui.app import PortfwdApp
@@ -46,7 +47,7 @@ class BulkScreen(PortfwdModal[None]):
         snaps = self.engine.snapshot()
         with Vertical(classes="dialog"):
             yield Label("Start / stop several forwards", classes="dialog-title")
-            yield SelectionList[str](
+            yield MarkList(
                 *(
                     (Text(escape_controls(f"{forward_label(s)}  ({s.state.value})")), s.id)
                     for s in snaps

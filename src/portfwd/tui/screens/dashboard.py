@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 from rich.text import Text
@@ -45,6 +46,7 @@ class DashboardScreen(PortfwdScreen[None]):
         Binding("r", "restart", "Restart", show=False),
         Binding("d", "delete", "Delete", show=False),
         Binding("e", "edit", "Edit", show=False),
+        Binding("R", "rename", "Rename", show=False),
         Binding("a", "toggle_reconnect", "Auto-reconnect on/off", show=False),
         Binding("l", "logs", "Logs"),
         Binding("i", "toggle_detail", "Details"),
@@ -309,6 +311,24 @@ class DashboardScreen(PortfwdScreen[None]):
                 )
 
         self.app.push_screen(EditScreen(snap, taken=self.papp.taken_ports(exclude=snap.id)), apply)
+
+    def action_rename(self) -> None:
+        """A name for `portfwd stop NAME` and the profiles; the forward keeps running."""
+        snap = self._selected()
+        if snap is None:
+            return
+        from portfwd.tui.screens.rename import RenameScreen
+
+        engine = self.engine
+
+        def apply(name: str | None) -> None:
+            now = self.table.snapshots.get(snap.id) if self.live else None
+            if name is None or now is None or (name or None) == now.spec.name:
+                return
+            spec = replace(now.spec, name=name or None)
+            self._run_engine(f"rename {forward_label(now)}", lambda: engine.update(now.id, spec))
+
+        self.app.push_screen(RenameScreen(snap), apply)
 
     def action_toggle_reconnect(self) -> None:
         snap = self._selected()

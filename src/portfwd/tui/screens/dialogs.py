@@ -157,6 +157,7 @@ HELP_SECTIONS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
             ("r", "restart the selected forward"),
             ("d", "delete the selected forward (asks first when it is running)"),
             ("e", "edit local port and address"),
+            ("R", "rename: the name `portfwd stop NAME` takes (it keeps running)"),
             ("a", "auto-reconnect on/off (⊘ marks a forward with it off)"),
             (
                 "i",

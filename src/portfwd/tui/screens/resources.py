@@ -41,7 +41,9 @@ KIND_TABS = {"": "all", **{k.name: k.short for k in kinds.LISTED}}
 
 RESOURCE_COLUMNS: tuple[Column, ...] = (
     Column("kind", "Kind", lambda r, now: r.kind, 0),
-    Column("name", "Name", lambda r, now: r.name, 1, min_width=12),
+    # Pods of one owner differ at the end (`web-7d9f8c6b5-x2k4p`): cut in the middle, and
+    # wide enough that the hash and suffix stay (issue 18).
+    Column("name", "Name", lambda r, now: r.name, 1, min_width=20, cut="middle"),
     Column("ready", "Ready", lambda r, now: r.ready, 2),
     Column("status", "Status", lambda r, now: r.status, 4, min_width=8),
     Column("restarts", "Restarts", lambda r, now: r.restarts, 7),

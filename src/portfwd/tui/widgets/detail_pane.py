@@ -30,6 +30,7 @@ from portfwd.tui.format import (
     human_rate,
     local_text,
     log_time,
+    name_text,
     namespace_text,
     reason_text,
     reconnect_text,
@@ -76,6 +77,7 @@ def summary(detail: Detail, *, with_reason: bool = True) -> Text:
     more = reconnect_text(snap)
     if more:
         text.append(f" · {more}")
+    text.append(f" · name {name_text(snap)}")  # what `portfwd stop NAME` takes
     reason = _reason(detail) if with_reason else ""
     if reason:
         text.append("\n")

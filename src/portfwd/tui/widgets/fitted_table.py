@@ -3,29 +3,51 @@ resources view's tables.
 
 It keeps every row's cells uncut, decides which columns show and how wide from what the rows
 hold now (`portfwd.tui.columns`), and gives the DataTable the cells cut to those widths (with
-"…"). The table always spans its width exactly, so it never scrolls sideways. Rows are
-re-created only when that layout changes; otherwise a change touches only its cells.
+"…"). The table always spans its width exactly, so it never scrolls sideways.
+
+What it costs is what changed (issue 22: an idle dashboard is idle):
+- A changed cell is written in place and only its row is drawn again. DataTable's own
+  `update_cell` bumps a counter that is part of every cache key, so one new uptime redraws
+  every visible row: here only the cached renders of the changed rows are dropped, and an
+  off-screen row is not drawn at all.
+- The widest cell of each column is kept as a count of widths, so a change that leaves every
+  column's widest cell as it was does not look at the other rows.
+- A column that only changes width is resized in place; the rows are re-created only when the
+  set of columns changes (a column appears or goes: the rate when traffic starts or stops), on
+  sort, filter, or a new list. A column may reserve width (`Column.reserve`) so a value that
+  moves every second does not resize it every second.
+- Nothing changed, nothing drawn.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Mapping
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from rich.text import Text
 from textual import events
 from textual.binding import Binding
+from textual.cache import LRUCache
 from textual.widgets import DataTable
-from textual.widgets.data_table import CellDoesNotExist, RowDoesNotExist
+from textual.widgets.data_table import CellDoesNotExist, ColumnKey, RowDoesNotExist, RowKey
 
 from portfwd.tui.columns import Column, Layout, fit, natural_widths
 
 
-def cut(text: Text, width: int) -> Text:
-    """`text` in at most `width` cells, ending in … when something was cut."""
+def cut(text: Text, width: int, how: str = "end") -> Text:
+    """`text` in at most `width` cells, with … where something was cut: at the end, or
+    (`how="middle"`) in the middle, keeping the end that tells names apart
+    (`deploy/ap…-7d9f-qwert`): a `kind/` prefix stays when there is room for it."""
     if text.cell_len <= width:
         return text
+    plain = text.plain
+    if how == "middle" and width >= 5 and text.cell_len == len(plain):
+        slash = plain.find("/") + 1
+        head = slash if 0 < slash <= (width + 1) // 2 else (width - 1) // 3
+        tail = width - 1 - head
+        return Text.assemble(text[:head], "…", text[len(plain) - tail :], style=text.style)
     short = text.copy()
     short.truncate(max(width, 1), overflow="ellipsis")
     return short
@@ -41,6 +63,13 @@ def _same(old: Text | None, new: Text) -> bool:
     )
 
 
+def _forget(cache: LRUCache[Any, Any], stale: Callable[[Any], bool]) -> None:
+    """Drop the entries of one of DataTable's render caches that `stale` picks."""
+    keys = cache.keys()
+    for key in [k for k in keys if stale(k)]:
+        cache.discard(key)
+
+
 class FittedTable(DataTable[Any]):
     """Rows by key; subclasses call `set_rows` / `put_row` / `drop_row` with cell texts by
     column key (and `<key>_compact` for a column's short form)."""
@@ -53,18 +82,45 @@ class FittedTable(DataTable[Any]):
         Binding("k", "cursor_up", "Up", show=False),
     ]
 
-    def __init__(self, columns: tuple[Column, ...], *, id: str | None = None) -> None:
+    def __init__(
+        self,
+        columns: tuple[Column, ...],
+        *,
+        steps: Sequence[Mapping[str, str]] | None = None,
+        id: str | None = None,
+    ) -> None:
+        """`steps`: shorter forms to take one after another when the columns do not fit
+        whole, each mapping a column to the cell it shows instead (default: one step, every
+        column with a short form shows `<key>_compact`)."""
         super().__init__(id=id, cursor_type="row", zebra_stripes=True)
         self.table_columns = columns
         self.sort_column: str | None = None
         self.sort_reverse = False
-        self.column_layout = Layout((), compact=False)
+        self.column_layout = Layout(())
         # Every cell of every row, uncut, in the order the rows are shown.
         self._full: dict[str, dict[str, Text]] = {}
         self._shown: dict[str, dict[str, Text]] = {}  # what the table holds (cut to width)
         self._relayout_pending = False
         self._labels = {c.key: c.label for c in columns}
-        self._compact = {c.key: f"{c.key}_compact" for c in columns if c.compact}
+        if steps is None:
+            compact = {c.key: f"{c.key}_compact" for c in columns if c.compact}
+            steps = (compact,) if compact else ()
+        self._steps = tuple(dict(step) for step in steps)
+        self._cuts = {c.key: c.cut for c in columns}
+        self._reserve = {c.key: c.reserve for c in columns if c.reserve}
+        # How many cells of each column (and short form) have each width: the widest is the
+        # largest key, kept up to date cell by cell.
+        self._widths: dict[str, Counter[int]] = {}
+        self._dirty_rows: set[str] = set()  # written in place, not drawn again yet
+        self._dirty_cells: set[tuple[str, str]] = set()  # (row, column) of those writes
+        self._flush_pending = False
+        # Columns whose values decide the layout beyond their width (the context column
+        # shows only when the rows hold more than one context).
+        self.layout_columns: frozenset[str] = frozenset()
+        # What the work cost, for the tests that prove a quiet tick costs nothing.
+        self.rebuilds = 0  # every row re-created
+        self.resizes = 0  # columns resized in place
+        self.cell_writes = 0  # cells written in place
 
     # -- queries ----------------------------------------------------------------------------
 
@@ -117,21 +173,44 @@ class FittedTable(DataTable[Any]):
         # change the layout.
         return self.size.width - self.styles.scrollbar_size_vertical
 
+    def _count(self, cells: Mapping[str, Text], sign: int) -> None:
+        for key, text in cells.items():
+            counter = self._widths.get(key)
+            if counter is None:
+                counter = self._widths[key] = Counter()
+            width = text.cell_len
+            counter[width] += sign
+            if counter[width] <= 0:
+                del counter[width]
+
+    def _widest(self, key: str) -> int:
+        counter = self._widths.get(key)
+        return max(counter) if counter else 0
+
     def _compute_layout(self) -> Layout:
-        widths = [{k: t.cell_len for k, t in cells.items()} for cells in self._full.values()]
+        widest = {key: self._widest(key) for key in self._widths}
+        for key, reserve in self._reserve.items():
+            if widest.get(key):  # shown at all: as wide as its widest value will be
+                widest[key] = max(widest[key], reserve)
         natural = natural_widths(
-            widths, self.sort_column, self.hidden_columns(), self.table_columns
+            [widest], self.sort_column, self.hidden_columns(), self.table_columns
         )
-        compact = {
-            key: max(max((w[source] for w in widths), default=0), len(self._labels[key]))
-            for key, source in self._compact.items()
-        }
-        return fit(natural, compact, self._available(), self.cell_padding, self.table_columns)
+        steps = [
+            {
+                key: max(widest.get(source, 0), len(self._labels[key])) if natural[key] else 0
+                for key, source in step.items()
+            }
+            for step in self._steps
+        ]
+        return fit(natural, steps, self._available(), self.cell_padding, self.table_columns)
 
     def _shown_cells(self, full: Mapping[str, Text]) -> dict[str, Text]:
         layout = self.column_layout
-        compact = self._compact if layout.compact else {}
-        return {key: cut(full[compact.get(key, key)], width) for key, width in layout.widths}
+        sources = self._steps[layout.step - 1] if layout.step else {}
+        cuts = self._cuts
+        return {
+            key: cut(full[sources.get(key, key)], width, cuts[key]) for key, width in layout.widths
+        }
 
     def schedule_relayout(self) -> None:
         if not self._relayout_pending:
@@ -143,7 +222,11 @@ class FittedTable(DataTable[Any]):
         if self._available() <= 0:
             return
         layout = self._compute_layout()
-        if layout != self.column_layout:
+        if layout == self.column_layout:
+            return
+        if layout.keys == self.column_layout.keys and layout.step == self.column_layout.step:
+            self._resize_columns(layout)
+        else:
             self.column_layout = layout
             self._populate()
 
@@ -152,8 +235,11 @@ class FittedTable(DataTable[Any]):
 
     def _populate(self) -> None:
         """Re-create columns and rows with the current layout; the selection stays."""
+        self.rebuilds += 1
         selected = self.selected_key
         self.clear(columns=True)
+        self._dirty_rows.clear()
+        self._dirty_cells.clear()
         for key, width in self.column_layout.widths:
             label = self._labels[key]
             if key == self.sort_column:
@@ -164,6 +250,28 @@ class FittedTable(DataTable[Any]):
             self._add_row(key)
         if selected is not None and selected in self._shown:
             self.move_cursor(row=self.get_row_index(selected), animate=False)
+
+    def _resize_columns(self, layout: Layout) -> None:
+        """Same columns, other widths: resize them and re-cut the cells, rows stay."""
+        self.resizes += 1
+        old = dict(self.column_layout.widths)
+        self.column_layout = layout
+        for key, width in layout.widths:
+            if old.get(key) != width:
+                self.columns[ColumnKey(key)].width = width
+        for key, full in self._full.items():
+            new = self._shown_cells(full)
+            data = self._data.get(RowKey(key))
+            if data is not None:
+                for column, text in new.items():
+                    data[ColumnKey(column)] = text
+            self._shown[key] = new
+        self._dirty_rows.clear()
+        self._dirty_cells.clear()
+        self._require_update_dimensions = True
+        self._clear_caches()
+        self._update_count += 1
+        self.refresh()
 
     def _add_row(self, key: str) -> None:
         shown = self._shown_cells(self._full[key])
@@ -176,6 +284,9 @@ class FittedTable(DataTable[Any]):
     def set_rows(self, rows: Iterable[tuple[str, dict[str, Text]]]) -> None:
         """Every row anew (sort, filter, a new list): one layout, one rebuild."""
         self._full = dict(rows)
+        self._widths = {}
+        for cells in self._full.values():
+            self._count(cells, 1)
         if self._available() > 0:
             self.column_layout = self._compute_layout()
         self._populate()
@@ -192,28 +303,98 @@ class FittedTable(DataTable[Any]):
 
     def put_row(self, key: str, cells: dict[str, Text]) -> None:
         """Add a row at the end, or change one in place (only the cells whose text changed)."""
-        present = key in self._full
-        self._full[key] = cells
-        if not present:
+        old = self._full.get(key)
+        if old is None:
+            self._full[key] = cells
+            self._count(cells, 1)
             self._add_row(key)
-        else:
-            old = self._shown.get(key, {})
-            new = self._shown_cells(cells)
-            for column, text in new.items():
-                if not _same(old.get(column), text):
-                    try:
-                        self.update_cell(key, column, text, update_width=False)
-                    except (CellDoesNotExist, RowDoesNotExist):
-                        break
-            self._shown[key] = new
-        self.schedule_relayout()  # the widest value of a column may have changed
+            self.schedule_relayout()
+            return
+        self._change(key, old, cells)
+
+    def patch_row(self, key: str, cells: Mapping[str, Text]) -> None:
+        """Change some cells of a row (the ones a clock tick moves); no such row: nothing."""
+        old = self._full.get(key)
+        if old is not None:
+            self._change(key, old, {**old, **cells})
+
+    def _change(self, key: str, old: Mapping[str, Text], cells: dict[str, Text]) -> None:
+        relayout = False
+        for column, text in cells.items():
+            before = old.get(column)
+            if before is not None and before.cell_len == text.cell_len:
+                continue
+            counter = self._widths.setdefault(column, Counter())
+            widest = max(counter) if counter else 0
+            if before is not None:
+                counter[before.cell_len] -= 1
+                if counter[before.cell_len] <= 0:
+                    del counter[before.cell_len]
+            counter[text.cell_len] += 1
+            if max(counter) != widest or column in self.layout_columns:
+                relayout = True
+        self._full[key] = cells
+        self._write(key, self._shown_cells(cells))
+        if relayout:
+            self.schedule_relayout()
+
+    def _write(self, key: str, new: dict[str, Text]) -> None:
+        """The cells that changed, in place; the row is drawn again at the next flush."""
+        old = self._shown.get(key, {})
+        self._shown[key] = new
+        data = self._data.get(RowKey(key))
+        if data is None:
+            return  # not drawn yet: drawn whole when the layout comes
+        changed = False
+        for column, text in new.items():
+            if not _same(old.get(column), text):
+                data[ColumnKey(column)] = text
+                self.cell_writes += 1
+                self._dirty_cells.add((key, column))
+                changed = True
+        if changed:
+            self._dirty_rows.add(key)
+            if not self._flush_pending:
+                self._flush_pending = True
+                self.call_later(self._flush)
+
+    def _flush(self) -> None:
+        """Forget the cached renders of the rows written since, and repaint those rows (an
+        off-screen row is not painted; it is drawn from its new cells when scrolled to)."""
+        self._flush_pending = False
+        rows, self._dirty_rows = self._dirty_rows, set()
+        cells, self._dirty_cells = self._dirty_cells, set()
+        if not rows:
+            return
+        indices = {
+            index for key in rows if (index := self._row_locations.get(RowKey(key))) is not None
+        }
+        # Keys hold RowKey/ColumnKey, which equal (and hash as) their strings.
+        _forget(self._cell_render_cache, lambda k: (k[0], k[1]) in cells)
+        _forget(self._row_render_cache, lambda k: k[0] in rows)
+        for index in indices:
+            self._row_renderable_cache.discard((self._update_count, index))
+        header = self.header_height if self.show_header else 0
+        lines = {header + index for index in indices}  # every row is one line high
+        _forget(self._line_cache, lambda k: k[0] in lines)
+        for index in indices:
+            self.refresh_row(index)
 
     def drop_row(self, key: str) -> None:
-        self._full.pop(key, None)
+        cells = self._full.pop(key, None)
+        if cells is not None:
+            self._count(cells, -1)
         self._shown.pop(key, None)
+        self._dirty_rows.discard(key)
         with contextlib.suppress(RowDoesNotExist):
             self.remove_row(key)
         self.schedule_relayout()
+
+    def visible_rows(self) -> range:
+        """The indices of the rows on screen now (one line each, under the header)."""
+        header = self.header_height if self.show_header else 0
+        first = round(self.scroll_y)
+        return range(first, min(self.row_count, first + max(0, self.size.height - header)))
 
     def has_row(self, key: str) -> bool:
         return key in self._full

@@ -4,8 +4,9 @@ Rows are keyed by forward id. An event touches only the cells whose text changed
 columns show, and how wide, follows what the rows show now (`FittedTable`): the status,
 target, local and remote ports, connections and the last error stay longest; a cell that
 does not fit is cut with "…" and the detail pane shows it whole. The rows are re-created when
-that layout changes, when the user sorts or filters, or after the event stream lagged. The
-1 s tick refreshes uptime, byte rates and the retry countdown.
+set of columns changes, when the user sorts or filters, or after the event stream lagged. The
+1 s tick refreshes uptime, byte rates and the retry countdown of the rows on screen only; a
+row off screen catches up when it is scrolled to (issue 22: 500 idle forwards cost nothing).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from textual import events
 from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import DataTable
+from textual.widgets.data_table import RowKey
 
 from portfwd.engine.model import ForwardSnapshot, ForwardState, ForwardStats
 from portfwd.humanize import human_bytes
@@ -27,16 +29,18 @@ from portfwd.tui.format import (
     context_text,
     local_compact,
     local_text,
+    name_text,
     namespace_text,
     rate_text,
     reason_text,
     remote_compact,
+    remote_short,
     remote_text,
     status_cell,
     status_compact,
     target_pod_text,
     target_text,
-    uptime_text,
+    uptime_cell,
 )
 from portfwd.tui.grouping import GroupIndex
 from portfwd.tui.widgets.fitted_table import FittedTable
@@ -44,6 +48,16 @@ from portfwd.tui.widgets.fitted_table import FittedTable
 __all__ = ["COLUMNS", "COLUMN_KEYS", "ForwardTable", "matches"]
 
 _RUNNING = (ForwardState.ACTIVE, ForwardState.RECONNECTING)
+
+# When the columns do not fit whole (issue 18: at 80 columns the target was cut to
+# `svc/cra…` while Remote spent 20 cells on `443 → 8443 (https)`): first the remote port's
+# decoration goes, then the local side and the status take their short forms, then the
+# remote port shows as asked.
+STEPS = (
+    {"remote": "remote_compact"},
+    {"remote": "remote_compact", "local": "local_compact", "status": "status_compact"},
+    {"remote": "remote_short", "local": "local_compact", "status": "status_compact"},
+)
 
 
 def matches(snap: ForwardSnapshot, query: str, group: str = "") -> bool:
@@ -53,6 +67,7 @@ def matches(snap: ForwardSnapshot, query: str, group: str = "") -> bool:
     hay = " ".join(
         (
             group,
+            name_text(snap),
             snap.state.value,
             context_text(snap),
             namespace_text(snap),
@@ -103,7 +118,7 @@ class ForwardTable(FittedTable):
         clock: Callable[[], float] = time.time,
         id: str | None = None,
     ) -> None:
-        super().__init__(COLUMNS, id=id)
+        super().__init__(COLUMNS, steps=STEPS, id=id)
         self.clock = clock
         self.snapshots: dict[str, ForwardSnapshot] = {}
         self.notes: dict[str, str] = {}  # shown in "Last error" when the engine has no reason
@@ -111,6 +126,9 @@ class ForwardTable(FittedTable):
         self.default_context = ""  # the header's: a context column of only this one is hidden
         self.groups = GroupIndex()  # the profiles file's forwards: the Group column
         self._rates: dict[str, _Rate] = {}
+        self._stale: set[str] = set()  # rows off screen whose clock cells a tick skipped
+        self.layout_columns = frozenset({"context"})
+        self.tick_rows = 0  # rows a tick recomputed (tests: an off-screen row costs nothing)
 
     @property
     def selected_id(self) -> str | None:
@@ -122,14 +140,23 @@ class ForwardTable(FittedTable):
 
     # -- rendering of one row -----------------------------------------------------------------
 
-    def _row_cells(self, snap: ForwardSnapshot, now: float) -> dict[str, Text]:
+    def _clock_cells(self, snap: ForwardSnapshot, now: float) -> dict[str, Text]:
+        """The cells that move with time alone: a tick recomputes only these."""
         rate = self._rates.get(snap.id)
+        return {
+            "status": status_cell(snap, now),
+            "status_compact": status_compact(snap, now),
+            "uptime": Text(uptime_cell(snap, now)),
+            "rate": Text(rate_text(rate.rate_in, rate.rate_out) if rate else ""),
+        }
+
+    def _row_cells(self, snap: ForwardSnapshot, now: float) -> dict[str, Text]:
         reason = reason_text(snap.reason or self.notes.get(snap.id, ""))
         # Text, not str: DataTable reads a str cell as markup, and names, addresses such as
         # [fe80::1] and error text are shown verbatim.
         return {
-            "status": status_cell(snap, now),
-            "status_compact": status_compact(snap, now),
+            **self._clock_cells(snap, now),
+            "name": Text(name_text(snap)),
             "group": Text(self.groups.label(snap.spec)),
             "context": Text(context_text(snap)),
             "namespace": Text(namespace_text(snap)),
@@ -139,11 +166,10 @@ class ForwardTable(FittedTable):
             "local_compact": Text(local_compact(snap)),
             "remote": Text(remote_text(snap)),
             "remote_compact": Text(remote_compact(snap)),
-            "uptime": Text(uptime_text(snap, now)),
+            "remote_short": Text(remote_short(snap)),
             "conns": Text(str(snap.stats.connections_open)),
             "bytes_in": Text(human_bytes(snap.stats.bytes_in)),
             "bytes_out": Text(human_bytes(snap.stats.bytes_out)),
-            "rate": Text(rate_text(rate.rate_in, rate.rate_out) if rate else ""),
             "error": Text(reason, style="red" if snap.state is ForwardState.ERROR else ""),
         }
 
@@ -171,6 +197,7 @@ class ForwardTable(FittedTable):
     def rebuild(self) -> None:
         """Re-create every row (sort, filter, resync): keeps the selected forward selected."""
         now = self.clock()
+        self._stale.clear()
         self.set_rows((snap.id, self._row_cells(snap, now)) for snap in self._ordered())
 
     def set_all(self, snapshots: list[ForwardSnapshot]) -> None:
@@ -194,9 +221,10 @@ class ForwardTable(FittedTable):
         elif not present and visible and self.sort_column is not None:
             self.rebuild()
         elif visible:
-            self.put_row(snap.id, self._row_cells(snap, self.clock()))
+            self._update_row(snap)
 
     def _update_row(self, snap: ForwardSnapshot) -> None:
+        self._stale.discard(snap.id)
         self.put_row(snap.id, self._row_cells(snap, self.clock()))
 
     def remove_forward(self, fid: str) -> None:
@@ -221,8 +249,11 @@ class ForwardTable(FittedTable):
         return (rate.rate_in, rate.rate_out) if rate else (0.0, 0.0)
 
     def tick(self) -> None:
-        """Once a second while visible: uptime, byte rates and retry countdowns."""
+        """Once a second while visible: uptime, byte rates and retry countdowns of the rows
+        on screen (the others when scrolled to)."""
         now = self.clock()
+        shown = self.visible_rows()
+        locations = self._row_locations
         for fid, snap in self.snapshots.items():
             prev = self._rates.get(fid)
             bin_, bout = snap.stats.bytes_in, snap.stats.bytes_out
@@ -236,14 +267,48 @@ class ForwardTable(FittedTable):
             else:
                 rate = prev  # no time passed (a second tick in the same instant)
             self._rates[fid] = rate
-            if self.has_row(fid) and (
+            if not self.has_row(fid) or not (
                 snap.state in _RUNNING
                 or snap.next_retry_at is not None
                 or prev is None
                 or prev.rate_in
                 or prev.rate_out
+                or rate.rate_in
+                or rate.rate_out
             ):
-                self._update_row(snap)
+                continue
+            index = locations.get(RowKey(fid))
+            if index is None or index not in shown:
+                self._stale.add(fid)
+                continue
+            self.tick_rows += 1
+            self.patch_row(fid, self._clock_cells(snap, now))
+
+    def _catch_up(self) -> None:
+        """Rows a tick skipped off screen, now on it: their clock cells as of now."""
+        if not self._stale:
+            return
+        now = self.clock()
+        locations = self._row_locations
+        for index in self.visible_rows():
+            key = locations.get_key(index)
+            fid = key.value if key is not None else None
+            if fid in self._stale:
+                self._stale.discard(fid)
+                snap = self.snapshots.get(fid)
+                if snap is not None:
+                    self.tick_rows += 1
+                    self.patch_row(fid, self._clock_cells(snap, now))
+
+    def watch_scroll_y(self, old_value: float, new_value: float) -> None:
+        super().watch_scroll_y(old_value, new_value)
+        if self._stale and round(old_value) != round(new_value):
+            self.call_later(self._catch_up)
+
+    def on_resize(self, event: events.Resize) -> None:
+        # FittedTable's handler runs too (Textual calls each class's): the relayout.
+        if self._stale:
+            self.call_later(self._catch_up)
 
     # -- sorting ----------------------------------------------------------------------------
 
