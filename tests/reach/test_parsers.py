@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
 
 from portfwd.reach import httphead, socks5
+from portfwd.reach.loopback import AddressTable
 from portfwd.reach.names import ClusterName, host_names, parse_name
 from portfwd.reach.wire import BadRequest, HeadReader
 
@@ -91,3 +93,16 @@ def test_socks5_with_password() -> None:
     assert reader.rest() == b"GET /"  # what followed the request goes to the pod first
     (req, answer), _ = asyncio.run(run([b"\x05\x01\x00"]))
     assert req is None and answer == b"\x05\xff"  # no password offered: no method acceptable
+
+
+def test_two_address_tables_do_not_pick_the_same_address(tmp_path: Path) -> None:
+    # Two users (or two config dirs) on one machine: the same Service name must not land on
+    # one 127.x address, where the second `portfwd ns` would find every port taken.
+    mine = AddressTable(tmp_path / "a.json")
+    theirs = AddressTable(tmp_path / "b.json")
+    assert mine.address("prod", "demo", "api") != theirs.address("prod", "demo", "api")
+    mine.save()
+    again = AddressTable(tmp_path / "a.json")
+    assert again.salt == mine.salt
+    assert again.address("prod", "demo", "api") == mine.address("prod", "demo", "api")
+    assert again.address("prod", "demo", "web") == mine.address("prod", "demo", "web")

@@ -23,6 +23,7 @@ import hashlib
 import ipaddress
 import json
 import os
+import secrets
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -70,12 +71,15 @@ def local_ports(ports: Iterable[int], start: int) -> dict[int, int]:
     return out
 
 
+SALT_KEY = "salt"  # never a key of an address: those are CONTEXT/NAMESPACE/NAME
+
+
 def _usable(n: int) -> bool:
     return n & 0xFF not in (0, 255)
 
 
-def _slot(key: str) -> int:
-    digest = hashlib.sha256(key.encode()).digest()
+def _slot(key: str, salt: str = "") -> int:
+    digest = hashlib.sha256((salt + key).encode()).digest()
     return LOW + int.from_bytes(digest[:3], "big") % (HIGH - LOW)
 
 
@@ -87,7 +91,14 @@ class AddressTable:
         self._by_key: dict[str, str] = {}
         self._taken: set[str] = set()
         self._dirty = False
+        # Where a new key's search starts: random per table (kept in it), so two users, or
+        # two config dirs, on one machine do not pick the same 127.x address for the same
+        # Service name and then fight over its ports.
+        self.salt = ""
         self._load()
+        if not self.salt:
+            self.salt = secrets.token_hex(8)
+            self._dirty = True
 
     def _load(self) -> None:
         try:
@@ -96,6 +107,9 @@ class AddressTable:
             return
         if not isinstance(data, dict):
             return
+        salt = data.pop(SALT_KEY, "")
+        if isinstance(salt, str) and salt.isalnum():
+            self.salt = salt
         for key, value in data.items():
             if isinstance(key, str) and isinstance(value, str) and value not in self._taken:
                 try:
@@ -112,7 +126,7 @@ class AddressTable:
         known = self._by_key.get(key)
         if known is not None:
             return known
-        n = _slot(key)
+        n = _slot(key, self.salt)
         while not _usable(n) or str(ipaddress.IPv4Address(n)) in self._taken:
             n += 1
             if n >= HIGH:
@@ -127,9 +141,9 @@ class AddressTable:
         """Write the table if it changed (blocking: small file, called between batches)."""
         if not self._dirty:
             return
-        text = json.dumps(self._by_key, indent=1, sort_keys=True) + "\n"
+        text = json.dumps({SALT_KEY: self.salt, **self._by_key}, indent=1, sort_keys=True) + "\n"
         try:
             write_atomic(self.path, text)
         except OSError:
-            return  # a read-only config dir: addresses stay deterministic, only not pinned
+            return  # a read-only config dir: the addresses are new on each start, not pinned
         self._dirty = False
