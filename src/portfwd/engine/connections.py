@@ -69,12 +69,13 @@ class Owner(Protocol):
 class Connection:
     """One accepted local connection and its counters (also the pump's meter)."""
 
-    __slots__ = ("bytes_in", "bytes_out", "local", "opened_at", "owner", "pod", "task")
+    __slots__ = ("bytes_in", "bytes_out", "local", "opened_at", "owner", "pod", "pod_uid", "task")
 
     def __init__(self, owner: Connections, local: LocalConnection, pod: str) -> None:
         self.owner = owner
         self.local = local
         self.pod = pod
+        self.pod_uid = ""  # of the pod its stream goes to, once opened
         self.opened_at = time.time()
         self.bytes_in = 0
         self.bytes_out = 0
@@ -184,6 +185,7 @@ class Connections:
             stream: TunnelStream | None = None
             for retry in (False, True):
                 conn.pod, remote = route.pod.name, route.container_port
+                conn.pod_uid = route.pod.meta.uid
                 try:
                     stream = await tunnel.open(fwd.namespace, conn.pod, remote, route.pod.meta.uid)
                     break
@@ -272,20 +274,23 @@ class Connections:
         return reopen
 
     def _mover(self, conn: Connection, tunnel: PodTunnel) -> Reopen:
-        """How a connection the kubelet refused before the pod answered gets a new stream:
-        only on another pod, if the forward moves there within MOVE_WAIT (its pod was
-        deleted and the watch is a moment behind the kubelet). A backend that refuses on a
-        pod the forward keeps routing to stays refused."""
-        uid = self.router.route.pod.meta.uid if self.router.route else ""
+        """How a connection the kubelet refused (or the pod ended) before the pod answered
+        gets a new stream: only on another pod, once the forward no longer sends new
+        connections to this one, within MOVE_WAIT (its pod was deleted and the watch is a
+        moment behind the kubelet). A backend that refuses, or a server that closes, on a pod
+        the forward keeps using stays as it is."""
 
-        def same_pod() -> bool:
-            route = self.router.route
-            return route is not None and (route.pod.name, route.pod.meta.uid) == (conn.pod, uid)
+        def still_used() -> bool:
+            mine = (conn.pod, conn.pod_uid)
+            routes = [self.router.route, *self.router.spread]
+            return any(r is not None and (r.pod.name, r.pod.meta.uid) == mine for r in routes)
 
         async def elsewhere(exc: TunnelError) -> TunnelStream | None:
-            moved = await self.router.wait_healed(self.move_wait, same_pod)
+            moved = await self.router.wait_healed(self.move_wait, still_used)
             if moved is None:
                 return None
+            if self.router.spread:
+                moved = self.router.pick(Counter(c.pod for c in self.open if c.pod)) or moved
             return await self._retry(conn, tunnel, moved, f"pod {conn.pod}", exc)
 
         return elsewhere
@@ -299,7 +304,7 @@ class Connections:
             f"retrying a connection on pod {route.pod.name} ({what} failed before the pod"
             f" answered: {describe(exc)})",
         )
-        conn.pod = route.pod.name
+        conn.pod, conn.pod_uid = route.pod.name, route.pod.meta.uid
         pod = route.pod
         return await tunnel.open(fwd.namespace, pod.name, route.container_port, pod.meta.uid)
 

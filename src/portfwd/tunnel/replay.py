@@ -9,8 +9,20 @@ stream (`reopen`, on a fresh session once the forward has one) and sends it all 
 The pumps above see one stream throughout.
 
 A stream the kubelet refused before the pod sent anything (its pod was deleted while the
-forward still routed there: "connection refused", "failed to find sandbox") is replayed the
-same way through `elsewhere`, which only gives a new stream on another pod.
+forward still routed there: "connection refused", "failed to find sandbox"), or that the pod
+ended without a byte, is replayed the same way through `elsewhere`, which only gives a new
+stream on another pod (the forward moved away from this one: it was deleted).
+
+The kubelet accepts a stream before it dials the pod, and nothing on the wire says the dial
+worked: a client that sends fast (an upload, a large echo) has sent far more than
+:data:`REPLAY_LIMIT` by the time a refusal comes back. So once the kept bytes reach the limit
+before the pod answered, sending pauses until the pod's first byte or the stream's failure,
+at most :data:`REPLAY_HOLD` seconds (a refusal comes back within tens of milliseconds, but
+the runtime closes a dying pod's connection up to a second after its backend went, and a
+loaded machine adds to that); then the kept bytes are dropped and the connection can no
+longer be replayed. The price: a server that says nothing until it has read a large request
+(an HTTP upload without `Expect: 100-continue`) sees that request pause once, for at most
+REPLAY_HOLD seconds, after its first 256 KiB.
 """
 
 from __future__ import annotations
@@ -23,6 +35,7 @@ from portfwd.tunnel.protocol import SessionLost, TunnelError, TunnelStream
 
 REPLAY_LIMIT = 256 * 1024  # client bytes kept for a replay; a longer request is not replayed
 MAX_REPLAYS = 2  # new streams per connection
+REPLAY_HOLD = 5.0  # seconds sending waits at the limit for the pod's first byte or a refusal
 
 Reopen = Callable[[TunnelError], Awaitable[TunnelStream | None]]
 
@@ -38,12 +51,15 @@ class ReplayStream:
         reopen: Reopen,
         elsewhere: Reopen | None = None,
         limit: int = REPLAY_LIMIT,
+        hold: float = REPLAY_HOLD,
     ) -> None:
         self._stream = stream
         self.half_close = stream.half_close
         self._reopen = reopen
         self._elsewhere = elsewhere
         self._limit = limit
+        self._hold = hold
+        self._news: asyncio.Event | None = None  # set when the pod answered or the stream failed
         self._sent: list[bytes] | None = []  # None: no replay possible any more
         self._size = 0
         self._eof = False
@@ -77,8 +93,33 @@ class ReplayStream:
         self._sent = None
         self._size = 0
 
+    def _heard(self) -> None:
+        """The pod answered, or the stream failed: a send held at the limit goes on."""
+        if self._news is not None:
+            self._news.set()
+
+    async def _held(self, size: int) -> None:
+        """At the limit before the pod answered: wait for its first byte or the stream's
+        failure (then a replay may be needed), at most `hold` seconds a stream (see the
+        module's doc). Returns at once when none of that applies."""
+        while self._sent is not None and self._size + size > self._limit and self.replayable:
+            stream = self._stream
+            news = self._news = asyncio.Event()
+            try:
+                async with asyncio.timeout(self._hold):
+                    await news.wait()
+            except TimeoutError:
+                return  # no word from the pod: the kept bytes go (see _keep)
+            finally:
+                self._news = None
+            await self._settled()
+            if self._stream is stream:
+                return
+            # Replayed on a new stream, which may be refused too: wait on it as well.
+
     async def send(self, data: bytes) -> None:
         await self._settled()  # kept only outside a replay, which would send it twice
+        await self._held(len(data))
         self._keep(data)
         stream = self._stream
         try:
@@ -105,17 +146,30 @@ class ReplayStream:
             try:
                 chunk = await stream.receive()
             except TunnelError as exc:
+                self._heard()
                 if not await self._recover(stream, exc):
                     raise
                 continue
-            if chunk and self._sent is not None:
-                self._forget()  # the pod answered: from here on, a loss is a loss
+            if chunk:
+                if self._sent is not None:
+                    self._forget()  # the pod answered: from here on, a loss is a loss
+                self._heard()
+                return chunk
+            self._heard()
+            if self._elsewhere is not None and self.replayable:
+                # Ended without a byte: if the forward moves off this pod (it was deleted),
+                # the connection goes there, with what the client sent; else the end is the
+                # pod's answer.
+                ended = TunnelError("the pod closed the connection before answering")
+                if await self._recover(stream, ended):
+                    continue
             return chunk
 
     async def close(self) -> None:
         await self._stream.close()
 
     def abort(self) -> None:
+        self._heard()
         task = self._recovering
         if task is not None and not task.done():
             task.cancel()
