@@ -11,7 +11,7 @@ one `NAME: error: REASON` line and the others keep running (exit 1 at the end), 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from portfwd.cli.namespaces_here import namespaces_running
 from portfwd.cli.printer import Lines, print_events
@@ -23,6 +23,7 @@ from portfwd.errors import PortfwdError
 from portfwd.eventloop import release_signals, stop_on_signals
 from portfwd.store.profiles_model import ProfileNamespace
 
+Started = Callable[[list[ForwardSnapshot]], Awaitable[None]]
 EVENTS_QUEUED = 10_000  # log lines the printer may fall behind by before it lags
 
 
@@ -34,9 +35,11 @@ async def run_here(
     named: bool,
     all_or_nothing: bool,
     namespaces: Sequence[ProfileNamespace] = (),
+    on_started: Started | None = None,
 ) -> int:
     """Run `specs` until Ctrl-C; `named`: `up`'s lines (else `forward`'s). `namespaces`: a
-    profile's whole namespaces, run beside the forwards as `portfwd ns` runs them."""
+    profile's whole namespaces, run beside the forwards as `portfwd ns` runs them.
+    `on_started`: awaited with the forwards that started (`up --ports-file`)."""
     stop = asyncio.Event()
     handled = stop_on_signals(stop)  # SIGINT, SIGTERM
     manager = Manager(kubeconfig=kubeconfig, ping_interval=ping_interval)
@@ -49,7 +52,9 @@ async def run_here(
     spaces = namespaces_running(manager, namespaces, lines.out.line, lines.err.line)
     try:
         async with spaces:
-            return await _run(manager, specs, lines, stop, named, all_or_nothing, bool(namespaces))
+            return await _run(
+                manager, specs, lines, stop, named, all_or_nothing, bool(namespaces), on_started
+            )
     finally:
         await manager.shutdown()
         events.close()  # the printer ends after what is queued; it gets a second for that
@@ -68,6 +73,7 @@ async def _run(
     named: bool,
     all_or_nothing: bool,
     spaces: bool,
+    on_started: Started | None = None,
 ) -> int:
     def name_lines(fid: str, spec: ForwardSpec) -> None:
         lines.add(fid, spec.name or spec.target)
@@ -97,6 +103,8 @@ async def _run(
         printer_of = lines.printers[snap.id]
         printer_of.started()
         printer_of.forwarding(snap)
+    if on_started is not None:
+        await on_started(launched.active)
     ids = [snap.id for snap in launched.active]
     lost = await watch(
         manager,
