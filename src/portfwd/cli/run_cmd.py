@@ -85,7 +85,7 @@ class _SplitAtDashes(click.Command):
     default=DEFAULT_TIMEOUT,
     show_default=True,
     metavar="DURATION",
-    callback=options.duration,
+    callback=options.timeout,
     help="How long the forwards may take to get ready before COMMAND is given up (exit 124); "
     "0 waits as long as it takes.",
 )
@@ -113,7 +113,7 @@ def run_command(
     name: str | None,
     spread: bool,
     no_reconnect: bool,
-    timeout: float,
+    timeout: float | None,
     here: bool,
     ports_file: str | None,
     ping_interval: float,
@@ -173,7 +173,7 @@ def run_command(
                 specs,
                 labels,
                 list(argv),
-                within=timeout or None,
+                within=timeout,
                 here=here,
                 ports_file=Path(ports_file).expanduser() if ports_file else None,
                 kubeconfig=opts["kubeconfig"],

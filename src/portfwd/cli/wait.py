@@ -28,7 +28,7 @@ from portfwd.safetext import escape_controls
     default="60s",
     show_default=True,
     metavar="DURATION",
-    callback=options.duration,
+    callback=options.timeout,
     help="Give up after DURATION (exit 124); 0 waits as long as it takes.",
 )
 @click.option(
@@ -53,7 +53,7 @@ from portfwd.safetext import escape_controls
 )
 @click.pass_context
 def wait_command(
-    ctx: click.Context, timeout: float, until: str, output: str, forwards: tuple[str, ...]
+    ctx: click.Context, timeout: float | None, until: str, output: str, forwards: tuple[str, ...]
 ) -> None:
     """Wait until the daemon's forwards NAME|ID... are ready."""
     options.with_globals(ctx)
@@ -62,7 +62,7 @@ def wait_command(
         engine = await RemoteEngine.attach(client="wait", logs=0)
         try:
             ids = [_find(engine, key) for key in forwards]
-            snaps = await wait_ready(engine, ids, within=timeout or None, until=Until(until))
+            snaps = await wait_ready(engine, ids, within=timeout, until=Until(until))
         finally:
             await engine.shutdown()
         if output == "json":
