@@ -52,14 +52,16 @@ async def engine(
     kubeconfig: str | None,
     ping_interval: float,
     keep: bool = False,
+    logs: int = 0,
 ) -> AsyncIterator[Engine]:
     """The daemon's engine when one runs (and not `here`), else an in-process Manager. On
     the way out, the forwards added through `Engine.add` are removed (unless `keep`) and the
-    engine let go (an in-process one stops everything)."""
+    engine let go (an in-process one stops everything). `logs`: recent lines per forward
+    the daemon's engine mirrors from the start."""
     remote: RemoteEngine | None = None
     if not here:
         with contextlib.suppress(NotRunning):
-            remote = await RemoteEngine.attach(client=client, logs=0)
+            remote = await RemoteEngine.attach(client=client, logs=logs)
     api: EngineAPI = remote or Manager(kubeconfig=kubeconfig, ping_interval=ping_interval)
     used = Engine(api, remote)
     try:
