@@ -195,3 +195,53 @@ async def test_an_interrupt_before_the_command_stops_everything(sandbox: Sandbox
     finally:
         ran = await _finish(proc)
     assert ran.code == 130, ran
+
+
+def _profiles(tmp_path: Path, sandbox: SandboxCluster, forwards: str) -> Path:
+    path = tmp_path / "profiles.yaml"
+    path.write_text(
+        f"""\
+profiles:
+  dev:
+    defaults: {{kubeconfig: "{sandbox.kubeconfig_path}", namespace: demo, address: 127.0.0.1}}
+    forwards:
+{forwards}"""
+    )
+    path.chmod(0o600)
+    return path
+
+
+async def test_a_profile_runs_with_a_variable_per_forward(
+    sandbox: SandboxCluster, tmp_path: Path
+) -> None:
+    profiles = _profiles(
+        tmp_path,
+        sandbox,
+        "      - {name: echo, target: svc/echo, ports: [':80']}\n"
+        "      - {name: my-web, target: svc/web, ports: [':80']}\n",
+    )
+    show = "import os; print(os.environ['PORTFWD_ECHO_PORT'], os.environ['PORTFWD_MY_WEB_PORT'])"
+    ran = await portfwd_async(
+        "run", "--profile", "dev", "--profiles", str(profiles), "--", sys.executable, "-c", show,
+    )  # fmt: skip
+    assert ran.code == 0, ran
+    echo, web = (int(p) for p in ran.out.split())
+    assert echo != web
+    assert await refused(echo) and await refused(web)
+
+
+async def test_profile_names_that_give_one_variable_are_refused(
+    sandbox: SandboxCluster, tmp_path: Path
+) -> None:
+    profiles = _profiles(
+        tmp_path,
+        sandbox,
+        "      - {name: my-db, target: svc/echo, ports: [':80']}\n"
+        "      - {name: my.db, target: svc/web, ports: [':80']}\n",
+    )
+    ran = await portfwd_async("run", "--profile", "dev", "--profiles", str(profiles), "--", "true")
+    assert ran.code == USAGE, ran
+    assert ran.one_error() == (
+        'error: forwards "my-db" and "my.db" map to the same variables (PORTFWD_MY_DB_PORT); '
+        "give them distinct names (--name, or the profile's names)"
+    )
