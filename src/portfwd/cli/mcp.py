@@ -1,4 +1,5 @@
-"""`portfwd mcp`: the MCP server for coding agents (portfwd/mcp/), on stdio.
+"""`portfwd mcp`: the MCP server for coding agents (portfwd/mcp/), on stdio (or streamable
+HTTP on loopback with a token: `--http`).
 
 The SDK is an optional extra (`pip install 'portfwd[mcp]'`), imported only when this command
 runs; without it the command is one line saying how to get it.
@@ -6,13 +7,14 @@ runs; without it the command is one line saying how to get it.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
 
 from portfwd.cli import options
-from portfwd.cli.run import run
-from portfwd.errors import PortfwdError
+from portfwd.cli.run import ExitCode, run
+from portfwd.errors import InputError, PortfwdError
 from portfwd.eventloop import run as run_loop
 
 
@@ -29,6 +31,14 @@ from portfwd.eventloop import run as run_loop
     is_flag=True,
     help="Let the agent's forwards listen on other addresses than loopback.",
 )
+@click.option(
+    "--http",
+    "http",
+    default=None,
+    metavar="HOST:PORT",
+    help="Serve streamable HTTP on this loopback address instead of stdio; clients must send "
+    "'Authorization: Bearer $PORTFWD_MCP_TOKEN' (set it before starting).",
+)
 @options.protocol_option("Port-forward wire protocol of the forwards it adds.")
 @click.pass_context
 def mcp_command(
@@ -39,6 +49,7 @@ def mcp_command(
     profiles_file: str | None,
     here: bool,
     allow_non_loopback: bool,
+    http: str | None,
     protocol: str,
 ) -> None:
     """Serve the Model Context Protocol on stdin/stdout, for coding agents.
@@ -61,14 +72,18 @@ def mcp_command(
             raise PortfwdError(
                 "portfwd mcp needs the MCP Python SDK: pip install 'portfwd[mcp]'"
             ) from None
+        from portfwd.mcp.http import parse_listen, token_from
         from portfwd.mcp.tools import Settings
+
+        listen = parse_listen(http) if http is not None else None
+        token = token_from(os.environ) if listen is not None else ""
 
         settings = Settings(
             **opts,
             profiles_file=Path(profiles_file).expanduser() if profiles_file else None,
             allow_non_loopback=allow_non_loopback,
         )
-        run_loop(serve(settings, here=here))
+        run_loop(serve(settings, here=here, http=listen, token=token))
         return 0
 
-    run(body)
+    run(body, {InputError: ExitCode.USAGE})

@@ -8,6 +8,7 @@ in this process stop with it, the daemon's stay.
 """
 
 import json
+import logging
 from typing import Any
 
 from mcp.server.mcpserver import MCPServer
@@ -16,6 +17,7 @@ from mcp.server.mcpserver.exceptions import ResourceError, ToolError
 from portfwd import version
 from portfwd.cli.engines import engine
 from portfwd.errors import PortfwdError
+from portfwd.mcp.http import bearer_only, serve_http
 from portfwd.mcp.tools import Settings, Tools
 
 INSTRUCTIONS = """\
@@ -151,14 +153,24 @@ def build(tools: Tools) -> MCPServer[Any]:
     return server
 
 
-async def serve(settings: Settings, *, here: bool) -> None:
-    """Serve on stdio until the client closes it."""
+async def serve(
+    settings: Settings, *, here: bool, http: tuple[str, int] | None = None, token: str = ""
+) -> None:
+    """Serve on stdio until the client closes it; with `http` (a loopback host and port),
+    over streamable HTTP with the bearer `token` until interrupted (http.py)."""
+    logging.getLogger("mcp").setLevel(logging.WARNING)  # its INFO lines are not the user's
     async with engine(
         client="mcp", here=here, kubeconfig=settings.kubeconfig, ping_interval=30.0, keep=True,
         logs=200,
     ) as used:  # fmt: skip
         tools = Tools(used, settings)
+        server = build(tools)
         try:
-            await build(tools).run_stdio_async()
+            if http is None:
+                await server.run_stdio_async()
+            else:
+                host, port = http
+                app = server.streamable_http_app(host=host)
+                await serve_http(bearer_only(app, token), host, port)
         finally:
             await tools.close()
