@@ -4,7 +4,10 @@ the daemon (its forwards gone afterwards), `wait`, `add -o json`, `up -o json` a
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -12,6 +15,8 @@ from typing import Any
 import pytest
 
 from portfwd.sandbox.cluster import SandboxCluster
+from tests.support.cli import PORTFWD
+from tests.support.wait import eventually
 
 from .conftest import DaemonProcess, Dirs
 from .test_cli import add_echo, echo_through, forwards, portfwd, running  # noqa: F401
@@ -134,3 +139,32 @@ async def test_wait(running: DaemonProcess) -> None:  # noqa: F811
 async def test_wait_without_a_daemon(dirs: Dirs) -> None:
     waited = await portfwd("wait", "x")
     assert waited.code == NO_DAEMON, waited
+
+
+async def test_up_here_writes_the_ports_file_once_started(
+    dirs: Dirs, sandbox: SandboxCluster, tmp_path: Path
+) -> None:
+    _write_profiles(dirs, sandbox.kubeconfig_path)
+    ports_file = tmp_path / "here.json"
+    proc = await asyncio.create_subprocess_exec(
+        *PORTFWD, "up", "pair", "--here", "--ports-file", str(ports_file),
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        await eventually(ports_file.exists, limit=60)
+        by_name = {e["name"]: e for e in json.loads(ports_file.read_text())["forwards"]}
+        assert sorted(by_name) == ["echo", "echo-deploy"]
+        for entry in by_name.values():
+            await echo_through(entry["port"])
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGINT)
+        try:
+            async with asyncio.timeout(30):
+                await proc.wait()
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+    assert proc.returncode == 0
