@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from portfwd.sandbox.cluster import SandboxCluster
-from tests.daemon.test_cli import echo_through, refused
+from tests.daemon.conftest import DaemonProcess, dirs  # noqa: F401
+from tests.daemon.test_cli import echo_through, forwards, refused, running  # noqa: F401
 
 pytest.importorskip("mcp")
 
@@ -157,3 +158,19 @@ profiles:
         assert not await refused(port)
         assert await call(session, "stop_profile", profile="pair") == {"stopped": ["web"]}
         assert await refused(port)
+
+
+async def test_with_a_daemon_the_agents_forwards_are_the_daemons(
+    running: DaemonProcess,  # noqa: F811
+    sandbox: SandboxCluster,
+    tmp_path: Path,
+) -> None:
+    async with mcp_session(sandbox, tmp_path) as session:
+        added = await call(session, "add_forward", target="svc/echo", ports=[":80"], name="d")
+        [fwd] = added["forwards"]
+        await echo_through(fwd["port"])
+        [listed] = await forwards()  # `portfwd ls -o json`: the daemon has it
+        assert (listed["spec"]["name"], listed["state"]) == ("d", "active")
+        assert (await call(session, "stop_forward", forward="d"))["state"] == "stopped"
+    [after] = await forwards()  # the agent went away; the daemon keeps it (stopped)
+    assert (after["spec"]["name"], after["state"]) == ("d", "stopped")

@@ -24,13 +24,14 @@ from portfwd.doctor.daemon import daemon_check
 from portfwd.engine.api import find
 from portfwd.engine.clients import ClientPool
 from portfwd.engine.launch import launch, reason_of
-from portfwd.engine.model import ForwardSnapshot, ForwardSpec
+from portfwd.engine.model import ForwardSnapshot, ForwardSpec, ForwardState
 from portfwd.errors import PortfwdError
 from portfwd.safetext import escape_controls
 from portfwd.store.profiles import default_profiles_file, load_profiles
 from portfwd.store.profiles_select import UpUsageError, select
 
 MAX_LOG_LINES = 1000
+STOP_SEEN = 5.0  # seconds a stop may take to show in the daemon's mirror
 
 
 class ToolProblem(PortfwdError):
@@ -121,7 +122,7 @@ class Tools:
                 f"{who}{first.spec.target} {first.spec.remote_port}: {reason_of(first)}; "
                 f"not added{added}"
             )
-        return [engine.get(s.id) for s in launched.active]
+        return launched.active
 
     def _find(self, key: str) -> ForwardSnapshot:
         try:
@@ -138,7 +139,22 @@ class Tools:
     async def stop_forward(self, key: str) -> dict[str, Any]:
         fid = self._find(key).id
         await self.engine.api.stop(fid)
-        return describe(self.engine.api.get(fid))
+        return describe(await self._stopped(fid))
+
+    async def _stopped(self, fid: str) -> ForwardSnapshot:
+        """The forward once the engine's view shows it stopped (the daemon's mirror follows
+        its events, a moment after the reply), bounded: the last view after that."""
+        events = self.engine.api.subscribe()
+        stream = events.__aiter__()
+        try:
+            async with asyncio.timeout(STOP_SEEN):
+                while self.engine.api.get(fid).state is not ForwardState.STOPPED:
+                    await stream.__anext__()
+        except (TimeoutError, StopAsyncIteration):
+            pass
+        finally:
+            events.close()
+        return self.engine.api.get(fid)
 
     async def remove_forward(self, key: str) -> dict[str, Any]:
         snap = self._find(key)
