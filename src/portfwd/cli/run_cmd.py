@@ -100,7 +100,12 @@ class _SplitAtDashes(click.Command):
 )
 @options.ping_option("WebSocket ping interval on every tunnel; 0 disables.")
 @options.protocol_option("Port-forward wire protocol (see `portfwd --help`).")
-@click.argument("args", nargs=-1, shell_complete=completion.complete_targets)
+@click.argument(
+    "args",
+    nargs=-1,
+    metavar="[TARGET PORTS... | GROUP...] -- COMMAND [ARGS...]",
+    shell_complete=completion.complete_targets,
+)
 @click.pass_context
 def run_command(
     ctx: click.Context,
