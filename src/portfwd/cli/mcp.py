@@ -66,11 +66,10 @@ def mcp_command(
     def body() -> int:
         try:
             from portfwd.mcp.server import serve
-        except ImportError as exc:
-            if exc.name is None or not exc.name.startswith("mcp"):
-                raise
+        except ImportError as exc:  # the SDK, or a package it needs, is not installed
+            missing = f" ({exc.name.split('.')[0]} is missing)" if exc.name else ""
             raise PortfwdError(
-                "portfwd mcp needs the MCP Python SDK: pip install 'portfwd[mcp]'"
+                f"portfwd mcp needs the MCP Python SDK{missing}: pip install 'portfwd[mcp]'"
             ) from None
         from portfwd.mcp.http import parse_listen, token_from
         from portfwd.mcp.tools import Settings
