@@ -23,6 +23,8 @@ from typing import Any, TypeVar
 import click
 
 from portfwd.engine.model import ForwardSnapshot
+from portfwd.errors import PortfwdError
+from portfwd.kube.targets import printable
 from portfwd.store.state import write_atomic
 from portfwd.tunnel.addresses import format_host_port
 
@@ -68,8 +70,14 @@ def dumps(snaps: Sequence[ForwardSnapshot]) -> str:
 
 def write_ports_file(path: Path, snaps: Sequence[ForwardSnapshot]) -> None:
     """The document, replacing `path` at once (a reader sees the old file or the new one,
-    never half), mode 0600. Blocking: call it from a thread when a loop runs."""
-    write_atomic(path, dumps(snaps) + "\n")
+    never half), mode 0600. Blocking: call it from a thread when a loop runs. PortfwdError
+    (one line) when it cannot be written."""
+    try:
+        write_atomic(path, dumps(snaps) + "\n")
+    except OSError as exc:
+        raise PortfwdError(
+            f"cannot write the ports file {printable(str(path))}: {exc.strerror or exc}"
+        ) from None
 
 
 def output_options(fn: F) -> F:
