@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import click
 
-from portfwd.cli import completion, options
+from portfwd.cli import bound, completion, options
 from portfwd.cli.connected import DAEMON_ERRORS
 from portfwd.cli.handover import hand_over
 from portfwd.cli.run import run
 from portfwd.constants import PORTFORWARD_PROTOCOL_CHOICES
-from portfwd.engine.model import ForwardSpec
+from portfwd.engine.model import ForwardSnapshot, ForwardSpec
 from portfwd.errors import InputError
 from portfwd.kube.targets import parse_port_mapping
 
@@ -51,6 +51,7 @@ from portfwd.kube.targets import parse_port_mapping
     show_default=True,
     help="Port-forward wire protocol (see `portfwd --help`).",
 )
+@bound.output_options
 @click.argument("target", shell_complete=completion.complete_targets)
 @click.argument("ports", nargs=-1, required=True, shell_complete=completion.complete_ports)
 @click.pass_context
@@ -65,6 +66,8 @@ def add_command(
     no_start: bool,
     spread: bool,
     protocol: str,
+    output: str,
+    ports_file: str | None,
     target: str,
     ports: tuple[str, ...],
 ) -> None:
@@ -88,7 +91,10 @@ def add_command(
             spread=spread,
             **opts,
         )
-        return hand_over(specs, start=not no_start)
+        report: list[ForwardSnapshot] = []
+        code = hand_over(specs, start=not no_start, report=report, rows=output != "json")
+        bound.report(report, output, ports_file)
+        return code
 
     run(body, DAEMON_ERRORS)
 

@@ -21,7 +21,7 @@ from portfwd.cli.run import ExitCode, error_line
 from portfwd.daemon.client import RemoteEngine
 from portfwd.daemon.sync_client import pinned_kubeconfig
 from portfwd.engine.launch import launch
-from portfwd.engine.model import ForwardSpec
+from portfwd.engine.model import ForwardSnapshot, ForwardSpec
 from portfwd.eventloop import release_signals, run, stop_on_signals
 from portfwd.kube.config import list_contexts
 
@@ -58,8 +58,12 @@ def hand_over(
     keep_existing: bool = False,
     all_or_nothing: bool = False,
     announce: str = "",
+    report: list[ForwardSnapshot] | None = None,
+    rows: bool = True,
 ) -> int:
     """Add (and start) `specs` in the daemon; prints each with its state; the exit code.
+    `report`: gets the snapshot of each forward added (or kept), for `-o json` and
+    `--ports-file`; `rows`: False prints none (`-o json` prints the report instead).
     `keep_existing` (for `up`, which may be run twice): a forward whose name the daemon
     already has is left as it is and said so. `all_or_nothing`: one failure removes every
     forward this call added. `announce`: said on stderr, with the daemon's pid, once it
@@ -72,6 +76,8 @@ def hand_over(
             keep_existing=keep_existing,
             all_or_nothing=all_or_nothing,
             announce=announce,
+            report=report if report is not None else [],
+            rows=rows,
         )
     )
 
@@ -84,6 +90,8 @@ async def _hand_over(
     keep_existing: bool,
     all_or_nothing: bool,
     announce: str,
+    report: list[ForwardSnapshot],
+    rows: bool,
 ) -> int:
     engine = await RemoteEngine.attach(client=client, logs=0)
     try:
@@ -101,13 +109,17 @@ async def _hand_over(
         for spec in specs:
             there = have.get(spec.name) if spec.name else None
             if there is not None:
-                click.echo(row(there, " (already in the daemon)"))
+                report.append(there)
+                if rows:
+                    click.echo(row(there, " (already in the daemon)"))
             else:
                 todo.append(spec)
         if not start:
             for spec in todo:
                 fid = await engine.add(spec, start=False)
-                click.echo(row(engine.get(fid)))
+                report.append(engine.get(fid))
+                if rows:
+                    click.echo(row(engine.get(fid)))
             return ExitCode.OK
         launched = await launch(engine, todo, stop=stop, all_or_nothing=all_or_nothing)
         if launched.interrupted:
@@ -119,7 +131,9 @@ async def _hand_over(
                     f"{who}{snap.spec.target} {snap.spec.remote_port}: {snap.reason}; not added"
                 )
             elif not launched.aborted:
-                click.echo(row(snap))
+                report.append(snap)
+                if rows:
+                    click.echo(row(snap))
         if launched.aborted:
             removed = len(launched.results) - len(launched.failed)
             error_line(f"removed the {removed} forwards added before it (--all-or-nothing)")

@@ -11,7 +11,7 @@ one `NAME: error: REASON` line and the others keep running (exit 1 at the end), 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING
 
 from portfwd.cli.namespaces_here import namespaces_running
@@ -27,6 +27,7 @@ from portfwd.store.profiles_model import ProfileNamespace
 if TYPE_CHECKING:
     from portfwd.metrics.server import MetricsServer
 
+Started = Callable[[list[ForwardSnapshot]], Awaitable[None]]
 EVENTS_QUEUED = 10_000  # log lines the printer may fall behind by before it lags
 
 
@@ -39,11 +40,12 @@ async def run_here(
     all_or_nothing: bool,
     namespaces: Sequence[ProfileNamespace] = (),
     metrics: tuple[str, int] | None = None,
+    on_started: Started | None = None,
 ) -> int:
     """Run `specs` until Ctrl-C; `named`: `up`'s lines (else `forward`'s). `namespaces`: a
     profile's whole namespaces, run beside the forwards as `portfwd ns` runs them. `metrics`:
     serve the Prometheus endpoint there (one warning line when it cannot bind; the forwards
-    run regardless)."""
+    run regardless). `on_started`: awaited with the forwards that started (`up --ports-file`)."""
     stop = asyncio.Event()
     handled = stop_on_signals(stop)  # SIGINT, SIGTERM
     manager = Manager(kubeconfig=kubeconfig, ping_interval=ping_interval)
@@ -57,7 +59,9 @@ async def run_here(
     endpoint = await _serve_metrics(manager, metrics, lines) if metrics is not None else None
     try:
         async with spaces:
-            return await _run(manager, specs, lines, stop, named, all_or_nothing, bool(namespaces))
+            return await _run(
+                manager, specs, lines, stop, named, all_or_nothing, bool(namespaces), on_started
+            )
     finally:
         if endpoint is not None:
             await endpoint.close()
@@ -93,6 +97,7 @@ async def _run(
     named: bool,
     all_or_nothing: bool,
     spaces: bool,
+    on_started: Started | None = None,
 ) -> int:
     def name_lines(fid: str, spec: ForwardSpec) -> None:
         lines.add(fid, spec.name or spec.target)
@@ -122,6 +127,8 @@ async def _run(
         printer_of = lines.printers[snap.id]
         printer_of.started()
         printer_of.forwarding(snap)
+    if on_started is not None:
+        await on_started(launched.active)
     ids = [snap.id for snap in launched.active]
     lost = await watch(
         manager,

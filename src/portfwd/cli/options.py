@@ -92,6 +92,13 @@ def duration(ctx: click.Context, param: click.Parameter, value: str | None) -> f
         raise click.BadParameter(str(exc)) from None
 
 
+def timeout(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
+    """A duration, or 0 for no limit (None): `run --timeout` and `wait --timeout`."""
+    if value is not None and value.strip() in ("0", "0s"):
+        return None
+    return duration(ctx, param, value)
+
+
 def ping_option(help_text: str | None = None) -> Callable[[F], F]:
     return click.option(
         "--ping-interval",

@@ -37,6 +37,9 @@ COMMANDS = {
     "completion": "portfwd.cli.shell:completion_command",
     "ns": "portfwd.cli.reach:ns_command",
     "proxy": "portfwd.cli.reach:proxy_command",
+    "run": "portfwd.cli.run_cmd:run_command",
+    "wait": "portfwd.cli.wait:wait_command",
+    "mcp": "portfwd.cli.mcp:mcp_command",
 }
 DASHBOARD = "portfwd.cli.dashboard:open_dashboard"
 

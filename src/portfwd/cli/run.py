@@ -29,6 +29,10 @@ class ExitCode(enum.IntEnum):
     USAGE = 2  # bad input: usage, a bad target or port, an unreadable file; nothing changed
     NO_DAEMON = 3  # no daemon runs (`portfwd daemon status`: not running, as LSB says)
     NOT_FOUND = 4  # no forward has that name or id
+    NOT_READY = 124  # `run`/`wait`: a forward did not get ready (in --timeout, or failed)
+    FORWARD_LOST = 125  # `run`: a forward failed for good while COMMAND ran
+    CANNOT_RUN = 126  # `run`: COMMAND exists but cannot be run (as a shell says)
+    NO_SUCH_COMMAND = 127  # `run`: COMMAND does not exist (as a shell says)
     INTERRUPTED = 130  # Ctrl-C
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import click
 
-from portfwd.cli import completion, options
+from portfwd.cli import bound, completion, options
 from portfwd.cli.handover import hand_over
 from portfwd.cli.here import run_here
 from portfwd.cli.namespaces_here import prefix
@@ -30,7 +30,7 @@ from portfwd.daemon.paths import daemon_paths
 from portfwd.daemon.replies import NotRunning
 from portfwd.daemon.service import ensure_started
 from portfwd.engine.clients import ClientPool
-from portfwd.engine.model import ForwardSpec
+from portfwd.engine.model import ForwardSnapshot, ForwardSpec
 from portfwd.engine.preview import Preview, preview
 from portfwd.eventloop import run as run_loop
 from portfwd.kube.targets import quote
@@ -77,6 +77,7 @@ from portfwd.tunnel.addresses import format_host_port
 )
 @options.ping_option("WebSocket ping interval on every tunnel; 0 disables (see `portfwd --help`).")
 @options.protocol_option("Port-forward wire protocol (see `portfwd --help`).")
+@bound.output_options
 @click.argument("profile", shell_complete=complete_profiles)
 @click.argument("groups", nargs=-1, shell_complete=complete_groups)
 @click.pass_context
@@ -91,6 +92,8 @@ def up_command(
     here: bool,
     ping_interval: float,
     protocol: str,
+    output: str,
+    ports_file: str | None,
     profile: str,
     groups: tuple[str, ...],
 ) -> None:
@@ -124,6 +127,8 @@ def up_command(
             dry_run=dry_run,
             all_or_nothing=all_or_nothing,
             daemon=None if here else start_daemon,
+            output=output,
+            ports_file=ports_file,
             **opts,
         )
     )
@@ -142,9 +147,12 @@ def run_up(
     ping_interval: float = 30.0,
     protocol: str = "auto",
     daemon: bool | None = False,
+    output: str = "table",
+    ports_file: str | None = None,
 ) -> int:
     """`daemon`: None runs here; False hands the forwards to a daemon if one runs; True
-    starts one first when none does."""
+    starts one first when none does. `output` json / `ports_file`: what was bound (bound.py);
+    json needs the daemon (here, stdout has kubectl's lines)."""
     try:
         chosen = select(
             profiles_file,
@@ -162,6 +170,9 @@ def run_up(
     if not chosen.specs and not chosen.namespaces:
         where = " in these groups" if groups else ""
         error_line(f"profile {quote(profile)} has no forwards{where}")
+        return ExitCode.USAGE
+    if dry_run and (output == "json" or ports_file):
+        error_line("--dry-run binds nothing: -o json and --ports-file do not apply")
         return ExitCode.USAGE
     if dry_run:
         for entry in chosen.namespaces:
@@ -184,9 +195,22 @@ def run_up(
             all_or_nothing=all_or_nothing,
             kubeconfig=kubeconfig,
             ping_interval=ping_interval,
+            output=output,
+            ports_file=ports_file,
         )
         if handed is not None:
             return handed
+    if output == "json":
+        error_line(
+            "-o json prints what the daemon bound; with the forwards in this process (no "
+            "daemon, or --here) use --ports-file FILE"
+        )
+        return ExitCode.USAGE
+
+    async def started(snaps: list[ForwardSnapshot]) -> None:
+        if ports_file:
+            await asyncio.to_thread(bound.report, snaps, "table", ports_file)
+
     return run_loop(
         run_here(
             chosen.specs,
@@ -195,6 +219,7 @@ def run_up(
             named=True,
             all_or_nothing=all_or_nothing,
             namespaces=chosen.namespaces,
+            on_started=started,
         )
     )
 
@@ -216,26 +241,34 @@ def _in_daemon(
     all_or_nothing: bool,
     kubeconfig: str | None,
     ping_interval: float,
+    output: str = "table",
+    ports_file: str | None = None,
 ) -> int | None:
     """The profile's forwards handed to the running daemon (one started first with
     --daemon); None when none runs, to run them here."""
     try:
-        return _hand_over(specs, all_or_nothing)
+        return _hand_over(specs, all_or_nothing, output, ports_file)
     except NotRunning:
         if not start:
             return None
     ensure_started(kubeconfig=kubeconfig, state_file=None, ping_interval=ping_interval)
-    return _hand_over(specs, all_or_nothing)
+    return _hand_over(specs, all_or_nothing, output, ports_file)
 
 
-def _hand_over(specs: list[ForwardSpec], all_or_nothing: bool) -> int:
+def _hand_over(
+    specs: list[ForwardSpec], all_or_nothing: bool, output: str, ports_file: str | None
+) -> int:
+    report: list[ForwardSnapshot] = []
     code = hand_over(
         specs,
         client="up",
         keep_existing=True,
         all_or_nothing=all_or_nothing,
         announce=f"handing {len(specs)} forwards to the portfwd daemon",
+        report=report,
+        rows=output != "json",
     )
+    bound.report(report, output, ports_file)
     click.echo(
         "they run in the daemon: `portfwd ls` lists them, `portfwd stop NAME` stops one", err=True
     )
