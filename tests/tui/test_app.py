@@ -594,6 +594,34 @@ async def test_no_restore_keeps_saved_forwards_stopped(harness: Harness) -> None
         await wait_until(pilot, lambda: app3.return_code == 0, what="exit")
 
 
+async def test_a_second_dashboard_on_the_session_says_where_its_rows_run(
+    harness: Harness,
+) -> None:
+    """Issue 18: the second window started none of the saved running forwards because the
+    first one runs them; its rows said `not restarted (--no-restore)`, a flag nobody gave."""
+    first = harness.app()
+    async with first.run_test(size=SIZE) as p1:
+        await settle(p1)
+        fid = await add_active(first, p1, echo_spec())
+        await press(p1, "q")
+        await wait_until(p1, lambda: first.return_code == 0, what="exit")
+    holder = harness.app()
+    async with holder.run_test(size=SIZE) as p1:
+        await wait_until(p1, lambda: holder.restored, what="the first window restored")
+        second = harness.app()
+        async with second.run_test(size=SIZE) as p2:
+            await wait_until(p2, lambda: second.restored, what="the second window restored")
+            await settle(p2)
+            assert row(second, fid)["status"] == "■ stopped"
+            note = cell(second, fid, "error")
+            assert "--no-restore" not in note
+            assert note.startswith("runs in another portfwd (pid "), note
+            await press(p2, "q")
+            await wait_until(p2, lambda: second.return_code == 0, what="second exits")
+        await press(p1, "q")
+        await wait_until(p1, lambda: holder.return_code == 0, what="first exits")
+
+
 async def test_a_skipped_forward_the_user_starts_and_stops_is_saved_stopped(
     harness: Harness,
 ) -> None:

@@ -276,12 +276,17 @@ async def _launch_attached(
         warnings=warnings,
         protocol=protocol,
         daemon=server,
+        # The daemon went away: start one (on the same session file) and attach again.
+        reattach=lambda: _attach(True, kubeconfig, state_file),
     )
     try:
         await app.run_async()
     finally:
-        await remote.shutdown()  # detach: the daemon keeps its forwards
+        await app.engine.shutdown()  # detach: the daemon keeps its forwards
+        if app.engine is not remote:
+            await remote.shutdown()
         await clients.close()
     if app.daemon_lost:
-        raise PortfwdError(f"lost the portfwd daemon: {remote.lost or 'it went away'}")
+        lost = getattr(app.engine, "lost", None)
+        raise PortfwdError(f"lost the portfwd daemon: {lost or 'it went away'}")
     return app.return_code or 0
