@@ -11,11 +11,11 @@ import pytest
 from textual.widgets import Static
 
 from portfwd.daemon.client import RemoteEngine
+from portfwd.daemon.server import DaemonServer
 from portfwd.engine.catalog import KubeCatalog
 from portfwd.engine.clients import ClientPool
-from portfwd.engine.model import ForwardState
-from portfwd.daemon.server import DaemonServer
 from portfwd.engine.manager import Manager
+from portfwd.engine.model import ForwardState
 from portfwd.store.session import Session
 from portfwd.store.state import StateStore
 from portfwd.tui.screens.dialogs import ConfirmScreen
@@ -163,9 +163,7 @@ async def test_daemon_gone_offers_to_start_one_and_reattaches_with_the_session(
             await settle(pilot)
             await wait_until(pilot, lambda: status(app, fid) == "● active", what="active")
             await daemon.server.close()
-            await wait_until(
-                pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the offer"
-            )
+            await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the offer")
             assert "Start a daemon again and re-attach" in str(
                 app.screen.query_one("#question", Static).render()
             )

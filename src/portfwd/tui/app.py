@@ -277,8 +277,10 @@ class PortfwdApp(App[int]):
         if not session.restart:
             return notes  # the user did give --no-restore: that note is true
         holder = session.locked_by
-        who = f"another portfwd (pid {holder})" if holder not in (None, "", "?") else (
-            "another portfwd"
+        who = (
+            f"another portfwd (pid {holder})"
+            if holder not in (None, "", "?")
+            else ("another portfwd")
         )
         running = {f.id for f in session.loaded.forwards if f.running}
         return {
