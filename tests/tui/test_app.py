@@ -476,8 +476,13 @@ async def test_help_and_command_palette(harness: Harness) -> None:
             "Reverse sort",
             "Help",
             "Quit",
+            "Switch context",
+            "Switch namespace",
         ):
             assert title in titles
+        # Textual's own entries that do nothing useful here are hidden (issue 18 §6).
+        assert not {"Keys", "Maximize", "Minimize", "Screenshot"} & set(titles)
+        assert titles.count("Quit") == 1  # ours, which saves the session first
         await press(pilot, "l")
         log_titles = [c.title for c in app.get_system_commands(app.screen)]
         assert {"Follow log", "Clear log view", "Quit"} <= set(log_titles)

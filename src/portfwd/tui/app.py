@@ -27,7 +27,7 @@ from textual.notifications import SeverityLevel
 from textual.screen import Screen
 
 from portfwd.engine.api import EngineAPI, EventStream
-from portfwd.engine.catalog import Catalog
+from portfwd.engine.catalog import Catalog, ContextChoice
 from portfwd.engine.events import (
     ForwardAdded,
     ForwardChanged,
@@ -113,6 +113,7 @@ class PortfwdApp(App[int]):
         self.context_name = context
         self.cluster_name = cluster
         self.default_namespace = namespace
+        self.switched = False  # `:ctx` / `:ns` moved the defaults: the header names both
         self.spec_kubeconfig = spec_kubeconfig
         self.clock = clock
         self.tz = tz
@@ -139,6 +140,8 @@ class PortfwdApp(App[int]):
             parts.append(f"context {self.context_name}")
         if self.cluster_name:
             parts.append(f"cluster {self.cluster_name}")
+        if self.switched and self.default_namespace:
+            parts.append(f"namespace {self.default_namespace}")
         return escape_controls(" · ".join(parts)) or "no context"  # names from the kubeconfig
 
     def notify(
@@ -343,6 +346,28 @@ class PortfwdApp(App[int]):
                 taken.setdefault(snap.spec.local_port, label)
         return taken
 
+    def switch_context(self, choice: ContextChoice) -> None:
+        """`:ctx NAME`: new forwards, the browse view and the picker use it (and its own
+        namespace, as k9s does); forwards already running keep their own context."""
+        self.context_name = choice.name
+        self.cluster_name = choice.cluster
+        self.default_namespace = choice.namespace or "default"
+        self._where_changed(f"context {choice.name}, namespace {self.default_namespace}")
+
+    def switch_namespace(self, namespace: str) -> None:
+        """`:ns NAME`: the namespace new forwards, the browse view and the picker use."""
+        self.default_namespace = namespace
+        self._where_changed(f"namespace {namespace} (context {self.context_name or 'current'})")
+
+    def _where_changed(self, said: str) -> None:
+        self.switched = True
+        self.sub_title = self._sub_title()
+        dash = self.dashboard
+        if dash.live:
+            dash.table.default_context = self.context_name  # a context tag where it differs
+            dash.table.rebuild()
+        self.notify(f"now in {said}; running forwards keep their own", timeout=5)
+
     def open_picker(self) -> None:
         self.push_screen(
             NewForwardScreen(context=self.context_name, namespace=self.default_namespace),
@@ -390,12 +415,18 @@ class PortfwdApp(App[int]):
         if self.screen is self.dashboard:
             self.push_screen(ProfilesScreen())
 
-    def action_quick_add(self) -> None:
-        """The one-line quick add prompt (from the dashboard)."""
+    def action_quick_add(self, initial: str = "") -> None:
+        """The one-line quick add prompt (from the dashboard); `ctx `/`ns ` switch."""
         from portfwd.tui.screens.quick_add import QuickAddScreen
 
         if self.screen is self.dashboard:
-            self.push_screen(QuickAddScreen(), self.add_forwards)
+            self.push_screen(QuickAddScreen(initial), self.add_forwards)
+
+    def action_switch_context(self) -> None:
+        self.action_quick_add("ctx ")
+
+    def action_switch_namespace(self) -> None:
+        self.action_quick_add("ns ")
 
     def action_bulk(self) -> None:
         """Mark several forwards, start or stop them together (from the dashboard)."""
