@@ -73,6 +73,8 @@ async def open_picker_to_ports(pilot: Pilot[Any], resource: str) -> NewForwardSc
     await press(pilot, "enter")  # kind: service is first
     await type_text(pilot, resource)
     await press(pilot, "enter")
+    if screen.skipped_port_step:  # one TCP port: straight to the local step; esc shows them
+        await press(pilot, "escape")
     assert screen.step == "port"
     return screen
 
@@ -160,13 +162,35 @@ async def test_picker_shows_resources_with_status_and_udp_disabled(harness: Harn
         assert "ClusterIP" in web and "2/3 ready" in web  # one web pod is not Ready
         crashy = next(o for o in listed if o.startswith("crashy "))
         assert "0/1 ready" in crashy
+        # A Service with UDP ports only cannot be chosen, and says why, at this step.
+        assert status(app) == "5 of 6 services selectable"
         await type_text(pilot, "dns")
-        await press(pilot, "enter")
         choices = app.screen.query_one("#choices", OptionList)
         udp = choices.get_option_at_index(0)
-        assert udp.disabled and "UDP cannot be port-forwarded" in str(udp.prompt)
-        await press(pilot, "enter")  # a disabled port cannot be chosen
-        assert isinstance(app.screen, NewForwardScreen) and app.screen.step == "port"
+        assert udp.disabled and "UDP ports only" in str(udp.prompt), str(udp.prompt)
+        await press(pilot, "enter")  # a disabled resource cannot be chosen
+        assert isinstance(app.screen, NewForwardScreen) and app.screen.step == "resource"
+
+
+async def test_picker_skips_the_port_step_for_one_tcp_port(harness: Harness) -> None:
+    """Issue 18 §6: as the browse view does; esc then shows the port list."""
+    app = harness.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await press(pilot, "n", "enter", "enter", "enter")
+        screen = app.screen
+        assert isinstance(screen, NewForwardScreen)
+        await type_text(pilot, "echo")
+        await press(pilot, "enter")
+        assert screen.step == "local" and [p.port for p in screen.ports] == [80]
+        assert screen.query_one("#local-80", Input) is not None
+        await press(pilot, "escape")
+        assert screen.step == "port" and options(app)[0].startswith("[ ]    80/TCP")
+        await press(pilot, "escape")
+        assert screen.step == "resource"
+        await type_text(pilot, "api")  # two ports: the port step asks
+        await press(pilot, "enter")
+        assert screen.step == "port"
 
 
 async def test_picker_fuzzy_filter_and_back_with_escape(harness: Harness) -> None:
@@ -732,7 +756,8 @@ async def test_filter_that_matches_nothing_says_so(harness: Harness) -> None:
         await type_text(pilot, "zzz")
         assert options(app) == [] and status(app) == "Nothing matches “zzz”."
         await press(pilot, "backspace", "backspace", "backspace")
-        assert status(app) == "6 of 6 services selectable" and len(options(app)) == 6
+        # dns has UDP ports only: listed, not selectable
+        assert status(app) == "5 of 6 services selectable" and len(options(app)) == 6
 
 
 async def test_edit_to_a_non_loopback_address_warns(harness: Harness) -> None:
@@ -765,7 +790,10 @@ async def test_undeclared_pod_port_can_be_typed(harness: Harness) -> None:
         await type_text(pilot, "toolbox")
         await press(pilot, "enter")
         screen = app.screen
-        assert isinstance(screen, NewForwardScreen) and screen.step == "port"
+        # One declared port: straight to the local step; esc shows it, to type another.
+        assert isinstance(screen, NewForwardScreen) and screen.step == "local"
+        await press(pilot, "escape")
+        assert screen.step == "port"
         assert options(app) == ["[ ]  7000/TCP   shell       "]
         await type_text(pilot, "7001")
         assert options(app)[0] == "[ ]  7001/TCP   -            not declared in the spec"

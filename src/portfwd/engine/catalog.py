@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from portfwd.kube.client import KubeClient
 
 UDP_REASON = "UDP cannot be port-forwarded (Kubernetes port-forward is TCP only)"
+UDP_ONLY_REASON = "UDP ports only: Kubernetes port-forward is TCP only"
 
 
 class ListForbidden(PortfwdError):
@@ -46,6 +47,7 @@ class ResourceChoice:
     ready: str = ""  # ready counts: "1/1", "2/3 endpoints"
     healthy: bool = True
     detail: str = ""
+    disabled_reason: str = ""  # why it cannot be forwarded (a Service with UDP ports only)
 
 
 @dataclass(frozen=True)
@@ -122,12 +124,14 @@ def _service_choice(svc: Service, counts: dict[str, tuple[int, int]] | None) -> 
         ready_text = "no selector"
     else:
         ready_text = f"{ready}/{total} ready" if counts is not None else ""
+    udp_only = bool(svc.ports) and all(p.protocol.upper() != "TCP" for p in svc.ports)
     return ResourceChoice(
         name=svc.name,
         status=svc.type,
         ready=ready_text,
         healthy=ready > 0 or counts is None,
         detail=ports,
+        disabled_reason=UDP_ONLY_REASON if udp_only else "",
     )
 
 
