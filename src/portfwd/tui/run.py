@@ -159,6 +159,7 @@ async def launch(
     protocol: str = "auto",
     daemon: str = "off",
     state_given: bool = False,
+    on_app: Callable[[Any], None] | None = None,
 ) -> int:
     """Build the engine, the store and the app on the running loop; run until quit.
 
@@ -205,6 +206,8 @@ async def launch(
         warnings=warnings,
         protocol=protocol,
     )
+    if on_app is not None:  # the demo's --chaos toasts
+        on_app(app)
     try:
         await app.run_async()
     finally:
