@@ -19,6 +19,7 @@ from portfwd.tui.app import PortfwdApp
 from portfwd.tui.screens.dashboard import DashboardScreen
 from portfwd.tui.screens.picker import NewForwardScreen
 from portfwd.tui.screens.quick_add import LineSuggester, QuickAddScreen, parse_line, with_defaults
+from portfwd.tui.screens.resources import ResourcesScreen
 from tests.support.ports import reserved_port
 from tests.tui.conftest import Harness
 from tests.tui.fakes import FakeCatalog, FakeManager
@@ -250,6 +251,12 @@ async def test_ctx_and_ns_switch_the_dashboard_and_the_picker_follows() -> None:
         await settle(pilot)
         assert options.highlighted_option is not None
         assert options.highlighted_option.id == "ns:kube-system"
+        await press(pilot, "escape", "escape")
+        assert app.screen is app.dashboard
+        await press(pilot, "b")  # the browse view lists the new context and namespace
+        browse = app.screen
+        assert isinstance(browse, ResourcesScreen)
+        assert (browse.context, browse.namespace) == ("sandbox-viewer", "kube-system")
 
 
 async def test_palette_switch_entries_open_the_prompt_with_the_word() -> None:
