@@ -167,10 +167,16 @@ async def test_daemon_gone_offers_to_start_one_and_reattaches_with_the_session(
             assert "Start a daemon again and re-attach" in str(
                 app.screen.query_one("#question", Static).render()
             )
+            first = app.engine
             await pilot.press("y")
+            # The old row may still read active (its last event): wait for the new engine.
             await wait_until(
                 pilot,
-                lambda: fid in app.dashboard.table.snapshots and status(app, fid) == "● active",
+                lambda: (
+                    app.engine is not first
+                    and fid in app.dashboard.table.snapshots
+                    and status(app, fid) == "● active"
+                ),
                 what="the restored forward active in the new daemon",
             )
             assert app.is_running and not app.daemon_lost
