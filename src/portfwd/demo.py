@@ -15,7 +15,7 @@ import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,6 +25,7 @@ from portfwd.store.state import check_session_path
 
 if TYPE_CHECKING:
     from portfwd.sandbox.cluster import SandboxCluster
+    from portfwd.tui.app import PortfwdApp
 
 DEMO_CONTEXT = "sandbox"
 DEMO_SECOND_CONTEXT = "sandbox-2"  # the second cluster of the demo's sandbox fleet
@@ -142,7 +143,10 @@ async def _demo(
 
     fleet = SandboxFleet(2, topology)
     await fleet.start()
-    monkey = asyncio.create_task(chaos_monkey(fleet[0], chaos)) if chaos > 0 else None
+    toasts = ChaosToasts()
+    monkey = (
+        asyncio.create_task(chaos_monkey(fleet[0], chaos, announce=toasts)) if chaos > 0 else None
+    )
     try:
         kubeconfig = str(fleet.kubeconfig_path)
         return await launch(
@@ -156,6 +160,7 @@ async def _demo(
             seed=await asyncio.to_thread(_seed_both, protocol),  # binds sockets: off the loop
             ping_interval=ping_interval,
             protocol=protocol,
+            on_app=toasts.attach,
         )
     finally:
         if monkey is not None:
@@ -164,18 +169,44 @@ async def _demo(
         await fleet.stop()
 
 
-async def chaos_monkey(sandbox: SandboxCluster, interval: float, rounds: int | None = None) -> None:
+async def chaos_monkey(
+    sandbox: SandboxCluster,
+    interval: float,
+    rounds: int | None = None,
+    announce: Callable[[str], None] | None = None,
+) -> None:
     """Break something in the demo namespace every `interval` seconds, so a user sees
     forwards follow their pods: a rolling restart of deploy/web (3 replicas: svc/web switches
     pods without a failed connection), then the pod of deploy/api (1 replica: svc/api waits in
-    reconnecting until the replacement is Ready), in turn."""
+    reconnecting until the replacement is Ready), in turn. `announce` gets one line per
+    switch (the dashboard shows it as a toast: the table alone says little at 80x24)."""
     done = 0
     while rounds is None or done < rounds:
         await asyncio.sleep(interval)
+        said = ""
         with contextlib.suppress(KeyError, ValueError):  # a custom topology may lack them
             if done % 2 == 0:
                 await sandbox.rollout_restart(DEMO_NAMESPACE, "web")
+                said = "chaos: rolling restart of deploy/web; svc/web moves to the new pods"
             else:
                 for pod in sandbox.pod_names(DEMO_NAMESPACE, {"app": "api"})[:1]:
                     await sandbox.delete_pod(DEMO_NAMESPACE, pod)
+                    said = f"chaos: deleted pod {pod}; svc/api waits for its replacement"
+        if said and announce is not None:
+            announce(said)
         done += 1
+
+
+class ChaosToasts:
+    """Where the chaos monkey's lines go: toasts on the dashboard once it runs."""
+
+    def __init__(self) -> None:
+        self.app: PortfwdApp | None = None
+
+    def attach(self, app: PortfwdApp) -> None:
+        self.app = app
+
+    def __call__(self, line: str) -> None:
+        app = self.app
+        if app is not None and app.is_running:
+            app.notify(line, title="--chaos", timeout=8)

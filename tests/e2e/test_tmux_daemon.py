@@ -94,9 +94,7 @@ def test_attach_add_detach_ls_and_attach_again(tmux: Tmux, world: dict[str, str]
     tmux.wait_for("one", lambda s: "services selectable" in s, "services")
     tmux.type("one", "echo")
     tmux.wait_for("one", lambda s: row_with(s, "echo", "ClusterIP") is not None, "svc/echo")
-    tmux.keys("one", "Enter")
-    tmux.wait_for("one", lambda s: "ports selectable" in s, "ports")
-    tmux.keys("one", "Enter")
+    tmux.keys("one", "Enter")  # one TCP port: no port step (issue 18)
     tmux.wait_for(
         "one", lambda s: "6/6  Local port" in s and " is free" in s, "the local port step"
     )

@@ -7,6 +7,8 @@ import subprocess
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
+
 from portfwd.cli.listing import table
 from portfwd.engine.model import ForwardSnapshot, ForwardSpec, ForwardState
 from portfwd.engine.present import (
@@ -74,3 +76,16 @@ def test_ls_and_the_dashboard_say_the_same() -> None:
     assert f"{local_text(shown)}->{remote_compact(shown)}" in row
     assert remote_text(shown) == "80 → 9000"
     assert uptime_text(shown, 3825.0) in row.split()
+
+
+@pytest.mark.parametrize(
+    "addresses", [("localhost",), ("LocalHost",), ("127.0.0.1", "::1"), ("::1", "127.0.0.1")]
+)
+def test_the_copied_command_leaves_out_kubectls_default_address(
+    addresses: tuple[str, ...],
+) -> None:
+    """Issue 18: `y` copied `--address localhost`, which kubectl does without."""
+    assert "--address" not in kubectl_command(replace(SPEC, local_port=8080, addresses=addresses))
+    assert "--address 127.0.0.1 " in kubectl_command(
+        replace(SPEC, local_port=8080, addresses=("127.0.0.1",))
+    )

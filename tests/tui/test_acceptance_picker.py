@@ -39,12 +39,9 @@ async def _to_local_step(pilot: Pilot[Any], app: PortfwdApp, remote: int) -> New
         await settle(pilot)
     await pilot.press(*"echo")
     await settle(pilot)
-    await pilot.press("enter")  # resource
+    await pilot.press("enter")  # resource: one TCP port, so no port step (issue 18)
     await settle(pilot)
-    assert screen.step == "port"
-    await pilot.press("enter")
-    await settle(pilot)
-    assert screen.step == "local"
+    assert screen.step == "local" and screen.skipped_port_step
     return screen
 
 
@@ -109,9 +106,7 @@ async def test_a_kind_typed_as_kubectl_spells_it(
         assert screen.kind == kind
         await wait_until(pilot, lambda: screen.state == "ready", what="the list")
         await pilot.press(*"web", "enter")
-        await wait_until(pilot, lambda: screen.step == "port", what="the port step")
-        await wait_until(pilot, lambda: screen.state == "ready", what="the ports")
-        await pilot.press("enter")
+        # web has one port: the picker goes straight to the local step
         await wait_until(pilot, lambda: screen.step == "local", what="the local step")
         await settle(pilot)
         await pilot.press("enter")  # start with the suggested port

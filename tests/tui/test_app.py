@@ -73,6 +73,8 @@ async def open_picker_to_ports(pilot: Pilot[Any], resource: str) -> NewForwardSc
     await press(pilot, "enter")  # kind: service is first
     await type_text(pilot, resource)
     await press(pilot, "enter")
+    if screen.skipped_port_step:  # one TCP port: straight to the local step; esc shows them
+        await press(pilot, "escape")
     assert screen.step == "port"
     return screen
 
@@ -160,13 +162,35 @@ async def test_picker_shows_resources_with_status_and_udp_disabled(harness: Harn
         assert "ClusterIP" in web and "2/3 ready" in web  # one web pod is not Ready
         crashy = next(o for o in listed if o.startswith("crashy "))
         assert "0/1 ready" in crashy
+        # A Service with UDP ports only cannot be chosen, and says why, at this step.
+        assert status(app) == "5 of 6 services selectable"
         await type_text(pilot, "dns")
-        await press(pilot, "enter")
         choices = app.screen.query_one("#choices", OptionList)
         udp = choices.get_option_at_index(0)
-        assert udp.disabled and "UDP cannot be port-forwarded" in str(udp.prompt)
-        await press(pilot, "enter")  # a disabled port cannot be chosen
-        assert isinstance(app.screen, NewForwardScreen) and app.screen.step == "port"
+        assert udp.disabled and "UDP ports only" in str(udp.prompt), str(udp.prompt)
+        await press(pilot, "enter")  # a disabled resource cannot be chosen
+        assert isinstance(app.screen, NewForwardScreen) and app.screen.step == "resource"
+
+
+async def test_picker_skips_the_port_step_for_one_tcp_port(harness: Harness) -> None:
+    """Issue 18 §6: as the browse view does; esc then shows the port list."""
+    app = harness.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await press(pilot, "n", "enter", "enter", "enter")
+        screen = app.screen
+        assert isinstance(screen, NewForwardScreen)
+        await type_text(pilot, "echo")
+        await press(pilot, "enter")
+        assert screen.step == "local" and [p.port for p in screen.ports] == [80]
+        assert screen.query_one("#local-80", Input) is not None
+        await press(pilot, "escape")
+        assert screen.step == "port" and options(app)[0].startswith("[ ]    80/TCP")
+        await press(pilot, "escape")
+        assert screen.step == "resource"
+        await type_text(pilot, "api")  # two ports: the port step asks
+        await press(pilot, "enter")
+        assert screen.step == "port"
 
 
 async def test_picker_fuzzy_filter_and_back_with_escape(harness: Harness) -> None:
@@ -476,8 +500,13 @@ async def test_help_and_command_palette(harness: Harness) -> None:
             "Reverse sort",
             "Help",
             "Quit",
+            "Switch context",
+            "Switch namespace",
         ):
             assert title in titles
+        # Textual's own entries that do nothing useful here are hidden (issue 18 §6).
+        assert not {"Keys", "Maximize", "Minimize", "Screenshot"} & set(titles)
+        assert titles.count("Quit") == 1  # ours, which saves the session first
         await press(pilot, "l")
         log_titles = [c.title for c in app.get_system_commands(app.screen)]
         assert {"Follow log", "Clear log view", "Quit"} <= set(log_titles)
@@ -594,6 +623,34 @@ async def test_no_restore_keeps_saved_forwards_stopped(harness: Harness) -> None
         await wait_until(pilot, lambda: app3.return_code == 0, what="exit")
 
 
+async def test_a_second_dashboard_on_the_session_says_where_its_rows_run(
+    harness: Harness,
+) -> None:
+    """Issue 18: the second window started none of the saved running forwards because the
+    first one runs them; its rows said `not restarted (--no-restore)`, a flag nobody gave."""
+    first = harness.app()
+    async with first.run_test(size=SIZE) as p1:
+        await settle(p1)
+        fid = await add_active(first, p1, echo_spec())
+        await press(p1, "q")
+        await wait_until(p1, lambda: first.return_code == 0, what="exit")
+    holder = harness.app()
+    async with holder.run_test(size=SIZE) as p1:
+        await wait_until(p1, lambda: holder.restored, what="the first window restored")
+        second = harness.app()
+        async with second.run_test(size=SIZE) as p2:
+            await wait_until(p2, lambda: second.restored, what="the second window restored")
+            await settle(p2)
+            assert row(second, fid)["status"] == "■ stopped"
+            note = cell(second, fid, "error")
+            assert "--no-restore" not in note
+            assert note.startswith("runs in another portfwd (pid "), note
+            await press(p2, "q")
+            await wait_until(p2, lambda: second.return_code == 0, what="second exits")
+        await press(p1, "q")
+        await wait_until(p1, lambda: holder.return_code == 0, what="first exits")
+
+
 async def test_a_skipped_forward_the_user_starts_and_stops_is_saved_stopped(
     harness: Harness,
 ) -> None:
@@ -699,7 +756,8 @@ async def test_filter_that_matches_nothing_says_so(harness: Harness) -> None:
         await type_text(pilot, "zzz")
         assert options(app) == [] and status(app) == "Nothing matches “zzz”."
         await press(pilot, "backspace", "backspace", "backspace")
-        assert status(app) == "6 of 6 services selectable" and len(options(app)) == 6
+        # dns has UDP ports only: listed, not selectable
+        assert status(app) == "5 of 6 services selectable" and len(options(app)) == 6
 
 
 async def test_edit_to_a_non_loopback_address_warns(harness: Harness) -> None:
@@ -732,7 +790,10 @@ async def test_undeclared_pod_port_can_be_typed(harness: Harness) -> None:
         await type_text(pilot, "toolbox")
         await press(pilot, "enter")
         screen = app.screen
-        assert isinstance(screen, NewForwardScreen) and screen.step == "port"
+        # One declared port: straight to the local step; esc shows it, to type another.
+        assert isinstance(screen, NewForwardScreen) and screen.step == "local"
+        await press(pilot, "escape")
+        assert screen.step == "port"
         assert options(app) == ["[ ]  7000/TCP   shell       "]
         await type_text(pilot, "7001")
         assert options(app)[0] == "[ ]  7001/TCP   -            not declared in the spec"

@@ -132,7 +132,8 @@ class HostileCatalog(FakeCatalog):
 
     async def ports(self, context: str, namespace: str, kind: str, name: str) -> list[PortChoice]:
         await self._wait("ports")  # raises what `fail` says
-        return [PortChoice(80, f"http{OSC52}", "TCP", f"→ {CLEAR}")]
+        # Two: with one TCP port the picker skips the port step.
+        return [PortChoice(80, f"http{OSC52}", "TCP", f"→ {CLEAR}"), PortChoice(443)]
 
 
 def terminal_bytes(app: PortfwdApp) -> bytes:

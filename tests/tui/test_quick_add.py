@@ -4,21 +4,25 @@ kinds, names and ports complete from the catalog."""
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from textual.pilot import Pilot
-from textual.widgets import Input
+from textual.widgets import Input, OptionList
 
-from portfwd.engine.model import ForwardState
+from portfwd.engine.model import ForwardSnapshot, ForwardSpec, ForwardState
 from portfwd.errors import InputError
+from portfwd.tui.app import PortfwdApp
 from portfwd.tui.screens.dashboard import DashboardScreen
+from portfwd.tui.screens.picker import NewForwardScreen
 from portfwd.tui.screens.quick_add import LineSuggester, QuickAddScreen, parse_line, with_defaults
+from portfwd.tui.screens.resources import ResourcesScreen
 from tests.support.ports import reserved_port
 from tests.tui.conftest import Harness
-from tests.tui.fakes import FakeCatalog
+from tests.tui.fakes import FakeCatalog, FakeManager
 from tests.tui.helpers import settle, wait_until
 from tests.tui.test_app import SIZE, connect_echo, press
 
@@ -154,6 +158,119 @@ async def test_rs_completes_and_forwards_as_in_forward(harness: Harness) -> None
         assert snap.pod.startswith(f"{name}-")
 
 
+async def test_a_target_that_does_not_exist_is_refused_before_adding(harness: Harness) -> None:
+    """Issue 18 §5: quick add added it and the row went to error; `portfwd add` and the
+    picker refuse it."""
+    app = harness.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await submit(pilot, "svc/nope 18080:80")
+        screen = app.screen
+        assert isinstance(screen, QuickAddScreen)
+        assert screen.error.startswith("svc/nope in demo: "), screen.error
+        assert "not found" in screen.error and screen.error.endswith("nothing added")
+        assert "\n" not in screen.error
+        assert app.engine.snapshot() == []
+
+
+async def test_a_service_port_it_does_not_have_is_refused(harness: Harness) -> None:
+    app = harness.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await submit(pilot, "svc/echo :81")
+        screen = app.screen
+        assert isinstance(screen, QuickAddScreen)
+        assert screen.error.startswith("svc/echo has no port 81 (ports: "), screen.error
+        assert app.engine.snapshot() == []
+
+
+async def test_a_local_port_in_use_is_refused_before_adding(harness: Harness) -> None:
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    port = holder.getsockname()[1]
+    app = harness.app()
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await settle(pilot)
+            await submit(pilot, f"svc/echo {port}:80")
+            screen = app.screen
+            assert isinstance(screen, QuickAddScreen)
+            assert screen.error == f"local port {port} is in use by another program; nothing added"
+            assert app.engine.snapshot() == []
+    finally:
+        holder.close()
+
+
+async def test_ctx_and_ns_switch_the_dashboard_and_the_picker_follows() -> None:
+    """Issue 18 §3: k9s's `:ctx NAME` / `:ns NAME`; a bad name is one line in the prompt."""
+    running = ForwardSnapshot(
+        id="old",
+        spec=ForwardSpec(target="svc/echo", remote_port=80, context="sandbox", namespace="demo"),
+        state=ForwardState.ACTIVE,
+        context="sandbox",
+        namespace="demo",
+    )
+    app = PortfwdApp(
+        FakeManager([running]),
+        catalog=FakeCatalog(),
+        context="sandbox",
+        cluster="sandbox",
+        namespace="demo",
+    )
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await submit(pilot, "ctx nope")
+        screen = app.screen
+        assert isinstance(screen, QuickAddScreen)
+        assert screen.error.startswith("no context 'nope' in the kubeconfig (contexts: sandbox")
+        await press(pilot, "escape")
+        await submit(pilot, "ctx sandbox-viewer")
+        assert isinstance(app.screen, DashboardScreen)
+        assert (app.context_name, app.default_namespace) == ("sandbox-viewer", "demo")
+        assert "context sandbox-viewer" in app.sub_title
+        await submit(pilot, "ns kube-system")
+        assert app.default_namespace == "kube-system"
+        assert "namespace kube-system" in app.sub_title
+        await submit(pilot, "ns nope")
+        assert isinstance(app.screen, QuickAddScreen)
+        assert app.screen.error.startswith("no namespace 'nope' in context sandbox-viewer")
+        await press(pilot, "escape")
+        # The running forward keeps its context; new ones take the new defaults.
+        assert app.engine.get("old").spec.context == "sandbox"
+        await press(pilot, "n")
+        picker = app.screen
+        assert isinstance(picker, NewForwardScreen)
+        await wait_until(pilot, lambda: picker.state == "ready", what="contexts")
+        await settle(pilot)
+        options = picker.query_one("#choices", OptionList)
+        assert options.highlighted_option is not None
+        assert options.highlighted_option.id == "ctx:sandbox-viewer"
+        await press(pilot, "enter")
+        await wait_until(pilot, lambda: picker.state == "ready", what="namespaces")
+        await settle(pilot)
+        assert options.highlighted_option is not None
+        assert options.highlighted_option.id == "ns:kube-system"
+        await press(pilot, "escape", "escape")
+        assert app.screen is app.dashboard
+        await press(pilot, "b")  # the browse view lists the new context and namespace
+        browse = app.screen
+        assert isinstance(browse, ResourcesScreen)
+        assert (browse.context, browse.namespace) == ("sandbox-viewer", "kube-system")
+
+
+async def test_palette_switch_entries_open_the_prompt_with_the_word() -> None:
+    app = PortfwdApp(FakeManager([]), catalog=FakeCatalog(), context="sandbox")
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        titles = {c.title: c for c in app.get_system_commands(app.screen)}
+        titles["Switch namespace"].callback()
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, QuickAddScreen)
+        assert screen.query_one("#quick-add-input", Input).value == "ns "
+
+
 # -- the parser and the completer, without a terminal ------------------------------------------
 
 
@@ -182,6 +299,11 @@ async def test_rs_completes_and_forwards_as_in_forward(harness: Harness) -> None
         ("svc/echo --context sandbox-limited -n d", None),  # may not list namespaces
         ("svc/echo --kubeconfig k", None),
         ("svc/zzz", None),
+        ("c", "ctx "),  # k9s's words, when no kind starts so
+        ("n", "ns "),
+        ("ctx sandbox-v", "ctx sandbox-viewer"),
+        ("ns kube", "ns kube-system"),
+        ("context sandbox-l", "context sandbox-limited"),
     ],
 )
 async def test_suggestions(typed: str, suggested: str | None) -> None:

@@ -292,7 +292,7 @@ async def test_a_privileged_remote_port_suggests_plus_8000_as_the_readme_says(
     app = make_app(catalog=catalog)
     async with app.run_test(size=(160, 30)) as pilot:
         await settle(pilot)
-        await press(pilot, "n", "enter", "enter", "enter", "enter", "enter")
+        await press(pilot, "n", "enter", "enter", "enter", "enter")  # one port: no port step
         box = app.screen.query_one(f"#local-{remote}", Input)
         assert box.value == str(remote + 8000)
     rule = collapsed(README.read_text())

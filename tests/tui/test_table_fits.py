@@ -120,14 +120,26 @@ async def test_at_220_columns_an_error_that_fits_is_shown_whole() -> None:
         assert reason in line_with(app, "svc/broken ")
 
 
-async def test_the_footer_fits_at_80_columns() -> None:
+@pytest.mark.parametrize("width", [80, 120, 200])
+async def test_the_key_bar_shows_the_most_needed_keys_whole_at_each_width(width: int) -> None:
+    """Issue 18: `:` quick add, `p` profiles and `y` copy were not on the footer, and at 80
+    columns its last keys were cut off."""
+    from portfwd.tui.widgets.key_bar import DASHBOARD_KEYS
+
     app = make_app(FakeManager(mixed_snapshots()))
-    async with app.run_test(size=(80, 24)) as pilot:
+    async with app.run_test(size=(width, 24)) as pilot:
         await settle(pilot)
         footer = screen_lines(app)[-1]
-        shown = [b.description for b in app.dashboard.BINDINGS if b.show]  # type: ignore[union-attr]
-        for description in [*shown, "Help", "Quit"]:
-            assert description in footer, footer
+        for entry in (": Quick add", "p Profiles", "y Copy cmd", "n New", "space Start/Stop"):
+            assert entry in footer, footer
+        assert footer.rstrip().endswith("? Help q Quit"), footer  # never cut off
+        entries = [f"{k.key} {k.label}" for k in DASHBOARD_KEYS]
+        shown = [e for e in entries if e in footer]
+        assert len(" ".join(shown)) == len(footer.rstrip()), footer  # nothing else, no overlap
+        if width >= 120:
+            assert "l Logs" in footer and "/ Filter" in footer
+        if width >= 200:
+            assert len(shown) == len(entries)
 
 
 async def test_right_arrow_and_home_never_leave_the_table_scrolled_sideways() -> None:
@@ -167,14 +179,20 @@ async def test_no_scrollbar_glyphs_after_launch_and_after_a_toast() -> None:
         assert not [g for g in SCROLLBAR_GLYPHS if g in screen_text(app)], screen_text(app)
 
 
-async def test_help_wraps_at_80_columns() -> None:
+async def test_help_fits_two_screens_at_80x24() -> None:
+    """Issue 18: `?` took four and a half screens at 80x24."""
     app = make_app(FakeManager(mixed_snapshots()))
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
         await pilot.press("question_mark")
         await settle(pilot)
         words = collapsed(screen_text(app))
-        assert "new forward: context → namespace → kind → resource → port" in words, words
+        assert "new forward (picker)" in words, words
+        scroll = app.screen.query_one("#help-scroll")
+        assert scroll.virtual_size.height <= 2 * scroll.size.height, (
+            scroll.virtual_size.height,
+            scroll.size.height,
+        )
 
 
 async def test_the_pickers_last_step_fits_at_80x24() -> None:
@@ -270,3 +288,16 @@ async def test_the_log_view_of_a_waiting_forward_shows_its_whole_reason_at_80_co
         top = collapsed("\n".join(screen_lines(app)[:8]))
         assert "● following (f pauses)" in top
         assert "HTTP probe failed with statuscode: 503)" in top, top
+
+
+async def test_a_click_on_a_key_of_the_key_bar_runs_it() -> None:
+    from portfwd.tui.screens.quick_add import QuickAddScreen
+    from portfwd.tui.widgets.key_bar import KeyBar
+
+    app = make_app(FakeManager(mixed_snapshots()))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        footer = screen_lines(app)[-1]
+        await pilot.click(KeyBar, offset=(footer.index(": Quick add") + 3, 0))
+        await settle(pilot)
+        assert isinstance(app.screen, QuickAddScreen)

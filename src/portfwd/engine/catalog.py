@@ -27,6 +27,8 @@ from portfwd.kube.objects import ContainerPort, EndpointSlice, Pod, Service, Wor
 if TYPE_CHECKING:
     from portfwd.kube.client import KubeClient
 
+UDP_ONLY_REASON = "UDP ports only: Kubernetes port-forward is TCP only"
+
 
 class ListForbidden(PortfwdError):
     """The user may not list this (e.g. namespaces at cluster scope): fall back to typing."""
@@ -47,6 +49,7 @@ class ResourceChoice:
     ready: str = ""  # ready counts: "1/1", "2/3 endpoints"
     healthy: bool = True
     detail: str = ""
+    disabled_reason: str = ""  # why it cannot be forwarded (a Service with UDP ports only)
 
 
 class ClientSource(Protocol):
@@ -111,12 +114,14 @@ def _service_choice(svc: Service, counts: dict[str, tuple[int, int]] | None) -> 
         ready_text = "no selector"
     else:
         ready_text = f"{ready}/{total} ready" if counts is not None else ""
+    udp_only = bool(svc.ports) and all(p.protocol.upper() != "TCP" for p in svc.ports)
     return ResourceChoice(
         name=svc.name,
         status=svc.type,
         ready=ready_text,
         healthy=ready > 0 or counts is None,
         detail=ports,
+        disabled_reason=UDP_ONLY_REASON if udp_only else "",
     )
 
 

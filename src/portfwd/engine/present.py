@@ -55,10 +55,17 @@ def kubectl_argv(spec: ForwardSpec, snap: ForwardSnapshot | None = None) -> list
     if spec.namespace:
         words += ["-n", spec.namespace]
     words += ["port-forward", spec.target]
-    if spec.addresses != KUBECTL_DEFAULT_ADDRESS:
+    if not _kubectl_default_address(spec.addresses):
         words += ["--address", ",".join(spec.addresses)]
     words.append(port_text(spec))
     return words
+
+
+def _kubectl_default_address(addresses: tuple[str, ...]) -> bool:
+    """What kubectl listens on without --address: `localhost` (any case), which is both
+    loopback addresses, so also the two of them named."""
+    named = {a.strip().lower() for a in addresses}
+    return named == {"localhost"} or named == set(_LOOPBACK_PAIR) or not named
 
 
 def _shell_path(word: str) -> str:

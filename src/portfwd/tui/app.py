@@ -9,15 +9,17 @@ one stops every forward, a daemon keeps them, then exit).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import traceback
 import webbrowser
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import tzinfo
 from typing import Any
 
+from rich.text import Text
 from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
@@ -25,7 +27,7 @@ from textual.notifications import SeverityLevel
 from textual.screen import Screen
 
 from portfwd.engine.api import EngineAPI, EventStream
-from portfwd.engine.catalog import Catalog
+from portfwd.engine.catalog import Catalog, ContextChoice
 from portfwd.engine.events import (
     ForwardAdded,
     ForwardChanged,
@@ -34,7 +36,7 @@ from portfwd.engine.events import (
     LogLine,
     StatsTick,
 )
-from portfwd.engine.model import ForwardSpec, ForwardStats, LogEntry
+from portfwd.engine.model import ForwardSpec, ForwardState, ForwardStats, LogEntry
 from portfwd.errors import PortfwdError
 from portfwd.safetext import escape_controls
 from portfwd.store.session import Session, describe_lock
@@ -48,13 +50,21 @@ from portfwd.tui.messages import (
     StatsBatch,
 )
 from portfwd.tui.screens.dashboard import DashboardScreen
-from portfwd.tui.screens.dialogs import HelpScreen
+from portfwd.tui.screens.dialogs import ConfirmScreen, HelpScreen
 from portfwd.tui.screens.logs import LogScreen
 from portfwd.tui.screens.picker import NewForwardScreen
 
 log = logging.getLogger(__name__)
 
+USEFUL_BUILTIN_COMMANDS = frozenset({"Theme"})
 LOG_BATCH_MAX = 2000  # lines queued for the log views between two repaints
+
+
+_STOPPED_STATES = (ForwardState.STOPPED, ForwardState.ERROR)
+
+
+def _forwards(count: int) -> str:
+    return f"{count} forward{'' if count == 1 else 's'}"
 
 
 class PortfwdApp(App[int]):
@@ -87,9 +97,13 @@ class PortfwdApp(App[int]):
         warnings: Iterable[str] = (),
         protocol: str = "auto",
         daemon: dict[str, Any] | None = None,
+        reattach: Callable[[], Awaitable[Any]] | None = None,
     ) -> None:
         super().__init__()
         self.daemon = daemon  # the daemon's hello when attached to one (pid, socket...)
+        # Attached: starts a daemon (when none runs) and returns a RemoteEngine on it. Offered
+        # when the daemon goes away; without it, the dashboard exits (code 1).
+        self.reattach = reattach
         self.daemon_lost = False
         self.protocol = protocol  # for forwards added in this run (--protocol)
         # What screens act through (`screens/base.py`): the forwards, and what the cluster lists.
@@ -99,6 +113,7 @@ class PortfwdApp(App[int]):
         self.context_name = context
         self.cluster_name = cluster
         self.default_namespace = namespace
+        self.switched = False  # `:ctx` / `:ns` moved the defaults: the header names both
         self.spec_kubeconfig = spec_kubeconfig
         self.clock = clock
         self.tz = tz
@@ -106,6 +121,7 @@ class PortfwdApp(App[int]):
         self.startup_warnings = list(warnings)
         self.restored = False  # True once the saved session is back (for tests and demo)
         self.quitting = False
+        self.exit_message = ""  # said on the terminal once the screen is restored
         self.crash: str | None = None  # formatted traceback of an unexpected exception
         self._subscription: EventStream | None = None
         self._stats_batch: dict[str, ForwardStats] | None = None
@@ -124,6 +140,8 @@ class PortfwdApp(App[int]):
             parts.append(f"context {self.context_name}")
         if self.cluster_name:
             parts.append(f"cluster {self.cluster_name}")
+        if self.switched and self.default_namespace:
+            parts.append(f"namespace {self.default_namespace}")
         return escape_controls(" · ".join(parts)) or "no context"  # names from the kubeconfig
 
     def notify(
@@ -181,11 +199,57 @@ class PortfwdApp(App[int]):
                     self.post_message(Resync())
         finally:
             subscription.close()
-        if self.daemon is not None and not self.quitting:
-            # The stream ended without us: the daemon stopped or was killed. The caller
-            # says why, on the terminal, once the screen is restored.
+        if self.daemon is not None and not self.quitting and subscription is self._subscription:
+            # The stream ended without us: the daemon stopped or was killed.
+            self.call_later(self._daemon_gone)
+
+    def _daemon_gone(self) -> None:
+        """Offer to start a daemon again and re-attach (it restores its session); no, or no
+        way to, exits with code 1 and the caller says why on the terminal."""
+        if self.quitting:
+            return
+        lost = getattr(self.engine, "lost", None) or "it went away"
+        if self.reattach is None:
             self.quitting = self.daemon_lost = True
             self.exit(return_code=1)
+            return
+        question = (
+            f"The portfwd daemon (pid {self._daemon_pid()}) is gone: {lost}.\n\n"
+            "Start a daemon again and re-attach? It restores its saved session. "
+            "No quits this dashboard."
+        )
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._reattach()
+            elif not self.quitting:
+                self.quitting = self.daemon_lost = True
+                self.exit(return_code=1)
+
+        self.push_screen(ConfirmScreen(question, confirm_label="Start and re-attach"), answered)
+
+    @work(group="reattach", exclusive=True)
+    async def _reattach(self) -> None:
+        assert self.reattach is not None
+        self.notify("Starting the daemon…", timeout=5)
+        try:
+            engine = await self.reattach()
+        except Exception as exc:  # PortfwdError, OSError, a daemon that dies at start
+            if self.quitting:
+                return
+            self.notify(f"cannot start the daemon: {exc}", severity="error", timeout=10)
+            self._daemon_gone()
+            return
+        old = self.engine
+        self.engine = engine
+        self.daemon = dict(getattr(engine, "server", {}) or {})
+        with contextlib.suppress(Exception):  # the old connection is gone already
+            await old.shutdown()
+        self.sub_title = self._sub_title()
+        self._subscription = engine.subscribe()
+        self.dashboard.set_all(engine.snapshot())
+        self._consume_events(self._subscription)
+        self.notify(f"re-attached to the daemon (pid {self._daemon_pid()})", timeout=6)
 
     @work(group="session")
     async def _restore_session(self) -> None:
@@ -201,12 +265,33 @@ class PortfwdApp(App[int]):
                 locked = describe_lock(session)
                 if locked is not None:
                     self.notify(locked, severity="warning", timeout=20, markup=False)
+                    notes = self._locked_notes(session, notes)
         except Exception:
             if not self.quitting:  # quitting shuts the engine down under a slow restore
                 raise
         finally:
             self.dashboard.set_notes(notes)
             self.restored = True
+
+    @staticmethod
+    def _locked_notes(session: Session, notes: dict[str, str]) -> dict[str, str]:
+        """Another portfwd holds the session file: the running forwards this window left
+        stopped run there (their ports are taken). Say so, not `--no-restore`: nobody gave it."""
+        if not session.restart:
+            return notes  # the user did give --no-restore: that note is true
+        holder = session.locked_by
+        who = (
+            f"another portfwd (pid {holder})"
+            if holder not in (None, "", "?")
+            else ("another portfwd")
+        )
+        running = {f.id for f in session.loaded.forwards if f.running}
+        return {
+            fid: f"runs in {who}, which holds the session; not started here"
+            if fid in running
+            else note
+            for fid, note in notes.items()
+        }
 
     # -- engine messages ------------------------------------------------------------------------
 
@@ -261,6 +346,28 @@ class PortfwdApp(App[int]):
                 taken.setdefault(snap.spec.local_port, label)
         return taken
 
+    def switch_context(self, choice: ContextChoice) -> None:
+        """`:ctx NAME`: new forwards, the browse view and the picker use it (and its own
+        namespace, as k9s does); forwards already running keep their own context."""
+        self.context_name = choice.name
+        self.cluster_name = choice.cluster
+        self.default_namespace = choice.namespace or "default"
+        self._where_changed(f"context {choice.name}, namespace {self.default_namespace}")
+
+    def switch_namespace(self, namespace: str) -> None:
+        """`:ns NAME`: the namespace new forwards, the browse view and the picker use."""
+        self.default_namespace = namespace
+        self._where_changed(f"namespace {namespace} (context {self.context_name or 'current'})")
+
+    def _where_changed(self, said: str) -> None:
+        self.switched = True
+        self.sub_title = self._sub_title()
+        dash = self.dashboard
+        if dash.live:
+            dash.table.default_context = self.context_name  # a context tag where it differs
+            dash.table.rebuild()
+        self.notify(f"now in {said}; running forwards keep their own", timeout=5)
+
     def open_picker(self) -> None:
         self.push_screen(
             NewForwardScreen(context=self.context_name, namespace=self.default_namespace),
@@ -308,12 +415,18 @@ class PortfwdApp(App[int]):
         if self.screen is self.dashboard:
             self.push_screen(ProfilesScreen())
 
-    def action_quick_add(self) -> None:
-        """The one-line quick add prompt (from the dashboard)."""
+    def action_quick_add(self, initial: str = "") -> None:
+        """The one-line quick add prompt (from the dashboard); `ctx `/`ns ` switch."""
         from portfwd.tui.screens.quick_add import QuickAddScreen
 
         if self.screen is self.dashboard:
-            self.push_screen(QuickAddScreen(), self.add_forwards)
+            self.push_screen(QuickAddScreen(initial), self.add_forwards)
+
+    def action_switch_context(self) -> None:
+        self.action_quick_add("ctx ")
+
+    def action_switch_namespace(self) -> None:
+        self.action_quick_add("ns ")
 
     def action_bulk(self) -> None:
         """Mark several forwards, start or stop them together (from the dashboard)."""
@@ -328,38 +441,62 @@ class PortfwdApp(App[int]):
 
     # -- quit: save first, then stop everything ---------------------------------------------------
 
+    def _daemon_pid(self) -> str:
+        return str((self.daemon or {}).get("pid", "?"))
+
     async def action_quit(self) -> None:
         if self.quitting:
             return
         self.quitting = True
         count = len(self.engine.snapshot())
         if self.daemon is not None:
-            self.notify(f"Detaching: {count} forward(s) keep running in the daemon", timeout=10)
+            said = f"{_forwards(count)} keep{'s' if count == 1 else ''} running in the daemon"
+            self.exit_message = f"{said} (pid {self._daemon_pid()})"
+            self.notify(f"Detaching: {self.exit_message}", timeout=10)
         else:
-            self.notify(f"Saving the session and stopping {count} forward(s)…", timeout=10)
+            self.notify(f"Saving the session and stopping {_forwards(count)}…", timeout=10)
         self._quit_sequence()
 
     async def action_stop_all_and_quit(self) -> None:
         """Attached to a daemon, `q` leaves its forwards running; this is the explicit way to
-        stop them all (in-process, `q` already does)."""
+        stop them all (in-process, `q` already does). It asks first: other windows and
+        scripts may use those forwards."""
         if self.quitting:
             return
         if self.daemon is None:
             await self.action_quit()
             return
-        self.quitting = True
-        count = len(self.engine.snapshot())
-        self.notify(f"Stopping {count} forward(s) in the daemon, then detaching…", timeout=10)
-        self._quit_sequence(stop_all=True)
+        if isinstance(self.screen, ConfirmScreen):
+            return
+        running = [s for s in self.engine.snapshot() if s.state not in _STOPPED_STATES]
+        total = len(self.engine.snapshot())
+        question = (
+            f"Stop all {_forwards(len(running))} running in the daemon (pid {self._daemon_pid()}),"
+            " then detach?\n\nOther windows and scripts using them lose them; the daemon keeps"
+            f" the {_forwards(total)} (stopped) and keeps running."
+        )
+
+        def answered(yes: bool | None) -> None:
+            if yes and not self.quitting:
+                self.quitting = True
+                self.notify(f"Stopping {_forwards(len(running))} in the daemon…", timeout=10)
+                self._quit_sequence(stop_all=True)
+
+        self.push_screen(ConfirmScreen(question, confirm_label="Stop all"), answered)
 
     @work(group="quit", exclusive=True)
     async def _quit_sequence(self, stop_all: bool = False) -> None:
         try:
             if stop_all:
-                await asyncio.gather(
-                    *(self.engine.stop(s.id) for s in self.engine.snapshot()),
-                    return_exceptions=True,
+                targets = [s for s in self.engine.snapshot() if s.state not in _STOPPED_STATES]
+                results = await asyncio.gather(
+                    *(self.engine.stop(s.id) for s in targets), return_exceptions=True
                 )
+                failed = sum(1 for r in results if isinstance(r, BaseException))
+                said = f"stopped {_forwards(len(targets) - failed)} in the daemon"
+                if failed:
+                    said += f" ({failed} could not be stopped)"
+                self.exit_message = f"{said} (pid {self._daemon_pid()}); it keeps running"
             if self.session is not None:
                 await self.session.close(flush=True)
             if self._subscription is not None:
@@ -367,7 +504,8 @@ class PortfwdApp(App[int]):
             self.workers.cancel_group(self, "engine-events")
             await self.engine.shutdown()
         finally:
-            self.exit(0)
+            message = Text(escape_controls(self.exit_message)) if self.exit_message else None
+            self.exit(0, message=message)
 
     # -- command palette: every action by name --------------------------------------------------
 
@@ -376,7 +514,9 @@ class PortfwdApp(App[int]):
 
         yield from palette_commands(self, screen)
         for command in super().get_system_commands(screen):
-            if command.title != "Quit":  # ours saves the session first
+            # Only the theme: Quit is ours (it saves the session first), Keys is `?`,
+            # Maximize/Screenshot act on widgets and files the user never sees here.
+            if command.title in USEFUL_BUILTIN_COMMANDS:
                 yield command
 
     # -- crash capture: run_tui writes it to a log file -----------------------------------------

@@ -65,6 +65,16 @@ def palette_commands(app: PortfwdApp, screen: object) -> Iterable[SystemCommand]
             "Quick add", "Type or paste a kubectl port-forward line (:)", app.action_quick_add
         )
         yield SystemCommand(
+            "Switch context",
+            "New forwards, browse and picker use it; running ones keep theirs (:ctx NAME)",
+            app.action_switch_context,
+        )
+        yield SystemCommand(
+            "Switch namespace",
+            "New forwards, browse and picker use it (:ns NAME)",
+            app.action_switch_namespace,
+        )
+        yield SystemCommand(
             "Start / stop several", "Mark forwards, start or stop them all (m)", app.action_bulk
         )
     if isinstance(screen, LogScreen):

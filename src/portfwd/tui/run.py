@@ -159,6 +159,7 @@ async def launch(
     protocol: str = "auto",
     daemon: str = "off",
     state_given: bool = False,
+    on_app: Callable[[Any], None] | None = None,
 ) -> int:
     """Build the engine (on a thread of its own), the store and the app; run until quit.
 
@@ -213,6 +214,8 @@ async def launch(
             warnings=warnings,
             protocol=protocol,
         )
+        if on_app is not None:  # the demo's --chaos toasts
+            on_app(app)
         try:
             await app.run_async()
         finally:
@@ -286,12 +289,17 @@ async def _launch_attached(
         warnings=warnings,
         protocol=protocol,
         daemon=server,
+        # The daemon went away: start one (on the same session file) and attach again.
+        reattach=lambda: _attach(True, kubeconfig, state_file),
     )
     try:
         await app.run_async()
     finally:
-        await remote.shutdown()  # detach: the daemon keeps its forwards
+        await app.engine.shutdown()  # detach: the daemon keeps its forwards
+        if app.engine is not remote:
+            await remote.shutdown()
         await clients.close()
     if app.daemon_lost:
-        raise PortfwdError(f"lost the portfwd daemon: {remote.lost or 'it went away'}")
+        lost = getattr(app.engine, "lost", None)
+        raise PortfwdError(f"lost the portfwd daemon: {lost or 'it went away'}")
     return app.return_code or 0

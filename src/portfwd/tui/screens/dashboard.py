@@ -14,7 +14,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.timer import Timer
-from textual.widgets import Footer, Header, Input, Static
+from textual.widgets import Header, Input, Static
 
 from portfwd.engine.model import ForwardSnapshot, ForwardSpec, ForwardState, ForwardStats
 from portfwd.engine.present import kubectl_command
@@ -25,6 +25,7 @@ from portfwd.tui.history import History
 from portfwd.tui.screens.base import PortfwdScreen
 from portfwd.tui.widgets.detail_pane import Detail, DetailPane
 from portfwd.tui.widgets.forward_table import ForwardTable
+from portfwd.tui.widgets.key_bar import DASHBOARD_KEYS, KeyBar
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ _STOPPED = (ForwardState.STOPPED, ForwardState.ERROR)
 
 
 class DashboardScreen(PortfwdScreen[None]):
-    # The footer shows what fits in 80 columns; `?` lists every key.
+    # The key bar (widgets/key_bar.py) shows what fits the width; `?` lists every key.
     BINDINGS = [
         Binding("n", "new_forward", "New"),
         Binding("b", "resources", "Browse"),
@@ -71,7 +72,7 @@ class DashboardScreen(PortfwdScreen[None]):
             yield ForwardTable(clock=self.papp.clock, id="forwards")
             yield Static(EMPTY_TEXT, id="empty")
             yield DetailPane(id="detail")
-        yield Footer(compact=True, show_command_palette=False)  # ctrl+p: in the help
+        yield KeyBar(DASHBOARD_KEYS, id="keys")  # the most needed keys that fit; `?`: all
 
     @property
     def table(self) -> ForwardTable:

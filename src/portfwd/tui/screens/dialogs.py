@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import replace
 
+from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 from textual import on, work
@@ -147,121 +148,129 @@ class EditScreen(ModalScreen[ForwardSpec | None]):
         self.dismiss(None)
 
 
-HELP_SECTIONS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
+# Two columns of short lines: the whole of it is two screens at 80x24 (issue 18). The left
+# column is the dashboard's; the right one the views it opens.
+Section = tuple[str, tuple[tuple[str, str], ...]]
+HELP_LEFT: tuple[Section, ...] = (
     (
         "Dashboard",
         (
-            ("n", "new forward: context → namespace → kind → resource → port"),
-            ("b", "browse the namespace's services, pods, deployments, statefulsets"),
-            ("space", "start / stop the selected forward"),
-            ("r", "restart the selected forward"),
-            ("d", "delete the selected forward (asks first when it is running)"),
-            ("e", "edit local port and address"),
-            ("R", "rename: the name `portfwd stop NAME` takes (it keeps running)"),
-            ("a", "auto-reconnect on/off (⊘ marks a forward with it off)"),
-            (
-                "i",
-                "details of the selected forward: whole error, pod, node, connections, "
-                "history, recent log (again: fold)",
-            ),
-            ("l, enter", "logs of the selected forward (or double-click its row)"),
+            ("n", "new forward (picker)"),
+            ("b", "browse the namespace"),
+            ("space", "start / stop"),
+            ("r", "restart"),
+            ("d", "delete (asks if up)"),
+            ("e", "edit local port"),
+            ("R", "rename (keeps running)"),
+            ("a", "auto-reconnect (⊘ off)"),
+            ("i", "details (again: fold)"),
+            ("l, enter", "its logs"),
             ("L", "app-wide log"),
-            ("y", "copy the equivalent kubectl port-forward command (tmux: its paste buffer)"),
-            (
-                "o",
-                "open http(s)://localhost:PORT in the browser (https for a port named "
-                "https, 443 or 8443)",
-            ),
-            ("/", "filter rows (words, all must match); esc clears"),
-            ("s / S", "sort by the next column / reverse the order (or click a header)"),
-            ("↑ ↓ j k", "move (or click a row)"),
-            ("pgup pgdn", "a page up / down"),
+            ("y", "copy kubectl command"),
+            ("o", "open in the browser"),
+            ("/", "filter; esc clears"),
+            ("s / S", "sort / reverse"),
+            ("↑ ↓ j k", "move (or click)"),
             ("home end g G", "first / last row"),
+            ("pgup pgdn", "a page up / down"),
         ),
     ),
     (
+        "Quick add (:)",
+        (
+            ("ctx NAME", "switch context"),
+            ("ns NAME", "switch namespace"),
+            ("→", "take the completion"),
+        ),
+    ),
+    (
+        "Everywhere",
+        (
+            ("?", "this help (↑ ↓ scroll)"),
+            ("ctrl+p", "command palette"),
+            ("q, ctrl+c", "quit (daemon: detach)"),
+            ("Q", "daemon: stop all, quit"),
+            (":", "quick add: svc/web 8080:80"),
+            ("p", "profiles view"),
+            ("m", "several forwards"),
+        ),
+    ),
+)
+HELP_RIGHT: tuple[Section, ...] = (
+    (
         "Resources (b)",
         (
-            ("f, enter", "forward the selected resource: pick its port(s), then the local port"),
-            ("0 1 2 3 4", "show all / services / pods / deployments / statefulsets"),
-            ("/", "filter rows; esc clears, esc again goes back"),
-            ("ctrl+r", "watch again now (after an error)"),
-            ("↑ ↓ j k", "move (or click a row; double-click forwards it)"),
-            ("home end g G", "first / last row"),
+            ("f F enter", "forward it"),
+            ("N", "forward listed Services"),
+            ("0 1 2 3 4", "all svc pod deploy sts"),
+            ("/", "filter; esc clears"),
+            ("ctrl+r", "watch again now"),
         ),
     ),
     (
         "New forward picker",
         (
             ("type", "fuzzy-filter the list"),
-            ("↑ ↓, pgup pgdn", "move"),
-            ("enter", "choose"),
-            (
-                "tab",
-                "mark a port and go to the next (on the port step), then enter; "
-                "next field (local step)",
-            ),
-            ("esc", "back one step (closes on the first step)"),
-            ("ctrl+r", "reload the current list (after an error)"),
+            ("↑ ↓ pgup pgdn", "move; enter chooses"),
+            ("tab", "mark port; next field"),
+            ("esc", "back one step"),
+            ("ctrl+r", "reload the list"),
         ),
     ),
     (
         "Profiles view",
         (
-            ("enter, space", "start the profile or group (stop it when all are active)"),
-            ("s", "save the dashboard's forwards as a profile"),
-            ("a", "add the dashboard's selected forward to the profile / group"),
-            ("y", "copy the kubectl port-forward commands of the profile / group"),
-            ("r", "read the profiles file again"),
+            ("enter space", "start / stop it"),
+            ("s", "save forwards as one"),
+            ("a", "add selected forward"),
+            ("y", "copy kubectl commands"),
+            ("r", "read the file again"),
+            ("↑ ↓ j k g G", "move"),
             ("esc, q", "back"),
         ),
     ),
     (
         "Several forwards",
         (
-            ("space", "mark / unmark a forward"),
+            ("space", "mark / unmark"),
             ("*", "mark all / none"),
-            ("s / x", "start / stop the marked forwards (every forward when none is marked)"),
+            ("s / x", "start / stop marked"),
             ("esc, q", "back"),
         ),
     ),
     (
         "Logs",
         (
-            ("f", "follow (live tail) on/off; the title says which, and counts new lines"),
+            ("f", "follow on/off"),
             ("c", "clear the view"),
             ("esc, q", "back"),
         ),
     ),
-    (
-        "Everywhere",
-        (
-            ("?", "this help (↑ ↓ scroll it)"),
-            ("ctrl+p", "command palette: every action by name"),
-            ("q, ctrl+c", "quit: saves the session, then stops every forward"),
-            ("", "(q on the dashboard; ctrl+c from any screen)"),
-            ("", "attached to the daemon, q detaches: its forwards keep running"),
-            ("Q", "attached to the daemon: stop all its forwards, then detach"),
-            ("p", "profiles view (from the dashboard): start/stop a profile or group"),
-            (":", "quick add (from the dashboard): svc/web 8080:80 -n NS, or a kubectl line"),
-            ("m", "several forwards (from the dashboard): mark, then start / stop them all"),
-        ),
-    ),
 )
+HELP_SECTIONS: tuple[Section, ...] = HELP_LEFT + HELP_RIGHT
+
+
+def _column(sections: tuple[Section, ...]) -> Group:
+    parts: list[Text | Table] = []
+    for n, (title, keys) in enumerate(sections):
+        parts.append(Text(("\n" if n else "") + title, style="bold"))
+        table = Table(box=None, show_header=False, padding=(0, 1), expand=True)
+        table.add_column("key", style="bold cyan", max_width=13)  # a long one wraps
+        table.add_column("what", ratio=1)
+        for key, what in keys:
+            table.add_row(Text(key), Text(what))
+        parts.append(table)
+    return Group(*parts)
 
 
 def help_table() -> Table:
-    """Key and what it does, the description wrapping to the dialog's width."""
-    table = Table(box=None, show_header=False, padding=(0, 1), expand=True)
-    table.add_column("key", style="bold cyan", max_width=20)
-    table.add_column("what", ratio=1)
-    for n, (title, keys) in enumerate(HELP_SECTIONS):
-        if n:
-            table.add_row("", "")
-        table.add_row(Text(title, style="bold"), "")
-        for key, what in keys:
-            table.add_row(Text(f"  {key}"), Text(what))
-    return table
+    """The dashboard's keys on the left, its views' on the right; descriptions wrap within
+    their column."""
+    grid = Table.grid(expand=True, padding=(0, 1))
+    grid.add_column(ratio=1)
+    grid.add_column(ratio=1)
+    grid.add_row(_column(HELP_LEFT), _column(HELP_RIGHT))
+    return grid
 
 
 class HelpScreen(ModalScreen[None]):

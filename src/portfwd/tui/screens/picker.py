@@ -99,6 +99,8 @@ class NewForwardScreen(PortfwdScreen[list[ForwardSpec] | None]):
         self._ready_status = ""
         self._what = ""  # what the step lists: "namespaces", "services" ...
         self._visible: list[Item] = []
+        self._skip_single_port = False  # entering the port step from a resource (not back)
+        self.skipped_port_step = False  # the local step came straight from the resource
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -139,6 +141,10 @@ class NewForwardScreen(PortfwdScreen[list[ForwardSpec] | None]):
         return crumbs
 
     def _enter(self, step: str) -> None:
+        if step != "port":
+            self._skip_single_port = False
+        if step != "local":
+            self.skipped_port_step = False
         self.step = step
         idx = STEPS.index(step) + 1
         self.query_one("#crumbs", Static).update(self._crumbs())
@@ -213,6 +219,13 @@ class NewForwardScreen(PortfwdScreen[list[ForwardSpec] | None]):
             self._load_failed(what, f"unexpected {type(exc).__name__}: {exc}")
             return
         if self.step != step:
+            return
+        if step == "port" and self._skip_single_port and len(items) == 1 and not items[0].disabled:
+            # One TCP port: nothing to choose (as the browse view's dialog). Esc on the
+            # local step comes back here, to the list, to type another port.
+            self.ports = [items[0].value]
+            self.skipped_port_step = True
+            self._enter("local")
             return
         self.state = "ready"
         self._items = items
@@ -319,7 +332,15 @@ class NewForwardScreen(PortfwdScreen[list[ForwardSpec] | None]):
         prompt.append(f"{ready:<{widths[2]}}  ", style="" if r.healthy else "yellow")
         if r.detail:
             prompt.append(escape_controls(r.detail), style="dim")
-        return Item(key=f"res:{r.name}", prompt=prompt, search=r.name, value=r.name)
+        if r.disabled_reason:  # e.g. a Service with UDP ports only
+            prompt.append(f"  ✖ {escape_controls(r.disabled_reason)}", style="red")
+        return Item(
+            key=f"res:{r.name}",
+            prompt=prompt,
+            search=r.name,
+            value=r.name,
+            disabled=bool(r.disabled_reason),
+        )
 
     async def _load_ports(self) -> list[Item]:
         found = await self.catalog.ports(self.context, self.namespace, self.kind, self.resource)
@@ -420,6 +441,7 @@ class NewForwardScreen(PortfwdScreen[list[ForwardSpec] | None]):
             self._enter("resource")
         elif self.step == "resource":
             self.resource = item.value
+            self._skip_single_port = True
             self._enter("port")
         elif self.step == "port":
             marked = [i.value for i in self._items if i.value.port in self.marked]
@@ -486,6 +508,7 @@ class NewForwardScreen(PortfwdScreen[list[ForwardSpec] | None]):
         previous = STEPS[idx - 1]
         if previous == "port":
             self.ports = []
+        self._skip_single_port = False
         self._enter(previous)
 
     # -- local step ---------------------------------------------------------------------------

@@ -1,11 +1,12 @@
 """The resources view (`b`): the namespace's services, pods, deployments and statefulsets
-(the listed kinds), live from watches, like k9s's resource lists; `f` or enter forwards the
-selected one, `N` every Service of the namespace as `portfwd ns` does (after a confirmation
-naming how many; `reach.namespace_specs`).
+(the listed kinds), live from watches, like k9s's resource lists; `f` (or `F`, k9s's key) or
+enter forwards the selected one, `N` every Service listed (the whole namespace when no filter
+narrows it) as `portfwd ns` does (after a confirmation naming how many;
+`reach.namespace_specs`).
 
 Rows carry the object's readiness, status, ports and age, and the forwards already running
-to it (their state and local port). A watch that fails says so on the status line and is
-retried; the list keeps its last known rows meanwhile, marked as such.
+to it in the context shown (their state and local port). A watch that fails says so on the
+status line and is retried; the list keeps its last known rows meanwhile, marked as such.
 """
 
 from __future__ import annotations
@@ -64,13 +65,23 @@ def ports_text(row: ResourceRow) -> str:
     return escape_controls(", ".join(parts))
 
 
-def forwards_of(row: ResourceRow, snapshots: list[ForwardSnapshot], namespace: str) -> Text:
-    """The forwards that target this object: their state symbol and local port."""
+def in_view(snap: ForwardSnapshot, context: str, namespace: str) -> bool:
+    """The forward runs in this context and namespace: a `svc/echo` of another cluster is
+    another object. A forward that names neither runs in the default ones."""
+    ctx = snap.context or snap.spec.context or ""
+    ns = snap.namespace or snap.spec.namespace or namespace
+    return ns == namespace and (not context or not ctx or ctx == context)
+
+
+def forwards_of(
+    row: ResourceRow, snapshots: list[ForwardSnapshot], namespace: str, context: str = ""
+) -> Text:
+    """The forwards that target this object (in this context): state symbol, local port."""
     target = kinds.by_name(row.kind).label(row.name)
     text = Text()
     for snap in snapshots:
         same = snap.spec.target == target or (row.kind == "pod" and snap.spec.target == row.name)
-        if same and (snap.namespace or snap.spec.namespace or namespace) == namespace:
+        if same and in_view(snap, context, namespace):
             symbol, style = STATUS_STYLE[snap.state]
             if text:
                 text.append(" ")
@@ -114,7 +125,8 @@ class ResourceTable(FittedTable):
 class ResourcesScreen(PortfwdScreen[None]):
     BINDINGS = [
         Binding("f", "forward", "Forward"),
-        Binding("N", "forward_namespace", "Forward namespace"),
+        Binding("F", "forward", "Forward", show=False),  # k9s's port-forward key (shift-f)
+        Binding("N", "forward_namespace", "Forward all svc"),
         Binding("slash", "filter", "Filter"),
         Binding("escape", "back", "Back"),
         *(
@@ -145,6 +157,11 @@ class ResourcesScreen(PortfwdScreen[None]):
     @property
     def table(self) -> ResourceTable:
         return self.query_one(ResourceTable)
+
+    @property
+    def shown_context(self) -> str:
+        """The context listed here ("" = the kubeconfig's current one, as the app names it)."""
+        return self.context or self.papp.context_name
 
     def on_mount(self) -> None:
         self.query_one("#res-filter", Input).display = False
@@ -219,7 +236,7 @@ class ResourcesScreen(PortfwdScreen[None]):
             "status": Text(escape_controls(row.status), style="green" if row.healthy else style),
             "restarts": Text(str(row.restarts) if row.restarts else ""),
             "age": Text(age),
-            "forwards": forwards_of(row, snapshots, self.namespace),
+            "forwards": forwards_of(row, snapshots, self.namespace, self.shown_context),
             "ports": Text(ports_text(row)),
         }
 
@@ -328,18 +345,26 @@ class ResourcesScreen(PortfwdScreen[None]):
         if self.view.loading or not self.namespace:
             self.notify("the services are still being listed; try again in a moment", timeout=4)
             return
-        services = [r for r in forwardable(self.view.rows) if not self._forwarded(r)]
+        # A filter narrows it to the Services listed; without one, the whole namespace.
+        filtered = bool(self.query_one("#res-filter", Input).value.strip())
+        rows = self._rows() if filtered else self.view.rows
+        services = [r for r in forwardable(rows) if not self._forwarded(r)]
+        which = "listed Service" if filtered else f"Service of {self.namespace}"
         if not services:
             self.notify(
-                f"no Service of {self.namespace} left to forward (none with pods and a TCP "
+                f"no {which} left to forward (none with pods and a TCP "
                 "port, or all forwarded already)",
                 timeout=5,
             )
             return
         ports = sum(1 for r in services for p in r.ports if p.protocol.upper() == "TCP")
+        what = (
+            f"the {len(services)} listed Service{'' if len(services) == 1 else 's'}"
+            if filtered
+            else f"all {len(services)} Services of namespace {self.namespace}"
+        )
         question = (
-            f"Forward all {len(services)} Services of namespace {self.namespace} "
-            f"({ports} ports), as `portfwd ns` does?\n\n"
+            f"Forward {what} ({ports} ports), as `portfwd ns` does?\n\n"
             "Each on its own loopback address and its native ports, connections spread over "
             "its Ready pods. Services created later are not added."
         )
@@ -354,7 +379,7 @@ class ResourcesScreen(PortfwdScreen[None]):
         """A forward of this Service already runs (to any of its ports)."""
         target = f"svc/{row.name}"
         return any(
-            s.spec.target == target and (s.spec.namespace or self.namespace) == self.namespace
+            s.spec.target == target and in_view(s, self.shown_context, self.namespace)
             for s in self.engine.snapshot()
         )
 
