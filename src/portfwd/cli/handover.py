@@ -84,18 +84,16 @@ def _not_there(
     specs: list[ForwardSpec], snapshots: list[ForwardSnapshot], keep_existing: bool
 ) -> tuple[list[ForwardSpec], list[str]]:
     """The forwards to add, and a line per one whose name another target's forward carries
-    (a name is a label, never a match: `engine/identity.py`). The ones the daemon already
-    runs are printed as such: with `keep_existing` (`up`) any forward that is the same one,
-    else (`add`, which may ask for a second forward to one target) one of the same name."""
+    (a name is a label, never a match: `engine/identity.py`). With `keep_existing` (`up`)
+    the ones the daemon already runs (the same forward, whatever its name) are printed as
+    such and left out; `add` may ask for a second forward to one target."""
     there, clashes, rest = split_running(specs, snapshots)
-    skip = {id(spec) for spec, _ in clashes}
-    for spec, snap in there:
-        if keep_existing or (spec.name and spec.name == snap.spec.name):
-            click.echo(row(snap, " (already in the daemon)"))
-            skip.add(id(spec))
-    # `up` starts a forward its profile lists twice once; `add` adds what it was asked to.
-    todo = [spec for spec in (rest if keep_existing else specs) if id(spec) not in skip]
-    return todo, [clash_line(spec, other) for spec, other in clashes]
+    lines = [clash_line(spec, other) for spec, other in clashes]
+    if not keep_existing:  # `add` adds what it was asked to (the engine refuses a name twice)
+        return specs, lines
+    for _, snap in there:
+        click.echo(row(snap, " (already in the daemon)"))
+    return rest, lines  # a forward its profile lists twice starts once
 
 
 async def _hand_over(
