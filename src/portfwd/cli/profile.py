@@ -156,8 +156,8 @@ def complete_groups(ctx: click.Context, param: click.Parameter, incomplete: str)
 @click.pass_context
 def profile_group(ctx: click.Context, profiles_file: str | None) -> None:
     """Saved sets of forwards (profiles.yaml), started with `portfwd up PROFILE [GROUP...]`."""
-    opts = options.with_globals(ctx, kubeconfig=None, state_file=None)
-    ctx.obj = {"profiles_file": profiles_file, **opts}
+    opts = options.with_globals(ctx, kubeconfig=None, state_file=None, profiles_file=profiles_file)
+    ctx.obj = opts
 
 
 @profile_group.command(name="example")

@@ -275,7 +275,8 @@ def export_command(
 ) -> None:
     """Write a profile's forwards (or only its GROUPS'), or those of a YAML list (FILE, or -
     for stdin), as FORMAT on stdout. A name that is not a file is a profile's."""
-    options.with_globals(ctx)  # a --context before `export` would be ignored: refused instead
+    # a --context before `export` would be ignored: refused instead; --profiles is taken
+    profiles_file = options.with_globals(ctx, profiles_file=profiles_file)["profiles_file"]
 
     def body() -> int:
 
