@@ -437,8 +437,23 @@ class ProfilesScreen(PortfwdScreen[None]):
         )
 
     def _named(self, name: str | None) -> None:
-        if name:
-            specs = [s.spec for s in self.engine.snapshot()]
+        if not name:
+            return
+        session = self.papp.session
+        specs, skipped = [], []
+        for snap in self.engine.snapshot():
+            if snap.state is ForwardState.ERROR and not snap.bound:  # would not start
+                skipped.append(snap.spec.name or f"{snap.spec.target} {snap.spec.remote_port}")
+            else:  # a free port stays free (`:8080`), not the port it happened to get
+                specs.append(session.asked(snap) if session is not None else snap.spec)
+        if skipped:
+            self.notify(
+                f"not saved, in error: {', '.join(skipped)}",
+                severity="warning",
+                timeout=8,
+                markup=False,
+            )
+        if specs:
             self._save(name, specs)
 
     @work(group="profiles-io")
