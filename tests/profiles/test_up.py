@@ -320,3 +320,30 @@ def test_profiles_before_up_and_a_did_you_mean(tmp_path: Path) -> None:
     result = portfwd("--profiles", str(path), "forward", "svc/x", "80", env=env)
     assert result.returncode == 2
     assert "--profiles does not apply to 'portfwd forward'" in result.stderr
+
+
+async def test_one_forward_listed_twice_starts_once(
+    sandbox: SandboxCluster, tmp_path: Path
+) -> None:
+    """Issue 18 §2: a profile naming the same forward twice (an import beside a hand-written
+    entry) starts it once and says so."""
+    env = private_env(tmp_path)
+    write_private(
+        tmp_path / "config" / "profiles.yaml",
+        f"""\
+profiles:
+  twice:
+    defaults: {{kubeconfig: "{sandbox.kubeconfig_path}", context: sandbox, namespace: demo}}
+    forwards:
+      - {{name: echo, target: svc/echo, ports: [":80"], address: 127.0.0.1}}
+      - {{name: echo-80, target: service/echo, ports: [":80"], address: 127.0.0.1}}
+""",
+    )
+    async with up("twice", env=env, expect=["echo"]) as run:
+        assert await echo(run.ports["echo"], b"once") == b"once"
+    assert run.code == 0, run.stderr
+    assert list(run.ports) == ["echo"]
+    assert run.stderr.splitlines()[0] == (
+        "echo-80: the same forward as echo (svc/echo 80 (context sandbox, namespace demo));"
+        " started once"
+    )

@@ -31,6 +31,7 @@ from portfwd.daemon.paths import daemon_paths
 from portfwd.daemon.replies import NotRunning
 from portfwd.daemon.service import ensure_started
 from portfwd.engine.clients import ClientPool
+from portfwd.engine.identity import identity, is_same_spec, split_running
 from portfwd.engine.model import ForwardSpec
 from portfwd.engine.preview import Preview, preview
 from portfwd.eventloop import run as run_loop
@@ -167,6 +168,7 @@ def run_up(
         where = " in these groups" if groups else ""
         error_line(f"profile {quote(profile)} has no forwards{where}")
         return ExitCode.USAGE
+    chosen = replace(chosen, specs=_once_each(chosen.specs))
     if dry_run:
         for entry in chosen.namespaces:
             click.echo(escape_controls(f"{prefix(entry)}: would forward {_scope_text(entry)}"))
@@ -201,6 +203,24 @@ def run_up(
             namespaces=chosen.namespaces,
         )
     )
+
+
+def _once_each(specs: list[ForwardSpec]) -> list[ForwardSpec]:
+    """The profile's forwards with each forward once (`engine/identity.py`): a second entry
+    for the same forward under another name is said and left out, never started twice."""
+    _, _, once = split_running(specs, [])
+    kept = {id(s) for s in once}
+    for spec in specs:
+        if id(spec) not in kept:
+            first = next(o for o in once if is_same_spec(spec, o))
+            click.echo(
+                escape_controls(
+                    f"{spec.name}: the same forward as {first.name}"
+                    f" ({identity(spec).describe()}); started once"
+                ),
+                err=True,
+            )
+    return once
 
 
 def _scope_text(entry: ProfileNamespace) -> str:
