@@ -6,6 +6,7 @@ different target is no match; `j`/`k`/`g`/`G` move in the view as on the dashboa
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +37,6 @@ def config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def seeds() -> list[ForwardSpec]:
     """The demo's seeded forwards (unnamed), on ports the kernel picks."""
-    from dataclasses import replace
-
     both = first_cluster_seed() + second_cluster_seed()
     return [replace(s, local_port=0) for s in both]
 
@@ -186,3 +185,41 @@ async def test_j_k_g_G_move_in_the_profiles_view(harness: Harness, config: Path)
         await press(pilot, "g")
         assert at() == "demo"
         assert app.engine.snapshot() == []  # moving started nothing
+
+
+async def test_s_saves_a_free_port_as_free_and_skips_forwards_in_error(
+    harness: Harness, config: Path
+) -> None:
+    """Issue 18 §6: the profiles view's `s` writes `:80` for a forward the user gave a free
+    port (not the port it happened to get) and leaves out one in error, saying so."""
+    from textual.widgets import Input
+
+    from portfwd.store.profiles import load_profiles
+    from portfwd.tui.screens.profiles import NamePrompt
+    from tests.tui.test_app import type_text
+
+    app = harness.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await app.engine.add(echo_spec(), start=True)  # a free port
+        broken = replace(echo_spec(target="svc/nope"), reconnect=False, name="nope")
+        await app.engine.add(broken, start=True)
+        await wait_until(
+            pilot,
+            lambda: (
+                {s.state for s in app.engine.snapshot()}
+                == {ForwardState.ACTIVE, ForwardState.ERROR}
+            ),
+            what="one active, one in error",
+        )
+        screen = await open_view(pilot)
+        await press(pilot, "s")
+        prompt = app.screen
+        assert isinstance(prompt, NamePrompt)
+        prompt.query_one("#profile-name", Input).value = ""
+        await type_text(pilot, "morning")
+        await press(pilot, "enter")
+        await wait_until(pilot, lambda: "morning" in screen.counts(), what="the new profile")
+        assert "not saved, in error: nope" in app.toasts
+    (fwd,) = load_profiles(config / "profiles.yaml").profiles["morning"].forwards
+    assert (fwd.target, fwd.ports) == ("svc/echo", (":80",))
