@@ -13,7 +13,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shlex
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -105,6 +107,17 @@ def write_demo_profiles(config_dir: Path) -> None:
         write_atomic(path, DEMO_PROFILES)
 
 
+def demo_banner(kubeconfig: Path) -> str:
+    """What the demo prints before its dashboard opens: where its clusters' kubeconfig is,
+    so the user can poke them with kubectl from another terminal while it runs."""
+    path = shlex.quote(str(kubeconfig))
+    return (
+        f"demo clusters {DEMO_CONTEXT} and {DEMO_SECOND_CONTEXT}: kubeconfig {path}"
+        " (removed when the demo ends)\n"
+        f"  kubectl --kubeconfig {path} get pods -A"
+    )
+
+
 def run_demo(
     *,
     topology: Path | None,
@@ -149,6 +162,7 @@ async def _demo(
     )
     try:
         kubeconfig = str(fleet.kubeconfig_path)
+        print(demo_banner(fleet.kubeconfig_path), file=sys.stderr, flush=True)
         return await launch(
             kubeconfig=kubeconfig,
             context=DEMO_CONTEXT,

@@ -166,6 +166,36 @@ async def test_saved_forwards_come_first(sandbox: SandboxCluster, tmp_path: Path
     assert {"443", "https"} <= set(ports)
 
 
+async def test_a_saved_local_port_in_use_is_not_offered(
+    sandbox: SandboxCluster, tmp_path: Path
+) -> None:
+    """Issue 18 §6: a saved forward's LOCAL:REMOTE is offered only while LOCAL is free; one
+    held now (its own running forward, anything) is offered as `:REMOTE`, as is a forward
+    the user gave a free port."""
+    import socket
+
+    state = tmp_path / "config" / "state.yaml"
+    state.parent.mkdir(mode=0o700)
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        busy = held.getsockname()[1]
+        forwards = [
+            {"id": "a1", "target": "svc/api", "remote_port": 443, "local_port": busy},
+            # got a port (the kernel's) when it asked for a free one: offered as asked
+            {"id": "b2", "target": "svc/web", "remote_port": 80, "local_port": 41999},
+        ]
+        forwards[1]["free_port"] = True
+        state.write_text(yaml.safe_dump({"version": 1, "forwards": forwards}))
+        state.chmod(0o600)
+        env = _env(sandbox.kubeconfig_path, state)
+        ports = await click_protocol("portfwd forward svc/api ", env)
+        assert ports[0] == ":443", ports
+        assert f"{busy}:443" not in ports
+        web = await click_protocol("portfwd forward svc/web ", env)
+        assert web[0] == ":80", web
+
+
 async def test_zsh_and_fish_protocol_answers(sandbox: SandboxCluster) -> None:
     env = _env(sandbox.kubeconfig_path)
     assert await click_protocol("portfwd forward svc/echo ", env, "zsh") == ["80", "tcp"]

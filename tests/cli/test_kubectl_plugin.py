@@ -164,5 +164,8 @@ async def test_pod_running_timeout_waits_then_names_the_reason(sandbox: SandboxC
     args = ("--kubeconfig", str(sandbox.kubeconfig_path), "--pod-running-timeout", "1s")
     code, out, err = await run_cli(*args, "svc/crashy", ":80")
     assert (code, out) == (1, "")
-    assert err.startswith("error: ") and err.count("\n") == 1
-    assert "crashy" in err and "Ready" in err
+    waiting, error = err.splitlines()  # issue 18: it says once that it waits, and for what
+    assert waiting.startswith(
+        "waiting up to 1s (--pod-running-timeout) for a Ready pod of svc/crashy to take port 80: "
+    ), waiting
+    assert error.startswith("error: ") and "crashy" in error and "Ready" in error

@@ -160,21 +160,24 @@ async def test_dry_run_resolves_and_binds_nothing(
     setup: tuple[dict[str, str], int], sandbox: SandboxCluster
 ) -> None:
     env, busy = setup
-    # `busy` is held by this test: a dry run that bound anything would fail on it.
+    # `busy` is held by this test: the dry run says the real `up` could not listen there
+    # (issue 18: it said "would listen on" it).
     code, out, err = await portfwd_async("up", "mixed", "--dry-run", env=env)
-    assert code == 1  # svc/nope does not resolve
+    assert code == 1  # svc/nope does not resolve, busy is held
     lines = out.splitlines()
     pods = sandbox.pod_names("demo", {"app": "echo"})
-    assert len(lines) == 2
+    assert len(lines) == 1
     echo_line = re.fullmatch(
         r"echo: svc/echo port 80 \(context sandbox, namespace demo\) -> pod (\S+) port 9000 "
         r"\(echo\); would listen on 127\.0\.0\.1 \(a free port\)",
         lines[0],
     )
     assert echo_line and echo_line.group(1) in pods
-    assert lines[1].startswith("busy: svc/echo port 80 ")
-    assert lines[1].endswith(f"; would listen on 127.0.0.1:{busy}")
-    assert err.splitlines() == ['missing: error: services "nope" not found in namespace "demo"']
+    assert err.splitlines() == [
+        'missing: error: services "nope" not found in namespace "demo"',
+        f"busy: error: local port {busy} is already in use on 127.0.0.1; pick another local "
+        "port (:80 picks a free one) or stop the program using it",
+    ]
     code, out, err = await portfwd_async("up", "pair", "one", "--dry-run", env=env)
     assert code == 0, err
     assert [line.split(":")[0] for line in out.splitlines()] == ["echo-pod"]
@@ -295,3 +298,52 @@ def test_a_kubeconfig_others_may_change_is_refused(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert result.stderr.startswith(f'error: kubeconfig {kubeconfig} (named by profile "pair"')
     assert "is writable by group or others" in result.stderr
+
+
+def test_profiles_before_up_and_a_did_you_mean(tmp_path: Path) -> None:
+    """Issue 18 §5: `portfwd --profiles F up` means `up --profiles F`, as --context does;
+    a typo gets a did-you-mean."""
+    env = private_env(tmp_path)
+    path = write_private(tmp_path / "mine.yaml", _profiles(tmp_path / "kc", 1))
+    result = portfwd("--profiles", str(path), "up", "pair", "tow", env=env)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == 'error: profile "pair" has no group "tow"; groups: "one"\n'
+    result = portfwd("--profiles", str(path), "up", "piar", env=env)
+    assert result.returncode == 2
+    assert result.stderr == (
+        f'error: no profile "piar" in {path}; did you mean "pair"? '
+        'profiles: "pair", "mixed", "fragile", "bare"\n'
+    )
+    result = portfwd("--profiles", str(path), "up", "pair", "--profiles", "other.yaml", env=env)
+    assert result.returncode == 2
+    assert "--profiles is given twice with different values" in result.stderr
+    result = portfwd("--profiles", str(path), "forward", "svc/x", "80", env=env)
+    assert result.returncode == 2
+    assert "--profiles does not apply to 'portfwd forward'" in result.stderr
+
+
+async def test_one_forward_listed_twice_starts_once(
+    sandbox: SandboxCluster, tmp_path: Path
+) -> None:
+    """Issue 18 §2: a profile naming the same forward twice (an import beside a hand-written
+    entry) starts it once and says so."""
+    env = private_env(tmp_path)
+    write_private(
+        tmp_path / "config" / "profiles.yaml",
+        f"""\
+profiles:
+  twice:
+    defaults: {{kubeconfig: "{sandbox.kubeconfig_path}", context: sandbox, namespace: demo}}
+    forwards:
+      - {{name: echo, target: svc/echo, ports: [":80"], address: 127.0.0.1}}
+      - {{name: echo-80, target: service/echo, ports: [":80"], address: 127.0.0.1}}
+""",
+    )
+    async with up("twice", env=env, expect=["echo"]) as run:
+        assert await echo(run.ports["echo"], b"once") == b"once"
+    assert run.code == 0, run.stderr
+    assert list(run.ports) == ["echo"]
+    assert run.stderr.splitlines()[0] == (
+        "echo-80: the same forward as echo (svc/echo 80 (context sandbox, namespace demo));"
+        " started once"
+    )

@@ -78,3 +78,27 @@ async def test_the_demos_profile_spans_both_clusters_and_its_groups_start(
                 assert snap.state is ForwardState.ACTIVE, (spec.name, snap.reason)
     finally:
         await asyncio.wait_for(manager.shutdown(), 10)
+
+
+async def test_the_demo_prints_its_kubeconfig_and_a_kubectl_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 18 §6: the user can poke the demo's clusters with kubectl while it runs."""
+    import shlex
+
+    from portfwd import demo
+    from portfwd.tui import run as tui_run
+
+    seen: dict[str, str | None] = {}
+
+    async def launch(**kw: object) -> int:
+        seen["kubeconfig"] = str(kw["kubeconfig"])
+        return 0
+
+    monkeypatch.setattr(tui_run, "launch", launch)
+    assert await demo._demo(None, tmp_path, 30.0, "auto", 0.0) == 0
+    kubeconfig = seen["kubeconfig"]
+    assert kubeconfig is not None
+    err = capsys.readouterr().err
+    assert f"kubeconfig {shlex.quote(kubeconfig)} (removed when the demo ends)" in err
+    assert f"  kubectl --kubeconfig {shlex.quote(kubeconfig)} get pods -A\n" in err

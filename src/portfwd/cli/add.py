@@ -9,6 +9,7 @@ from portfwd.cli.connected import DAEMON_ERRORS
 from portfwd.cli.handover import hand_over
 from portfwd.cli.run import run
 from portfwd.constants import PORTFORWARD_PROTOCOL_CHOICES
+from portfwd.engine.identity import port_names
 from portfwd.engine.model import ForwardSnapshot, ForwardSpec
 from portfwd.errors import InputError
 from portfwd.kube.targets import parse_port_mapping
@@ -73,9 +74,10 @@ def add_command(
 ) -> None:
     """Add a forward to the daemon (kubectl port-forward's TARGET and PORTS) and start it.
 
-    One forward per port; with --name and several ports each is named NAME-REMOTE. Prints
-    each forward and its state. As with kubectl, the target must resolve now: if it cannot
-    start, nothing is added and the exit code is 1. After that the daemon follows it.
+    One forward per port; with --name and several ports each is named NAME-REMOTE (NAME-LOCAL
+    when two ports forward to one remote port). Prints each forward and its state. As with
+    kubectl, the target must resolve and every port bind now: if one cannot start, nothing
+    is added and the exit code is 1. After that the daemon follows them.
     """
     opts = options.with_globals(
         ctx, kubeconfig=kubeconfig, context=context, namespace=namespace, protocol=protocol
@@ -91,8 +93,15 @@ def add_command(
             spread=spread,
             **opts,
         )
+        # kubectl's way with several ports: all of them or none (exit 2/1: nothing added).
         report: list[ForwardSnapshot] = []
-        code = hand_over(specs, start=not no_start, report=report, rows=output != "json")
+        code = hand_over(
+            specs,
+            start=not no_start,
+            all_or_nothing=True,
+            report=report,
+            rows=output != "json",
+        )
         bound.report(report, output, ports_file)
         return code
 
@@ -130,8 +139,8 @@ def add_specs(
             addresses=tuple(a.strip() for a in addresses.split(",") if a.strip()),
             reconnect=reconnect,
             protocol=protocol,
-            name=(f"{name}-{m.remote}" if len(mappings) > 1 else name) if name else None,
+            name=label,
             spread=spread,
         )
-        for m in mappings
+        for m, label in zip(mappings, port_names(name, mappings), strict=True)
     ]

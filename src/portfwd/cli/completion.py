@@ -283,11 +283,30 @@ def complete_ports(
         ports = await catalog.ports("", namespace, target.kind, target.name)
         return [CompletionItem(f"{head}{value}", help=text) for value, text in _port_items(ports)]
 
-    saved = [
-        CompletionItem(f.ports, help=f.help) for f in saved_forwards(ctx) if f.target == raw.strip()
-    ]
+    saved = [_saved_item(f) for f in saved_forwards(ctx) if f.target == raw.strip()]
     items = [i for i in [*(saved if not colon else []), *_live(ctx, fetch)] if _shell_safe(i.value)]
     return _matching(items, incomplete)
+
+
+def _saved_item(saved: SavedTarget) -> CompletionItem:
+    """A saved forward's LOCAL:REMOTE, or `:REMOTE` when its local port is in use now (by its
+    own running forward or anything else): completion never offers a port that would not
+    bind. Binds and closes at once, as the real start would."""
+    from portfwd.errors import PortfwdError
+    from portfwd.tunnel.addresses import parse_addresses
+    from portfwd.tunnel.listener import check_bindable
+
+    if not saved.local_port:
+        return CompletionItem(saved.ports, help=saved.help)
+    try:
+        check_bindable(parse_addresses(saved.addresses), saved.local_port)
+    except PortfwdError:
+        free = f":{saved.remote}"
+        text = (
+            f"saved forward {saved.id}: {saved.local_port} is in use now, {free} picks a free one"
+        )
+        return CompletionItem(free, help=_help(text))
+    return CompletionItem(saved.ports, help=saved.help)
 
 
 def _port_items(ports: list[PortChoice]) -> list[tuple[str, str]]:
@@ -307,11 +326,24 @@ def _port_items(ports: list[PortChoice]) -> list[tuple[str, str]]:
 class SavedTarget:
     """A saved forward as completion shows it."""
 
-    def __init__(self, fid: str, target: str, ports: str, help_text: str) -> None:
+    def __init__(
+        self,
+        fid: str,
+        target: str,
+        ports: str,
+        help_text: str,
+        *,
+        local_port: int = 0,
+        remote: int | str = "",
+        addresses: tuple[str, ...] = (),
+    ) -> None:
         self.id = fid
         self.target = target
         self.ports = ports
         self.help = help_text
+        self.local_port = local_port  # 0: a free one
+        self.remote = remote
+        self.addresses = addresses
 
 
 def saved_forwards(ctx: click.Context) -> list[SavedTarget]:
@@ -346,9 +378,8 @@ def saved_forwards(ctx: click.Context) -> list[SavedTarget]:
             continue
         if args.get("namespace") and spec.namespace not in (None, args["namespace"]):
             continue
-        ports = (
-            f"{spec.local_port}:{spec.remote_port}" if spec.local_port else f":{spec.remote_port}"
-        )
+        local = 0 if saved.free_port else spec.local_port  # `:80` stays free
+        ports = f"{local}:{spec.remote_port}" if local else f":{spec.remote_port}"
         where = "/".join(x for x in (spec.context, spec.namespace) if x)
         found.append(
             SavedTarget(
@@ -356,6 +387,9 @@ def saved_forwards(ctx: click.Context) -> list[SavedTarget]:
                 spec.target,
                 ports,
                 _help(f"saved forward {saved.id}: {ports}" + (f" in {where}" if where else "")),
+                local_port=local,
+                remote=spec.remote_port,
+                addresses=spec.addresses,
             )
         )
     return found

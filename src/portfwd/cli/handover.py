@@ -20,8 +20,10 @@ from portfwd.cli.listing import row
 from portfwd.cli.run import ExitCode, error_line
 from portfwd.daemon.client import RemoteEngine
 from portfwd.daemon.sync_client import pinned_kubeconfig
+from portfwd.engine.identity import clash_line, split_running
 from portfwd.engine.launch import launch
 from portfwd.engine.model import ForwardSnapshot, ForwardSpec
+from portfwd.errors import InputError
 from portfwd.eventloop import release_signals, run, stop_on_signals
 from portfwd.kube.config import list_contexts
 
@@ -64,8 +66,10 @@ def hand_over(
     """Add (and start) `specs` in the daemon; prints each with its state; the exit code.
     `report`: gets the snapshot of each forward added (or kept), for `-o json` and
     `--ports-file`; `rows`: False prints none (`-o json` prints the report instead).
-    `keep_existing` (for `up`, which may be run twice): a forward whose name the daemon
-    already has is left as it is and said so. `all_or_nothing`: one failure removes every
+    `keep_existing` (for `up`, which may be run twice): a forward the daemon already runs
+    (the same forward by `engine/identity.py`, whatever its name) is left as it is and said
+    so; a name another target's forward carries is one error line and that forward is not
+    added (exit code 1). `all_or_nothing`: one failure removes every
     forward this call added. `announce`: said on stderr, with the daemon's pid, once it
     answers. NotRunning when no daemon runs."""
     return run(
@@ -80,6 +84,28 @@ def hand_over(
             rows=rows,
         )
     )
+
+
+def _not_there(
+    specs: list[ForwardSpec],
+    snapshots: list[ForwardSnapshot],
+    keep_existing: bool,
+    report: list[ForwardSnapshot],
+    rows: bool,
+) -> tuple[list[ForwardSpec], list[str]]:
+    """The forwards to add, and a line per one whose name another target's forward carries
+    (a name is a label, never a match: `engine/identity.py`). With `keep_existing` (`up`)
+    the ones the daemon already runs (the same forward, whatever its name) are printed as
+    such and left out; `add` may ask for a second forward to one target."""
+    there, clashes, rest = split_running(specs, snapshots)
+    lines = [clash_line(spec, other) for spec, other in clashes]
+    if not keep_existing:  # `add` adds what it was asked to (the engine refuses a name twice)
+        return specs, lines
+    for _, snap in there:
+        report.append(snap)
+        if rows:
+            click.echo(row(snap, " (already in the daemon)"))
+    return rest, lines  # a forward its profile lists twice starts once
 
 
 async def _hand_over(
@@ -104,23 +130,20 @@ async def _hand_over(
     stop = asyncio.Event()
     handled = stop_on_signals(stop)
     try:
-        have = {s.spec.name: s for s in engine.snapshot() if s.spec.name} if keep_existing else {}
-        todo = []
-        for spec in specs:
-            there = have.get(spec.name) if spec.name else None
-            if there is not None:
-                report.append(there)
-                if rows:
-                    click.echo(row(there, " (already in the daemon)"))
-            else:
-                todo.append(spec)
+        todo, clashes = _not_there(specs, engine.snapshot(), keep_existing, report, rows)
+        if clashes and not keep_existing:  # `add`: a bad --name, nothing added (exit 2)
+            raise InputError(clashes[0])
+        for line in clashes:
+            error_line(line)
+        if clashes and (all_or_nothing or not todo):
+            return ExitCode.FAILED
         if not start:
             for spec in todo:
                 fid = await engine.add(spec, start=False)
                 report.append(engine.get(fid))
                 if rows:
                     click.echo(row(engine.get(fid)))
-            return ExitCode.OK
+            return ExitCode.FAILED if clashes else ExitCode.OK
         launched = await launch(engine, todo, stop=stop, all_or_nothing=all_or_nothing)
         if launched.interrupted:
             return ExitCode.INTERRUPTED
@@ -137,7 +160,7 @@ async def _hand_over(
         if launched.aborted:
             removed = len(launched.results) - len(launched.failed)
             error_line(f"removed the {removed} forwards added before it (--all-or-nothing)")
-        return ExitCode.FAILED if launched.failed else ExitCode.OK
+        return ExitCode.FAILED if launched.failed or clashes else ExitCode.OK
     finally:
         release_signals(handled)
         await engine.shutdown()

@@ -171,6 +171,7 @@ GLOBAL_OPTIONS = {
     "ping_interval": "--ping-interval",
     "protocol": "--protocol",
     "use_daemon": "--daemon",
+    "profiles_file": "--profiles",
 }
 
 

@@ -4,7 +4,8 @@ target to have a pod that can take the forward before giving up.
 
 Without the flag portfwd fails at once when no pod is Ready (its own default, README); with it,
 the target is resolved again with a growing pause (0.25 s doubling to 2 s) until a pod is
-Ready or the time is up, then `portfwd forward` starts as usual. Only "no Ready pod yet" is
+Ready or the time is up, then `portfwd forward` starts as usual; it says once, on stderr,
+that it waits and for what. Only "no Ready pod yet" is
 waited for: a missing Service, a 403 or a typo in a port fails at once, as without the flag.
 """
 
@@ -13,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+import click
+
 from portfwd.engine.model import ForwardSpec
 from portfwd.errors import NoReadyPod
 from portfwd.eventloop import run
@@ -20,6 +23,7 @@ from portfwd.kube.client import KubeClient
 from portfwd.kube.config import load_connection
 from portfwd.kube.resolve import resolve
 from portfwd.kube.targets import Target
+from portfwd.safetext import escape_controls
 
 
 def wait_for_ready_pod(spec: ForwardSpec, timeout: float) -> None:
@@ -48,14 +52,24 @@ async def _wait(
     conn = await asyncio.to_thread(load_connection, kubeconfig, context, namespace)
     deadline = time.monotonic() + seconds
     pause = 0.25
+    said = False
     async with KubeClient(conn, heartbeat=None) as client:
         while True:
             try:
                 await resolve(client, conn.namespace, target, remote or 1)
                 return
-            except NoReadyPod:
+            except NoReadyPod as exc:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise
+                if not said:  # once: the user sees why nothing happens yet
+                    said = True
+                    click.echo(
+                        escape_controls(
+                            f"waiting up to {seconds:g}s (--pod-running-timeout) for a Ready pod"
+                            f" of {target} to take port {remote}: {exc}"
+                        ),
+                        err=True,
+                    )
                 await asyncio.sleep(min(pause, left))
                 pause = min(pause * 2, 2.0)

@@ -24,7 +24,7 @@ from portfwd.cli import options
 from portfwd.cli.completion import quiet
 from portfwd.cli.run import Exit, ExitCode, error_line, run
 from portfwd.configdir import default_state_file
-from portfwd.engine.model import NAME_RE
+from portfwd.engine.model import NAME_RE, ForwardSpec
 from portfwd.errors import PortfwdError
 from portfwd.filecheck import FileTooLarge, read_capped
 from portfwd.kube.config import list_contexts
@@ -156,8 +156,8 @@ def complete_groups(ctx: click.Context, param: click.Parameter, incomplete: str)
 @click.pass_context
 def profile_group(ctx: click.Context, profiles_file: str | None) -> None:
     """Saved sets of forwards (profiles.yaml), started with `portfwd up PROFILE [GROUP...]`."""
-    opts = options.with_globals(ctx, kubeconfig=None, state_file=None)
-    ctx.obj = {"profiles_file": profiles_file, **opts}
+    opts = options.with_globals(ctx, kubeconfig=None, state_file=None, profiles_file=profiles_file)
+    ctx.obj = opts
 
 
 @profile_group.command(name="example")
@@ -405,7 +405,9 @@ def save_command(
     run(lambda: _save(_path(ctx, profiles_file), name, state, description))
 
 
-def _session_specs(state_file: str | None) -> list[Any]:
+def _session_specs(state_file: str | None) -> list[ForwardSpec]:
+    """The session's forwards as the user asked for them; one in error is skipped, with a
+    line on stderr saying so."""
     path = Path(state_file).expanduser() if state_file else default_state_file()
     check_session_path(path)
     try:
@@ -417,7 +419,15 @@ def _session_specs(state_file: str | None) -> list[Any]:
         ) from None
     except (FileTooLarge, OSError, ValueError) as exc:
         raise PortfwdError(f"cannot use session file {printable(str(path))}: {exc}") from None
-    return [f.spec for f in forwards]
+    specs = []
+    for saved in forwards:
+        if not saved.running and saved.reason:  # in error: the profile would not start it
+            name = saved.spec.name or f"{saved.spec.target} {saved.spec.remote_port}"
+            click.echo(escape_controls(f"skipped {name}: in error ({saved.reason})"), err=True)
+            continue
+        # A free port the user asked for stays free (`:8080`), not the port it happened to get.
+        specs.append(replace(saved.spec, local_port=0) if saved.free_port else saved.spec)
+    return specs
 
 
 def _save(path: Path, name: str, state_file: str | None, description: str | None) -> int:

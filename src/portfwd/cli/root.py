@@ -78,6 +78,7 @@ def _print_version(ctx: click.Context, param: click.Parameter, value: bool) -> N
     help="Run the forwards in the background daemon (started if none runs), so they outlive "
     "this window. A running daemon is always used. [env: PORTFWD_DAEMON=1]",
 )
+@options.profiles_option
 @click.pass_context
 def cli(
     ctx: click.Context,
@@ -89,6 +90,7 @@ def cli(
     ping_interval: float,
     protocol: str,
     use_daemon: bool,
+    profiles_file: str | None,
 ) -> None:
     """portfwd: every Kubernetes port-forward you need, in one window.
 
@@ -99,6 +101,8 @@ def cli(
     """
     if ctx.invoked_subcommand is not None:
         return
+    if profiles_file is not None:  # the dashboard's profiles view reads the config dir's
+        raise click.UsageError("--profiles applies to up, profile and export", ctx)
     load(DASHBOARD)(
         kubeconfig=kubeconfig,
         context=context,

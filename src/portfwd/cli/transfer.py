@@ -40,6 +40,7 @@ from portfwd.transfer.annotations import scan_cluster
 from portfwd.transfer.export import export_kubectl, from_yaml, port_text, to_yaml
 from portfwd.transfer.formats import detect, parse
 from portfwd.transfer.kftray_json import export_kftray
+from portfwd.transfer.kftray_ports import target_ports
 from portfwd.transfer.kubectl_lines import flags_of
 from portfwd.transfer.result import Exported, Imported, Skipped, Unreadable, port_clashes
 
@@ -275,7 +276,8 @@ def export_command(
 ) -> None:
     """Write a profile's forwards (or only its GROUPS'), or those of a YAML list (FILE, or -
     for stdin), as FORMAT on stdout. A name that is not a file is a profile's."""
-    options.with_globals(ctx)  # a --context before `export` would be ignored: refused instead
+    # a --context before `export` would be ignored: refused instead; --profiles is taken
+    profiles_file = options.with_globals(ctx, profiles_file=profiles_file)["profiles_file"]
 
     def body() -> int:
 
@@ -289,8 +291,8 @@ def export_command(
         unsafe = [s for s in specs if _unsafe(s)]
         specs = [s for s in specs if not _unsafe(s)]
         out = Exported("")
-        if fmt == "kftray-json":
-            out = export_kftray(specs)
+        if fmt == "kftray-json":  # kftray dials the targetPort: read from the cluster
+            out = export_kftray(specs, run_loop(target_ports(specs)))
         elif fmt == "kubectl":
             out = export_kubectl(specs)
         else:

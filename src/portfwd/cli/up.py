@@ -16,6 +16,7 @@ are usage errors (exit 2) that name what there is.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -30,6 +31,7 @@ from portfwd.daemon.paths import daemon_paths
 from portfwd.daemon.replies import NotRunning
 from portfwd.daemon.service import ensure_started
 from portfwd.engine.clients import ClientPool
+from portfwd.engine.identity import identity, is_same_spec, split_running
 from portfwd.engine.model import ForwardSnapshot, ForwardSpec
 from portfwd.engine.preview import Preview, preview
 from portfwd.eventloop import run as run_loop
@@ -38,6 +40,7 @@ from portfwd.safetext import escape_controls
 from portfwd.store.profiles_model import ProfileNamespace
 from portfwd.store.profiles_select import UpUsageError, select
 from portfwd.tunnel.addresses import format_host_port
+from portfwd.tunnel.listener import BindError, check_bindable
 
 
 @click.command(name="up")
@@ -113,7 +116,9 @@ def up_command(
         ping_interval=ping_interval,
         protocol=protocol,
         use_daemon=False,  # only before `up`: `portfwd --daemon up ...` (or PORTFWD_DAEMON=1)
+        profiles_file=profiles_file,  # `portfwd --profiles F up ...` too
     )
+    profiles_file = opts.pop("profiles_file")
     start_daemon = bool(
         opts.pop("use_daemon") or (ctx.parent and ctx.parent.params.get("use_daemon"))
     )
@@ -174,6 +179,7 @@ def run_up(
     if dry_run and (output == "json" or ports_file):
         error_line("--dry-run binds nothing: -o json and --ports-file do not apply")
         return ExitCode.USAGE
+    chosen = replace(chosen, specs=_once_each(chosen.specs))
     if dry_run:
         for entry in chosen.namespaces:
             click.echo(escape_controls(f"{prefix(entry)}: would forward {_scope_text(entry)}"))
@@ -222,6 +228,24 @@ def run_up(
             on_started=started,
         )
     )
+
+
+def _once_each(specs: list[ForwardSpec]) -> list[ForwardSpec]:
+    """The profile's forwards with each forward once (`engine/identity.py`): a second entry
+    for the same forward under another name is said and left out, never started twice."""
+    _, _, once = split_running(specs, [])
+    kept = {id(s) for s in once}
+    for spec in specs:
+        if id(spec) not in kept:
+            first = next(o for o in once if is_same_spec(spec, o))
+            click.echo(
+                escape_controls(
+                    f"{spec.name}: the same forward as {first.name}"
+                    f" ({identity(spec).describe()}); started once"
+                ),
+                err=True,
+            )
+    return once
 
 
 def _scope_text(entry: ProfileNamespace) -> str:
@@ -298,6 +322,22 @@ def dry_run_line(p: Preview) -> str:
     )
 
 
+def _port_problems(specs: list[ForwardSpec]) -> list[str]:
+    """Why each spec's fixed local port could not be listened on now ("" when it could), as
+    the real `up` would find: held by a running forward (the daemon's too) or any other
+    program. (Two forwards of one profile on one port are refused by its check already.)
+    Binds and closes at once; blocking: run it in a thread."""
+    problems: list[str] = []
+    for spec in specs:
+        try:
+            check_bindable(spec.bind_addresses, spec.local_port, spec.remote_port)
+        except BindError as exc:
+            problems.append(str(exc))
+        else:
+            problems.append("")
+    return problems
+
+
 async def _dry_run(
     specs: list[ForwardSpec], *, kubeconfig: str | None, ping_interval: float
 ) -> int:
@@ -306,6 +346,11 @@ async def _dry_run(
         previews = await asyncio.gather(*(preview(clients, s) for s in specs))
     finally:
         await clients.close()
+    ports = await asyncio.to_thread(_port_problems, specs)
+    previews = [
+        p if p.error or not why else replace(p, error=why)
+        for p, why in zip(previews, ports, strict=True)
+    ]
     code = ExitCode.OK
     for p in previews:
         click.echo(dry_run_line(p), err=bool(p.error))

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from portfwd.engine.identity import is_same_spec, port_names
 from portfwd.engine.model import ForwardSpec
 from portfwd.kube.targets import parse_port_mapping
 
@@ -45,10 +46,9 @@ class ProfileForward:
 
     def spec_names(self) -> list[str]:
         """The engine names of its forwards: NAME, or NAME-REMOTE for each of several ports
-        (as `portfwd add --name` names them)."""
-        if len(self.ports) == 1:
-            return [self.name]
-        return [f"{self.name}-{parse_port_mapping(p).remote}" for p in self.ports]
+        (NAME-LOCAL where two share a remote port), as `portfwd add --name` names them."""
+        mappings = [parse_port_mapping(p) for p in self.ports]
+        return [label or self.name for label in port_names(self.name, mappings)]
 
 
 @dataclass(frozen=True)
@@ -128,6 +128,19 @@ class Profile:
                 fwd, kubeconfig=kubeconfig, context=context, namespace=namespace
             )
         ]
+
+    def specs_of(
+        self,
+        fwd: ProfileForward,
+        *,
+        kubeconfig: str | None = None,
+        context: str | None = None,
+        namespace: str | None = None,
+    ) -> list[ForwardSpec]:
+        """`fwd`'s specs, one per port, with the defaults applied (see `specs`)."""
+        return list(
+            self._specs_of(fwd, kubeconfig=kubeconfig, context=context, namespace=namespace)
+        )
 
     def _specs_of(
         self,
@@ -209,20 +222,29 @@ def profile_from_specs(
 def add_specs(profile: Profile, specs: Iterable[ForwardSpec]) -> Profile:
     """`profile` with these forwards added after its own (names made unique against its
     forwards'); its description, defaults and groups stay. A forward it already has (the
-    same target, port, context, namespace, kubeconfig and address) is not added twice."""
-    have = {_identity(f) for f in profile.forwards}
-    new = [
-        f
-        for f in _forwards_of(specs, {f.name for f in profile.forwards})
-        if _identity(f) not in have
-    ]
+    same forward by `engine/identity.py`, as the profile's defaults make it; the same local
+    port too, so `:80` and `8080:80` are kept apart in the file) is not added twice."""
+    have = [s for f in profile.forwards for s in profile.specs_of(f)]
+    fresh: list[ForwardSpec] = []
+    for spec in specs:
+        (as_saved,) = _forwards_of([spec], set())
+        mine = profile.specs_of(as_saved)
+        if not any(_is_in(s, have) for s in mine):
+            fresh.append(spec)
+            have += mine
+    new = _forwards_of(fresh, {f.name for f in profile.forwards})
     from dataclasses import replace
 
     return replace(profile, forwards=(*profile.forwards, *new))
 
 
-def _identity(fwd: ProfileForward) -> tuple[object, ...]:
-    return (fwd.target, fwd.ports, fwd.context, fwd.namespace, fwd.kubeconfig, fwd.address)
+def _is_in(spec: ForwardSpec, have: list[ForwardSpec]) -> bool:
+    return any(is_same_spec(spec, h) and spec.local_port == h.local_port for h in have)
+
+
+def profile_forward_specs(fwd: ProfileForward) -> list[ForwardSpec]:
+    """One profile forward's specs, as a profile without defaults makes them."""
+    return Profile(name="-", forwards=(fwd,)).specs_of(fwd)
 
 
 def _forwards_of(specs: Iterable[ForwardSpec], used: set[str]) -> tuple[ProfileForward, ...]:

@@ -3,6 +3,7 @@ defaults filled in: what `portfwd up` runs and `portfwd export PROFILE` writes."
 
 from __future__ import annotations
 
+import difflib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -34,8 +35,13 @@ class Selected:
     namespaces: list[ProfileNamespace] = field(default_factory=list)
 
 
-def _known(names: Sequence[str], what: str) -> str:
-    return f"{what}: " + ", ".join(quote(n) for n in names) if names else f"there are no {what}"
+def _known(names: Sequence[str], what: str, typed: str = "") -> str:
+    """The known names, after a did-you-mean for a close one (`up dmeo`)."""
+    if not names:
+        return f"there are no {what}"
+    close = difflib.get_close_matches(typed, names, n=1, cutoff=0.6) if typed else []
+    guess = f"did you mean {quote(close[0])}? " if close else ""
+    return guess + f"{what}: " + ", ".join(quote(n) for n in names)
 
 
 def select(
@@ -61,7 +67,7 @@ def select(
         raise UpUsageError(
             [
                 f"no profile {quote(profile)} in {loaded.path}; "
-                + _known(loaded.names, "profiles"),
+                + _known(loaded.names, "profiles", profile),
                 *general,
             ]
         )
@@ -74,7 +80,7 @@ def select(
         raise UpUsageError(
             [
                 f"profile {quote(profile)} has no group {quote(unknown[0])}; "
-                + _known(list(prof.groups), "groups")
+                + _known(list(prof.groups), "groups", unknown[0])
             ]
         )
     pairs = prof.specs(groups, kubeconfig=kubeconfig, context=context, namespace=namespace)

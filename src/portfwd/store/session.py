@@ -34,6 +34,7 @@ import contextlib
 import logging
 import os
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from pathlib import Path
 
 from portfwd.engine.api import EngineAPI, EventStream
@@ -95,6 +96,18 @@ class Session:
         self._claimed = False
         self.restored = False
         self.notes: dict[str, str] = {}
+        # Forwards the user gave a free port (`:80`), with the port they got: restored on
+        # it, still saved as free (and `profile save` writes `:80`) until the user picks one.
+        self._free: dict[str, int] = {
+            f.id: f.spec.local_port for f in loaded.forwards if f.free_port
+        }
+
+    def asked(self, snap: ForwardSnapshot) -> ForwardSpec:
+        """The forward as the user asked for it: a free local port stays free (`:80`) though
+        a restore put it back on the port it had got."""
+        if snap.spec.local_port and self._free.get(snap.id) == snap.spec.local_port:
+            return replace(snap.spec, local_port=0)
+        return snap.spec
 
     @property
     def saving(self) -> bool:
@@ -189,7 +202,14 @@ class Session:
     def _entry(self, snap: ForwardSnapshot) -> Entry | None:
         """The forward's entry, or None when the one kept is still right."""
         wanted = snap.id in self._wanted or snap.id in self._skipped
-        data = SavedForward.from_snapshot(snap, still_wanted=wanted).to_dict()
+        saved = SavedForward.from_snapshot(snap, still_wanted=wanted)
+        if saved.free_port:
+            self._free[snap.id] = saved.spec.local_port
+        elif self._free.get(snap.id) == snap.spec.local_port:
+            saved = replace(saved, free_port=True)
+        else:
+            self._free.pop(snap.id, None)
+        data = saved.to_dict()
         old = self._entries.get(snap.id)
         return None if old is not None and old.data == data else Entry(data)
 

@@ -72,11 +72,16 @@ class SavedForward:
     spec: ForwardSpec
     running: bool  # the user had it running: restart it on the next start
     reason: str = ""  # why it was not running (last error), shown after a restore
+    # The user asked for a free port (`:80`); `spec.local_port` is the one it got, kept so a
+    # restore listens where it did, and `profile save` writes `:80` again.
+    free_port: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"id": self.id, **spec_to_dict(self.spec), "running": self.running}
         if self.reason:
             data["reason"] = self.reason
+        if self.free_port:
+            data["free_port"] = True
         return data
 
     @classmethod
@@ -105,6 +110,7 @@ class SavedForward:
             spec=spec,
             running=data.get("running", False),
             reason=reason if isinstance(reason, str) else "",
+            free_port=data.get("free_port") is True,
         )
 
     @classmethod
@@ -117,7 +123,8 @@ class SavedForward:
         file, so one bad start or one run without restoring does not drop it.
         """
         spec = snap.spec
-        if spec.local_port == 0 and snap.bound:
+        free = spec.local_port == 0
+        if free and snap.bound:
             spec = replace(spec, local_port=snap.bound[0][1])
         # ERROR with its port still bound: the forward waits for its target to return
         # (a deleted pod or service); the user still wants it.
@@ -126,7 +133,13 @@ class SavedForward:
             or snap.state in RUNNING_STATES
             or (snap.state is ForwardState.ERROR and bool(snap.bound))
         )
-        return cls(id=snap.id, spec=spec, running=running, reason="" if running else snap.reason)
+        return cls(
+            id=snap.id,
+            spec=spec,
+            running=running,
+            reason="" if running else snap.reason,
+            free_port=free,
+        )
 
 
 @dataclass

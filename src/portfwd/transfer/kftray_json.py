@@ -15,7 +15,8 @@ with a note: the hosts-file alias (`domain_enabled`), `auto_loopback_address`, H
 
 One difference of meaning stays: kftray sends a service entry's `remote_port` to the pod's
 port, portfwd (like kubectl) reads svc/NAME's number as the Service's port. They agree when
-the Service's port equals its targetPort; the import says so once per file.
+the Service's port equals its targetPort; the import says so once per file, and the export
+writes the targetPort read from the cluster (`kftray_ports.py`), or says why it could not.
 
 :func:`export_kftray` writes service forwards back in the same shape, so a kftray export read,
 written and read again gives the same forwards.
@@ -24,6 +25,7 @@ written and read again gives the same forwards.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -31,6 +33,7 @@ from portfwd.engine.model import ForwardSpec
 from portfwd.engine.present import kubectl_command
 from portfwd.errors import InputError
 from portfwd.kube.targets import is_valid_name, is_valid_port_name, parse_target
+from portfwd.transfer.kftray_ports import TargetPort
 from portfwd.transfer.result import (
     Exported,
     Imported,
@@ -261,8 +264,13 @@ def parse_kftray_json(text: str, source: str = "-", names: Names | None = None) 
 # --- export ----------------------------------------------------------------------------------
 
 
-def export_kftray(specs: list[ForwardSpec]) -> Exported:
-    """Service forwards as kftray configs; other targets are listed as skipped."""
+def export_kftray(
+    specs: list[ForwardSpec], ports: Mapping[int, TargetPort] | None = None
+) -> Exported:
+    """Service forwards as kftray configs; other targets are listed as skipped. `ports`: each
+    service forward's targetPort as read from the cluster (`kftray_ports.py`), by index:
+    written as `remote_port`, since kftray dials that on the pod; one not known is said in
+    the notes (without `ports`, the forwards' own ports are written as they are)."""
     entries: list[dict[str, Any]] = []
     out = Exported("")
     for index, spec in enumerate(specs):
@@ -282,6 +290,26 @@ def export_kftray(specs: list[ForwardSpec]) -> Exported:
         if spec.local_port:
             entry["local_port"] = spec.local_port
         entry["remote_port"] = spec.remote_port
+        looked = ports.get(index) if ports is not None else None
+        if looked is not None and looked.port is not None:
+            entry["remote_port"] = looked.port
+            if looked.port != spec.remote_port:
+                out.notes.append(
+                    Note.of(
+                        where,
+                        f"remote_port is {target}'s targetPort {looked.port} (kftray dials it"
+                        f" on the pod), for its port {spec.remote_port}",
+                    )
+                )
+        elif looked is not None:
+            out.notes.append(
+                Note.of(
+                    where,
+                    f"kftray dials remote_port on the pod, not {target}'s port: its targetPort"
+                    f" could not be read ({looked.error}); {spec.remote_port} is written, check"
+                    " it against the Service's targetPort",
+                )
+            )
         if spec.context:
             entry["context"] = spec.context
         entry["workload_type"] = "service"

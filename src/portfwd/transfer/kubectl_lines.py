@@ -128,6 +128,7 @@ PORTFWD_FORWARD_FLAGS: dict[str, tuple[bool, str]] = {
     "--no-restore": (False, "ignore"),
     "--daemon": (False, "ignore"),
     "--version": (False, "ignore"),
+    "--profiles": (True, "ignore"),
 }
 
 

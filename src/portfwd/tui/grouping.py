@@ -1,35 +1,31 @@
 """Which profile (and groups) a dashboard forward belongs to: the Group column.
 
-A forward is a profile's when it has the name the profile gives it (as `portfwd up` and the
-profiles view name them), or, unnamed, the same target, ports, context and namespace (the
-dashboard it was saved from). Pure: the profiles file is read elsewhere, in a worker.
+A forward is a profile's when it is the same forward (`engine/identity.py`: context,
+namespace, target, remote port, and the local port where both fix one), whatever its name: a
+name is a label, and two profiles may both call different targets `api`. Pure: the profiles
+file is read elsewhere, in a worker.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from portfwd.engine.identity import is_same_spec
 from portfwd.engine.model import ForwardSpec
 from portfwd.errors import PortfwdError
 from portfwd.store.profiles_model import ProfilesFile
 
 
-def _where(spec: ForwardSpec) -> tuple[object, ...]:
-    return (
-        spec.target,
-        str(spec.remote_port),
-        spec.local_port,
-        spec.context,
-        spec.namespace,
-        spec.kubeconfig,
-    )
-
-
-def is_profile_forward(engine: ForwardSpec, profile: ForwardSpec) -> bool:
-    """`engine` (a dashboard forward's spec) is the profile forward `profile`."""
-    if profile.name and engine.name:
-        return engine.name == profile.name
-    return not engine.name and _where(engine) == _where(profile)
+def is_profile_forward(
+    engine: ForwardSpec,
+    profile: ForwardSpec,
+    *,
+    context: str | None = None,
+    namespace: str | None = None,
+) -> bool:
+    """`engine` (a dashboard forward's spec) is the profile forward `profile`; `context`
+    and `namespace`: the dashboard's, which a forward that names none runs in."""
+    return is_same_spec(profile, engine, context=context, namespace=namespace)
 
 
 @dataclass(frozen=True)
@@ -38,9 +34,15 @@ class GroupIndex:
     `PROFILE/GROUP,GROUP` (the groups it is in)."""
 
     entries: tuple[tuple[str, ForwardSpec], ...] = ()
+    context: str | None = None  # the dashboard's defaults, as the entries were made with
+    namespace: str | None = None
 
     def label(self, spec: ForwardSpec) -> str:
-        labels = dict.fromkeys(lab for lab, p in self.entries if is_profile_forward(spec, p))
+        labels = dict.fromkeys(
+            lab
+            for lab, p in self.entries
+            if is_profile_forward(spec, p, context=self.context, namespace=self.namespace)
+        )
         return " ".join(labels)
 
 
@@ -63,4 +65,4 @@ def group_index(
             groups = [g for g, members in profile.groups.items() if fwd.name in members]
             label = f"{profile.name}/{','.join(groups)}" if groups else profile.name
             entries.append((label, spec))
-    return GroupIndex(tuple(entries))
+    return GroupIndex(tuple(entries), context=context, namespace=namespace)

@@ -29,6 +29,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Static
 from textual.widgets.data_table import CellDoesNotExist
 
+from portfwd.engine.identity import clash_line, find_running, is_same_spec, split_running
 from portfwd.engine.model import ForwardSnapshot, ForwardSpec, ForwardState
 from portfwd.engine.present import kubectl_command
 from portfwd.errors import PortfwdError
@@ -39,10 +40,10 @@ from portfwd.store.profiles_model import (
     ProfileForward,
     ProfilesFile,
     add_specs,
+    profile_forward_specs,
     profile_from_specs,
 )
 from portfwd.store.profiles_select import UpUsageError, select
-from portfwd.tui.grouping import is_profile_forward
 from portfwd.tui.screens.base import PortfwdScreen
 
 log = logging.getLogger(__name__)
@@ -69,31 +70,22 @@ class Row:
 
 
 def engine_forward(spec: ForwardSpec, snapshots: list[ForwardSnapshot]) -> ForwardSnapshot | None:
-    """The engine's forward for a profile forward: the one of its name (as `portfwd up`
-    names them), else an unnamed one of the same target, ports, context and namespace (a
-    forward the profile was saved from)."""
-    for snap in snapshots:
-        if spec.name and snap.spec.name == spec.name:
-            return snap
-    for snap in snapshots:
-        if not snap.spec.name and is_profile_forward(snap.spec, spec):
-            return snap
-    return None
+    """The engine's forward for a profile forward: the same forward by `engine/identity.py`
+    (a `:80` entry matches whatever port it got), whatever its name."""
+    return find_running(spec, snapshots)
 
 
 def count_active(specs: list[ForwardSpec], snapshots: list[ForwardSnapshot]) -> int:
-    found = (engine_forward(s, snapshots) for s in specs)
-    return sum(1 for snap in found if snap is not None and snap.state is ForwardState.ACTIVE)
+    there, _, _ = split_running(specs, snapshots)
+    return sum(1 for _, snap in there if snap.state is ForwardState.ACTIVE)
 
 
 def _same_forward(a: ProfileForward, b: ProfileForward) -> bool:
-    return (a.target, a.ports, a.context, a.namespace, a.kubeconfig, a.address) == (
-        b.target,
-        b.ports,
-        b.context,
-        b.namespace,
-        b.kubeconfig,
-        b.address,
+    specs_a = profile_forward_specs(a)
+    specs_b = profile_forward_specs(b)
+    return len(specs_a) == len(specs_b) and all(
+        is_same_spec(x, y) and x.local_port == y.local_port
+        for x, y in zip(specs_a, specs_b, strict=True)
     )
 
 
@@ -110,6 +102,18 @@ def with_forward(profile: Profile, spec: ForwardSpec, group: str | None) -> tupl
         groups[group] = (*groups.get(group, ()), existing.name)
         profile = replace(profile, groups=groups)
     return profile, existing.name
+
+
+class ProfilesTable(DataTable[Text]):
+    """The rows of profiles and groups, moved through as every table of the app: `j`/`k`,
+    `g`/`G` (a `j` that did nothing left enter on the whole profile)."""
+
+    BINDINGS = [
+        Binding("home,g", "scroll_top", "First row", show=False),
+        Binding("end,G", "scroll_bottom", "Last row", show=False),
+        Binding("j", "cursor_down", "Down", show=False),
+        Binding("k", "cursor_up", "Up", show=False),
+    ]
 
 
 class NamePrompt(ModalScreen[str | None]):
@@ -176,7 +180,7 @@ class ProfilesScreen(PortfwdScreen[None]):
         with Vertical(id="profiles-body"):
             yield Static("reading the profiles file…", id="profiles-file", markup=False)
             yield Static("", id="profiles-problems", markup=False)
-            yield DataTable(id="profiles-table", cursor_type="row", zebra_stripes=True)
+            yield ProfilesTable(id="profiles-table", cursor_type="row", zebra_stripes=True)
         yield Footer()
 
     def on_mount(self) -> None:
@@ -355,19 +359,29 @@ class ProfilesScreen(PortfwdScreen[None]):
         if specs is None:
             return
         snapshots = app.engine.snapshot()
-        found = [(spec, engine_forward(spec, snapshots)) for spec in specs]
-        present = [snap for _, snap in found if snap is not None]
+        there, clashes, missing = split_running(specs, snapshots)
+        present = [snap for _, snap in there]
         if (
             specs
+            and not clashes
             and len(present) == len(specs)
             and all(p.state is ForwardState.ACTIVE for p in present)
         ):
             self.notify(f"stopping {row.label} ({len(present)} forward(s))", timeout=4)
             await self._each(present, lambda s: app.engine.stop(s.id), "stopping")
             return
-        self.notify(f"starting {row.label} ({len(specs)} forward(s))", timeout=4)
-        missing = [spec for spec, snap in found if snap is None]
+        for spec, other in clashes:
+            self.notify(clash_line(spec, other), severity="error", timeout=10, markup=False)
         idle = [p for p in present if p.state in (ForwardState.STOPPED, ForwardState.ERROR)]
+        running = [
+            spec.name or snap.spec.name or snap.id
+            for spec, snap in there
+            if snap.state not in (ForwardState.STOPPED, ForwardState.ERROR)
+        ]
+        said = f"starting {row.label} ({len(missing) + len(idle)} forward(s))"
+        if running:
+            said += f"; already running: {', '.join(running)}"
+        self.notify(said, timeout=6, markup=False)
         await asyncio.gather(
             self._each(missing, lambda s: app.engine.add(s, start=True), "adding"),
             self._each(idle, lambda s: app.engine.start(s.id), "starting"),
@@ -423,8 +437,23 @@ class ProfilesScreen(PortfwdScreen[None]):
         )
 
     def _named(self, name: str | None) -> None:
-        if name:
-            specs = [s.spec for s in self.engine.snapshot()]
+        if not name:
+            return
+        session = self.papp.session
+        specs, skipped = [], []
+        for snap in self.engine.snapshot():
+            if snap.state is ForwardState.ERROR and not snap.bound:  # would not start
+                skipped.append(snap.spec.name or f"{snap.spec.target} {snap.spec.remote_port}")
+            else:  # a free port stays free (`:8080`), not the port it happened to get
+                specs.append(session.asked(snap) if session is not None else snap.spec)
+        if skipped:
+            self.notify(
+                f"not saved, in error: {', '.join(skipped)}",
+                severity="warning",
+                timeout=8,
+                markup=False,
+            )
+        if specs:
             self._save(name, specs)
 
     @work(group="profiles-io")

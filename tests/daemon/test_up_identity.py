@@ -1,0 +1,85 @@
+"""Issue 18 §2 and §5 against a real daemon: `up` matches what the daemon runs by what a
+forward is, not by name (a same-named forward of another target is a clash, one line; the
+same forward under another name is "already in the daemon"), and `portfwd add` with several
+ports is all or nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from portfwd.sandbox.cluster import SandboxCluster
+from tests.support.ports import reserved_port
+
+from .conftest import DaemonProcess, Dirs
+from .test_cli import active, echo_through, forwards, portfwd, running  # noqa: F401
+
+FAILED, USAGE = 1, 2
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def _write(dirs: Dirs, kubeconfig: Path) -> None:
+    dirs.config.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = dirs.config / "profiles.yaml"
+    path.write_text(
+        f"""\
+profiles:
+  demo:
+    defaults: {{kubeconfig: "{kubeconfig}", namespace: demo, address: 127.0.0.1}}
+    forwards:
+      - {{name: api, target: svc/echo, ports: [":80"]}}
+      - {{name: web, target: svc/web, ports: [":80"]}}
+"""
+    )
+    path.chmod(0o600)
+
+
+async def test_up_into_a_daemon_running_a_same_named_forward_of_another_target(
+    running: DaemonProcess,  # noqa: F811
+    dirs: Dirs,
+    sandbox: SandboxCluster,
+) -> None:
+    _write(dirs, sandbox.kubeconfig_path)
+    # The daemon runs `api` for deploy/echo, and svc/web under a name of its own.
+    for args in (("--name", "api", "deploy/echo", ":9000"), ("--name", "w", "svc/web", ":80")):
+        added = await portfwd("add", "-n", "demo", "--address", "127.0.0.1", *args)
+        assert added.code == 0, added
+    up = await portfwd("up", "demo")
+    assert up.code == FAILED, up
+    (clash,) = [line for line in up.err_lines if line.startswith("error:")]
+    assert clash.startswith("error: api: the name is already used by forward "), clash
+    assert "deploy/echo 9000" in clash and "not svc/echo 80" in clash, clash
+    (kept,) = [line for line in up.out_lines if "(already in the daemon)" in line]
+    assert "svc/web" in kept, kept
+    names = sorted(f["spec"]["name"] for f in await forwards())
+    assert names == ["api", "w"], "nothing started twice, nothing started for the clash"
+    await echo_through((await active("api"))["local_port"])
+
+
+async def test_add_with_several_ports_is_all_or_nothing(
+    running: DaemonProcess,  # noqa: F811
+    sandbox: SandboxCluster,
+) -> None:
+    a, b = reserved_port(), reserved_port()
+    base = ("add", "-n", "demo", "--address", "127.0.0.1", "--name", "multi", "svc/echo")
+    added = await portfwd(*base, f"{a}:80", f"{b}:80")
+    assert added.code == 0, added
+    names = sorted(f["spec"]["name"] for f in await forwards())
+    assert names == sorted([f"multi-{a}", f"multi-{b}"])
+    for name in (f"multi-{a}", f"multi-{b}"):
+        await echo_through((await active(name))["local_port"])
+    # Again: the names are used (exit 2, nothing changed); then one port taken: exit 1,
+    # neither added.
+    again = await portfwd(*base, f"{a}:80", f"{b}:80")
+    assert again.code == USAGE, again
+    assert len(await forwards()) == 2
+    c = reserved_port()
+    other = await portfwd(*base[:-2], "m2", "svc/echo", f"{c}:80", f"{a}:80")
+    assert other.code == FAILED, other
+    assert len(await forwards()) == 2, "the port that could bind was removed again"
+    # A name another target's forward carries: exit 2, nothing added.
+    clash = await portfwd(*base[:-2], f"multi-{a}", "deploy/echo", ":80")
+    assert clash.code == USAGE, clash
+    assert len(await forwards()) == 2
