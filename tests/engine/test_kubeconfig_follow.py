@@ -29,9 +29,14 @@ from .kubeconfig_edits import (
 )
 
 
-@pytest_asyncio.fixture
-async def manager(sandbox_pair: SandboxFleet) -> AsyncIterator[Manager]:
-    mgr = Manager(kubeconfig=str(sandbox_pair.kubeconfig_path), detect_wake=False)
+@pytest_asyncio.fixture(params=["watched", "checked-on-reconnect"])
+async def manager(
+    sandbox_pair: SandboxFleet, request: pytest.FixtureRequest
+) -> AsyncIterator[Manager]:
+    """The file watcher tells at once; without it (no inotify), every reconnect attempt
+    checks the files: both bring the forwards back."""
+    pool = ClientPool(str(sandbox_pair.kubeconfig_path), watch=request.param == "watched")
+    mgr = Manager(clients=pool, detect_wake=False)
     try:
         yield mgr
     finally:
@@ -123,6 +128,7 @@ async def test_rotated_token_is_used_by_the_next_connection(
     _untouched(manager, other)
 
 
+@pytest.mark.parametrize("manager", ["watched"], indirect=True)  # a healthy forward polls nothing
 async def test_removed_context_is_an_error_until_restored(
     manager: Manager, sandbox_pair: SandboxFleet
 ) -> None:
