@@ -6,10 +6,11 @@ forward moves bytes all along."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import pytest
 
+from portfwd.daemon.client import RemoteEngine
+from portfwd.engine.model import ForwardSnapshot, ForwardState
 from portfwd.sandbox.fleet import SandboxFleet
 from tests.engine.kubeconfig_edits import (
     Pump,
@@ -18,23 +19,20 @@ from tests.engine.kubeconfig_edits import (
     restart_elsewhere,
     rewrite_in_place,
 )
-from tests.support.wait import until
+from tests.support.wait import eventually
 
 from .conftest import Dirs, daemon_process
-from .test_cli import active, forward_named, portfwd
+from .test_cli import portfwd
 
 
-def _add(context: str, name: str) -> tuple[str, ...]:
-    return ("add", "--context", context, "-n", "demo", "--name", name, "svc/echo", ":80")
+def _named(engine: RemoteEngine, name: str) -> ForwardSnapshot:
+    [snap] = [s for s in engine.snapshot() if s.spec.name == name]
+    return snap
 
 
-async def _state(name: str, wanted: str) -> dict[str, Any]:
-    async def check() -> dict[str, Any] | None:
-        fwd = await forward_named(name)
-        return fwd if fwd["state"] == wanted else None
-
-    found: dict[str, Any] = await until(check, 60)
-    return found
+async def _reaches(engine: RemoteEngine, name: str, state: ForwardState) -> ForwardSnapshot:
+    await eventually(lambda: _named(engine, name).state is state, 60)
+    return _named(engine, name)
 
 
 async def test_daemon_follows_a_cluster_recreated_on_another_port(
@@ -44,31 +42,33 @@ async def test_daemon_follows_a_cluster_recreated_on_another_port(
     monkeypatch.setenv("KUBECONFIG", str(path))
     async with daemon_process(dirs):
         for context, name in (("sandbox-2", "other"), ("sandbox", "one"), ("sandbox", "two")):
-            added = await portfwd(*_add(context, name))
+            add = ("add", "--context", context, "-n", "demo", "--name", name, "svc/echo", ":80")
+            added = await portfwd(*add)
             assert added.code == 0, added.err
-        other = await active("other")
-        pump = Pump(other["local_port"])
-        await pump.start()
-        await pump.flowing()
-        ports = {name: (await active(name))["local_port"] for name in ("one", "two")}
+        engine = await RemoteEngine.attach(dirs.paths, client="test")
+        try:
+            other = await _reaches(engine, "other", ForwardState.ACTIVE)
+            pump = Pump(other.local_port)
+            await pump.start()
+            await pump.flowing()
+            ours = {n: (await _reaches(engine, n, ForwardState.ACTIVE)) for n in ("one", "two")}
 
-        await restart_elsewhere(sandbox_pair[0])
-        for name in ports:
-            await _state(name, "reconnecting")
-        await pump.flowing()
-        await asyncio.to_thread(rewrite_in_place, path, fleet_config(sandbox_pair))
-        for name, port in ports.items():
-            fwd = await _state(name, "active")
-            assert fwd["local_port"] == port
-            await echo_once(port)
-        logs = await portfwd("logs", "one")
-        assert logs.code == 0, logs.err
-        assert f"kubeconfig changed: context sandbox reloaded (server {sandbox_pair[0].url})" in (
-            logs.out
-        )
-        await pump.flowing()
-        await pump.stop()
-        other = await forward_named("other")
-        assert other["state"] == "active"
-        assert other["stats"]["connections_total"] == 1
-        assert other["stats"]["reconnects"] == 0
+            await restart_elsewhere(sandbox_pair[0])
+            for name in ours:
+                await _reaches(engine, name, ForwardState.RECONNECTING)
+            await pump.flowing()
+            await asyncio.to_thread(rewrite_in_place, path, fleet_config(sandbox_pair))
+            server = sandbox_pair[0].url
+            for name, before in ours.items():
+                snap = await _reaches(engine, name, ForwardState.ACTIVE)
+                assert snap.local_port == before.local_port
+                await echo_once(snap.local_port)
+                line = f"kubeconfig changed: context sandbox reloaded (server {server})"
+                assert line in [e.message for e in engine.logs(snap.id)]
+            await pump.flowing()
+            await pump.stop()
+            other = _named(engine, "other")
+            assert other.state is ForwardState.ACTIVE
+            assert other.stats.connections_total == 1 and other.stats.reconnects == 0
+        finally:
+            await engine.shutdown()

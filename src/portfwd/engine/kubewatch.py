@@ -72,7 +72,10 @@ class KubeconfigWatcher:
             ):
                 if stop.is_set():
                     return
-                await self._on_change()
+                try:
+                    await self._on_change()
+                except Exception:  # a bug: log it, keep watching
+                    log.exception("checking the kubeconfig after a change failed")
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # inotify limits, a directory removed: reconnects still check
