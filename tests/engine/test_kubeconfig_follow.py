@@ -62,8 +62,9 @@ async def _other_context(manager: Manager) -> tuple[str, Pump]:
 def _untouched(manager: Manager, fid: str) -> None:
     """The other context's forward never noticed: one connection, no reconnect, no line."""
     snap = manager.get(fid)
+    log = [f"{e.level.name} {e.message}" for e in manager.logs(fid)]
     assert snap.state is ForwardState.ACTIVE, snap.reason
-    assert snap.stats.connections_total == 1 and snap.stats.reconnects == 0
+    assert snap.stats.connections_total == 1 and snap.stats.reconnects == 0, log
     assert snap.stats.errors == 0
     assert not [e.message for e in manager.logs(fid) if e.level is not LogLevel.INFO]
     assert not [e.message for e in manager.logs(fid) if "kubeconfig" in e.message]

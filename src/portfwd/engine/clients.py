@@ -43,15 +43,20 @@ from portfwd.kube.config import (
 log = logging.getLogger(__name__)
 
 RETIRED_PER_CONTEXT = 2  # replaced clients kept open for the connections still on them
+# A file seen changing is read again until it holds still this long: `kubectl config` and
+# editors truncate then write, and a read in between is not what the user wrote.
+SETTLE = 0.2
+SETTLE_READS = 10
 _YOUNG_NS = 2_000_000_000  # a file written this recently may change again within its mtime
 
 Stamp = tuple[tuple[int, int, int, int] | str, ...]
 
 
-def stamp_files(paths: tuple[Path, ...]) -> Stamp | None:
+def stamp_files(paths: tuple[Path, ...], *, exact: bool = False) -> Stamp | None:
     """The stat of each file (inode, mtime, ctime, size; "missing"), or None when one is so
     young that a same-size rewrite within its timestamp tick would go unseen (then the
-    content is compared instead). Blocking: call it in a thread."""
+    content is compared instead; `exact`: the stat all the same). Blocking: call it in a
+    thread."""
     stamps: list[tuple[int, int, int, int] | str] = []
     now = time.time_ns()
     for path in paths:
@@ -63,7 +68,7 @@ def stamp_files(paths: tuple[Path, ...]) -> Stamp | None:
         except OSError as exc:
             stamps.append(f"error {exc.errno}")
             continue
-        if now - st.st_mtime_ns < _YOUNG_NS:
+        if not exact and now - st.st_mtime_ns < _YOUNG_NS:
             return None
         stamps.append((st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size))
     return tuple(stamps)
@@ -239,7 +244,7 @@ class ClientPool:
             return
         context = slot.context or old.context
         try:
-            conn, paths, stamp = await asyncio.to_thread(self._read, slot)
+            conn, paths, stamp = await self._settled_read(slot)
         except ConfigError as exc:
             slot.stamp = stamp  # broken until the files change again
             if str(exc) != slot.error:
@@ -265,6 +270,27 @@ class ClientPool:
         if self._watcher is not None:
             self._watcher.follow(self.paths())
         self._tell(ContextChange(slot.kubeconfig, context, old, slot.client))
+
+    async def _settled_read(
+        self, slot: _Slot
+    ) -> tuple[ClusterConnection, tuple[Path, ...], Stamp | None]:
+        """Read the context once its files held still for SETTLE (a half-written file is
+        read again, not reported); the last read's result after SETTLE_READS tries."""
+        result: tuple[ClusterConnection, tuple[Path, ...], Stamp | None] | ConfigError
+        result = ConfigError("the kubeconfig was not read")
+        for attempt in range(SETTLE_READS):
+            before = await asyncio.to_thread(stamp_files, slot.paths, exact=True)
+            try:
+                result = await asyncio.to_thread(self._read, slot)
+            except ConfigError as exc:
+                result = exc
+            await asyncio.sleep(SETTLE)
+            after = await asyncio.to_thread(stamp_files, slot.paths, exact=True)
+            if before == after or attempt == SETTLE_READS - 1 or self._closed:
+                break
+        if isinstance(result, ConfigError):
+            raise result
+        return result
 
     def _tell(self, change: ContextChange) -> None:
         for listener in list(self._listeners):
