@@ -5,7 +5,7 @@ A forward pins the kubeconfig *path(s)* and the context *name*, not a copy of wh
 a kind/minikube cluster recreated on another port, `aws eks update-kubeconfig`, a token
 rotated in the file change the server, CA or credentials under a running portfwd. So each
 loaded context remembers the stat of the files it was read from; when they change (checked
-by :meth:`ClientPool.refresh` on every reconnect attempt and by :meth:`ClientPool.get`, and
+by :meth:`ClientPool.refresh_soon` on every reconnect attempt and by :meth:`ClientPool.get`, and
 pushed by the file watcher of `kubewatch.py`) the context is read again. Only a context whose
 entries really changed gets a new client; its subscribers (the Manager) move that context's
 forwards over, and other contexts are left alone. A file that no longer parses, or a context
@@ -213,12 +213,15 @@ class ClientPool:
         self._listeners.append(listener)
         return lambda: self._listeners.remove(listener) if listener in self._listeners else None
 
-    async def refresh(self, context: str | None = None, kubeconfig: str | None = None) -> None:
-        """Read the context again if its files changed (a forward's reconnect attempt)."""
+    def refresh_soon(self, context: str | None = None, kubeconfig: str | None = None) -> None:
+        """Check the context's files in the background (a forward's reconnect attempt; one
+        check at a time per context); what changed reaches the subscribers."""
         kc = kubeconfig or self.kubeconfig
         slot = self._slots.get((kc, context or self._pinned.get(kc)))
         if slot is not None and not self._closed:
-            await self._check(slot)
+            task = slot.checking
+            if task is None or task.done():
+                self._start_check(slot)
 
     async def check_all(self) -> None:
         """Check every loaded context against its files (the watcher saw a change)."""
@@ -230,10 +233,19 @@ class ClientPool:
         """One check at a time per context; a caller arriving meanwhile waits for it."""
         task = slot.checking
         if task is None or task.done():
-            task = slot.checking = asyncio.create_task(self._recheck(slot), name="kubeconfig")
-            self._closing.add(task)
-            task.add_done_callback(self._closing.discard)
+            task = self._start_check(slot)
         await asyncio.shield(task)
+
+    def _start_check(self, slot: _Slot) -> asyncio.Task[None]:
+        task = slot.checking = asyncio.create_task(self._recheck(slot), name="kubeconfig")
+        self._closing.add(task)
+        task.add_done_callback(self._checked)
+        return task
+
+    def _checked(self, task: asyncio.Task[None]) -> None:
+        self._closing.discard(task)
+        if not task.cancelled() and task.exception() is not None:  # a bug: say so, go on
+            log.error("checking the kubeconfig failed", exc_info=task.exception())
 
     async def _recheck(self, slot: _Slot) -> None:
         old = slot.client
@@ -244,7 +256,7 @@ class ClientPool:
             return
         context = slot.context or old.context
         try:
-            conn, paths, stamp = await self._settled_read(slot)
+            conn, paths, stamp = await self._read_changed(slot, old)
         except ConfigError as exc:
             slot.stamp = stamp  # broken until the files change again
             if str(exc) != slot.error:
@@ -270,6 +282,19 @@ class ClientPool:
         if self._watcher is not None:
             self._watcher.follow(self.paths())
         self._tell(ContextChange(slot.kubeconfig, context, old, slot.client))
+
+    async def _read_changed(
+        self, slot: _Slot, old: KubeClient
+    ) -> tuple[ClusterConnection, tuple[Path, ...], Stamp | None]:
+        """Read the context; when it reads differently (or not at all), read it again until
+        the files hold still (the common touch without a change costs one read)."""
+        try:
+            read = await asyncio.to_thread(self._read, slot)
+        except ConfigError:
+            return await self._settled_read(slot)
+        if read[0].fingerprint != old.conn.fingerprint:
+            return await self._settled_read(slot)
+        return read
 
     async def _settled_read(
         self, slot: _Slot
@@ -324,6 +349,9 @@ class ClientPool:
             task.cancel()
         if tasks:
             await asyncio.wait(tasks)
+        for check in self._closing:
+            if check.get_name() == "kubeconfig":
+                check.cancel()  # it may be waiting for a file to hold still
         while self._closing:
             await asyncio.wait(set(self._closing))
         for slot in slots:

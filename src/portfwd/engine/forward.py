@@ -368,7 +368,7 @@ class Forward:
                 if self.state is not ForwardState.ACTIVE and (
                     fired or self.state is ForwardState.RECONNECTING or self._config_error
                 ):
-                    await self._check_kubeconfig()  # a reconnect attempt: did the file change?
+                    self._check_kubeconfig()  # a reconnect attempt: did the file change?
                 if self._next_client is not None:
                     self._move_to(self._next_client)
                 if self._config_error is not None:
@@ -427,10 +427,13 @@ class Forward:
         self._wake.set()
         return True
 
-    async def _check_kubeconfig(self) -> None:
-        refresh = getattr(self._clients, "refresh", None)  # test pools may lack it
+    def _check_kubeconfig(self) -> None:
+        """Have the pool look at the files, in the background (a stat; a read when they
+        changed): the answer comes back through `context_changed`, never delaying this
+        evaluation."""
+        refresh = getattr(self._clients, "refresh_soon", None)  # test pools may lack it
         if refresh is not None:
-            await refresh(self.spec.context, self.spec.kubeconfig)
+            refresh(self.spec.context, self.spec.kubeconfig)
 
     def _move_to(self, client: KubeClient) -> None:
         """The context was loaded again with new content: new connections, tunnels and
