@@ -15,6 +15,10 @@ failures (an upgrade refused, the API server unreachable) are probed again on a 
 backoff. Only failures no retry can fix (bad input, a port in use, 403) end the supervisor;
 with `spec.reconnect` off every failure does, as kubectl would.
 
+It follows its kubeconfig too: when the client pool reloads its context (new server, CA or
+credentials) it moves its tunnel and watches to the new client and keeps its port; while the
+context cannot be loaded it is ERROR with the loader's reason, until the file is fixed.
+
 A Forward never raises to its owner for expected failures: they become a state with the
 one-line reason, and a log line of a typed kind (`LogKind`). Its pieces: `health.py` sorts
 failures and probes the tunnel, `routing.py` holds where new connections go, and
