@@ -35,6 +35,7 @@ async def _reaches(engine: RemoteEngine, name: str, state: ForwardState) -> Forw
     return _named(engine, name)
 
 
+@pytest.mark.timeout(300)  # two clusters, a daemon and three CLI runs on a loaded machine
 async def test_daemon_follows_a_cluster_recreated_on_another_port(
     dirs: Dirs, sandbox_pair: SandboxFleet, monkeypatch: pytest.MonkeyPatch
 ) -> None:
