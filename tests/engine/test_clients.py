@@ -40,27 +40,28 @@ class _FakeClient:
 async def test_failed_load_does_not_drop_a_newer_one() -> None:
     """A caller of a failed load must not forget the load another caller started since: that
     client would never be closed."""
-    pool = ClientPool("unused")
+    pool = ClientPool("unused", watch=False)
     failing = asyncio.Event()
     fresh = _FakeClient()
     loads = 0
 
-    async def load(kubeconfig: str | None, context: str | None) -> Any:
+    async def load(slot: Any) -> Any:
         nonlocal loads
         loads += 1
         if loads == 1:
             failing.set()  # wakes the second caller before the first learns of the failure
             raise ConfigError("first load fails")
+        slot.client = fresh
         return fresh
 
     async def second_caller() -> Any:
         await failing.wait()
-        return await pool.get()
+        return await pool.get("ctx")
 
     pool._load = load  # type: ignore[method-assign]
     second = asyncio.create_task(second_caller())
     with pytest.raises(ConfigError):
-        await pool.get()
+        await pool.get("ctx")
     assert await asyncio.wait_for(second, 5) is fresh
     await pool.close()
     assert fresh.closed

@@ -15,6 +15,10 @@ failures (an upgrade refused, the API server unreachable) are probed again on a 
 backoff. Only failures no retry can fix (bad input, a port in use, 403) end the supervisor;
 with `spec.reconnect` off every failure does, as kubectl would.
 
+It follows its kubeconfig too: when the client pool reloads its context (new server, CA or
+credentials) it moves its tunnel and watches to the new client and keeps its port; while the
+context cannot be loaded it is ERROR with the loader's reason, until the file is fixed.
+
 A Forward never raises to its owner for expected failures: they become a state with the
 one-line reason, and a log line of a typed kind (`LogKind`). Its pieces: `health.py` sorts
 failures and probes the tunnel, `routing.py` holds where new connections go, and
@@ -30,7 +34,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from portfwd.engine.clients import ClientPool
+from portfwd.engine.clients import ClientPool, ContextChange
 from portfwd.engine.connections import CONNECT_WAIT, Connections
 from portfwd.engine.events import Event, ForwardChanged, LogLine
 from portfwd.engine.follow import Follower, Gone, Outcome, Ready, Syncing, Unwatched, Waiting
@@ -52,10 +56,10 @@ from portfwd.kube.backoff import Backoff
 from portfwd.kube.client import KubeClient
 from portfwd.kube.errors import Forbidden, Unauthorized
 from portfwd.kube.resolve import Resolution, resolve
-from portfwd.kube.targets import Target
+from portfwd.kube.targets import Target, printable
 from portfwd.tunnel.addresses import BindAddress, format_host_port
 from portfwd.tunnel.listener import Listeners, bind
-from portfwd.tunnel.pool import TunnelPool
+from portfwd.tunnel.pool import PodTunnel, TunnelPool
 from portfwd.tunnel.protocol import SessionLost
 from portfwd.tunnel.pump import V4_EOF_IDLE_LIMIT
 
@@ -119,6 +123,8 @@ class Forward:
         self._been_active = False
         self._last_pod = ""  # the pod used before the route was cleared (for the log)
         self._last_port = 0  # the port bound last time (see _bind)
+        self._next_client: KubeClient | None = None  # the kubeconfig changed: move over
+        self._config_error: str | None = None  # the kubeconfig cannot be loaded right now
 
     # -- observation ------------------------------------------------------------------------
 
@@ -262,14 +268,10 @@ class Forward:
         except PortfwdError as exc:
             await self._give_up(str(exc))
             return False
-        self._client, self._target = client, spec.parsed_target
-        self.context = client.context
+        self._target = spec.parsed_target
+        self._next_client = self._config_error = None
         self.namespace = self.health.namespace = spec.namespace or client.namespace
-        tunnel = self._tunnels.tunnel(client, spec.protocol, on_lost=self._session_lost)
-        self.router.tunnel = tunnel
-        if spec.spread:
-            # One holder per spread pod: its session stays open while the pod is in the spread.
-            self.router.holder = lambda: self._tunnels.tunnel(client, spec.protocol)
+        tunnel = self._use_client(client)
         resolution: Resolution | None = None
         waiting = ""
         try:
@@ -327,6 +329,19 @@ class Forward:
         self._last_port = listeners.port
         return listeners
 
+    def _use_client(self, client: KubeClient) -> PodTunnel:
+        """Talk to the cluster through `client` from now on (at start, and when the
+        kubeconfig changed): its tunnel for new connections, and its watches."""
+        spec = self.spec
+        self._client = client
+        self.context = client.context
+        tunnel = self._tunnels.tunnel(client, spec.protocol, on_lost=self._session_lost)
+        self.router.tunnel = tunnel
+        if spec.spread:
+            # One holder per spread pod: its session stays open while the pod is in the spread.
+            self.router.holder = lambda: self._tunnels.tunnel(client, spec.protocol)
+        return tunnel
+
     def _note_tunnel(self, name: str | None) -> None:
         """Log the wire protocol when it is new or changed (a fallback after a probe)."""
         if name is not None and name != self._tunnel_name:
@@ -338,18 +353,7 @@ class Forward:
     async def _follow(self) -> None:
         """React to watch events, tunnel faults and retry timers until stopped or given up."""
         assert self._client is not None and self._target is not None
-        follower: Follower | None = None
-        if self._informers is not None:
-            follower = Follower(
-                self._informers,
-                self._client,
-                self.namespace,
-                self._target,
-                self.spec.remote_port,
-                self._wake,
-            )
-            follower.start()
-        self._follower = follower
+        self._follower = self._new_follower()
         loop = asyncio.get_running_loop()
         try:
             while True:
@@ -365,6 +369,15 @@ class Forward:
                 self._wake.clear()
                 if fired or (self._retry_at is not None and loop.time() >= self._retry_at):
                     fired, self._retry_at = True, None
+                if self.state is not ForwardState.ACTIVE and (
+                    fired or self.state is ForwardState.RECONNECTING or self._config_error
+                ):
+                    self._check_kubeconfig()  # a reconnect attempt: did the file change?
+                if self._next_client is not None:
+                    self._move_to(self._next_client)
+                if self._config_error is not None:
+                    await self._config_broken(self._config_error)
+                    continue
                 health = self.health
                 if health.fatal is not None:
                     raise GiveUp(health.fatal)
@@ -381,9 +394,81 @@ class Forward:
                 if outcome is not None and not await self._apply(outcome):
                     return
         finally:
-            self._follower = None
+            follower, self._follower = self._follower, None
             if follower is not None:
                 follower.close()
+
+    def _new_follower(self) -> Follower | None:
+        if self._informers is None:
+            return None
+        assert self._client is not None and self._target is not None
+        follower = Follower(
+            self._informers,
+            self._client,
+            self.namespace,
+            self._target,
+            self.spec.remote_port,
+            self._wake,
+        )
+        follower.start()
+        return follower
+
+    # -- following the kubeconfig -------------------------------------------------------------
+
+    def context_changed(self, change: ContextChange) -> bool:
+        """The kubeconfig of a context changed (the client pool says so): True when it is
+        this forward's; it moves to the new client, or shows the error, in its supervisor."""
+        if not self.wanted or self._client is None or self._client is not change.old:
+            return False
+        if change.error:
+            self._config_error = change.error
+        else:
+            self._config_error = None
+            self._next_client = change.new if change.reloaded else None
+            self.health.fault = self.health.fault or "the kubeconfig changed"  # probe again
+            self._backoff.reset()
+            self._retry_at = None
+        self._wake.set()
+        return True
+
+    def _check_kubeconfig(self) -> None:
+        """Have the pool look at the files, in the background (a stat; a read when they
+        changed): the answer comes back through `context_changed`, never delaying this
+        evaluation."""
+        refresh = getattr(self._clients, "refresh_soon", None)  # test pools may lack it
+        if refresh is not None:
+            refresh(self.spec.context, self.spec.kubeconfig)
+
+    def _move_to(self, client: KubeClient) -> None:
+        """The context was loaded again with new content: new connections, tunnels and
+        watches use the new client; connections open on the old one finish there."""
+        self._next_client = None
+        self._clear_route()  # releases this forward's hold on the old client's sessions
+        follower, self._follower = self._follower, None
+        if follower is not None:
+            follower.close()
+        self._use_client(client)
+        self._follower = self._new_follower()
+        self._retry_at = None
+        self.add_log(
+            LogLevel.INFO,
+            f"kubeconfig changed: context {printable(client.context)} reloaded"
+            f" (server {printable(client.conn.server)})",
+            LogKind.RESOLVED,
+        )
+
+    async def _config_broken(self, error: str) -> None:
+        """ERROR with the loader's reason while the kubeconfig cannot be loaded; the port
+        stays bound and the file is checked again on a backoff (and by the watcher)."""
+        if not self.spec.reconnect:
+            raise GiveUp(error)
+        reason = f"{error} (the forward keeps its port and resumes when the kubeconfig is fixed)"
+        if self.state is not ForwardState.ERROR or self.reason != reason:
+            self._clear_route()
+            self.add_log(LogLevel.ERROR, f"kubeconfig changed: {reason}", LogKind.GONE)
+            self._set_state(ForwardState.ERROR, reason)
+        loop = asyncio.get_running_loop()
+        self._retry_at = loop.time() + self._backoff.failure()
 
     async def _evaluate(self, fired: bool) -> Outcome | Retry | None:
         follower = self._follower

@@ -18,7 +18,7 @@ from collections import OrderedDict, deque
 from dataclasses import replace
 
 from portfwd.engine.bus import EventBus, Subscription
-from portfwd.engine.clients import ClientPool
+from portfwd.engine.clients import ClientPool, ContextChange
 from portfwd.engine.events import (
     ForwardAdded,
     ForwardChanged,
@@ -41,6 +41,7 @@ from portfwd.engine.model import (
 )
 from portfwd.engine.wake import WakeDetector
 from portfwd.errors import InputError
+from portfwd.kube.targets import printable
 from portfwd.tunnel.pool import TunnelPool
 from portfwd.tunnel.pump import V4_EOF_IDLE_LIMIT
 
@@ -87,6 +88,8 @@ class Manager:
         self._ticker: asyncio.Task[None] | None = None
         self.memory = MemoryKeeper()
         self._closed = False
+        subscribe = getattr(self.clients, "subscribe", None)  # test pools may lack it
+        self._unsubscribe = subscribe(self._context_changed) if subscribe is not None else None
 
     # -- observation ------------------------------------------------------------------------
 
@@ -218,6 +221,27 @@ class Manager:
         for fwd in running:
             fwd.revalidate(reason)
 
+    def _context_changed(self, change: ContextChange) -> None:
+        """A context's kubeconfig changed on disk: its forwards move to the new client (or
+        show why it cannot be loaded); forwards of other contexts never hear of it."""
+        moved = sum(f.context_changed(change) for f in self._forwards.values())
+        context = printable(change.context)
+        if change.error:
+            self.log(
+                LogLevel.ERROR,
+                f"kubeconfig changed: context {context} cannot be loaded: {change.error}",
+            )
+        elif change.reloaded:
+            assert change.new is not None
+            server = printable(change.new.conn.server)
+            self.log(
+                LogLevel.INFO,
+                f"kubeconfig changed: context {context} reloaded (server {server})"
+                + (f"; {moved} forward(s) follow it" if moved else ""),
+            )
+        else:
+            self.log(LogLevel.INFO, f"kubeconfig fixed: context {context} loads again")
+
     def _on_wake(self, jump: float) -> None:
         how = "forward" if jump > 0 else "back"
         self.revalidate_all(f"the clock jumped {how} {abs(jump):.0f} s (the machine slept?)")
@@ -271,6 +295,8 @@ class Manager:
         if self._closed:
             return
         self._closed = True
+        if self._unsubscribe is not None:
+            self._unsubscribe()
         starts = list(self._start_tasks.values())
         for task in starts:
             task.cancel()

@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import ipaddress
+import json
 import os
 import ssl
 from collections.abc import Mapping
@@ -79,6 +81,11 @@ class ClusterConnection:
     tls_server_name: str | None
     proxy_url: str | None = field(repr=False)  # may hold a password
     auth: AuthProvider
+    # What this connection was made of, to tell a kubeconfig that changed under a running
+    # forward (engine/clients.py): a digest of its context, cluster and user entries (never
+    # shown: it covers tokens), and the other files read for it (a certificate-authority).
+    fingerprint: str = field(default="", repr=False, compare=False)
+    sources: tuple[Path, ...] = field(default=(), repr=False, compare=False)
     _ssl_cache: dict[tuple[bytes | None, bytes | None], ssl.SSLContext] = field(
         default_factory=dict, init=False, repr=False, compare=False, hash=False
     )
@@ -188,6 +195,26 @@ def _find_files(kubeconfig: str | None, env: Mapping[str, str]) -> tuple[list[Pa
         return [p for p in seen if p.exists()], f"KUBECONFIG={listed}"
     default = (home or Path("~")) / ".kube" / "config"
     return ([default] if default.exists() else []), _show(default, home)
+
+
+def kubeconfig_paths(
+    kubeconfig: str | None = None, *, environ: Mapping[str, str] | None = None
+) -> tuple[Path, ...]:
+    """Every file the kubeconfig is (or would be) merged from, present or not: what a
+    forward follows. A file of KUBECONFIG that appears later counts, as for kubectl."""
+    env = os.environ if environ is None else environ
+    home = _home(env)
+    if kubeconfig:
+        return (_locate(kubeconfig, home),)
+    listed = env.get("KUBECONFIG", "")
+    if listed:
+        paths: list[Path] = []
+        for part in listed.split(os.pathsep):
+            path = _locate(part, home) if part else None
+            if path is not None and path not in paths:
+                paths.append(path)
+        return tuple(paths)
+    return ((home or Path("~")) / ".kube" / "config",)
 
 
 def _read_yaml(path: Path, home: Path | None) -> dict[str, Any]:
@@ -491,6 +518,7 @@ def _connection(
     resolved_ns = namespace or (ns_ctx if isinstance(ns_ctx, str) and ns_ctx else "default")
     tls_name = c.get("tls-server-name")
     proxy = c.get("proxy-url")
+    entries = [ctx_entry, cluster_entry, *([user_entry] if user_entry is not None else [])]
     return ClusterConnection(
         context=ctx_name,
         cluster=cluster_name,
@@ -502,7 +530,17 @@ def _connection(
         tls_server_name=tls_name if isinstance(tls_name, str) and tls_name else None,
         proxy_url=proxy if isinstance(proxy, str) and proxy else None,
         auth=auth,
+        fingerprint=_fingerprint(
+            [(e.name, str(e.origin), e.body) for e in entries], ca_pem, resolved_ns
+        ),
+        sources=(_resolve(str(ca_file), cluster_entry.origin, home),) if ca_file else (),
     )
+
+
+def _fingerprint(parts: Any, ca_pem: bytes | None, namespace: str) -> str:
+    """A digest of what a connection is made of: equal digests, nothing to reload."""
+    text = json.dumps([parts, (ca_pem or b"").hex(), namespace], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _check_server(server: str, owner: str) -> None:
@@ -734,4 +772,6 @@ def _in_cluster(env: Mapping[str, str], namespace: str | None, sa_dir: Path) -> 
         tls_server_name=None,
         proxy_url=None,
         auth=auth,
+        fingerprint=_fingerprint([host, port], ca_pem, ns or "default"),
+        sources=(sa_dir / "ca.crt",),
     )
