@@ -10,10 +10,16 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import pytest_asyncio
+from hypothesis import settings
 
 from portfwd.sandbox.cluster import SandboxCluster
 from portfwd.sandbox.fleet import SandboxFleet
 from tests.support.ports import release_held_ports
+
+# No per-example deadline: the suite runs on loaded shared machines, where a slow example is
+# the machine, not the code (a deadline is a timing threshold, and those live in bench/).
+settings.register_profile("portfwd", deadline=None)
+settings.load_profile("portfwd")
 
 
 @pytest_asyncio.fixture
