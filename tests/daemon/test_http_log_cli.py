@@ -88,3 +88,21 @@ async def test_logs_http_prints_only_the_request_log(dirs: Dirs, sandbox: Sandbo
         assert " GET / -> 200, " in lines[0] and " GET /missing -> 404, 19 B in " in lines[1]
         everything = await portfwd("logs", "web")
         assert "Handling connection" in everything.out  # the full log has more
+
+
+async def test_add_with_http_log(dirs: Dirs, sandbox: SandboxCluster) -> None:
+    async with daemon_process(dirs, "--kubeconfig", str(sandbox.kubeconfig_path)):
+        added = await portfwd("add", "--name", "web", "--http-log", "svc/web", ":80")
+        assert added.code == 0, added.err
+        port = (await active("web"))["bound"][0][1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /cluster HTTP/1.1\r\nHost: web\r\nConnection: close\r\n\r\n")
+        await asyncio.wait_for(reader.read(-1), 30)
+        writer.close()
+
+        async def logged() -> list[str] | None:
+            ran = await portfwd("logs", "--http", "web")
+            return ran.out.splitlines() or None
+
+        (line,) = await until(logged, limit=30)
+        assert " GET /cluster -> 200, 8 B in " in line

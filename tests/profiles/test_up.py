@@ -347,3 +347,22 @@ profiles:
         "echo-80: the same forward as echo (svc/echo 80 (context sandbox, namespace demo));"
         " started once"
     )
+
+
+async def test_metrics_of_the_forwards_up_runs_here(setup: tuple[dict[str, str], int]) -> None:
+    env, _ = setup
+    async with up("pair", "--metrics", "127.0.0.1:0", env=env, expect=["echo", "echo-pod"]) as run:
+        assert run.proc.stderr is not None
+        async with asyncio.timeout(20):
+            line = (await run.proc.stderr.readline()).decode()
+        assert line.startswith("metrics on http://127.0.0.1:"), line
+        url = line.split()[-1]
+        host_port = url.removeprefix("http://").removesuffix("/metrics")
+        host, _, port = host_port.rpartition(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        async with asyncio.timeout(20):
+            text = (await reader.read(-1)).decode()
+        writer.close()
+        assert "portfwd_forward_up{" in text and 'forward="echo-pod"' in text
+    assert run.code == 0, run.stderr

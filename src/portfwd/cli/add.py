@@ -46,6 +46,11 @@ from portfwd.kube.targets import parse_port_mapping
     "--spread", is_flag=True, help="Spread new connections over every Ready pod (a Service)."
 )
 @click.option(
+    "--http-log",
+    is_flag=True,
+    help="Log each HTTP/1.x request (method, path, status, size, time): `portfwd logs --http`.",
+)
+@click.option(
     "--protocol",
     type=click.Choice(PORTFORWARD_PROTOCOL_CHOICES),
     default="auto",
@@ -66,6 +71,7 @@ def add_command(
     no_reconnect: bool,
     no_start: bool,
     spread: bool,
+    http_log: bool,
     protocol: str,
     output: str,
     ports_file: str | None,
@@ -91,6 +97,7 @@ def add_command(
             name=name,
             reconnect=not no_reconnect,
             spread=spread,
+            http_log=http_log,
             **opts,
         )
         # kubectl's way with several ports: all of them or none (exit 2/1: nothing added).
@@ -120,6 +127,7 @@ def add_specs(
     namespace: str | None,
     protocol: str,
     spread: bool = False,
+    http_log: bool = False,
 ) -> list[ForwardSpec]:
     mappings = [parse_port_mapping(p) for p in ports]
     for m in mappings:
@@ -141,6 +149,7 @@ def add_specs(
             protocol=protocol,
             name=label,
             spread=spread,
+            http_log=http_log,
         )
         for m, label in zip(mappings, port_names(name, mappings), strict=True)
     ]

@@ -80,6 +80,7 @@ from portfwd.tunnel.listener import BindError, check_bindable
 )
 @options.ping_option("WebSocket ping interval on every tunnel; 0 disables (see `portfwd --help`).")
 @options.protocol_option("Port-forward wire protocol (see `portfwd --help`).")
+@options.metrics_option()
 @bound.output_options
 @click.argument("profile", shell_complete=complete_profiles)
 @click.argument("groups", nargs=-1, shell_complete=complete_groups)
@@ -95,6 +96,7 @@ def up_command(
     here: bool,
     ping_interval: float,
     protocol: str,
+    metrics: tuple[str, int] | None,
     output: str,
     ports_file: str | None,
     profile: str,
@@ -134,6 +136,7 @@ def up_command(
             daemon=None if here else start_daemon,
             output=output,
             ports_file=ports_file,
+            metrics=metrics,
             **opts,
         )
     )
@@ -154,6 +157,7 @@ def run_up(
     daemon: bool | None = False,
     output: str = "table",
     ports_file: str | None = None,
+    metrics: tuple[str, int] | None = None,
 ) -> int:
     """`daemon`: None runs here; False hands the forwards to a daemon if one runs; True
     starts one first when none does. `output` json / `ports_file`: what was bound (bound.py);
@@ -194,6 +198,12 @@ def run_up(
                 err=True,
             )
         daemon = None
+    if daemon is not None and metrics is not None and (daemon or daemon_paths().socket.exists()):
+        click.echo(
+            "warning: --metrics serves forwards run in this process; the daemon's come from "
+            "`portfwd daemon --metrics ADDR:PORT` (or use --here)",
+            err=True,
+        )
     if daemon is not None:
         handed = _in_daemon(
             chosen.specs,
@@ -226,6 +236,7 @@ def run_up(
             all_or_nothing=all_or_nothing,
             namespaces=chosen.namespaces,
             on_started=started,
+            metrics=metrics,
         )
     )
 
