@@ -237,6 +237,14 @@ async def test_the_exported_script_runs_as_is_with_kubectl_against_the_sandbox(
 
 
 @pytest.mark.skipif(shutil.which("sh") is None, reason="no sh")
+def _as_from_a_terminal() -> None:
+    """SIGINT as a shell started from a terminal gets it: handled by default, not blocked. A
+    shell that inherits it ignored may not trap it (POSIX), and the test process's own
+    disposition is not what a user's shell starts with."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+
+
 async def test_ctrl_c_on_the_script_stops_every_kubectl_it_started(tmp_path: Path) -> None:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
@@ -251,6 +259,7 @@ async def test_ctrl_c_on_the_script_stops_every_kubectl_it_started(tmp_path: Pat
         stdout=asyncio.subprocess.PIPE,
         env={"PATH": f"{bin_dir}:/usr/bin:/bin"},
         start_new_session=True,
+        preexec_fn=_as_from_a_terminal,
     )
     assert proc.stdout is not None
     try:
