@@ -108,6 +108,7 @@ class Report:
     rss_after_mib: float
     deletions: int
     seconds: float
+    fds_after: int = 0  # open descriptors of the forwarder once it settled
 
     @property
     def total(self) -> Tally:
@@ -435,7 +436,8 @@ async def soak(args: argparse.Namespace) -> Report:
         samples.append(Sample(seconds, rss_mib(pid), fd_count(pid), total, failed))
         await asyncio.sleep(args.settle)
         after = rss_mib(pid)
-    return Report(tallies, samples, after, len(deletions.times), seconds)
+        fds_after = fd_count(pid)
+    return Report(tallies, samples, after, len(deletions.times), seconds, fds_after)
 
 
 def print_report(report: Report, args: argparse.Namespace) -> None:
@@ -459,7 +461,8 @@ def print_report(report: Report, args: argparse.Namespace) -> None:
     print(
         f"  RSS MiB: start {first.rss_mib:.1f}, peak {peak.rss_mib:.1f}, end {last.rss_mib:.1f}, "
         f"{args.settle:g} s after {report.rss_after_mib:.1f}; fds: start {first.fds}, "
-        f"peak {max(s.fds for s in report.samples)}, end {last.fds}"
+        f"peak {max(s.fds for s in report.samples)}, end {last.fds}, "
+        f"{args.settle:g} s after {report.fds_after}"
     )
     print(
         "  failures, but for transfers cut short after their pod answered and was deleted: "
