@@ -9,6 +9,7 @@ import inspect
 from pathlib import Path
 
 from portfwd.daemon import ops
+from portfwd.daemon import protocol as proto
 from portfwd.daemon.client import RemoteEngine
 from portfwd.daemon.sync_client import SyncClient
 from portfwd.engine.api import EngineAPI
@@ -22,7 +23,7 @@ ENGINE_METHODS = {
     for name, _ in inspect.getmembers(EngineAPI, inspect.isfunction)
     if not name.startswith("_")
 }
-OP_NAMES = {*ops.TABLE, ops.HELLO}
+OP_NAMES = {*ops.TABLE, proto.HELLO}
 
 
 def _op_strings(path: Path) -> list[str]:

@@ -17,7 +17,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from portfwd.daemon import protocol as proto
 from portfwd.engine.model import ConnectionInfo, ForwardSnapshot, LogEntry
 from portfwd.engine.serial import (
     connection_from_dict,
@@ -237,5 +236,3 @@ TABLE: dict[str, Op[Any]] = {
         SHUTDOWN,
     )
 }
-
-HELLO = proto.HELLO  # the handshake (protocol.py): not an operation of the table

@@ -334,7 +334,7 @@ class DaemonServer:
             return False
         if request is None:
             return False
-        if request.op != ops.HELLO:
+        if request.op != proto.HELLO:
             client.send(proto.error(request.id, proto.BAD_REQUEST, "say hello first"))
             return False
         version = request.args.get("version")
@@ -361,7 +361,7 @@ class DaemonServer:
             if request is None:
                 client.slots.release()
                 return
-            if request.op == ops.HELLO:
+            if request.op == proto.HELLO:
                 client.send(proto.error(request.id, proto.BAD_REQUEST, "hello was said already"))
                 client.slots.release()
                 return
