@@ -145,8 +145,9 @@ async def test_out_of_descriptors_is_one_warning_an_idle_cpu_and_recovery(
 
 
 async def _echo_once_recovered(port: int) -> bytes:
-    """Echo once descriptors are free again. With v4 that can take up to its end-of-input
-    limit (30 s): the closed clients' WebSockets wait for the pod, which v4 cannot tell."""
+    """Echo once descriptors are free again. With v4 the closed clients' WebSockets wait for
+    the pod (v4 cannot tell it), but at most V4_MAX_LINGERING of them: the rest give their
+    descriptors back at once."""
     for _ in range(90):
         try:
             return await _echo(port)

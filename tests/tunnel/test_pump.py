@@ -10,6 +10,7 @@ import os
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -28,7 +29,7 @@ from portfwd.tunnel.listener import (
     check_bindable,
 )
 from portfwd.tunnel.protocol import TunnelError
-from portfwd.tunnel.pump import MAX_BUFFERED_PER_CONNECTION, pump
+from portfwd.tunnel.pump import MAX_BUFFERED_PER_CONNECTION, Lingering, pump
 from portfwd.tunnel.ws_v4 import WsV4Tunnel
 
 from .fakes import FakeClient, FakeKubelet, echo_server
@@ -49,6 +50,8 @@ class Harness:
     conns: list[LocalConnection] = field(default_factory=list)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     done: asyncio.Queue[str | None] = field(default_factory=asyncio.Queue)
+    eof_idle_limit: float = 0.3  # v4 cannot tell the pod a client closed: end those soon
+    lingering: Lingering | None = None
 
     def add_in(self, n: int) -> None:
         self.bytes_in += n
@@ -66,8 +69,14 @@ class Harness:
         error: str | None = None
         try:
             stream = await WsV4Tunnel(self.client).open("demo", "pod-a", self.pod_port)
-            # v4 cannot tell the pod that a client closed: a short limit ends those here.
-            await pump(local, stream, self, warn=self.warnings.append, eof_idle_limit=0.3)
+            await pump(
+                local,
+                stream,
+                self,
+                warn=self.warnings.append,
+                eof_idle_limit=self.eof_idle_limit,
+                lingering=self.lingering,
+            )
         except TunnelError as exc:
             error = str(exc)
             self.errors.append(error)
@@ -151,6 +160,47 @@ async def test_local_eof_still_delivers_the_answer(harness: Harness) -> None:
     assert got == b"ping" * 1000
     writer.close()
     assert await asyncio.wait_for(harness.done.get(), 10) is None
+
+
+class _Entered(Lingering):
+    """Lingering that tells the test when a connection starts to wait."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(limit)
+        self.entered: asyncio.Queue[None] = asyncio.Queue()
+
+    def enter(self, clock: Any) -> None:
+        super().enter(clock)
+        self.entered.put_nowait(None)
+
+
+async def test_at_most_so_many_v4_connections_wait_for_a_silent_pod(harness: Harness) -> None:
+    """Each v4 connection that waits for the pod after its client's end holds a WebSocket:
+    a newcomer over the limit releases the one quiet longest, and `shed` releases all (the
+    forward does when descriptors run out). Without it, the echo pod (which never learns of
+    the end) would keep all three for the whole idle limit."""
+    lingering = harness.lingering = _Entered(limit=2)
+    harness.eof_idle_limit = 120.0
+    clients = []
+    for i in range(3):
+        reader, writer = await asyncio.open_connection("127.0.0.1", harness.port)
+        writer.write(b"hi")
+        assert await asyncio.wait_for(reader.readexactly(2), 10) == b"hi"
+        writer.write_eof()
+        clients.append((reader, writer))
+        if i < 2:
+            await asyncio.wait_for(lingering.entered.get(), 10)
+    # The third's end released the first: its client gets EOF, the other two still wait.
+    assert await asyncio.wait_for(clients[0][0].read(), 10) == b""
+    assert len(lingering) == 2
+    assert lingering.shed() == 2
+    for reader, _ in clients[1:]:
+        assert await asyncio.wait_for(reader.read(), 10) == b""
+    for _, writer in clients:
+        writer.close()
+    for _ in clients:
+        assert await asyncio.wait_for(harness.done.get(), 10) is None
+    assert len(lingering) == 0
 
 
 async def test_error_channel_text_is_the_failure_reason(harness: Harness) -> None:

@@ -26,7 +26,7 @@ from portfwd.kube.resolve import Resolution
 from portfwd.tunnel.listener import LocalConnection
 from portfwd.tunnel.pool import PodTunnel
 from portfwd.tunnel.protocol import SessionLost, TunnelError, TunnelStream
-from portfwd.tunnel.pump import V4_EOF_IDLE_LIMIT, V4_NO_HALF_CLOSE, pump
+from portfwd.tunnel.pump import V4_EOF_IDLE_LIMIT, V4_NO_HALF_CLOSE, Lingering, pump
 from portfwd.tunnel.replay import Reopen, ReplayStream
 
 log = logging.getLogger(__name__)
@@ -125,6 +125,7 @@ class Connections:
         self.bytes_out = 0
         self.waiting = 0  # connections waiting for a pod
         self.v4_half_close_said = False
+        self.lingering = Lingering()  # v4 connections waiting for a silent pod
         self.http_notes: set[str] = set()  # why the HTTP log stopped, as said so far
 
     def __len__(self) -> int:
@@ -224,6 +225,7 @@ class Connections:
                 conn,
                 warn=self._pump_warning(local_port),
                 eof_idle_limit=self.v4_eof_idle_limit,
+                lingering=self.lingering,
             )
             closing = stream.server_closing
             if closing is not None:

@@ -719,6 +719,13 @@ class Forward:
         forward's state does not change: its pod and tunnel are fine."""
         if message is not None:
             self.add_log(LogLevel.WARNING, message, LogKind.PRESSURE)
+            if shed := self.connections.lingering.shed():
+                self.add_log(
+                    LogLevel.INFO,
+                    f"closed {shed} v4 connection(s) that waited for a silent pod after their"
+                    " client's end, to free their descriptors",
+                    LogKind.PRESSURE,
+                )
         else:
             self.add_log(LogLevel.INFO, "accepting connections normally again", LogKind.PRESSURE)
 

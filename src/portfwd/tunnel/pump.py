@@ -18,7 +18,11 @@ Ends of stream:
   or it has been silent for :data:`V4_EOF_IDLE_LIMIT` seconds of waiting for it (time
   blocked on a slow client does not count); then the client gets its EOF. The client's end
   is reported through `warn` when it happens (the forward says it once): a reply that waits
-  for it never comes.
+  for it never comes. Each such connection keeps its own WebSocket (a TLS session, about
+  0.5 MiB, and two descriptors), so a forward lets at most :data:`V4_MAX_LINGERING` of them
+  wait (:class:`Lingering`): a newer one ends the wait of the one quiet longest, and running
+  out of descriptors ends them all. Without this a burst of short v4 requests held a
+  gigabyte for half a minute.
 """
 
 from __future__ import annotations
@@ -42,8 +46,11 @@ V4_EOF_IDLE_LIMIT = 30.0
 V4_NO_HALF_CLOSE = (
     "a client finished sending, and v4.channel.k8s.io cannot tell the pod: a reply that waits"
     " for the client's end never comes; such connections close once the pod has been quiet"
-    " for {limit:g} s (--protocol auto or spdy pass the end on)"
+    " for {limit:g} s, or sooner when more than {most} wait (--protocol auto or spdy pass the"
+    " end on)"
 )
+# How many v4 connections of one forward may wait for a silent pod after their client's end.
+V4_MAX_LINGERING = 32
 REMOTE_EOF_LINGER = 2.0
 SEND_FAILURE_SETTLE = 2.0
 
@@ -70,12 +77,58 @@ class Meter(Protocol):
 
 class _Clock:
     """Since when the downstream pump waits for the pod (None while it writes to the
-    client)."""
+    client), and what ends a v4 wait early (:class:`Lingering`)."""
 
-    __slots__ = ("waiting_since",)
+    __slots__ = ("eof_at", "released", "waiting_since")
 
     def __init__(self) -> None:
         self.waiting_since: float | None = None
+        self.eof_at = 0.0
+        self.released: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def release(self) -> None:
+        if not self.released.done():
+            self.released.set_result(None)
+
+    def quiet_since(self) -> float | None:
+        """Since when nothing came from the pod after the client's end (None: writing)."""
+        since = self.waiting_since
+        return None if since is None else max(since, self.eof_at)
+
+
+class Lingering:
+    """The v4 connections of one forward that wait for a silent pod after their client's
+    end, at most `limit`: each holds a WebSocket, so their number must not grow with the
+    request rate. A newcomer over the limit releases the one quiet longest (it has had
+    the longest chance to answer); `shed` releases all (descriptors ran out)."""
+
+    def __init__(self, limit: int = V4_MAX_LINGERING) -> None:
+        self.limit = limit
+        self._waiting: dict[_Clock, None] = {}  # in order of arrival
+
+    def __len__(self) -> int:
+        return len(self._waiting)
+
+    def enter(self, clock: _Clock) -> None:
+        if len(self._waiting) >= self.limit:
+            quiet = [
+                (since, id(c), c) for c in self._waiting if (since := c.quiet_since()) is not None
+            ]
+            # None quiet (all write to slow clients): the first that came.
+            oldest = min(quiet)[2] if quiet else next(iter(self._waiting))
+            self.leave(oldest)
+            oldest.release()
+        self._waiting[clock] = None
+
+    def leave(self, clock: _Clock) -> None:
+        self._waiting.pop(clock, None)
+
+    def shed(self) -> int:
+        """Release every waiting connection; how many there were."""
+        waiting, self._waiting = self._waiting, {}
+        for clock in waiting:
+            clock.release()
+        return len(waiting)
 
 
 class LocalGone(Exception):
@@ -127,6 +180,7 @@ async def pump(
     *,
     warn: Callable[[str], None] | None = None,
     eof_idle_limit: float = V4_EOF_IDLE_LIMIT,
+    lingering: Lingering | None = None,
 ) -> None:
     """Run one connection to its end. Raises TunnelError when the pod side reported a failure.
 
@@ -152,8 +206,9 @@ async def pump(
                 await asyncio.wait({down})
             else:
                 if warn is not None:
-                    warn(V4_NO_HALF_CLOSE.format(limit=eof_idle_limit))
-                if not await _v4_linger(down, clock, eof_idle_limit):
+                    most = V4_MAX_LINGERING if lingering is None else lingering.limit
+                    warn(V4_NO_HALF_CLOSE.format(limit=eof_idle_limit, most=most))
+                if not await _v4_linger(down, clock, eof_idle_limit, lingering):
                     await _cancel(down)
                     await stream.close()
                     local.close()
@@ -185,15 +240,26 @@ async def pump(
             local.abort()
 
 
-async def _v4_linger(down: asyncio.Task[None], clock: _Clock, limit: float) -> bool:
+async def _v4_linger(
+    down: asyncio.Task[None], clock: _Clock, limit: float, lingering: Lingering | None
+) -> bool:
     """After the client's EOF on v4: True once the pod side ended, False when it stayed
-    silent for `limit` seconds of waiting for it."""
+    silent for `limit` seconds of waiting for it or `lingering` released it."""
     loop = asyncio.get_running_loop()
-    eof_at = loop.time()
-    while not down.done():
-        since = clock.waiting_since
-        quiet_for = 0.0 if since is None else loop.time() - max(since, eof_at)
-        if quiet_for >= limit:
-            return False
-        await asyncio.wait({down}, timeout=limit - quiet_for)
-    return True
+    clock.eof_at = loop.time()
+    if lingering is not None:
+        lingering.enter(clock)
+    released = clock.released
+    try:
+        while not down.done():
+            since = clock.quiet_since()
+            quiet_for = 0.0 if since is None else loop.time() - since
+            if quiet_for >= limit or released.done():
+                return False
+            await asyncio.wait(
+                {down, released}, timeout=limit - quiet_for, return_when=asyncio.FIRST_COMPLETED
+            )
+        return True
+    finally:
+        if lingering is not None:
+            lingering.leave(clock)
