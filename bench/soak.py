@@ -38,6 +38,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from throughput import script_process  # a sibling script, not a package
+
 SANDBOX_SCRIPT = """
 import asyncio, json, sys
 from portfwd.sandbox.cluster import SandboxCluster
@@ -238,25 +240,8 @@ async def client_loop(
 
 @contextlib.asynccontextmanager
 async def sandbox_process() -> AsyncIterator[tuple[str, asyncio.subprocess.Process]]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        SANDBOX_SCRIPT,
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-    )
-    try:
-        assert proc.stdout is not None
-        info = json.loads(await asyncio.wait_for(proc.stdout.readline(), 60))
+    async with script_process(SANDBOX_SCRIPT) as (info, proc):
         yield info["kubeconfig"], proc
-    finally:
-        if proc.stdin is not None:
-            proc.stdin.close()
-        try:
-            await asyncio.wait_for(proc.wait(), 15)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
 
 
 async def run_cli(env: dict[str, str], *argv: str) -> str:

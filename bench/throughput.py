@@ -31,6 +31,7 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 CHUNK = 256 * 1024
 IDLE_SECONDS = 5.0
@@ -53,17 +54,27 @@ asyncio.run(main())
 
 @contextlib.asynccontextmanager
 async def sandbox_process() -> AsyncIterator[tuple[str, tuple[str, int]]]:
+    async with script_process(SANDBOX_SCRIPT) as (info, _):
+        yield info["kubeconfig"], (info["echo"][0], int(info["echo"][1]))
+
+
+@contextlib.asynccontextmanager
+async def script_process(
+    script: str,
+) -> AsyncIterator[tuple[dict[str, Any], asyncio.subprocess.Process]]:
+    """A Python script in a child (a sandbox, so its work does not share the bench's CPU
+    time): its first stdout line (JSON) and the process; it ends when its stdin closes."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
-        SANDBOX_SCRIPT,
+        script,
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
     )
     try:
         assert proc.stdout is not None
         info = json.loads(await asyncio.wait_for(proc.stdout.readline(), 60))
-        yield info["kubeconfig"], (info["echo"][0], int(info["echo"][1]))
+        yield info, proc
     finally:
         if proc.stdin is not None:
             proc.stdin.close()

@@ -42,6 +42,13 @@ class Dirs:
     def paths(self) -> DaemonPaths:
         return daemon_paths(self.env)
 
+    def write_profiles(self, text: str) -> None:
+        """profiles.yaml as a user keeps it: in a private config dir, mode 0600."""
+        self.config.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path = self.config / "profiles.yaml"
+        path.write_text(text)
+        path.chmod(0o600)
+
 
 @pytest.fixture
 def dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Dirs]:

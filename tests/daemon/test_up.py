@@ -18,9 +18,7 @@ pytestmark = pytest.mark.timeout(120)
 
 
 def _write_profiles(dirs: Dirs, kubeconfig: Path) -> None:
-    dirs.config.mkdir(parents=True, exist_ok=True, mode=0o700)
-    path = dirs.config / "profiles.yaml"
-    path.write_text(
+    dirs.write_profiles(
         f"""\
 profiles:
   pair:
@@ -35,7 +33,6 @@ profiles:
       - {{name: missing, target: svc/nope, ports: [":80"]}}
 """
     )
-    path.chmod(0o600)
 
 
 async def test_up_hands_the_profile_to_the_daemon_and_a_second_up_keeps_it(

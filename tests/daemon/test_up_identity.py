@@ -21,9 +21,7 @@ pytestmark = pytest.mark.timeout(120)
 
 
 def _write(dirs: Dirs, kubeconfig: Path) -> None:
-    dirs.config.mkdir(parents=True, exist_ok=True, mode=0o700)
-    path = dirs.config / "profiles.yaml"
-    path.write_text(
+    dirs.write_profiles(
         f"""\
 profiles:
   demo:
@@ -33,7 +31,6 @@ profiles:
       - {{name: web, target: svc/web, ports: [":80"]}}
 """
     )
-    path.chmod(0o600)
 
 
 async def test_up_into_a_daemon_running_a_same_named_forward_of_another_target(
