@@ -122,17 +122,19 @@ async def test_new_connections_survive_a_pod_deletion(
     await asyncio.gather(*tasks)
 
     lost = [
-        f"{kind} #{n}: {len(r.got)}/{SIZE} bytes ({r.error})"
-        for kind, results in (("idle", idle), ("after", after))
-        for n, (r, *_) in enumerate(results)
-        if r.got != results[n][1]
+        f"after #{n}: {len(r.got)}/{SIZE} bytes ({r.error})"
+        for n, (r, payload) in enumerate(after)
+        if r.got != payload
     ]
-    for n, (r, payload) in enumerate(racing):
-        assert r.got == payload[: len(r.got)], f"racing #{n}: bytes differ"
-        if r.got != payload and not r.got:
-            lost.append(f"racing #{n}: nothing came back ({r.error})")
-    for n, (r, payload, _) in enumerate(idle):
-        assert r.got == payload[: len(r.got)], f"idle #{n}: bytes differ"
+    # Open on the pod before it went (idle), or opening as it went (racing): the old pod may
+    # still answer for a moment (its process outlives the delete request: seen under load,
+    # 208 KiB echoed, then the end), and a connection it answered may be cut. One that got
+    # nothing back must have been moved to the other pod, whole.
+    for kind, results in (("idle", [(r, p) for r, p, _ in idle]), ("racing", racing)):
+        for n, (r, payload) in enumerate(results):
+            assert r.got == payload[: len(r.got)], f"{kind} #{n}: bytes differ"
+            if not r.got:
+                lost.append(f"{kind} #{n}: nothing came back ({r.error})")
     if lost:
         for entry in manager.logs(fid):
             print(entry.message)
