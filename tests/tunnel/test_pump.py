@@ -165,8 +165,8 @@ async def test_local_eof_still_delivers_the_answer(harness: Harness) -> None:
 class _Entered(Lingering):
     """Lingering that tells the test when a connection starts to wait."""
 
-    def __init__(self, limit: int) -> None:
-        super().__init__(limit)
+    def __init__(self, limit: int, quiet: float) -> None:
+        super().__init__(limit, quiet)
         self.entered: asyncio.Queue[None] = asyncio.Queue()
 
     def enter(self, clock: Any) -> None:
@@ -179,7 +179,7 @@ async def test_at_most_so_many_v4_connections_wait_for_a_silent_pod(harness: Har
     a newcomer over the limit releases the one quiet longest, and `shed` releases all (the
     forward does when descriptors run out). Without it, the echo pod (which never learns of
     the end) would keep all three for the whole idle limit."""
-    lingering = harness.lingering = _Entered(limit=2)
+    lingering = harness.lingering = _Entered(limit=2, quiet=0.0)
     harness.eof_idle_limit = 120.0
     clients = []
     for i in range(3):
@@ -201,6 +201,42 @@ async def test_at_most_so_many_v4_connections_wait_for_a_silent_pod(harness: Har
     for _ in clients:
         assert await asyncio.wait_for(harness.done.get(), 10) is None
     assert len(lingering) == 0
+
+
+async def _half_closed(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"hi")
+    assert await asyncio.wait_for(reader.readexactly(2), 10) == b"hi"
+    writer.write_eof()
+    return reader, writer
+
+
+async def test_a_v4_connection_whose_pod_spoke_lately_is_not_cut_for_room(
+    harness: Harness,
+) -> None:
+    """Over the limit, only a connection quiet for `quiet` seconds gives way: a reply may
+    still be coming to the others, so the limit gives way instead."""
+    lingering = harness.lingering = _Entered(limit=1, quiet=3600.0)
+    harness.eof_idle_limit = 120.0
+    clients = []
+    for _ in range(3):
+        clients.append(await _half_closed(harness.port))
+        await asyncio.wait_for(lingering.entered.get(), 10)
+    assert len(lingering) == 3  # all wait; none was cut
+    assert lingering.shed() == 3
+    for reader, writer in clients:
+        assert await asyncio.wait_for(reader.read(), 10) == b""
+        writer.close()
+
+
+async def test_out_of_descriptors_no_v4_connection_waits(harness: Harness) -> None:
+    lingering = harness.lingering = _Entered(limit=32, quiet=3600.0)
+    lingering.pressure = True  # (as the forward sets it while accepting is paused)
+    harness.eof_idle_limit = 120.0
+    reader, writer = await _half_closed(harness.port)
+    assert await asyncio.wait_for(reader.read(), 10) == b""  # at once, not after 120 s
+    assert len(lingering) == 0
+    writer.close()
 
 
 async def test_error_channel_text_is_the_failure_reason(harness: Harness) -> None:

@@ -717,6 +717,7 @@ class Forward:
     def _on_pressure(self, message: str | None) -> None:
         """Accepting paused (out of file descriptors) or resumed: once per episode each. The
         forward's state does not change: its pod and tunnel are fine."""
+        self.connections.lingering.pressure = message is not None
         if message is not None:
             self.add_log(LogLevel.WARNING, message, LogKind.PRESSURE)
             if shed := self.connections.lingering.shed():

@@ -19,10 +19,11 @@ Ends of stream:
   blocked on a slow client does not count); then the client gets its EOF. The client's end
   is reported through `warn` when it happens (the forward says it once): a reply that waits
   for it never comes. Each such connection keeps its own WebSocket (a TLS session, about
-  0.5 MiB, and two descriptors), so a forward lets at most :data:`V4_MAX_LINGERING` of them
-  wait (:class:`Lingering`): a newer one ends the wait of the one quiet longest, and running
-  out of descriptors ends them all. Without this a burst of short v4 requests held a
-  gigabyte for half a minute.
+  0.5 MiB, and two descriptors), so a forward keeps about :data:`V4_MAX_LINGERING` of them
+  waiting (:class:`Lingering`): past that, a newer one ends the wait of the one quiet
+  longest, if that one has heard nothing from its pod for :data:`V4_EVICT_QUIET` seconds (a
+  reply still coming is never cut for room); while the forward is out of descriptors none
+  waits at all. Without this a burst of short v4 requests held a gigabyte for half a minute.
 """
 
 from __future__ import annotations
@@ -46,11 +47,13 @@ V4_EOF_IDLE_LIMIT = 30.0
 V4_NO_HALF_CLOSE = (
     "a client finished sending, and v4.channel.k8s.io cannot tell the pod: a reply that waits"
     " for the client's end never comes; such connections close once the pod has been quiet"
-    " for {limit:g} s, or sooner when more than {most} wait (--protocol auto or spdy pass the"
+    " for {limit:g} s ({quiet:g} s when more than {most} wait; --protocol auto or spdy pass the"
     " end on)"
 )
-# How many v4 connections of one forward may wait for a silent pod after their client's end.
+# How many v4 connections of one forward may wait for a silent pod after their client's end
+# (more only while none of them has been silent for V4_EVICT_QUIET seconds).
 V4_MAX_LINGERING = 32
+V4_EVICT_QUIET = 5.0
 REMOTE_EOF_LINGER = 2.0
 SEND_FAILURE_SETTLE = 2.0
 
@@ -98,26 +101,36 @@ class _Clock:
 
 class Lingering:
     """The v4 connections of one forward that wait for a silent pod after their client's
-    end, at most `limit`: each holds a WebSocket, so their number must not grow with the
-    request rate. A newcomer over the limit releases the one quiet longest (it has had
-    the longest chance to answer); `shed` releases all (descriptors ran out)."""
+    end. Each holds a WebSocket, so their number must not grow with the request rate: past
+    `limit`, a newcomer releases the one quiet longest, if it has been quiet for `quiet`
+    seconds (one whose reply is still coming stays: the limit gives way instead). While
+    the forward is out of descriptors (`pressure`) nobody waits: `shed` releases all, and a
+    newcomer is released at once."""
 
-    def __init__(self, limit: int = V4_MAX_LINGERING) -> None:
+    def __init__(self, limit: int = V4_MAX_LINGERING, quiet: float = V4_EVICT_QUIET) -> None:
         self.limit = limit
+        self.quiet = quiet
+        self.pressure = False
         self._waiting: dict[_Clock, None] = {}  # in order of arrival
 
     def __len__(self) -> int:
         return len(self._waiting)
 
     def enter(self, clock: _Clock) -> None:
+        if self.pressure:
+            clock.release()
+            return
         if len(self._waiting) >= self.limit:
+            now = asyncio.get_running_loop().time()
             quiet = [
-                (since, id(c), c) for c in self._waiting if (since := c.quiet_since()) is not None
+                (since, id(c), c)
+                for c in self._waiting
+                if (since := c.quiet_since()) is not None and now - since >= self.quiet
             ]
-            # None quiet (all write to slow clients): the first that came.
-            oldest = min(quiet)[2] if quiet else next(iter(self._waiting))
-            self.leave(oldest)
-            oldest.release()
+            if quiet:
+                oldest = min(quiet)[2]
+                self.leave(oldest)
+                oldest.release()
         self._waiting[clock] = None
 
     def leave(self, clock: _Clock) -> None:
@@ -206,8 +219,12 @@ async def pump(
                 await asyncio.wait({down})
             else:
                 if warn is not None:
-                    most = V4_MAX_LINGERING if lingering is None else lingering.limit
-                    warn(V4_NO_HALF_CLOSE.format(limit=eof_idle_limit, most=most))
+                    pool = lingering or Lingering()
+                    warn(
+                        V4_NO_HALF_CLOSE.format(
+                            limit=eof_idle_limit, quiet=pool.quiet, most=pool.limit
+                        )
+                    )
                 if not await _v4_linger(down, clock, eof_idle_limit, lingering):
                     await _cancel(down)
                     await stream.close()
