@@ -80,6 +80,10 @@ def answer(argv: list[str]) -> bool:
 def main() -> None:
     """The console script (and `python -m portfwd`): the quick answer, else the full command
     line (`root.main`, which imports click and the command group)."""
+    if sys.argv[1:2] == ["__engine"]:  # the dashboard's engine process (daemon/private.py)
+        from portfwd.daemon.private import child_main
+
+        sys.exit(child_main(sys.argv[2:]))
     if answer(sys.argv[1:]):
         sys.exit(0)
     from portfwd.cli.root import main as full

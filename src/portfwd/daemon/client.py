@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 from portfwd.daemon import ops
 from portfwd.daemon import protocol as proto
@@ -179,7 +179,7 @@ class RemoteEngine:
     @classmethod
     async def attach(
         cls, paths: DaemonPaths | None = None, *, client: str = "dashboard", logs: int = 200
-    ) -> RemoteEngine:
+    ) -> Self:
         """Connect, subscribe, and mirror the daemon's forwards (and `logs` recent lines each)."""
         engine = cls(await DaemonClient.connect(paths, client=client))
         try:
