@@ -224,6 +224,9 @@ async def launch(
         await clients.close()
     if app.crash:
         return report_crash(state_file.parent, app.crash)
+    if app.daemon_lost:
+        lost = getattr(engine, "lost", None) or "it went away"
+        raise PortfwdError(f"the dashboard's engine process stopped: {lost}")
     return app.return_code or 0
 
 
