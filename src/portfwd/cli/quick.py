@@ -39,12 +39,12 @@ def _ls_output(args: list[str]) -> str | None:
 def _ls(output: str) -> bool:
     """Print the daemon's forwards as a table; False (nothing printed) if it went otherwise."""
     from portfwd.cli.listing import render_tables
-    from portfwd.daemon.sync_client import SyncClient
+    from portfwd.daemon.sync_client import SNAPSHOT_OP, SyncClient
     from portfwd.errors import PortfwdError
     from portfwd.safetext import escape_controls
 
     try:
-        conn = SyncClient.connect(client="ls")
+        conn = SyncClient.connect(client="ls", ahead=SNAPSHOT_OP)
         try:
             records = conn.snapshot_records()
             warnings = list(conn.server.get("warnings") or [])
