@@ -29,6 +29,10 @@ def _refused(port: int) -> bool:
         return probe.connect_ex(("127.0.0.1", port)) != 0
 
 
+def _exists(path: Path) -> bool:
+    return path.exists()
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -82,6 +86,7 @@ async def test_forwards_run_in_a_child_and_stop_with_the_dashboard(
         await engine.shutdown()
     assert _refused(port)
     assert not _alive(child)
+    assert engine._directory is not None and not _exists(engine._directory)
 
 
 CHILD = """
@@ -94,7 +99,7 @@ async def main():
     fid = await engine.add(ForwardSpec(target="svc/echo", remote_port="tcp"))
     while engine.get(fid).state is not ForwardState.ACTIVE:
         await asyncio.sleep(0.05)
-    print(engine.pid, engine.get(fid).local_port, flush=True)
+    print(engine.pid, engine.get(fid).local_port, engine._directory, flush=True)
     await asyncio.sleep(600)
 
 asyncio.run(main())
@@ -114,13 +119,16 @@ async def test_the_engine_stops_when_the_dashboard_is_killed(
     try:
         assert dashboard.stdout is not None
         line = await asyncio.wait_for(dashboard.stdout.readline(), BOUND)
-        engine_pid, port = (int(word) for word in line.split())
+        pid_text, port_text, directory = line.decode().split()
+        engine_pid, port = int(pid_text), int(port_text)
+        assert _exists(Path(directory, "daemon.sock"))
         assert await _echo(port, b"ping") == b"ping"
     finally:
         dashboard.kill()
         await dashboard.wait()
     await _until(lambda: not _alive(engine_pid), "the engine process to exit")
     assert _refused(port)
+    assert not _exists(Path(directory))  # it cleaned up after itself
 
 
 async def test_the_thread_is_still_there_when_asked_for(

@@ -11,7 +11,7 @@ daemon of its own that serves no one else:
   does not take the per-user daemon's lock); it keeps no session (the dashboard's `Session`
   saves the forwards, as before, through the engine API);
 - it reads its stdin, a pipe from the dashboard: when the dashboard exits, even killed, the
-  pipe ends and the engine stops every forward and exits;
+  pipe ends and the engine stops every forward, removes its directory and exits;
 - it runs in a session of its own, so the terminal's Ctrl-C reaches only the dashboard, which
   stops it in order.
 
@@ -118,6 +118,8 @@ async def _serve(
         with contextlib.suppress(ValueError, OSError):
             loop.remove_reader(0)
         await server.close()
+        # Its directory is its own: gone with it, even when the dashboard was killed.
+        await asyncio.to_thread(shutil.rmtree, paths.directory, True)
     return 0
 
 
