@@ -4,7 +4,10 @@ in-process against headless `portfwd forward`, interleaved in one run.
 Each round starts, in turn (the order rotates per round):
 - `headless`: `portfwd forward svc/echo :80 ... :80` (N forwards);
 - `dashboard`: the dashboard of this tree (`portfwd --kubeconfig ...`) in a private tmux
-  server (200x50 pane) with a saved session of N running forwards to svc/echo;
+  server (200x50 pane) with a saved session of N running forwards to svc/echo; its forwards
+  run in the engine process it starts (daemon/private.py); CPU is both processes';
+- `dashboard@thread`: the same with `PORTFWD_ENGINE=thread`: the forwards on an engine
+  thread inside the dashboard's process (the default before);
 - `dashboard+daemon` (with `--daemon`): the dashboard started with `--daemon`, so the
   forwards run in a daemon process it starts (the other way to keep the screen off the
   bytes); CPU is the daemon's and the dashboard's together;
@@ -17,7 +20,7 @@ delivered over all, and the CPU the portfwd process used meanwhile. The sandbox 
 another process; the load generator is this process (its share counts in every mode alike).
 
 Usage: .venv/bin/python bench/dashboard_echo.py [--forwards 50] [--seconds 20] [--rounds 2]
-                                                [--before /tmp/before/src] [--daemon]
+                                                [--before /tmp/before/src] [--daemon] [--thread]
 Note: 2 shared cores; other work on the machine shows in every figure (hence interleaving).
 """
 
@@ -70,6 +73,36 @@ def listening_ports(pid: int) -> set[int]:
             if cols[3] == "0A" and cols[9] in inodes:
                 ports.add(int(cols[1].rpartition(":")[2], 16))
     return ports
+
+
+def descendants(pid: int) -> list[int]:
+    """`pid` and every process below it, read from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            ppid = int(stat.rpartition(")")[2].split()[1])
+            children.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo += children.get(current, [])
+    return found
+
+
+async def listener_of(root: int, count: int) -> int:
+    """The process at or below `root` that listens on `count` ports (the engine's)."""
+    found: list[int] = []
+
+    def ready() -> bool:
+        found[:] = [p for p in descendants(root) if len(listening_ports(p)) >= count]
+        return bool(found)
+
+    await until(ready, READY_LIMIT, f"{count} listeners under pid {root}")
+    return found[0]
 
 
 @dataclass
@@ -144,6 +177,7 @@ async def dashboard(
     pythonpath: str | None,
     daemon: bool = False,
     switch: str = "",
+    thread: bool = False,
 ) -> AsyncIterator[tuple[int, int | None]]:
     """The dashboard with `count` saved running forwards, in its own config and runtime dirs
     (no daemon of anyone else's is attached to) -> (its pid, its daemon's pid or None)."""
@@ -162,6 +196,8 @@ async def dashboard(
         env.append(f"PYTHONPATH={shlex.quote(pythonpath)}")
     if switch:
         env.append(f"PORTFWD_SWITCH_INTERVAL={switch}")
+    if thread:
+        env.append("PORTFWD_ENGINE=thread")
     flags = ["--daemon"] if daemon else []
     command = " ".join(
         [*env, shlex.quote(sys.executable), "-m", "portfwd", *flags, "--kubeconfig", kubeconfig]
@@ -208,10 +244,12 @@ async def run_mode(
     pythonpath = before if mode.endswith("@before") else None
     switch = mode.partition("@si=")[2]
     daemon = mode.endswith("+daemon")
-    async with dashboard(tmux, kubeconfig, count, pythonpath, daemon, switch) as pids:
+    thread = mode.endswith("@thread")
+    async with dashboard(tmux, kubeconfig, count, pythonpath, daemon, switch, thread) as pids:
         app, daemon = pids
-        engine = daemon if daemon is not None else app
-        return await load(engine, await ready_ports(engine, count), seconds, also=daemon and app)
+        engine = daemon if daemon is not None else await listener_of(app, count)
+        also = app if engine != app else None
+        return await load(engine, await ready_ports(engine, count), seconds, also=also)
 
 
 def ms(values: list[float], q: float) -> float:
@@ -229,6 +267,9 @@ async def main() -> None:
     parser.add_argument("--before", help="a source tree (its src/) to compare the dashboard with")
     parser.add_argument("--daemon", action="store_true", help="also the dashboard on a daemon")
     parser.add_argument(
+        "--thread", action="store_true", help="also the dashboard with its engine on a thread"
+    )
+    parser.add_argument(
         "--switch", help="also the dashboard with this GIL switch interval (s), e.g. 0.001"
     )
     args = parser.parse_args()
@@ -236,6 +277,7 @@ async def main() -> None:
         sys.exit("tmux is not on PATH")
     modes = ["headless", "dashboard"]
     modes += [f"dashboard@si={args.switch}"] if args.switch else []
+    modes += ["dashboard@thread"] if args.thread else []
     modes += (["dashboard+daemon"] if args.daemon else []) + (
         ["dashboard@before"] if args.before else []
     )

@@ -11,8 +11,9 @@ times carry that much slack plus tmux's own redraw delay).
    until the process is gone and every listener is closed; memory and idle CPU with 20
    active (the sandbox's share included).
 2. The dashboard (`portfwd --kubeconfig`) against the sandbox in another process, so the
-   figures are the app's alone: start and restore times, VmRSS / VmHWM and CPU while idle
-   for 10 s with 0, 5 and 20 active forwards, quit time with 20.
+   figures are the app's alone (with its engine process: memory and CPU are summed over the
+   app and the processes it started): start and restore times, VmRSS / VmHWM and CPU while
+   idle for 10 s with 0, 5 and 20 active forwards, quit time with 20.
 3. Baseline: headless `portfwd forward` holding 5 and 20 forwards against the same sandbox
    (start until every "Forwarding from" line, memory, idle CPU, SIGINT until gone).
 4. Idle CPU of the dashboard with many forwards (`--many`, default 50 and 500): more rows
@@ -209,13 +210,32 @@ async def echo_ok(port: int) -> bool:
     return got == payload
 
 
+def family(pid: int) -> list[int]:
+    """`pid` and the processes below it (the dashboard and its engine process, which a
+    worker thread starts: every thread's children count)."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        with contextlib.suppress(OSError):
+            for task in Path(f"/proc/{current}/task").iterdir():
+                with contextlib.suppress(OSError):
+                    todo += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
 async def idle_figures(pid: int, seconds: float) -> tuple[dict[str, int], float]:
-    """Memory after a short settle, then the share of one core used over `seconds` idle."""
+    """Memory after a short settle, then the share of one core used over `seconds` idle;
+    both summed over `pid` and the processes it started."""
     await asyncio.sleep(2)
-    mem = memory_kib(pid)
-    before = cpu_seconds(pid)
+    pids = family(pid)
+    mem: dict[str, int] = {}
+    for one in pids:
+        for key, value in memory_kib(one).items():
+            mem[key] = mem.get(key, 0) + value
+    before = sum(cpu_seconds(p) for p in pids)
     await asyncio.sleep(seconds)
-    return mem, (cpu_seconds(pid) - before) / seconds
+    return mem, (sum(cpu_seconds(p) for p in pids) - before) / seconds
 
 
 @dataclass
@@ -417,13 +437,15 @@ async def dashboard_figures(
 
 
 def listening_sockets(pid: int) -> int:
-    """TCP sockets in LISTEN state that the process holds (its forwards' listeners)."""
+    """TCP sockets in LISTEN state that the process (or its engine process) holds."""
     inodes = set()
-    for fd in Path(f"/proc/{pid}/fd").iterdir():
+    for one in family(pid):
         with contextlib.suppress(OSError):
-            target = os.readlink(fd)
-            if target.startswith("socket:["):
-                inodes.add(target[8:-1])
+            for fd in Path(f"/proc/{one}/fd").iterdir():
+                with contextlib.suppress(OSError):
+                    target = os.readlink(fd)
+                    if target.startswith("socket:["):
+                        inodes.add(target[8:-1])
     count = 0
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         for line in Path(table).read_text().splitlines()[1:]:

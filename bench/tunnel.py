@@ -11,7 +11,7 @@ client. Forwarders:
 Figures, per forwarder:
 
 1. new connection + small request (connect, a 100-byte framed request, its echo, close),
-   N one after another: p50 and p99 in ms;
+   N one after another: p50 and p99 in ms, and the forwarder's CPU ms per connection;
 2. throughput of one connection, M MiB each way at once: MB/s each way, and the
    forwarder's CPU seconds per GiB moved (both directions counted);
 3. VmRSS after the N back-to-back connections, and after C concurrent ones (each a small
@@ -66,6 +66,7 @@ class Row:
     name: str
     p50: float = 0.0
     p99: float = 0.0
+    cpu_per_conn: float = 0.0  # ms of the forwarder's CPU per new connection
     mbps: float = 0.0
     cpu_per_gib: float = 0.0
     rss_serial: float = 0.0
@@ -146,17 +147,21 @@ async def halfclose_echoes(port: int, count: int, size: int = 1_000_000) -> int:
 
 
 async def measure_latency(
-    ports: dict[str, int], connections: int, rounds: int
-) -> dict[str, list[float]]:
-    """Per forwarder, ms per new connection, `connections` in all, taken in turns."""
-    samples: dict[str, list[float]] = {name: [] for name in ports}
-    for port in ports.values():
+    running: dict[str, tuple[int, int]], connections: int, rounds: int
+) -> tuple[dict[str, list[float]], dict[str, float]]:
+    """Per forwarder, ms per new connection, `connections` in all, taken in turns; and the
+    forwarder's CPU ms per connection over them."""
+    samples: dict[str, list[float]] = {name: [] for name in running}
+    cpu = dict.fromkeys(running, 0.0)
+    for _pid, port in running.values():
         await latencies("127.0.0.1", port, 20)  # warm-up (a session, pooled connections)
     per_round = max(1, connections // rounds)
     for _ in range(rounds):
-        for name, port in ports.items():
+        for name, (pid, port) in running.items():
+            cpu0 = cpu_seconds(pid)
             samples[name] += [x * 1000 for x in await latencies("127.0.0.1", port, per_round)]
-    return samples
+            cpu[name] += cpu_seconds(pid) - cpu0
+    return samples, {name: 1000 * cpu[name] / len(samples[name]) for name in running}
 
 
 async def measure_throughput(
@@ -198,20 +203,22 @@ async def measure_rest(row: Row, pid: int, port: int, args: argparse.Namespace) 
 
 def print_table(rows: list[Row], args: argparse.Namespace) -> None:
     print(
-        f"\n{args.connections} new connections one after another: p50 / p99 (ms); one "
+        f"\n{args.connections} new connections one after another: p50 / p99 (ms), the "
+        f"forwarder's CPU ms per connection; one "
         f"connection, {args.mb} MiB each way: MB/s each way and CPU s per GiB moved;\n"
         f"RSS (MiB) after the {args.connections} connections, after {args.concurrent} at once "
         f"(ok: echoed intact), after {args.halfclose} concurrent 1 MB half-closed echoes "
         f"(ok: complete) and {args.settle:g} s later"
     )
     head = (
-        f"  {'':<30}{'p50':>7}{'p99':>7}{'MB/s':>7}{'cpu/GiB':>8}{'RSS':>7}"
+        f"  {'':<30}{'p50':>7}{'p99':>7}{'cpu/c':>7}{'MB/s':>7}{'cpu/GiB':>8}{'RSS':>7}"
         f"{'conc ok':>9}{'RSS':>7}{'half ok':>9}{'RSS':>7}{'later':>7}"
     )
     print(head)
     for r in rows:
         print(
-            f"  {r.name:<30}{r.p50:7.2f}{r.p99:7.2f}{r.mbps:7.0f}{r.cpu_per_gib:8.2f}"
+            f"  {r.name:<30}{r.p50:7.2f}{r.p99:7.2f}{r.cpu_per_conn:7.2f}"
+            f"{r.mbps:7.0f}{r.cpu_per_gib:8.2f}"
             f"{r.rss_serial:7.1f}{r.concurrent_ok:>9}{r.rss_concurrent:7.1f}"
             f"{r.halfclose_ok:>9}{r.rss_halfclose:7.1f}{r.rss_settled:7.1f}"
         )
@@ -298,11 +305,14 @@ async def main() -> None:
             running: dict[str, tuple[int, int]] = {}
             for name, starter in starters:
                 running[name] = await stack.enter_async_context(starter)
-            samples = await measure_latency(
-                {name: port for name, (_, port) in running.items()}, args.connections, args.rounds
-            )
+            samples, cpu = await measure_latency(running, args.connections, args.rounds)
             rows = {
-                name: Row(name, percentile(samples[name], 50), percentile(samples[name], 99))
+                name: Row(
+                    name,
+                    percentile(samples[name], 50),
+                    percentile(samples[name], 99),
+                    cpu_per_conn=cpu[name],
+                )
                 for name in running
             }
             for name, (pid, _port) in running.items():

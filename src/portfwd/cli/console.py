@@ -6,15 +6,22 @@ terminal), it stops every forward. A :class:`LineWriter` hands lines to a thread
 that writes and flushes them (many at once when they come fast); at most :data:`MAX_QUEUED`
 lines wait, and beyond that lines are dropped and counted, and the count is written once the
 stream moves again.
+
+The hand-over is a `queue.SimpleQueue` (C, no Python-level Condition): with `queue.Queue`
+each `put` ran a `Condition.notify` on the event loop, 8 % of the forwarder's CPU per new
+connection (issue 22's profile; bench/tunnel.py, cpu/c). The thread takes what has queued up
+after a short pause, so a burst of connections costs it one write, not one wake-up each.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
+import time
 from typing import TextIO
 
 MAX_QUEUED = 10_000
+GATHER = 0.005  # s the thread lets lines gather after the first of a batch
 _STOP = object()
 
 
@@ -23,31 +30,30 @@ class LineWriter:
 
     def __init__(self, stream: TextIO, name: str) -> None:
         self._stream = stream
-        self._queue: queue.Queue[object] = queue.Queue(MAX_QUEUED)
+        self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._dropped = 0
         self._thread = threading.Thread(target=self._run, name=f"portfwd-{name}", daemon=True)
         self._thread.start()
 
     def line(self, text: str) -> None:
-        try:
-            self._queue.put_nowait(text)
-        except queue.Full:
+        if self._queue.qsize() >= MAX_QUEUED:
             with self._lock:
                 self._dropped += 1
+            return
+        self._queue.put(text)
 
     def close(self, timeout: float = 1.0) -> None:
         """Write what is queued (waiting at most `timeout` s for a stalled stream), then stop."""
-        try:
-            self._queue.put(_STOP, timeout=timeout)
-        except queue.Full:
-            return
+        self._queue.put(_STOP)
         self._thread.join(timeout)
 
     def _run(self) -> None:
         stream = self._stream
         while True:
             item = self._queue.get()
+            if item is not _STOP:
+                time.sleep(GATHER)  # the rest of a burst joins this write
             batch: list[str] = []
             while item is not _STOP:
                 assert isinstance(item, str)

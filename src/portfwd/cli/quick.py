@@ -39,12 +39,12 @@ def _ls_output(args: list[str]) -> str | None:
 def _ls(output: str) -> bool:
     """Print the daemon's forwards as a table; False (nothing printed) if it went otherwise."""
     from portfwd.cli.listing import render_tables
-    from portfwd.daemon.sync_client import SyncClient
+    from portfwd.daemon.sync_client import SNAPSHOT_OP, SyncClient
     from portfwd.errors import PortfwdError
     from portfwd.safetext import escape_controls
 
     try:
-        conn = SyncClient.connect(client="ls")
+        conn = SyncClient.connect(client="ls", ahead=SNAPSHOT_OP)
         try:
             records = conn.snapshot_records()
             warnings = list(conn.server.get("warnings") or [])
@@ -80,6 +80,10 @@ def answer(argv: list[str]) -> bool:
 def main() -> None:
     """The console script (and `python -m portfwd`): the quick answer, else the full command
     line (`root.main`, which imports click and the command group)."""
+    if sys.argv[1:2] == ["__engine"]:  # the dashboard's engine process (daemon/private.py)
+        from portfwd.daemon.private import child_main
+
+        sys.exit(child_main(sys.argv[2:]))
     if answer(sys.argv[1:]):
         sys.exit(0)
     from portfwd.cli.root import main as full

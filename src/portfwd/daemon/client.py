@@ -12,9 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-from collections import deque
-from dataclasses import replace
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 from portfwd.daemon import ops
 from portfwd.daemon import protocol as proto
@@ -30,23 +28,14 @@ from portfwd.daemon.replies import (
 from portfwd.daemon.sync_client import CONNECT_TIMEOUT
 from portfwd.daemon.trust import check_daemon
 from portfwd.engine.bus import EventBus, Subscription
-from portfwd.engine.events import (
-    Event,
-    ForwardAdded,
-    ForwardChanged,
-    ForwardRemoved,
-    Lagged,
-    LogLine,
-    StatsTick,
-)
+from portfwd.engine.events import Event, Lagged
+from portfwd.engine.mirror import SnapshotMirror
 from portfwd.engine.model import ConnectionInfo, ForwardSnapshot, ForwardSpec, LogEntry
 from portfwd.engine.serial import event_from_dict, log_from_dict, snapshot_from_dict
 from portfwd.errors import InputError, PortfwdError
 from portfwd.safetext import escape_controls
 
 R = TypeVar("R")
-
-LOG_MIRROR = 1000  # lines kept per forward (the engine keeps as many)
 
 
 class DaemonClient:
@@ -173,8 +162,7 @@ class RemoteEngine:
 
     def __init__(self, client: DaemonClient) -> None:
         self.client = client
-        self._forwards: dict[str, ForwardSnapshot] = {}
-        self._logs: dict[str | None, deque[LogEntry]] = {}
+        self._mirror = SnapshotMirror()
         self._connections: dict[str, list[ConnectionInfo]] = {}
         self._bus = EventBus()
         self._task: asyncio.Task[None] | None = None
@@ -191,7 +179,7 @@ class RemoteEngine:
     @classmethod
     async def attach(
         cls, paths: DaemonPaths | None = None, *, client: str = "dashboard", logs: int = 200
-    ) -> RemoteEngine:
+    ) -> Self:
         """Connect, subscribe, and mirror the daemon's forwards (and `logs` recent lines each)."""
         engine = cls(await DaemonClient.connect(paths, client=client))
         try:
@@ -204,13 +192,9 @@ class RemoteEngine:
         return engine
 
     def _load(self, data: dict[str, Any]) -> None:
-        self._forwards = {}
-        for raw in data.get("snapshot", []):
-            snap = snapshot_from_dict(raw)
-            self._forwards[snap.id] = snap
+        self._mirror.reset(snapshot_from_dict(raw) for raw in data.get("snapshot", []))
         for key, entries in (data.get("logs") or {}).items():
-            fid = key or None
-            self._logs[fid] = deque((log_from_dict(e) for e in entries), maxlen=LOG_MIRROR)
+            self._mirror.load_logs(key or None, (log_from_dict(e) for e in entries))
 
     async def _follow(self) -> None:
         try:
@@ -227,31 +211,18 @@ class RemoteEngine:
             self._bus.close()  # views see their stream end: the daemon is gone
 
     def _apply(self, event: Event) -> None:
-        if isinstance(event, ForwardAdded | ForwardChanged):
-            self._forwards[event.snapshot.id] = event.snapshot
-        elif isinstance(event, ForwardRemoved):
-            self._forwards.pop(event.forward_id, None)
-            self._logs.pop(event.forward_id, None)
-        elif isinstance(event, StatsTick):
-            snap = self._forwards.get(event.forward_id)
-            if snap is not None:
-                self._forwards[snap.id] = replace(snap, stats=event.stats)
-        elif isinstance(event, LogLine):
-            lines = self._logs.get(event.forward_id)
-            if lines is None:
-                lines = self._logs[event.forward_id] = deque(maxlen=LOG_MIRROR)
-            lines.append(event.entry)
-        elif isinstance(event, Lagged):
+        if isinstance(event, Lagged):
             # The daemon dropped events for us: read its truth again before the views do.
             if self._resync is None or self._resync.done():
                 self._resync = asyncio.create_task(self._reload())
             return
+        self._mirror.apply(event)
         self._bus.publish(event)
 
     async def _reload(self) -> None:
         with contextlib.suppress(PortfwdError):
             snaps = await self.client.call(ops.SNAPSHOT_ALL)
-            self._forwards = {snap.id: snap for snap in snaps}
+            self._mirror.reset(snaps)
         self._bus.publish(Lagged())
 
     # -- EngineAPI: reads -------------------------------------------------------------------
@@ -260,13 +231,13 @@ class RemoteEngine:
         return self._bus.subscribe(maxsize)
 
     def snapshot(self) -> list[ForwardSnapshot]:
-        return list(self._forwards.values())
+        return self._mirror.snapshot()
 
     def get(self, forward_id: str) -> ForwardSnapshot:
-        return self._forwards[forward_id]
+        return self._mirror.forwards[forward_id]
 
     def logs(self, forward_id: str | None) -> list[LogEntry]:
-        return list(self._logs.get(forward_id, ()))
+        return self._mirror.log_lines(forward_id)
 
     def open_connections(self, forward_id: str) -> list[ConnectionInfo]:
         """The last fetched list (see `fetch_connections`): the daemon does not stream them."""
@@ -282,7 +253,7 @@ class RemoteEngine:
     def _learn(self, snap: ForwardSnapshot) -> ForwardSnapshot:
         """A reply's snapshot. The mirror follows the event stream only (a reply may overtake
         an older event, never the other way round), except for a forward it has not seen."""
-        self._forwards.setdefault(snap.id, snap)
+        self._mirror.learn(snap)
         return snap
 
     async def add(
@@ -311,7 +282,7 @@ class RemoteEngine:
 
     async def stop_all(self) -> None:
         """Stop every forward in the daemon (the dashboard's explicit "stop all")."""
-        await asyncio.gather(*(self.stop(fid) for fid in list(self._forwards)))
+        await asyncio.gather(*(self.stop(fid) for fid in list(self._mirror.forwards)))
 
     async def shutdown(self) -> None:
         """Let go of the daemon: its forwards keep running."""

@@ -54,6 +54,7 @@ class SyncClient:
         self.paths = paths
         self.server: dict[str, Any] = {}
         self._ids = itertools.count(1)
+        self._ahead: tuple[str, int] | None = None  # (op, id) sent with the hello
 
     @classmethod
     def connect(
@@ -63,8 +64,13 @@ class SyncClient:
         client: str = "cli",
         within: float = 30.0,
         connect_timeout: float = CONNECT_TIMEOUT,
+        ahead: str | None = None,
     ) -> SyncClient:
-        """Connect and say hello within `connect_timeout`; later replies within `within`."""
+        """Connect and say hello within `connect_timeout`; later replies within `within`.
+
+        `ahead`: an operation without arguments sent right behind the hello, in the same
+        write (the daemon reads its lines in order), so the first `request(ahead)` costs no
+        round trip of its own: `portfwd ls` waits for the daemon once, not twice."""
         paths = paths or daemon_paths()
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(connect_timeout)
@@ -78,8 +84,12 @@ class SyncClient:
             check_daemon(sock, paths)  # the user's own daemon, before anything is sent
             # A daemon that refuses us (full, say) says why, then closes: its line may be
             # waiting even though our hello could not be sent.
+            line = hello(client)
+            if ahead is not None:
+                self._ahead = (ahead, next(self._ids))
+                line += proto.encode({"id": self._ahead[1], "op": ahead, "args": {}})
             with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-                sock.sendall(hello(client))
+                sock.sendall(line)
             self.server = welcome(self._line())
         except BaseException:
             self.close()
@@ -191,11 +201,15 @@ class SyncClient:
 
     def request(self, op: str, **args: Any) -> Any:
         """A raw request (tests speak the protocol with it); front ends use the methods."""
-        rid = next(self._ids)
-        try:
-            self._sock.sendall(proto.encode({"id": rid, "op": op, "args": args}))
-        except OSError as exc:
-            raise DaemonGone(f"lost the portfwd daemon: {exc}") from None
+        sent, self._ahead = self._ahead, None
+        if sent is not None and sent[0] == op and not args:
+            rid = sent[1]  # sent with the hello: its reply is on its way
+        else:
+            rid = next(self._ids)
+            try:
+                self._sock.sendall(proto.encode({"id": rid, "op": op, "args": args}))
+            except OSError as exc:
+                raise DaemonGone(f"lost the portfwd daemon: {exc}") from None
         while True:
             data = self._line()
             if data.get("id") == rid:

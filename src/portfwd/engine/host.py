@@ -32,28 +32,19 @@ import contextlib
 import os
 import sys
 import threading
-from collections import deque
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from portfwd.engine.bus import EventBus, Subscription
-from portfwd.engine.events import (
-    Event,
-    ForwardAdded,
-    ForwardChanged,
-    ForwardRemoved,
-    Lagged,
-    LogLine,
-    StatsTick,
-)
+from portfwd.engine.events import Event, Lagged, StatsTick
 from portfwd.engine.manager import Manager
+from portfwd.engine.mirror import SnapshotMirror
 from portfwd.engine.model import ConnectionInfo, ForwardSnapshot, ForwardSpec, LogEntry
 from portfwd.eventloop import loop_factory
 
 T = TypeVar("T")
 
-LOG_MIRROR = 1000  # lines kept per forward (the engine keeps as many)
 OUTBOX_LIMIT = 10_000  # events waiting for the front end before they become one resync
 READ_TIMEOUT = 2.0  # seconds a read that must ask the engine (open connections) waits
 START_TIMEOUT = 30.0
@@ -186,8 +177,7 @@ class ThreadedEngine:
         self._host = host
         self._manager = manager  # touched on the engine's loop only
         self._front = asyncio.get_running_loop()
-        self._forwards: dict[str, ForwardSnapshot] = {}
-        self._logs: dict[str | None, deque[LogEntry]] = {}
+        self._mirror = SnapshotMirror()  # read and written on the front end's loop only
         self._bus = EventBus()
         self._outbox = _Outbox(self._apply_all)
         self._feed: Subscription | None = None  # the engine-side subscription
@@ -226,11 +216,10 @@ class ThreadedEngine:
         manager = self._manager
         self._feed = manager.subscribe(maxsize=OUTBOX_LIMIT)
         snaps = manager.snapshot()
-        logs: dict[str | None, list[LogEntry]] = {None: manager.logs(None)}
+        self._mirror.reset(snaps)
+        self._mirror.load_logs(None, manager.logs(None))
         for snap in snaps:
-            logs[snap.id] = manager.logs(snap.id)
-        self._forwards = {snap.id: snap for snap in snaps}
-        self._logs = {fid: deque(lines, maxlen=LOG_MIRROR) for fid, lines in logs.items()}
+            self._mirror.load_logs(snap.id, manager.logs(snap.id))
         self._pump = asyncio.create_task(self._forward_events(), name="engine-host-events")
 
     async def _forward_events(self) -> None:
@@ -271,30 +260,17 @@ class ThreadedEngine:
             if item is None:
                 continue
             if isinstance(item, _Reset):
-                self._forwards = {snap.id: snap for snap in item.snapshots}
+                self._mirror.reset(item.snapshots)
                 self._bus.publish(Lagged())
                 continue
             self._apply(item)
 
     def _apply(self, event: Event) -> None:
-        if isinstance(event, ForwardAdded | ForwardChanged):
-            self._forwards[event.snapshot.id] = event.snapshot
-        elif isinstance(event, ForwardRemoved):
-            self._forwards.pop(event.forward_id, None)
-            self._logs.pop(event.forward_id, None)
-        elif isinstance(event, StatsTick):
-            snap = self._forwards.get(event.forward_id)
-            if snap is not None:
-                self._forwards[snap.id] = replace(snap, stats=event.stats)
-        elif isinstance(event, LogLine):
-            lines = self._logs.get(event.forward_id)
-            if lines is None:
-                lines = self._logs[event.forward_id] = deque(maxlen=LOG_MIRROR)
-            lines.append(event.entry)
-        elif isinstance(event, Lagged):
+        if isinstance(event, Lagged):
             # The engine-side subscription lost events: read the engine's truth again.
             self._resync()
             return
+        self._mirror.apply(event)
         self._bus.publish(event)
 
     def _resync(self) -> None:
@@ -321,20 +297,20 @@ class ThreadedEngine:
         return self._bus.subscribe(maxsize)
 
     def snapshot(self) -> list[ForwardSnapshot]:
-        return list(self._forwards.values())
+        return self._mirror.snapshot()
 
     def get(self, forward_id: str) -> ForwardSnapshot:
-        return self._forwards[forward_id]
+        return self._mirror.forwards[forward_id]
 
     def logs(self, forward_id: str | None) -> list[LogEntry]:
-        if forward_id is not None and forward_id not in self._forwards:
+        if forward_id is not None and forward_id not in self._mirror.forwards:
             raise KeyError(forward_id)
-        return list(self._logs.get(forward_id, ()))
+        return self._mirror.log_lines(forward_id)
 
     def open_connections(self, forward_id: str) -> list[ConnectionInfo]:
         """Asked of the engine (they are not streamed); the engine's loop answers within
         milliseconds, as it never waits for the screen. KeyError for an unknown id."""
-        if forward_id not in self._forwards or self._closed:
+        if forward_id not in self._mirror.forwards or self._closed:
             raise KeyError(forward_id)
 
         async def ask() -> list[ConnectionInfo]:

@@ -202,6 +202,11 @@ class PortfwdApp(App[int]):
         if self.daemon is not None and not self.quitting and subscription is self._subscription:
             # The stream ended without us: the daemon stopped or was killed.
             self.call_later(self._daemon_gone)
+        elif not self.quitting and getattr(self.engine, "lost", None):
+            # The dashboard's own engine process (daemon/private.py) died: nothing runs the
+            # forwards any more. The caller says why on the terminal.
+            self.quitting = self.daemon_lost = True
+            self.exit(return_code=1)
 
     def _daemon_gone(self) -> None:
         """Offer to start a daemon again and re-attach (it restores its session); no, or no

@@ -168,8 +168,6 @@ async def launch(
     """
     from portfwd.engine.catalog import KubeCatalog
     from portfwd.engine.clients import ClientPool
-    from portfwd.engine.host import ThreadedEngine
-    from portfwd.engine.manager import Manager
     from portfwd.tui.app import PortfwdApp
 
     if daemon != "off":
@@ -195,11 +193,10 @@ async def launch(
     warnings = [*loaded.warnings, *(extra_warnings or [])]
     if ctx_warning:
         warnings.append(ctx_warning)
-    # The forwards run on an event loop of their own (engine/host.py): no repaint delays a
-    # byte. The session and the picker's client pool stay on the app's loop.
-    engine = await ThreadedEngine.open(
-        lambda: Manager(kubeconfig=kubeconfig, ping_interval=ping_interval)
-    )
+    # The forwards run in a process of their own (daemon/private.py), or with "off" (the
+    # demo) or PORTFWD_ENGINE=thread on an event loop of their own (engine/host.py): no
+    # repaint delays a byte. The session and the picker's client pool stay here.
+    engine = await _own_engine(daemon != "off", kubeconfig, ping_interval, warnings)
     clients = ClientPool(kubeconfig, ping_interval=ping_interval)
     try:
         session = Session(engine, store, loaded, restart=restore, seed=seed or ())
@@ -227,7 +224,31 @@ async def launch(
         await clients.close()
     if app.crash:
         return report_crash(state_file.parent, app.crash)
+    if app.daemon_lost:
+        lost = getattr(engine, "lost", None) or "it went away"
+        raise PortfwdError(f"the dashboard's engine process stopped: {lost}")
     return app.return_code or 0
+
+
+async def _own_engine(
+    process: bool, kubeconfig: str | None, ping_interval: float, warnings: list[str]
+) -> Any:
+    """The dashboard's own engine: in a child process when `process` (and not turned off),
+    else, or when the child cannot start (a warning says why), on an engine thread."""
+    from portfwd.daemon import private
+    from portfwd.engine.host import ThreadedEngine
+    from portfwd.engine.manager import Manager
+
+    if process and private.wanted():
+        try:
+            return await private.PrivateEngine.open(
+                kubeconfig=kubeconfig, ping_interval=ping_interval
+            )
+        except (PortfwdError, OSError) as exc:
+            warnings.append(f"the forwards run inside the dashboard: {exc}")
+    return await ThreadedEngine.open(
+        lambda: Manager(kubeconfig=kubeconfig, ping_interval=ping_interval)
+    )
 
 
 async def _attach(start: bool, kubeconfig: str | None, state_file: Path | None) -> Any:
