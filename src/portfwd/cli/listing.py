@@ -57,7 +57,7 @@ def remote_side_of(data: dict[str, Any]) -> str:
 
 def uptime_of(data: dict[str, Any], now: float) -> str:
     started = data.get("started_at")
-    if data.get("state") == "active" and started:
+    if data.get("state") in ("active", "degraded") and started:
         return human_duration(now - float(started))
     return "-"
 
