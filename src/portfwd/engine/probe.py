@@ -31,7 +31,7 @@ from portfwd.tunnel.protocol import SessionLost, TunnelError, TunnelStream
 
 HEAD_LIMIT = 4096  # bytes read for the status line; the rest of an answer is never read
 SHOWN = 16  # bytes of an answer that is not HTTP quoted in the reason
-TCP_SETTLE = 2.0  # a failed dial is reported by then; silence after it means accepted
+TCP_SETTLE = 2.0  # (at most half the timeout) a failed dial is reported by then
 MAX_TIMEOUT = 5.0
 USER_AGENT = "portfwd-probe"
 
@@ -65,7 +65,7 @@ async def run_probe(open_stream: OpenStream, probe: ProbeSpec, *, within: float)
             except (PortfwdError, OSError) as exc:
                 return result(False, f"no stream to the pod: {_short(str(exc))}")
             if probe.kind == "tcp":
-                return result(*await _tcp(stream, min(TCP_SETTLE, within)))
+                return result(*await _tcp(stream, min(TCP_SETTLE, within / 2)))
             return result(*await _http(stream, probe.path))
     except TimeoutError:
         return result(False, f"no answer within {within:g} s (timeout)")
