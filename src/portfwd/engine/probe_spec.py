@@ -7,6 +7,7 @@ what is stored (`ForwardSpec.probe`); "" means no probe (the default).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from portfwd.errors import InputError
@@ -51,6 +52,27 @@ def parse_probe(text: str) -> ProbeSpec | None:
             f"characters, at most {_PATH_MAX} characters (percent-encode them)"
         )
     return ProbeSpec("http", path)
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|s|m|h)")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def interval_from(value: object) -> float:
+    """A probe interval as a profile writes it: seconds (10), or a duration ("10s", "1m30s");
+    InputError unless it is one in 1 s..1 h."""
+    if isinstance(value, str):
+        text, pos, total = value.strip(), 0, 0.0
+        while pos < len(text) and (match := _DURATION.match(text, pos)) is not None:
+            total += float(match[1]) * _UNITS[match[2]]
+            pos = match.end()
+        if not text or pos != len(text):
+            raise InputError(
+                f"probe interval {_quoted(value)} is not a number of seconds or a duration "
+                "such as 10s or 1m"
+            )
+        value = total
+    return check_interval(value)
 
 
 def check_interval(value: object) -> float:
