@@ -216,22 +216,29 @@ class HealthWatch:
             LogLevel.INFO, f"credentials refreshed before they ran out ({kind}{until})"
         )
 
+    def published(self, facts: HealthFacts) -> None:
+        """The forward published a snapshot with these facts: the watch publishes again only
+        when they changed since."""
+        self._seen = _key(facts)
+
     def _publish_if_changed(self) -> None:
-        facts = self.facts()
-        seen = (
-            facts.ping_at,
-            facts.verified_at,
-            facts.probe_result,
-            facts.probe_ok_at if not facts.probe_ok else None,
-            facts.credential,
-            facts.credential_expires_at,
-            _bucket(facts.last_in_at),
-            _bucket(facts.last_out_at),
-        )
-        if seen != self._seen:
-            first, self._seen = self._seen is None, seen
-            if not first:
-                self.owner.facts_changed()
+        if _key(self.facts()) != self._seen:
+            self.owner.facts_changed()  # which calls published()
+
+
+def _key(facts: HealthFacts) -> tuple[object, ...]:
+    """What makes a new snapshot worth publishing (not the probe's time when it keeps
+    answering the same; the last bytes to BYTES_PRECISION)."""
+    return (
+        facts.ping_at,
+        facts.probe_result,
+        facts.probe_ok,
+        facts.probe_ok_at if not facts.probe_ok else None,
+        facts.credential,
+        facts.credential_expires_at,
+        _bucket(facts.last_in_at),
+        _bucket(facts.last_out_at),
+    )
 
 
 def _bucket(when: float | None) -> int | None:

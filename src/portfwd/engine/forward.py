@@ -91,7 +91,7 @@ class Forward:
         self.spec = spec
         self._clients = clients
         self._informers = informers
-        self._publish = publish
+        self._publish = self._publisher(publish)
         self._on_stats = on_stats
         self._tunnels = tunnels
         self.log: deque[LogEntry] = deque(maxlen=log_size)
@@ -188,6 +188,16 @@ class Forward:
             tunnel=self._tunnel_name,
             health=self.watch.facts(),
         )
+
+    def _publisher(self, publish: Callable[[Event], None]) -> Callable[[Event], None]:
+        """`publish`, telling the health watch which facts went out (it republishes on change)."""
+
+        def publishing(event: Event) -> None:
+            if isinstance(event, ForwardChanged):
+                self.watch.published(event.snapshot.health)
+            publish(event)
+
+        return publishing
 
     def add_log(self, level: LogLevel, message: str, kind: LogKind = LogKind.NOTE) -> None:
         entry = LogEntry(ts=time.time(), level=level, message=message, kind=kind)
@@ -760,14 +770,15 @@ class Forward:
     # -- what the health watch asks and tells (engine/facts.py) ------------------------------
 
     def last_ping(self) -> tuple[float, float] | None:
-        tunnel = self.router.tunnel
-        return tunnel.last_ping() if tunnel is not None else None
+        last_ping = getattr(self.router.tunnel, "last_ping", None)  # test tunnels may lack it
+        return last_ping() if last_ping is not None else None
 
     def last_bytes(self) -> tuple[float | None, float | None]:
         return self.connections.last_in_at, self.connections.last_out_at
 
     def auth(self) -> AuthProvider | None:
-        return self._client.conn.auth if self._client is not None else None
+        conn = getattr(self._client, "conn", None)  # test clients may have none
+        return getattr(conn, "auth", None)
 
     async def open_probe_stream(self) -> TunnelStream:
         route, tunnel = self.router.route, self.router.tunnel
