@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import datetime
 import json
 import sys
 import textwrap
@@ -17,6 +18,7 @@ import pytest
 from portfwd.engine.manager import Manager
 from portfwd.engine.model import ForwardSpec, ForwardState
 from portfwd.kube import expiry
+from portfwd.kube.auth import UserAuth
 from portfwd.kube.config import load_connection
 from portfwd.sandbox.cluster import SandboxCluster
 from portfwd.tui.widgets.health_block import health_block
@@ -126,3 +128,40 @@ def test_refresh_margin_is_a_quarter_of_the_life_within_bounds() -> None:
     assert expiry.refresh_margin(3600) == 300.0  # at most five minutes
     assert expiry.refresh_margin(400) == 100.0
     assert expiry.refresh_margin(2) == 1.0  # at least a second
+
+
+def _certificate(not_after: datetime.datetime) -> bytes:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "alice")])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(not_after - datetime.timedelta(days=1))
+        .not_valid_after(not_after)
+        .sign(key, hashes.SHA256())
+    )
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def test_a_client_certificate_shows_its_not_after_and_is_not_refreshable() -> None:
+    not_after = datetime.datetime(2031, 5, 4, 3, 2, 1, tzinfo=datetime.UTC)
+    auth = UserAuth("alice", client_cert_pem=_certificate(not_after), client_key_pem=b"k")
+    facts = expiry.credential_facts(auth)
+    assert facts is not None
+    assert (facts.kind, facts.expires_at) == ("client certificate", not_after.timestamp())
+    assert not facts.refreshable and expiry.refresh_due_at(auth) is None
+    assert "BEGIN" not in repr(facts)  # no secret in what is shown
+
+
+def test_a_static_token_that_is_not_a_jwt_has_no_known_expiry() -> None:
+    facts = expiry.credential_facts(UserAuth("bob", token="opaque-token"))
+    assert facts is not None and (facts.kind, facts.expires_at) == ("token", None)
+    assert expiry.credential_facts(UserAuth("nobody")) is None

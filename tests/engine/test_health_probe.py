@@ -30,7 +30,7 @@ def _health_lines(mgr: Manager, fid: str) -> list[str]:
 async def test_refusing_backend_degrades_and_recovers(
     manager: Manager, sandbox: SandboxCluster
 ) -> None:
-    spec = ForwardSpec(target="svc/web", remote_port=80, probe="http:/healthz", probe_interval=1)
+    spec = ForwardSpec(target="svc/web", remote_port=80, probe="http:/healthz", probe_interval=2)
     fid = await manager.add(spec)
     await eventually(lambda: manager.get(fid).health.probe_ok is True)
     snap = manager.get(fid)
@@ -47,21 +47,23 @@ async def test_refusing_backend_degrades_and_recovers(
     await sandbox.set_backend_refusing("demo", snap.pod, 8080, refusing=False)
     await eventually(lambda: manager.get(fid).state is ForwardState.ACTIVE)
     assert manager.get(fid).reason == ""
-    assert _health_lines(manager, fid) == [
-        "probe http:/healthz answers (HTTP 200 OK)",
-        "degraded: probe http:/healthz: refused (nothing listens on the port)",
-        "probe http:/healthz answers (HTTP 200 OK): active again",
-    ]
+    lines = _health_lines(manager, fid)
+    # One line per change, never one per probe (a loaded machine may add a timeout episode).
+    assert len(lines) < 10, lines
+    assert lines[0] == "probe http:/healthz answers (HTTP 200 OK)"
+    refused = "degraded: probe http:/healthz: refused (nothing listens on the port)"
+    assert refused in lines
+    assert lines[-1] == "probe http:/healthz answers (HTTP 200 OK): active again"
 
 
 async def test_hung_backend_times_out(manager: Manager, sandbox: SandboxCluster) -> None:
-    spec = ForwardSpec(target="svc/web", remote_port=80, probe="http:/", probe_interval=1)
+    spec = ForwardSpec(target="svc/web", remote_port=80, probe="http:/", probe_interval=2)
     fid = await manager.add(spec)
     await eventually(lambda: manager.get(fid).health.probe_ok is True)
     pod = manager.get(fid).pod
     await sandbox.set_backend_silent("demo", pod, 8080)
     await eventually(lambda: manager.get(fid).state is ForwardState.DEGRADED)
-    assert manager.get(fid).reason == "probe http:/: no answer within 0.8 s (timeout)"
+    assert manager.get(fid).reason == "probe http:/: no answer within 1.6 s (timeout)"
     await sandbox.set_backend_silent("demo", pod, 8080, silent=False)
     await eventually(lambda: manager.get(fid).state is ForwardState.ACTIVE)
 
