@@ -12,11 +12,13 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from portfwd.engine.facts import HealthWatch
 from portfwd.engine.manager import Manager
-from portfwd.engine.model import ForwardSpec, ForwardState
+from portfwd.engine.model import ForwardSpec, ForwardState, LogKind, LogLevel
 from portfwd.kube import expiry
 from portfwd.kube.auth import UserAuth
 from portfwd.kube.config import load_connection
@@ -165,3 +167,49 @@ def test_a_static_token_that_is_not_a_jwt_has_no_known_expiry() -> None:
     facts = expiry.credential_facts(UserAuth("bob", token="opaque-token"))
     assert facts is not None and (facts.kind, facts.expires_at) == ("token", None)
     assert expiry.credential_facts(UserAuth("nobody")) is None
+
+
+class _Owner:
+    """The least a HealthWatch needs, to see what it says about credentials."""
+
+    serving = False
+
+    def __init__(self, auth: UserAuth) -> None:
+        self._auth = auth
+        self.lines: list[str] = []
+
+    def last_ping(self) -> None:
+        return None
+
+    def last_bytes(self) -> tuple[None, None]:
+        return None, None
+
+    def auth(self) -> UserAuth:
+        return self._auth
+
+    async def open_probe_stream(self) -> Any:
+        raise AssertionError("no probe here")
+
+    def probe_changed(self, fault: str | None) -> None:
+        pass
+
+    def facts_changed(self) -> None:
+        pass
+
+    def add_log(self, level: LogLevel, message: str, kind: LogKind = LogKind.NOTE) -> None:
+        self.lines.append(f"{level.name} {message}")
+
+
+def test_a_certificate_about_to_expire_is_said_once() -> None:
+    soon = datetime.datetime.now(datetime.UTC) + datetime.timedelta(minutes=5, seconds=30)
+    owner = _Owner(UserAuth("alice", client_cert_pem=_certificate(soon), client_key_pem=b"k"))
+    watch = HealthWatch(owner)
+    watch._warn_expiry(owner.auth())
+    watch._warn_expiry(owner.auth())
+    (line,) = owner.lines
+    assert line.startswith("WARNING the credentials (client certificate) run out in 5 min (")
+    assert line.endswith("); renew them in the kubeconfig")
+    later = datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=2)
+    quiet = _Owner(UserAuth("bob", client_cert_pem=_certificate(later), client_key_pem=b"k"))
+    HealthWatch(quiet)._warn_expiry(quiet.auth())
+    assert quiet.lines == []

@@ -26,7 +26,12 @@ from portfwd.engine.model import HealthFacts, LogKind, LogLevel
 from portfwd.engine.probe import ProbeResult, probe_timeout, run_probe
 from portfwd.engine.probe_spec import ProbeSpec, parse_probe
 from portfwd.kube.auth import AuthProvider
-from portfwd.kube.expiry import credential_facts, refresh_due_at, refresh_if_due
+from portfwd.kube.expiry import (
+    EXPIRY_WARNING,
+    credential_facts,
+    refresh_due_at,
+    refresh_if_due,
+)
 from portfwd.tunnel.protocol import TunnelStream
 
 log = logging.getLogger(__name__)
@@ -73,6 +78,7 @@ class HealthWatch:
         self._task: asyncio.Task[None] | None = None
         self._kick = asyncio.Event()
         self._seen: tuple[object, ...] | None = None
+        self._said: set[tuple[str, object]] = set()  # credential warnings already logged
         self.configure(probe, interval)
 
     def configure(self, probe: str, interval: float) -> None:
@@ -168,6 +174,8 @@ class HealthWatch:
             try:
                 if auth is not None and await refresh_if_due(auth):
                     self._refreshed(auth)
+                if auth is not None:
+                    self._warn_expiry(auth)
                 if self.probe is not None and self.owner.serving and loop.time() >= next_probe:
                     await self._probe(self.probe)
                     next_probe = loop.time() + self.interval
@@ -215,6 +223,33 @@ class HealthWatch:
         self.owner.add_log(
             LogLevel.INFO, f"credentials refreshed before they ran out ({kind}{until})"
         )
+
+    def _warn_expiry(self, auth: AuthProvider) -> None:
+        """Once per credential: it runs out soon and nothing here can renew it, or an early
+        refresh failed (the old one is still used until it expires)."""
+        cred = credential_facts(auth)
+        if cred is None:
+            return
+        if cred.refresh_error and ("error", cred.refresh_error) not in self._said:
+            self._said.add(("error", cred.refresh_error))
+            self.owner.add_log(
+                LogLevel.WARNING,
+                f"refreshing the credentials before they run out failed: {cred.refresh_error}",
+                LogKind.HEALTH,
+            )
+        expires = cred.expires_at
+        if expires is None or cred.refreshable or ("soon", expires) in self._said:
+            return
+        left = expires - time.time()
+        if left < EXPIRY_WARNING:
+            self._said.add(("soon", expires))
+            at = time.strftime("%H:%M:%S", time.localtime(expires))
+            when = f"in {int(left // 60)} min ({at})" if left > 0 else f"at {at}: they expired"
+            self.owner.add_log(
+                LogLevel.WARNING,
+                f"the credentials ({cred.kind}) run out {when}; renew them in the kubeconfig",
+                LogKind.HEALTH,
+            )
 
     def published(self, facts: HealthFacts) -> None:
         """The forward published a snapshot with these facts: the watch publishes again only

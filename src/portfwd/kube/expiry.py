@@ -27,6 +27,7 @@ from portfwd.kube.auth import AuthProvider, UserAuth
 MAX_MARGIN = 300.0  # refresh at most this long before expiry
 MIN_MARGIN = 1.0
 RETRY_AFTER_FAILURE = 30.0  # a failed early refresh is tried again this much later
+EXPIRY_WARNING = 600.0  # a credential nothing here can renew is announced this long before
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from rich.text import Text
 
 from portfwd.engine.model import ForwardSnapshot, ForwardState, HealthFacts
 from portfwd.humanize import human_duration
+from portfwd.kube.expiry import EXPIRY_WARNING
 from portfwd.safetext import escape_controls
 from portfwd.tui.format import log_time
 
@@ -22,7 +23,6 @@ OK = ("✓", "green")
 BAD = ("✗", "bold red")
 WARN = ("!", "bold yellow")
 NONE = ("·", "grey50")
-CREDENTIAL_WARN = 600.0  # a credential that cannot be refreshed: warn this long before expiry
 LABEL_WIDTH = 12
 
 
@@ -128,7 +128,7 @@ def _credentials(text: Text, facts: HealthFacts, now: float, tz: tzinfo | None) 
         _line(text, "credentials", BAD, f"{kind} expired at {at}", got)
         return
     mark = OK
-    if refreshed is None and left < CREDENTIAL_WARN:
+    if refreshed is None and left < EXPIRY_WARNING:
         mark = WARN  # a certificate or static token: nothing here can renew it
     countdown = f"{int(left)}s" if left < 120 else human_duration(left)
     _line(text, "credentials", mark, f"{kind}, expires in {countdown} ({at})", got)
