@@ -21,7 +21,8 @@ run = portfwd
         (("lss",), "error: No such command 'lss'. Did you mean 'ls'? (see 'portfwd --help')"),
         (
             ("forward", "--nope", "svc/web", "80"),
-            "error: No such option '--nope'. (see 'portfwd forward --help')",
+            "error: No such option '--nope'. Did you mean '--probe'? "
+            "(see 'portfwd forward --help')",
         ),
         (
             ("sandbox", "--port", "abc"),

@@ -60,7 +60,7 @@ def test_demo_topology_has_what_the_project_relies_on() -> None:
                     }
                 ]
             },
-            "backend must be one of echo, http, line or HOST:PORT",
+            "backend must be one of echo, http, line, silent or HOST:PORT",
         ),
         ({"namespaces": "x"}, "topology.namespaces: expected a list"),
     ],

@@ -296,7 +296,13 @@ def test_every_flag_of_forward_is_known_to_import(main_group: click.Group) -> No
     with click.Context(main_group) as ctx:
         forward = main_group.get_command(ctx, "forward")
     assert forward is not None
-    values = {"protocol": "spdy", "addresses": "127.0.0.1", "pod_running_timeout": "1m"}
+    values = {
+        "protocol": "spdy",
+        "addresses": "127.0.0.1",
+        "pod_running_timeout": "1m",
+        "probe": "tcp",
+        "probe_interval": "10s",
+    }
     for param in forward.params:
         if not isinstance(param, click.Option):
             continue

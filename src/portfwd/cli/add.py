@@ -11,6 +11,7 @@ from portfwd.cli.run import run
 from portfwd.constants import PORTFORWARD_PROTOCOL_CHOICES
 from portfwd.engine.identity import port_names
 from portfwd.engine.model import ForwardSnapshot, ForwardSpec
+from portfwd.engine.probe_spec import DEFAULT_PROBE_INTERVAL
 from portfwd.errors import InputError
 from portfwd.kube.targets import parse_port_mapping
 
@@ -50,6 +51,7 @@ from portfwd.kube.targets import parse_port_mapping
     is_flag=True,
     help="Log each HTTP/1.x request (method, path, status, size, time): `portfwd logs --http`.",
 )
+@options.probe_options
 @click.option(
     "--protocol",
     type=click.Choice(PORTFORWARD_PROTOCOL_CHOICES),
@@ -72,6 +74,8 @@ def add_command(
     no_start: bool,
     spread: bool,
     http_log: bool,
+    probe: str,
+    probe_interval: float,
     protocol: str,
     output: str,
     ports_file: str | None,
@@ -98,6 +102,8 @@ def add_command(
             reconnect=not no_reconnect,
             spread=spread,
             http_log=http_log,
+            probe=probe,
+            probe_interval=probe_interval,
             **opts,
         )
         # kubectl's way with several ports: all of them or none (exit 2/1: nothing added).
@@ -128,6 +134,8 @@ def add_specs(
     protocol: str,
     spread: bool = False,
     http_log: bool = False,
+    probe: str = "",
+    probe_interval: float = DEFAULT_PROBE_INTERVAL,
 ) -> list[ForwardSpec]:
     mappings = [parse_port_mapping(p) for p in ports]
     for m in mappings:
@@ -150,6 +158,8 @@ def add_specs(
             name=label,
             spread=spread,
             http_log=http_log,
+            probe=probe,
+            probe_interval=probe_interval,
         )
         for m, label in zip(mappings, port_names(name, mappings), strict=True)
     ]

@@ -26,6 +26,7 @@ from portfwd.cli.here import run_here
 from portfwd.cli.podwait import wait_for_ready_pod
 from portfwd.cli.run import run
 from portfwd.engine.model import ForwardSpec
+from portfwd.engine.probe_spec import DEFAULT_PROBE_INTERVAL
 from portfwd.errors import InputError
 from portfwd.eventloop import run as run_loop
 from portfwd.kube.targets import parse_port_mapping
@@ -66,6 +67,7 @@ from portfwd.kube.targets import parse_port_mapping
     help="Log each HTTP/1.x request through the forward (method, path, status, size, time) "
     "on stderr; bytes pass unchanged, TLS is shown as TLS.",
 )
+@options.probe_options
 @options.metrics_option()
 @options.ping_option()
 @options.protocol_option()
@@ -82,6 +84,8 @@ def forward(
     pod_running_timeout: float | None,
     spread: bool,
     http_log: bool,
+    probe: str,
+    probe_interval: float,
     metrics: tuple[str, int] | None,
     ping_interval: float,
     protocol: str,
@@ -115,6 +119,8 @@ def forward(
             pod_running_timeout=pod_running_timeout,
             spread=spread,
             http_log=http_log,
+            probe=probe,
+            probe_interval=probe_interval,
             metrics=metrics,
         )
     )
@@ -132,6 +138,8 @@ def forward_specs(
     protocol: str = "auto",
     spread: bool = False,
     http_log: bool = False,
+    probe: str = "",
+    probe_interval: float = DEFAULT_PROBE_INTERVAL,
 ) -> list[ForwardSpec]:
     """One spec per port mapping; InputError (one line) for the first thing that is wrong."""
     if not ports:
@@ -154,6 +162,8 @@ def forward_specs(
                 protocol=protocol,
                 spread=spread,
                 http_log=http_log,
+                probe=probe,
+                probe_interval=probe_interval,
             )
         )
     seen: set[int] = set()
@@ -178,6 +188,8 @@ def run_forward(
     pod_running_timeout: float | None = None,
     spread: bool = False,
     http_log: bool = False,
+    probe: str = "",
+    probe_interval: float = DEFAULT_PROBE_INTERVAL,
     metrics: tuple[str, int] | None = None,
 ) -> int:
     specs = forward_specs(
@@ -191,6 +203,8 @@ def run_forward(
         protocol=protocol,
         spread=spread,
         http_log=http_log,
+        probe=probe,
+        probe_interval=probe_interval,
     )
     if pod_running_timeout is not None:
         wait_for_ready_pod(specs[0], pod_running_timeout)

@@ -13,6 +13,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from portfwd.cli.health_cell import health_cell
 from portfwd.humanize import human_bytes, human_duration
 from portfwd.safetext import escape_controls
 
@@ -57,7 +58,7 @@ def remote_side_of(data: dict[str, Any]) -> str:
 
 def uptime_of(data: dict[str, Any], now: float) -> str:
     started = data.get("started_at")
-    if data.get("state") == "active" and started:
+    if data.get("state") in ("active", "degraded") and started:
         return human_duration(now - float(started))
     return "-"
 
@@ -84,6 +85,7 @@ def _row(data: dict[str, Any], now: float, wide: bool) -> list[str]:
             human_bytes(int(stats.get("bytes_out", 0))),
             str(stats.get("reconnects", 0)),
             uptime_of(data, now),
+            health_cell(data, now),
         ]
     row.append(reason or "-")
     return [escape_controls(cell) for cell in row]
@@ -98,7 +100,7 @@ def table_of(
         header += ["ID", "POD"]
     header += ["LOCAL->REMOTE", "CONNS"]
     if wide:
-        header += ["IN", "OUT", "RECONNECTS", "UPTIME"]
+        header += ["IN", "OUT", "RECONNECTS", "UPTIME", "HEALTH"]
     header.append("LAST ERROR")
     rows = [header, *(_row(r, now, wide) for r in records)]
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]

@@ -82,6 +82,49 @@ def ping_interval(ctx: click.Context, param: click.Parameter, value: str) -> flo
     return seconds
 
 
+def probe_options(fn: F) -> F:
+    """--probe and --probe-interval: is the pod's port answering (issue 19 §1)?"""
+    fn = click.option(
+        "--probe-interval",
+        default="10s",
+        show_default=True,
+        metavar="DURATION",
+        callback=_probe_interval,
+        help="How often the probe runs (1s..1h).",
+    )(fn)
+    fn = click.option(
+        "--probe",
+        default="",
+        metavar="tcp|http:/PATH",
+        callback=_probe,
+        help="Check through the tunnel that the pod's port answers: `tcp` (it accepts) or "
+        "`http:/PATH` (a GET answered 2xx/3xx). While it fails the forward is `degraded`, "
+        "with the reason. Off by default.",
+    )(fn)
+    return fn
+
+
+def _probe(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    from portfwd.engine.probe_spec import parse_probe
+
+    try:
+        probe = parse_probe(value)
+    except PortfwdError as exc:
+        raise click.BadParameter(str(exc)) from None
+    return probe.text if probe is not None else ""
+
+
+def _probe_interval(ctx: click.Context, param: click.Parameter, value: str) -> float:
+    from portfwd.engine.probe_spec import check_interval
+
+    text = value.strip()
+    try:
+        seconds = float(text) if text.replace(".", "", 1).isdigit() else parse_duration(text)
+        return check_interval(seconds)
+    except PortfwdError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 def duration(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
     """A Go duration (kubectl's flags take them) in seconds; a malformed one is a usage error."""
     if value is None:

@@ -22,6 +22,8 @@ from portfwd.tunnel.addresses import format_host_port
 
 # Lines that restate why a forward is not active yet: while the first start runs they are
 # held back, because a start that fails prints that reason once, as its `error:` line.
+# Lines printed on stderr as they are (a warning of these kinds still says `warning:`).
+_AS_IS = frozenset({LogKind.RECOVERED, LogKind.HTTP, LogKind.HEALTH})
 _RESTATING = frozenset({LogKind.WAITING, LogKind.RECONNECTING, LogKind.FAILED, LogKind.GONE})
 
 
@@ -50,7 +52,7 @@ class Printer:
         kind = entry.kind
         if kind is LogKind.CONNECTION:
             self.out(escape_controls(entry.message))
-        elif kind is LogKind.RECOVERED or kind is LogKind.HTTP:  # HTTP: the request log
+        elif kind in _AS_IS and entry.level < LogLevel.WARNING:  # HTTP: the request log
             self.err(escape_controls(entry.message))
         elif kind is LogKind.FAILED:
             return  # the reason, printed once by the command as its error line

@@ -2,10 +2,10 @@
 then, and the MCP server's `add_forward` answers then.
 
 Ready means what a client needs: the local listener is bound and the tunnel to the pod was
-verified (the engine only reports ACTIVE after its preflight through a real tunnel; a probe,
-once forwards have one, will count too). `active` asks for the state word only. A forward that
-fails for good (engine/launch.py's rule), is removed, or is not ready in time is a `NotReady`
-naming it and why: a script gets one line, not a hang.
+verified (the engine only reports ACTIVE after its preflight through a real tunnel), and,
+for a forward with a probe (`--probe`), the pod's port answered it. `active` asks for the
+state word only. A forward that fails for good (engine/launch.py's rule), is removed, or is
+not ready in time is a `NotReady` naming it and why: a script gets one line, not a hang.
 """
 
 from __future__ import annotations
@@ -37,7 +37,10 @@ def label(snap: ForwardSnapshot) -> str:
 def is_ready(snap: ForwardSnapshot, until: Until = Until.READY) -> bool:
     if snap.state is not ForwardState.ACTIVE:
         return False
-    return until is Until.ACTIVE or bool(snap.bound)
+    if until is Until.ACTIVE:
+        return True
+    # With a probe, ready also means the pod's port answered it (issue 20 §1).
+    return bool(snap.bound) and (not snap.spec.probe or snap.health.probe_ok is True)
 
 
 def _why(snap: ForwardSnapshot) -> str:

@@ -98,6 +98,7 @@ class _SplitAtDashes(click.Command):
     metavar="FILE",
     help="Also write what was bound as JSON to FILE (atomically) before COMMAND starts.",
 )
+@options.probe_options
 @options.ping_option("WebSocket ping interval on every tunnel; 0 disables.")
 @options.protocol_option("Port-forward wire protocol (see `portfwd --help`).")
 @click.argument(
@@ -121,6 +122,8 @@ def run_command(
     timeout: float | None,
     here: bool,
     ports_file: str | None,
+    probe: str,
+    probe_interval: float,
     ping_interval: float,
     protocol: str,
     args: tuple[str, ...],
@@ -151,8 +154,10 @@ def run_command(
         ping_interval=ping_interval,
         protocol=protocol,
     )
-    if profile is not None and (name or spread or no_reconnect):
-        raise click.UsageError("--name, --spread and --no-reconnect are the profile's own", ctx)
+    if profile is not None and (name or spread or no_reconnect or probe):
+        raise click.UsageError(
+            "--name, --spread, --no-reconnect and --probe are the profile's own", ctx
+        )
     if profile is None and len(args) < 2:
         raise click.UsageError("give TARGET and PORTS (or --profile P) before '--'", ctx)
 
@@ -168,6 +173,8 @@ def run_command(
                 name=name,
                 reconnect=not no_reconnect,
                 spread=spread,
+                probe=probe,
+                probe_interval=probe_interval,
                 **opts,
             )
             labels = _labels(specs, args[0], len(args) - 1)

@@ -90,12 +90,14 @@ class Connection:
         self.bytes_in += n
         owner = self.owner
         owner.bytes_in += n
+        owner.last_in_at = time.time()
         owner.forward.counters_changed()
 
     def add_out(self, n: int) -> None:
         self.bytes_out += n
         owner = self.owner
         owner.bytes_out += n
+        owner.last_out_at = time.time()
         owner.forward.counters_changed()
 
 
@@ -123,6 +125,8 @@ class Connections:
         self.errors = 0
         self.bytes_in = 0  # pod -> local clients
         self.bytes_out = 0
+        self.last_in_at: float | None = None  # wall clock of the last byte each way (health)
+        self.last_out_at: float | None = None
         self.waiting = 0  # connections waiting for a pod
         self.v4_half_close_said = False
         self.lingering = Lingering()  # v4 connections waiting for a silent pod

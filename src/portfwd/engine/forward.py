@@ -37,6 +37,7 @@ from collections.abc import Callable
 from portfwd.engine.clients import ClientPool, ContextChange
 from portfwd.engine.connections import CONNECT_WAIT, Connections
 from portfwd.engine.events import Event, ForwardChanged, LogLine
+from portfwd.engine.facts import HealthWatch
 from portfwd.engine.follow import Follower, Gone, Outcome, Ready, Syncing, Unwatched, Waiting
 from portfwd.engine.health import GiveUp, Retry, TunnelHealth, describe, pod_check, transient
 from portfwd.engine.informers import InformerPool
@@ -52,6 +53,7 @@ from portfwd.engine.model import (
 from portfwd.engine.present import kubectl_command
 from portfwd.engine.routing import Router
 from portfwd.errors import NoReadyPod, PortfwdError
+from portfwd.kube.auth import AuthProvider
 from portfwd.kube.backoff import Backoff
 from portfwd.kube.client import KubeClient
 from portfwd.kube.errors import Forbidden, Unauthorized
@@ -60,7 +62,7 @@ from portfwd.kube.targets import Target, printable
 from portfwd.tunnel.addresses import BindAddress, format_host_port
 from portfwd.tunnel.listener import Listeners, bind
 from portfwd.tunnel.pool import PodTunnel, TunnelPool
-from portfwd.tunnel.protocol import SessionLost
+from portfwd.tunnel.protocol import SessionLost, TunnelError, TunnelStream
 from portfwd.tunnel.pump import V4_EOF_IDLE_LIMIT
 
 log = logging.getLogger(__name__)
@@ -89,7 +91,7 @@ class Forward:
         self.spec = spec
         self._clients = clients
         self._informers = informers
-        self._publish = publish
+        self._publish = self._publisher(publish)
         self._on_stats = on_stats
         self._tunnels = tunnels
         self.log: deque[LogEntry] = deque(maxlen=log_size)
@@ -125,12 +127,18 @@ class Forward:
         self._last_port = 0  # the port bound last time (see _bind)
         self._next_client: KubeClient | None = None  # the kubeconfig changed: move over
         self._config_error: str | None = None  # the kubeconfig cannot be loaded right now
+        self.watch = HealthWatch(self, spec.probe, spec.probe_interval)  # facts, probe
 
     # -- observation ------------------------------------------------------------------------
 
     @property
     def active(self) -> bool:
         return self.state is ForwardState.ACTIVE
+
+    @property
+    def serving(self) -> bool:
+        """Active or degraded: bound, routed to a Ready pod through a verified tunnel."""
+        return self.state in (ForwardState.ACTIVE, ForwardState.DEGRADED)
 
     @property
     def wanted(self) -> bool:
@@ -178,7 +186,18 @@ class Forward:
             attempt=self.attempt,
             next_retry_at=self.next_retry_at,
             tunnel=self._tunnel_name,
+            health=self.watch.facts(),
         )
+
+    def _publisher(self, publish: Callable[[Event], None]) -> Callable[[Event], None]:
+        """`publish`, telling the health watch which facts went out (it republishes on change)."""
+
+        def publishing(event: Event) -> None:
+            if isinstance(event, ForwardChanged):
+                self.watch.published(event.snapshot.health)
+            publish(event)
+
+        return publishing
 
     def add_log(self, level: LogLevel, message: str, kind: LogKind = LogKind.NOTE) -> None:
         entry = LogEntry(ts=time.time(), level=level, message=message, kind=kind)
@@ -186,9 +205,11 @@ class Forward:
         self._publish(LogLine(self.id, entry))
 
     def _set_state(self, state: ForwardState, reason: str = "") -> None:
+        if state is ForwardState.ACTIVE and self.watch.fault is not None:
+            state, reason = ForwardState.DEGRADED, self.watch.fault
         self.state = state
         self.reason = reason
-        if state is not ForwardState.ACTIVE:
+        if not self.serving:
             self.started_at = None  # the uptime is the time since it last became active
         if state is not ForwardState.RECONNECTING:
             self.attempt, self.next_retry_at = 0, None
@@ -218,6 +239,7 @@ class Forward:
             self._set_state(ForwardState.STARTING)
             self.add_log(LogLevel.INFO, f"starting: {kubectl_command(self.spec)}", LogKind.STARTING)
             self._run_task = asyncio.create_task(self._run(), name=f"forward-{self.id}")
+            self.watch.restart(self.spec.probe, self.spec.probe_interval)
         try:
             await self._settled.wait()
         except asyncio.CancelledError:
@@ -244,6 +266,7 @@ class Forward:
 
     async def _give_up(self, reason: str) -> None:
         """ERROR with the reason; nothing stays bound or open (the supervisor ends after this)."""
+        await self.watch.stop()
         self._clear_route()
         await self.router.close()
         await self._close_listeners()
@@ -294,6 +317,7 @@ class Forward:
             except PortfwdError as exc:
                 await self._give_up(str(exc))
                 return False
+        self.watch.listening()
         for warning in self._listeners.warnings:
             self.add_log(LogLevel.WARNING, warning)
         shown = resolution.container_port if resolution else spec.remote_port
@@ -344,6 +368,8 @@ class Forward:
 
     def _note_tunnel(self, name: str | None) -> None:
         """Log the wire protocol when it is new or changed (a fallback after a probe)."""
+        if name is not None:
+            self.watch.verified()
         if name is not None and name != self._tunnel_name:
             self._tunnel_name = name
             self.add_log(LogLevel.INFO, f"tunnel: {name}", LogKind.TUNNEL)
@@ -369,7 +395,7 @@ class Forward:
                 self._wake.clear()
                 if fired or (self._retry_at is not None and loop.time() >= self._retry_at):
                     fired, self._retry_at = True, None
-                if self.state is not ForwardState.ACTIVE and (
+                if not self.serving and (
                     fired or self.state is ForwardState.RECONNECTING or self._config_error
                 ):
                     self._check_kubeconfig()  # a reconnect attempt: did the file change?
@@ -591,10 +617,11 @@ class Forward:
         self._use(resolution)
         self._retry_at = None
         self._backoff.success()
-        if was is ForwardState.ACTIVE and not moved:
+        was_serving = was in (ForwardState.ACTIVE, ForwardState.DEGRADED)
+        if was_serving and not moved:
             return
         if self._been_active:
-            if was is not ForwardState.ACTIVE:
+            if not was_serving:
                 self.reconnects += 1  # a recovery; a pod switch while active is not one
             if moved and old:
                 self.add_log(
@@ -610,11 +637,13 @@ class Forward:
                     LogKind.RECOVERED,
                 )
         self._been_active = True
-        if was is not ForwardState.ACTIVE or self.started_at is None:
+        if not was_serving or self.started_at is None:
             self.started_at = time.time()
         self._set_state(ForwardState.ACTIVE)
+        self.watch.became_serving()
 
     def _use(self, resolution: Resolution) -> None:
+        self.watch.resolved(resolution.pod.name, resolution.pod.ready)
         self.pod = resolution.pod.name
         self.remote_port = resolution.container_port
         self.port_name = resolution.port_name
@@ -654,6 +683,7 @@ class Forward:
     # -- stopping ---------------------------------------------------------------------------
 
     async def _cancel_run(self) -> None:
+        await self.watch.stop()
         task, self._run_task = self._run_task, None
         if task is not None and not task.done():
             task.cancel()
@@ -744,3 +774,31 @@ class Forward:
         """A port-forward could not be opened: the tunnel, not the pod's backend, failed."""
         self.health.failed(exc, text)
         self._wake.set()
+
+    # -- what the health watch asks and tells (engine/facts.py) ------------------------------
+
+    def last_ping(self) -> tuple[float, float] | None:
+        last_ping = getattr(self.router.tunnel, "last_ping", None)  # test tunnels may lack it
+        return last_ping() if last_ping is not None else None
+
+    def last_bytes(self) -> tuple[float | None, float | None]:
+        return self.connections.last_in_at, self.connections.last_out_at
+
+    def auth(self) -> AuthProvider | None:
+        conn = getattr(self._client, "conn", None)  # test clients may have none
+        return getattr(conn, "auth", None)
+
+    async def open_probe_stream(self) -> TunnelStream:
+        route, tunnel = self.router.route, self.router.tunnel
+        if route is None or tunnel is None:
+            raise TunnelError("no pod to probe right now")
+        pod = route.pod
+        return await tunnel.open(self.namespace, pod.name, route.container_port, pod.meta.uid)
+
+    def probe_changed(self, fault: str | None) -> None:
+        """The probe's verdict changed: degraded while it fails, active again when it answers."""
+        if self.serving:
+            self._set_state(ForwardState.ACTIVE)
+
+    def facts_changed(self) -> None:
+        self._publish(ForwardChanged(self.snapshot()))

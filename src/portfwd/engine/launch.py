@@ -89,8 +89,8 @@ async def launch(
     for spec, fid, task in zip(specs, ids, starts, strict=True):
         snap = replace(task.result(), spec=spec)
         result.results.append(snap)
-        if snap.state is ForwardState.ACTIVE:
-            result.active.append(snap)
+        if snap.state in (ForwardState.ACTIVE, ForwardState.DEGRADED):  # started; a probe
+            result.active.append(snap)  # that fails is the pod's, said in its own line
         else:
             result.failed.append(snap)
             await engine.remove(fid)

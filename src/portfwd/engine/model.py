@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from portfwd.constants import PORTFORWARD_PROTOCOL_CHOICES
+from portfwd.engine.probe_spec import DEFAULT_PROBE_INTERVAL, check_interval, parse_probe
 from portfwd.errors import InputError
 from portfwd.kube.targets import Target, is_valid_port_name, parse_target, printable, quote
 from portfwd.safetext import escape_controls
@@ -31,6 +32,7 @@ class ForwardState(enum.Enum):
     STARTING = "starting"
     ACTIVE = "active"
     RECONNECTING = "reconnecting"  # wanted, listener bound, no usable pod yet: retrying
+    DEGRADED = "degraded"  # active, but its probe says the pod's port does not answer
     ERROR = "error"
     STOPPED = "stopped"
 
@@ -65,6 +67,7 @@ class LogKind(enum.Enum):
     SETTING = "setting"  # a setting of the forward changed (auto-reconnect on/off)
     PRESSURE = "pressure"  # out of file descriptors: accepting paused (and back)
     HTTP = "http"  # the request log (--http-log): one request and its response, or why it stopped
+    HEALTH = "health"  # the probe's verdict changed (degraded / answers again), credentials
 
 
 @dataclass(frozen=True)
@@ -91,6 +94,8 @@ class ForwardSpec:
     local_from_remote: bool = False
     spread: bool = False  # new connections over every Ready pod (a Service), not kubectl's one
     http_log: bool = False  # log each HTTP/1.x request's method, path, status, size, duration
+    probe: str = ""  # "" (none), "tcp" or "http:/PATH": is the pod's port answering?
+    probe_interval: float = DEFAULT_PROBE_INTERVAL  # seconds between two probes
 
     def __post_init__(self) -> None:
         _PARSED[self] = check_spec(self)
@@ -182,6 +187,8 @@ def check_spec(spec: ForwardSpec) -> tuple[Target, tuple[BindAddress, ...]]:
         raise InputError(f"local_from_remote {_shown(spec.local_from_remote)} is not true or false")
     if spec.local_from_remote and (spec.local_port or not isinstance(remote, str)):
         raise InputError("the local port follows the remote port only for a port name")
+    parse_probe(spec.probe)
+    check_interval(spec.probe_interval)
     return target, tuple(parsed)
 
 
@@ -218,6 +225,31 @@ class ForwardStats:
 
 
 @dataclass(frozen=True)
+class HealthFacts:
+    """What is known per layer, each fact with its wall-clock time (None: not known yet).
+
+    A view shows them as they are; a countdown (the credential's time left) is computed from
+    the times when shown, so the facts change only when something happened.
+    """
+
+    listening_at: float | None = None  # the listener was bound (addresses: the snapshot's)
+    resolved_at: float | None = None  # the pod in use was chosen
+    pod_ready: bool | None = None  # that pod was Ready then
+    ping_at: float | None = None  # the tunnel's last answered PING
+    ping_rtt: float | None = None  # its round trip, seconds
+    verified_at: float | None = None  # the tunnel was last checked end to end (preflight)
+    probe_at: float | None = None  # the last probe's end
+    probe_ok: bool | None = None  # did it answer (None: no probe ran yet)
+    probe_result: str = ""  # "HTTP 200 OK in 3 ms", "refused: ...", "not HTTP ..."
+    probe_ok_at: float | None = None  # the last probe that answered
+    credential: str = ""  # what authenticates: "exec plugin token", "client certificate" ...
+    credential_expires_at: float | None = None  # when it runs out (None: no expiry known)
+    credential_refreshed_at: float | None = None  # when portfwd last got a fresh one
+    last_in_at: float | None = None  # last byte pod -> clients
+    last_out_at: float | None = None  # last byte clients -> pod
+
+
+@dataclass(frozen=True)
 class ForwardSnapshot:
     """Everything a view shows about one forward, at one moment."""
 
@@ -236,6 +268,7 @@ class ForwardSnapshot:
     attempt: int = 0  # failed attempts in the current reconnect episode (0 while active)
     next_retry_at: float | None = None  # wall clock of the next retry; None: none scheduled
     tunnel: str = ""  # the wire protocol in use: "SPDY over WebSocket", "SPDY", v4 ("": none yet)
+    health: HealthFacts = field(default_factory=HealthFacts)  # facts per layer, with times
 
     @property
     def local_port(self) -> int:

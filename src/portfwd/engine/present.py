@@ -146,7 +146,7 @@ def remote_compact(snap: ForwardSnapshot) -> str:
 def uptime(snap: ForwardSnapshot, now: float) -> str:
     """How long it has been active; "-" in any other state (a reconnecting forward is not up,
     whatever its last start was)."""
-    if snap.state is ForwardState.ACTIVE and snap.started_at:
+    if snap.state in (ForwardState.ACTIVE, ForwardState.DEGRADED) and snap.started_at:
         return human_duration(now - snap.started_at)
     return "-"
 

@@ -26,10 +26,12 @@ from portfwd.engine.model import (
     ForwardSpec,
     ForwardState,
     ForwardStats,
+    HealthFacts,
     LogEntry,
     LogKind,
     LogLevel,
 )
+from portfwd.engine.probe_spec import DEFAULT_PROBE_INTERVAL
 from portfwd.errors import InputError
 
 SPEC_KEYS = (
@@ -46,6 +48,8 @@ SPEC_KEYS = (
     "local_from_remote",
     "spread",
     "http_log",
+    "probe",
+    "probe_interval",
 )
 _OPTIONAL = ("name", "namespace", "context", "kubeconfig")
 
@@ -75,6 +79,10 @@ def spec_to_dict(spec: ForwardSpec) -> dict[str, Any]:
         data["spread"] = True
     if spec.http_log:
         data["http_log"] = True
+    if spec.probe:
+        data["probe"] = spec.probe
+    if spec.probe_interval != DEFAULT_PROBE_INTERVAL:
+        data["probe_interval"] = spec.probe_interval
     return data
 
 
@@ -108,6 +116,8 @@ def spec_from_dict(data: Any, *, strict: bool = False) -> ForwardSpec:
         "local_from_remote": data.get("local_from_remote", False),
         "spread": data.get("spread", False),
         "http_log": data.get("http_log", False),
+        "probe": data.get("probe", ""),
+        "probe_interval": data.get("probe_interval", DEFAULT_PROBE_INTERVAL),
     }
     for key in _OPTIONAL:
         fields[key] = data.get(key)
@@ -152,6 +162,7 @@ def snapshot_to_dict(snap: ForwardSnapshot) -> dict[str, Any]:
         "next_retry_at": snap.next_retry_at,
         "tunnel": snap.tunnel,
         "local_port": snap.local_port,
+        "health": health_to_dict(snap.health),
     }
 
 
@@ -175,7 +186,39 @@ def snapshot_from_dict(data: Any) -> ForwardSnapshot:
         attempt=_int(data.get("attempt", 0), "attempt"),
         next_retry_at=_opt_float(data.get("next_retry_at"), "next_retry_at"),
         tunnel=_str(data.get("tunnel", ""), "tunnel"),
+        health=health_from_dict(data.get("health", {})),
     )
+
+
+def health_to_dict(facts: HealthFacts) -> dict[str, Any]:
+    """Every fact, by its field's name (None: not known)."""
+    return {name: getattr(facts, name) for name in _HEALTH_FIELDS}
+
+
+def health_from_dict(data: Any) -> HealthFacts:
+    if not isinstance(data, dict):
+        raise InputError("health must be a mapping")
+    fields: dict[str, Any] = {}
+    for name, kind in _HEALTH_FIELDS.items():
+        value = data.get(name)
+        if value is None:
+            continue
+        if kind == "str":
+            fields[name] = _str(value, name)
+        elif kind == "bool":
+            if not isinstance(value, bool):
+                raise InputError(f"{name} must be true or false")
+            fields[name] = value
+        else:
+            fields[name] = _opt_float(value, name)
+    return HealthFacts(**fields)
+
+
+# HealthFacts' fields and how each reads back ("float" also means "or None").
+_HEALTH_FIELDS = {
+    name: ("str" if default == "" else "bool" if name in ("pod_ready", "probe_ok") else "float")
+    for name, default in ((f, getattr(HealthFacts(), f)) for f in HealthFacts.__dataclass_fields__)
+}
 
 
 def log_to_dict(entry: LogEntry) -> dict[str, Any]:

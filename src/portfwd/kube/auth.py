@@ -21,7 +21,7 @@ import os
 import shlex
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -114,6 +114,11 @@ class WatchedFile:
                     f"{self.what} {self.path} (of {self.owner}) cannot be read: {reason}"
                 ) from None
             return self._data
+
+    @property
+    def cached(self) -> bytes | None:
+        """The bytes as last read (None before the first read); no I/O."""
+        return self._data if self._stamp is not None else None
 
 
 @dataclass(frozen=True)
@@ -232,6 +237,8 @@ class ExecPlugin:
         self._cached: _ExecResult | None = None
         self._lock = asyncio.Lock()
         self.runs = 0  # how many times the plugin was started (for tests and diagnostics)
+        self.fetched_at: float | None = None  # wall clock of the last good run
+        self.refresh_error: str | None = None  # why the last early refresh failed
 
     @property
     def _name(self) -> str:
@@ -267,8 +274,32 @@ class ExecPlugin:
             if (cached := self._fresh()) is not None:
                 return cached
             result = await self._run()
-            self._cached = result
+            self._cached, self.fetched_at = result, time.time()
             return result
+
+    @property
+    def expires(self) -> datetime | None:
+        """When the cached credential runs out (None: none cached, or no expiry given)."""
+        return self._cached.expires if self._cached is not None else None
+
+    @property
+    def cached_cert(self) -> bytes | None:
+        return self._cached.cert_pem if self._cached is not None else None
+
+    async def refresh(self, due: Callable[[], bool]) -> bool:
+        """Run the plugin again ahead of expiry, once for all callers (`due`, checked under
+        the lock, says whether it is still needed); the old credential stays in use until
+        the new one is there, and a failure leaves it (refresh_error says why)."""
+        async with self._lock:
+            if not due():
+                return False
+            try:
+                result = await self._run()
+            except ConfigError as exc:
+                self.refresh_error = str(exc)
+                return False
+            self._cached, self.fetched_at, self.refresh_error = result, time.time(), None
+            return True
 
     def _command_path(self) -> str:
         command = self.config.command
@@ -449,6 +480,22 @@ class UserAuth:
     def token_file(self) -> Path | None:
         """The tokenFile's path, if the user names one."""
         return self._token_file.path if self._token_file is not None else None
+
+    @property
+    def static_cert(self) -> bytes | None:
+        """The client certificate the kubeconfig names (inline, or the file as last read)."""
+        if self._cert_file is not None and self._cert_file.cached is not None:
+            return self._cert_file.cached
+        return self._cert
+
+    @property
+    def static_token(self) -> str | None:
+        """The bearer token the kubeconfig names (tokenFile as last read, else inline)."""
+        if self._token_file is not None and self._token_file.cached is not None:
+            text = self._token_file.cached.decode("utf-8", "replace").strip()
+            if text:
+                return text
+        return self._token
 
     @property
     def _files(self) -> list[WatchedFile]:

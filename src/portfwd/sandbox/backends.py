@@ -22,7 +22,7 @@ __all__ = ["BACKEND_KINDS", "BackendPool", "bytes_body"]
 log = logging.getLogger(__name__)
 
 # "https" is http behind TLS (the sandbox CA's certificate): what a port named https serves.
-BACKEND_KINDS = ("echo", "http", "https", "line")
+BACKEND_KINDS = ("echo", "http", "https", "line", "silent")
 
 CHUNK = 64 * 1024
 _HEADER_LIMIT = 64 * 1024  # longest request head / line a backend accepts
@@ -166,6 +166,17 @@ async def _serve_echo(
     if writer.can_write_eof():
         writer.write_eof()
     await writer.drain()
+
+
+# --- silent ----------------------------------------------------------------------------------
+
+
+async def _serve_silent(
+    label: str, cluster: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> None:
+    """A hung program: reads (and drops) what comes, never answers, ends when the client does."""
+    while await reader.read(CHUNK):
+        pass
 
 
 # --- line ------------------------------------------------------------------------------------
@@ -353,4 +364,5 @@ _HANDLERS: dict[str, Handler] = {
     "http": _serve_http,
     "https": _serve_http,  # the same server; TLS is the pool's (start_server's ssl=)
     "line": _serve_line,
+    "silent": _serve_silent,
 }

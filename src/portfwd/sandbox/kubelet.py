@@ -92,6 +92,17 @@ class Kubelet(ClusterState):
         else:
             rt.refusing.discard(port)
 
+    async def set_backend_silent(self, ns: str, pod: str, port: int, silent: bool = True) -> None:
+        """The program behind `port` hangs: connections are accepted and never answered
+        (a deadlocked server), until `silent` is False again."""
+        rt = self._runtime.get((ns, pod))
+        if rt is None:
+            raise KeyError(f"no pod {ns}/{pod}")
+        if silent:
+            rt.silent.add(port)
+        else:
+            rt.silent.discard(port)
+
     def pod_log(self, ns: str, name: str, container: str | None) -> tuple[str, str | None]:
         """(log text, None) or ("", the kubelet's 400 message) for `kubectl logs`."""
         pod = self.store.get("pods", ns, name)
@@ -144,6 +155,8 @@ class Kubelet(ClusterState):
         spec = rt.ports.get(port)
         if spec is None or spec.backend is None:
             raise ConnectionRefusedError(REFUSED)
+        if port in rt.silent:
+            spec = PortSpec(container_port=-port, name="", backend="silent")
         addr = await self._backend_address(ns, name, spec)
         reader, writer = await asyncio.open_connection(addr[0], addr[1])
         try:

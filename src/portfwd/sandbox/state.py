@@ -45,6 +45,7 @@ class PodRuntime:
     ports: dict[int, PortSpec]
     serving: bool = False  # Ready at the moment termination began
     refusing: set[int] = field(default_factory=set)
+    silent: set[int] = field(default_factory=set)  # accept, read, never answer (a hung app)
     conns: set[asyncio.StreamWriter] = field(default_factory=set)
 
 

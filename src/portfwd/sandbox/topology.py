@@ -53,7 +53,7 @@ from portfwd.safeyaml import YamlLimitError, load_yaml  # a pure codec, shared w
 
 TOPOLOGY_MAX_NODES = 200_000  # the demo topology has about 400; aliases counted expanded
 POD_STATES = ("Running", "NotReady", "CrashLoopBackOff", "ContainerCreating", "Pending")
-BUILTIN_BACKENDS = ("echo", "http", "line")
+BUILTIN_BACKENDS = ("echo", "http", "line", "silent")
 
 
 class TopologyError(ValueError):
@@ -65,7 +65,7 @@ class PortSpec:
     container_port: int
     name: str | None = None
     protocol: str = "TCP"
-    backend: str | None = None  # echo | http | line | host:port
+    backend: str | None = None  # echo | http | line | silent | host:port
 
 
 @dataclass(frozen=True)

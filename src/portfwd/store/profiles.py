@@ -30,6 +30,7 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 
 from portfwd.configdir import config_dir
+from portfwd.engine.probe_spec import DEFAULT_PROBE_INTERVAL
 from portfwd.errors import PortfwdError
 from portfwd.filecheck import FileTooLarge, NotRegularFile, check_private, irregular, read_capped
 from portfwd.kube.targets import printable
@@ -201,6 +202,10 @@ def forward_to_node(fwd: ProfileForward) -> CommentedMap:
         node["reconnect"] = False
     if fwd.spread:
         node["spread"] = True
+    if fwd.probe:
+        node["probe"] = fwd.probe
+    if fwd.probe_interval != DEFAULT_PROBE_INTERVAL:
+        node["probe_interval"] = f"{fwd.probe_interval:g}s"
     return node
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from portfwd.engine.model import NAME_RE
+from portfwd.engine.probe_spec import DEFAULT_PROBE_INTERVAL, interval_from, parse_probe
 from portfwd.errors import InputError
 from portfwd.kube.targets import is_valid_name, parse_port_mapping, parse_target, quote
 from portfwd.store.profiles_model import (
@@ -43,6 +44,8 @@ FORWARD_KEYS = (
     "reconnect",
     "kubeconfig",
     "spread",
+    "probe",
+    "probe_interval",
 )
 NAMESPACE_KEYS = ("namespace", "context", "kubeconfig", "selector", "exclude")
 _NAME_RULE = "up to 63 letters, digits, '.', '_' and '-', starting with a letter or digit"
@@ -328,6 +331,7 @@ class Checker:
                 _pos(entry, "spread", value=True),
                 f"spread needs several pods behind the target; {quote(target)} is one pod",
             )
+        probe, probe_interval = self._probe(entry)
         fwd_context = self._text(entry, "context", "context")
         kubeconfig = self._text(entry, "kubeconfig", "kubeconfig")
         namespace = self._namespace(entry)
@@ -348,7 +352,28 @@ class Checker:
             reconnect=bool(reconnect),
             kubeconfig=kubeconfig,
             spread=bool(spread),
+            probe=probe,
+            probe_interval=probe_interval,
         )
+
+    def _probe(self, entry: Any) -> tuple[str, float]:
+        """`probe:` and `probe_interval:` of a forward (issue 19 §1), each checked as the
+        command line checks --probe and --probe-interval."""
+        text, interval = "", DEFAULT_PROBE_INTERVAL
+        raw = entry.get("probe")
+        if raw is not None:
+            try:
+                probe = parse_probe(raw if isinstance(raw, str) else repr(raw))
+                text = probe.text if probe is not None else ""
+            except InputError as exc:
+                self.problem(_pos(entry, "probe", value=True), str(exc))
+        raw_interval = entry.get("probe_interval")
+        if raw_interval is not None:
+            try:
+                interval = interval_from(raw_interval)
+            except InputError as exc:
+                self.problem(_pos(entry, "probe_interval", value=True), str(exc))
+        return text, interval
 
     def _namespaces(self, body: Any, defaults: Defaults) -> list[ProfileNamespace]:
         node = body.get("namespaces")

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from portfwd.engine.identity import is_same_spec, port_names
 from portfwd.engine.model import ForwardSpec
+from portfwd.engine.probe_spec import DEFAULT_PROBE_INTERVAL
 from portfwd.kube.targets import parse_port_mapping
 
 DEFAULT_ADDRESSES: tuple[str, ...] = ("localhost",)
@@ -43,6 +44,8 @@ class ProfileForward:
     reconnect: bool = True
     kubeconfig: str | None = None
     spread: bool = False  # new connections over every Ready pod (see ForwardSpec.spread)
+    probe: str = ""  # "tcp" or "http:/PATH": is the pod's port answering (ForwardSpec.probe)
+    probe_interval: float = DEFAULT_PROBE_INTERVAL
 
     def spec_names(self) -> list[str]:
         """The engine names of its forwards: NAME, or NAME-REMOTE for each of several ports
@@ -165,6 +168,8 @@ class Profile:
                 reconnect=fwd.reconnect,
                 name=name,
                 spread=fwd.spread,
+                probe=fwd.probe,
+                probe_interval=fwd.probe_interval,
             )
 
 
@@ -270,6 +275,8 @@ def _forwards_of(specs: Iterable[ForwardSpec], used: set[str]) -> tuple[ProfileF
                 reconnect=spec.reconnect,
                 kubeconfig=spec.kubeconfig,
                 spread=spec.spread,
+                probe=spec.probe,
+                probe_interval=spec.probe_interval,
             )
         )
     return tuple(forwards)

@@ -75,6 +75,21 @@ def schema() -> dict[str, Any]:
             "description": "New connections spread over every Ready pod behind the target, "
             "as a Service spreads them (default false: one pod, as kubectl).",
         },
+        "probe": {
+            "type": "string",
+            "pattern": "^(tcp|http(:/[^\\s]*)?)$",
+            "description": "Check through the tunnel that the pod's port answers: tcp, or "
+            "http:/PATH (a GET answered 2xx/3xx); while it fails the forward is degraded. "
+            "Off when left out.",
+        },
+        "probe_interval": {
+            "oneOf": [
+                {"type": "integer", "minimum": 1, "maximum": 3600},
+                {"type": "string", "pattern": "^([0-9.]+(ms|s|m|h))+$"},
+            ],
+            "description": "How often the probe runs: seconds, or a duration such as 10s or "
+            "1m (default 10s).",
+        },
         **common,
     }
     assert set(forward_properties) == set(FORWARD_KEYS)

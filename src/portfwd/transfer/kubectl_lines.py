@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from portfwd.engine.model import ForwardSpec
+from portfwd.engine.probe_spec import DEFAULT_PROBE_INTERVAL, interval_from, parse_probe
 from portfwd.errors import InputError, PortfwdError
 from portfwd.kube.targets import parse_port_mapping, parse_target
 from portfwd.transfer.relay_words import _Skip as _Skip  # re-exported: the other importers catch it
@@ -109,6 +110,8 @@ _PORTFWD_MEANINGS = {
     "no_reconnect": "no-reconnect",
     "spread": "spread",
     "http_log": "http-log",
+    "probe": "probe",
+    "probe_interval": "probe-interval",
 }
 
 
@@ -121,6 +124,8 @@ PORTFWD_FORWARD_FLAGS: dict[str, tuple[bool, str]] = {
     "--no-reconnect": (False, "no-reconnect"),
     "--spread": (False, "spread"),
     "--http-log": (False, "http-log"),
+    "--probe": (True, "probe"),
+    "--probe-interval": (True, "probe-interval"),
     "--pod-running-timeout": (True, "ignore"),
     "--metrics": (True, "ignore"),
     "--ping-interval": (True, "ignore"),
@@ -173,6 +178,8 @@ class _Parsed:
     reconnect: bool = True
     spread: bool = False
     http_log: bool = False
+    probe: str = ""
+    probe_interval: float = DEFAULT_PROBE_INTERVAL
     notes: list[str] = field(default_factory=list)
 
 
@@ -252,6 +259,16 @@ def _apply(parsed: _Parsed, name: str, what: str, value: str | None) -> None:
         parsed.http_log = value is None or value.lower() not in ("false", "0")
         return
     assert value is not None
+    if what in ("probe", "probe-interval"):
+        try:
+            if what == "probe":
+                probe = parse_probe(value)
+                parsed.probe = probe.text if probe is not None else ""
+            else:
+                parsed.probe_interval = interval_from(value)
+        except InputError as exc:
+            raise _Skip(str(exc)) from None
+        return
     if what == "namespace":
         parsed.namespace = value
     elif what == "context":
@@ -417,6 +434,8 @@ def specs_from_words(
                 protocol=parsed.protocol,
                 spread=parsed.spread,
                 http_log=parsed.http_log,
+                probe=parsed.probe,
+                probe_interval=parsed.probe_interval,
                 name=None,
             )
         except InputError as exc:

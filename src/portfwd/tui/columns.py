@@ -47,6 +47,7 @@ class Column:
 _STATE_ORDER = {
     ForwardState.ERROR: 0,
     ForwardState.RECONNECTING: 1,
+    ForwardState.DEGRADED: 1,
     ForwardState.STARTING: 2,
     ForwardState.ACTIVE: 3,
     ForwardState.STOPPED: 4,
@@ -54,7 +55,8 @@ _STATE_ORDER = {
 
 
 def _uptime_key(s: ForwardSnapshot, now: float) -> float:
-    return now - s.started_at if s.started_at and s.state is ForwardState.ACTIVE else -1.0
+    serving = s.state in (ForwardState.ACTIVE, ForwardState.DEGRADED)
+    return now - s.started_at if s.started_at and serving else -1.0
 
 
 # Display order, left to right.

@@ -27,6 +27,7 @@ STATUS_STYLE: dict[ForwardState, tuple[str, str]] = {
     ForwardState.ACTIVE: ("●", "bold green"),
     ForwardState.STARTING: ("◌", "yellow"),
     ForwardState.RECONNECTING: ("↻", "dark_orange"),
+    ForwardState.DEGRADED: ("◐", "bold gold1"),  # serving, but its probe fails
     ForwardState.ERROR: ("✖", "bold red"),
     ForwardState.STOPPED: ("■", "grey50"),
 }

@@ -392,6 +392,13 @@ class PodTunnel:
             entry.holders.discard(self)
             self._pool._maybe_idle(entry)
 
+    def last_ping(self) -> tuple[float, float] | None:
+        """The last answered PING of the session this tunnel holds: (wall clock, round
+        trip); None without one (v4 has no session, or none answered yet)."""
+        entry = self._held
+        session = entry.sessions.get(self.protocol) if entry is not None else None
+        return session.last_ping if session is not None else None
+
     # -- inside -------------------------------------------------------------------------------
 
     def _may_fall_back(self, exc: ApiError, protocol: str, *, again: bool = False) -> bool:

@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import time
 from collections import deque
 from collections.abc import Callable
 
@@ -279,6 +280,8 @@ class SpdySession:
         # (not a SYN_REPLY or a FIN: something in front of a dead kubelet may send those).
         self.heard_at = asyncio.get_running_loop().time()
         self.streams_total = 0
+        # The last answered PING of this side: (wall clock, round trip in seconds).
+        self.last_ping: tuple[float, float] | None = None
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -604,9 +607,13 @@ class SpdySession:
             if self._ping_deadline_timer is not None:
                 self._ping_deadline_timer.cancel()
                 self._ping_deadline_timer = None
+        if sent is None:
+            return
+        rtt = self._loop_time() - sent
+        self.last_ping = (time.time(), rtt)
         waiter = self._pings.pop(ping_id, None)
-        if waiter is not None and not waiter.done() and sent is not None:
-            waiter.set_result(asyncio.get_running_loop().time() - sent)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(rtt)
 
     @staticmethod
     def _loop_time() -> float:

@@ -369,7 +369,7 @@ class DashboardScreen(PortfwdScreen[None]):
         if snap is None:
             return
         url = url_for(snap)
-        if url is None or snap.state is not ForwardState.ACTIVE:
+        if url is None or snap.state not in (ForwardState.ACTIVE, ForwardState.DEGRADED):
             self.notify(
                 f"{forward_label(snap)} is {snap.state.value}: start it first (space)",
                 severity="warning",

@@ -40,6 +40,7 @@ from portfwd.tui.format import (
     uptime_text,
 )
 from portfwd.tui.history import Change
+from portfwd.tui.widgets.health_block import health_block
 
 RECENT_LOG_LINES = 8
 
@@ -154,7 +155,7 @@ def _history(detail: Detail) -> Text:
             text.append(
                 f"  pod {escape_controls(change.previous_pod)} → {escape_controls(change.pod)}"
             )
-        elif change.pod and change.state is ForwardState.ACTIVE:
+        elif change.pod and change.state in (ForwardState.ACTIVE, ForwardState.DEGRADED):
             text.append(f"  on pod {escape_controls(change.pod)}")
         if change.reason and change.state is not ForwardState.ACTIVE:
             text.append(f"  {reason_text(change.reason)}", style="yellow")
@@ -177,6 +178,7 @@ def _log(detail: Detail) -> Text:
 
 def full(detail: Detail) -> Group:
     parts: list[RenderableType] = [summary(detail, with_reason=False), _facts(detail)]
+    parts += [_heading("Health per layer"), health_block(detail.snap, detail.now, detail.tz)]
     if _reason(detail):
         parts += [_heading("Last error"), Text(_reason(detail))]
     parts += [

@@ -47,7 +47,7 @@ from portfwd.tui.widgets.fitted_table import FittedTable
 
 __all__ = ["COLUMNS", "COLUMN_KEYS", "ForwardTable", "matches"]
 
-_RUNNING = (ForwardState.ACTIVE, ForwardState.RECONNECTING)
+_RUNNING = (ForwardState.ACTIVE, ForwardState.RECONNECTING, ForwardState.DEGRADED)
 
 # When the columns do not fit whole (issue 18: at 80 columns the target was cut to
 # `svc/cra…` while Remote spent 20 cells on `443 → 8443 (https)`): first the remote port's
