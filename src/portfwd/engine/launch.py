@@ -89,7 +89,7 @@ async def launch(
     for spec, fid, task in zip(specs, ids, starts, strict=True):
         snap = replace(task.result(), spec=spec)
         result.results.append(snap)
-        if snap.state is ForwardState.ACTIVE:
+        if snap.state in (ForwardState.ACTIVE, ForwardState.IDLE):  # IDLE: lazy, bound
             result.active.append(snap)
         else:
             result.failed.append(snap)

@@ -61,7 +61,9 @@ STATE_MAX_BYTES = 1 << 20
 STATE_MAX_NODES = 200_000
 
 # States in which the user wants the forward running: restarted on the next start.
-RUNNING_STATES = frozenset({ForwardState.STARTING, ForwardState.ACTIVE, ForwardState.RECONNECTING})
+RUNNING_STATES = frozenset(
+    {ForwardState.STARTING, ForwardState.ACTIVE, ForwardState.RECONNECTING, ForwardState.IDLE}
+)
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,8 @@ _STATE_ORDER = {
     ForwardState.RECONNECTING: 1,
     ForwardState.STARTING: 2,
     ForwardState.ACTIVE: 3,
-    ForwardState.STOPPED: 4,
+    ForwardState.IDLE: 4,
+    ForwardState.STOPPED: 5,
 }
 
 

@@ -29,6 +29,7 @@ STATUS_STYLE: dict[ForwardState, tuple[str, str]] = {
     ForwardState.RECONNECTING: ("↻", "dark_orange"),
     ForwardState.ERROR: ("✖", "bold red"),
     ForwardState.STOPPED: ("■", "grey50"),
+    ForwardState.IDLE: ("◌", "cyan"),  # lazy: bound, no tunnel until a connection arrives
 }
 
 LEVEL_STYLE: dict[LogLevel, str] = {
