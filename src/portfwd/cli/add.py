@@ -7,6 +7,7 @@ import click
 from portfwd.cli import bound, completion, options
 from portfwd.cli.connected import DAEMON_ERRORS
 from portfwd.cli.handover import hand_over
+from portfwd.cli.idle_options import idle_fields, idle_options, with_idle
 from portfwd.cli.run import run
 from portfwd.constants import PORTFORWARD_PROTOCOL_CHOICES
 from portfwd.engine.identity import port_names
@@ -57,6 +58,7 @@ from portfwd.kube.targets import parse_port_mapping
     show_default=True,
     help="Port-forward wire protocol (see `portfwd --help`).",
 )
+@idle_options
 @bound.output_options
 @click.argument("target", shell_complete=completion.complete_targets)
 @click.argument("ports", nargs=-1, required=True, shell_complete=completion.complete_ports)
@@ -72,6 +74,9 @@ def add_command(
     no_start: bool,
     spread: bool,
     http_log: bool,
+    lazy: bool,
+    idle_after: float | None,
+    idle_stop: float | None,
     protocol: str,
     output: str,
     ports_file: str | None,
@@ -100,6 +105,7 @@ def add_command(
             http_log=http_log,
             **opts,
         )
+        specs = with_idle(specs, idle_fields(lazy, idle_after, idle_stop))
         # kubectl's way with several ports: all of them or none (exit 2/1: nothing added).
         report: list[ForwardSnapshot] = []
         code = hand_over(

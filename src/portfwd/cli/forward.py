@@ -19,10 +19,13 @@ stderr; a forward that fails for good ends the command with its reason (exit 1).
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from portfwd.cli import completion, options
 from portfwd.cli.here import run_here
+from portfwd.cli.idle_options import idle_fields, idle_options, with_idle
 from portfwd.cli.podwait import wait_for_ready_pod
 from portfwd.cli.run import run
 from portfwd.engine.model import ForwardSpec
@@ -66,6 +69,7 @@ from portfwd.kube.targets import parse_port_mapping
     help="Log each HTTP/1.x request through the forward (method, path, status, size, time) "
     "on stderr; bytes pass unchanged, TLS is shown as TLS.",
 )
+@idle_options
 @options.metrics_option()
 @options.ping_option()
 @options.protocol_option()
@@ -82,6 +86,9 @@ def forward(
     pod_running_timeout: float | None,
     spread: bool,
     http_log: bool,
+    lazy: bool,
+    idle_after: float | None,
+    idle_stop: float | None,
     metrics: tuple[str, int] | None,
     ping_interval: float,
     protocol: str,
@@ -116,6 +123,7 @@ def forward(
             spread=spread,
             http_log=http_log,
             metrics=metrics,
+            idle=idle_fields(lazy, idle_after, idle_stop),
         )
     )
 
@@ -179,6 +187,7 @@ def run_forward(
     spread: bool = False,
     http_log: bool = False,
     metrics: tuple[str, int] | None = None,
+    idle: dict[str, Any] | None = None,
 ) -> int:
     specs = forward_specs(
         kubeconfig=kubeconfig,
@@ -192,6 +201,7 @@ def run_forward(
         spread=spread,
         http_log=http_log,
     )
+    specs = with_idle(specs, idle or {})
     if pod_running_timeout is not None:
         wait_for_ready_pod(specs[0], pod_running_timeout)
     return run_loop(

@@ -40,7 +40,7 @@ from portfwd.engine.events import Event, ForwardChanged, LogLine
 from portfwd.engine.follow import Follower, Gone, Outcome, Ready, Syncing, Unwatched, Waiting
 from portfwd.engine.health import GiveUp, Retry, TunnelHealth, describe, pod_check, transient
 from portfwd.engine.informers import InformerPool
-from portfwd.engine.lazy import Idler, duration_text, watched
+from portfwd.engine.lazy import IDLE_STOP_MARK, Idler, watched
 from portfwd.engine.model import (
     ForwardSnapshot,
     ForwardSpec,
@@ -53,6 +53,7 @@ from portfwd.engine.model import (
 from portfwd.engine.present import kubectl_command
 from portfwd.engine.routing import Router
 from portfwd.errors import NoReadyPod, PortfwdError
+from portfwd.humanize import duration_text
 from portfwd.kube.backoff import Backoff
 from portfwd.kube.client import KubeClient
 from portfwd.kube.errors import Forbidden, Unauthorized
@@ -719,7 +720,7 @@ class Forward:
 
     async def _idle_stopped(self, idler: Idler) -> None:
         """Quiet for idle_stop: unbind and stop, saying why (the supervisor ends)."""
-        reason = f"no traffic for {duration_text(idler.idle_stop)} (idle_stop)"
+        reason = f"no traffic for {duration_text(idler.idle_stop)} {IDLE_STOP_MARK}"
         self._clear_route()
         await self.router.close()
         await self._close_listeners()

@@ -21,6 +21,7 @@ from typing import Any
 
 from portfwd.engine.api import EngineAPI
 from portfwd.engine.events import ForwardChanged, Lagged
+from portfwd.engine.lazy import stopped_when_idle
 from portfwd.engine.model import ForwardSnapshot, ForwardSpec, ForwardState
 
 
@@ -129,6 +130,9 @@ async def watch(
                 try:
                     snap = engine.get(fid)
                 except KeyError:  # removed by someone else: not ours to watch any more
+                    alive.remove(fid)
+                    continue
+                if stopped_when_idle(snap):  # idle_stop: gone as asked, not lost
                     alive.remove(fid)
                     continue
                 if failed_for_good(snap):

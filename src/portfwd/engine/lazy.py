@@ -26,7 +26,9 @@ import asyncio
 import time
 from collections.abc import Callable
 
-from portfwd.engine.model import ForwardSpec
+from portfwd.engine.model import ForwardSnapshot, ForwardSpec, ForwardState
+
+IDLE_STOP_MARK = "(idle_stop)"  # ends the reason of a forward idle_stop stopped
 
 
 def watched(spec: ForwardSpec) -> bool:
@@ -34,20 +36,15 @@ def watched(spec: ForwardSpec) -> bool:
     return spec.lazy or spec.idle_stop > 0
 
 
+def stopped_when_idle(snap: ForwardSnapshot) -> bool:
+    """Stopped by its idle_stop: gone as the user asked, not lost (`forward` then exits 0)."""
+    return snap.state is ForwardState.STOPPED and snap.reason.endswith(IDLE_STOP_MARK)
+
+
 def starts_asleep(spec: ForwardSpec) -> bool:
     """A lazy forward starts idle, unless its local port is the number a bare port name
     resolves to: that one must ask the cluster before it can bind, so it starts awake."""
     return spec.lazy and not spec.local_from_remote
-
-
-def duration_text(seconds: float) -> str:
-    """`10m`, `1h30m`, `1m30s`, `250ms`: a duration as the flags take it (Go's syntax)."""
-    if seconds < 1:
-        return f"{seconds * 1000:.0f}ms"
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    text = (f"{hours:.0f}h" if hours else "") + (f"{minutes:.0f}m" if minutes else "")
-    return text + (f"{secs:g}s" if secs or not text else "")
 
 
 class Idler:

@@ -32,6 +32,7 @@ from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 from portfwd.configdir import config_dir
 from portfwd.errors import PortfwdError
 from portfwd.filecheck import FileTooLarge, NotRegularFile, check_private, irregular, read_capped
+from portfwd.humanize import duration_text
 from portfwd.kube.targets import printable
 from portfwd.safeyaml import YamlLimitError, load_yaml
 from portfwd.store.profiles_check import SCHEMA_VERSION, Checker, KnownContexts
@@ -201,6 +202,12 @@ def forward_to_node(fwd: ProfileForward) -> CommentedMap:
         node["reconnect"] = False
     if fwd.spread:
         node["spread"] = True
+    if fwd.lazy:
+        node["lazy"] = True
+    for key in ("idle_after", "idle_stop"):
+        seconds = getattr(fwd, key)
+        if seconds is not None:
+            node[key] = duration_text(seconds)
     return node
 
 

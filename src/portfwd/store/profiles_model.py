@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from portfwd.engine.identity import is_same_spec, port_names
-from portfwd.engine.model import ForwardSpec
+from portfwd.engine.model import IDLE_AFTER, ForwardSpec
 from portfwd.kube.targets import parse_port_mapping
 
 DEFAULT_ADDRESSES: tuple[str, ...] = ("localhost",)
@@ -43,6 +43,9 @@ class ProfileForward:
     reconnect: bool = True
     kubeconfig: str | None = None
     spread: bool = False  # new connections over every Ready pod (see ForwardSpec.spread)
+    lazy: bool = False  # tunnel on first use, closed when idle (see ForwardSpec.lazy)
+    idle_after: float | None = None  # seconds; set: lazy (None: the default)
+    idle_stop: float | None = None  # seconds without traffic before it stops (None: never)
 
     def spec_names(self) -> list[str]:
         """The engine names of its forwards: NAME, or NAME-REMOTE for each of several ports
@@ -165,6 +168,9 @@ class Profile:
                 reconnect=fwd.reconnect,
                 name=name,
                 spread=fwd.spread,
+                lazy=fwd.lazy or fwd.idle_after is not None,
+                idle_after=fwd.idle_after or IDLE_AFTER,
+                idle_stop=fwd.idle_stop or 0.0,
             )
 
 
@@ -270,6 +276,9 @@ def _forwards_of(specs: Iterable[ForwardSpec], used: set[str]) -> tuple[ProfileF
                 reconnect=spec.reconnect,
                 kubeconfig=spec.kubeconfig,
                 spread=spec.spread,
+                lazy=spec.lazy,
+                idle_after=spec.idle_after if spec.idle_after != IDLE_AFTER else None,
+                idle_stop=spec.idle_stop or None,
             )
         )
     return tuple(forwards)
