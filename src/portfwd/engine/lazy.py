@@ -41,6 +41,11 @@ def stopped_when_idle(snap: ForwardSnapshot) -> bool:
     return snap.state is ForwardState.STOPPED and snap.reason.endswith(IDLE_STOP_MARK)
 
 
+def idle_stop(message: str) -> bool:
+    """Is this log line the one idle_stop leaves (`stopped: no traffic for 30m (idle_stop)`)?"""
+    return message.endswith(IDLE_STOP_MARK)
+
+
 def starts_asleep(spec: ForwardSpec) -> bool:
     """A lazy forward starts idle, unless its local port is the number a bare port name
     resolves to: that one must ask the cluster before it can bind, so it starts awake."""
