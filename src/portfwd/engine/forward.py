@@ -697,6 +697,7 @@ class Forward:
         self._settled.set()
         if not await idler.sleep():
             return False
+        self._revalidate_reason = None  # a sleep's revalidation: this start is a fresh one
         self.add_log(LogLevel.INFO, "a connection arrived: opening the tunnel", LogKind.IDLE)
         self._set_state(ForwardState.STARTING)
         return True
