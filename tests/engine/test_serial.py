@@ -51,6 +51,9 @@ specs = st.builds(
     reconnect=st.booleans(),
     protocol=st.sampled_from(["auto", "websocket", "spdy", "v4"]),
     name=st.none() | names,
+    lazy=st.booleans(),
+    idle_after=st.sampled_from([600.0, 0.25, 90, 3600.5]),
+    idle_stop=st.sampled_from([0.0, 1800, 0.5]),
 )
 stats = st.builds(ForwardStats, *(st.integers(0, 2**40) for _ in range(6)))
 snapshots = st.builds(
@@ -126,6 +129,10 @@ def test_connections_survive_json() -> None:
         ({"target": "svc/web", "remote_port": 99999}, "remote port 99999 is out of range"),
         ({"target": "svc/web", "remote_port": 80, "name": "has space"}, "forward name"),
         ({"target": "svc/web", "remote_port": 80, "protocol": "h2"}, "unknown protocol"),
+        ({"target": "svc/web", "remote_port": 80, "lazy": "yes"}, "bad lazy"),
+        ({"target": "svc/web", "remote_port": 80, "idle_after": 0}, "idle_after 0 is out of"),
+        ({"target": "svc/web", "remote_port": 80, "idle_stop": "1h"}, 'idle_stop "1h" is not'),
+        ({"target": "svc/web", "remote_port": 80, "idle_stop": -1}, "idle_stop -1 is out of"),
     ],
 )
 def test_bad_specs_are_one_line_naming_the_field(data: dict[str, object], message: str) -> None:

@@ -7,6 +7,7 @@ import click
 from portfwd.cli import bound, completion, options
 from portfwd.cli.connected import DAEMON_ERRORS
 from portfwd.cli.handover import hand_over
+from portfwd.cli.idle_options import idle_fields, idle_options, with_idle
 from portfwd.cli.run import run
 from portfwd.constants import PORTFORWARD_PROTOCOL_CHOICES
 from portfwd.engine.identity import port_names
@@ -59,6 +60,7 @@ from portfwd.kube.targets import parse_port_mapping
     show_default=True,
     help="Port-forward wire protocol (see `portfwd --help`).",
 )
+@idle_options
 @bound.output_options
 @click.argument("target", shell_complete=completion.complete_targets)
 @click.argument("ports", nargs=-1, required=True, shell_complete=completion.complete_ports)
@@ -76,6 +78,9 @@ def add_command(
     http_log: bool,
     probe: str,
     probe_interval: float,
+    lazy: bool,
+    idle_after: float | None,
+    idle_stop: float | None,
     protocol: str,
     output: str,
     ports_file: str | None,
@@ -106,6 +111,7 @@ def add_command(
             probe_interval=probe_interval,
             **opts,
         )
+        specs = with_idle(specs, idle_fields(lazy, idle_after, idle_stop))
         # kubectl's way with several ports: all of them or none (exit 2/1: nothing added).
         report: list[ForwardSnapshot] = []
         code = hand_over(

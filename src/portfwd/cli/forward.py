@@ -19,10 +19,13 @@ stderr; a forward that fails for good ends the command with its reason (exit 1).
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from portfwd.cli import completion, options
 from portfwd.cli.here import run_here
+from portfwd.cli.idle_options import idle_fields, idle_options, with_idle
 from portfwd.cli.podwait import wait_for_ready_pod
 from portfwd.cli.run import run
 from portfwd.engine.model import ForwardSpec
@@ -68,6 +71,7 @@ from portfwd.kube.targets import parse_port_mapping
     "on stderr; bytes pass unchanged, TLS is shown as TLS.",
 )
 @options.probe_options
+@idle_options
 @options.metrics_option()
 @options.ping_option()
 @options.protocol_option()
@@ -86,6 +90,9 @@ def forward(
     http_log: bool,
     probe: str,
     probe_interval: float,
+    lazy: bool,
+    idle_after: float | None,
+    idle_stop: float | None,
     metrics: tuple[str, int] | None,
     ping_interval: float,
     protocol: str,
@@ -122,6 +129,7 @@ def forward(
             probe=probe,
             probe_interval=probe_interval,
             metrics=metrics,
+            idle=idle_fields(lazy, idle_after, idle_stop),
         )
     )
 
@@ -191,6 +199,7 @@ def run_forward(
     probe: str = "",
     probe_interval: float = DEFAULT_PROBE_INTERVAL,
     metrics: tuple[str, int] | None = None,
+    idle: dict[str, Any] | None = None,
 ) -> int:
     specs = forward_specs(
         kubeconfig=kubeconfig,
@@ -206,6 +215,7 @@ def run_forward(
         probe=probe,
         probe_interval=probe_interval,
     )
+    specs = with_idle(specs, idle or {})
     if pod_running_timeout is not None:
         wait_for_ready_pod(specs[0], pod_running_timeout)
     return run_loop(

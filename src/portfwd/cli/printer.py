@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 from portfwd.cli.console import LineWriter
 from portfwd.engine.events import LogLine
+from portfwd.engine.lazy import idle_stop
 from portfwd.engine.manager import Subscription
 from portfwd.engine.model import ForwardSnapshot, LogEntry, LogKind, LogLevel
 from portfwd.safetext import escape_controls
@@ -46,7 +47,8 @@ class Printer:
 
     def forwarding(self, snap: ForwardSnapshot) -> None:
         for host, port in snap.bound:
-            self.out(f"Forwarding from {format_host_port(host, port)} -> {snap.remote_port}")
+            remote = snap.remote_port or snap.spec.remote_port  # lazy and idle: not resolved yet
+            self.out(f"Forwarding from {format_host_port(host, port)} -> {remote}")
 
     def entry(self, entry: LogEntry) -> None:
         kind = entry.kind
@@ -54,6 +56,8 @@ class Printer:
             self.out(escape_controls(entry.message))
         elif kind in _AS_IS and entry.level < LogLevel.WARNING:  # HTTP: the request log
             self.err(escape_controls(entry.message))
+        elif kind is LogKind.IDLE or (kind is LogKind.STOPPED and idle_stop(entry.message)):
+            self.err(escape_controls(entry.message))  # lazy: dozing, waking, idle_stop
         elif kind is LogKind.FAILED:
             return  # the reason, printed once by the command as its error line
         elif entry.level >= LogLevel.WARNING:

@@ -3,9 +3,11 @@ then, and the MCP server's `add_forward` answers then.
 
 Ready means what a client needs: the local listener is bound and the tunnel to the pod was
 verified (the engine only reports ACTIVE after its preflight through a real tunnel), and,
-for a forward with a probe (`--probe`), the pod's port answered it. `active` asks for the
-state word only. A forward that fails for good (engine/launch.py's rule), is removed, or is
-not ready in time is a `NotReady` naming it and why: a script gets one line, not a hang.
+for a forward with a probe (`--probe`), the pod's port answered it; or, for a lazy forward,
+the listener is bound and it is `idle` (its first connection waits while the tunnel opens).
+`active` asks for the state word only. A forward that fails for good (engine/launch.py's
+rule), is removed, or is not ready in time is a `NotReady` naming it and why: a script gets
+one line, not a hang.
 """
 
 from __future__ import annotations
@@ -35,6 +37,10 @@ def label(snap: ForwardSnapshot) -> str:
 
 
 def is_ready(snap: ForwardSnapshot, until: Until = Until.READY) -> bool:
+    if snap.state is ForwardState.IDLE:
+        # Lazy: the port accepts now, and its first connection waits for the tunnel it opens;
+        # `active` waits for that tunnel (which only a connection opens).
+        return until is Until.READY and bool(snap.bound)
     if snap.state is not ForwardState.ACTIVE:
         return False
     if until is Until.ACTIVE:

@@ -28,6 +28,7 @@ from portfwd.cli import child, completion, options
 from portfwd.cli.add import add_specs
 from portfwd.cli.bound import client_host, write_ports_file
 from portfwd.cli.engines import Engine, engine
+from portfwd.cli.idle_options import idle_fields, idle_options, with_idle
 from portfwd.cli.ready import NotReady, wait_ready
 from portfwd.cli.run import ExitCode, error_line, run
 from portfwd.cli.run_env import (
@@ -99,6 +100,7 @@ class _SplitAtDashes(click.Command):
     help="Also write what was bound as JSON to FILE (atomically) before COMMAND starts.",
 )
 @options.probe_options
+@idle_options
 @options.ping_option("WebSocket ping interval on every tunnel; 0 disables.")
 @options.protocol_option("Port-forward wire protocol (see `portfwd --help`).")
 @click.argument(
@@ -124,6 +126,9 @@ def run_command(
     ports_file: str | None,
     probe: str,
     probe_interval: float,
+    lazy: bool,
+    idle_after: float | None,
+    idle_stop: float | None,
     ping_interval: float,
     protocol: str,
     args: tuple[str, ...],
@@ -178,6 +183,7 @@ def run_command(
                 **opts,
             )
             labels = _labels(specs, args[0], len(args) - 1)
+        specs = with_idle(specs, idle_fields(lazy, idle_after, idle_stop))
         check_names(labels)
         check_placeholders(argv, labels)
         return run_loop(

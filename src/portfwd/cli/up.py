@@ -18,12 +18,14 @@ from __future__ import annotations
 import asyncio
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import click
 
 from portfwd.cli import bound, completion, options
 from portfwd.cli.handover import hand_over
 from portfwd.cli.here import run_here
+from portfwd.cli.idle_options import idle_fields, idle_options, with_idle
 from portfwd.cli.namespaces_here import prefix
 from portfwd.cli.profile import complete_groups, complete_profiles
 from portfwd.cli.run import ExitCode, error_line, run
@@ -81,6 +83,7 @@ from portfwd.tunnel.listener import BindError, check_bindable
 @options.ping_option("WebSocket ping interval on every tunnel; 0 disables (see `portfwd --help`).")
 @options.protocol_option("Port-forward wire protocol (see `portfwd --help`).")
 @options.metrics_option()
+@idle_options
 @bound.output_options
 @click.argument("profile", shell_complete=complete_profiles)
 @click.argument("groups", nargs=-1, shell_complete=complete_groups)
@@ -97,6 +100,9 @@ def up_command(
     ping_interval: float,
     protocol: str,
     metrics: tuple[str, int] | None,
+    lazy: bool,
+    idle_after: float | None,
+    idle_stop: float | None,
     output: str,
     ports_file: str | None,
     profile: str,
@@ -137,6 +143,7 @@ def up_command(
             output=output,
             ports_file=ports_file,
             metrics=metrics,
+            idle=idle_fields(lazy, idle_after, idle_stop),
             **opts,
         )
     )
@@ -158,6 +165,7 @@ def run_up(
     output: str = "table",
     ports_file: str | None = None,
     metrics: tuple[str, int] | None = None,
+    idle: dict[str, Any] | None = None,
 ) -> int:
     """`daemon`: None runs here; False hands the forwards to a daemon if one runs; True
     starts one first when none does. `output` json / `ports_file`: what was bound (bound.py);
@@ -176,6 +184,7 @@ def run_up(
         for line in exc.lines:
             error_line(line)
         return ExitCode.USAGE
+    chosen = replace(chosen, specs=with_idle(chosen.specs, idle or {}))  # --lazy: all of them
     if not chosen.specs and not chosen.namespaces:
         where = " in these groups" if groups else ""
         error_line(f"profile {quote(profile)} has no forwards{where}")

@@ -37,8 +37,8 @@ from portfwd.safetext import escape_controls
     type=click.Choice([u.value for u in Until]),
     default=Until.READY.value,
     show_default=True,
-    help="ready: accepts connections (listener bound, tunnel verified); active: its state "
-    "is active.",
+    help="ready: accepts connections (listener bound, tunnel verified; a lazy forward: "
+    "idle); active: its state is active (for a lazy one: its tunnel is open).",
 )
 @click.option(
     "-o",

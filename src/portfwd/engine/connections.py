@@ -63,6 +63,10 @@ class Owner(Protocol):
 
     def tunnel_failed(self, exc: BaseException, text: str) -> None: ...
 
+    def demand(self) -> bool:
+        """A connection arrived: True when it waits for a tunnel not opened yet (lazy)."""
+        ...
+
     def counters_changed(self) -> None: ...
 
 
@@ -142,7 +146,8 @@ class Connections:
         """The listener's callback: serve this connection (or refuse it at once)."""
         fwd = self.forward
         tunnel = self.router.tunnel
-        if not fwd.accepting or tunnel is None:
+        coming = fwd.demand()  # a lazy forward wakes: its tunnel is on the way
+        if not fwd.accepting or (tunnel is None and not coming):
             local.abort()
             return
         port = fwd.local_port
@@ -179,7 +184,7 @@ class Connections:
             await asyncio.wait(tasks)
 
     async def _serve(
-        self, conn: Connection, tunnel: PodTunnel, local_port: int, counted: bool
+        self, conn: Connection, tunnel: PodTunnel | None, local_port: int, counted: bool
     ) -> None:
         fwd = self.forward
         remote = fwd.remote_port
@@ -187,6 +192,9 @@ class Connections:
             route = await self._route_for(conn, local_port, counted)
             if route is None:
                 return
+            if counted or tunnel is None:  # it waited (a reconnect, a lazy wake): today's
+                tunnel = self.router.tunnel
+            assert tunnel is not None
             stream: TunnelStream | None = None
             for retry in (False, True):
                 conn.pod, remote = route.pod.name, route.container_port

@@ -41,6 +41,7 @@ from portfwd.engine.facts import HealthWatch
 from portfwd.engine.follow import Follower, Gone, Outcome, Ready, Syncing, Unwatched, Waiting
 from portfwd.engine.health import GiveUp, Retry, TunnelHealth, describe, pod_check, transient
 from portfwd.engine.informers import InformerPool
+from portfwd.engine.lazy import IDLE_STOP_MARK, Idler, watched
 from portfwd.engine.model import (
     ForwardSnapshot,
     ForwardSpec,
@@ -53,6 +54,7 @@ from portfwd.engine.model import (
 from portfwd.engine.present import kubectl_command
 from portfwd.engine.routing import Router
 from portfwd.errors import NoReadyPod, PortfwdError
+from portfwd.humanize import duration_text
 from portfwd.kube.auth import AuthProvider
 from portfwd.kube.backoff import Backoff
 from portfwd.kube.client import KubeClient
@@ -128,6 +130,7 @@ class Forward:
         self._next_client: KubeClient | None = None  # the kubeconfig changed: move over
         self._config_error: str | None = None  # the kubeconfig cannot be loaded right now
         self.watch = HealthWatch(self, spec.probe, spec.probe_interval)  # facts, probe
+        self._idler: Idler | None = None  # lazy or idle_stop: when traffic stopped (lazy.py)
 
     # -- observation ------------------------------------------------------------------------
 
@@ -216,6 +219,8 @@ class Forward:
         self._publish(ForwardChanged(self.snapshot()))
 
     def counters_changed(self) -> None:
+        if self._idler is not None:
+            self._idler.touch()
         self._on_stats(self.id)
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -236,6 +241,9 @@ class Forward:
             self._been_active = False  # a restart is not a reconnect
             self.pod = self._last_pod = ""
             self._backoff.reset()
+            self._idler = Idler(self.spec, self.connections.__len__, self._wake.set)
+            if not watched(self.spec):
+                self._idler = None
             self._set_state(ForwardState.STARTING)
             self.add_log(LogLevel.INFO, f"starting: {kubectl_command(self.spec)}", LogKind.STARTING)
             self._run_task = asyncio.create_task(self._run(), name=f"forward-{self.id}")
@@ -250,10 +258,22 @@ class Forward:
             raise
 
     async def _run(self) -> None:
+        idler = self._idler
         try:
-            if await self._first_start():
+            if idler is not None:
+                idler.start()
+            while True:
+                if idler is not None and idler.asleep and not await self._doze(idler):
+                    return await self._idle_stopped(idler)
+                if not await self._first_start():
+                    return
                 self._settled.set()
                 await self._follow()
+                if idler is None or not idler.due:
+                    return
+                if idler.stop_due:
+                    return await self._idle_stopped(idler)
+                await self._go_idle(idler)
         except GiveUp as exc:
             await self._give_up(str(exc))
         except asyncio.CancelledError:
@@ -262,6 +282,8 @@ class Forward:
             log.exception("forward %s failed", self.id)
             await self._give_up(f"internal error: {type(exc).__name__}: {exc}")
         finally:
+            if idler is not None:
+                await idler.close()
             self._settled.set()
 
     async def _give_up(self, reason: str) -> None:
@@ -280,7 +302,8 @@ class Forward:
         except for a bare port name, whose local port is the number it resolves to."""
         spec = self.spec
         addresses = list(spec.bind_addresses)
-        if not spec.local_from_remote:
+        fresh = self._listeners is None  # not bound by an earlier doze (lazy)
+        if not spec.local_from_remote and fresh:
             try:
                 self._listeners = await self._bind(addresses)
             except PortfwdError as exc:
@@ -317,18 +340,23 @@ class Forward:
             except PortfwdError as exc:
                 await self._give_up(str(exc))
                 return False
-        self.watch.listening()
-        for warning in self._listeners.warnings:
-            self.add_log(LogLevel.WARNING, warning)
-        shown = resolution.container_port if resolution else spec.remote_port
-        for host, port in self._listeners.bound:
-            where = format_host_port(host, port)
-            self.add_log(LogLevel.INFO, f"Forwarding from {where} -> {shown}", LogKind.FORWARDING)
+        if fresh:
+            shown = resolution.container_port if resolution else spec.remote_port
+            self._said_bound(shown)
         if resolution is None:
             await self._apply(Retry(waiting))
         else:
             await self._apply(pod_check(self._target, resolution))
         return True
+
+    def _said_bound(self, shown: int | str) -> None:
+        assert self._listeners is not None
+        self.watch.listening()
+        for warning in self._listeners.warnings:
+            self.add_log(LogLevel.WARNING, warning)
+        for host, port in self._listeners.bound:
+            where = format_host_port(host, port)
+            self.add_log(LogLevel.INFO, f"Forwarding from {where} -> {shown}", LogKind.FORWARDING)
 
     async def _bind(self, addresses: list[BindAddress], resolved: int = 0) -> Listeners:
         """Bind the spec's port (`resolved`: the number a bare port name resolved to); with
@@ -393,6 +421,8 @@ class Forward:
                     except TimeoutError:
                         fired = True
                 self._wake.clear()
+                if self._idler is not None and self._idler.due:
+                    return  # quiet long enough: doze or stop (see _run)
                 if fired or (self._retry_at is not None and loop.time() >= self._retry_at):
                     fired, self._retry_at = True, None
                 if not self.serving and (
@@ -680,6 +710,54 @@ class Forward:
         """Re-evaluate now (the spec's reconnect flag changed)."""
         self._wake.set()
 
+    # -- lazy: doze while idle (engine/lazy.py) ----------------------------------------------
+
+    async def _doze(self, idler: Idler) -> bool:
+        """IDLE, port bound, nothing asked of the cluster, until a connection arrives (True)
+        or idle_stop is due (False)."""
+        if self._listeners is None:  # the first start of a lazy forward: bind only
+            try:
+                self._listeners = await self._bind(list(self.spec.bind_addresses))
+            except PortfwdError as exc:
+                raise GiveUp(str(exc)) from None
+            self._said_bound(self.spec.remote_port)
+            self.add_log(LogLevel.INFO, "lazy: the first connection opens the tunnel", LogKind.IDLE)
+        self._set_state(ForwardState.IDLE)
+        self._settled.set()
+        if not await idler.sleep():
+            return False
+        self._revalidate_reason = None  # a sleep's revalidation: this start is a fresh one
+        self.add_log(LogLevel.INFO, "a connection arrived: opening the tunnel", LogKind.IDLE)
+        self._set_state(ForwardState.STARTING)
+        return True
+
+    async def _go_idle(self, idler: Idler) -> None:
+        """Quiet for idle_after: watches closed (by _follow), tunnel released; port kept."""
+        self._clear_route()
+        await self.router.close()
+        self._last_pod = ""
+        self._been_active = False  # waking is a start, not a reconnect
+        self._retry_at = None
+        self._backoff.reset()
+        self.health.reset()
+        idler.fell_asleep()
+        self.add_log(
+            LogLevel.INFO,
+            f"idle: no traffic for {duration_text(idler.idle_after)}; tunnel closed, port"
+            f" {self.local_port} stays bound",
+            LogKind.IDLE,
+        )
+
+    async def _idle_stopped(self, idler: Idler) -> None:
+        """Quiet for idle_stop: unbind and stop, saying why (the supervisor ends)."""
+        reason = f"no traffic for {duration_text(idler.idle_stop)} {IDLE_STOP_MARK}"
+        self._clear_route()
+        await self.router.close()
+        await self._close_listeners()
+        await self.connections.close_all()
+        self.add_log(LogLevel.INFO, f"stopped: {reason}", LogKind.STOPPED)
+        self._set_state(ForwardState.STOPPED, reason)
+
     # -- stopping ---------------------------------------------------------------------------
 
     async def _cancel_run(self) -> None:
@@ -735,6 +813,11 @@ class Forward:
     @property
     def accepting(self) -> bool:
         return self.wanted
+
+    def demand(self) -> bool:
+        """A connection was accepted: True when it should wait for a tunnel this forward
+        does not have yet (a lazy one, woken by it)."""
+        return self._idler.demand() if self._idler is not None else False
 
     @property
     def local_port(self) -> int:

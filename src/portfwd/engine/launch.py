@@ -21,6 +21,7 @@ from typing import Any
 
 from portfwd.engine.api import EngineAPI
 from portfwd.engine.events import ForwardChanged, Lagged
+from portfwd.engine.lazy import stopped_when_idle
 from portfwd.engine.model import ForwardSnapshot, ForwardSpec, ForwardState
 
 
@@ -89,8 +90,9 @@ async def launch(
     for spec, fid, task in zip(specs, ids, starts, strict=True):
         snap = replace(task.result(), spec=spec)
         result.results.append(snap)
-        if snap.state in (ForwardState.ACTIVE, ForwardState.DEGRADED):  # started; a probe
-            result.active.append(snap)  # that fails is the pod's, said in its own line
+        if snap.state in (ForwardState.ACTIVE, ForwardState.DEGRADED, ForwardState.IDLE):
+            # Started (a probe that fails is the pod's, said in its own line; IDLE: lazy, bound)
+            result.active.append(snap)
         else:
             result.failed.append(snap)
             await engine.remove(fid)
@@ -129,6 +131,9 @@ async def watch(
                 try:
                     snap = engine.get(fid)
                 except KeyError:  # removed by someone else: not ours to watch any more
+                    alive.remove(fid)
+                    continue
+                if stopped_when_idle(snap):  # idle_stop: gone as asked, not lost
                     alive.remove(fid)
                     continue
                 if failed_for_good(snap):

@@ -25,6 +25,7 @@ from portfwd.kube.targets import Target, is_valid_port_name, parse_target, print
 from portfwd.safetext import escape_controls
 from portfwd.tunnel.addresses import BindAddress, parse_addresses
 
+IDLE_AFTER = 600.0  # seconds without traffic before a lazy forward closes its tunnel
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 
 
@@ -35,6 +36,7 @@ class ForwardState(enum.Enum):
     DEGRADED = "degraded"  # active, but its probe says the pod's port does not answer
     ERROR = "error"
     STOPPED = "stopped"
+    IDLE = "idle"  # lazy: listener bound, no tunnel (opened by the next connection)
 
 
 class LogLevel(enum.IntEnum):
@@ -68,6 +70,7 @@ class LogKind(enum.Enum):
     PRESSURE = "pressure"  # out of file descriptors: accepting paused (and back)
     HTTP = "http"  # the request log (--http-log): one request and its response, or why it stopped
     HEALTH = "health"  # the probe's verdict changed (degraded / answers again), credentials
+    IDLE = "idle"  # lazy: the tunnel closed for want of traffic, or opened by a connection
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,11 @@ class ForwardSpec:
     http_log: bool = False  # log each HTTP/1.x request's method, path, status, size, duration
     probe: str = ""  # "" (none), "tcp" or "http:/PATH": is the pod's port answering?
     probe_interval: float = DEFAULT_PROBE_INTERVAL  # seconds between two probes
+    # Lazy (engine/lazy.py): bound at once, the tunnel opened by the first connection and
+    # closed again after `idle_after` seconds without a connection or a byte.
+    lazy: bool = False
+    idle_after: float = IDLE_AFTER
+    idle_stop: float = 0.0  # stop (unbind) after this many seconds without traffic; 0: never
 
     def __post_init__(self) -> None:
         _PARSED[self] = check_spec(self)
@@ -176,6 +184,7 @@ def check_spec(spec: ForwardSpec) -> tuple[Target, tuple[BindAddress, ...]]:
             f"--spread needs several pods behind the target; {quote(spec.target)} is one pod"
             " (use svc/, deploy/, sts/ or rs/)"
         )
+    _idle_fields(spec)
     if spec.name is not None and (
         not isinstance(spec.name, str) or not NAME_RE.fullmatch(spec.name)
     ):
@@ -190,6 +199,17 @@ def check_spec(spec: ForwardSpec) -> tuple[Target, tuple[BindAddress, ...]]:
     parse_probe(spec.probe)
     check_interval(spec.probe_interval)
     return target, tuple(parsed)
+
+
+def _idle_fields(spec: ForwardSpec) -> None:
+    if not isinstance(spec.lazy, bool):
+        raise InputError(f"lazy {_shown(spec.lazy)} is not true or false")
+    for key, low in (("idle_after", "above zero"), ("idle_stop", "0 (never) or more")):
+        value = getattr(spec, key)
+        if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+            raise InputError(f"{key} {_shown(value)} is not a number of seconds")
+        if value < 0 or (key == "idle_after" and value == 0) or value == float("inf"):
+            raise InputError(f"{key} {_shown(value)} is out of range; use {low} seconds")
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from portfwd.engine.events import (
     StatsTick,
 )
 from portfwd.engine.model import (
+    IDLE_AFTER,
     ConnectionInfo,
     ForwardSnapshot,
     ForwardSpec,
@@ -50,6 +51,9 @@ SPEC_KEYS = (
     "http_log",
     "probe",
     "probe_interval",
+    "lazy",
+    "idle_after",
+    "idle_stop",
 )
 _OPTIONAL = ("name", "namespace", "context", "kubeconfig")
 
@@ -83,6 +87,12 @@ def spec_to_dict(spec: ForwardSpec) -> dict[str, Any]:
         data["probe"] = spec.probe
     if spec.probe_interval != DEFAULT_PROBE_INTERVAL:
         data["probe_interval"] = spec.probe_interval
+    if spec.lazy:
+        data["lazy"] = True
+    if spec.idle_after != IDLE_AFTER:
+        data["idle_after"] = spec.idle_after
+    if spec.idle_stop:
+        data["idle_stop"] = spec.idle_stop
     return data
 
 
@@ -103,7 +113,7 @@ def spec_from_dict(data: Any, *, strict: bool = False) -> ForwardSpec:
     addresses = data.get("addresses", ["127.0.0.1"])
     if not isinstance(addresses, list | tuple):
         raise InputError("bad addresses (a list of IP addresses or localhost)")
-    for key in ("reconnect", "local_from_remote", "spread", "http_log"):
+    for key in ("reconnect", "local_from_remote", "spread", "http_log", "lazy"):
         if key in data and not isinstance(data[key], bool):  # `reconnect: 'no'` is not false
             raise InputError(f"bad {key} (true or false)")
     fields: dict[str, Any] = {
@@ -118,6 +128,9 @@ def spec_from_dict(data: Any, *, strict: bool = False) -> ForwardSpec:
         "http_log": data.get("http_log", False),
         "probe": data.get("probe", ""),
         "probe_interval": data.get("probe_interval", DEFAULT_PROBE_INTERVAL),
+        "lazy": data.get("lazy", False),
+        "idle_after": data.get("idle_after", IDLE_AFTER),
+        "idle_stop": data.get("idle_stop", 0.0),
     }
     for key in _OPTIONAL:
         fields[key] = data.get(key)

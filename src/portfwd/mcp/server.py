@@ -56,11 +56,13 @@ def build(tools: Tools) -> MCPServer[Any]:
         address: str = "127.0.0.1",
         start: bool = True,
         spread: bool = False,
+        lazy: bool = False,
     ) -> dict[str, Any]:
         """Add a forward (one per port) and start it, as `portfwd add` does: TARGET is
         svc/NAME, pod/NAME, deploy/NAME, sts/NAME; PORTS are [LOCAL:]REMOTE (":80" picks a
         free local port). Answers with where each listens once it is active; a forward that
-        cannot start is not added and the error says why."""
+        cannot start is not added and the error says why. LAZY: bind now, open the tunnel on
+        the first connection, close it when idle (state idle, ready all the same)."""
         try:
             return await tools.add_forward(
                 target,
@@ -71,6 +73,7 @@ def build(tools: Tools) -> MCPServer[Any]:
                 address=address,
                 start=start,
                 spread=spread,
+                lazy=lazy,
             )
         except EXPECTED as exc:
             raise _failed(exc) from None

@@ -17,6 +17,7 @@ from typing import Any
 from portfwd.cli.add import add_specs
 from portfwd.cli.bound import entry
 from portfwd.cli.engines import Engine
+from portfwd.cli.idle_options import idle_fields, with_idle
 from portfwd.cli.ready import is_ready
 from portfwd.doctor import local
 from portfwd.doctor.cluster import cluster_checks
@@ -76,6 +77,7 @@ class Tools:
         address: str,
         start: bool,
         spread: bool,
+        lazy: bool = False,
     ) -> dict[str, Any]:
         if not ports:
             raise ToolProblem("no port given: expected [LOCAL:]REMOTE, e.g. 8080:80 or :80")
@@ -93,6 +95,7 @@ class Tools:
                 spread=spread,
             )
         )
+        specs = with_idle(specs, idle_fields(lazy, None, None))
         return {"forwards": [describe(s) for s in await self._launch(specs, start=start)]}
 
     def _checked(self, specs: list[ForwardSpec]) -> list[ForwardSpec]:

@@ -61,7 +61,8 @@ class _SampleCollector(Collector):
         )
         state = GaugeMetricFamily(
             "portfwd_forward_state",
-            "1 for the forward's current state (starting, active, reconnecting, error, stopped).",
+            "1 for the forward's current state (starting, active, reconnecting, error, stopped,"
+            " idle).",
             labels=[*labels, "state"],
         )
         received = CounterMetricFamily(

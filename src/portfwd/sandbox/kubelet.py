@@ -67,6 +67,11 @@ class Kubelet(ClusterState):
         if isinstance(transport, asyncio.Transport):
             self._orphans[transport] = orphan
 
+    @property
+    def open_tunnels(self) -> int:
+        """Upgraded port-forward connections open now (tests and benches count them)."""
+        return sum(len(t) for t in self._upgraded.values())
+
     @contextlib.contextmanager
     def upgraded_connection(self, node: str, request: web.Request) -> Iterator[None]:
         """Track an upgraded port-forward connection to a pod on `node` while it runs."""

@@ -82,6 +82,7 @@ class ClusterState:
         # connections until it is gone (after termination_grace).
         self.terminating_keeps_connections = terminating_keeps_connections
         self.portforward_requests = 0  # port-forward upgrades accepted (WebSocket and SPDY)
+        self.api_requests = 0  # every request that reached the API, watches included
         self.spdy_sessions = 0  # of those, SPDY sessions (plain or in a WebSocket)
         # Every port-forward upgrade that got past RBAC and the pod lookup, by form:
         # "websocket-spdy", "spdy" or "v4" (whether then accepted or refused).

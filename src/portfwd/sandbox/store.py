@@ -254,6 +254,11 @@ class Store:
         self._watchers.add(w)
         return w, replay
 
+    @property
+    def watches(self) -> int:
+        """Watch streams open now (tests and benches count them)."""
+        return len(self._watchers)
+
     def unwatch(self, w: Watcher) -> None:
         self._watchers.discard(w)
 

@@ -33,6 +33,7 @@ from portfwd.configdir import config_dir
 from portfwd.engine.probe_spec import DEFAULT_PROBE_INTERVAL
 from portfwd.errors import PortfwdError
 from portfwd.filecheck import FileTooLarge, NotRegularFile, check_private, irregular, read_capped
+from portfwd.humanize import duration_text
 from portfwd.kube.targets import printable
 from portfwd.safeyaml import YamlLimitError, load_yaml
 from portfwd.store.profiles_check import SCHEMA_VERSION, Checker, KnownContexts
@@ -206,6 +207,12 @@ def forward_to_node(fwd: ProfileForward) -> CommentedMap:
         node["probe"] = fwd.probe
     if fwd.probe_interval != DEFAULT_PROBE_INTERVAL:
         node["probe_interval"] = f"{fwd.probe_interval:g}s"
+    if fwd.lazy:
+        node["lazy"] = True
+    for key in ("idle_after", "idle_stop"):
+        seconds = getattr(fwd, key)
+        if seconds is not None:
+            node[key] = duration_text(seconds)
     return node
 
 

@@ -19,6 +19,7 @@ from typing import Any
 from portfwd.engine.model import NAME_RE
 from portfwd.engine.probe_spec import DEFAULT_PROBE_INTERVAL, interval_from, parse_probe
 from portfwd.errors import InputError
+from portfwd.humanize import parse_duration
 from portfwd.kube.targets import is_valid_name, parse_port_mapping, parse_target, quote
 from portfwd.store.profiles_model import (
     Defaults,
@@ -46,6 +47,9 @@ FORWARD_KEYS = (
     "spread",
     "probe",
     "probe_interval",
+    "lazy",
+    "idle_after",
+    "idle_stop",
 )
 NAMESPACE_KEYS = ("namespace", "context", "kubeconfig", "selector", "exclude")
 _NAME_RULE = "up to 63 letters, digits, '.', '_' and '-', starting with a letter or digit"
@@ -133,6 +137,21 @@ class Checker:
             )
             return None
         return value.strip()
+
+    def _duration(self, node: Any, key: str) -> float | None:
+        """An optional duration such as 10m or 1h30m (lazy forwards' idle_after, idle_stop)."""
+        if node.get(key) is None:
+            return None
+        value = node[key]
+        try:
+            if not isinstance(value, str):
+                raise InputError(f"{_kind(value)} is not a duration")
+            return parse_duration(value)
+        except InputError as exc:
+            self.problem(
+                _pos(node, key, value=True), f"{key} must be a duration such as 10m: {exc}"
+            )
+            return None
 
     def _namespace(self, node: Any) -> str | None:
         ns = self._text(node, "namespace", "namespace")
@@ -332,6 +351,16 @@ class Checker:
                 f"spread needs several pods behind the target; {quote(target)} is one pod",
             )
         probe, probe_interval = self._probe(entry)
+        lazy = entry.get("lazy", False)
+        if not isinstance(lazy, bool):
+            self.problem(
+                _pos(entry, "lazy", value=True),
+                f"lazy must be true or false, not {quote(str(lazy))}",
+            )
+        idle_after, idle_stop = (
+            self._duration(entry, "idle_after"),
+            self._duration(entry, "idle_stop"),
+        )
         fwd_context = self._text(entry, "context", "context")
         kubeconfig = self._text(entry, "kubeconfig", "kubeconfig")
         namespace = self._namespace(entry)
@@ -354,6 +383,9 @@ class Checker:
             spread=bool(spread),
             probe=probe,
             probe_interval=probe_interval,
+            lazy=lazy is True,
+            idle_after=idle_after,
+            idle_stop=idle_stop,
         )
 
     def _probe(self, entry: Any) -> tuple[str, float]:

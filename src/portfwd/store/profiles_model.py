@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from portfwd.engine.identity import is_same_spec, port_names
-from portfwd.engine.model import ForwardSpec
+from portfwd.engine.model import IDLE_AFTER, ForwardSpec
 from portfwd.engine.probe_spec import DEFAULT_PROBE_INTERVAL
 from portfwd.kube.targets import parse_port_mapping
 
@@ -46,6 +46,9 @@ class ProfileForward:
     spread: bool = False  # new connections over every Ready pod (see ForwardSpec.spread)
     probe: str = ""  # "tcp" or "http:/PATH": is the pod's port answering (ForwardSpec.probe)
     probe_interval: float = DEFAULT_PROBE_INTERVAL
+    lazy: bool = False  # tunnel on first use, closed when idle (see ForwardSpec.lazy)
+    idle_after: float | None = None  # seconds; set: lazy (None: the default)
+    idle_stop: float | None = None  # seconds without traffic before it stops (None: never)
 
     def spec_names(self) -> list[str]:
         """The engine names of its forwards: NAME, or NAME-REMOTE for each of several ports
@@ -170,6 +173,9 @@ class Profile:
                 spread=fwd.spread,
                 probe=fwd.probe,
                 probe_interval=fwd.probe_interval,
+                lazy=fwd.lazy or fwd.idle_after is not None,
+                idle_after=fwd.idle_after or IDLE_AFTER,
+                idle_stop=fwd.idle_stop or 0.0,
             )
 
 
@@ -277,6 +283,9 @@ def _forwards_of(specs: Iterable[ForwardSpec], used: set[str]) -> tuple[ProfileF
                 spread=spec.spread,
                 probe=spec.probe,
                 probe_interval=spec.probe_interval,
+                lazy=spec.lazy,
+                idle_after=spec.idle_after if spec.idle_after != IDLE_AFTER else None,
+                idle_stop=spec.idle_stop or None,
             )
         )
     return tuple(forwards)

@@ -33,6 +33,14 @@ def _text(description: str) -> dict[str, Any]:
     return {"type": "string", "minLength": 1, "description": description}
 
 
+def _duration(description: str) -> dict[str, Any]:
+    return {"type": "string", "pattern": DURATION_PATTERN, "description": description}
+
+
+# Go's duration syntax (humanize.parse_duration), as the profiles take it: 10m, 1h30m, 45s.
+DURATION_PATTERN = r"^((\d+(\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h))+$"
+
+
 def schema() -> dict[str, Any]:
     """A JSON Schema (draft 2020-12) of profiles.yaml."""
     address = {
@@ -90,6 +98,16 @@ def schema() -> dict[str, Any]:
             "description": "How often the probe runs: seconds, or a duration such as 10s or "
             "1m (default 10s).",
         },
+        "lazy": {
+            "type": "boolean",
+            "description": "Bind the port now, open the tunnel on the first connection and "
+            "close it when idle (default false).",
+        },
+        "idle_after": _duration(
+            "A lazy forward closes its tunnel after this long without traffic (default 10m); "
+            "implies lazy."
+        ),
+        "idle_stop": _duration("Stop the forward after this long without traffic (e.g. 30m)."),
         **common,
     }
     assert set(forward_properties) == set(FORWARD_KEYS)

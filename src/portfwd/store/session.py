@@ -175,7 +175,12 @@ class Session:
     def _settle(self, snap: ForwardSnapshot) -> None:
         """A forward running again, or stopped by the user, is no longer pinned as wanted;
         one `--no-restore` skipped is, until the user does anything with it."""
-        if snap.state in (ForwardState.ACTIVE, ForwardState.DEGRADED, ForwardState.STOPPED):
+        if snap.state in (
+            ForwardState.ACTIVE,
+            ForwardState.DEGRADED,
+            ForwardState.IDLE,
+            ForwardState.STOPPED,
+        ):
             self._wanted.discard(snap.id)
         if snap.state is not ForwardState.STOPPED:
             self._skipped.discard(snap.id)

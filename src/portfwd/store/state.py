@@ -62,7 +62,13 @@ STATE_MAX_NODES = 200_000
 
 # States in which the user wants the forward running: restarted on the next start.
 RUNNING_STATES = frozenset(
-    {ForwardState.STARTING, ForwardState.ACTIVE, ForwardState.RECONNECTING, ForwardState.DEGRADED}
+    {
+        ForwardState.STARTING,
+        ForwardState.ACTIVE,
+        ForwardState.RECONNECTING,
+        ForwardState.DEGRADED,
+        ForwardState.IDLE,
+    }
 )
 
 

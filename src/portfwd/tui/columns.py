@@ -50,7 +50,8 @@ _STATE_ORDER = {
     ForwardState.DEGRADED: 1,
     ForwardState.STARTING: 2,
     ForwardState.ACTIVE: 3,
-    ForwardState.STOPPED: 4,
+    ForwardState.IDLE: 4,
+    ForwardState.STOPPED: 5,
 }
 
 

@@ -36,6 +36,11 @@ def palette_commands(app: PortfwdApp, screen: object) -> Iterable[SystemCommand]
             "Retry the selected forward after failures, or not (a)",
             dash.action_toggle_reconnect,
         )
+        yield SystemCommand(
+            "Lazy on/off",
+            "Open the tunnel on the first connection, close it when idle (z)",
+            dash.action_toggle_lazy,
+        )
         yield SystemCommand("Forward logs", "Log of the selected forward (l)", dash.action_logs)
         yield SystemCommand(
             "Details on/off",

@@ -30,6 +30,7 @@ STATUS_STYLE: dict[ForwardState, tuple[str, str]] = {
     ForwardState.DEGRADED: ("◐", "bold gold1"),  # serving, but its probe fails
     ForwardState.ERROR: ("✖", "bold red"),
     ForwardState.STOPPED: ("■", "grey50"),
+    ForwardState.IDLE: ("◌", "cyan"),  # lazy: bound, no tunnel until a connection arrives
 }
 
 LEVEL_STYLE: dict[LogLevel, str] = {

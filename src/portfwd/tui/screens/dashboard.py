@@ -49,6 +49,7 @@ class DashboardScreen(PortfwdScreen[None]):
         Binding("e", "edit", "Edit", show=False),
         Binding("R", "rename", "Rename", show=False),
         Binding("a", "toggle_reconnect", "Auto-reconnect on/off", show=False),
+        Binding("z", "toggle_lazy", "Lazy on/off", show=False),
         Binding("l", "logs", "Logs"),
         Binding("i", "toggle_detail", "Details"),
         Binding("L", "all_logs", "All logs", show=False),
@@ -344,6 +345,21 @@ class DashboardScreen(PortfwdScreen[None]):
             self.notify(f"auto-reconnect {word} for {snap.spec.target}", timeout=4, markup=False)
 
         self._run_engine(f"auto-reconnect {word} for {forward_label(snap)}", toggle)
+
+    def action_toggle_lazy(self) -> None:
+        """Lazy (◌ idle until a connection arrives) or not: the forward restarts with it."""
+        snap = self._selected()
+        if snap is None:
+            return
+        engine = self.engine
+        spec = replace(snap.spec, lazy=not snap.spec.lazy)
+        word = "on" if spec.lazy else "off"
+
+        async def toggle() -> None:
+            await engine.update(snap.id, spec)
+            self.notify(f"lazy {word} for {snap.spec.target}", timeout=4, markup=False)
+
+        self._run_engine(f"lazy {word} for {forward_label(snap)}", toggle)
 
     def action_logs(self) -> None:
         snap = self._selected()

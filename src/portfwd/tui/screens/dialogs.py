@@ -163,6 +163,7 @@ HELP_LEFT: tuple[Section, ...] = (
             ("e", "edit local port"),
             ("R", "rename (keeps running)"),
             ("a", "auto-reconnect (⊘ off)"),
+            ("z", "lazy (◌ when idle)"),
             ("i", "details (again: fold)"),
             ("l, enter", "its logs"),
             ("L", "app-wide log"),

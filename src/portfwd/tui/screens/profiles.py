@@ -75,9 +75,12 @@ def engine_forward(spec: ForwardSpec, snapshots: list[ForwardSnapshot]) -> Forwa
     return find_running(spec, snapshots)
 
 
+_UP = (ForwardState.ACTIVE, ForwardState.IDLE)  # IDLE: lazy, bound, opens on first use
+
+
 def count_active(specs: list[ForwardSpec], snapshots: list[ForwardSnapshot]) -> int:
     there, _, _ = split_running(specs, snapshots)
-    return sum(1 for _, snap in there if snap.state is ForwardState.ACTIVE)
+    return sum(1 for _, snap in there if snap.state in _UP)
 
 
 def _same_forward(a: ProfileForward, b: ProfileForward) -> bool:
@@ -365,7 +368,7 @@ class ProfilesScreen(PortfwdScreen[None]):
             specs
             and not clashes
             and len(present) == len(specs)
-            and all(p.state is ForwardState.ACTIVE for p in present)
+            and all(p.state in _UP for p in present)
         ):
             self.notify(f"stopping {row.label} ({len(present)} forward(s))", timeout=4)
             await self._each(present, lambda s: app.engine.stop(s.id), "stopping")
