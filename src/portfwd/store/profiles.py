@@ -201,6 +201,8 @@ def forward_to_node(fwd: ProfileForward) -> CommentedMap:
         node["reconnect"] = False
     if fwd.spread:
         node["spread"] = True
+    if fwd.http_log:
+        node["http_log"] = True
     return node
 
 

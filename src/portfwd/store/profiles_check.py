@@ -43,6 +43,7 @@ FORWARD_KEYS = (
     "reconnect",
     "kubeconfig",
     "spread",
+    "http_log",
 )
 NAMESPACE_KEYS = ("namespace", "context", "kubeconfig", "selector", "exclude")
 _NAME_RULE = "up to 63 letters, digits, '.', '_' and '-', starting with a letter or digit"
@@ -328,6 +329,12 @@ class Checker:
                 _pos(entry, "spread", value=True),
                 f"spread needs several pods behind the target; {quote(target)} is one pod",
             )
+        http_log = entry.get("http_log", False)
+        if not isinstance(http_log, bool):
+            self.problem(
+                _pos(entry, "http_log", value=True),
+                f"http_log must be true or false, not {quote(str(http_log))}",
+            )
         fwd_context = self._text(entry, "context", "context")
         kubeconfig = self._text(entry, "kubeconfig", "kubeconfig")
         namespace = self._namespace(entry)
@@ -348,6 +355,7 @@ class Checker:
             reconnect=bool(reconnect),
             kubeconfig=kubeconfig,
             spread=bool(spread),
+            http_log=bool(http_log),
         )
 
     def _namespaces(self, body: Any, defaults: Defaults) -> list[ProfileNamespace]:

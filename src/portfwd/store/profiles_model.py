@@ -43,6 +43,7 @@ class ProfileForward:
     reconnect: bool = True
     kubeconfig: str | None = None
     spread: bool = False  # new connections over every Ready pod (see ForwardSpec.spread)
+    http_log: bool = False  # the HTTP request log (see ForwardSpec.http_log)
 
     def spec_names(self) -> list[str]:
         """The engine names of its forwards: NAME, or NAME-REMOTE for each of several ports
@@ -165,6 +166,7 @@ class Profile:
                 reconnect=fwd.reconnect,
                 name=name,
                 spread=fwd.spread,
+                http_log=fwd.http_log,
             )
 
 
@@ -270,6 +272,7 @@ def _forwards_of(specs: Iterable[ForwardSpec], used: set[str]) -> tuple[ProfileF
                 reconnect=spec.reconnect,
                 kubeconfig=spec.kubeconfig,
                 spread=spec.spread,
+                http_log=spec.http_log,
             )
         )
     return tuple(forwards)

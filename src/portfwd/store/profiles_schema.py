@@ -75,6 +75,11 @@ def schema() -> dict[str, Any]:
             "description": "New connections spread over every Ready pod behind the target, "
             "as a Service spreads them (default false: one pod, as kubectl).",
         },
+        "http_log": {
+            "type": "boolean",
+            "description": "Log each HTTP/1.x request through the forward: method, path, "
+            "status, size, duration (default false).",
+        },
         **common,
     }
     assert set(forward_properties) == set(FORWARD_KEYS)
