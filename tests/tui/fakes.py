@@ -155,6 +155,11 @@ class FakeManager:
         snap = self.forwards[forward_id]
         self.set(replace(snap, spec=replace(snap.spec, reconnect=enabled)))
 
+    async def set_http_log(self, forward_id: str, enabled: bool) -> None:
+        self.calls.append(("http log on" if enabled else "http log off", forward_id))
+        snap = self.forwards[forward_id]
+        self.set(replace(snap, spec=replace(snap.spec, http_log=enabled)))
+
     async def remove(self, forward_id: str) -> None:
         self.calls.append(("remove", forward_id))
         del self.forwards[forward_id]

@@ -306,6 +306,9 @@ class RemoteEngine:
     async def set_reconnect(self, forward_id: str, enabled: bool) -> None:
         self._learn(await self.client.call(ops.SET_RECONNECT, id=forward_id, enabled=enabled))
 
+    async def set_http_log(self, forward_id: str, enabled: bool) -> None:
+        self._learn(await self.client.call(ops.SET_HTTP_LOG, id=forward_id, enabled=enabled))
+
     async def remove(self, forward_id: str) -> None:
         await self.client.call(ops.REMOVE, id=forward_id)
 

@@ -210,6 +210,12 @@ SET_RECONNECT: Op[ForwardSnapshot] = Op(
     "set_reconnect",
     SNAPSHOT,
 )
+SET_HTTP_LOG: Op[ForwardSnapshot] = Op(
+    "set_http_log",
+    (FORWARD, Arg("enabled", "flag", True, param="enabled")),
+    "set_http_log",
+    SNAPSHOT,
+)
 REMOVE: Op[dict[str, Any]] = Op("remove", (FORWARD,), "remove", DATA)
 SUBSCRIBE: Op[dict[str, Any]] = Op(
     "subscribe", (Arg("logs", "number", 0, 0, MAX_LOG_LINES),), None, DATA
@@ -230,6 +236,7 @@ TABLE: dict[str, Op[Any]] = {
         RESTART,
         UPDATE,
         SET_RECONNECT,
+        SET_HTTP_LOG,
         REMOVE,
         SUBSCRIBE,
         UNSUBSCRIBE,

@@ -176,6 +176,11 @@ class SyncClient:
 
         return self.call(ops.SET_RECONNECT, id=forward_id, enabled=enabled)
 
+    def set_http_log(self, forward_id: str, enabled: bool) -> ForwardSnapshot:
+        from portfwd.daemon import ops
+
+        return self.call(ops.SET_HTTP_LOG, id=forward_id, enabled=enabled)
+
     def remove(self, forward_id: str) -> None:
         from portfwd.daemon import ops
 

@@ -64,6 +64,10 @@ class EngineAPI(Protocol):
 
     async def set_reconnect(self, forward_id: str, enabled: bool) -> None: ...
 
+    async def set_http_log(self, forward_id: str, enabled: bool) -> None:
+        """The HTTP request log on or off for the connections opened from now on."""
+        ...
+
     async def remove(self, forward_id: str) -> None: ...
 
     async def shutdown(self) -> None:

@@ -367,6 +367,9 @@ class ThreadedEngine:
     async def set_reconnect(self, forward_id: str, enabled: bool) -> None:
         await self._call(self._manager.set_reconnect(forward_id, enabled))
 
+    async def set_http_log(self, forward_id: str, enabled: bool) -> None:
+        await self._call(self._manager.set_http_log(forward_id, enabled))
+
     async def remove(self, forward_id: str) -> None:
         await self._call(self._manager.remove(forward_id))
 

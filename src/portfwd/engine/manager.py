@@ -207,6 +207,16 @@ class Manager:
         self._bus.publish(ForwardChanged(fwd.snapshot()))
         fwd.wake()
 
+    async def set_http_log(self, forward_id: str, enabled: bool) -> None:
+        """Turn the HTTP request log on or off without a restart: connections opened from
+        now on are read (or not); open ones keep what they had."""
+        fwd = self._forwards[forward_id]
+        if fwd.spec.http_log == enabled:
+            return
+        fwd.spec = replace(fwd.spec, http_log=enabled)
+        fwd.add_log(LogLevel.INFO, "HTTP log " + ("on" if enabled else "off"), LogKind.SETTING)
+        self._bus.publish(ForwardChanged(fwd.snapshot()))
+
     def revalidate_all(self, reason: str) -> None:
         """Check every running forward again now: new watch connections, a tunnel probe."""
         running = [f for f in self._forwards.values() if f.wanted]

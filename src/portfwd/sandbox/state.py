@@ -46,6 +46,8 @@ class PodRuntime:
     serving: bool = False  # Ready at the moment termination began
     refusing: set[int] = field(default_factory=set)
     conns: set[asyncio.StreamWriter] = field(default_factory=set)
+    said: list[str] = field(default_factory=list)  # lines a test wrote to its log (say)
+    chatty: bool = False  # a followed log of this pod talks as fast as it is read
 
 
 class ClusterState:

@@ -49,6 +49,9 @@ class DashboardScreen(PortfwdScreen[None]):
         Binding("e", "edit", "Edit", show=False),
         Binding("R", "rename", "Rename", show=False),
         Binding("a", "toggle_reconnect", "Auto-reconnect on/off", show=False),
+        Binding("H", "toggle_http_log", "HTTP log on/off", show=False),
+        Binding("h", "http_log", "HTTP requests", show=False),
+        Binding("t", "toggle_pod_log", "Pod log tail", show=False),
         Binding("l", "logs", "Logs"),
         Binding("i", "toggle_detail", "Details"),
         Binding("L", "all_logs", "All logs", show=False),
@@ -344,6 +347,38 @@ class DashboardScreen(PortfwdScreen[None]):
             self.notify(f"auto-reconnect {word} for {snap.spec.target}", timeout=4, markup=False)
 
         self._run_engine(f"auto-reconnect {word} for {forward_label(snap)}", toggle)
+
+    def action_toggle_http_log(self) -> None:
+        snap = self._selected()
+        if snap is None:
+            return
+        engine = self.engine
+        enabled = not snap.spec.http_log
+        word = "on" if enabled else "off"
+
+        async def toggle() -> None:
+            await engine.set_http_log(snap.id, enabled)
+            more = " (new connections; h shows the requests)" if enabled else ""
+            self.notify(f"HTTP log {word} for {snap.spec.target}{more}", timeout=4, markup=False)
+
+        self._run_engine(f"HTTP log {word} for {forward_label(snap)}", toggle)
+
+    def action_http_log(self) -> None:
+        """The HTTP requests of the selected forward (`a` in the view shows every forward's)."""
+        from portfwd.tui.screens.http_log import HttpLogScreen
+
+        fid = self.table.selected_id if self.live else None
+        self.app.push_screen(HttpLogScreen(fid if fid in self.table.snapshots else None))
+
+    def action_toggle_pod_log(self) -> None:
+        """The selected forward's pod log, tailed in the (unfolded) detail pane."""
+        if self._selected() is None:
+            return
+        pane = self.detail
+        if not pane.expanded:
+            pane.toggle()
+        pane.toggle_pod_log()
+        self._update_detail()
 
     def action_logs(self) -> None:
         snap = self._selected()

@@ -166,6 +166,9 @@ HELP_LEFT: tuple[Section, ...] = (
             ("i", "details (again: fold)"),
             ("l, enter", "its logs"),
             ("L", "app-wide log"),
+            ("h", "HTTP requests"),
+            ("H", "HTTP log on/off"),
+            ("t", "pod log tail on/off"),
             ("y", "copy kubectl command"),
             ("o", "open in the browser"),
             ("/", "filter; esc clears"),
@@ -244,6 +247,15 @@ HELP_RIGHT: tuple[Section, ...] = (
             ("f", "follow on/off"),
             ("c", "clear the view"),
             ("esc, q", "back"),
+        ),
+    ),
+    (
+        "HTTP requests (h)",
+        (
+            ("type", "filter the requests"),
+            ("ctrl+o", "this forward / all"),
+            ("↑ ↓ pgup pgdn", "scroll"),
+            ("esc", "clear filter, back"),
         ),
     ),
 )
