@@ -386,10 +386,10 @@ async def _handle_resource(
         text, problem = cluster.pod_log(t.ns, t.name, request.query.get("container"))
         if problem:
             return status_response(400, "BadRequest", problem)
-        last = request.query.get("tailLines", "")
-        if last.isdigit():
+        lines = request.query.get("tailLines", "")
+        if lines.isdigit():
             kept = text.splitlines(keepends=True)
-            text = "".join(kept[len(kept) - int(last) :] if int(last) else [])
+            text = "".join(kept[len(kept) - int(lines) :] if int(lines) else [])
         if request.query.get("follow") not in ("true", "1"):
             return web.Response(text=text, content_type="text/plain")
         return await _follow_log(request, cluster, t.ns, t.name, text)
