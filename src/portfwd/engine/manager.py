@@ -39,8 +39,10 @@ from portfwd.engine.model import (
     LogLevel,
     check_spec,
 )
+from portfwd.engine.podlogs import PodLogPage, PodLogs
 from portfwd.engine.wake import WakeDetector
 from portfwd.errors import InputError
+from portfwd.kube.client import KubeClient
 from portfwd.kube.targets import printable
 from portfwd.tunnel.pool import TunnelPool
 from portfwd.tunnel.pump import V4_EOF_IDLE_LIMIT
@@ -87,6 +89,7 @@ class Manager:
         self._dirty: set[str] = set()
         self._ticker: asyncio.Task[None] | None = None
         self.memory = MemoryKeeper()
+        self.pod_logs = PodLogs(self.get, self._pod_log_client, self.subscribe)
         self._closed = False
         subscribe = getattr(self.clients, "subscribe", None)  # test pools may lack it
         self._unsubscribe = subscribe(self._context_changed) if subscribe is not None else None
@@ -114,6 +117,15 @@ class Manager:
     def open_connections(self, forward_id: str) -> list[ConnectionInfo]:
         """Each open connection of a forward with its own byte counters, oldest first."""
         return self._forwards[forward_id].connections.infos()
+
+    async def pod_log(
+        self, forward_id: str, container: str | None = None, after: int = 0, wait: float = 0
+    ) -> PodLogPage:
+        """The log of the pod the forward uses now, after line `after` (see podlogs.py)."""
+        return await self.pod_logs.read(forward_id, container, after, wait)
+
+    async def _pod_log_client(self, snap: ForwardSnapshot) -> KubeClient:
+        return await self.clients.get(snap.context or snap.spec.context, snap.spec.kubeconfig)
 
     def log(self, level: LogLevel, message: str, kind: LogKind = LogKind.NOTE) -> None:
         """An app-wide log line (not about one forward)."""
@@ -295,6 +307,7 @@ class Manager:
         if forward_id not in self._forwards:
             return
         await self.stop(forward_id, "removed")
+        await self.pod_logs.forget(forward_id)
         self._forwards.pop(forward_id, None)
         self._locks.pop(forward_id, None)
         self._dirty.discard(forward_id)
@@ -319,6 +332,7 @@ class Manager:
                 log.error("shutting down forward %s failed", fwd.id, exc_info=result)
         if self._wake_detector is not None:
             await self._wake_detector.stop()
+        await self.pod_logs.close()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(SHUTDOWN_CLIENTS_TIMEOUT):
                 await self.tunnels.close()

@@ -1,10 +1,10 @@
 """Forwards written out: a runnable kubectl script, or a plain YAML list (what import prints).
 
 The YAML list uses the profile file's keys for a forward: `name, context, namespace, target,
-ports, address, reconnect, kubeconfig` (and `protocol` when not auto, `http_log` when on). `ports` is a list of
-kubectl-style port strings (`8080:80`, `80`, `:80`, `8443:https`), `address` kubectl's
-`--address` text (`localhost`, `127.0.0.1,::1`). :func:`from_yaml` reads that list back, and
-also the session's own spelling (`remote_port`, `local_port`, `addresses`).
+ports, address, reconnect, kubeconfig` (and `protocol` when not auto, `http_log` when on).
+`ports` is a list of kubectl-style port strings (`8080:80`, `80`, `:80`, `8443:https`),
+`address` kubectl's `--address` text (`localhost`, `127.0.0.1,::1`). :func:`from_yaml` reads
+that list back, and also the session's own spelling (`remote_port`, `local_port`, `addresses`).
 
 :func:`to_kubectl_script` writes a POSIX shell script: one `kubectl port-forward ... &` per
 forward, every word shell-quoted (`engine/present.py`'s command, the one `y` copies), then

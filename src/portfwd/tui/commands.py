@@ -51,6 +51,11 @@ def palette_commands(app: PortfwdApp, screen: object) -> Iterable[SystemCommand]
             dash.action_toggle_pod_log,
         )
         yield SystemCommand(
+            "Pod log: next container",
+            "Tail another container of a pod with several (c)",
+            dash.action_pod_log_container,
+        )
+        yield SystemCommand(
             "Details on/off",
             "Whole error, pod, node, connections, history of the selected forward (i)",
             dash.action_toggle_detail,

@@ -52,6 +52,7 @@ class DashboardScreen(PortfwdScreen[None]):
         Binding("H", "toggle_http_log", "HTTP log on/off", show=False),
         Binding("h", "http_log", "HTTP requests", show=False),
         Binding("t", "toggle_pod_log", "Pod log tail", show=False),
+        Binding("c", "pod_log_container", "Pod log: next container", show=False),
         Binding("l", "logs", "Logs"),
         Binding("i", "toggle_detail", "Details"),
         Binding("L", "all_logs", "All logs", show=False),
@@ -374,11 +375,20 @@ class DashboardScreen(PortfwdScreen[None]):
         """The selected forward's pod log, tailed in the (unfolded) detail pane."""
         if self._selected() is None:
             return
-        pane = self.detail
-        if not pane.expanded:
-            pane.toggle()
-        pane.toggle_pod_log()
+        self.detail.toggle_pod_log()
         self._update_detail()
+
+    def action_pod_log_container(self) -> None:
+        """The pod log tail of the pod's next container (a pod with several)."""
+        pane = self.detail
+        if not (pane.expanded and pane.pod_log_on):
+            self.notify("t shows the pod log first", severity="warning", timeout=3)
+            return
+        name = pane.pod_log.next_container()
+        if name is None:
+            self.notify("the pod has one container", timeout=3)
+        else:
+            self.notify(f"pod log: container {name}", timeout=3, markup=False)
 
     def action_logs(self) -> None:
         snap = self._selected()

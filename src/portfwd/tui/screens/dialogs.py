@@ -166,9 +166,8 @@ HELP_LEFT: tuple[Section, ...] = (
             ("i", "details (again: fold)"),
             ("l, enter", "its logs"),
             ("L", "app-wide log"),
-            ("h", "HTTP requests"),
-            ("H", "HTTP log on/off"),
-            ("t", "pod log tail on/off"),
+            ("h / H", "HTTP view / on, off"),
+            ("t / c", "pod log / container"),
             ("y", "copy kubectl command"),
             ("o", "open in the browser"),
             ("/", "filter; esc clears"),
@@ -252,10 +251,8 @@ HELP_RIGHT: tuple[Section, ...] = (
     (
         "HTTP requests (h)",
         (
-            ("type", "filter the requests"),
-            ("ctrl+o", "this forward / all"),
-            ("↑ ↓ pgup pgdn", "scroll"),
-            ("esc", "clear filter, back"),
+            ("type", "filter"),
+            ("ctrl+o", "one forward / all"),
         ),
     ),
 )
