@@ -107,6 +107,7 @@ class Kubelet(ClusterState):
         if rt is None:
             raise KeyError(f"no pod {ns}/{name}")
         rt.chatty = chatty
+        self._notify()
 
     def pod_log(self, ns: str, name: str, container: str | None) -> tuple[str, str | None]:
         """(log text, None) or ("", the kubelet's 400 message) for `kubectl logs`."""
