@@ -80,6 +80,10 @@ async def test_every_engine_method_is_reachable_through_both_clients(
         assert [s.id for s in engine.snapshot()] == [fid]
         assert isinstance(engine.open_connections(fid), list)
         await engine.set_reconnect(fid, False)
+        await engine.set_http_log(fid, True)
+        assert daemon.manager.get(fid).spec.http_log
+        page = await engine.pod_log(fid, None, 0, 5)
+        assert page.pod == daemon.manager.get(fid).pod and page.next > 0, page
         await engine.update(fid, daemon.spec(name="remote2"))
         assert (await engine.restart(fid)).spec.name == "remote2"
         await engine.stop(fid)
@@ -102,6 +106,8 @@ async def test_every_engine_method_is_reachable_through_both_clients(
             assert [s.id for s in conn.snapshot()] == [snap.id]
             assert conn.open_connections("sync") == []
             assert conn.set_reconnect("sync", False).spec.reconnect is False
+            assert conn.set_http_log("sync", True).spec.http_log is True
+            assert conn.pod_log("sync", wait=5).pod == conn.get(snap.id).pod
             assert conn.update("sync", daemon.spec(name="sync2")).spec.name == "sync2"
             assert conn.restart("sync2").state is ForwardState.ACTIVE
             assert conn.stop("sync2").state is ForwardState.STOPPED

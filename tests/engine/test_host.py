@@ -105,3 +105,18 @@ def test_an_outbox_nobody_drains_stays_bounded_and_becomes_one_resync() -> None:
     # Stats ticks coalesce: one per forward is pending, the newest.
     ticks = [i for i in items if isinstance(i, StatsTick)]
     assert len(ticks) == len({t.forward_id for t in ticks})
+
+
+async def test_the_http_log_switch_and_the_pod_log_cross_the_thread(
+    sandbox: SandboxCluster,
+) -> None:
+    engine = await ThreadedEngine.open(lambda: Manager(kubeconfig=str(sandbox.kubeconfig_path)))
+    try:
+        fid = await engine.add(ForwardSpec(target="svc/echo", remote_port="tcp"))
+        await engine.set_http_log(fid, True)
+        assert engine.get(fid).spec.http_log  # the mirror has it when the call returns
+        page = await engine.pod_log(fid, None, 0, 10)
+        assert page.pod == engine.get(fid).pod and page.container == "echo"
+        assert any("container echo started" in line for line in page.lines)
+    finally:
+        await asyncio.wait_for(engine.shutdown(), 15)

@@ -92,3 +92,24 @@ async def test_tls_is_named_once_per_forward(manager: Manager) -> None:
         await _through(port, hello)
     await eventually(lambda: _http_lines(manager, fid) != [], limit=20)
     assert _http_lines(manager, fid) == ["HTTP log: TLS: encrypted traffic is not logged"]
+
+
+async def test_a_stream_that_is_not_http_is_said_once_and_passes_unchanged(
+    manager: Manager,
+) -> None:
+    fid = await manager.add(
+        ForwardSpec(target="deploy/echo", remote_port=9000, namespace="demo", http_log=True)
+    )
+    port = manager.get(fid).local_port
+    redis = b"*1\r\n$4\r\nPING\r\n" * 1000
+    for _ in range(3):
+        reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 20)
+        try:
+            writer.write(redis)
+            await writer.drain()
+            assert await asyncio.wait_for(reader.readexactly(len(redis)), 20) == redis
+        finally:
+            writer.close()
+    await eventually(lambda: _http_lines(manager, fid) != [], limit=20)
+    await eventually(lambda: manager.get(fid).stats.connections_total == 3, limit=20)
+    assert _http_lines(manager, fid) == ["HTTP log: not HTTP"]

@@ -172,3 +172,39 @@ def test_control_characters_in_the_target_are_escaped() -> None:
 def test_the_log_line() -> None:
     line = HttpExchange("GET", "/api", 200, 0, 1536, 0.012).line()
     assert line == "GET /api -> 200, 1.5 KiB in 12 ms"
+
+
+def test_secrets_in_headers_never_reach_the_log() -> None:
+    log = Log()
+    log.observer.client_bytes(
+        b"GET /me HTTP/1.1\r\nHost: w\r\nAuthorization: Bearer s3cr3t-token\r\n"
+        b"Cookie: session=c00kie\r\nX-Api-Key: k3y\r\n\r\n"
+    )
+    log.observer.server_bytes(
+        b"HTTP/1.1 200 OK\r\nSet-Cookie: session=n3w\r\nContent-Length: 2\r\n\r\nok"
+    )
+    (exchange,) = log.exchanges
+    shown = repr(exchange) + exchange.line()
+    for secret in ("s3cr3t", "c00kie", "k3y", "n3w", "Authorization", "Cookie"):
+        assert secret not in shown
+
+
+def test_a_chunked_request_body_is_counted() -> None:
+    log = Log()
+    log.observer.client_bytes(
+        b"POST /up HTTP/1.1\r\nHost: w\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
+    )
+    log.observer.server_bytes(b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n")
+    assert log.rows() == [("POST", "/up", 201, 11, 0)]
+
+
+def test_a_huge_response_head_stops_the_log_in_bounded_memory() -> None:
+    log = Log()
+    log.observer.client_bytes(b"GET / HTTP/1.1\r\nHost: w\r\n\r\n")
+    log.observer.server_bytes(b"HTTP/1.1 200 OK\r\n")
+    for _ in range(200):
+        log.observer.server_bytes(b"X-Filler: " + b"a" * 1000 + b"\r\n")
+    (stop,) = log.stops
+    assert stop.startswith("malformed HTTP response") and log.observer.stopped
+    assert log.exchanges == []

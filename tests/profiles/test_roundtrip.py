@@ -60,6 +60,7 @@ def profiles(draw: st.DrawFn) -> dict[str, Profile]:
                     address=draw(ADDRESSES),
                     reconnect=draw(st.booleans()),
                     kubeconfig=draw(KUBECONFIGS),
+                    http_log=draw(st.booleans()),
                 )
             )
         groups = {

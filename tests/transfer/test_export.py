@@ -49,6 +49,7 @@ def _spec(draw: st.DrawFn) -> ForwardSpec:
             st.sampled_from([("localhost",), ("127.0.0.1",), ("0.0.0.0", "::"), ("::1",)])
         ),
         reconnect=draw(st.booleans()),
+        http_log=draw(st.booleans()),
         protocol=draw(st.sampled_from(["auto", "websocket", "spdy", "v4"])),
         name=draw(st.none() | st.from_regex(r"[a-z][a-z0-9-]{0,20}", fullmatch=True)),
     )
@@ -64,7 +65,7 @@ def _as_kubectl(spec: ForwardSpec) -> ForwardSpec:
     """What a kubectl command can say of a forward: no name, no reconnect choice, and only
     the plain-SPDY wire (KUBECTL_PORT_FORWARD_WEBSOCKETS=false) among the wire settings."""
     protocol = "spdy" if spec.protocol == "spdy" else "auto"
-    return replace(spec, name=None, reconnect=True, protocol=protocol)
+    return replace(spec, name=None, reconnect=True, protocol=protocol, http_log=False)
 
 
 @settings(max_examples=75, deadline=None)

@@ -105,7 +105,8 @@ def test_string_booleans_and_a_single_object() -> None:
     (spec,) = result.specs
     assert (spec.local_port, spec.remote_port) == (18080, 8080)
     notes = " ".join(str(n) for n in result.notes)
-    assert "auto_loopback_address" in notes and "HTTP logs" in notes
+    assert "auto_loopback_address" in notes and "http_logs_enabled" in notes
+    assert spec.http_log  # kftray's HTTP logs: portfwd's request log
     assert "hosts-file" not in notes
 
 

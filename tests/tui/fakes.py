@@ -7,6 +7,7 @@ screenshots are deterministic (fixed clock, fixed pods, fixed byte counts).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import replace
 
@@ -29,6 +30,7 @@ from portfwd.engine.model import (
     LogEntry,
     LogLevel,
 )
+from portfwd.engine.podlogs import PodLogPage
 from portfwd.errors import PortfwdError
 
 NOW = 1_780_000_000.0  # fixed wall clock for snapshots
@@ -59,6 +61,8 @@ class FakeManager:
         self.forwards: dict[str, ForwardSnapshot] = {s.id: s for s in snapshots or []}
         self.log: dict[str | None, list[LogEntry]] = {}
         self.connections: dict[str, list[FakeConnection]] = {}
+        self.pod_pages: dict[str, PodLogPage] = {}
+        self.pod_news = asyncio.Event()
         self.subs: list[FakeSubscription] = []
         self.calls: list[tuple[str, str]] = []
         self.shut_down = False
@@ -154,6 +158,33 @@ class FakeManager:
         self.calls.append(("reconnect on" if enabled else "reconnect off", forward_id))
         snap = self.forwards[forward_id]
         self.set(replace(snap, spec=replace(snap.spec, reconnect=enabled)))
+
+    def set_pod_log(self, forward_id: str, page: PodLogPage) -> None:
+        """What `pod_log` answers for the forward from now on (a reader waiting wakes)."""
+        self.pod_pages[forward_id] = page
+        self.pod_news.set()
+        self.pod_news = asyncio.Event()
+
+    async def pod_log(
+        self, forward_id: str, container: str | None = None, after: int = 0, wait: float = 0
+    ) -> PodLogPage:
+        if forward_id not in self.forwards:
+            raise KeyError(forward_id)
+        self.calls.append(("pod log", forward_id))
+        page = self.pod_pages.get(forward_id, PodLogPage())
+        if after and after >= page.next:
+            news = self.pod_news
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(news.wait(), wait)
+            page = self.pod_pages.get(forward_id, PodLogPage())
+        if after and after < page.next:
+            return replace(page, lines=page.lines[len(page.lines) - (page.next - after) :])
+        return page
+
+    async def set_http_log(self, forward_id: str, enabled: bool) -> None:
+        self.calls.append(("http log on" if enabled else "http log off", forward_id))
+        snap = self.forwards[forward_id]
+        self.set(replace(snap, spec=replace(snap.spec, http_log=enabled)))
 
     async def remove(self, forward_id: str) -> None:
         self.calls.append(("remove", forward_id))

@@ -9,7 +9,7 @@ from typing import Any
 
 from textual.pilot import Pilot
 
-LONG_LIVED = {"engine-events", "resources-watch"}
+LONG_LIVED = {"engine-events", "resources-watch", "http-log-events", "pod-log"}
 
 
 async def settle(pilot: Pilot[Any], limit: float = 20.0) -> None:

@@ -31,6 +31,7 @@ from portfwd.engine.bus import EventBus, Subscription
 from portfwd.engine.events import Event, Lagged
 from portfwd.engine.mirror import SnapshotMirror
 from portfwd.engine.model import ConnectionInfo, ForwardSnapshot, ForwardSpec, LogEntry
+from portfwd.engine.podlogs import PodLogPage
 from portfwd.engine.serial import event_from_dict, log_from_dict, snapshot_from_dict
 from portfwd.errors import InputError, PortfwdError
 from portfwd.safetext import escape_controls
@@ -276,6 +277,16 @@ class RemoteEngine:
 
     async def set_reconnect(self, forward_id: str, enabled: bool) -> None:
         self._learn(await self.client.call(ops.SET_RECONNECT, id=forward_id, enabled=enabled))
+
+    async def set_http_log(self, forward_id: str, enabled: bool) -> None:
+        self._learn(await self.client.call(ops.SET_HTTP_LOG, id=forward_id, enabled=enabled))
+
+    async def pod_log(
+        self, forward_id: str, container: str | None = None, after: int = 0, wait: float = 0
+    ) -> PodLogPage:
+        return await self.client.call(
+            ops.POD_LOG, id=forward_id, container=container, after=after, wait=int(wait)
+        )
 
     async def remove(self, forward_id: str) -> None:
         await self.client.call(ops.REMOVE, id=forward_id)

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from portfwd.engine.model import ConnectionInfo, ForwardSnapshot, LogEntry
+from portfwd.engine.podlogs import MAX_WAIT as POD_LOG_WAIT
+from portfwd.engine.podlogs import PodLogPage
 from portfwd.engine.serial import (
     connection_from_dict,
     connection_to_dict,
@@ -210,6 +212,23 @@ SET_RECONNECT: Op[ForwardSnapshot] = Op(
     "set_reconnect",
     SNAPSHOT,
 )
+SET_HTTP_LOG: Op[ForwardSnapshot] = Op(
+    "set_http_log",
+    (FORWARD, Arg("enabled", "flag", True, param="enabled")),
+    "set_http_log",
+    SNAPSHOT,
+)
+POD_LOG: Op[PodLogPage] = Op(
+    "pod_log",
+    (
+        FORWARD,
+        Arg("container", "maybe-text", param="container"),
+        Arg("after", "number", 0, 0, 1 << 53, param="after"),
+        Arg("wait", "number", 0, 0, POD_LOG_WAIT, param="wait"),
+    ),
+    "pod_log",
+    Result(lambda page: page.to_dict(), PodLogPage.from_dict),
+)
 REMOVE: Op[dict[str, Any]] = Op("remove", (FORWARD,), "remove", DATA)
 SUBSCRIBE: Op[dict[str, Any]] = Op(
     "subscribe", (Arg("logs", "number", 0, 0, MAX_LOG_LINES),), None, DATA
@@ -230,6 +249,8 @@ TABLE: dict[str, Op[Any]] = {
         RESTART,
         UPDATE,
         SET_RECONNECT,
+        SET_HTTP_LOG,
+        POD_LOG,
         REMOVE,
         SUBSCRIBE,
         UNSUBSCRIBE,

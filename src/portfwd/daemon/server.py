@@ -507,7 +507,16 @@ class DaemonServer:
 
 # The operations that change what the session file holds: replied to after the write.
 _CHANGES = frozenset(
-    {ops.ADD, ops.START, ops.STOP, ops.RESTART, ops.UPDATE, ops.SET_RECONNECT, ops.REMOVE}
+    {
+        ops.ADD,
+        ops.START,
+        ops.STOP,
+        ops.RESTART,
+        ops.UPDATE,
+        ops.SET_RECONNECT,
+        ops.SET_HTTP_LOG,
+        ops.REMOVE,
+    }
 )
 
 

@@ -23,6 +23,7 @@ from portfwd.daemon.trust import check_daemon
 if TYPE_CHECKING:
     from portfwd.daemon import ops
     from portfwd.engine.model import ConnectionInfo, ForwardSnapshot, ForwardSpec, LogEntry
+    from portfwd.engine.podlogs import PodLogPage
 
 R = TypeVar("R")
 
@@ -185,6 +186,20 @@ class SyncClient:
         from portfwd.daemon import ops
 
         return self.call(ops.SET_RECONNECT, id=forward_id, enabled=enabled)
+
+    def set_http_log(self, forward_id: str, enabled: bool) -> ForwardSnapshot:
+        from portfwd.daemon import ops
+
+        return self.call(ops.SET_HTTP_LOG, id=forward_id, enabled=enabled)
+
+    def pod_log(
+        self, forward_id: str, container: str | None = None, after: int = 0, wait: float = 0
+    ) -> PodLogPage:
+        from portfwd.daemon import ops
+
+        return self.call(
+            ops.POD_LOG, id=forward_id, container=container, after=after, wait=int(wait)
+        )
 
     def remove(self, forward_id: str) -> None:
         from portfwd.daemon import ops

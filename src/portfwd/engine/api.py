@@ -19,6 +19,7 @@ from typing import Protocol
 
 from portfwd.engine.events import Event
 from portfwd.engine.model import ConnectionInfo, ForwardSnapshot, ForwardSpec, LogEntry
+from portfwd.engine.podlogs import PodLogPage
 
 
 class EventStream(Protocol):
@@ -63,6 +64,18 @@ class EngineAPI(Protocol):
     async def update(self, forward_id: str, spec: ForwardSpec) -> None: ...
 
     async def set_reconnect(self, forward_id: str, enabled: bool) -> None: ...
+
+    async def set_http_log(self, forward_id: str, enabled: bool) -> None:
+        """The HTTP request log on or off for the connections opened from now on."""
+        ...
+
+    async def pod_log(
+        self, forward_id: str, container: str | None = None, after: int = 0, wait: float = 0
+    ) -> PodLogPage:
+        """The log of the pod the forward uses now: the lines after line `after` (0: the
+        latest), waiting up to `wait` seconds for some (engine/podlogs.py). KeyError for an
+        unknown id."""
+        ...
 
     async def remove(self, forward_id: str) -> None: ...
 

@@ -41,6 +41,7 @@ from portfwd.engine.events import Event, Lagged, StatsTick
 from portfwd.engine.manager import Manager
 from portfwd.engine.mirror import SnapshotMirror
 from portfwd.engine.model import ConnectionInfo, ForwardSnapshot, ForwardSpec, LogEntry
+from portfwd.engine.podlogs import PodLogPage
 from portfwd.eventloop import loop_factory
 
 T = TypeVar("T")
@@ -342,6 +343,14 @@ class ThreadedEngine:
 
     async def set_reconnect(self, forward_id: str, enabled: bool) -> None:
         await self._call(self._manager.set_reconnect(forward_id, enabled))
+
+    async def set_http_log(self, forward_id: str, enabled: bool) -> None:
+        await self._call(self._manager.set_http_log(forward_id, enabled))
+
+    async def pod_log(
+        self, forward_id: str, container: str | None = None, after: int = 0, wait: float = 0
+    ) -> PodLogPage:
+        return await self._host.call(self._manager.pod_log(forward_id, container, after, wait))
 
     async def remove(self, forward_id: str) -> None:
         await self._call(self._manager.remove(forward_id))

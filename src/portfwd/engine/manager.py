@@ -12,14 +12,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 import uuid
 from collections import OrderedDict, deque
 from dataclasses import replace
+from pathlib import Path
 
 from portfwd.engine.bus import EventBus, Subscription
 from portfwd.engine.clients import ClientPool, ContextChange
 from portfwd.engine.events import (
+    Event,
     ForwardAdded,
     ForwardChanged,
     ForwardRemoved,
@@ -27,6 +30,8 @@ from portfwd.engine.events import (
     StatsTick,
 )
 from portfwd.engine.forward import LOG_SIZE, Forward
+from portfwd.engine.httplog_files import ENV as HTTP_LOG_DIR_ENV
+from portfwd.engine.httplog_files import HttpLogFiles
 from portfwd.engine.informers import InformerPool
 from portfwd.engine.memory import MemoryKeeper
 from portfwd.engine.model import (
@@ -39,8 +44,10 @@ from portfwd.engine.model import (
     LogLevel,
     check_spec,
 )
+from portfwd.engine.podlogs import PodLogPage, PodLogs
 from portfwd.engine.wake import WakeDetector
 from portfwd.errors import InputError
+from portfwd.kube.client import KubeClient
 from portfwd.kube.targets import printable
 from portfwd.tunnel.pool import TunnelPool
 from portfwd.tunnel.pump import V4_EOF_IDLE_LIMIT
@@ -64,6 +71,7 @@ class Manager:
         follow: bool = True,
         detect_wake: bool = True,
         v4_eof_idle_limit: float = V4_EOF_IDLE_LIMIT,
+        http_log_dir: str | None = None,
     ) -> None:
         """`ping_interval`: seconds between pings on every tunnel (SPDY PINGs on sessions,
         WebSocket pings on v4; 0: none), so proxies in front of the API server do not cut
@@ -71,7 +79,9 @@ class Manager:
         per Manager; tests pass their own). `follow`: watch each target (off only for tests
         with clients that cannot watch). `detect_wake`: re-validate every forward when the
         machine wakes from sleep. `v4_eof_idle_limit`: on the v4 protocol (no half-close),
-        how long a connection whose client finished sending waits for more from the pod."""
+        how long a connection whose client finished sending waits for more from the pod.
+        `http_log_dir` (default: $PORTFWD_HTTP_LOG_DIR): the HTTP request log also goes to
+        a file per forward there (engine/httplog_files.py)."""
         self._v4_eof_idle_limit = v4_eof_idle_limit
         self.clients = (
             clients if clients is not None else ClientPool(kubeconfig, ping_interval=ping_interval)
@@ -87,7 +97,12 @@ class Manager:
         self._dirty: set[str] = set()
         self._ticker: asyncio.Task[None] | None = None
         self.memory = MemoryKeeper()
+        self.pod_logs = PodLogs(self.get, self._pod_log_client, self.subscribe)
+        self.http_files: HttpLogFiles | None = None
         self._closed = False
+        directory = http_log_dir or os.environ.get(HTTP_LOG_DIR_ENV)
+        if directory:
+            self._write_http_logs(Path(directory).expanduser())
         subscribe = getattr(self.clients, "subscribe", None)  # test pools may lack it
         self._unsubscribe = subscribe(self._context_changed) if subscribe is not None else None
 
@@ -115,6 +130,32 @@ class Manager:
         """Each open connection of a forward with its own byte counters, oldest first."""
         return self._forwards[forward_id].connections.infos()
 
+    async def pod_log(
+        self, forward_id: str, container: str | None = None, after: int = 0, wait: float = 0
+    ) -> PodLogPage:
+        """The log of the pod the forward uses now, after line `after` (see podlogs.py)."""
+        return await self.pod_logs.read(forward_id, container, after, wait)
+
+    def _write_http_logs(self, directory: Path) -> None:
+        def name_of(fid: str) -> str | None:
+            fwd = self._forwards.get(fid)
+            return None if fwd is None else fwd.spec.name or fwd.id
+
+        files = HttpLogFiles(directory, name_of)
+        problem = files.start()
+        if problem:
+            self.log(LogLevel.ERROR, problem)
+        else:
+            self.http_files = files
+
+    def _publish(self, event: Event) -> None:
+        self._bus.publish(event)
+        if self.http_files is not None:
+            self.http_files.offer(event)
+
+    async def _pod_log_client(self, snap: ForwardSnapshot) -> KubeClient:
+        return await self.clients.get(snap.context or snap.spec.context, snap.spec.kubeconfig)
+
     def log(self, level: LogLevel, message: str, kind: LogKind = LogKind.NOTE) -> None:
         """An app-wide log line (not about one forward)."""
         entry = LogEntry(ts=time.time(), level=level, message=message, kind=kind)
@@ -135,7 +176,7 @@ class Manager:
             fid,
             spec,
             clients=self.clients,
-            publish=self._bus.publish,
+            publish=self._publish,
             on_stats=self._mark_dirty,
             tunnels=self.tunnels,
             v4_eof_idle_limit=self._v4_eof_idle_limit,
@@ -206,6 +247,16 @@ class Manager:
         )
         self._bus.publish(ForwardChanged(fwd.snapshot()))
         fwd.wake()
+
+    async def set_http_log(self, forward_id: str, enabled: bool) -> None:
+        """Turn the HTTP request log on or off without a restart: connections opened from
+        now on are read (or not); open ones keep what they had."""
+        fwd = self._forwards[forward_id]
+        if fwd.spec.http_log == enabled:
+            return
+        fwd.spec = replace(fwd.spec, http_log=enabled)
+        fwd.add_log(LogLevel.INFO, "HTTP log " + ("on" if enabled else "off"), LogKind.SETTING)
+        self._bus.publish(ForwardChanged(fwd.snapshot()))
 
     def revalidate_all(self, reason: str) -> None:
         """Check every running forward again now: new watch connections, a tunnel probe."""
@@ -285,6 +336,7 @@ class Manager:
         if forward_id not in self._forwards:
             return
         await self.stop(forward_id, "removed")
+        await self.pod_logs.forget(forward_id)
         self._forwards.pop(forward_id, None)
         self._locks.pop(forward_id, None)
         self._dirty.discard(forward_id)
@@ -309,6 +361,9 @@ class Manager:
                 log.error("shutting down forward %s failed", fwd.id, exc_info=result)
         if self._wake_detector is not None:
             await self._wake_detector.stop()
+        await self.pod_logs.close()
+        if self.http_files is not None:
+            await asyncio.to_thread(self.http_files.close)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(SHUTDOWN_CLIENTS_TIMEOUT):
                 await self.tunnels.close()

@@ -387,7 +387,13 @@ async def _handle_resource(
         text, problem = cluster.pod_log(t.ns, t.name, request.query.get("container"))
         if problem:
             return status_response(400, "BadRequest", problem)
-        return web.Response(text=text, content_type="text/plain")
+        lines = request.query.get("tailLines", "")
+        if lines.isdigit():
+            kept = text.splitlines(keepends=True)
+            text = "".join(kept[len(kept) - int(lines) :] if int(lines) else [])
+        if request.query.get("follow") not in ("true", "1"):
+            return web.Response(text=text, content_type="text/plain")
+        return await _follow_log(request, cluster, t.ns, t.name, text)
     if t.sub:
         return no_such_path()
     if request.method == "GET":
@@ -439,6 +445,29 @@ async def _handle_resource(
     ):
         return await _patch(request, cluster, t)
     return _method_not_allowed(request)
+
+
+async def _follow_log(
+    request: web.Request, cluster: Controls, ns: str, name: str, text: str
+) -> web.StreamResponse:
+    """`follow=true`: the log so far, then each new line as the pod writes it (chunked text),
+    until the pod is gone or the reader goes away."""
+    pod = cluster.store.get("pods", ns, name)
+    assert pod is not None
+    resp = web.StreamResponse(headers={"Content-Type": "text/plain"})
+    resp.enable_chunked_encoding()
+    await resp.prepare(request)
+    try:
+        await resp.write(text.encode())
+        async for chunk in cluster.follow_pod_log(ns, name, pod["metadata"]["uid"]):
+            transport = request.transport
+            if transport is None or transport.is_closing():
+                break
+            await resp.write(chunk)
+        await resp.write_eof()
+    except (ConnectionError, RuntimeError):
+        pass  # the reader went away
+    return resp
 
 
 def _method_not_allowed(request: web.Request) -> web.Response:

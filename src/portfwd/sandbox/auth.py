@@ -4,7 +4,8 @@ Users (one per kubeconfig context, see `kubeconfig.py`):
 - `admin` (token) and `admin` via client certificate (CN=admin, O=system:masters): everything.
 - `viewer`: get/list/watch everything except `pods/portforward`.
 - `pf-create`: what `viewer` may, plus `create` on `pods/portforward` (the usual port-forward
-  Role: enough for SPDY, not for a WebSocket upgrade, which is a GET).
+  Role: enough for SPDY, not for a WebSocket upgrade, which is a GET). Neither pf- user may
+  read `pods/log`: that Role does not grant it.
 - `pf-get`: what `viewer` may, plus `get` on `pods/portforward` (a WebSocket upgrade passes
   RBAC, then a 1.35+ API server also wants `create`: see `websocket_needs_create`).
 - `limited`: everything inside namespace `demo`, nothing at cluster scope or elsewhere.
@@ -90,7 +91,7 @@ def authorize(user: User, verb: str, resource: str, subresource: str, ns: str | 
     if user.name in PORTFORWARD_VERBS:
         if portforward:
             return verb == PORTFORWARD_VERBS[user.name]
-        return verb in READ_VERBS
+        return verb in READ_VERBS and not (resource == "pods" and subresource == "log")
     if user.name == "limited":
         return ns == "demo"
     return False

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from functools import partial
 
 from aiohttp import web
 
@@ -108,6 +109,22 @@ class Kubelet(ClusterState):
         else:
             rt.silent.discard(port)
 
+    def say(self, ns: str, name: str, *lines: str) -> None:
+        """Lines the pod's containers write to their log (a follower sees them at once)."""
+        rt = self._runtime.get((ns, name))
+        if rt is None:
+            raise KeyError(f"no pod {ns}/{name}")
+        rt.said.extend(lines)
+        self._notify()
+
+    def set_chatty(self, ns: str, name: str, chatty: bool = True) -> None:
+        """A pod whose followed log talks as fast as it is read (megabytes a second)."""
+        rt = self._runtime.get((ns, name))
+        if rt is None:
+            raise KeyError(f"no pod {ns}/{name}")
+        rt.chatty = chatty
+        self._notify()
+
     def pod_log(self, ns: str, name: str, container: str | None) -> tuple[str, str | None]:
         """(log text, None) or ("", the kubelet's 400 message) for `kubectl logs`."""
         pod = self.store.get("pods", ns, name)
@@ -137,7 +154,46 @@ class Kubelet(ClusterState):
             lines.append(f"{rt.started} fatal: cannot reach the database: connection refused")
         elif rt.state == "NotReady":
             lines.append(f"{rt.started} readiness: warming caches, answering 503 to probes")
+        lines.extend(rt.said)
         return "\n".join(lines) + "\n", None
+
+    async def follow_pod_log(self, ns: str, name: str, uid: str) -> AsyncIterator[bytes]:
+        """What `kubectl logs -f` reads after the log so far: each line the pod says, until
+        the pod is gone (its container ended: the kubelet ends the stream). A chatty pod
+        talks without pause, as fast as its reader takes it."""
+        rt = self._runtime.get((ns, name))
+        if rt is None:
+            return
+        seen = len(rt.said)
+        n = 0
+        chunk = b"".join(
+            b"%s chatter: a line of a pod that logs megabytes a second ....................\n"
+            % rt.started.encode()
+            for _ in range(100)
+        )
+
+        def gone() -> bool:
+            pod = self.store.get("pods", ns, name)
+            return pod is None or pod["metadata"]["uid"] != uid
+
+        while not gone():
+            if rt.chatty:
+                n += 1
+                yield chunk
+                if n % 10 == 0:
+                    await asyncio.sleep(0)  # let the rest of the cluster run
+                continue
+            if len(rt.said) > seen:
+                fresh, seen = rt.said[seen:], len(rt.said)
+                yield "".join(line + "\n" for line in fresh).encode()
+                continue
+            # Woken by any change of the cluster (a line said, the pod deleted); the bound
+            # only lets a follower that went away be noticed.
+            await self._wait_until(partial(self._log_moved, rt, seen, gone), 5.0)
+
+    @staticmethod
+    def _log_moved(rt: PodRuntime, seen: int, gone: Callable[[], bool]) -> bool:
+        return len(rt.said) > seen or rt.chatty or gone()
 
     # -- the fake kubelet's dial ----------------------------------------------------------
     def _runtime_for(self, ns: str, name: str, uid: str) -> PodRuntime:

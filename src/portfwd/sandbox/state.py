@@ -47,6 +47,8 @@ class PodRuntime:
     refusing: set[int] = field(default_factory=set)
     silent: set[int] = field(default_factory=set)  # accept, read, never answer (a hung app)
     conns: set[asyncio.StreamWriter] = field(default_factory=set)
+    said: list[str] = field(default_factory=list)  # lines a test wrote to its log (say)
+    chatty: bool = False  # a followed log of this pod talks as fast as it is read
 
 
 class ClusterState:

@@ -213,6 +213,8 @@ def forward_to_node(fwd: ProfileForward) -> CommentedMap:
         seconds = getattr(fwd, key)
         if seconds is not None:
             node[key] = duration_text(seconds)
+    if fwd.http_log:
+        node["http_log"] = True
     return node
 
 

@@ -50,6 +50,7 @@ FORWARD_KEYS = (
     "lazy",
     "idle_after",
     "idle_stop",
+    "http_log",
 )
 NAMESPACE_KEYS = ("namespace", "context", "kubeconfig", "selector", "exclude")
 _NAME_RULE = "up to 63 letters, digits, '.', '_' and '-', starting with a letter or digit"
@@ -361,6 +362,12 @@ class Checker:
             self._duration(entry, "idle_after"),
             self._duration(entry, "idle_stop"),
         )
+        http_log = entry.get("http_log", False)
+        if not isinstance(http_log, bool):
+            self.problem(
+                _pos(entry, "http_log", value=True),
+                f"http_log must be true or false, not {quote(str(http_log))}",
+            )
         fwd_context = self._text(entry, "context", "context")
         kubeconfig = self._text(entry, "kubeconfig", "kubeconfig")
         namespace = self._namespace(entry)
@@ -386,6 +393,7 @@ class Checker:
             lazy=lazy is True,
             idle_after=idle_after,
             idle_stop=idle_stop,
+            http_log=bool(http_log),
         )
 
     def _probe(self, entry: Any) -> tuple[str, float]:

@@ -49,6 +49,7 @@ class ProfileForward:
     lazy: bool = False  # tunnel on first use, closed when idle (see ForwardSpec.lazy)
     idle_after: float | None = None  # seconds; set: lazy (None: the default)
     idle_stop: float | None = None  # seconds without traffic before it stops (None: never)
+    http_log: bool = False  # the HTTP request log (see ForwardSpec.http_log)
 
     def spec_names(self) -> list[str]:
         """The engine names of its forwards: NAME, or NAME-REMOTE for each of several ports
@@ -176,6 +177,7 @@ class Profile:
                 lazy=fwd.lazy or fwd.idle_after is not None,
                 idle_after=fwd.idle_after or IDLE_AFTER,
                 idle_stop=fwd.idle_stop or 0.0,
+                http_log=fwd.http_log,
             )
 
 
@@ -286,6 +288,7 @@ def _forwards_of(specs: Iterable[ForwardSpec], used: set[str]) -> tuple[ProfileF
                 lazy=spec.lazy,
                 idle_after=spec.idle_after if spec.idle_after != IDLE_AFTER else None,
                 idle_stop=spec.idle_stop or None,
+                http_log=spec.http_log,
             )
         )
     return tuple(forwards)

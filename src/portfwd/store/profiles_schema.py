@@ -108,6 +108,11 @@ def schema() -> dict[str, Any]:
             "implies lazy."
         ),
         "idle_stop": _duration("Stop the forward after this long without traffic (e.g. 30m)."),
+        "http_log": {
+            "type": "boolean",
+            "description": "Log each HTTP/1.x request through the forward: method, path, "
+            "status, size, duration (default false).",
+        },
         **common,
     }
     assert set(forward_properties) == set(FORWARD_KEYS)

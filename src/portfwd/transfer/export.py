@@ -1,10 +1,10 @@
 """Forwards written out: a runnable kubectl script, or a plain YAML list (what import prints).
 
 The YAML list uses the profile file's keys for a forward: `name, context, namespace, target,
-ports, address, reconnect, kubeconfig` (and `protocol` when not auto). `ports` is a list of
-kubectl-style port strings (`8080:80`, `80`, `:80`, `8443:https`), `address` kubectl's
-`--address` text (`localhost`, `127.0.0.1,::1`). :func:`from_yaml` reads that list back, and
-also the session's own spelling (`remote_port`, `local_port`, `addresses`).
+ports, address, reconnect, kubeconfig` (and `protocol` when not auto, `http_log` when on).
+`ports` is a list of kubectl-style port strings (`8080:80`, `80`, `:80`, `8443:https`),
+`address` kubectl's `--address` text (`localhost`, `127.0.0.1,::1`). :func:`from_yaml` reads
+that list back, and also the session's own spelling (`remote_port`, `local_port`, `addresses`).
 
 :func:`to_kubectl_script` writes a POSIX shell script: one `kubectl port-forward ... &` per
 forward, every word shell-quoted (`engine/present.py`'s command, the one `y` copies), then
@@ -36,6 +36,7 @@ FORWARD_KEYS = (
     "reconnect",
     "kubeconfig",
     "protocol",
+    "http_log",
 )
 _SESSION_KEYS = ("remote_port", "local_port", "addresses")
 
@@ -66,6 +67,10 @@ def export_kubectl(specs: list[ForwardSpec]) -> Exported:
                     "kubectl has no switch for the v4.channel.k8s.io wire: not kept",
                 )
             )
+        if spec.http_log:
+            out.notes.append(
+                Note.of(spec.name or spec.target, "kubectl has no HTTP request log: not kept")
+            )
     if any(spec.reconnect for spec in specs):
         out.notes.append(
             Note.of("kubectl", "kubectl does not reconnect: a forward stops when its pod goes")
@@ -89,6 +94,8 @@ def spec_to_forward(spec: ForwardSpec) -> dict[str, Any]:
         data["kubeconfig"] = spec.kubeconfig
     if spec.protocol != "auto":
         data["protocol"] = spec.protocol
+    if spec.http_log:
+        data["http_log"] = True
     return data
 
 
@@ -121,6 +128,7 @@ def _forward_specs(item: Any) -> list[ForwardSpec]:
         "addresses": addresses or ("localhost",),
         "reconnect": item.get("reconnect", True),
         "protocol": item.get("protocol", "auto"),
+        "http_log": item.get("http_log", False),
     }
     if "target" not in item:
         raise InputError("a forward needs a target (e.g. svc/web)")

@@ -171,7 +171,10 @@ def _entry(obj: Any, names: Names) -> tuple[ForwardSpec, list[str]]:
     if flags["auto_loopback_address"]:
         notes.append("auto_loopback_address: portfwd binds local_address (or 127.0.0.1)")
     if flags["http_logs_enabled"]:
-        notes.append("http_logs_enabled: HTTP logs are not carried over")
+        notes.append(
+            "http_logs_enabled: portfwd's HTTP log (one line per request in the forward's log;"
+            " kftray's file size and retention are not carried over)"
+        )
     remote = _remote(obj.get("remote_port"))
     local_raw = obj.get("local_port")
     local = 0 if local_raw is None else _number(local_raw, "local_port")
@@ -191,6 +194,7 @@ def _entry(obj: Any, names: Names) -> tuple[ForwardSpec, list[str]]:
             context=_text(obj, "context"),
             kubeconfig=kubeconfig,
             addresses=(address,),
+            http_log=flags["http_logs_enabled"],
         )
     except InputError as exc:
         raise _Skip(str(exc)) from None
@@ -323,6 +327,8 @@ def export_kftray(
             entry["alias"] = spec.name
         if spec.kubeconfig:
             entry["kubeconfig"] = spec.kubeconfig
+        if spec.http_log:
+            entry["http_logs_enabled"] = True
         entries.append(entry)
         out.notes.extend(Note.of(where, n) for n in _losses(spec))
     out.text = json.dumps(entries, indent=2, ensure_ascii=False) + "\n"

@@ -43,6 +43,24 @@ def palette_commands(app: PortfwdApp, screen: object) -> Iterable[SystemCommand]
         )
         yield SystemCommand("Forward logs", "Log of the selected forward (l)", dash.action_logs)
         yield SystemCommand(
+            "HTTP log on/off",
+            "Log each HTTP request of the selected forward's new connections (H)",
+            dash.action_toggle_http_log,
+        )
+        yield SystemCommand(
+            "HTTP requests", "The request log, filterable, latest first (h)", dash.action_http_log
+        )
+        yield SystemCommand(
+            "Pod log tail on/off",
+            "Tail the log of the pod the selected forward uses, in the details (t)",
+            dash.action_toggle_pod_log,
+        )
+        yield SystemCommand(
+            "Pod log: next container",
+            "Tail another container of a pod with several (c)",
+            dash.action_pod_log_container,
+        )
+        yield SystemCommand(
             "Details on/off",
             "Whole error, pod, node, connections, history of the selected forward (i)",
             dash.action_toggle_detail,

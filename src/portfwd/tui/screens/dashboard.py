@@ -50,6 +50,10 @@ class DashboardScreen(PortfwdScreen[None]):
         Binding("R", "rename", "Rename", show=False),
         Binding("a", "toggle_reconnect", "Auto-reconnect on/off", show=False),
         Binding("z", "toggle_lazy", "Lazy on/off", show=False),
+        Binding("H", "toggle_http_log", "HTTP log on/off", show=False),
+        Binding("h", "http_log", "HTTP requests", show=False),
+        Binding("t", "toggle_pod_log", "Pod log tail", show=False),
+        Binding("c", "pod_log_container", "Pod log: next container", show=False),
         Binding("l", "logs", "Logs"),
         Binding("i", "toggle_detail", "Details"),
         Binding("L", "all_logs", "All logs", show=False),
@@ -360,6 +364,47 @@ class DashboardScreen(PortfwdScreen[None]):
             self.notify(f"lazy {word} for {snap.spec.target}", timeout=4, markup=False)
 
         self._run_engine(f"lazy {word} for {forward_label(snap)}", toggle)
+
+    def action_toggle_http_log(self) -> None:
+        snap = self._selected()
+        if snap is None:
+            return
+        engine = self.engine
+        enabled = not snap.spec.http_log
+        word = "on" if enabled else "off"
+
+        async def toggle() -> None:
+            await engine.set_http_log(snap.id, enabled)
+            more = " (new connections; h shows the requests)" if enabled else ""
+            self.notify(f"HTTP log {word} for {snap.spec.target}{more}", timeout=4, markup=False)
+
+        self._run_engine(f"HTTP log {word} for {forward_label(snap)}", toggle)
+
+    def action_http_log(self) -> None:
+        """The HTTP requests of the selected forward (`a` in the view shows every forward's)."""
+        from portfwd.tui.screens.http_log import HttpLogScreen
+
+        fid = self.table.selected_id if self.live else None
+        self.app.push_screen(HttpLogScreen(fid if fid in self.table.snapshots else None))
+
+    def action_toggle_pod_log(self) -> None:
+        """The selected forward's pod log, tailed in the (unfolded) detail pane."""
+        if self._selected() is None:
+            return
+        self.detail.toggle_pod_log()
+        self._update_detail()
+
+    def action_pod_log_container(self) -> None:
+        """The pod log tail of the pod's next container (a pod with several)."""
+        pane = self.detail
+        if not (pane.expanded and pane.pod_log_on):
+            self.notify("t shows the pod log first", severity="warning", timeout=3)
+            return
+        name = pane.pod_log.next_container()
+        if name is None:
+            self.notify("the pod has one container", timeout=3)
+        else:
+            self.notify(f"pod log: container {name}", timeout=3, markup=False)
 
     def action_logs(self) -> None:
         snap = self._selected()

@@ -167,6 +167,8 @@ HELP_LEFT: tuple[Section, ...] = (
             ("i", "details (again: fold)"),
             ("l, enter", "its logs"),
             ("L", "app-wide log"),
+            ("h / H", "HTTP view / on, off"),
+            ("t / c", "pod log / container"),
             ("y", "copy kubectl command"),
             ("o", "open in the browser"),
             ("/", "filter; esc clears"),
@@ -245,6 +247,13 @@ HELP_RIGHT: tuple[Section, ...] = (
             ("f", "follow on/off"),
             ("c", "clear the view"),
             ("esc, q", "back"),
+        ),
+    ),
+    (
+        "HTTP requests (h)",
+        (
+            ("type", "filter"),
+            ("ctrl+o", "one forward / all"),
         ),
     ),
 )

@@ -41,6 +41,7 @@ from portfwd.tui.format import (
 )
 from portfwd.tui.history import Change
 from portfwd.tui.widgets.health_block import health_block
+from portfwd.tui.widgets.pod_log import PodLogView
 
 RECENT_LOG_LINES = 8
 
@@ -198,20 +199,43 @@ class DetailPane(VerticalScroll, can_focus=False):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.expanded = False
+        self.pod_log_on = False  # `t`: the summary and the pod's log, not the whole detail
         self.detail: Detail | None = None
 
     def compose(self) -> ComposeResult:
         yield Static("", id="detail-body")
+        yield PodLogView(id="pod-log")
+
+    def on_mount(self) -> None:
+        self.pod_log.display = False
+
+    @property
+    def pod_log(self) -> PodLogView:
+        return self.query_one(PodLogView)
 
     def show(self, detail: Detail | None) -> None:
         self.detail = detail
         self.display = detail is not None
+        tailing = self.pod_log_on and self.expanded and detail is not None
+        self.pod_log.follow(detail.snap.id if tailing and detail is not None else None)
+        self.pod_log.display = tailing
         if detail is None:
             return
         body = self.query_one("#detail-body", Static)
-        body.update(full(detail) if self.expanded else summary(detail))
+        body.update(full(detail) if self.expanded and not tailing else summary(detail))
 
     def toggle(self) -> None:
         self.expanded = not self.expanded
+        self.pod_log_on = False  # `i` shows the details; `t` the pod log
         self.set_class(self.expanded, "-expanded")
+        self.show(self.detail)
+
+    def toggle_pod_log(self) -> None:
+        """The pod log tail on (the pane unfolds) or off (back to the details)."""
+        if not self.expanded:
+            self.expanded = True
+            self.set_class(True, "-expanded")
+            self.pod_log_on = True
+        else:
+            self.pod_log_on = not self.pod_log_on
         self.show(self.detail)
