@@ -70,6 +70,10 @@ stats = st.builds(
     history_in=st.lists(st.integers(0, 2**40), max_size=300).map(tuple),
     history_out=st.lists(st.integers(0, 2**40), max_size=300).map(tuple),
     sampled_at=seconds,
+    open_count=st.integers(0, 2**40),
+    open_sum=rates,
+    first_byte_count=st.integers(0, 2**40),
+    first_byte_sum=rates,
 )
 snapshots = st.builds(
     ForwardSnapshot,

@@ -243,6 +243,12 @@ class ForwardStats:
     history_in: tuple[int, ...] = ()
     history_out: tuple[int, ...] = ()
     sampled_at: float | None = None
+    # All time (for a Prometheus summary's _count and _sum): streams opened and their seconds,
+    # first bytes seen and their seconds.
+    open_count: int = 0
+    open_sum: float = 0.0
+    first_byte_count: int = 0
+    first_byte_sum: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -124,8 +124,10 @@ _COUNTS = (
     "bytes_out",
     "errors",
     "reconnects",
+    "open_count",
+    "first_byte_count",
 )
-_RATES = ("rate_in", "rate_out", "avg_in", "avg_out")
+_RATES = ("rate_in", "rate_out", "avg_in", "avg_out", "open_sum", "first_byte_sum")
 _TIMES = ("open_p50", "open_p99", "first_byte_p50", "first_byte_p99", "sampled_at")
 _HISTORY = ("history_in", "history_out")
 

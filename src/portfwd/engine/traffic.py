@@ -95,15 +95,19 @@ class RateRing:
 class LatencyWindow:
     """The last LATENCY_WINDOW observations (seconds) and their p50/p99, computed on read."""
 
-    __slots__ = ("_cached", "_values")
+    __slots__ = ("_cached", "_values", "count", "total")
 
     def __init__(self) -> None:
         self._values: deque[float] = deque(maxlen=LATENCY_WINDOW)
         self._cached: tuple[float | None, float | None] | None = (None, None)
+        self.count = 0  # all time, as `total` (seconds)
+        self.total = 0.0
 
     def add(self, seconds: float) -> None:
         self._values.append(seconds)
         self._cached = None
+        self.count += 1
+        self.total += seconds
 
     def quantiles(self) -> tuple[float | None, float | None]:
         """(p50, p99) by the nearest rank; (None, None) before the first observation."""
@@ -192,6 +196,10 @@ def traffic_stats(traffic: Traffic, second: int) -> dict[str, Any]:
         "history_in": history_in,
         "history_out": history_out,
         "sampled_at": time.time() if history_in else None,
+        "open_count": traffic.stream_open.count,
+        "open_sum": traffic.stream_open.total,
+        "first_byte_count": traffic.first_byte.count,
+        "first_byte_sum": traffic.first_byte.total,
     }
 
 
