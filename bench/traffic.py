@@ -23,11 +23,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
+import shlex
 import shutil
 import statistics
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -88,7 +92,40 @@ async def key_lags(app: App, count: int) -> list[float]:
     return lags
 
 
+@contextlib.contextmanager
+def python_of(src: str | None) -> Iterator[None]:
+    """The dashboard's process runs the tree at `src` (None: this one): `tui()` starts
+    `sys.executable`, here a wrapper that puts `src` first on PYTHONPATH."""
+    if src is None:
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="portfwd-bench-before-") as tmp:
+        wrapper = Path(tmp) / "python"
+        wrapper.write_text(
+            f'#!/bin/sh\nPYTHONPATH={shlex.quote(src)} exec {shlex.quote(sys.executable)} "$@"\n'
+        )
+        wrapper.chmod(0o755)
+        real, sys.executable = sys.executable, str(wrapper)
+        try:
+            yield
+        finally:
+            sys.executable = real
+
+
 async def dashboard_figures(
+    tmux: Tmux,
+    kubeconfig: str,
+    forwards: int,
+    idle: float,
+    seconds: float,
+    keys: int,
+    src: str | None = None,
+) -> dict[str, object]:
+    with python_of(src):
+        return await _dashboard_figures(tmux, kubeconfig, forwards, idle, seconds, keys)
+
+
+async def _dashboard_figures(
     tmux: Tmux, kubeconfig: str, forwards: int, idle: float, seconds: float, keys: int
 ) -> dict[str, object]:
     async with tui(tmux, ["--kubeconfig", kubeconfig], forwards) as app:
@@ -127,6 +164,9 @@ async def main() -> None:
     parser.add_argument("--idle", type=float, default=10.0, help="seconds of idle CPU sampling")
     parser.add_argument("--seconds", type=float, default=10.0, help="seconds of echo load")
     parser.add_argument("--keys", type=int, default=20, help="key presses per lag figure")
+    parser.add_argument(
+        "--before", help="another tree's src/ (e.g. main's): its dashboard measured the same way"
+    )
     args = parser.parse_args()
     if shutil.which("tmux") is None:
         sys.exit("tmux is not on PATH")
@@ -141,6 +181,11 @@ async def main() -> None:
             dash = await dashboard_figures(
                 tmux, kubeconfig, args.forwards, args.idle, args.seconds, args.keys
             )
+            before = None
+            if args.before:
+                before = await dashboard_figures(
+                    tmux, kubeconfig, args.forwards, args.idle, args.seconds, args.keys, args.before
+                )
     finally:
         await tmux.kill()
 
@@ -162,6 +207,8 @@ async def main() -> None:
     print(f"\n2. idle CPU over {args.idle:.0f} s, % of one core (baseline: headless)")
     print(f"| portfwd forward (headless), {n} forwards | {headless_cpu:.2%} |")
     print(f"| dashboard, {n} active forwards | {idle_cpu:.2%} |")
+    if before is not None:
+        print(f"| dashboard of --before, {n} active forwards | {before['idle_cpu']:.2%} |")
     idle_lags, busy_lags, echo = dash["idle_lags"], dash["busy_lags"], dash["echo"]
     assert isinstance(idle_lags, list) and isinstance(busy_lags, list)
     print(
@@ -170,7 +217,14 @@ async def main() -> None:
     )
     print("| dashboard | p50 | p90 | max |")
     print("| --- | --- | --- | --- |")
-    for label, lags in (("idle (baseline)", idle_lags), (f"{n} forwards moving", busy_lags)):
+    rows = [("idle (baseline)", idle_lags), (f"{n} forwards moving", busy_lags)]
+    if before is not None:
+        rows += [
+            ("--before, idle", before["idle_lags"]),
+            (f"--before, {n} forwards moving", before["busy_lags"]),
+        ]
+    for label, lags in rows:
+        assert isinstance(lags, list)
         print(f"| {label} | {ms(lags, 0.5):.0f} | {ms(lags, 0.9):.0f} | {ms(lags, 1.0):.0f} |")
     print(
         f"echo under that load: p50 {ms(echo.probe, 0.5):.1f} ms, p99 (all) "  # type: ignore[attr-defined]
