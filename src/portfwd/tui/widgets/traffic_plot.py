@@ -51,8 +51,17 @@ def spark(values: Sequence[int], top: int | None = None) -> str:
     )
 
 
+def _quiet(stats: ForwardStats, now: float, seconds: int) -> bool:
+    """Nothing moved in the `seconds` before `now` (the common case, answered cheaply: an
+    idle dashboard asks it of every row every second)."""
+    at = stats.sampled_at
+    return at is None or now - at >= seconds
+
+
 def rates_now(stats: ForwardStats, now: float) -> tuple[int, int]:
     """Bytes per second (in, out) in the last whole second as of `now`."""
+    if _quiet(stats, now, 1):
+        return 0, 0
     ins = recent(stats.history_in, stats.sampled_at, now, 1)
     outs = recent(stats.history_out, stats.sampled_at, now, 1)
     return ins[0], outs[0]
@@ -68,6 +77,8 @@ def averages(stats: ForwardStats, now: float) -> tuple[float, float]:
 def rate_cell(stats: ForwardStats, now: float) -> Text:
     """The rate column: a sparkline of the last seconds (both ways together) and the rate
     each way; "" once nothing moved for SPARK_SECONDS (an idle row draws nothing)."""
+    if _quiet(stats, now, SPARK_SECONDS):
+        return Text("")
     ins = recent(stats.history_in, stats.sampled_at, now, SPARK_SECONDS)
     outs = recent(stats.history_out, stats.sampled_at, now, SPARK_SECONDS)
     both = [a + b for a, b in zip(ins, outs, strict=True)]
