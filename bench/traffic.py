@@ -43,6 +43,7 @@ from throughput import cpu_seconds, forwarder_process, sandbox_process
 from tui import ACTIVE, App, Tmux, headless, idle_figures, tui
 
 POLL = 0.01
+SPARK_DRAIN = 9.0  # the rate column's sparkline (8 s) and a tick
 LAG_LIMIT = 30.0
 
 
@@ -136,6 +137,9 @@ async def _dashboard_figures(
             "the rows on screen active",
         )
         await tmux.keys(app.session, "Home")
+        # The readiness echoes moved bytes: their sparklines drain for SPARK seconds (the
+        # rows redraw each second meanwhile); idle is after that.
+        await asyncio.sleep(SPARK_DRAIN)
         _mem, idle_cpu = await idle_figures(app.pid, idle)
         idle_lags = await key_lags(app, keys)
         loading = asyncio.create_task(load(app.pid, ports, seconds))
