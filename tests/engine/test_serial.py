@@ -36,6 +36,7 @@ from portfwd.engine.serial import (
     spec_from_dict,
     spec_to_dict,
 )
+from portfwd.engine.traffic import FAILURE_REASONS
 from portfwd.errors import InputError
 
 names = st.from_regex(r"[a-z]([a-z0-9-]{0,18}[a-z0-9])?", fullmatch=True)
@@ -55,7 +56,28 @@ specs = st.builds(
     idle_after=st.sampled_from([600.0, 0.25, 90, 3600.5]),
     idle_stop=st.sampled_from([0.0, 1800, 0.5]),
 )
-stats = st.builds(ForwardStats, *(st.integers(0, 2**40) for _ in range(6)))
+rates = st.floats(0, 2**40, allow_nan=False)
+seconds = st.none() | st.floats(0, 2e9, allow_nan=False)
+stats = st.builds(
+    ForwardStats,
+    *(st.integers(0, 2**40) for _ in range(6)),
+    *(rates for _ in range(4)),
+    failures=st.lists(
+        st.tuples(st.sampled_from(FAILURE_REASONS), st.integers(1, 2**40)),
+        unique_by=lambda kv: kv[0],
+    ).map(tuple),
+    open_p50=seconds,
+    open_p99=seconds,
+    first_byte_p50=seconds,
+    first_byte_p99=seconds,
+    history_in=st.lists(st.integers(0, 2**40), max_size=300).map(tuple),
+    history_out=st.lists(st.integers(0, 2**40), max_size=300).map(tuple),
+    sampled_at=seconds,
+    open_count=st.integers(0, 2**40),
+    open_sum=rates,
+    first_byte_count=st.integers(0, 2**40),
+    first_byte_sum=rates,
+)
 snapshots = st.builds(
     ForwardSnapshot,
     id=names,
@@ -114,9 +136,26 @@ def test_events_survive_json(event: object) -> None:
     assert event_from_dict(_through_json(event_to_dict(event))) == event  # type: ignore[arg-type]
 
 
-def test_connections_survive_json() -> None:
-    info = ConnectionInfo("127.0.0.1:5000", "web-1", 1.5, 10, 20)
+@pytest.mark.parametrize(
+    "info",
+    [
+        ConnectionInfo("127.0.0.1:5000", "web-1", 1.5, 10, 20),
+        ConnectionInfo("[::1]:5000", "web-1", 1.5, 10, 20, 1e6, 2.5, 3e5, 0.0, 0.012, 0.3),
+    ],
+)
+def test_connections_survive_json(info: ConnectionInfo) -> None:
     assert connection_from_dict(_through_json(connection_to_dict(info))) == info
+
+
+def test_every_stats_field_crosses() -> None:
+    """A field added to ForwardStats without a line in serial.py would silently read back
+    as its default: every field's name is written."""
+    from dataclasses import fields
+
+    written = set(event_to_dict(StatsTick("f", ForwardStats()))["stats"])
+    assert written == {f.name for f in fields(ForwardStats)}
+    written = set(connection_to_dict(ConnectionInfo("p", "pod", 0.0, 0, 0)))
+    assert written == {f.name for f in fields(ConnectionInfo)}
 
 
 @pytest.mark.parametrize(

@@ -100,7 +100,13 @@ async def test_counters_match_the_bytes_per_forward_and_connection(
     async def open_connection_counted() -> Samples | None:
         found = samples((await scrape(endpoint))[1])
         sent = [v for (n, _), v in found.items() if n == "portfwd_connection_sent_bytes"]
-        return found if sent == [len(first)] else None
+        # The minute's rate is the bytes of the minute / 60 (sampled once a second).
+        minute = [
+            round(v * 60)
+            for (n, ls), v in found.items()
+            if n == "portfwd_connection_sent_bytes_per_second" and ("window", "1m") in ls
+        ]
+        return found if sent == [len(first)] and minute == [len(first)] else None
 
     found = await until(open_connection_counted, limit=20)
     assert value(found, "portfwd_connection_received_bytes", forward="echo") == len(first)
@@ -108,6 +114,10 @@ async def test_counters_match_the_bytes_per_forward_and_connection(
     assert value(found, "portfwd_forward_up", forward="echo", target="svc/echo") == 1
     assert value(found, "portfwd_forward_state", forward="echo", state="active") == 1
     assert value(found, "portfwd_forward_state", forward="echo", state="error") == 0
+    assert value(found, "portfwd_connection_stream_open_seconds", forward="echo") >= 0
+    assert value(found, "portfwd_connection_first_byte_seconds", forward="echo") >= 0
+    minute = value(found, "portfwd_forward_received_bytes_per_second", forward="echo", window="1m")
+    assert round(minute * 60) == len(first)
     writer.close()
     await writer.wait_closed()
 
@@ -137,6 +147,19 @@ async def test_counters_match_the_bytes_per_forward_and_connection(
     assert value(found, "portfwd_forward_received_bytes_total", forward="echo") == total
     assert value(found, "portfwd_forward_connections_total", forward="echo") == 2
     assert not [n for (n, _), _v in found.items() if n.startswith("portfwd_connection_")]
+    # Two connections, each with a stream opened and a first byte: summaries across the
+    # reconnect, with their quantiles; no failure of any reason.
+    for name in ("portfwd_forward_stream_open_seconds", "portfwd_forward_first_byte_seconds"):
+        assert value(found, f"{name}_count", forward="echo") == 2
+        assert value(found, f"{name}_sum", forward="echo") > 0
+        p50 = value(found, name, forward="echo", quantile="0.5")
+        assert 0 < p50 <= value(found, name, forward="echo", quantile="0.99")
+    failures = [
+        (dict(ls)["reason"], v)
+        for (n, ls), v in found.items()
+        if n == "portfwd_forward_connection_failures_total"
+    ]
+    assert len(failures) == 8 and all(v == 0 for _r, v in failures)
 
 
 async def test_openmetrics_when_the_scraper_asks(manager: Manager, endpoint: MetricsServer) -> None:
@@ -146,7 +169,13 @@ async def test_openmetrics_when_the_scraper_asks(manager: Manager, endpoint: Met
     )
     assert content_type.startswith("application/openmetrics-text")
     names = {f.name for f in openmetrics_families(text)}
-    assert {"portfwd_forward_sent_bytes", "portfwd_forward_up"} <= names
+    assert {
+        "portfwd_forward_sent_bytes",
+        "portfwd_forward_up",
+        "portfwd_forward_sent_bytes_per_second",
+        "portfwd_forward_stream_open_seconds",
+        "portfwd_forward_connection_failures",
+    } <= names
     content_type, text = await scrape(endpoint)
     assert content_type.startswith("text/plain")
     found = samples(text)

@@ -5,11 +5,18 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from dataclasses import replace
 
 import pytest
 
 from portfwd.cli.stats import rows, table
-from portfwd.engine.model import ForwardSnapshot, ForwardSpec, ForwardState, ForwardStats
+from portfwd.engine.model import (
+    ConnectionInfo,
+    ForwardSnapshot,
+    ForwardSpec,
+    ForwardState,
+    ForwardStats,
+)
 from portfwd.sandbox.cluster import SandboxCluster
 from tests.daemon.conftest import Dirs, daemon_process
 from tests.daemon.test_cli import active, portfwd
@@ -28,30 +35,33 @@ def snap(fid: str, bytes_in: int, bytes_out: int, name: str | None = None) -> Fo
     )
 
 
-def test_rates_are_the_difference_over_the_interval() -> None:
-    found = rows(
-        [snap("a", 1000, 500), snap("gone", 1, 1)],
-        [snap("a", 5000, 2500, "web"), snap("new", 10, 10)],
-        2.0,
+def test_the_table_shows_the_engines_figures() -> None:
+    base = snap("a", 5000, 2500, "web")
+    stats = replace(
+        base.stats,
+        rate_in=2048.0,
+        rate_out=1024.0,
+        avg_in=512.0,
+        avg_out=256.0,
+        errors=3,
+        failures=(("no_pod", 1), ("refused", 2)),
+        open_p50=0.012,
+        open_p99=0.080,
     )
-    assert [(r.name, r.rate_in, r.rate_out) for r in found] == [
-        ("web", 2000.0, 1000.0),
-        ("new", 0.0, 0.0),  # added between the readings: no rate yet
+    conn = ConnectionInfo("127.0.0.1:5000", "web-1", 100.0, 10, 20, 1024.0, 0.0, 0.0, 0.0, 0.01)
+    found = rows([replace(base, stats=stats), snap("new", 10, 10)], {"a": [conn]}, now=130.0)
+    assert [(r.name, r.rate_in, r.avg_out) for r in found] == [
+        ("web", 2048.0, 256.0),
+        ("new", 0.0, 0.0),
     ]
-    text = table(found)
-    assert text.splitlines()[0].split() == [
-        "NAME",
-        "STATUS",
-        "CONNS",
-        "TOTAL",
-        "IN",
-        "OUT",
-        "IN/S",
-        "OUT/S",
-        "ERRORS",
-        "RECONN",
-    ]
-    assert text.splitlines()[1].split()[:4] == ["web", "active", "1", "3"]
+    lines = table(found).splitlines()
+    assert lines[0].split("   ")[:4] == ["NAME", "STATUS", "CONNS", "TOTAL"]
+    web = lines[1]
+    for words in ("2.0 KiB", "1.0 KiB", "512 B", "12ms/80ms", "3 (no_pod 1, refused 2)"):
+        assert words in web
+    assert lines[4] == "web: 1 open connection(s)"
+    assert lines[6].split()[:4] == ["127.0.0.1:5000", "web-1", "30s", "10"]
+    assert lines[6].split()[-2:] == ["10ms", "-"]
 
 
 async def test_stats_of_the_daemon(dirs: Dirs, sandbox: SandboxCluster) -> None:
@@ -73,7 +83,11 @@ async def test_stats_of_the_daemon(dirs: Dirs, sandbox: SandboxCluster) -> None:
 
         moving = asyncio.create_task(traffic())
         try:
-            ran = await portfwd("stats", "echo", "-o", "json", "--interval", "1s")
+            # Until a whole second of it was sampled (the first second may be partial).
+            await asyncio.sleep(0)  # the traffic task runs
+            ran = await portfwd("stats", "echo", "-o", "json")
+            while ran.code == 0 and not json.loads(ran.out)["forwards"][0]["rate_in"]:
+                ran = await portfwd("stats", "echo", "-o", "json")
         finally:
             stop.set()
             await asyncio.wait_for(moving, 30)
@@ -83,6 +97,9 @@ async def test_stats_of_the_daemon(dirs: Dirs, sandbox: SandboxCluster) -> None:
         assert row["name"] == "echo" and row["state"] == "active"
         assert row["connections_open"] == 1 and row["rate_out"] > 0 and row["rate_in"] > 0
         assert 0 < row["bytes_out"] <= sent
+        assert row["avg_in"] > 0 and row["open_p50"] > 0 and row["failures"] == {}
+        (conn,) = row["connections"]  # named: its open connection too
+        assert conn["bytes_out"] <= row["bytes_out"] and conn["stream_open"] > 0
 
         missing = await portfwd("stats", "nosuch")
         assert missing.code == 4

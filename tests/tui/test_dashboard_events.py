@@ -120,13 +120,17 @@ async def test_rates_show_after_a_tick() -> None:
         table = app.dashboard.table
         table.tick()
         before = manager.get("a").stats
-        manager.stats("a", replace(before, bytes_in=before.bytes_in + 2048))
+        # The engine's last sample: 2 KiB in during the second that ended at NOW.
+        manager.stats("a", replace(before, history_in=(2048,), history_out=(0,), sampled_at=NOW))
         await settle(pilot)
-        clock[0] = NOW + 1
+        clock[0] = NOW + 0.5
         table.tick()
-        assert table.cell_text("a", "rate") == "↓2.0K ↑0B"
+        assert table.cell_text("a", "rate") == "       █ ↓ 2.0K ↑   0B"
         await settle(pilot)
-        assert "↓2.0K ↑0B" in line_with(app, "svc/echo")
+        assert "█ ↓ 2.0K ↑   0B" in line_with(app, "svc/echo")
+        clock[0] = NOW + 1  # a second later with no sample: nothing moved in it
+        table.tick()
+        assert table.cell_text("a", "rate") == "      █  ↓   0B ↑   0B"
 
 
 async def test_changed_event_for_a_filtered_out_row_stays_hidden() -> None:

@@ -15,6 +15,7 @@ import pytest
 
 from portfwd.engine.model import ForwardState, ForwardStats
 from portfwd.tui.app import PortfwdApp
+from portfwd.tui.widgets.traffic_plot import SPARK_SECONDS
 from tests.tui.fakes import (
     LONG_ERROR,
     NOW,
@@ -95,16 +96,22 @@ async def test_a_burst_of_traffic_does_not_widen_the_table_for_good() -> None:
         table = app.dashboard.table
         table.tick()
         stats = manager.get("a").stats
-        manager.stats("a", replace(stats, bytes_in=stats.bytes_in + 5 * 1024**2))  # 6.5 MiB
+        burst = replace(
+            stats,
+            bytes_in=stats.bytes_in + 5 * 1024**2,  # 6.5 MiB
+            history_in=(5 * 1024**2,),
+            history_out=(0,),
+            sampled_at=clock[0],
+        )
+        manager.stats("a", burst)
         await settle(pilot)
-        clock[0] += 1
         table.tick()  # 5 MiB/s: the rate shows
         await settle(pilot)
-        assert "↓5.0M ↑0B" in line_with(app, "svc/echo")
+        assert "█ ↓ 5.0M ↑   0B" in line_with(app, "svc/echo")
         clock[0] += 1
-        table.tick()  # idle again
-        clock[0] += 1
-        table.tick()
+        table.tick()  # idle again: the sparkline drains...
+        clock[0] += SPARK_SECONDS
+        table.tick()  # ... to nothing
         await settle(pilot)
         assert "↓" not in line_with(app, "svc/echo")
         assert header(app) == before

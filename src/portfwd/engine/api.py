@@ -85,9 +85,20 @@ class EngineAPI(Protocol):
         ...
 
 
-def find(engine: EngineAPI, key: str) -> ForwardSnapshot:
-    """The forward whose id or name is `key`; KeyError when there is none."""
-    snapshots = engine.snapshot()
+class Snapshots(Protocol):
+    """Anything that lists the forwards: an EngineAPI, or the daemon's blocking client."""
+
+    def snapshot(self) -> list[ForwardSnapshot]: ...
+
+
+def find(engine: Snapshots, key: str) -> ForwardSnapshot:
+    """The forward whose id or name is `key` (an id wins over a name); KeyError when there
+    is none."""
+    return find_in(engine.snapshot(), key)
+
+
+def find_in(snapshots: list[ForwardSnapshot], key: str) -> ForwardSnapshot:
+    """`find` over snapshots already read."""
     for snap in snapshots:
         if snap.id == key:
             return snap

@@ -20,6 +20,18 @@ from portfwd.engine.health import describe
 from portfwd.engine.httplog import HttpExchange, HttpObserver, ObservedStream
 from portfwd.engine.model import ConnectionInfo, ForwardSpec, LogKind, LogLevel
 from portfwd.engine.routing import Router
+from portfwd.engine.traffic import (
+    DENIED,
+    INTERNAL,
+    IO,
+    LOCAL,
+    LOST,
+    NO_POD,
+    REFUSED,
+    TUNNEL,
+    RateRing,
+    Traffic,
+)
 from portfwd.errors import PortfwdError
 from portfwd.kube.errors import ApiError, ClusterUnreachable, Forbidden, Unauthorized
 from portfwd.kube.resolve import Resolution
@@ -73,7 +85,20 @@ class Owner(Protocol):
 class Connection:
     """One accepted local connection and its counters (also the pump's meter)."""
 
-    __slots__ = ("bytes_in", "bytes_out", "local", "opened_at", "owner", "pod", "pod_uid", "task")
+    __slots__ = (
+        "bytes_in",
+        "bytes_out",
+        "first_byte",
+        "local",
+        "opened_at",
+        "opened_mono",
+        "owner",
+        "pod",
+        "pod_uid",
+        "rates",
+        "stream_open",
+        "task",
+    )
 
     def __init__(self, owner: Connections, local: LocalConnection, pod: str) -> None:
         self.owner = owner
@@ -81,16 +106,31 @@ class Connection:
         self.pod = pod
         self.pod_uid = ""  # of the pod its stream goes to, once opened
         self.opened_at = time.time()
+        self.opened_mono = time.monotonic()
         self.bytes_in = 0
         self.bytes_out = 0
         self.task: asyncio.Task[None] | None = None
+        self.rates: RateRing | None = None  # the rate sampler's, from its first sample
+        self.stream_open: float | None = None
+        self.first_byte: float | None = None
 
-    def info(self) -> ConnectionInfo:
+    def info(self, second: int) -> ConnectionInfo:
+        rates = self.rates.rates(second) if self.rates is not None else (0.0, 0.0, 0.0, 0.0)
         return ConnectionInfo(
-            self.local.peer, self.pod, self.opened_at, self.bytes_in, self.bytes_out
+            self.local.peer,
+            self.pod,
+            self.opened_at,
+            self.bytes_in,
+            self.bytes_out,
+            *rates,
+            self.stream_open,
+            self.first_byte,
         )
 
     def add_in(self, n: int) -> None:
+        if self.first_byte is None:
+            self.first_byte = time.monotonic() - self.opened_mono
+            self.owner.traffic.first_byte.add(self.first_byte)
         self.bytes_in += n
         owner = self.owner
         owner.bytes_in += n
@@ -135,12 +175,14 @@ class Connections:
         self.v4_half_close_said = False
         self.lingering = Lingering()  # v4 connections waiting for a silent pod
         self.http_notes: set[str] = set()  # why the HTTP log stopped, as said so far
+        self.traffic = Traffic()  # rates, failures by reason, stream-open and first-byte times
 
     def __len__(self) -> int:
         return len(self.open)
 
-    def infos(self) -> list[ConnectionInfo]:
-        return [c.info() for c in sorted(self.open, key=lambda c: c.opened_at)]
+    def infos(self, second: int) -> list[ConnectionInfo]:
+        """As of the rate sampler's `second` (traffic.current_second())."""
+        return [c.info(second) for c in sorted(self.open, key=lambda c: c.opened_at)]
 
     def accept(self, local: LocalConnection) -> None:
         """The listener's callback: serve this connection (or refuse it at once)."""
@@ -155,6 +197,7 @@ class Connections:
         if waits and self.waiting >= self.max_waiting:
             local.abort()
             self.errors += 1
+            self.traffic.failed(LOCAL)
             fwd.add_log(
                 LogLevel.WARNING,
                 f"refused a connection on {port}: {self.waiting} are already waiting for a pod",
@@ -200,13 +243,16 @@ class Connections:
                 conn.pod, remote = route.pod.name, route.container_port
                 conn.pod_uid = route.pod.meta.uid
                 try:
+                    began = time.monotonic()
                     stream = await tunnel.open(fwd.namespace, conn.pod, remote, route.pod.meta.uid)
+                    conn.stream_open = time.monotonic() - began
+                    self.traffic.stream_open.add(conn.stream_open)
                     break
                 except (ApiError, ClusterUnreachable, SessionLost, OSError) as exc:
                     text = describe(exc)
                     if isinstance(exc, ClusterUnreachable) and exc.cause == "local":
                         # Out of descriptors here: the pod and the tunnel are fine.
-                        self._failed(conn, local_port, remote, text)
+                        self._failed(conn, local_port, remote, text, LOCAL)
                         return
                     fwd.tunnel_failed(exc, text)
                     # Nothing reached the pod (the upgrade failed): the client's bytes are
@@ -219,7 +265,8 @@ class Connections:
                             self.connect_wait, lambda: fwd.faulty
                         )
                     if healed is None:
-                        self._failed(conn, local_port, remote, text)
+                        why = DENIED if isinstance(exc, Forbidden | Unauthorized) else TUNNEL
+                        self._failed(conn, local_port, remote, text, why)
                         return
                     fwd.add_log(
                         LogLevel.INFO,
@@ -247,14 +294,15 @@ class Connections:
         except SessionLost:
             # Reported once for every connection it ended (the forward's on_lost), not each.
             self.errors += 1
+            self.traffic.failed(LOST)
             conn.local.close()
         except PortfwdError as exc:  # TunnelError: the kubelet's text (the backend refused...)
-            self._failed(conn, local_port, remote, str(exc))
+            self._failed(conn, local_port, remote, str(exc), REFUSED)
         except OSError as exc:  # TimeoutError included
-            self._failed(conn, local_port, remote, describe(exc))
+            self._failed(conn, local_port, remote, describe(exc), IO)
         except Exception as exc:  # a bug in one connection must not take the forward down
             log.exception("connection of forward %s failed", fwd.id)
-            self._failed(conn, local_port, remote, f"internal error: {exc!r}")
+            self._failed(conn, local_port, remote, f"internal error: {exc!r}", INTERNAL)
         finally:
             self.open.discard(conn)
             fwd.counters_changed()
@@ -342,6 +390,7 @@ class Connections:
                 local_port,
                 fwd.remote_port,
                 f"no Ready pod within {self.connect_wait:g} s ({why})",
+                NO_POD,
             )
         return route
 
@@ -355,8 +404,11 @@ class Connections:
 
         return warn
 
-    def _failed(self, conn: Connection, local_port: int, remote: int, text: str) -> None:
+    def _failed(
+        self, conn: Connection, local_port: int, remote: int, text: str, reason: str
+    ) -> None:
         self.errors += 1
+        self.traffic.failed(reason)
         conn.local.close()
         # No pod resolved yet (0): the port the user asked for, not a port 0 nobody chose.
         shown = remote or self.forward.spec.remote_port

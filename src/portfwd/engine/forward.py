@@ -53,6 +53,7 @@ from portfwd.engine.model import (
 )
 from portfwd.engine.present import kubectl_command
 from portfwd.engine.routing import Router
+from portfwd.engine.traffic import current_second, traffic_stats
 from portfwd.errors import NoReadyPod, PortfwdError
 from portfwd.humanize import duration_text
 from portfwd.kube.auth import AuthProvider
@@ -170,7 +171,16 @@ class Forward:
             bytes_out=conns.bytes_out,
             errors=conns.errors,
             reconnects=self.reconnects,
+            **traffic_stats(conns.traffic, current_second()),
         )
+
+    def sample_rates(self, second: int) -> bool:
+        """The rate sampler's second (engine/traffic.py): True when bytes moved."""
+        conns = self.connections
+        moved, changed = conns.traffic.sample(second, conns.bytes_in, conns.bytes_out, conns.open)
+        if changed:
+            self.counters_changed()  # the rates changed: the next stats tick carries them
+        return moved
 
     def snapshot(self) -> ForwardSnapshot:
         return ForwardSnapshot(

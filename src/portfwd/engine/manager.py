@@ -45,6 +45,7 @@ from portfwd.engine.model import (
     check_spec,
 )
 from portfwd.engine.podlogs import PodLogPage, PodLogs
+from portfwd.engine.traffic import RateSampler, current_second
 from portfwd.engine.wake import WakeDetector
 from portfwd.errors import InputError
 from portfwd.kube.client import KubeClient
@@ -96,6 +97,8 @@ class Manager:
         self._app_log: deque[LogEntry] = deque(maxlen=LOG_SIZE)
         self._dirty: set[str] = set()
         self._ticker: asyncio.Task[None] | None = None
+        # One per engine: a rate sample a second while bytes move (engine/traffic.py).
+        self.sampler = RateSampler(lambda: self._forwards.values())
         self.memory = MemoryKeeper()
         self.pod_logs = PodLogs(self.get, self._pod_log_client, self.subscribe)
         self.http_files: HttpLogFiles | None = None
@@ -128,7 +131,7 @@ class Manager:
 
     def open_connections(self, forward_id: str) -> list[ConnectionInfo]:
         """Each open connection of a forward with its own byte counters, oldest first."""
-        return self._forwards[forward_id].connections.infos()
+        return self._forwards[forward_id].connections.infos(current_second())
 
     async def pod_log(
         self, forward_id: str, container: str | None = None, after: int = 0, wait: float = 0
@@ -373,6 +376,7 @@ class Manager:
             self._ticker.cancel()
             await asyncio.wait({self._ticker})
             self._ticker = None
+        await self.sampler.close()
         self._flush_stats()
         await self.memory.close()
         with contextlib.suppress(TimeoutError):
@@ -388,6 +392,7 @@ class Manager:
 
     def _mark_dirty(self, forward_id: str) -> None:
         self._dirty.add(forward_id)
+        self.sampler.poke()
         if self._ticker is None and not self._closed:
             self._ticker = asyncio.create_task(self._tick(), name="stats-ticker")
 

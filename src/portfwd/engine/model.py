@@ -232,6 +232,13 @@ class ConnectionInfo:
     opened_at: float
     bytes_in: int
     bytes_out: int
+    # Bytes per second: in the last second, and moved in the last minute / 60 (engine/traffic).
+    rate_in: float = 0.0
+    rate_out: float = 0.0
+    avg_in: float = 0.0
+    avg_out: float = 0.0
+    stream_open: float | None = None  # seconds its stream to the pod took to open
+    first_byte: float | None = None  # seconds from accepted to the pod's first byte
 
 
 @dataclass(frozen=True)
@@ -242,6 +249,33 @@ class ForwardStats:
     bytes_out: int = 0  # local client -> pod
     errors: int = 0
     reconnects: int = 0  # times the forward moved to another pod or came back after a failure
+    # Bytes per second (engine/traffic.py): in the last second, and moved in the last minute
+    # / 60, as of when the stats were read.
+    rate_in: float = 0.0
+    rate_out: float = 0.0
+    avg_in: float = 0.0
+    avg_out: float = 0.0
+    # Failed connections by reason (traffic.FAILURE_REASONS order, only those that happened);
+    # they add up to `errors`.
+    failures: tuple[tuple[str, int], ...] = ()
+    # Seconds, over the last traffic.LATENCY_WINDOW connections (None: none yet): opening the
+    # stream to the pod, and from accepting a connection to the pod's first byte.
+    open_p50: float | None = None
+    open_p99: float | None = None
+    first_byte_p50: float | None = None
+    first_byte_p99: float | None = None
+    # Bytes per second, one per second, oldest first, the newest ending at `sampled_at` (wall
+    # clock); leading seconds in which nothing moved are left out. A view later than
+    # `sampled_at` counts the seconds since as 0 (the engine samples only while bytes move).
+    history_in: tuple[int, ...] = ()
+    history_out: tuple[int, ...] = ()
+    sampled_at: float | None = None
+    # All time (for a Prometheus summary's _count and _sum): streams opened and their seconds,
+    # first bytes seen and their seconds.
+    open_count: int = 0
+    open_sum: float = 0.0
+    first_byte_count: int = 0
+    first_byte_sum: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -140,21 +140,43 @@ def spec_from_dict(data: Any, *, strict: bool = False) -> ForwardSpec:
 # --- snapshots, logs, connections ------------------------------------------------------------
 
 
-def stats_to_dict(stats: ForwardStats) -> dict[str, int]:
-    return {
-        "connections_open": stats.connections_open,
-        "connections_total": stats.connections_total,
-        "bytes_in": stats.bytes_in,
-        "bytes_out": stats.bytes_out,
-        "errors": stats.errors,
-        "reconnects": stats.reconnects,
-    }
+_COUNTS = (
+    "connections_open",
+    "connections_total",
+    "bytes_in",
+    "bytes_out",
+    "errors",
+    "reconnects",
+    "open_count",
+    "first_byte_count",
+)
+_RATES = ("rate_in", "rate_out", "avg_in", "avg_out", "open_sum", "first_byte_sum")
+_TIMES = ("open_p50", "open_p99", "first_byte_p50", "first_byte_p99", "sampled_at")
+_HISTORY = ("history_in", "history_out")
+
+
+def stats_to_dict(stats: ForwardStats) -> dict[str, Any]:
+    data: dict[str, Any] = {k: getattr(stats, k) for k in (*_COUNTS, *_RATES, *_TIMES)}
+    data["failures"] = dict(stats.failures)
+    for key in _HISTORY:
+        data[key] = list(getattr(stats, key))
+    return data
 
 
 def stats_from_dict(data: Any) -> ForwardStats:
     if not isinstance(data, dict):
         raise InputError("stats must be a mapping")
-    return ForwardStats(**{k: _int(data.get(k, 0), k) for k in stats_to_dict(ForwardStats())})
+    failures = data.get("failures") or {}
+    if not isinstance(failures, dict):
+        raise InputError("failures must be a mapping of reason to count")
+    fields: dict[str, Any] = {k: _int(data.get(k, 0), k) for k in _COUNTS}
+    fields.update({k: _float(data.get(k, 0.0), k) for k in _RATES})
+    fields.update({k: _opt_float(data.get(k), k) for k in _TIMES})
+    fields.update({k: _ints(data.get(k) or [], k) for k in _HISTORY})
+    fields["failures"] = tuple(
+        (_str(k, "failures"), _int(n, "failures")) for k, n in failures.items()
+    )
+    return ForwardStats(**fields)
 
 
 def snapshot_to_dict(snap: ForwardSnapshot) -> dict[str, Any]:
@@ -262,6 +284,12 @@ def connection_to_dict(info: ConnectionInfo) -> dict[str, Any]:
         "opened_at": info.opened_at,
         "bytes_in": info.bytes_in,
         "bytes_out": info.bytes_out,
+        "rate_in": info.rate_in,
+        "rate_out": info.rate_out,
+        "avg_in": info.avg_in,
+        "avg_out": info.avg_out,
+        "stream_open": info.stream_open,
+        "first_byte": info.first_byte,
     }
 
 
@@ -274,6 +302,12 @@ def connection_from_dict(data: Any) -> ConnectionInfo:
         opened_at=_opt_float(data.get("opened_at"), "opened_at") or 0.0,
         bytes_in=_int(data.get("bytes_in", 0), "bytes_in"),
         bytes_out=_int(data.get("bytes_out", 0), "bytes_out"),
+        rate_in=_float(data.get("rate_in", 0.0), "rate_in"),
+        rate_out=_float(data.get("rate_out", 0.0), "rate_out"),
+        avg_in=_float(data.get("avg_in", 0.0), "avg_in"),
+        avg_out=_float(data.get("avg_out", 0.0), "avg_out"),
+        stream_open=_opt_float(data.get("stream_open"), "stream_open"),
+        first_byte=_opt_float(data.get("first_byte"), "first_byte"),
     )
 
 
@@ -334,6 +368,18 @@ def _int(value: Any, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise InputError(f"{what} must be a whole number")
     return value
+
+
+def _float(value: Any, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InputError(f"{what} must be a number")
+    return float(value)
+
+
+def _ints(value: Any, what: str) -> tuple[int, ...]:
+    if not isinstance(value, list | tuple):
+        raise InputError(f"{what} must be a list of whole numbers")
+    return tuple(_int(v, what) for v in value)
 
 
 def _opt_float(value: Any, what: str) -> float | None:

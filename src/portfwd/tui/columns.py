@@ -19,9 +19,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from portfwd.engine.model import ForwardSnapshot, ForwardState
+from portfwd.tui.widgets.traffic_plot import RATE_CELL_WIDTH, rates_now
 
 SORT_ARROW_WIDTH = 2  # " ▲" after the label of the sort column
 FLEX_RESERVE = 24  # what the last error is given before less important columns get room
+# What the last error may claim before a spare column (the name) gets room: beyond this it
+# is cut, and the detail pane shows it whole (a long error kept the name off even at 200).
+FLEX_ROOMY = 48
 CORE_PRIORITY = 5  # columns up to this priority must fit (else local/remote go compact)
 
 
@@ -96,7 +100,13 @@ COLUMNS: tuple[Column, ...] = (
     Column("conns", "Conns", lambda s, now: s.stats.connections_open, 4),
     Column("bytes_in", "In", lambda s, now: s.stats.bytes_in, 6),
     Column("bytes_out", "Out", lambda s, now: s.stats.bytes_out, 7),
-    Column("rate", "Rate ↓↑", lambda s, now: 0, 8, reserve=11),
+    Column(
+        "rate",
+        "Rate ↓↑",
+        lambda s, now: sum(rates_now(s.stats, now)),
+        8,
+        reserve=RATE_CELL_WIDTH,
+    ),
     Column("error", "Last error", lambda s, now: s.reason, 5, min_width=8, flex=True),
 )
 COLUMN_KEYS = tuple(c.key for c in COLUMNS)
@@ -198,7 +208,14 @@ def _fit_once(
                 chosen[col.key] += grow
                 left -= grow
     flex = next((c.key for c in columns if c.flex and c.key in chosen), None)
-    room = left - (max(0, natural[flex] - chosen[flex]) if flex is not None else 0)
+    room = left
+    if flex is not None:
+        # The last error whole first, when it can be; when it is cut anyway, it keeps
+        # FLEX_ROOMY and a spare column takes what is left (issue 19: the name never showed).
+        need = max(0, natural[flex] - chosen[flex])
+        if need > left:
+            need = max(0, min(natural[flex], FLEX_ROOMY) - chosen[flex])
+        room = left - need
     for col in by_priority:
         want = natural[col.key]
         if col.spare and want and want + pad <= room:

@@ -109,13 +109,6 @@ def short_bytes(n: float) -> str:
     return f"{value:.0f}T"  # unreachable
 
 
-def rate_text(rate_in: float, rate_out: float) -> str:
-    """Bytes per second towards the client (↓) and towards the pod (↑); "" while idle."""
-    if rate_in < 1 and rate_out < 1:
-        return ""
-    return f"↓{short_bytes(rate_in)} ↑{short_bytes(rate_out)}"
-
-
 def context_text(snap: ForwardSnapshot) -> str:
     """The context it runs in (resolved), else the one asked for; "" = the current one."""
     return escape_controls(snap.context or snap.spec.context or "")

@@ -26,6 +26,7 @@ from portfwd.tui.screens.base import PortfwdScreen
 from portfwd.tui.widgets.detail_pane import Detail, DetailPane
 from portfwd.tui.widgets.forward_table import ForwardTable
 from portfwd.tui.widgets.key_bar import DASHBOARD_KEYS, KeyBar
+from portfwd.tui.widgets.traffic_plot import totals_text
 
 log = logging.getLogger(__name__)
 
@@ -104,12 +105,20 @@ class DashboardScreen(PortfwdScreen[None]):
     def _update_header(self) -> None:
         """The app's header names the default context; with none (no kubeconfig), it names
         the contexts the forwards run in, so it never says "no context" over forwards that
-        run fine with a kubeconfig of their own."""
-        if self.papp.context_name or not self.live:
+        run fine with a kubeconfig of their own. Then the totals of every forward: the rate
+        each way and the connections open (redrawn only when the text changes)."""
+        if not self.live:
             return
-        contexts = sorted({c for s in self.table.snapshots.values() if (c := context_text(s))})
-        where = f" · forwards in {', '.join(contexts)}" if contexts else ""
-        self.sub_title = f"no default context{where}"
+        snaps = self.table.snapshots.values()
+        if self.papp.context_name:
+            where = self.papp.sub_title
+        else:
+            contexts = sorted({c for s in snaps if (c := context_text(s))})
+            where = "no default context" + (
+                f" · forwards in {', '.join(contexts)}" if contexts else ""
+            )
+        totals = totals_text((s.stats for s in snaps), self.papp.clock())
+        self.sub_title = f"{where} · {totals}"
 
     # -- 1 s tick only while this screen is showing -----------------------------------------
 
@@ -155,6 +164,7 @@ class DashboardScreen(PortfwdScreen[None]):
     def _tick(self) -> None:
         if self.live:
             self.table.tick()
+            self._update_header()
             fid = self.table.selected_id
             snap = self.table.snapshots.get(fid) if fid else None
             if snap is not None and (snap.next_retry_at is not None or self.detail.expanded):

@@ -42,6 +42,7 @@ from portfwd.tui.format import (
 from portfwd.tui.history import Change
 from portfwd.tui.widgets.health_block import health_block
 from portfwd.tui.widgets.pod_log import PodLogView
+from portfwd.tui.widgets.traffic_plot import millis, plot_section
 
 RECENT_LOG_LINES = 8
 
@@ -129,7 +130,7 @@ def _connections(detail: Detail) -> RenderableType:
     if not detail.connections:
         return Text("  none", style="dim")
     table = Table(box=None, show_header=True, header_style="dim", padding=(0, 1), pad_edge=True)
-    for label in ("from", "to pod", "age", "↓ in", "↑ out"):
+    for label in ("from", "to pod", "age", "↓ in", "↑ out", "↓/s", "↑/s", "open", "1st byte"):
         table.add_column(label, no_wrap=True, overflow="ellipsis")
     for conn in detail.connections:
         table.add_row(
@@ -138,6 +139,10 @@ def _connections(detail: Detail) -> RenderableType:
             Text(human_duration(detail.now - conn.opened_at)),
             Text(human_bytes(conn.bytes_in)),
             Text(human_bytes(conn.bytes_out)),
+            Text(human_rate(conn.rate_in)),
+            Text(human_rate(conn.rate_out)),
+            Text(millis(conn.stream_open)),
+            Text(millis(conn.first_byte)),
         )
     return table
 
@@ -182,6 +187,7 @@ def full(detail: Detail) -> Group:
     parts += [_heading("Health per layer"), health_block(detail.snap, detail.now, detail.tz)]
     if _reason(detail):
         parts += [_heading("Last error"), Text(_reason(detail))]
+    parts += plot_section(detail.snap.stats, detail.now)  # widgets/traffic_plot.py
     parts += [
         _heading(f"Connections open now ({len(detail.connections)})"),
         _connections(detail),

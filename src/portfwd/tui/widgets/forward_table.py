@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from rich.text import Text
 from textual import events
@@ -31,7 +31,6 @@ from portfwd.tui.format import (
     local_text,
     name_text,
     namespace_text,
-    rate_text,
     reason_text,
     remote_compact,
     remote_short,
@@ -44,6 +43,7 @@ from portfwd.tui.format import (
 )
 from portfwd.tui.grouping import GroupIndex
 from portfwd.tui.widgets.fitted_table import FittedTable
+from portfwd.tui.widgets.traffic_plot import SPARK_SECONDS, rate_cell, rates_now
 
 __all__ = ["COLUMNS", "COLUMN_KEYS", "ForwardTable", "matches"]
 
@@ -82,13 +82,10 @@ def matches(snap: ForwardSnapshot, query: str, group: str = "") -> bool:
     return all(word in hay for word in query.lower().split())
 
 
-@dataclass
-class _Rate:
-    at: float
-    bytes_in: int
-    bytes_out: int
-    rate_in: float = 0.0
-    rate_out: float = 0.0
+def _moving(stats: ForwardStats, now: float) -> bool:
+    """Bytes moved within the sparkline's seconds: its cell still changes with the clock."""
+    at = stats.sampled_at
+    return at is not None and now - at <= SPARK_SECONDS + 1
 
 
 class ForwardTable(FittedTable):
@@ -125,7 +122,6 @@ class ForwardTable(FittedTable):
         self.filter_text = ""
         self.default_context = ""  # the header's: a context column of only this one is hidden
         self.groups = GroupIndex()  # the profiles file's forwards: the Group column
-        self._rates: dict[str, _Rate] = {}
         self._stale: set[str] = set()  # rows off screen whose clock cells a tick skipped
         self.layout_columns = frozenset({"context"})
         self.tick_rows = 0  # rows a tick recomputed (tests: an off-screen row costs nothing)
@@ -142,12 +138,11 @@ class ForwardTable(FittedTable):
 
     def _clock_cells(self, snap: ForwardSnapshot, now: float) -> dict[str, Text]:
         """The cells that move with time alone: a tick recomputes only these."""
-        rate = self._rates.get(snap.id)
         return {
             "status": status_cell(snap, now),
             "status_compact": status_compact(snap, now),
             "uptime": Text(uptime_cell(snap, now)),
-            "rate": Text(rate_text(rate.rate_in, rate.rate_out) if rate else ""),
+            "rate": rate_cell(snap.stats, now),
         }
 
     def _row_cells(self, snap: ForwardSnapshot, now: float) -> dict[str, Text]:
@@ -202,9 +197,6 @@ class ForwardTable(FittedTable):
 
     def set_all(self, snapshots: list[ForwardSnapshot]) -> None:
         self.snapshots = {s.id: s for s in snapshots}
-        for fid in list(self._rates):
-            if fid not in self.snapshots:
-                del self._rates[fid]
         self.rebuild()
 
     def upsert(self, snap: ForwardSnapshot) -> None:
@@ -230,7 +222,6 @@ class ForwardTable(FittedTable):
     def remove_forward(self, fid: str) -> None:
         self.snapshots.pop(fid, None)
         self.notes.pop(fid, None)
-        self._rates.pop(fid, None)
         if self.has_row(fid):
             self.drop_row(fid)
 
@@ -244,9 +235,12 @@ class ForwardTable(FittedTable):
             self._update_row(snap)
 
     def rates(self, fid: str) -> tuple[float, float]:
-        """Bytes per second in and out over the last tick."""
-        rate = self._rates.get(fid)
-        return (rate.rate_in, rate.rate_out) if rate else (0.0, 0.0)
+        """Bytes per second in and out in the last whole second (the engine's samples)."""
+        snap = self.snapshots.get(fid)
+        if snap is None:
+            return (0.0, 0.0)
+        rate_in, rate_out = rates_now(snap.stats, self.clock())
+        return (float(rate_in), float(rate_out))
 
     def tick(self) -> None:
         """Once a second while visible: uptime, byte rates and retry countdowns of the rows
@@ -255,26 +249,8 @@ class ForwardTable(FittedTable):
         shown = self.visible_rows()
         locations = self._row_locations
         for fid, snap in self.snapshots.items():
-            prev = self._rates.get(fid)
-            bin_, bout = snap.stats.bytes_in, snap.stats.bytes_out
-            if prev is None:
-                rate = _Rate(now, bin_, bout)
-            elif now > prev.at:
-                dt = now - prev.at
-                rate = _Rate(
-                    now, bin_, bout, (bin_ - prev.bytes_in) / dt, (bout - prev.bytes_out) / dt
-                )
-            else:
-                rate = prev  # no time passed (a second tick in the same instant)
-            self._rates[fid] = rate
             if not self.has_row(fid) or not (
-                snap.state in _RUNNING
-                or snap.next_retry_at is not None
-                or prev is None
-                or prev.rate_in
-                or prev.rate_out
-                or rate.rate_in
-                or rate.rate_out
+                snap.state in _RUNNING or snap.next_retry_at is not None or _moving(snap.stats, now)
             ):
                 continue
             index = locations.get(RowKey(fid))
