@@ -302,6 +302,8 @@ def test_every_flag_of_forward_is_known_to_import(main_group: click.Group) -> No
         "pod_running_timeout": "1m",
         "probe": "tcp",
         "probe_interval": "10s",
+        "idle_after": "10m",
+        "idle_stop": "30m",
     }
     for param in forward.params:
         if not isinstance(param, click.Option):
@@ -323,6 +325,15 @@ def test_the_importer_s_own_copy_of_forward_s_flags_is_forward_s(main_group: cli
         forward = main_group.get_command(ctx, "forward")
     assert forward is not None
     assert flags_of([*main_group.params, *forward.params]) == PORTFWD_FORWARD_FLAGS
+
+
+def test_a_portfwd_forward_line_with_lazy_flags_imports_them() -> None:
+    from portfwd.transfer.kubectl_lines import specs_from_command
+
+    (spec,) = specs_from_command("portfwd forward --idle-after 5m --idle-stop 1h svc/web 8080:80")
+    assert spec.lazy and spec.idle_after == 300 and spec.idle_stop == 3600
+    (plain,) = specs_from_command("portfwd forward --lazy svc/web 8080:80")
+    assert plain.lazy and not plain.idle_stop
 
 
 def test_a_portfwd_forward_line_with_spread_imports_spread() -> None:

@@ -23,9 +23,10 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from portfwd.engine.model import ForwardSpec
+from portfwd.engine.model import IDLE_AFTER, ForwardSpec
 from portfwd.engine.probe_spec import DEFAULT_PROBE_INTERVAL, interval_from, parse_probe
 from portfwd.errors import InputError, PortfwdError
+from portfwd.humanize import parse_duration
 from portfwd.kube.targets import parse_port_mapping, parse_target
 from portfwd.transfer.relay_words import _Skip as _Skip  # re-exported: the other importers catch it
 from portfwd.transfer.relay_words import check_relay_target, relay_port
@@ -112,6 +113,9 @@ _PORTFWD_MEANINGS = {
     "http_log": "http-log",
     "probe": "probe",
     "probe_interval": "probe-interval",
+    "lazy": "lazy",
+    "idle_after": "idle-after",
+    "idle_stop": "idle-stop",
 }
 
 
@@ -126,6 +130,9 @@ PORTFWD_FORWARD_FLAGS: dict[str, tuple[bool, str]] = {
     "--http-log": (False, "http-log"),
     "--probe": (True, "probe"),
     "--probe-interval": (True, "probe-interval"),
+    "--lazy": (False, "lazy"),
+    "--idle-after": (True, "idle-after"),
+    "--idle-stop": (True, "idle-stop"),
     "--pod-running-timeout": (True, "ignore"),
     "--metrics": (True, "ignore"),
     "--ping-interval": (True, "ignore"),
@@ -180,6 +187,9 @@ class _Parsed:
     http_log: bool = False
     probe: str = ""
     probe_interval: float = DEFAULT_PROBE_INTERVAL
+    lazy: bool = False
+    idle_after: float = IDLE_AFTER
+    idle_stop: float = 0.0
     notes: list[str] = field(default_factory=list)
 
 
@@ -258,7 +268,20 @@ def _apply(parsed: _Parsed, name: str, what: str, value: str | None) -> None:
     if what == "http-log":
         parsed.http_log = value is None or value.lower() not in ("false", "0")
         return
+    if what == "lazy":
+        parsed.lazy = value is None or value.lower() not in ("false", "0")
+        return
     assert value is not None
+    if what in ("idle-after", "idle-stop"):
+        try:
+            seconds = parse_duration(value)
+        except InputError as exc:
+            raise _Skip(f"{name}: {exc}") from None
+        if what == "idle-after":
+            parsed.lazy, parsed.idle_after = True, seconds  # (as the flag: it implies --lazy)
+        else:
+            parsed.idle_stop = seconds
+        return
     if what in ("probe", "probe-interval"):
         try:
             if what == "probe":
@@ -436,6 +459,9 @@ def specs_from_words(
                 http_log=parsed.http_log,
                 probe=parsed.probe,
                 probe_interval=parsed.probe_interval,
+                lazy=parsed.lazy,
+                idle_after=parsed.idle_after,
+                idle_stop=parsed.idle_stop,
                 name=None,
             )
         except InputError as exc:

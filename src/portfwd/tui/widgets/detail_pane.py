@@ -183,11 +183,12 @@ def _log(detail: Detail) -> Text:
 
 
 def full(detail: Detail) -> Group:
+    # What is wrong first, then the record, the traffic plot last: the pane scrolls, and a
+    # terminal of 40-50 rows shows down to the recent log.
     parts: list[RenderableType] = [summary(detail, with_reason=False), _facts(detail)]
-    parts += [_heading("Health per layer"), health_block(detail.snap, detail.now, detail.tz)]
     if _reason(detail):
         parts += [_heading("Last error"), Text(_reason(detail))]
-    parts += plot_section(detail.snap.stats, detail.now)  # widgets/traffic_plot.py
+    parts += [_heading("Health per layer"), health_block(detail.snap, detail.now, detail.tz)]
     parts += [
         _heading(f"Connections open now ({len(detail.connections)})"),
         _connections(detail),
@@ -196,6 +197,7 @@ def full(detail: Detail) -> Group:
         _heading("Recent log (l: all of it)"),
         _log(detail),
     ]
+    parts += plot_section(detail.snap.stats, detail.now)  # widgets/traffic_plot.py
     return Group(*parts)
 
 
