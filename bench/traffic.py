@@ -36,7 +36,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from dashboard_echo import load, ms, ready_ports  # sibling scripts, not a package
+from dashboard_echo import listener_of, load, ms, ready_ports  # sibling scripts, not a package
 from httplog import argv as httplog_argv
 from httplog import big, small
 from throughput import cpu_seconds, forwarder_process, sandbox_process
@@ -130,7 +130,11 @@ async def _dashboard_figures(
     tmux: Tmux, kubeconfig: str, forwards: int, idle: float, seconds: float, keys: int
 ) -> dict[str, object]:
     async with tui(tmux, ["--kubeconfig", kubeconfig], forwards) as app:
-        ports = await ready_ports(app.pid, forwards)
+        # The forwards run in the dashboard's engine process (or in the app, with --before
+        # a tree that has none): the listeners and the load's CPU are that process's too.
+        engine = await listener_of(app.pid, forwards)
+        also = app.pid if engine != app.pid else None
+        ports = await ready_ports(engine, forwards)
         await tmux.wait_for(
             app.session,
             lambda s: ACTIVE in s and not any(w in s for w in ("starting", "reconnecting")),
@@ -142,7 +146,7 @@ async def _dashboard_figures(
         await asyncio.sleep(SPARK_DRAIN)
         _mem, idle_cpu = await idle_figures(app.pid, idle)
         idle_lags = await key_lags(app, keys)
-        loading = asyncio.create_task(load(app.pid, ports, seconds))
+        loading = asyncio.create_task(load(engine, ports, seconds, also=also))
         await asyncio.sleep(min(2.0, seconds / 4))  # the load and the rates are under way
         busy_lags = await key_lags(app, keys)
         echo = await loading
