@@ -188,10 +188,7 @@ class DaemonServer:
         self.lock.release()
 
     def status(self) -> dict[str, Any]:
-        snaps = self.manager.snapshot()
-        states: dict[str, int] = {}
-        for snap in snaps:
-            states[snap.state.value] = states.get(snap.state.value, 0) + 1
+        states = self.manager.state_counts()
         return {
             "version": __version__,
             "protocol": proto.PROTOCOL_VERSION,
@@ -200,7 +197,7 @@ class DaemonServer:
             "socket": str(self.paths.socket),
             "log": str(self.paths.log),
             "session": str(self.session.store.path) if self.session is not None else None,
-            "forwards": len(snaps),
+            "forwards": sum(states.values()),
             "states": states,
             "clients": len(self._clients),
             # What `ls` and the dashboard show: the kubeconfig a spec without one uses, and

@@ -117,6 +117,14 @@ class Manager:
     def snapshot(self) -> list[ForwardSnapshot]:
         return [f.snapshot() for f in self._forwards.values()]
 
+    def state_counts(self) -> dict[str, int]:
+        """How many forwards are in each state, without building their snapshots (the
+        daemon's hello answers it on every `portfwd ls`)."""
+        counts: dict[str, int] = {}
+        for fwd in self._forwards.values():
+            counts[fwd.state.value] = counts.get(fwd.state.value, 0) + 1
+        return counts
+
     def get(self, forward_id: str) -> ForwardSnapshot:
         return self._forwards[forward_id].snapshot()
 
