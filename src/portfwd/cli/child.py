@@ -59,24 +59,49 @@ async def start(argv: Sequence[str], env: Mapping[str, str]) -> asyncio.subproce
         raise CommandError(f"{shown}: cannot run it: {exc.strerror or exc}", CANNOT_RUN) from None
 
 
-async def wait(proc: asyncio.subprocess.Process) -> int:
-    """Its exit status, with our signals passed on to it until it ends."""
-    loop = asyncio.get_running_loop()
-    handled: list[int] = []
-    skip_int = _terminal_delivers_sigint()
+class SignalRelay:
+    """Our SIGINT, SIGTERM and SIGHUP, sent on to the command. Installed before the command
+    starts, in place of the handlers that stopped the forwards (add_signal_handler replaces
+    them at once), so no signal ever finds the default disposition in between: that killed
+    portfwd and left the command running. One that comes before the command exists is sent
+    as soon as it does."""
 
-    def pass_on(sig: int) -> None:
-        if sig == signal.SIGINT and skip_int:
+    def __init__(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._proc: asyncio.subprocess.Process | None = None
+        self._pending: list[int] = []
+        self._handled: list[int] = []
+        self._skip_int = _terminal_delivers_sigint()
+        self.heard = asyncio.Event()  # a signal came (passed on, or held for the command)
+
+    def __enter__(self) -> SignalRelay:
+        for sig in PASSED_ON:
+            with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
+                self._loop.add_signal_handler(sig, self._pass_on, sig)
+                self._handled.append(sig)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for number in self._handled:
+            self._loop.remove_signal_handler(number)
+
+    def attach(self, proc: asyncio.subprocess.Process) -> None:
+        self._proc = proc
+        pending, self._pending = self._pending, []
+        for sig in pending:
+            self._pass_on(sig)
+
+    def _pass_on(self, sig: int) -> None:
+        self.heard.set()
+        if sig == signal.SIGINT and self._skip_int:
+            return
+        if self._proc is None:
+            self._pending.append(sig)
             return
         with contextlib.suppress(ProcessLookupError):
-            proc.send_signal(sig)
+            self._proc.send_signal(sig)
 
-    for sig in PASSED_ON:
-        with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
-            loop.add_signal_handler(sig, pass_on, sig)
-            handled.append(sig)
-    try:
-        return exit_status(await proc.wait())
-    finally:
-        for number in handled:
-            loop.remove_signal_handler(number)
+
+async def wait(proc: asyncio.subprocess.Process) -> int:
+    """Its exit status (the signals are a SignalRelay's)."""
+    return exit_status(await proc.wait())

@@ -258,9 +258,11 @@ async def _run(
             ready = starting.result()  # NotReady, InputError: raised on, after the cleanup
             if stop.is_set():
                 return ExitCode.INTERRUPTED
-            release_signals(handled)
-            released = True
-            return await _command(used, ready, labels, argv, ports_file)
+            # The relay takes SIGINT/SIGTERM over from the stop handlers in one step (and
+            # gives them back to the default when it ends).
+            with child.SignalRelay() as relay:
+                released = True
+                return await _command(used, ready, labels, argv, ports_file, relay)
     except NotRunning as exc:  # the daemon went away under us
         error_line(str(exc))
         return ExitCode.FAILED
@@ -304,6 +306,7 @@ async def _command(
     labels: list[str],
     argv: list[str],
     ports_file: Path | None,
+    relay: child.SignalRelay,
 ) -> int:
     where = {name: _where(snap) for name, snap in zip(labels, ready, strict=True)}
     if ports_file is not None:
@@ -317,6 +320,7 @@ async def _command(
     except child.CommandError as exc:
         error_line(str(exc))
         return exc.code
+    relay.attach(proc)
     lost: list[str] = []
 
     def on_lost(snap: ForwardSnapshot) -> None:
