@@ -33,10 +33,15 @@ from typing import Any
 from portfwd.daemon import ops
 from portfwd.daemon.client import RemoteEngine
 from portfwd.daemon.paths import LOCK_NAME, SOCKET_NAME, DaemonPaths
-from portfwd.daemon.service import READY_FD_ENV, Started, _read_line, _ready_fd, _report_ready
+from portfwd.daemon.service import (
+    Started,
+    _ready_fd,
+    _report_ready,
+    start_with_ready_pipe,
+)
 from portfwd.engine.model import ConnectionInfo
 from portfwd.errors import PortfwdError
-from portfwd.selfexec import child_environment, portfwd_command
+from portfwd.selfexec import portfwd_command
 
 CHILD_ARG = "__engine"  # `portfwd __engine DIR ...`: the child's command line (not for users)
 ENGINE_ENV = "PORTFWD_ENGINE"  # "thread": the engine thread instead of a process
@@ -140,26 +145,9 @@ def _prepare(kubeconfig: str | None, ping_interval: float) -> tuple[Path, list[s
 
 
 def _spawn(command: list[str]) -> tuple[subprocess.Popen[bytes], Started]:
-    read_end, write_end = os.pipe()
-    env = child_environment(os.environ)
-    env[READY_FD_ENV] = str(write_end)
-    try:
-        proc = subprocess.Popen(
-            command,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,  # the terminal's signals are the dashboard's
-            pass_fds=(write_end,),
-            env=env,
-            close_fds=True,
-        )
-    finally:
-        os.close(write_end)
-    try:
-        answer = _read_line(read_end, START_TIMEOUT)
-    finally:
-        os.close(read_end)
+    # Its stdin is the dashboard's lifeline (closed: the engine stops); its own session,
+    # so the terminal's signals are the dashboard's alone.
+    proc, answer = start_with_ready_pipe(command, START_TIMEOUT, stdin=subprocess.PIPE)
     if answer:
         return proc, Started.parse(answer)
     try:

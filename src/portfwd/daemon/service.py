@@ -245,30 +245,39 @@ def ensure_started(
         raise PortfwdError(started.error or "the daemon did not start")
 
 
-def spawn(command: list[str], timeout: float = DETACH_TIMEOUT) -> tuple[int, Started]:
-    """Run `command` detached (own session, no terminal, cwd /); its pid and what it
-    reported on the ready pipe (a Started; an error when it died or said nothing in time)."""
+def start_with_ready_pipe(
+    command: list[str], timeout: float, *, stdin: int, cwd: str | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
+    """Start `command` in its own session (no terminal's signals) with the ready pipe's
+    write end passed on as READY_FD_ENV; the process and the line it reported ("" when
+    it closed the pipe or said nothing within `timeout`)."""
     read_end, write_end = os.pipe()
     env = child_environment(os.environ)
     env[READY_FD_ENV] = str(write_end)
     try:
         proc = subprocess.Popen(
             command,
-            stdin=subprocess.DEVNULL,
+            stdin=stdin,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
             pass_fds=(write_end,),
             env=env,
-            cwd="/",
+            cwd=cwd,
             close_fds=True,
         )
     finally:
         os.close(write_end)
     try:
-        answer = _read_line(read_end, timeout)
+        return proc, _read_line(read_end, timeout)
     finally:
         os.close(read_end)
+
+
+def spawn(command: list[str], timeout: float = DETACH_TIMEOUT) -> tuple[int, Started]:
+    """Run `command` detached (own session, no terminal, cwd /); its pid and what it
+    reported on the ready pipe (a Started; an error when it died or said nothing in time)."""
+    proc, answer = start_with_ready_pipe(command, timeout, stdin=subprocess.DEVNULL, cwd="/")
     if answer:
         return proc.pid, Started.parse(answer)
     if proc.poll() is not None:
