@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
 
 
 def loop_factory(environ: dict[str, str] | None = None) -> Callable[[], asyncio.AbstractEventLoop]:
@@ -35,7 +38,21 @@ def loop_factory(environ: dict[str, str] | None = None) -> Callable[[], asyncio.
 def run(main: Coroutine[Any, Any, T]) -> T:
     """asyncio.run, on the loop `loop_factory` picks."""
     with asyncio.Runner(loop_factory=loop_factory()) as runner:
+        runner.get_loop().set_exception_handler(quiet_transport_errors)
         return runner.run(main)
+
+
+def quiet_transport_errors(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """A connection's transport failing as it closes ("Fatal error on SSL protocol" from
+    uvloop, "Fatal error on transport" from asyncio, each with a traceback) is the end of
+    that connection, which its owner already handles: the debug log, not the user's
+    terminal (`portfwd run` printed one under a command's own error). Anything else goes
+    to the loop's default handler."""
+    message = str(context.get("message", ""))
+    if message.startswith("Fatal error on") and ("transport" in context or "protocol" in context):
+        log.debug("%s: %r", message, context.get("exception"))
+        return
+    loop.default_exception_handler(context)
 
 
 def stop_on_signals(stop: asyncio.Event, *, ignore: tuple[int, ...] = ()) -> list[int]:
