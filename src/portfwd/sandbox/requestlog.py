@@ -80,6 +80,11 @@ async def bad_request_middleware(request: web.Request, handler: Handler) -> web.
     except web.HTTPBadRequest as exc:
         _log_bad(request, exc.text or exc.reason)
         raise
+    except ConnectionResetError:
+        # The client went away while its answer was written (a watch or a stream closed
+        # as the client shut down): nothing to answer and nothing wrong, where aiohttp
+        # would log a traceback. The answer below goes nowhere, quietly.
+        return web.Response(status=499)
     if response.status == 400:
         _log_bad(request, _message(response))
     return response
