@@ -80,3 +80,45 @@ async def test_add_with_several_ports_is_all_or_nothing(
     clash = await portfwd(*base[:-2], f"multi-{a}", "deploy/echo", ":80")
     assert clash.code == USAGE, clash
     assert len(await forwards()) == 2
+
+
+async def test_dry_run_says_what_up_into_the_daemon_would_do(
+    running: DaemonProcess,  # noqa: F811
+    dirs: Dirs,
+    sandbox: SandboxCluster,
+) -> None:
+    """`up --dry-run` beside a daemon: the forward it already runs is "already in the
+    daemon", the name another target carries is the clash line, and a fixed port a daemon
+    forward holds names that forward (not a bare "in use")."""
+    held = reserved_port()
+    dirs.write_profiles(
+        f"""\
+profiles:
+  demo:
+    defaults: {{kubeconfig: "{sandbox.kubeconfig_path}", namespace: demo, address: 127.0.0.1}}
+    forwards:
+      - {{name: api, target: svc/echo, ports: [":80"]}}
+      - {{name: web, target: svc/web, ports: [":80"]}}
+      - {{name: fixed, target: svc/echo, ports: ["{held}:80"]}}
+"""
+    )
+    for args in (
+        ("--name", "api", "deploy/echo", ":9000"),
+        ("--name", "w", "svc/web", ":80"),
+        ("--name", "holder", "deploy/echo", f"{held}:9000"),
+    ):
+        added = await portfwd("add", "-n", "demo", "--address", "127.0.0.1", *args)
+        assert added.code == 0, added
+    dry = await portfwd("up", "demo", "--dry-run")
+    assert dry.code == FAILED, dry
+    (kept,) = [line for line in dry.out_lines if "already in the daemon" in line]
+    assert kept.startswith("w\t") and "svc/web" in kept, kept
+    (clash,) = [line for line in dry.err_lines if "the name is already used" in line]
+    assert "api" in clash and "deploy/echo 9000" in clash, clash
+    (port,) = [line for line in dry.err_lines if line.startswith("fixed:")]
+    assert f"port {held} is held by the daemon's forward holder" in port, port
+    names = sorted(f["spec"]["name"] for f in await forwards())
+    assert names == ["api", "holder", "w"], "a dry run adds nothing"
+    # --here: the forwards would run in this process, so the daemon's are only ports.
+    here = await portfwd("up", "demo", "--dry-run", "--here")
+    assert not any("already in the daemon" in line for line in here.out_lines), here

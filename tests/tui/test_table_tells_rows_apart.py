@@ -10,6 +10,7 @@ import pytest
 
 from portfwd.engine.model import ForwardSnapshot, ForwardSpec, ForwardState
 from portfwd.tui.app import PortfwdApp
+from portfwd.tui.format import context_tag
 from tests.tui.fakes import NOW, FakeCatalog, FakeManager, long_error_snapshots
 from tests.tui.helpers import screen_lines, screen_text, settle, wait_until
 
@@ -77,6 +78,47 @@ async def test_at_80_columns_targets_and_contexts_show_whole_and_remote_gives_wa
         second = row(app, "deploy/payments-api", "sandbox ")
         assert "(https)" not in first + second + other  # the detail pane has it whole
         assert "443" in first
+
+
+EKS = "arn:aws:eks:eu-west-1:123456789012:cluster/"
+
+
+@pytest.mark.parametrize(
+    ("name", "tag"),
+    [
+        (EKS + "payments-prod", "payments-prod"),
+        ("arn:aws-us-gov:eks:us-gov-west-1:123456789012:cluster/gov", "gov"),
+        ("ci-bot@staging-eu.eu-west-1.eksctl.io", "staging-eu"),
+        ("gke_my-project_europe-west1-b_prod_blue", "prod_blue"),
+        ("default/api-crc-testing:6443/kubeadmin", "api-crc-testing"),
+        ("kind-dev", "kind-dev"),
+        ("arn:aws:iam::123456789012:role/x", "arn:aws:iam::123456789012:role/x"),
+    ],
+)
+def test_a_context_tag_is_the_clusters_own_name(name: str, tag: str) -> None:
+    assert context_tag(name) == tag
+
+
+async def test_two_eks_clusters_at_80_columns_read_by_their_names() -> None:
+    """Two ARNs cut in the middle read `arn:…prod` at best; the tag is the cluster's name,
+    and the detail pane says the whole ARN."""
+    snaps = [
+        https("a", "svc/crashy-frontend", EKS + "payments-prod", 8443),
+        https("b", "svc/crashy-frontend", EKS + "payments-staging", 9443),
+    ]
+    app = make_app(FakeManager(snaps))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        assert row(app, "svc/crashy-frontend", "payments-prod ") != row(
+            app, "svc/crashy-frontend", "payments-staging"
+        )
+        assert "arn:aws" not in "\n".join(
+            line for line in screen_lines(app) if "svc/crashy-frontend" in line
+        )
+    app = make_app(FakeManager(snaps))
+    async with app.run_test(size=(200, 50)) as pilot:
+        await settle(pilot)
+        assert f"({EKS}payments-prod)" in screen_text(app)  # the detail pane: all of it
 
 
 async def test_no_header_cell_is_cut_at_80_columns() -> None:

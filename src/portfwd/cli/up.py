@@ -23,18 +23,20 @@ from typing import Any
 import click
 
 from portfwd.cli import bound, completion, options
-from portfwd.cli.handover import hand_over
+from portfwd.cli.handover import hand_over, pin
 from portfwd.cli.here import run_here
 from portfwd.cli.idle_options import idle_fields, idle_options, with_idle
+from portfwd.cli.listing import row
 from portfwd.cli.namespaces_here import prefix
 from portfwd.cli.profile import complete_groups, complete_profiles
 from portfwd.cli.run import ExitCode, error_line, run
 from portfwd.daemon.paths import daemon_paths
 from portfwd.daemon.replies import NotRunning
 from portfwd.daemon.service import ensure_started
+from portfwd.daemon.sync_client import SyncClient
 from portfwd.engine.clients import ClientPool
-from portfwd.engine.identity import identity, is_same_spec, split_running
-from portfwd.engine.model import ForwardSnapshot, ForwardSpec
+from portfwd.engine.identity import clash_line, identity, is_same_spec, split_running
+from portfwd.engine.model import ForwardSnapshot, ForwardSpec, ForwardState
 from portfwd.engine.preview import Preview, preview
 from portfwd.eventloop import run as run_loop
 from portfwd.kube.targets import quote
@@ -114,8 +116,9 @@ def up_command(
 
     When a portfwd daemon runs (or with --daemon, which starts one), the forwards are handed
     to it instead and `up` returns at once: `portfwd ls` lists them, `portfwd stop` stops
-    them. Forwards the daemon already has (by name) are left as they are. --here runs them
-    in this process all the same."""
+    them. Forwards the daemon already has (the same target and ports, whatever their name)
+    are left as they are. --here runs them in this process all the same. --dry-run says
+    which of these it would do."""
     opts = options.with_globals(
         ctx,
         kubeconfig=kubeconfig,
@@ -198,7 +201,12 @@ def run_up(
             click.echo(escape_controls(f"{prefix(entry)}: would forward {_scope_text(entry)}"))
         if not chosen.specs:
             return ExitCode.OK
-        return run_loop(_dry_run(chosen.specs, kubeconfig=kubeconfig, ping_interval=ping_interval))
+        return _dry_run_here_or_daemon(
+            chosen.specs,
+            daemon=daemon is not None,
+            kubeconfig=kubeconfig,
+            ping_interval=ping_interval,
+        )
     if chosen.namespaces and daemon is not None:
         if daemon or daemon_paths().socket.exists():  # a daemon runs (or was asked for)
             click.echo(
@@ -358,8 +366,60 @@ def _port_problems(specs: list[ForwardSpec]) -> list[str]:
     return problems
 
 
+def _daemon_forwards() -> tuple[list[ForwardSnapshot], str | None] | None:
+    """The running daemon's forwards and its own kubeconfig; None when none runs."""
+    if not daemon_paths().socket.exists():
+        return None
+    try:
+        client = SyncClient.connect(client="up")
+    except NotRunning:
+        return None
+    try:
+        return client.snapshot(), client.server.get("kubeconfig")
+    finally:
+        client.close()
+
+
+def _dry_run_here_or_daemon(
+    specs: list[ForwardSpec], *, daemon: bool, kubeconfig: str | None, ping_interval: float
+) -> int:
+    """What the real `up` would do: with a daemon running (and no --here) it hands the
+    forwards over, so the ones the daemon already runs are said and left, a name another
+    target's forward carries is its clash line, and only the rest are resolved and their
+    ports checked (a port one of the daemon's forwards holds is named as such)."""
+    running = _daemon_forwards() if daemon else None
+    if running is None:
+        return run_loop(_dry_run(specs, kubeconfig=kubeconfig, ping_interval=ping_interval))
+    snapshots, daemon_kubeconfig = running
+    there, clashes, rest = split_running(pin(specs, daemon_kubeconfig), snapshots)
+    for _, snap in there:
+        click.echo(row(snap, " (already in the daemon: left as it is)"))
+    for spec, other in clashes:
+        error_line(clash_line(spec, other))
+    done: int = ExitCode.OK
+    if rest:
+        done = run_loop(
+            _dry_run(rest, kubeconfig=kubeconfig, ping_interval=ping_interval, daemon_has=snapshots)
+        )
+    return ExitCode.FAILED if clashes else done
+
+
+def _held_by(spec: ForwardSpec, snapshots: list[ForwardSnapshot]) -> ForwardSnapshot | None:
+    """The daemon's forward listening on `spec`'s fixed local port, if one does."""
+    if not spec.local_port:
+        return None
+    for snap in snapshots:
+        if snap.local_port == spec.local_port and snap.state is not ForwardState.STOPPED:
+            return snap
+    return None
+
+
 async def _dry_run(
-    specs: list[ForwardSpec], *, kubeconfig: str | None, ping_interval: float
+    specs: list[ForwardSpec],
+    *,
+    kubeconfig: str | None,
+    ping_interval: float,
+    daemon_has: list[ForwardSnapshot] | None = None,
 ) -> int:
     clients = ClientPool(kubeconfig, ping_interval=ping_interval)
     try:
@@ -367,6 +427,15 @@ async def _dry_run(
     finally:
         await clients.close()
     ports = await asyncio.to_thread(_port_problems, specs)
+    if daemon_has:
+        ports = [
+            why
+            if not why or (holder := _held_by(spec, daemon_has)) is None
+            else f"port {spec.local_port} is held by the daemon's forward "
+            f"{holder.spec.name or holder.id} ({holder.spec.target} {holder.spec.remote_port}); "
+            "the real `up` could not listen there (stop that one, or pick another port)"
+            for spec, why in zip(specs, ports, strict=True)
+        ]
     previews = [
         p if p.error or not why else replace(p, error=why)
         for p, why in zip(previews, ports, strict=True)

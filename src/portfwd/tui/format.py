@@ -13,6 +13,7 @@ results in `rich.text.Text` (never markup), so brackets show as themselves.
 from __future__ import annotations
 
 import math
+import re
 from datetime import datetime, tzinfo
 
 from rich.text import Text
@@ -107,6 +108,28 @@ def short_bytes(n: float) -> str:
             return f"{value:.1f}{unit}" if value < 10 else f"{value:.0f}{unit}"
         value /= 1024
     return f"{value:.0f}T"  # unreachable
+
+
+# The long context names clouds write, and the part of each that names the cluster:
+# EKS's ARN (`arn:aws:eks:REGION:ACCOUNT:cluster/NAME`), eksctl's
+# `USER@NAME.REGION.eksctl.io`, GKE's `gke_PROJECT_ZONE_NAME`, and OpenShift's
+# `NAMESPACE/API-HOST:PORT/USER`.
+_CLOUD_CONTEXTS = (
+    re.compile(r"^arn:aws[\w-]*:eks:[\w-]+:\d+:cluster/(?P<name>.+)$"),
+    re.compile(r"^[^@]+@(?P<name>[^.]+)\.[\w-]+\.eksctl\.io$"),
+    re.compile(r"^gke_[^_]+_[^_]+_(?P<name>.+)$"),
+    re.compile(r"^[^/]+/(?P<name>[^/:]+)(?::\d+)?/[^/]+$"),
+)
+
+
+def context_tag(name: str) -> str:
+    """A context as the table's Context column shows it: the cluster's own name out of a
+    cloud's long form (an EKS ARN is 50 cells of which the end tells clusters apart), else
+    the name. The detail pane and the header keep the whole name."""
+    for pattern in _CLOUD_CONTEXTS:
+        if found := pattern.match(name):
+            return found["name"]
+    return name
 
 
 def context_text(snap: ForwardSnapshot) -> str:

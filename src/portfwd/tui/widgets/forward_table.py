@@ -26,6 +26,7 @@ from portfwd.engine.model import ForwardSnapshot, ForwardState, ForwardStats
 from portfwd.humanize import human_bytes
 from portfwd.tui.columns import BY_KEY, COLUMN_KEYS, COLUMNS
 from portfwd.tui.format import (
+    context_tag,
     context_text,
     local_compact,
     local_text,
@@ -132,7 +133,7 @@ class ForwardTable(FittedTable):
 
     def hidden_columns(self) -> list[str]:
         contexts = {cells["context"].plain for cells in self._full.values()}
-        return ["context"] if contexts <= {self.default_context, ""} else []
+        return ["context"] if contexts <= {context_tag(self.default_context), ""} else []
 
     # -- rendering of one row -----------------------------------------------------------------
 
@@ -153,7 +154,7 @@ class ForwardTable(FittedTable):
             **self._clock_cells(snap, now),
             "name": Text(name_text(snap)),
             "group": Text(self.groups.label(snap.spec)),
-            "context": Text(context_text(snap)),
+            "context": Text(context_tag(context_text(snap))),
             "namespace": Text(namespace_text(snap)),
             "target": Text(target_text(snap)),
             "pod": Text(target_pod_text(snap)),
