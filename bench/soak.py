@@ -111,6 +111,7 @@ class Report:
     deletions: int
     seconds: float
     fds_after: int = 0  # open descriptors of the forwarder once it settled
+    rss_parts: str = ""  # what the RSS is made of, start -> once it settled
 
     @property
     def total(self) -> Tally:
@@ -125,6 +126,42 @@ def rss_mib(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def rss_parts(pid: int) -> dict[str, float]:
+    """RSS in MiB by what holds it: each mapping's `Rss` from smaps, summed by its name
+    (`[heap]`, a library's path, `[anon]` for anonymous mmaps: thread arenas, Python's
+    arenas, big buffers). A library's pages are code touched once, not memory held."""
+    parts: dict[str, float] = {}
+    name = "[anon]"
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        head = line.split()
+        if not head:
+            continue
+        if "-" in head[0] and not head[0].endswith(":"):  # a mapping's first line
+            name = head[5] if len(head) > 5 else "[anon]"
+        elif head[0] == "Rss:":
+            parts[name] = parts.get(name, 0.0) + int(head[1]) / 1024
+    return parts
+
+
+def parts_text(before: dict[str, float], after: dict[str, float]) -> str:
+    """Anonymous and file-backed RSS, before -> after, and the names that grew most."""
+
+    def split(parts: dict[str, float]) -> tuple[float, float]:
+        files = sum(v for k, v in parts.items() if k.startswith("/"))
+        return sum(parts.values()) - files, files
+
+    (anon0, file0), (anon1, file1) = split(before), split(after)
+    grew = sorted(
+        ((after.get(k, 0.0) - before.get(k, 0.0), k) for k in set(before) | set(after)),
+        reverse=True,
+    )[:4]
+    most = ", ".join(f"{Path(k).name or k} {d:+.1f}" for d, k in grew if d >= 0.05)
+    return (
+        f"anonymous {anon0:.1f} -> {anon1:.1f} MiB, files (code and data of libraries) "
+        f"{file0:.1f} -> {file1:.1f} MiB; grew most: {most}"
+    )
 
 
 def fd_count(pid: int) -> int:
@@ -360,6 +397,7 @@ async def soak(args: argparse.Namespace) -> Report:
         start = loop.time()
         until = start + args.minutes * 60
         samples = [Sample(0.0, rss_mib(pid), fd_count(pid), 0, 0)]
+        parts_before = rss_parts(pid)
         rng = random.Random(args.seed)
         clients = [
             asyncio.create_task(
@@ -422,7 +460,8 @@ async def soak(args: argparse.Namespace) -> Report:
         await asyncio.sleep(args.settle)
         after = rss_mib(pid)
         fds_after = fd_count(pid)
-    return Report(tallies, samples, after, len(deletions.times), seconds, fds_after)
+        parts = parts_text(parts_before, rss_parts(pid))
+    return Report(tallies, samples, after, len(deletions.times), seconds, fds_after, parts)
 
 
 def print_report(report: Report, args: argparse.Namespace) -> None:
@@ -449,6 +488,8 @@ def print_report(report: Report, args: argparse.Namespace) -> None:
         f"peak {max(s.fds for s in report.samples)}, end {last.fds}, "
         f"{args.settle:g} s after {report.fds_after}"
     )
+    if report.rss_parts:
+        print(f"  RSS parts: {report.rss_parts}")
     print(
         "  failures, but for transfers cut short after their pod answered and was deleted: "
         f"{report.total.unexplained}"

@@ -35,7 +35,9 @@ async def test_a_tiny_soak_loses_nothing_on_any_protocol(
     assert set(report.per_protocol) == {"auto", "spdy", "websocket", "v4"}
     assert total.transfers > 0 and total.intact == total.transfers, total.failures
     assert len(report.samples) >= 2
-    assert "after their pod answered and was deleted: 0" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "after their pod answered and was deleted: 0" in out
+    assert "RSS parts: anonymous " in out and "files (code and data of libraries)" in out, out
 
 
 async def test_a_tiny_soak_with_pod_deletions_excuses_only_what_a_deletion_cut() -> None:
