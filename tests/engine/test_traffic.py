@@ -6,16 +6,20 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections import deque
 from collections.abc import AsyncIterator
 
 import pytest
 import pytest_asyncio
+from hypothesis import given
+from hypothesis import strategies as st
 
 from portfwd.engine.manager import Manager
 from portfwd.engine.model import ForwardSpec, ForwardState
 from portfwd.engine.traffic import (
     AVERAGE_SECONDS,
     LATENCY_WINDOW,
+    IntRing,
     LatencyWindow,
     RateRing,
     Traffic,
@@ -174,3 +178,19 @@ async def test_failed_connections_by_reason(manager: Manager, sandbox: SandboxCl
     writer.close()
     await eventually(lambda: manager.get(fid).stats.errors == 1)
     assert manager.get(fid).stats.failures == (("refused", 1),)
+
+
+@given(
+    capacity=st.integers(1, 9),
+    values=st.lists(st.integers(0, 2**40), max_size=40),
+    count=st.integers(0, 12),
+)
+def test_an_int_ring_keeps_the_newest_like_a_bounded_deque(
+    capacity: int, values: list[int], count: int
+) -> None:
+    ring, model = IntRing(capacity), deque[int](maxlen=capacity)
+    for v in values:
+        ring.append(v)
+        model.append(v)
+    assert len(ring) == len(model)
+    assert ring.tail(count) == list(model)[len(model) - min(count, len(model)) :]

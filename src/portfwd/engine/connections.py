@@ -73,6 +73,8 @@ class Owner(Protocol):
 
     def add_log(self, level: LogLevel, message: str, kind: LogKind = LogKind.NOTE) -> None: ...
 
+    def log_connection(self, port: int) -> None: ...
+
     def tunnel_failed(self, exc: BaseException, text: str) -> None: ...
 
     def demand(self) -> bool:
@@ -210,7 +212,7 @@ class Connections:
         conn = Connection(self, local, route.pod.name if route and not spread else "")
         self.open.add(conn)
         self.total += 1
-        fwd.add_log(LogLevel.INFO, f"Handling connection for {port}", LogKind.CONNECTION)
+        fwd.log_connection(port)
         if waits:
             self.waiting += 1  # counted now: a burst accepted in one loop turn respects the cap
         conn.task = asyncio.create_task(self._serve(conn, tunnel, port, waits))

@@ -31,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
 from collections.abc import Callable
 
 from portfwd.engine.clients import ClientPool, ContextChange
@@ -42,6 +41,7 @@ from portfwd.engine.follow import Follower, Gone, Outcome, Ready, Syncing, Unwat
 from portfwd.engine.health import GiveUp, Retry, TunnelHealth, describe, pod_check, transient
 from portfwd.engine.informers import InformerPool
 from portfwd.engine.lazy import IDLE_STOP_MARK, Idler, watched
+from portfwd.engine.logring import LogRing, connection_text
 from portfwd.engine.model import (
     ForwardSnapshot,
     ForwardSpec,
@@ -97,7 +97,7 @@ class Forward:
         self._publish = self._publisher(publish)
         self._on_stats = on_stats
         self._tunnels = tunnels
-        self.log: deque[LogEntry] = deque(maxlen=log_size)
+        self.log = LogRing(log_size)
         self.state = ForwardState.STOPPED
         self.reason = ""
         self.context = ""
@@ -215,6 +215,13 @@ class Forward:
     def add_log(self, level: LogLevel, message: str, kind: LogKind = LogKind.NOTE) -> None:
         entry = LogEntry(ts=time.time(), level=level, message=message, kind=kind)
         self.log.append(entry)
+        self._publish(LogLine(self.id, entry))
+
+    def log_connection(self, port: int) -> None:
+        """kubectl's `Handling connection for PORT` (kept compactly: engine/logring.py)."""
+        at = time.time()
+        self.log.add_connection(at, port)
+        entry = LogEntry(at, LogLevel.INFO, connection_text(port), LogKind.CONNECTION)
         self._publish(LogLine(self.id, entry))
 
     def _set_state(self, state: ForwardState, reason: str = "") -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections import deque
+from array import array
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
@@ -40,6 +40,37 @@ INTERNAL = "internal"  # a bug (logged with its traceback)
 FAILURE_REASONS = (NO_POD, REFUSED, TUNNEL, DENIED, LOST, LOCAL, IO, INTERNAL)
 
 
+class IntRing:
+    """The last `capacity` integers, in one array allocated once (see LatencyWindow)."""
+
+    __slots__ = ("_next", "_values", "held")
+
+    def __init__(self, capacity: int) -> None:
+        self._values = array("q", bytes(8 * capacity))
+        self._next = 0
+        self.held = 0
+
+    def __len__(self) -> int:
+        return self.held
+
+    @property
+    def capacity(self) -> int:
+        return len(self._values)
+
+    def append(self, value: int) -> None:
+        self._values[self._next] = value
+        self._next = (self._next + 1) % len(self._values)
+        self.held = min(self.held + 1, len(self._values))
+
+    def tail(self, count: int) -> list[int]:
+        """The newest `count` values (fewer while it holds fewer), oldest first."""
+        count = min(count, self.held)
+        start = self._next - count
+        if start >= 0:
+            return self._values[start : self._next].tolist()
+        return self._values[start:].tolist() + self._values[: self._next].tolist()
+
+
 class RateRing:
     """Bytes per second each way, one sample per second of the sampler's clock, oldest first.
 
@@ -51,8 +82,8 @@ class RateRing:
     __slots__ = ("ins", "last_in", "last_out", "outs", "second")
 
     def __init__(self, capacity: int, second: int, bytes_in: int = 0, bytes_out: int = 0) -> None:
-        self.ins: deque[int] = deque(maxlen=capacity)
-        self.outs: deque[int] = deque(maxlen=capacity)
+        self.ins = IntRing(capacity)
+        self.outs = IntRing(capacity)
         self.second = second
         self.last_in = bytes_in
         self.last_out = bytes_out
@@ -61,10 +92,9 @@ class RateRing:
         """The totals as of `second`; True when bytes moved since the last sample."""
         if second <= self.second:
             return False
-        gap = min(second - self.second - 1, self.ins.maxlen or 0)
-        if gap:
-            self.ins.extend([0] * gap)
-            self.outs.extend([0] * gap)
+        for _ in range(min(second - self.second - 1, self.ins.capacity)):
+            self.ins.append(0)
+            self.outs.append(0)
         d_in = max(0, bytes_in - self.last_in)
         d_out = max(0, bytes_out - self.last_out)
         self.ins.append(d_in)
@@ -76,10 +106,9 @@ class RateRing:
         """The last `count` samples as of `second` (seconds slept through are 0), oldest
         first; shorter while the ring holds fewer."""
         gap = max(0, second - self.second)
-        held = len(self.ins)
-        take = max(0, min(held, count - gap))
-        ins = list(self.ins)[held - take :] + [0] * min(gap, count)
-        outs = list(self.outs)[held - take :] + [0] * min(gap, count)
+        take = max(0, min(len(self.ins), count - gap))
+        ins = self.ins.tail(take) + [0] * min(gap, count)
+        outs = self.outs.tail(take) + [0] * min(gap, count)
         return ins, outs
 
     def rates(self, second: int) -> tuple[float, float, float, float]:
@@ -93,18 +122,24 @@ class RateRing:
 
 
 class LatencyWindow:
-    """The last LATENCY_WINDOW observations (seconds) and their p50/p99, computed on read."""
+    """The last LATENCY_WINDOW observations (seconds) and their p50/p99, computed on read.
 
-    __slots__ = ("_cached", "_values", "count", "total")
+    The window is an array of doubles allocated once, not a deque of float objects: values
+    added during a burst would outlive it scattered among its short-lived objects, and keep
+    the allocator from giving whole arenas back (see engine/logring.py)."""
+
+    __slots__ = ("_cached", "_next", "_values", "count", "total")
 
     def __init__(self) -> None:
-        self._values: deque[float] = deque(maxlen=LATENCY_WINDOW)
+        self._values = array("d", bytes(8 * LATENCY_WINDOW))
+        self._next = 0
         self._cached: tuple[float | None, float | None] | None = (None, None)
         self.count = 0  # all time, as `total` (seconds)
         self.total = 0.0
 
     def add(self, seconds: float) -> None:
-        self._values.append(seconds)
+        self._values[self._next] = seconds
+        self._next = (self._next + 1) % LATENCY_WINDOW
         self._cached = None
         self.count += 1
         self.total += seconds
@@ -112,7 +147,8 @@ class LatencyWindow:
     def quantiles(self) -> tuple[float | None, float | None]:
         """(p50, p99) by the nearest rank; (None, None) before the first observation."""
         if self._cached is None:
-            ordered = sorted(self._values)
+            held = min(self.count, LATENCY_WINDOW)
+            ordered = sorted(self._values[:held])
             self._cached = (_rank(ordered, 0.50), _rank(ordered, 0.99))
         return self._cached
 
