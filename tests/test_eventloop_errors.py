@@ -7,6 +7,7 @@ import logging
 
 import pytest
 
+from portfwd.engine.host import EngineThread
 from portfwd.eventloop import run
 
 
@@ -33,3 +34,25 @@ def test_other_loop_errors_still_reach_the_default_handler(
     with caplog.at_level(logging.DEBUG):
         run(_report({"message": "Task exception was never retrieved", "exception": OSError()}))
     assert [r for r in caplog.records if r.name == "asyncio" and r.levelno == logging.ERROR]
+
+
+def test_the_dashboards_engine_thread_keeps_them_off_the_terminal_too(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    host = EngineThread()
+    host.start()
+    try:
+        with caplog.at_level(logging.DEBUG):
+            host.submit(
+                _report(
+                    {
+                        "message": "Fatal error on transport",
+                        "exception": ConnectionResetError(),
+                        "transport": object(),
+                    }
+                )
+            ).result(10)
+    finally:
+        host.stop()
+    assert not [r for r in caplog.records if r.name == "asyncio"]
+    assert any("Fatal error on transport" in r.getMessage() for r in caplog.records)

@@ -42,7 +42,7 @@ from portfwd.engine.manager import Manager
 from portfwd.engine.mirror import SnapshotMirror
 from portfwd.engine.model import ConnectionInfo, ForwardSnapshot, ForwardSpec, LogEntry
 from portfwd.engine.podlogs import PodLogPage
-from portfwd.eventloop import loop_factory
+from portfwd.eventloop import loop_factory, quiet_transport_errors
 
 T = TypeVar("T")
 
@@ -89,6 +89,7 @@ class EngineThread:
     def _main(self) -> None:
         try:
             with asyncio.Runner(loop_factory=loop_factory()) as runner:
+                runner.get_loop().set_exception_handler(quiet_transport_errors)  # as run()'s
                 runner.run(self._serve())
         except BaseException as exc:  # reported to start(); a thread has nowhere else
             self._error = exc
