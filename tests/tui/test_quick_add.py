@@ -69,6 +69,21 @@ async def test_typed_line_starts_a_forward_with_the_dashboards_defaults(
         assert await connect_echo(port, payload) == payload
 
 
+async def test_a_typed_line_with_a_probe_starts_a_probed_forward(harness: Harness) -> None:
+    """`--probe` and `--probe-interval` as on `portfwd forward`: the forward probes."""
+    app = harness.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await submit(pilot, "svc/echo :80 --probe tcp --probe-interval 2s")
+        await wait_until(
+            pilot,
+            lambda: any(s.health.probe_ok for s in app.engine.snapshot()),
+            what="the probe answered",
+        )
+        (snap,) = app.engine.snapshot()
+        assert (snap.spec.probe, snap.spec.probe_interval) == ("tcp", 2.0)
+
+
 async def test_pasted_kubectl_line_starts_a_forward(harness: Harness) -> None:
     app = harness.app(namespace="default")  # the line's -n wins over the dashboard's
     async with app.run_test(size=SIZE) as pilot:

@@ -1,7 +1,7 @@
 """Quick add (`:`): one line, as kubectl takes it, and the forward starts.
 
-The line is `svc/web 8080:80 -n demo --context c` or a whole pasted `kubectl port-forward
-...` command (parsed by `transfer.kubectl_lines`, the importer's parser). What the line does
+The line is `svc/web 8080:80 -n demo --context c` (any flag of `portfwd forward`, so
+`--probe` and `--lazy` too) or a whole pasted `kubectl port-forward ...` command (parsed by `transfer.kubectl_lines`, the importer's parser). What the line does
 not name comes from the dashboard: its context, namespace, kubeconfig and protocol. A line
 that does not parse, a target that does not exist now or a local port in use (what `portfwd
 add` and the picker refuse) says why under the prompt and adds nothing. The prompt completes
@@ -206,13 +206,14 @@ class LineSuggester(Suggester):
 
 
 def parse_line(text: str, taken: set[str]) -> list[ForwardSpec]:
-    """The forwards of a pasted command, or of the short form (kubectl port-forward's
-    arguments alone: `svc/web 8080:80 -n demo`). InputError with the reason."""
+    """The forwards of a pasted command, or of the short form (`portfwd forward`'s
+    arguments alone, kubectl port-forward's and portfwd's own flags: `svc/web 8080:80 -n
+    demo --probe http:/healthz`). InputError with the reason."""
     if not text.strip():
         raise InputError("type a target and a port, e.g. svc/web 8080:80")
     programs = {os.path.basename(word) for word in text.split()}
     if not programs & FORWARDERS:  # no command named: the short form
-        text = f"kubectl port-forward {text}"
+        text = f"portfwd forward {text}"
     return specs_from_command(text, Names(taken))
 
 
