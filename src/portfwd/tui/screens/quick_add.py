@@ -1,12 +1,13 @@
 """Quick add (`:`): one line, as kubectl takes it, and the forward starts.
 
 The line is `svc/web 8080:80 -n demo --context c` (any flag of `portfwd forward`, so
-`--probe` and `--lazy` too) or a whole pasted `kubectl port-forward ...` command (parsed by `transfer.kubectl_lines`, the importer's parser). What the line does
-not name comes from the dashboard: its context, namespace, kubeconfig and protocol. A line
-that does not parse, a target that does not exist now or a local port in use (what `portfwd
-add` and the picker refuse) says why under the prompt and adds nothing. The prompt completes
-kinds (svc/, pod/, deploy/, sts/, rs/: any kubectl spelling of them works, as in `forward`),
-resource names and ports from the app's catalog (→ accepts).
+`--probe` and `--lazy` too) or a whole pasted `kubectl port-forward ...` command (parsed by
+`transfer.kubectl_lines`, the importer's parser). What the line does not name comes from the
+dashboard: its context, namespace, kubeconfig and protocol. A line that does not parse, a
+target that does not exist now or a local port in use (what `portfwd add` and the picker
+refuse) says why under the prompt and adds nothing. The prompt completes kinds (svc/, pod/,
+deploy/, sts/, rs/: any kubectl spelling of them works, as in `forward`), resource names and
+ports from the app's catalog (→ accepts).
 
 k9s's words switch where the dashboard points: `ctx NAME` (or `context`), `ns NAME` (or
 `namespace`); their names complete too. Forwards already running keep their own context.
