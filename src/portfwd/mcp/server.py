@@ -7,8 +7,10 @@ crash of the server. When the client goes away (stdin closes) the server ends: f
 in this process stop with it, the daemon's stay.
 """
 
+import contextlib
 import json
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 from mcp.server.mcpserver import MCPServer
@@ -37,6 +39,15 @@ def _failed(exc: Exception) -> ToolError:
 EXPECTED = (PortfwdError, KeyError, ValueError)
 
 
+@contextlib.contextmanager
+def _tool_errors() -> Iterator[None]:
+    """What a tool's call may fail with, as the client's one-line tool error."""
+    try:
+        yield
+    except EXPECTED as exc:
+        raise _failed(exc) from None
+
+
 def build(tools: Tools) -> MCPServer[Any]:
     server: MCPServer[Any] = MCPServer(name="portfwd", version=version(), instructions=INSTRUCTIONS)
 
@@ -63,7 +74,7 @@ def build(tools: Tools) -> MCPServer[Any]:
         free local port). Answers with where each listens once it is active; a forward that
         cannot start is not added and the error says why. LAZY: bind now, open the tunnel on
         the first connection, close it when idle (state idle, ready all the same)."""
-        try:
+        with _tool_errors():
             return await tools.add_forward(
                 target,
                 ports,
@@ -75,75 +86,57 @@ def build(tools: Tools) -> MCPServer[Any]:
                 spread=spread,
                 lazy=lazy,
             )
-        except EXPECTED as exc:
-            raise _failed(exc) from None
 
     @server.tool()
     async def start_forward(forward: str) -> dict[str, Any]:
         """Start a stopped forward (by name or id)."""
-        try:
+        with _tool_errors():
             return await tools.start_forward(forward)
-        except EXPECTED as exc:
-            raise _failed(exc) from None
 
     @server.tool()
     async def stop_forward(forward: str) -> dict[str, Any]:
         """Stop a forward (by name or id): its port is closed, it can be started again."""
-        try:
+        with _tool_errors():
             return await tools.stop_forward(forward)
-        except EXPECTED as exc:
-            raise _failed(exc) from None
 
     @server.tool()
     async def remove_forward(forward: str) -> dict[str, Any]:
         """Stop and forget a forward (by name or id)."""
-        try:
+        with _tool_errors():
             return await tools.remove_forward(forward)
-        except EXPECTED as exc:
-            raise _failed(exc) from None
 
     @server.tool()
     def forward_logs(forward: str, lines: int = 100) -> dict[str, Any]:
         """A forward's recent log lines (which pod, which port, reconnects, errors)."""
-        try:
+        with _tool_errors():
             return tools.forward_logs(forward, lines)
-        except EXPECTED as exc:
-            raise _failed(exc) from None
 
     @server.tool()
     async def start_profile(profile: str, groups: list[str] | None = None) -> dict[str, Any]:
         """Start a saved profile's forwards (only its GROUPS when given), as `portfwd up`."""
-        try:
+        with _tool_errors():
             return await tools.start_profile(profile, groups or [])
-        except EXPECTED as exc:
-            raise _failed(exc) from None
 
     @server.tool()
     async def stop_profile(profile: str, groups: list[str] | None = None) -> dict[str, Any]:
         """Stop the forwards of a saved profile (only its GROUPS when given)."""
-        try:
+        with _tool_errors():
             return await tools.stop_profile(profile, groups or [])
-        except EXPECTED as exc:
-            raise _failed(exc) from None
 
     @server.tool()
     async def list_services(
         namespace: str | None = None, context: str | None = None
     ) -> dict[str, Any]:
         """A namespace's Services and their ports (what add_forward can target)."""
-        try:
+        with _tool_errors():
             return await tools.list_services(namespace, context)
-        except EXPECTED as exc:
-            raise _failed(exc) from None
 
     @server.tool()
     async def doctor(context: str | None = None, namespace: str | None = None) -> dict[str, Any]:
         """Check the kubeconfig, credentials, API server, RBAC and local ports; each check
         with its status and, when it failed, what to do."""
-        try:
+        with _tool_errors():
             return await tools.doctor(context, namespace)
-        except EXPECTED as exc:
-            raise _failed(exc) from None
 
     @server.resource("portfwd://profiles", name="profiles", mime_type="application/json")
     def profiles() -> str:
