@@ -34,6 +34,7 @@ import time
 from collections.abc import Callable
 
 from portfwd.engine.clients import ClientPool, ContextChange
+from portfwd.engine.config_follow import ConfigFollow
 from portfwd.engine.connections import CONNECT_WAIT, Connections
 from portfwd.engine.events import Event, ForwardChanged, LogLine
 from portfwd.engine.facts import HealthWatch
@@ -61,7 +62,7 @@ from portfwd.kube.backoff import Backoff
 from portfwd.kube.client import KubeClient
 from portfwd.kube.errors import Forbidden, Unauthorized
 from portfwd.kube.resolve import Resolution, resolve
-from portfwd.kube.targets import Target, printable
+from portfwd.kube.targets import Target
 from portfwd.tunnel.addresses import BindAddress, format_host_port
 from portfwd.tunnel.listener import Listeners, bind
 from portfwd.tunnel.pool import PodTunnel, TunnelPool
@@ -128,8 +129,7 @@ class Forward:
         self._been_active = False
         self._last_pod = ""  # the pod used before the route was cleared (for the log)
         self._last_port = 0  # the port bound last time (see _bind)
-        self._next_client: KubeClient | None = None  # the kubeconfig changed: move over
-        self._config_error: str | None = None  # the kubeconfig cannot be loaded right now
+        self.config = ConfigFollow(self)  # a reloaded or broken kubeconfig
         self.watch = HealthWatch(self, spec.probe, spec.probe_interval)  # facts, probe
         self._idler: Idler | None = None  # lazy or idle_stop: when traffic stopped (lazy.py)
 
@@ -332,7 +332,7 @@ class Forward:
             await self._give_up(str(exc))
             return False
         self._target = spec.parsed_target
-        self._next_client = self._config_error = None
+        self.config.reset()
         self.namespace = self.health.namespace = spec.namespace or client.namespace
         tunnel = self._use_client(client)
         resolution: Resolution | None = None
@@ -426,6 +426,7 @@ class Forward:
         assert self._client is not None and self._target is not None
         self._follower = self._new_follower()
         loop = asyncio.get_running_loop()
+        config = self.config
         try:
             while True:
                 fired = False
@@ -443,13 +444,13 @@ class Forward:
                 if fired or (self._retry_at is not None and loop.time() >= self._retry_at):
                     fired, self._retry_at = True, None
                 if not self.serving and (
-                    fired or self.state is ForwardState.RECONNECTING or self._config_error
+                    fired or self.state is ForwardState.RECONNECTING or config.error
                 ):
-                    self._check_kubeconfig()  # a reconnect attempt: did the file change?
-                if self._next_client is not None:
-                    self._move_to(self._next_client)
-                if self._config_error is not None:
-                    await self._config_broken(self._config_error)
+                    config.check()  # a reconnect attempt: did the file change?
+                if config.next_client is not None:
+                    config.move_to(config.next_client)
+                if config.error is not None:
+                    await config.broken(config.error)
                     continue
                 health = self.health
                 if health.fatal is not None:
@@ -486,62 +487,11 @@ class Forward:
         follower.start()
         return follower
 
-    # -- following the kubeconfig -------------------------------------------------------------
+    # -- following the kubeconfig (engine/config_follow.py) -----------------------------------
 
     def context_changed(self, change: ContextChange) -> bool:
-        """The kubeconfig of a context changed (the client pool says so): True when it is
-        this forward's; it moves to the new client, or shows the error, in its supervisor."""
-        if not self.wanted or self._client is None or self._client is not change.old:
-            return False
-        if change.error:
-            self._config_error = change.error
-        else:
-            self._config_error = None
-            self._next_client = change.new if change.reloaded else None
-            self.health.fault = self.health.fault or "the kubeconfig changed"  # probe again
-            self._backoff.reset()
-            self._retry_at = None
-        self._wake.set()
-        return True
-
-    def _check_kubeconfig(self) -> None:
-        """Have the pool look at the files, in the background (a stat; a read when they
-        changed): the answer comes back through `context_changed`, never delaying this
-        evaluation."""
-        refresh = getattr(self._clients, "refresh_soon", None)  # test pools may lack it
-        if refresh is not None:
-            refresh(self.spec.context, self.spec.kubeconfig)
-
-    def _move_to(self, client: KubeClient) -> None:
-        """The context was loaded again with new content: new connections, tunnels and
-        watches use the new client; connections open on the old one finish there."""
-        self._next_client = None
-        self._clear_route()  # releases this forward's hold on the old client's sessions
-        follower, self._follower = self._follower, None
-        if follower is not None:
-            follower.close()
-        self._use_client(client)
-        self._follower = self._new_follower()
-        self._retry_at = None
-        self.add_log(
-            LogLevel.INFO,
-            f"kubeconfig changed: context {printable(client.context)} reloaded"
-            f" (server {printable(client.conn.server)})",
-            LogKind.RESOLVED,
-        )
-
-    async def _config_broken(self, error: str) -> None:
-        """ERROR with the loader's reason while the kubeconfig cannot be loaded; the port
-        stays bound and the file is checked again on a backoff (and by the watcher)."""
-        if not self.spec.reconnect:
-            raise GiveUp(error)
-        reason = f"{error} (the forward keeps its port and resumes when the kubeconfig is fixed)"
-        if self.state is not ForwardState.ERROR or self.reason != reason:
-            self._clear_route()
-            self.add_log(LogLevel.ERROR, f"kubeconfig changed: {reason}", LogKind.GONE)
-            self._set_state(ForwardState.ERROR, reason)
-        loop = asyncio.get_running_loop()
-        self._retry_at = loop.time() + self._backoff.failure()
+        """The client pool reloaded a context: True when it is this forward's (manager.py)."""
+        return self.config.changed(change)
 
     async def _evaluate(self, fired: bool) -> Outcome | Retry | None:
         follower = self._follower
