@@ -36,12 +36,13 @@ from collections.abc import Callable
 from portfwd.engine.clients import ClientPool, ContextChange
 from portfwd.engine.config_follow import ConfigFollow
 from portfwd.engine.connections import CONNECT_WAIT, Connections
+from portfwd.engine.doze import doze, go_idle, idle_stopped
 from portfwd.engine.events import Event, ForwardChanged, LogLine
 from portfwd.engine.facts import HealthWatch
 from portfwd.engine.follow import Follower, Gone, Outcome, Ready, Syncing, Unwatched, Waiting
 from portfwd.engine.health import GiveUp, Retry, TunnelHealth, describe, pod_check, transient
 from portfwd.engine.informers import InformerPool
-from portfwd.engine.lazy import IDLE_STOP_MARK, Idler, watched
+from portfwd.engine.lazy import Idler, watched
 from portfwd.engine.logring import LogRing, connection_text
 from portfwd.engine.model import (
     ForwardSnapshot,
@@ -56,7 +57,6 @@ from portfwd.engine.present import kubectl_command
 from portfwd.engine.routing import Router
 from portfwd.engine.traffic import current_second, traffic_stats
 from portfwd.errors import NoReadyPod, PortfwdError
-from portfwd.humanize import duration_text
 from portfwd.kube.auth import AuthProvider
 from portfwd.kube.backoff import Backoff
 from portfwd.kube.client import KubeClient
@@ -280,8 +280,8 @@ class Forward:
             if idler is not None:
                 idler.start()
             while True:
-                if idler is not None and idler.asleep and not await self._doze(idler):
-                    return await self._idle_stopped(idler)
+                if idler is not None and idler.asleep and not await doze(self, idler):
+                    return await idle_stopped(self, idler)
                 if not await self._first_start():
                     return
                 self._settled.set()
@@ -289,8 +289,8 @@ class Forward:
                 if idler is None or not idler.due:
                     return
                 if idler.stop_due:
-                    return await self._idle_stopped(idler)
-                await self._go_idle(idler)
+                    return await idle_stopped(self, idler)
+                await go_idle(self, idler)
         except GiveUp as exc:
             await self._give_up(str(exc))
         except asyncio.CancelledError:
@@ -676,54 +676,6 @@ class Forward:
     def wake(self) -> None:
         """Re-evaluate now (the spec's reconnect flag changed)."""
         self._wake.set()
-
-    # -- lazy: doze while idle (engine/lazy.py) ----------------------------------------------
-
-    async def _doze(self, idler: Idler) -> bool:
-        """IDLE, port bound, nothing asked of the cluster, until a connection arrives (True)
-        or idle_stop is due (False)."""
-        if self._listeners is None:  # the first start of a lazy forward: bind only
-            try:
-                self._listeners = await self._bind(list(self.spec.bind_addresses))
-            except PortfwdError as exc:
-                raise GiveUp(str(exc)) from None
-            self._said_bound(self.spec.remote_port)
-            self.add_log(LogLevel.INFO, "lazy: the first connection opens the tunnel", LogKind.IDLE)
-        self._set_state(ForwardState.IDLE)
-        self._settled.set()
-        if not await idler.sleep():
-            return False
-        self._revalidate_reason = None  # a sleep's revalidation: this start is a fresh one
-        self.add_log(LogLevel.INFO, "a connection arrived: opening the tunnel", LogKind.IDLE)
-        self._set_state(ForwardState.STARTING)
-        return True
-
-    async def _go_idle(self, idler: Idler) -> None:
-        """Quiet for idle_after: watches closed (by _follow), tunnel released; port kept."""
-        self._clear_route()
-        await self.router.close()
-        self._last_pod = ""
-        self._been_active = False  # waking is a start, not a reconnect
-        self._retry_at = None
-        self._backoff.reset()
-        self.health.reset()
-        idler.fell_asleep()
-        self.add_log(
-            LogLevel.INFO,
-            f"idle: no traffic for {duration_text(idler.idle_after)}; tunnel closed, port"
-            f" {self.local_port} stays bound",
-            LogKind.IDLE,
-        )
-
-    async def _idle_stopped(self, idler: Idler) -> None:
-        """Quiet for idle_stop: unbind and stop, saying why (the supervisor ends)."""
-        reason = f"no traffic for {duration_text(idler.idle_stop)} {IDLE_STOP_MARK}"
-        self._clear_route()
-        await self.router.close()
-        await self._close_listeners()
-        await self.connections.close_all()
-        self.add_log(LogLevel.INFO, f"stopped: {reason}", LogKind.STOPPED)
-        self._set_state(ForwardState.STOPPED, reason)
 
     # -- stopping ---------------------------------------------------------------------------
 
