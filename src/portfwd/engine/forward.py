@@ -56,8 +56,8 @@ from portfwd.engine.model import (
 from portfwd.engine.present import kubectl_command
 from portfwd.engine.routing import Router
 from portfwd.engine.traffic import current_second, traffic_stats
+from portfwd.engine.watch_link import WatchLink
 from portfwd.errors import NoReadyPod, PortfwdError
-from portfwd.kube.auth import AuthProvider
 from portfwd.kube.backoff import Backoff
 from portfwd.kube.client import KubeClient
 from portfwd.kube.errors import Forbidden, Unauthorized
@@ -66,7 +66,7 @@ from portfwd.kube.targets import Target
 from portfwd.tunnel.addresses import BindAddress, format_host_port
 from portfwd.tunnel.listener import Listeners, bind
 from portfwd.tunnel.pool import PodTunnel, TunnelPool
-from portfwd.tunnel.protocol import SessionLost, TunnelError, TunnelStream
+from portfwd.tunnel.protocol import SessionLost
 from portfwd.tunnel.pump import V4_EOF_IDLE_LIMIT
 
 log = logging.getLogger(__name__)
@@ -130,7 +130,7 @@ class Forward:
         self._last_pod = ""  # the pod used before the route was cleared (for the log)
         self._last_port = 0  # the port bound last time (see _bind)
         self.config = ConfigFollow(self)  # a reloaded or broken kubeconfig
-        self.watch = HealthWatch(self, spec.probe, spec.probe_interval)  # facts, probe
+        self.watch = HealthWatch(WatchLink(self), spec.probe, spec.probe_interval)  # facts, probe
         self._idler: Idler | None = None  # lazy or idle_stop: when traffic stopped (lazy.py)
 
     # -- observation ------------------------------------------------------------------------
@@ -776,31 +776,3 @@ class Forward:
         """A port-forward could not be opened: the tunnel, not the pod's backend, failed."""
         self.health.failed(exc, text)
         self._wake.set()
-
-    # -- what the health watch asks and tells (engine/facts.py) ------------------------------
-
-    def last_ping(self) -> tuple[float, float] | None:
-        last_ping = getattr(self.router.tunnel, "last_ping", None)  # test tunnels may lack it
-        return last_ping() if last_ping is not None else None
-
-    def last_bytes(self) -> tuple[float | None, float | None]:
-        return self.connections.last_in_at, self.connections.last_out_at
-
-    def auth(self) -> AuthProvider | None:
-        conn = getattr(self._client, "conn", None)  # test clients may have none
-        return getattr(conn, "auth", None)
-
-    async def open_probe_stream(self) -> TunnelStream:
-        route, tunnel = self.router.route, self.router.tunnel
-        if route is None or tunnel is None:
-            raise TunnelError("no pod to probe right now")
-        pod = route.pod
-        return await tunnel.open(self.namespace, pod.name, route.container_port, pod.meta.uid)
-
-    def probe_changed(self, fault: str | None) -> None:
-        """The probe's verdict changed: degraded while it fails, active again when it answers."""
-        if self.serving:
-            self._set_state(ForwardState.ACTIVE)
-
-    def facts_changed(self) -> None:
-        self._publish(ForwardChanged(self.snapshot()))
