@@ -6,7 +6,7 @@ tunnel and watches to the new one and keeps its port; while the context cannot b
 is ERROR with the loader's reason, checked again on a backoff, until the file is fixed.
 
 The pool's callback only records what changed and wakes the supervisor: the move itself is
-done in the supervisor's loop (`forward.py`), between two evaluations, so a connection or a
+done in the supervisor's loop (`target_follow.py`), between two evaluations, so a connection or a
 probe never sees half a move.
 """
 
@@ -72,11 +72,10 @@ class ConfigFollow:
         fwd = self._fwd
         self.next_client = None
         fwd._clear_route()  # releases this forward's hold on the old client's sessions
-        follower, fwd._follower = fwd._follower, None
-        if follower is not None:
-            follower.close()
+        following = fwd.target_follow
+        following.close_follower()
         fwd._use_client(client)
-        fwd._follower = fwd._new_follower()
+        following.follower = following.new_follower()
         fwd._retry_at = None
         fwd.add_log(
             LogLevel.INFO,
