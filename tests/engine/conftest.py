@@ -12,6 +12,7 @@ import pytest
 import pytest_asyncio
 
 from portfwd.engine import forward as forward_mod
+from portfwd.engine import target_follow
 from portfwd.engine.manager import Manager
 from portfwd.errors import ResolveError
 from portfwd.kube.objects import ObjectMeta, Pod
@@ -71,6 +72,7 @@ class Env:
 async def env(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Env]:
     resolver = FakeResolver()
     monkeypatch.setattr(forward_mod, "resolve", resolver)
+    monkeypatch.setattr(target_follow, "resolve", resolver)  # the follow loop asks again
     async with echo_server() as echo:
         kubelet = FakeKubelet(backends={POD_PORT: echo})
         await kubelet.start()

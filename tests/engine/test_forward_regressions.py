@@ -103,7 +103,11 @@ async def test_set_reconnect_off_without_a_watch_gives_up_at_once(env: Env) -> N
     assert env.snap(fid).state is ForwardState.RECONNECTING
     await eventually(lambda: env.fw.calls != [])
     fwd = env.forward(fid)
-    await eventually(lambda: fwd._follower is None and not fwd._wake.is_set())  # unwatched
+
+    def unwatched() -> bool:
+        return fwd.target_follow.follower is None and not fwd._wake.is_set()
+
+    await eventually(unwatched)
     assert env.snap(fid).state is ForwardState.RECONNECTING
     await env.manager.set_reconnect(fid, False)
     await eventually(state_is(env, fid, ForwardState.ERROR), limit=5)

@@ -15,6 +15,7 @@ import pytest
 import pytest_asyncio
 
 from portfwd.engine import forward as forward_mod
+from portfwd.engine import target_follow
 from portfwd.engine.manager import Manager
 from portfwd.engine.model import ForwardSnapshot, ForwardSpec, ForwardState, LogKind, LogLevel
 from portfwd.errors import ResolveError
@@ -100,6 +101,7 @@ class Env:
 @pytest_asyncio.fixture
 async def env(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Env]:
     monkeypatch.setattr(forward_mod, "resolve", watch_resolve)
+    monkeypatch.setattr(target_follow, "resolve", watch_resolve)  # the follow loop asks again
     fw = FakeWatch()
     fw.put("deployments", workload("deployment", "web", WEB, replicas=1))
     fw.put("pods", web_pod("web-1", minute=1))

@@ -41,7 +41,7 @@ BYTES_PRECISION = 30.0
 
 
 class Watched(Protocol):
-    """What the watch needs of its forward (engine/forward.py's Forward)."""
+    """What the watch needs of its forward (engine/watch_link.py's WatchLink)."""
 
     @property
     def serving(self) -> bool:

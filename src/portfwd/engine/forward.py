@@ -23,7 +23,11 @@ A Forward never raises to its owner for expected failures: they become a state w
 one-line reason, and a log line of a typed kind (`LogKind`). Its pieces: `health.py` sorts
 failures and probes the tunnel, `routing.py` holds where new connections go, and
 `connections.py` serves them (a failed connection is a warning line and counts in
-`stats.errors`).
+`stats.errors`). The supervisor's steps past the first start live beside it and share its
+state: `target_follow.py` (the follow loop, outcomes into state), `config_follow.py` (a
+reloaded or broken kubeconfig), `doze.py` (a lazy forward's idle steps); `watch_link.py`
+answers its health watch (`facts.py`). This module keeps the lifecycle: start, the first
+start, stop, the state and the snapshot.
 """
 
 from __future__ import annotations
@@ -34,13 +38,14 @@ import time
 from collections.abc import Callable
 
 from portfwd.engine.clients import ClientPool, ContextChange
+from portfwd.engine.config_follow import ConfigFollow
 from portfwd.engine.connections import CONNECT_WAIT, Connections
+from portfwd.engine.doze import doze, go_idle, idle_stopped
 from portfwd.engine.events import Event, ForwardChanged, LogLine
 from portfwd.engine.facts import HealthWatch
-from portfwd.engine.follow import Follower, Gone, Outcome, Ready, Syncing, Unwatched, Waiting
 from portfwd.engine.health import GiveUp, Retry, TunnelHealth, describe, pod_check, transient
 from portfwd.engine.informers import InformerPool
-from portfwd.engine.lazy import IDLE_STOP_MARK, Idler, watched
+from portfwd.engine.lazy import Idler, watched
 from portfwd.engine.logring import LogRing, connection_text
 from portfwd.engine.model import (
     ForwardSnapshot,
@@ -53,19 +58,18 @@ from portfwd.engine.model import (
 )
 from portfwd.engine.present import kubectl_command
 from portfwd.engine.routing import Router
+from portfwd.engine.target_follow import TargetFollow
 from portfwd.engine.traffic import current_second, traffic_stats
-from portfwd.errors import NoReadyPod, PortfwdError
-from portfwd.humanize import duration_text
-from portfwd.kube.auth import AuthProvider
+from portfwd.engine.watch_link import WatchLink
+from portfwd.errors import PortfwdError
 from portfwd.kube.backoff import Backoff
 from portfwd.kube.client import KubeClient
-from portfwd.kube.errors import Forbidden, Unauthorized
 from portfwd.kube.resolve import Resolution, resolve
-from portfwd.kube.targets import Target, printable
+from portfwd.kube.targets import Target
 from portfwd.tunnel.addresses import BindAddress, format_host_port
 from portfwd.tunnel.listener import Listeners, bind
 from portfwd.tunnel.pool import PodTunnel, TunnelPool
-from portfwd.tunnel.protocol import SessionLost, TunnelError, TunnelStream
+from portfwd.tunnel.protocol import SessionLost
 from portfwd.tunnel.pump import V4_EOF_IDLE_LIMIT
 
 log = logging.getLogger(__name__)
@@ -121,16 +125,15 @@ class Forward:
         self._run_task: asyncio.Task[None] | None = None
         self._settled = asyncio.Event()
         self._wake = asyncio.Event()  # something to re-evaluate: a watch event, a fault ...
-        self._follower: Follower | None = None
         self._backoff = Backoff()
         self._retry_at: float | None = None  # loop time of our own next retry
         self._revalidate_reason: str | None = None
         self._been_active = False
         self._last_pod = ""  # the pod used before the route was cleared (for the log)
         self._last_port = 0  # the port bound last time (see _bind)
-        self._next_client: KubeClient | None = None  # the kubeconfig changed: move over
-        self._config_error: str | None = None  # the kubeconfig cannot be loaded right now
-        self.watch = HealthWatch(self, spec.probe, spec.probe_interval)  # facts, probe
+        self.config_follow = ConfigFollow(self)  # a reloaded or broken kubeconfig
+        self.target_follow = TargetFollow(self)  # the follow loop after the first start
+        self.watch = HealthWatch(WatchLink(self), spec.probe, spec.probe_interval)  # facts, probe
         self._idler: Idler | None = None  # lazy or idle_stop: when traffic stopped (lazy.py)
 
     # -- observation ------------------------------------------------------------------------
@@ -280,17 +283,17 @@ class Forward:
             if idler is not None:
                 idler.start()
             while True:
-                if idler is not None and idler.asleep and not await self._doze(idler):
-                    return await self._idle_stopped(idler)
+                if idler is not None and idler.asleep and not await doze(self, idler):
+                    return await idle_stopped(self, idler)
                 if not await self._first_start():
                     return
                 self._settled.set()
-                await self._follow()
+                await self.target_follow.run()
                 if idler is None or not idler.due:
                     return
                 if idler.stop_due:
-                    return await self._idle_stopped(idler)
-                await self._go_idle(idler)
+                    return await idle_stopped(self, idler)
+                await go_idle(self, idler)
         except GiveUp as exc:
             await self._give_up(str(exc))
         except asyncio.CancelledError:
@@ -332,7 +335,7 @@ class Forward:
             await self._give_up(str(exc))
             return False
         self._target = spec.parsed_target
-        self._next_client = self._config_error = None
+        self.config_follow.reset()
         self.namespace = self.health.namespace = spec.namespace or client.namespace
         tunnel = self._use_client(client)
         resolution: Resolution | None = None
@@ -361,9 +364,9 @@ class Forward:
             shown = resolution.container_port if resolution else spec.remote_port
             self._said_bound(shown)
         if resolution is None:
-            await self._apply(Retry(waiting))
+            await self.target_follow.apply(Retry(waiting))
         else:
-            await self._apply(pod_check(self._target, resolution))
+            await self.target_follow.apply(pod_check(self._target, resolution))
         return True
 
     def _said_bound(self, shown: int | str) -> None:
@@ -419,296 +422,11 @@ class Forward:
             self._tunnel_name = name
             self.add_log(LogLevel.INFO, f"tunnel: {name}", LogKind.TUNNEL)
 
-    # -- following the target -----------------------------------------------------------------
-
-    async def _follow(self) -> None:
-        """React to watch events, tunnel faults and retry timers until stopped or given up."""
-        assert self._client is not None and self._target is not None
-        self._follower = self._new_follower()
-        loop = asyncio.get_running_loop()
-        try:
-            while True:
-                fired = False
-                if self._retry_at is None:
-                    await self._wake.wait()
-                else:
-                    try:
-                        async with asyncio.timeout_at(self._retry_at):
-                            await self._wake.wait()
-                    except TimeoutError:
-                        fired = True
-                self._wake.clear()
-                if self._idler is not None and self._idler.due:
-                    return  # quiet long enough: doze or stop (see _run)
-                if fired or (self._retry_at is not None and loop.time() >= self._retry_at):
-                    fired, self._retry_at = True, None
-                if not self.serving and (
-                    fired or self.state is ForwardState.RECONNECTING or self._config_error
-                ):
-                    self._check_kubeconfig()  # a reconnect attempt: did the file change?
-                if self._next_client is not None:
-                    self._move_to(self._next_client)
-                if self._config_error is not None:
-                    await self._config_broken(self._config_error)
-                    continue
-                health = self.health
-                if health.fatal is not None:
-                    raise GiveUp(health.fatal)
-                if not self.spec.reconnect and (
-                    self.state is ForwardState.ERROR
-                    or (self.state is ForwardState.RECONNECTING and self.router.route is None)
-                ):
-                    raise GiveUp(self.reason or "auto-reconnect is off")
-                if self._revalidate_reason is not None:
-                    self.add_log(LogLevel.INFO, f"re-validating: {self._revalidate_reason}")
-                    self._revalidate_reason = None
-                    health.fault = health.fault or "re-validating"  # probe the tunnel too
-                outcome = await self._evaluate(fired)
-                if outcome is not None and not await self._apply(outcome):
-                    return
-        finally:
-            follower, self._follower = self._follower, None
-            if follower is not None:
-                follower.close()
-
-    def _new_follower(self) -> Follower | None:
-        if self._informers is None:
-            return None
-        assert self._client is not None and self._target is not None
-        follower = Follower(
-            self._informers,
-            self._client,
-            self.namespace,
-            self._target,
-            self.spec.remote_port,
-            self._wake,
-        )
-        follower.start()
-        return follower
-
-    # -- following the kubeconfig -------------------------------------------------------------
+    # -- following the target and the kubeconfig (target_follow.py, config_follow.py) --------
 
     def context_changed(self, change: ContextChange) -> bool:
-        """The kubeconfig of a context changed (the client pool says so): True when it is
-        this forward's; it moves to the new client, or shows the error, in its supervisor."""
-        if not self.wanted or self._client is None or self._client is not change.old:
-            return False
-        if change.error:
-            self._config_error = change.error
-        else:
-            self._config_error = None
-            self._next_client = change.new if change.reloaded else None
-            self.health.fault = self.health.fault or "the kubeconfig changed"  # probe again
-            self._backoff.reset()
-            self._retry_at = None
-        self._wake.set()
-        return True
-
-    def _check_kubeconfig(self) -> None:
-        """Have the pool look at the files, in the background (a stat; a read when they
-        changed): the answer comes back through `context_changed`, never delaying this
-        evaluation."""
-        refresh = getattr(self._clients, "refresh_soon", None)  # test pools may lack it
-        if refresh is not None:
-            refresh(self.spec.context, self.spec.kubeconfig)
-
-    def _move_to(self, client: KubeClient) -> None:
-        """The context was loaded again with new content: new connections, tunnels and
-        watches use the new client; connections open on the old one finish there."""
-        self._next_client = None
-        self._clear_route()  # releases this forward's hold on the old client's sessions
-        follower, self._follower = self._follower, None
-        if follower is not None:
-            follower.close()
-        self._use_client(client)
-        self._follower = self._new_follower()
-        self._retry_at = None
-        self.add_log(
-            LogLevel.INFO,
-            f"kubeconfig changed: context {printable(client.context)} reloaded"
-            f" (server {printable(client.conn.server)})",
-            LogKind.RESOLVED,
-        )
-
-    async def _config_broken(self, error: str) -> None:
-        """ERROR with the loader's reason while the kubeconfig cannot be loaded; the port
-        stays bound and the file is checked again on a backoff (and by the watcher)."""
-        if not self.spec.reconnect:
-            raise GiveUp(error)
-        reason = f"{error} (the forward keeps its port and resumes when the kubeconfig is fixed)"
-        if self.state is not ForwardState.ERROR or self.reason != reason:
-            self._clear_route()
-            self.add_log(LogLevel.ERROR, f"kubeconfig changed: {reason}", LogKind.GONE)
-            self._set_state(ForwardState.ERROR, reason)
-        loop = asyncio.get_running_loop()
-        self._retry_at = loop.time() + self._backoff.failure()
-
-    async def _evaluate(self, fired: bool) -> Outcome | Retry | None:
-        follower = self._follower
-        if follower is not None:
-            outcome = follower.evaluate(self.pod or None)
-            if isinstance(outcome, Unwatched):
-                self.add_log(
-                    LogLevel.WARNING,
-                    f"{outcome.reason}; following the target only when connections fail",
-                )
-                follower.close()
-                self._follower = None
-                return await self._evaluate(True)
-            if isinstance(outcome, Syncing):
-                return None  # no opinion until the caches are filled
-            health = self.health
-            if isinstance(outcome, Ready) and (health.fault is not None or fired):
-                same_pod = outcome.resolution.pod.name == health.fault_pod
-                if not fired and self._retry_at is not None and same_pod:
-                    return None  # the backoff timer decides when to probe this pod again
-                result, name = await health.probe_each(
-                    self.router.tunnel, follower, outcome.resolution, self._warn
-                )
-                self._note_tunnel(name)
-                return result
-            return outcome
-        # Without a watch: ask the API, but only when something suggests a change.
-        if not fired and self.health.fault is None:
-            return None
-        assert self._client is not None and self._target is not None
-        try:
-            resolution = await resolve(
-                self._client, self.namespace, self._target, self.spec.remote_port
-            )
-        except (Forbidden, Unauthorized) as exc:
-            raise GiveUp(str(exc)) from None
-        except NoReadyPod as exc:
-            return Retry(str(exc))
-        except PortfwdError as exc:
-            if transient(exc):
-                return Retry(str(exc))
-            return Gone(str(exc))
-        checked = pod_check(self._target, resolution)
-        if isinstance(checked, Ready):
-            result, name = await self.health.probe(self.router.tunnel, resolution)
-            self._note_tunnel(name)
-            return result
-        return checked
-
-    def _warn(self, text: str) -> None:
-        self.add_log(LogLevel.WARNING, text)
-
-    async def _apply(self, outcome: Outcome | Retry) -> bool:
-        """Turn an outcome into state; False when the forward gave up (reconnect off)."""
-        if isinstance(outcome, Ready):
-            previous = self.pod or self._last_pod
-            moved = previous and outcome.resolution.pod.name != previous
-            if not self.spec.reconnect and self._been_active and moved:
-                # kubectl's way: a forward is bound to the pod it started with.
-                await self._give_up(
-                    f"lost pod {previous} (deleted or no longer Ready); auto-reconnect is off"
-                )
-                return False
-            self._become_active(outcome.resolution)
-            return True
-        if isinstance(outcome, Gone):
-            if not self.spec.reconnect:
-                await self._give_up(outcome.reason)
-                return False
-            self._clear_route()
-            self._retry_at = None
-            if self.state is not ForwardState.ERROR or self.reason != outcome.message:
-                # ERROR, but not final: the kind says the forward waits for its target.
-                self.add_log(LogLevel.ERROR, outcome.message, LogKind.GONE)
-                self._set_state(ForwardState.ERROR, outcome.message)
-            return True
-        if not isinstance(outcome, Retry | Waiting):
-            return True
-        if not self.spec.reconnect and outcome.usable is None:
-            await self._give_up(outcome.reason)
-            return False
-        if outcome.usable is not None:
-            self._use(outcome.usable)
-        else:
-            self._clear_route()
-        loop = asyncio.get_running_loop()
-        next_at: float | None
-        if isinstance(outcome, Retry):
-            delay = self._backoff.failure()
-            self._retry_at = loop.time() + delay
-            attempt, next_at = self._backoff.attempt, time.time() + delay
-        else:
-            self._retry_at = None if self.health.fault is None else self._retry_at
-            attempt, next_at = outcome.attempt, outcome.next_retry_at
-        # One log line per new episode or retry; a reason that only changes its details
-        # (pod counts while a rollout goes on) updates the state silently.
-        changed = self.state is not ForwardState.RECONNECTING or self.attempt != attempt
-        retry_moved = self.next_retry_at != next_at
-        self.attempt, self.next_retry_at = attempt, next_at
-        if changed:
-            if next_at is not None:
-                when = max(0.0, next_at - time.time())
-                self.add_log(
-                    LogLevel.WARNING,
-                    f"reconnecting (attempt {attempt}, next try in {when:.1f} s): {outcome.reason}",
-                    LogKind.RECONNECTING,
-                )
-            else:
-                self.add_log(LogLevel.WARNING, f"waiting: {outcome.reason}", LogKind.WAITING)
-        if changed or retry_moved or self.reason != outcome.reason:
-            self.state, self.reason = ForwardState.RECONNECTING, outcome.reason
-            self.started_at = None  # not active: no uptime while it is down
-            self._publish(ForwardChanged(self.snapshot()))
-        return True
-
-    def _become_active(self, resolution: Resolution) -> None:
-        old, was = self.pod or self._last_pod, self.state
-        moved = old != resolution.pod.name or self.remote_port != resolution.container_port
-        self.health.healed()  # before _use: it wakes connections waiting for a healed route
-        self._use(resolution)
-        self._retry_at = None
-        self._backoff.success()
-        was_serving = was in (ForwardState.ACTIVE, ForwardState.DEGRADED)
-        if was_serving and not moved:
-            return
-        if self._been_active:
-            if not was_serving:
-                self.reconnects += 1  # a recovery; a pod switch while active is not one
-            if moved and old:
-                self.add_log(
-                    LogLevel.INFO,
-                    f"switched to pod {resolution.pod.name} port {resolution.container_port}"
-                    f" (was {old})",
-                    LogKind.RECOVERED,
-                )
-            else:
-                self.add_log(
-                    LogLevel.INFO,
-                    f"active again: pod {resolution.pod.name} port {resolution.container_port}",
-                    LogKind.RECOVERED,
-                )
-        self._been_active = True
-        if not was_serving or self.started_at is None:
-            self.started_at = time.time()
-        self._set_state(ForwardState.ACTIVE)
-        self.watch.became_serving()
-
-    def _use(self, resolution: Resolution) -> None:
-        self.watch.resolved(resolution.pod.name, resolution.pod.ready)
-        self.pod = resolution.pod.name
-        self.remote_port = resolution.container_port
-        self.port_name = resolution.port_name
-        self.router.use(self.namespace, resolution)
-        if self.spec.spread:
-            follower = self._follower
-            spread = follower.spread() if follower is not None else []
-            if not any(r.pod.name == resolution.pod.name for r in spread):
-                spread = [resolution]  # a probe chose it, or no watch: the route alone
-            before = [r.pod.name for r in self.router.spread]
-            self.router.use_spread(self.namespace, spread)
-            names = [r.pod.name for r in spread]
-            if names != before:
-                self.add_log(
-                    LogLevel.INFO,
-                    f"spreading new connections over {len(names)} pod(s): {', '.join(names)}",
-                    LogKind.RESOLVED,
-                )
+        """The client pool reloaded a context: True when it is this forward's (manager.py)."""
+        return self.config_follow.changed(change)
 
     def _clear_route(self) -> None:
         """No pod for new connections; the snapshot stops naming the one that is gone."""
@@ -726,54 +444,6 @@ class Forward:
     def wake(self) -> None:
         """Re-evaluate now (the spec's reconnect flag changed)."""
         self._wake.set()
-
-    # -- lazy: doze while idle (engine/lazy.py) ----------------------------------------------
-
-    async def _doze(self, idler: Idler) -> bool:
-        """IDLE, port bound, nothing asked of the cluster, until a connection arrives (True)
-        or idle_stop is due (False)."""
-        if self._listeners is None:  # the first start of a lazy forward: bind only
-            try:
-                self._listeners = await self._bind(list(self.spec.bind_addresses))
-            except PortfwdError as exc:
-                raise GiveUp(str(exc)) from None
-            self._said_bound(self.spec.remote_port)
-            self.add_log(LogLevel.INFO, "lazy: the first connection opens the tunnel", LogKind.IDLE)
-        self._set_state(ForwardState.IDLE)
-        self._settled.set()
-        if not await idler.sleep():
-            return False
-        self._revalidate_reason = None  # a sleep's revalidation: this start is a fresh one
-        self.add_log(LogLevel.INFO, "a connection arrived: opening the tunnel", LogKind.IDLE)
-        self._set_state(ForwardState.STARTING)
-        return True
-
-    async def _go_idle(self, idler: Idler) -> None:
-        """Quiet for idle_after: watches closed (by _follow), tunnel released; port kept."""
-        self._clear_route()
-        await self.router.close()
-        self._last_pod = ""
-        self._been_active = False  # waking is a start, not a reconnect
-        self._retry_at = None
-        self._backoff.reset()
-        self.health.reset()
-        idler.fell_asleep()
-        self.add_log(
-            LogLevel.INFO,
-            f"idle: no traffic for {duration_text(idler.idle_after)}; tunnel closed, port"
-            f" {self.local_port} stays bound",
-            LogKind.IDLE,
-        )
-
-    async def _idle_stopped(self, idler: Idler) -> None:
-        """Quiet for idle_stop: unbind and stop, saying why (the supervisor ends)."""
-        reason = f"no traffic for {duration_text(idler.idle_stop)} {IDLE_STOP_MARK}"
-        self._clear_route()
-        await self.router.close()
-        await self._close_listeners()
-        await self.connections.close_all()
-        self.add_log(LogLevel.INFO, f"stopped: {reason}", LogKind.STOPPED)
-        self._set_state(ForwardState.STOPPED, reason)
 
     # -- stopping ---------------------------------------------------------------------------
 
@@ -874,31 +544,3 @@ class Forward:
         """A port-forward could not be opened: the tunnel, not the pod's backend, failed."""
         self.health.failed(exc, text)
         self._wake.set()
-
-    # -- what the health watch asks and tells (engine/facts.py) ------------------------------
-
-    def last_ping(self) -> tuple[float, float] | None:
-        last_ping = getattr(self.router.tunnel, "last_ping", None)  # test tunnels may lack it
-        return last_ping() if last_ping is not None else None
-
-    def last_bytes(self) -> tuple[float | None, float | None]:
-        return self.connections.last_in_at, self.connections.last_out_at
-
-    def auth(self) -> AuthProvider | None:
-        conn = getattr(self._client, "conn", None)  # test clients may have none
-        return getattr(conn, "auth", None)
-
-    async def open_probe_stream(self) -> TunnelStream:
-        route, tunnel = self.router.route, self.router.tunnel
-        if route is None or tunnel is None:
-            raise TunnelError("no pod to probe right now")
-        pod = route.pod
-        return await tunnel.open(self.namespace, pod.name, route.container_port, pod.meta.uid)
-
-    def probe_changed(self, fault: str | None) -> None:
-        """The probe's verdict changed: degraded while it fails, active again when it answers."""
-        if self.serving:
-            self._set_state(ForwardState.ACTIVE)
-
-    def facts_changed(self) -> None:
-        self._publish(ForwardChanged(self.snapshot()))
