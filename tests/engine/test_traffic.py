@@ -18,6 +18,7 @@ from portfwd.engine.manager import Manager
 from portfwd.engine.model import ForwardSpec, ForwardState
 from portfwd.engine.traffic import (
     AVERAGE_SECONDS,
+    HISTORY_SECONDS,
     LATENCY_WINDOW,
     IntRing,
     LatencyWindow,
@@ -194,3 +195,15 @@ def test_an_int_ring_keeps_the_newest_like_a_bounded_deque(
         model.append(v)
     assert len(ring) == len(model)
     assert ring.tail(count) == list(model)[len(model) - min(count, len(model)) :]
+
+
+def test_the_windows_edges_once_bytes_stopped() -> None:
+    """The idle shortcut (no lists built for a forward idle past the window) says what the
+    full computation says, at the edge of each window."""
+    traffic = Traffic()
+    traffic.sample(1000, 0, 0, [])
+    traffic.sample(1001, 600, 60, [])  # the only second that moved
+    assert traffic.ring.rates(1001 + AVERAGE_SECONDS - 1) == (0.0, 0.0, 10.0, 1.0)
+    assert traffic.ring.rates(1001 + AVERAGE_SECONDS) == (0.0, 0.0, 0.0, 0.0)
+    assert traffic.history(1001 + HISTORY_SECONDS - 1)[0][0] == 600
+    assert traffic.history(1001 + HISTORY_SECONDS) == ((), ())
