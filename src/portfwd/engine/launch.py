@@ -15,12 +15,12 @@ errors they print are the engine's own: a port in use, a name that does not reso
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from portfwd.engine.api import EngineAPI
-from portfwd.engine.events import ForwardChanged, Lagged
+from portfwd.engine.events import Event, ForwardChanged, ForwardRemoved, Lagged
 from portfwd.engine.lazy import stopped_when_idle
 from portfwd.engine.model import ForwardSnapshot, ForwardSpec, ForwardState
 
@@ -118,15 +118,19 @@ async def watch(
 ) -> list[ForwardSnapshot]:
     """Until `stop`: each forward of `ids` that fails for good is handed to `on_lost` once.
     Ends early (returning those lost) when none is left, or at the first with
-    `all_or_nothing`."""
+    `all_or_nothing`.
+
+    The forwards are looked at again only when one changed state or went away: a log line
+    or a stats tick (one per connection under load) costs this loop nothing."""
     alive = list(ids)
     lost: list[ForwardSnapshot] = []
+    changed = asyncio.Event()
     changes = engine.subscribe()
-    events = changes.__aiter__()
+    reader = asyncio.create_task(_note_changes(changes, changed), name="launch-watch-events")
     stopper: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
-    getter: asyncio.Future[Any] | None = None
     try:
         while alive:
+            changed.clear()
             for fid in list(alive):
                 try:
                     snap = engine.get(fid)
@@ -142,24 +146,28 @@ async def watch(
                     on_lost(snap)
                     if all_or_nothing:
                         return lost
-            if not alive or stop.is_set():
+            if not alive or stop.is_set() or reader.done():  # done: the engine shut down
                 break
-            next_event: asyncio.Future[Any] = asyncio.ensure_future(events.__anext__())
-            getter = next_event
-            done, _ = await asyncio.wait({next_event, stopper}, return_when=asyncio.FIRST_COMPLETED)
-            if stopper in done:
-                break
+            waiter = asyncio.ensure_future(changed.wait())
             try:
-                event = next_event.result()
-            except StopAsyncIteration:  # the engine is shutting down
+                await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                waiter.cancel()
+            if stop.is_set():
                 break
-            getter = None
-            if not isinstance(event, ForwardChanged | Lagged):
-                continue
         return lost
     finally:
-        for task in (stopper, getter):
-            if task is not None:
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
+        for task in (stopper, reader):
+            task.cancel()
+        await asyncio.gather(stopper, reader, return_exceptions=True)
         changes.close()
+
+
+async def _note_changes(changes: AsyncIterable[Event], changed: asyncio.Event) -> None:
+    """Set `changed` at each event that may change a verdict (and once the stream ends)."""
+    try:
+        async for event in changes:
+            if isinstance(event, ForwardChanged | ForwardRemoved | Lagged):
+                changed.set()
+    finally:
+        changed.set()
