@@ -20,7 +20,8 @@ FAILED, USAGE = 1, 2
 pytestmark = pytest.mark.timeout(120)
 
 
-def _write(dirs: Dirs, kubeconfig: Path) -> None:
+def _write(dirs: Dirs, kubeconfig: Path, *more: str) -> None:
+    """Profile `demo`: api (svc/echo) and web (svc/web) on free ports, then `more` entries."""
     dirs.write_profiles(
         f"""\
 profiles:
@@ -30,6 +31,7 @@ profiles:
       - {{name: api, target: svc/echo, ports: [":80"]}}
       - {{name: web, target: svc/web, ports: [":80"]}}
 """
+        + "".join(f"      - {entry}\n" for entry in more)
     )
 
 
@@ -91,16 +93,8 @@ async def test_dry_run_says_what_up_into_the_daemon_would_do(
     daemon", the name another target carries is the clash line, and a fixed port a daemon
     forward holds names that forward (not a bare "in use")."""
     held = reserved_port()
-    dirs.write_profiles(
-        f"""\
-profiles:
-  demo:
-    defaults: {{kubeconfig: "{sandbox.kubeconfig_path}", namespace: demo, address: 127.0.0.1}}
-    forwards:
-      - {{name: api, target: svc/echo, ports: [":80"]}}
-      - {{name: web, target: svc/web, ports: [":80"]}}
-      - {{name: fixed, target: svc/echo, ports: ["{held}:80"]}}
-"""
+    _write(
+        dirs, sandbox.kubeconfig_path, f'{{name: fixed, target: svc/echo, ports: ["{held}:80"]}}'
     )
     for args in (
         ("--name", "api", "deploy/echo", ":9000"),
