@@ -3,6 +3,7 @@ exactly what the full command line says."""
 
 from __future__ import annotations
 
+import json
 import sys
 
 from portfwd.sandbox.cluster import SandboxCluster
@@ -50,6 +51,27 @@ async def test_ls_answers_like_the_full_command_without_importing_the_engine(
         assert quick.out.split()[:20] == full.split()[:20]
         code, probe, err = await python(PROBE, "ls", *args)
         assert (code, probe.splitlines()[-1]) == (0, "True []"), err
+    # -o json: the same records, field for field (the figures that move, rates, pings and
+    # the like, may differ between the two reads; the fields and what the forward is may not).
+    quick = await portfwd("ls", "-o", "json")
+    code, full, err = await python(FULL, "ls", "-o", "json")
+    assert quick.code == code == 0, err
+    quick_data, full_data = json.loads(quick.out), json.loads(full)
+    assert _shape(quick_data) == _shape(full_data)
+    (mine,) = quick_data["forwards"]
+    assert mine["spec"] == full_data["forwards"][0]["spec"] and mine["spec"]["name"] == "web"
+    assert (mine["id"], mine["state"]) == (full_data["forwards"][0]["id"], "active")
+    code, probe, err = await python(PROBE, "ls", "-o", "json")
+    assert (code, probe.splitlines()[-1]) == (0, "True []"), err
+
+
+def _shape(data: object) -> object:
+    """The keys at every level, without the values."""
+    if isinstance(data, dict):
+        return {k: _shape(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_shape(v) for v in data]
+    return None
 
 
 async def test_version_and_anything_else_take_their_usual_path() -> None:
@@ -57,7 +79,7 @@ async def test_version_and_anything_else_take_their_usual_path() -> None:
     assert code == 0, err
     assert probe.splitlines()[0].startswith("portfwd, version ")
     assert probe.splitlines()[1] == "True []"
-    code, probe, _ = await python(PROBE, "ls", "-o", "json")
+    code, probe, _ = await python(PROBE, "ls", "-o", "yaml")
     assert probe.strip().startswith("False")
     ran = await portfwd_async("--version", env=with_env(), limit=60)
     assert ran.code == 0 and ran.out.startswith("portfwd, version ")

@@ -1,9 +1,10 @@
 """The command lines typed most often, answered before click or the engine is imported.
 
-`portfwd --version` and `portfwd ls [-o table|wide]` are typed at a prompt, often: they should
-start like a compiled tool (issue 22 measured them at 3-3.5x kubectl's wall time, nearly all
-of it imports). Here they cost the interpreter, the daemon's blocking client (a socket and
-JSON) and the table: no click, no engine model, no event loop.
+`portfwd --version` and `portfwd ls [-o table|wide|json]` are typed often (at a prompt, or
+by a script polling for its forwards): they should start like a compiled tool (issue 22
+measured them at 3-3.5x kubectl's wall time, nearly all of it imports). Here they cost the
+interpreter, the daemon's blocking client (a socket and JSON) and the table: no click, no
+engine model, no event loop.
 
 Anything else, or anything unusual on the way (no daemon, an error, an option this path does
 not know), goes to the full command line, which does the same work with its messages and
@@ -12,14 +13,17 @@ exit codes: this path only ever answers when all went well.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 
-TABLE_OUTPUTS = {"table", "wide"}
+# `-o json` too: scripts and agents list often, and the daemon's records are already
+# `engine/serial.py`'s plain data, the very dicts `ls -o json` prints (yaml needs PyYAML).
+QUICK_OUTPUTS = {"table", "wide", "json"}
 
 
 def _ls_output(args: list[str]) -> str | None:
-    """The table output asked by `ls ARGS`, or None when this path does not take them."""
+    """The output asked by `ls ARGS`, or None when this path does not take them."""
     rest = args
     output = "table"
     if rest and rest[0] in ("-o", "--output") and len(rest) == 2:
@@ -31,13 +35,14 @@ def _ls_output(args: list[str]) -> str | None:
     elif rest and rest[0].startswith("-o") and len(rest[0]) > 2:
         output = rest[0][2:]
         rest = rest[1:]
-    if rest or output not in TABLE_OUTPUTS:
+    if rest or output not in QUICK_OUTPUTS:
         return None
     return output
 
 
 def _ls(output: str) -> bool:
-    """Print the daemon's forwards as a table; False (nothing printed) if it went otherwise."""
+    """Print the daemon's forwards (a table, or JSON); False (nothing printed) if it went
+    otherwise."""
     from portfwd.cli.listing import render_tables
     from portfwd.daemon.sync_client import SNAPSHOT_OP, SyncClient
     from portfwd.errors import PortfwdError
@@ -50,7 +55,10 @@ def _ls(output: str) -> bool:
             warnings = list(conn.server.get("warnings") or [])
         finally:
             conn.close()
-        text = render_tables(records, output)
+        if output == "json":
+            text = json.dumps({"forwards": records}, indent=2)  # as listing.render
+        else:
+            text = render_tables(records, output)
     except (PortfwdError, OSError, ValueError, TypeError, KeyError):
         return False
     for warning in warnings:  # what the daemon's session load left out, and why
