@@ -121,3 +121,20 @@ async def test_trims_follow_up_after_the_burst_and_collect_cycles_first(
     finally:
         if was_enabled:
             gc.enable()
+
+
+async def test_the_last_connection_closing_trims_then_not_a_follow_up_later(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A trim ran while v4 tunnels lingered; when the last one closed, the next trim waited
+    for the next follow-up (up to a minute): the daemon 60 s after a soak still held what
+    they had freed."""
+    monkeypatch.setattr(memory_mod, "QUIET_DELAY", 0.01)
+    monkeypatch.setattr(memory_mod, "TRIM_DELAY", 0.0)
+    monkeypatch.setattr(memory_mod, "FOLLOW_UPS", (3600.0,))
+    keeper = MemoryKeeper(trim=lambda pad: 1)
+    keeper.note(TRIM_AFTER * 2, open_connections=5)  # a burst; five connections linger
+    await _trimmed(keeper, 1)
+    keeper.note(TRIM_AFTER * 2, open_connections=0)  # the last of them closed
+    await _trimmed(keeper, 2)  # now, not in an hour
+    await keeper.close()
