@@ -155,7 +155,7 @@ class MemoryKeeper:
           buffers, is free only then, and the follow-up due after it may be a minute away
           (seen in a soak's daemon log: 135 -> 61 MiB as the last lingering v4 tunnel closed);
         - a new burst: its end is waited for and trimmed as any burst's (seen in the tunnel
-          bench: 200 half-closed 1 MB echoes during a 30 s nap left 143 MiB 20 s after them)."""
+          bench: 200 half-closed 1 MB echoes during a follow-up's nap, 143 MiB 20 s after)."""
         if self._nap_over():
             self._wake.set()  # it happened while that trim ran
         else:

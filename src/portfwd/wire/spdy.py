@@ -326,9 +326,9 @@ class HeaderCompressor:
         # (a port-forward connection compresses two small blocks on its critical path).
         # The smallest window and hash (512 B, memLevel 1) instead of zlib's defaults: a
         # session lives as long as its forward, and the defaults cost ~100 KiB of touched
-        # memory each (256 KiB allocated) to compress blocks of some 60 bytes. The peer
-        # reads any window up to 32 KiB (Go's reader, like zlib's, takes the size from the
-        # stream header), and the dictionary's checksum covers all of it as SPDY/3 says.
+        # memory each (256 KiB allocated) to compress blocks of some 60 bytes. Readers take
+        # any window up to 32 KiB (zlib's from the stream header; Go's, the kubelet's, keeps
+        # 32 KiB whatever it says), and the dictionary's checksum covers all of it.
         self._z = zlib.compressobj(
             zlib.Z_DEFAULT_COMPRESSION,
             zlib.DEFLATED,
