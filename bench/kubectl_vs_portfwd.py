@@ -6,7 +6,8 @@ this script as the client. Forwarders measured, all to svc/echo port 80:
 
 - kubectl port-forward, SPDY tunnelled over a WebSocket (kubectl 1.31+'s default);
 - kubectl port-forward, plain SPDY/3.1 (KUBECTL_PORT_FORWARD_WEBSOCKETS=false);
-- portfwd forward (one v4.channel.k8s.io WebSocket per local connection).
+- portfwd forward, its default (`--protocol auto`: SPDY over a WebSocket, one session per
+  pod shared by every connection, as kubectl).
 
 Figures: MB/s each way over one connection (echo, sent and read at once); p50 / p99 / mean of
 N fresh connections one after another (connect, 100-byte framed request, echo, close); VmRSS
@@ -14,8 +15,7 @@ and peak VmHWM of each forwarder process after its runs.
 
 Usage: .venv/bin/python bench/kubectl_vs_portfwd.py [--mb 100] [--connections 300]
 Note: the sandbox's kubelet side is Python, in the same process as the backends, so every
-forwarder also pays for that hop (a real cluster's kubelet is Go); kubectl reuses one SPDY
-session for all connections, portfwd opens a WebSocket per connection.
+forwarder also pays for that hop (a real cluster's kubelet is Go).
 """
 
 from __future__ import annotations

@@ -146,13 +146,19 @@ def as_data(snaps: Sequence[ForwardSnapshot]) -> dict[str, Any]:
 
 
 def render(snaps: Sequence[ForwardSnapshot], output: str) -> str:
-    if output == "json":
-        return json.dumps(as_data(snaps), indent=2)
     if output == "yaml":
         import yaml
 
         return yaml.safe_dump(as_data(snaps), sort_keys=False, allow_unicode=False).rstrip()
-    return render_tables(_records(snaps), output)
+    return render_records(_records(snaps), output)
+
+
+def render_records(records: Sequence[dict[str, Any]], output: str) -> str:
+    """`ls` of plain records (engine/serial.py's, as the daemon sends them): a table or JSON
+    (`cli/quick.py` prints them without building snapshots)."""
+    if output == "json":
+        return json.dumps({"forwards": records}, indent=2)
+    return render_tables(records, output)
 
 
 def row(snap: ForwardSnapshot, note: str = "") -> str:

@@ -13,7 +13,6 @@ exit codes: this path only ever answers when all went well.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 
@@ -43,7 +42,7 @@ def _ls_output(args: list[str]) -> str | None:
 def _ls(output: str) -> bool:
     """Print the daemon's forwards (a table, or JSON); False (nothing printed) if it went
     otherwise."""
-    from portfwd.cli.listing import render_tables
+    from portfwd.cli.listing import render_records
     from portfwd.daemon.sync_client import SNAPSHOT_OP, SyncClient
     from portfwd.errors import PortfwdError
     from portfwd.safetext import escape_controls
@@ -55,10 +54,7 @@ def _ls(output: str) -> bool:
             warnings = list(conn.server.get("warnings") or [])
         finally:
             conn.close()
-        if output == "json":
-            text = json.dumps({"forwards": records}, indent=2)  # as listing.render
-        else:
-            text = render_tables(records, output)
+        text = render_records(records, output)
     except (PortfwdError, OSError, ValueError, TypeError, KeyError):
         return False
     for warning in warnings:  # what the daemon's session load left out, and why
