@@ -14,7 +14,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable
-from typing import Protocol
+from typing import Protocol, cast
 
 from portfwd.engine.health import describe
 from portfwd.engine.httplog import HttpExchange, HttpObserver, ObservedStream
@@ -97,6 +97,7 @@ class Connection:
         "owner",
         "pod",
         "pod_uid",
+        "prepared",
         "rates",
         "stream_open",
         "task",
@@ -115,6 +116,7 @@ class Connection:
         self.rates: RateRing | None = None  # the rate sampler's, from its first sample
         self.stream_open: float | None = None
         self.first_byte: float | None = None
+        self.prepared: Prepared | None = None  # streams opened at accept, until _serve uses them
 
     def info(self, second: int) -> ConnectionInfo:
         rates = self.rates.rates(second) if self.rates is not None else (0.0, 0.0, 0.0, 0.0)
@@ -145,6 +147,20 @@ class Connection:
         owner.bytes_out += n
         owner.last_out_at = time.time()
         owner.forward.counters_changed()
+
+
+class Prepared:
+    """A connection's tunnel streams, opened the moment it was accepted, and their pod."""
+
+    __slots__ = ("route", "stream", "took")
+
+    def __init__(self, route: Resolution, stream: TunnelStream, took: float) -> None:
+        self.route = route
+        self.stream = stream
+        self.took = took  # seconds the opening took
+
+    def abort(self) -> None:
+        self.stream.abort()
 
 
 class Connections:
@@ -186,16 +202,39 @@ class Connections:
         """As of the rate sampler's `second` (traffic.current_second())."""
         return [c.info(second) for c in sorted(self.open, key=lambda c: c.opened_at)]
 
+    def prepare(self) -> Prepared | None:
+        """The listener's `prepare`, the moment a connection is accepted: when the forward
+        routes to a pod over a session already open, the connection's streams go on the
+        wire now (PodTunnel.open_now), and `accept` serves it with them."""
+        router = self.router
+        tunnel, route = router.tunnel, router.route
+        if tunnel is None or route is None or router.spread or not self.forward.accepting:
+            return None
+        began = time.monotonic()
+        pod = route.pod
+        stream = tunnel.open_now(
+            self.forward.namespace, pod.name, route.container_port, pod.meta.uid
+        )
+        if stream is None:
+            return None
+        return Prepared(route, stream, time.monotonic() - began)
+
     def accept(self, local: LocalConnection) -> None:
         """The listener's callback: serve this connection (or refuse it at once)."""
         fwd = self.forward
+        prepared = cast(Prepared | None, local.take_prepared())
         tunnel = self.router.tunnel
         coming = fwd.demand()  # a lazy forward wakes: its tunnel is on the way
+        waits = not self.router.routable
+        if prepared is not None and (waits or tunnel is None):
+            prepared.abort()  # the route went away since: served as any other connection
+            prepared = None
         if not fwd.accepting or (tunnel is None and not coming):
+            if prepared is not None:
+                prepared.abort()
             local.abort()
             return
         port = fwd.local_port
-        waits = not self.router.routable
         if waits and self.waiting >= self.max_waiting:
             local.abort()
             self.errors += 1
@@ -210,6 +249,7 @@ class Connections:
         route = self.router.route
         spread = bool(self.router.spread)  # the pod is picked when the connection is served
         conn = Connection(self, local, route.pod.name if route and not spread else "")
+        conn.prepared = prepared
         self.open.add(conn)
         self.total += 1
         fwd.log_connection(port)
@@ -227,6 +267,14 @@ class Connections:
             task.cancel()
         if tasks:
             await asyncio.wait(tasks)
+        for conn in list(self.open):  # a task cancelled before it ran never took its streams
+            self._drop_prepared(conn)
+
+    @staticmethod
+    def _drop_prepared(conn: Connection) -> None:
+        prepared, conn.prepared = conn.prepared, None
+        if prepared is not None:
+            prepared.abort()
 
     async def _serve(
         self, conn: Connection, tunnel: PodTunnel | None, local_port: int, counted: bool
@@ -234,7 +282,8 @@ class Connections:
         fwd = self.forward
         remote = fwd.remote_port
         try:
-            route = await self._route_for(conn, local_port, counted)
+            prepared = conn.prepared
+            route = prepared.route if prepared else await self._route_for(conn, local_port, counted)
             if route is None:
                 return
             if counted or tunnel is None:  # it waited (a reconnect, a lazy wake): today's
@@ -246,8 +295,15 @@ class Connections:
                 conn.pod_uid = route.pod.meta.uid
                 try:
                     began = time.monotonic()
-                    stream = await tunnel.open(fwd.namespace, conn.pod, remote, route.pod.meta.uid)
-                    conn.stream_open = time.monotonic() - began
+                    if prepared is not None:
+                        stream, conn.prepared = prepared.stream, None
+                        conn.stream_open = prepared.took
+                        prepared = None
+                    else:
+                        stream = await tunnel.open(
+                            fwd.namespace, conn.pod, remote, route.pod.meta.uid
+                        )
+                        conn.stream_open = time.monotonic() - began
                     self.traffic.stream_open.add(conn.stream_open)
                     break
                 except (ApiError, ClusterUnreachable, SessionLost, OSError) as exc:
@@ -306,6 +362,7 @@ class Connections:
             log.exception("connection of forward %s failed", fwd.id)
             self._failed(conn, local_port, remote, f"internal error: {exc!r}", INTERNAL)
         finally:
+            self._drop_prepared(conn)
             self.open.discard(conn)
             fwd.counters_changed()
 

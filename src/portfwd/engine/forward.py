@@ -387,7 +387,11 @@ class Forward:
         if wanted == 0 and self._last_port:
             try:
                 return await bind(
-                    addresses, self._last_port, self.connections.accept, self._on_pressure
+                    addresses,
+                    self._last_port,
+                    self.connections.accept,
+                    self._on_pressure,
+                    prepare=self.connections.prepare,
                 )
             except PortfwdError:
                 pass  # taken meanwhile: any free port, as asked
@@ -397,6 +401,7 @@ class Forward:
             self.connections.accept,
             self._on_pressure,
             remote=spec.remote_port,
+            prepare=self.connections.prepare,
         )
         self._last_port = listeners.port
         return listeners

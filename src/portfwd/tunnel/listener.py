@@ -29,7 +29,7 @@ import socket
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Protocol, cast
 
 from portfwd.errors import PortfwdError
 
@@ -99,13 +99,28 @@ def open_listening_socket(host: str, port: int) -> socket.socket:
 _READ_BUFFER = memoryview(bytearray(READ_CHUNK_MAX))  # see the module docstring
 
 
+class Prepared(Protocol):
+    """What the listener's owner made ready for a connection the moment it was accepted,
+    before its transport exists (a forward: the tunnel streams, on the wire already)."""
+
+    def abort(self) -> None:
+        """The connection never opened (or was refused): give it up."""
+        ...
+
+
 class LocalConnection(asyncio.BufferedProtocol):
     """One accepted client connection, read and written with bounded buffers."""
 
-    def __init__(self, on_open: Callable[[LocalConnection], None]) -> None:
+    def __init__(
+        self,
+        on_open: Callable[[LocalConnection], None],
+        prepared: Prepared | None = None,
+        peer: str = "",
+    ) -> None:
         self._on_open = on_open
+        self._prepared = prepared
         self.transport: asyncio.Transport | None = None
-        self.peer: str = ""
+        self.peer = peer  # "host:port" of the client
         self._chunks: deque[bytes] = deque()
         self._buffered = 0
         self._eof = False
@@ -124,13 +139,10 @@ class LocalConnection(asyncio.BufferedProtocol):
         # asyncio's, or another loop's (uvloop's are not asyncio.Transport subclasses)
         self.transport = cast(asyncio.Transport, transport)
         self.transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
-        peer = transport.get_extra_info("peername")
-        if isinstance(peer, tuple) and len(peer) >= 2:
-            self.peer = format_host_port(str(peer[0]), int(peer[1]))
-        with contextlib.suppress(OSError):
-            sock = transport.get_extra_info("socket")
-            if sock is not None:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if not self.peer:
+            peer = transport.get_extra_info("peername")
+            if isinstance(peer, tuple) and len(peer) >= 2:
+                self.peer = format_host_port(str(peer[0]), int(peer[1]))
         self._on_open(self)
 
     def get_buffer(self, sizehint: int) -> memoryview:
@@ -171,7 +183,17 @@ class LocalConnection(asyncio.BufferedProtocol):
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    # -- used by the pumps -------------------------------------------------------------------
+    # -- used by the owner and the pumps ------------------------------------------------------
+
+    def take_prepared(self) -> Prepared | None:
+        """What `prepare` made for this connection, handed over once (the taker owns it)."""
+        prepared, self._prepared = self._prepared, None
+        return prepared
+
+    def _drop_prepared(self) -> None:
+        prepared, self._prepared = self._prepared, None
+        if prepared is not None:
+            prepared.abort()
 
     @property
     def buffered(self) -> int:
@@ -286,7 +308,14 @@ def out_of_descriptors(where: str, exc: OSError) -> str:
     )
 
 
+def _peer(address: object) -> str:
+    if isinstance(address, tuple) and len(address) >= 2:
+        return format_host_port(str(address[0]), int(address[1]))
+    return ""
+
+
 Pressure = Callable[[str | None], None]
+Prepare = Callable[[], Prepared | None]
 
 
 class _Acceptor:
@@ -297,10 +326,12 @@ class _Acceptor:
         sock: socket.socket,
         on_connection: Callable[[LocalConnection], None],
         on_pressure: Pressure | None,
+        prepare: Prepare | None = None,
     ) -> None:
         self._sock = sock
         self._on_connection = on_connection
         self._on_pressure = on_pressure
+        self._prepare = prepare
         self._loop = asyncio.get_running_loop()
         self._pause = 0.0  # the current pause; 0 while accepting normally
         self._timer: asyncio.TimerHandle | None = None
@@ -323,7 +354,7 @@ class _Acceptor:
     def _ready(self) -> None:
         for _ in range(ACCEPT_BATCH):
             try:
-                conn, _ = self._sock.accept()
+                conn, address = self._sock.accept()
             except (BlockingIOError, InterruptedError):
                 return
             except ConnectionAbortedError:
@@ -336,17 +367,34 @@ class _Acceptor:
                 return
             self._pause = 0.0  # accepting works again: the next EMFILE starts short
             conn.setblocking(False)
-            task = self._loop.create_task(self._set_up(conn))
+            # Small writes go at once. uvloop sets this on its transports, asyncio only on
+            # sockets made with proto IPPROTO_TCP, which an accepted one is not.
+            with contextlib.suppress(OSError):
+                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            # Prepared now, not once the transport is set up a few loop turns later.
+            prepared = self._prepared()
+            local = LocalConnection(self._on_connection, prepared, _peer(address))
+            task = self._loop.create_task(self._set_up(conn, local))
             self._setups.add(task)
             task.add_done_callback(self._setups.discard)
 
-    async def _set_up(self, conn: socket.socket) -> None:
+    def _prepared(self) -> Prepared | None:
+        if self._prepare is None:
+            return None
         try:
-            await self._loop.connect_accepted_socket(
-                lambda: LocalConnection(self._on_connection), conn
-            )
+            return self._prepare()
+        except Exception:  # a bug there must not leak the accepted socket
+            log.exception("preparing a connection on %s failed", self.where)
+            return None
+
+    async def _set_up(self, conn: socket.socket, local: LocalConnection) -> None:
+        try:
+            await self._loop.connect_accepted_socket(lambda: local, conn)
         except OSError:
             conn.close()
+        finally:
+            if local.transport is None:  # failed, or dropped by close(): never opened
+                local._drop_prepared()
 
     def _out_of_descriptors(self, exc: OSError) -> None:
         self._pause = PAUSE_FIRST if not self._pause else min(self._pause * 2, PAUSE_MAX)
@@ -474,6 +522,7 @@ async def bind(
     on_connection: Callable[[LocalConnection], None],
     on_pressure: Pressure | None = None,
     remote: int | str | None = None,
+    prepare: Prepare | None = None,
 ) -> Listeners:
     """Listen on every address (port 0: the first gets a free port, the others the same).
 
@@ -482,6 +531,9 @@ async def bind(
     a warning in `Listeners.warnings`. `on_pressure(message)` is called when accepting
     pauses because the process is out of file descriptors, and `on_pressure(None)` once
     :data:`EPISODE_QUIET` seconds passed without that (once per episode each).
+    `prepare()` runs the moment a connection is accepted; what it returns is the
+    connection's `take_prepared()` when `on_connection` gets it, and is aborted if the
+    connection never opens.
     """
     socks, bound, warnings = _open_all(addresses, port, remote)
     listeners = Listeners(bound=bound, warnings=warnings)
@@ -493,7 +545,7 @@ async def bind(
             )
     try:
         for sock in socks:
-            acceptor = _Acceptor(sock, on_connection, on_pressure)
+            acceptor = _Acceptor(sock, on_connection, on_pressure, prepare)
             listeners.acceptors.append(acceptor)
             acceptor.start()
     except BaseException:

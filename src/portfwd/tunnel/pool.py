@@ -187,6 +187,20 @@ class TunnelPool:
             entry = self._entries[key] = _Entry(key, client, namespace, pod)
         return entry
 
+    def _live_session(
+        self, client: KubeClient, namespace: str, pod: str, uid: str, protocol: str
+    ) -> SpdySession | None:
+        """The usable session to the pod for `protocol` if one is open now (none is opened),
+        its entry kept from idling."""
+        entry = self._entries.get((id(client), namespace, pod, uid))
+        session = entry.sessions.get(protocol) if entry is not None else None
+        if entry is None or session is None or not session.usable:
+            return None
+        if entry.idle_timer is not None:
+            entry.idle_timer.cancel()
+            entry.idle_timer = None
+        return session
+
     async def _session(self, entry: _Entry, protocol: str) -> tuple[SpdySession, bool]:
         """(session, fresh): the entry's live session for `protocol`, opened if need be."""
         if self._closed:
@@ -358,6 +372,28 @@ class PodTunnel:
             self._pool._chosen.pop(self._chosen_key(namespace), None)
             protocol = await self._negotiate(namespace, pod, port, uid)
             return await self._open_with(protocol, namespace, pod, port, uid)
+
+    def open_now(self, namespace: str, pod: str, port: int, uid: str = "") -> TunnelStream | None:
+        """A stream to `pod:port` already on its way to the kubelet, when that takes no
+        waiting: the protocol was chosen and a session to the pod is open (SPDY). None
+        otherwise: `open` then does what it takes.
+
+        A connection's streams opened as it is accepted reach the kubelet while the client
+        is still sending its first bytes, so the kubelet dials the pod meanwhile (kubectl
+        sends them at accept too)."""
+        protocol = self._pool._chosen.get(self._chosen_key(namespace))
+        if protocol is None or protocol == "v4":
+            return None
+        session = self._pool._live_session(self._client, namespace, pod, uid, protocol)
+        if session is None:
+            return None
+        error, data = session.open_pair()
+        stream = SpdyPortForward(session, error, data, port)
+        try:
+            stream.commit()
+        except SessionLost:
+            return None
+        return stream
 
     async def check(self, namespace: str, pod: str, port: int, uid: str = "") -> str:
         protocol = self._pool._chosen.get(self._chosen_key(namespace))

@@ -52,13 +52,14 @@ class SpdyPortForward:
     def server_closing(self) -> str | None:
         return None  # a lost session fails its streams with SessionLost instead
 
-    def _commit(self) -> None:
-        """The streams go on the wire with the first use (see SpdySession.commit_pair)."""
+    def commit(self) -> None:
+        """Put the streams on the wire (see SpdySession.commit_pair); the first use does it
+        too, when nobody did before. Raises SessionLost."""
         self.session.commit_pair(self._error, self._data, self.port)
 
     async def send(self, data: bytes) -> None:
         try:
-            self._commit()
+            self.commit()
             await self._data.send(data)
         except SessionLost:
             raise
@@ -67,12 +68,12 @@ class SpdyPortForward:
 
     async def send_eof(self) -> None:
         with contextlib.suppress(SessionLost):  # the receive side reports it
-            self._commit()
+            self.commit()
             self._data.send_eof()
 
     async def receive(self) -> bytes:
         try:
-            self._commit()
+            self.commit()
             chunk = await self._data.receive()
         except SessionLost:
             raise
