@@ -37,6 +37,7 @@ class FakeCarrier:
 
     def __init__(self) -> None:
         self.out = bytearray()
+        self.writes = 0
         self.wrote = asyncio.Event()  # set by every write
         self.paused = False
         self.pauses = 0
@@ -51,6 +52,7 @@ class FakeCarrier:
         if self.closed or self.aborted:
             raise ConnectionResetError("closed")
         self.out += data
+        self.writes += 1
         self.wrote.set()
 
     @property
@@ -160,6 +162,15 @@ async def test_a_connection_opens_two_streams_as_kubectl_does_with_its_first_byt
         SynStreamFrame(7, headers[3]),
         DataPiece(7, b"bye"),
     ]
+
+
+async def test_a_pair_goes_on_the_wire_in_one_write(peer: Peer) -> None:
+    """The carrier sends a write at once when it is the first of its loop turn: the kubelet
+    gets the whole pair together, not the error stream a turn before the data stream."""
+    pair = _pair(peer)
+    pair.commit()
+    assert peer.carrier.writes == 1
+    assert [type(f) for f in peer.frames()] == [SynStreamFrame, DataPiece, SynStreamFrame]
 
 
 async def test_stream_ids_increase_in_the_order_connections_first_send(peer: Peer) -> None:

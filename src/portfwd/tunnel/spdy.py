@@ -378,21 +378,25 @@ class SpdySession:
                 self._maybe_done()
             raise lost
         request_id = str(next(self._request_ids))
-        self._open(error, _pair_headers("error", port, request_id))
-        error.send_eof()
-        self._open(data, _pair_headers("data", port, request_id))
+        # One write: the carrier sends it at once, the kubelet gets the pair in one piece.
+        head = self._syn(error, _pair_headers("error", port, request_id))
+        error.local_fin = True  # not written to: closed for sending at once, as kubectl's
+        fin = data_head(error.id, 0, fin=True)
+        self._write(head + fin + self._syn(data, _pair_headers("data", port, request_id)))
         loop = asyncio.get_running_loop()
         now = data.committed_at = error.committed_at = loop.time()
         data._reply_timer = loop.call_later(REPLY_TIMEOUT, self._reply_overdue, data)
         if now - self.heard_at > QUIET_AFTER:
             self.confirm()
 
-    def _open(self, stream: SpdyStream, headers: dict[str, list[str]]) -> None:
+    def _syn(self, stream: SpdyStream, headers: dict[str, list[str]]) -> bytes:
+        """Give `stream` its id and its SYN_STREAM, which the caller writes next (encoding
+        advances the header compressor: nothing else may be written in between)."""
         stream.id = self._next_id
         self._next_id += 2
         self._streams[stream.id] = stream
         self.streams_total += 1
-        self._write_frame(SynStreamFrame(stream.id, headers))
+        return self._encoder.encode(SynStreamFrame(stream.id, headers))
 
     def _reply_overdue(self, stream: SpdyStream) -> None:
         stream._reply_timer = None
