@@ -29,9 +29,11 @@ handshake and an upgrade, portfwd's SPDY sends at once.
 
 Usage: .venv/bin/python bench/tunnel.py [--mb 200] [--connections 500] [--rounds 5]
        [--concurrent 1000] [--halfclose 500] [--settle 60] [--rtt 0] [--only portfwd]
-       [--protocols auto,spdy,v4] [--uvloop]
+       [--protocols auto,spdy,v4] [--uvloop] [--sandbox-loop asyncio|uvloop]
 Note: the sandbox's kubelet side is Python, in the same process as the backends, so every
-forwarder also pays for that hop (a real cluster's kubelet is Go).
+forwarder also pays for that hop (a real cluster's kubelet is Go). With two cores, the client,
+the forwarder and the sandbox share them: `srv/c` is the sandbox's CPU per connection, which
+on asyncio's own loop is more than the forwarder's; `--sandbox-loop uvloop` halves it.
 """
 
 from __future__ import annotations
@@ -51,12 +53,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from kubectl_vs_portfwd import kubectl_process, kubectl_version  # sibling scripts
 from throughput import (
+    SANDBOX_LOOPS,
     cpu_seconds,
     forwarder_process,
     latencies,
     memory_kib,
     percentile,
-    sandbox_process,
+    sandbox_with_pid,
     throughput,
 )
 
@@ -67,6 +70,7 @@ class Row:
     p50: float = 0.0
     p99: float = 0.0
     cpu_per_conn: float = 0.0  # ms of the forwarder's CPU per new connection
+    server_per_conn: float = 0.0  # ms of the sandbox's CPU per new connection (the server side)
     mbps: float = 0.0
     cpu_per_gib: float = 0.0
     rss_serial: float = 0.0
@@ -147,21 +151,27 @@ async def halfclose_echoes(port: int, count: int, size: int = 1_000_000) -> int:
 
 
 async def measure_latency(
-    running: dict[str, tuple[int, int]], connections: int, rounds: int
-) -> tuple[dict[str, list[float]], dict[str, float]]:
-    """Per forwarder, ms per new connection, `connections` in all, taken in turns; and the
-    forwarder's CPU ms per connection over them."""
+    running: dict[str, tuple[int, int]], connections: int, rounds: int, server: int
+) -> tuple[dict[str, list[float]], dict[str, float], dict[str, float]]:
+    """Per forwarder, ms per new connection, `connections` in all, taken in turns; the
+    forwarder's CPU ms per connection over them, and the server's (pid `server`)."""
     samples: dict[str, list[float]] = {name: [] for name in running}
     cpu = dict.fromkeys(running, 0.0)
+    served = dict.fromkeys(running, 0.0)
     for _pid, port in running.values():
         await latencies("127.0.0.1", port, 20)  # warm-up (a session, pooled connections)
     per_round = max(1, connections // rounds)
     for _ in range(rounds):
         for name, (pid, port) in running.items():
-            cpu0 = cpu_seconds(pid)
+            cpu0, server0 = cpu_seconds(pid), cpu_seconds(server)
             samples[name] += [x * 1000 for x in await latencies("127.0.0.1", port, per_round)]
             cpu[name] += cpu_seconds(pid) - cpu0
-    return samples, {name: 1000 * cpu[name] / len(samples[name]) for name in running}
+            served[name] += cpu_seconds(server) - server0
+    return (
+        samples,
+        {name: 1000 * cpu[name] / len(samples[name]) for name in running},
+        {name: 1000 * served[name] / len(samples[name]) for name in running},
+    )
 
 
 async def measure_throughput(
@@ -204,20 +214,21 @@ async def measure_rest(row: Row, pid: int, port: int, args: argparse.Namespace) 
 def print_table(rows: list[Row], args: argparse.Namespace) -> None:
     print(
         f"\n{args.connections} new connections one after another: p50 / p99 (ms), the "
-        f"forwarder's CPU ms per connection; one "
+        f"forwarder's and the sandbox's ({args.sandbox_loop}) CPU ms per connection; one "
         f"connection, {args.mb} MiB each way: MB/s each way and CPU s per GiB moved;\n"
         f"RSS (MiB) after the {args.connections} connections, after {args.concurrent} at once "
         f"(ok: echoed intact), after {args.halfclose} concurrent 1 MB half-closed echoes "
         f"(ok: complete) and {args.settle:g} s later"
     )
     head = (
-        f"  {'':<30}{'p50':>7}{'p99':>7}{'cpu/c':>7}{'MB/s':>7}{'cpu/GiB':>8}{'RSS':>7}"
+        f"  {'':<30}{'p50':>7}{'p99':>7}{'cpu/c':>7}{'srv/c':>7}{'MB/s':>7}{'cpu/GiB':>8}{'RSS':>7}"
         f"{'conc ok':>9}{'RSS':>7}{'half ok':>9}{'RSS':>7}{'later':>7}"
     )
     print(head)
     for r in rows:
         print(
             f"  {r.name:<30}{r.p50:7.2f}{r.p99:7.2f}{r.cpu_per_conn:7.2f}"
+            f"{r.server_per_conn:7.2f}"
             f"{r.mbps:7.0f}{r.cpu_per_gib:8.2f}"
             f"{r.rss_serial:7.1f}{r.concurrent_ok:>9}{r.rss_concurrent:7.1f}"
             f"{r.halfclose_ok:>9}{r.rss_halfclose:7.1f}{r.rss_settled:7.1f}"
@@ -279,15 +290,21 @@ async def main() -> None:
     parser.add_argument("--protocols", default="auto,spdy,v4", help="portfwd protocols to measure")
     parser.add_argument("--uvloop", action="store_true", help="also portfwd auto on asyncio")
     parser.add_argument("--latency-only", action="store_true")
+    parser.add_argument(
+        "--sandbox-loop",
+        choices=sorted(SANDBOX_LOOPS),
+        default="asyncio",
+        help="the event loop the sandbox (the server side) runs on",
+    )
     args = parser.parse_args()
     have_kubectl = shutil.which("kubectl") is not None
     print(
         f"python {sys.version.split()[0]}, {kubectl_version() if have_kubectl else 'no kubectl'}"
         f", {os.cpu_count()} CPUs, loopback, sandbox over TLS, svc/echo, API server RTT "
-        f"{args.rtt:g} ms"
+        f"{args.rtt:g} ms, sandbox on {args.sandbox_loop}"
     )
     async with (
-        sandbox_process() as (direct_kubeconfig, _direct),
+        sandbox_with_pid(args.sandbox_loop) as (direct_kubeconfig, _direct, server),
         delayed(direct_kubeconfig, args.rtt) as kubeconfig,
     ):
         starters: list[tuple[str, contextlib.AbstractAsyncContextManager[tuple[int, int]]]] = []
@@ -305,13 +322,16 @@ async def main() -> None:
             running: dict[str, tuple[int, int]] = {}
             for name, starter in starters:
                 running[name] = await stack.enter_async_context(starter)
-            samples, cpu = await measure_latency(running, args.connections, args.rounds)
+            samples, cpu, served = await measure_latency(
+                running, args.connections, args.rounds, server
+            )
             rows = {
                 name: Row(
                     name,
                     percentile(samples[name], 50),
                     percentile(samples[name], 99),
                     cpu_per_conn=cpu[name],
+                    server_per_conn=served[name],
                 )
                 for name in running
             }

@@ -51,7 +51,7 @@ async def test_the_tunnel_bench_runs_in_a_tiny_mode() -> None:
         str(BENCH / "tunnel.py"),
         *("--mb", "2", "--connections", "6", "--rounds", "2", "--concurrent", "5"),
         *("--halfclose", "5", "--settle", "0", "--only", "portfwd", "--protocols", "auto,v4"),
-        *("--rtt", "4"),
+        *("--rtt", "4", "--sandbox-loop", "uvloop"),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
@@ -71,7 +71,9 @@ async def test_the_tunnel_bench_runs_in_a_tiny_mode() -> None:
     ]
     assert [row.split()[2] for row in rows] == ["auto", "v4"], text
     for row in rows:
-        # p50, p99, CPU per connection, MB/s, cpu/GiB, RSS, then "conc ok" and "half ok":
-        # every echo intact
+        # p50, p99, CPU per connection (the forwarder's, the sandbox's), MB/s, cpu/GiB, RSS,
+        # then "conc ok" and "half ok": every echo intact
         fields = row.split()[3:]
-        assert float(fields[3]) > 0 and fields[6] == "5" and fields[8] == "5", row
+        # (6 connections: the sandbox's CPU, counted in clock ticks, may round to 0)
+        assert float(fields[3]) >= 0 and float(fields[4]) > 0, row
+        assert fields[7] == "5" and fields[9] == "5", row
