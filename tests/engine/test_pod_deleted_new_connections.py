@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import pytest
-import pytest_asyncio
 
 from portfwd.engine.manager import Manager
 from portfwd.engine.model import ForwardSpec, ForwardState
@@ -34,15 +32,6 @@ AFTER = 8  # opened once the delete request was made
 class Echo:
     got: bytes = b""
     error: str = ""
-
-
-@pytest_asyncio.fixture
-async def manager(sandbox: SandboxCluster) -> AsyncIterator[Manager]:
-    mgr = Manager(kubeconfig=str(sandbox.kubeconfig_path))
-    try:
-        yield mgr
-    finally:
-        await asyncio.wait_for(mgr.shutdown(), 10)
 
 
 async def echo(

@@ -3,24 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-
-import pytest_asyncio
 
 from portfwd.engine.events import ForwardChanged
 from portfwd.engine.manager import Manager
 from portfwd.engine.model import ForwardSpec, ForwardState, LogLevel
 from portfwd.sandbox.cluster import SandboxCluster
 from tests.support.wait import eventually
-
-
-@pytest_asyncio.fixture
-async def manager(sandbox: SandboxCluster) -> AsyncIterator[Manager]:
-    mgr = Manager(kubeconfig=str(sandbox.kubeconfig_path))
-    try:
-        yield mgr
-    finally:
-        await asyncio.wait_for(mgr.shutdown(), 10)
 
 
 async def test_service_forward_lifecycle(manager: Manager, sandbox: SandboxCluster) -> None:

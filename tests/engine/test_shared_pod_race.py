@@ -9,25 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator
 
 import pytest
-import pytest_asyncio
 
 from portfwd.engine.manager import Manager
 from portfwd.engine.model import ForwardSpec, ForwardState
 from portfwd.sandbox.cluster import SandboxCluster
 
 PROTOCOLS = ("auto", "spdy", "websocket", "spdy")
-
-
-@pytest_asyncio.fixture
-async def manager(sandbox: SandboxCluster) -> AsyncIterator[Manager]:
-    mgr = Manager(kubeconfig=str(sandbox.kubeconfig_path))
-    try:
-        yield mgr
-    finally:
-        await asyncio.wait_for(mgr.shutdown(), 10)
 
 
 async def _echo(port: int, size: int, half_close: bool, rng: random.Random) -> int:

@@ -5,9 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import Counter
-from collections.abc import AsyncIterator
-
-import pytest_asyncio
 
 from portfwd.engine.manager import Manager
 from portfwd.engine.model import ForwardSpec, ForwardState, LogLevel
@@ -16,15 +13,6 @@ from portfwd.kube.objects import ObjectMeta, Pod
 from portfwd.kube.resolve import Resolution
 from portfwd.sandbox.cluster import SandboxCluster
 from tests.support.wait import eventually
-
-
-@pytest_asyncio.fixture
-async def manager(sandbox: SandboxCluster) -> AsyncIterator[Manager]:
-    mgr = Manager(kubeconfig=str(sandbox.kubeconfig_path))
-    try:
-        yield mgr
-    finally:
-        await asyncio.wait_for(mgr.shutdown(), 10)
 
 
 async def _who(port: int) -> str:

@@ -11,27 +11,15 @@ from __future__ import annotations
 import asyncio
 import socket
 import struct
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-import pytest_asyncio
 
 from portfwd.engine.connections import Connection, Connections
 from portfwd.engine.manager import Manager
 from portfwd.engine.model import ForwardSpec, ForwardState
-from portfwd.sandbox.cluster import SandboxCluster
 from portfwd.tunnel.spdy import SpdySession
 from tests.support.wait import eventually
-
-
-@pytest_asyncio.fixture
-async def manager(sandbox: SandboxCluster) -> AsyncIterator[Manager]:
-    mgr = Manager(kubeconfig=str(sandbox.kubeconfig_path))
-    try:
-        yield mgr
-    finally:
-        await asyncio.wait_for(mgr.shutdown(), 10)
 
 
 async def _active(manager: Manager, protocol: str = "spdy") -> str:
