@@ -1,8 +1,8 @@
 """The client side of a SPDY/3.1 session, as the kubelet's spdystream expects it.
 
 One session per pod carries every connection to it: a new local connection costs two
-SYN_STREAM frames written with its first bytes, no round trip (the replies are not waited
-for; kubectl waits for each). How the peer behaves, and what this side does about it:
+SYN_STREAM frames, written as it is accepted (PodTunnel.open_now) or with its first use, and
+no round trip (the replies are not waited for; kubectl waits for each). How the peer behaves, and what this side does about it:
 
 - **Flow control.** spdystream neither sends WINDOW_UPDATE nor honours windows, so this side
   never waits for credit (a client that did would stall after 64 KiB) and grants none. What
@@ -346,7 +346,7 @@ class SpdySession:
 
     def open_pair(self) -> tuple[SpdyStream, SpdyStream]:
         """(error stream, data stream) for one connection, not on the wire yet: `commit_pair`
-        sends them, with the connection's first bytes (one TLS record, one send)."""
+        sends them, at accept or with the connection's first use."""
         if not self.usable:
             raise SessionLost(self.lost_reason or f"{self.name} is going away")
         data = SpdyStream(self, 0)
