@@ -95,4 +95,4 @@ async def manager(sandbox: SandboxCluster) -> AsyncIterator[Manager]:
     try:
         yield mgr
     finally:
-        await asyncio.wait_for(mgr.shutdown(), 10)
+        await asyncio.wait_for(mgr.shutdown(), 20)

@@ -7,14 +7,11 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-from collections.abc import AsyncIterator
 
 import pytest
-import pytest_asyncio
 
 from portfwd.engine.manager import Manager
 from portfwd.engine.model import ForwardSpec, ForwardState, LogKind
-from portfwd.sandbox.cluster import SandboxCluster
 from tests.support.wait import eventually
 
 pytestmark = pytest.mark.timeout(120)
@@ -29,15 +26,6 @@ REQUESTS = (
     + BODY
     + b"GET /cluster HTTP/1.1\r\nHost: web\r\nConnection: close\r\n\r\n"
 )
-
-
-@pytest_asyncio.fixture
-async def manager(sandbox: SandboxCluster) -> AsyncIterator[Manager]:
-    mgr = Manager(kubeconfig=str(sandbox.kubeconfig_path))
-    try:
-        yield mgr
-    finally:
-        await asyncio.wait_for(mgr.shutdown(), 20)
 
 
 async def _through(port: int, data: bytes) -> bytes:

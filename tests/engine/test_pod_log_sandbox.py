@@ -6,10 +6,8 @@ what was dropped counted."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
-import pytest_asyncio
 
 from portfwd.engine.manager import Manager
 from portfwd.engine.model import ForwardSpec, ForwardState
@@ -40,15 +38,6 @@ TWO_CONTAINERS = {
         }
     ]
 }
-
-
-@pytest_asyncio.fixture
-async def manager(sandbox: SandboxCluster) -> AsyncIterator[Manager]:
-    mgr = Manager(kubeconfig=str(sandbox.kubeconfig_path))
-    try:
-        yield mgr
-    finally:
-        await asyncio.wait_for(mgr.shutdown(), 20)
 
 
 class Reader:

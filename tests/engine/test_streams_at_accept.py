@@ -81,8 +81,9 @@ async def test_streams_of_connections_that_end_at_once_are_given_back(
     manager: Manager,
 ) -> None:
     """Clients that connect and leave without a byte (some with a reset), and a forward
-    stopped while its connections are being accepted: every pair opened at accept ends,
-    and the pod's session (held by a second forward to the same pod) keeps none open."""
+    stopped with connections queued: every pair opened at accept ends, and the pod's
+    session (held by a second forward to the same pod) keeps none open. (The paths where a
+    connection never reaches its task are pinned down in tests/tunnel/test_listener_accept.py.)"""
     first = await _active(manager)
     other = await _active(manager)  # holds the same pod's session once the first stops
     port = manager.get(first).local_port
@@ -102,8 +103,7 @@ async def test_streams_of_connections_that_end_at_once_are_given_back(
         )
     )
 
-    # Queued in the kernel before the loop accepts any: the forward stops while they are
-    # accepted (some are served, some cancelled before their task ran).
+    # Queued in the kernel before the loop accepts any; the forward stops meanwhile.
     queued = [socket.create_connection(("127.0.0.1", port)) for _ in range(30)]
     try:
         await manager.stop(first)

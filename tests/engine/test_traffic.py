@@ -7,10 +7,8 @@ from __future__ import annotations
 import asyncio
 import os
 from collections import deque
-from collections.abc import AsyncIterator
 
 import pytest
-import pytest_asyncio
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -79,15 +77,6 @@ def test_history_leaves_out_the_idle_start() -> None:
 
 
 # -- against the sandbox ----------------------------------------------------------------------
-
-
-@pytest_asyncio.fixture
-async def manager(sandbox: SandboxCluster) -> AsyncIterator[Manager]:
-    mgr = Manager(kubeconfig=str(sandbox.kubeconfig_path))
-    try:
-        yield mgr
-    finally:
-        await asyncio.wait_for(mgr.shutdown(), 20)
 
 
 async def _echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, payload: bytes) -> None:

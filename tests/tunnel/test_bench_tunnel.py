@@ -74,6 +74,6 @@ async def test_the_tunnel_bench_runs_in_a_tiny_mode() -> None:
         # p50, p99, CPU per connection (the forwarder's, the sandbox's), MB/s, cpu/GiB, RSS,
         # then "conc ok" and "half ok": every echo intact
         fields = row.split()[3:]
-        # (6 connections: the sandbox's CPU, counted in clock ticks, may round to 0)
-        assert float(fields[3]) >= 0 and float(fields[4]) > 0, row
+        assert len(fields) == 12, row  # the sandbox's CPU column among them
+        assert float(fields[4]) > 0, row
         assert fields[7] == "5" and fields[9] == "5", row

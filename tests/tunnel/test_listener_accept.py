@@ -5,6 +5,7 @@ accepted connection has its peer's address and Nagle's delay off."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from typing import Any, cast
 
@@ -13,6 +14,7 @@ import pytest
 from portfwd.engine.connections import Connections, Prepared
 from portfwd.engine.model import ForwardSpec, LogKind, LogLevel
 from portfwd.engine.routing import Router
+from portfwd.kube.objects import ObjectMeta, Pod
 from portfwd.kube.resolve import Resolution
 from portfwd.tunnel.addresses import BindAddress
 from portfwd.tunnel.listener import LocalConnection, bind
@@ -111,17 +113,46 @@ async def test_a_connection_that_never_opens_gives_up_what_was_prepared(
         await listeners.close()
 
 
+async def test_a_set_up_dropped_before_it_ran_gives_up_what_was_prepared() -> None:
+    """The listeners close in the loop turn that accepted the connection: its set-up task is
+    cancelled before it ran, so nothing in it ran either; the prepared streams are given
+    up all the same, and the accepted socket is closed."""
+    made: list[Made] = []
+
+    def prepare() -> Made:
+        made.append(Made())
+        return made[-1]
+
+    opened: list[LocalConnection] = []
+    listeners = await bind(LOOPBACK, 0, opened.append, prepare=prepare)
+    client = socket.create_connection(("127.0.0.1", listeners.port))
+    try:
+        (acceptor,) = listeners.acceptors
+        acceptor._ready()  # what the loop runs when the port is readable: accepts the client
+        assert len(made) == 1 and made[0].aborted == 0
+        await listeners.close()  # no turn of the loop in between
+        assert made[0].aborted == 1
+        assert opened == []
+        client.settimeout(10)
+        with contextlib.suppress(ConnectionResetError):
+            assert client.recv(1) == b""  # closed on our side
+    finally:
+        client.close()
+
+
 class Owner:
-    """A forward that no longer accepts connections (it is stopping)."""
+    """A forward: stopping (accepting False) or serving."""
 
     id = "f1"
     namespace = "default"
     reason = ""
     remote_port = 80
     spec = ForwardSpec(target="svc/echo", remote_port=80)
-    accepting = False
     local_port = 8080
     faulty = False
+
+    def __init__(self, accepting: bool = False) -> None:
+        self.accepting = accepting
 
     def add_log(self, level: LogLevel, message: str, kind: LogKind = LogKind.NOTE) -> None:
         pass
@@ -139,13 +170,52 @@ class Owner:
         pass
 
 
-async def test_a_refused_connection_gives_up_its_streams() -> None:
+def _route(pod: str) -> Resolution:
+    return Resolution(Pod(ObjectMeta(pod, "default", uid=pod)), 9000, "", "TCP", ())
+
+
+def _routed(owner: Owner, route: Resolution) -> tuple[Connections, PodTunnel]:
     router = Router()
-    router.tunnel = cast(PodTunnel, object())
-    connections = Connections(Owner(), router)
+    router.use("default", route)
+    tunnel = router.tunnel = cast(PodTunnel, object())
+    return Connections(owner, router), tunnel
+
+
+async def test_a_refused_connection_gives_up_its_streams() -> None:
+    route = _route("web-1")
+    connections, tunnel = _routed(Owner(accepting=False), route)
     made = Made()
-    prepared = Prepared(cast(Resolution, None), cast(TunnelStream, made), 0.0)
-    local = LocalConnection(connections.accept, prepared)
+    local = LocalConnection(
+        connections.accept, Prepared(route, tunnel, cast(TunnelStream, made), 0.0)
+    )
     connections.accept(local)
+    assert made.aborted == 1
+    assert len(connections) == 0
+
+
+async def test_streams_prepared_for_a_pod_the_forward_left_are_given_up() -> None:
+    """Between accept(2) and the transport's set-up the forward moved to another pod: the
+    connection is served as any other (its task opens streams to the new pod)."""
+    connections, tunnel = _routed(Owner(accepting=True), _route("web-2"))
+    made = Made()
+    local = LocalConnection(
+        connections.accept, Prepared(_route("web-1"), tunnel, cast(TunnelStream, made), 0.0)
+    )
+    connections.accept(local)
+    assert made.aborted == 1
+    assert len(connections) == 1  # served, without them
+    await connections.close_all()
+
+
+async def test_streams_of_a_connection_closed_before_its_task_ran_are_given_up() -> None:
+    route = _route("web-1")
+    connections, tunnel = _routed(Owner(accepting=True), route)
+    made = Made()
+    local = LocalConnection(
+        connections.accept, Prepared(route, tunnel, cast(TunnelStream, made), 0.0)
+    )
+    connections.accept(local)
+    assert made.aborted == 0 and len(connections) == 1
+    await connections.close_all()  # its task is cancelled before its first step
     assert made.aborted == 1
     assert len(connections) == 0

@@ -14,7 +14,8 @@ after a pause of :data:`GATHER`, so a run of connections costs it one wake-up an
 not one each. Every wake-up of the thread takes the interpreter lock from the event loop:
 with a 5 ms pause, connections one after another (a new one every ~1 ms) cost 0.05 ms of
 p50 and 0.05 ms of CPU each (bench/tunnel.py --latency-only); with 50 ms, nothing
-measurable. A line is on the terminal at most that much later than its connection.
+measurable. A line reaches the terminal about that much after its connection (later only
+while the terminal does not read).
 """
 
 from __future__ import annotations

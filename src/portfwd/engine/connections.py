@@ -150,12 +150,16 @@ class Connection:
 
 
 class Prepared:
-    """A connection's tunnel streams, opened the moment it was accepted, and their pod."""
+    """A connection's tunnel streams, opened the moment it was accepted, with the route and
+    the tunnel they were opened on."""
 
-    __slots__ = ("route", "stream", "took")
+    __slots__ = ("route", "stream", "took", "tunnel")
 
-    def __init__(self, route: Resolution, stream: TunnelStream, took: float) -> None:
+    def __init__(
+        self, route: Resolution, tunnel: PodTunnel, stream: TunnelStream, took: float
+    ) -> None:
         self.route = route
+        self.tunnel = tunnel
         self.stream = stream
         self.took = took  # seconds the opening took
 
@@ -217,21 +221,25 @@ class Connections:
         )
         if stream is None:
             return None
-        return Prepared(route, stream, time.monotonic() - began)
+        return Prepared(route, tunnel, stream, time.monotonic() - began)
 
     def accept(self, local: LocalConnection) -> None:
         """The listener's callback: serve this connection (or refuse it at once)."""
         fwd = self.forward
         prepared = cast(Prepared | None, local.take_prepared())
-        tunnel = self.router.tunnel
+        router = self.router
+        tunnel = router.tunnel
         coming = fwd.demand()  # a lazy forward wakes: its tunnel is on the way
-        waits = not self.router.routable
-        if prepared is not None and (waits or tunnel is None):
-            prepared.abort()  # the route went away since: served as any other connection
+        waits = not router.routable
+        refused = not fwd.accepting or (tunnel is None and not coming)
+        if prepared is not None and (
+            refused or prepared.route is not router.route or prepared.tunnel is not tunnel
+        ):
+            # Refused, or the forward moved (another pod, another tunnel) since the accept:
+            # the streams are given up, and the connection is served as any other.
+            prepared.abort()
             prepared = None
-        if not fwd.accepting or (tunnel is None and not coming):
-            if prepared is not None:
-                prepared.abort()
+        if refused:
             local.abort()
             return
         port = fwd.local_port
@@ -267,8 +275,9 @@ class Connections:
             task.cancel()
         if tasks:
             await asyncio.wait(tasks)
-        for conn in list(self.open):  # a task cancelled before it ran never took its streams
+        for conn in list(self.open):  # a task cancelled before it ran: its finally never ran
             self._drop_prepared(conn)
+            self.open.discard(conn)
 
     @staticmethod
     def _drop_prepared(conn: Connection) -> None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import logging
 import socket
 from collections import deque
@@ -140,9 +141,7 @@ class LocalConnection(asyncio.BufferedProtocol):
         self.transport = cast(asyncio.Transport, transport)
         self.transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
         if not self.peer:
-            peer = transport.get_extra_info("peername")
-            if isinstance(peer, tuple) and len(peer) >= 2:
-                self.peer = format_host_port(str(peer[0]), int(peer[1]))
+            self.peer = _peer(transport.get_extra_info("peername"))
         self._on_open(self)
 
     def get_buffer(self, sizehint: int) -> memoryview:
@@ -337,6 +336,8 @@ class _Acceptor:
         self._timer: asyncio.TimerHandle | None = None
         self._episode: asyncio.TimerHandle | None = None  # ends the episode when it fires
         self._setups: set[asyncio.Task[None]] = set()
+        # Accepted sockets whose set-up has not started yet (closed if it never does).
+        self._unstarted: dict[LocalConnection, socket.socket] = {}
         self._reading = False
         name = sock.getsockname()
         self.where = format_host_port(str(name[0]), int(name[1]))
@@ -376,7 +377,8 @@ class _Acceptor:
             local = LocalConnection(self._on_connection, prepared, _peer(address))
             task = self._loop.create_task(self._set_up(conn, local))
             self._setups.add(task)
-            task.add_done_callback(self._setups.discard)
+            self._unstarted[local] = conn
+            task.add_done_callback(functools.partial(self._set_up_ended, local))
 
     def _prepared(self) -> Prepared | None:
         if self._prepare is None:
@@ -388,13 +390,21 @@ class _Acceptor:
             return None
 
     async def _set_up(self, conn: socket.socket, local: LocalConnection) -> None:
+        del self._unstarted[local]  # the loop has the socket from here on
         try:
             await self._loop.connect_accepted_socket(lambda: local, conn)
         except OSError:
             conn.close()
-        finally:
-            if local.transport is None:  # failed, or dropped by close(): never opened
-                local._drop_prepared()
+
+    def _set_up_ended(self, local: LocalConnection, task: asyncio.Task[None]) -> None:
+        """Runs for every set-up, also one cancelled by close() before it started (whose
+        body, and any `finally` in it, never runs)."""
+        self._setups.discard(task)
+        conn = self._unstarted.pop(local, None)
+        if conn is not None:
+            conn.close()  # never handed to the loop: nobody else will close it
+        if local.transport is None:  # failed, or dropped by close(): never opened
+            local._drop_prepared()
 
     def _out_of_descriptors(self, exc: OSError) -> None:
         self._pause = PAUSE_FIRST if not self._pause else min(self._pause * 2, PAUSE_MAX)

@@ -382,7 +382,7 @@ class PodTunnel:
         is still sending its first bytes, so the kubelet dials the pod meanwhile (kubectl
         sends them at accept too)."""
         protocol = self._pool._chosen.get(self._chosen_key(namespace))
-        if protocol is None or protocol == "v4":
+        if protocol is None or protocol == "v4" or self._pool._closed:
             return None
         session = self._pool._live_session(self._client, namespace, pod, uid, protocol)
         if session is None:

@@ -2,7 +2,8 @@
 
 One session per pod carries every connection to it: a new local connection costs two
 SYN_STREAM frames, written as it is accepted (PodTunnel.open_now) or with its first use, and
-no round trip (the replies are not waited for; kubectl waits for each). How the peer behaves, and what this side does about it:
+no round trip (the replies are not waited for; kubectl waits for each). How the peer
+behaves, and what this side does about it:
 
 - **Flow control.** spdystream neither sends WINDOW_UPDATE nor honours windows, so this side
   never waits for credit (a client that did would stall after 64 KiB) and grants none. What
