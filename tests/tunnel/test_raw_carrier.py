@@ -76,3 +76,36 @@ async def test_a_large_write_keeps_the_order_of_what_waited() -> None:
     assert transport.writes == [b"1", b"2", big]
     await _turn_over()
     assert transport.writes == [b"1", b"2", big]
+
+
+class ClosingTransport(Transport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.closed = False
+        self.aborted = False
+
+    def close(self) -> None:
+        self.closed = True
+
+    def abort(self) -> None:
+        self.aborted = True
+
+
+async def test_close_sends_what_waited_first_and_abort_drops_it() -> None:
+    closing = RawCarrier(Sink())
+    transport = ClosingTransport()
+    closing.connection_made(transport)  # type: ignore[arg-type]
+    closing.write(b"syn")
+    closing.write(b"fin")
+    closing.close()  # the FIN still goes, before the connection closes
+    assert transport.writes == [b"syn", b"fin"] and transport.closed
+
+    aborting = RawCarrier(Sink())
+    dropped = ClosingTransport()
+    aborting.connection_made(dropped)  # type: ignore[arg-type]
+    aborting.write(b"syn")
+    aborting.write(b"data")
+    aborting.abort()
+    await _turn_over()
+    assert dropped.writes == [b"syn"] and dropped.aborted
+    assert aborting.buffered == 0
