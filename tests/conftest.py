@@ -12,6 +12,7 @@ import pytest
 import pytest_asyncio
 from hypothesis import settings
 
+from portfwd.engine.manager import Manager
 from portfwd.sandbox.cluster import SandboxCluster
 from portfwd.sandbox.fleet import SandboxFleet
 from tests.support.ports import release_held_ports
@@ -31,6 +32,17 @@ async def sandbox() -> AsyncIterator[SandboxCluster]:
         yield cluster
     finally:
         await asyncio.wait_for(cluster.stop(), 30)
+
+
+@pytest_asyncio.fixture
+async def manager(sandbox: SandboxCluster) -> AsyncIterator[Manager]:
+    """A Manager on the `sandbox` cluster, shut down after the test (a module that needs
+    other Manager arguments defines its own)."""
+    mgr = Manager(kubeconfig=str(sandbox.kubeconfig_path))
+    try:
+        yield mgr
+    finally:
+        await asyncio.wait_for(mgr.shutdown(), 20)
 
 
 @pytest_asyncio.fixture

@@ -1,6 +1,5 @@
-"""Engine fixtures: without a cluster, a fake kubelet behind a fake client pool and a
-`resolve` replaced by one that can be made slow or failing; with one, `manager`, a Manager
-on the sandbox cluster, shut down after the test."""
+"""Engine fixtures without a cluster: a fake kubelet behind a fake client pool, and a
+`resolve` replaced by one that can be made slow or failing."""
 
 from __future__ import annotations
 
@@ -19,7 +18,6 @@ from portfwd.errors import ResolveError
 from portfwd.kube.objects import ObjectMeta, Pod
 from portfwd.kube.resolve import Resolution
 from portfwd.kube.targets import Target
-from portfwd.sandbox.cluster import SandboxCluster
 from tests.support.wait import eventually  # noqa: F401  (tests/faults and tests/sandbox import it from here)
 
 from ..tunnel.fakes import FakeClient, FakeKubelet, echo_server
@@ -87,12 +85,3 @@ async def env(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Env]:
         finally:
             await asyncio.wait_for(manager.shutdown(), 10)
             await kubelet.stop()
-
-
-@pytest_asyncio.fixture
-async def manager(sandbox: SandboxCluster) -> AsyncIterator[Manager]:
-    mgr = Manager(kubeconfig=str(sandbox.kubeconfig_path))
-    try:
-        yield mgr
-    finally:
-        await asyncio.wait_for(mgr.shutdown(), 20)

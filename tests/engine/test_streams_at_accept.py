@@ -8,7 +8,6 @@ are given up, or the pod's session would keep them (and the kubelet its pod conn
 
 from __future__ import annotations
 
-import asyncio
 import socket
 import struct
 from typing import Any
@@ -19,6 +18,7 @@ from portfwd.engine.connections import Connection, Connections
 from portfwd.engine.manager import Manager
 from portfwd.engine.model import ForwardSpec, ForwardState
 from portfwd.tunnel.spdy import SpdySession
+from tests.support.echo import echo_once
 from tests.support.wait import eventually
 
 
@@ -27,15 +27,6 @@ async def _active(manager: Manager, protocol: str = "spdy") -> str:
     snap = manager.get(fid)
     assert snap.state is ForwardState.ACTIVE, snap.reason
     return fid
-
-
-async def _echo(port: int, payload: bytes) -> bytes:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        writer.write(payload)
-        return await reader.readexactly(len(payload))
-    finally:
-        writer.close()
 
 
 def _session(manager: Manager) -> SpdySession:
@@ -47,7 +38,7 @@ async def test_the_streams_are_on_the_wire_before_the_connection_is_served(
     manager: Manager, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     port = manager.get(await _active(manager)).local_port
-    assert await _echo(port, b"warm") == b"warm"
+    assert await echo_once(port, b"warm") == b"warm"
     session = _session(manager)
     seen: list[tuple[int, bool]] = []
     serve = Connections._serve
@@ -59,7 +50,7 @@ async def test_the_streams_are_on_the_wire_before_the_connection_is_served(
 
     monkeypatch.setattr(Connections, "_serve", watched)
     before = session.streams_total
-    assert await _echo(port, b"x" * 100) == b"x" * 100
+    assert await echo_once(port, b"x" * 100) == b"x" * 100
     # The error and data streams were opened (ids given, SYN_STREAMs written) at accept.
     assert seen == [(before + 2, True)]
 
@@ -73,7 +64,7 @@ async def test_a_connection_opens_the_session_itself_when_none_is_open(
     session = _session(manager)
     session.close("closed by the test")
     await eventually(lambda: session not in manager.tunnels.sessions())
-    assert await _echo(port, b"after") == b"after"
+    assert await echo_once(port, b"after") == b"after"
     assert _session(manager) is not session
 
 
@@ -87,7 +78,7 @@ async def test_streams_of_connections_that_end_at_once_are_given_back(
     first = await _active(manager)
     other = await _active(manager)  # holds the same pod's session once the first stops
     port = manager.get(first).local_port
-    assert await _echo(port, b"warm") == b"warm"
+    assert await echo_once(port, b"warm") == b"warm"
     session = _session(manager)
 
     total = manager.get(first).stats.connections_total
@@ -113,7 +104,7 @@ async def test_streams_of_connections_that_end_at_once_are_given_back(
 
     await eventually(lambda: session.open_streams == 0)
     assert session.usable
-    assert await _echo(manager.get(other).local_port, b"still") == b"still"
+    assert await echo_once(manager.get(other).local_port, b"still") == b"still"
 
 
 async def test_open_now_opens_only_what_takes_no_waiting(manager: Manager) -> None:

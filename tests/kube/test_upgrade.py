@@ -20,6 +20,7 @@ from portfwd.kube.client import KubeClient
 from portfwd.kube.config import load_connection
 from portfwd.kube.errors import ClusterUnreachable, Forbidden
 from portfwd.sandbox.cluster import SandboxCluster
+from tests.support.echo import echo_once
 
 
 @dataclass
@@ -105,16 +106,6 @@ async def _forward(kubeconfig: Path, protocol: str) -> AsyncIterator[tuple[Manag
         await asyncio.wait_for(manager.shutdown(), 20)
 
 
-async def _echo(port: int, payload: bytes) -> bytes:
-    async with asyncio.timeout(20):
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        try:
-            writer.write(payload)
-            return await reader.readexactly(len(payload))
-        finally:
-            writer.close()
-
-
 @pytest.mark.parametrize("protocol", ["spdy", "websocket"])
 async def test_a_session_goes_through_an_authenticating_connect_proxy(
     sandbox: SandboxCluster, tmp_path: Path, protocol: str
@@ -125,7 +116,7 @@ async def test_a_session_goes_through_an_authenticating_connect_proxy(
         async with _forward(kubeconfig, protocol) as (manager, fid):
             snap = manager.get(fid)
             assert snap.state is ForwardState.ACTIVE, snap.reason
-            assert await _echo(snap.local_port, b"through the proxy") == b"through the proxy"
+            assert await echo_once(snap.local_port, b"through the proxy") == b"through the proxy"
         target = f"127.0.0.1:{sandbox.port}"
         expected = "Basic " + base64.b64encode(b"me:s3cr%t").decode()
         assert (target, expected) in proxy.requests

@@ -32,15 +32,6 @@ Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
 @pytest_asyncio.fixture
-async def manager(sandbox: SandboxCluster) -> AsyncIterator[Manager]:
-    mgr = Manager(kubeconfig=str(sandbox.kubeconfig_path))
-    try:
-        yield mgr
-    finally:
-        await asyncio.wait_for(mgr.shutdown(), 20)
-
-
-@pytest_asyncio.fixture
 async def endpoint(manager: Manager) -> AsyncIterator[MetricsServer]:
     server = MetricsServer(manager.snapshot, manager.open_connections, "127.0.0.1", 0)
     await server.start()

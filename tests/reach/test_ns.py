@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import ssl
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import pytest_asyncio
 
 from portfwd.engine.manager import Manager
 from portfwd.engine.model import ForwardState
@@ -19,15 +18,6 @@ from portfwd.sandbox.cluster import SandboxCluster
 from portfwd.sandbox.fleet import SandboxFleet
 from portfwd.sandbox.topology import ServicePortSpec, ServiceSpec
 from tests.support.wait import eventually
-
-
-@pytest_asyncio.fixture
-async def manager(sandbox: SandboxCluster) -> AsyncIterator[Manager]:
-    mgr = Manager(kubeconfig=str(sandbox.kubeconfig_path))
-    try:
-        yield mgr
-    finally:
-        await asyncio.wait_for(mgr.shutdown(), 20)
 
 
 def _forwarder(

@@ -181,14 +181,19 @@ def _routed(owner: Owner, route: Resolution) -> tuple[Connections, PodTunnel]:
     return Connections(owner, router), tunnel
 
 
+def _accept(connections: Connections, route: Resolution, tunnel: PodTunnel) -> Made:
+    """A connection accepted with streams prepared on `route` over `tunnel` (what the
+    listener hands over); the streams, to see whether they were given up."""
+    made = Made()
+    prepared = Prepared(route, tunnel, cast(TunnelStream, made), 0.0)
+    connections.accept(LocalConnection(connections.accept, prepared))
+    return made
+
+
 async def test_a_refused_connection_gives_up_its_streams() -> None:
     route = _route("web-1")
     connections, tunnel = _routed(Owner(accepting=False), route)
-    made = Made()
-    local = LocalConnection(
-        connections.accept, Prepared(route, tunnel, cast(TunnelStream, made), 0.0)
-    )
-    connections.accept(local)
+    made = _accept(connections, route, tunnel)
     assert made.aborted == 1
     assert len(connections) == 0
 
@@ -197,11 +202,7 @@ async def test_streams_prepared_for_a_pod_the_forward_left_are_given_up() -> Non
     """Between accept(2) and the transport's set-up the forward moved to another pod: the
     connection is served as any other (its task opens streams to the new pod)."""
     connections, tunnel = _routed(Owner(accepting=True), _route("web-2"))
-    made = Made()
-    local = LocalConnection(
-        connections.accept, Prepared(_route("web-1"), tunnel, cast(TunnelStream, made), 0.0)
-    )
-    connections.accept(local)
+    made = _accept(connections, _route("web-1"), tunnel)
     assert made.aborted == 1
     assert len(connections) == 1  # served, without them
     await connections.close_all()
@@ -210,11 +211,7 @@ async def test_streams_prepared_for_a_pod_the_forward_left_are_given_up() -> Non
 async def test_streams_of_a_connection_closed_before_its_task_ran_are_given_up() -> None:
     route = _route("web-1")
     connections, tunnel = _routed(Owner(accepting=True), route)
-    made = Made()
-    local = LocalConnection(
-        connections.accept, Prepared(route, tunnel, cast(TunnelStream, made), 0.0)
-    )
-    connections.accept(local)
+    made = _accept(connections, route, tunnel)
     assert made.aborted == 0 and len(connections) == 1
     await connections.close_all()  # its task is cancelled before its first step
     assert made.aborted == 1

@@ -18,6 +18,7 @@ from portfwd.engine.manager import Manager
 from portfwd.engine.model import ForwardSpec, ForwardState, LogLevel
 from portfwd.sandbox.cluster import SandboxCluster
 from portfwd.tunnel.pool import TunnelPool
+from tests.support.echo import echo_once
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -130,17 +131,6 @@ async def test_a_50_mb_transfer_never_waits_for_window_updates(
     assert received == size and got == sent
 
 
-async def _echo(port: int, payload: bytes) -> bytes:
-    async with asyncio.timeout(60):
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        try:
-            writer.write(payload)
-            await writer.drain()
-            return await reader.readexactly(len(payload))
-        finally:
-            writer.close()
-
-
 @pytest.mark.parametrize("protocol", SPDY)
 async def test_1000_concurrent_connections_share_one_session(
     sandbox: SandboxCluster, forward: Callable[..., Any], protocol: str
@@ -148,7 +138,7 @@ async def test_1000_concurrent_connections_share_one_session(
     fwd = await forward(protocol)
     sessions_before = sandbox.spdy_sessions
     payloads = [os.urandom(1000 + i) for i in range(1000)]
-    results = await asyncio.gather(*(_echo(fwd.port, p) for p in payloads))
+    results = await asyncio.gather(*(echo_once(fwd.port, p, 60) for p in payloads))
     assert results == payloads
     assert sandbox.spdy_sessions == sessions_before  # all on the session opened at start
     assert fwd.manager.tunnels.sessions_opened == 1
@@ -330,7 +320,7 @@ async def test_auto_is_spdy_over_websocket_first(
     fwd = await forward()
     assert "tunnel: SPDY over WebSocket" in fwd.lines()
     assert sandbox.portforward_attempts == ["websocket-spdy"]
-    assert await _echo(fwd.port, b"ping") == b"ping"
+    assert await echo_once(fwd.port, b"ping", 60) == b"ping"
 
 
 async def test_a_server_without_the_websocket_tunnel_falls_back_to_spdy(
@@ -345,7 +335,7 @@ async def test_a_server_without_the_websocket_tunnel_falls_back_to_spdy(
         "websocket-spdy",
         "spdy",
     ]  # refusal replayed
-    assert await _echo(fwd.port, b"ping") == b"ping"
+    assert await echo_once(fwd.port, b"ping", 60) == b"ping"
 
 
 async def test_a_proxy_that_drops_spdy_falls_back_to_v4(
@@ -357,7 +347,7 @@ async def test_a_proxy_that_drops_spdy_falls_back_to_v4(
     assert fwd.manager.get(fwd.fid).state is ForwardState.ACTIVE
     assert "tunnel: v4.channel.k8s.io (one WebSocket per connection)" in fwd.lines()
     assert sandbox.portforward_attempts[:4] == ["websocket-spdy", "websocket-spdy", "spdy", "v4"]
-    assert await _echo(fwd.port, b"ping") == b"ping"
+    assert await echo_once(fwd.port, b"ping", 60) == b"ping"
 
 
 DIAL_FAILED = "error dialing backend: dial tcp 127.0.0.1:10350: connect: connection refused"
@@ -377,7 +367,7 @@ async def test_a_websocket_upgrade_failing_with_500_falls_back_to_spdy(
         "websocket-spdy",
         "spdy",
     ]  # refusal replayed
-    assert await _echo(fwd.port, b"ping") == b"ping"
+    assert await echo_once(fwd.port, b"ping", 60) == b"ping"
 
 
 @pytest.mark.parametrize("protocol", ["websocket", "v4"])
@@ -422,7 +412,7 @@ async def test_create_only_works_through_the_spdy_fallback(
     snap = fwd.manager.get(fwd.fid)
     assert snap.state is ForwardState.ACTIVE, snap.reason
     assert "tunnel: SPDY" in fwd.lines()
-    assert await _echo(fwd.port, b"ping") == b"ping"
+    assert await echo_once(fwd.port, b"ping", 60) == b"ping"
     websocket_only = await forward("websocket", context="sandbox-pf-create")
     snap = websocket_only.manager.get(websocket_only.fid)
     assert snap.state is ForwardState.ERROR
@@ -466,7 +456,7 @@ async def test_a_refused_dial_fails_only_its_connection_and_the_session_stays(
     assert len(warnings) == 100
     assert f"error forwarding port 9000 to pod {pod}, uid : failed to connect" in warnings[0]
     await sandbox.set_backend_refusing("demo", pod, 9000, refusing=False)
-    assert await _echo(fwd.port, b"back") == b"back"
+    assert await echo_once(fwd.port, b"back", 60) == b"back"
     assert fwd.manager.get(fwd.fid).state is ForwardState.ACTIVE
     assert fwd.manager.tunnels.sessions_opened == 1  # the same session throughout
 

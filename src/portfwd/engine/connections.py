@@ -116,7 +116,7 @@ class Connection:
         self.rates: RateRing | None = None  # the rate sampler's, from its first sample
         self.stream_open: float | None = None
         self.first_byte: float | None = None
-        self.prepared: Prepared | None = None  # streams opened at accept, until _serve uses them
+        self.prepared: Prepared | None = None  # streams opened at accept, until _serve takes them
 
     def info(self, second: int) -> ConnectionInfo:
         rates = self.rates.rates(second) if self.rates is not None else (0.0, 0.0, 0.0, 0.0)
@@ -276,14 +276,10 @@ class Connections:
         if tasks:
             await asyncio.wait(tasks)
         for conn in list(self.open):  # a task cancelled before it ran: its finally never ran
-            self._drop_prepared(conn)
             self.open.discard(conn)
-
-    @staticmethod
-    def _drop_prepared(conn: Connection) -> None:
-        prepared, conn.prepared = conn.prepared, None
-        if prepared is not None:
-            prepared.abort()
+            if conn.prepared is not None:
+                conn.prepared.abort()
+                conn.prepared = None
 
     async def _serve(
         self, conn: Connection, tunnel: PodTunnel | None, local_port: int, counted: bool
@@ -291,7 +287,8 @@ class Connections:
         fwd = self.forward
         remote = fwd.remote_port
         try:
-            prepared = conn.prepared
+            # Taken before any await: from here on the pump (or this task's failure) ends it.
+            prepared, conn.prepared = conn.prepared, None
             route = prepared.route if prepared else await self._route_for(conn, local_port, counted)
             if route is None:
                 return
@@ -305,9 +302,8 @@ class Connections:
                 try:
                     began = time.monotonic()
                     if prepared is not None:
-                        stream, conn.prepared = prepared.stream, None
-                        conn.stream_open = prepared.took
-                        prepared = None
+                        stream, conn.stream_open = prepared.stream, prepared.took
+                        prepared = None  # a retry opens anew
                     else:
                         stream = await tunnel.open(
                             fwd.namespace, conn.pod, remote, route.pod.meta.uid
@@ -371,7 +367,6 @@ class Connections:
             log.exception("connection of forward %s failed", fwd.id)
             self._failed(conn, local_port, remote, f"internal error: {exc!r}", INTERNAL)
         finally:
-            self._drop_prepared(conn)
             self.open.discard(conn)
             fwd.counters_changed()
 

@@ -121,7 +121,7 @@ class LocalConnection(asyncio.BufferedProtocol):
         self._on_open = on_open
         self._prepared = prepared
         self.transport: asyncio.Transport | None = None
-        self.peer = peer  # "host:port" of the client
+        self.peer = peer  # "host:port" of the client, as accept(2) gave it
         self._chunks: deque[bytes] = deque()
         self._buffered = 0
         self._eof = False
@@ -140,8 +140,6 @@ class LocalConnection(asyncio.BufferedProtocol):
         # asyncio's, or another loop's (uvloop's are not asyncio.Transport subclasses)
         self.transport = cast(asyncio.Transport, transport)
         self.transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
-        if not self.peer:
-            self.peer = _peer(transport.get_extra_info("peername"))
         self._on_open(self)
 
     def get_buffer(self, sizehint: int) -> memoryview:
